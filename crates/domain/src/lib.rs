@@ -1,0 +1,23 @@
+//! The vocabulary of sms-notify: phone numbers, channels, messages and their status machine,
+//! verifications and their rules, the retry policy.
+//!
+//! Everything here is a value or a pure function. This crate must never do I/O, read the clock,
+//! or depend on a framework (no tokio, sqlx, reqwest, axum): time comes in as an argument, so
+//! every rule can be tested without waiting.
+
+pub mod channel;
+pub mod message;
+pub mod phone;
+pub mod retry;
+pub mod verification;
+
+pub use channel::Channel;
+pub use message::{
+    Attempt, AttemptOutcome, Message, MessageId, MessageStatus, NewMessage, Priority,
+};
+pub use phone::{PhoneNumber, PhoneNumberError};
+pub use retry::RetryPolicy;
+pub use verification::{
+    CheckOutcome, CodeLength, Verification, VerificationCode, VerificationId, VerificationPolicy,
+    VerificationStatus,
+};

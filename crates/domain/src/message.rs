@@ -1,0 +1,320 @@
+//! A message, its status machine, and the record of each attempt to send it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Channel, PhoneNumber, VerificationId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(Uuid);
+
+impl MessageId {
+    /// Time-ordered (UUIDv7), so that ids sort like creation times and index well.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = uuid::Error;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(value).map(Self)
+    }
+}
+
+/// Where a message is in its life. Only the moves [`MessageStatus::can_transition_to`] allows
+/// ever happen, so a late or repeated event cannot move a message backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Stored and waiting for the dispatcher (first try or a retry).
+    Queued,
+    /// Claimed by a dispatcher and handed to the provider.
+    Sending,
+    /// Accepted by the provider.
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    /// A one-time code that could no longer be used by the time it could be sent.
+    Expired,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 7] = [
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Undelivered,
+        MessageStatus::Failed,
+        MessageStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Undelivered => "undelivered",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            MessageStatus::Delivered
+                | MessageStatus::Undelivered
+                | MessageStatus::Failed
+                | MessageStatus::Expired
+        )
+    }
+
+    /// `Sending -> Queued` is the one step back, and only the dispatcher takes it: a retry, or a
+    /// claim released at shutdown.
+    pub fn can_transition_to(self, next: MessageStatus) -> bool {
+        use MessageStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Sending | Failed | Expired)
+                | (Sending, Queued | Sent | Failed | Expired)
+                | (Sent, Delivered | Undelivered | Failed)
+        )
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown message status `{0}`")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for MessageStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        MessageStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+            .ok_or_else(|| UnknownStatus(value.to_owned()))
+    }
+}
+
+/// Dispatch order: one-time codes go before everything else, because a user is waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Priority {
+    Normal,
+    Verification,
+}
+
+impl Priority {
+    /// Stored as a number so that the queue index can order by it, higher first.
+    pub fn rank(self) -> i16 {
+        match self {
+            Priority::Normal => 0,
+            Priority::Verification => 10,
+        }
+    }
+
+    pub fn from_rank(rank: i16) -> Self {
+        if rank >= Priority::Verification.rank() {
+            Priority::Verification
+        } else {
+            Priority::Normal
+        }
+    }
+}
+
+/// What the API accepted and the store must keep before answering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub template: Option<String>,
+    pub body: String,
+    pub segments: u32,
+    pub priority: Priority,
+    /// Name of the API key that asked for it (never the key itself).
+    pub api_key: String,
+    pub idempotency_key: Option<String>,
+    pub verification_id: Option<VerificationId>,
+    /// A message not sent by then is `expired` instead (one-time codes).
+    pub send_before: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub template: Option<String>,
+    /// Emptied once a one-time code's message reaches a final status: the code must not outlive
+    /// its use in the database.
+    pub body: String,
+    pub segments: u32,
+    pub priority: Priority,
+    pub status: MessageStatus,
+    pub api_key: String,
+    pub idempotency_key: Option<String>,
+    pub verification_id: Option<VerificationId>,
+    pub send_before: Option<DateTime<Utc>>,
+    pub provider_sid: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempt_count: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Debug leaves out the body, which may hold a one-time code.
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("channel", &self.channel)
+            .field("template", &self.template)
+            .field("status", &self.status)
+            .field("attempt_count", &self.attempt_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Message {
+    /// Whether the message may no longer be sent because its content has expired.
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        self.send_before.is_some_and(|deadline| now >= deadline)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Sent,
+    /// Failed in a way a later try may fix (network, 5xx, throttling).
+    RetryableError,
+    /// Failed in a way no retry can fix (invalid number, opted out, bad credentials).
+    PermanentError,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::RetryableError => "retryable_error",
+            AttemptOutcome::PermanentError => "permanent_error",
+        }
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = UnknownStatus;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        [
+            AttemptOutcome::Sent,
+            AttemptOutcome::RetryableError,
+            AttemptOutcome::PermanentError,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == value)
+        .ok_or_else(|| UnknownStatus(value.to_owned()))
+    }
+}
+
+/// One call to the provider, whatever came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: AttemptOutcome,
+    pub http_status: Option<u16>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MessageStatus::*;
+
+    #[test]
+    fn a_message_moves_forward_through_sending_to_a_carrier_status() {
+        assert!(Queued.can_transition_to(Sending));
+        assert!(Sending.can_transition_to(Sent));
+        assert!(Sent.can_transition_to(Delivered));
+        assert!(Sent.can_transition_to(Undelivered));
+        assert!(Sent.can_transition_to(Failed));
+    }
+
+    #[test]
+    fn a_retry_puts_a_sending_message_back_in_the_queue() {
+        assert!(Sending.can_transition_to(Queued));
+        assert!(!Sent.can_transition_to(Queued));
+    }
+
+    #[test]
+    fn final_statuses_never_change() {
+        for terminal in [Delivered, Undelivered, Failed, Expired] {
+            assert!(terminal.is_terminal());
+            for next in MessageStatus::ALL {
+                assert!(!terminal.can_transition_to(next), "{terminal} -> {next}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_late_sent_after_delivered_is_not_a_transition() {
+        assert!(!Delivered.can_transition_to(Sent));
+        assert!(!Sent.can_transition_to(Sent));
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in MessageStatus::ALL {
+            assert_eq!(status.as_str().parse::<MessageStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{status}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn verification_codes_outrank_other_messages() {
+        assert!(Priority::Verification.rank() > Priority::Normal.rank());
+        assert_eq!(Priority::from_rank(10), Priority::Verification);
+        assert_eq!(Priority::from_rank(0), Priority::Normal);
+    }
+}

@@ -1,0 +1,274 @@
+//! Destination phone numbers, always in E.164.
+
+use std::fmt;
+
+use phonenumber::metadata::DATABASE;
+use phonenumber::Mode;
+use serde::{Deserialize, Serialize};
+
+/// Longest E.164 number: 15 digits after the `+` (ITU-T E.164, section 6).
+const MAX_E164_DIGITS: usize = 15;
+
+/// A phone number in E.164 form (`+442079460958`), built only by [`PhoneNumber::parse`].
+///
+/// Parsing accepts every number that is *possible* for its country (right country code, a
+/// length the country uses), not only numbers in ranges currently assigned: strict range checks
+/// reject test ranges such as the North American 555 numbers that client teams use, and they
+/// go stale as regulators assign new ranges.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber {
+    e164: String,
+    calling_code: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneNumberError {
+    #[error(
+        "a phone number must be in international form, starting with `+` and the country code"
+    )]
+    MissingPlus,
+    #[error("a phone number may contain only digits, spaces, dots, dashes and parentheses")]
+    InvalidCharacters,
+    #[error("a phone number has at most 15 digits")]
+    TooLong,
+    #[error("`+{0}` is not a country calling code")]
+    UnknownCountryCode(String),
+    #[error("this number has the wrong length for its country")]
+    ImpossibleLength,
+    #[error("this is not a phone number")]
+    Unparseable,
+}
+
+impl PhoneNumber {
+    pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        let trimmed = input.trim();
+        let rest = trimmed
+            .strip_prefix('+')
+            .ok_or(PhoneNumberError::MissingPlus)?;
+        // Checked before the library sees the text: it would read vanity letters
+        // (`1-800-FLOWERS`) and extensions as digits.
+        if !rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
+        {
+            return Err(PhoneNumberError::InvalidCharacters);
+        }
+        let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() > MAX_E164_DIGITS {
+            return Err(PhoneNumberError::TooLong);
+        }
+        let parsed = phonenumber::parse(None, trimmed).map_err(|error| match error {
+            phonenumber::ParseError::InvalidCountryCode => {
+                PhoneNumberError::UnknownCountryCode(digits.chars().take(3).collect())
+            }
+            _ => PhoneNumberError::Unparseable,
+        })?;
+        let calling_code = parsed.code().value();
+        let national = parsed.national().to_string();
+        let regions = DATABASE
+            .by_code(&calling_code)
+            .ok_or_else(|| PhoneNumberError::UnknownCountryCode(calling_code.to_string()))?;
+        let length = national.len() as u16;
+        let possible = regions
+            .iter()
+            .any(|region| possible_lengths(region).any(|possible| possible == length));
+        if !possible {
+            return Err(PhoneNumberError::ImpossibleLength);
+        }
+        Ok(Self {
+            e164: parsed.format().mode(Mode::E164).to_string(),
+            calling_code,
+        })
+    }
+
+    /// `+442079460958`.
+    pub fn as_str(&self) -> &str {
+        &self.e164
+    }
+
+    /// The country calling code without the `+` (44 for the UK, 1 for all of North America).
+    pub fn calling_code(&self) -> u16 {
+        self.calling_code
+    }
+
+    /// The ISO 3166 country of the number when the library can tell it (North American
+    /// numbers outside assigned ranges share `+1` and are attributed to its main country, US).
+    pub fn country(&self) -> Option<String> {
+        let parsed = phonenumber::parse(None, &self.e164).ok()?;
+        parsed
+            .country()
+            .id()
+            .map(|id| id.as_ref().to_owned())
+            .or_else(|| {
+                DATABASE.by_code(&self.calling_code).and_then(|regions| {
+                    regions
+                        .iter()
+                        .find(|region| region.is_main_country_for_code())
+                        .or(regions.first())
+                        .map(|region| region.id().to_owned())
+                })
+            })
+    }
+
+    /// The form that may appear in logs: country code and area kept, the middle hidden, the
+    /// last four digits kept (`+1555***4567`), enough to tell numbers apart in an incident.
+    pub fn masked(&self) -> String {
+        mask(&self.e164)
+    }
+}
+
+/// Every national-number length the country uses for any kind of number. The metadata keeps
+/// them per kind (mobile, fixed line, ...) and leaves the general list empty.
+fn possible_lengths(region: &phonenumber::Metadata) -> impl Iterator<Item = u16> + '_ {
+    let descriptors = region.descriptors();
+    [
+        Some(descriptors.general()),
+        descriptors.fixed_line(),
+        descriptors.mobile(),
+        descriptors.toll_free(),
+        descriptors.premium_rate(),
+        descriptors.shared_cost(),
+        descriptors.personal_number(),
+        descriptors.voip(),
+        descriptors.pager(),
+        descriptors.uan(),
+        descriptors.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|descriptor| descriptor.possible_length().iter().copied())
+}
+
+/// Masks any E.164-looking text the way [`PhoneNumber::masked`] does; for numbers that arrive
+/// from outside (callbacks) before they are parsed.
+pub fn mask(e164: &str) -> String {
+    let chars: Vec<char> = e164.chars().collect();
+    if chars.len() <= 8 {
+        return "***".to_owned();
+    }
+    let head: String = chars[..5].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.e164)
+    }
+}
+
+/// Debug is masked so that a stray `{:?}` in a log line cannot leak a number.
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = PhoneNumberError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(number: PhoneNumber) -> Self {
+        number.e164
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_seed_example_in_the_fictional_555_range() {
+        let number = PhoneNumber::parse("+15551234567").unwrap();
+        assert_eq!(number.as_str(), "+15551234567");
+        assert_eq!(number.calling_code(), 1);
+        assert_eq!(number.country().as_deref(), Some("US"));
+    }
+
+    #[test]
+    fn normalises_spaces_and_punctuation_to_e164() {
+        let number = PhoneNumber::parse("+44 20 7946 0958").unwrap();
+        assert_eq!(number.as_str(), "+442079460958");
+        assert_eq!(number.country().as_deref(), Some("GB"));
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-0100").unwrap().as_str(),
+            "+14155550100"
+        );
+    }
+
+    #[test]
+    fn keeps_leading_zeros_of_italian_numbers() {
+        assert_eq!(
+            PhoneNumber::parse("+39 06 1234 5678").unwrap().as_str(),
+            "+390612345678"
+        );
+    }
+
+    #[test]
+    fn rejects_a_number_without_country_code() {
+        assert_eq!(
+            PhoneNumber::parse("5551234567"),
+            Err(PhoneNumberError::MissingPlus)
+        );
+    }
+
+    #[test]
+    fn rejects_a_number_too_short_for_its_country() {
+        assert!(PhoneNumber::parse("+1 555 123").is_err());
+    }
+
+    #[test]
+    fn rejects_letters() {
+        assert_eq!(
+            PhoneNumber::parse("+1800FLOWERS"),
+            Err(PhoneNumberError::InvalidCharacters)
+        );
+        assert_eq!(
+            PhoneNumber::parse("+1555abc4567"),
+            Err(PhoneNumberError::InvalidCharacters)
+        );
+    }
+
+    #[test]
+    fn rejects_more_than_fifteen_digits() {
+        assert_eq!(
+            PhoneNumber::parse("+1234567890123456"),
+            Err(PhoneNumberError::TooLong)
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_country_codes() {
+        assert!(matches!(
+            PhoneNumber::parse("+9991234567"),
+            Err(PhoneNumberError::UnknownCountryCode(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_empty_and_garbage() {
+        assert!(PhoneNumber::parse("").is_err());
+        assert!(PhoneNumber::parse("+").is_err());
+        assert!(PhoneNumber::parse("+--").is_err());
+    }
+
+    #[test]
+    fn masks_the_middle_of_the_number_in_logs() {
+        let number = PhoneNumber::parse("+15551234567").unwrap();
+        assert_eq!(number.masked(), "+1555***4567");
+        assert_eq!(format!("{number:?}"), "PhoneNumber(+1555***4567)");
+    }
+
+    #[test]
+    fn deserialises_only_valid_numbers() {
+        let number: PhoneNumber = serde_json::from_str("\"+44 20 7946 0958\"").unwrap();
+        assert_eq!(number.as_str(), "+442079460958");
+        assert!(serde_json::from_str::<PhoneNumber>("\"12\"").is_err());
+    }
+}
