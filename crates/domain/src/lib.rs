@@ -18,6 +18,6 @@ pub use message::{
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use retry::RetryPolicy;
 pub use verification::{
-    CheckOutcome, CodeLength, Verification, VerificationCode, VerificationId, VerificationPolicy,
-    VerificationStatus,
+    CheckOutcome, CodeHash, CodeLength, ResendRefusal, Verification, VerificationCode,
+    VerificationId, VerificationPolicy, VerificationStatus,
 };

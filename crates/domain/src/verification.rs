@@ -157,6 +157,27 @@ impl fmt::Debug for VerificationCode {
     }
 }
 
+/// A code as the store keeps it: a keyed hash (HMAC-SHA256 with the server's pepper), never the
+/// code itself, so that a database dump does not hand out valid codes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodeHash(Vec<u8>);
+
+impl CodeHash {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CodeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeHash(<redacted>)")
+    }
+}
+
 /// The limits every verification is held to. Defaults follow Twilio Verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerificationPolicy {

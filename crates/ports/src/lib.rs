@@ -1,1 +1,29 @@
-//! placeholder
+//! The ports of the hexagon: what the use cases need from the outside world, as async traits
+//! that speak only domain types.
+//!
+//! Adapters (`adapters-*`) implement these traits; `app` wires them together. This crate must
+//! never depend on an adapter, a database driver, an HTTP client or a web framework. With the
+//! `mocks` feature every trait has a mockall mock; with `testkit`, the conformance tests that
+//! every store adapter must pass.
+
+mod clock;
+mod provider;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, CodeGenerator};
+pub use provider::{
+    OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
+};
+pub use store::{
+    ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError,
+    VerificationStore,
+};
+
+#[cfg(feature = "mocks")]
+pub use clock::{MockClock, MockCodeGenerator};
+#[cfg(feature = "mocks")]
+pub use provider::MockSmsProvider;
+#[cfg(feature = "mocks")]
+pub use store::{MockMessageStore, MockVerificationStore};

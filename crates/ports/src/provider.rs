@@ -1,0 +1,88 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{Channel, MessageId, PhoneNumber};
+
+/// One message on its way to a provider.
+#[derive(Clone, PartialEq)]
+pub struct OutboundMessage {
+    pub message_id: MessageId,
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub body: String,
+    /// How long the provider may keep trying before the content is useless (a one-time code's
+    /// remaining lifetime). `None`: no limit.
+    pub validity: Option<Duration>,
+    /// The body holds a secret (a one-time code) and must never be logged.
+    pub sensitive: bool,
+}
+
+impl std::fmt::Debug for OutboundMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundMessage")
+            .field("message_id", &self.message_id)
+            .field("to", &self.to)
+            .field("channel", &self.channel)
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Price {
+    /// As the provider reports it (Twilio: a negative decimal string such as `-0.00750`).
+    pub amount: String,
+    pub currency: String,
+}
+
+/// What the provider says when it has accepted a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderReceipt {
+    /// The provider's id for the message (Twilio's `SM...` SID).
+    pub provider_sid: String,
+    pub segments: Option<u32>,
+    pub price: Option<Price>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderErrorKind {
+    /// A later attempt may succeed: network trouble, timeouts, 5xx, throttling.
+    Retryable,
+    /// No attempt will succeed: invalid or unreachable number, opted out, bad credentials.
+    Permanent,
+}
+
+/// A failed send, classified by the adapter so that the dispatcher can decide without knowing
+/// the provider.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ProviderErrorKind,
+    pub http_status: Option<u16>,
+    /// The provider's own error code (Twilio: `21211`).
+    pub code: Option<String>,
+    pub message: String,
+    pub more_info: Option<String>,
+    /// How long the provider asked us to wait (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ProviderErrorKind::Retryable
+    }
+}
+
+/// Sends one SMS or WhatsApp message. The seed's `sendSms(to, message)`.
+///
+/// # Errors
+/// A [`ProviderError`] whose `kind` says whether retrying can help. Implementations never retry
+/// by themselves: the dispatcher owns the retry policy.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait SmsProvider: Send + Sync {
+    /// A short name for logs, metrics and attempt records (`twilio`, `console`).
+    fn name(&self) -> &'static str;
+
+    async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError>;
+}

@@ -1,0 +1,187 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Attempt, CodeHash, Message, MessageId, MessageStatus, NewMessage, PhoneNumber, Verification,
+    VerificationId, VerificationStatus,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or failed; the operation may succeed later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored row no longer reads back as a domain value (a bug or a manual edit).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// The answer to an enqueue: the new message, or the one stored earlier under the same
+/// idempotency key (which is never enqueued twice).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    Created(Message),
+    Existing(Message),
+}
+
+impl Enqueued {
+    pub fn message(&self) -> &Message {
+        match self {
+            Enqueued::Created(message) | Enqueued::Existing(message) => message,
+        }
+    }
+
+    pub fn into_message(self) -> Message {
+        match self {
+            Enqueued::Created(message) | Enqueued::Existing(message) => message,
+        }
+    }
+}
+
+/// Proof that a dispatcher holds a message's lease; finishing with a stale token (the lease ran
+/// out and another worker claimed the message) changes nothing. Opaque: 128 unique bits
+/// chosen by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken(pub u128);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedMessage {
+    pub message: Message,
+    pub claim: ClaimToken,
+}
+
+/// How an attempt ended, as the dispatcher decided from the provider's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DispatchOutcome {
+    Sent {
+        provider_sid: String,
+        segments: Option<u32>,
+    },
+    Retry {
+        at: DateTime<Utc>,
+        error_code: Option<String>,
+        error_message: String,
+    },
+    Failed {
+        error_code: Option<String>,
+        error_message: String,
+    },
+    /// A one-time code whose verification ended before it could be sent.
+    Expired,
+}
+
+impl DispatchOutcome {
+    pub fn status(&self) -> MessageStatus {
+        match self {
+            DispatchOutcome::Sent { .. } => MessageStatus::Sent,
+            DispatchOutcome::Retry { .. } => MessageStatus::Queued,
+            DispatchOutcome::Failed { .. } => MessageStatus::Failed,
+            DispatchOutcome::Expired => MessageStatus::Expired,
+        }
+    }
+}
+
+/// The durable queue of messages.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the database fails; callers treat it as temporary.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Stores a `queued` message, durably, before the caller answers its client. A message
+    /// with the idempotency key of an earlier one from the same API key is not stored: the
+    /// earlier one is returned.
+    async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError>;
+
+    async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
+
+    /// The attempts made for a message, oldest first.
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Claims up to `limit` messages due at `now`: `queued` ones whose next attempt is due, and
+    /// `sending` ones whose lease has run out (their worker died). Highest priority first, then
+    /// oldest. Each claimed message is `sending`, leased until `now + lease`, and its attempt
+    /// count already includes the attempt about to be made, so that a crash loop still uses up
+    /// attempts. No two concurrent callers get the same message.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+
+    /// Records how a claimed message's attempt ended and moves the message to the outcome's
+    /// status, releasing the claim. `attempt` is `None` when no provider call was made
+    /// (expired before sending). Returns `false`, changing nothing, when the claim is no
+    /// longer held.
+    async fn finish(
+        &self,
+        claim: ClaimToken,
+        id: MessageId,
+        attempt: Option<Attempt>,
+        outcome: DispatchOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// When the earliest `queued` message becomes due, so that an idle dispatcher can sleep
+    /// until then instead of polling.
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// Verifications and the hashes of their codes.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the database fails.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait VerificationStore: Send + Sync {
+    /// Stores a new verification, the hash of its first code and the message that carries the
+    /// code, in one transaction: there is never a verification whose code was not queued.
+    async fn create(
+        &self,
+        verification: &Verification,
+        code: CodeHash,
+        message: NewMessage,
+    ) -> Result<Message, StoreError>;
+
+    async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError>;
+
+    /// The pending, unexpired verification for this number started by this API key, if any.
+    async fn find_pending(
+        &self,
+        to: &PhoneNumber,
+        api_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Verification>, StoreError>;
+
+    /// Adds another code to a pending verification and queues its message, in one transaction,
+    /// if the verification is still pending at `now`, has sends left and was last sent no later
+    /// than `last_sent_before`. Earlier codes stay valid. `None`: refused, nothing stored.
+    async fn add_code(
+        &self,
+        id: VerificationId,
+        code: CodeHash,
+        message: NewMessage,
+        now: DateTime<Utc>,
+        last_sent_before: DateTime<Utc>,
+    ) -> Result<Option<(Verification, Message)>, StoreError>;
+
+    /// Counts one check, atomically, if the verification is pending at `now` and has attempts
+    /// left; returns it as counted, with the hashes of all its codes. `None`: the check was not
+    /// counted (no longer pending, expired, or out of attempts) and must not approve.
+    async fn count_check(
+        &self,
+        id: VerificationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError>;
+
+    /// Moves a pending verification to `status`. Returns `false` when it was no longer pending,
+    /// so that of two concurrent approvals exactly one wins.
+    async fn conclude(
+        &self,
+        id: VerificationId,
+        status: VerificationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! Conformance tests every store adapter runs. (Filled in with the store adapters.)
