@@ -1,1 +1,262 @@
-//! placeholder
+//! SMS text: Handlebars templates from `templates/*.hbs`, rendered strictly and without HTML
+//! escaping, and the GSM-7 / UCS-2 segment arithmetic that decides what a message costs.
+//!
+//! Must not depend on any adapter, database, HTTP client or framework: rendering is pure once
+//! the templates are loaded.
+
+mod segments;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use handlebars::{Handlebars, RenderErrorReason};
+
+pub use segments::{analyze, Encoding, SegmentInfo};
+
+/// The template every one-time code is sent with.
+pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
+
+/// Templates that ship inside the binary, so the service runs from any directory. Files in
+/// the configured directory override them by name.
+const BUILT_IN: &[(&str, &str)] = &[(
+    TWO_FACTOR_AUTH,
+    include_str!("../../../templates/two-factor-auth.hbs"),
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read templates from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("template `{name}` does not compile: {reason}")]
+    Syntax { name: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("unknown template `{0}`")]
+    UnknownTemplate(String),
+    #[error("template `{template}` needs the variable `{variable}`")]
+    MissingVariable { template: String, variable: String },
+    #[error("template `{template}` could not be rendered: {reason}")]
+    Failed { template: String, reason: String },
+}
+
+/// The loaded templates, ready to render. Cheap to share behind an `Arc`.
+pub struct Templates {
+    registry: Handlebars<'static>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Templates {
+    /// Only the templates compiled into the binary.
+    pub fn built_in() -> Result<Self, LoadError> {
+        let mut templates = Self::empty();
+        for (name, source) in BUILT_IN {
+            templates.add(name, source)?;
+        }
+        Ok(templates)
+    }
+
+    /// The built-in templates, overridden and extended by every `NAME.hbs` in `dir`. A
+    /// localised variant is `NAME.LOCALE.hbs` (`two-factor-auth.fr.hbs`), registered as
+    /// `NAME.LOCALE`.
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let mut templates = Self::built_in()?;
+        let read_error = |source| LoadError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_error)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read_error)?;
+        paths.sort();
+        for path in paths {
+            if path.extension().and_then(|e| e.to_str()) != Some("hbs") {
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            templates.add(name, &source)?;
+        }
+        Ok(templates)
+    }
+
+    fn empty() -> Self {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        // SMS is plain text: `&`, `<` and `'` must arrive as typed, not as HTML entities.
+        registry.register_escape_fn(handlebars::no_escape);
+        Self {
+            registry,
+            sources: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, name: &str, source: &str) -> Result<(), LoadError> {
+        // Editors end files with a newline; an SMS must not (it would cost a character).
+        let source = source.trim_end_matches(['\n', '\r']);
+        self.registry
+            .register_template_string(name, source)
+            .map_err(|error| LoadError::Syntax {
+                name: name.to_owned(),
+                reason: error.to_string(),
+            })?;
+        self.sources.insert(name.to_owned(), source.to_owned());
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.sources.contains_key(name)
+    }
+
+    /// Template names in order, localised variants included.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    /// The most specific template for `locale`: `NAME.LOCALE`, then `NAME.LANGUAGE` (for
+    /// `pt-BR`, `pt`), then `NAME`.
+    pub fn resolve(&self, name: &str, locale: Option<&str>) -> Option<String> {
+        if let Some(locale) = locale {
+            let language = locale.split(['-', '_']).next().unwrap_or(locale);
+            for candidate in [format!("{name}.{locale}"), format!("{name}.{language}")] {
+                if self.contains(&candidate) {
+                    return Some(candidate);
+                }
+            }
+        }
+        self.contains(name).then(|| name.to_owned())
+    }
+
+    pub fn render(&self, name: &str, data: &serde_json::Value) -> Result<String, RenderError> {
+        if !self.contains(name) {
+            return Err(RenderError::UnknownTemplate(name.to_owned()));
+        }
+        self.registry
+            .render(name, data)
+            .map_err(|error| match error.reason() {
+                RenderErrorReason::MissingVariable(variable) => RenderError::MissingVariable {
+                    template: name.to_owned(),
+                    variable: variable.clone().unwrap_or_default(),
+                },
+                reason => RenderError::Failed {
+                    template: name.to_owned(),
+                    reason: reason.to_string(),
+                },
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn two_factor_auth_renders_the_agreed_text() {
+        let templates = Templates::built_in().unwrap();
+        let text = templates
+            .render(
+                TWO_FACTOR_AUTH,
+                &json!({"code": "123456", "expiryMinutes": 10}),
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "Your Smarter Firms verification code is: 123456. This code will expire in 10 minutes. Do not share this code with anyone."
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_naming_it() {
+        let templates = Templates::built_in().unwrap();
+        let error = templates
+            .render(TWO_FACTOR_AUTH, &json!({"code": "123456"}))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            RenderError::MissingVariable {
+                template: TWO_FACTOR_AUTH.into(),
+                variable: "expiryMinutes".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_template_is_an_error_naming_it() {
+        let templates = Templates::built_in().unwrap();
+        assert_eq!(
+            templates.render("welcome", &json!({})),
+            Err(RenderError::UnknownTemplate("welcome".into()))
+        );
+    }
+
+    #[test]
+    fn text_is_not_html_escaped() {
+        let mut templates = Templates::empty();
+        templates.add("note", "{{text}}\n").unwrap();
+        let text = templates
+            .render(
+                "note",
+                &json!({"text": "Tom & Jerry <3 O'Brien \"quoted\""}),
+            )
+            .unwrap();
+        assert_eq!(text, "Tom & Jerry <3 O'Brien \"quoted\"");
+    }
+
+    #[test]
+    fn a_directory_adds_templates_and_locales_and_overrides_built_ins() {
+        let dir = std::env::temp_dir().join(format!("sms-notify-templates-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("welcome.hbs"), "Hi {{name}}\n").unwrap();
+        std::fs::write(dir.join("two-factor-auth.fr.hbs"), "Votre code : {{code}}").unwrap();
+        std::fs::write(dir.join("README.txt"), "not a template").unwrap();
+        let templates = Templates::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(
+            templates.names().collect::<Vec<_>>(),
+            ["two-factor-auth", "two-factor-auth.fr", "welcome"]
+        );
+        assert_eq!(
+            templates
+                .render("welcome", &json!({"name": "Ada"}))
+                .unwrap(),
+            "Hi Ada"
+        );
+        assert_eq!(
+            templates.resolve(TWO_FACTOR_AUTH, Some("fr-CA")).as_deref(),
+            Some("two-factor-auth.fr")
+        );
+        assert_eq!(
+            templates.resolve(TWO_FACTOR_AUTH, Some("de")).as_deref(),
+            Some(TWO_FACTOR_AUTH)
+        );
+        assert_eq!(templates.resolve("nope", None), None);
+    }
+
+    #[test]
+    fn a_template_that_does_not_compile_names_itself() {
+        let mut templates = Templates::empty();
+        let error = templates.add("broken", "{{#if}}").unwrap_err();
+        assert!(error.to_string().contains("`broken`"), "{error}");
+    }
+
+    #[test]
+    fn the_repository_templates_directory_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        assert!(Templates::load(&dir).unwrap().contains(TWO_FACTOR_AUTH));
+    }
+}

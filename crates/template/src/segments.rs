@@ -1,0 +1,116 @@
+//! How many SMS segments a text costs. Carriers bill per segment: a single GSM-7 segment holds
+//! 160 characters, but one character outside GSM-7 switches the whole message to UCS-2 and 70.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    #[serde(rename = "GSM-7")]
+    Gsm7,
+    #[serde(rename = "UCS-2")]
+    Ucs2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SegmentInfo {
+    pub encoding: Encoding,
+    /// Characters as a person counts them.
+    pub characters: usize,
+    pub segments: u32,
+}
+
+/// The GSM 03.38 default alphabet (one septet each).
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The extension table: each costs two septets (escape + character).
+const GSM7_EXTENDED: &str = "\u{0C}^{}\\[~]|€";
+
+/// Single-segment capacity, then per-segment capacity once a concatenation header (UDH) is
+/// needed, in septets (GSM-7) or UTF-16 code units (UCS-2).
+const GSM7_SINGLE: usize = 160;
+const GSM7_MULTI: usize = 153;
+const UCS2_SINGLE: usize = 70;
+const UCS2_MULTI: usize = 67;
+
+pub fn analyze(text: &str) -> SegmentInfo {
+    let characters = text.chars().count();
+    let septets: Option<usize> = text
+        .chars()
+        .map(|c| {
+            if GSM7_BASIC.contains(c) {
+                Some(1)
+            } else if GSM7_EXTENDED.contains(c) {
+                Some(2)
+            } else {
+                None
+            }
+        })
+        .sum();
+    let (encoding, units, single, multi) = match septets {
+        Some(septets) => (Encoding::Gsm7, septets, GSM7_SINGLE, GSM7_MULTI),
+        None => (
+            Encoding::Ucs2,
+            text.encode_utf16().count(),
+            UCS2_SINGLE,
+            UCS2_MULTI,
+        ),
+    };
+    let segments = if units <= single {
+        1
+    } else {
+        units.div_ceil(multi)
+    };
+    SegmentInfo {
+        encoding,
+        characters,
+        segments: u32::try_from(segments).unwrap_or(u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_up_to_160_characters_is_one_gsm7_segment() {
+        let info = analyze(&"a".repeat(160));
+        assert_eq!(info.encoding, Encoding::Gsm7);
+        assert_eq!(info.segments, 1);
+        assert_eq!(analyze(&"a".repeat(161)).segments, 2);
+        assert_eq!(analyze(&"a".repeat(306)).segments, 2);
+        assert_eq!(analyze(&"a".repeat(307)).segments, 3);
+    }
+
+    #[test]
+    fn extension_characters_count_twice() {
+        let info = analyze(&"€".repeat(80));
+        assert_eq!(info.encoding, Encoding::Gsm7);
+        assert_eq!(info.characters, 80);
+        assert_eq!(info.segments, 1);
+        assert_eq!(analyze(&"€".repeat(81)).segments, 2);
+    }
+
+    #[test]
+    fn one_character_outside_gsm7_switches_to_ucs2() {
+        let info = analyze(&format!("{}é✓", "a".repeat(68)));
+        assert_eq!(info.encoding, Encoding::Ucs2);
+        assert_eq!(info.segments, 1);
+        assert_eq!(analyze(&format!("{}✓", "a".repeat(70))).segments, 2);
+        assert_eq!(analyze(&"✓".repeat(134)).segments, 2);
+        assert_eq!(analyze(&"✓".repeat(135)).segments, 3);
+    }
+
+    #[test]
+    fn emoji_take_two_ucs2_units() {
+        let info = analyze(&"😀".repeat(35));
+        assert_eq!(info.characters, 35);
+        assert_eq!(info.segments, 1);
+        assert_eq!(analyze(&"😀".repeat(36)).segments, 2);
+    }
+
+    #[test]
+    fn the_two_factor_message_is_one_segment() {
+        let text = "Your Smarter Firms verification code is: 123456. This code will expire in 10 minutes. Do not share this code with anyone.";
+        assert_eq!(analyze(text).segments, 1);
+    }
+}
