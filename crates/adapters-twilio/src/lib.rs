@@ -1,1 +1,22 @@
-//! placeholder
+//! The Twilio adapter: sends SMS and WhatsApp messages through Twilio's Programmable Messaging
+//! REST API (implementing [`ports::SmsProvider`]), and checks and reads the status callbacks
+//! Twilio posts back.
+//!
+//! The adapter never retries: it classifies every failure as retryable or permanent in a
+//! [`ports::ProviderError`] and leaves the retry policy to the dispatcher. Twilio's wire types
+//! stay private here; only domain and port types cross the boundary.
+//!
+//! This crate must never depend on a web framework (no axum), a database (no sqlx) or on `app`:
+//! the HTTP handler that receives callbacks lives in `app` and calls [`validate_signature`] and
+//! [`parse_status_callback`] with plain strings.
+
+mod config;
+mod provider;
+mod signature;
+mod status_callback;
+mod wire;
+
+pub use config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
+pub use provider::TwilioSmsProvider;
+pub use signature::validate_signature;
+pub use status_callback::{parse_status_callback, StatusCallback, StatusCallbackError};

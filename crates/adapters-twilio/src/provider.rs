@@ -1,0 +1,316 @@
+//! Sending a message: one `POST` to the Messages resource, and the classification of whatever
+//! comes back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{Channel, PhoneNumber};
+use ports::{
+    OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
+};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
+use crate::wire::{ErrorBody, MessageResource, NumberOrString};
+
+const USER_AGENT: &str = concat!("sms-notify/", env!("CARGO_PKG_VERSION"));
+
+/// `ValidityPeriod` bounds, in seconds, from Twilio's API description ("integers from 1 to
+/// 36000").
+const MIN_VALIDITY_SECS: u64 = 1;
+const MAX_VALIDITY_SECS: u64 = 36_000;
+
+/// Twilio's "Too Many Requests" error code: the account or sender is throttled.
+const TOO_MANY_REQUESTS_CODE: &str = "20429";
+
+/// Codes that no retry can fix, whatever HTTP status they come with: authentication failed
+/// (20003), invalid `To` (21211), region not enabled (21408), recipient opted out (21610),
+/// unreachable route (21612), not a mobile number (21614), unverified number on a trial account
+/// (21608).
+const PERMANENT_CODES: [&str; 7] = [
+    "20003", "21211", "21408", "21610", "21612", "21614", "21608",
+];
+
+/// Sends through Twilio's Messages resource. Owns one pooled HTTP client: build one and share it.
+#[derive(Debug)]
+pub struct TwilioSmsProvider {
+    client: reqwest::Client,
+    messages_url: Url,
+    username: String,
+    password: SecretString,
+    sender: TwilioSender,
+    status_callback_url: Option<Url>,
+    request_timeout: Duration,
+}
+
+impl TwilioSmsProvider {
+    /// Checks the configuration and builds the HTTP client.
+    ///
+    /// # Errors
+    /// A [`TwilioConfigError`] naming what is wrong: a malformed SID, a base URL that cannot hold
+    /// the API path, or an HTTP client that could not be built.
+    pub fn new(config: TwilioConfig) -> Result<Self, TwilioConfigError> {
+        config.check()?;
+        let messages_url = config.messages_url()?;
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirected POST would turn into a GET; Twilio never redirects the API.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(TwilioConfigError::HttpClient)?;
+        let (username, password) = match config.credentials {
+            TwilioCredentials::AuthToken(token) => (config.account_sid, token),
+            TwilioCredentials::ApiKey { sid, secret } => (sid, secret),
+        };
+        Ok(Self {
+            client,
+            messages_url,
+            username,
+            password,
+            sender: config.sender,
+            status_callback_url: config.status_callback_url,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    #[tracing::instrument(
+        name = "twilio_send",
+        skip_all,
+        fields(
+            message_id = %message.message_id,
+            to = %message.to.masked(),
+            channel = %message.channel,
+        )
+    )]
+    async fn send_message(
+        &self,
+        message: &OutboundMessage,
+    ) -> Result<ProviderReceipt, ProviderError> {
+        let result = match self
+            .client
+            .post(self.messages_url.clone())
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .form(&self.form(message))
+            .send()
+            .await
+        {
+            Ok(response) => read_response(response).await,
+            Err(error) => Err(self.transport_error(error)),
+        };
+        // The body is never logged, and neither is Twilio's error message: it quotes the number.
+        match &result {
+            Ok(receipt) => tracing::info!(
+                twilio_sid = %receipt.provider_sid,
+                segments = receipt.segments,
+                "SMS sent successfully"
+            ),
+            Err(error) => tracing::warn!(
+                twilio_code = error.code.as_deref(),
+                http_status = error.http_status,
+                retryable = error.is_retryable(),
+                "Failed to send SMS via Twilio"
+            ),
+        }
+        result
+    }
+
+    /// The form fields, exactly: nothing optional is sent unless it has a value.
+    fn form(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        let address = |number: &PhoneNumber| match message.channel {
+            Channel::Sms => number.as_str().to_owned(),
+            Channel::Whatsapp => format!("whatsapp:{}", number.as_str()),
+        };
+        let mut form = vec![("To", address(&message.to))];
+        form.push(match &self.sender {
+            TwilioSender::From(number) => ("From", address(number)),
+            TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.clone()),
+        });
+        form.push(("Body", message.body.clone()));
+        if let Some(url) = &self.status_callback_url {
+            form.push(("StatusCallback", url.to_string()));
+        }
+        if let Some(validity) = message.validity {
+            // Whole seconds, rounded down: a code must not be delivered after it has expired.
+            let seconds = validity
+                .as_secs()
+                .clamp(MIN_VALIDITY_SECS, MAX_VALIDITY_SECS);
+            form.push(("ValidityPeriod", seconds.to_string()));
+        }
+        form
+    }
+
+    /// No answer at all. Everything but a request we could not even build may succeed later.
+    fn transport_error(&self, error: reqwest::Error) -> ProviderError {
+        let (kind, summary) = if error.is_timeout() {
+            (
+                ProviderErrorKind::Retryable,
+                format!(
+                    "twilio did not answer within {} ms",
+                    self.request_timeout.as_millis()
+                ),
+            )
+        } else if error.is_connect() {
+            (
+                ProviderErrorKind::Retryable,
+                "could not connect to twilio".to_owned(),
+            )
+        } else if error.is_builder() {
+            (
+                ProviderErrorKind::Permanent,
+                "could not build the request to twilio".to_owned(),
+            )
+        } else {
+            (
+                ProviderErrorKind::Retryable,
+                "the connection to twilio failed".to_owned(),
+            )
+        };
+        ProviderError {
+            kind,
+            http_status: None,
+            code: None,
+            message: format!("{summary}: {}", error_chain(&error.without_url())),
+            more_info: None,
+            retry_after: None,
+        }
+    }
+}
+
+#[async_trait]
+impl SmsProvider for TwilioSmsProvider {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
+        self.send_message(message).await
+    }
+}
+
+async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, ProviderError> {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await;
+    if status.is_success() {
+        let body = body.map_err(|_| accepted_but_unreadable(status))?;
+        receipt_from(status, &body)
+    } else {
+        // A body cut short is as unreadable as an HTML one: the status still says enough.
+        let body = body.unwrap_or_default();
+        Err(error_from(status, retry_after, &body))
+    }
+}
+
+fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, ProviderError> {
+    let resource: MessageResource =
+        serde_json::from_slice(body).map_err(|_| accepted_but_unreadable(status))?;
+    let provider_sid = resource
+        .sid
+        .filter(|sid| !sid.is_empty())
+        .ok_or_else(|| accepted_but_unreadable(status))?;
+    if let Some(error_code) = resource.error_code.and_then(NumberOrString::into_text) {
+        tracing::warn!(
+            twilio_sid = %provider_sid,
+            twilio_code = %error_code,
+            twilio_status = resource.status.as_deref(),
+            "Twilio accepted the message with an error code"
+        );
+    }
+    let segments = resource
+        .num_segments
+        .and_then(NumberOrString::into_text)
+        .and_then(|text| text.parse().ok());
+    let price = match (
+        resource.price.and_then(NumberOrString::into_text),
+        resource.price_unit.filter(|unit| !unit.trim().is_empty()),
+    ) {
+        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
+        _ => None,
+    };
+    Ok(ProviderReceipt {
+        provider_sid,
+        segments,
+        price,
+    })
+}
+
+/// Twilio took the message (2xx) but its answer has no readable SID. Permanent, because a retry
+/// would send the message a second time; the message did go out, only its tracking is lost.
+fn accepted_but_unreadable(status: StatusCode) -> ProviderError {
+    ProviderError {
+        kind: ProviderErrorKind::Permanent,
+        http_status: Some(status.as_u16()),
+        code: None,
+        message: format!(
+            "twilio accepted the message ({status}) but its answer had no readable message sid"
+        ),
+        more_info: None,
+        retry_after: None,
+    }
+}
+
+fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+    let (code, message, more_info) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => (
+            error.code.and_then(NumberOrString::into_text),
+            error.message.filter(|message| !message.trim().is_empty()),
+            error
+                .more_info
+                .filter(|more_info| !more_info.trim().is_empty()),
+        ),
+        Err(_) => (None, None, None),
+    };
+    ProviderError {
+        kind: classify(status, code.as_deref()),
+        http_status: Some(status.as_u16()),
+        message: message
+            .unwrap_or_else(|| format!("twilio answered {status} without a readable error")),
+        code,
+        more_info,
+        retry_after,
+    }
+}
+
+/// A Twilio code decides first (20429 is throttling whatever the status; the listed permanent
+/// codes are permanent whatever the status); then the status: 429 and 5xx may pass, any other
+/// failure status will not.
+fn classify(status: StatusCode, code: Option<&str>) -> ProviderErrorKind {
+    match code {
+        Some(TOO_MANY_REQUESTS_CODE) => ProviderErrorKind::Retryable,
+        Some(code) if PERMANENT_CODES.contains(&code) => ProviderErrorKind::Permanent,
+        _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
+            ProviderErrorKind::Retryable
+        }
+        _ => ProviderErrorKind::Permanent,
+    }
+}
+
+/// `Retry-After` in whole seconds (the form Twilio uses); an HTTP date is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// `outer: inner: innermost`, so that "connection refused" is not hidden behind "error sending
+/// request".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

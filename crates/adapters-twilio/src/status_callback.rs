@@ -1,0 +1,72 @@
+//! Reading the form Twilio posts to our `StatusCallback` URL when a message changes status.
+
+use domain::MessageStatus;
+
+/// What a status callback says about one of our messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCallback {
+    /// Twilio's SID for the message (`SM...`), as returned when it was sent.
+    pub message_sid: String,
+    pub status: MessageStatus,
+    /// Twilio's error code (`30003`) when the message failed or was not delivered.
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusCallbackError {
+    #[error("the status callback has no `{0}` field")]
+    MissingField(&'static str),
+    #[error("the status callback has an unknown message status `{0}`")]
+    UnknownStatus(String),
+    /// `receiving` and `received` describe messages sent *to* a Twilio number; we only send.
+    #[error("the status callback is about an inbound message (status `{0}`)")]
+    InboundStatus(String),
+}
+
+/// Reads the form fields of a status callback (check [`crate::validate_signature`] first).
+///
+/// Twilio's statuses map onto ours as follows. `queued`, `accepted`, `scheduled`, `sending` and
+/// `sent` all mean that Twilio holds the message and has not heard from the carrier yet, which is
+/// exactly our `Sent` ("accepted by the provider"); mapping them to `Sending` would read as a
+/// move backwards, and our status machine would ignore it anyway. `delivered` and `read`
+/// (WhatsApp: delivered, then read) are `Delivered`; `undelivered` and `partially_delivered` are
+/// `Undelivered` (the carrier could not hand over the whole message); `failed` and `canceled`
+/// (Twilio will never send it) are `Failed`.
+///
+/// # Errors
+/// A missing `MessageSid`/`MessageStatus` (the older `SmsSid`/`SmsStatus` are accepted in their
+/// place), an inbound status, or a status Twilio does not document.
+pub fn parse_status_callback(
+    params: &[(String, String)],
+) -> Result<StatusCallback, StatusCallbackError> {
+    let field = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.trim())
+            .filter(|value| !value.is_empty())
+    };
+    let message_sid = field("MessageSid")
+        .or_else(|| field("SmsSid"))
+        .ok_or(StatusCallbackError::MissingField("MessageSid"))?;
+    let twilio_status = field("MessageStatus")
+        .or_else(|| field("SmsStatus"))
+        .ok_or(StatusCallbackError::MissingField("MessageStatus"))?;
+    let status = match twilio_status {
+        "queued" | "accepted" | "scheduled" | "sending" | "sent" => MessageStatus::Sent,
+        "delivered" | "read" => MessageStatus::Delivered,
+        "undelivered" | "partially_delivered" => MessageStatus::Undelivered,
+        "failed" | "canceled" => MessageStatus::Failed,
+        "receiving" | "received" => {
+            return Err(StatusCallbackError::InboundStatus(twilio_status.to_owned()))
+        }
+        other => return Err(StatusCallbackError::UnknownStatus(other.to_owned())),
+    };
+    Ok(StatusCallback {
+        message_sid: message_sid.to_owned(),
+        status,
+        error_code: field("ErrorCode").map(str::to_owned),
+        error_message: field("ErrorMessage").map(str::to_owned),
+    })
+}

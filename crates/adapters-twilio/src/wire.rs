@@ -1,0 +1,45 @@
+//! Twilio's JSON, as it comes off the wire. Private: nothing here crosses the port.
+//!
+//! Every field is optional and unknown fields are ignored, because Twilio adds fields and sends
+//! `null` freely. Numbers arrive as strings in some places (`num_segments`, `price`) and as
+//! numbers in others (`code`, `error_code`), so both are accepted everywhere.
+
+use serde::Deserialize;
+
+/// The Message resource in a `201 Created` answer.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MessageResource {
+    pub sid: Option<String>,
+    pub status: Option<String>,
+    pub num_segments: Option<NumberOrString>,
+    pub price: Option<NumberOrString>,
+    pub price_unit: Option<String>,
+    pub error_code: Option<NumberOrString>,
+}
+
+/// The body of a 4xx or 5xx answer: `{"code": 21211, "message": "...", "more_info": "...",
+/// "status": 400}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub code: Option<NumberOrString>,
+    pub message: Option<String>,
+    pub more_info: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum NumberOrString {
+    Number(serde_json::Number),
+    String(String),
+}
+
+impl NumberOrString {
+    /// The value as Twilio would print it, `None` when blank.
+    pub fn into_text(self) -> Option<String> {
+        let text = match self {
+            NumberOrString::Number(number) => number.to_string(),
+            NumberOrString::String(text) => text.trim().to_owned(),
+        };
+        (!text.is_empty()).then_some(text)
+    }
+}
