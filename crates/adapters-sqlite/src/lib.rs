@@ -1,1 +1,130 @@
-//! placeholder
+//! The embedded default store: [`ports::MessageStore`] and [`ports::VerificationStore`] in a
+//! SQLite file through sqlx, with the schema in `migrations/sqlite`, so that the service runs
+//! with no database server installed.
+//!
+//! SQLite has one writer at a time: every write is a single statement or a transaction begun
+//! with `BEGIN IMMEDIATE`, which takes the write lock before reading, so concurrent writers
+//! queue on the busy timeout instead of failing. One process owns the file, so waking its
+//! dispatcher on new work is that process's business, not the store's.
+//!
+//! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
+//! types to the use cases and sqlx to the database, nothing else.
+
+mod messages;
+mod rows;
+mod verifications;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ports::StoreError;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// How long a writer waits for the lock before the store reports itself unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Readers run in parallel in WAL mode; writers take turns whatever the pool size.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The messages and verifications in SQLite. Cheap to clone: clones share one pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteStoreError {
+    #[error("cannot create the directory {}", path.display())]
+    CreateDirectory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the SQLite database {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the SQLite migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl SqliteStore {
+    /// Opens the database file, creating it and its directory if needed, and brings the schema
+    /// up to date.
+    pub async fn open(path: &Path) -> Result<Self, SqliteStoreError> {
+        if let Some(directory) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(directory).map_err(|source| {
+                SqliteStoreError::CreateDirectory {
+                    path: directory.to_owned(),
+                    source,
+                }
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses no committed data on a process crash, only on power loss.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| SqliteStoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::migrated(pool).await
+    }
+
+    /// A private database in memory, for tests. It lives in one connection that the pool never
+    /// closes, so that every query sees the same database.
+    pub async fn in_memory() -> Result<Self, SqliteStoreError> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|source| SqliteStoreError::Open {
+                path: PathBuf::from(":memory:"),
+                source,
+            })?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, SqliteStoreError> {
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(SqliteStoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Whether the database answers, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(rows::store_error)?;
+        Ok(())
+    }
+}

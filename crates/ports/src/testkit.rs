@@ -1,1 +1,1039 @@
-//! Conformance tests every store adapter runs. (Filled in with the store adapters.)
+//! Conformance tests every store adapter runs, so that PostgreSQL and SQLite behave the same.
+//!
+//! Each public `async fn` checks one behaviour of [`MessageStore`] and [`VerificationStore`]
+//! on a fresh, empty store. An adapter runs them all with [`store_conformance_tests!`], which
+//! generates one `#[tokio::test]` per behaviour so that a failure names the behaviour:
+//!
+//! ```text
+//! async fn fresh_store() -> (SqliteStore, tempfile::TempDir) { /* ... */ }
+//! ports::store_conformance_tests!(fresh_store);
+//! ```
+//!
+//! Times are whole seconds from a fixed instant: the stores keep microseconds, and no test
+//! here reads the clock.
+
+// Test code: a panic with the failed expectation is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{
+    Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, NewMessage,
+    PhoneNumber, Priority, Verification, VerificationId, VerificationPolicy, VerificationStatus,
+};
+
+use crate::{ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, VerificationStore};
+
+/// What a store under test must be: both stores in one, cheap to clone into concurrent tasks.
+pub trait StoreUnderTest: MessageStore + VerificationStore + Clone + 'static {}
+
+impl<S: MessageStore + VerificationStore + Clone + 'static> StoreUnderTest for S {}
+
+/// Generates one `#[tokio::test]` per conformance behaviour. `$fresh` names an `async fn()`
+/// returning `(store, guard)`: a new, empty store and whatever must live as long as the test
+/// (a temporary directory, a test database; `()` when nothing does).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fresh:path) => {
+        $crate::store_conformance_tests!(
+            @each $fresh;
+            enqueue_then_get_round_trips,
+            idempotency_key_returns_the_original,
+            same_idempotency_key_from_another_api_key_is_a_new_message,
+            messages_without_an_idempotency_key_are_never_merged,
+            concurrent_enqueues_with_one_idempotency_key_store_one_message,
+            claim_orders_by_priority_then_age,
+            claim_skips_messages_not_yet_due,
+            claim_leases_the_message_and_counts_the_attempt,
+            concurrent_claims_never_share_a_message,
+            expired_lease_is_claimed_again_and_the_old_claim_cannot_finish,
+            finish_records_attempts_and_sets_status,
+            retry_requeues_at_the_given_time,
+            permanent_failure_fails_the_message_for_good,
+            expired_message_finishes_without_an_attempt,
+            next_due_at_is_the_earliest_queued_message_or_lease_end,
+            final_one_time_code_message_loses_its_body,
+            create_verification_stores_code_and_message_atomically,
+            find_pending_ignores_expired_and_other_api_keys,
+            count_check_stops_at_max_checks,
+            concurrent_count_checks_never_exceed_max,
+            conclude_happens_exactly_once_under_concurrency,
+            add_code_respects_interval_and_max_sends,
+            concurrent_add_codes_send_one_code,
+        );
+    };
+    (@each $fresh:path; $($behaviour:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $behaviour() {
+                let (store, _guard) = $fresh().await;
+                $crate::testkit::$behaviour(store).await;
+            }
+        )*
+    };
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// 2026-01-01T12:00:00Z.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_268_800, 0).unwrap()
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+pub fn phone(number: &str) -> PhoneNumber {
+    PhoneNumber::parse(number).unwrap()
+}
+
+fn alice() -> PhoneNumber {
+    phone("+15551234567")
+}
+
+/// An ordinary notification from the `shop` API key, due at `created_at`.
+pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        to: alice(),
+        channel: Channel::Sms,
+        template: Some("order-shipped".into()),
+        body: "Your order is on its way".into(),
+        segments: 1,
+        priority: Priority::Normal,
+        api_key: "shop".into(),
+        idempotency_key: None,
+        verification_id: None,
+        send_before: None,
+        created_at,
+    }
+}
+
+/// A verification of Alice's number by the `auth` API key, started at `at` under the default
+/// policy (5 checks, 5 sends, 10 minutes).
+pub fn verification(at: DateTime<Utc>) -> Verification {
+    Verification::start(
+        alice(),
+        Channel::Sms,
+        "auth".into(),
+        &VerificationPolicy::default(),
+        at,
+    )
+}
+
+/// The message that carries a code of `verification`, created at `at`.
+pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        to: verification.to.clone(),
+        channel: verification.channel,
+        template: Some("two-factor-auth".into()),
+        body: "Your code is 402913".into(),
+        segments: 1,
+        priority: Priority::Verification,
+        api_key: verification.api_key.clone(),
+        idempotency_key: None,
+        verification_id: Some(verification.id),
+        send_before: Some(verification.expires_at),
+        created_at: at,
+    }
+}
+
+pub fn code_hash(seed: u8) -> CodeHash {
+    CodeHash::from_bytes(vec![seed; 32])
+}
+
+fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
+    let failed = outcome != AttemptOutcome::Sent;
+    Attempt {
+        number,
+        started_at: at,
+        finished_at: at + secs(1),
+        outcome,
+        http_status: Some(if failed { 503 } else { 201 }),
+        error_code: failed.then(|| "20503".to_owned()),
+        error_message: failed.then(|| "service unavailable".to_owned()),
+    }
+}
+
+fn sent(provider_sid: &str) -> DispatchOutcome {
+    DispatchOutcome::Sent {
+        provider_sid: provider_sid.into(),
+        segments: None,
+    }
+}
+
+fn retry_at(at: DateTime<Utc>) -> DispatchOutcome {
+    DispatchOutcome::Retry {
+        at,
+        error_code: Some("20503".into()),
+        error_message: "service unavailable".into(),
+    }
+}
+
+async fn enqueue_new<S: StoreUnderTest>(store: &S, message: NewMessage) -> Message {
+    match store.enqueue(message).await.unwrap() {
+        Enqueued::Created(message) => message,
+        existing @ Enqueued::Existing(_) => panic!("expected a new message, got {existing:?}"),
+    }
+}
+
+async fn message<S: StoreUnderTest>(store: &S, id: MessageId) -> Message {
+    MessageStore::get(store, id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("message {id} is not stored"))
+}
+
+async fn stored_verification<S: StoreUnderTest>(store: &S, id: VerificationId) -> Verification {
+    VerificationStore::get(store, id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("verification {id} is not stored"))
+}
+
+async fn claim_one<S: StoreUnderTest>(store: &S, now: DateTime<Utc>) -> ClaimedMessage {
+    let mut claimed = store.claim_due(now, 1, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "expected one due message at {now}");
+    claimed.remove(0)
+}
+
+fn ids(claimed: &[ClaimedMessage]) -> Vec<MessageId> {
+    claimed.iter().map(|claimed| claimed.message.id).collect()
+}
+
+async fn create_verification<S: StoreUnderTest>(
+    store: &S,
+    verification: &Verification,
+    seed: u8,
+) -> Message {
+    store
+        .create(
+            verification,
+            code_hash(seed),
+            code_message(verification, verification.created_at),
+        )
+        .await
+        .unwrap()
+}
+
+pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
+    let new = NewMessage {
+        idempotency_key: Some("order-1".into()),
+        send_before: Some(t0() + secs(3600)),
+        segments: 3,
+        ..notification(t0())
+    };
+    let created = enqueue_new(&store, new.clone()).await;
+    assert_eq!(created.id, new.id);
+    assert_eq!(created.to, new.to);
+    assert_eq!(created.channel, new.channel);
+    assert_eq!(created.template, new.template);
+    assert_eq!(created.body, new.body);
+    assert_eq!(created.segments, 3);
+    assert_eq!(created.priority, Priority::Normal);
+    assert_eq!(created.status, MessageStatus::Queued);
+    assert_eq!(created.api_key, "shop");
+    assert_eq!(created.idempotency_key.as_deref(), Some("order-1"));
+    assert_eq!(created.verification_id, None);
+    assert_eq!(created.send_before, new.send_before);
+    assert_eq!(created.provider_sid, None);
+    assert_eq!(created.error_code, None);
+    assert_eq!(created.error_message, None);
+    assert_eq!(created.attempt_count, 0);
+    assert_eq!(created.next_attempt_at, t0());
+    assert_eq!(created.created_at, t0());
+    assert_eq!(created.updated_at, t0());
+    assert_eq!(message(&store, new.id).await, created);
+
+    let whatsapp = NewMessage {
+        to: phone("+442079460958"),
+        channel: Channel::Whatsapp,
+        template: None,
+        body: "Grüße 👋".into(),
+        priority: Priority::Verification,
+        ..notification(t0() + secs(1))
+    };
+    let created = enqueue_new(&store, whatsapp.clone()).await;
+    assert_eq!(created.to, whatsapp.to);
+    assert_eq!(created.channel, Channel::Whatsapp);
+    assert_eq!(created.template, None);
+    assert_eq!(created.body, "Grüße 👋");
+    assert_eq!(created.priority, Priority::Verification);
+    assert_eq!(message(&store, whatsapp.id).await, created);
+
+    let unknown = MessageId::generate();
+    assert_eq!(MessageStore::get(&store, unknown).await.unwrap(), None);
+    assert!(store.attempts(new.id).await.unwrap().is_empty());
+    assert!(store.attempts(unknown).await.unwrap().is_empty());
+}
+
+pub async fn idempotency_key_returns_the_original<S: StoreUnderTest>(store: S) {
+    let first = NewMessage {
+        idempotency_key: Some("order-7".into()),
+        ..notification(t0())
+    };
+    let original = enqueue_new(&store, first).await;
+    let again = NewMessage {
+        body: "A different body".into(),
+        idempotency_key: Some("order-7".into()),
+        ..notification(t0() + secs(5))
+    };
+    let answer = store.enqueue(again.clone()).await.unwrap();
+    assert_eq!(answer, Enqueued::Existing(original));
+    assert_eq!(MessageStore::get(&store, again.id).await.unwrap(), None);
+}
+
+pub async fn same_idempotency_key_from_another_api_key_is_a_new_message<S: StoreUnderTest>(
+    store: S,
+) {
+    let shop = NewMessage {
+        idempotency_key: Some("order-7".into()),
+        ..notification(t0())
+    };
+    let billing = NewMessage {
+        api_key: "billing".into(),
+        idempotency_key: Some("order-7".into()),
+        ..notification(t0())
+    };
+    let from_shop = enqueue_new(&store, shop).await;
+    let from_billing = enqueue_new(&store, billing).await;
+    assert_ne!(from_shop.id, from_billing.id);
+}
+
+pub async fn messages_without_an_idempotency_key_are_never_merged<S: StoreUnderTest>(store: S) {
+    let first = enqueue_new(&store, notification(t0())).await;
+    let second = enqueue_new(&store, notification(t0())).await;
+    assert_ne!(first.id, second.id);
+    assert_eq!(store.claim_due(t0(), 10, LEASE).await.unwrap().len(), 2);
+}
+
+pub async fn concurrent_enqueues_with_one_idempotency_key_store_one_message<S: StoreUnderTest>(
+    store: S,
+) {
+    let attempts: Vec<NewMessage> = (0..8)
+        .map(|_| NewMessage {
+            idempotency_key: Some("signup-42".into()),
+            ..notification(t0())
+        })
+        .collect();
+    let tasks: Vec<_> = attempts
+        .iter()
+        .cloned()
+        .map(|new| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(new).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let created: Vec<&Enqueued> = answers
+        .iter()
+        .filter(|answer| matches!(answer, Enqueued::Created(_)))
+        .collect();
+    assert_eq!(created.len(), 1, "exactly one enqueue creates: {answers:?}");
+    let kept = created[0].message().id;
+    assert!(answers.iter().all(|answer| answer.message().id == kept));
+    for new in attempts.iter().filter(|new| new.id != kept) {
+        assert_eq!(MessageStore::get(&store, new.id).await.unwrap(), None);
+    }
+}
+
+pub async fn claim_orders_by_priority_then_age<S: StoreUnderTest>(store: S) {
+    let newer = enqueue_new(&store, notification(t0() + secs(1))).await;
+    let urgent = enqueue_new(
+        &store,
+        NewMessage {
+            priority: Priority::Verification,
+            ..notification(t0() + secs(2))
+        },
+    )
+    .await;
+    let older = enqueue_new(&store, notification(t0())).await;
+
+    let first = store.claim_due(t0() + secs(10), 2, LEASE).await.unwrap();
+    assert_eq!(ids(&first), vec![urgent.id, older.id]);
+    let rest = store.claim_due(t0() + secs(10), 2, LEASE).await.unwrap();
+    assert_eq!(ids(&rest), vec![newer.id]);
+}
+
+pub async fn claim_skips_messages_not_yet_due<S: StoreUnderTest>(store: S) {
+    let later = enqueue_new(&store, notification(t0() + secs(60))).await;
+    assert!(store.claim_due(t0(), 10, LEASE).await.unwrap().is_empty());
+    assert!(store
+        .claim_due(t0() + secs(59), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = store.claim_due(t0() + secs(60), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), vec![later.id]);
+}
+
+pub async fn claim_leases_the_message_and_counts_the_attempt<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    assert!(store.claim_due(t0(), 0, LEASE).await.unwrap().is_empty());
+    let claimed = claim_one(&store, t0()).await;
+    assert_eq!(claimed.message.id, queued.id);
+    assert_eq!(claimed.message.status, MessageStatus::Sending);
+    assert_eq!(claimed.message.attempt_count, 1);
+    assert_eq!(claimed.message.body, queued.body);
+    let stored = message(&store, queued.id).await;
+    assert_eq!(stored.status, MessageStatus::Sending);
+    assert_eq!(stored.attempt_count, 1);
+    assert!(store
+        .claim_due(t0() + secs(29), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn concurrent_claims_never_share_a_message<S: StoreUnderTest>(store: S) {
+    let mut queued = HashSet::new();
+    for n in 0..40 {
+        queued.insert(enqueue_new(&store, notification(t0() + secs(n))).await.id);
+    }
+    let now = t0() + secs(60);
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_due(now, 3, LEASE).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(ids(&batch));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    let distinct: HashSet<MessageId> = claimed.iter().copied().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a message was claimed twice");
+    assert_eq!(distinct, queued);
+}
+
+pub async fn expired_lease_is_claimed_again_and_the_old_claim_cannot_finish<S: StoreUnderTest>(
+    store: S,
+) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let first = claim_one(&store, t0()).await;
+    assert!(store
+        .claim_due(t0() + secs(10), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let second = claim_one(&store, t0() + secs(30)).await;
+    assert_eq!(second.message.id, queued.id);
+    assert_eq!(second.message.attempt_count, 2);
+    assert_ne!(second.claim, first.claim);
+
+    let stale = store
+        .finish(
+            first.claim,
+            queued.id,
+            Some(attempt(1, t0(), AttemptOutcome::Sent)),
+            sent("SMstale"),
+            t0() + secs(31),
+        )
+        .await
+        .unwrap();
+    assert!(!stale, "a stale claim must not finish");
+    let untouched = message(&store, queued.id).await;
+    assert_eq!(untouched.status, MessageStatus::Sending);
+    assert_eq!(untouched.provider_sid, None);
+    assert!(store.attempts(queued.id).await.unwrap().is_empty());
+
+    let current = store
+        .finish(
+            second.claim,
+            queued.id,
+            Some(attempt(2, t0() + secs(30), AttemptOutcome::Sent)),
+            sent("SMcurrent"),
+            t0() + secs(32),
+        )
+        .await
+        .unwrap();
+    assert!(current);
+    let finished = message(&store, queued.id).await;
+    assert_eq!(finished.status, MessageStatus::Sent);
+    assert_eq!(finished.provider_sid.as_deref(), Some("SMcurrent"));
+}
+
+pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let first = claim_one(&store, t0()).await;
+    let failed_attempt = attempt(1, t0(), AttemptOutcome::RetryableError);
+    assert!(store
+        .finish(
+            first.claim,
+            queued.id,
+            Some(failed_attempt.clone()),
+            retry_at(t0() + secs(10)),
+            t0() + secs(1),
+        )
+        .await
+        .unwrap());
+    let requeued = message(&store, queued.id).await;
+    assert_eq!(requeued.status, MessageStatus::Queued);
+    assert_eq!(requeued.error_code.as_deref(), Some("20503"));
+    assert_eq!(
+        requeued.error_message.as_deref(),
+        Some("service unavailable")
+    );
+    assert_eq!(requeued.next_attempt_at, t0() + secs(10));
+    assert_eq!(requeued.attempt_count, 1);
+    assert_eq!(requeued.updated_at, t0() + secs(1));
+
+    let second = claim_one(&store, t0() + secs(10)).await;
+    assert_eq!(second.message.attempt_count, 2);
+    let sent_attempt = attempt(2, t0() + secs(10), AttemptOutcome::Sent);
+    assert!(store
+        .finish(
+            second.claim,
+            queued.id,
+            Some(sent_attempt.clone()),
+            DispatchOutcome::Sent {
+                provider_sid: "SM0123456789abcdef".into(),
+                segments: Some(2),
+            },
+            t0() + secs(11),
+        )
+        .await
+        .unwrap());
+    let finished = message(&store, queued.id).await;
+    assert_eq!(finished.status, MessageStatus::Sent);
+    assert_eq!(finished.provider_sid.as_deref(), Some("SM0123456789abcdef"));
+    assert_eq!(finished.segments, 2);
+    assert_eq!(finished.error_code, None);
+    assert_eq!(finished.error_message, None);
+    assert_eq!(finished.attempt_count, 2);
+    assert_eq!(finished.body, queued.body);
+    assert_eq!(
+        store.attempts(queued.id).await.unwrap(),
+        vec![failed_attempt, sent_attempt.clone()]
+    );
+
+    let repeated = store
+        .finish(
+            second.claim,
+            queued.id,
+            Some(sent_attempt),
+            sent("SMagain"),
+            t0() + secs(12),
+        )
+        .await
+        .unwrap();
+    assert!(!repeated, "a released claim must not finish twice");
+    assert_eq!(store.attempts(queued.id).await.unwrap().len(), 2);
+    assert!(store
+        .claim_due(t0() + secs(3600), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn retry_requeues_at_the_given_time<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    assert!(store
+        .finish(
+            claimed.claim,
+            queued.id,
+            Some(attempt(1, t0(), AttemptOutcome::RetryableError)),
+            retry_at(t0() + secs(60)),
+            t0() + secs(1),
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + secs(60)));
+    assert!(store
+        .claim_due(t0() + secs(59), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = claim_one(&store, t0() + secs(60)).await;
+    assert_eq!(again.message.id, queued.id);
+    assert_eq!(again.message.attempt_count, 2);
+}
+
+pub async fn permanent_failure_fails_the_message_for_good<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    assert!(store
+        .finish(
+            claimed.claim,
+            queued.id,
+            Some(attempt(1, t0(), AttemptOutcome::PermanentError)),
+            DispatchOutcome::Failed {
+                error_code: Some("21211".into()),
+                error_message: "invalid 'To' phone number".into(),
+            },
+            t0() + secs(1),
+        )
+        .await
+        .unwrap());
+    let failed = message(&store, queued.id).await;
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("21211"));
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("invalid 'To' phone number")
+    );
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert!(store
+        .claim_due(t0() + secs(3600), 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn expired_message_finishes_without_an_attempt<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    assert!(store
+        .finish(
+            claimed.claim,
+            queued.id,
+            None,
+            DispatchOutcome::Expired,
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        message(&store, queued.id).await.status,
+        MessageStatus::Expired
+    );
+    assert!(store.attempts(queued.id).await.unwrap().is_empty());
+}
+
+/// An idle dispatcher sleeps until then, so a crashed worker's lease must wake it too.
+pub async fn next_due_at_is_the_earliest_queued_message_or_lease_end<S: StoreUnderTest>(store: S) {
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let later = enqueue_new(&store, notification(t0() + secs(5))).await;
+    let sooner = enqueue_new(&store, notification(t0() + secs(2))).await;
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + secs(2)));
+
+    let claimed = store.claim_due(t0() + secs(5), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), vec![sooner.id, later.id]);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + secs(35)));
+
+    let [first, second] = claimed.as_slice() else {
+        unreachable!()
+    };
+    assert!(store
+        .finish(first.claim, sooner.id, None, sent("SMa"), t0() + secs(6))
+        .await
+        .unwrap());
+    assert!(store
+        .finish(
+            second.claim,
+            later.id,
+            None,
+            retry_at(t0() + secs(100)),
+            t0() + secs(6)
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + secs(100)));
+}
+
+pub async fn final_one_time_code_message_loses_its_body<S: StoreUnderTest>(store: S) {
+    let finish_with = |outcome: DispatchOutcome, body_kept: bool| {
+        let store = store.clone();
+        async move {
+            let started = verification(t0());
+            let code = create_verification(&store, &started, 1).await;
+            let claimed = claim_one(&store, t0()).await;
+            assert_eq!(claimed.message.id, code.id);
+            assert_eq!(claimed.message.body, "Your code is 402913");
+            assert!(store
+                .finish(claimed.claim, code.id, None, outcome.clone(), t0())
+                .await
+                .unwrap());
+            let finished = message(&store, code.id).await;
+            let expected = if body_kept { code.body.as_str() } else { "" };
+            assert_eq!(finished.body, expected, "after {outcome:?}");
+            if body_kept {
+                // Leave the queue as empty as it was for the next case.
+                let claimed = claim_one(&store, t0() + secs(60)).await;
+                assert!(store
+                    .finish(claimed.claim, code.id, None, sent("SMlater"), t0())
+                    .await
+                    .unwrap());
+                assert_eq!(message(&store, code.id).await.body, "");
+            }
+        }
+    };
+    finish_with(retry_at(t0() + secs(60)), true).await;
+    finish_with(sent("SMcode"), false).await;
+    finish_with(
+        DispatchOutcome::Failed {
+            error_code: Some("21610".into()),
+            error_message: "unsubscribed recipient".into(),
+        },
+        false,
+    )
+    .await;
+    finish_with(DispatchOutcome::Expired, false).await;
+
+    let ordinary = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    assert!(store
+        .finish(claimed.claim, ordinary.id, None, sent("SMplain"), t0())
+        .await
+        .unwrap());
+    assert_eq!(message(&store, ordinary.id).await.body, ordinary.body);
+}
+
+pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    let new = code_message(&started, t0());
+    let queued = store
+        .create(&started, code_hash(1), new.clone())
+        .await
+        .unwrap();
+    assert_eq!(queued.id, new.id);
+    assert_eq!(queued.status, MessageStatus::Queued);
+    assert_eq!(queued.verification_id, Some(started.id));
+    assert_eq!(queued.priority, Priority::Verification);
+    assert_eq!(queued.send_before, Some(started.expires_at));
+    assert_eq!(queued.body, new.body);
+    assert_eq!(message(&store, new.id).await, queued);
+    assert_eq!(stored_verification(&store, started.id).await, started);
+    assert_eq!(
+        VerificationStore::get(&store, VerificationId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+    let (counted, hashes) = store.count_check(started.id, t0()).await.unwrap().unwrap();
+    assert_eq!(counted.check_count, 1);
+    assert_eq!(hashes, vec![code_hash(1)]);
+
+    // A message that cannot be stored (its id is taken) takes the verification down with it.
+    let taken = enqueue_new(&store, notification(t0())).await;
+    let doomed = verification(t0());
+    let clashing = NewMessage {
+        id: taken.id,
+        ..code_message(&doomed, t0())
+    };
+    assert!(store.create(&doomed, code_hash(2), clashing).await.is_err());
+    assert_eq!(
+        VerificationStore::get(&store, doomed.id).await.unwrap(),
+        None
+    );
+    assert_eq!(message(&store, taken.id).await, taken);
+}
+
+pub async fn find_pending_ignores_expired_and_other_api_keys<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+    let other_key = Verification {
+        api_key: "other".into(),
+        ..verification(t0())
+    };
+    create_verification(&store, &other_key, 2).await;
+    let other_number = Verification {
+        to: phone("+442079460958"),
+        ..verification(t0())
+    };
+    create_verification(&store, &other_number, 3).await;
+
+    let now = t0() + secs(60);
+    let found = store.find_pending(&alice(), "auth", now).await.unwrap();
+    assert_eq!(found, Some(started.clone()));
+    let found = store.find_pending(&alice(), "other", now).await.unwrap();
+    assert_eq!(found.map(|found| found.id), Some(other_key.id));
+    let found = store
+        .find_pending(&phone("+442079460958"), "auth", now)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|found| found.id), Some(other_number.id));
+    assert_eq!(
+        store.find_pending(&alice(), "nobody", now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_pending(&alice(), "auth", started.expires_at)
+            .await
+            .unwrap(),
+        None,
+        "a verification is expired from its expiry time on"
+    );
+
+    assert!(store
+        .conclude(started.id, VerificationStatus::Canceled, now)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.find_pending(&alice(), "auth", now).await.unwrap(),
+        None
+    );
+}
+
+pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+    for n in 1..=5 {
+        let (counted, hashes) = store
+            .count_check(started.id, t0() + secs(n))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("check {n} must be counted"));
+        assert_eq!(counted.check_count, n as u32);
+        assert_eq!(counted.status, VerificationStatus::Pending);
+        assert_eq!(hashes, vec![code_hash(1)]);
+    }
+    assert_eq!(
+        store.count_check(started.id, t0() + secs(6)).await.unwrap(),
+        None
+    );
+    assert_eq!(stored_verification(&store, started.id).await.check_count, 5);
+
+    let expiring = verification(t0());
+    create_verification(&store, &expiring, 2).await;
+    assert_eq!(
+        store
+            .count_check(expiring.id, expiring.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stored_verification(&store, expiring.id).await.check_count,
+        0
+    );
+
+    let approved = verification(t0());
+    create_verification(&store, &approved, 3).await;
+    assert!(store
+        .conclude(approved.id, VerificationStatus::Approved, t0())
+        .await
+        .unwrap());
+    assert_eq!(store.count_check(approved.id, t0()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .count_check(VerificationId::generate(), t0())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn concurrent_count_checks_never_exceed_max<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+    let checkers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.count_check(started.id, t0()).await.unwrap() })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for checker in checkers {
+        if let Some((counted, _)) = checker.await.unwrap() {
+            counts.push(counted.check_count);
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, vec![1, 2, 3, 4, 5]);
+    assert_eq!(stored_verification(&store, started.id).await.check_count, 5);
+}
+
+pub async fn conclude_happens_exactly_once_under_concurrency<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+    assert!(
+        !store
+            .conclude(started.id, VerificationStatus::Pending, t0())
+            .await
+            .unwrap(),
+        "pending to pending is not a conclusion"
+    );
+
+    let approvers: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .conclude(started.id, VerificationStatus::Approved, t0() + secs(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for approver in approvers {
+        if approver.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        stored_verification(&store, started.id).await.status,
+        VerificationStatus::Approved
+    );
+    assert!(!store
+        .conclude(started.id, VerificationStatus::Canceled, t0() + secs(2))
+        .await
+        .unwrap());
+    assert_eq!(
+        stored_verification(&store, started.id).await.status,
+        VerificationStatus::Approved
+    );
+    assert!(!store
+        .conclude(
+            VerificationId::generate(),
+            VerificationStatus::Canceled,
+            t0()
+        )
+        .await
+        .unwrap());
+}
+
+pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: S) {
+    let interval = VerificationPolicy::default().resend_interval;
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+
+    let too_soon = code_message(&started, t0() + secs(10));
+    let refused = store
+        .add_code(
+            started.id,
+            code_hash(2),
+            too_soon.clone(),
+            t0() + secs(10),
+            t0() + secs(10) - interval,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert_eq!(MessageStore::get(&store, too_soon.id).await.unwrap(), None);
+    assert_eq!(stored_verification(&store, started.id).await, started);
+
+    for send in 2..=5u8 {
+        let now = t0() + secs(30) * i32::from(send - 1);
+        let new = code_message(&started, now);
+        let (resent, queued) = store
+            .add_code(
+                started.id,
+                code_hash(send),
+                new.clone(),
+                now,
+                now - interval,
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("send {send} must be allowed"));
+        assert_eq!(resent.send_count, u32::from(send));
+        assert_eq!(resent.last_sent_at, now);
+        assert_eq!(resent.check_count, 0);
+        assert_eq!(queued.id, new.id);
+        assert_eq!(queued.status, MessageStatus::Queued);
+        assert_eq!(queued.verification_id, Some(started.id));
+        assert_eq!(stored_verification(&store, started.id).await, resent);
+    }
+
+    let now = t0() + secs(150);
+    let one_too_many = code_message(&started, now);
+    let refused = store
+        .add_code(
+            started.id,
+            code_hash(6),
+            one_too_many.clone(),
+            now,
+            now - interval,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, None, "five sends at most");
+    assert_eq!(
+        MessageStore::get(&store, one_too_many.id).await.unwrap(),
+        None
+    );
+    let (_, hashes) = store.count_check(started.id, now).await.unwrap().unwrap();
+    assert_eq!(
+        hashes,
+        (1..=5).map(code_hash).collect::<Vec<_>>(),
+        "earlier codes stay valid"
+    );
+
+    let expiring = verification(t0());
+    create_verification(&store, &expiring, 7).await;
+    let at_expiry = expiring.expires_at;
+    assert_eq!(
+        store
+            .add_code(
+                expiring.id,
+                code_hash(8),
+                code_message(&expiring, at_expiry),
+                at_expiry,
+                at_expiry - interval,
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    let canceled = verification(t0());
+    create_verification(&store, &canceled, 9).await;
+    assert!(store
+        .conclude(canceled.id, VerificationStatus::Canceled, t0())
+        .await
+        .unwrap());
+    let now = t0() + secs(60);
+    assert_eq!(
+        store
+            .add_code(
+                canceled.id,
+                code_hash(10),
+                code_message(&canceled, now),
+                now,
+                now - interval,
+            )
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn concurrent_add_codes_send_one_code<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    create_verification(&store, &started, 1).await;
+    let now = t0() + secs(30);
+    let senders: Vec<_> = (0..5u8)
+        .map(|n| {
+            let store = store.clone();
+            let new = code_message(&started, now);
+            tokio::spawn(async move {
+                store
+                    .add_code(started.id, code_hash(10 + n), new, now, t0())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for sender in senders {
+        if sender.await.unwrap().is_some() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "a resend interval admits one send");
+    assert_eq!(stored_verification(&store, started.id).await.send_count, 2);
+    let (_, hashes) = store.count_check(started.id, now).await.unwrap().unwrap();
+    assert_eq!(hashes.len(), 2);
+}

@@ -1,0 +1,204 @@
+//! Verifications and their code hashes on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
+};
+use ports::{StoreError, VerificationStore};
+use sqlx::PgConnection;
+use tracing::instrument;
+
+use crate::messages::{insert_code_message, notify_queue};
+use crate::rows::{code_hashes, store_error, VerificationRow};
+use crate::PgStore;
+
+async fn insert_code(
+    connection: &mut PgConnection,
+    id: VerificationId,
+    code: &CodeHash,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO verification_codes (verification_id, code_hash, created_at) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(id.as_uuid())
+    .bind(code.as_bytes())
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl VerificationStore for PgStore {
+    /// The message is stored as the carrier of this verification's code whatever its
+    /// `verification_id` says, so that its body is forgotten once it has been sent.
+    #[instrument(skip_all, fields(verification_id = %verification.id))]
+    async fn create(
+        &self,
+        verification: &Verification,
+        code: CodeHash,
+        message: NewMessage,
+    ) -> Result<Message, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(
+            r#"INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
+                   max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
+                   updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"#,
+        )
+        .bind(verification.id.as_uuid())
+        .bind(verification.to.as_str())
+        .bind(verification.channel.as_str())
+        .bind(verification.api_key.as_str())
+        .bind(verification.status.as_str())
+        .bind(i64::from(verification.check_count))
+        .bind(i64::from(verification.max_checks))
+        .bind(i64::from(verification.send_count))
+        .bind(i64::from(verification.max_sends))
+        .bind(verification.expires_at)
+        .bind(verification.last_sent_at)
+        .bind(verification.created_at)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        insert_code(
+            &mut transaction,
+            verification.id,
+            &code,
+            verification.created_at,
+        )
+        .await?;
+        let queued = insert_code_message(&mut transaction, &message, verification.id).await?;
+        notify_queue(&mut transaction, queued.id).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(queued)
+    }
+
+    async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {
+        let row: Option<VerificationRow> =
+            sqlx::query_as("SELECT * FROM verifications WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        row.map(Verification::try_from).transpose()
+    }
+
+    async fn find_pending(
+        &self,
+        to: &PhoneNumber,
+        api_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Verification>, StoreError> {
+        let row: Option<VerificationRow> = sqlx::query_as(
+            r#"SELECT * FROM verifications
+               WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
+               ORDER BY created_at DESC
+               LIMIT 1"#,
+        )
+        .bind(to.as_str())
+        .bind(api_key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(Verification::try_from).transpose()
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id))]
+    async fn add_code(
+        &self,
+        id: VerificationId,
+        code: CodeHash,
+        message: NewMessage,
+        now: DateTime<Utc>,
+        last_sent_before: DateTime<Utc>,
+    ) -> Result<Option<(Verification, Message)>, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // The row lock this takes makes concurrent resends wait, then fail the interval test
+        // against the winner's `last_sent_at`.
+        let row: Option<VerificationRow> = sqlx::query_as(
+            r#"UPDATE verifications
+               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2
+               WHERE id = $1 AND status = 'pending' AND expires_at > $2
+                 AND send_count < max_sends AND last_sent_at <= $3
+               RETURNING *"#,
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .bind(last_sent_before)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let verification = Verification::try_from(row)?;
+        insert_code(&mut transaction, id, &code, now).await?;
+        let queued = insert_code_message(&mut transaction, &message, id).await?;
+        notify_queue(&mut transaction, queued.id).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(Some((verification, queued)))
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id))]
+    async fn count_check(
+        &self,
+        id: VerificationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError> {
+        let row: Option<VerificationRow> = sqlx::query_as(
+            r#"UPDATE verifications
+               SET check_count = check_count + 1, updated_at = $2
+               WHERE id = $1 AND status = 'pending' AND expires_at > $2
+                 AND check_count < max_checks
+               RETURNING *"#,
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let verification = Verification::try_from(row)?;
+        // Codes are only ever added, so reading them after counting misses nothing that
+        // existed when the check was counted.
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT code_hash FROM verification_codes WHERE verification_id = $1 ORDER BY id",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(Some((verification, code_hashes(hashes))))
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id, status = %status))]
+    async fn conclude(
+        &self,
+        id: VerificationId,
+        status: VerificationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if !VerificationStatus::Pending.can_transition_to(status) {
+            return Ok(false);
+        }
+        let concluded = sqlx::query(
+            "UPDATE verifications SET status = $2, updated_at = $3 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id.as_uuid())
+        .bind(status.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(concluded.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,7 @@
+//! The PostgreSQL store against a real server: the conformance kit every store passes, then
+//! what only PostgreSQL does (notifications, migrating at start).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod conformance;
+mod postgres;

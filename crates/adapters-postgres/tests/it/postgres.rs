@@ -1,0 +1,113 @@
+//! What only the PostgreSQL store does.
+
+use std::time::Duration;
+
+use adapters_postgres::testing::TestDatabase;
+use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
+use domain::{MessageId, NewMessage};
+use ports::testkit::{code_hash, code_message, notification, t0, verification};
+use ports::{MessageStore, VerificationStore};
+
+const PATIENCE: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn enqueue_notifies_the_queue_channel() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let mut listener = store.queue_listener().await.unwrap();
+
+    let queued = store.enqueue(notification(t0())).await.unwrap();
+
+    let woken = tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .expect("no notification after an enqueue")
+        .unwrap();
+    assert_eq!(woken.channel(), QUEUE_CHANNEL);
+    assert_eq!(woken.payload(), queued.message().id.to_string());
+}
+
+#[tokio::test]
+async fn creating_and_resending_a_verification_notify_the_queue_channel() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let mut listener = store.queue_listener().await.unwrap();
+
+    let started = verification(t0());
+    store
+        .create(&started, code_hash(1), code_message(&started, t0()))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .expect("no notification after creating a verification")
+        .unwrap();
+
+    let now = t0() + chrono::TimeDelta::seconds(30);
+    store
+        .add_code(
+            started.id,
+            code_hash(2),
+            code_message(&started, now),
+            now,
+            t0(),
+        )
+        .await
+        .unwrap()
+        .expect("the resend is allowed");
+    tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .expect("no notification after adding a code")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_enqueue_does_not_notify() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let keyed = NewMessage {
+        idempotency_key: Some("once".into()),
+        ..notification(t0())
+    };
+    store.enqueue(keyed.clone()).await.unwrap();
+    let mut listener = store.queue_listener().await.unwrap();
+
+    let repeated = NewMessage {
+        id: MessageId::generate(),
+        ..keyed
+    };
+    store.enqueue(repeated).await.unwrap();
+    let fresh = notification(t0());
+    store.enqueue(fresh.clone()).await.unwrap();
+
+    let first = tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .expect("no notification after an enqueue")
+        .unwrap();
+    assert_eq!(first.payload(), fresh.id.to_string());
+}
+
+#[tokio::test]
+async fn connecting_twice_runs_the_migrations_once() {
+    let database = TestDatabase::create().await;
+    let first = database.store().await;
+    first.enqueue(notification(t0())).await.unwrap();
+    let second = PgStore::connect(&database.url, 2).await.unwrap();
+    second.ping().await.unwrap();
+    assert_eq!(
+        second
+            .claim_due(t0(), 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_connect_error() {
+    let refused = PgStore::connect("postgres://postgres@127.0.0.1:not-a-port/postgres", 1).await;
+    assert!(
+        matches!(refused, Err(PgStoreError::Connect(_))),
+        "{refused:?}"
+    );
+}

@@ -1,0 +1,325 @@
+//! The message queue on SQLite.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{Attempt, Message, MessageId, MessageStatus, NewMessage, VerificationId};
+use ports::{ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError};
+use sqlx::query::QueryAs;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
+use sqlx::SqliteConnection;
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::rows::{micros, store_error, AttemptRow, MessageRow};
+use crate::SqliteStore;
+
+macro_rules! insert_message_sql {
+    () => {
+        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
+               api_key, idempotency_key, verification_id, send_before, attempt_count,
+               next_attempt_at, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12)"#
+    };
+}
+
+const INSERT_MESSAGE: &str = concat!(insert_message_sql!(), " RETURNING *");
+
+const ENQUEUE: &str = concat!(
+    insert_message_sql!(),
+    " ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+    " RETURNING *"
+);
+
+/// The transaction every multi-statement write uses: it takes the write lock before reading,
+/// so it never has to upgrade a read lock another writer is waiting on (which SQLite answers
+/// with an immediate `SQLITE_BUSY`, whatever the busy timeout).
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+fn bind_new_message<'q>(
+    sql: &'q str,
+    message: &'q NewMessage,
+    verification_id: Option<VerificationId>,
+) -> QueryAs<'q, Sqlite, MessageRow, SqliteArguments<'q>> {
+    sqlx::query_as(sql)
+        .bind(message.id.as_uuid().hyphenated())
+        .bind(message.to.as_str())
+        .bind(message.channel.as_str())
+        .bind(message.template.as_deref())
+        .bind(message.body.as_str())
+        .bind(i64::from(message.segments))
+        .bind(message.priority.rank())
+        .bind(message.api_key.as_str())
+        .bind(message.idempotency_key.as_deref())
+        .bind(verification_id.map(|id| id.as_uuid().hyphenated()))
+        .bind(message.send_before.map(micros))
+        .bind(micros(message.created_at))
+}
+
+/// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
+pub(crate) async fn insert_code_message(
+    connection: &mut SqliteConnection,
+    message: &NewMessage,
+    verification_id: VerificationId,
+) -> Result<Message, StoreError> {
+    let row = bind_new_message(INSERT_MESSAGE, message, Some(verification_id))
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    Message::try_from(row)
+}
+
+/// The order in which due messages are claimed, which `RETURNING` does not keep.
+fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering {
+    b.message
+        .priority
+        .cmp(&a.message.priority)
+        .then(a.message.created_at.cmp(&b.message.created_at))
+        .then(a.message.id.cmp(&b.message.id))
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    #[instrument(skip_all, fields(message_id = %message.id))]
+    async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
+        let inserted = bind_new_message(ENQUEUE, &message, message.verification_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if let Some(row) = inserted {
+            let created = Message::try_from(row)?;
+            return Ok(Enqueued::Created(created));
+        }
+        // Writes take turns, so the row that won the key has committed.
+        let existing: Option<MessageRow> =
+            sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
+                .bind(message.api_key.as_str())
+                .bind(message.idempotency_key.as_deref())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        match existing {
+            Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
+            None => Err(StoreError::Corrupt(format!(
+                "message {} was not stored and no message holds its idempotency key",
+                message.id
+            ))),
+        }
+    }
+
+    async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let row: Option<MessageRow> = sqlx::query_as("SELECT * FROM messages WHERE id = $1")
+            .bind(id.as_uuid().hyphenated())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError> {
+        let rows: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT * FROM message_attempts WHERE message_id = $1 ORDER BY number, started_at, id",
+        )
+        .bind(id.as_uuid().hyphenated())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Attempt::try_from).collect()
+    }
+
+    #[instrument(skip_all, fields(limit = limit))]
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let locked_until = TimeDelta::from_std(lease)
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let claim = Uuid::new_v4();
+        // One statement holds the write lock from choosing the rows to marking them, so no
+        // other claimer can choose them in between.
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            r#"UPDATE messages
+               SET status = 'sending', locked_until = $3, claim_token = $4,
+                   attempt_count = attempt_count + 1, updated_at = $1
+               WHERE id IN (
+                   SELECT id FROM messages
+                   WHERE (status = 'queued' AND next_attempt_at <= $1)
+                      OR (status = 'sending' AND locked_until <= $1)
+                   ORDER BY priority DESC, created_at, id
+                   LIMIT $2
+               )
+               RETURNING *"#,
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .bind(micros(locked_until))
+        .bind(claim.hyphenated())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let mut claimed = rows
+            .into_iter()
+            .map(ClaimedMessage::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by(dispatch_order);
+        Ok(claimed)
+    }
+
+    #[instrument(skip_all, fields(message_id = %id, status = %outcome.status()))]
+    async fn finish(
+        &self,
+        claim: ClaimToken,
+        id: MessageId,
+        attempt: Option<Attempt>,
+        outcome: DispatchOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let next = outcome.status();
+        // A held claim means the message is `sending`, which the UPDATE below re-checks.
+        if !MessageStatus::Sending.can_transition_to(next) {
+            tracing::warn!("a claimed message cannot move to {next}");
+            return Ok(false);
+        }
+        // A one-time code is needed only while the message can still be sent.
+        let forget_body = !next.can_transition_to(MessageStatus::Sending);
+        let fields = OutcomeFields::of(outcome);
+
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
+        let updated = sqlx::query(
+            r#"UPDATE messages
+               SET status = $3,
+                   provider_sid = COALESCE($4, provider_sid),
+                   segments = COALESCE($5, segments),
+                   error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
+                   error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
+                   next_attempt_at = COALESCE($9, next_attempt_at),
+                   body = CASE WHEN $10 AND verification_id IS NOT NULL THEN '' ELSE body END,
+                   locked_until = NULL, claim_token = NULL, updated_at = $11
+               WHERE id = $1 AND claim_token = $2 AND status = 'sending'"#,
+        )
+        .bind(id.as_uuid().hyphenated())
+        .bind(Uuid::from_u128(claim.0).hyphenated())
+        .bind(next.as_str())
+        .bind(fields.provider_sid)
+        .bind(fields.segments)
+        .bind(fields.replace_error)
+        .bind(fields.error_code)
+        .bind(fields.error_message)
+        .bind(fields.next_attempt_at.map(micros))
+        .bind(forget_body)
+        .bind(micros(now))
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(attempt) = attempt {
+            sqlx::query(
+                "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
+                 outcome, http_status, error_code, error_message) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id.as_uuid().hyphenated())
+            .bind(i64::from(attempt.number))
+            .bind(micros(attempt.started_at))
+            .bind(micros(attempt.finished_at))
+            .bind(attempt.outcome.as_str())
+            .bind(attempt.http_status.map(i64::from))
+            .bind(attempt.error_code)
+            .bind(attempt.error_message)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // A lapsed lease makes a message due as surely as a retry time does.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT min(due) FROM ( \
+                 SELECT min(next_attempt_at) AS due FROM messages WHERE status = 'queued' \
+                 UNION ALL \
+                 SELECT min(locked_until) FROM messages WHERE status = 'sending' \
+             )",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        due.map(|due| {
+            DateTime::from_timestamp_micros(due)
+                .ok_or_else(|| StoreError::Corrupt(format!("{due} is not a time")))
+        })
+        .transpose()
+    }
+}
+
+/// The columns a [`DispatchOutcome`] writes; `None` keeps the stored value.
+struct OutcomeFields {
+    provider_sid: Option<String>,
+    segments: Option<i64>,
+    /// Whether the error columns are replaced (by `None` for a success).
+    replace_error: bool,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl OutcomeFields {
+    fn of(outcome: DispatchOutcome) -> Self {
+        let unchanged = Self {
+            provider_sid: None,
+            segments: None,
+            replace_error: false,
+            error_code: None,
+            error_message: None,
+            next_attempt_at: None,
+        };
+        match outcome {
+            DispatchOutcome::Sent {
+                provider_sid,
+                segments,
+            } => Self {
+                provider_sid: Some(provider_sid),
+                segments: segments.map(i64::from),
+                replace_error: true,
+                ..unchanged
+            },
+            DispatchOutcome::Retry {
+                at,
+                error_code,
+                error_message,
+            } => Self {
+                replace_error: true,
+                error_code,
+                error_message: Some(error_message),
+                next_attempt_at: Some(at),
+                ..unchanged
+            },
+            DispatchOutcome::Failed {
+                error_code,
+                error_message,
+            } => Self {
+                replace_error: true,
+                error_code,
+                error_message: Some(error_message),
+                ..unchanged
+            },
+            DispatchOutcome::Expired => unchanged,
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Rows as SQLite returns them, and the conversions both ways. Timestamps are integer
+//! microseconds since the Unix epoch, ids hyphenated UUID text. A row that does not convert is
+//! [`StoreError::Corrupt`]: the database holds something the domain never wrote.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, PhoneNumber,
+    Priority, Verification, VerificationId, VerificationStatus,
+};
+use ports::{ClaimToken, ClaimedMessage, StoreError};
+use uuid::fmt::Hyphenated;
+
+/// A sqlx failure as the port sees it: a value that does not decode is corrupt data, anything
+/// else (the file, the lock, the disk) is the database being unavailable.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Unavailable(Box::new(other)),
+    }
+}
+
+/// How a timestamp is stored.
+pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn corrupt(column: &str, problem: impl Display) -> StoreError {
+    StoreError::Corrupt(format!("{column}: {problem}"))
+}
+
+fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| corrupt(column, format!("{micros} is not a time")))
+}
+
+fn count(column: &str, value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt(column, format!("{value} is not a count")))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    id: Hyphenated,
+    to: String,
+    channel: String,
+    template: Option<String>,
+    body: String,
+    segments: i64,
+    priority: i64,
+    status: String,
+    api_key: String,
+    idempotency_key: Option<String>,
+    verification_id: Option<Hyphenated>,
+    send_before: Option<i64>,
+    provider_sid: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    attempt_count: i64,
+    next_attempt_at: i64,
+    claim_token: Option<Hyphenated>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        let rank = i16::try_from(row.priority)
+            .map_err(|_| corrupt("messages.priority", format!("{} is no rank", row.priority)))?;
+        Ok(Message {
+            id: MessageId::from_uuid(row.id.into_uuid()),
+            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("messages.to", error))?,
+            channel: row
+                .channel
+                .parse::<Channel>()
+                .map_err(|error| corrupt("messages.channel", error))?,
+            template: row.template,
+            body: row.body,
+            segments: count("messages.segments", row.segments)?,
+            priority: Priority::from_rank(rank),
+            status: row
+                .status
+                .parse::<MessageStatus>()
+                .map_err(|error| corrupt("messages.status", error))?,
+            api_key: row.api_key,
+            idempotency_key: row.idempotency_key,
+            verification_id: row
+                .verification_id
+                .map(|id| VerificationId::from_uuid(id.into_uuid())),
+            send_before: row
+                .send_before
+                .map(|at| instant("messages.send_before", at))
+                .transpose()?,
+            provider_sid: row.provider_sid,
+            error_code: row.error_code,
+            error_message: row.error_message,
+            attempt_count: count("messages.attempt_count", row.attempt_count)?,
+            next_attempt_at: instant("messages.next_attempt_at", row.next_attempt_at)?,
+            created_at: instant("messages.created_at", row.created_at)?,
+            updated_at: instant("messages.updated_at", row.updated_at)?,
+        })
+    }
+}
+
+impl TryFrom<MessageRow> for ClaimedMessage {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        let token = row
+            .claim_token
+            .ok_or_else(|| corrupt("messages.claim_token", "a claimed message has no token"))?;
+        Ok(ClaimedMessage {
+            message: Message::try_from(row)?,
+            claim: ClaimToken(token.into_uuid().as_u128()),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    number: i64,
+    started_at: i64,
+    finished_at: i64,
+    outcome: String,
+    http_status: Option<i64>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+
+    fn try_from(row: AttemptRow) -> Result<Self, StoreError> {
+        Ok(Attempt {
+            number: count("message_attempts.number", row.number)?,
+            started_at: instant("message_attempts.started_at", row.started_at)?,
+            finished_at: instant("message_attempts.finished_at", row.finished_at)?,
+            outcome: row
+                .outcome
+                .parse::<AttemptOutcome>()
+                .map_err(|error| corrupt("message_attempts.outcome", error))?,
+            http_status: row
+                .http_status
+                .map(|status| {
+                    u16::try_from(status).map_err(|_| {
+                        corrupt(
+                            "message_attempts.http_status",
+                            format!("{status} is not an HTTP status"),
+                        )
+                    })
+                })
+                .transpose()?,
+            error_code: row.error_code,
+            error_message: row.error_message,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct VerificationRow {
+    id: Hyphenated,
+    to: String,
+    channel: String,
+    api_key: String,
+    status: String,
+    check_count: i64,
+    max_checks: i64,
+    send_count: i64,
+    max_sends: i64,
+    expires_at: i64,
+    last_sent_at: i64,
+    created_at: i64,
+}
+
+impl TryFrom<VerificationRow> for Verification {
+    type Error = StoreError;
+
+    fn try_from(row: VerificationRow) -> Result<Self, StoreError> {
+        Ok(Verification {
+            id: VerificationId::from_uuid(row.id.into_uuid()),
+            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("verifications.to", error))?,
+            channel: row
+                .channel
+                .parse::<Channel>()
+                .map_err(|error| corrupt("verifications.channel", error))?,
+            api_key: row.api_key,
+            status: row
+                .status
+                .parse::<VerificationStatus>()
+                .map_err(|error| corrupt("verifications.status", error))?,
+            check_count: count("verifications.check_count", row.check_count)?,
+            max_checks: count("verifications.max_checks", row.max_checks)?,
+            send_count: count("verifications.send_count", row.send_count)?,
+            max_sends: count("verifications.max_sends", row.max_sends)?,
+            expires_at: instant("verifications.expires_at", row.expires_at)?,
+            last_sent_at: instant("verifications.last_sent_at", row.last_sent_at)?,
+            created_at: instant("verifications.created_at", row.created_at)?,
+        })
+    }
+}
+
+pub(crate) fn code_hashes(hashes: Vec<Vec<u8>>) -> Vec<CodeHash> {
+    hashes.into_iter().map(CodeHash::from_bytes).collect()
+}

@@ -1,0 +1,45 @@
+//! What only the SQLite store does.
+
+use adapters_sqlite::{SqliteStore, SqliteStoreError};
+use ports::testkit::{notification, t0};
+use ports::MessageStore;
+
+#[tokio::test]
+async fn open_creates_the_file_and_its_directories() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory
+        .path()
+        .join("data")
+        .join("nested")
+        .join("sms-notify.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.ping().await.unwrap();
+    assert!(path.is_file());
+}
+
+#[tokio::test]
+async fn messages_survive_reopening_the_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sms-notify.db");
+    let queued = notification(t0());
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.enqueue(queued.clone()).await.unwrap();
+        store.pool().close().await;
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let stored = MessageStore::get(&reopened, queued.id).await.unwrap();
+    assert_eq!(stored.map(|message| message.body), Some(queued.body));
+}
+
+#[tokio::test]
+async fn a_path_under_a_file_is_a_create_directory_error() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
+    let refused = SqliteStore::open(&file.join("sms-notify.db")).await;
+    assert!(
+        matches!(refused, Err(SqliteStoreError::CreateDirectory { .. })),
+        "{refused:?}"
+    );
+}
