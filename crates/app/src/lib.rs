@@ -1,1 +1,43 @@
-//! placeholder
+//! The application: use cases (send, dispatch, verify), the HTTP API, configuration, and the
+//! wiring that turns configuration into running adapters.
+//!
+//! This is the only library crate that names concrete adapters, and only in [`server`], where
+//! configuration picks them; the use cases see ports. Nothing else in the workspace may depend
+//! on `app` but binaries (`cli`) and the end-to-end tests.
+
+pub mod auth;
+pub mod codes;
+pub mod config;
+pub mod console;
+pub mod dispatcher;
+pub mod http;
+pub mod messaging;
+pub mod server;
+pub mod telemetry;
+pub mod verify;
+
+use std::sync::Arc;
+
+use domain::VerificationPolicy;
+use ports::{Clock, CodeGenerator, MessageStore, VerificationStore};
+use template::Templates;
+use tokio::sync::Notify;
+
+pub use config::Config;
+pub use server::{Server, StartupError};
+
+/// Everything the use cases need, as ports. Built once at startup and shared by the HTTP
+/// handlers.
+pub struct Services {
+    pub messages: Arc<dyn MessageStore>,
+    pub verifications: Arc<dyn VerificationStore>,
+    pub templates: Arc<Templates>,
+    pub clock: Arc<dyn Clock>,
+    pub code_generator: Arc<dyn CodeGenerator>,
+    pub hasher: codes::CodeHasher,
+    pub verification_policy: VerificationPolicy,
+    pub api_keys: auth::ApiKeys,
+    /// Signalled when a message is queued, so that this instance's dispatcher sends it now
+    /// rather than at its next poll.
+    pub dispatcher_wake: Arc<Notify>,
+}

@@ -1,0 +1,465 @@
+//! Configuration from the environment. Every variable is read here and nowhere else; a bad or
+//! missing value stops startup with one sentence naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender};
+use chrono::TimeDelta;
+use domain::{CodeLength, PhoneNumber, RetryPolicy, VerificationPolicy};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::auth::ApiKeys;
+
+/// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
+/// brute-forced together with the 10^6 possible codes.
+const MIN_PEPPER_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum DatabaseConfig {
+    Postgres { url: SecretString },
+    Sqlite { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    /// No Twilio credentials: each SMS is printed to the log instead of being sent.
+    Console,
+    Twilio(Box<TwilioConfig>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchConfig {
+    /// Provider calls in flight at once.
+    pub concurrency: usize,
+    /// Safety-net poll when no wake-up arrives; new work wakes the dispatcher at once.
+    pub poll_interval: Duration,
+    /// How long a claimed message stays with its worker before another may take it over.
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub database: DatabaseConfig,
+    pub api_keys: ApiKeys,
+    /// The keys were generated for this run and must be shown to the operator once.
+    pub api_keys_generated: bool,
+    pub provider: ProviderConfig,
+    pub code_pepper: SecretString,
+    pub log_format: LogFormat,
+    pub templates_dir: Option<PathBuf>,
+    pub public_base_url: Option<Url>,
+    pub dispatch: DispatchConfig,
+    pub verification: VerificationPolicy,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    /// Empty values count as absent.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env {
+            lookup: &|name| lookup(name).filter(|value| !value.trim().is_empty()),
+        };
+        let database = match env.get("DATABASE_URL") {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres {
+                    url: SecretString::from(url),
+                }
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => DatabaseConfig::Sqlite { path: path.into() },
+                None => {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        "expected a postgres:// or sqlite:// URL",
+                    ))
+                }
+            },
+            None => DatabaseConfig::Sqlite {
+                path: PathBuf::from("data/sms-notify.sqlite"),
+            },
+        };
+        let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
+
+        let (api_keys, api_keys_generated) = match env.get("API_KEYS") {
+            Some(text) => (
+                ApiKeys::parse(&text).map_err(|problem| ConfigError::new("API_KEYS", problem))?,
+                false,
+            ),
+            None => (ApiKeys::generate(), true),
+        };
+
+        let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
+            Url::parse(text).map_err(|error| format!("not a URL ({error})"))
+        })?;
+
+        let code_pepper = match env.get("CODE_PEPPER") {
+            Some(pepper) if pepper.len() < MIN_PEPPER_LEN => {
+                return Err(ConfigError::new(
+                    "CODE_PEPPER",
+                    format!("must be at least {MIN_PEPPER_LEN} characters"),
+                ))
+            }
+            Some(pepper) => SecretString::from(pepper),
+            // Instances sharing a database must share the pepper, or a code sent by one
+            // could not be checked by another.
+            None if shared_database => {
+                return Err(ConfigError::new(
+                    "CODE_PEPPER",
+                    "required with a PostgreSQL DATABASE_URL, so that every instance checks codes alike",
+                ))
+            }
+            None => SecretString::from(crate::codes::random_token(32)),
+        };
+
+        let verification = VerificationPolicy {
+            code_length: match env.number::<i64>("VERIFY_CODE_LENGTH")? {
+                Some(digits) => CodeLength::new(digits)
+                    .map_err(|error| ConfigError::new("VERIFY_CODE_LENGTH", error.to_string()))?,
+                None => CodeLength::default(),
+            },
+            lifetime: env.seconds("VERIFY_TTL_SECONDS", 600)?,
+            max_checks: env.positive("VERIFY_MAX_CHECKS", 5)?,
+            max_sends: env.positive("VERIFY_MAX_SENDS", 5)?,
+            resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30)?,
+        };
+
+        let retry_defaults = RetryPolicy::default();
+        let dispatch = DispatchConfig {
+            concurrency: env.positive("DISPATCH_CONCURRENCY", 50)?,
+            poll_interval: Duration::from_millis(env.positive("DISPATCH_POLL_INTERVAL_MS", 5_000)?),
+            lease: Duration::from_secs(env.positive("DISPATCH_LEASE_SECONDS", 60)?),
+            retry: RetryPolicy {
+                max_attempts: env.positive("RETRY_MAX_ATTEMPTS", retry_defaults.max_attempts)?,
+                base: Duration::from_millis(env.positive("RETRY_BASE_MS", 2_000)?),
+                cap: Duration::from_secs(env.positive("RETRY_CAP_SECONDS", 300)?),
+            },
+        };
+
+        Ok(Self {
+            bind_addr: env
+                .parse_with("BIND_ADDR", |text| {
+                    text.parse::<SocketAddr>()
+                        .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
+                })?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            provider: twilio_config(&env, public_base_url.as_ref())?,
+            database,
+            api_keys,
+            api_keys_generated,
+            code_pepper,
+            log_format: match env.get("LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or pretty")),
+            },
+            templates_dir: env.get("TEMPLATES_DIR").map(PathBuf::from).or_else(|| {
+                let default = PathBuf::from("templates");
+                default.is_dir().then_some(default)
+            }),
+            public_base_url,
+            dispatch,
+            verification,
+        })
+    }
+}
+
+/// The path Twilio posts delivery statuses to, below `PUBLIC_BASE_URL`.
+pub const STATUS_CALLBACK_PATH: &str = "/v1/webhooks/twilio/status";
+
+fn twilio_config(
+    env: &Env<'_>,
+    public_base_url: Option<&Url>,
+) -> Result<ProviderConfig, ConfigError> {
+    let Some(account_sid) = env.get("TWILIO_ACCOUNT_SID") else {
+        for dependent in [
+            "TWILIO_AUTH_TOKEN",
+            "TWILIO_API_KEY_SID",
+            "TWILIO_PHONE_NUMBER",
+            "TWILIO_MESSAGING_SERVICE_SID",
+        ] {
+            if env.get(dependent).is_some() {
+                return Err(ConfigError::new(
+                    "TWILIO_ACCOUNT_SID",
+                    format!("required when {dependent} is set"),
+                ));
+            }
+        }
+        return Ok(ProviderConfig::Console);
+    };
+    let credentials = match (
+        env.get("TWILIO_AUTH_TOKEN"),
+        env.get("TWILIO_API_KEY_SID"),
+        env.get("TWILIO_API_KEY_SECRET"),
+    ) {
+        (Some(token), None, None) => TwilioCredentials::AuthToken(SecretString::from(token)),
+        (None, Some(sid), Some(secret)) => TwilioCredentials::ApiKey {
+            sid,
+            secret: SecretString::from(secret),
+        },
+        (None, Some(_), None) => {
+            return Err(ConfigError::new(
+                "TWILIO_API_KEY_SECRET",
+                "required with TWILIO_API_KEY_SID",
+            ))
+        }
+        (None, None, _) => {
+            return Err(ConfigError::new(
+                "TWILIO_AUTH_TOKEN",
+                "required with TWILIO_ACCOUNT_SID (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)",
+            ))
+        }
+        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
+            return Err(ConfigError::new(
+                "TWILIO_AUTH_TOKEN",
+                "set either TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET, not both",
+            ))
+        }
+    };
+    let sender = match (
+        env.get("TWILIO_PHONE_NUMBER"),
+        env.get("TWILIO_MESSAGING_SERVICE_SID"),
+    ) {
+        (Some(number), None) => TwilioSender::From(
+            PhoneNumber::parse(&number)
+                .map_err(|error| ConfigError::new("TWILIO_PHONE_NUMBER", error.to_string()))?,
+        ),
+        (None, Some(sid)) => TwilioSender::MessagingService(sid),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "TWILIO_PHONE_NUMBER",
+                "required with TWILIO_ACCOUNT_SID (or TWILIO_MESSAGING_SERVICE_SID)",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "TWILIO_MESSAGING_SERVICE_SID",
+                "set either TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID, not both",
+            ))
+        }
+    };
+    let base_url_text = env
+        .get("TWILIO_API_BASE_URL")
+        .unwrap_or_else(|| TwilioConfig::DEFAULT_BASE_URL.to_owned());
+    let base_url = Url::parse(base_url_text.trim())
+        .map_err(|error| ConfigError::new("TWILIO_API_BASE_URL", format!("not a URL ({error})")))?;
+    let status_callback_url = public_base_url
+        .map(|base| base.join(STATUS_CALLBACK_PATH))
+        .transpose()
+        .map_err(|error| ConfigError::new("PUBLIC_BASE_URL", error.to_string()))?;
+    Ok(ProviderConfig::Twilio(Box::new(TwilioConfig {
+        base_url,
+        account_sid,
+        credentials,
+        sender,
+        status_callback_url,
+        connect_timeout: Duration::from_millis(env.positive("TWILIO_CONNECT_TIMEOUT_MS", 3_000)?),
+        request_timeout: Duration::from_millis(env.positive("TWILIO_REQUEST_TIMEOUT_MS", 10_000)?),
+    })))
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    fn parse_with<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|text| parse(text.trim()).map_err(|problem| ConfigError::new(name, problem)))
+            .transpose()
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError> {
+        self.parse_with(name, |text| {
+            text.parse::<T>()
+                .map_err(|_| format!("expected a whole number, got `{text}`"))
+        })
+    }
+
+    fn positive<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Default,
+    {
+        match self.number::<T>(name)? {
+            Some(value) if value <= T::default() => {
+                Err(ConfigError::new(name, "must be greater than zero"))
+            }
+            Some(value) => Ok(value),
+            None => Ok(default),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: i64) -> Result<TimeDelta, ConfigError> {
+        Ok(TimeDelta::seconds(self.positive(name, default)?))
+    }
+}
+
+impl DatabaseConfig {
+    /// For log lines: where the data lives, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseConfig::Postgres { url } => match Url::parse(url.expose_secret()) {
+                Ok(url) => format!(
+                    "PostgreSQL at {}:{}{}",
+                    url.host_str().unwrap_or("localhost"),
+                    url.port().unwrap_or(5432),
+                    url.path()
+                ),
+                Err(_) => "PostgreSQL".to_owned(),
+            },
+            DatabaseConfig::Sqlite { path } => format!("SQLite at {}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const TWILIO: &[(&str, &str)] = &[
+        ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("TWILIO_AUTH_TOKEN", "token"),
+        ("TWILIO_PHONE_NUMBER", "+15005550006"),
+    ];
+
+    #[test]
+    fn no_configuration_means_sqlite_console_and_a_generated_key() {
+        let config = config(&[]).unwrap();
+        assert!(matches!(config.database, DatabaseConfig::Sqlite { .. }));
+        assert!(matches!(config.provider, ProviderConfig::Console));
+        assert!(config.api_keys_generated);
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.dispatch.retry, RetryPolicy::default());
+        assert_eq!(config.verification, VerificationPolicy::default());
+    }
+
+    #[test]
+    fn twilio_credentials_select_the_twilio_provider() {
+        let config = config(TWILIO).unwrap();
+        let ProviderConfig::Twilio(twilio) = config.provider else {
+            panic!("expected Twilio");
+        };
+        assert_eq!(twilio.base_url.as_str(), "https://api.twilio.com/");
+        assert!(twilio.status_callback_url.is_none());
+    }
+
+    #[test]
+    fn public_base_url_becomes_the_status_callback() {
+        let mut pairs = TWILIO.to_vec();
+        pairs.push(("PUBLIC_BASE_URL", "https://sms.example.com"));
+        let ProviderConfig::Twilio(twilio) = config(&pairs).unwrap().provider else {
+            panic!("expected Twilio");
+        };
+        assert_eq!(
+            twilio.status_callback_url.unwrap().as_str(),
+            "https://sms.example.com/v1/webhooks/twilio/status"
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("API_KEYS", "nokey")], "API_KEYS"),
+            (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (&[("DISPATCH_CONCURRENCY", "0")], "DISPATCH_CONCURRENCY"),
+            (&[("DISPATCH_CONCURRENCY", "many")], "DISPATCH_CONCURRENCY"),
+            (&[("VERIFY_CODE_LENGTH", "12")], "VERIFY_CODE_LENGTH"),
+            (&[("CODE_PEPPER", "short")], "CODE_PEPPER"),
+            (&[("TWILIO_AUTH_TOKEN", "t")], "TWILIO_ACCOUNT_SID"),
+            (
+                &[
+                    ("TWILIO_ACCOUNT_SID", "AC1"),
+                    ("TWILIO_PHONE_NUMBER", "+15005550006"),
+                ],
+                "TWILIO_AUTH_TOKEN",
+            ),
+            (
+                &[("TWILIO_ACCOUNT_SID", "AC1"), ("TWILIO_AUTH_TOKEN", "t")],
+                "TWILIO_PHONE_NUMBER",
+            ),
+            (
+                &[
+                    ("TWILIO_ACCOUNT_SID", "AC1"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("TWILIO_PHONE_NUMBER", "555"),
+                ],
+                "TWILIO_PHONE_NUMBER",
+            ),
+        ];
+        for (pairs, variable) in cases {
+            let error = config(pairs).unwrap_err();
+            assert_eq!(error.variable, *variable, "{pairs:?} gave {error}");
+        }
+    }
+
+    #[test]
+    fn postgres_requires_a_shared_pepper() {
+        let error = config(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap_err();
+        assert_eq!(error.variable, "CODE_PEPPER");
+        let pepper = "p".repeat(32);
+        assert!(config(&[
+            ("DATABASE_URL", "postgres://localhost/db"),
+            ("CODE_PEPPER", &pepper)
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn database_description_hides_credentials() {
+        let database = DatabaseConfig::Postgres {
+            url: SecretString::from("postgres://user:hunter2@db.internal:6543/sms".to_owned()),
+        };
+        let text = database.describe();
+        assert_eq!(text, "PostgreSQL at db.internal:6543/sms");
+    }
+}

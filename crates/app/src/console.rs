@@ -1,0 +1,30 @@
+//! The provider of a run with no Twilio credentials: it "delivers" each SMS by printing it to
+//! the log, so that the whole flow can be tried on a laptop. This is the one place a message
+//! body, codes included, is ever logged, and the log line says why.
+
+use async_trait::async_trait;
+use ports::{OutboundMessage, ProviderError, ProviderReceipt, SmsProvider};
+
+pub struct ConsoleSmsProvider;
+
+#[async_trait]
+impl SmsProvider for ConsoleSmsProvider {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
+        tracing::info!(
+            message_id = %message.message_id,
+            to = %message.to,
+            channel = %message.channel,
+            body = %message.body,
+            "console provider: SMS printed here instead of sent (no Twilio credentials configured)"
+        );
+        Ok(ProviderReceipt {
+            provider_sid: format!("console-{}", message.message_id),
+            segments: Some(template::analyze(&message.body).segments),
+            price: None,
+        })
+    }
+}

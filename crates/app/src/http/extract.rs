@@ -1,0 +1,144 @@
+//! Request extractors whose rejections are problem documents: the API key, and JSON bodies
+//! whose errors name the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::Services;
+
+/// The caller, authenticated by `Authorization: Bearer <key>`; holds the key's name.
+pub struct ApiClient(pub String);
+
+impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &std::sync::Arc<Services>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |detail: &str| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            )
+        };
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("send an API key as `Authorization: Bearer <key>`"))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        let name = services
+            .api_keys
+            .authenticate(key.trim())
+            .ok_or_else(|| unauthorized("the API key is not valid"))?;
+        tracing::Span::current().record("api_key", name);
+        Ok(ApiClient(name.to_owned()))
+    }
+}
+
+/// A JSON body. Malformed JSON is a 400; a body that does not fit the request type is a 422
+/// naming the field (`data.code`, `to`), unknown fields included.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or_default().trim();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
+                    rejection.status(),
+                    "unreadable-body",
+                    "Unreadable body",
+                    rejection.body_text(),
+                )
+            })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if inner.is_data() {
+                let field = field_name(&path, &inner.to_string());
+                let problem = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-body",
+                    "Invalid request body",
+                    strip_position(&inner.to_string()),
+                );
+                match field {
+                    Some(field) => problem.with_field(field),
+                    None => problem,
+                }
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    "Malformed JSON",
+                    inner.to_string(),
+                )
+            }
+        })?;
+        deserializer.end().map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                error.to_string(),
+            )
+        })?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// The field a data error is about. serde reports a missing field at its parent's path,
+/// naming the field only in the message (missing field `to`); an unknown one at its own path.
+fn field_name(path: &str, message: &str) -> Option<String> {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => Some(name.to_owned()),
+        (".", None) => None,
+        (parent, Some(name)) => Some(format!("{parent}.{name}")),
+        (path, None) => Some(path.to_owned()),
+    }
+}
+
+/// serde_json appends ` at line 1 column 42` to data errors; the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,130 @@
+//! The send use case: validate, render, store as `queued`, wake the dispatcher.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::{Channel, Message, MessageId, NewMessage, PhoneNumber, Priority};
+use ports::{Enqueued, StoreError};
+use template::RenderError;
+use tokio::sync::Notify;
+
+use crate::Services;
+
+/// Longest body accepted: ten concatenated segments. Beyond that a message is almost surely a
+/// mistake, and carriers start dropping parts.
+pub const MAX_BODY_CHARS: usize = 1_600;
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    Template {
+        name: String,
+        data: serde_json::Value,
+    },
+    Body(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub content: Content,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("the message is empty")]
+    EmptyBody,
+    #[error("the message is longer than {MAX_BODY_CHARS} characters")]
+    BodyTooLong,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Services {
+    /// Renders and stores a message; it is durable when this returns.
+    pub async fn send_message(
+        &self,
+        api_key: &str,
+        request: SendRequest,
+    ) -> Result<Enqueued, SendError> {
+        let (template, body) = match request.content {
+            Content::Template { name, data } => {
+                let body = self.templates.render(&name, &data)?;
+                (Some(name), body)
+            }
+            Content::Body(body) => (None, body),
+        };
+        if body.trim().is_empty() {
+            return Err(SendError::EmptyBody);
+        }
+        if body.chars().count() > MAX_BODY_CHARS {
+            return Err(SendError::BodyTooLong);
+        }
+        let message = new_message(
+            request.to,
+            request.channel,
+            template,
+            body,
+            api_key,
+            self.clock.now(),
+        );
+        let enqueued = self
+            .messages
+            .enqueue(NewMessage {
+                idempotency_key: request.idempotency_key,
+                ..message
+            })
+            .await?;
+        if matches!(enqueued, Enqueued::Created(_)) {
+            self.dispatcher_wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    pub async fn message(
+        &self,
+        api_key: &str,
+        id: MessageId,
+    ) -> Result<Option<(Message, Vec<domain::Attempt>)>, StoreError> {
+        let Some(message) = self.messages.get(id).await? else {
+            return Ok(None);
+        };
+        // Another client's message does not exist as far as this one can tell.
+        if message.api_key != api_key {
+            return Ok(None);
+        }
+        let attempts = self.messages.attempts(id).await?;
+        Ok(Some((message, attempts)))
+    }
+}
+
+/// A normal-priority message ready to enqueue, segments counted.
+pub(crate) fn new_message(
+    to: PhoneNumber,
+    channel: Channel,
+    template: Option<String>,
+    body: String,
+    api_key: &str,
+    now: DateTime<Utc>,
+) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        to,
+        channel,
+        template,
+        segments: template::analyze(&body).segments,
+        body,
+        priority: Priority::Normal,
+        api_key: api_key.to_owned(),
+        idempotency_key: None,
+        verification_id: None,
+        send_before: None,
+        created_at: now,
+    }
+}
+
+/// Wakes the local dispatcher; cloned into whatever enqueues.
+pub type DispatcherWake = Arc<Notify>;

@@ -1,0 +1,206 @@
+//! Turns a [`Config`] into running adapters, the HTTP server and the dispatcher, and runs them
+//! until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters_postgres::PgStore;
+use adapters_sqlite::SqliteStore;
+use adapters_twilio::TwilioSmsProvider;
+use ports::{MessageStore, SmsProvider, VerificationStore};
+use secrecy::ExposeSecret;
+use template::Templates;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
+use crate::config::{Config, DatabaseConfig, ProviderConfig};
+use crate::console::ConsoleSmsProvider;
+use crate::dispatcher::Dispatcher;
+use crate::Services;
+
+/// Connections per instance: enough for the dispatcher's batches and the API's bursts without
+/// exhausting a shared PostgreSQL when several instances run.
+const PG_MAX_CONNECTIONS: u32 = 20;
+/// How long shutdown waits for sends in flight before giving up on them (their leases then
+/// hand them to another instance).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database ({0})")]
+    Database(String),
+    #[error(transparent)]
+    Templates(#[from] template::LoadError),
+    #[error("Twilio configuration: {0}")]
+    Provider(#[from] adapters_twilio::TwilioConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+pub struct Server {
+    listener: TcpListener,
+    services: Arc<Services>,
+    dispatcher: Dispatcher,
+    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
+    /// instance's dispatcher for messages queued elsewhere.
+    postgres: Option<PgStore>,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let (postgres, messages, verifications): (
+            Option<PgStore>,
+            Arc<dyn MessageStore>,
+            Arc<dyn VerificationStore>,
+        ) = match &config.database {
+            DatabaseConfig::Postgres { url } => {
+                let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
+                    .await
+                    .map_err(|error| StartupError::Database(error.to_string()))?;
+                let shared = Arc::new(store.clone());
+                (Some(store), shared.clone(), shared)
+            }
+            DatabaseConfig::Sqlite { path } => {
+                let store = SqliteStore::open(path)
+                    .await
+                    .map_err(|error| StartupError::Database(error.to_string()))?;
+                let shared = Arc::new(store);
+                (None, shared.clone(), shared)
+            }
+        };
+        tracing::info!(database = %config.database.describe(), "database ready");
+
+        let templates = match &config.templates_dir {
+            Some(dir) => Templates::load(dir)?,
+            None => Templates::built_in()?,
+        };
+        let provider: Arc<dyn SmsProvider> = match &config.provider {
+            ProviderConfig::Twilio(twilio) => {
+                Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?)
+            }
+            ProviderConfig::Console => {
+                tracing::warn!(
+                    "no Twilio credentials (TWILIO_ACCOUNT_SID): SMS are printed to this log, not sent"
+                );
+                Arc::new(ConsoleSmsProvider)
+            }
+        };
+        let clock = Arc::new(SystemClock);
+        let wake = Arc::new(Notify::new());
+        let services = Arc::new(Services {
+            messages: messages.clone(),
+            verifications,
+            templates: Arc::new(templates),
+            clock: clock.clone(),
+            code_generator: Arc::new(OsCodeGenerator),
+            hasher: CodeHasher::new(config.code_pepper.clone()),
+            verification_policy: config.verification,
+            api_keys: config.api_keys.clone(),
+            dispatcher_wake: wake.clone(),
+        });
+        let dispatcher = Dispatcher::new(messages, provider, clock, config.dispatch, wake);
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.bind_addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            services,
+            dispatcher,
+            postgres,
+        })
+    }
+
+    /// The address actually bound (the port is chosen by the OS when configured as 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then stops taking requests, stops claiming, and
+    /// waits (up to a grace period) for the sends in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let (stop_dispatcher, dispatcher_stopped) = watch::channel(false);
+        if let Some(store) = &self.postgres {
+            tokio::spawn(forward_queue_notifications(
+                store.clone(),
+                self.services.dispatcher_wake.clone(),
+            ));
+        }
+        let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
+        tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
+        let served = axum::serve(self.listener, crate::http::router(self.services))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartupError::Serve);
+        let _ = stop_dispatcher.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, dispatcher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "sends still in flight at the end of the grace period; their leases will expire"
+            );
+        }
+        served
+    }
+}
+
+/// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL
+/// LISTEN/NOTIFY), so that a one-time code goes out at once wherever it was accepted.
+async fn forward_queue_notifications(store: PgStore, wake: Arc<Notify>) {
+    loop {
+        match store.queue_listener().await {
+            Ok(mut listener) => loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(%error, "queue notifications interrupted; reconnecting");
+                        break;
+                    }
+                }
+            },
+            Err(error) => tracing::warn!(%error, "cannot listen for queue notifications"),
+        }
+        // The dispatcher's poll covers the gap.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

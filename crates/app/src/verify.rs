@@ -1,0 +1,518 @@
+//! The two-factor use cases: start (or resend) a verification, check a code.
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Channel, CheckOutcome, CodeLength, Message, NewMessage, PhoneNumber, Priority, ResendRefusal,
+    Verification, VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,
+};
+use ports::StoreError;
+use template::{RenderError, TWO_FACTOR_AUTH};
+
+use crate::messaging::new_message;
+use crate::Services;
+
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    pub locale: Option<String>,
+    pub code_length: Option<CodeLength>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("a new code can be sent in {} seconds", retry_after.num_seconds().max(1))]
+    TooSoon { retry_after: chrono::TimeDelta },
+    #[error("no more codes can be sent for this verification; start again once it expires")]
+    TooManySends,
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("no such verification")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A verification started or resent, with the message carrying its newest code.
+#[derive(Debug)]
+pub struct Started {
+    pub verification: Verification,
+    pub message: Message,
+    /// `false` when a pending verification was reused for a new code.
+    pub created: bool,
+}
+
+impl Services {
+    /// Starts a verification, or sends a new code for the pending one of the same number and
+    /// API key (whose earlier codes stay valid: SMS arrive late and users type the first code
+    /// they see).
+    pub async fn start_verification(
+        &self,
+        api_key: &str,
+        request: StartRequest,
+    ) -> Result<Started, StartError> {
+        let now = self.clock.now();
+        let policy = VerificationPolicy {
+            code_length: request
+                .code_length
+                .unwrap_or(self.verification_policy.code_length),
+            ..self.verification_policy
+        };
+        if let Some(pending) = self
+            .verifications
+            .find_pending(&request.to, api_key, now)
+            .await?
+        {
+            return self.resend(api_key, pending, &request, &policy, now).await;
+        }
+
+        let verification = Verification::start(
+            request.to.clone(),
+            request.channel,
+            api_key.to_owned(),
+            &policy,
+            now,
+        );
+        let code = self.code_generator.generate(policy.code_length);
+        let message = self.code_message(
+            api_key,
+            &verification,
+            &code,
+            request.locale.as_deref(),
+            now,
+        )?;
+        let message = self
+            .verifications
+            .create(
+                &verification,
+                self.hasher.hash(verification.id, &code),
+                message,
+            )
+            .await?;
+        self.dispatcher_wake.notify_one();
+        tracing::info!(verification_id = %verification.id, to = %verification.to.masked(), "verification started");
+        Ok(Started {
+            verification,
+            message,
+            created: true,
+        })
+    }
+
+    async fn resend(
+        &self,
+        api_key: &str,
+        pending: Verification,
+        request: &StartRequest,
+        policy: &VerificationPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Started, StartError> {
+        pending
+            .may_resend(policy, now)
+            .map_err(|refusal| match refusal {
+                ResendRefusal::TooSoon { retry_after } => StartError::TooSoon { retry_after },
+                // `find_pending` only returns pending verifications; one that ended in between is
+                // refused like one that has used up its sends.
+                ResendRefusal::TooManySends | ResendRefusal::NotPending(_) => {
+                    StartError::TooManySends
+                }
+            })?;
+        let code = self.code_generator.generate(policy.code_length);
+        let message =
+            self.code_message(api_key, &pending, &code, request.locale.as_deref(), now)?;
+        let added = self
+            .verifications
+            .add_code(
+                pending.id,
+                self.hasher.hash(pending.id, &code),
+                message,
+                now,
+                now - policy.resend_interval,
+            )
+            .await?;
+        // Another request for the same number won the race to resend.
+        let Some((verification, message)) = added else {
+            return Err(StartError::TooSoon {
+                retry_after: policy.resend_interval,
+            });
+        };
+        self.dispatcher_wake.notify_one();
+        tracing::info!(verification_id = %verification.id, send_count = verification.send_count, "verification code resent");
+        Ok(Started {
+            verification,
+            message,
+            created: false,
+        })
+    }
+
+    fn code_message(
+        &self,
+        api_key: &str,
+        verification: &Verification,
+        code: &VerificationCode,
+        locale: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<NewMessage, RenderError> {
+        let template = self
+            .templates
+            .resolve(TWO_FACTOR_AUTH, locale)
+            .ok_or_else(|| RenderError::UnknownTemplate(TWO_FACTOR_AUTH.to_owned()))?;
+        // Whole minutes, rounded up: "expires in 10 minutes" rather than "in 9".
+        let remaining_seconds = (verification.expires_at - now).num_seconds().max(0);
+        let expiry_minutes = (remaining_seconds + 59) / 60;
+        let body = self.templates.render(
+            &template,
+            &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
+        )?;
+        Ok(NewMessage {
+            priority: Priority::Verification,
+            verification_id: Some(verification.id),
+            // A code that can no longer be checked must not be delivered.
+            send_before: Some(verification.expires_at),
+            ..new_message(
+                verification.to.clone(),
+                verification.channel,
+                Some(template),
+                body,
+                api_key,
+                now,
+            )
+        })
+    }
+
+    pub async fn verification(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+    ) -> Result<Option<Verification>, StoreError> {
+        Ok(self
+            .verifications
+            .get(id)
+            .await?
+            .filter(|verification| verification.api_key == api_key))
+    }
+
+    /// Checks a code. Each counted check uses up one attempt, atomically, so that concurrent
+    /// guesses cannot exceed the limit, and only one check can ever approve.
+    pub async fn check_verification(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+        code: &VerificationCode,
+    ) -> Result<CheckOutcome, CheckError> {
+        if self.verification(api_key, id).await?.is_none() {
+            return Err(CheckError::NotFound);
+        }
+        let now = self.clock.now();
+        let Some((counted, hashes)) = self.verifications.count_check(id, now).await? else {
+            return self.refused_check(api_key, id, now).await;
+        };
+        let matches = self.hasher.matches_any(id, code, &hashes);
+        let outcome = counted.outcome_of_counted_check(matches);
+        if outcome.status != VerificationStatus::Pending
+            && !self.verifications.conclude(id, outcome.status, now).await?
+        {
+            // A concurrent check concluded it first; this one approves nothing.
+            return self.refused_check(api_key, id, now).await;
+        }
+        if outcome.valid {
+            tracing::info!(verification_id = %id, "verification approved");
+        }
+        Ok(outcome)
+    }
+
+    /// The answer to a check the store would not count, from the verification as it is now
+    /// (a concurrent check may just have concluded it).
+    async fn refused_check(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+        now: DateTime<Utc>,
+    ) -> Result<CheckOutcome, CheckError> {
+        let latest = self
+            .verification(api_key, id)
+            .await?
+            .ok_or(CheckError::NotFound)?;
+        let outcome = latest.outcome_of_refused_check(now);
+        // Write down what readers already see (expired, out of attempts), so reports count it.
+        if latest.status == VerificationStatus::Pending && !latest.admits_check(now) {
+            self.verifications.conclude(id, outcome.status, now).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeDelta, TimeZone};
+    use ports::{MockClock, MockCodeGenerator, MockMessageStore, MockVerificationStore};
+    use secrecy::SecretString;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::codes::CodeHasher;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn hasher() -> CodeHasher {
+        CodeHasher::new(SecretString::from("p".repeat(32)))
+    }
+
+    fn pending() -> Verification {
+        Verification::start(
+            PhoneNumber::parse("+15551234567").unwrap(),
+            Channel::Sms,
+            "auth".into(),
+            &VerificationPolicy::default(),
+            now() - TimeDelta::minutes(1),
+        )
+    }
+
+    fn code() -> VerificationCode {
+        VerificationCode::parse("123456").unwrap()
+    }
+
+    fn services(verifications: MockVerificationStore) -> Services {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let mut codes = MockCodeGenerator::new();
+        codes.expect_generate().returning(|_| code());
+        Services {
+            messages: Arc::new(MockMessageStore::new()),
+            verifications: Arc::new(verifications),
+            templates: Arc::new(template::Templates::built_in().unwrap()),
+            clock: Arc::new(clock),
+            code_generator: Arc::new(codes),
+            hasher: hasher(),
+            verification_policy: VerificationPolicy::default(),
+            api_keys: crate::auth::ApiKeys::generate(),
+            dispatcher_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn stored_message(new: NewMessage) -> Message {
+        Message {
+            id: new.id,
+            to: new.to,
+            channel: new.channel,
+            template: new.template,
+            body: new.body,
+            segments: new.segments,
+            priority: new.priority,
+            status: domain::MessageStatus::Queued,
+            api_key: new.api_key,
+            idempotency_key: new.idempotency_key,
+            verification_id: new.verification_id,
+            send_before: new.send_before,
+            provider_sid: None,
+            error_code: None,
+            error_message: None,
+            attempt_count: 0,
+            next_attempt_at: new.created_at,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        }
+    }
+
+    fn request() -> StartRequest {
+        StartRequest {
+            to: PhoneNumber::parse("+15551234567").unwrap(),
+            channel: Channel::Sms,
+            locale: None,
+            code_length: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_verification_queues_the_code_first_in_line_and_only_until_expiry() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| Ok(None));
+        store
+            .expect_create()
+            .times(1)
+            .returning(|verification, hash, message| {
+                assert!(hasher().matches_any(verification.id, &code(), &[hash]));
+                assert_eq!(
+                    message.body,
+                    "Your Smarter Firms verification code is: 123456. This code will expire in 10 minutes. Do not share this code with anyone."
+                );
+                assert_eq!(message.priority, domain::Priority::Verification);
+                assert_eq!(message.verification_id, Some(verification.id));
+                assert_eq!(message.send_before, Some(verification.expires_at));
+                assert_eq!(verification.expires_at, now() + TimeDelta::minutes(10));
+                Ok(stored_message(message))
+            });
+        let started = services(store)
+            .start_verification("auth", request())
+            .await
+            .unwrap();
+        assert!(started.created);
+    }
+
+    #[tokio::test]
+    async fn a_pending_verification_is_reused_for_a_new_code() {
+        let existing_id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store
+            .expect_find_pending()
+            .returning(move |_, _, _| Ok(Some(pending_with_id(existing_id))));
+        store.expect_create().never();
+        store
+            .expect_add_code()
+            .times(1)
+            .returning(move |id, _, message, _, last_sent_before| {
+                assert_eq!(id, existing_id);
+                assert_eq!(last_sent_before, now() - TimeDelta::seconds(30));
+                // Nine minutes left of the verification's ten.
+                assert!(
+                    message.body.contains("expire in 9 minutes"),
+                    "{}",
+                    message.body
+                );
+                let mut verification = pending_with_id(existing_id);
+                verification.send_count = 2;
+                Ok(Some((verification, stored_message(message))))
+            });
+        let started = services(store)
+            .start_verification("auth", request())
+            .await
+            .unwrap();
+        assert!(!started.created);
+        assert_eq!(started.verification.send_count, 2);
+    }
+
+    fn pending_with_id(id: VerificationId) -> Verification {
+        Verification { id, ..pending() }
+    }
+
+    #[tokio::test]
+    async fn a_resend_within_thirty_seconds_is_refused() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| {
+            Ok(Some(Verification {
+                last_sent_at: now() - TimeDelta::seconds(10),
+                ..pending()
+            }))
+        });
+        store.expect_add_code().never();
+        let error = services(store)
+            .start_verification("auth", request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StartError::TooSoon { retry_after } if retry_after == TimeDelta::seconds(20)),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_right_code_approves() {
+        let verification = pending();
+        let id = verification.id;
+        let mut store = MockVerificationStore::new();
+        store
+            .expect_get()
+            .returning(move |_| Ok(Some(pending_with_id(id))));
+        store.expect_count_check().returning(move |_, _| {
+            let counted = Verification {
+                check_count: 1,
+                ..pending_with_id(id)
+            };
+            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+        });
+        store
+            .expect_conclude()
+            .withf(|_, status, _| *status == VerificationStatus::Approved)
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let outcome = services(store)
+            .check_verification("auth", id, &code())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, VerificationStatus::Approved);
+        assert!(outcome.valid);
+    }
+
+    #[tokio::test]
+    async fn a_check_that_loses_the_race_to_approve_is_not_valid() {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        let mut reads = 0;
+        store.expect_get().returning(move |_| {
+            reads += 1;
+            let status = if reads == 1 {
+                VerificationStatus::Pending
+            } else {
+                VerificationStatus::Approved
+            };
+            Ok(Some(Verification {
+                status,
+                ..pending_with_id(id)
+            }))
+        });
+        store.expect_count_check().returning(move |_, _| {
+            Ok(Some((
+                pending_with_id(id),
+                vec![hasher().hash(id, &code())],
+            )))
+        });
+        store
+            .expect_conclude()
+            .times(1)
+            .returning(|_, _, _| Ok(false));
+        let outcome = services(store)
+            .check_verification("auth", id, &code())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, VerificationStatus::Approved);
+        assert!(!outcome.valid);
+    }
+
+    #[tokio::test]
+    async fn a_check_after_expiry_records_and_answers_expired() {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store.expect_get().returning(move |_| {
+            Ok(Some(Verification {
+                expires_at: now() - TimeDelta::seconds(1),
+                ..pending_with_id(id)
+            }))
+        });
+        store.expect_count_check().returning(|_, _| Ok(None));
+        store
+            .expect_conclude()
+            .withf(|_, status, _| *status == VerificationStatus::Expired)
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let outcome = services(store)
+            .check_verification("auth", id, &code())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, VerificationStatus::Expired);
+        assert!(!outcome.valid);
+    }
+
+    #[tokio::test]
+    async fn another_clients_verification_is_not_found() {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store
+            .expect_get()
+            .returning(move |_| Ok(Some(pending_with_id(id))));
+        store.expect_count_check().never();
+        let error = services(store)
+            .check_verification("billing", id, &code())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CheckError::NotFound));
+    }
+}

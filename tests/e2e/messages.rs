@@ -1,0 +1,88 @@
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::{TestApp, MESSAGES_PATH};
+
+#[tokio::test]
+async fn a_templated_message_ends_sent_with_the_twilio_sid() {
+    let app = TestApp::spawn().await;
+    app.twilio_accepts("SM0123456789abcdef0123456789abcdef")
+        .await;
+
+    let (status, message) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+447700900123", "template": "two-factor-auth",
+                   "data": {"code": "424242", "expiryMinutes": 5}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{message}");
+    assert_eq!(message["status"], "queued");
+    assert_eq!(message["segments"], 1);
+    let id = message["id"].as_str().unwrap();
+
+    let sent = app.wait_for_status(id, "sent").await;
+    assert_eq!(sent["provider_sid"], "SM0123456789abcdef0123456789abcdef");
+    assert_eq!(sent["to"], "+447700900123");
+    assert_eq!(sent["template"], "two-factor-auth");
+    assert_eq!(sent["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(sent["attempts"][0]["outcome"], "sent");
+    let request = &app.twilio_requests(1).await[0];
+    assert!(request["Body"].contains("424242"));
+}
+
+#[tokio::test]
+async fn an_invalid_number_at_twilio_fails_after_one_attempt_with_its_code() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": 21211, "message": "The 'To' number +15551234567 is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400
+        })))
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+
+    let (_, message) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+15551234567", "body": "Hello"}),
+        )
+        .await;
+    let failed = app
+        .wait_for_status(message["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["error_code"], "21211");
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["attempts"][0]["outcome"], "permanent_error");
+    assert_eq!(failed["attempts"][0]["http_status"], 400);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_message_and_sends_once() {
+    let app = TestApp::spawn().await;
+    app.twilio_accepts("SM00000000000000000000000000000009")
+        .await;
+    let send = || async {
+        let response = app
+            .client
+            .post(format!("{}/v1/messages", app.base))
+            .bearer_auth(crate::support::API_KEY)
+            .header("Idempotency-Key", "order-42-shipped")
+            .json(&json!({"to": "+15551234567", "body": "Your order shipped"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+    let (first_status, first) = send().await;
+    let (second_status, second) = send().await;
+    assert_eq!((first_status, second_status), (202, 200));
+    assert_eq!(first["id"], second["id"]);
+    app.wait_for_status(first["id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(app.twilio.received_requests().await.unwrap().len(), 1);
+}

@@ -1,0 +1,199 @@
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use adapters_postgres::testing::TestDatabase;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const API_KEY: &str = "test-key-0123456789abcdef";
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const AUTH_TOKEN: &str = "twilio-test-token";
+pub const FROM: &str = "+15005550006";
+pub const MESSAGES_PATH: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub twilio: MockServer,
+    _database: Option<TestDatabase>,
+    _data_dir: Option<TempDir>,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A directory removed when the test ends.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestApp {
+    /// The production shape: PostgreSQL (a fresh database) and Twilio (wiremock).
+    pub async fn spawn() -> Self {
+        let database = TestDatabase::create().await;
+        let twilio = MockServer::start().await;
+        let mut env = base_env();
+        env.insert("DATABASE_URL", database.url.clone());
+        env.insert(
+            "CODE_PEPPER",
+            "e2e-pepper-0123456789abcdef0123456789".into(),
+        );
+        env.insert("TWILIO_ACCOUNT_SID", ACCOUNT_SID.into());
+        env.insert("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into());
+        env.insert("TWILIO_PHONE_NUMBER", FROM.into());
+        env.insert("TWILIO_API_BASE_URL", twilio.uri());
+        env.insert("TWILIO_REQUEST_TIMEOUT_MS", "2000".into());
+        Self::start(env, twilio, Some(database), None).await
+    }
+
+    /// The no-configuration shape: embedded SQLite and the console provider.
+    pub async fn spawn_default() -> Self {
+        let dir = std::env::temp_dir().join(format!("sms-notify-e2e-{}", uuid_like()));
+        let mut env = base_env();
+        env.insert(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("data.sqlite").display()),
+        );
+        let twilio = MockServer::start().await;
+        Self::start(env, twilio, None, Some(TempDir(dir))).await
+    }
+
+    async fn start(
+        env: HashMap<&'static str, String>,
+        twilio: MockServer,
+        database: Option<TestDatabase>,
+        data_dir: Option<TempDir>,
+    ) -> Self {
+        let config = app::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+        let server = app::Server::build(config).await.unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            twilio,
+            _database: database,
+            _data_dir: data_dir,
+            _stop: stop,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    /// Answers every send with a 201 carrying `sid`.
+    pub async fn twilio_accepts(&self, sid: &str) {
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+                "sid": sid, "status": "queued", "num_segments": "1", "price": null,
+                "price_unit": "USD", "error_code": null, "error_message": null
+            })))
+            .mount(&self.twilio)
+            .await;
+    }
+
+    /// Waits until Twilio has received `count` requests and returns their form fields.
+    pub async fn twilio_requests(&self, count: usize) -> Vec<HashMap<String, String>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let requests: Vec<Request> = self.twilio.received_requests().await.unwrap_or_default();
+            if requests.len() >= count {
+                return requests.iter().map(form).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Twilio received {} requests, expected {count}",
+                requests.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls a message until its status is `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, message) = self.get(&format!("/v1/messages/{id}")).await;
+            assert_eq!(code, 200, "{message}");
+            if message["status"] == status {
+                return message;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message stayed {} instead of {status}: {message}",
+                message["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn base_env() -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("BIND_ADDR", "127.0.0.1:0".to_owned()),
+        ("API_KEYS", format!("auth:{API_KEY}")),
+        // Long, so that a test passing proves the wake-up, not the poll.
+        ("DISPATCH_POLL_INTERVAL_MS", "30000".to_owned()),
+    ])
+}
+
+pub fn form(request: &Request) -> HashMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+/// The digits of the code in a rendered two-factor SMS.
+pub fn code_in(body: &str) -> String {
+    let start = body.find("is: ").expect("the code follows `is: `") + 4;
+    body[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
