@@ -1,1 +1,138 @@
-fn main() {}
+//! Developer workflows for sms-notify, run as `cargo xtask <command>` (an alias in
+//! `.cargo/config.toml`).
+//!
+//! `cargo xtask test` is the one command that runs every check, the same way on a laptop and in
+//! CI: `.ci/run` only installs what a fresh machine lacks and then calls it. The tidy checks
+//! (crate docs, the dependency rule, no `dbg!`) are ordinary tests of this crate in `tidy.rs`,
+//! so that command runs them too.
+//!
+//! This crate depends on no workspace crate, so it still builds when the others do not.
+
+mod postgres;
+mod steps;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
+                                   (--no-lint skips fmt and clippy; <args> go to the test runner)
+  lint                             check formatting and run clippy with warnings denied
+";
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    Help,
+    Test {
+        lint: bool,
+        runner_args: Vec<String>,
+    },
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Help => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Test { lint, runner_args } => steps::test(lint, &runner_args),
+        Command::Lint => steps::lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let Some((command, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    match command.as_str() {
+        "help" | "--help" | "-h" => Ok(Command::Help),
+        "lint" => match rest.first() {
+            None => Ok(Command::Lint),
+            Some(arg) => Err(format!("unexpected argument '{arg}' for lint")),
+        },
+        "test" => {
+            let (own, runner_args) = match rest.iter().position(|arg| arg == "--") {
+                Some(dash_dash) => (&rest[..dash_dash], rest[dash_dash + 1..].to_vec()),
+                None => (rest, Vec::new()),
+            };
+            let mut lint = true;
+            for arg in own {
+                match arg.as_str() {
+                    "--no-lint" => lint = false,
+                    other => return Err(format!("unexpected argument '{other}' for test")),
+                }
+            }
+            Ok(Command::Test { lint, runner_args })
+        }
+        other => Err(format!("unknown command '{other}'")),
+    }
+}
+
+/// The workspace root, whatever directory `cargo xtask` was started from.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_args, Command};
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+        parse_args(&args)
+    }
+
+    #[test]
+    fn no_arguments_or_help_asks_for_the_usage() {
+        assert_eq!(parse(&[]), Ok(Command::Help));
+        assert_eq!(parse(&["--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn test_passes_what_follows_the_double_dash_to_the_runner() {
+        assert_eq!(
+            parse(&["test", "--no-lint", "--", "-p", "domain", "--no-lint"]),
+            Ok(Command::Test {
+                lint: false,
+                runner_args: vec!["-p".into(), "domain".into(), "--no-lint".into()],
+            })
+        );
+        assert_eq!(
+            parse(&["test"]),
+            Ok(Command::Test {
+                lint: true,
+                runner_args: vec![],
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_commands_and_flags_are_refused() {
+        assert!(parse(&["bench"]).is_err());
+        assert!(parse(&["test", "--fast"]).is_err());
+        assert!(parse(&["lint", "--fix"]).is_err());
+    }
+}

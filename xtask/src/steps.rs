@@ -1,0 +1,151 @@
+//! The steps of `cargo xtask test` and `cargo xtask lint`, run in order from the workspace root,
+//! each announced by a header line and timed, stopping at the first that fails.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+
+use crate::postgres;
+
+enum Step {
+    PostgresReachable,
+    Cargo {
+        args: Vec<String>,
+        /// What to do about a failure, when there is more to say than "see above".
+        hint: Option<&'static str>,
+    },
+    /// The tests proper. Their runner reports its own time, and its summary must stay the
+    /// closing line that CI reads, so nothing is printed after it.
+    TestRunner {
+        args: Vec<String>,
+    },
+}
+
+/// Every check, in order. `runner_args` go to the test runner.
+pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
+    let mut steps = vec![Step::PostgresReachable];
+    if lint {
+        steps.extend(lint_steps());
+    }
+    if has_nextest() {
+        // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
+        // nextest does not.
+        steps.push(test_runner(
+            &["nextest", "run", "--workspace", "--all-features"],
+            runner_args,
+        ));
+    } else {
+        steps.push(test_runner(
+            &["test", "--workspace", "--all-features"],
+            runner_args,
+        ));
+    }
+    run(&steps, &postgres::database_url())
+}
+
+/// Formatting and clippy only.
+pub(crate) fn lint() -> anyhow::Result<()> {
+    run(&lint_steps(), &postgres::database_url())
+}
+
+fn lint_steps() -> Vec<Step> {
+    vec![
+        cargo(
+            &["fmt", "--all", "--check"],
+            &[],
+            Some("run `cargo fmt --all` to format the workspace"),
+        ),
+        cargo(
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+            None,
+        ),
+    ]
+}
+
+fn cargo(args: &[&str], extra_args: &[String], hint: Option<&'static str>) -> Step {
+    Step::Cargo {
+        args: command_args(args, extra_args),
+        hint,
+    }
+}
+
+fn test_runner(args: &[&str], runner_args: &[String]) -> Step {
+    Step::TestRunner {
+        args: command_args(args, runner_args),
+    }
+}
+
+fn command_args(args: &[&str], extra_args: &[String]) -> Vec<String> {
+    args.iter()
+        .map(ToString::to_string)
+        .chain(extra_args.iter().cloned())
+        .collect()
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Runs `steps` in order; every cargo command sees `database_url` as `DATABASE_URL`.
+fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
+    for (index, step) in steps.iter().enumerate() {
+        let started = Instant::now();
+        let number = format!("[{}/{}]", index + 1, steps.len());
+        match step {
+            Step::PostgresReachable => {
+                match postgres::tcp_address(database_url)? {
+                    Some(address) => {
+                        eprintln!("==> {number} PostgreSQL reachable at {address}");
+                        postgres::check_reachable(&address)?;
+                    }
+                    None => {
+                        eprintln!("==> {number} PostgreSQL reachable: skipped, no TCP host in DATABASE_URL");
+                    }
+                }
+            }
+            Step::Cargo { args, hint } => {
+                eprintln!("==> {number} cargo {}", args.join(" "));
+                run_cargo(args, database_url, *hint)?;
+            }
+            Step::TestRunner { args } => {
+                eprintln!("==> {number} cargo {}", args.join(" "));
+                run_cargo(args, database_url, None)?;
+                continue; // see `Step::TestRunner`
+            }
+        }
+        eprintln!("    ok in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn run_cargo(args: &[String], database_url: &str, hint: Option<&str>) -> anyhow::Result<()> {
+    let command_line = format!("cargo {}", args.join(" "));
+    let status = Command::new("cargo")
+        .args(args)
+        .current_dir(crate::workspace_root())
+        .env("DATABASE_URL", database_url)
+        .status()
+        .with_context(|| format!("could not start `{command_line}`"))?;
+    if !status.success() {
+        match hint {
+            Some(hint) => bail!("`{command_line}` failed ({status}): {hint}"),
+            None => bail!("`{command_line}` failed ({status}), see above"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! Tidy checks on the workspace itself, as ordinary tests so that `cargo xtask test` runs them:
+//! every crate root says what the crate is for, crates depend only on what the dependency rule
+//! allows, and no `dbg!` or `todo!` is left under `crates/`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::workspace_root;
+
+/// Which workspace crates a crate may depend on, and which outside crates it must never depend
+/// on. Only normal and build dependencies count: tests may use anything. A name ending in `*`
+/// stands for every crate with that prefix. A new crate needs a row here.
+struct Rule {
+    krate: &'static str,
+    workspace_deps: WorkspaceDeps,
+    banned: &'static [&'static str],
+}
+
+enum WorkspaceDeps {
+    Only(&'static [&'static str]),
+    Any,
+}
+
+/// No runtime, no I/O, no framework: the domain is values and rules.
+const NO_IO: &[&str] = &[
+    "tokio", "sqlx", "reqwest", "axum", "hyper", "wiremock", "tower",
+];
+/// Ports speak domain types, never a driver's or a web framework's.
+const NO_DRIVERS: &[&str] = &["sqlx", "reqwest", "axum", "hyper"];
+
+const RULES: &[Rule] = &[
+    Rule {
+        krate: "domain",
+        workspace_deps: WorkspaceDeps::Only(&[]),
+        banned: NO_IO,
+    },
+    Rule {
+        krate: "ports",
+        workspace_deps: WorkspaceDeps::Only(&["domain"]),
+        banned: NO_DRIVERS,
+    },
+    Rule {
+        krate: "template",
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports"]),
+        banned: &[],
+    },
+    Rule {
+        krate: "adapters-*",
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports"]),
+        banned: &[],
+    },
+    // Only `app` and `cli` name concrete adapters.
+    Rule {
+        krate: "app",
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports", "template", "adapters-*"]),
+        banned: &[],
+    },
+    Rule {
+        krate: "cli",
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports", "template", "adapters-*", "app"]),
+        banned: &[],
+    },
+    // The end-to-end tests in `tests/`.
+    Rule {
+        krate: "e2e",
+        workspace_deps: WorkspaceDeps::Any,
+        banned: &[],
+    },
+    Rule {
+        krate: "xtask",
+        workspace_deps: WorkspaceDeps::Only(&[]),
+        banned: &[],
+    },
+];
+
+fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+impl WorkspaceDeps {
+    fn allows(&self, name: &str) -> bool {
+        match self {
+            WorkspaceDeps::Only(allowed) => allowed.iter().any(|pattern| matches(pattern, name)),
+            WorkspaceDeps::Any => true,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            WorkspaceDeps::Only([]) => "no workspace crate".to_owned(),
+            WorkspaceDeps::Only(allowed) => format!("only {}", allowed.join(", ")),
+            WorkspaceDeps::Any => "any workspace crate".to_owned(),
+        }
+    }
+}
+
+/// What breaks the dependency rule in `cargo metadata --no-deps` output, one line per problem.
+fn dependency_rule_violations(metadata: &Value) -> Vec<String> {
+    let packages = metadata["packages"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let workspace: BTreeSet<&str> = packages
+        .iter()
+        .filter_map(|package| package["name"].as_str())
+        .collect();
+    let mut violations = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or("?");
+        let Some(rule) = RULES.iter().find(|rule| matches(rule.krate, name)) else {
+            violations.push(format!(
+                "crate `{name}` is not in the dependency rule: add a row for it to RULES in xtask/src/tidy.rs"
+            ));
+            continue;
+        };
+        let dependencies = package["dependencies"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        for dependency in dependencies {
+            let kind = dependency["kind"].as_str().unwrap_or("normal");
+            if kind == "dev" {
+                continue;
+            }
+            let dependency_name = dependency["name"].as_str().unwrap_or("?");
+            if workspace.contains(dependency_name) {
+                if !rule.workspace_deps.allows(dependency_name) {
+                    violations.push(format!(
+                        "crate `{name}` has a {kind} dependency on workspace crate `{dependency_name}`, \
+                         but may depend on {}",
+                        rule.workspace_deps.describe()
+                    ));
+                }
+            } else if rule.banned.contains(&dependency_name) {
+                violations.push(format!(
+                    "crate `{name}` has a {kind} dependency on `{dependency_name}`, \
+                     which it must never depend on (banned: {})",
+                    rule.banned.join(", ")
+                ));
+            }
+        }
+    }
+    violations
+}
+
+#[test]
+fn crates_depend_only_on_what_the_dependency_rule_allows() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+
+    let violations = dependency_rule_violations(&metadata);
+
+    assert!(
+        violations.is_empty(),
+        "the dependency rule is broken:\n{}\n",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_dependency_rule_catches_what_it_forbids_and_ignores_dev_dependencies() {
+    let metadata = serde_json::json!({ "packages": [
+        { "name": "domain", "dependencies": [
+            { "name": "tokio", "kind": null },
+            { "name": "wiremock", "kind": "dev" },
+        ]},
+        { "name": "ports", "dependencies": [{ "name": "domain", "kind": null }] },
+        { "name": "adapters-twilio", "dependencies": [
+            { "name": "ports", "kind": null },
+            { "name": "adapters-postgres", "kind": null },
+        ]},
+        { "name": "adapters-postgres", "dependencies": [
+            { "name": "sqlx", "kind": null },
+            { "name": "app", "kind": "dev" },
+        ]},
+        { "name": "app", "dependencies": [
+            { "name": "adapters-twilio", "kind": null },
+            { "name": "adapters-postgres", "kind": null },
+        ]},
+        { "name": "template", "dependencies": [{ "name": "app", "kind": "build" }] },
+        { "name": "newcomer", "dependencies": [] },
+    ]});
+
+    let violations = dependency_rule_violations(&metadata);
+
+    assert_eq!(violations.len(), 4, "{violations:#?}");
+    let mentions = |crate_name: &str, what: &str| {
+        violations
+            .iter()
+            .any(|line| line.contains(&format!("`{crate_name}`")) && line.contains(what))
+    };
+    assert!(mentions("domain", "`tokio`"));
+    assert!(mentions("adapters-twilio", "`adapters-postgres`"));
+    assert!(mentions(
+        "template",
+        "build dependency on workspace crate `app`"
+    ));
+    assert!(mentions("newcomer", "add a row"));
+}
+
+#[test]
+fn every_crate_root_opens_with_a_doc_comment() {
+    let root = workspace_root();
+    let mut crate_roots: Vec<PathBuf> = crate_dirs(&root)
+        .iter()
+        .flat_map(|dir| [dir.join("src/lib.rs"), dir.join("src/main.rs")])
+        .filter(|path| path.is_file())
+        .collect();
+    crate_roots.push(root.join("xtask/src/main.rs"));
+
+    let missing: Vec<String> = crate_roots
+        .iter()
+        .filter(|path| !read(path).trim_start().starts_with("//!"))
+        .map(|path| {
+            format!(
+                "{}: does not open with a `//!` doc comment saying what the crate is for",
+                relative(&root, path)
+            )
+        })
+        .collect();
+
+    assert!(missing.is_empty(), "\n{}\n", missing.join("\n"));
+}
+
+/// Debugging leftovers and unfinished code, as text: even a mention in a comment is worth a look.
+const FORBIDDEN_MACROS: &[&str] = &["dbg!(", "todo!("];
+
+fn forbidden_macro_uses(source: &str) -> Vec<(usize, &'static str)> {
+    source
+        .lines()
+        .enumerate()
+        .flat_map(|(index, line)| {
+            FORBIDDEN_MACROS
+                .iter()
+                .filter(move |forbidden| line.contains(**forbidden))
+                .map(move |forbidden| (index + 1, *forbidden))
+        })
+        .collect()
+}
+
+#[test]
+fn forbidden_macros_are_found_with_their_line_numbers() {
+    let source = "fn f() {\n    dbg!(1);\n}\nfn g() { todo!() }\nfn h() { dbg!(todo!()) }\n";
+    assert_eq!(
+        forbidden_macro_uses(source),
+        [(2, "dbg!("), (4, "todo!("), (5, "dbg!("), (5, "todo!(")]
+    );
+}
+
+#[test]
+fn no_dbg_or_todo_is_left_under_crates() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|path| {
+            let source = read(path);
+            forbidden_macro_uses(&source)
+                .into_iter()
+                .map(|(line, forbidden)| {
+                    format!("{}:{line}: `{forbidden}` left in", relative(&root, path))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    assert!(found.is_empty(), "\n{}\n", found.join("\n"));
+}
+
+/// `crates/*`, sorted so that failures read the same every time.
+fn crate_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .expect("crates/ is readable")
+        .map(|entry| entry.expect("crates/ is readable").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every `.rs` file under `dir`, skipping build output.
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{} is readable: {error}", dir.display()))
+        .map(|entry| entry.expect("directory entry is readable").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if path.file_name().is_some_and(|name| name != "target") {
+                rust_files(&path, files);
+            }
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("{} is readable: {error}", path.display()))
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
