@@ -124,8 +124,9 @@ pub trait MessageStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// When the earliest `queued` message becomes due, so that an idle dispatcher can sleep
-    /// until then instead of polling.
+    /// When the earliest message becomes claimable (a `queued` one's next attempt, or a
+    /// `sending` one's lease running out), so that an idle dispatcher can sleep until then
+    /// instead of polling.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
