@@ -1,12 +1,9 @@
 //! The send use case: validate, render, store as `queued`, wake the dispatcher.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use domain::{Channel, Message, MessageId, NewMessage, PhoneNumber, Priority};
 use ports::{Enqueued, StoreError};
 use template::RenderError;
-use tokio::sync::Notify;
 
 use crate::Services;
 
@@ -125,6 +122,3 @@ pub(crate) fn new_message(
         created_at: now,
     }
 }
-
-/// Wakes the local dispatcher; cloned into whatever enqueues.
-pub type DispatcherWake = Arc<Notify>;
