@@ -316,6 +316,7 @@ mod tests {
             provider_sid: None,
             error_code: None,
             error_message: None,
+            price: None,
             attempt_count: 0,
             next_attempt_at: new.created_at,
             created_at: new.created_at,
