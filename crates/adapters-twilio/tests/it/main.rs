@@ -2,6 +2,7 @@
 //! Twilio, and the status-callback helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account;
 mod config;
 mod errors;
 mod logging;
