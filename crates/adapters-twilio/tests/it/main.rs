@@ -6,6 +6,7 @@ mod account;
 mod config;
 mod errors;
 mod logging;
+mod openapi;
 mod send;
 mod signature;
 mod status_callback;
