@@ -296,6 +296,7 @@ mod tests {
             verification_policy: VerificationPolicy::default(),
             api_keys: crate::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
+            twilio_status_callbacks: None,
         }
     }
 
