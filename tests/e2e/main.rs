@@ -7,3 +7,4 @@ mod support;
 mod errors;
 mod messages;
 mod two_factor;
+mod webhooks;

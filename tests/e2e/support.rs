@@ -35,6 +35,11 @@ impl Drop for TempDir {
 impl TestApp {
     /// The production shape: PostgreSQL (a fresh database) and Twilio (wiremock).
     pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// [`TestApp::spawn`] with more environment variables (`PUBLIC_BASE_URL`, ...).
+    pub async fn spawn_with(extra_env: &[(&'static str, &str)]) -> Self {
         let database = TestDatabase::create().await;
         let twilio = MockServer::start().await;
         let mut env = base_env();
@@ -48,6 +53,9 @@ impl TestApp {
         env.insert("TWILIO_PHONE_NUMBER", FROM.into());
         env.insert("TWILIO_API_BASE_URL", twilio.uri());
         env.insert("TWILIO_REQUEST_TIMEOUT_MS", "2000".into());
+        for (name, value) in extra_env {
+            env.insert(name, (*value).to_owned());
+        }
         Self::start(env, twilio, Some(database), None).await
     }
 

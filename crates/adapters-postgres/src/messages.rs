@@ -4,8 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{Attempt, Message, MessageId, MessageStatus, NewMessage, VerificationId};
-use ports::{ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError};
+use domain::{
+    Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, Price, VerificationId,
+};
+use ports::{
+    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore, StoreError,
+};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryAs;
 use sqlx::PgConnection;
@@ -217,6 +221,8 @@ impl MessageStore for PgStore {
                SET status = $3,
                    provider_sid = COALESCE($4, provider_sid),
                    segments = COALESCE($5, segments),
+                   price_amount = COALESCE($12, price_amount),
+                   price_currency = COALESCE($13, price_currency),
                    error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
                    error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
                    next_attempt_at = COALESCE($9, next_attempt_at),
@@ -235,6 +241,8 @@ impl MessageStore for PgStore {
         .bind(fields.next_attempt_at)
         .bind(forget_body)
         .bind(now)
+        .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
+        .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
@@ -280,12 +288,25 @@ impl MessageStore for PgStore {
         .await
         .map_err(store_error)
     }
+
+    async fn record_delivery(
+        &self,
+        provider_sid: &str,
+        event: DeliveryEvent,
+    ) -> Result<DeliveryUpdate, StoreError> {
+        crate::deliveries::record_delivery(self, provider_sid, event).await
+    }
+
+    async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
+        crate::deliveries::delivery_events(self, id).await
+    }
 }
 
 /// The columns a [`DispatchOutcome`] writes; `None` keeps the stored value.
 struct OutcomeFields {
     provider_sid: Option<String>,
     segments: Option<i64>,
+    price: Option<Price>,
     /// Whether the error columns are replaced (by `None` for a success).
     replace_error: bool,
     error_code: Option<String>,
@@ -298,6 +319,7 @@ impl OutcomeFields {
         let unchanged = Self {
             provider_sid: None,
             segments: None,
+            price: None,
             replace_error: false,
             error_code: None,
             error_message: None,
@@ -307,9 +329,11 @@ impl OutcomeFields {
             DispatchOutcome::Sent {
                 provider_sid,
                 segments,
+                price,
             } => Self {
                 provider_sid: Some(provider_sid),
                 segments: segments.map(i64::from),
+                price,
                 replace_error: true,
                 ..unchanged
             },

@@ -6,7 +6,7 @@ use std::fmt::Display;
 use chrono::{DateTime, Utc};
 use domain::{
     Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, PhoneNumber,
-    Priority, Verification, VerificationId, VerificationStatus,
+    Price, Priority, Verification, VerificationId, VerificationStatus,
 };
 use ports::{ClaimToken, ClaimedMessage, StoreError};
 use uuid::Uuid;
@@ -23,8 +23,16 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(column: &str, problem: impl Display) -> StoreError {
+pub(crate) fn corrupt(column: &str, problem: impl Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {problem}"))
+}
+
+/// A price is stored as two columns that a CHECK keeps both set or both null.
+pub(crate) fn price(amount: Option<String>, currency: Option<String>) -> Option<Price> {
+    Some(Price {
+        amount: amount?,
+        currency: currency?,
+    })
 }
 
 fn count(column: &str, value: i64) -> Result<u32, StoreError> {
@@ -48,6 +56,8 @@ pub(crate) struct MessageRow {
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
+    price_amount: Option<String>,
+    price_currency: Option<String>,
     attempt_count: i64,
     next_attempt_at: DateTime<Utc>,
     claim_token: Option<Uuid>,
@@ -81,6 +91,7 @@ impl TryFrom<MessageRow> for Message {
             provider_sid: row.provider_sid,
             error_code: row.error_code,
             error_message: row.error_message,
+            price: price(row.price_amount, row.price_currency),
             attempt_count: count("messages.attempt_count", row.attempt_count)?,
             next_attempt_at: row.next_attempt_at,
             created_at: row.created_at,

@@ -10,6 +10,7 @@
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
 //! types to the use cases and sqlx to the database, nothing else.
 
+mod deliveries;
 mod messages;
 mod rows;
 mod verifications;

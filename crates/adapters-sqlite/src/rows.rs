@@ -7,7 +7,7 @@ use std::fmt::Display;
 use chrono::{DateTime, Utc};
 use domain::{
     Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, PhoneNumber,
-    Priority, Verification, VerificationId, VerificationStatus,
+    Price, Priority, Verification, VerificationId, VerificationStatus,
 };
 use ports::{ClaimToken, ClaimedMessage, StoreError};
 use uuid::fmt::Hyphenated;
@@ -29,13 +29,21 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn corrupt(column: &str, problem: impl Display) -> StoreError {
+pub(crate) fn corrupt(column: &str, problem: impl Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {problem}"))
 }
 
-fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| corrupt(column, format!("{micros} is not a time")))
+}
+
+/// A price is stored as two columns, both set or both null.
+pub(crate) fn price(amount: Option<String>, currency: Option<String>) -> Option<Price> {
+    Some(Price {
+        amount: amount?,
+        currency: currency?,
+    })
 }
 
 fn count(column: &str, value: i64) -> Result<u32, StoreError> {
@@ -59,6 +67,8 @@ pub(crate) struct MessageRow {
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
+    price_amount: Option<String>,
+    price_currency: Option<String>,
     attempt_count: i64,
     next_attempt_at: i64,
     claim_token: Option<Hyphenated>,
@@ -99,6 +109,7 @@ impl TryFrom<MessageRow> for Message {
             provider_sid: row.provider_sid,
             error_code: row.error_code,
             error_message: row.error_message,
+            price: price(row.price_amount, row.price_currency),
             attempt_count: count("messages.attempt_count", row.attempt_count)?,
             next_attempt_at: instant("messages.next_attempt_at", row.next_attempt_at)?,
             created_at: instant("messages.created_at", row.created_at)?,

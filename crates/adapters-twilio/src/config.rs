@@ -92,6 +92,16 @@ impl TwilioConfig {
 
     /// `{base}/2010-04-01/Accounts/{AccountSid}/Messages.json`.
     pub(crate) fn messages_url(&self) -> Result<Url, TwilioConfigError> {
+        self.api_url(&["Accounts", self.account_sid.as_str(), "Messages.json"])
+    }
+
+    /// `{base}/2010-04-01/Accounts/{AccountSid}.json`.
+    pub(crate) fn account_url(&self) -> Result<Url, TwilioConfigError> {
+        self.api_url(&["Accounts", &format!("{}.json", self.account_sid)])
+    }
+
+    /// `{base}/2010-04-01/{segments...}`.
+    fn api_url(&self, segments: &[&str]) -> Result<Url, TwilioConfigError> {
         let invalid = || TwilioConfigError::InvalidBaseUrl(self.base_url.to_string());
         if !matches!(self.base_url.scheme(), "http" | "https") {
             return Err(invalid());
@@ -102,12 +112,8 @@ impl TwilioConfig {
         url.path_segments_mut()
             .map_err(|()| invalid())?
             .pop_if_empty()
-            .extend([
-                "2010-04-01",
-                "Accounts",
-                self.account_sid.as_str(),
-                "Messages.json",
-            ]);
+            .push("2010-04-01")
+            .extend(segments);
         Ok(url)
     }
 }

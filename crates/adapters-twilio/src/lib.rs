@@ -1,6 +1,7 @@
 //! The Twilio adapter: sends SMS and WhatsApp messages through Twilio's Programmable Messaging
-//! REST API (implementing [`ports::SmsProvider`]), and checks and reads the status callbacks
-//! Twilio posts back.
+//! REST API (implementing [`ports::SmsProvider`]), checks that the credentials work
+//! ([`TwilioSmsProvider::check_credentials`]), and checks and reads the status callbacks Twilio
+//! posts back.
 //!
 //! The adapter never retries: it classifies every failure as retryable or permanent in a
 //! [`ports::ProviderError`] and leaves the retry policy to the dispatcher. Twilio's wire types
@@ -10,12 +11,14 @@
 //! the HTTP handler that receives callbacks lives in `app` and calls [`validate_signature`] and
 //! [`parse_status_callback`] with plain strings.
 
+mod account;
 mod config;
 mod provider;
 mod signature;
 mod status_callback;
 mod wire;
 
+pub use account::{CredentialsError, TwilioAccount};
 pub use config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 pub use provider::TwilioSmsProvider;
 pub use signature::validate_signature;

@@ -39,6 +39,8 @@ const PERMANENT_CODES: [&str; 7] = [
 pub struct TwilioSmsProvider {
     client: reqwest::Client,
     messages_url: Url,
+    account_url: Url,
+    account_sid: String,
     username: String,
     password: SecretString,
     sender: TwilioSender,
@@ -55,6 +57,7 @@ impl TwilioSmsProvider {
     pub fn new(config: TwilioConfig) -> Result<Self, TwilioConfigError> {
         config.check()?;
         let messages_url = config.messages_url()?;
+        let account_url = config.account_url()?;
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(config.connect_timeout)
@@ -64,18 +67,38 @@ impl TwilioSmsProvider {
             .build()
             .map_err(TwilioConfigError::HttpClient)?;
         let (username, password) = match config.credentials {
-            TwilioCredentials::AuthToken(token) => (config.account_sid, token),
+            TwilioCredentials::AuthToken(token) => (config.account_sid.clone(), token),
             TwilioCredentials::ApiKey { sid, secret } => (sid, secret),
         };
         Ok(Self {
             client,
             messages_url,
+            account_url,
+            account_sid: config.account_sid,
             username,
             password,
             sender: config.sender,
             status_callback_url: config.status_callback_url,
             request_timeout: config.request_timeout,
         })
+    }
+
+    pub(crate) fn account_sid(&self) -> &str {
+        &self.account_sid
+    }
+
+    pub(crate) fn account_url(&self) -> Url {
+        self.account_url.clone()
+    }
+
+    /// A `GET` with the credentials; no answer at all is the error.
+    pub(crate) async fn get(&self, url: Url) -> Result<reqwest::Response, ProviderError> {
+        self.client
+            .get(url)
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))
     }
 
     #[tracing::instrument(
@@ -194,16 +217,23 @@ impl SmsProvider for TwilioSmsProvider {
 
 async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, ProviderError> {
     let status = response.status();
-    let retry_after = retry_after(response.headers());
-    let body = response.bytes().await;
-    if status.is_success() {
-        let body = body.map_err(|_| accepted_but_unreadable(status))?;
-        receipt_from(status, &body)
-    } else {
-        // A body cut short is as unreadable as an HTML one: the status still says enough.
-        let body = body.unwrap_or_default();
-        Err(error_from(status, retry_after, &body))
+    if !status.is_success() {
+        return Err(read_error(response).await);
     }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| accepted_but_unreadable(status))?;
+    receipt_from(status, &body)
+}
+
+/// A failure answer, classified. A body cut short is as unreadable as an HTML one: the status
+/// still says enough.
+pub(crate) async fn read_error(response: reqwest::Response) -> ProviderError {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await.unwrap_or_default();
+    error_from(status, retry_after, &body)
 }
 
 fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, ProviderError> {

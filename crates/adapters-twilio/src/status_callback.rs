@@ -1,16 +1,22 @@
 //! Reading the form Twilio posts to our `StatusCallback` URL when a message changes status.
 
-use domain::MessageStatus;
+use chrono::{DateTime, Utc};
+use domain::{Channel, DeliveryEvent, MessageStatus, PhoneNumber};
 
 /// What a status callback says about one of our messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCallback {
     /// Twilio's SID for the message (`SM...`), as returned when it was sent.
     pub message_sid: String,
-    pub status: MessageStatus,
-    /// Twilio's error code (`30003`) when the message failed or was not delivered.
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
+    /// The recipient (`To`), without its `whatsapp:` prefix; `channel` keeps what it said.
+    pub to: Option<PhoneNumber>,
+    /// The sender (`From`) as Twilio wrote it: a number, an alphanumeric sender id, or a
+    /// `whatsapp:` address.
+    pub from: Option<String>,
+    pub channel: Channel,
+    /// Twilio's callbacks carry no price (it comes with the `201` of the send), so the
+    /// event's price is `None`.
+    pub event: DeliveryEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +28,8 @@ pub enum StatusCallbackError {
     /// `receiving` and `received` describe messages sent *to* a Twilio number; we only send.
     #[error("the status callback is about an inbound message (status `{0}`)")]
     InboundStatus(String),
+    #[error("the status callback's `To` is not a phone number")]
+    InvalidTo,
 }
 
 /// Reads the form fields of a status callback (check [`crate::validate_signature`] first).
@@ -34,11 +42,15 @@ pub enum StatusCallbackError {
 /// `Undelivered` (the carrier could not hand over the whole message); `failed` and `canceled`
 /// (Twilio will never send it) are `Failed`.
 ///
+/// `received_at` is when the callback arrived: the event's time.
+///
 /// # Errors
 /// A missing `MessageSid`/`MessageStatus` (the older `SmsSid`/`SmsStatus` are accepted in their
-/// place), an inbound status, or a status Twilio does not document.
+/// place), an inbound status, a status Twilio does not document, or a `To` that is not a phone
+/// number.
 pub fn parse_status_callback(
     params: &[(String, String)],
+    received_at: DateTime<Utc>,
 ) -> Result<StatusCallback, StatusCallbackError> {
     let field = |name: &str| {
         params
@@ -63,10 +75,30 @@ pub fn parse_status_callback(
         }
         other => return Err(StatusCallbackError::UnknownStatus(other.to_owned())),
     };
+    let (channel, to) = match field("To") {
+        Some(to) => {
+            let (channel, number) = match to.strip_prefix(WHATSAPP_PREFIX) {
+                Some(number) => (Channel::Whatsapp, number),
+                None => (Channel::Sms, to),
+            };
+            let number = PhoneNumber::parse(number).map_err(|_| StatusCallbackError::InvalidTo)?;
+            (channel, Some(number))
+        }
+        None => (Channel::Sms, None),
+    };
     Ok(StatusCallback {
         message_sid: message_sid.to_owned(),
-        status,
-        error_code: field("ErrorCode").map(str::to_owned),
-        error_message: field("ErrorMessage").map(str::to_owned),
+        to,
+        from: field("From").map(str::to_owned),
+        channel,
+        event: DeliveryEvent {
+            status,
+            error_code: field("ErrorCode").map(str::to_owned),
+            error_message: field("ErrorMessage").map(str::to_owned),
+            price: None,
+            received_at,
+        },
     })
 }
+
+const WHATSAPP_PREFIX: &str = "whatsapp:";

@@ -43,3 +43,13 @@ impl NumberOrString {
         (!text.is_empty()).then_some(text)
     }
 }
+
+/// The Account resource (`GET /2010-04-01/Accounts/{Sid}.json`). It also holds the account's
+/// `auth_token`, which is deliberately not a field here.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AccountResource {
+    pub sid: Option<String>,
+    pub friendly_name: Option<String>,
+    /// `active`, `suspended` or `closed`.
+    pub status: Option<String>,
+}

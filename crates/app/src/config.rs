@@ -75,6 +75,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub templates_dir: Option<PathBuf>,
     pub public_base_url: Option<Url>,
+    /// Set when Twilio posts delivery statuses to us (`PUBLIC_BASE_URL` with Twilio).
+    pub twilio_status_callbacks: Option<TwilioStatusCallbacks>,
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
 }
@@ -166,6 +168,8 @@ impl Config {
             },
         };
 
+        let provider = twilio_config(&env, public_base_url.as_ref())?;
+        let twilio_status_callbacks = twilio_status_callbacks(&env, &provider)?;
         Ok(Self {
             bind_addr: env
                 .parse_with("BIND_ADDR", |text| {
@@ -173,7 +177,8 @@ impl Config {
                         .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
                 })?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            provider: twilio_config(&env, public_base_url.as_ref())?,
+            provider,
+            twilio_status_callbacks,
             database,
             api_keys,
             api_keys_generated,
@@ -222,29 +227,28 @@ fn twilio_config(
         env.get("TWILIO_API_KEY_SID"),
         env.get("TWILIO_API_KEY_SECRET"),
     ) {
-        (Some(token), None, None) => TwilioCredentials::AuthToken(SecretString::from(token)),
-        (None, Some(sid), Some(secret)) => TwilioCredentials::ApiKey {
+        // With an API key, an auth token only checks status-callback signatures.
+        (_, Some(sid), Some(secret)) => TwilioCredentials::ApiKey {
             sid,
             secret: SecretString::from(secret),
         },
-        (None, Some(_), None) => {
+        (Some(token), None, None) => TwilioCredentials::AuthToken(SecretString::from(token)),
+        (_, Some(_), None) => {
             return Err(ConfigError::new(
                 "TWILIO_API_KEY_SECRET",
                 "required with TWILIO_API_KEY_SID",
             ))
         }
-        (None, None, _) => {
+        (_, None, Some(_)) => {
             return Err(ConfigError::new(
-                "TWILIO_AUTH_TOKEN",
-                "required with TWILIO_ACCOUNT_SID (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)",
+                "TWILIO_API_KEY_SID",
+                "required with TWILIO_API_KEY_SECRET",
             ))
         }
-        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => {
-            return Err(ConfigError::new(
-                "TWILIO_AUTH_TOKEN",
-                "set either TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET, not both",
-            ))
-        }
+        (None, None, None) => return Err(ConfigError::new(
+            "TWILIO_AUTH_TOKEN",
+            "required with TWILIO_ACCOUNT_SID (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)",
+        )),
     };
     let sender = match (
         env.get("TWILIO_PHONE_NUMBER"),
@@ -286,6 +290,37 @@ fn twilio_config(
         connect_timeout: Duration::from_millis(env.positive("TWILIO_CONNECT_TIMEOUT_MS", 3_000)?),
         request_timeout: Duration::from_millis(env.positive("TWILIO_REQUEST_TIMEOUT_MS", 10_000)?),
     })))
+}
+
+/// What the status-callback route needs to tell Twilio's posts from forgeries.
+#[derive(Debug, Clone)]
+pub struct TwilioStatusCallbacks {
+    /// The `StatusCallback` URL sent with every message: what Twilio signs.
+    pub url: Url,
+    /// Twilio signs with the account's auth token, even when messages are sent with an API key.
+    pub auth_token: SecretString,
+}
+
+fn twilio_status_callbacks(
+    env: &Env<'_>,
+    provider: &ProviderConfig,
+) -> Result<Option<TwilioStatusCallbacks>, ConfigError> {
+    let ProviderConfig::Twilio(twilio) = provider else {
+        return Ok(None);
+    };
+    let Some(url) = &twilio.status_callback_url else {
+        return Ok(None);
+    };
+    let auth_token = env.get("TWILIO_AUTH_TOKEN").ok_or_else(|| {
+        ConfigError::new(
+            "TWILIO_AUTH_TOKEN",
+            "required with PUBLIC_BASE_URL, also with an API key: Twilio signs status callbacks with the auth token",
+        )
+    })?;
+    Ok(Some(TwilioStatusCallbacks {
+        url: url.clone(),
+        auth_token: SecretString::from(auth_token),
+    }))
 }
 
 struct Env<'a> {
@@ -401,6 +436,53 @@ mod tests {
         assert_eq!(
             twilio.status_callback_url.unwrap().as_str(),
             "https://sms.example.com/v1/webhooks/twilio/status"
+        );
+    }
+
+    const TWILIO_API_KEY: &[(&str, &str)] = &[
+        ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("TWILIO_API_KEY_SID", "SK00000000000000000000000000000000"),
+        ("TWILIO_API_KEY_SECRET", "secret"),
+        ("TWILIO_PHONE_NUMBER", "+15005550006"),
+        ("PUBLIC_BASE_URL", "https://sms.example.com"),
+    ];
+
+    #[test]
+    fn status_callbacks_are_checked_with_the_auth_token() {
+        let mut pairs = TWILIO.to_vec();
+        pairs.push(("PUBLIC_BASE_URL", "https://sms.example.com"));
+        let callbacks = config(&pairs).unwrap().twilio_status_callbacks.unwrap();
+        assert_eq!(
+            callbacks.url.as_str(),
+            "https://sms.example.com/v1/webhooks/twilio/status"
+        );
+        assert_eq!(callbacks.auth_token.expose_secret(), "token");
+        assert!(config(TWILIO).unwrap().twilio_status_callbacks.is_none());
+    }
+
+    #[test]
+    fn an_api_key_with_public_base_url_also_needs_the_auth_token_for_callbacks() {
+        let error = config(TWILIO_API_KEY).unwrap_err();
+        assert_eq!(error.variable, "TWILIO_AUTH_TOKEN");
+        assert!(error.problem.contains("status callbacks"), "{error}");
+
+        let mut pairs = TWILIO_API_KEY.to_vec();
+        pairs.push(("TWILIO_AUTH_TOKEN", "token"));
+        let config = config(&pairs).unwrap();
+        let ProviderConfig::Twilio(twilio) = &config.provider else {
+            panic!("expected Twilio");
+        };
+        assert!(matches!(
+            twilio.credentials,
+            TwilioCredentials::ApiKey { .. }
+        ));
+        assert_eq!(
+            config
+                .twilio_status_callbacks
+                .unwrap()
+                .auth_token
+                .expose_secret(),
+            "token"
         );
     }
 

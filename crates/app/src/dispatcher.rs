@@ -196,6 +196,7 @@ impl Worker {
                 DispatchOutcome::Sent {
                     provider_sid: receipt.provider_sid,
                     segments: receipt.segments,
+                    price: receipt.price,
                 },
             ),
             Err(error)
@@ -281,6 +282,7 @@ mod tests {
                 provider_sid: None,
                 error_code: None,
                 error_message: None,
+                price: None,
                 attempt_count,
                 next_attempt_at: now(),
                 created_at: now(),
@@ -343,11 +345,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_accepted_message_is_recorded_as_sent_with_the_provider_sid() {
+    async fn an_accepted_message_is_recorded_as_sent_with_the_provider_sid_and_price() {
         let provider = provider_answering(Ok(ProviderReceipt {
             provider_sid: "SM1".into(),
             segments: Some(1),
-            price: None,
+            price: Some(ports::Price {
+                amount: "-0.00790".into(),
+                currency: "USD".into(),
+            }),
         }));
         let store = store_expecting(|attempt, outcome| {
             assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Sent);
@@ -355,7 +360,11 @@ mod tests {
                 outcome,
                 &DispatchOutcome::Sent {
                     provider_sid: "SM1".into(),
-                    segments: Some(1)
+                    segments: Some(1),
+                    price: Some(ports::Price {
+                        amount: "-0.00790".into(),
+                        currency: "USD".into(),
+                    }),
                 }
             );
         });

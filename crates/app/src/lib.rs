@@ -40,4 +40,6 @@ pub struct Services {
     /// Signalled when a message is queued, so that this instance's dispatcher sends it now
     /// rather than at its next poll.
     pub dispatcher_wake: Arc<Notify>,
+    /// Set when Twilio posts delivery statuses to `POST /v1/webhooks/twilio/status`.
+    pub twilio_status_callbacks: Option<config::TwilioStatusCallbacks>,
 }

@@ -106,6 +106,7 @@ impl Server {
             verification_policy: config.verification,
             api_keys: config.api_keys.clone(),
             dispatcher_wake: wake.clone(),
+            twilio_status_callbacks: config.twilio_status_callbacks.clone(),
         });
         let dispatcher = Dispatcher::new(messages, provider, clock, config.dispatch, wake);
         let listener = TcpListener::bind(config.bind_addr)

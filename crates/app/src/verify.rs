@@ -296,6 +296,7 @@ mod tests {
             verification_policy: VerificationPolicy::default(),
             api_keys: crate::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
+            twilio_status_callbacks: None,
         }
     }
 
@@ -316,6 +317,7 @@ mod tests {
             provider_sid: None,
             error_code: None,
             error_message: None,
+            price: None,
             attempt_count: 0,
             next_attempt_at: new.created_at,
             created_at: new.created_at,

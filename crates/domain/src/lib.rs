@@ -6,12 +6,14 @@
 //! every rule can be tested without waiting.
 
 pub mod channel;
+pub mod delivery;
 pub mod message;
 pub mod phone;
 pub mod retry;
 pub mod verification;
 
 pub use channel::Channel;
+pub use delivery::{DeliveryEvent, Price};
 pub use message::{
     Attempt, AttemptOutcome, Message, MessageId, MessageStatus, NewMessage, Priority,
 };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Channel, PhoneNumber, VerificationId};
+use crate::{Channel, PhoneNumber, Price, VerificationId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -190,6 +190,8 @@ pub struct Message {
     pub provider_sid: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// What the provider charged, once it says (on acceptance or in a later status report).
+    pub price: Option<Price>,
     pub attempt_count: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,

@@ -13,12 +13,13 @@ mod store;
 pub mod testkit;
 
 pub use clock::{Clock, CodeGenerator};
+pub use domain::Price;
 pub use provider::{
-    OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
+    OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
 pub use store::{
-    ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError,
-    VerificationStore,
+    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore,
+    StoreError, VerificationStore,
 };
 
 #[cfg(feature = "mocks")]

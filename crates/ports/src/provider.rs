@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{Channel, MessageId, PhoneNumber};
+use domain::{Channel, MessageId, PhoneNumber, Price};
 
 /// One message on its way to a provider.
 #[derive(Clone, PartialEq)]
@@ -26,13 +26,6 @@ impl std::fmt::Debug for OutboundMessage {
             .field("validity", &self.validity)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Price {
-    /// As the provider reports it (Twilio: a negative decimal string such as `-0.00750`).
-    pub amount: String,
-    pub currency: String,
 }
 
 /// What the provider says when it has accepted a message.

@@ -3,8 +3,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Attempt, CodeHash, Message, MessageId, MessageStatus, NewMessage, PhoneNumber, Verification,
-    VerificationId, VerificationStatus,
+    Attempt, CodeHash, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, PhoneNumber,
+    Price, Verification, VerificationId, VerificationStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,7 @@ pub enum DispatchOutcome {
     Sent {
         provider_sid: String,
         segments: Option<u32>,
+        price: Option<Price>,
     },
     Retry {
         at: DateTime<Utc>,
@@ -80,6 +81,18 @@ impl DispatchOutcome {
             DispatchOutcome::Expired => MessageStatus::Expired,
         }
     }
+}
+
+/// What [`MessageStore::record_delivery`] did with a delivery event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryUpdate {
+    /// The message moved to the event's status, and the event joined its history.
+    Applied(Message),
+    /// The message's status does not allow the move (a late or repeated report): nothing
+    /// changed. Holds the message as it is.
+    Ignored(Message),
+    /// No message has this provider SID.
+    UnknownMessage,
 }
 
 /// The durable queue of messages.
@@ -128,6 +141,19 @@ pub trait MessageStore: Send + Sync {
     /// `sending` one's lease running out), so that an idle dispatcher can sleep until then
     /// instead of polling.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Applies a delivery event to the message the provider knows as `provider_sid`, atomically
+    /// and only as [`MessageStatus::can_transition_to`] allows, so that a late or replayed report
+    /// changes nothing. An applied event is stored in the message's history; its error code and
+    /// message replace the message's, and its price, when it has one, becomes the message's.
+    async fn record_delivery(
+        &self,
+        provider_sid: &str,
+        event: DeliveryEvent,
+    ) -> Result<DeliveryUpdate, StoreError>;
+
+    /// The delivery events applied to a message, oldest first.
+    async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError>;
 }
 
 /// Verifications and the hashes of their codes.

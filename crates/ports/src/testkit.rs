@@ -55,6 +55,12 @@ macro_rules! store_conformance_tests {
             expired_message_finishes_without_an_attempt,
             next_due_at_is_the_earliest_queued_message_or_lease_end,
             final_one_time_code_message_loses_its_body,
+            sent_message_keeps_the_providers_price,
+            delivery_report_moves_a_sent_message_into_its_history,
+            undelivered_report_keeps_the_carrier_error_and_price,
+            late_or_repeated_delivery_reports_change_nothing,
+            delivery_report_for_an_unknown_sid_changes_nothing,
+            concurrent_identical_reports_apply_once,
             create_verification_stores_code_and_message_atomically,
             find_pending_ignores_expired_and_other_api_keys,
             count_check_stops_at_max_checks,
@@ -74,6 +80,14 @@ macro_rules! store_conformance_tests {
         )*
     };
 }
+
+mod delivery;
+pub use delivery::{
+    concurrent_identical_reports_apply_once, delivery_report_for_an_unknown_sid_changes_nothing,
+    delivery_report_moves_a_sent_message_into_its_history,
+    late_or_repeated_delivery_reports_change_nothing, sent_message_keeps_the_providers_price,
+    undelivered_report_keeps_the_carrier_error_and_price,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -163,6 +177,7 @@ fn sent(provider_sid: &str) -> DispatchOutcome {
     DispatchOutcome::Sent {
         provider_sid: provider_sid.into(),
         segments: None,
+        price: None,
     }
 }
 
@@ -506,6 +521,7 @@ pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S
             DispatchOutcome::Sent {
                 provider_sid: "SM0123456789abcdef".into(),
                 segments: Some(2),
+                price: None,
             },
             t0() + secs(11),
         )

@@ -2,9 +2,11 @@
 //! Twilio, and the status-callback helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account;
 mod config;
 mod errors;
 mod logging;
+mod openapi;
 mod send;
 mod signature;
 mod status_callback;

@@ -230,3 +230,100 @@ fn no_params_signs_the_url_alone() {
 
     assert!(validate_signature(&token(), URL, &[], &signature));
 }
+
+/// Fixed vectors: each expected signature was computed outside this code base, with Python's
+/// `hmac`/`hashlib` and again with `openssl dgst -sha1 -hmac 0123456789abcdef0123456789abcdef
+/// -binary | base64`, over the URL followed by the sorted `callback_params()`.
+mod fixed_vectors {
+    use super::*;
+
+    #[test]
+    fn a_plain_url() {
+        assert!(validate_signature(
+            &token(),
+            URL,
+            &callback_params(),
+            "Pdt2zuekzQBrk1r3MBrjllSCJ94="
+        ));
+    }
+
+    #[test]
+    fn a_url_with_a_query_string() {
+        let url = "https://notify.example.com/v1/webhooks/twilio/status?tenant=acme&region=eu";
+
+        assert!(validate_signature(
+            &token(),
+            url,
+            &callback_params(),
+            "6+51mc6yGbqwSar/QVS6aQZXN8Q="
+        ));
+        // The query is signed: without it, or with another one, the signature fails.
+        assert!(!validate_signature(
+            &token(),
+            URL,
+            &callback_params(),
+            "6+51mc6yGbqwSar/QVS6aQZXN8Q="
+        ));
+        assert!(!validate_signature(
+            &token(),
+            "https://notify.example.com/v1/webhooks/twilio/status?tenant=other&region=eu",
+            &callback_params(),
+            "6+51mc6yGbqwSar/QVS6aQZXN8Q="
+        ));
+    }
+
+    #[test]
+    fn a_url_with_a_port_other_than_the_default() {
+        let url = "https://notify.example.com:8443/v1/webhooks/twilio/status";
+
+        assert!(validate_signature(
+            &token(),
+            url,
+            &callback_params(),
+            "vKQSxw1DN6I4QNdt033ecIbdgR0="
+        ));
+        // Only the scheme's default port may be left out.
+        assert!(!validate_signature(
+            &token(),
+            URL,
+            &callback_params(),
+            "vKQSxw1DN6I4QNdt033ecIbdgR0="
+        ));
+    }
+
+    #[test]
+    fn a_url_signed_with_its_default_port_validates_with_and_without_it() {
+        for url in [
+            URL,
+            "https://notify.example.com:443/v1/webhooks/twilio/status",
+        ] {
+            assert!(
+                validate_signature(
+                    &token(),
+                    url,
+                    &callback_params(),
+                    "LkK+T/PQxqBtdsSQ9/kpcqNWbkY="
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undelivered_callback_with_an_error_code() {
+        let mut params = callback_params();
+        for (name, value) in &mut params {
+            if name == "MessageStatus" || name == "SmsStatus" {
+                *value = "undelivered".to_owned();
+            }
+        }
+        params.push(("ErrorCode".to_owned(), "30003".to_owned()));
+
+        assert!(validate_signature(
+            &token(),
+            URL,
+            &params,
+            "hTsYHrxICYp15jpw4BXwdBm8P4I="
+        ));
+    }
+}

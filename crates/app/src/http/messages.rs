@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use domain::{Attempt, Channel, Message, MessageId, MessageStatus, PhoneNumber};
+use domain::{Attempt, Channel, Message, MessageId, MessageStatus, PhoneNumber, Price};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiClient, ApiJson};
@@ -41,6 +41,8 @@ pub struct MessageView {
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
+    /// What the provider charged, once it has said (`{"amount": "-0.00790", "currency": "USD"}`).
+    price: Option<Price>,
     attempts: Vec<Attempt>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -58,6 +60,7 @@ impl MessageView {
             provider_sid: message.provider_sid,
             error_code: message.error_code,
             error_message: message.error_message,
+            price: message.price,
             attempts,
             created_at: message.created_at,
             updated_at: message.updated_at,

@@ -4,6 +4,7 @@ mod extract;
 mod messages;
 mod problem;
 mod verifications;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/v1/verifications", post(verifications::start))
         .route("/v1/verifications/{id}", get(verifications::get))
         .route("/v1/verifications/{id}/check", post(verifications::check))
+        .route(
+            crate::config::STATUS_CALLBACK_PATH,
+            post(webhooks::twilio_status),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             ApiError::not_found("no such route; see the API reference in README.md")

@@ -1,0 +1,114 @@
+//! Delivery events from the provider's status callbacks, on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use domain::{DeliveryEvent, Message, MessageId, MessageStatus};
+use ports::{DeliveryUpdate, StoreError};
+use tracing::instrument;
+
+use crate::rows::{corrupt, price, store_error, MessageRow};
+use crate::PgStore;
+
+#[instrument(skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
+pub(crate) async fn record_delivery(
+    store: &PgStore,
+    provider_sid: &str,
+    event: DeliveryEvent,
+) -> Result<DeliveryUpdate, StoreError> {
+    let mut transaction = store.pool.begin().await.map_err(store_error)?;
+    // Locked until commit, so that of two reports arriving together the second one judges the
+    // status the first one left.
+    let row: Option<MessageRow> =
+        sqlx::query_as("SELECT * FROM messages WHERE provider_sid = $1 FOR UPDATE")
+            .bind(provider_sid)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+    let Some(row) = row else {
+        return Ok(DeliveryUpdate::UnknownMessage);
+    };
+    let message = Message::try_from(row)?;
+    if !message.status.can_transition_to(event.status) {
+        return Ok(DeliveryUpdate::Ignored(message));
+    }
+    let (price_amount, price_currency) = match &event.price {
+        Some(price) => (Some(price.amount.as_str()), Some(price.currency.as_str())),
+        None => (None, None),
+    };
+    let updated: MessageRow = sqlx::query_as(
+        "UPDATE messages \
+         SET status = $2, error_code = $3, error_message = $4, \
+             price_amount = COALESCE($5, price_amount), \
+             price_currency = COALESCE($6, price_currency), updated_at = $7 \
+         WHERE id = $1 \
+         RETURNING *",
+    )
+    .bind(message.id.as_uuid())
+    .bind(event.status.as_str())
+    .bind(event.error_code.as_deref())
+    .bind(event.error_message.as_deref())
+    .bind(price_amount)
+    .bind(price_currency)
+    .bind(event.received_at)
+    .fetch_one(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    sqlx::query(
+        "INSERT INTO message_events (message_id, status, error_code, error_message, \
+         price_amount, price_currency, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(message.id.as_uuid())
+    .bind(event.status.as_str())
+    .bind(event.error_code.as_deref())
+    .bind(event.error_message.as_deref())
+    .bind(price_amount)
+    .bind(price_currency)
+    .bind(event.received_at)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(DeliveryUpdate::Applied(Message::try_from(updated)?))
+}
+
+pub(crate) async fn delivery_events(
+    store: &PgStore,
+    id: MessageId,
+) -> Result<Vec<DeliveryEvent>, StoreError> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
+         FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&store.pool)
+    .await
+    .map_err(store_error)?;
+    rows.into_iter().map(DeliveryEvent::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    status: String,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    price_amount: Option<String>,
+    price_currency: Option<String>,
+    received_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for DeliveryEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(DeliveryEvent {
+            status: row
+                .status
+                .parse::<MessageStatus>()
+                .map_err(|error| corrupt("message_events.status", error))?,
+            error_code: row.error_code,
+            error_message: row.error_message,
+            price: price(row.price_amount, row.price_currency),
+            received_at: row.received_at,
+        })
+    }
+}

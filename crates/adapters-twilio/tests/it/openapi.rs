@@ -1,0 +1,322 @@
+//! The adapter against Twilio's own API description (`twilio_api_v2010.json` from
+//! twilio-oai), read where it lies: `TWILIO_OAI_DIR`, or `../shared/twilio-oai` next to the
+//! workspace. Every form field the adapter sends must be one the Messages create operation
+//! defines, and a `201` built from the Message schema must parse. Without the file the tests
+//! say so in one line and pass: CI has it.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
+use domain::Channel;
+use ports::{Price, ProviderReceipt, SmsProvider};
+use secrecy::SecretString;
+use serde_json::{json, Map, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::{config_for, created_json, messages_path, sms, ACCOUNT_SID};
+
+const MESSAGES_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages.json";
+const ACCOUNT_PATH: &str = "/2010-04-01/Accounts/{Sid}.json";
+
+fn description_path() -> PathBuf {
+    match std::env::var_os("TWILIO_OAI_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/twilio-oai"),
+    }
+    .join("twilio_api_v2010.json")
+}
+
+/// Twilio's API description, parsed once; `None` (said once) when the file is absent.
+fn description() -> Option<&'static Value> {
+    static DESCRIPTION: OnceLock<Option<Value>> = OnceLock::new();
+    DESCRIPTION
+        .get_or_init(|| {
+            let path = description_path();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                eprintln!(
+                    "skipped: Twilio's OpenAPI description is not at {} (set TWILIO_OAI_DIR)",
+                    path.display()
+                );
+                return None;
+            };
+            Some(serde_json::from_str(&text).expect("twilio_api_v2010.json is JSON"))
+        })
+        .as_ref()
+}
+
+fn operation<'a>(description: &'a Value, path: &str, verb: &str) -> &'a Value {
+    let operation = &description["paths"][path][verb];
+    assert!(
+        operation.is_object(),
+        "the description has no {verb} {path}"
+    );
+    operation
+}
+
+/// Follows a `$ref` into `components/schemas`.
+fn resolve<'a>(description: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .expect("a local schema reference");
+            &description["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// The form fields the Messages create operation defines.
+fn create_message_fields(description: &Value) -> Vec<String> {
+    let form = &operation(description, MESSAGES_PATH, "post")["requestBody"]["content"]
+        ["application/x-www-form-urlencoded"]["schema"];
+    let properties = resolve(description, form)["properties"]
+        .as_object()
+        .expect("CreateMessageRequest has properties");
+    properties.keys().cloned().collect()
+}
+
+/// The 201 schema of the Messages create operation.
+fn message_schema(description: &Value) -> &Value {
+    let schema = &operation(description, MESSAGES_PATH, "post")["responses"]["201"]["content"]
+        ["application/json"]["schema"];
+    resolve(description, schema)
+}
+
+/// A value of the shape `schema` describes: an enum's first value, a SID of the pattern's
+/// type, a plausible string for the declared format, `"1"` for other strings (Twilio's numbers
+/// in strings: `num_segments`, `price`).
+fn value_for(description: &Value, schema: &Value) -> Value {
+    let schema = resolve(description, schema);
+    if let Some(first) = schema["enum"].get(0) {
+        return first.clone();
+    }
+    match schema["type"].as_str() {
+        Some("integer") => json!(30003),
+        Some("object") => json!({}),
+        Some("string") => {
+            if let Some(pattern) = schema["pattern"].as_str() {
+                // `^AC[0-9a-fA-F]{32}$` or `^(SM|MM)[0-9a-fA-F]{32}$`: the first type prefix.
+                let prefix: String = pattern
+                    .trim_start_matches(['^', '('])
+                    .chars()
+                    .take(2)
+                    .collect();
+                return json!(format!("{prefix}{}", "0123456789abcdef".repeat(2)));
+            }
+            match schema["format"].as_str() {
+                Some("phone-number") => json!("+14155552345"),
+                Some("currency") => json!("USD"),
+                Some("date-time-rfc-2822") => json!("Thu, 24 Aug 2023 05:01:45 +0000"),
+                _ => json!("1"),
+            }
+        }
+        other => panic!("no value for a schema of type {other:?}"),
+    }
+}
+
+/// Sends `message` through `provider` to a server that accepts anything, and returns the names
+/// of the form fields it received.
+async fn sent_field_names(
+    server: &MockServer,
+    provider: TwilioSmsProvider,
+    message: ports::OutboundMessage,
+) -> Vec<String> {
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path(ACCOUNT_SID)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created_json()))
+        .expect(1)
+        .mount(server)
+        .await;
+    provider.send(&message).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    url::form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_form_field_the_adapter_sends_is_defined_by_the_create_operation() {
+    let Some(description) = description() else {
+        return;
+    };
+    let defined = create_message_fields(description);
+    let server = MockServer::start().await;
+    let with_everything = TwilioConfig {
+        status_callback_url: Some(
+            "https://notify.example.com/v1/webhooks/twilio/status"
+                .parse()
+                .unwrap(),
+        ),
+        ..config_for(&server)
+    };
+    let through_a_service = TwilioConfig {
+        sender: TwilioSender::MessagingService("MG0123456789abcdef0123456789abcdef".into()),
+        credentials: TwilioCredentials::ApiKey {
+            sid: "SK0123456789abcdef0123456789abcdef".into(),
+            secret: SecretString::from("secret"),
+        },
+        ..with_everything.clone()
+    };
+    let mut code = sms("Your code is 123456");
+    code.validity = Some(Duration::from_secs(600));
+    code.sensitive = true;
+    let mut whatsapp = code.clone();
+    whatsapp.channel = Channel::Whatsapp;
+
+    let mut sent = Vec::new();
+    for config in [with_everything, through_a_service] {
+        for message in [sms("hi"), code.clone(), whatsapp.clone()] {
+            let provider = TwilioSmsProvider::new(config.clone()).unwrap();
+            sent.extend(sent_field_names(&server, provider, message).await);
+        }
+    }
+
+    sent.sort();
+    sent.dedup();
+    assert_eq!(
+        sent,
+        [
+            "Body",
+            "From",
+            "MessagingServiceSid",
+            "StatusCallback",
+            "To",
+            "ValidityPeriod"
+        ],
+        "the variants above send every field the adapter knows"
+    );
+    let undefined: Vec<&String> = sent.iter().filter(|name| !defined.contains(name)).collect();
+    assert!(
+        undefined.is_empty(),
+        "fields the create operation does not define: {undefined:?}"
+    );
+}
+
+async fn receipt_for(body: Value) -> ProviderReceipt {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path(ACCOUNT_SID)))
+        .respond_with(ResponseTemplate::new(201).set_body_json(body))
+        .expect(1)
+        .mount(&server)
+        .await;
+    TwilioSmsProvider::new(config_for(&server))
+        .unwrap()
+        .send(&sms("hi"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_created_message_built_from_every_schema_field_is_parsed() {
+    let Some(description) = description() else {
+        return;
+    };
+    let properties = message_schema(description)["properties"]
+        .as_object()
+        .expect("the Message schema has properties");
+    let body: Map<String, Value> = properties
+        .iter()
+        .map(|(name, schema)| (name.clone(), value_for(description, schema)))
+        .collect();
+    let sid = body["sid"].as_str().unwrap().to_owned();
+
+    let receipt = receipt_for(Value::Object(body)).await;
+
+    assert_eq!(
+        receipt,
+        ProviderReceipt {
+            provider_sid: sid,
+            segments: Some(1),
+            price: Some(Price {
+                amount: "1".into(),
+                currency: "USD".into(),
+            }),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_created_message_with_every_nullable_field_null_but_its_sid_is_parsed() {
+    let Some(description) = description() else {
+        return;
+    };
+    let properties = message_schema(description)["properties"]
+        .as_object()
+        .expect("the Message schema has properties");
+    let mut body: Map<String, Value> = properties
+        .iter()
+        .map(|(name, schema)| {
+            let value = if schema["nullable"] == json!(true) {
+                Value::Null
+            } else {
+                value_for(description, schema)
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    body.insert("sid".into(), json!("SM0123456789abcdef0123456789abcdef"));
+
+    let receipt = receipt_for(Value::Object(body)).await;
+
+    assert_eq!(receipt.provider_sid, "SM0123456789abcdef0123456789abcdef");
+    assert_eq!(receipt.segments, None);
+    assert_eq!(receipt.price, None);
+}
+
+#[tokio::test]
+async fn every_created_message_example_in_the_description_is_parsed() {
+    let Some(description) = description() else {
+        return;
+    };
+    let examples = operation(description, MESSAGES_PATH, "post")["responses"]["201"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .expect("the create operation has examples");
+    assert!(!examples.is_empty());
+    for (name, example) in examples {
+        let body = example["value"].clone();
+
+        let receipt = receipt_for(body.clone()).await;
+
+        assert_eq!(
+            receipt.provider_sid,
+            body["sid"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_account_example_in_the_description_passes_the_credentials_check() {
+    let Some(description) = description() else {
+        return;
+    };
+    let examples = operation(description, ACCOUNT_PATH, "get")["responses"]["200"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .expect("the account fetch has examples");
+    assert!(!examples.is_empty());
+    for (name, example) in examples {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/2010-04-01/Accounts/{ACCOUNT_SID}.json")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(example["value"].clone()))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let account = TwilioSmsProvider::new(config_for(&server))
+            .unwrap()
+            .check_credentials()
+            .await;
+
+        assert!(account.is_ok(), "{name}: {account:?}");
+    }
+}

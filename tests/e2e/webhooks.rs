@@ -1,0 +1,192 @@
+//! Twilio's status callbacks: a signed report moves a sent message to its carrier status; an
+//! unsigned or forged one changes nothing.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha1::Sha1;
+use wiremock::matchers::{basic_auth, body_string_contains, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::{TestApp, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
+
+const PUBLIC_BASE_URL: &str = "https://notify.example.com";
+/// What Twilio is told to call, and therefore signs (the service itself listens elsewhere).
+const CALLBACK_URL: &str = "https://notify.example.com/v1/webhooks/twilio/status";
+const WEBHOOK_PATH: &str = "/v1/webhooks/twilio/status";
+const SID: &str = "SM0123456789abcdef0123456789abcdef";
+const TO: &str = "+447700900123";
+
+/// Twilio's signature, computed here as its helper libraries do: base64 of HMAC-SHA1 under the
+/// auth token over the URL and every parameter sorted by name.
+fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn callback(sid: &str, status: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AccountSid", ACCOUNT_SID.to_owned()),
+        ("ApiVersion", "2010-04-01".to_owned()),
+        ("From", "+15005550006".to_owned()),
+        ("MessageSid", sid.to_owned()),
+        ("MessageStatus", status.to_owned()),
+        ("SmsSid", sid.to_owned()),
+        ("SmsStatus", status.to_owned()),
+        ("To", TO.to_owned()),
+    ]
+}
+
+/// Posts `params` as Twilio does, with `signature` (none when `None`); the status and body.
+async fn post_callback(
+    app: &TestApp,
+    params: &[(&str, String)],
+    signature: Option<&str>,
+) -> (u16, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}{WEBHOOK_PATH}", app.base))
+        .form(params);
+    if let Some(signature) = signature {
+        request = request.header("X-Twilio-Signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn signed(app: &TestApp, params: &[(&str, String)]) -> (u16, Value) {
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let signature = twilio_signature(CALLBACK_URL, &pairs);
+    post_callback(app, params, Some(&signature)).await
+}
+
+/// A message accepted by Twilio as [`SID`], having asked for status callbacks.
+async fn sent_message(app: &TestApp) -> String {
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(body_string_contains(
+            "StatusCallback=https%3A%2F%2Fnotify.example.com%2Fv1%2Fwebhooks%2Ftwilio%2Fstatus",
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": SID, "status": "queued", "num_segments": "1", "price": "-0.00790",
+            "price_unit": "USD", "error_code": null
+        })))
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+    let (status, message) = app
+        .post(
+            "/v1/messages",
+            json!({"to": TO, "body": "Your order has shipped"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{message}");
+    let id = message["id"].as_str().unwrap().to_owned();
+    let sent = app.wait_for_status(&id, "sent").await;
+    assert_eq!(sent["provider_sid"], SID);
+    assert_eq!(
+        sent["price"],
+        json!({"amount": "-0.00790", "currency": "USD"})
+    );
+    id
+}
+
+#[tokio::test]
+async fn a_signed_delivered_callback_marks_the_message_delivered_and_a_forged_one_is_refused() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let id = sent_message(&app).await;
+    let delivered = callback(SID, "delivered");
+
+    let (status, problem) = post_callback(&app, &delivered, Some("bm90IGEgc2lnbmF0dXJl")).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["field"], "X-Twilio-Signature");
+    let (status, _) = post_callback(&app, &delivered, None).await;
+    assert_eq!(status, 403);
+    let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(
+        message["status"], "sent",
+        "a refused callback changes nothing"
+    );
+
+    let (status, body) = signed(&app, &delivered).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(message["status"], "delivered");
+    assert_eq!(
+        message["price"],
+        json!({"amount": "-0.00790", "currency": "USD"})
+    );
+
+    // A late `sent`, signed and all, does not move it back.
+    let (status, _) = signed(&app, &callback(SID, "sent")).await;
+    assert_eq!(status, 200);
+    let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(message["status"], "delivered");
+}
+
+#[tokio::test]
+async fn an_undelivered_callback_keeps_the_carrier_error_code() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let id = sent_message(&app).await;
+    let mut undelivered = callback(SID, "undelivered");
+    undelivered.push(("ErrorCode", "30003".to_owned()));
+    undelivered.push(("ErrorMessage", "Unreachable destination handset".to_owned()));
+
+    let (status, _) = signed(&app, &undelivered).await;
+
+    assert_eq!(status, 200);
+    let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(message["status"], "undelivered");
+    assert_eq!(message["error_code"], "30003");
+    assert_eq!(message["error_message"], "Unreachable destination handset");
+}
+
+#[tokio::test]
+async fn a_signed_callback_for_an_unknown_message_is_accepted_so_twilio_stops() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+
+    let (status, body) = signed(
+        &app,
+        &callback("SMffffffffffffffffffffffffffffffff", "delivered"),
+    )
+    .await;
+
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_signed_callback_without_a_status_names_the_field() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let params: Vec<(&str, String)> = callback(SID, "delivered")
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("Status"))
+        .collect();
+
+    let (status, problem) = signed(&app, &params).await;
+
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "MessageStatus");
+}
+
+#[tokio::test]
+async fn without_public_base_url_there_is_no_status_callback_route() {
+    let app = TestApp::spawn().await;
+
+    let (status, _) = signed(&app, &callback(SID, "delivered")).await;
+
+    assert_eq!(status, 404);
+}
