@@ -1,6 +1,8 @@
 //! The vocabulary of sms-notify: phone numbers, channels, messages and their status machine,
 //! verifications and their rules, the retry policy.
 //!
+//! Also the SMS segment arithmetic (GSM-7 / UCS-2), which both templates and providers need.
+//!
 //! Everything here is a value or a pure function. This crate must never do I/O, read the clock,
 //! or depend on a framework (no tokio, sqlx, reqwest, axum): time comes in as an argument, so
 //! every rule can be tested without waiting.
@@ -10,6 +12,7 @@ pub mod delivery;
 pub mod message;
 pub mod phone;
 pub mod retry;
+pub mod segments;
 pub mod verification;
 
 pub use channel::Channel;
@@ -19,6 +22,7 @@ pub use message::{
 };
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use retry::RetryPolicy;
+pub use segments::{analyze, Encoding, SegmentInfo};
 pub use verification::{
     CheckOutcome, CodeHash, CodeLength, ResendRefusal, Verification, VerificationCode,
     VerificationId, VerificationPolicy, VerificationStatus,

@@ -1,17 +1,17 @@
 //! SMS text: Handlebars templates from `templates/*.hbs`, rendered strictly and without HTML
-//! escaping, and the GSM-7 / UCS-2 segment arithmetic that decides what a message costs.
+//! escaping.
 //!
 //! Must not depend on any adapter, database, HTTP client or framework: rendering is pure once
 //! the templates are loaded.
-
-mod segments;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use handlebars::{Handlebars, RenderErrorReason};
 
-pub use segments::{analyze, Encoding, SegmentInfo};
+// Segment arithmetic lives in the domain (providers need it too); re-exported for callers that
+// think of it as part of rendering.
+pub use domain::{analyze, Encoding, SegmentInfo};
 
 /// The template every one-time code is sent with.
 pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";

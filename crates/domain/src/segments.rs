@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     #[serde(rename = "GSM-7")]
     Gsm7,
