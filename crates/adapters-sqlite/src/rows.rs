@@ -33,7 +33,7 @@ fn corrupt(column: &str, problem: impl Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {problem}"))
 }
 
-fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| corrupt(column, format!("{micros} is not a time")))
 }

@@ -6,16 +6,20 @@
 //! every rule can be tested without waiting.
 
 pub mod channel;
+pub mod country;
 pub mod message;
 pub mod phone;
+pub mod pumping;
 pub mod retry;
 pub mod verification;
 
 pub use channel::Channel;
+pub use country::{CountryAllowList, CountryNotAllowed, UnknownCountry};
 pub use message::{
     Attempt, AttemptOutcome, Message, MessageId, MessageStatus, NewMessage, Priority,
 };
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use pumping::{HourlySends, PumpingPolicy, Traffic};
 pub use retry::RetryPolicy;
 pub use verification::{
     CheckOutcome, CodeHash, CodeLength, ResendRefusal, Verification, VerificationCode,

@@ -8,6 +8,7 @@
 
 mod clock;
 mod provider;
+mod rate_limit;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -16,6 +17,7 @@ pub use clock::{Clock, CodeGenerator};
 pub use provider::{
     OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
+pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use store::{
     ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError,
     VerificationStore,
@@ -25,5 +27,7 @@ pub use store::{
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
 pub use provider::MockSmsProvider;
+#[cfg(feature = "mocks")]
+pub use rate_limit::MockRateLimiter;
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};
