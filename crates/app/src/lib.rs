@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 pub mod console;
 pub mod dispatcher;
+pub mod guards;
 pub mod http;
 pub mod messaging;
 pub mod server;
@@ -40,4 +41,6 @@ pub struct Services {
     /// Signalled when a message is queued, so that this instance's dispatcher sends it now
     /// rather than at its next poll.
     pub dispatcher_wake: Arc<Notify>,
+    /// Allow-list, send limits and pumping alarm, in front of every one-time code.
+    pub guards: guards::SendGuards,
 }

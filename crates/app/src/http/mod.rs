@@ -30,6 +30,11 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/v1/verifications", post(verifications::start))
         .route("/v1/verifications/{id}", get(verifications::get))
         .route("/v1/verifications/{id}/check", post(verifications::check))
+        .route("/v1/verifications/{id}/cancel", post(verifications::cancel))
+        .route(
+            "/v1/verification-checks",
+            post(verifications::check_by_number),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             ApiError::not_found("no such route; see the API reference in README.md")
