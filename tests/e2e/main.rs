@@ -5,5 +5,7 @@
 mod support;
 
 mod errors;
+mod guards;
 mod messages;
+mod secrecy;
 mod two_factor;

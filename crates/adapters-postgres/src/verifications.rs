@@ -186,17 +186,21 @@ impl VerificationStore for PgStore {
         status: VerificationStatus,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        if !VerificationStatus::Pending.can_transition_to(status) {
+        let from: Vec<&str> = VerificationStatus::able_to_become(status)
+            .map(VerificationStatus::as_str)
+            .collect();
+        if from.is_empty() {
             return Ok(false);
         }
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         let concluded = sqlx::query(
             "UPDATE verifications SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending'",
+             WHERE id = $1 AND status = ANY($4)",
         )
         .bind(id.as_uuid())
         .bind(status.as_str())
         .bind(now)
+        .bind(from)
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;

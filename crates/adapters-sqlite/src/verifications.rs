@@ -190,7 +190,11 @@ impl VerificationStore for SqliteStore {
         status: VerificationStatus,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        if !VerificationStatus::Pending.can_transition_to(status) {
+        // Statuses are the domain's fixed names, safe to spell out in the statement.
+        let from: Vec<String> = VerificationStatus::able_to_become(status)
+            .map(|from| format!("'{}'", from.as_str()))
+            .collect();
+        if from.is_empty() {
             return Ok(false);
         }
         let mut transaction = self
@@ -198,10 +202,11 @@ impl VerificationStore for SqliteStore {
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;
-        let concluded = sqlx::query(
+        let concluded = sqlx::query(&format!(
             "UPDATE verifications SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending'",
-        )
+             WHERE id = $1 AND status IN ({})",
+            from.join(", ")
+        ))
         .bind(id.as_uuid().hyphenated())
         .bind(status.as_str())
         .bind(micros(now))

@@ -68,6 +68,7 @@ macro_rules! store_conformance_tests {
             add_code_respects_interval_and_max_sends,
             concurrent_add_codes_send_one_code,
             conclude_stops_the_codes_not_yet_sent,
+            a_counted_right_check_approves_after_the_lock_but_not_after_other_ends,
             acquire_admits_max_sends_per_window_then_says_when,
             acquire_counts_nothing_when_one_limit_is_full,
             concurrent_acquires_never_exceed_max,
@@ -1232,4 +1233,50 @@ pub async fn country_sends_are_counted_per_hour<S: StoreUnderTest>(store: S) {
         }]
     );
     assert!(store.country_sends(49, t0()).await.unwrap().is_empty());
+}
+
+/// The last counted check, wrong, may lock the verification before an earlier counted check
+/// with the right code records its approval.
+pub async fn a_counted_right_check_approves_after_the_lock_but_not_after_other_ends<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let locked = verification(t0());
+    create_verification(&store, &locked, 1).await;
+    assert!(store
+        .conclude(locked.id, VerificationStatus::MaxAttemptsReached, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::Canceled, t0())
+        .await
+        .unwrap());
+    assert!(store
+        .conclude(locked.id, VerificationStatus::Approved, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::Approved, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::MaxAttemptsReached, t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        stored_verification(&store, locked.id).await.status,
+        VerificationStatus::Approved
+    );
+
+    for end in [VerificationStatus::Canceled, VerificationStatus::Expired] {
+        let ended = verification(t0());
+        create_verification(&store, &ended, 2).await;
+        assert!(store.conclude(ended.id, end, t0()).await.unwrap());
+        assert!(!store
+            .conclude(ended.id, VerificationStatus::Approved, t0())
+            .await
+            .unwrap());
+        assert_eq!(stored_verification(&store, ended.id).await.status, end);
+    }
 }
