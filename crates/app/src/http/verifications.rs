@@ -180,19 +180,15 @@ pub async fn check(
 
 fn refusal_problem(refusal: Refusal) -> ApiError {
     let detail = refusal.to_string();
+    let retry_after = refusal.retry_after().map(whole_seconds).unwrap_or_default();
     match refusal {
         Refusal::CountryNotAllowed(_) => {
             ApiError::invalid_field("to", "country-not-allowed", detail)
         }
-        Refusal::RateLimited { retry_after, .. } => {
-            ApiError::too_many_requests(detail, whole_seconds(retry_after))
-        }
+        Refusal::RateLimited { .. } => ApiError::too_many_requests(detail, retry_after),
         Refusal::DestinationPaused { .. } => ApiError {
             kind: "destination-paused",
-            ..ApiError::too_many_requests(
-                detail,
-                whole_seconds(refusal.retry_after().unwrap_or_default()),
-            )
+            ..ApiError::too_many_requests(detail, retry_after)
         },
         Refusal::Store(error) => error.into(),
     }
@@ -225,6 +221,7 @@ pub async fn check_by_number(
     Ok(Json(outcome.into()))
 }
 
+/// `POST /v1/verifications/{id}/cancel`.
 pub async fn cancel(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
