@@ -5,6 +5,8 @@
 mod support;
 
 mod errors;
+mod guards;
 mod messages;
+mod secrecy;
 mod two_factor;
 mod webhooks;

@@ -1,11 +1,12 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adapters_postgres::testing::TestDatabase;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
 pub const API_KEY: &str = "test-key-0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -13,11 +14,14 @@ pub const AUTH_TOKEN: &str = "twilio-test-token";
 pub const FROM: &str = "+15005550006";
 pub const MESSAGES_PATH: &str =
     "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+const CODE_PEPPER: &str = "e2e-pepper-0123456789abcdef0123456789";
 
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub twilio: MockServer,
+    /// Shared by the instances of one database (see [`TestApp::spawn_sibling`]).
+    pub twilio: Arc<MockServer>,
+    database_url: Option<String>,
     _database: Option<TestDatabase>,
     _data_dir: Option<TempDir>,
     _stop: oneshot::Sender<()>,
@@ -38,25 +42,23 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    /// [`TestApp::spawn`] with more environment variables (`PUBLIC_BASE_URL`, ...).
-    pub async fn spawn_with(extra_env: &[(&'static str, &str)]) -> Self {
+    /// The production shape with some variables set (or overridden).
+    pub async fn spawn_with(variables: &[(&'static str, &str)]) -> Self {
         let database = TestDatabase::create().await;
-        let twilio = MockServer::start().await;
-        let mut env = base_env();
-        env.insert("DATABASE_URL", database.url.clone());
-        env.insert(
-            "CODE_PEPPER",
-            "e2e-pepper-0123456789abcdef0123456789".into(),
-        );
-        env.insert("TWILIO_ACCOUNT_SID", ACCOUNT_SID.into());
-        env.insert("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into());
-        env.insert("TWILIO_PHONE_NUMBER", FROM.into());
-        env.insert("TWILIO_API_BASE_URL", twilio.uri());
-        env.insert("TWILIO_REQUEST_TIMEOUT_MS", "2000".into());
-        for (name, value) in extra_env {
-            env.insert(name, (*value).to_owned());
-        }
+        let twilio = Arc::new(MockServer::start().await);
+        let env = production_env(&database.url, &twilio, variables);
         Self::start(env, twilio, Some(database), None).await
+    }
+
+    /// Another instance on this one's database and Twilio, configured alike but for
+    /// `variables`: what several replicas of the service are.
+    pub async fn spawn_sibling(&self, variables: &[(&'static str, &str)]) -> Self {
+        let url = self
+            .database_url
+            .as_deref()
+            .expect("siblings share a PostgreSQL database");
+        let env = production_env(url, &self.twilio, variables);
+        Self::start(env, self.twilio.clone(), None, None).await
     }
 
     /// The no-configuration shape: embedded SQLite and the console provider.
@@ -67,16 +69,17 @@ impl TestApp {
             "DATABASE_URL",
             format!("sqlite://{}", dir.join("data.sqlite").display()),
         );
-        let twilio = MockServer::start().await;
+        let twilio = Arc::new(MockServer::start().await);
         Self::start(env, twilio, None, Some(TempDir(dir))).await
     }
 
     async fn start(
         env: HashMap<&'static str, String>,
-        twilio: MockServer,
+        twilio: Arc<MockServer>,
         database: Option<TestDatabase>,
         data_dir: Option<TempDir>,
     ) -> Self {
+        let database_url = env.get("DATABASE_URL").cloned();
         let config = app::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
         let server = app::Server::build(config).await.unwrap();
         let base = format!("http://{}", server.local_addr());
@@ -88,6 +91,7 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             twilio,
+            database_url,
             _database: database,
             _data_dir: data_dir,
             _stop: stop,
@@ -164,6 +168,85 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+impl TestApp {
+    /// Expects exactly `count` two-factor SMS, to any of `numbers`, each request complete:
+    /// Basic auth, and the form fields To, From, Body (the built-in template) and
+    /// ValidityPeriod, nothing else.
+    pub async fn twilio_expects_codes(&self, numbers: &[&str], count: u64) {
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+            .and(CodeSms {
+                to: numbers.iter().map(|number| number.to_string()).collect(),
+            })
+            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+                "sid": "SM00000000000000000000000000000099", "status": "queued",
+                "num_segments": "1", "price": null, "price_unit": "USD",
+                "error_code": null, "error_message": null
+            })))
+            .expect(count)
+            .mount(&self.twilio)
+            .await;
+    }
+
+    /// Answers a POST with the status, the body as text and the headers as text, so that a
+    /// test can look through everything a client sees.
+    pub async fn post_raw(&self, path: &str, body: Value) -> (u16, String, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = format!("{:?}", response.headers());
+        (status, response.text().await.unwrap(), headers)
+    }
+}
+
+/// The form of a two-factor SMS as the Twilio adapter sends it.
+struct CodeSms {
+    to: Vec<String>,
+}
+
+impl Match for CodeSms {
+    fn matches(&self, request: &Request) -> bool {
+        let fields = form(request);
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let validity_ok = fields
+            .get("ValidityPeriod")
+            .and_then(|seconds| seconds.parse::<u32>().ok())
+            .is_some_and(|seconds| (1..=600).contains(&seconds));
+        names == ["Body", "From", "To", "ValidityPeriod"]
+            && self.to.contains(&fields["To"])
+            && fields["From"] == FROM
+            && fields["Body"].starts_with("Your Smarter Firms verification code is: ")
+            && validity_ok
+    }
+}
+
+fn production_env(
+    database_url: &str,
+    twilio: &MockServer,
+    variables: &[(&'static str, &str)],
+) -> HashMap<&'static str, String> {
+    let mut env = base_env();
+    env.insert("DATABASE_URL", database_url.to_owned());
+    env.insert("CODE_PEPPER", CODE_PEPPER.into());
+    env.insert("TWILIO_ACCOUNT_SID", ACCOUNT_SID.into());
+    env.insert("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into());
+    env.insert("TWILIO_PHONE_NUMBER", FROM.into());
+    env.insert("TWILIO_API_BASE_URL", twilio.uri());
+    env.insert("TWILIO_REQUEST_TIMEOUT_MS", "2000".into());
+    for (name, value) in variables {
+        env.insert(name, (*value).to_owned());
+    }
+    env
 }
 
 fn base_env() -> HashMap<&'static str, String> {

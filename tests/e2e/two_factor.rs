@@ -1,6 +1,6 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::{code_in, TestApp, FROM};
+use crate::support::{code_in, TestApp, API_KEY, FROM};
 
 #[tokio::test]
 async fn a_code_sent_through_twilio_approves_its_verification_once() {
@@ -106,7 +106,7 @@ async fn asking_again_at_once_is_refused_with_retry_after() {
     let response = app
         .client
         .post(format!("{}/v1/verifications", app.base))
-        .bearer_auth(crate::support::API_KEY)
+        .bearer_auth(API_KEY)
         .json(&json!({"to": "+15551234567"}))
         .send()
         .await
@@ -139,4 +139,198 @@ async fn the_default_run_prints_the_code_and_approves_it() {
     assert_eq!(check["valid"], false);
     assert_eq!(check["attempts_left"], 4);
     assert!(app.twilio.received_requests().await.unwrap().is_empty());
+}
+
+/// Sends `count` checks of `code` at once and returns every answer.
+async fn concurrent_checks(app: &TestApp, id: &str, code: &str, count: usize) -> Vec<Value> {
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let request = app
+            .client
+            .post(format!("{}/v1/verifications/{id}/check", app.base))
+            .bearer_auth(API_KEY)
+            .json(&json!({ "code": code }));
+        checks.spawn(async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        });
+    }
+    checks.join_all().await
+}
+
+/// A verification of `to` started on `app`, with the code Twilio was asked to send.
+async fn started_with_code(app: &TestApp, to: &str, sends_so_far: usize) -> (String, String) {
+    let (status, verification) = app.post("/v1/verifications", json!({ "to": to })).await;
+    assert_eq!(status, 201, "{verification}");
+    let sent = app.twilio_requests(sends_so_far + 1).await;
+    let code = code_in(&sent[sends_so_far]["Body"]);
+    (verification["id"].as_str().unwrap().to_owned(), code)
+}
+
+fn wrong(code: &str) -> String {
+    code.chars()
+        .map(|digit| if digit == '0' { '1' } else { '0' })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_checks_with_the_right_code_approve_exactly_once() {
+    let app = TestApp::spawn().await;
+    app.twilio_expects_codes(&["+15551234567"], 1).await;
+    let (id, code) = started_with_code(&app, "+15551234567", 0).await;
+
+    let answers = concurrent_checks(&app, &id, &code, 20).await;
+    let approvals = answers
+        .iter()
+        .filter(|answer| answer["valid"] == true)
+        .count();
+    assert_eq!(approvals, 1, "{answers:?}");
+    // A check refused while the approval is being recorded may see the attempts used up
+    // before it sees the approval; none of them approves.
+    assert!(
+        answers
+            .iter()
+            .all(|answer| answer["status"] == "approved"
+                || answer["status"] == "max_attempts_reached"),
+        "{answers:?}"
+    );
+    let (_, verification) = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(verification["status"], "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_wrong_checks_use_up_five_attempts_and_no_more() {
+    let app = TestApp::spawn().await;
+    app.twilio_expects_codes(&["+15551234567"], 1).await;
+    let (id, code) = started_with_code(&app, "+15551234567", 0).await;
+
+    let answers = concurrent_checks(&app, &id, &wrong(&code), 20).await;
+    assert!(answers.iter().all(|answer| answer["valid"] == false));
+    // Each counted check answers with the attempts left after it: 4, 3, 2, 1, then 0 with
+    // max_attempts_reached. A sixth counted check would repeat one of them.
+    let mut pending_left: Vec<u64> = answers
+        .iter()
+        .filter(|answer| answer["status"] == "pending")
+        .map(|answer| answer["attempts_left"].as_u64().unwrap())
+        .collect();
+    pending_left.sort_unstable();
+    assert_eq!(pending_left, vec![1, 2, 3, 4], "{answers:?}");
+    assert!(answers
+        .iter()
+        .filter(|answer| answer["status"] != "pending")
+        .all(|answer| answer["status"] == "max_attempts_reached" && answer["attempts_left"] == 0));
+
+    let (_, last) = app
+        .post(
+            &format!("/v1/verifications/{id}/check"),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        last,
+        json!({"status": "max_attempts_reached", "valid": false, "attempts_left": 0})
+    );
+}
+
+#[tokio::test]
+async fn after_an_approval_the_number_gets_a_new_verification_and_the_old_code_is_spent() {
+    let app = TestApp::spawn().await;
+    app.twilio_expects_codes(&["+15551234567"], 2).await;
+    let (first_id, first_code) = started_with_code(&app, "+15551234567", 0).await;
+    let (_, approved) = app
+        .post(
+            &format!("/v1/verifications/{first_id}/check"),
+            json!({"code": first_code}),
+        )
+        .await;
+    assert_eq!(approved["valid"], true);
+
+    // Not the approved one reused: a new verification with a new code.
+    let (second_id, second_code) = started_with_code(&app, "+15551234567", 1).await;
+    assert_ne!(second_id, first_id);
+    let (_, spent) = app
+        .post(
+            &format!("/v1/verifications/{first_id}/check"),
+            json!({"code": first_code}),
+        )
+        .await;
+    assert_eq!(spent["valid"], false);
+    assert_eq!(spent["status"], "approved");
+    if second_code != first_code {
+        let (_, old_code) = app
+            .post(
+                "/v1/verification-checks",
+                json!({"to": "+15551234567", "code": first_code}),
+            )
+            .await;
+        assert_eq!(old_code["valid"], false, "an old code approves nothing new");
+    }
+    let (_, check) = app
+        .post(
+            "/v1/verification-checks",
+            json!({"to": "+1 555 123 4567", "code": second_code}),
+        )
+        .await;
+    assert_eq!(check["status"], "approved");
+    assert_eq!(check["valid"], true);
+    let (status, problem) = app
+        .post(
+            "/v1/verification-checks",
+            json!({"to": "+15551234567", "code": second_code}),
+        )
+        .await;
+    assert_eq!(status, 404, "no pending verification is left: {problem}");
+}
+
+#[tokio::test]
+async fn a_canceled_verification_approves_nothing() {
+    let app = TestApp::spawn().await;
+    app.twilio_expects_codes(&["+15551234567", "+15557654321"], 2)
+        .await;
+    let (id, code) = started_with_code(&app, "+15551234567", 0).await;
+
+    let (status, canceled) = app
+        .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{canceled}");
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(canceled["to"], "+1555***4567");
+    let (_, check) = app
+        .post(
+            &format!("/v1/verifications/{id}/check"),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        check,
+        json!({"status": "canceled", "valid": false, "attempts_left": 5})
+    );
+    let (status, again) = app
+        .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200, "canceling twice is harmless: {again}");
+
+    let (approved_id, approved_code) = started_with_code(&app, "+15557654321", 1).await;
+    app.post(
+        &format!("/v1/verifications/{approved_id}/check"),
+        json!({"code": approved_code}),
+    )
+    .await;
+    let (status, problem) = app
+        .post(
+            &format!("/v1/verifications/{approved_id}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["detail"], "the verification is already approved");
+
+    let (status, _) = app
+        .post(
+            "/v1/verifications/0193d3e2-0000-7000-8000-000000000000/cancel",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

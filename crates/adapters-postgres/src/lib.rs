@@ -1,5 +1,5 @@
-//! The production store: [`ports::MessageStore`] and [`ports::VerificationStore`] on
-//! PostgreSQL through sqlx, with the schema in `migrations/postgres`.
+//! The production store: [`ports::MessageStore`], [`ports::VerificationStore`] and
+//! [`ports::RateLimiter`] on PostgreSQL through sqlx, with the schema in `migrations/postgres`.
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
 //! lease, and every write that queues a message sends `NOTIFY` on [`QUEUE_CHANNEL`] so that
@@ -11,6 +11,7 @@
 
 mod deliveries;
 mod messages;
+mod rate_limits;
 mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -186,19 +186,49 @@ impl VerificationStore for PgStore {
         status: VerificationStatus,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        if !VerificationStatus::Pending.can_transition_to(status) {
+        let from: Vec<&str> = VerificationStatus::able_to_become(status)
+            .map(VerificationStatus::as_str)
+            .collect();
+        if from.is_empty() {
             return Ok(false);
         }
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
         let concluded = sqlx::query(
             "UPDATE verifications SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending'",
+             WHERE id = $1 AND status = ANY($4)",
         )
         .bind(id.as_uuid())
         .bind(status.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .bind(from)
+        .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
-        Ok(concluded.rows_affected() == 1)
+        if concluded.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Its codes are useless now: those still queued are never sent, and one being sent
+        // right now is not sent again should its attempt end in a retry.
+        sqlx::query(
+            "UPDATE messages SET status = 'expired', body = '', updated_at = $2 \
+             WHERE verification_id = $1 AND status = 'queued'",
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "UPDATE messages SET send_before = $2 \
+             WHERE verification_id = $1 AND status = 'sending' \
+             AND (send_before IS NULL OR send_before > $2)",
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(true)
     }
 }

@@ -1,6 +1,6 @@
-//! The embedded default store: [`ports::MessageStore`] and [`ports::VerificationStore`] in a
-//! SQLite file through sqlx, with the schema in `migrations/sqlite`, so that the service runs
-//! with no database server installed.
+//! The embedded default store: [`ports::MessageStore`], [`ports::VerificationStore`] and
+//! [`ports::RateLimiter`] in a SQLite file through sqlx, with the schema in `migrations/sqlite`,
+//! so that the service runs with no database server installed.
 //!
 //! SQLite has one writer at a time: every write is a single statement or a transaction begun
 //! with `BEGIN IMMEDIATE`, which takes the write lock before reading, so concurrent writers
@@ -12,6 +12,7 @@
 
 mod deliveries;
 mod messages;
+mod rate_limits;
 mod rows;
 mod verifications;
 

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender};
 use chrono::TimeDelta;
-use domain::{CodeLength, PhoneNumber, RetryPolicy, VerificationPolicy};
+use domain::{
+    CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy, VerificationPolicy,
+};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::auth::ApiKeys;
+use crate::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
 /// brute-forced together with the 10^6 possible codes.
@@ -79,6 +82,7 @@ pub struct Config {
     pub twilio_status_callbacks: Option<TwilioStatusCallbacks>,
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
+    pub guards: GuardConfig,
 }
 
 impl Config {
@@ -156,6 +160,8 @@ impl Config {
             resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30)?,
         };
 
+        let guards = guard_config(&env)?;
+
         let retry_defaults = RetryPolicy::default();
         let dispatch = DispatchConfig {
             concurrency: env.positive("DISPATCH_CONCURRENCY", 50)?,
@@ -195,8 +201,48 @@ impl Config {
             public_base_url,
             dispatch,
             verification,
+            guards,
         })
     }
+}
+
+fn guard_config(env: &Env<'_>) -> Result<GuardConfig, ConfigError> {
+    let defaults = GuardConfig::default();
+    let limit = |max: &'static str, window: &'static str, default: SendLimit| {
+        Ok::<_, ConfigError>(SendLimit {
+            max: env.positive(max, default.max)?,
+            window: env.seconds(window, default.window.num_seconds())?,
+        })
+    };
+    Ok(GuardConfig {
+        per_number: limit(
+            "VERIFY_SENDS_PER_NUMBER",
+            "VERIFY_SENDS_PER_NUMBER_WINDOW_SECONDS",
+            defaults.per_number,
+        )?,
+        per_api_key: limit(
+            "VERIFY_SENDS_PER_API_KEY",
+            "VERIFY_SENDS_PER_API_KEY_WINDOW_SECONDS",
+            defaults.per_api_key,
+        )?,
+        allowed_countries: env
+            .parse_with("ALLOWED_COUNTRIES", |text| {
+                CountryAllowList::parse(text).map_err(|error| error.to_string())
+            })?
+            .unwrap_or_default(),
+        pumping: PumpingPolicy {
+            surge_multiple: env
+                .positive("PUMPING_SURGE_MULTIPLE", defaults.pumping.surge_multiple)?,
+            min_sends: env.positive("PUMPING_MIN_SENDS", defaults.pumping.min_sends)?,
+            refuse: match env.get("PUMPING_REFUSE").as_deref().map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::new("PUMPING_REFUSE", "expected true or false"))
+                }
+            },
+        },
+    })
 }
 
 /// The path Twilio posts delivery statuses to, below `PUBLIC_BASE_URL`.
@@ -414,6 +460,7 @@ mod tests {
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.dispatch.retry, RetryPolicy::default());
         assert_eq!(config.verification, VerificationPolicy::default());
+        assert_eq!(config.guards, GuardConfig::default());
     }
 
     #[test]
@@ -497,6 +544,12 @@ mod tests {
             (&[("DISPATCH_CONCURRENCY", "many")], "DISPATCH_CONCURRENCY"),
             (&[("VERIFY_CODE_LENGTH", "12")], "VERIFY_CODE_LENGTH"),
             (&[("CODE_PEPPER", "short")], "CODE_PEPPER"),
+            (&[("ALLOWED_COUNTRIES", "US,Atlantis")], "ALLOWED_COUNTRIES"),
+            (
+                &[("VERIFY_SENDS_PER_NUMBER", "0")],
+                "VERIFY_SENDS_PER_NUMBER",
+            ),
+            (&[("PUMPING_REFUSE", "yes")], "PUMPING_REFUSE"),
             (&[("TWILIO_AUTH_TOKEN", "t")], "TWILIO_ACCOUNT_SID"),
             (
                 &[

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod config;
 pub mod console;
 pub mod dispatcher;
+pub mod guards;
 pub mod http;
 pub mod messaging;
 pub mod server;
@@ -42,4 +43,6 @@ pub struct Services {
     pub dispatcher_wake: Arc<Notify>,
     /// Set when Twilio posts delivery statuses to `POST /v1/webhooks/twilio/status`.
     pub twilio_status_callbacks: Option<config::TwilioStatusCallbacks>,
+    /// Allow-list, send limits and pumping alarm, in front of every one-time code.
+    pub guards: guards::SendGuards,
 }

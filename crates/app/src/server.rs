@@ -9,7 +9,7 @@ use std::time::Duration;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
-use ports::{MessageStore, SmsProvider, VerificationStore};
+use ports::{MessageStore, RateLimiter, SmsProvider, VerificationStore};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::console::ConsoleSmsProvider;
 use crate::dispatcher::Dispatcher;
+use crate::guards::{LogOnly, SendGuards};
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -46,6 +47,14 @@ pub enum StartupError {
     Serve(#[source] std::io::Error),
 }
 
+/// One store behind every store port; the PostgreSQL one also wakes dispatchers.
+type Stores = (
+    Option<PgStore>,
+    Arc<dyn MessageStore>,
+    Arc<dyn VerificationStore>,
+    Arc<dyn RateLimiter>,
+);
+
 pub struct Server {
     listener: TcpListener,
     services: Arc<Services>,
@@ -57,24 +66,20 @@ pub struct Server {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let (postgres, messages, verifications): (
-            Option<PgStore>,
-            Arc<dyn MessageStore>,
-            Arc<dyn VerificationStore>,
-        ) = match &config.database {
+        let (postgres, messages, verifications, limiter): Stores = match &config.database {
             DatabaseConfig::Postgres { url } => {
                 let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
                 let shared = Arc::new(store.clone());
-                (Some(store), shared.clone(), shared)
+                (Some(store), shared.clone(), shared.clone(), shared)
             }
             DatabaseConfig::Sqlite { path } => {
                 let store = SqliteStore::open(path)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
                 let shared = Arc::new(store);
-                (None, shared.clone(), shared)
+                (None, shared.clone(), shared.clone(), shared)
             }
         };
         tracing::info!(database = %config.database.describe(), "database ready");
@@ -107,6 +112,12 @@ impl Server {
             api_keys: config.api_keys.clone(),
             dispatcher_wake: wake.clone(),
             twilio_status_callbacks: config.twilio_status_callbacks.clone(),
+            guards: SendGuards {
+                limiter,
+                config: config.guards.clone(),
+                // Metrics connect here, with a hook that counts surges.
+                alarm: Arc::new(LogOnly),
+            },
         });
         let dispatcher = Dispatcher::new(messages, provider, clock, config.dispatch, wake);
         let listener = TcpListener::bind(config.bind_addr)

@@ -1,4 +1,4 @@
-//! The two-factor use cases: start (or resend) a verification, check a code.
+//! The two-factor use cases: start (or resend) a verification, check a code, cancel.
 
 use chrono::{DateTime, Utc};
 use domain::{
@@ -8,6 +8,7 @@ use domain::{
 use ports::StoreError;
 use template::{RenderError, TWO_FACTOR_AUTH};
 
+use crate::guards::Refusal;
 use crate::messaging::new_message;
 use crate::Services;
 
@@ -26,7 +27,19 @@ pub enum StartError {
     #[error("no more codes can be sent for this verification; start again once it expires")]
     TooManySends,
     #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such verification")]
+    NotFound,
+    #[error("the verification is already {0}")]
+    Ended(VerificationStatus),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,6 +70,7 @@ impl Services {
         api_key: &str,
         request: StartRequest,
     ) -> Result<Started, StartError> {
+        self.guards.check_destination(&request.to)?;
         let now = self.clock.now();
         let policy = VerificationPolicy {
             code_length: request
@@ -79,6 +93,7 @@ impl Services {
             &policy,
             now,
         );
+        self.guards.admit(api_key, &verification.to, now).await?;
         let code = self.code_generator.generate(policy.code_length);
         let message = self.code_message(
             api_key,
@@ -96,6 +111,7 @@ impl Services {
             )
             .await?;
         self.dispatcher_wake.notify_one();
+        self.guards.record(&verification.to, now).await;
         tracing::info!(verification_id = %verification.id, to = %verification.to.masked(), "verification started");
         Ok(Started {
             verification,
@@ -122,6 +138,7 @@ impl Services {
                     StartError::TooManySends
                 }
             })?;
+        self.guards.admit(api_key, &pending.to, now).await?;
         let code = self.code_generator.generate(policy.code_length);
         let message =
             self.code_message(api_key, &pending, &code, request.locale.as_deref(), now)?;
@@ -142,6 +159,7 @@ impl Services {
             });
         };
         self.dispatcher_wake.notify_one();
+        self.guards.record(&verification.to, now).await;
         tracing::info!(verification_id = %verification.id, send_count = verification.send_count, "verification code resent");
         Ok(Started {
             verification,
@@ -226,6 +244,66 @@ impl Services {
         Ok(outcome)
     }
 
+    /// Checks a code against the pending verification of `to` started by this API key, as
+    /// Twilio Verify's VerificationCheck does. No pending verification (none started, or it
+    /// ended) is not found.
+    pub async fn check_verification_of(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        code: &VerificationCode,
+    ) -> Result<CheckOutcome, CheckError> {
+        let pending = self
+            .verifications
+            .find_pending(to, api_key, self.clock.now())
+            .await?
+            .ok_or(CheckError::NotFound)?;
+        self.check_verification(api_key, pending.id, code).await
+    }
+
+    /// Cancels a pending verification: no code of it approves any more, and its codes not yet
+    /// sent never will be. Canceling a canceled verification changes nothing.
+    pub async fn cancel_verification(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+    ) -> Result<Verification, CancelError> {
+        let now = self.clock.now();
+        let verification = self
+            .verification(api_key, id)
+            .await?
+            .ok_or(CancelError::NotFound)?;
+        let seen = verification.status_at(now);
+        if seen == VerificationStatus::Pending
+            && self
+                .verifications
+                .conclude(id, VerificationStatus::Canceled, now)
+                .await?
+        {
+            tracing::info!(verification_id = %id, "verification canceled");
+            return Ok(Verification {
+                status: VerificationStatus::Canceled,
+                ..verification
+            });
+        }
+        // Written down as expired, which it is, rather than canceled.
+        if seen == VerificationStatus::Expired && verification.status == VerificationStatus::Pending
+        {
+            self.verifications
+                .conclude(id, VerificationStatus::Expired, now)
+                .await?;
+        }
+        // Ended before, or concurrently.
+        let latest = self
+            .verification(api_key, id)
+            .await?
+            .ok_or(CancelError::NotFound)?;
+        match latest.status_at(now) {
+            VerificationStatus::Canceled => Ok(latest),
+            other => Err(CancelError::Ended(other)),
+        }
+    }
+
     /// The answer to a check the store would not count, from the verification as it is now
     /// (a concurrent check may just have concluded it).
     async fn refused_check(
@@ -252,12 +330,17 @@ mod tests {
     use std::sync::Arc;
 
     use chrono::{TimeDelta, TimeZone};
-    use ports::{MockClock, MockCodeGenerator, MockMessageStore, MockVerificationStore};
+    use domain::{CountryAllowList, HourlySends, PumpingPolicy, Traffic};
+    use ports::{
+        Admission, MockClock, MockCodeGenerator, MockMessageStore, MockRateLimiter,
+        MockVerificationStore,
+    };
     use secrecy::SecretString;
     use tokio::sync::Notify;
 
     use super::*;
     use crate::codes::CodeHasher;
+    use crate::guards::{GuardConfig, LimitScope, LogOnly, PumpingAlarmHook, SendGuards};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -281,7 +364,28 @@ mod tests {
         VerificationCode::parse("123456").unwrap()
     }
 
+    /// A limiter with room for everything and no history.
+    fn open_limiter() -> MockRateLimiter {
+        let mut limiter = MockRateLimiter::new();
+        limiter
+            .expect_acquire()
+            .returning(|_, _| Ok(Admission::Admitted));
+        limiter.expect_country_sends().returning(|_, _| Ok(vec![]));
+        limiter
+            .expect_record_country_send()
+            .returning(|_, _| Ok(()));
+        limiter
+    }
+
     fn services(verifications: MockVerificationStore) -> Services {
+        guarded_services(verifications, open_limiter(), GuardConfig::default())
+    }
+
+    fn guarded_services(
+        verifications: MockVerificationStore,
+        limiter: MockRateLimiter,
+        guards: GuardConfig,
+    ) -> Services {
         let mut clock = MockClock::new();
         clock.expect_now().returning(now);
         let mut codes = MockCodeGenerator::new();
@@ -297,6 +401,11 @@ mod tests {
             api_keys: crate::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
             twilio_status_callbacks: None,
+            guards: SendGuards {
+                limiter: Arc::new(limiter),
+                config: guards,
+                alarm: Arc::new(LogOnly),
+            },
         }
     }
 
@@ -516,5 +625,151 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, CheckError::NotFound));
+    }
+
+    #[tokio::test]
+    async fn a_number_outside_the_allowed_countries_is_refused_before_anything_is_stored() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().never();
+        store.expect_create().never();
+        let mut limiter = MockRateLimiter::new();
+        limiter.expect_acquire().never();
+        let guards = GuardConfig {
+            allowed_countries: CountryAllowList::parse("GB,FR").unwrap(),
+            ..GuardConfig::default()
+        };
+        let error = guarded_services(store, limiter, guards)
+            .start_verification("auth", request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StartError::Refused(Refusal::CountryNotAllowed(refused)) if refused.destination == "US"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_send_limit_refuses_the_code_and_queues_nothing() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| Ok(None));
+        store.expect_create().never();
+        let mut limiter = MockRateLimiter::new();
+        limiter.expect_country_sends().returning(|_, _| Ok(vec![]));
+        limiter
+            .expect_acquire()
+            .withf(|limits, _| {
+                limits
+                    .iter()
+                    .map(|limit| limit.key.as_str())
+                    .collect::<Vec<_>>()
+                    == ["number:+15551234567", "api-key:auth"]
+            })
+            .returning(|limits, _| {
+                Ok(Admission::Refused {
+                    key: limits[0].key.clone(),
+                    retry_after: TimeDelta::milliseconds(1_500),
+                })
+            });
+        limiter.expect_record_country_send().never();
+        let error = guarded_services(store, limiter, GuardConfig::default())
+            .start_verification("auth", request())
+            .await
+            .unwrap_err();
+        let StartError::Refused(refusal) = error else {
+            panic!("expected a refusal, got {error:?}");
+        };
+        assert!(matches!(
+            refusal,
+            Refusal::RateLimited {
+                scope: LimitScope::Number,
+                ..
+            }
+        ));
+        assert_eq!(
+            refusal.to_string(),
+            "too many codes sent to this number; try again in 2 seconds"
+        );
+    }
+
+    struct CountingHook(std::sync::Mutex<Vec<u16>>);
+
+    impl PumpingAlarmHook for CountingHook {
+        fn surge(&self, calling_code: u16, _traffic: &Traffic) {
+            self.0.lock().unwrap().push(calling_code);
+        }
+    }
+
+    /// Ten codes an hour to +1 all week, then 60 in the last hour.
+    fn surging_limiter() -> MockRateLimiter {
+        let mut limiter = MockRateLimiter::new();
+        limiter.expect_country_sends().returning(|calling_code, _| {
+            assert_eq!(calling_code, 1);
+            let this_hour = domain::pumping::hour_of(now());
+            let mut hourly: Vec<HourlySends> = (2..24 * 7)
+                .map(|hours_ago| HourlySends {
+                    hour: this_hour - TimeDelta::hours(hours_ago),
+                    sends: 10,
+                })
+                .collect();
+            hourly.push(HourlySends {
+                hour: this_hour,
+                sends: 60,
+            });
+            Ok(hourly)
+        });
+        limiter
+    }
+
+    #[tokio::test]
+    async fn a_surge_to_one_calling_code_raises_the_alarm_and_still_sends_by_default() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| Ok(None));
+        store
+            .expect_create()
+            .times(1)
+            .returning(|_, _, message| Ok(stored_message(message)));
+        let mut limiter = surging_limiter();
+        limiter
+            .expect_acquire()
+            .returning(|_, _| Ok(Admission::Admitted));
+        limiter
+            .expect_record_country_send()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let hook = Arc::new(CountingHook(Default::default()));
+        let mut services = guarded_services(store, limiter, GuardConfig::default());
+        services.guards.alarm = hook.clone();
+        services
+            .start_verification("auth", request())
+            .await
+            .unwrap();
+        assert_eq!(*hook.0.lock().unwrap(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_surge_pauses_codes_to_that_calling_code_when_configured_to() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| Ok(None));
+        store.expect_create().never();
+        let mut limiter = surging_limiter();
+        limiter.expect_acquire().never();
+        let guards = GuardConfig {
+            pumping: PumpingPolicy {
+                refuse: true,
+                ..PumpingPolicy::default()
+            },
+            ..GuardConfig::default()
+        };
+        let error = guarded_services(store, limiter, guards)
+            .start_verification("auth", request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StartError::Refused(Refusal::DestinationPaused { calling_code: 1 })
+            ),
+            "{error:?}"
+        );
     }
 }

@@ -8,19 +8,23 @@
 //! every rule can be tested without waiting.
 
 pub mod channel;
+pub mod country;
 pub mod delivery;
 pub mod message;
 pub mod phone;
+pub mod pumping;
 pub mod retry;
 pub mod segments;
 pub mod verification;
 
 pub use channel::Channel;
+pub use country::{CountryAllowList, CountryNotAllowed, UnknownCountry};
 pub use delivery::{DeliveryEvent, Price};
 pub use message::{
     Attempt, AttemptOutcome, Message, MessageId, MessageStatus, NewMessage, Priority,
 };
 pub use phone::{PhoneNumber, PhoneNumberError};
+pub use pumping::{HourlySends, PumpingPolicy, Traffic};
 pub use retry::RetryPolicy;
 pub use segments::{analyze, Encoding, SegmentInfo};
 pub use verification::{

@@ -71,10 +71,26 @@ impl VerificationStatus {
         }
     }
 
-    /// Only a pending verification ever changes; every other status is final, so an approval
-    /// is single-use.
+    /// A pending verification may end in any other status; an ended one stays as it is, so an
+    /// approval is single-use. The exception: `max_attempts_reached` may still become
+    /// `approved`, because checks run concurrently: the last counted check, wrong, may record
+    /// the lock before an earlier counted check with the right code records its approval, and
+    /// that earlier check was within the limit.
     pub fn can_transition_to(self, next: VerificationStatus) -> bool {
-        self == VerificationStatus::Pending && next != VerificationStatus::Pending
+        match self {
+            VerificationStatus::Pending => next != VerificationStatus::Pending,
+            VerificationStatus::MaxAttemptsReached => next == VerificationStatus::Approved,
+            VerificationStatus::Approved
+            | VerificationStatus::Canceled
+            | VerificationStatus::Expired => false,
+        }
+    }
+
+    /// The statuses from which a verification may move to `next`.
+    pub fn able_to_become(next: VerificationStatus) -> impl Iterator<Item = VerificationStatus> {
+        VerificationStatus::ALL
+            .into_iter()
+            .filter(move |status| status.can_transition_to(next))
     }
 }
 
@@ -422,6 +438,26 @@ mod tests {
         for next in VerificationStatus::ALL {
             assert!(!VerificationStatus::Approved.can_transition_to(next));
         }
+    }
+
+    #[test]
+    fn only_an_approval_follows_max_attempts_reached_and_nothing_follows_the_other_ends() {
+        use VerificationStatus::*;
+        assert!(MaxAttemptsReached.can_transition_to(Approved));
+        assert!(!MaxAttemptsReached.can_transition_to(Canceled));
+        for ended in [Approved, Canceled, Expired] {
+            for next in VerificationStatus::ALL {
+                assert!(!ended.can_transition_to(next), "{ended} to {next}");
+            }
+        }
+        assert_eq!(
+            VerificationStatus::able_to_become(Approved).collect::<Vec<_>>(),
+            vec![Pending, MaxAttemptsReached]
+        );
+        assert_eq!(
+            VerificationStatus::able_to_become(Canceled).collect::<Vec<_>>(),
+            vec![Pending]
+        );
     }
 
     #[test]

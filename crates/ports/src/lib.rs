@@ -8,6 +8,7 @@
 
 mod clock;
 mod provider;
+mod rate_limit;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -17,6 +18,7 @@ pub use domain::Price;
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
+pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use store::{
     ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore,
     StoreError, VerificationStore,
@@ -26,5 +28,7 @@ pub use store::{
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
 pub use provider::MockSmsProvider;
+#[cfg(feature = "mocks")]
+pub use rate_limit::MockRateLimiter;
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};

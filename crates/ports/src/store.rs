@@ -203,8 +203,12 @@ pub trait VerificationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError>;
 
-    /// Moves a pending verification to `status`. Returns `false` when it was no longer pending,
-    /// so that of two concurrent approvals exactly one wins.
+    /// Moves a verification to `status` if `VerificationStatus::can_transition_to` allows it
+    /// (from pending, or from max_attempts_reached to approved). Returns `false` when it does
+    /// not, so that of two concurrent approvals exactly one wins. In the same transaction its code
+    /// messages still queued become `expired` (bodies emptied), and one being sent gets a
+    /// `send_before` of `now`, so that a retry of it expires instead of sending: a code that can
+    /// no longer approve anything is never delivered.
     async fn conclude(
         &self,
         id: VerificationId,

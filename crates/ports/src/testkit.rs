@@ -20,16 +20,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, NewMessage,
-    PhoneNumber, Priority, Verification, VerificationId, VerificationPolicy, VerificationStatus,
+    Attempt, AttemptOutcome, Channel, CodeHash, HourlySends, Message, MessageId, MessageStatus,
+    NewMessage, PhoneNumber, Priority, Verification, VerificationId, VerificationPolicy,
+    VerificationStatus,
 };
 
-use crate::{ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, VerificationStore};
+use crate::{
+    Admission, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, RateLimit, RateLimiter,
+    VerificationStore,
+};
 
-/// What a store under test must be: both stores in one, cheap to clone into concurrent tasks.
-pub trait StoreUnderTest: MessageStore + VerificationStore + Clone + 'static {}
+/// What a store under test must be: every store port in one, cheap to clone into concurrent
+/// tasks.
+pub trait StoreUnderTest: MessageStore + VerificationStore + RateLimiter + Clone + 'static {}
 
-impl<S: MessageStore + VerificationStore + Clone + 'static> StoreUnderTest for S {}
+impl<S: MessageStore + VerificationStore + RateLimiter + Clone + 'static> StoreUnderTest for S {}
 
 /// Generates one `#[tokio::test]` per conformance behaviour. `$fresh` names an `async fn()`
 /// returning `(store, guard)`: a new, empty store and whatever must live as long as the test
@@ -68,6 +73,12 @@ macro_rules! store_conformance_tests {
             conclude_happens_exactly_once_under_concurrency,
             add_code_respects_interval_and_max_sends,
             concurrent_add_codes_send_one_code,
+            conclude_stops_the_codes_not_yet_sent,
+            a_counted_right_check_approves_after_the_lock_but_not_after_other_ends,
+            acquire_admits_max_sends_per_window_then_says_when,
+            acquire_counts_nothing_when_one_limit_is_full,
+            concurrent_acquires_never_exceed_max,
+            country_sends_are_counted_per_hour,
         );
     };
     (@each $fresh:path; $($behaviour:ident),* $(,)?) => {
@@ -1052,4 +1063,236 @@ pub async fn concurrent_add_codes_send_one_code<S: StoreUnderTest>(store: S) {
     assert_eq!(stored_verification(&store, started.id).await.send_count, 2);
     let (_, hashes) = store.count_check(started.id, now).await.unwrap().unwrap();
     assert_eq!(hashes.len(), 2);
+}
+
+pub async fn conclude_stops_the_codes_not_yet_sent<S: StoreUnderTest>(store: S) {
+    let started = verification(t0());
+    let first = create_verification(&store, &started, 1).await;
+    let now = t0() + secs(30);
+    let (_, second) = store
+        .add_code(
+            started.id,
+            code_hash(2),
+            code_message(&started, now),
+            now,
+            t0(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // The first code is with the provider; the second still queued.
+    let in_flight = claim_one(&store, now).await;
+    assert_eq!(in_flight.message.id, first.id);
+    let ordinary = enqueue_new(&store, notification(t0())).await;
+
+    let approved_at = now + secs(5);
+    assert!(store
+        .conclude(started.id, VerificationStatus::Approved, approved_at)
+        .await
+        .unwrap());
+    let stopped = message(&store, second.id).await;
+    assert_eq!(stopped.status, MessageStatus::Expired);
+    assert_eq!(stopped.body, "");
+    assert_eq!(
+        ids(&store.claim_due(approved_at, 10, LEASE).await.unwrap()),
+        vec![ordinary.id],
+        "only the ordinary message is still to send"
+    );
+
+    // The attempt in flight fails temporarily: its retry must not send the code.
+    assert!(store
+        .finish(
+            in_flight.claim,
+            first.id,
+            None,
+            retry_at(approved_at + secs(10)),
+            approved_at + secs(1)
+        )
+        .await
+        .unwrap());
+    let retried = claim_one(&store, approved_at + secs(10)).await;
+    assert_eq!(retried.message.id, first.id);
+    assert!(retried.message.is_stale(approved_at + secs(10)));
+}
+
+fn limit(key: &str, max: u32, window_secs: i64) -> RateLimit {
+    RateLimit {
+        key: key.into(),
+        max,
+        window: secs(window_secs),
+    }
+}
+
+pub async fn acquire_admits_max_sends_per_window_then_says_when<S: StoreUnderTest>(store: S) {
+    let per_number = [limit("number:+15551234567", 3, 60)];
+    for at in [0, 10, 20] {
+        assert_eq!(
+            store.acquire(&per_number, t0() + secs(at)).await.unwrap(),
+            Admission::Admitted
+        );
+    }
+    assert_eq!(
+        store.acquire(&per_number, t0() + secs(30)).await.unwrap(),
+        Admission::Refused {
+            key: "number:+15551234567".into(),
+            retry_after: secs(30),
+        },
+        "room again when the send at 0 s leaves the window at 60 s"
+    );
+    // The refusal counted nothing: the window slides, it does not restart.
+    assert_eq!(
+        store.acquire(&per_number, t0() + secs(60)).await.unwrap(),
+        Admission::Admitted
+    );
+    assert_eq!(
+        store.acquire(&per_number, t0() + secs(61)).await.unwrap(),
+        Admission::Refused {
+            key: "number:+15551234567".into(),
+            retry_after: secs(9),
+        }
+    );
+    assert_eq!(
+        store
+            .acquire(&[limit("number:+442079460958", 3, 60)], t0() + secs(61))
+            .await
+            .unwrap(),
+        Admission::Admitted,
+        "each key has a window of its own"
+    );
+}
+
+pub async fn acquire_counts_nothing_when_one_limit_is_full<S: StoreUnderTest>(store: S) {
+    let api_key = limit("api-key:auth", 2, 3600);
+    let limits = |number: &str| [limit(number, 10, 3600), api_key.clone()];
+    for number in ["number:a", "number:b"] {
+        assert_eq!(
+            store.acquire(&limits(number), t0()).await.unwrap(),
+            Admission::Admitted
+        );
+    }
+    assert_eq!(
+        store.acquire(&limits("number:c"), t0()).await.unwrap(),
+        Admission::Refused {
+            key: "api-key:auth".into(),
+            retry_after: secs(3600),
+        }
+    );
+    // Number c was not counted: with room for one more, it is admitted exactly once.
+    assert_eq!(
+        store
+            .acquire(&[limit("number:c", 1, 3600)], t0())
+            .await
+            .unwrap(),
+        Admission::Admitted
+    );
+    assert!(matches!(
+        store
+            .acquire(&[limit("number:c", 1, 3600)], t0())
+            .await
+            .unwrap(),
+        Admission::Refused { .. }
+    ));
+}
+
+pub async fn concurrent_acquires_never_exceed_max<S: StoreUnderTest>(store: S) {
+    let acquirers: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .acquire(&[limit("api-key:auth", 5, 3600)], t0() + secs(n))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for acquirer in acquirers {
+        if acquirer.await.unwrap() == Admission::Admitted {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5);
+}
+
+pub async fn country_sends_are_counted_per_hour<S: StoreUnderTest>(store: S) {
+    // t0 is 12:00; two sends in the 11:00 hour, three in the 12:00 one, one to +44.
+    for at in [-3600, -1, 0, 1_800, 3_599] {
+        store.record_country_send(1, t0() + secs(at)).await.unwrap();
+    }
+    store.record_country_send(44, t0()).await.unwrap();
+    assert_eq!(
+        store.country_sends(1, t0() - secs(3600)).await.unwrap(),
+        vec![
+            HourlySends {
+                hour: t0() - secs(3600),
+                sends: 2
+            },
+            HourlySends {
+                hour: t0(),
+                sends: 3
+            },
+        ]
+    );
+    assert_eq!(
+        store.country_sends(1, t0()).await.unwrap(),
+        vec![HourlySends {
+            hour: t0(),
+            sends: 3
+        }]
+    );
+    assert_eq!(
+        store.country_sends(44, t0() - secs(3600)).await.unwrap(),
+        vec![HourlySends {
+            hour: t0(),
+            sends: 1
+        }]
+    );
+    assert!(store.country_sends(49, t0()).await.unwrap().is_empty());
+}
+
+/// The last counted check, wrong, may lock the verification before an earlier counted check
+/// with the right code records its approval.
+pub async fn a_counted_right_check_approves_after_the_lock_but_not_after_other_ends<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let locked = verification(t0());
+    create_verification(&store, &locked, 1).await;
+    assert!(store
+        .conclude(locked.id, VerificationStatus::MaxAttemptsReached, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::Canceled, t0())
+        .await
+        .unwrap());
+    assert!(store
+        .conclude(locked.id, VerificationStatus::Approved, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::Approved, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .conclude(locked.id, VerificationStatus::MaxAttemptsReached, t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        stored_verification(&store, locked.id).await.status,
+        VerificationStatus::Approved
+    );
+
+    for end in [VerificationStatus::Canceled, VerificationStatus::Expired] {
+        let ended = verification(t0());
+        create_verification(&store, &ended, 2).await;
+        assert!(store.conclude(ended.id, end, t0()).await.unwrap());
+        assert!(!store
+            .conclude(ended.id, VerificationStatus::Approved, t0())
+            .await
+            .unwrap());
+        assert_eq!(stored_verification(&store, ended.id).await.status, end);
+    }
 }

@@ -35,6 +35,11 @@ pub fn router(services: Arc<Services>) -> Router {
             crate::config::STATUS_CALLBACK_PATH,
             post(webhooks::twilio_status),
         )
+        .route("/v1/verifications/{id}/cancel", post(verifications::cancel))
+        .route(
+            "/v1/verification-checks",
+            post(verifications::check_by_number),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             ApiError::not_found("no such route; see the API reference in README.md")

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::extract::{ApiClient, ApiJson};
 use super::messages::parse_phone_number;
 use super::{parse_id, ApiError};
-use crate::verify::{CheckError, StartError, StartRequest};
+use crate::guards::{whole_seconds, Refusal};
+use crate::verify::{CancelError, CheckError, StartError, StartRequest};
 use crate::Services;
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,7 @@ pub async fn start(
                 u64::try_from(retry_after.num_seconds()).unwrap_or(1),
             ),
             StartError::TooManySends => ApiError::too_many_requests(error.to_string(), 60),
+            StartError::Refused(refusal) => refusal_problem(refusal),
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;
@@ -174,4 +176,73 @@ pub async fn check(
             CheckError::Store(error) => error.into(),
         })?;
     Ok(Json(outcome.into()))
+}
+
+fn refusal_problem(refusal: Refusal) -> ApiError {
+    let detail = refusal.to_string();
+    let retry_after = refusal.retry_after().map(whole_seconds).unwrap_or_default();
+    match refusal {
+        Refusal::CountryNotAllowed(_) => {
+            ApiError::invalid_field("to", "country-not-allowed", detail)
+        }
+        Refusal::RateLimited { .. } => ApiError::too_many_requests(detail, retry_after),
+        Refusal::DestinationPaused { .. } => ApiError {
+            kind: "destination-paused",
+            ..ApiError::too_many_requests(detail, retry_after)
+        },
+        Refusal::Store(error) => error.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckByNumberBody {
+    to: String,
+    code: String,
+}
+
+/// `POST /v1/verification-checks`: checks a code against the pending verification of a
+/// number, as Twilio Verify's VerificationCheck does.
+pub async fn check_by_number(
+    State(services): State<Arc<Services>>,
+    ApiClient(api_key): ApiClient,
+    ApiJson(body): ApiJson<CheckByNumberBody>,
+) -> Result<Json<CheckView>, ApiError> {
+    let to = parse_phone_number("to", &body.to)?;
+    let code = VerificationCode::parse(body.code.trim())
+        .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
+    let outcome = services
+        .check_verification_of(&api_key, &to, &code)
+        .await
+        .map_err(|error| match error {
+            CheckError::NotFound => ApiError::not_found("no pending verification for this number"),
+            CheckError::Store(error) => error.into(),
+        })?;
+    Ok(Json(outcome.into()))
+}
+
+/// `POST /v1/verifications/{id}/cancel`.
+pub async fn cancel(
+    State(services): State<Arc<Services>>,
+    ApiClient(api_key): ApiClient,
+    Path(id): Path<String>,
+) -> Result<Json<VerificationView>, ApiError> {
+    let id: VerificationId = parse_id(&id, "verification")?;
+    let canceled =
+        services
+            .cancel_verification(&api_key, id)
+            .await
+            .map_err(|error| match error {
+                CancelError::NotFound => {
+                    ApiError::not_found(format!("no verification with id `{id}`"))
+                }
+                CancelError::Ended(_) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "verification-ended",
+                    "Verification ended",
+                    error.to_string(),
+                ),
+                CancelError::Store(error) => error.into(),
+            })?;
+    Ok(Json(VerificationView::new(&canceled, services.clock.now())))
 }

@@ -1,0 +1,175 @@
+//! Two-factor verification through the use cases, with time under the test's control.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use adapters_sqlite::SqliteStore;
+use app::codes::CodeHasher;
+use app::guards::{GuardConfig, LogOnly, SendGuards};
+use app::verify::{StartRequest, Started};
+use app::Services;
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{
+    Channel, CodeLength, PhoneNumber, VerificationCode, VerificationPolicy, VerificationStatus,
+};
+use ports::{Clock, CodeGenerator};
+use secrecy::SecretString;
+use tokio::sync::Notify;
+
+/// A clock that stands still until the test moves it.
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Hands out the codes the test chose, in order.
+struct ScriptedCodes(Mutex<VecDeque<&'static str>>);
+
+impl CodeGenerator for ScriptedCodes {
+    fn generate(&self, _length: CodeLength) -> VerificationCode {
+        let next = self.0.lock().unwrap().pop_front().expect("a scripted code");
+        VerificationCode::parse(next).unwrap()
+    }
+}
+
+struct Fixture {
+    services: Services,
+    clock: Arc<ManualClock>,
+}
+
+async fn fixture(codes: &[&'static str]) -> Fixture {
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let clock = Arc::new(ManualClock(Mutex::new(
+        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    )));
+    let services = Services {
+        messages: store.clone(),
+        verifications: store.clone(),
+        templates: Arc::new(template::Templates::built_in().unwrap()),
+        clock: clock.clone(),
+        code_generator: Arc::new(ScriptedCodes(Mutex::new(codes.iter().copied().collect()))),
+        hasher: CodeHasher::new(SecretString::from("p".repeat(32))),
+        verification_policy: VerificationPolicy::default(),
+        api_keys: app::auth::ApiKeys::generate(),
+        dispatcher_wake: Arc::new(Notify::new()),
+        twilio_status_callbacks: None,
+        guards: SendGuards {
+            limiter: store,
+            config: GuardConfig::default(),
+            alarm: Arc::new(LogOnly),
+        },
+    };
+    Fixture { services, clock }
+}
+
+fn alice() -> StartRequest {
+    StartRequest {
+        to: PhoneNumber::parse("+15551234567").unwrap(),
+        channel: Channel::Sms,
+        locale: None,
+        code_length: None,
+    }
+}
+
+fn code(text: &str) -> VerificationCode {
+    VerificationCode::parse(text).unwrap()
+}
+
+async fn start(fixture: &Fixture) -> Started {
+    fixture
+        .services
+        .start_verification("auth", alice())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_right_code_is_refused_as_expired_from_the_end_of_its_lifetime() {
+    let fixture = fixture(&["246810", "135790"]).await;
+    let started = start(&fixture).await;
+    let id = started.verification.id;
+
+    fixture
+        .clock
+        .advance(TimeDelta::minutes(10) - TimeDelta::seconds(1));
+    let before = fixture
+        .services
+        .check_verification("auth", id, &code("000000"))
+        .await
+        .unwrap();
+    assert_eq!(before.status, VerificationStatus::Pending);
+
+    fixture.clock.advance(TimeDelta::seconds(1));
+    let after = fixture
+        .services
+        .check_verification("auth", id, &code("246810"))
+        .await
+        .unwrap();
+    assert_eq!(after.status, VerificationStatus::Expired);
+    assert!(!after.valid);
+    let stored = fixture
+        .services
+        .verification("auth", id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, VerificationStatus::Expired, "written down");
+
+    // Asking again starts afresh rather than reusing the expired one.
+    let again = start(&fixture).await;
+    assert!(again.created);
+    assert_ne!(again.verification.id, id);
+}
+
+#[tokio::test]
+async fn the_first_code_still_approves_after_a_resend() {
+    let fixture = fixture(&["246810", "135790"]).await;
+    let first = start(&fixture).await;
+
+    fixture.clock.advance(TimeDelta::seconds(30));
+    let resent = start(&fixture).await;
+    assert!(!resent.created);
+    assert_eq!(resent.verification.id, first.verification.id);
+    assert_eq!(resent.verification.send_count, 2);
+
+    let outcome = fixture
+        .services
+        .check_verification("auth", first.verification.id, &code("246810"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, VerificationStatus::Approved);
+    assert!(outcome.valid);
+}
+
+#[tokio::test]
+async fn approving_stops_the_code_still_queued() {
+    let fixture = fixture(&["246810", "135790"]).await;
+    start(&fixture).await;
+    fixture.clock.advance(TimeDelta::seconds(30));
+    let resent = start(&fixture).await;
+
+    fixture
+        .services
+        .check_verification("auth", resent.verification.id, &code("246810"))
+        .await
+        .unwrap();
+    let (message, _) = fixture
+        .services
+        .message("auth", resent.message.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.status, domain::MessageStatus::Expired);
+    assert_eq!(message.body, "", "the unsent code is forgotten");
+}
