@@ -287,6 +287,7 @@ mod tests {
                 updated_at: now(),
             },
             claim: ClaimToken(7),
+            send_at: now(),
         }
     }
 

@@ -6,12 +6,14 @@
 //! `mocks` feature every trait has a mockall mock; with `testkit`, the conformance tests that
 //! every store adapter must pass.
 
+mod budget;
 mod clock;
 mod provider;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
 pub use provider::{
     OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
