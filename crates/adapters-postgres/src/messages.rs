@@ -190,8 +190,11 @@ impl MessageStore for PgStore {
             }
             None => None,
         };
-        let allowance =
-            budget.allowance(now, u32::try_from(in_flight).unwrap_or(u32::MAX), next_send_at);
+        let allowance = budget.allowance(
+            now,
+            u32::try_from(in_flight).unwrap_or(u32::MAX),
+            next_send_at,
+        );
         if allowance.count == 0 {
             transaction.commit().await.map_err(store_error)?;
             return Ok(allowance.apply(Vec::new()));

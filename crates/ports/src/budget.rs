@@ -193,7 +193,10 @@ mod tests {
                 until: now() + TimeDelta::milliseconds(250)
             })
         );
-        assert_eq!(allowance.next_send_at(5), now() + TimeDelta::milliseconds(1250));
+        assert_eq!(
+            allowance.next_send_at(5),
+            now() + TimeDelta::milliseconds(1250)
+        );
     }
 
     #[test]

@@ -816,7 +816,13 @@ pub async fn a_sender_rate_spaces_send_times_across_claims<S: StoreUnderTest>(st
     let send_times: Vec<_> = first.messages.iter().map(|c| c.send_at).collect();
     assert_eq!(
         send_times,
-        vec![now, now + ms(250), now + ms(500), now + ms(750), now + ms(1000)]
+        vec![
+            now,
+            now + ms(250),
+            now + ms(500),
+            now + ms(750),
+            now + ms(1000)
+        ]
     );
     assert_eq!(first.messages[0].message.id, urgent.id, "codes go first");
     assert_eq!(
