@@ -2,8 +2,12 @@
 //! and a wiremock Twilio, driven over HTTP as a client team would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_twilio;
+mod service;
 mod support;
 
+mod dispatch;
 mod errors;
 mod messages;
+mod processes;
 mod two_factor;

@@ -35,6 +35,11 @@ impl Drop for TempDir {
 impl TestApp {
     /// The production shape: PostgreSQL (a fresh database) and Twilio (wiremock).
     pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// [`TestApp::spawn`] with some variables set or overridden.
+    pub async fn spawn_with(overrides: &[(&'static str, &str)]) -> Self {
         let database = TestDatabase::create().await;
         let twilio = MockServer::start().await;
         let mut env = base_env();
@@ -48,6 +53,9 @@ impl TestApp {
         env.insert("TWILIO_PHONE_NUMBER", FROM.into());
         env.insert("TWILIO_API_BASE_URL", twilio.uri());
         env.insert("TWILIO_REQUEST_TIMEOUT_MS", "2000".into());
+        for (name, value) in overrides {
+            env.insert(name, (*value).to_owned());
+        }
         Self::start(env, twilio, Some(database), None).await
     }
 
@@ -84,6 +92,13 @@ impl TestApp {
             _data_dir: data_dir,
             _stop: stop,
         }
+    }
+
+    /// The database this instance uses, for tests that play another instance.
+    pub fn database(&self) -> &TestDatabase {
+        self._database
+            .as_ref()
+            .expect("only TestApp::spawn has a PostgreSQL database")
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
