@@ -194,3 +194,48 @@ async fn a_message_queued_by_another_instance_wakes_this_one_through_postgres() 
         arrived.saturating_duration_since(enqueued).as_secs_f64() * 1e3
     );
 }
+
+/// `cargo xtask bench`: how long a one-time code takes from the API's answer to Twilio, over
+/// many codes, on this machine.
+#[tokio::test]
+#[ignore = "a benchmark, run by cargo xtask bench"]
+async fn bench_code_latency_from_api_answer_to_twilio() {
+    const CODES: usize = 100;
+    let app = TestApp::spawn().await;
+    let recorder = Recorder::new(Duration::ZERO);
+    messages_post(form_fields(
+        &[("From", FROM)],
+        &["To", "Body", "ValidityPeriod"],
+    ))
+    .respond_with(recorder.clone())
+    .expect(CODES as u64)
+    .mount(&app.twilio)
+    .await;
+    let mut latencies = Vec::with_capacity(CODES);
+    for n in 0..CODES {
+        let (status, _) = app
+            .post(
+                "/v1/verifications",
+                json!({"to": format!("+1555123{n:04}")}),
+            )
+            .await;
+        let answered = Instant::now();
+        assert_eq!(status, 201);
+        recorder.wait_for(n + 1, WAKE_UP_PATIENCE).await;
+        let arrived = recorder
+            .arrivals()
+            .into_iter()
+            .map(|(at, _)| at)
+            .max()
+            .unwrap();
+        latencies.push(arrived.saturating_duration_since(answered));
+    }
+    latencies.sort_unstable();
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    println!(
+        "code latency, API answer to Twilio, {CODES} codes: median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        ms(latencies[CODES / 2]),
+        ms(latencies[CODES * 95 / 100]),
+        ms(latencies[CODES - 1]),
+    );
+}
