@@ -2,11 +2,15 @@
 //! and a wiremock Twilio, driven over HTTP as a client team would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_twilio;
+mod service;
 mod support;
 
+mod dispatch;
 mod errors;
 mod guards;
 mod messages;
+mod processes;
 mod secrecy;
 mod two_factor;
 mod webhooks;

@@ -98,6 +98,13 @@ impl TestApp {
         }
     }
 
+    /// The database this instance uses, for tests that play another instance.
+    pub fn database(&self) -> &TestDatabase {
+        self._database
+            .as_ref()
+            .expect("only TestApp::spawn has a PostgreSQL database")
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .client

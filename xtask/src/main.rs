@@ -23,6 +23,7 @@ commands:
   test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
                                    (--no-lint skips fmt and clippy; <args> go to the test runner)
   lint                             check formatting and run clippy with warnings denied
+  bench                            run the benchmarks (against local PostgreSQL) and print their figures
 ";
 
 #[derive(Debug, PartialEq)]
@@ -33,6 +34,7 @@ enum Command {
         runner_args: Vec<String>,
     },
     Lint,
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         }
         Command::Test { lint, runner_args } => steps::test(lint, &runner_args),
         Command::Lint => steps::lint(),
+        Command::Bench => steps::bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +73,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         "lint" => match rest.first() {
             None => Ok(Command::Lint),
             Some(arg) => Err(format!("unexpected argument '{arg}' for lint")),
+        },
+        "bench" => match rest.first() {
+            None => Ok(Command::Bench),
+            Some(arg) => Err(format!("unexpected argument '{arg}' for bench")),
         },
         "test" => {
             let (own, runner_args) = match rest.iter().position(|arg| arg == "--") {
@@ -131,7 +138,7 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_flags_are_refused() {
-        assert!(parse(&["bench"]).is_err());
+        assert!(parse(&["bench", "--fast"]).is_err());
         assert!(parse(&["test", "--fast"]).is_err());
         assert!(parse(&["lint", "--fix"]).is_err());
     }

@@ -44,6 +44,31 @@ pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
     run(&steps, &postgres::database_url())
 }
 
+/// The benchmarks: ignored tests named `bench_`, which print their figures.
+pub(crate) fn bench() -> anyhow::Result<()> {
+    let steps = vec![
+        Step::PostgresReachable,
+        cargo(
+            &[
+                "test",
+                "--package",
+                "e2e",
+                "--test",
+                "e2e",
+                "bench_",
+                "--",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ],
+            &[],
+            None,
+        ),
+    ];
+    run(&steps, &postgres::database_url())
+}
+
 /// Formatting and clippy only.
 pub(crate) fn lint() -> anyhow::Result<()> {
     run(&lint_steps(), &postgres::database_url())

@@ -1,14 +1,13 @@
 //! The message queue on PostgreSQL.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
     Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, Price, VerificationId,
 };
 use ports::{
-    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore, StoreError,
+    ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
+    MessageStore, StoreError,
 };
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryAs;
@@ -84,6 +83,10 @@ pub(crate) async fn notify_queue(
     Ok(())
 }
 
+/// Serializes capped claims across instances (`pg_advisory_xact_lock`); any constant no other
+/// code in the database uses.
+const CLAIM_LOCK: i64 = 0x736d_735f_636c_6169;
+
 /// The order in which due messages are claimed, which `RETURNING` does not keep.
 fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering {
     b.message
@@ -147,20 +150,57 @@ impl MessageStore for PgStore {
         rows.into_iter().map(Attempt::try_from).collect()
     }
 
-    #[instrument(skip_all, fields(limit = limit))]
-    async fn claim_due(
+    #[instrument(skip_all, fields(limit = budget.limit))]
+    async fn claim_within(
         &self,
         now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let locked_until = TimeDelta::from_std(lease)
+        budget: &ClaimBudget,
+    ) -> Result<Claimed, StoreError> {
+        let locked_until = TimeDelta::from_std(budget.lease)
             .ok()
             .and_then(|lease| now.checked_add_signed(lease))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
+        if capped {
+            // Counting what is in flight and claiming must be one step across instances, or
+            // two claimers could each see room for the same last place.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        let in_flight: i64 = if budget.max_in_flight.is_some() {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1",
+            )
+            .bind(now)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(store_error)?
+        } else {
+            0
+        };
+        let next_send_at: Option<DateTime<Utc>> = match &budget.sender_rate {
+            Some(rate) => {
+                sqlx::query_scalar("SELECT next_send_at FROM sender_pacing WHERE sender = $1")
+                    .bind(rate.sender.as_str())
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(store_error)?
+            }
+            None => None,
+        };
+        let allowance = budget.allowance(
+            now,
+            u32::try_from(in_flight).unwrap_or(u32::MAX),
+            next_send_at,
+        );
+        if allowance.count == 0 {
+            transaction.commit().await.map_err(store_error)?;
+            return Ok(allowance.apply(Vec::new()));
+        }
         let claim = Uuid::new_v4();
         // The CTE runs once, so each row is locked once; rows another claimer holds are
         // skipped, and a row it changed since our snapshot is re-checked against the WHERE
@@ -182,18 +222,59 @@ impl MessageStore for PgStore {
                RETURNING m.*"#,
         )
         .bind(now)
-        .bind(i64::from(limit))
+        .bind(i64::from(allowance.count))
         .bind(locked_until)
         .bind(claim)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?;
+        if let (Some(rate), false) = (&budget.sender_rate, rows.is_empty()) {
+            sqlx::query(
+                "INSERT INTO sender_pacing (sender, next_send_at) VALUES ($1, $2) \
+                 ON CONFLICT (sender) DO UPDATE SET next_send_at = EXCLUDED.next_send_at",
+            )
+            .bind(rate.sender.as_str())
+            .bind(allowance.next_send_at(rows.len()))
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
         let mut claimed = rows
             .into_iter()
             .map(ClaimedMessage::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(dispatch_order);
-        Ok(claimed)
+        Ok(allowance.apply(claimed))
+    }
+
+    #[instrument(skip_all, fields(message_id = %id))]
+    async fn release(
+        &self,
+        claim: ClaimToken,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let released = sqlx::query(
+            "UPDATE messages \
+             SET status = 'queued', next_attempt_at = $3, locked_until = NULL, \
+                 claim_token = NULL, attempt_count = attempt_count - 1, updated_at = $3 \
+             WHERE id = $1 AND claim_token = $2 AND status = 'sending'",
+        )
+        .bind(id.as_uuid())
+        .bind(Uuid::from_u128(claim.0))
+        .bind(now)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        if released.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // Another instance may take it at once.
+        notify_queue(&mut transaction, id).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(true)
     }
 
     #[instrument(skip_all, fields(message_id = %id, status = %outcome.status()))]

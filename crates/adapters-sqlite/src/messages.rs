@@ -1,14 +1,13 @@
 //! The message queue on SQLite.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
     Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, Price, VerificationId,
 };
 use ports::{
-    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore, StoreError,
+    ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
+    MessageStore, StoreError,
 };
 use sqlx::query::QueryAs;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
@@ -132,23 +131,53 @@ impl MessageStore for SqliteStore {
         rows.into_iter().map(Attempt::try_from).collect()
     }
 
-    #[instrument(skip_all, fields(limit = limit))]
-    async fn claim_due(
+    #[instrument(skip_all, fields(limit = budget.limit))]
+    async fn claim_within(
         &self,
         now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let locked_until = TimeDelta::from_std(lease)
+        budget: &ClaimBudget,
+    ) -> Result<Claimed, StoreError> {
+        let locked_until = TimeDelta::from_std(budget.lease)
             .ok()
             .and_then(|lease| now.checked_add_signed(lease))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // The write lock, taken first, makes counting, booking and claiming one step.
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
+        let in_flight: i64 = if budget.max_in_flight.is_some() {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1",
+            )
+            .bind(micros(now))
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(store_error)?
+        } else {
+            0
+        };
+        let next_send_at: Option<i64> = match &budget.sender_rate {
+            Some(rate) => {
+                sqlx::query_scalar("SELECT next_send_at FROM sender_pacing WHERE sender = $1")
+                    .bind(rate.sender.as_str())
+                    .fetch_optional(&mut *transaction)
+                    .await
+                    .map_err(store_error)?
+            }
+            None => None,
+        };
+        let allowance = budget.allowance(
+            now,
+            u32::try_from(in_flight).unwrap_or(u32::MAX),
+            next_send_at.and_then(DateTime::from_timestamp_micros),
+        );
+        if allowance.count == 0 {
+            transaction.commit().await.map_err(store_error)?;
+            return Ok(allowance.apply(Vec::new()));
+        }
         let claim = Uuid::new_v4();
-        // One statement holds the write lock from choosing the rows to marking them, so no
-        // other claimer can choose them in between.
         let rows: Vec<MessageRow> = sqlx::query_as(
             r#"UPDATE messages
                SET status = 'sending', locked_until = $3, claim_token = $4,
@@ -163,18 +192,52 @@ impl MessageStore for SqliteStore {
                RETURNING *"#,
         )
         .bind(micros(now))
-        .bind(i64::from(limit))
+        .bind(i64::from(allowance.count))
         .bind(micros(locked_until))
         .bind(claim.hyphenated())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?;
+        if let (Some(rate), false) = (&budget.sender_rate, rows.is_empty()) {
+            sqlx::query(
+                "INSERT INTO sender_pacing (sender, next_send_at) VALUES ($1, $2) \
+                 ON CONFLICT (sender) DO UPDATE SET next_send_at = excluded.next_send_at",
+            )
+            .bind(rate.sender.as_str())
+            .bind(micros(allowance.next_send_at(rows.len())))
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)?;
         let mut claimed = rows
             .into_iter()
             .map(ClaimedMessage::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by(dispatch_order);
-        Ok(claimed)
+        Ok(allowance.apply(claimed))
+    }
+
+    #[instrument(skip_all, fields(message_id = %id))]
+    async fn release(
+        &self,
+        claim: ClaimToken,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let released = sqlx::query(
+            "UPDATE messages \
+             SET status = 'queued', next_attempt_at = $3, locked_until = NULL, \
+                 claim_token = NULL, attempt_count = attempt_count - 1, updated_at = $3 \
+             WHERE id = $1 AND claim_token = $2 AND status = 'sending'",
+        )
+        .bind(id.as_uuid().hyphenated())
+        .bind(Uuid::from_u128(claim.0).hyphenated())
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(released.rows_affected() == 1)
     }
 
     #[instrument(skip_all, fields(message_id = %id, status = %outcome.status()))]

@@ -125,8 +125,11 @@ impl TryFrom<MessageRow> for ClaimedMessage {
         let token = row
             .claim_token
             .ok_or_else(|| corrupt("messages.claim_token", "a claimed message has no token"))?;
+        let message = Message::try_from(row)?;
         Ok(ClaimedMessage {
-            message: Message::try_from(row)?,
+            // A claim stamps `updated_at` with its time; a sender rate may set a later one.
+            send_at: message.updated_at,
+            message,
             claim: ClaimToken(token.into_uuid().as_u128()),
         })
     }

@@ -55,15 +55,33 @@ pub enum ProviderConfig {
     Twilio(Box<TwilioConfig>),
 }
 
+impl ProviderConfig {
+    /// The sending number or messaging service, which `SENDER_MPS` limits.
+    pub fn sender(&self) -> String {
+        match self {
+            ProviderConfig::Console => "console".to_owned(),
+            ProviderConfig::Twilio(twilio) => match &twilio.sender {
+                TwilioSender::From(number) => number.as_str().to_owned(),
+                TwilioSender::MessagingService(sid) => sid.clone(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchConfig {
-    /// Provider calls in flight at once.
+    /// Provider calls in flight at once, on every instance together.
     pub concurrency: usize,
     /// Safety-net poll when no wake-up arrives; new work wakes the dispatcher at once.
     pub poll_interval: Duration,
     /// How long a claimed message stays with its worker before another may take it over.
     pub lease: Duration,
     pub retry: RetryPolicy,
+    /// Sends per second through the sending number or service, on every instance together;
+    /// `None`: no cap.
+    pub sender_mps: Option<u32>,
+    /// How long a shutdown waits for sends in flight before handing them back to the queue.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +190,11 @@ impl Config {
                 base: Duration::from_millis(env.positive("RETRY_BASE_MS", 2_000)?),
                 cap: Duration::from_secs(env.positive("RETRY_CAP_SECONDS", 300)?),
             },
+            sender_mps: match env.number::<u32>("SENDER_MPS")? {
+                Some(0) => return Err(ConfigError::new("SENDER_MPS", "must be greater than zero")),
+                mps => mps,
+            },
+            shutdown_grace: Duration::from_secs(env.positive("SHUTDOWN_GRACE_SECONDS", 10)?),
         };
 
         let provider = twilio_config(&env, public_base_url.as_ref())?;
@@ -459,6 +482,8 @@ mod tests {
         assert!(config.api_keys_generated);
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.dispatch.retry, RetryPolicy::default());
+        assert_eq!(config.dispatch.sender_mps, None);
+        assert_eq!(config.dispatch.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.verification, VerificationPolicy::default());
         assert_eq!(config.guards, GuardConfig::default());
     }
@@ -542,6 +567,12 @@ mod tests {
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (&[("DISPATCH_CONCURRENCY", "0")], "DISPATCH_CONCURRENCY"),
             (&[("DISPATCH_CONCURRENCY", "many")], "DISPATCH_CONCURRENCY"),
+            (&[("SENDER_MPS", "0")], "SENDER_MPS"),
+            (&[("SENDER_MPS", "fast")], "SENDER_MPS"),
+            (
+                &[("SHUTDOWN_GRACE_SECONDS", "-1")],
+                "SHUTDOWN_GRACE_SECONDS",
+            ),
             (&[("VERIFY_CODE_LENGTH", "12")], "VERIFY_CODE_LENGTH"),
             (&[("CODE_PEPPER", "short")], "CODE_PEPPER"),
             (&[("ALLOWED_COUNTRIES", "US,Atlantis")], "ALLOWED_COUNTRIES"),

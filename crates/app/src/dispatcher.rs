@@ -1,7 +1,8 @@
 //! The dispatcher: claims due messages from the durable queue, sends them through the provider
-//! within the concurrency cap, and records what happened. Several dispatchers (one per
-//! instance) share one queue; the store's claim and lease rules keep them from sending a
-//! message twice.
+//! within the caps every instance shares, and records what happened. Several dispatchers (one
+//! per instance) share one queue; the store's claim and lease rules keep them from sending a
+//! message twice, and its claim budget keeps them, together, within `DISPATCH_CONCURRENCY`
+//! and `SENDER_MPS`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{Attempt, AttemptOutcome, Message};
 use ports::{
-    ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage, ProviderError,
-    SmsProvider,
+    ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage,
+    ProviderError, SenderRate, SmsProvider,
 };
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::Instrument;
@@ -18,17 +19,32 @@ use tracing::Instrument;
 use crate::config::DispatchConfig;
 
 /// Most messages claimed in one query, so a large backlog is taken in bites.
-const MAX_BATCH: usize = 100;
+const MAX_BATCH: u32 = 100;
 /// How long to wait after the store fails before trying again.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// How soon to look again when every instance together has `DISPATCH_CONCURRENCY` sends in
+/// flight: a send finishing here wakes this dispatcher at once, one finishing on another
+/// instance does not.
+const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
+/// How long releasing the abandoned sends may take after the grace period.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     store: Arc<dyn MessageStore>,
     provider: Arc<dyn SmsProvider>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
+    /// The sending number or messaging service that `SENDER_MPS` limits.
+    sender: String,
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
+}
+
+/// What a batch of claims came to.
+enum Batch {
+    Claimed,
+    Empty,
+    Limited(ClaimLimit),
 }
 
 impl Dispatcher {
@@ -37,6 +53,7 @@ impl Dispatcher {
         provider: Arc<dyn SmsProvider>,
         clock: Arc<dyn Clock>,
         config: DispatchConfig,
+        sender: String,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
@@ -45,63 +62,98 @@ impl Dispatcher {
             clock,
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
             config,
+            sender,
             wake,
         }
     }
 
-    /// Runs until `shutdown` turns true, then stops claiming and waits for the sends in flight
-    /// (their leases would hand them to another instance anyway if this one died first).
+    /// Runs until `shutdown` turns true, then stops claiming, hands back at once the messages
+    /// still waiting for their send time, and gives the sends in flight the grace period to
+    /// finish; those still running then are abandoned and handed back too.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(
             provider = self.provider.name(),
             concurrency = self.config.concurrency,
+            sender_mps = self.config.sender_mps,
             "dispatcher started"
         );
+        let (abandon, abandoned) = watch::channel(false);
         while !*shutdown.borrow() {
-            let claimed = self.claim_batch().await;
-            let idle = match claimed {
-                Ok(count) => count == 0,
+            let pause = match self.claim_batch(&shutdown, &abandoned).await {
+                Ok(Batch::Claimed) => continue,
+                Ok(Batch::Empty) => self.idle_sleep().await,
+                Ok(Batch::Limited(ClaimLimit::InFlight)) => IN_FLIGHT_RECHECK,
+                Ok(Batch::Limited(ClaimLimit::SenderRate { until })) => (until - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO),
                 Err(error) => {
                     tracing::error!(%error, "cannot claim messages; retrying");
-                    true
+                    STORE_ERROR_BACKOFF
                 }
             };
-            if idle {
-                let sleep = self.idle_sleep().await;
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(sleep) => {}
-                    _ = shutdown.changed() => {}
-                }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
             }
         }
-        // Every permit back means every send in flight has been recorded.
-        let _all = self
-            .in_flight
-            .acquire_many(self.config.concurrency as u32)
-            .await;
+        // Every permit back means every claimed message has been recorded or handed back.
+        let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        let finished =
+            tokio::time::timeout(self.config.shutdown_grace, self.in_flight.acquire_many(all));
+        if finished.await.is_err() {
+            tracing::warn!(
+                "sends still in flight at the end of the grace period; handing them back"
+            );
+            let _ = abandon.send(true);
+            if tokio::time::timeout(RELEASE_TIMEOUT, self.in_flight.acquire_many(all))
+                .await
+                .is_err()
+            {
+                tracing::error!("cannot hand back every message; their leases will run out");
+            }
+        }
         tracing::info!("dispatcher stopped");
     }
 
-    /// Claims as many due messages as there are free send slots (waiting for one slot if all
-    /// are busy) and starts sending them. Returns how many were claimed.
-    async fn claim_batch(&self) -> Result<usize, ports::StoreError> {
-        let Ok(first) = self.in_flight.clone().acquire_owned().await else {
-            return Ok(0);
+    /// Claims as many due messages as there are free send slots here and room in the shared
+    /// caps (waiting for one local slot if all are busy), and starts sending them.
+    async fn claim_batch(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+        abandoned: &watch::Receiver<bool>,
+    ) -> Result<Batch, ports::StoreError> {
+        let first = tokio::select! {
+            permit = self.in_flight.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(Batch::Empty),
+            },
+            // No claim once shutdown has begun.
+            _ = signalled(shutdown.clone()) => return Ok(Batch::Empty),
         };
         let mut permits = vec![first];
-        while permits.len() < MAX_BATCH {
+        while permits.len() < MAX_BATCH as usize {
             match self.in_flight.clone().try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
                 Err(_) => break,
             }
         }
-        let claimed = self
-            .store
-            .claim_due(self.clock.now(), permits.len() as u32, self.config.lease)
-            .await?;
-        let count = claimed.len();
-        for (claim, permit) in claimed.into_iter().zip(permits) {
+        let budget = ClaimBudget {
+            limit: u32::try_from(permits.len()).unwrap_or(MAX_BATCH),
+            lease: self.config.lease,
+            max_in_flight: Some(u32::try_from(self.config.concurrency).unwrap_or(u32::MAX)),
+            sender_rate: self.config.sender_mps.map(|per_second| SenderRate {
+                sender: self.sender.clone(),
+                per_second,
+            }),
+        };
+        let claimed = self.store.claim_within(self.clock.now(), &budget).await?;
+        let batch = match (claimed.messages.is_empty(), claimed.limited_by) {
+            (false, _) => Batch::Claimed,
+            (true, None) => Batch::Empty,
+            (true, Some(limit)) => Batch::Limited(limit),
+        };
+        for (claim, permit) in claimed.messages.into_iter().zip(permits) {
             let worker = Worker {
                 store: self.store.clone(),
                 provider: self.provider.clone(),
@@ -115,9 +167,10 @@ impl Dispatcher {
                 to = %claim.message.to.masked(),
                 attempt = claim.message.attempt_count,
             );
+            let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
             tokio::spawn(
                 async move {
-                    worker.process(claim).await;
+                    worker.process(claim, shutdown, abandoned).await;
                     drop(permit);
                     // A slot is free: there may be more due work to claim.
                     wake.notify_one();
@@ -125,7 +178,7 @@ impl Dispatcher {
                 .instrument(span),
             );
         }
-        Ok(count)
+        Ok(batch)
     }
 
     /// How long an idle dispatcher may sleep: until the next retry is due, at most the poll
@@ -142,6 +195,13 @@ impl Dispatcher {
     }
 }
 
+/// Completes once the flag is true; never if its sender is gone without setting it.
+async fn signalled(mut flag: watch::Receiver<bool>) {
+    if flag.wait_for(|set| *set).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 struct Worker {
     store: Arc<dyn MessageStore>,
     provider: Arc<dyn SmsProvider>,
@@ -150,12 +210,34 @@ struct Worker {
 }
 
 impl Worker {
-    async fn process(&self, ClaimedMessage { message, claim }: ClaimedMessage) {
+    /// Waits for the message's send time, sends it, and records the outcome. A shutdown before
+    /// the send time, or the end of the grace period during the call, hands it back instead.
+    async fn process(
+        &self,
+        ClaimedMessage {
+            message,
+            claim,
+            send_at,
+        }: ClaimedMessage,
+        shutdown: watch::Receiver<bool>,
+        abandoned: watch::Receiver<bool>,
+    ) {
+        if let Ok(wait) = (send_at - self.clock.now()).to_std() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = signalled(shutdown) => return self.release(claim, &message).await,
+            }
+        }
         let started_at = self.clock.now();
         let (attempt, outcome) = if message.is_stale(started_at) {
             (None, DispatchOutcome::Expired)
         } else {
-            let result = self.provider.send(&outbound(&message, started_at)).await;
+            let outbound = outbound(&message, started_at);
+            let result = tokio::select! {
+                result = self.provider.send(&outbound) => result,
+                // The call's outcome is unknown: sent again later, at least once.
+                _ = signalled(abandoned) => return self.release(claim, &message).await,
+            };
             let finished_at = self.clock.now();
             let (attempt, outcome) = self.judge(&message, started_at, finished_at, result);
             (Some(attempt), outcome)
@@ -170,6 +252,20 @@ impl Worker {
             Ok(false) => tracing::warn!("claim lost before the outcome was recorded"),
             // The lease will run out and the message be claimed again: at least once.
             Err(error) => tracing::error!(%error, "cannot record the outcome of a send"),
+        }
+    }
+
+    async fn release(&self, claim: ports::ClaimToken, message: &Message) {
+        match self
+            .store
+            .release(claim, message.id, self.clock.now())
+            .await
+        {
+            Ok(true) => tracing::info!("message handed back to the queue at shutdown"),
+            Ok(false) => tracing::warn!("claim lost before the message was handed back"),
+            Err(error) => {
+                tracing::error!(%error, "cannot hand the message back; its lease will run out")
+            }
         }
     }
 
@@ -289,7 +385,19 @@ mod tests {
                 updated_at: now(),
             },
             claim: ClaimToken(7),
+            send_at: now(),
         }
+    }
+
+    /// A shutdown flag that never rises.
+    fn running() -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
+
+    fn raised() -> watch::Receiver<bool> {
+        let (flag, receiver) = watch::channel(true);
+        drop(flag);
+        receiver
     }
 
     fn provider_error(kind: ProviderErrorKind, status: u16, code: &str) -> ProviderError {
@@ -315,6 +423,8 @@ mod tests {
                 poll_interval: Duration::from_secs(5),
                 lease: Duration::from_secs(60),
                 retry: RetryPolicy::default(),
+                sender_mps: None,
+                shutdown_grace: Duration::from_secs(10),
             },
         }
     }
@@ -368,7 +478,9 @@ mod tests {
                 }
             );
         });
-        worker(provider, store).process(claimed(1, None)).await;
+        worker(provider, store)
+            .process(claimed(1, None), running(), running())
+            .await;
     }
 
     #[tokio::test]
@@ -388,7 +500,9 @@ mod tests {
             // Second attempt: full jitter under a 4 s ceiling.
             assert!(*at >= now() && *at <= now() + TimeDelta::seconds(4), "{at}");
         });
-        worker(provider, store).process(claimed(2, None)).await;
+        worker(provider, store)
+            .process(claimed(2, None), running(), running())
+            .await;
     }
 
     #[tokio::test]
@@ -403,7 +517,7 @@ mod tests {
             assert_eq!(error_code.as_deref(), Some("20429"));
         });
         worker(provider_answering(Err(error)), store)
-            .process(claimed(1, None))
+            .process(claimed(1, None), running(), running())
             .await;
     }
 
@@ -427,7 +541,9 @@ mod tests {
                 }
             );
         });
-        worker(provider, store).process(claimed(1, None)).await;
+        worker(provider, store)
+            .process(claimed(1, None), running(), running())
+            .await;
     }
 
     #[tokio::test]
@@ -444,7 +560,11 @@ mod tests {
             );
         });
         worker(provider, store)
-            .process(claimed(RetryPolicy::default().max_attempts, None))
+            .process(
+                claimed(RetryPolicy::default().max_attempts, None),
+                running(),
+                running(),
+            )
             .await;
     }
 
@@ -457,7 +577,11 @@ mod tests {
             assert_eq!(outcome, &DispatchOutcome::Expired);
         });
         worker(provider, store)
-            .process(claimed(1, Some(now() - TimeDelta::seconds(1))))
+            .process(
+                claimed(1, Some(now() - TimeDelta::seconds(1))),
+                running(),
+                running(),
+            )
             .await;
     }
 
@@ -477,7 +601,77 @@ mod tests {
             });
         let store = store_expecting(|_, _| {});
         worker(provider, store)
-            .process(claimed(1, Some(now() + TimeDelta::minutes(5))))
+            .process(
+                claimed(1, Some(now() + TimeDelta::minutes(5))),
+                running(),
+                running(),
+            )
             .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waits_for_its_send_time_before_the_provider_call() {
+        let provider = provider_answering(Ok(ProviderReceipt {
+            provider_sid: "SM3".into(),
+            segments: None,
+            price: None,
+        }));
+        let store = store_expecting(|_, outcome| {
+            assert!(matches!(outcome, DispatchOutcome::Sent { .. }));
+        });
+        let mut paced = claimed(1, None);
+        paced.send_at = now() + TimeDelta::milliseconds(750);
+        let before = tokio::time::Instant::now();
+        worker(provider, store)
+            .process(paced, running(), running())
+            .await;
+        assert!(before.elapsed() >= Duration::from_millis(750));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_before_the_send_time_hands_the_message_back_unsent() {
+        let mut provider = MockSmsProvider::new();
+        provider.expect_send().never();
+        let mut store = MockMessageStore::new();
+        store.expect_finish().never();
+        store
+            .expect_release()
+            .withf(|claim, _, _| *claim == ClaimToken(7))
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let mut paced = claimed(1, None);
+        paced.send_at = now() + TimeDelta::seconds(1);
+        worker(provider, store)
+            .process(paced, raised(), running())
+            .await;
+    }
+
+    /// A provider call that never answers.
+    struct Hanging;
+
+    #[async_trait::async_trait]
+    impl SmsProvider for Hanging {
+        fn name(&self) -> &'static str {
+            "hanging"
+        }
+
+        async fn send(&self, _: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_still_running_at_the_end_of_the_grace_period_is_handed_back() {
+        let mut store = MockMessageStore::new();
+        store.expect_finish().never();
+        store
+            .expect_release()
+            .withf(|claim, _, _| *claim == ClaimToken(7))
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let mut worker = worker(MockSmsProvider::new(), store);
+        worker.provider = Arc::new(Hanging);
+        // A shutdown alone lets a call that has started run on.
+        worker.process(claimed(1, None), raised(), raised()).await;
     }
 }

@@ -25,9 +25,6 @@ use crate::Services;
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
 /// exhausting a shared PostgreSQL when several instances run.
 const PG_MAX_CONNECTIONS: u32 = 20;
-/// How long shutdown waits for sends in flight before giving up on them (their leases then
-/// hand them to another instance).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -119,7 +116,14 @@ impl Server {
                 alarm: Arc::new(LogOnly),
             },
         });
-        let dispatcher = Dispatcher::new(messages, provider, clock, config.dispatch, wake);
+        let dispatcher = Dispatcher::new(
+            messages,
+            provider,
+            clock,
+            config.dispatch,
+            config.provider.sender(),
+            wake,
+        );
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .map_err(|source| StartupError::Bind {
@@ -161,13 +165,9 @@ impl Server {
             .await
             .map_err(StartupError::Serve);
         let _ = stop_dispatcher.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, dispatcher)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "sends still in flight at the end of the grace period; their leases will expire"
-            );
+        // The dispatcher bounds its own wait by SHUTDOWN_GRACE_SECONDS.
+        if let Err(error) = dispatcher.await {
+            tracing::error!(%error, "the dispatcher failed");
         }
         served
     }

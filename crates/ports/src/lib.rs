@@ -6,6 +6,7 @@
 //! `mocks` feature every trait has a mockall mock; with `testkit`, the conformance tests that
 //! every store adapter must pass.
 
+mod budget;
 mod clock;
 mod provider;
 mod rate_limit;
@@ -13,6 +14,7 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
 pub use domain::Price;
 pub use provider::{

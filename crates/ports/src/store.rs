@@ -7,6 +7,8 @@ use domain::{
     Price, Verification, VerificationId, VerificationStatus,
 };
 
+use crate::{ClaimBudget, Claimed};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or failed; the operation may succeed later.
@@ -49,6 +51,9 @@ pub struct ClaimToken(pub u128);
 pub struct ClaimedMessage {
     pub message: Message,
     pub claim: ClaimToken,
+    /// When the provider may be called: the claim time, or later when a sender rate spaces
+    /// the sends.
+    pub send_at: DateTime<Utc>,
 }
 
 /// How an attempt ended, as the dispatcher decided from the provider's answer.
@@ -122,7 +127,35 @@ pub trait MessageStore: Send + Sync {
         now: DateTime<Utc>,
         limit: u32,
         lease: Duration,
-    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        let budget = ClaimBudget {
+            limit,
+            lease,
+            max_in_flight: None,
+            sender_rate: None,
+        };
+        Ok(self.claim_within(now, &budget).await?.messages)
+    }
+
+    /// Claims as [`MessageStore::claim_due`] does, within caps shared by every caller of the
+    /// store: no more messages `sending` under a live lease than `budget.max_in_flight`, and send
+    /// times through the sender spaced by its rate and booked at most
+    /// [`crate::SEND_HORIZON`] ahead. Checking the caps and claiming are one atomic step.
+    async fn claim_within(
+        &self,
+        now: DateTime<Utc>,
+        budget: &ClaimBudget,
+    ) -> Result<Claimed, StoreError>;
+
+    /// Gives a claimed message back to the queue unsent (shutdown): `queued`, due at `now`,
+    /// lease cleared, the claimed attempt not counted. Returns `false`, changing nothing, when
+    /// the claim is no longer held.
+    async fn release(
+        &self,
+        claim: ClaimToken,
+        id: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Records how a claimed message's attempt ended and moves the message to the outcome's
     /// status, releasing the claim. `attempt` is `None` when no provider call was made

@@ -26,8 +26,8 @@ use domain::{
 };
 
 use crate::{
-    Admission, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, RateLimit, RateLimiter,
-    VerificationStore,
+    Admission, ClaimBudget, ClaimLimit, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore,
+    RateLimit, RateLimiter, SenderRate, VerificationStore,
 };
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
@@ -66,6 +66,11 @@ macro_rules! store_conformance_tests {
             late_or_repeated_delivery_reports_change_nothing,
             delivery_report_for_an_unknown_sid_changes_nothing,
             concurrent_identical_reports_apply_once,
+            claims_stop_at_the_shared_in_flight_cap,
+            concurrent_capped_claims_never_exceed_the_cap,
+            a_sender_rate_spaces_send_times_across_claims,
+            concurrent_claims_share_one_sender_rate,
+            release_returns_a_claim_to_the_queue_unsent,
             create_verification_stores_code_and_message_atomically,
             find_pending_ignores_expired_and_other_api_keys,
             count_check_stops_at_max_checks,
@@ -722,6 +727,234 @@ pub async fn final_one_time_code_message_loses_its_body<S: StoreUnderTest>(store
         .await
         .unwrap());
     assert_eq!(message(&store, ordinary.id).await.body, ordinary.body);
+}
+
+fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> ClaimBudget {
+    ClaimBudget {
+        limit,
+        lease: LEASE,
+        max_in_flight,
+        sender_rate: per_second.map(|per_second| SenderRate {
+            sender: "+15005550006".into(),
+            per_second,
+        }),
+    }
+}
+
+/// `DISPATCH_CONCURRENCY` counts every instance's sends: whatever each claimer asks for, the
+/// messages `sending` under a live lease stay within the cap; a finished send or a lapsed lease
+/// frees a place.
+pub async fn claims_stop_at_the_shared_in_flight_cap<S: StoreUnderTest>(store: S) {
+    for n in 0..10 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(10);
+    let first = store
+        .claim_within(now, &capped(2, Some(3), None))
+        .await
+        .unwrap();
+    assert_eq!(first.messages.len(), 2);
+    assert_eq!(first.limited_by, None);
+    let second = store
+        .claim_within(now, &capped(10, Some(3), None))
+        .await
+        .unwrap();
+    assert_eq!(second.messages.len(), 1);
+    assert_eq!(second.limited_by, Some(ClaimLimit::InFlight));
+    let full = store
+        .claim_within(now, &capped(10, Some(3), None))
+        .await
+        .unwrap();
+    assert!(full.messages.is_empty());
+    assert_eq!(full.limited_by, Some(ClaimLimit::InFlight));
+
+    let done = &first.messages[0];
+    assert!(store
+        .finish(done.claim, done.message.id, None, sent("SMdone"), now)
+        .await
+        .unwrap());
+    let freed = store
+        .claim_within(now, &capped(10, Some(3), None))
+        .await
+        .unwrap();
+    assert_eq!(freed.messages.len(), 1);
+
+    // Leases lapse: their messages no longer count, and are themselves claimed again.
+    let later = now + LEASE;
+    let after_crash = store
+        .claim_within(later, &capped(10, Some(3), None))
+        .await
+        .unwrap();
+    assert_eq!(after_crash.messages.len(), 3);
+    assert!(after_crash
+        .messages
+        .iter()
+        .any(|claimed| claimed.message.attempt_count == 2));
+}
+
+pub async fn concurrent_capped_claims_never_exceed_the_cap<S: StoreUnderTest>(store: S) {
+    for n in 0..30 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(60);
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_within(now, &capped(4, Some(7), None))
+                    .await
+                    .unwrap()
+                    .messages
+                    .len()
+            })
+        })
+        .collect();
+    let mut claimed = 0;
+    for claimer in claimers {
+        claimed += claimer.await.unwrap();
+    }
+    assert_eq!(claimed, 7, "the cap is shared by concurrent claimers");
+}
+
+/// `SENDER_MPS`: a claim books send times one spacing apart, at most a second ahead, and the
+/// next claim continues where the last one stopped.
+pub async fn a_sender_rate_spaces_send_times_across_claims<S: StoreUnderTest>(store: S) {
+    let urgent = enqueue_new(
+        &store,
+        NewMessage {
+            priority: Priority::Verification,
+            ..notification(t0() + secs(5))
+        },
+    )
+    .await;
+    for n in 0..9 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(10);
+    let ms = TimeDelta::milliseconds;
+    let first = store
+        .claim_within(now, &capped(10, None, Some(4)))
+        .await
+        .unwrap();
+    let send_times: Vec<_> = first.messages.iter().map(|c| c.send_at).collect();
+    assert_eq!(
+        send_times,
+        vec![
+            now,
+            now + ms(250),
+            now + ms(500),
+            now + ms(750),
+            now + ms(1000)
+        ]
+    );
+    assert_eq!(first.messages[0].message.id, urgent.id, "codes go first");
+    assert_eq!(
+        first.limited_by,
+        Some(ClaimLimit::SenderRate {
+            until: now + ms(250)
+        })
+    );
+    let booked_up = store
+        .claim_within(now + ms(100), &capped(10, None, Some(4)))
+        .await
+        .unwrap();
+    assert!(booked_up.messages.is_empty());
+
+    let next = store
+        .claim_within(now + ms(250), &capped(10, None, Some(4)))
+        .await
+        .unwrap();
+    assert_eq!(next.messages.len(), 1);
+    assert_eq!(next.messages[0].send_at, now + ms(1250));
+
+    let other_sender = ClaimBudget {
+        sender_rate: Some(SenderRate {
+            sender: "MG0123".into(),
+            per_second: 4,
+        }),
+        ..capped(1, None, None)
+    };
+    let elsewhere = store.claim_within(now, &other_sender).await.unwrap();
+    assert_eq!(elsewhere.messages.len(), 1, "each sender has its own rate");
+    assert_eq!(elsewhere.messages[0].send_at, now);
+
+    // An idle sender's unused past is no credit for a burst.
+    let much_later = now + secs(3600);
+    let resumed = store
+        .claim_within(much_later, &capped(10, None, Some(4)))
+        .await
+        .unwrap();
+    assert_eq!(resumed.messages.len(), 5);
+    assert_eq!(resumed.messages[0].send_at, much_later);
+    assert_eq!(resumed.messages[4].send_at, much_later + ms(1000));
+}
+
+pub async fn concurrent_claims_share_one_sender_rate<S: StoreUnderTest>(store: S) {
+    for n in 0..40 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(60);
+    let claimers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_within(now, &capped(10, None, Some(10)))
+                    .await
+                    .unwrap()
+                    .messages
+            })
+        })
+        .collect();
+    let mut send_times = Vec::new();
+    for claimer in claimers {
+        send_times.extend(claimer.await.unwrap().iter().map(|c| c.send_at));
+    }
+    send_times.sort_unstable();
+    let expected: Vec<_> = (0..=10)
+        .map(|n| now + TimeDelta::milliseconds(100 * n))
+        .collect();
+    assert_eq!(send_times, expected, "one schedule across claimers");
+}
+
+/// Shutdown hands unsent messages back at once rather than after their lease.
+pub async fn release_returns_a_claim_to_the_queue_unsent<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    assert!(store
+        .release(claimed.claim, queued.id, t0() + secs(1))
+        .await
+        .unwrap());
+    let released = message(&store, queued.id).await;
+    assert_eq!(released.status, MessageStatus::Queued);
+    assert_eq!(released.attempt_count, 0, "no attempt was made");
+    assert_eq!(released.next_attempt_at, t0() + secs(1));
+    assert!(store.attempts(queued.id).await.unwrap().is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), Some(t0() + secs(1)));
+
+    assert!(
+        !store
+            .release(claimed.claim, queued.id, t0() + secs(1))
+            .await
+            .unwrap(),
+        "a released claim is no longer held"
+    );
+    let again = claim_one(&store, t0() + secs(1)).await;
+    assert_eq!(again.message.attempt_count, 1);
+    assert!(store
+        .finish(again.claim, queued.id, None, sent("SMx"), t0() + secs(2))
+        .await
+        .unwrap());
+    assert!(!store
+        .release(again.claim, queued.id, t0() + secs(3))
+        .await
+        .unwrap());
+    assert_eq!(
+        message(&store, queued.id).await.status,
+        MessageStatus::Sent,
+        "a finished message stays finished"
+    );
 }
 
 pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnderTest>(store: S) {
