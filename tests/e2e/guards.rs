@@ -5,7 +5,8 @@ use serde_json::json;
 use crate::support::{TestApp, API_KEY};
 
 #[tokio::test]
-async fn a_number_outside_the_allowed_countries_is_refused_naming_its_country() {
+async fn a_number_outside_the_allowed_countries_is_refused_naming_its_country_for_codes_and_messages(
+) {
     let app = TestApp::spawn_with(&[("ALLOWED_COUNTRIES", "US,CA")]).await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
 
@@ -19,6 +20,17 @@ async fn a_number_outside_the_allowed_countries_is_refused_naming_its_country() 
         problem["detail"],
         "messages to GB are not allowed; allowed countries: CA, US"
     );
+
+    // Plain messages are held to the same list: it is a cost guard, not only a 2FA one.
+    let (status, problem) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+44 20 7946 0958", "body": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["type"], "country-not-allowed");
+    assert_eq!(problem["field"], "to");
 
     // An allowed number still goes out; the mock's expect(1) fails the test on any other send.
     let (status, _) = app

@@ -32,6 +32,8 @@ pub struct SendRequest {
 pub enum SendError {
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    CountryNotAllowed(#[from] domain::CountryNotAllowed),
     #[error("the message is empty")]
     EmptyBody,
     #[error("the message is longer than {MAX_BODY_CHARS} characters")]
@@ -47,6 +49,7 @@ impl Services {
         api_key: &str,
         request: SendRequest,
     ) -> Result<Enqueued, SendError> {
+        self.guards.config.allowed_countries.admits(&request.to)?;
         let (template, body) = match request.content {
             Content::Template { name, data } => {
                 let body = self.templates.render(&name, &data)?;

@@ -133,6 +133,9 @@ pub async fn send(
             SendError::Render(error @ template::RenderError::Failed { .. }) => {
                 ApiError::invalid_field("data", "template-render-failed", error.to_string())
             }
+            SendError::CountryNotAllowed(refusal) => {
+                ApiError::invalid_field("to", "country-not-allowed", refusal.to_string())
+            }
             SendError::EmptyBody | SendError::BodyTooLong => {
                 ApiError::invalid_field("body", "invalid-body", error.to_string())
             }
