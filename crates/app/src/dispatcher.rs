@@ -114,6 +114,7 @@ impl Dispatcher {
                 message_id = %claim.message.id,
                 to = %claim.message.to.masked(),
                 attempt = claim.message.attempt_count,
+                request_id = claim.message.request_id.as_deref(),
             );
             tokio::spawn(
                 async move {
@@ -283,6 +284,7 @@ mod tests {
                 error_message: None,
                 attempt_count,
                 next_attempt_at: now(),
+                request_id: Some("req-1".into()),
                 created_at: now(),
                 updated_at: now(),
             },

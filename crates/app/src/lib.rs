@@ -12,6 +12,7 @@ pub mod console;
 pub mod dispatcher;
 pub mod http;
 pub mod messaging;
+pub mod request_context;
 pub mod server;
 pub mod telemetry;
 pub mod verify;

@@ -122,6 +122,7 @@ pub(crate) fn new_message(
         idempotency_key: None,
         verification_id: None,
         send_before: None,
+        request_id: crate::request_context::request_id(),
         created_at: now,
     }
 }

@@ -318,6 +318,7 @@ mod tests {
             error_message: None,
             attempt_count: 0,
             next_attempt_at: new.created_at,
+            request_id: new.request_id,
             created_at: new.created_at,
             updated_at: new.created_at,
         }

@@ -168,6 +168,9 @@ pub struct NewMessage {
     pub verification_id: Option<VerificationId>,
     /// A message not sent by then is `expired` instead (one-time codes).
     pub send_before: Option<DateTime<Utc>>,
+    /// The `X-Request-Id` of the API request that queued it, so that the dispatcher's logs of
+    /// the send, on whatever instance, can be joined with the request's.
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -192,6 +195,7 @@ pub struct Message {
     pub error_message: Option<String>,
     pub attempt_count: u32,
     pub next_attempt_at: DateTime<Utc>,
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

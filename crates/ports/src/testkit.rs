@@ -108,6 +108,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         idempotency_key: None,
         verification_id: None,
         send_before: None,
+        request_id: Some("req-notification".into()),
         created_at,
     }
 }
@@ -138,6 +139,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         idempotency_key: None,
         verification_id: Some(verification.id),
         send_before: Some(verification.expires_at),
+        request_id: None,
         created_at: at,
     }
 }
@@ -245,6 +247,7 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert_eq!(created.error_message, None);
     assert_eq!(created.attempt_count, 0);
     assert_eq!(created.next_attempt_at, t0());
+    assert_eq!(created.request_id.as_deref(), Some("req-notification"));
     assert_eq!(created.created_at, t0());
     assert_eq!(created.updated_at, t0());
     assert_eq!(message(&store, new.id).await, created);

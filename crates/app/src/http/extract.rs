@@ -42,6 +42,7 @@ impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
             .authenticate(key.trim())
             .ok_or_else(|| unauthorized("the API key is not valid"))?;
         tracing::Span::current().record("api_key", name);
+        crate::request_context::record_api_key(name);
         Ok(ApiClient(name.to_owned()))
     }
 }
