@@ -10,6 +10,7 @@
 //! types to the use cases and sqlx to the database, nothing else.
 
 mod messages;
+mod reports;
 mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -11,6 +11,7 @@
 //! types to the use cases and sqlx to the database, nothing else.
 
 mod messages;
+mod reports;
 mod rows;
 mod verifications;
 

@@ -8,6 +8,7 @@
 
 mod clock;
 mod provider;
+mod reports;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -15,6 +16,10 @@ pub mod testkit;
 pub use clock::{Clock, CodeGenerator};
 pub use provider::{
     OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
+};
+pub use reports::{
+    ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats, StatusCount,
+    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 pub use store::{
     ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, StoreError,
@@ -25,5 +30,7 @@ pub use store::{
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
 pub use provider::MockSmsProvider;
+#[cfg(feature = "mocks")]
+pub use reports::{MockMessageReports, MockStoreHealth};
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};

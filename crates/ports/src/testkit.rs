@@ -26,6 +26,9 @@ use domain::{
 
 use crate::{ClaimedMessage, DispatchOutcome, Enqueued, MessageStore, VerificationStore};
 
+mod reports;
+pub use reports::*;
+
 /// What a store under test must be: both stores in one, cheap to clone into concurrent tasks.
 pub trait StoreUnderTest: MessageStore + VerificationStore + Clone + 'static {}
 
