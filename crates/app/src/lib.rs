@@ -10,8 +10,10 @@ pub mod codes;
 pub mod config;
 pub mod console;
 pub mod dispatcher;
+pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod metrics;
 pub mod request_context;
 pub mod server;
 pub mod telemetry;
@@ -20,7 +22,7 @@ pub mod verify;
 use std::sync::Arc;
 
 use domain::VerificationPolicy;
-use ports::{Clock, CodeGenerator, MessageStore, VerificationStore};
+use ports::{Clock, CodeGenerator, MessageReports, MessageStore, VerificationStore};
 use template::Templates;
 use tokio::sync::Notify;
 
@@ -41,4 +43,7 @@ pub struct Services {
     /// Signalled when a message is queued, so that this instance's dispatcher sends it now
     /// rather than at its next poll.
     pub dispatcher_wake: Arc<Notify>,
+    pub reports: Arc<dyn MessageReports>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub readiness: Arc<health::Readiness>,
 }

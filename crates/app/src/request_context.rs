@@ -45,6 +45,14 @@ pub fn request_id() -> Option<String> {
     CURRENT.try_with(|context| context.id.clone()).ok()
 }
 
+/// The name of the API key the request being served authenticated with, if any.
+pub fn api_key() -> Option<String> {
+    CURRENT
+        .try_with(|context| context.api_key().map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
 /// Records which API key (by name) the request being served authenticated with.
 pub fn record_api_key(name: &str) {
     let _ = CURRENT.try_with(|context| context.api_key.set(name.to_owned()));

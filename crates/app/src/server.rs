@@ -9,7 +9,7 @@ use std::time::Duration;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
-use ports::{MessageStore, SmsProvider, VerificationStore};
+use ports::{MessageReports, MessageStore, SmsProvider, StoreHealth, VerificationStore};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -19,6 +19,8 @@ use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::console::ConsoleSmsProvider;
 use crate::dispatcher::Dispatcher;
+use crate::health::Readiness;
+use crate::metrics::{MeteredProvider, Metrics};
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -55,26 +57,52 @@ pub struct Server {
     postgres: Option<PgStore>,
 }
 
+/// One database seen through each port.
+struct Stores {
+    /// Set when the queue is shared through PostgreSQL.
+    postgres: Option<PgStore>,
+    messages: Arc<dyn MessageStore>,
+    verifications: Arc<dyn VerificationStore>,
+    reports: Arc<dyn MessageReports>,
+    health: Arc<dyn StoreHealth>,
+}
+
+impl Stores {
+    fn of<S>(store: S, postgres: Option<PgStore>) -> Self
+    where
+        S: MessageStore + VerificationStore + MessageReports + StoreHealth + 'static,
+    {
+        let shared = Arc::new(store);
+        Self {
+            postgres,
+            messages: shared.clone(),
+            verifications: shared.clone(),
+            reports: shared.clone(),
+            health: shared,
+        }
+    }
+}
+
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let (postgres, messages, verifications): (
-            Option<PgStore>,
-            Arc<dyn MessageStore>,
-            Arc<dyn VerificationStore>,
-        ) = match &config.database {
+        let Stores {
+            postgres,
+            messages,
+            verifications,
+            reports,
+            health: store_health,
+        } = match &config.database {
             DatabaseConfig::Postgres { url } => {
                 let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
-                let shared = Arc::new(store.clone());
-                (Some(store), shared.clone(), shared)
+                Stores::of(store.clone(), Some(store))
             }
             DatabaseConfig::Sqlite { path } => {
                 let store = SqliteStore::open(path)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
-                let shared = Arc::new(store);
-                (None, shared.clone(), shared)
+                Stores::of(store, None)
             }
         };
         tracing::info!(database = %config.database.describe(), "database ready");
@@ -94,6 +122,10 @@ impl Server {
                 Arc::new(ConsoleSmsProvider)
             }
         };
+        let metrics = Arc::new(Metrics::new());
+        let provider: Arc<dyn SmsProvider> =
+            Arc::new(MeteredProvider::new(provider, metrics.clone()));
+        let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
         let clock = Arc::new(SystemClock);
         let wake = Arc::new(Notify::new());
         let services = Arc::new(Services {
@@ -106,6 +138,9 @@ impl Server {
             verification_policy: config.verification,
             api_keys: config.api_keys.clone(),
             dispatcher_wake: wake.clone(),
+            reports,
+            metrics,
+            readiness,
         });
         let dispatcher = Dispatcher::new(messages, provider, clock, config.dispatch, wake);
         let listener = TcpListener::bind(config.bind_addr)

@@ -296,6 +296,12 @@ mod tests {
             verification_policy: VerificationPolicy::default(),
             api_keys: crate::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
+            reports: Arc::new(ports::MockMessageReports::new()),
+            metrics: Default::default(),
+            readiness: Arc::new(crate::health::Readiness::new(
+                Arc::new(ports::MockStoreHealth::new()),
+                Arc::new(ports::MockSmsProvider::new()),
+            )),
         }
     }
 

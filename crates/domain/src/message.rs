@@ -45,6 +45,7 @@ impl FromStr for MessageId {
 /// Where a message is in its life. Only the moves [`MessageStatus::can_transition_to`] allows
 /// ever happen, so a late or repeated event cannot move a message backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     /// Stored and waiting for the dispatcher (first try or a retry).
@@ -222,6 +223,7 @@ impl Message {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Sent,

@@ -4,6 +4,7 @@
 //! Must not depend on any adapter, database, HTTP client or framework: rendering is pure once
 //! the templates are loaded.
 
+mod catalogue;
 mod segments;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use handlebars::{Handlebars, RenderErrorReason};
 
+pub use catalogue::TemplateInfo;
 pub use segments::{analyze, Encoding, SegmentInfo};
 
 /// The template every one-time code is sent with.
