@@ -4,6 +4,8 @@
 
 mod support;
 
+mod api;
 mod errors;
 mod messages;
+mod operations;
 mod two_factor;

@@ -59,38 +59,98 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(services: Arc<Services>) -> Router {
     let (routes, _) = api().split_for_parts();
+    with_limits(
+        routes.fallback(|| async {
+            ApiError::not_found("no such route; see /openapi.json for the API")
+        }),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        services.metrics.clone(),
+        observe::record_metrics,
+    ))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = request
+                    .headers()
+                    .get(&observe::REQUEST_ID)
+                    .and_then(|value| value.to_str().ok()),
+                api_key = tracing::field::Empty,
+            )
+        }),
+    )
+    .layer(axum::middleware::from_fn(observe::request_context))
+    .with_state(services)
+}
+
+/// The body limit and the timeout, and problem documents for what they (and axum's own
+/// rejections) answer.
+fn with_limits<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
-        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json for the API") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            services.metrics.clone(),
-            observe::record_metrics,
-        ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = request
-                        .headers()
-                        .get(&observe::REQUEST_ID)
-                        .and_then(|value| value.to_str().ok()),
-                    api_key = tracing::field::Empty,
-                )
-            }),
-        )
-        .layer(axum::middleware::from_fn(observe::request_context))
-        .with_state(services)
 }
 
 /// Parses an id from the path; a malformed one is simply not found.
 fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|_| ApiError::not_found(format!("no {what} with id `{text}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Only `routes!` adds a route together with its description; a plain `.route(...)` on the
+    /// router would serve a path that `/openapi.json` does not show.
+    #[test]
+    fn routes_are_added_only_with_their_description() {
+        let source = include_str!("mod.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        for call in ["route", "route_service", "nest", "nest_service", "merge"] {
+            let forbidden = format!(".{call}(");
+            assert!(
+                !code.contains(&forbidden),
+                "http/mod.rs calls `{forbidden}`"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_a_503_problem() {
+        let slow = with_limits(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                "too late"
+            }),
+        ));
+        let response = slow
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "timeout");
+        assert_eq!(problem["status"], 503);
+    }
 }
