@@ -118,12 +118,6 @@ pub struct Metrics {
     pumping_alarms: Family<PrefixLabels, Counter>,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
 /// From 5 ms to about 20 s: an API answer, or a provider call up to its timeout.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 13))

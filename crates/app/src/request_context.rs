@@ -25,10 +25,6 @@ impl RequestContext {
         })
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// The name of the API key that authenticated the request, if one did.
     pub fn api_key(&self) -> Option<&str> {
         self.api_key.get().map(String::as_str)
