@@ -6,10 +6,12 @@ mod fake_twilio;
 mod service;
 mod support;
 
+mod api;
 mod dispatch;
 mod errors;
 mod guards;
 mod messages;
+mod operations;
 mod processes;
 mod secrecy;
 mod two_factor;

@@ -295,3 +295,47 @@ fn uuid_like() -> String {
         .as_nanos();
     format!("{}-{nanos}", std::process::id())
 }
+
+/// Matches a Twilio send whose form holds exactly `To`, `From`, `Body` and, for a one-time
+/// code, `ValidityPeriod` (no status callback is configured in tests), with `To` equal to `to`
+/// and `Body` starting with `body_prefix` (a code's text goes on with a random code).
+pub struct TwilioSend {
+    pub to: &'static str,
+    pub body_prefix: &'static str,
+    pub one_time_code: bool,
+}
+
+impl wiremock::Match for TwilioSend {
+    fn matches(&self, request: &Request) -> bool {
+        let fields = form(request);
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let expected: &[&str] = if self.one_time_code {
+            &["Body", "From", "To", "ValidityPeriod"]
+        } else {
+            &["Body", "From", "To"]
+        };
+        names == expected
+            && fields["To"] == self.to
+            && fields["From"] == FROM
+            && fields["Body"].starts_with(self.body_prefix)
+    }
+}
+
+impl TestApp {
+    /// The service's metrics, one sample per line, comments left out.
+    pub async fn metrics(&self) -> Vec<String> {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+}

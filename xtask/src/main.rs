@@ -8,6 +8,7 @@
 //!
 //! This crate depends on no workspace crate, so it still builds when the others do not.
 
+mod api_fuzz;
 mod postgres;
 mod steps;
 #[cfg(test)]
@@ -20,10 +21,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
-                                   (--no-lint skips fmt and clippy; <args> go to the test runner)
+  test [--no-lint] [--no-api-fuzz] [-- <args>...]
+                                   run every check: PostgreSQL reachable, fmt, clippy, a short
+                                   api-fuzz, the tests (--no-lint skips fmt and clippy,
+                                   --no-api-fuzz the fuzzing; <args> go to the test runner)
   lint                             check formatting and run clippy with warnings denied
   bench                            run the benchmarks (against local PostgreSQL) and print their figures
+  api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
+                                   100 examples per operation; installed under target/)
 ";
 
 #[derive(Debug, PartialEq)]
@@ -31,10 +36,14 @@ enum Command {
     Help,
     Test {
         lint: bool,
+        api_fuzz: bool,
         runner_args: Vec<String>,
     },
     Lint,
     Bench,
+    ApiFuzz {
+        examples: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,9 +60,14 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Command::Test { lint, runner_args } => steps::test(lint, &runner_args),
+        Command::Test {
+            lint,
+            api_fuzz,
+            runner_args,
+        } => steps::test(lint, api_fuzz, &runner_args),
         Command::Lint => steps::lint(),
         Command::Bench => steps::bench(),
+        Command::ApiFuzz { examples } => api_fuzz::run(examples),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,14 +98,30 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 None => (rest, Vec::new()),
             };
             let mut lint = true;
+            let mut api_fuzz = true;
             for arg in own {
                 match arg.as_str() {
                     "--no-lint" => lint = false,
+                    "--no-api-fuzz" => api_fuzz = false,
                     other => return Err(format!("unexpected argument '{other}' for test")),
                 }
             }
-            Ok(Command::Test { lint, runner_args })
+            Ok(Command::Test {
+                lint,
+                api_fuzz,
+                runner_args,
+            })
         }
+        "api-fuzz" => match rest {
+            [] => Ok(Command::ApiFuzz {
+                examples: api_fuzz::DEFAULT_EXAMPLES,
+            }),
+            [flag, count] if flag == "--examples" => match count.parse::<u32>() {
+                Ok(examples) if examples > 0 => Ok(Command::ApiFuzz { examples }),
+                _ => Err(format!("--examples takes a positive number, not '{count}'")),
+            },
+            [arg, ..] => Err(format!("unexpected argument '{arg}' for api-fuzz")),
+        },
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -124,16 +154,34 @@ mod tests {
             parse(&["test", "--no-lint", "--", "-p", "domain", "--no-lint"]),
             Ok(Command::Test {
                 lint: false,
+                api_fuzz: true,
                 runner_args: vec!["-p".into(), "domain".into(), "--no-lint".into()],
             })
         );
         assert_eq!(
-            parse(&["test"]),
+            parse(&["test", "--no-api-fuzz"]),
             Ok(Command::Test {
                 lint: true,
+                api_fuzz: false,
                 runner_args: vec![],
             })
         );
+    }
+
+    #[test]
+    fn api_fuzz_takes_an_example_budget() {
+        assert_eq!(
+            parse(&["api-fuzz"]),
+            Ok(Command::ApiFuzz {
+                examples: crate::api_fuzz::DEFAULT_EXAMPLES
+            })
+        );
+        assert_eq!(
+            parse(&["api-fuzz", "--examples", "5"]),
+            Ok(Command::ApiFuzz { examples: 5 })
+        );
+        assert!(parse(&["api-fuzz", "--examples", "0"]).is_err());
+        assert!(parse(&["api-fuzz", "--examples"]).is_err());
     }
 
     #[test]

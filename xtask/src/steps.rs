@@ -10,6 +10,10 @@ use crate::postgres;
 
 enum Step {
     PostgresReachable,
+    /// Schemathesis against the served API, with this many examples per operation.
+    ApiFuzz {
+        examples: u32,
+    },
     Cargo {
         args: Vec<String>,
         /// What to do about a failure, when there is more to say than "see above".
@@ -22,11 +26,21 @@ enum Step {
     },
 }
 
+/// Examples per operation in `cargo xtask test`: enough to exercise every route and its
+/// errors in seconds.
+const TEST_API_FUZZ_EXAMPLES: u32 = 25;
+
 /// Every check, in order. `runner_args` go to the test runner.
-pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn test(lint: bool, api_fuzz: bool, runner_args: &[String]) -> anyhow::Result<()> {
     let mut steps = vec![Step::PostgresReachable];
     if lint {
         steps.extend(lint_steps());
+    }
+    // Before the tests rather than after: the test runner's summary must stay the last line.
+    if api_fuzz {
+        steps.push(Step::ApiFuzz {
+            examples: TEST_API_FUZZ_EXAMPLES,
+        });
     }
     if has_nextest() {
         // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
@@ -142,6 +156,10 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
                         eprintln!("==> {number} PostgreSQL reachable: skipped, no TCP host in DATABASE_URL");
                     }
                 }
+            }
+            Step::ApiFuzz { examples } => {
+                eprintln!("==> {number} api-fuzz: schemathesis, {examples} examples per operation");
+                crate::api_fuzz::run(*examples)?;
             }
             Step::Cargo { args, hint } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));

@@ -12,6 +12,7 @@
 mod deliveries;
 mod messages;
 mod rate_limits;
+mod reports;
 mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -13,6 +13,7 @@
 mod deliveries;
 mod messages;
 mod rate_limits;
+mod reports;
 mod rows;
 mod verifications;
 

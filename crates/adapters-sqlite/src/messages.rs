@@ -22,8 +22,9 @@ macro_rules! insert_message_sql {
     () => {
         r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
                api_key, idempotency_key, verification_id, send_before, attempt_count,
-               next_attempt_at, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12)"#
+               next_attempt_at, created_at, updated_at, country, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12,
+               $13, $14)"#
     };
 }
 
@@ -58,6 +59,8 @@ fn bind_new_message<'q>(
         .bind(verification_id.map(|id| id.as_uuid().hyphenated()))
         .bind(message.send_before.map(micros))
         .bind(micros(message.created_at))
+        .bind(message.to.country())
+        .bind(message.request_id.as_deref())
 }
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.

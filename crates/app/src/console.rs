@@ -16,7 +16,7 @@ impl SmsProvider for ConsoleSmsProvider {
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
         tracing::info!(
             message_id = %message.message_id,
-            to = %message.to,
+            to = %message.to.masked(),
             channel = %message.channel,
             body = %message.body,
             "console provider: SMS printed here instead of sent (no Twilio credentials configured)"

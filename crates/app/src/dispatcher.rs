@@ -166,6 +166,7 @@ impl Dispatcher {
                 message_id = %claim.message.id,
                 to = %claim.message.to.masked(),
                 attempt = claim.message.attempt_count,
+                request_id = claim.message.request_id.as_deref(),
             );
             let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
             tokio::spawn(
@@ -381,6 +382,7 @@ mod tests {
                 price: None,
                 attempt_count,
                 next_attempt_at: now(),
+                request_id: Some("req-1".into()),
                 created_at: now(),
                 updated_at: now(),
             },

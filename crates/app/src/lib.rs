@@ -11,8 +11,11 @@ pub mod config;
 pub mod console;
 pub mod dispatcher;
 pub mod guards;
+pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod metrics;
+pub mod request_context;
 pub mod server;
 pub mod telemetry;
 pub mod verify;
@@ -20,7 +23,7 @@ pub mod verify;
 use std::sync::Arc;
 
 use domain::VerificationPolicy;
-use ports::{Clock, CodeGenerator, MessageStore, VerificationStore};
+use ports::{Clock, CodeGenerator, MessageReports, MessageStore, VerificationStore};
 use template::Templates;
 use tokio::sync::Notify;
 
@@ -45,4 +48,7 @@ pub struct Services {
     pub twilio_status_callbacks: Option<config::TwilioStatusCallbacks>,
     /// Allow-list, send limits and pumping alarm, in front of every one-time code.
     pub guards: guards::SendGuards,
+    pub reports: Arc<dyn MessageReports>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub readiness: Arc<health::Readiness>,
 }

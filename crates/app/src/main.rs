@@ -6,7 +6,14 @@ use secrecy::ExposeSecret;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = app::Config::from_env().context("invalid configuration")?;
+    let config = match app::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            // One sentence naming the variable: an operator reads it in a crash-looping pod.
+            eprintln!("invalid configuration: {error}");
+            std::process::exit(2);
+        }
+    };
     app::telemetry::init(config.log_format);
     let generated_key = config
         .api_keys_generated

@@ -122,6 +122,33 @@ pub(crate) fn new_message(
         idempotency_key: None,
         verification_id: None,
         send_before: None,
+        request_id: crate::request_context::request_id(),
         created_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request_context::RequestContext;
+
+    fn queued() -> NewMessage {
+        new_message(
+            PhoneNumber::parse("+15551234567").unwrap(),
+            Channel::Sms,
+            None,
+            "Hi".into(),
+            "shop",
+            Utc::now(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_message_queued_during_a_request_keeps_its_request_id() {
+        let during = RequestContext::new("req-7f3a".into())
+            .scope(async { queued() })
+            .await;
+        assert_eq!(during.request_id.as_deref(), Some("req-7f3a"));
+        assert_eq!(queued().request_id, None, "outside a request there is none");
     }
 }

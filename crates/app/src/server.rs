@@ -9,7 +9,9 @@ use std::time::Duration;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
-use ports::{MessageStore, RateLimiter, SmsProvider, VerificationStore};
+use ports::{
+    MessageReports, MessageStore, RateLimiter, SmsProvider, StoreHealth, VerificationStore,
+};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -19,7 +21,9 @@ use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::console::ConsoleSmsProvider;
 use crate::dispatcher::Dispatcher;
-use crate::guards::{LogOnly, SendGuards};
+use crate::guards::SendGuards;
+use crate::health::Readiness;
+use crate::metrics::{MeteredProvider, Metrics};
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -44,14 +48,6 @@ pub enum StartupError {
     Serve(#[source] std::io::Error),
 }
 
-/// One store behind every store port; the PostgreSQL one also wakes dispatchers.
-type Stores = (
-    Option<PgStore>,
-    Arc<dyn MessageStore>,
-    Arc<dyn VerificationStore>,
-    Arc<dyn RateLimiter>,
-);
-
 pub struct Server {
     listener: TcpListener,
     services: Arc<Services>,
@@ -61,22 +57,55 @@ pub struct Server {
     postgres: Option<PgStore>,
 }
 
+/// One database seen through each port.
+struct Stores {
+    /// Set when the queue is shared through PostgreSQL.
+    postgres: Option<PgStore>,
+    messages: Arc<dyn MessageStore>,
+    verifications: Arc<dyn VerificationStore>,
+    reports: Arc<dyn MessageReports>,
+    health: Arc<dyn StoreHealth>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+impl Stores {
+    fn of<S>(store: S, postgres: Option<PgStore>) -> Self
+    where
+        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
+    {
+        let shared = Arc::new(store);
+        Self {
+            postgres,
+            messages: shared.clone(),
+            verifications: shared.clone(),
+            reports: shared.clone(),
+            health: shared.clone(),
+            limiter: shared,
+        }
+    }
+}
+
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let (postgres, messages, verifications, limiter): Stores = match &config.database {
+        let Stores {
+            postgres,
+            messages,
+            verifications,
+            reports,
+            health: store_health,
+            limiter,
+        } = match &config.database {
             DatabaseConfig::Postgres { url } => {
                 let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
-                let shared = Arc::new(store.clone());
-                (Some(store), shared.clone(), shared.clone(), shared)
+                Stores::of(store.clone(), Some(store))
             }
             DatabaseConfig::Sqlite { path } => {
                 let store = SqliteStore::open(path)
                     .await
                     .map_err(|error| StartupError::Database(error.to_string()))?;
-                let shared = Arc::new(store);
-                (None, shared.clone(), shared.clone(), shared)
+                Stores::of(store, None)
             }
         };
         tracing::info!(database = %config.database.describe(), "database ready");
@@ -96,6 +125,10 @@ impl Server {
                 Arc::new(ConsoleSmsProvider)
             }
         };
+        let metrics = Arc::new(Metrics::new());
+        let provider: Arc<dyn SmsProvider> =
+            Arc::new(MeteredProvider::new(provider, metrics.clone()));
+        let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
         let clock = Arc::new(SystemClock);
         let wake = Arc::new(Notify::new());
         let services = Arc::new(Services {
@@ -112,9 +145,11 @@ impl Server {
             guards: SendGuards {
                 limiter,
                 config: config.guards.clone(),
-                // Metrics connect here, with a hook that counts surges.
-                alarm: Arc::new(LogOnly),
+                alarm: metrics.clone(),
             },
+            reports,
+            metrics,
+            readiness,
         });
         let dispatcher = Dispatcher::new(
             messages,

@@ -406,6 +406,12 @@ mod tests {
                 config: guards,
                 alarm: Arc::new(LogOnly),
             },
+            reports: Arc::new(ports::MockMessageReports::new()),
+            metrics: Default::default(),
+            readiness: Arc::new(crate::health::Readiness::new(
+                Arc::new(ports::MockStoreHealth::new()),
+                Arc::new(ports::MockSmsProvider::new()),
+            )),
         }
     }
 
@@ -429,6 +435,7 @@ mod tests {
             price: None,
             attempt_count: 0,
             next_attempt_at: new.created_at,
+            request_id: new.request_id,
             created_at: new.created_at,
             updated_at: new.created_at,
         }

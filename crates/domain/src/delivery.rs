@@ -8,6 +8,7 @@ use crate::MessageStatus;
 
 /// What a message cost, as the provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Price {
     /// As the provider reports it (Twilio: a negative decimal string such as `-0.00750`), kept
     /// as text so that no rounding happens before a report sums it.

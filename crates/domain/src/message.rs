@@ -45,6 +45,7 @@ impl FromStr for MessageId {
 /// Where a message is in its life. Only the moves [`MessageStatus::can_transition_to`] allows
 /// ever happen, so a late or repeated event cannot move a message backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     /// Stored and waiting for the dispatcher (first try or a retry).
@@ -168,6 +169,9 @@ pub struct NewMessage {
     pub verification_id: Option<VerificationId>,
     /// A message not sent by then is `expired` instead (one-time codes).
     pub send_before: Option<DateTime<Utc>>,
+    /// The `X-Request-Id` of the API request that queued it, so that the dispatcher's logs of
+    /// the send, on whatever instance, can be joined with the request's.
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -194,6 +198,7 @@ pub struct Message {
     pub price: Option<Price>,
     pub attempt_count: u32,
     pub next_attempt_at: DateTime<Utc>,
+    pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -220,6 +225,7 @@ impl Message {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Sent,

@@ -10,6 +10,7 @@ mod budget;
 mod clock;
 mod provider;
 mod rate_limit;
+mod reports;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -21,6 +22,10 @@ pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
 pub use rate_limit::{Admission, RateLimit, RateLimiter};
+pub use reports::{
+    ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats, StatusCount,
+    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+};
 pub use store::{
     ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore,
     StoreError, VerificationStore,
@@ -32,5 +37,7 @@ pub use clock::{MockClock, MockCodeGenerator};
 pub use provider::MockSmsProvider;
 #[cfg(feature = "mocks")]
 pub use rate_limit::MockRateLimiter;
+#[cfg(feature = "mocks")]
+pub use reports::{MockMessageReports, MockStoreHealth};
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};

@@ -78,4 +78,11 @@ pub trait SmsProvider: Send + Sync {
     fn name(&self) -> &'static str;
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError>;
+
+    /// Whether the provider would accept sends now, for the service's readiness check (Twilio:
+    /// the credentials are accepted). Called at most once per cache interval, never per send.
+    /// The default has nothing to check.
+    async fn check_ready(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }

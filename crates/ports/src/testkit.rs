@@ -30,6 +30,9 @@ use crate::{
     RateLimit, RateLimiter, SenderRate, VerificationStore,
 };
 
+mod reports;
+pub use reports::*;
+
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
 pub trait StoreUnderTest: MessageStore + VerificationStore + RateLimiter + Clone + 'static {}
@@ -138,6 +141,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         idempotency_key: None,
         verification_id: None,
         send_before: None,
+        request_id: Some("req-notification".into()),
         created_at,
     }
 }
@@ -168,6 +172,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         idempotency_key: None,
         verification_id: Some(verification.id),
         send_before: Some(verification.expires_at),
+        request_id: None,
         created_at: at,
     }
 }
@@ -276,6 +281,7 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert_eq!(created.error_message, None);
     assert_eq!(created.attempt_count, 0);
     assert_eq!(created.next_attempt_at, t0());
+    assert_eq!(created.request_id.as_deref(), Some("req-notification"));
     assert_eq!(created.created_at, t0());
     assert_eq!(created.updated_at, t0());
     assert_eq!(message(&store, new.id).await, created);

@@ -4,11 +4,14 @@
 //! Must not depend on any adapter, database, HTTP client or framework: rendering is pure once
 //! the templates are loaded.
 
+mod catalogue;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use handlebars::{Handlebars, RenderErrorReason};
 
+pub use catalogue::TemplateInfo;
 // Segment arithmetic lives in the domain (providers need it too); re-exported for callers that
 // think of it as part of rendering.
 pub use domain::{analyze, Encoding, SegmentInfo};

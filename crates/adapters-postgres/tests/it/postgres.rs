@@ -6,7 +6,7 @@ use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
 use domain::{MessageId, NewMessage};
 use ports::testkit::{code_hash, code_message, notification, t0, verification};
-use ports::{MessageStore, VerificationStore};
+use ports::{MessageReports, MessageStore, UsageGrouping, UsageQuery, VerificationStore};
 
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -110,4 +110,38 @@ async fn a_malformed_url_is_a_connect_error() {
         matches!(refused, Err(PgStoreError::Connect(_))),
         "{refused:?}"
     );
+}
+
+/// Delivery statuses arrive through status callbacks, which no port writes yet; the row is
+/// moved by hand to check how the report counts it.
+#[tokio::test]
+async fn usage_counts_delivered_messages() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    for offset in 0..3 {
+        store
+            .enqueue(notification(t0() + chrono::TimeDelta::seconds(offset)))
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "UPDATE messages SET status = 'delivered' WHERE id IN \
+         (SELECT id FROM messages ORDER BY created_at LIMIT 2)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let usage = store
+        .usage(&UsageQuery {
+            since: t0(),
+            until: t0() + chrono::TimeDelta::days(1),
+            group_by: UsageGrouping::Status,
+        })
+        .await
+        .unwrap();
+    let delivered: Vec<(Option<&str>, u64)> = usage
+        .iter()
+        .map(|group| (group.key.as_deref(), group.delivered))
+        .collect();
+    assert_eq!(delivered, [(Some("delivered"), 2), (Some("queued"), 0)]);
 }

@@ -15,6 +15,7 @@ mod file {
     }
 
     ports::store_conformance_tests!(fresh_store);
+    ports::report_conformance_tests!(fresh_store);
 }
 
 /// In memory, as other crates' tests use it.
@@ -26,4 +27,5 @@ mod memory {
     }
 
     ports::store_conformance_tests!(fresh_store);
+    ports::report_conformance_tests!(fresh_store);
 }

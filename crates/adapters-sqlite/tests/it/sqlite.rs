@@ -2,7 +2,7 @@
 
 use adapters_sqlite::{SqliteStore, SqliteStoreError};
 use ports::testkit::{notification, t0};
-use ports::MessageStore;
+use ports::{MessageReports, MessageStore, UsageGrouping, UsageQuery};
 
 #[tokio::test]
 async fn open_creates_the_file_and_its_directories() {
@@ -42,4 +42,37 @@ async fn a_path_under_a_file_is_a_create_directory_error() {
         matches!(refused, Err(SqliteStoreError::CreateDirectory { .. })),
         "{refused:?}"
     );
+}
+
+/// Delivery statuses arrive through status callbacks, which no port writes yet; the row is
+/// moved by hand to check how the report counts it.
+#[tokio::test]
+async fn usage_counts_delivered_messages() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    for offset in 0..3 {
+        store
+            .enqueue(notification(t0() + chrono::TimeDelta::seconds(offset)))
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "UPDATE messages SET status = 'delivered' WHERE id IN \
+         (SELECT id FROM messages ORDER BY created_at LIMIT 2)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let usage = store
+        .usage(&UsageQuery {
+            since: t0(),
+            until: t0() + chrono::TimeDelta::days(1),
+            group_by: UsageGrouping::Status,
+        })
+        .await
+        .unwrap();
+    let delivered: Vec<(Option<&str>, u64)> = usage
+        .iter()
+        .map(|group| (group.key.as_deref(), group.delivered))
+        .collect();
+    assert_eq!(delivered, [(Some("delivered"), 2), (Some("queued"), 0)]);
 }

@@ -42,6 +42,7 @@ impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
             .authenticate(key.trim())
             .ok_or_else(|| unauthorized("the API key is not valid"))?;
         tracing::Span::current().record("api_key", name);
+        crate::request_context::record_api_key(name);
         Ok(ApiClient(name.to_owned()))
     }
 }
@@ -74,16 +75,23 @@ where
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::new(
-                    rejection.status(),
-                    "unreadable-body",
-                    "Unreadable body",
-                    rejection.body_text(),
-                )
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body-too-large",
+                        "Body too large",
+                        "the request body is larger than the service accepts",
+                    ),
+                    status => ApiError::new(
+                        status,
+                        "unreadable-body",
+                        "Unreadable body",
+                        rejection.body_text(),
+                    ),
+                })?;
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             let path = error.path().to_string();
@@ -141,4 +149,46 @@ fn strip_position(message: &str) -> String {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// A query string. A parameter that does not fit its type, and an unknown one, is a 422 naming
+/// the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let problem = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-query",
+                    "Invalid query parameter",
+                    strip_position(&message),
+                );
+                match field_name(&path, &message).or_else(|| unknown_field(&message)) {
+                    Some(field) => problem.with_field(field),
+                    None => problem,
+                }
+            })
+    }
+}
+
+/// serde names an unknown field only in its message: unknown field `colour`, expected ...
+fn unknown_field(message: &str) -> Option<String> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
 }

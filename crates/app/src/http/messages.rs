@@ -1,28 +1,41 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use domain::{Attempt, Channel, Message, MessageId, MessageStatus, PhoneNumber, Price};
+use domain::{
+    Attempt, AttemptOutcome, Channel, Message, MessageId, MessageStatus, PhoneNumber, Price,
+};
+use ports::{MessageCursor, MessageFilter};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiClient, ApiJson};
+use super::extract::{ApiClient, ApiJson, ApiQuery};
 use super::{parse_id, ApiError};
 use crate::messaging::{Content, SendError, SendRequest};
 use crate::Services;
 
 /// Longest `Idempotency-Key` accepted; keys are UUIDs or hashes in practice.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageBody {
+    /// The destination in E.164 (`+15551234567`).
     to: String,
     #[serde(default = "default_channel")]
+    #[schema(default = "sms")]
     channel: Channel,
+    /// A template's name; its variables go in `data`.
     template: Option<String>,
+    #[schema(value_type = Option<Object>)]
     data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Plain text, instead of `template`.
     body: Option<String>,
 }
 
@@ -30,8 +43,35 @@ fn default_channel() -> Channel {
     Channel::Sms
 }
 
-#[derive(Debug, Serialize)]
+/// One call to the provider for a message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    number: u32,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    outcome: AttemptOutcome,
+    http_status: Option<u16>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(attempt: Attempt) -> Self {
+        Self {
+            number: attempt.number,
+            started_at: attempt.started_at,
+            finished_at: attempt.finished_at,
+            outcome: attempt.outcome,
+            http_status: attempt.http_status,
+            error_code: attempt.error_code,
+            error_message: attempt.error_message,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
+    #[schema(value_type = String, format = Uuid)]
     id: MessageId,
     status: MessageStatus,
     to: String,
@@ -43,7 +83,7 @@ pub struct MessageView {
     error_message: Option<String>,
     /// What the provider charged, once it has said (`{"amount": "-0.00790", "currency": "USD"}`).
     price: Option<Price>,
-    attempts: Vec<Attempt>,
+    attempts: Vec<AttemptView>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -61,13 +101,30 @@ impl MessageView {
             error_code: message.error_code,
             error_message: message.error_message,
             price: message.price,
-            attempts,
+            attempts: attempts.into_iter().map(AttemptView::from).collect(),
             created_at: message.created_at,
             updated_at: message.updated_at,
         }
     }
 }
 
+/// Queues a message: a template rendered with `data`, or a plain `body`. The same
+/// `Idempotency-Key` again answers 200 with the message queued the first time.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    security(("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried request return the first message instead of queuing another")),
+    request_body = SendMessageBody,
+    responses(
+        (status = 202, description = "Queued", body = MessageView),
+        (status = 200, description = "Queued earlier under the same Idempotency-Key", body = MessageView),
+        (status = "default", description = "An error, naming the field when one is wrong",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn send(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -152,6 +209,19 @@ pub async fn send(
     ))
 }
 
+/// A message, its status and every attempt to send it.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = "default", description = "An error; an unknown id is a 404",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -163,6 +233,131 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no message with id `{id}`")))?;
     Ok(Json(MessageView::new(message, attempts)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    status: Option<MessageStatus>,
+    /// The destination in E.164; write the `+` as `%2B`.
+    to: Option<String>,
+    /// Created at or after (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Messages per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    messages: Vec<MessageView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// This API key's messages, newest first, with their attempts, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = "default", description = "An error, naming the parameter when one is wrong",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
+pub async fn list(
+    State(services): State<Arc<Services>>,
+    ApiClient(api_key): ApiClient,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "invalid-limit",
+            format!("a page holds 1 to {MAX_PAGE} messages"),
+        ));
+    }
+    // An unencoded `+` arrives as a space.
+    let to = params
+        .to
+        .map(|to| match to.strip_prefix(' ') {
+            Some(rest) => parse_phone_number("to", &format!("+{rest}")),
+            None => parse_phone_number("to", &to),
+        })
+        .transpose()?;
+    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = MessageFilter {
+        api_key,
+        status: params.status,
+        to,
+        since: params.since,
+        until: params.until,
+        before,
+        // One more than the page, to know whether another page follows.
+        limit: limit + 1,
+    };
+    let mut messages = services.reports.list_messages(&filter).await?;
+    let next_cursor = if messages.len() > limit as usize {
+        messages.truncate(limit as usize);
+        messages.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let ids: Vec<MessageId> = messages.iter().map(|message| message.id).collect();
+    let mut attempts: HashMap<MessageId, Vec<Attempt>> = HashMap::new();
+    for (id, attempt) in services.reports.attempts_of(&ids).await? {
+        attempts.entry(id).or_default().push(attempt);
+    }
+    let messages = messages
+        .into_iter()
+        .map(|message| {
+            let own = attempts.remove(&message.id).unwrap_or_default();
+            MessageView::new(message, own)
+        })
+        .collect();
+    Ok(Json(MessagePage {
+        messages,
+        next_cursor,
+    }))
+}
+
+/// Opaque to clients: the position of the last message of a page.
+fn encode_cursor(message: &Message) -> String {
+    let raw = format!("{}.{}", message.created_at.timestamp_micros(), message.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
+    let invalid = || {
+        ApiError::invalid_field(
+            "cursor",
+            "invalid-cursor",
+            "pass a `next_cursor` from an earlier page, unchanged",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (micros, id) = raw.split_once('.').ok_or_else(invalid)?;
+    Ok(MessageCursor {
+        created_at: micros
+            .parse()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?,
+        id: id.parse().map_err(|_| invalid())?,
+    })
 }
 
 pub(super) fn parse_phone_number(field: &str, text: &str) -> Result<PhoneNumber, ApiError> {

@@ -1,8 +1,18 @@
-//! The HTTP API (axum): routes, authentication, problem documents.
+//! The HTTP API (axum): routes, authentication, problem documents, and the OpenAPI description
+//! generated from the handlers themselves.
+//!
+//! Every route is registered through [`utoipa_axum::routes!`] in [`api`], which takes its path
+//! and method from the handler's `#[utoipa::path]`: a route cannot be served without being
+//! described (the tests in `openapi` hold the rest of the router to that too).
 
 mod extract;
 mod messages;
+mod observe;
+mod openapi;
+mod operations;
 mod problem;
+mod reports;
+mod templates;
 mod verifications;
 mod webhooks;
 
@@ -11,10 +21,12 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use problem::ApiError;
 
@@ -24,46 +36,125 @@ use crate::Services;
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every route, each with its description.
+fn api() -> OpenApiRouter<Arc<Services>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(messages::send, messages::list))
+        .routes(routes!(messages::get))
+        .routes(routes!(verifications::start))
+        .routes(routes!(verifications::get))
+        .routes(routes!(verifications::check))
+        .routes(routes!(verifications::cancel))
+        .routes(routes!(verifications::check_by_number))
+        .routes(routes!(webhooks::twilio_status))
+        .routes(routes!(templates::list))
+        .routes(routes!(templates::preview))
+        .routes(routes!(reports::usage))
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::readyz))
+        .routes(routes!(operations::metrics))
+        .routes(routes!(operations::openapi_json))
+}
+
+/// The OpenAPI description of [`router`], as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
 pub fn router(services: Arc<Services>) -> Router {
-    Router::new()
-        .route("/v1/messages", post(messages::send))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/verifications", post(verifications::start))
-        .route("/v1/verifications/{id}", get(verifications::get))
-        .route("/v1/verifications/{id}/check", post(verifications::check))
-        .route(
-            crate::config::STATUS_CALLBACK_PATH,
-            post(webhooks::twilio_status),
-        )
-        .route("/v1/verifications/{id}/cancel", post(verifications::cancel))
-        .route(
-            "/v1/verification-checks",
-            post(verifications::check_by_number),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async {
-            ApiError::not_found("no such route; see the API reference in README.md")
-        })
+    let (routes, _) = api().split_for_parts();
+    with_limits(
+        routes.fallback(|| async {
+            ApiError::not_found("no such route; see /openapi.json for the API")
+        }),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        services.metrics.clone(),
+        observe::record_metrics,
+    ))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = request
+                    .headers()
+                    .get(&observe::REQUEST_ID)
+                    .and_then(|value| value.to_str().ok()),
+                api_key = tracing::field::Empty,
+            )
+        }),
+    )
+    .layer(axum::middleware::from_fn(observe::request_context))
+    .with_state(services)
+}
+
+/// The body limit and the timeout, and problem documents for what they (and axum's own
+/// rejections) answer.
+fn with_limits<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    api_key = tracing::field::Empty,
-                )
-            }),
-        )
-        .with_state(services)
+        .layer(axum::middleware::from_fn(problem::problem_for_bare_errors))
 }
 
 /// Parses an id from the path; a malformed one is simply not found.
 fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse()
         .map_err(|_| ApiError::not_found(format!("no {what} with id `{text}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Only `routes!` adds a route together with its description; a plain `.route(...)` on the
+    /// router would serve a path that `/openapi.json` does not show.
+    #[test]
+    fn routes_are_added_only_with_their_description() {
+        let source = include_str!("mod.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        for call in ["route", "route_service", "nest", "nest_service", "merge"] {
+            let forbidden = format!(".{call}(");
+            assert!(
+                !code.contains(&forbidden),
+                "http/mod.rs calls `{forbidden}`"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_a_503_problem() {
+        let slow = with_limits(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                "too late"
+            }),
+        ));
+        let response = slow
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "timeout");
+        assert_eq!(problem["status"], 503);
+    }
 }

@@ -9,21 +9,27 @@ use domain::{
     VerificationStatus,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{ApiClient, ApiJson};
 use super::messages::parse_phone_number;
 use super::{parse_id, ApiError};
-use crate::guards::{whole_seconds, Refusal};
+use crate::guards::{whole_seconds, LimitScope, Refusal};
+use crate::metrics::VerificationEvent;
 use crate::verify::{CancelError, CheckError, StartError, StartRequest};
 use crate::Services;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
+    /// The number to verify, in E.164 (`+15551234567`).
     to: String,
     #[serde(default = "default_channel")]
+    #[schema(default = "sms")]
     channel: Channel,
+    /// A language tag (`fr`, `pt-BR`) choosing the code message's translation.
     locale: Option<String>,
+    /// Digits in the code, 4 to 10 (default 6).
     code_length: Option<i64>,
 }
 
@@ -31,7 +37,7 @@ fn default_channel() -> Channel {
     Channel::Sms
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     code: String,
@@ -39,8 +45,9 @@ pub struct CheckBody {
 
 /// A verification as clients see it: the number masked (the caller knows it; logs and
 /// screenshots of responses need not), no code, no hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VerificationView {
+    #[schema(value_type = String, format = Uuid)]
     id: VerificationId,
     status: VerificationStatus,
     to: String,
@@ -64,7 +71,7 @@ impl VerificationView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CheckView {
     status: VerificationStatus,
     valid: bool,
@@ -81,6 +88,22 @@ impl From<CheckOutcome> for CheckView {
     }
 }
 
+/// Sends a one-time code to `to`. A pending verification of the same number is reused: it
+/// gets a new code (the earlier ones stay valid), at most 5, 30 s apart.
+#[utoipa::path(
+    post,
+    path = "/v1/verifications",
+    tag = "verifications",
+    security(("api_key" = [])),
+    request_body = StartBody,
+    responses(
+        (status = 201, description = "Started: a code is on its way", body = VerificationView),
+        (status = 200, description = "A pending verification reused, with a new code",
+            body = VerificationView),
+        (status = "default", description = "An error; too soon or too many codes is a 429 with Retry-After",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn start(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -120,20 +143,35 @@ pub async fn start(
         )
         .await
         .map_err(|error| match error {
-            StartError::TooSoon { retry_after } => ApiError::too_many_requests(
-                error.to_string(),
-                u64::try_from(retry_after.num_seconds()).unwrap_or(1),
-            ),
-            StartError::TooManySends => ApiError::too_many_requests(error.to_string(), 60),
-            StartError::Refused(refusal) => refusal_problem(refusal),
+            StartError::TooSoon { retry_after } => {
+                services.metrics.rate_limit_refused("resend_interval");
+                ApiError::too_many_requests(
+                    error.to_string(),
+                    u64::try_from(retry_after.num_seconds()).unwrap_or(1),
+                )
+            }
+            StartError::TooManySends => {
+                services.metrics.rate_limit_refused("max_sends");
+                ApiError::too_many_requests(error.to_string(), 60)
+            }
+            StartError::Refused(refusal) => {
+                if let Refusal::RateLimited { scope, .. } = &refusal {
+                    services.metrics.rate_limit_refused(match scope {
+                        LimitScope::Number => "per_number",
+                        LimitScope::ApiKey => "per_api_key",
+                    });
+                }
+                refusal_problem(refusal)
+            }
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;
-    let status = if started.created {
-        StatusCode::CREATED
+    let (status, event) = if started.created {
+        (StatusCode::CREATED, VerificationEvent::Started)
     } else {
-        StatusCode::OK
+        (StatusCode::OK, VerificationEvent::Resent)
     };
+    services.metrics.verification(event);
     Ok((
         status,
         Json(VerificationView::new(
@@ -143,6 +181,19 @@ pub async fn start(
     ))
 }
 
+/// A verification and its status.
+#[utoipa::path(
+    get,
+    path = "/v1/verifications/{id}",
+    tag = "verifications",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The verification's id")),
+    responses(
+        (status = 200, description = "The verification", body = VerificationView),
+        (status = "default", description = "An error; an unknown id is a 404",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -159,6 +210,21 @@ pub async fn get(
     )))
 }
 
+/// Checks a code the user typed: `approved`, or still `pending` with attempts left, or the
+/// verification's final status. After 5 wrong codes even the right one fails.
+#[utoipa::path(
+    post,
+    path = "/v1/verifications/{id}/check",
+    tag = "verifications",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The verification's id")),
+    request_body = CheckBody,
+    responses(
+        (status = 200, description = "The outcome of the check", body = CheckView),
+        (status = "default", description = "An error; an unknown id is a 404",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn check(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -175,6 +241,11 @@ pub async fn check(
             CheckError::NotFound => ApiError::not_found(format!("no verification with id `{id}`")),
             CheckError::Store(error) => error.into(),
         })?;
+    services.metrics.verification(if outcome.valid {
+        VerificationEvent::Approved
+    } else {
+        VerificationEvent::Failed
+    });
     Ok(Json(outcome.into()))
 }
 
@@ -194,15 +265,27 @@ fn refusal_problem(refusal: Refusal) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckByNumberBody {
     to: String,
     code: String,
 }
 
-/// `POST /v1/verification-checks`: checks a code against the pending verification of a
-/// number, as Twilio Verify's VerificationCheck does.
+/// Checks a code against the pending verification of a number, as Twilio Verify's
+/// VerificationCheck does.
+#[utoipa::path(
+    post,
+    path = "/v1/verification-checks",
+    tag = "verifications",
+    security(("api_key" = [])),
+    request_body = CheckByNumberBody,
+    responses(
+        (status = 200, description = "The outcome of the check", body = CheckView),
+        (status = "default", description = "An error; no pending verification for the number is a 404",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn check_by_number(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
@@ -221,7 +304,19 @@ pub async fn check_by_number(
     Ok(Json(outcome.into()))
 }
 
-/// `POST /v1/verifications/{id}/cancel`.
+/// Cancels a pending verification: its codes approve nothing and unsent ones are never sent.
+#[utoipa::path(
+    post,
+    path = "/v1/verifications/{id}/cancel",
+    tag = "verifications",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The verification's id")),
+    responses(
+        (status = 200, description = "The canceled verification", body = VerificationView),
+        (status = "default", description = "An error; an unknown id is a 404, one that ended otherwise a 409",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn cancel(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,

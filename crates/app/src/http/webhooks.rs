@@ -17,6 +17,19 @@ const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// Checks the signature, then applies the reported status as the status machine allows. A
 /// report about a message we do not know is answered 200 all the same: refusing it would only
 /// make Twilio report an error on every retry of something no retry can fix.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/twilio/status",
+    tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Twilio's status callback form (MessageSid, MessageStatus, ErrorCode, ...)"),
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the request")),
+    responses(
+        (status = 200, description = "Recorded, or about a message this service does not know"),
+        (status = "default", description = "An error; a missing or invalid signature is a 403",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
 pub async fn twilio_status(
     State(services): State<Arc<Services>>,
     uri: Uri,

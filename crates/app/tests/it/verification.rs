@@ -64,6 +64,12 @@ async fn fixture(codes: &[&'static str]) -> Fixture {
         api_keys: app::auth::ApiKeys::generate(),
         dispatcher_wake: Arc::new(Notify::new()),
         twilio_status_callbacks: None,
+        reports: store.clone(),
+        metrics: Default::default(),
+        readiness: Arc::new(app::health::Readiness::new(
+            store.clone(),
+            Arc::new(app::console::ConsoleSmsProvider),
+        )),
         guards: SendGuards {
             limiter: store,
             config: GuardConfig::default(),

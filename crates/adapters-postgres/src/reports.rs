@@ -1,0 +1,206 @@
+//! The message history read back: lists, usage reports and the counts behind the metrics, each
+//! one aggregating query.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{Attempt, Channel, Message, MessageId, MessageStatus};
+use ports::{
+    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
+    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+};
+use uuid::Uuid;
+
+use crate::rows::{store_error, AttemptRow, MessageRow};
+use crate::PgStore;
+
+/// The SQL expression a report groups by: chosen from a closed list, never built from input.
+fn group_key(grouping: UsageGrouping) -> &'static str {
+    match grouping {
+        UsageGrouping::Day => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        UsageGrouping::Template => "template",
+        UsageGrouping::Country => "country",
+        UsageGrouping::Status => "status",
+        UsageGrouping::ApiKey => "api_key",
+    }
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageAttemptRow {
+    message_id: Uuid,
+    #[sqlx(flatten)]
+    attempt: AttemptRow,
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageRow {
+    key: Option<String>,
+    messages: i64,
+    segments: i64,
+    delivered: i64,
+    failed: i64,
+}
+
+#[async_trait]
+impl MessageReports for PgStore {
+    async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            r#"SELECT * FROM messages
+               WHERE api_key = $1
+                 AND ($2::text IS NULL OR status = $2)
+                 AND ($3::text IS NULL OR "to" = $3)
+                 AND ($4::timestamptz IS NULL OR created_at >= $4)
+                 AND ($5::timestamptz IS NULL OR created_at < $5)
+                 AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $8"#,
+        )
+        .bind(filter.api_key.as_str())
+        .bind(filter.status.map(MessageStatus::as_str))
+        .bind(filter.to.as_ref().map(|to| to.as_str()))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before.map(|cursor| cursor.created_at))
+        .bind(filter.before.map(|cursor| cursor.id.as_uuid()))
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+
+    async fn attempts_of(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, Attempt)>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(MessageId::as_uuid).collect();
+        let rows: Vec<MessageAttemptRow> = sqlx::query_as(
+            "SELECT * FROM message_attempts WHERE message_id = ANY($1) \
+             ORDER BY message_id, number, started_at, id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    MessageId::from_uuid(row.message_id),
+                    row.attempt.try_into()?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM ( \
+                 SELECT {key} AS key, count(*) AS messages, \
+                        coalesce(sum(segments), 0)::bigint AS segments, \
+                        count(*) FILTER (WHERE status = 'delivered') AS delivered, \
+                        count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
+                 FROM messages WHERE created_at >= $1 AND created_at < $2 \
+                 GROUP BY 1 \
+             ) AS groups ORDER BY key IS NOT NULL, key",
+            key = group_key(query.group_by)
+        );
+        let rows: Vec<UsageRow> = sqlx::query_as(&sql)
+            .bind(query.since)
+            .bind(query.until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| UsageGroup {
+                key: row.key,
+                messages: count(row.messages),
+                segments: count(row.segments),
+                delivered: count(row.delivered),
+                failed: count(row.failed),
+            })
+            .collect())
+    }
+
+    async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM ( \
+                 SELECT {key} AS key, error_code AS code, count(*) AS count \
+                 FROM messages \
+                 WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
+                 GROUP BY 1, 2 \
+             ) AS codes ORDER BY key IS NOT NULL, key, count DESC, code",
+            key = group_key(query.group_by)
+        );
+        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
+            .bind(query.since)
+            .bind(query.until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, code, n)| ErrorCodeCount {
+                key,
+                code,
+                count: count(n),
+            })
+            .collect())
+    }
+
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT status, channel, count(*) FROM messages GROUP BY status, channel \
+             ORDER BY status, channel",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(status, channel, n)| {
+                Ok(StatusCount {
+                    status: status.parse().map_err(|error| {
+                        StoreError::Corrupt(format!("messages.status: {error}"))
+                    })?,
+                    channel: channel.parse::<Channel>().map_err(|error| {
+                        StoreError::Corrupt(format!("messages.channel: {error}"))
+                    })?,
+                    count: count(n),
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let (depth, oldest_queued_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT \
+                 (SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')), \
+                 (SELECT min(created_at) FROM messages WHERE status = 'queued')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(QueueStats {
+            depth: count(depth),
+            oldest_queued_at,
+        })
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(sqlx::migrate!("../../migrations/postgres")
+            .iter()
+            .filter(|migration| !applied.contains(&migration.version))
+            .count())
+    }
+}

@@ -1,0 +1,183 @@
+//! Readiness: whether this instance can do its job now. The database must answer and carry
+//! every migration of this build; the provider must be configured and, where it can tell
+//! ([`SmsProvider::check_ready`]: Twilio's credentials being accepted), ready. The provider's
+//! answer is cached, so that probes every few seconds do not become calls to Twilio.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ports::{SmsProvider, StoreHealth};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// How long the provider's answer is reused.
+pub const PROVIDER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The outcome of one readiness check, by the name of what was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    /// `None` when it passed; else what is wrong, fit for an operator's eyes.
+    pub problem: Option<String>,
+}
+
+pub struct Readiness {
+    store: Arc<dyn StoreHealth>,
+    provider: Arc<dyn SmsProvider>,
+    provider_answer: Mutex<Option<(Instant, Option<String>)>>,
+}
+
+impl Readiness {
+    pub fn new(store: Arc<dyn StoreHealth>, provider: Arc<dyn SmsProvider>) -> Self {
+        Self {
+            store,
+            provider,
+            provider_answer: Mutex::new(None),
+        }
+    }
+
+    /// Every check, in a fixed order: `database`, `migrations`, `provider`.
+    pub async fn check(&self) -> Vec<Check> {
+        let (database, migrations) = match self.store.pending_migrations().await {
+            Ok(0) => (None, None),
+            Ok(pending) => (
+                None,
+                Some(format!(
+                    "{pending} migration(s) of this version are not applied"
+                )),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "readiness: database check failed");
+                (
+                    Some("the database does not answer".to_owned()),
+                    Some("unknown while the database does not answer".to_owned()),
+                )
+            }
+        };
+        vec![
+            Check {
+                name: "database",
+                problem: database,
+            },
+            Check {
+                name: "migrations",
+                problem: migrations,
+            },
+            Check {
+                name: "provider",
+                problem: self.provider_problem().await,
+            },
+        ]
+    }
+
+    async fn provider_problem(&self) -> Option<String> {
+        // Held across the call, so that concurrent probes make one provider call between them.
+        let mut answer = self.provider_answer.lock().await;
+        if let Some((at, problem)) = answer.as_ref() {
+            if at.elapsed() < PROVIDER_CHECK_INTERVAL {
+                return problem.clone();
+            }
+        }
+        let problem = match self.provider.check_ready().await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(provider = self.provider.name(), %error, "readiness: provider not ready");
+                Some(format!("{} is not ready: {error}", self.provider.name()))
+            }
+        };
+        *answer = Some((Instant::now(), problem.clone()));
+        problem
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ports::{MockSmsProvider, MockStoreHealth, ProviderError, ProviderErrorKind, StoreError};
+
+    use super::*;
+
+    fn store_answering(pending: Result<usize, ()>) -> Arc<MockStoreHealth> {
+        let mut store = MockStoreHealth::new();
+        store.expect_pending_migrations().returning(move || {
+            pending.map_err(|()| StoreError::Unavailable("connection refused".into()))
+        });
+        Arc::new(store)
+    }
+
+    fn problems(checks: &[Check]) -> Vec<(&'static str, bool)> {
+        checks
+            .iter()
+            .map(|check| (check.name, check.problem.is_none()))
+            .collect()
+    }
+
+    fn provider_refusing(times: usize) -> MockSmsProvider {
+        let mut provider = MockSmsProvider::new();
+        provider.expect_name().return_const("twilio");
+        provider.expect_check_ready().times(times).returning(|| {
+            Err(ProviderError {
+                kind: ProviderErrorKind::Permanent,
+                http_status: Some(401),
+                code: Some("20003".into()),
+                message: "authentication failed".into(),
+                more_info: None,
+                retry_after: None,
+            })
+        });
+        provider
+    }
+
+    #[tokio::test]
+    async fn a_reachable_migrated_database_and_a_ready_provider_are_ready() {
+        let mut provider = MockSmsProvider::new();
+        provider.expect_check_ready().returning(|| Ok(()));
+        let readiness = Readiness::new(store_answering(Ok(0)), Arc::new(provider));
+        assert_eq!(
+            problems(&readiness.check().await),
+            [("database", true), ("migrations", true), ("provider", true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_or_missing_migrations_are_not_ready() {
+        let mut provider = MockSmsProvider::new();
+        provider.expect_check_ready().returning(|| Ok(()));
+        let provider = Arc::new(provider);
+        let down = Readiness::new(store_answering(Err(())), provider.clone());
+        assert_eq!(
+            problems(&down.check().await),
+            [
+                ("database", false),
+                ("migrations", false),
+                ("provider", true)
+            ]
+        );
+        let behind = Readiness::new(store_answering(Ok(1)), provider);
+        assert_eq!(
+            problems(&behind.check().await),
+            [
+                ("database", true),
+                ("migrations", false),
+                ("provider", true)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_providers_answer_is_reused_within_the_interval() {
+        let readiness = Readiness::new(store_answering(Ok(0)), Arc::new(provider_refusing(2)));
+        let first = readiness.check().await;
+        assert_eq!(
+            first[2].problem.as_deref(),
+            Some("twilio is not ready: authentication failed")
+        );
+        tokio::time::advance(PROVIDER_CHECK_INTERVAL - Duration::from_secs(1)).await;
+        assert_eq!(readiness.check().await, first, "cached: no second call");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            readiness.check().await,
+            first,
+            "asked again: the second call"
+        );
+    }
+}

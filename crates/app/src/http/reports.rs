@@ -1,0 +1,220 @@
+//! Usage reports for operators: messages, segments, delivery and errors over a time range, in
+//! groups. Every figure is aggregated by the database.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, TimeDelta, Utc};
+use ports::{ErrorCodeCount, UsageGroup, UsageGrouping, UsageQuery};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiClient, ApiQuery};
+use super::ApiError;
+use crate::Services;
+
+/// The range a report covers when the client gives no `since`.
+const DEFAULT_RANGE_DAYS: i64 = 30;
+/// Error codes listed per group.
+const TOP_ERROR_CODES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// The UTC day of creation, `YYYY-MM-DD`.
+    Day,
+    Template,
+    /// The destination's ISO 3166 country code.
+    Country,
+    Status,
+    ApiKey,
+}
+
+impl From<GroupBy> for UsageGrouping {
+    fn from(group_by: GroupBy) -> Self {
+        match group_by {
+            GroupBy::Day => UsageGrouping::Day,
+            GroupBy::Template => UsageGrouping::Template,
+            GroupBy::Country => UsageGrouping::Country,
+            GroupBy::Status => UsageGrouping::Status,
+            GroupBy::ApiKey => UsageGrouping::ApiKey,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// Messages created at or after (RFC 3339); default `until` minus 30 days.
+    since: Option<DateTime<Utc>>,
+    /// Messages created before (RFC 3339); default now.
+    until: Option<DateTime<Utc>>,
+    /// Default `day`.
+    group_by: Option<GroupBy>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorCodeView {
+    code: String,
+    count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostView {
+    currency: String,
+    /// A decimal, as the provider reports prices.
+    amount: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageGroupView {
+    /// The group's value (`2026-01-31`, `two-factor-auth`, `GB`, `failed`, `billing`); null for
+    /// messages without one (a plain body has no template).
+    key: Option<String>,
+    messages: u64,
+    segments: u64,
+    delivered: u64,
+    /// Failed or undelivered.
+    failed: u64,
+    /// `delivered / (delivered + failed)`: the share of messages with a final carrier outcome
+    /// that arrived; null while none has one.
+    delivery_rate: Option<f64>,
+    /// What the provider charged, per currency.
+    cost: Vec<CostView>,
+    /// The most frequent error codes, at most five.
+    top_error_codes: Vec<ErrorCodeView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    group_by: GroupBy,
+    groups: Vec<UsageGroupView>,
+}
+
+/// Usage over a time range of every API key's messages, grouped by day, template, country,
+/// status or API key name.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/usage",
+    tag = "reports",
+    security(("api_key" = [])),
+    params(UsageParams),
+    responses(
+        (status = 200, description = "The report", body = UsageReport),
+        (status = "default", description = "An error, naming the parameter when one is wrong",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
+pub async fn usage(
+    State(services): State<Arc<Services>>,
+    _client: ApiClient,
+    ApiQuery(params): ApiQuery<UsageParams>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let until = params.until.unwrap_or_else(|| services.clock.now());
+    let since = params
+        .since
+        .unwrap_or_else(|| until - TimeDelta::days(DEFAULT_RANGE_DAYS));
+    if since >= until {
+        return Err(ApiError::invalid_field(
+            "since",
+            "invalid-range",
+            "`since` must be before `until`",
+        ));
+    }
+    let group_by = params.group_by.unwrap_or(GroupBy::Day);
+    let query = UsageQuery {
+        since,
+        until,
+        group_by: group_by.into(),
+    };
+    let groups = services.reports.usage(&query).await?;
+    let error_codes = services.reports.error_codes(&query).await?;
+    Ok(Json(UsageReport {
+        since,
+        until,
+        group_by,
+        groups: assemble(groups, error_codes),
+    }))
+}
+
+/// Joins each group with its most frequent error codes (which the store lists most frequent
+/// first within a group).
+fn assemble(groups: Vec<UsageGroup>, error_codes: Vec<ErrorCodeCount>) -> Vec<UsageGroupView> {
+    groups
+        .into_iter()
+        .map(|group| {
+            let top_error_codes = error_codes
+                .iter()
+                .filter(|count| count.key == group.key)
+                .take(TOP_ERROR_CODES)
+                .map(|count| ErrorCodeView {
+                    code: count.code.clone(),
+                    count: count.count,
+                })
+                .collect();
+            let concluded = group.delivered + group.failed;
+            UsageGroupView {
+                delivery_rate: (concluded > 0).then(|| group.delivered as f64 / concluded as f64),
+                key: group.key,
+                messages: group.messages,
+                segments: group.segments,
+                delivered: group.delivered,
+                failed: group.failed,
+                // Prices arrive with Twilio's status callbacks, which the store does not keep yet.
+                cost: Vec::new(),
+                top_error_codes,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(key: &str, delivered: u64, failed: u64) -> UsageGroup {
+        UsageGroup {
+            key: Some(key.into()),
+            messages: 10,
+            segments: 12,
+            delivered,
+            failed,
+        }
+    }
+
+    fn code(key: &str, code: &str, count: u64) -> ErrorCodeCount {
+        ErrorCodeCount {
+            key: Some(key.into()),
+            code: code.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn the_delivery_rate_counts_only_messages_with_a_final_outcome() {
+        let views = assemble(vec![group("GB", 3, 1), group("US", 0, 0)], vec![]);
+        assert_eq!(views[0].delivery_rate, Some(0.75));
+        assert_eq!(views[1].delivery_rate, None);
+    }
+
+    #[test]
+    fn each_group_lists_its_own_five_most_frequent_codes() {
+        let mut codes: Vec<ErrorCodeCount> = (0..7)
+            .map(|n| code("GB", &format!("3000{n}"), 10 - n))
+            .collect();
+        codes.push(code("US", "21211", 4));
+        let views = assemble(vec![group("GB", 1, 1), group("US", 1, 1)], codes);
+        let gb: Vec<&str> = views[0]
+            .top_error_codes
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(gb, ["30000", "30001", "30002", "30003", "30004"]);
+        assert_eq!(views[1].top_error_codes.len(), 1);
+        assert_eq!(views[1].top_error_codes[0].count, 4);
+    }
+}

@@ -1,0 +1,465 @@
+//! Conformance of [`MessageReports`] and [`StoreHealth`]: the message list, the usage reports
+//! and the metrics' counts, on seeded data whose answers are worked out by hand below.
+
+use chrono::{DateTime, Utc};
+use domain::{AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage};
+
+use super::{attempt, claim_one, enqueue_new, notification, phone, secs, t0, StoreUnderTest};
+use crate::{
+    DispatchOutcome, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats,
+    StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+};
+
+/// A store that also reads its history back.
+pub trait ReportStoreUnderTest: StoreUnderTest + MessageReports + StoreHealth {}
+
+impl<S: StoreUnderTest + MessageReports + StoreHealth> ReportStoreUnderTest for S {}
+
+/// Generates one `#[tokio::test]` per report behaviour, like
+/// [`store_conformance_tests!`](crate::store_conformance_tests).
+#[macro_export]
+macro_rules! report_conformance_tests {
+    ($fresh:path) => {
+        $crate::store_conformance_tests!(
+            @each $fresh;
+            list_pages_newest_first_and_filters,
+            attempts_of_lists_each_messages_attempts_in_order,
+            usage_by_day,
+            usage_by_template,
+            usage_by_country,
+            usage_by_status,
+            usage_by_api_key,
+            error_codes_are_counted_per_group,
+            status_counts_and_queue_stats_cover_every_message,
+            a_migrated_store_has_no_pending_migrations,
+        );
+    };
+}
+
+const DAY: i64 = 86_400;
+
+fn new_message(
+    created_at: DateTime<Utc>,
+    api_key: &str,
+    to: &str,
+    template: Option<&str>,
+    segments: u32,
+) -> NewMessage {
+    NewMessage {
+        api_key: api_key.into(),
+        to: phone(to),
+        template: template.map(Into::into),
+        segments,
+        ..notification(created_at)
+    }
+}
+
+/// Queues `new` and takes it through one attempt ending in `outcome`.
+async fn dispatched<S: ReportStoreUnderTest>(store: &S, new: NewMessage, outcome: DispatchOutcome) {
+    let at = new.created_at;
+    enqueue_new(store, new.clone()).await;
+    let claimed = claim_one(store, at).await;
+    assert_eq!(
+        claimed.message.id, new.id,
+        "the seed claims each message alone"
+    );
+    let kind = match outcome {
+        DispatchOutcome::Sent { .. } => AttemptOutcome::Sent,
+        _ => AttemptOutcome::PermanentError,
+    };
+    assert!(store
+        .finish(
+            claimed.claim,
+            new.id,
+            Some(attempt(1, at, kind)),
+            outcome,
+            at
+        )
+        .await
+        .unwrap());
+}
+
+fn failed(code: &str) -> DispatchOutcome {
+    DispatchOutcome::Failed {
+        error_code: Some(code.into()),
+        error_message: format!("error {code}"),
+    }
+}
+
+/// The seed of the usage tests. In the range `[t0, t0 + 2 days)`:
+///
+/// | message | day        | api key | to | template        | segments | status             |
+/// |---------|------------|---------|----|-----------------|----------|--------------------|
+/// | m1      | 2026-01-01 | shop    | US | order-shipped   | 1        | queued             |
+/// | m2      | 2026-01-01 | shop    | GB | order-shipped   | 2        | sent               |
+/// | m3      | 2026-01-01 | shop    | GB | (plain body)    | 3        | failed 21211       |
+/// | m4      | 2026-01-02 | auth    | FR | two-factor-auth | 1        | failed 21211       |
+/// | m5      | 2026-01-02 | auth    | US | two-factor-auth | 1        | queued, last 20429 |
+///
+/// Outside it, both queued: m6 (whatsapp, three days later) and m7 (a second before).
+async fn seed_usage<S: ReportStoreUnderTest>(store: &S) {
+    let us = "+15551234567";
+    let gb = "+447700900123";
+    let fr = "+33612345678";
+    // Claimed as soon as queued, before the messages that stay queued exist.
+    let m2 = new_message(t0() + secs(3600), "shop", gb, Some("order-shipped"), 2);
+    dispatched(
+        store,
+        m2,
+        DispatchOutcome::Sent {
+            provider_sid: "SM2".into(),
+            segments: None,
+            price: None,
+        },
+    )
+    .await;
+    let m3 = new_message(t0() + secs(7200), "shop", gb, None, 3);
+    dispatched(store, m3, failed("21211")).await;
+    let m4 = new_message(t0() + secs(DAY), "auth", fr, Some("two-factor-auth"), 1);
+    dispatched(store, m4, failed("21211")).await;
+    let m5 = new_message(
+        t0() + secs(DAY + 3600),
+        "auth",
+        us,
+        Some("two-factor-auth"),
+        1,
+    );
+    dispatched(
+        store,
+        m5,
+        DispatchOutcome::Retry {
+            at: t0() + secs(10 * DAY),
+            error_code: Some("20429".into()),
+            error_message: "too many requests".into(),
+        },
+    )
+    .await;
+    enqueue_new(
+        store,
+        new_message(t0(), "shop", us, Some("order-shipped"), 1),
+    )
+    .await;
+    enqueue_new(
+        store,
+        NewMessage {
+            channel: Channel::Whatsapp,
+            ..new_message(t0() + secs(3 * DAY), "shop", us, None, 1)
+        },
+    )
+    .await;
+    enqueue_new(store, new_message(t0() - secs(1), "shop", us, None, 1)).await;
+}
+
+fn range(group_by: UsageGrouping) -> UsageQuery {
+    UsageQuery {
+        since: t0(),
+        until: t0() + secs(2 * DAY),
+        group_by,
+    }
+}
+
+fn group(key: &str, messages: u64, segments: u64, failed: u64) -> UsageGroup {
+    UsageGroup {
+        key: Some(key.into()),
+        messages,
+        segments,
+        delivered: 0,
+        failed,
+    }
+}
+
+async fn usage<S: ReportStoreUnderTest>(store: &S, group_by: UsageGrouping) -> Vec<UsageGroup> {
+    seed_usage(store).await;
+    store.usage(&range(group_by)).await.unwrap()
+}
+
+pub async fn usage_by_day<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(
+        usage(&store, UsageGrouping::Day).await,
+        [group("2026-01-01", 3, 6, 1), group("2026-01-02", 2, 2, 1)]
+    );
+}
+
+pub async fn usage_by_template<S: ReportStoreUnderTest>(store: S) {
+    let plain_body = UsageGroup {
+        key: None,
+        ..group("", 1, 3, 1)
+    };
+    assert_eq!(
+        usage(&store, UsageGrouping::Template).await,
+        [
+            plain_body,
+            group("order-shipped", 2, 3, 0),
+            group("two-factor-auth", 2, 2, 1)
+        ]
+    );
+}
+
+pub async fn usage_by_country<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(
+        usage(&store, UsageGrouping::Country).await,
+        [
+            group("FR", 1, 1, 1),
+            group("GB", 2, 5, 1),
+            group("US", 2, 2, 0)
+        ]
+    );
+}
+
+pub async fn usage_by_status<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(
+        usage(&store, UsageGrouping::Status).await,
+        [
+            group("failed", 2, 4, 2),
+            group("queued", 2, 2, 0),
+            group("sent", 1, 2, 0)
+        ]
+    );
+}
+
+pub async fn usage_by_api_key<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(
+        usage(&store, UsageGrouping::ApiKey).await,
+        [group("auth", 2, 2, 1), group("shop", 3, 6, 1)]
+    );
+}
+
+pub async fn error_codes_are_counted_per_group<S: ReportStoreUnderTest>(store: S) {
+    seed_usage(&store).await;
+    let code = |key: &str, code: &str, count| ErrorCodeCount {
+        key: Some(key.into()),
+        code: code.into(),
+        count,
+    };
+    assert_eq!(
+        store
+            .error_codes(&range(UsageGrouping::ApiKey))
+            .await
+            .unwrap(),
+        [
+            code("auth", "20429", 1),
+            code("auth", "21211", 1),
+            code("shop", "21211", 1)
+        ]
+    );
+    assert_eq!(
+        store
+            .error_codes(&UsageQuery {
+                since: t0() - secs(DAY),
+                until: t0() + secs(5 * DAY),
+                group_by: UsageGrouping::Template,
+            })
+            .await
+            .unwrap(),
+        [
+            ErrorCodeCount {
+                key: None,
+                ..code("", "21211", 1)
+            },
+            code("two-factor-auth", "20429", 1),
+            code("two-factor-auth", "21211", 1)
+        ]
+    );
+}
+
+pub async fn status_counts_and_queue_stats_cover_every_message<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(
+        store.queue_stats().await.unwrap(),
+        QueueStats {
+            depth: 0,
+            oldest_queued_at: None
+        }
+    );
+    seed_usage(&store).await;
+    let count = |status, channel, count| StatusCount {
+        status,
+        channel,
+        count,
+    };
+    assert_eq!(
+        store.status_counts().await.unwrap(),
+        [
+            count(MessageStatus::Failed, Channel::Sms, 2),
+            count(MessageStatus::Queued, Channel::Sms, 3),
+            count(MessageStatus::Queued, Channel::Whatsapp, 1),
+            count(MessageStatus::Sent, Channel::Sms, 1),
+        ]
+    );
+    assert_eq!(
+        store.queue_stats().await.unwrap(),
+        QueueStats {
+            depth: 4,
+            oldest_queued_at: Some(t0() - secs(1))
+        }
+    );
+}
+
+pub async fn list_pages_newest_first_and_filters<S: ReportStoreUnderTest>(store: S) {
+    // Two messages in the same microsecond: the id breaks the tie, so paging neither skips
+    // nor repeats one.
+    let mut shop = Vec::new();
+    for offset in [0, 10, 10, 20, 30] {
+        shop.push(enqueue_new(&store, notification(t0() + secs(offset))).await);
+    }
+    let gb = enqueue_new(
+        &store,
+        NewMessage {
+            to: phone("+447700900123"),
+            ..notification(t0() + secs(40))
+        },
+    )
+    .await;
+    enqueue_new(
+        &store,
+        new_message(t0() + secs(50), "auth", "+15551234567", None, 1),
+    )
+    .await;
+    let mut newest_first: Vec<(DateTime<Utc>, MessageId)> = shop
+        .iter()
+        .chain([&gb])
+        .map(|message| (message.created_at, message.id))
+        .collect();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    let newest_first: Vec<MessageId> = newest_first.into_iter().map(|(_, id)| id).collect();
+
+    let all = MessageFilter {
+        api_key: "shop".into(),
+        status: None,
+        to: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 2,
+    };
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_messages(&MessageFilter {
+                before,
+                ..all.clone()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().unwrap();
+        before = Some(MessageCursor {
+            created_at: last.created_at,
+            id: last.id,
+        });
+        pages.push(page.iter().map(|message| message.id).collect::<Vec<_>>());
+    }
+    assert_eq!(pages.len(), 3, "six messages in pages of two");
+    assert_eq!(pages.concat(), newest_first);
+
+    let to_gb = store
+        .list_messages(&MessageFilter {
+            to: Some(phone("+447700900123")),
+            limit: 10,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(to_gb.iter().map(|m| m.id).collect::<Vec<_>>(), [gb.id]);
+
+    let window = store
+        .list_messages(&MessageFilter {
+            since: Some(t0() + secs(10)),
+            until: Some(t0() + secs(30)),
+            limit: 10,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 3, "since is inclusive, until exclusive");
+
+    let claimed = claim_one(&store, t0() + secs(100)).await;
+    assert!(store
+        .finish(
+            claimed.claim,
+            claimed.message.id,
+            None,
+            failed("30003"),
+            t0() + secs(100)
+        )
+        .await
+        .unwrap());
+    let failed_only = store
+        .list_messages(&MessageFilter {
+            status: Some(MessageStatus::Failed),
+            limit: 10,
+            ..all
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        failed_only.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [claimed.message.id]
+    );
+}
+
+pub async fn attempts_of_lists_each_messages_attempts_in_order<S: ReportStoreUnderTest>(store: S) {
+    let first = enqueue_new(&store, notification(t0())).await;
+    let second = enqueue_new(&store, notification(t0() + secs(1))).await;
+    let untried = enqueue_new(&store, notification(t0() + secs(2))).await;
+    for (id, at) in [(first.id, t0()), (second.id, t0() + secs(1))] {
+        let claimed = claim_one(&store, at).await;
+        assert_eq!(claimed.message.id, id);
+        assert!(store
+            .finish(
+                claimed.claim,
+                id,
+                Some(attempt(1, at, AttemptOutcome::RetryableError)),
+                DispatchOutcome::Retry {
+                    at: at + secs(5),
+                    error_code: None,
+                    error_message: "timeout".into(),
+                },
+                at,
+            )
+            .await
+            .unwrap());
+    }
+    let claimed = claim_one(&store, t0() + secs(5)).await;
+    assert_eq!(claimed.message.id, first.id);
+    assert!(store
+        .finish(
+            claimed.claim,
+            first.id,
+            Some(attempt(2, t0() + secs(5), AttemptOutcome::Sent)),
+            DispatchOutcome::Sent {
+                provider_sid: "SM1".into(),
+                segments: None,
+                price: None,
+            },
+            t0() + secs(5),
+        )
+        .await
+        .unwrap());
+
+    let mut attempts = store
+        .attempts_of(&[first.id, second.id, untried.id])
+        .await
+        .unwrap();
+    // Stable: the order within a message is the store's.
+    attempts.sort_by_key(|(id, _)| *id != first.id);
+    let summary: Vec<(MessageId, u32, AttemptOutcome)> = attempts
+        .iter()
+        .map(|(id, attempt)| (*id, attempt.number, attempt.outcome))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (first.id, 1, AttemptOutcome::RetryableError),
+            (first.id, 2, AttemptOutcome::Sent),
+            (second.id, 1, AttemptOutcome::RetryableError),
+        ]
+    );
+    assert!(store.attempts_of(&[]).await.unwrap().is_empty());
+}
+
+pub async fn a_migrated_store_has_no_pending_migrations<S: ReportStoreUnderTest>(store: S) {
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+}
