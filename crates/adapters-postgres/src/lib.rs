@@ -20,7 +20,10 @@ mod verifications;
 use std::time::Duration;
 
 use ports::StoreError;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// The channel on which every write that queues a message notifies, on commit, with the
 /// message's id as the payload.
@@ -53,11 +56,39 @@ impl PgStore {
             .connect(database_url)
             .await
             .map_err(PgStoreError::Connect)?;
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&pool)
+        MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    /// Brings the schema up to date and names the migrations this call applied (`0006 name`),
+    /// none when it was up to date, for the operator's `migrate` command.
+    pub async fn migrate(database_url: &str) -> Result<Vec<String>, PgStoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(database_url)
+            .await
+            .map_err(PgStoreError::Connect)?;
+        let mut connection = pool.acquire().await.map_err(PgStoreError::Connect)?;
+        connection
+            .ensure_migrations_table()
             .await
             .map_err(PgStoreError::Migrate)?;
-        Ok(Self { pool })
+        let applied = connection
+            .list_applied_migrations()
+            .await
+            .map_err(PgStoreError::Migrate)?;
+        drop(connection);
+        MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
+        pool.close().await;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|migration| {
+                migration.migration_type.is_up_migration()
+                    && !applied.iter().any(|done| done.version == migration.version)
+            })
+            .map(|migration| format!("{:04} {}", migration.version, migration.description))
+            .collect())
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -111,3 +111,17 @@ async fn a_malformed_url_is_a_connect_error() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn migrate_names_the_migrations_it_ran_and_then_none() {
+    let database = TestDatabase::create().await;
+
+    let first = PgStore::migrate(&database.url).await.unwrap();
+    assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
+    assert!(first.len() >= 3, "{first:?}");
+
+    assert_eq!(
+        PgStore::migrate(&database.url).await.unwrap(),
+        Vec::<String>::new()
+    );
+}

@@ -43,3 +43,24 @@ async fn a_path_under_a_file_is_a_create_directory_error() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn migrate_names_the_migrations_it_ran_and_then_none() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sms-notify.db");
+
+    let first = SqliteStore::migrate(&path).await.unwrap();
+    assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
+    assert!(first.len() >= 3, "{first:?}");
+
+    assert_eq!(
+        SqliteStore::migrate(&path).await.unwrap(),
+        Vec::<String>::new()
+    );
+    SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+}
