@@ -60,35 +60,22 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    /// Brings the schema up to date and names the migrations this call applied (`0006 name`),
-    /// none when it was up to date, for the operator's `migrate` command.
+    /// Names the migrations (`0006 name`) the database still lacks, without applying them.
+    pub async fn pending_migrations(database_url: &str) -> Result<Vec<String>, PgStoreError> {
+        let pool = single_connection(database_url).await?;
+        let pending = pending_in(&pool).await;
+        pool.close().await;
+        pending
+    }
+
+    /// Brings the schema up to date and names the migrations this call applied, none when it
+    /// was up to date, for the operator's `migrate` command.
     pub async fn migrate(database_url: &str) -> Result<Vec<String>, PgStoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(database_url)
-            .await
-            .map_err(PgStoreError::Connect)?;
-        let mut connection = pool.acquire().await.map_err(PgStoreError::Connect)?;
-        connection
-            .ensure_migrations_table()
-            .await
-            .map_err(PgStoreError::Migrate)?;
-        let applied = connection
-            .list_applied_migrations()
-            .await
-            .map_err(PgStoreError::Migrate)?;
-        drop(connection);
+        let pool = single_connection(database_url).await?;
+        let pending = pending_in(&pool).await?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
         pool.close().await;
-        Ok(MIGRATOR
-            .iter()
-            .filter(|migration| {
-                migration.migration_type.is_up_migration()
-                    && !applied.iter().any(|done| done.version == migration.version)
-            })
-            .map(|migration| format!("{:04} {}", migration.version, migration.description))
-            .collect())
+        Ok(pending)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -117,4 +104,33 @@ impl PgStore {
             .map_err(PgStoreError::Listen)?;
         Ok(listener)
     }
+}
+
+async fn single_connection(database_url: &str) -> Result<PgPool, PgStoreError> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .map_err(PgStoreError::Connect)
+}
+
+async fn pending_in(pool: &PgPool) -> Result<Vec<String>, PgStoreError> {
+    let mut connection = pool.acquire().await.map_err(PgStoreError::Connect)?;
+    connection
+        .ensure_migrations_table()
+        .await
+        .map_err(PgStoreError::Migrate)?;
+    let applied = connection
+        .list_applied_migrations()
+        .await
+        .map_err(PgStoreError::Migrate)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| {
+            migration.migration_type.is_up_migration()
+                && !applied.iter().any(|done| done.version == migration.version)
+        })
+        .map(|migration| format!("{:04} {}", migration.version, migration.description))
+        .collect())
 }

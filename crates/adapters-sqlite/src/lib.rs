@@ -65,40 +65,26 @@ impl SqliteStore {
         Self::migrated(Self::pool_at(path).await?).await
     }
 
+    /// Names the migrations (`0006 name`) the file still lacks, without applying them.
+    pub async fn pending_migrations(path: &Path) -> Result<Vec<String>, SqliteStoreError> {
+        let pool = Self::pool_at(path).await?;
+        let pending = pending_in(&pool, path).await;
+        pool.close().await;
+        pending
+    }
+
     /// Brings the schema of the file up to date (creating it if needed) and names the
-    /// migrations this call applied (`0006 name`), none when it was up to date, for the
-    /// operator's `migrate` command.
+    /// migrations this call applied, none when it was up to date, for the operator's `migrate`
+    /// command.
     pub async fn migrate(path: &Path) -> Result<Vec<String>, SqliteStoreError> {
         let pool = Self::pool_at(path).await?;
-        let mut connection = pool
-            .acquire()
-            .await
-            .map_err(|source| SqliteStoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        connection
-            .ensure_migrations_table()
-            .await
-            .map_err(SqliteStoreError::Migrate)?;
-        let applied = connection
-            .list_applied_migrations()
-            .await
-            .map_err(SqliteStoreError::Migrate)?;
-        drop(connection);
+        let pending = pending_in(&pool, path).await?;
         MIGRATOR
             .run(&pool)
             .await
             .map_err(SqliteStoreError::Migrate)?;
         pool.close().await;
-        Ok(MIGRATOR
-            .iter()
-            .filter(|migration| {
-                migration.migration_type.is_up_migration()
-                    && !applied.iter().any(|done| done.version == migration.version)
-            })
-            .map(|migration| format!("{:04} {}", migration.version, migration.description))
-            .collect())
+        Ok(pending)
     }
 
     async fn pool_at(path: &Path) -> Result<SqlitePool, SqliteStoreError> {
@@ -171,4 +157,30 @@ impl SqliteStore {
             .map_err(rows::store_error)?;
         Ok(())
     }
+}
+
+async fn pending_in(pool: &SqlitePool, path: &Path) -> Result<Vec<String>, SqliteStoreError> {
+    let mut connection = pool
+        .acquire()
+        .await
+        .map_err(|source| SqliteStoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    connection
+        .ensure_migrations_table()
+        .await
+        .map_err(SqliteStoreError::Migrate)?;
+    let applied = connection
+        .list_applied_migrations()
+        .await
+        .map_err(SqliteStoreError::Migrate)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| {
+            migration.migration_type.is_up_migration()
+                && !applied.iter().any(|done| done.version == migration.version)
+        })
+        .map(|migration| format!("{:04} {}", migration.version, migration.description))
+        .collect())
 }

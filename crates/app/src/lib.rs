@@ -15,6 +15,7 @@ pub mod http;
 pub mod messaging;
 pub mod server;
 pub mod telemetry;
+pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;

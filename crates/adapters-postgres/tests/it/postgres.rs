@@ -113,10 +113,12 @@ async fn a_malformed_url_is_a_connect_error() {
 }
 
 #[tokio::test]
-async fn migrate_names_the_migrations_it_ran_and_then_none() {
+async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
     let database = TestDatabase::create().await;
 
+    let pending = PgStore::pending_migrations(&database.url).await.unwrap();
     let first = PgStore::migrate(&database.url).await.unwrap();
+    assert_eq!(first, pending);
     assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
     assert!(first.len() >= 3, "{first:?}");
 

@@ -45,11 +45,13 @@ async fn a_path_under_a_file_is_a_create_directory_error() {
 }
 
 #[tokio::test]
-async fn migrate_names_the_migrations_it_ran_and_then_none() {
+async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("sms-notify.db");
 
+    let pending = SqliteStore::pending_migrations(&path).await.unwrap();
     let first = SqliteStore::migrate(&path).await.unwrap();
+    assert_eq!(first, pending);
     assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
     assert!(first.len() >= 3, "{first:?}");
 
