@@ -1,0 +1,1 @@
+//! The `sms-notify` binary driven as an operator would.
