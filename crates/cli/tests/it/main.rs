@@ -1,1 +1,10 @@
-//! The `sms-notify` binary driven as an operator would.
+//! The `sms-notify` binary driven as an operator would: built, run with environment variables
+//! in a directory of its own, against wiremock standing in for Twilio.
+
+mod bulk;
+mod check;
+mod readme;
+mod render;
+mod send;
+mod support;
+mod verify;
