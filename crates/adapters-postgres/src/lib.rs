@@ -21,7 +21,10 @@ mod verifications;
 use std::time::Duration;
 
 use ports::StoreError;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// The channel on which every write that queues a message notifies, on commit, with the
 /// message's id as the payload.
@@ -54,11 +57,26 @@ impl PgStore {
             .connect(database_url)
             .await
             .map_err(PgStoreError::Connect)?;
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(PgStoreError::Migrate)?;
+        MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
         Ok(Self { pool })
+    }
+
+    /// Names the migrations (`0006 name`) the database still lacks, without applying them.
+    pub async fn pending_migrations(database_url: &str) -> Result<Vec<String>, PgStoreError> {
+        let pool = single_connection(database_url).await?;
+        let pending = pending_in(&pool).await;
+        pool.close().await;
+        pending
+    }
+
+    /// Brings the schema up to date and names the migrations this call applied, none when it
+    /// was up to date, for the operator's `migrate` command.
+    pub async fn migrate(database_url: &str) -> Result<Vec<String>, PgStoreError> {
+        let pool = single_connection(database_url).await?;
+        let pending = pending_in(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
+        pool.close().await;
+        Ok(pending)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -87,4 +105,33 @@ impl PgStore {
             .map_err(PgStoreError::Listen)?;
         Ok(listener)
     }
+}
+
+async fn single_connection(database_url: &str) -> Result<PgPool, PgStoreError> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .map_err(PgStoreError::Connect)
+}
+
+async fn pending_in(pool: &PgPool) -> Result<Vec<String>, PgStoreError> {
+    let mut connection = pool.acquire().await.map_err(PgStoreError::Connect)?;
+    connection
+        .ensure_migrations_table()
+        .await
+        .map_err(PgStoreError::Migrate)?;
+    let applied = connection
+        .list_applied_migrations()
+        .await
+        .map_err(PgStoreError::Migrate)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| {
+            migration.migration_type.is_up_migration()
+                && !applied.iter().any(|done| done.version == migration.version)
+        })
+        .map(|migration| format!("{:04} {}", migration.version, migration.description))
+        .collect())
 }

@@ -21,9 +21,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ports::StoreError;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How long a writer waits for the lock before the store reports itself unavailable.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,6 +63,32 @@ impl SqliteStore {
     /// Opens the database file, creating it and its directory if needed, and brings the schema
     /// up to date.
     pub async fn open(path: &Path) -> Result<Self, SqliteStoreError> {
+        Self::migrated(Self::pool_at(path).await?).await
+    }
+
+    /// Names the migrations (`0006 name`) the file still lacks, without applying them.
+    pub async fn pending_migrations(path: &Path) -> Result<Vec<String>, SqliteStoreError> {
+        let pool = Self::pool_at(path).await?;
+        let pending = pending_in(&pool, path).await;
+        pool.close().await;
+        pending
+    }
+
+    /// Brings the schema of the file up to date (creating it if needed) and names the
+    /// migrations this call applied, none when it was up to date, for the operator's `migrate`
+    /// command.
+    pub async fn migrate(path: &Path) -> Result<Vec<String>, SqliteStoreError> {
+        let pool = Self::pool_at(path).await?;
+        let pending = pending_in(&pool, path).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(SqliteStoreError::Migrate)?;
+        pool.close().await;
+        Ok(pending)
+    }
+
+    async fn pool_at(path: &Path) -> Result<SqlitePool, SqliteStoreError> {
         if let Some(directory) = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -79,15 +108,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await
             .map_err(|source| SqliteStoreError::Open {
                 path: path.to_owned(),
                 source,
-            })?;
-        Self::migrated(pool).await
+            })
     }
 
     /// A private database in memory, for tests. It lives in one connection that the pool never
@@ -111,7 +139,7 @@ impl SqliteStore {
     }
 
     async fn migrated(pool: SqlitePool) -> Result<Self, SqliteStoreError> {
-        sqlx::migrate!("../../migrations/sqlite")
+        MIGRATOR
             .run(&pool)
             .await
             .map_err(SqliteStoreError::Migrate)?;
@@ -130,4 +158,30 @@ impl SqliteStore {
             .map_err(rows::store_error)?;
         Ok(())
     }
+}
+
+async fn pending_in(pool: &SqlitePool, path: &Path) -> Result<Vec<String>, SqliteStoreError> {
+    let mut connection = pool
+        .acquire()
+        .await
+        .map_err(|source| SqliteStoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    connection
+        .ensure_migrations_table()
+        .await
+        .map_err(SqliteStoreError::Migrate)?;
+    let applied = connection
+        .list_applied_migrations()
+        .await
+        .map_err(SqliteStoreError::Migrate)?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| {
+            migration.migration_type.is_up_migration()
+                && !applied.iter().any(|done| done.version == migration.version)
+        })
+        .map(|migration| format!("{:04} {}", migration.version, migration.description))
+        .collect())
 }

@@ -114,25 +114,7 @@ impl Config {
         let env = Env {
             lookup: &|name| lookup(name).filter(|value| !value.trim().is_empty()),
         };
-        let database = match env.get("DATABASE_URL") {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                DatabaseConfig::Postgres {
-                    url: SecretString::from(url),
-                }
-            }
-            Some(url) => match url.strip_prefix("sqlite://") {
-                Some(path) => DatabaseConfig::Sqlite { path: path.into() },
-                None => {
-                    return Err(ConfigError::new(
-                        "DATABASE_URL",
-                        "expected a postgres:// or sqlite:// URL",
-                    ))
-                }
-            },
-            None => DatabaseConfig::Sqlite {
-                path: PathBuf::from("data/sms-notify.sqlite"),
-            },
-        };
+        let database = DatabaseConfig::from_url(env.get("DATABASE_URL"))?;
         let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
 
         let (api_keys, api_keys_generated) = match env.get("API_KEYS") {
@@ -437,6 +419,37 @@ impl Env<'_> {
 }
 
 impl DatabaseConfig {
+    /// `DATABASE_URL` alone, for commands that need nothing else (the CLI's `migrate`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_url(
+            std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty()),
+        )
+    }
+
+    fn from_url(url: Option<String>) -> Result<Self, ConfigError> {
+        Ok(match url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres {
+                    url: SecretString::from(url),
+                }
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => DatabaseConfig::Sqlite { path: path.into() },
+                None => {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        "expected a postgres:// or sqlite:// URL",
+                    ))
+                }
+            },
+            None => DatabaseConfig::Sqlite {
+                path: PathBuf::from("data/sms-notify.sqlite"),
+            },
+        })
+    }
+
     /// For log lines: where the data lives, without credentials.
     pub fn describe(&self) -> String {
         match self {

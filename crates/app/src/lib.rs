@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod request_context;
 pub mod server;
 pub mod telemetry;
+pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! (see README.md); with none, it runs on an embedded SQLite file and prints SMS to the log.
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,17 +14,8 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     app::telemetry::init(config.log_format);
-    let generated_key = config
-        .api_keys_generated
-        .then(|| config.api_keys.first_key().cloned())
-        .flatten();
-    let server = app::Server::build(config)
+    app::server::serve(config)
         .await
-        .context("cannot start the service")?;
-    if let Some(key) = generated_key {
-        // Printed once, on stdout, so the operator of a no-configuration run can call the API.
-        println!("API key: {}", key.expose_secret());
-    }
-    server.run_until(app::server::shutdown_signal()).await?;
+        .context("the service stopped")?;
     Ok(())
 }

@@ -50,19 +50,7 @@ impl Services {
         request: SendRequest,
     ) -> Result<Enqueued, SendError> {
         self.guards.config.allowed_countries.admits(&request.to)?;
-        let (template, body) = match request.content {
-            Content::Template { name, data } => {
-                let body = self.templates.render(&name, &data)?;
-                (Some(name), body)
-            }
-            Content::Body(body) => (None, body),
-        };
-        if body.trim().is_empty() {
-            return Err(SendError::EmptyBody);
-        }
-        if body.chars().count() > MAX_BODY_CHARS {
-            return Err(SendError::BodyTooLong);
-        }
+        let (template, body) = self.message_text(request.content)?;
         let message = new_message(
             request.to,
             request.channel,
@@ -82,6 +70,26 @@ impl Services {
             self.dispatcher_wake.notify_one();
         }
         Ok(enqueued)
+    }
+
+    /// The template's name and the text a message would carry, refused as
+    /// [`Services::send_message`] refuses it; nothing is stored. Lets a bulk send check every
+    /// row before it sends any.
+    pub fn message_text(&self, content: Content) -> Result<(Option<String>, String), SendError> {
+        let (template, body) = match content {
+            Content::Template { name, data } => {
+                let body = self.templates.render(&name, &data)?;
+                (Some(name), body)
+            }
+            Content::Body(body) => (None, body),
+        };
+        if body.trim().is_empty() {
+            return Err(SendError::EmptyBody);
+        }
+        if body.chars().count() > MAX_BODY_CHARS {
+            return Err(SendError::BodyTooLong);
+        }
+        Ok((template, body))
     }
 
     pub async fn message(

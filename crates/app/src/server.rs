@@ -85,80 +85,125 @@ impl Stores {
     }
 }
 
+/// The adapters and use cases a [`Config`] describes, wired but not yet running: what the
+/// service serves, and what the operator CLI drives in-process.
+pub struct Assembled {
+    pub services: Arc<Services>,
+    /// Not started: the caller runs it (and stops it) as it needs.
+    pub dispatcher: Dispatcher,
+    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
+    /// instance's dispatcher for messages queued elsewhere.
+    pub postgres: Option<PgStore>,
+}
+
+/// Opens the database (migrating it), loads the templates and builds the provider, the use
+/// cases and the dispatcher.
+pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
+    let Stores {
+        postgres,
+        messages,
+        verifications,
+        reports,
+        health: store_health,
+        limiter,
+    } = match &config.database {
+        DatabaseConfig::Postgres { url } => {
+            let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
+                .await
+                .map_err(|error| StartupError::Database(error.to_string()))?;
+            Stores::of(store.clone(), Some(store))
+        }
+        DatabaseConfig::Sqlite { path } => {
+            let store = SqliteStore::open(path)
+                .await
+                .map_err(|error| StartupError::Database(error.to_string()))?;
+            Stores::of(store, None)
+        }
+    };
+    tracing::info!(database = %config.database.describe(), "database ready");
+
+    let templates = load_templates(config)?;
+    let provider: Arc<dyn SmsProvider> = match &config.provider {
+        ProviderConfig::Twilio(twilio) => {
+            Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?)
+        }
+        ProviderConfig::Console => {
+            tracing::warn!(
+                "no Twilio credentials (TWILIO_ACCOUNT_SID): SMS are printed to this log, not sent"
+            );
+            Arc::new(ConsoleSmsProvider)
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let provider: Arc<dyn SmsProvider> = Arc::new(MeteredProvider::new(provider, metrics.clone()));
+    let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
+    let clock = Arc::new(SystemClock);
+    let wake = Arc::new(Notify::new());
+    let services = Arc::new(Services {
+        messages: messages.clone(),
+        verifications,
+        templates: Arc::new(templates),
+        clock: clock.clone(),
+        code_generator: Arc::new(OsCodeGenerator),
+        hasher: CodeHasher::new(config.code_pepper.clone()),
+        verification_policy: config.verification,
+        api_keys: config.api_keys.clone(),
+        dispatcher_wake: wake.clone(),
+        twilio_status_callbacks: config.twilio_status_callbacks.clone(),
+        guards: SendGuards {
+            limiter,
+            config: config.guards.clone(),
+            alarm: metrics.clone(),
+        },
+        reports,
+        metrics,
+        readiness,
+    });
+    let dispatcher = Dispatcher::new(
+        messages,
+        provider,
+        clock,
+        config.dispatch,
+        config.provider.sender(),
+        wake,
+    );
+    Ok(Assembled {
+        services,
+        dispatcher,
+        postgres,
+    })
+}
+
+/// The configured templates directory, or the built-in templates.
+pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError> {
+    match &config.templates_dir {
+        Some(dir) => Templates::load(dir),
+        None => Templates::built_in(),
+    }
+}
+
+/// The service's whole life, as its binaries run it: build, show a generated API key once,
+/// serve until ctrl-c or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let generated_key = config
+        .api_keys_generated
+        .then(|| config.api_keys.first_key().cloned())
+        .flatten();
+    let server = Server::build(config).await?;
+    if let Some(key) = generated_key {
+        // Printed once, on stdout, so the operator of a no-configuration run can call the API.
+        println!("API key: {}", key.expose_secret());
+    }
+    server.run_until(shutdown_signal()).await
+}
+
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let Stores {
+        let Assembled {
+            services,
+            dispatcher,
             postgres,
-            messages,
-            verifications,
-            reports,
-            health: store_health,
-            limiter,
-        } = match &config.database {
-            DatabaseConfig::Postgres { url } => {
-                let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
-                    .await
-                    .map_err(|error| StartupError::Database(error.to_string()))?;
-                Stores::of(store.clone(), Some(store))
-            }
-            DatabaseConfig::Sqlite { path } => {
-                let store = SqliteStore::open(path)
-                    .await
-                    .map_err(|error| StartupError::Database(error.to_string()))?;
-                Stores::of(store, None)
-            }
-        };
-        tracing::info!(database = %config.database.describe(), "database ready");
-
-        let templates = match &config.templates_dir {
-            Some(dir) => Templates::load(dir)?,
-            None => Templates::built_in()?,
-        };
-        let provider: Arc<dyn SmsProvider> = match &config.provider {
-            ProviderConfig::Twilio(twilio) => {
-                Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?)
-            }
-            ProviderConfig::Console => {
-                tracing::warn!(
-                    "no Twilio credentials (TWILIO_ACCOUNT_SID): SMS are printed to this log, not sent"
-                );
-                Arc::new(ConsoleSmsProvider)
-            }
-        };
-        let metrics = Arc::new(Metrics::new());
-        let provider: Arc<dyn SmsProvider> =
-            Arc::new(MeteredProvider::new(provider, metrics.clone()));
-        let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
-        let clock = Arc::new(SystemClock);
-        let wake = Arc::new(Notify::new());
-        let services = Arc::new(Services {
-            messages: messages.clone(),
-            verifications,
-            templates: Arc::new(templates),
-            clock: clock.clone(),
-            code_generator: Arc::new(OsCodeGenerator),
-            hasher: CodeHasher::new(config.code_pepper.clone()),
-            verification_policy: config.verification,
-            api_keys: config.api_keys.clone(),
-            dispatcher_wake: wake.clone(),
-            twilio_status_callbacks: config.twilio_status_callbacks.clone(),
-            guards: SendGuards {
-                limiter,
-                config: config.guards.clone(),
-                alarm: metrics.clone(),
-            },
-            reports,
-            metrics,
-            readiness,
-        });
-        let dispatcher = Dispatcher::new(
-            messages,
-            provider,
-            clock,
-            config.dispatch,
-            config.provider.sender(),
-            wake,
-        );
+        } = assemble(&config).await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .map_err(|source| StartupError::Bind {

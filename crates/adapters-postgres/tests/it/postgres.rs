@@ -145,3 +145,19 @@ async fn usage_counts_delivered_messages() {
         .collect();
     assert_eq!(delivered, [(Some("delivered"), 2), (Some("queued"), 0)]);
 }
+
+#[tokio::test]
+async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
+    let database = TestDatabase::create().await;
+
+    let pending = PgStore::pending_migrations(&database.url).await.unwrap();
+    let first = PgStore::migrate(&database.url).await.unwrap();
+    assert_eq!(first, pending);
+    assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
+    assert!(first.len() >= 3, "{first:?}");
+
+    assert_eq!(
+        PgStore::migrate(&database.url).await.unwrap(),
+        Vec::<String>::new()
+    );
+}

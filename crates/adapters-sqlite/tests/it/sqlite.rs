@@ -76,3 +76,26 @@ async fn usage_counts_delivered_messages() {
         .collect();
     assert_eq!(delivered, [(Some("delivered"), 2), (Some("queued"), 0)]);
 }
+
+#[tokio::test]
+async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sms-notify.db");
+
+    let pending = SqliteStore::pending_migrations(&path).await.unwrap();
+    let first = SqliteStore::migrate(&path).await.unwrap();
+    assert_eq!(first, pending);
+    assert_eq!(first.first().map(String::as_str), Some("0001 initial"));
+    assert!(first.len() >= 3, "{first:?}");
+
+    assert_eq!(
+        SqliteStore::migrate(&path).await.unwrap(),
+        Vec::<String>::new()
+    );
+    SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+}

@@ -1,0 +1,231 @@
+//! The command line, as clap reads it. The help texts are the operator's manual: each says what
+//! a command does and what it needs.
+
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+use clap::{Args, Parser, Subcommand};
+use domain::{Channel, PhoneNumber};
+
+/// Operator tool for sms-notify: runs the service, migrates and checks its setup, renders
+/// templates, sends messages (one, or a CSV of them) and two-factor codes by hand, and reports
+/// usage.
+///
+/// It reads the same environment variables as the service (DATABASE_URL, TWILIO_*, API_KEYS,
+/// ...; see README.md) and works on the database directly, through the same code as the
+/// service: no service needs to be running. With no configuration it uses the embedded SQLite
+/// file under ./data/ and prints SMS to its log instead of sending them.
+#[derive(Debug, Parser)]
+#[command(name = "sms-notify", version, max_term_width = 100)]
+pub struct Cli {
+    /// The API key name this tool acts as: messages and verifications belong to an API key, and
+    /// `verify check` finds only those of its own key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        default_value = "cli",
+        env = "SMS_NOTIFY_API_KEY_NAME"
+    )]
+    pub api_key_name: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service and its dispatcher: the same service as `sms-notify-server`, for
+    /// deployments that ship one binary.
+    Serve,
+
+    /// Apply the database migrations to DATABASE_URL and name those that ran.
+    ///
+    /// The service also migrates when it starts; this lets a deployment migrate first.
+    Migrate,
+
+    /// Check the configuration, the database, the templates and the Twilio credentials: one
+    /// line each, OK or what to fix. Exits non-zero when something must be fixed.
+    Check,
+
+    /// Show what a template renders to: the text, its encoding (GSM-7 or UCS-2), its length,
+    /// how many SMS segments it costs, and warnings.
+    ///
+    /// Example: sms-notify render two-factor-auth --data code=123456 --data expiryMinutes=10
+    Render(RenderArgs),
+
+    /// Send one message and follow it to its final status, or send a CSV file of them.
+    ///
+    /// One message: --to NUMBER with --template NAME (and --data KEY=VALUE for each variable)
+    /// or --body TEXT. The message is stored, then sent by this process (a running service
+    /// sharing the database may send it instead), and each change of status is printed.
+    ///
+    /// A CSV file: --csv FILE --template NAME. The first line names the columns: `to`, and one
+    /// column per template variable. Every row is checked first; if any is wrong, the bad
+    /// rows are listed with their line numbers and nothing is sent. Running the same file
+    /// again sends nothing twice: each row's idempotency key comes from the template and the
+    /// row's content, so only new or edited rows are sent.
+    Send(SendArgs),
+
+    /// Two-factor verification by hand: send a code, check a code.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+
+    /// Usage over a recent period, as a table: messages by status, channel, template and
+    /// country, delivery rate, segments and cost.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The template's name: a file TEMPLATES_DIR/NAME.hbs, or a built-in one.
+    pub template: String,
+
+    /// A template variable, KEY=VALUE; repeat for each variable.
+    #[arg(long = "data", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub data: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The recipient, in international format (+15551234567).
+    #[arg(long, value_name = "NUMBER", value_parser = phone_number, required_unless_present = "csv")]
+    pub to: Option<PhoneNumber>,
+
+    /// A CSV file of recipients: a column `to`, and the template's variables as the others.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to", "body", "data", "idempotency_key"], requires = "template")]
+    pub csv: Option<PathBuf>,
+
+    /// The template to render.
+    #[arg(long, value_name = "NAME", required_unless_present = "body")]
+    pub template: Option<String>,
+
+    /// A template variable, KEY=VALUE; repeat for each variable.
+    #[arg(long = "data", value_name = "KEY=VALUE", value_parser = key_value, requires = "template")]
+    pub data: Vec<(String, String)>,
+
+    /// The text to send, instead of a template.
+    #[arg(long, value_name = "TEXT", conflicts_with = "template")]
+    pub body: Option<String>,
+
+    /// `sms` or `whatsapp`.
+    #[arg(long, default_value = "sms", value_parser = channel)]
+    pub channel: Channel,
+
+    /// Sends nothing if a message with this key was sent before (by this API key name).
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+
+    /// How long to follow the messages before leaving them to the service.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Start a verification (or send a new code for the pending one of this number) and follow
+    /// its SMS until sent. Prints the verification's id for `verify check`.
+    Start {
+        /// The number to verify, in international format.
+        #[arg(value_parser = phone_number)]
+        number: PhoneNumber,
+
+        /// `sms` or `whatsapp`.
+        #[arg(long, default_value = "sms", value_parser = channel)]
+        channel: Channel,
+
+        /// Sends the code with the template's variant for this locale (two-factor-auth.fr.hbs).
+        #[arg(long)]
+        locale: Option<String>,
+
+        /// How long to follow the code's SMS.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        timeout: u64,
+    },
+
+    /// Check a code. Exits 0 when it approves the verification, 1 otherwise.
+    Check {
+        /// The verification's id, or the number of a pending verification.
+        verification: String,
+
+        /// The code the user received.
+        code: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// How far back: a number and a unit, d (days), h (hours) or m (minutes): 7d, 24h, 90m.
+    #[arg(long, value_name = "PERIOD", default_value = "7d", value_parser = period)]
+    pub since: TimeDelta,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+fn phone_number(text: &str) -> Result<PhoneNumber, String> {
+    PhoneNumber::parse(text).map_err(|error| error.to_string())
+}
+
+fn channel(text: &str) -> Result<Channel, String> {
+    text.parse::<Channel>().map_err(|error| error.to_string())
+}
+
+pub(crate) fn period(text: &str) -> Result<TimeDelta, String> {
+    let text = text.trim();
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or("add a unit: d, h or m (7d, 24h, 90m)")?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| "expected a number and a unit, such as 7d")?;
+    let delta = match unit {
+        "d" => TimeDelta::try_days(number),
+        "h" => TimeDelta::try_hours(number),
+        "m" => TimeDelta::try_minutes(number),
+        _ => return Err(format!("unknown unit `{unit}`: use d, h or m")),
+    };
+    delta
+        .filter(|delta| *delta > TimeDelta::zero())
+        .ok_or_else(|| "expected a positive period, such as 7d".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn periods_read_days_hours_and_minutes() {
+        assert_eq!(period("7d"), Ok(TimeDelta::days(7)));
+        assert_eq!(period("24h"), Ok(TimeDelta::hours(24)));
+        assert_eq!(period("90m"), Ok(TimeDelta::minutes(90)));
+        assert!(period("7").is_err());
+        assert!(period("0d").is_err());
+        assert!(period("7w").is_err());
+        assert!(period("d").is_err());
+    }
+
+    #[test]
+    fn data_pairs_keep_equals_signs_in_the_value() {
+        assert_eq!(
+            key_value("url=https://x.test/?a=b"),
+            Ok(("url".into(), "https://x.test/?a=b".into()))
+        );
+        assert!(key_value("=value").is_err());
+        assert!(key_value("novalue").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! `check`: is this deployment ready? One line per part, OK or what to fix.
+
+use std::process::ExitCode;
+
+use adapters_postgres::PgStore;
+use adapters_sqlite::SqliteStore;
+use adapters_twilio::{CredentialsError, TwilioSmsProvider};
+use app::config::{DatabaseConfig, ProviderConfig};
+use app::Config;
+use secrecy::ExposeSecret;
+
+enum Verdict {
+    Ok(String),
+    /// Works, but not as production should.
+    Warn(String),
+    /// What to fix.
+    Fail(String),
+}
+
+pub async fn run() -> anyhow::Result<ExitCode> {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            report("configuration", &Verdict::Fail(error.to_string()));
+            println!("the other checks need a valid configuration");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let verdicts = [
+        (
+            "configuration",
+            Verdict::Ok("every variable is valid".to_owned()),
+        ),
+        ("database", database(&config.database).await),
+        ("templates", templates(&config)),
+        ("provider", provider(&config.provider).await),
+    ];
+    for (part, verdict) in &verdicts {
+        report(part, verdict);
+    }
+    Ok(
+        if verdicts
+            .iter()
+            .any(|(_, verdict)| matches!(verdict, Verdict::Fail(_)))
+        {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+fn report(part: &str, verdict: &Verdict) {
+    let (label, text) = match verdict {
+        Verdict::Ok(text) => ("OK  ", text),
+        Verdict::Warn(text) => ("WARN", text),
+        Verdict::Fail(text) => ("FAIL", text),
+    };
+    println!("{label}  {part:<14}{text}");
+}
+
+async fn database(database: &DatabaseConfig) -> Verdict {
+    let pending = match database {
+        DatabaseConfig::Postgres { url } => PgStore::pending_migrations(url.expose_secret())
+            .await
+            .map_err(|error| {
+                format!(
+                    "{}: {}: check DATABASE_URL and that the server accepts connections",
+                    database.describe(),
+                    error_chain(&error)
+                )
+            }),
+        // Opening would create the file: a first start does that.
+        DatabaseConfig::Sqlite { path } if !path.exists() => {
+            return Verdict::Ok(format!(
+                "{}, created at the first start",
+                database.describe()
+            ))
+        }
+        DatabaseConfig::Sqlite { path } => {
+            SqliteStore::pending_migrations(path)
+                .await
+                .map_err(|error| {
+                    format!(
+                        "{}: {}: check DATABASE_URL and the file's permissions",
+                        database.describe(),
+                        error_chain(&error)
+                    )
+                })
+        }
+    };
+    match pending {
+        Ok(pending) if pending.is_empty() => {
+            Verdict::Ok(format!("{}, schema up to date", database.describe()))
+        }
+        Ok(pending) => Verdict::Ok(format!(
+            "{}, {} migrations to run (`sms-notify migrate`, or the service at start)",
+            database.describe(),
+            pending.len()
+        )),
+        Err(problem) => Verdict::Fail(problem),
+    }
+}
+
+fn templates(config: &Config) -> Verdict {
+    match app::server::load_templates(config) {
+        Ok(templates) => Verdict::Ok(templates.names().collect::<Vec<_>>().join(", ")),
+        Err(error) => Verdict::Fail(format!("{error}: fix the file in TEMPLATES_DIR")),
+    }
+}
+
+async fn provider(provider: &ProviderConfig) -> Verdict {
+    let twilio = match provider {
+        ProviderConfig::Console => {
+            return Verdict::Warn(
+                "no TWILIO_ACCOUNT_SID: SMS are printed to the log, not sent".to_owned(),
+            )
+        }
+        ProviderConfig::Twilio(twilio) => twilio,
+    };
+    let client = match TwilioSmsProvider::new(twilio.as_ref().clone()) {
+        Ok(client) => client,
+        Err(error) => return Verdict::Fail(format!("Twilio configuration: {error}")),
+    };
+    match client.check_credentials().await {
+        Ok(account) => Verdict::Ok(format!(
+            "Twilio account {}{} is active",
+            account.sid,
+            account
+                .friendly_name
+                .map(|name| format!(" ({name})"))
+                .unwrap_or_default()
+        )),
+        Err(error @ CredentialsError::Rejected(_)) => Verdict::Fail(format!(
+            "{error}: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET)"
+        )),
+        Err(error @ CredentialsError::AccountNotActive(_)) => {
+            Verdict::Fail(format!("{error}: reactivate it in Twilio's console"))
+        }
+        Err(error @ CredentialsError::Unavailable(_)) => Verdict::Fail(format!(
+            "{error}: check TWILIO_API_BASE_URL and the network, then try again"
+        )),
+    }
+}
+
+/// An error and its sources, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,47 @@
+//! `sms-notify`, the operator's command-line tool. It reuses the service's crates directly (the
+//! adapters, the templates, `app`'s use cases and dispatcher) with no HTTP round trip, so it
+//! works whether or not a service is running.
+//!
+//! Like `app`, it may name concrete adapters; nothing may depend on it.
+
+mod args;
+mod bulk;
+mod check;
+mod environment;
+mod follow;
+mod render;
+mod report;
+mod send;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let api_key = cli.api_key_name.as_str();
+    match cli.command {
+        Command::Serve => environment::serve().await,
+        Command::Migrate => environment::migrate().await,
+        Command::Check => check::run().await,
+        Command::Render(args) => render::run(args),
+        Command::Send(args) if args.csv.is_some() => bulk::run(api_key, args).await,
+        Command::Send(args) => send::run(api_key, args).await,
+        Command::Verify(command) => verify::run(api_key, command).await,
+        Command::Report(args) => report::run(args).await,
+    }
+}

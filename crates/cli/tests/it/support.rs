@@ -1,0 +1,156 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const AUTH_TOKEN: &str = "twilio-test-token";
+pub const FROM: &str = "+15005550006";
+pub const MESSAGES_PATH: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+pub const ACCOUNT_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef.json";
+
+/// An operator's working directory (an embedded database, a `templates/` folder) and a fake
+/// Twilio that the tool is configured to use.
+pub struct Operator {
+    pub dir: tempfile::TempDir,
+    pub twilio: MockServer,
+}
+
+impl Operator {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/shipping.hbs"),
+            "Hi {{name}}, order {{order}} has shipped.",
+        )
+        .unwrap();
+        Self {
+            dir,
+            twilio: MockServer::start().await,
+        }
+    }
+
+    pub fn write(&self, name: &str, contents: &str) {
+        std::fs::write(self.dir.path().join(name), contents).unwrap();
+    }
+
+    /// Runs `sms-notify args...` to its end, with only the configuration below in its
+    /// environment (the test runner's `DATABASE_URL` must not leak in).
+    pub async fn run(&self, args: &[&str]) -> Run {
+        let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("TEMPLATES_DIR", self.dir.path().join("templates"))
+            .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("TWILIO_PHONE_NUMBER", FROM)
+            .env("TWILIO_API_BASE_URL", self.twilio.uri())
+            .env("RETRY_BASE_MS", "10")
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        Run(output)
+    }
+
+    pub fn database(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Twilio accepts one message with exactly these form fields, once.
+    pub async fn twilio_expects_sms(&self, to: &str, body: &str, sid: &str) {
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+            .and(FormIs::new(&[("To", to), ("From", FROM), ("Body", body)]))
+            .respond_with(accepted(sid))
+            .expect(1)
+            .mount(&self.twilio)
+            .await;
+    }
+
+    pub async fn received_forms(&self) -> Vec<HashMap<String, String>> {
+        self.twilio
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(form)
+            .collect()
+    }
+}
+
+/// What a run printed and how it ended.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    #[track_caller]
+    pub fn succeeded(&self) -> &Self {
+        assert!(
+            self.0.status.success(),
+            "expected success, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.0.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn failed(&self) -> &Self {
+        assert_eq!(
+            self.0.status.code(),
+            Some(1),
+            "expected exit code 1\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+pub fn accepted(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(serde_json::json!({
+        "sid": sid, "status": "queued", "num_segments": "1", "price": null,
+        "price_unit": "USD", "error_code": null, "error_message": null
+    }))
+}
+
+pub fn form(request: &Request) -> HashMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+/// The form has exactly these fields, with these values.
+pub struct FormIs(HashMap<String, String>);
+
+impl FormIs {
+    pub fn new(fields: &[(&str, &str)]) -> Self {
+        Self(
+            fields
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        )
+    }
+}
+
+impl Match for FormIs {
+    fn matches(&self, request: &Request) -> bool {
+        form(request) == self.0
+    }
+}

@@ -1,0 +1,83 @@
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Match, Mock, Request};
+
+use crate::support::{accepted, form, Operator, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
+
+/// A two-factor SMS to `+15551234567`: exactly To, From, Body with a code, and a validity of
+/// about the code's ten minutes.
+struct CodeSms;
+
+impl Match for CodeSms {
+    fn matches(&self, request: &Request) -> bool {
+        let form = form(request);
+        let mut names: Vec<&str> = form.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names == ["Body", "From", "To", "ValidityPeriod"]
+            && form["To"] == "+15551234567"
+            && form["From"] == FROM
+            && form["Body"].contains("verification code is: ")
+            && form["ValidityPeriod"]
+                .parse::<u64>()
+                .is_ok_and(|seconds| (590..=600).contains(&seconds))
+    }
+}
+
+fn code_in(body: &str) -> String {
+    let start = body.find("is: ").unwrap() + 4;
+    body[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_sent_by_verify_start_is_approved_by_verify_check_in_another_run() {
+    let operator = Operator::new().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(CodeSms)
+        .respond_with(accepted("SMcode"))
+        .expect(1)
+        .mount(&operator.twilio)
+        .await;
+
+    let started = operator.run(&["verify", "start", "+15551234567"]).await;
+    started.succeeded();
+    let stdout = started.stdout();
+    assert!(stdout.contains("status       pending"), "{stdout}");
+    assert!(
+        stdout.contains("code SMS     sent        provider_sid=SMcode"),
+        "{stdout}"
+    );
+    let id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("verification "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let code = code_in(&operator.received_forms().await[0]["Body"]);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    let refused = operator.run(&["verify", "check", &id, wrong]).await;
+    refused.failed();
+    assert!(
+        refused.stdout().contains("valid         false"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(
+        refused.stdout().contains("attempts_left 4"),
+        "{}",
+        refused.stdout()
+    );
+
+    let approved = operator.run(&["verify", "check", &id, &code]).await;
+    approved.succeeded();
+    assert!(
+        approved.stdout().contains("status        approved"),
+        "{}",
+        approved.stdout()
+    );
+    operator.twilio.verify().await;
+}
