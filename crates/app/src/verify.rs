@@ -423,6 +423,7 @@ mod tests {
             idempotency_key: new.idempotency_key,
             verification_id: new.verification_id,
             send_before: new.send_before,
+            provider: None,
             provider_sid: None,
             error_code: None,
             error_message: None,

@@ -232,6 +232,7 @@ async fn a_created_message_built_from_every_schema_field_is_parsed() {
     assert_eq!(
         receipt,
         ProviderReceipt {
+            provider: "twilio",
             provider_sid: sid,
             segments: Some(1),
             price: Some(Price {

@@ -38,6 +38,8 @@ pub struct MessageView {
     channel: Channel,
     template: Option<String>,
     segments: u32,
+    /// The provider that accepted the message (`twilio`, `vonage`); each attempt names its own.
+    provider: Option<String>,
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -57,6 +59,7 @@ impl MessageView {
             channel: message.channel,
             template: message.template,
             segments: message.segments,
+            provider: message.provider,
             provider_sid: message.provider_sid,
             error_code: message.error_code,
             error_message: message.error_message,
