@@ -38,7 +38,7 @@ const PERMANENT_CODES: [&str; 6] = ["21211", "21408", "21610", "21612", "21614",
 const ACCOUNT_CODES: [&str; 4] = ["20003", "20005", "21212", "21606"];
 
 /// [`SmsProvider::name`], also in every receipt and error.
-const NAME: &str = "twilio";
+pub(crate) const NAME: &str = "twilio";
 
 /// Sends through Twilio's Messages resource. Owns one pooled HTTP client: build one and share it.
 #[derive(Debug)]
@@ -95,6 +95,17 @@ impl TwilioSmsProvider {
 
     pub(crate) fn account_url(&self) -> Url {
         self.account_url.clone()
+    }
+
+    /// `.../Accounts/{AccountSid}/Messages/{sid}.json`; the segment is percent-encoded, so no
+    /// SID can change the path's shape.
+    pub(crate) fn message_url(&self, sid: &str) -> Url {
+        let mut url = self.messages_url.clone();
+        // The messages URL was built from path segments, so it has them.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop().push("Messages").push(&format!("{sid}.json"));
+        }
+        url
     }
 
     /// A `GET` with the credentials; no answer at all is the error.
@@ -243,9 +254,24 @@ pub(crate) async fn read_error(response: reqwest::Response) -> ProviderError {
     error_from(status, retry_after, &body)
 }
 
+/// The price of a Message resource, when Twilio has set it.
+pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
+    match (
+        resource.price.take().and_then(NumberOrString::into_text),
+        resource
+            .price_unit
+            .take()
+            .filter(|unit| !unit.trim().is_empty()),
+    ) {
+        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
+        _ => None,
+    }
+}
+
 fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, ProviderError> {
-    let resource: MessageResource =
+    let mut resource: MessageResource =
         serde_json::from_slice(body).map_err(|_| accepted_but_unreadable(status))?;
+    let price = price_of(&mut resource);
     let provider_sid = resource
         .sid
         .filter(|sid| !sid.is_empty())
@@ -262,13 +288,6 @@ fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, Prov
         .num_segments
         .and_then(NumberOrString::into_text)
         .and_then(|text| text.parse().ok());
-    let price = match (
-        resource.price.and_then(NumberOrString::into_text),
-        resource.price_unit.filter(|unit| !unit.trim().is_empty()),
-    ) {
-        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
-        _ => None,
-    };
     Ok(ProviderReceipt {
         provider: NAME,
         provider_sid,
