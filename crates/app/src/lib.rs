@@ -10,11 +10,14 @@ pub mod codes;
 pub mod config;
 pub mod console;
 pub mod dispatcher;
+pub mod failover;
 pub mod guards;
 pub mod http;
 pub mod messaging;
+pub mod reconcile;
 pub mod server;
 pub mod telemetry;
+pub mod test_numbers;
 pub mod verify;
 
 use std::sync::Arc;
@@ -45,4 +48,6 @@ pub struct Services {
     pub twilio_status_callbacks: Option<config::TwilioStatusCallbacks>,
     /// Allow-list, send limits and pumping alarm, in front of every one-time code.
     pub guards: guards::SendGuards,
+    /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
+    pub test_numbers: test_numbers::TestNumbers,
 }

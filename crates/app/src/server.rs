@@ -9,7 +9,8 @@ use std::time::Duration;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
-use ports::{MessageStore, RateLimiter, SmsProvider, VerificationStore};
+use adapters_vonage::VonageSmsProvider;
+use ports::{MessageStore, RateLimiter, SmsProvider, StatusLookup, VerificationStore};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -19,7 +20,10 @@ use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::console::ConsoleSmsProvider;
 use crate::dispatcher::Dispatcher;
+use crate::failover::FailoverSmsProvider;
 use crate::guards::{LogOnly, SendGuards};
+use crate::reconcile::Reconciler;
+use crate::test_numbers::TestNumberSmsProvider;
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -34,6 +38,8 @@ pub enum StartupError {
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
+    #[error("Vonage configuration: {0}")]
+    Vonage(#[from] adapters_vonage::VonageConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -56,6 +62,7 @@ pub struct Server {
     listener: TcpListener,
     services: Arc<Services>,
     dispatcher: Dispatcher,
+    reconciler: Reconciler,
     /// Set when the queue is shared through PostgreSQL, whose notifications wake this
     /// instance's dispatcher for messages queued elsewhere.
     postgres: Option<PgStore>,
@@ -85,18 +92,51 @@ impl Server {
             Some(dir) => Templates::load(dir)?,
             None => Templates::built_in()?,
         };
-        let provider: Arc<dyn SmsProvider> = match &config.provider {
-            ProviderConfig::Twilio(twilio) => {
-                Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?)
+        let clock = Arc::new(SystemClock);
+        let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
+        let mut lookups: Vec<Arc<dyn StatusLookup>> = Vec::new();
+        for provider in &config.providers {
+            match provider {
+                ProviderConfig::Twilio(twilio) => {
+                    let twilio = Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?);
+                    lookups.push(twilio.clone());
+                    providers.push(twilio);
+                }
+                // Vonage's SMS API has no status lookup: its messages are not reconciled.
+                ProviderConfig::Vonage(vonage) => {
+                    providers.push(Arc::new(VonageSmsProvider::new(vonage.as_ref().clone())?));
+                }
+                ProviderConfig::Console => {
+                    tracing::warn!(
+                        "no provider credentials (TWILIO_ACCOUNT_SID, VONAGE_API_KEY): SMS are printed to this log, not sent"
+                    );
+                    providers.push(Arc::new(ConsoleSmsProvider));
+                }
             }
-            ProviderConfig::Console => {
-                tracing::warn!(
-                    "no Twilio credentials (TWILIO_ACCOUNT_SID): SMS are printed to this log, not sent"
+        }
+        let mut provider: Arc<dyn SmsProvider> = match <[_; 1]>::try_from(providers) {
+            Ok([only]) => only,
+            Err(providers) => {
+                tracing::info!(
+                    providers = ?config.providers.iter().map(ProviderConfig::name).collect::<Vec<_>>(),
+                    "providers fail over in this order"
                 );
-                Arc::new(ConsoleSmsProvider)
+                Arc::new(FailoverSmsProvider::new(
+                    providers,
+                    config.circuit,
+                    clock.clone(),
+                ))
             }
         };
-        let clock = Arc::new(SystemClock);
+        if !config.test_numbers.is_empty() {
+            tracing::warn!(
+                "TEST_NUMBERS set: verifications to them use fixed codes and reach no provider"
+            );
+            provider = Arc::new(TestNumberSmsProvider::new(
+                config.test_numbers.clone(),
+                provider,
+            ));
+        }
         let wake = Arc::new(Notify::new());
         let services = Arc::new(Services {
             messages: messages.clone(),
@@ -115,13 +155,16 @@ impl Server {
                 // Metrics connect here, with a hook that counts surges.
                 alarm: Arc::new(LogOnly),
             },
+            test_numbers: config.test_numbers.clone(),
         });
+        let reconciler =
+            Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
         let dispatcher = Dispatcher::new(
             messages,
             provider,
             clock,
             config.dispatch,
-            config.provider.sender(),
+            config.sender(),
             wake,
         );
         let listener = TcpListener::bind(config.bind_addr)
@@ -134,6 +177,7 @@ impl Server {
             listener,
             services,
             dispatcher,
+            reconciler,
             postgres,
         })
     }
@@ -158,6 +202,7 @@ impl Server {
                 self.services.dispatcher_wake.clone(),
             ));
         }
+        let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let served = axum::serve(self.listener, crate::http::router(self.services))
@@ -169,6 +214,8 @@ impl Server {
         if let Err(error) = dispatcher.await {
             tracing::error!(%error, "the dispatcher failed");
         }
+        // At most one lookup in flight; it only asks, so stopping it loses nothing.
+        reconciler.abort();
         served
     }
 }
