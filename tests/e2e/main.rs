@@ -11,6 +11,7 @@ mod errors;
 mod guards;
 mod messages;
 mod processes;
+mod resilience;
 mod secrecy;
 mod two_factor;
 mod webhooks;
