@@ -13,6 +13,7 @@ mod guards;
 mod messages;
 mod operations;
 mod processes;
+mod resilience;
 mod secrecy;
 mod two_factor;
 mod webhooks;

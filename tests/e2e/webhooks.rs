@@ -51,10 +51,22 @@ async fn post_callback(
     params: &[(&str, String)],
     signature: Option<&str>,
 ) -> (u16, Value) {
+    post_callback_with(app, params, signature, &[]).await
+}
+
+async fn post_callback_with(
+    app: &TestApp,
+    params: &[(&str, String)],
+    signature: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut request = app
         .client
         .post(format!("{}{WEBHOOK_PATH}", app.base))
         .form(params);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     if let Some(signature) = signature {
         request = request.header("X-Twilio-Signature", signature);
     }
@@ -189,4 +201,32 @@ async fn without_public_base_url_there_is_no_status_callback_route() {
     let (status, _) = signed(&app, &callback(SID, "delivered")).await;
 
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_same_callback_twice_with_one_idempotency_token_changes_the_message_once() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let id = sent_message(&app).await;
+    let mut undelivered = callback(SID, "undelivered");
+    undelivered.push(("ErrorCode", "30003".to_owned()));
+    let pairs: Vec<(&str, &str)> = undelivered.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let signature = twilio_signature(CALLBACK_URL, &pairs);
+    let token = [(
+        "I-Twilio-Idempotency-Token",
+        "4b1b4ff1-7f0a-4b6b-b3b1-0c4b0c5b1a11",
+    )];
+
+    let (first, _) = post_callback_with(&app, &undelivered, Some(&signature), &token).await;
+    let (_, after_first) = app.get(&format!("/v1/messages/{id}")).await;
+    let (second, body) = post_callback_with(&app, &undelivered, Some(&signature), &token).await;
+
+    assert_eq!((first, second), (200, 200), "{body}");
+    let (_, after_second) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(after_first["status"], "undelivered");
+    assert_eq!(after_second, after_first);
+    let store = app.database().store().await;
+    let events = ports::MessageStore::delivery_events(&store, id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
 }

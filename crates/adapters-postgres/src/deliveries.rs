@@ -13,6 +13,7 @@ pub(crate) async fn record_delivery(
     store: &PgStore,
     provider_sid: &str,
     event: DeliveryEvent,
+    idempotency_token: Option<String>,
 ) -> Result<DeliveryUpdate, StoreError> {
     let mut transaction = store.pool.begin().await.map_err(store_error)?;
     // Locked until commit, so that of two reports arriving together the second one judges the
@@ -27,6 +28,20 @@ pub(crate) async fn record_delivery(
         return Ok(DeliveryUpdate::UnknownMessage);
     };
     let message = Message::try_from(row)?;
+    if let Some(token) = &idempotency_token {
+        let seen: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM message_events \
+             WHERE message_id = $1 AND idempotency_token = $2)",
+        )
+        .bind(message.id.as_uuid())
+        .bind(token)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        if seen {
+            return Ok(DeliveryUpdate::Duplicate(message));
+        }
+    }
     if !message.status.can_transition_to(event.status) {
         return Ok(DeliveryUpdate::Ignored(message));
     }
@@ -54,8 +69,8 @@ pub(crate) async fn record_delivery(
     .map_err(store_error)?;
     sqlx::query(
         "INSERT INTO message_events (message_id, status, error_code, error_message, \
-         price_amount, price_currency, received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         price_amount, price_currency, received_at, idempotency_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(message.id.as_uuid())
     .bind(event.status.as_str())
@@ -64,11 +79,56 @@ pub(crate) async fn record_delivery(
     .bind(price_amount)
     .bind(price_currency)
     .bind(event.received_at)
+    .bind(idempotency_token)
     .execute(&mut *transaction)
     .await
     .map_err(store_error)?;
     transaction.commit().await.map_err(store_error)?;
     Ok(DeliveryUpdate::Applied(Message::try_from(updated)?))
+}
+
+/// Claims messages still `sent` through `provider` for a status lookup: see
+/// [`ports::MessageStore::claim_unconfirmed`]. `SKIP LOCKED` and the hold keep two instances
+/// from looking up the same message.
+#[instrument(skip_all, fields(provider = %provider, limit))]
+pub(crate) async fn claim_unconfirmed(
+    store: &PgStore,
+    provider: &str,
+    (sent_after, sent_before): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    limit: u32,
+    hold_until: DateTime<Utc>,
+) -> Result<Vec<Message>, StoreError> {
+    // `updated_at` stays: it is when the message was sent, which the next claim compares.
+    let rows: Vec<MessageRow> = sqlx::query_as(
+        r#"WITH due AS (
+               SELECT id FROM messages
+               WHERE status = 'sent' AND provider = $1
+                 AND updated_at >= $2 AND updated_at <= $3
+                 AND (reconcile_after IS NULL OR reconcile_after <= $4)
+               ORDER BY updated_at, id
+               LIMIT $5
+               FOR UPDATE SKIP LOCKED
+           )
+           UPDATE messages AS m SET reconcile_after = $6
+           FROM due WHERE m.id = due.id
+           RETURNING m.*"#,
+    )
+    .bind(provider)
+    .bind(sent_after)
+    .bind(sent_before)
+    .bind(now)
+    .bind(i64::from(limit))
+    .bind(hold_until)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(store_error)?;
+    let mut messages = rows
+        .into_iter()
+        .map(Message::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    messages.sort_by_key(|message| (message.updated_at, message.id));
+    Ok(messages)
 }
 
 pub(crate) async fn delivery_events(

@@ -303,6 +303,7 @@ impl MessageStore for PgStore {
         let updated = sqlx::query(
             r#"UPDATE messages
                SET status = $3,
+                   provider = COALESCE($14, provider),
                    provider_sid = COALESCE($4, provider_sid),
                    segments = COALESCE($5, segments),
                    price_amount = COALESCE($12, price_amount),
@@ -327,6 +328,7 @@ impl MessageStore for PgStore {
         .bind(now)
         .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
         .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
+        .bind(fields.provider)
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
@@ -336,8 +338,8 @@ impl MessageStore for PgStore {
         if let Some(attempt) = attempt {
             sqlx::query(
                 "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
-                 outcome, http_status, error_code, error_message) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 outcome, http_status, error_code, error_message, provider) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(id.as_uuid())
             .bind(i64::from(attempt.number))
@@ -347,6 +349,7 @@ impl MessageStore for PgStore {
             .bind(attempt.http_status.map(i32::from))
             .bind(attempt.error_code)
             .bind(attempt.error_message)
+            .bind(attempt.provider)
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
@@ -377,17 +380,39 @@ impl MessageStore for PgStore {
         &self,
         provider_sid: &str,
         event: DeliveryEvent,
+        idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError> {
-        crate::deliveries::record_delivery(self, provider_sid, event).await
+        crate::deliveries::record_delivery(self, provider_sid, event, idempotency_token).await
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
         crate::deliveries::delivery_events(self, id).await
     }
+
+    async fn claim_unconfirmed(
+        &self,
+        provider: &str,
+        sent_after: DateTime<Utc>,
+        sent_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError> {
+        crate::deliveries::claim_unconfirmed(
+            self,
+            provider,
+            (sent_after, sent_before),
+            now,
+            limit,
+            hold_until,
+        )
+        .await
+    }
 }
 
 /// The columns a [`DispatchOutcome`] writes; `None` keeps the stored value.
 struct OutcomeFields {
+    provider: Option<String>,
     provider_sid: Option<String>,
     segments: Option<i64>,
     price: Option<Price>,
@@ -401,6 +426,7 @@ struct OutcomeFields {
 impl OutcomeFields {
     fn of(outcome: DispatchOutcome) -> Self {
         let unchanged = Self {
+            provider: None,
             provider_sid: None,
             segments: None,
             price: None,
@@ -411,10 +437,12 @@ impl OutcomeFields {
         };
         match outcome {
             DispatchOutcome::Sent {
+                provider,
                 provider_sid,
                 segments,
                 price,
             } => Self {
+                provider: Some(provider),
                 provider_sid: Some(provider_sid),
                 segments: segments.map(i64::from),
                 price,

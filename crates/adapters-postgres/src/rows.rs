@@ -53,6 +53,7 @@ pub(crate) struct MessageRow {
     idempotency_key: Option<String>,
     verification_id: Option<Uuid>,
     send_before: Option<DateTime<Utc>>,
+    provider: Option<String>,
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -89,6 +90,7 @@ impl TryFrom<MessageRow> for Message {
             idempotency_key: row.idempotency_key,
             verification_id: row.verification_id.map(VerificationId::from_uuid),
             send_before: row.send_before,
+            provider: row.provider,
             provider_sid: row.provider_sid,
             error_code: row.error_code,
             error_message: row.error_message,
@@ -122,6 +124,7 @@ impl TryFrom<MessageRow> for ClaimedMessage {
 #[derive(sqlx::FromRow)]
 pub(crate) struct AttemptRow {
     number: i64,
+    provider: Option<String>,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     outcome: String,
@@ -136,6 +139,7 @@ impl TryFrom<AttemptRow> for Attempt {
     fn try_from(row: AttemptRow) -> Result<Self, StoreError> {
         Ok(Attempt {
             number: count("message_attempts.number", row.number)?,
+            provider: row.provider,
             started_at: row.started_at,
             finished_at: row.finished_at,
             outcome: row

@@ -270,6 +270,7 @@ impl MessageStore for SqliteStore {
         let updated = sqlx::query(
             r#"UPDATE messages
                SET status = $3,
+                   provider = COALESCE($14, provider),
                    provider_sid = COALESCE($4, provider_sid),
                    segments = COALESCE($5, segments),
                    price_amount = COALESCE($12, price_amount),
@@ -294,6 +295,7 @@ impl MessageStore for SqliteStore {
         .bind(micros(now))
         .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
         .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
+        .bind(fields.provider)
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
@@ -303,8 +305,8 @@ impl MessageStore for SqliteStore {
         if let Some(attempt) = attempt {
             sqlx::query(
                 "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
-                 outcome, http_status, error_code, error_message) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 outcome, http_status, error_code, error_message, provider) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(id.as_uuid().hyphenated())
             .bind(i64::from(attempt.number))
@@ -314,6 +316,7 @@ impl MessageStore for SqliteStore {
             .bind(attempt.http_status.map(i64::from))
             .bind(attempt.error_code)
             .bind(attempt.error_message)
+            .bind(attempt.provider)
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
@@ -345,17 +348,39 @@ impl MessageStore for SqliteStore {
         &self,
         provider_sid: &str,
         event: DeliveryEvent,
+        idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError> {
-        crate::deliveries::record_delivery(self, provider_sid, event).await
+        crate::deliveries::record_delivery(self, provider_sid, event, idempotency_token).await
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
         crate::deliveries::delivery_events(self, id).await
     }
+
+    async fn claim_unconfirmed(
+        &self,
+        provider: &str,
+        sent_after: DateTime<Utc>,
+        sent_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError> {
+        crate::deliveries::claim_unconfirmed(
+            self,
+            provider,
+            (sent_after, sent_before),
+            now,
+            limit,
+            hold_until,
+        )
+        .await
+    }
 }
 
 /// The columns a [`DispatchOutcome`] writes; `None` keeps the stored value.
 struct OutcomeFields {
+    provider: Option<String>,
     provider_sid: Option<String>,
     segments: Option<i64>,
     price: Option<Price>,
@@ -369,6 +394,7 @@ struct OutcomeFields {
 impl OutcomeFields {
     fn of(outcome: DispatchOutcome) -> Self {
         let unchanged = Self {
+            provider: None,
             provider_sid: None,
             segments: None,
             price: None,
@@ -379,10 +405,12 @@ impl OutcomeFields {
         };
         match outcome {
             DispatchOutcome::Sent {
+                provider,
                 provider_sid,
                 segments,
                 price,
             } => Self {
+                provider: Some(provider),
                 provider_sid: Some(provider_sid),
                 segments: segments.map(i64::from),
                 price,

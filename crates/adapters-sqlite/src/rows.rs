@@ -64,6 +64,7 @@ pub(crate) struct MessageRow {
     idempotency_key: Option<String>,
     verification_id: Option<Hyphenated>,
     send_before: Option<i64>,
+    provider: Option<String>,
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -107,6 +108,7 @@ impl TryFrom<MessageRow> for Message {
                 .send_before
                 .map(|at| instant("messages.send_before", at))
                 .transpose()?,
+            provider: row.provider,
             provider_sid: row.provider_sid,
             error_code: row.error_code,
             error_message: row.error_message,
@@ -140,6 +142,7 @@ impl TryFrom<MessageRow> for ClaimedMessage {
 #[derive(sqlx::FromRow)]
 pub(crate) struct AttemptRow {
     number: i64,
+    provider: Option<String>,
     started_at: i64,
     finished_at: i64,
     outcome: String,
@@ -154,6 +157,7 @@ impl TryFrom<AttemptRow> for Attempt {
     fn try_from(row: AttemptRow) -> Result<Self, StoreError> {
         Ok(Attempt {
             number: count("message_attempts.number", row.number)?,
+            provider: row.provider,
             started_at: instant("message_attempts.started_at", row.started_at)?,
             finished_at: instant("message_attempts.finished_at", row.finished_at)?,
             outcome: row

@@ -52,6 +52,7 @@ impl TwilioSmsProvider {
         }
         let unreadable = || {
             CredentialsError::Unavailable(ProviderError {
+                provider: "twilio",
                 kind: ports::ProviderErrorKind::Retryable,
                 http_status: Some(status.as_u16()),
                 code: None,

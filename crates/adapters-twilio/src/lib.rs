@@ -1,6 +1,7 @@
 //! The Twilio adapter: sends SMS and WhatsApp messages through Twilio's Programmable Messaging
 //! REST API (implementing [`ports::SmsProvider`]), checks that the credentials work
-//! ([`TwilioSmsProvider::check_credentials`]), and checks and reads the status callbacks Twilio
+//! ([`TwilioSmsProvider::check_credentials`]), looks up a message's status
+//! (implementing [`ports::StatusLookup`]), and checks and reads the status callbacks Twilio
 //! posts back.
 //!
 //! The adapter never retries: it classifies every failure as retryable or permanent in a
@@ -16,6 +17,7 @@ mod config;
 mod provider;
 mod signature;
 mod status_callback;
+mod status_lookup;
 mod wire;
 
 pub use account::{CredentialsError, TwilioAccount};

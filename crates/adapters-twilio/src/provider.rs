@@ -26,13 +26,19 @@ const MAX_VALIDITY_SECS: u64 = 36_000;
 /// Twilio's "Too Many Requests" error code: the account or sender is throttled.
 const TOO_MANY_REQUESTS_CODE: &str = "20429";
 
-/// Codes that no retry can fix, whatever HTTP status they come with: authentication failed
-/// (20003), invalid `To` (21211), region not enabled (21408), recipient opted out (21610),
-/// unreachable route (21612), not a mobile number (21614), unverified number on a trial account
-/// (21608).
-const PERMANENT_CODES: [&str; 7] = [
-    "20003", "21211", "21408", "21610", "21612", "21614", "21608",
-];
+/// Codes about the recipient that no retry and no other provider can fix, whatever HTTP status
+/// they come with: invalid `To` (21211), region not enabled (21408), recipient opted out
+/// (21610), unreachable route (21612), not a mobile number (21614), unverified number on a trial
+/// account (21608).
+const PERMANENT_CODES: [&str; 6] = ["21211", "21408", "21610", "21612", "21614", "21608"];
+
+/// Codes about our account, which only an operator can fix but another provider can work
+/// around: authentication failed (20003), account not active (20005), invalid `From` (21212),
+/// `From` not a message-capable number of the account (21606).
+const ACCOUNT_CODES: [&str; 4] = ["20003", "20005", "21212", "21606"];
+
+/// [`SmsProvider::name`], also in every receipt and error.
+pub(crate) const NAME: &str = "twilio";
 
 /// Sends through Twilio's Messages resource. Owns one pooled HTTP client: build one and share it.
 #[derive(Debug)]
@@ -89,6 +95,17 @@ impl TwilioSmsProvider {
 
     pub(crate) fn account_url(&self) -> Url {
         self.account_url.clone()
+    }
+
+    /// `.../Accounts/{AccountSid}/Messages/{sid}.json`; the segment is percent-encoded, so no
+    /// SID can change the path's shape.
+    pub(crate) fn message_url(&self, sid: &str) -> Url {
+        let mut url = self.messages_url.clone();
+        // The messages URL was built from path segments, so it has them.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop().push("Messages").push(&format!("{sid}.json"));
+        }
+        url
     }
 
     /// A `GET` with the credentials; no answer at all is the error.
@@ -194,6 +211,7 @@ impl TwilioSmsProvider {
             )
         };
         ProviderError {
+            provider: NAME,
             kind,
             http_status: None,
             code: None,
@@ -207,7 +225,7 @@ impl TwilioSmsProvider {
 #[async_trait]
 impl SmsProvider for TwilioSmsProvider {
     fn name(&self) -> &'static str {
-        "twilio"
+        NAME
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
@@ -236,9 +254,24 @@ pub(crate) async fn read_error(response: reqwest::Response) -> ProviderError {
     error_from(status, retry_after, &body)
 }
 
+/// The price of a Message resource, when Twilio has set it.
+pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
+    match (
+        resource.price.take().and_then(NumberOrString::into_text),
+        resource
+            .price_unit
+            .take()
+            .filter(|unit| !unit.trim().is_empty()),
+    ) {
+        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
+        _ => None,
+    }
+}
+
 fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, ProviderError> {
-    let resource: MessageResource =
+    let mut resource: MessageResource =
         serde_json::from_slice(body).map_err(|_| accepted_but_unreadable(status))?;
+    let price = price_of(&mut resource);
     let provider_sid = resource
         .sid
         .filter(|sid| !sid.is_empty())
@@ -255,14 +288,8 @@ fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, Prov
         .num_segments
         .and_then(NumberOrString::into_text)
         .and_then(|text| text.parse().ok());
-    let price = match (
-        resource.price.and_then(NumberOrString::into_text),
-        resource.price_unit.filter(|unit| !unit.trim().is_empty()),
-    ) {
-        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
-        _ => None,
-    };
     Ok(ProviderReceipt {
+        provider: NAME,
         provider_sid,
         segments,
         price,
@@ -273,6 +300,7 @@ fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, Prov
 /// would send the message a second time; the message did go out, only its tracking is lost.
 fn accepted_but_unreadable(status: StatusCode) -> ProviderError {
     ProviderError {
+        provider: NAME,
         kind: ProviderErrorKind::Permanent,
         http_status: Some(status.as_u16()),
         code: None,
@@ -296,6 +324,7 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
         Err(_) => (None, None, None),
     };
     ProviderError {
+        provider: NAME,
         kind: classify(status, code.as_deref()),
         http_status: Some(status.as_u16()),
         message: message
@@ -306,15 +335,19 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
     }
 }
 
-/// A Twilio code decides first (20429 is throttling whatever the status; the listed permanent
-/// codes are permanent whatever the status); then the status: 429 and 5xx may pass, any other
-/// failure status will not.
+/// A Twilio code decides first (20429 is throttling whatever the status; the listed codes are
+/// what their list says whatever the status); then the status: 429 and 5xx may pass, 401 and
+/// 403 are the account's, any other failure status will not pass.
 fn classify(status: StatusCode, code: Option<&str>) -> ProviderErrorKind {
     match code {
         Some(TOO_MANY_REQUESTS_CODE) => ProviderErrorKind::Retryable,
         Some(code) if PERMANENT_CODES.contains(&code) => ProviderErrorKind::Permanent,
+        Some(code) if ACCOUNT_CODES.contains(&code) => ProviderErrorKind::Account,
         _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
             ProviderErrorKind::Retryable
+        }
+        _ if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN => {
+            ProviderErrorKind::Account
         }
         _ => ProviderErrorKind::Permanent,
     }

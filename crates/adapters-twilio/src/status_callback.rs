@@ -65,16 +65,7 @@ pub fn parse_status_callback(
     let twilio_status = field("MessageStatus")
         .or_else(|| field("SmsStatus"))
         .ok_or(StatusCallbackError::MissingField("MessageStatus"))?;
-    let status = match twilio_status {
-        "queued" | "accepted" | "scheduled" | "sending" | "sent" => MessageStatus::Sent,
-        "delivered" | "read" => MessageStatus::Delivered,
-        "undelivered" | "partially_delivered" => MessageStatus::Undelivered,
-        "failed" | "canceled" => MessageStatus::Failed,
-        "receiving" | "received" => {
-            return Err(StatusCallbackError::InboundStatus(twilio_status.to_owned()))
-        }
-        other => return Err(StatusCallbackError::UnknownStatus(other.to_owned())),
-    };
+    let status = message_status(twilio_status)?;
     let (channel, to) = match field("To") {
         Some(to) => {
             let (channel, number) = match to.strip_prefix(WHATSAPP_PREFIX) {
@@ -102,3 +93,18 @@ pub fn parse_status_callback(
 }
 
 const WHATSAPP_PREFIX: &str = "whatsapp:";
+
+/// Twilio's status of an outbound message as ours (see [`parse_status_callback`]); also what a
+/// status lookup reads.
+pub(crate) fn message_status(twilio_status: &str) -> Result<MessageStatus, StatusCallbackError> {
+    Ok(match twilio_status {
+        "queued" | "accepted" | "scheduled" | "sending" | "sent" => MessageStatus::Sent,
+        "delivered" | "read" => MessageStatus::Delivered,
+        "undelivered" | "partially_delivered" => MessageStatus::Undelivered,
+        "failed" | "canceled" => MessageStatus::Failed,
+        "receiving" | "received" => {
+            return Err(StatusCallbackError::InboundStatus(twilio_status.to_owned()))
+        }
+        other => return Err(StatusCallbackError::UnknownStatus(other.to_owned())),
+    })
+}

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-/// The Message resource in a `201 Created` answer.
+/// The Message resource in a `201 Created` answer, or a `200` to a lookup.
 #[derive(Debug, Deserialize)]
 pub(crate) struct MessageResource {
     pub sid: Option<String>,
@@ -15,6 +15,7 @@ pub(crate) struct MessageResource {
     pub price: Option<NumberOrString>,
     pub price_unit: Option<String>,
     pub error_code: Option<NumberOrString>,
+    pub error_message: Option<String>,
 }
 
 /// The body of a 4xx or 5xx answer: `{"code": 21211, "message": "...", "more_info": "...",

@@ -17,8 +17,17 @@ const MIN_TTL_MS: u128 = 20_000;
 const MAX_TTL_MS: u128 = 604_800_000;
 
 /// Statuses a later attempt may clear: throttled (1), internal error (5), too many binds (10),
-/// communication failure (13). Every other non-zero status is permanent.
+/// communication failure (13).
 const RETRYABLE_STATUSES: [&str; 4] = ["1", "5", "10", "13"];
+
+/// Statuses about our account, which another provider can work around: invalid credentials
+/// (4), account barred (8), out of credit (9), not enabled for this API (11), invalid
+/// signature (14), sender not allowed (15). Every other non-zero status is about the message
+/// or its recipient, and permanent.
+const ACCOUNT_STATUSES: [&str; 6] = ["4", "8", "9", "11", "14", "15"];
+
+/// [`SmsProvider::name`], also in every receipt and error.
+const NAME: &str = "vonage";
 
 #[derive(Debug, Clone)]
 pub struct VonageConfig {
@@ -178,7 +187,7 @@ impl VonageSmsProvider {
 #[async_trait]
 impl SmsProvider for VonageSmsProvider {
     fn name(&self) -> &'static str {
-        "vonage"
+        NAME
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
@@ -210,6 +219,8 @@ async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, P
     if !status.is_success() {
         let kind = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             ProviderErrorKind::Retryable
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            ProviderErrorKind::Account
         } else {
             ProviderErrorKind::Permanent
         };
@@ -233,6 +244,8 @@ async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, P
     if let Some(refused) = parsed.messages.iter().find(|part| part.status != "0") {
         let kind = if RETRYABLE_STATUSES.contains(&refused.status.as_str()) {
             ProviderErrorKind::Retryable
+        } else if ACCOUNT_STATUSES.contains(&refused.status.as_str()) {
+            ProviderErrorKind::Account
         } else {
             ProviderErrorKind::Permanent
         };
@@ -258,6 +271,7 @@ async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, P
             )
         })?;
     Ok(ProviderReceipt {
+        provider: NAME,
         provider_sid,
         segments: u32::try_from(parsed.messages.len()).ok(),
         price: total_price(&parsed.messages),
@@ -299,6 +313,7 @@ fn error(
     message: String,
 ) -> ProviderError {
     ProviderError {
+        provider: NAME,
         kind,
         http_status: status.map(|status| status.as_u16()),
         code,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender};
+use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
 use domain::{
     CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy, VerificationPolicy,
@@ -14,7 +15,10 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::auth::ApiKeys;
+use crate::failover::CircuitPolicy;
 use crate::guards::{GuardConfig, SendLimit};
+use crate::reconcile::ReconcileConfig;
+use crate::test_numbers::TestNumbers;
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
 /// brute-forced together with the 10^6 possible codes.
@@ -50,13 +54,14 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    /// No Twilio credentials: each SMS is printed to the log instead of being sent.
+    /// No provider credentials: each SMS is printed to the log instead of being sent.
     Console,
     Twilio(Box<TwilioConfig>),
+    Vonage(Box<VonageConfig>),
 }
 
 impl ProviderConfig {
-    /// The sending number or messaging service, which `SENDER_MPS` limits.
+    /// The sending number, messaging service or sender id, which `SENDER_MPS` limits.
     pub fn sender(&self) -> String {
         match self {
             ProviderConfig::Console => "console".to_owned(),
@@ -64,6 +69,15 @@ impl ProviderConfig {
                 TwilioSender::From(number) => number.as_str().to_owned(),
                 TwilioSender::MessagingService(sid) => sid.clone(),
             },
+            ProviderConfig::Vonage(vonage) => vonage.from.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderConfig::Console => "console",
+            ProviderConfig::Twilio(_) => "twilio",
+            ProviderConfig::Vonage(_) => "vonage",
         }
     }
 }
@@ -91,7 +105,9 @@ pub struct Config {
     pub api_keys: ApiKeys,
     /// The keys were generated for this run and must be shown to the operator once.
     pub api_keys_generated: bool,
-    pub provider: ProviderConfig,
+    /// In priority order (`SMS_PROVIDERS`); never empty. With more than one, attempts fail over.
+    pub providers: Vec<ProviderConfig>,
+    pub circuit: CircuitPolicy,
     pub code_pepper: SecretString,
     pub log_format: LogFormat,
     pub templates_dir: Option<PathBuf>,
@@ -101,6 +117,9 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
     pub guards: GuardConfig,
+    pub reconcile: ReconcileConfig,
+    /// Numbers whose verifications never reach a provider and accept a fixed code.
+    pub test_numbers: TestNumbers,
 }
 
 impl Config {
@@ -179,8 +198,35 @@ impl Config {
             shutdown_grace: Duration::from_secs(env.positive("SHUTDOWN_GRACE_SECONDS", 10)?),
         };
 
-        let provider = twilio_config(&env, public_base_url.as_ref())?;
-        let twilio_status_callbacks = twilio_status_callbacks(&env, &provider)?;
+        let providers = providers(
+            &env,
+            twilio_config(&env, public_base_url.as_ref())?,
+            vonage_config(&env)?,
+        )?;
+        let twilio_status_callbacks = twilio_status_callbacks(&env, &providers)?;
+        let circuit_defaults = CircuitPolicy::default();
+        let circuit = CircuitPolicy {
+            failures: env.positive("CIRCUIT_FAILURES", circuit_defaults.failures)?,
+            window: Duration::from_secs(
+                env.positive("CIRCUIT_WINDOW_SECONDS", circuit_defaults.window.as_secs())?,
+            ),
+            cool_down: Duration::from_secs(env.positive(
+                "CIRCUIT_COOL_DOWN_SECONDS",
+                circuit_defaults.cool_down.as_secs(),
+            )?),
+        };
+        let reconcile_defaults = ReconcileConfig::default();
+        let reconcile = ReconcileConfig {
+            after: Duration::from_secs(env.positive(
+                "RECONCILE_AFTER_SECONDS",
+                reconcile_defaults.after.as_secs(),
+            )?),
+            interval: Duration::from_secs(env.positive(
+                "RECONCILE_INTERVAL_SECONDS",
+                reconcile_defaults.interval.as_secs(),
+            )?),
+        };
+        let test_numbers = test_numbers(&env)?;
         Ok(Self {
             bind_addr: env
                 .parse_with("BIND_ADDR", |text| {
@@ -188,7 +234,8 @@ impl Config {
                         .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
                 })?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            provider,
+            providers,
+            circuit,
             twilio_status_callbacks,
             database,
             api_keys,
@@ -207,7 +254,17 @@ impl Config {
             dispatch,
             verification,
             guards,
+            reconcile,
+            test_numbers,
         })
+    }
+
+    /// The sender that `SENDER_MPS` paces: the first provider's. Failover sends through one
+    /// provider at a time, so pacing the chain as one keeps every sender within the rate.
+    pub fn sender(&self) -> String {
+        self.providers
+            .first()
+            .map_or_else(|| "console".to_owned(), ProviderConfig::sender)
     }
 }
 
@@ -256,7 +313,7 @@ pub const STATUS_CALLBACK_PATH: &str = "/v1/webhooks/twilio/status";
 fn twilio_config(
     env: &Env<'_>,
     public_base_url: Option<&Url>,
-) -> Result<ProviderConfig, ConfigError> {
+) -> Result<Option<TwilioConfig>, ConfigError> {
     let Some(account_sid) = env.get("TWILIO_ACCOUNT_SID") else {
         for dependent in [
             "TWILIO_AUTH_TOKEN",
@@ -271,7 +328,7 @@ fn twilio_config(
                 ));
             }
         }
-        return Ok(ProviderConfig::Console);
+        return Ok(None);
     };
     let credentials = match (
         env.get("TWILIO_AUTH_TOKEN"),
@@ -332,7 +389,7 @@ fn twilio_config(
         .map(|base| base.join(STATUS_CALLBACK_PATH))
         .transpose()
         .map_err(|error| ConfigError::new("PUBLIC_BASE_URL", error.to_string()))?;
-    Ok(ProviderConfig::Twilio(Box::new(TwilioConfig {
+    Ok(Some(TwilioConfig {
         base_url,
         account_sid,
         credentials,
@@ -340,7 +397,126 @@ fn twilio_config(
         status_callback_url,
         connect_timeout: Duration::from_millis(env.positive("TWILIO_CONNECT_TIMEOUT_MS", 3_000)?),
         request_timeout: Duration::from_millis(env.positive("TWILIO_REQUEST_TIMEOUT_MS", 10_000)?),
-    })))
+    }))
+}
+
+fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
+    let Some(api_key) = env.get("VONAGE_API_KEY") else {
+        for dependent in ["VONAGE_API_SECRET", "VONAGE_FROM"] {
+            if env.get(dependent).is_some() {
+                return Err(ConfigError::new(
+                    "VONAGE_API_KEY",
+                    format!("required when {dependent} is set"),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let required = |name: &'static str| {
+        env.get(name)
+            .ok_or_else(|| ConfigError::new(name, "required with VONAGE_API_KEY"))
+    };
+    let api_secret = SecretString::from(required("VONAGE_API_SECRET")?);
+    let from = required("VONAGE_FROM")?.trim().to_owned();
+    let base_url = env
+        .parse_with("VONAGE_API_BASE_URL", |text| {
+            Url::parse(text).map_err(|error| format!("not a URL ({error})"))
+        })?
+        .map_or_else(|| Url::parse(VonageConfig::DEFAULT_BASE_URL), Ok)
+        .map_err(|error| ConfigError::new("VONAGE_API_BASE_URL", error.to_string()))?;
+    Ok(Some(VonageConfig {
+        base_url,
+        api_key: api_key.trim().to_owned(),
+        api_secret,
+        from,
+        connect_timeout: Duration::from_millis(env.positive("VONAGE_CONNECT_TIMEOUT_MS", 3_000)?),
+        request_timeout: Duration::from_millis(env.positive("VONAGE_REQUEST_TIMEOUT_MS", 10_000)?),
+    }))
+}
+
+/// `SMS_PROVIDERS` (`twilio,vonage`: the order is the priority), each of them configured; when
+/// absent, every configured provider, Twilio first; with none, the console.
+fn providers(
+    env: &Env<'_>,
+    twilio: Option<TwilioConfig>,
+    vonage: Option<VonageConfig>,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let twilio = twilio.map(|config| ProviderConfig::Twilio(Box::new(config)));
+    let vonage = vonage.map(|config| ProviderConfig::Vonage(Box::new(config)));
+    let Some(names) = env.get("SMS_PROVIDERS") else {
+        let configured: Vec<_> = twilio.into_iter().chain(vonage).collect();
+        return Ok(if configured.is_empty() {
+            vec![ProviderConfig::Console]
+        } else {
+            configured
+        });
+    };
+    let mut providers = Vec::new();
+    for name in names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        let provider = match name.to_ascii_lowercase().as_str() {
+            "twilio" => twilio.clone().ok_or_else(|| {
+                ConfigError::new("TWILIO_ACCOUNT_SID", "required: SMS_PROVIDERS names twilio")
+            })?,
+            "vonage" => vonage.clone().ok_or_else(|| {
+                ConfigError::new("VONAGE_API_KEY", "required: SMS_PROVIDERS names vonage")
+            })?,
+            other => {
+                return Err(ConfigError::new(
+                    "SMS_PROVIDERS",
+                    format!("unknown provider `{other}`; expected twilio or vonage"),
+                ))
+            }
+        };
+        if providers
+            .iter()
+            .any(|named: &ProviderConfig| named.name() == provider.name())
+        {
+            return Err(ConfigError::new(
+                "SMS_PROVIDERS",
+                format!("names {} twice", provider.name()),
+            ));
+        }
+        providers.push(provider);
+    }
+    if providers.is_empty() {
+        return Err(ConfigError::new(
+            "SMS_PROVIDERS",
+            "expected provider names, such as twilio,vonage",
+        ));
+    }
+    Ok(providers)
+}
+
+/// `TEST_NUMBERS` bypass the provider and the random code, so they are refused unless
+/// `ENVIRONMENT` says, explicitly, that this is not production: a forgotten variable must not
+/// open a way around two-factor authentication.
+fn test_numbers(env: &Env<'_>) -> Result<TestNumbers, ConfigError> {
+    let Some(text) = env.get("TEST_NUMBERS") else {
+        return Ok(TestNumbers::default());
+    };
+    match env
+        .get("ENVIRONMENT")
+        .map(|value| value.trim().to_ascii_lowercase())
+    {
+        None => {
+            return Err(ConfigError::new(
+                "TEST_NUMBERS",
+                "refused unless ENVIRONMENT names a non-production environment (such as staging)",
+            ))
+        }
+        Some(environment) if environment == "production" || environment == "prod" => {
+            return Err(ConfigError::new(
+                "TEST_NUMBERS",
+                "refused in production (ENVIRONMENT=production)",
+            ))
+        }
+        Some(_) => {}
+    }
+    TestNumbers::parse(&text).map_err(|problem| ConfigError::new("TEST_NUMBERS", problem))
 }
 
 /// What the status-callback route needs to tell Twilio's posts from forgeries.
@@ -354,9 +530,12 @@ pub struct TwilioStatusCallbacks {
 
 fn twilio_status_callbacks(
     env: &Env<'_>,
-    provider: &ProviderConfig,
+    providers: &[ProviderConfig],
 ) -> Result<Option<TwilioStatusCallbacks>, ConfigError> {
-    let ProviderConfig::Twilio(twilio) = provider else {
+    let Some(twilio) = providers.iter().find_map(|provider| match provider {
+        ProviderConfig::Twilio(twilio) => Some(twilio),
+        _ => None,
+    }) else {
         return Ok(None);
     };
     let Some(url) = &twilio.status_callback_url else {
@@ -491,7 +670,8 @@ mod tests {
     fn no_configuration_means_sqlite_console_and_a_generated_key() {
         let config = config(&[]).unwrap();
         assert!(matches!(config.database, DatabaseConfig::Sqlite { .. }));
-        assert!(matches!(config.provider, ProviderConfig::Console));
+        assert!(matches!(config.providers[..], [ProviderConfig::Console]));
+        assert!(config.test_numbers.is_empty());
         assert!(config.api_keys_generated);
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.dispatch.retry, RetryPolicy::default());
@@ -504,7 +684,7 @@ mod tests {
     #[test]
     fn twilio_credentials_select_the_twilio_provider() {
         let config = config(TWILIO).unwrap();
-        let ProviderConfig::Twilio(twilio) = config.provider else {
+        let [ProviderConfig::Twilio(twilio)] = &config.providers[..] else {
             panic!("expected Twilio");
         };
         assert_eq!(twilio.base_url.as_str(), "https://api.twilio.com/");
@@ -515,11 +695,12 @@ mod tests {
     fn public_base_url_becomes_the_status_callback() {
         let mut pairs = TWILIO.to_vec();
         pairs.push(("PUBLIC_BASE_URL", "https://sms.example.com"));
-        let ProviderConfig::Twilio(twilio) = config(&pairs).unwrap().provider else {
+        let config = config(&pairs).unwrap();
+        let [ProviderConfig::Twilio(twilio)] = &config.providers[..] else {
             panic!("expected Twilio");
         };
         assert_eq!(
-            twilio.status_callback_url.unwrap().as_str(),
+            twilio.status_callback_url.as_ref().unwrap().as_str(),
             "https://sms.example.com/v1/webhooks/twilio/status"
         );
     }
@@ -554,7 +735,7 @@ mod tests {
         let mut pairs = TWILIO_API_KEY.to_vec();
         pairs.push(("TWILIO_AUTH_TOKEN", "token"));
         let config = config(&pairs).unwrap();
-        let ProviderConfig::Twilio(twilio) = &config.provider else {
+        let [ProviderConfig::Twilio(twilio)] = &config.providers[..] else {
             panic!("expected Twilio");
         };
         assert!(matches!(
@@ -568,6 +749,69 @@ mod tests {
                 .auth_token
                 .expose_secret(),
             "token"
+        );
+    }
+
+    const VONAGE: &[(&str, &str)] = &[
+        ("VONAGE_API_KEY", "key"),
+        ("VONAGE_API_SECRET", "secret"),
+        ("VONAGE_FROM", "+15005550007"),
+    ];
+
+    fn provider_names(config: &Config) -> Vec<&'static str> {
+        config.providers.iter().map(ProviderConfig::name).collect()
+    }
+
+    #[test]
+    fn sms_providers_sets_the_failover_order() {
+        let both: Vec<_> = TWILIO.iter().chain(VONAGE).copied().collect();
+        assert_eq!(
+            provider_names(&config(&both).unwrap()),
+            ["twilio", "vonage"]
+        );
+
+        let mut reversed = both.clone();
+        reversed.push(("SMS_PROVIDERS", "vonage, twilio"));
+        let config = config(&reversed).unwrap();
+        assert_eq!(provider_names(&config), ["vonage", "twilio"]);
+        // The first provider's sender is the one SENDER_MPS paces.
+        assert_eq!(config.sender(), "+15005550007");
+        let [ProviderConfig::Vonage(vonage), _] = &config.providers[..] else {
+            panic!("expected Vonage first");
+        };
+        assert_eq!(vonage.base_url.as_str(), "https://rest.nexmo.com/");
+    }
+
+    #[test]
+    fn a_provider_named_in_sms_providers_must_be_configured() {
+        let mut pairs = TWILIO.to_vec();
+        pairs.push(("SMS_PROVIDERS", "twilio,vonage"));
+        assert_eq!(config(&pairs).unwrap_err().variable, "VONAGE_API_KEY");
+        for providers in ["twilio,twilio", "twilio,sinch", " , "] {
+            let mut pairs = TWILIO.to_vec();
+            pairs.push(("SMS_PROVIDERS", providers));
+            assert_eq!(
+                config(&pairs).unwrap_err().variable,
+                "SMS_PROVIDERS",
+                "{providers}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_numbers_need_an_environment_that_is_not_production() {
+        let numbers = ("TEST_NUMBERS", "+15005550001:123456");
+        assert_eq!(config(&[numbers]).unwrap_err().variable, "TEST_NUMBERS");
+        let production = config(&[numbers, ("ENVIRONMENT", "Production")]).unwrap_err();
+        assert!(production.problem.contains("production"), "{production}");
+        let staging = config(&[numbers, ("ENVIRONMENT", "staging")]).unwrap();
+        let number = PhoneNumber::parse("+15005550001").unwrap();
+        assert_eq!(
+            staging
+                .test_numbers
+                .code_for(&number)
+                .map(|code| code.expose()),
+            Some("123456")
         );
     }
 
@@ -594,6 +838,33 @@ mod tests {
                 "VERIFY_SENDS_PER_NUMBER",
             ),
             (&[("PUMPING_REFUSE", "yes")], "PUMPING_REFUSE"),
+            (&[("CIRCUIT_FAILURES", "0")], "CIRCUIT_FAILURES"),
+            (
+                &[("RECONCILE_AFTER_SECONDS", "soon")],
+                "RECONCILE_AFTER_SECONDS",
+            ),
+            (&[("VONAGE_API_SECRET", "s")], "VONAGE_API_KEY"),
+            (
+                &[("VONAGE_API_KEY", "k"), ("VONAGE_FROM", "Acme")],
+                "VONAGE_API_SECRET",
+            ),
+            (
+                &[("VONAGE_API_KEY", "k"), ("VONAGE_API_SECRET", "s")],
+                "VONAGE_FROM",
+            ),
+            (
+                &[
+                    ("VONAGE_API_KEY", "k"),
+                    ("VONAGE_API_SECRET", "s"),
+                    ("VONAGE_FROM", "Acme"),
+                    ("VONAGE_API_BASE_URL", "nowhere"),
+                ],
+                "VONAGE_API_BASE_URL",
+            ),
+            (
+                &[("TEST_NUMBERS", "+15005550001"), ("ENVIRONMENT", "ci")],
+                "TEST_NUMBERS",
+            ),
             (&[("TWILIO_AUTH_TOKEN", "t")], "TWILIO_ACCOUNT_SID"),
             (
                 &[

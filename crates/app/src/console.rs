@@ -22,6 +22,7 @@ impl SmsProvider for ConsoleSmsProvider {
             "console provider: SMS printed here instead of sent (no Twilio credentials configured)"
         );
         Ok(ProviderReceipt {
+            provider: "console",
             provider_sid: format!("console-{}", message.message_id),
             segments: Some(template::analyze(&message.body).segments),
             price: None,

@@ -270,7 +270,9 @@ impl Worker {
         }
     }
 
-    /// Turns the provider's answer into the attempt record and the message's next step.
+    /// Turns the provider's answer into the attempt record and the message's next step. Only a
+    /// retryable failure is retried: an account failure needs an operator, and the failover
+    /// provider already reports one as retryable when another provider can take over.
     fn judge(
         &self,
         message: &Message,
@@ -278,8 +280,9 @@ impl Worker {
         finished_at: DateTime<Utc>,
         result: Result<ports::ProviderReceipt, ProviderError>,
     ) -> (Attempt, DispatchOutcome) {
-        let attempt = |outcome, error: Option<&ProviderError>| Attempt {
+        let attempt = |outcome, provider: &str, error: Option<&ProviderError>| Attempt {
             number: message.attempt_count,
+            provider: Some(provider.to_owned()),
             started_at,
             finished_at,
             outcome,
@@ -289,8 +292,9 @@ impl Worker {
         };
         match result {
             Ok(receipt) => (
-                attempt(AttemptOutcome::Sent, None),
+                attempt(AttemptOutcome::Sent, receipt.provider, None),
                 DispatchOutcome::Sent {
+                    provider: receipt.provider.to_owned(),
                     provider_sid: receipt.provider_sid,
                     segments: receipt.segments,
                     price: receipt.price,
@@ -307,7 +311,7 @@ impl Worker {
                 );
                 let at = finished_at + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
                 (
-                    attempt(AttemptOutcome::RetryableError, Some(&error)),
+                    attempt(AttemptOutcome::RetryableError, error.provider, Some(&error)),
                     DispatchOutcome::Retry {
                         at,
                         error_code: error.code.clone(),
@@ -322,7 +326,7 @@ impl Worker {
                     AttemptOutcome::PermanentError
                 };
                 (
-                    attempt(kind, Some(&error)),
+                    attempt(kind, error.provider, Some(&error)),
                     DispatchOutcome::Failed {
                         error_code: error.code.clone(),
                         error_message: error.message.clone(),
@@ -376,6 +380,7 @@ mod tests {
                 idempotency_key: None,
                 verification_id: None,
                 send_before,
+                provider: None,
                 provider_sid: None,
                 error_code: None,
                 error_message: None,
@@ -404,6 +409,7 @@ mod tests {
 
     fn provider_error(kind: ProviderErrorKind, status: u16, code: &str) -> ProviderError {
         ProviderError {
+            provider: "twilio",
             kind,
             http_status: Some(status),
             code: Some(code.into()),
@@ -459,6 +465,7 @@ mod tests {
     #[tokio::test]
     async fn an_accepted_message_is_recorded_as_sent_with_the_provider_sid_and_price() {
         let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
             provider_sid: "SM1".into(),
             segments: Some(1),
             price: Some(ports::Price {
@@ -469,8 +476,13 @@ mod tests {
         let store = store_expecting(|attempt, outcome| {
             assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Sent);
             assert_eq!(
+                attempt.as_ref().unwrap().provider.as_deref(),
+                Some("twilio")
+            );
+            assert_eq!(
                 outcome,
                 &DispatchOutcome::Sent {
+                    provider: "twilio".into(),
                     provider_sid: "SM1".into(),
                     segments: Some(1),
                     price: Some(ports::Price {
@@ -549,6 +561,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_account_failure_of_the_only_provider_fails_at_once() {
+        let provider = provider_answering(Err(provider_error(
+            ProviderErrorKind::Account,
+            401,
+            "20003",
+        )));
+        let store = store_expecting(|attempt, outcome| {
+            let attempt = attempt.as_ref().unwrap();
+            assert_eq!(attempt.outcome, AttemptOutcome::PermanentError);
+            assert_eq!(attempt.provider.as_deref(), Some("twilio"));
+            assert!(
+                matches!(outcome, DispatchOutcome::Failed { error_code: Some(code), .. } if code == "20003"),
+                "{outcome:?}"
+            );
+        });
+        worker(provider, store)
+            .process(claimed(1, None), running(), running())
+            .await;
+    }
+
+    #[tokio::test]
     async fn the_last_attempt_fails_instead_of_retrying() {
         let provider = provider_answering(Err(provider_error(
             ProviderErrorKind::Retryable,
@@ -596,6 +629,7 @@ mod tests {
             .times(1)
             .returning(|_| {
                 Ok(ProviderReceipt {
+                    provider: "twilio",
                     provider_sid: "SM2".into(),
                     segments: None,
                     price: None,
@@ -614,6 +648,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_message_waits_for_its_send_time_before_the_provider_call() {
         let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
             provider_sid: "SM3".into(),
             segments: None,
             price: None,

@@ -116,6 +116,7 @@ mod tests {
         provider.expect_name().return_const("twilio");
         provider.expect_check_ready().times(times).returning(|| {
             Err(ProviderError {
+                provider: "twilio",
                 kind: ProviderErrorKind::Permanent,
                 http_status: Some(401),
                 code: Some("20003".into()),

@@ -10,14 +10,17 @@ pub mod codes;
 pub mod config;
 pub mod console;
 pub mod dispatcher;
+pub mod failover;
 pub mod guards;
 pub mod health;
 pub mod http;
 pub mod messaging;
 pub mod metrics;
+pub mod reconcile;
 pub mod request_context;
 pub mod server;
 pub mod telemetry;
+pub mod test_numbers;
 pub mod usage;
 pub mod verify;
 
@@ -52,4 +55,6 @@ pub struct Services {
     pub reports: Arc<dyn MessageReports>,
     pub metrics: Arc<metrics::Metrics>,
     pub readiness: Arc<health::Readiness>,
+    /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
+    pub test_numbers: test_numbers::TestNumbers,
 }

@@ -11,7 +11,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ports::{
-    MessageReports, OutboundMessage, ProviderError, ProviderReceipt, SmsProvider, StoreError,
+    MessageReports, OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt,
+    SmsProvider, StoreError,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -231,16 +232,18 @@ impl Metrics {
             .observe(seconds);
     }
 
-    fn provider_call(
-        &self,
-        provider: &str,
-        result: &Result<ProviderReceipt, ProviderError>,
-        seconds: f64,
-    ) {
-        let outcome = match result {
-            Ok(_) => "sent",
-            Err(error) if error.is_retryable() => "retryable_error",
-            Err(_) => "permanent_error",
+    /// Labelled by the provider that answered, which behind failover is not always the first.
+    fn provider_call(&self, result: &Result<ProviderReceipt, ProviderError>, seconds: f64) {
+        let (provider, outcome) = match result {
+            Ok(receipt) => (receipt.provider, "sent"),
+            Err(error) => (
+                error.provider,
+                match error.kind {
+                    ProviderErrorKind::Retryable => "retryable_error",
+                    ProviderErrorKind::Account => "account_error",
+                    ProviderErrorKind::Permanent => "permanent_error",
+                },
+            ),
         };
         self.provider_requests
             .get_or_create(&ProviderLabels {
@@ -349,7 +352,7 @@ impl SmsProvider for MeteredProvider {
         let started = Instant::now();
         let result = self.inner.send(message).await;
         self.metrics
-            .provider_call(self.inner.name(), &result, started.elapsed().as_secs_f64());
+            .provider_call(&result, started.elapsed().as_secs_f64());
         result
     }
 
@@ -417,6 +420,7 @@ mod tests {
         provider.expect_name().return_const("twilio");
         provider.expect_send().times(1).returning(|_| {
             Err(ProviderError {
+                provider: "twilio",
                 kind: ProviderErrorKind::Permanent,
                 http_status: Some(400),
                 code: Some("21211".into()),

@@ -9,8 +9,10 @@ use std::time::Duration;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
+use adapters_vonage::VonageSmsProvider;
 use ports::{
-    MessageReports, MessageStore, RateLimiter, SmsProvider, StoreHealth, VerificationStore,
+    MessageReports, MessageStore, RateLimiter, SmsProvider, StatusLookup, StoreHealth,
+    VerificationStore,
 };
 use secrecy::ExposeSecret;
 use template::Templates;
@@ -21,9 +23,12 @@ use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::console::ConsoleSmsProvider;
 use crate::dispatcher::Dispatcher;
+use crate::failover::FailoverSmsProvider;
 use crate::guards::SendGuards;
 use crate::health::Readiness;
 use crate::metrics::{MeteredProvider, Metrics};
+use crate::reconcile::Reconciler;
+use crate::test_numbers::TestNumberSmsProvider;
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -38,6 +43,8 @@ pub enum StartupError {
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
+    #[error("Vonage configuration: {0}")]
+    Vonage(#[from] adapters_vonage::VonageConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,6 +59,7 @@ pub struct Server {
     listener: TcpListener,
     services: Arc<Services>,
     dispatcher: Dispatcher,
+    reconciler: Reconciler,
     /// Set when the queue is shared through PostgreSQL, whose notifications wake this
     /// instance's dispatcher for messages queued elsewhere.
     postgres: Option<PgStore>,
@@ -91,6 +99,8 @@ pub struct Assembled {
     pub services: Arc<Services>,
     /// Not started: the caller runs it (and stops it) as it needs.
     pub dispatcher: Dispatcher,
+    /// Not started: looks up messages whose delivery status never came.
+    pub reconciler: Reconciler,
     /// Set when the queue is shared through PostgreSQL, whose notifications wake this
     /// instance's dispatcher for messages queued elsewhere.
     pub postgres: Option<PgStore>,
@@ -123,21 +133,56 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
-    let provider: Arc<dyn SmsProvider> = match &config.provider {
-        ProviderConfig::Twilio(twilio) => {
-            Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?)
+    let clock = Arc::new(SystemClock);
+    let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
+    let mut lookups: Vec<Arc<dyn StatusLookup>> = Vec::new();
+    for provider in &config.providers {
+        match provider {
+            ProviderConfig::Twilio(twilio) => {
+                let twilio = Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?);
+                lookups.push(twilio.clone());
+                providers.push(twilio);
+            }
+            // Vonage's SMS API has no status lookup: its messages are not reconciled.
+            ProviderConfig::Vonage(vonage) => {
+                providers.push(Arc::new(VonageSmsProvider::new(vonage.as_ref().clone())?));
+            }
+            ProviderConfig::Console => {
+                tracing::warn!(
+                    "no provider credentials (TWILIO_ACCOUNT_SID, VONAGE_API_KEY): SMS are printed to this log, not sent"
+                );
+                providers.push(Arc::new(ConsoleSmsProvider));
+            }
         }
-        ProviderConfig::Console => {
-            tracing::warn!(
-                "no Twilio credentials (TWILIO_ACCOUNT_SID): SMS are printed to this log, not sent"
+    }
+    let provider: Arc<dyn SmsProvider> = match <[_; 1]>::try_from(providers) {
+        Ok([only]) => only,
+        Err(providers) => {
+            tracing::info!(
+                providers = ?config.providers.iter().map(ProviderConfig::name).collect::<Vec<_>>(),
+                "providers fail over in this order"
             );
-            Arc::new(ConsoleSmsProvider)
+            Arc::new(FailoverSmsProvider::new(
+                providers,
+                config.circuit,
+                clock.clone(),
+            ))
         }
     };
     let metrics = Arc::new(Metrics::new());
-    let provider: Arc<dyn SmsProvider> = Arc::new(MeteredProvider::new(provider, metrics.clone()));
+    let mut provider: Arc<dyn SmsProvider> =
+        Arc::new(MeteredProvider::new(provider, metrics.clone()));
     let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
-    let clock = Arc::new(SystemClock);
+    // Outermost, so that a test number's fake send is neither metered nor failed over.
+    if !config.test_numbers.is_empty() {
+        tracing::warn!(
+            "TEST_NUMBERS set: verifications to them use fixed codes and reach no provider"
+        );
+        provider = Arc::new(TestNumberSmsProvider::new(
+            config.test_numbers.clone(),
+            provider,
+        ));
+    }
     let wake = Arc::new(Notify::new());
     let services = Arc::new(Services {
         messages: messages.clone(),
@@ -158,18 +203,21 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         reports,
         metrics,
         readiness,
+        test_numbers: config.test_numbers.clone(),
     });
+    let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
     let dispatcher = Dispatcher::new(
         messages,
         provider,
         clock,
         config.dispatch,
-        config.provider.sender(),
+        config.sender(),
         wake,
     );
     Ok(Assembled {
         services,
         dispatcher,
+        reconciler,
         postgres,
     })
 }
@@ -203,6 +251,7 @@ impl Server {
             services,
             dispatcher,
             postgres,
+            reconciler,
         } = assemble(&config).await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -214,6 +263,7 @@ impl Server {
             listener,
             services,
             dispatcher,
+            reconciler,
             postgres,
         })
     }
@@ -238,6 +288,7 @@ impl Server {
                 self.services.dispatcher_wake.clone(),
             ));
         }
+        let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let served = axum::serve(self.listener, crate::http::router(self.services))
@@ -249,6 +300,8 @@ impl Server {
         if let Err(error) = dispatcher.await {
             tracing::error!(%error, "the dispatcher failed");
         }
+        // At most one lookup in flight; it only asks, so stopping it loses nothing.
+        reconciler.abort();
         served
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::{CredentialsError, TwilioSmsProvider};
+use adapters_vonage::VonageSmsProvider;
 use app::config::{DatabaseConfig, ProviderConfig};
 use app::Config;
 use secrecy::ExposeSecret;
@@ -26,15 +27,18 @@ pub async fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let verdicts = [
+    let mut verdicts = vec![
         (
             "configuration",
             Verdict::Ok("every variable is valid".to_owned()),
         ),
         ("database", database(&config.database).await),
         ("templates", templates(&config)),
-        ("provider", provider(&config.provider).await),
     ];
+    // One line per provider, in failover order.
+    for provider_config in &config.providers {
+        verdicts.push(("provider", provider(provider_config).await));
+    }
     for (part, verdict) in &verdicts {
         report(part, verdict);
     }
@@ -117,6 +121,14 @@ async fn provider(provider: &ProviderConfig) -> Verdict {
             )
         }
         ProviderConfig::Twilio(twilio) => twilio,
+        ProviderConfig::Vonage(vonage) => {
+            return match VonageSmsProvider::new(vonage.as_ref().clone()) {
+                Ok(_) => Verdict::Ok(
+                    "Vonage is configured (its SMS API offers no credentials check)".to_owned(),
+                ),
+                Err(error) => Verdict::Fail(format!("Vonage configuration: {error}")),
+            }
+        }
     };
     let client = match TwilioSmsProvider::new(twilio.as_ref().clone()) {
         Ok(client) => client,

@@ -191,6 +191,8 @@ pub struct Message {
     pub idempotency_key: Option<String>,
     pub verification_id: Option<VerificationId>,
     pub send_before: Option<DateTime<Utc>>,
+    /// The provider that accepted the message (`twilio`, `vonage`), once one has.
+    pub provider: Option<String>,
     pub provider_sid: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -264,6 +266,9 @@ impl FromStr for AttemptOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub number: u32,
+    /// The provider called (`twilio`, `vonage`); `None` for attempts recorded before providers
+    /// were named.
+    pub provider: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub outcome: AttemptOutcome,

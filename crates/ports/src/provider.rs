@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{Channel, MessageId, PhoneNumber, Price};
+use chrono::{DateTime, Utc};
+use domain::{Channel, DeliveryEvent, MessageId, PhoneNumber, Price};
 
 /// One message on its way to a provider.
 #[derive(Clone, PartialEq)]
@@ -31,17 +32,30 @@ impl std::fmt::Debug for OutboundMessage {
 /// What the provider says when it has accepted a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderReceipt {
+    /// Which provider accepted the message ([`SmsProvider::name`]): with failover, not always
+    /// the first one configured.
+    pub provider: &'static str,
     /// The provider's id for the message (Twilio's `SM...` SID).
     pub provider_sid: String,
     pub segments: Option<u32>,
     pub price: Option<Price>,
 }
 
+/// What a failure says about the next attempt, and about whom.
+///
+/// `Retryable` and `Account` are provider-wide: they count against the provider's circuit, and
+/// another provider may well succeed. `Permanent` is about this message or its recipient and is
+/// final whichever provider is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderErrorKind {
     /// A later attempt may succeed: network trouble, timeouts, 5xx, throttling.
     Retryable,
-    /// No attempt will succeed: invalid or unreachable number, opted out, bad credentials.
+    /// The provider refuses our account: bad credentials, suspended or unfunded account, a
+    /// sender it does not allow. No attempt through it succeeds until an operator acts; another
+    /// provider may.
+    Account,
+    /// No attempt will succeed, through any provider: invalid or unreachable number, opted out,
+    /// content refused.
     Permanent,
 }
 
@@ -50,6 +64,8 @@ pub enum ProviderErrorKind {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ProviderError {
+    /// Which provider failed ([`SmsProvider::name`]).
+    pub provider: &'static str,
     pub kind: ProviderErrorKind,
     pub http_status: Option<u16>,
     /// The provider's own error code (Twilio: `21211`).
@@ -63,6 +79,15 @@ pub struct ProviderError {
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         self.kind == ProviderErrorKind::Retryable
+    }
+
+    /// Whether the failure is the provider's rather than the message's: it counts against the
+    /// provider's circuit, and another provider may succeed.
+    pub fn is_provider_wide(&self) -> bool {
+        matches!(
+            self.kind,
+            ProviderErrorKind::Retryable | ProviderErrorKind::Account
+        )
     }
 }
 
@@ -85,4 +110,24 @@ pub trait SmsProvider: Send + Sync {
     async fn check_ready(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+}
+
+/// Asks a provider what became of a message it accepted, for the messages whose status
+/// callback never came.
+///
+/// # Errors
+/// A [`ProviderError`] when the provider cannot be asked or does not know the message; the
+/// caller asks again later.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait StatusLookup: Send + Sync {
+    /// The provider whose messages this looks up, as its [`SmsProvider::name`].
+    fn provider(&self) -> &'static str;
+
+    /// The message's status at the provider now, as a delivery event received at `now`.
+    async fn lookup(
+        &self,
+        provider_sid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryEvent, ProviderError>;
 }

@@ -60,6 +60,8 @@ pub struct ClaimedMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DispatchOutcome {
     Sent {
+        /// The provider that accepted it.
+        provider: String,
         provider_sid: String,
         segments: Option<u32>,
         price: Option<Price>,
@@ -96,6 +98,9 @@ pub enum DeliveryUpdate {
     /// The message's status does not allow the move (a late or repeated report): nothing
     /// changed. Holds the message as it is.
     Ignored(Message),
+    /// A report with this idempotency token was applied before: nothing changed. Holds the
+    /// message as it is.
+    Duplicate(Message),
     /// No message has this provider SID.
     UnknownMessage,
 }
@@ -179,11 +184,28 @@ pub trait MessageStore: Send + Sync {
     /// and only as [`MessageStatus::can_transition_to`] allows, so that a late or replayed report
     /// changes nothing. An applied event is stored in the message's history; its error code and
     /// message replace the message's, and its price, when it has one, becomes the message's.
+    /// An `idempotency_token` (the provider's id for the report) already stored with an
+    /// applied event makes the report a [`DeliveryUpdate::Duplicate`].
     async fn record_delivery(
         &self,
         provider_sid: &str,
         event: DeliveryEvent,
+        idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError>;
+
+    /// Claims up to `limit` messages still `sent` through `provider`, sent (last changed)
+    /// between `sent_after` and `sent_before`, for a status lookup: the oldest first, skipping
+    /// those another caller holds. Each claimed message is held until `hold_until`, so that no
+    /// caller looks it up again before then; a lookup that changes nothing thus waits its turn.
+    async fn claim_unconfirmed(
+        &self,
+        provider: &str,
+        sent_after: DateTime<Utc>,
+        sent_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError>;
 
     /// The delivery events applied to a message, oldest first.
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError>;

@@ -69,6 +69,9 @@ macro_rules! store_conformance_tests {
             late_or_repeated_delivery_reports_change_nothing,
             delivery_report_for_an_unknown_sid_changes_nothing,
             concurrent_identical_reports_apply_once,
+            a_report_with_a_token_already_applied_is_a_duplicate,
+            unconfirmed_sent_messages_are_claimed_oldest_first_per_provider_and_held,
+            concurrent_unconfirmed_claims_never_share_a_message,
             claims_stop_at_the_shared_in_flight_cap,
             concurrent_capped_claims_never_exceed_the_cap,
             a_sender_rate_spaces_send_times_across_claims,
@@ -102,9 +105,12 @@ macro_rules! store_conformance_tests {
 
 mod delivery;
 pub use delivery::{
-    concurrent_identical_reports_apply_once, delivery_report_for_an_unknown_sid_changes_nothing,
+    a_report_with_a_token_already_applied_is_a_duplicate, concurrent_identical_reports_apply_once,
+    concurrent_unconfirmed_claims_never_share_a_message,
+    delivery_report_for_an_unknown_sid_changes_nothing,
     delivery_report_moves_a_sent_message_into_its_history,
     late_or_repeated_delivery_reports_change_nothing, sent_message_keeps_the_providers_price,
+    unconfirmed_sent_messages_are_claimed_oldest_first_per_provider_and_held,
     undelivered_report_keeps_the_carrier_error_and_price,
 };
 
@@ -185,6 +191,8 @@ fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
     let failed = outcome != AttemptOutcome::Sent;
     Attempt {
         number,
+        // Attempts of one message may go through different providers (failover).
+        provider: Some(if failed { "twilio" } else { "vonage" }.to_owned()),
         started_at: at,
         finished_at: at + secs(1),
         outcome,
@@ -196,6 +204,7 @@ fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
 
 fn sent(provider_sid: &str) -> DispatchOutcome {
     DispatchOutcome::Sent {
+        provider: "twilio".into(),
         provider_sid: provider_sid.into(),
         segments: None,
         price: None,
@@ -276,6 +285,7 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert_eq!(created.idempotency_key.as_deref(), Some("order-1"));
     assert_eq!(created.verification_id, None);
     assert_eq!(created.send_before, new.send_before);
+    assert_eq!(created.provider, None);
     assert_eq!(created.provider_sid, None);
     assert_eq!(created.error_code, None);
     assert_eq!(created.error_message, None);
@@ -541,6 +551,7 @@ pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S
             queued.id,
             Some(sent_attempt.clone()),
             DispatchOutcome::Sent {
+                provider: "vonage".into(),
                 provider_sid: "SM0123456789abcdef".into(),
                 segments: Some(2),
                 price: None,
@@ -551,6 +562,7 @@ pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S
         .unwrap());
     let finished = message(&store, queued.id).await;
     assert_eq!(finished.status, MessageStatus::Sent);
+    assert_eq!(finished.provider.as_deref(), Some("vonage"));
     assert_eq!(finished.provider_sid.as_deref(), Some("SM0123456789abcdef"));
     assert_eq!(finished.segments, 2);
     assert_eq!(finished.error_code, None);

@@ -1,4 +1,5 @@
-//! How every kind of failure is classified: retryable or permanent, keeping what Twilio said.
+//! How every kind of failure is classified: retryable, the account's, or permanent, keeping what
+//! Twilio said.
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ async fn error_21211_is_permanent_and_keeps_code_and_message() {
     assert_eq!(
         error,
         ProviderError {
+            provider: "twilio",
             kind: ProviderErrorKind::Permanent,
             http_status: Some(400),
             code: Some("21211".to_owned()),
@@ -45,8 +47,8 @@ async fn error_21211_is_permanent_and_keeps_code_and_message() {
     );
 }
 
-macro_rules! permanent_code {
-    ($name:ident, $status:expr, $code:expr) => {
+macro_rules! code_is {
+    ($name:ident, $status:expr, $code:expr, $kind:ident) => {
         #[tokio::test]
         async fn $name() {
             let error =
@@ -57,7 +59,7 @@ macro_rules! permanent_code {
                 )))
                 .await;
 
-            assert_eq!(error.kind, ProviderErrorKind::Permanent);
+            assert_eq!(error.kind, ProviderErrorKind::$kind);
             assert_eq!(error.http_status, Some($status));
             assert_eq!(error.code.as_deref(), Some(stringify!($code)));
             assert_eq!(error.message, "twilio says no");
@@ -65,7 +67,39 @@ macro_rules! permanent_code {
     };
 }
 
-permanent_code!(error_20003_authentication_failed_is_permanent, 401, 20003);
+macro_rules! permanent_code {
+    ($name:ident, $status:expr, $code:expr) => {
+        code_is!($name, $status, $code, Permanent);
+    };
+}
+
+// Failover: the account's failures send the next messages to another provider; permanent ones
+// are final there too.
+code_is!(
+    error_20003_authentication_failed_is_the_accounts,
+    401,
+    20003,
+    Account
+);
+code_is!(
+    error_20005_account_not_active_is_the_accounts,
+    401,
+    20005,
+    Account
+);
+code_is!(
+    error_21212_invalid_from_is_the_accounts,
+    400,
+    21212,
+    Account
+);
+code_is!(
+    error_21606_from_not_message_capable_is_the_accounts,
+    400,
+    21606,
+    Account
+);
+permanent_code!(error_21211_invalid_to_is_permanent, 400, 21211);
 permanent_code!(error_21408_region_not_enabled_is_permanent, 400, 21408);
 permanent_code!(error_21610_opted_out_recipient_is_permanent, 400, 21610);
 permanent_code!(error_21612_unreachable_route_is_permanent, 400, 21612);
@@ -75,8 +109,16 @@ permanent_code!(
     400,
     21608
 );
-// The listed codes are permanent whatever status they come with.
+// The listed codes are what they are whatever status they come with.
 permanent_code!(error_21610_is_permanent_even_with_a_5xx_status, 503, 21610);
+
+#[tokio::test]
+async fn a_401_or_403_without_a_code_is_the_accounts() {
+    for status in [401, 403] {
+        let error = send_failing_with(ResponseTemplate::new(status)).await;
+        assert_eq!(error.kind, ProviderErrorKind::Account, "HTTP {status}");
+    }
+}
 
 #[tokio::test]
 async fn any_other_4xx_is_permanent() {
@@ -178,10 +220,10 @@ async fn html_error_body_keeps_status() {
 
 #[tokio::test]
 async fn empty_4xx_body_is_permanent_and_keeps_status() {
-    let error = send_failing_with(ResponseTemplate::new(403)).await;
+    let error = send_failing_with(ResponseTemplate::new(400)).await;
 
     assert_eq!(error.kind, ProviderErrorKind::Permanent);
-    assert_eq!(error.http_status, Some(403));
+    assert_eq!(error.http_status, Some(400));
     assert_eq!(error.code, None);
 }
 

@@ -10,6 +10,7 @@ mod openapi;
 mod send;
 mod signature;
 mod status_callback;
+mod status_lookup;
 
 use std::time::Duration;
 

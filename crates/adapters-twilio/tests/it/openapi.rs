@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
 use domain::Channel;
-use ports::{Price, ProviderReceipt, SmsProvider};
+use ports::{Price, ProviderReceipt, SmsProvider, StatusLookup};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 use wiremock::matchers::{method, path};
@@ -20,6 +20,7 @@ use crate::{config_for, created_json, messages_path, sms, ACCOUNT_SID};
 
 const MESSAGES_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages.json";
 const ACCOUNT_PATH: &str = "/2010-04-01/Accounts/{Sid}.json";
+const MESSAGE_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json";
 
 fn description_path() -> PathBuf {
     match std::env::var_os("TWILIO_OAI_DIR") {
@@ -232,6 +233,7 @@ async fn a_created_message_built_from_every_schema_field_is_parsed() {
     assert_eq!(
         receipt,
         ProviderReceipt {
+            provider: "twilio",
             provider_sid: sid,
             segments: Some(1),
             price: Some(Price {
@@ -318,5 +320,65 @@ async fn every_account_example_in_the_description_passes_the_credentials_check()
             .await;
 
         assert!(account.is_ok(), "{name}: {account:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_fetched_message_example_in_the_description_is_looked_up() {
+    let Some(description) = description() else {
+        return;
+    };
+    let examples = operation(description, MESSAGE_PATH, "get")["responses"]["200"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .expect("the message fetch has examples");
+    assert!(!examples.is_empty());
+    for (name, example) in examples {
+        let sid = example["value"]["sid"].as_str().unwrap().to_owned();
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(example["value"].clone()))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let event = TwilioSmsProvider::new(config_for(&server))
+            .unwrap()
+            .lookup(&sid, chrono::Utc::now())
+            .await;
+
+        assert!(event.is_ok(), "{name}: {event:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_status_the_message_schema_lists_is_read() {
+    let Some(description) = description() else {
+        return;
+    };
+    let status = resolve(
+        description,
+        &message_schema(description)["properties"]["status"],
+    );
+    let statuses = status["enum"].as_array().expect("the status is an enum");
+    let server = MockServer::start().await;
+    let provider = TwilioSmsProvider::new(config_for(&server)).unwrap();
+    let sid = "SM0123456789abcdef0123456789abcdef";
+    for status in statuses {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"sid": sid, "status": status})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let event = provider.lookup(sid, chrono::Utc::now()).await;
+        // Inbound statuses are not ours to look up; every outbound one must read.
+        let inbound = matches!(status.as_str(), Some("receiving" | "received"));
+        assert_eq!(event.is_ok(), !inbound, "{status}: {event:?}");
     }
 }

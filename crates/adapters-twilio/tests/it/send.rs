@@ -250,6 +250,7 @@ async fn parses_receipt_with_string_num_segments_and_price() {
     assert_eq!(
         receipt,
         ProviderReceipt {
+            provider: "twilio",
             provider_sid: MESSAGE_SID.to_owned(),
             segments: Some(2),
             price: Some(Price {
@@ -279,6 +280,7 @@ async fn parses_receipt_with_null_num_segments_and_price() {
     assert_eq!(
         receipt,
         ProviderReceipt {
+            provider: "twilio",
             provider_sid: MESSAGE_SID.to_owned(),
             segments: None,
             price: None,

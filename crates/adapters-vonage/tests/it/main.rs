@@ -104,6 +104,7 @@ async fn sends_key_secret_from_to_text_and_client_ref_as_a_form() {
         .mount(&server)
         .await;
     let receipt = provider_for(&server).send(&message).await.unwrap();
+    assert_eq!(receipt.provider, "vonage");
     assert_eq!(receipt.provider_sid, "0A000000123456780");
     assert_eq!(receipt.segments, Some(1));
     assert_eq!(
@@ -162,10 +163,10 @@ async fn throttling_and_internal_errors_are_retryable() {
 }
 
 #[tokio::test]
-async fn invalid_numbers_and_credentials_are_permanent_with_vonage_text() {
+async fn invalid_numbers_are_permanent_with_vonage_text() {
     for (status, text) in [
         ("3", "Invalid to address"),
-        ("4", "Bad Credentials"),
+        ("6", "Invalid message"),
         ("7", "Number barred"),
         ("29", "Non-Whitelisted Destination"),
     ] {
@@ -183,11 +184,36 @@ async fn invalid_numbers_and_credentials_are_permanent_with_vonage_text() {
 }
 
 #[tokio::test]
-async fn http_5xx_and_429_are_retryable_and_other_4xx_permanent() {
+async fn account_problems_are_the_accounts_with_vonage_text() {
+    for (status, text) in [
+        ("4", "Bad Credentials"),
+        ("8", "Partner account barred"),
+        ("9", "Partner quota exceeded"),
+        ("11", "Account not enabled for HTTP"),
+        ("14", "Invalid Signature"),
+        ("15", "Illegal Sender Address - rejected"),
+    ] {
+        let server = MockServer::start().await;
+        answer(
+            &server,
+            ResponseTemplate::new(200).set_body_json(refused(status, text)),
+        )
+        .await;
+        let error = provider_for(&server).send(&sms("hi")).await.unwrap_err();
+        assert_eq!(error.kind, ProviderErrorKind::Account, "status {status}");
+        assert_eq!(error.provider, "vonage");
+        assert_eq!(error.code.as_deref(), Some(status));
+        assert_eq!(error.message, text);
+    }
+}
+
+#[tokio::test]
+async fn http_5xx_and_429_are_retryable_401_the_accounts_and_other_4xx_permanent() {
     for (status, kind) in [
         (503, ProviderErrorKind::Retryable),
         (429, ProviderErrorKind::Retryable),
-        (401, ProviderErrorKind::Permanent),
+        (401, ProviderErrorKind::Account),
+        (400, ProviderErrorKind::Permanent),
     ] {
         let server = MockServer::start().await;
         answer(

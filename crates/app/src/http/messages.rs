@@ -47,6 +47,8 @@ fn default_channel() -> Channel {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
     number: u32,
+    /// The provider called (`twilio`, `vonage`).
+    provider: Option<String>,
     started_at: DateTime<Utc>,
     finished_at: DateTime<Utc>,
     outcome: AttemptOutcome,
@@ -59,6 +61,7 @@ impl From<Attempt> for AttemptView {
     fn from(attempt: Attempt) -> Self {
         Self {
             number: attempt.number,
+            provider: attempt.provider,
             started_at: attempt.started_at,
             finished_at: attempt.finished_at,
             outcome: attempt.outcome,
@@ -78,6 +81,8 @@ pub struct MessageView {
     channel: Channel,
     template: Option<String>,
     segments: u32,
+    /// The provider that accepted the message (`twilio`, `vonage`); each attempt names its own.
+    provider: Option<String>,
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -97,6 +102,7 @@ impl MessageView {
             channel: message.channel,
             template: message.template,
             segments: message.segments,
+            provider: message.provider,
             provider_sid: message.provider_sid,
             error_code: message.error_code,
             error_message: message.error_message,

@@ -13,6 +13,8 @@ use super::ApiError;
 use crate::Services;
 
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
+/// Twilio's id for one report, the same on each retry of it.
+const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
 
 /// Checks the signature, then applies the reported status as the status machine allows. A
 /// report about a message we do not know is answered 200 all the same: refusing it would only
@@ -79,9 +81,15 @@ pub async fn twilio_status(
     })?;
     let to = callback.to.as_ref().map(|number| number.masked());
     let status = callback.event.status;
+    let idempotency_token = headers
+        .get(IDEMPOTENCY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned);
     match services
         .messages
-        .record_delivery(&callback.message_sid, callback.event)
+        .record_delivery(&callback.message_sid, callback.event, idempotency_token)
         .await?
     {
         DeliveryUpdate::Applied(message) => tracing::info!(
@@ -98,6 +106,12 @@ pub async fn twilio_status(
             %status,
             current = %message.status,
             "delivery status ignored: the message is already past it"
+        ),
+        DeliveryUpdate::Duplicate(message) => tracing::info!(
+            message_id = %message.id,
+            twilio_sid = %callback.message_sid,
+            %status,
+            "delivery status ignored: this report was applied before"
         ),
         DeliveryUpdate::UnknownMessage => tracing::warn!(
             twilio_sid = %callback.message_sid,

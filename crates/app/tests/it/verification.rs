@@ -8,28 +8,15 @@ use app::codes::CodeHasher;
 use app::guards::{GuardConfig, LogOnly, SendGuards};
 use app::verify::{StartRequest, Started};
 use app::Services;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use domain::{
     Channel, CodeLength, PhoneNumber, VerificationCode, VerificationPolicy, VerificationStatus,
 };
-use ports::{Clock, CodeGenerator};
+use ports::CodeGenerator;
+
+use crate::ManualClock;
 use secrecy::SecretString;
 use tokio::sync::Notify;
-
-/// A clock that stands still until the test moves it.
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
 
 /// Hands out the codes the test chose, in order.
 struct ScriptedCodes(Mutex<VecDeque<&'static str>>);
@@ -48,11 +35,7 @@ struct Fixture {
 
 async fn fixture(codes: &[&'static str]) -> Fixture {
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let clock = Arc::new(ManualClock(Mutex::new(
-        DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc),
-    )));
+    let clock = Arc::new(ManualClock::at_t0());
     let services = Services {
         messages: store.clone(),
         verifications: store.clone(),
@@ -75,6 +58,7 @@ async fn fixture(codes: &[&'static str]) -> Fixture {
             config: GuardConfig::default(),
             alarm: Arc::new(LogOnly),
         },
+        test_numbers: Default::default(),
     };
     Fixture { services, clock }
 }

@@ -107,6 +107,7 @@ async fn seed_usage<S: ReportStoreUnderTest>(store: &S) {
         store,
         m2,
         DispatchOutcome::Sent {
+            provider: "twilio".into(),
             provider_sid: "SM2".into(),
             segments: None,
             price: None,
@@ -430,6 +431,7 @@ pub async fn attempts_of_lists_each_messages_attempts_in_order<S: ReportStoreUnd
             first.id,
             Some(attempt(2, t0() + secs(5), AttemptOutcome::Sent)),
             DispatchOutcome::Sent {
+                provider: "twilio".into(),
                 provider_sid: "SM1".into(),
                 segments: None,
                 price: None,
