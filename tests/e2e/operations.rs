@@ -240,3 +240,47 @@ async fn every_documented_route_is_served() {
         paths.keys()
     );
 }
+
+#[tokio::test]
+async fn readiness_asks_twilio_whether_the_credentials_work() {
+    use wiremock::matchers::{basic_auth, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let account_path = format!("/2010-04-01/Accounts/{}.json", crate::support::ACCOUNT_SID);
+    let ready = TestApp::spawn().await;
+    Mock::given(method("GET"))
+        .and(path(account_path.as_str()))
+        .and(basic_auth(
+            crate::support::ACCOUNT_SID,
+            crate::support::AUTH_TOKEN,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "sid": crate::support::ACCOUNT_SID, "status": "active", "friendly_name": "Smarter Firms"
+        })))
+        // Cached: two probes, one question to Twilio.
+        .expect(1)
+        .mount(&ready.twilio)
+        .await;
+    for _ in 0..2 {
+        let (status, _) = ready.get("/readyz").await;
+        assert_eq!(status, 200);
+    }
+
+    let refused = TestApp::spawn().await;
+    Mock::given(method("GET"))
+        .and(path(account_path.as_str()))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "code": 20003, "message": "Authenticate", "status": 401,
+            "more_info": "https://www.twilio.com/docs/errors/20003"
+        })))
+        .expect(1)
+        .mount(&refused.twilio)
+        .await;
+    let (status, problem) = refused.get("/readyz").await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "not-ready");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("provider"),
+        "{problem}"
+    );
+}

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Attempt, Channel, Message, MessageId, MessageStatus};
 use ports::{
-    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
+    CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 use uuid::Uuid;
@@ -121,6 +121,35 @@ impl MessageReports for PgStore {
                 segments: count(row.segments),
                 delivered: count(row.delivered),
                 failed: count(row.failed),
+            })
+            .collect())
+    }
+
+    async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM ( \
+                 SELECT {key} AS key, price_currency AS currency, \
+                        sum(round(price_amount::numeric * {units}))::bigint AS units \
+                 FROM messages \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                   AND price_amount IS NOT NULL AND price_currency IS NOT NULL \
+                 GROUP BY 1, 2 \
+             ) AS costs ORDER BY key IS NOT NULL, key, currency",
+            key = group_key(query.group_by),
+            units = CostSum::UNITS_PER_WHOLE,
+        );
+        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
+            .bind(query.since)
+            .bind(query.until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, currency, units)| CostSum {
+                key,
+                currency,
+                units,
             })
             .collect())
     }

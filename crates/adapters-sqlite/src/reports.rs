@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use domain::{Attempt, Channel, Message, MessageId, MessageStatus};
 use ports::{
-    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
+    CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 use uuid::fmt::Hyphenated;
@@ -128,6 +128,37 @@ impl MessageReports for SqliteStore {
                 segments: count(row.segments),
                 delivered: count(row.delivered),
                 failed: count(row.failed),
+            })
+            .collect())
+    }
+
+    async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
+        // SQLite has no decimal type: each price becomes whole units (exact for the eight
+        // decimals providers use) before the sum, so that the sum itself is exact.
+        let sql = format!(
+            "SELECT * FROM ( \
+                 SELECT {key} AS key, price_currency AS currency, \
+                        sum(CAST(round(CAST(price_amount AS REAL) * {units}) AS INTEGER)) AS units \
+                 FROM messages \
+                 WHERE created_at >= $1 AND created_at < $2 \
+                   AND price_amount IS NOT NULL AND price_currency IS NOT NULL \
+                 GROUP BY 1, 2 \
+             ) ORDER BY key IS NOT NULL, key, currency",
+            key = group_key(query.group_by),
+            units = CostSum::UNITS_PER_WHOLE,
+        );
+        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
+            .bind(micros(query.since))
+            .bind(micros(query.until))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, currency, units)| CostSum {
+                key,
+                currency,
+                units,
             })
             .collect())
     }

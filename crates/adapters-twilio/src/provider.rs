@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::account::CredentialsError;
 use crate::config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use crate::wire::{ErrorBody, MessageResource, NumberOrString};
 
@@ -230,6 +231,25 @@ impl SmsProvider for TwilioSmsProvider {
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
         self.send_message(message).await
+    }
+
+    /// Ready when Twilio accepts the credentials and the account is active.
+    async fn check_ready(&self) -> Result<(), ProviderError> {
+        match self.check_credentials().await {
+            Ok(_) => Ok(()),
+            Err(CredentialsError::Rejected(error) | CredentialsError::Unavailable(error)) => {
+                Err(error)
+            }
+            Err(error @ CredentialsError::AccountNotActive(_)) => Err(ProviderError {
+                provider: NAME,
+                kind: ProviderErrorKind::Account,
+                http_status: None,
+                code: None,
+                message: error.to_string(),
+                more_info: None,
+                retry_after: None,
+            }),
+        }
     }
 }
 

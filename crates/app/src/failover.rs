@@ -220,6 +220,20 @@ impl SmsProvider for FailoverSmsProvider {
             error
         })
     }
+
+    /// Ready while any provider is: the others are what failover is for.
+    async fn check_ready(&self) -> Result<(), ProviderError> {
+        let mut first_error = None;
+        for (provider, _) in &self.providers {
+            match provider.check_ready().await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ impl SmsProvider for TestNumberSmsProvider {
             price: None,
         })
     }
+
+    async fn check_ready(&self) -> Result<(), ProviderError> {
+        self.provider.check_ready().await
+    }
 }
 
 #[cfg(test)]

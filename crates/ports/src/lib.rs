@@ -23,7 +23,7 @@ pub use provider::{
 };
 pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use reports::{
-    ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats, StatusCount,
+    CostSum, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats, StatusCount,
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 pub use store::{

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
-use ports::{ErrorCodeCount, UsageGroup, UsageGrouping, UsageQuery};
+use ports::{CostSum, ErrorCodeCount, UsageGroup, UsageGrouping, UsageQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -133,17 +133,22 @@ pub async fn usage(
     };
     let groups = services.reports.usage(&query).await?;
     let error_codes = services.reports.error_codes(&query).await?;
+    let costs = services.reports.costs(&query).await?;
     Ok(Json(UsageReport {
         since,
         until,
         group_by,
-        groups: assemble(groups, error_codes),
+        groups: assemble(groups, error_codes, &costs),
     }))
 }
 
 /// Joins each group with its most frequent error codes (which the store lists most frequent
-/// first within a group).
-fn assemble(groups: Vec<UsageGroup>, error_codes: Vec<ErrorCodeCount>) -> Vec<UsageGroupView> {
+/// first within a group) and its cost in each currency.
+fn assemble(
+    groups: Vec<UsageGroup>,
+    error_codes: Vec<ErrorCodeCount>,
+    costs: &[CostSum],
+) -> Vec<UsageGroupView> {
     groups
         .into_iter()
         .map(|group| {
@@ -156,6 +161,14 @@ fn assemble(groups: Vec<UsageGroup>, error_codes: Vec<ErrorCodeCount>) -> Vec<Us
                     count: count.count,
                 })
                 .collect();
+            let cost = costs
+                .iter()
+                .filter(|cost| cost.key == group.key)
+                .map(|cost| CostView {
+                    currency: cost.currency.clone(),
+                    amount: cost.amount(),
+                })
+                .collect();
             let concluded = group.delivered + group.failed;
             UsageGroupView {
                 delivery_rate: (concluded > 0).then(|| group.delivered as f64 / concluded as f64),
@@ -164,8 +177,7 @@ fn assemble(groups: Vec<UsageGroup>, error_codes: Vec<ErrorCodeCount>) -> Vec<Us
                 segments: group.segments,
                 delivered: group.delivered,
                 failed: group.failed,
-                // Prices arrive with Twilio's status callbacks, which the store does not keep yet.
-                cost: Vec::new(),
+                cost,
                 top_error_codes,
             }
         })
@@ -196,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_delivery_rate_counts_only_messages_with_a_final_outcome() {
-        let views = assemble(vec![group("GB", 3, 1), group("US", 0, 0)], vec![]);
+        let views = assemble(vec![group("GB", 3, 1), group("US", 0, 0)], vec![], &[]);
         assert_eq!(views[0].delivery_rate, Some(0.75));
         assert_eq!(views[1].delivery_rate, None);
     }
@@ -207,7 +219,7 @@ mod tests {
             .map(|n| code("GB", &format!("3000{n}"), 10 - n))
             .collect();
         codes.push(code("US", "21211", 4));
-        let views = assemble(vec![group("GB", 1, 1), group("US", 1, 1)], codes);
+        let views = assemble(vec![group("GB", 1, 1), group("US", 1, 1)], codes, &[]);
         let gb: Vec<&str> = views[0]
             .top_error_codes
             .iter()
@@ -216,5 +228,26 @@ mod tests {
         assert_eq!(gb, ["30000", "30001", "30002", "30003", "30004"]);
         assert_eq!(views[1].top_error_codes.len(), 1);
         assert_eq!(views[1].top_error_codes[0].count, 4);
+    }
+
+    #[test]
+    fn each_group_shows_its_own_cost_per_currency() {
+        let cost = |key: &str, currency: &str, units| CostSum {
+            key: Some(key.into()),
+            currency: currency.into(),
+            units,
+        };
+        let views = assemble(
+            vec![group("GB", 1, 0), group("US", 1, 0)],
+            vec![],
+            &[cost("GB", "EUR", 3_330_000), cost("GB", "USD", -750_000)],
+        );
+        let gb: Vec<(&str, &str)> = views[0]
+            .cost
+            .iter()
+            .map(|c| (c.currency.as_str(), c.amount.as_str()))
+            .collect();
+        assert_eq!(gb, [("EUR", "0.0333"), ("USD", "-0.0075")]);
+        assert!(views[1].cost.is_empty());
     }
 }

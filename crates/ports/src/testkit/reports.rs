@@ -2,12 +2,12 @@
 //! and the metrics' counts, on seeded data whose answers are worked out by hand below.
 
 use chrono::{DateTime, Utc};
-use domain::{AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage};
+use domain::{AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage, Price};
 
 use super::{attempt, claim_one, enqueue_new, notification, phone, secs, t0, StoreUnderTest};
 use crate::{
-    DispatchOutcome, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats,
-    StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+    CostSum, DispatchOutcome, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports,
+    QueueStats, StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 
 /// A store that also reads its history back.
@@ -30,6 +30,7 @@ macro_rules! report_conformance_tests {
             usage_by_status,
             usage_by_api_key,
             error_codes_are_counted_per_group,
+            costs_are_summed_exactly_per_group_and_currency,
             status_counts_and_queue_stats_cover_every_message,
             a_migrated_store_has_no_pending_migrations,
         );
@@ -223,6 +224,44 @@ pub async fn usage_by_api_key<S: ReportStoreUnderTest>(store: S) {
         usage(&store, UsageGrouping::ApiKey).await,
         [group("auth", 2, 2, 1), group("shop", 3, 6, 1)]
     );
+}
+
+pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnderTest>(store: S) {
+    let sent = |provider: &str, amount: Option<&str>, currency: &str| DispatchOutcome::Sent {
+        provider: provider.into(),
+        provider_sid: format!("SM{}", MessageId::generate()),
+        segments: None,
+        price: amount.map(|amount| Price {
+            amount: amount.into(),
+            currency: currency.into(),
+        }),
+    };
+    let us = "+15551234567";
+    for (offset, api_key, outcome) in [
+        (1, "shop", sent("twilio", Some("-0.00750"), "USD")),
+        (2, "shop", sent("twilio", Some("-0.01500"), "USD")),
+        (3, "shop", sent("twilio", None, "USD")),
+        (4, "auth", sent("vonage", Some("0.03330000"), "EUR")),
+        (5, "auth", sent("twilio", Some("-0.00790"), "USD")),
+    ] {
+        let message = new_message(t0() + secs(offset), api_key, us, None, 1);
+        dispatched(&store, message, outcome).await;
+    }
+    let cost = |key: &str, currency: &str, units| CostSum {
+        key: Some(key.into()),
+        currency: currency.into(),
+        units,
+    };
+    let costs = store.costs(&range(UsageGrouping::ApiKey)).await.unwrap();
+    assert_eq!(
+        costs,
+        [
+            cost("auth", "EUR", 3_330_000),
+            cost("auth", "USD", -790_000),
+            cost("shop", "USD", -2_250_000),
+        ]
+    );
+    assert_eq!(costs[2].amount(), "-0.0225");
 }
 
 pub async fn error_codes_are_counted_per_group<S: ReportStoreUnderTest>(store: S) {
