@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, Price, VerificationId,
+    Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, VerificationId,
 };
 use ports::{
     ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
@@ -260,7 +260,7 @@ impl MessageStore for SqliteStore {
         }
         // A one-time code is needed only while the message can still be sent.
         let forget_body = !next.can_transition_to(MessageStatus::Sending);
-        let fields = OutcomeFields::of(outcome);
+        let fields = outcome.into_columns();
 
         let mut transaction = self
             .pool
@@ -286,7 +286,7 @@ impl MessageStore for SqliteStore {
         .bind(Uuid::from_u128(claim.0).hyphenated())
         .bind(next.as_str())
         .bind(fields.provider_sid)
-        .bind(fields.segments)
+        .bind(fields.segments.map(i64::from))
         .bind(fields.replace_error)
         .bind(fields.error_code)
         .bind(fields.error_message)
@@ -375,69 +375,5 @@ impl MessageStore for SqliteStore {
             hold_until,
         )
         .await
-    }
-}
-
-/// The columns a [`DispatchOutcome`] writes; `None` keeps the stored value.
-struct OutcomeFields {
-    provider: Option<String>,
-    provider_sid: Option<String>,
-    segments: Option<i64>,
-    price: Option<Price>,
-    /// Whether the error columns are replaced (by `None` for a success).
-    replace_error: bool,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    next_attempt_at: Option<DateTime<Utc>>,
-}
-
-impl OutcomeFields {
-    fn of(outcome: DispatchOutcome) -> Self {
-        let unchanged = Self {
-            provider: None,
-            provider_sid: None,
-            segments: None,
-            price: None,
-            replace_error: false,
-            error_code: None,
-            error_message: None,
-            next_attempt_at: None,
-        };
-        match outcome {
-            DispatchOutcome::Sent {
-                provider,
-                provider_sid,
-                segments,
-                price,
-            } => Self {
-                provider: Some(provider),
-                provider_sid: Some(provider_sid),
-                segments: segments.map(i64::from),
-                price,
-                replace_error: true,
-                ..unchanged
-            },
-            DispatchOutcome::Retry {
-                at,
-                error_code,
-                error_message,
-            } => Self {
-                replace_error: true,
-                error_code,
-                error_message: Some(error_message),
-                next_attempt_at: Some(at),
-                ..unchanged
-            },
-            DispatchOutcome::Failed {
-                error_code,
-                error_message,
-            } => Self {
-                replace_error: true,
-                error_code,
-                error_message: Some(error_message),
-                ..unchanged
-            },
-            DispatchOutcome::Expired => unchanged,
-        }
     }
 }

@@ -28,7 +28,7 @@ pub use reports::{
 };
 pub use store::{
     ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore,
-    StoreError, VerificationStore,
+    OutcomeColumns, StoreError, VerificationStore,
 };
 
 #[cfg(feature = "mocks")]

@@ -105,6 +105,72 @@ pub enum DeliveryUpdate {
     UnknownMessage,
 }
 
+/// What finishing with a [`DispatchOutcome`] writes on the message, for every store to put in
+/// its own SQL; `None` keeps the stored value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeColumns {
+    pub provider: Option<String>,
+    pub provider_sid: Option<String>,
+    pub segments: Option<u32>,
+    pub price: Option<Price>,
+    /// Whether the error columns are replaced (by `None` for a success).
+    pub replace_error: bool,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl DispatchOutcome {
+    pub fn into_columns(self) -> OutcomeColumns {
+        let unchanged = OutcomeColumns {
+            provider: None,
+            provider_sid: None,
+            segments: None,
+            price: None,
+            replace_error: false,
+            error_code: None,
+            error_message: None,
+            next_attempt_at: None,
+        };
+        match self {
+            DispatchOutcome::Sent {
+                provider,
+                provider_sid,
+                segments,
+                price,
+            } => OutcomeColumns {
+                provider: Some(provider),
+                provider_sid: Some(provider_sid),
+                segments,
+                price,
+                replace_error: true,
+                ..unchanged
+            },
+            DispatchOutcome::Retry {
+                at,
+                error_code,
+                error_message,
+            } => OutcomeColumns {
+                replace_error: true,
+                error_code,
+                error_message: Some(error_message),
+                next_attempt_at: Some(at),
+                ..unchanged
+            },
+            DispatchOutcome::Failed {
+                error_code,
+                error_message,
+            } => OutcomeColumns {
+                replace_error: true,
+                error_code,
+                error_message: Some(error_message),
+                ..unchanged
+            },
+            DispatchOutcome::Expired => unchanged,
+        }
+    }
+}
+
 /// The durable queue of messages.
 ///
 /// # Errors
