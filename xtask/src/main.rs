@@ -8,6 +8,7 @@
 //!
 //! This crate depends on no workspace crate, so it still builds when the others do not.
 
+mod bench;
 mod postgres;
 mod steps;
 #[cfg(test)]
@@ -23,7 +24,9 @@ commands:
   test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
                                    (--no-lint skips fmt and clippy; <args> go to the test runner)
   lint                             check formatting and run clippy with warnings denied
-  bench                            run the benchmarks (against local PostgreSQL) and print their figures
+  bench [--quick]                  run the benchmarks (release build, local PostgreSQL and SQLite)
+                                   and write target/bench/report.md and report.json
+                                   (--quick: a one-minute smoke run on the debug build)
 ";
 
 #[derive(Debug, PartialEq)]
@@ -34,7 +37,9 @@ enum Command {
         runner_args: Vec<String>,
     },
     Lint,
-    Bench,
+    Bench {
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,7 +58,7 @@ fn main() -> ExitCode {
         }
         Command::Test { lint, runner_args } => steps::test(lint, &runner_args),
         Command::Lint => steps::lint(),
-        Command::Bench => steps::bench(),
+        Command::Bench { quick } => steps::bench(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,9 +79,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             None => Ok(Command::Lint),
             Some(arg) => Err(format!("unexpected argument '{arg}' for lint")),
         },
-        "bench" => match rest.first() {
-            None => Ok(Command::Bench),
-            Some(arg) => Err(format!("unexpected argument '{arg}' for bench")),
+        "bench" => match rest {
+            [] => Ok(Command::Bench { quick: false }),
+            [quick] if quick == "--quick" => Ok(Command::Bench { quick: true }),
+            [arg, ..] => Err(format!("unexpected argument '{arg}' for bench")),
         },
         "test" => {
             let (own, runner_args) = match rest.iter().position(|arg| arg == "--") {
@@ -133,6 +139,15 @@ mod tests {
                 lint: true,
                 runner_args: vec![],
             })
+        );
+    }
+
+    #[test]
+    fn bench_is_full_unless_asked_to_be_quick() {
+        assert_eq!(parse(&["bench"]), Ok(Command::Bench { quick: false }));
+        assert_eq!(
+            parse(&["bench", "--quick"]),
+            Ok(Command::Bench { quick: true })
         );
     }
 
