@@ -24,9 +24,10 @@ commands:
   test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
                                    (--no-lint skips fmt and clippy; <args> go to the test runner)
   lint                             check formatting and run clippy with warnings denied
-  bench [--quick]                  run the benchmarks (release build, local PostgreSQL and SQLite)
+  bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
-                                   (--quick: a one-minute smoke run on the debug build)
+                                   (--quick: a one-minute smoke run on the debug build;
+                                   --only: the scenarios of figure N, 1 to 7, when profiling one)
 ";
 
 #[derive(Debug, PartialEq)]
@@ -37,9 +38,7 @@ enum Command {
         runner_args: Vec<String>,
     },
     Lint,
-    Bench {
-        quick: bool,
-    },
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
         }
         Command::Test { lint, runner_args } => steps::test(lint, &runner_args),
         Command::Lint => steps::lint(),
-        Command::Bench { quick } => steps::bench(quick),
+        Command::Bench(options) => steps::bench(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,11 +78,24 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             None => Ok(Command::Lint),
             Some(arg) => Err(format!("unexpected argument '{arg}' for lint")),
         },
-        "bench" => match rest {
-            [] => Ok(Command::Bench { quick: false }),
-            [quick] if quick == "--quick" => Ok(Command::Bench { quick: true }),
-            [arg, ..] => Err(format!("unexpected argument '{arg}' for bench")),
-        },
+        "bench" => {
+            let mut options = bench::Options::default();
+            let mut args = rest.iter();
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--quick" => options.quick = true,
+                    "--only" => {
+                        let figure = args.next().and_then(|figure| figure.parse().ok());
+                        match figure {
+                            Some(figure @ 1..=7) => options.only = Some(figure),
+                            _ => return Err("--only takes a figure number, 1 to 7".into()),
+                        }
+                    }
+                    other => return Err(format!("unexpected argument '{other}' for bench")),
+                }
+            }
+            Ok(Command::Bench(options))
+        }
         "test" => {
             let (own, runner_args) = match rest.iter().position(|arg| arg == "--") {
                 Some(dash_dash) => (&rest[..dash_dash], rest[dash_dash + 1..].to_vec()),
@@ -111,7 +123,7 @@ fn workspace_root() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_args, Command};
+    use super::{bench, parse_args, Command};
 
     fn parse(args: &[&str]) -> Result<Command, String> {
         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
@@ -144,11 +156,17 @@ mod tests {
 
     #[test]
     fn bench_is_full_unless_asked_to_be_quick() {
-        assert_eq!(parse(&["bench"]), Ok(Command::Bench { quick: false }));
+        let full = bench::Options::default();
+        assert_eq!(parse(&["bench"]), Ok(Command::Bench(full)));
         assert_eq!(
-            parse(&["bench", "--quick"]),
-            Ok(Command::Bench { quick: true })
+            parse(&["bench", "--only", "2", "--quick"]),
+            Ok(Command::Bench(bench::Options {
+                quick: true,
+                only: Some(2)
+            }))
         );
+        assert!(parse(&["bench", "--only", "8"]).is_err());
+        assert!(parse(&["bench", "--only"]).is_err());
     }
 
     #[test]

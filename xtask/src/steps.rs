@@ -16,9 +16,7 @@ enum Step {
         hint: Option<&'static str>,
     },
     /// The benchmark (`crate::bench`).
-    Bench {
-        quick: bool,
-    },
+    Bench(crate::bench::Options),
     /// The tests proper. Their runner reports its own time, and its summary must stay the
     /// closing line that CI reads, so nothing is printed after it.
     TestRunner {
@@ -33,7 +31,10 @@ pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
         steps.extend(lint_steps());
     }
     // So that the benchmark never rots; before the tests, whose summary must come last.
-    steps.push(Step::Bench { quick: true });
+    steps.push(Step::Bench(crate::bench::Options {
+        quick: true,
+        only: None,
+    }));
     if has_nextest() {
         // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
         // nextest does not.
@@ -51,9 +52,9 @@ pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The benchmark's figures, in `target/bench/report.md` and `report.json`.
-pub(crate) fn bench(quick: bool) -> anyhow::Result<()> {
+pub(crate) fn bench(options: crate::bench::Options) -> anyhow::Result<()> {
     run(
-        &[Step::PostgresReachable, Step::Bench { quick }],
+        &[Step::PostgresReachable, Step::Bench(options)],
         &postgres::database_url(),
     )
 }
@@ -136,10 +137,10 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
                 eprintln!("==> {number} cargo {}", args.join(" "));
                 run_cargo(args, database_url, *hint)?;
             }
-            Step::Bench { quick } => {
-                let kind = if *quick { " --quick" } else { "" };
+            Step::Bench(options) => {
+                let kind = if options.quick { " --quick" } else { "" };
                 eprintln!("==> {number} bench{kind}");
-                crate::bench::run(*quick)?;
+                crate::bench::run(*options)?;
             }
             Step::TestRunner { args } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));

@@ -34,8 +34,17 @@ const LATENCY_RATE: f64 = 1_000.0;
 const CODE_SPACING: Duration = Duration::from_millis(150);
 const CODE_PATIENCE: Duration = Duration::from_secs(10);
 
+/// What `cargo xtask bench` was asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub quick: bool,
+    /// Only the scenarios that measure this figure (1-7).
+    pub only: Option<u8>,
+}
+
 /// How long and how much: the full run, or the quick one CI runs so that this never rots.
 struct Plan {
+    only: Option<u8>,
     release: bool,
     api: Schedule,
     dispatch: Schedule,
@@ -43,9 +52,10 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(quick: bool) -> Self {
+    fn new(Options { quick, only }: Options) -> Self {
         if quick {
             Self {
+                only,
                 // The debug build the tests already have: no release build in CI.
                 release: false,
                 api: schedule(0.5, 2.0),
@@ -54,6 +64,7 @@ impl Plan {
             }
         } else {
             Self {
+                only,
                 release: true,
                 api: schedule(2.0, 10.0),
                 dispatch: schedule(2.0, 10.0),
@@ -70,8 +81,9 @@ fn schedule(warm_up: f64, measure: f64) -> Schedule {
     }
 }
 
-pub(crate) fn run(quick: bool) -> anyhow::Result<()> {
-    let plan = Plan::new(quick);
+pub(crate) fn run(options: Options) -> anyhow::Result<()> {
+    let quick = options.quick;
+    let plan = Plan::new(options);
     let bench_dir = crate::workspace_root().join("target").join("bench");
     std::fs::create_dir_all(&bench_dir)
         .with_context(|| format!("cannot create {}", bench_dir.display()))?;
@@ -146,16 +158,40 @@ struct Bench {
 
 impl Bench {
     async fn all(&mut self) -> anyhow::Result<()> {
+        // Figure 7 is figures 1, 4 and 5 on SQLite.
+        let only = self.plan.only;
+        let wanted = |figures: &[u8]| only.is_none_or(|only| figures.contains(&only));
+        let (api, verifications, checks, dispatch, codes, sqlite) = (
+            wanted(&[1, 6, 7]),
+            wanted(&[2]),
+            wanted(&[3]),
+            wanted(&[4, 7]),
+            wanted(&[5, 7]),
+            wanted(&[7]),
+        );
         for store in [StoreKind::Postgres, StoreKind::Sqlite] {
-            let accepted_per_second = self.accepted_messages(store).await?;
-            if store == StoreKind::Postgres {
+            if store == StoreKind::Sqlite && !sqlite {
+                break;
+            }
+            // Figure 5's background load is half of figure 1's, or of its target when skipped.
+            let mut accepted_per_second = 5_000.0;
+            if api {
+                accepted_per_second = self.accepted_messages(store).await?;
+            }
+            if store == StoreKind::Postgres && verifications {
                 self.verifications_started(store).await?;
+            }
+            if store == StoreKind::Postgres && checks {
                 self.checks(store).await?;
             }
-            self.dispatch_at_the_concurrency_cap(store).await?;
-            self.dispatch_at_the_sender_rate(store).await?;
-            self.time_to_provider(store, accepted_per_second / 2.0)
-                .await?;
+            if dispatch {
+                self.dispatch_at_the_concurrency_cap(store).await?;
+                self.dispatch_at_the_sender_rate(store).await?;
+            }
+            if codes {
+                self.time_to_provider(store, accepted_per_second / 2.0)
+                    .await?;
+            }
         }
         Ok(())
     }
