@@ -57,6 +57,21 @@ async fn room_in(
     Ok(blocking.map(|at| at + limit.window - now))
 }
 
+/// Lets the transaction's commit return before its WAL reaches the disk. Both writers here
+/// serialise on a lock (a key's, a country's row) that they hold until commit returns, so a
+/// flush inside it made every code of one API key wait for the previous code's flush (4.9 ms
+/// on the benchmark machine under load: at most ~200 codes/s). A server crash can lose only
+/// the last fraction of a second of such commits, and no send they admitted: the code's own
+/// verification commits afterwards with a flush, which writes the earlier WAL too. What can
+/// be lost is a pumping-alarm count, which the alarm tolerates.
+async fn skip_the_flush(connection: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl RateLimiter for PgStore {
     #[instrument(skip_all, fields(limits = limits.len()))]
@@ -66,6 +81,7 @@ impl RateLimiter for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        skip_the_flush(&mut transaction).await?;
         // One lock per key, taken in one order so that two callers never wait on each other;
         // held to commit, so a count and the send it admits cannot be split by another
         // instance's.
@@ -113,6 +129,7 @@ impl RateLimiter for PgStore {
     ) -> Result<(), StoreError> {
         let hour = hour_of(now);
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        skip_the_flush(&mut transaction).await?;
         sqlx::query(
             "INSERT INTO country_send_volume (calling_code, hour, sends) VALUES ($1, $2, 1) \
              ON CONFLICT (calling_code, hour) \
