@@ -122,7 +122,7 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
                 load_average()
             ),
             format!(
-                "fake Twilio: {} ms per call, DISPATCH_CONCURRENCY={DISPATCH_CONCURRENCY}; logs JSON at info to target/bench/*.log",
+                "fake Twilio: {} ms per call, DISPATCH_CONCURRENCY={DISPATCH_CONCURRENCY}; service logs (JSON, info) in target/bench/STORE-SCENARIO.log",
                 TWILIO_LATENCY.as_millis()
             ),
             format!(
@@ -245,7 +245,9 @@ impl Bench {
             ("VERIFY_SENDS_PER_API_KEY", "1000000000".to_owned()),
         ];
         env.extend(overrides.iter().cloned());
-        let log = self.bench_dir.join(format!("{scenario}.log"));
+        let log = self
+            .bench_dir
+            .join(format!("{}-{scenario}.log", fresh.kind.name()));
         Service::start(
             &self.binary,
             &fresh.database_url,

@@ -60,6 +60,7 @@ impl StoreKind {
 /// An empty store for one scenario, removed when dropped: a PostgreSQL database created next to
 /// the one `DATABASE_URL` names (with `psql`), or an SQLite file under `target/bench`.
 pub struct FreshStore {
+    pub kind: StoreKind,
     pub database_url: String,
     cleanup: Cleanup,
 }
@@ -83,6 +84,7 @@ impl FreshStore {
                 )?;
                 psql(&admin_url, &format!("CREATE DATABASE {name}"))?;
                 Ok(Self {
+                    kind,
                     database_url: url.to_string(),
                     cleanup: Cleanup::Postgres { admin_url, name },
                 })
@@ -93,6 +95,7 @@ impl FreshStore {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 Ok(Self {
+                    kind,
                     database_url: format!("sqlite://{}", dir.join("sms-notify.sqlite").display()),
                     cleanup: Cleanup::Sqlite { dir },
                 })
