@@ -21,8 +21,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, the tests
-                                   (--no-lint skips fmt and clippy; <args> go to the test runner)
+  test [--no-lint] [-- <args>...]  run every check: PostgreSQL reachable, fmt, clippy, bench --quick,
+                                   the tests (--no-lint skips fmt and clippy; <args> go to the
+                                   test runner, and skip the bench)
   lint                             check formatting and run clippy with warnings denied
   bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
@@ -155,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn bench_is_full_unless_asked_to_be_quick() {
+    fn bench_is_full_unless_asked_to_be_quick_or_for_one_figure() {
         let full = bench::Options::default();
         assert_eq!(parse(&["bench"]), Ok(Command::Bench(full)));
         assert_eq!(

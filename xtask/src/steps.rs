@@ -30,11 +30,14 @@ pub(crate) fn test(lint: bool, runner_args: &[String]) -> anyhow::Result<()> {
     if lint {
         steps.extend(lint_steps());
     }
-    // So that the benchmark never rots; before the tests, whose summary must come last.
-    steps.push(Step::Bench(crate::bench::Options {
-        quick: true,
-        only: None,
-    }));
+    // So that the benchmark never rots; before the tests, whose summary must come last. A run
+    // narrowed by runner arguments is someone iterating on a few tests: it skips the minute.
+    if runner_args.is_empty() {
+        steps.push(Step::Bench(crate::bench::Options {
+            quick: true,
+            only: None,
+        }));
+    }
     if has_nextest() {
         // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
         // nextest does not.
