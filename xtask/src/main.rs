@@ -9,6 +9,7 @@
 //! This crate depends on no workspace crate, so it still builds when the others do not.
 
 mod api_fuzz;
+mod bench;
 mod postgres;
 mod steps;
 #[cfg(test)]
@@ -23,10 +24,14 @@ usage: cargo xtask <command>
 commands:
   test [--no-lint] [--no-api-fuzz] [-- <args>...]
                                    run every check: PostgreSQL reachable, fmt, clippy, a short
-                                   api-fuzz, the tests (--no-lint skips fmt and clippy,
-                                   --no-api-fuzz the fuzzing; <args> go to the test runner)
+                                   api-fuzz, bench --quick, the tests (--no-lint skips fmt and
+                                   clippy, --no-api-fuzz the fuzzing; <args> go to the test
+                                   runner, and skip the bench)
   lint                             check formatting and run clippy with warnings denied
-  bench                            run the benchmarks (against local PostgreSQL) and print their figures
+  bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
+                                   and write target/bench/report.md and report.json
+                                   (--quick: a one-minute smoke run on the debug build;
+                                   --only: the scenarios of figure N, 1 to 7, when profiling one)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
 ";
@@ -40,7 +45,7 @@ enum Command {
         runner_args: Vec<String>,
     },
     Lint,
-    Bench,
+    Bench(bench::Options),
     ApiFuzz {
         examples: u32,
     },
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
             runner_args,
         } => steps::test(lint, api_fuzz, &runner_args),
         Command::Lint => steps::lint(),
-        Command::Bench => steps::bench(),
+        Command::Bench(options) => steps::bench(options),
         Command::ApiFuzz { examples } => api_fuzz::run(examples),
     };
     match result {
@@ -88,10 +93,24 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             None => Ok(Command::Lint),
             Some(arg) => Err(format!("unexpected argument '{arg}' for lint")),
         },
-        "bench" => match rest.first() {
-            None => Ok(Command::Bench),
-            Some(arg) => Err(format!("unexpected argument '{arg}' for bench")),
-        },
+        "bench" => {
+            let mut options = bench::Options::default();
+            let mut args = rest.iter();
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--quick" => options.quick = true,
+                    "--only" => {
+                        let figure = args.next().and_then(|figure| figure.parse().ok());
+                        match figure {
+                            Some(figure @ 1..=7) => options.only = Some(figure),
+                            _ => return Err("--only takes a figure number, 1 to 7".into()),
+                        }
+                    }
+                    other => return Err(format!("unexpected argument '{other}' for bench")),
+                }
+            }
+            Ok(Command::Bench(options))
+        }
         "test" => {
             let (own, runner_args) = match rest.iter().position(|arg| arg == "--") {
                 Some(dash_dash) => (&rest[..dash_dash], rest[dash_dash + 1..].to_vec()),
@@ -135,7 +154,7 @@ fn workspace_root() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_args, Command};
+    use super::{bench, parse_args, Command};
 
     fn parse(args: &[&str]) -> Result<Command, String> {
         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
@@ -182,6 +201,21 @@ mod tests {
         );
         assert!(parse(&["api-fuzz", "--examples", "0"]).is_err());
         assert!(parse(&["api-fuzz", "--examples"]).is_err());
+    }
+
+    #[test]
+    fn bench_is_full_unless_asked_to_be_quick_or_for_one_figure() {
+        let full = bench::Options::default();
+        assert_eq!(parse(&["bench"]), Ok(Command::Bench(full)));
+        assert_eq!(
+            parse(&["bench", "--only", "2", "--quick"]),
+            Ok(Command::Bench(bench::Options {
+                quick: true,
+                only: Some(2)
+            }))
+        );
+        assert!(parse(&["bench", "--only", "8"]).is_err());
+        assert!(parse(&["bench", "--only"]).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The steps of `cargo xtask test` and `cargo xtask lint`, run in order from the workspace root,
+//! The steps of `cargo xtask test`, `lint` and `bench`, run in order from the workspace root,
 //! each announced by a header line and timed, stopping at the first that fails.
 
 use std::process::{Command, Stdio};
@@ -19,6 +19,8 @@ enum Step {
         /// What to do about a failure, when there is more to say than "see above".
         hint: Option<&'static str>,
     },
+    /// The benchmark (`crate::bench`).
+    Bench(crate::bench::Options),
     /// The tests proper. Their runner reports its own time, and its summary must stay the
     /// closing line that CI reads, so nothing is printed after it.
     TestRunner {
@@ -42,6 +44,14 @@ pub(crate) fn test(lint: bool, api_fuzz: bool, runner_args: &[String]) -> anyhow
             examples: TEST_API_FUZZ_EXAMPLES,
         });
     }
+    // So that the benchmark never rots; before the tests, whose summary must come last. A run
+    // narrowed by runner arguments is someone iterating on a few tests: it skips the minute.
+    if runner_args.is_empty() {
+        steps.push(Step::Bench(crate::bench::Options {
+            quick: true,
+            only: None,
+        }));
+    }
     if has_nextest() {
         // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
         // nextest does not.
@@ -58,29 +68,12 @@ pub(crate) fn test(lint: bool, api_fuzz: bool, runner_args: &[String]) -> anyhow
     run(&steps, &postgres::database_url())
 }
 
-/// The benchmarks: ignored tests named `bench_`, which print their figures.
-pub(crate) fn bench() -> anyhow::Result<()> {
-    let steps = vec![
-        Step::PostgresReachable,
-        cargo(
-            &[
-                "test",
-                "--package",
-                "e2e",
-                "--test",
-                "e2e",
-                "bench_",
-                "--",
-                "--ignored",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ],
-            &[],
-            None,
-        ),
-    ];
-    run(&steps, &postgres::database_url())
+/// The benchmark's figures, in `target/bench/report.md` and `report.json`.
+pub(crate) fn bench(options: crate::bench::Options) -> anyhow::Result<()> {
+    run(
+        &[Step::PostgresReachable, Step::Bench(options)],
+        &postgres::database_url(),
+    )
 }
 
 /// Formatting and clippy only.
@@ -164,6 +157,11 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
             Step::Cargo { args, hint } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));
                 run_cargo(args, database_url, *hint)?;
+            }
+            Step::Bench(options) => {
+                let kind = if options.quick { " --quick" } else { "" };
+                eprintln!("==> {number} bench{kind}");
+                crate::bench::run(*options)?;
             }
             Step::TestRunner { args } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));

@@ -2,8 +2,8 @@
 //! [`ports::RateLimiter`] on PostgreSQL through sqlx, with the schema in `migrations/postgres`.
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
-//! lease, and every write that queues a message sends `NOTIFY` on [`QUEUE_CHANNEL`] so that
-//! idle dispatchers on every instance wake at once. Queries are checked at run time (by the
+//! lease, and every write that queues a message is followed by a `NOTIFY` on [`QUEUE_CHANNEL`]
+//! (one per burst, see `queue_notifier`) so that idle dispatchers on every instance wake at once. Queries are checked at run time (by the
 //! tests), so the build needs no database.
 //!
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
@@ -11,6 +11,7 @@
 
 mod deliveries;
 mod messages;
+mod queue_notifier;
 mod rate_limits;
 mod reports;
 mod rows;
@@ -18,6 +19,7 @@ mod rows;
 pub mod testing;
 mod verifications;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ports::StoreError;
@@ -26,14 +28,15 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// The channel on which every write that queues a message notifies, on commit, with the
-/// message's id as the payload.
+/// The channel notified after writes that queue messages; the payload is the id of the newest
+/// of the messages a notification stands for.
 pub const QUEUE_CHANNEL: &str = "sms_notify_queue";
 
 /// The messages and verifications in PostgreSQL. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    queue_notifier: Arc<queue_notifier::QueueNotifier>,
 }
 
 /// Why the store could not be opened.
@@ -58,7 +61,10 @@ impl PgStore {
             .await
             .map_err(PgStoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
-        Ok(Self { pool })
+        Ok(Self {
+            queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
+            pool,
+        })
     }
 
     /// Names the migrations (`0006 name`) the database still lacks, without applying them.

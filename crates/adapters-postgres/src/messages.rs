@@ -16,7 +16,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
-use crate::{PgStore, QUEUE_CHANNEL};
+use crate::PgStore;
 
 macro_rules! insert_message_sql {
     () => {
@@ -71,21 +71,6 @@ pub(crate) async fn insert_code_message(
     Message::try_from(row)
 }
 
-/// Wakes the dispatchers listening on [`QUEUE_CHANNEL`] when the caller's transaction commits.
-/// The payload is the queued message's id.
-pub(crate) async fn notify_queue(
-    connection: &mut PgConnection,
-    id: MessageId,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(QUEUE_CHANNEL)
-        .bind(id.to_string())
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
 /// Serializes capped claims across instances (`pg_advisory_xact_lock`); any constant no other
 /// code in the database uses.
 const CLAIM_LOCK: i64 = 0x736d_735f_636c_6169;
@@ -103,15 +88,14 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
 impl MessageStore for PgStore {
     #[instrument(skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // One statement, committed on its own: one round trip on the API's hot path.
         let inserted = bind_new_message(ENQUEUE, &message, message.verification_id)
-            .fetch_optional(&mut *transaction)
+            .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
         if let Some(row) = inserted {
             let created = Message::try_from(row)?;
-            notify_queue(&mut transaction, created.id).await?;
-            transaction.commit().await.map_err(store_error)?;
+            self.queue_notifier.queued(created.id);
             return Ok(Enqueued::Created(created));
         }
         // The insert gave way to a committed row with the same key (it waits for a concurrent
@@ -120,10 +104,9 @@ impl MessageStore for PgStore {
             sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
                 .bind(message.api_key.as_str())
                 .bind(message.idempotency_key.as_deref())
-                .fetch_optional(&mut *transaction)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(store_error)?;
-        transaction.rollback().await.map_err(store_error)?;
         match existing {
             Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
             None => Err(StoreError::Corrupt(format!(
@@ -274,9 +257,9 @@ impl MessageStore for PgStore {
         if released.rows_affected() != 1 {
             return Ok(false);
         }
-        // Another instance may take it at once.
-        notify_queue(&mut transaction, id).await?;
         transaction.commit().await.map_err(store_error)?;
+        // Another instance may take it at once.
+        self.queue_notifier.queued(id);
         Ok(true)
     }
 
@@ -354,11 +337,11 @@ impl MessageStore for PgStore {
             .await
             .map_err(store_error)?;
         }
+        transaction.commit().await.map_err(store_error)?;
         // A retry is queued work too: a dispatcher sleeping until a later time must look again.
         if next == MessageStatus::Queued {
-            notify_queue(&mut transaction, id).await?;
+            self.queue_notifier.queued(id);
         }
-        transaction.commit().await.map_err(store_error)?;
         Ok(true)
     }
 

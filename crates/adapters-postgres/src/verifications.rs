@@ -9,7 +9,7 @@ use ports::{StoreError, VerificationStore};
 use sqlx::PgConnection;
 use tracing::instrument;
 
-use crate::messages::{insert_code_message, notify_queue};
+use crate::messages::insert_code_message;
 use crate::rows::{code_hashes, store_error, VerificationRow};
 use crate::PgStore;
 
@@ -73,8 +73,8 @@ impl VerificationStore for PgStore {
         )
         .await?;
         let queued = insert_code_message(&mut transaction, &message, verification.id).await?;
-        notify_queue(&mut transaction, queued.id).await?;
         transaction.commit().await.map_err(store_error)?;
+        self.queue_notifier.queued(queued.id);
         Ok(queued)
     }
 
@@ -140,8 +140,8 @@ impl VerificationStore for PgStore {
         let verification = Verification::try_from(row)?;
         insert_code(&mut transaction, id, &code, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
-        notify_queue(&mut transaction, queued.id).await?;
         transaction.commit().await.map_err(store_error)?;
+        self.queue_notifier.queued(queued.id);
         Ok(Some((verification, queued)))
     }
 

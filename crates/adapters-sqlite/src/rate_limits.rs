@@ -15,31 +15,47 @@ use crate::rows::{instant, micros, store_error};
 use crate::SqliteStore;
 
 /// Whether `limit` has room at `now`, after forgetting the sends that have left its window.
-/// `Some(retry_after)` when it is full.
+/// `Some(retry_after)` when it is full. Reads the key's count rather than its events, so that
+/// a limit of thousands costs no more than a limit of three.
 async fn room_in(
     connection: &mut SqliteConnection,
     limit: &RateLimit,
     now: DateTime<Utc>,
 ) -> Result<Option<TimeDelta>, StoreError> {
     let window_start = micros(now - limit.window);
-    sqlx::query("DELETE FROM rate_limit_events WHERE key = $1 AND at <= $2")
+    let expired = sqlx::query("DELETE FROM rate_limit_events WHERE key = $1 AND at <= $2")
         .bind(&limit.key)
         .bind(window_start)
         .execute(&mut *connection)
         .await
-        .map_err(store_error)?;
-    let Some(offset) = limit.max.checked_sub(1) else {
-        return Ok(Some(limit.window));
-    };
-    // The window is full when it holds `max` sends; it has room again once the `max`-th most
-    // recent of them has left it.
-    let blocking: Option<i64> = sqlx::query_scalar(
-        "SELECT at FROM rate_limit_events WHERE key = $1 AND at > $2 \
-         ORDER BY at DESC LIMIT 1 OFFSET $3",
+        .map_err(store_error)?
+        .rows_affected();
+    // A key without a count yet counts its events once.
+    let kept: i64 = sqlx::query_scalar(
+        "INSERT INTO rate_limit_counts (key, events) \
+         VALUES ($1, (SELECT count(*) FROM rate_limit_events WHERE key = $1)) \
+         ON CONFLICT (key) DO UPDATE SET events = events - $2 \
+         RETURNING events",
     )
     .bind(&limit.key)
-    .bind(window_start)
-    .bind(i64::from(offset))
+    .bind(i64::try_from(expired).unwrap_or(i64::MAX))
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let max = i64::from(limit.max);
+    if kept < max {
+        return Ok(None);
+    }
+    if max == 0 {
+        return Ok(Some(limit.window));
+    }
+    // The window has room again once the `max`-th most recent send has left it: with the
+    // usual `kept == max`, the oldest.
+    let blocking: Option<i64> = sqlx::query_scalar(
+        "SELECT at FROM rate_limit_events WHERE key = $1 ORDER BY at LIMIT 1 OFFSET $2",
+    )
+    .bind(&limit.key)
+    .bind(kept - max)
     .fetch_optional(&mut *connection)
     .await
     .map_err(store_error)?;
@@ -74,6 +90,12 @@ impl RateLimiter for SqliteStore {
             sqlx::query("INSERT INTO rate_limit_events (key, at) VALUES ($1, $2)")
                 .bind(&limit.key)
                 .bind(micros(now))
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            // `room_in` made the key's count row.
+            sqlx::query("UPDATE rate_limit_counts SET events = events + 1 WHERE key = $1")
+                .bind(&limit.key)
                 .execute(&mut *transaction)
                 .await
                 .map_err(store_error)?;

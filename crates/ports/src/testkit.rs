@@ -89,6 +89,7 @@ macro_rules! store_conformance_tests {
             acquire_admits_max_sends_per_window_then_says_when,
             acquire_counts_nothing_when_one_limit_is_full,
             concurrent_acquires_never_exceed_max,
+            a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them,
             country_sends_are_counted_per_hour,
         );
     };
@@ -1464,6 +1465,56 @@ pub async fn concurrent_acquires_never_exceed_max<S: StoreUnderTest>(store: S) {
         }
     }
     assert_eq!(admitted, 5);
+}
+
+pub async fn a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let key = "api-key:bulk";
+    for at in 0..50 {
+        assert_eq!(
+            store
+                .acquire(&[limit(key, 50, 100)], t0() + secs(at))
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+    }
+    // At 120 s the sends of 0..=20 s have left the window: room for exactly 21 more.
+    for _ in 0..21 {
+        assert_eq!(
+            store
+                .acquire(&[limit(key, 50, 100)], t0() + secs(120))
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+    }
+    assert_eq!(
+        store
+            .acquire(&[limit(key, 50, 100)], t0() + secs(120))
+            .await
+            .unwrap(),
+        Admission::Refused {
+            key: key.into(),
+            retry_after: secs(1),
+        },
+        "the oldest send kept, at 21 s, leaves at 121 s"
+    );
+    // Lowered to 40, the window's 50 sends leave room once 11 have left it: the 11th oldest,
+    // sent at 31 s, leaves at 131 s.
+    assert_eq!(
+        store
+            .acquire(&[limit(key, 40, 100)], t0() + secs(120))
+            .await
+            .unwrap(),
+        Admission::Refused {
+            key: key.into(),
+            retry_after: secs(11),
+        }
+    );
 }
 
 pub async fn country_sends_are_counted_per_hour<S: StoreUnderTest>(store: S) {

@@ -68,8 +68,14 @@ async fn a_repeated_enqueue_does_not_notify() {
         idempotency_key: Some("once".into()),
         ..notification(t0())
     };
-    store.enqueue(keyed.clone()).await.unwrap();
     let mut listener = store.queue_listener().await.unwrap();
+    store.enqueue(keyed.clone()).await.unwrap();
+    // The first enqueue's notification is sent after its commit, on its own.
+    let original = tokio::time::timeout(PATIENCE, listener.recv())
+        .await
+        .expect("no notification after an enqueue")
+        .unwrap();
+    assert_eq!(original.payload(), keyed.id.to_string());
 
     let repeated = NewMessage {
         id: MessageId::generate(),

@@ -1,0 +1,709 @@
+//! `cargo xtask bench`: the service's figures as users load it, on this machine, against the
+//! local PostgreSQL and the embedded SQLite store, with a fake Twilio that answers after a set
+//! latency. Each scenario gets a fresh store and a fresh service process, runs for a bounded
+//! time, and stops what it started; the figures go to `target/bench/report.md` and
+//! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
+
+mod fake_twilio;
+mod load;
+mod report;
+mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::json;
+
+use fake_twilio::FakeTwilio;
+use load::{Call, MakeCall, Schedule, Target};
+use report::{Figure, Goal, Report};
+use service::{FreshStore, Service, StoreKind};
+
+/// Twilio's answer time in every scenario but the filling of a backlog.
+const TWILIO_LATENCY: Duration = Duration::from_millis(100);
+/// Provider calls in flight: with `TWILIO_LATENCY`, a ceiling of 2,000 SMS/s.
+const DISPATCH_CONCURRENCY: u32 = 200;
+const SENDER_MPS: u32 = 50;
+/// Keep-alive connections of the closed-loop runs: enough to keep both cores busy.
+const CONNECTIONS: usize = 32;
+/// The open-loop rate of figure 1's latency.
+const LATENCY_RATE: f64 = 1_000.0;
+/// Between two codes of figure 5, so that each finds the dispatcher idle (the last send over).
+const CODE_SPACING: Duration = Duration::from_millis(150);
+const CODE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What `cargo xtask bench` was asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub quick: bool,
+    /// Only the scenarios that measure this figure (1-7).
+    pub only: Option<u8>,
+}
+
+/// How long and how much: the full run, or the quick one CI runs so that this never rots.
+struct Plan {
+    only: Option<u8>,
+    release: bool,
+    api: Schedule,
+    dispatch: Schedule,
+    idle_codes: usize,
+}
+
+impl Plan {
+    fn new(Options { quick, only }: Options) -> Self {
+        if quick {
+            Self {
+                only,
+                // The debug build the tests already have: no release build in CI.
+                release: false,
+                api: schedule(0.5, 1.5),
+                dispatch: schedule(0.25, 1.0),
+                idle_codes: 10,
+            }
+        } else {
+            Self {
+                only,
+                release: true,
+                api: schedule(2.0, 10.0),
+                dispatch: schedule(2.0, 10.0),
+                idle_codes: 100,
+            }
+        }
+    }
+}
+
+fn schedule(warm_up: f64, measure: f64) -> Schedule {
+    Schedule {
+        warm_up: Duration::from_secs_f64(warm_up),
+        measure: Duration::from_secs_f64(measure),
+    }
+}
+
+pub(crate) fn run(options: Options) -> anyhow::Result<()> {
+    let quick = options.quick;
+    let plan = Plan::new(options);
+    let bench_dir = crate::workspace_root().join("target").join("bench");
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("cannot create {}", bench_dir.display()))?;
+    eprintln!(
+        "    building sms-notify-server ({})",
+        if plan.release { "release" } else { "debug" }
+    );
+    let binary = service::build(plan.release)?;
+    let load_before = load_average();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let mut bench = Bench {
+        plan,
+        binary,
+        bench_dir: bench_dir.clone(),
+        figures: Vec::new(),
+    };
+    runtime.block_on(bench.all())?;
+
+    let report = Report {
+        title: format!(
+            "sms-notify benchmark{}",
+            if quick { " (quick: a smoke run, figures not comparable)" } else { "" }
+        ),
+        conditions: vec![
+            format!(
+                "service: {} build of {}",
+                if bench.plan.release { "release" } else { "debug" },
+                git_head()
+            ),
+            format!(
+                "machine: {} cores shared with the load generator and the database; load average {load_before:.1} at start, {:.1} at end",
+                std::thread::available_parallelism().map_or(0, usize::from),
+                load_average()
+            ),
+            format!(
+                "fake Twilio: {} ms per call, DISPATCH_CONCURRENCY={DISPATCH_CONCURRENCY}; service logs (JSON, info) in target/bench/STORE-SCENARIO.log",
+                TWILIO_LATENCY.as_millis()
+            ),
+            format!(
+                "API figures: {} s warm-up, {} s measured; dispatch: {} s warm-up, {} s measured",
+                bench.plan.api.warm_up.as_secs_f64(),
+                bench.plan.api.measure.as_secs_f64(),
+                bench.plan.dispatch.warm_up.as_secs_f64(),
+                bench.plan.dispatch.measure.as_secs_f64()
+            ),
+        ],
+        figures: bench.figures,
+    };
+    let markdown = report.markdown();
+    std::fs::write(bench_dir.join("report.md"), &markdown)?;
+    std::fs::write(
+        bench_dir.join("report.json"),
+        serde_json::to_string_pretty(&report.json())?,
+    )?;
+    println!("{markdown}");
+    eprintln!(
+        "    written to {} and report.json",
+        bench_dir.join("report.md").display()
+    );
+    Ok(())
+}
+
+struct Bench {
+    plan: Plan,
+    binary: PathBuf,
+    bench_dir: PathBuf,
+    figures: Vec<Figure>,
+}
+
+impl Bench {
+    async fn all(&mut self) -> anyhow::Result<()> {
+        // Figure 7 is figures 1, 4 and 5 on SQLite.
+        let only = self.plan.only;
+        let wanted = |figures: &[u8]| only.is_none_or(|only| figures.contains(&only));
+        let (api, verifications, checks, dispatch, codes, sqlite) = (
+            wanted(&[1, 6, 7]),
+            wanted(&[2]),
+            wanted(&[3]),
+            wanted(&[4, 7]),
+            wanted(&[5, 7]),
+            wanted(&[7]),
+        );
+        for store in [StoreKind::Postgres, StoreKind::Sqlite] {
+            if store == StoreKind::Sqlite && !sqlite {
+                break;
+            }
+            // Figure 5's background load is half of figure 1's, or of its target when skipped.
+            let mut accepted_per_second = 5_000.0;
+            if api {
+                accepted_per_second = self.accepted_messages(store).await?;
+            }
+            if store == StoreKind::Postgres && verifications {
+                self.verifications_started(store).await?;
+            }
+            if store == StoreKind::Postgres && checks {
+                self.checks(store).await?;
+            }
+            if dispatch {
+                self.dispatch_at_the_concurrency_cap(store).await?;
+                self.dispatch_at_the_sender_rate(store).await?;
+            }
+            if codes {
+                self.time_to_provider(store, accepted_per_second / 2.0)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn figure(
+        &mut self,
+        number: u8,
+        name: &str,
+        store: StoreKind,
+        (value, unit): (f64, &'static str),
+        goal: Goal,
+        method: String,
+    ) {
+        eprintln!("    {number}. {name} ({}): {value:.1} {unit}", store.name());
+        self.figures.push(Figure {
+            number,
+            name: name.to_owned(),
+            store,
+            value,
+            unit,
+            goal,
+            load: load_average(),
+            method,
+        });
+    }
+
+    /// A fresh store and the service on it, Twilio being `twilio`.
+    async fn start(
+        &self,
+        store: StoreKind,
+        scenario: &str,
+        twilio: &FakeTwilio,
+        overrides: &[(&str, String)],
+    ) -> anyhow::Result<(FreshStore, Service)> {
+        eprintln!("==> bench: {scenario} ({})", store.name());
+        let fresh = FreshStore::create(store, scenario, &self.bench_dir)?;
+        let service = self.start_on(&fresh, scenario, twilio, overrides).await?;
+        Ok((fresh, service))
+    }
+
+    async fn start_on(
+        &self,
+        fresh: &FreshStore,
+        scenario: &str,
+        twilio: &FakeTwilio,
+        overrides: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
+        let mut env = vec![
+            ("DISPATCH_CONCURRENCY", DISPATCH_CONCURRENCY.to_string()),
+            // One API key sends every code of the benchmark.
+            ("VERIFY_SENDS_PER_API_KEY", "1000000000".to_owned()),
+        ];
+        env.extend(overrides.iter().cloned());
+        let log = self
+            .bench_dir
+            .join(format!("{}-{scenario}.log", fresh.kind.name()));
+        Service::start(
+            &self.binary,
+            &fresh.database_url,
+            &twilio.base_url,
+            &env,
+            &log,
+        )
+        .await
+    }
+
+    /// Figures 1 and 6: accepted messages per second, latency at a fixed rate, memory.
+    async fn accepted_messages(&mut self, store: StoreKind) -> anyhow::Result<f64> {
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let (_fresh, service) = self.start(store, "messages", &twilio, &[]).await?;
+        let idle_rss = service.resident_set_bytes()?;
+
+        // The latency first, at a steady rate the dispatcher keeps up with, before the closed
+        // loop leaves it a backlog to drain.
+        let paced = load::open_loop(
+            &service.target,
+            CONNECTIONS,
+            LATENCY_RATE,
+            self.plan.api,
+            Arc::new(message_call),
+            "POST /v1/messages at 1,000/s",
+        )
+        .await;
+        paced.check("latency at 1,000 requests/s")?;
+        let method = format!("open loop at {LATENCY_RATE} requests/s over {CONNECTIONS} connections; latency from each request's planned start (coordinated omission)");
+        self.figure(
+            1,
+            "p50 latency at 1,000 requests/s",
+            store,
+            (paced.latency_ms(0.5), "ms"),
+            Goal::None,
+            method.clone(),
+        );
+        self.figure(
+            1,
+            "p99 latency at 1,000 requests/s",
+            store,
+            (paced.latency_ms(0.99), "ms"),
+            Goal::AtMost(20.0),
+            method,
+        );
+        let accepted = load::closed_loop(
+            &service.target,
+            CONNECTIONS,
+            self.plan.api,
+            Arc::new(message_call),
+            "POST /v1/messages",
+        )
+        .await;
+        accepted.check("accepted messages")?;
+        let end_rss = service.resident_set_bytes()?;
+        let rate = accepted.per_second();
+        self.figure(
+            1,
+            "accepted messages (POST /v1/messages, template)",
+            store,
+            (rate, "/s"),
+            Goal::AtLeast(5_000.0),
+            format!("closed loop, {CONNECTIONS} keep-alive connections, each message to its own number, the dispatcher sending meanwhile"),
+        );
+
+        self.figure(
+            6,
+            "resident set, idle",
+            store,
+            (mebibytes(idle_rss), "MiB"),
+            Goal::AtMost(30.0),
+            "VmRSS of the service once it answers /healthz".into(),
+        );
+        self.figure(
+            6,
+            "resident set, end of figure 1",
+            store,
+            (mebibytes(end_rss), "MiB"),
+            Goal::AtMost(150.0),
+            "VmRSS right after figure 1's closed-loop run, which follows its latency run".into(),
+        );
+        ensure_twilio_content(&twilio)?;
+        service.stop().await?;
+        Ok(rate)
+    }
+
+    /// Figure 2: verifications started per second.
+    async fn verifications_started(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let (_fresh, service) = self.start(store, "verifications", &twilio, &[]).await?;
+        let started = load::closed_loop(
+            &service.target,
+            CONNECTIONS,
+            self.plan.api,
+            Arc::new(verification_call),
+            "POST /v1/verifications",
+        )
+        .await;
+        started.check("verifications started")?;
+        self.figure(
+            2,
+            "verifications started (POST /v1/verifications)",
+            store,
+            (started.per_second(), "/s"),
+            Goal::AtLeast(3_000.0),
+            format!("closed loop, {CONNECTIONS} connections, one API key, each to its own number; each stores a verification, a code and its message, and sends it"),
+        );
+        ensure_twilio_content(&twilio)?;
+        service.stop().await
+    }
+
+    /// Figure 3: checks per second, against verifications started beforehand.
+    async fn checks(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        const VERIFICATIONS: u64 = 200;
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let overrides = [("VERIFY_MAX_CHECKS", "1000000000".to_owned())];
+        let (_fresh, service) = self.start(store, "checks", &twilio, &overrides).await?;
+        let mut connection = load::Connection::new(&service.target);
+        let mut ids = Vec::new();
+        for n in 0..VERIFICATIONS {
+            let (status, body) = connection.post(&verification_call(n)).await?;
+            if !status.is_success() {
+                bail!(
+                    "starting a verification answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let verification: serde_json::Value = serde_json::from_slice(&body)?;
+            ids.push(
+                verification["id"]
+                    .as_str()
+                    .context("a verification without an id")?
+                    .to_owned(),
+            );
+        }
+        let ids: Arc<[String]> = ids.into();
+        let make: MakeCall = Arc::new(move |n| Call {
+            path: format!(
+                "/v1/verifications/{}/check",
+                ids[(n % VERIFICATIONS) as usize]
+            ),
+            // Wrong (but for one chance in a million): every check compares against every code.
+            body: json!({"code": "000000"}).to_string(),
+        });
+        let checked = load::closed_loop(
+            &service.target,
+            CONNECTIONS,
+            self.plan.api,
+            make,
+            "POST /v1/verifications/{id}/check",
+        )
+        .await;
+        checked.check("checks")?;
+        self.figure(
+            3,
+            "checks (POST /v1/verifications/{id}/check)",
+            store,
+            (checked.per_second(), "/s"),
+            Goal::AtLeast(5_000.0),
+            format!("closed loop, {CONNECTIONS} connections, over {VERIFICATIONS} pending verifications with wrong codes (VERIFY_MAX_CHECKS raised so they stay pending)"),
+        );
+        service.stop().await
+    }
+
+    /// Queues `count` messages on `fresh` through a service whose Twilio never answers in
+    /// time and which sends one at a time, then stops it: a backlog for a dispatcher to start on.
+    async fn backlog(&self, fresh: &FreshStore, scenario: &str, count: u64) -> anyhow::Result<()> {
+        let stalled = FakeTwilio::start(Duration::from_secs(3600), None).await?;
+        let overrides = [
+            ("DISPATCH_CONCURRENCY", "1".to_owned()),
+            ("SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+        ];
+        let service = self
+            .start_on(fresh, &format!("{scenario}-backlog"), &stalled, &overrides)
+            .await?;
+        let filled = load::fill(&service.target, CONNECTIONS, count, Arc::new(message_call)).await;
+        if filled.succeeded < count {
+            bail!(
+                "queued only {} of {count} messages: {}",
+                filled.succeeded,
+                filled.first_failure.as_deref().unwrap_or("no failure")
+            );
+        }
+        // The one send in flight is handed back at shutdown.
+        service.stop().await
+    }
+
+    /// Figure 4: a backlog drained through Twilio at 100 ms per call, 200 calls in flight.
+    async fn dispatch_at_the_concurrency_cap(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        let ceiling = f64::from(DISPATCH_CONCURRENCY) / TWILIO_LATENCY.as_secs_f64();
+        let window = self.plan.dispatch.warm_up + self.plan.dispatch.measure;
+        let count = (ceiling * window.as_secs_f64() * 1.5) as u64;
+        eprintln!(
+            "==> bench: dispatch at the concurrency cap ({})",
+            store.name()
+        );
+        let fresh = FreshStore::create(store, "dispatch", &self.bench_dir)?;
+        self.backlog(&fresh, "dispatch", count).await?;
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let service = self.start_on(&fresh, "dispatch", &twilio, &[]).await?;
+        let rate = self.dispatch_rate(&twilio, count, "dispatching").await?;
+        self.figure(
+            4,
+            "dispatched at DISPATCH_CONCURRENCY=200, Twilio 100 ms (ceiling 2,000/s)",
+            store,
+            (rate, "SMS/s"),
+            Goal::AtLeast(0.9 * ceiling),
+            format!("a backlog of {count} messages queued beforehand; Twilio's arrivals counted after {} s", self.plan.dispatch.warm_up.as_secs_f64()),
+        );
+        service.stop().await
+    }
+
+    /// Figure 4: the same with `SENDER_MPS=50`, and a Twilio that refuses more than 50 per
+    /// second (a token bucket) with 429.
+    async fn dispatch_at_the_sender_rate(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        let window = self.plan.dispatch.warm_up + self.plan.dispatch.measure;
+        let count = (f64::from(SENDER_MPS) * window.as_secs_f64() * 2.0) as u64;
+        eprintln!("==> bench: dispatch at SENDER_MPS ({})", store.name());
+        let fresh = FreshStore::create(store, "mps", &self.bench_dir)?;
+        self.backlog(&fresh, "mps", count).await?;
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, Some(SENDER_MPS)).await?;
+        let overrides = [("SENDER_MPS", SENDER_MPS.to_string())];
+        let service = self.start_on(&fresh, "mps", &twilio, &overrides).await?;
+        let rate = self
+            .dispatch_rate(&twilio, count, "dispatching at 50/s")
+            .await?;
+        let method = format!(
+            "a backlog of {count} messages; Twilio answers 429 beyond 50/s (a token bucket of 50)"
+        );
+        self.figure(
+            4,
+            "dispatched at SENDER_MPS=50",
+            store,
+            (rate, "SMS/s"),
+            Goal::Within {
+                target: f64::from(SENDER_MPS),
+                tolerance: 0.05,
+            },
+            method.clone(),
+        );
+        self.figure(
+            4,
+            "429s from Twilio at SENDER_MPS=50",
+            store,
+            (twilio.too_many_requests() as f64, ""),
+            Goal::AtMost(0.0),
+            method,
+        );
+        service.stop().await
+    }
+
+    /// Twilio's accepted sends per second in the dispatch window, which starts now.
+    async fn dispatch_rate(
+        &self,
+        twilio: &FakeTwilio,
+        backlog: u64,
+        label: &str,
+    ) -> anyhow::Result<f64> {
+        let schedule = self.plan.dispatch;
+        let started = tokio::time::Instant::now();
+        let window_start = started + schedule.warm_up;
+        let end = window_start + schedule.measure;
+        let progress = load::Progress::start(label, started, end, twilio.accepted_counter());
+        tokio::time::sleep_until(end).await;
+        progress.finish();
+        let (from, to) = (window_start.into_std(), end.into_std());
+        let arrivals = twilio.arrivals();
+        if arrivals.len() as u64 >= backlog {
+            bail!("{label}: the backlog of {backlog} ran out before the window ended");
+        }
+        ensure_twilio_content(twilio)?;
+        let in_window = arrivals
+            .iter()
+            .filter(|at| **at >= from && **at < to)
+            .count();
+        Ok(in_window as f64 / schedule.measure.as_secs_f64())
+    }
+
+    /// Figure 5: from the API's answer to a new verification until Twilio receives its code,
+    /// with the service idle, then under half the load of figure 1.
+    async fn time_to_provider(
+        &mut self,
+        store: StoreKind,
+        background_rate: f64,
+    ) -> anyhow::Result<()> {
+        let twilio = Arc::new(FakeTwilio::start(TWILIO_LATENCY, None).await?);
+        let (_fresh, service) = self.start(store, "codes", &twilio, &[]).await?;
+        let mut next_code = 0;
+        let idle = codes_to_provider(
+            &service.target,
+            &twilio,
+            &mut next_code,
+            self.plan.idle_codes,
+            None,
+        )
+        .await?;
+        let method = format!("one verification every {} ms, each to its own number; from reading the API's 201 to the fake Twilio receiving the send (negative: Twilio had it first)", CODE_SPACING.as_millis());
+        self.figure(
+            5,
+            "time to provider, idle, p50",
+            store,
+            (load::quantile(&idle, 0.5), "ms"),
+            Goal::None,
+            method.clone(),
+        );
+        self.figure(
+            5,
+            "time to provider, idle, p99",
+            store,
+            (load::quantile(&idle, 0.99), "ms"),
+            Goal::AtMost(10.0),
+            method.clone(),
+        );
+
+        let schedule = self.plan.api;
+        let background = {
+            let target = service.target.clone();
+            tokio::spawn(async move {
+                load::open_loop(
+                    &target,
+                    CONNECTIONS,
+                    background_rate,
+                    schedule,
+                    Arc::new(message_call),
+                    "background messages",
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(schedule.warm_up).await;
+        let end = tokio::time::Instant::now() + schedule.measure;
+        let loaded = codes_to_provider(
+            &service.target,
+            &twilio,
+            &mut next_code,
+            usize::MAX,
+            Some(end),
+        )
+        .await?;
+        let background = background.await?;
+        background.check("background messages")?;
+        let method = format!("{method}, while POST /v1/messages runs open loop at {background_rate:.0}/s (half of figure 1)");
+        self.figure(
+            5,
+            "time to provider, at half of figure 1, p50",
+            store,
+            (load::quantile(&loaded, 0.5), "ms"),
+            Goal::None,
+            method.clone(),
+        );
+        self.figure(
+            5,
+            "time to provider, at half of figure 1, p99",
+            store,
+            (load::quantile(&loaded, 0.99), "ms"),
+            Goal::None,
+            method,
+        );
+        service.stop().await
+    }
+}
+
+/// Starts verifications one every [`CODE_SPACING`], `count` of them or until `end`, and returns
+/// how long each code took from the API's answer to Twilio, in milliseconds.
+async fn codes_to_provider(
+    target: &Target,
+    twilio: &FakeTwilio,
+    next: &mut u64,
+    count: usize,
+    end: Option<tokio::time::Instant>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut connection = load::Connection::new(target);
+    let mut latencies = Vec::new();
+    while latencies.len() < count && end.is_none_or(|end| tokio::time::Instant::now() < end) {
+        let pace = tokio::time::Instant::now() + CODE_SPACING;
+        let to = code_number(*next);
+        *next += 1;
+        let (status, body) = connection
+            .post(&Call {
+                path: "/v1/verifications".into(),
+                body: json!({"to": to}).to_string(),
+            })
+            .await?;
+        let answered = std::time::Instant::now();
+        if !status.is_success() {
+            bail!(
+                "starting a verification answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let arrived = twilio
+            .arrival_for(&to, CODE_PATIENCE)
+            .await
+            .with_context(|| format!("no code reached Twilio within {CODE_PATIENCE:?}"))?;
+        let ms = match arrived.checked_duration_since(answered) {
+            Some(after) => after.as_secs_f64() * 1e3,
+            None => -(answered.duration_since(arrived).as_secs_f64() * 1e3),
+        };
+        latencies.push(ms);
+        tokio::time::sleep_until(pace).await;
+    }
+    Ok(latencies)
+}
+
+/// A message from the `two-factor-auth` template to its own number.
+fn message_call(n: u64) -> Call {
+    Call {
+        path: "/v1/messages".into(),
+        body: json!({
+            "to": format!("+1555{:07}", n % 10_000_000),
+            "template": "two-factor-auth",
+            "data": {"code": "123456", "expiryMinutes": 10},
+        })
+        .to_string(),
+    }
+}
+
+fn verification_call(n: u64) -> Call {
+    Call {
+        path: "/v1/verifications".into(),
+        body: json!({"to": format!("+1556{:07}", n % 10_000_000)}).to_string(),
+    }
+}
+
+/// Figure 5's numbers, apart from every other figure's.
+fn code_number(n: u64) -> String {
+    format!("+447700{:06}", n % 1_000_000)
+}
+
+/// Every send Twilio saw was well formed: a misconfigured run must not pass for a fast one.
+fn ensure_twilio_content(twilio: &FakeTwilio) -> anyhow::Result<()> {
+    match twilio.rejected() {
+        0 => Ok(()),
+        rejected => bail!("the fake Twilio rejected {rejected} malformed sends"),
+    }
+}
+
+fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The one-minute load average, or NaN where there is none to read.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn git_head() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(crate::workspace_root())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "an unknown commit".into())
+}
