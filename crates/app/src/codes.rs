@@ -31,6 +31,45 @@ pub fn random_token(bytes: usize) -> String {
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The pepper kept in `file`, created there (readable by its owner only) with a random one on
+/// first use: the embedded database's pepper, so that a restart does not invalidate the codes
+/// already sent, and so that the service and the CLI on one database agree.
+pub fn pepper_kept_in(file: &std::path::Path) -> std::io::Result<SecretString> {
+    use std::io::Write;
+    match std::fs::read_to_string(file) {
+        Ok(pepper) if !pepper.trim().is_empty() => return Ok(SecretString::from(pepper.trim())),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    if let Some(directory) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(directory)?;
+    }
+    let pepper = random_token(32);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(mut created) => {
+            created.write_all(pepper.as_bytes())?;
+            Ok(SecretString::from(pepper))
+        }
+        // Another process created it first: theirs is the one.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let pepper = std::fs::read_to_string(file)?;
+            if pepper.trim().is_empty() {
+                return Err(std::io::Error::other(format!(
+                    "{} is empty: delete it and start again",
+                    file.display()
+                )));
+            }
+            Ok(SecretString::from(pepper.trim()))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// HMAC-SHA256 of a code under the server's pepper. The verification id is part of the
 /// input, so the same code in two verifications hashes differently and a hash is useless
 /// outside its verification.
@@ -132,6 +171,17 @@ mod tests {
         assert!(hasher.matches_any(id, &code, &hashes));
         assert!(!hasher.matches_any(id, &wrong, &hashes));
         assert!(!hasher.matches_any(VerificationId::generate(), &code, &hashes));
+    }
+
+    #[test]
+    fn a_kept_pepper_is_created_once_then_read_back() {
+        let dir = std::env::temp_dir().join(format!("sms-notify-pepper-{}", random_token(8)));
+        let file = dir.join("code-pepper");
+        let first = pepper_kept_in(&file).unwrap();
+        let second = pepper_kept_in(&file).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= 32);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

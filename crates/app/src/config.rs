@@ -108,7 +108,9 @@ pub struct Config {
     /// In priority order (`SMS_PROVIDERS`); never empty. With more than one, attempts fail over.
     pub providers: Vec<ProviderConfig>,
     pub circuit: CircuitPolicy,
-    pub code_pepper: SecretString,
+    /// `None` with the embedded database and no `CODE_PEPPER`: the service keeps a generated one
+    /// beside the database file (`server::assemble`), so that codes survive a restart.
+    pub code_pepper: Option<SecretString>,
     pub log_format: LogFormat,
     pub templates_dir: Option<PathBuf>,
     pub public_base_url: Option<Url>,
@@ -155,7 +157,7 @@ impl Config {
                     format!("must be at least {MIN_PEPPER_LEN} characters"),
                 ))
             }
-            Some(pepper) => SecretString::from(pepper),
+            Some(pepper) => Some(SecretString::from(pepper)),
             // Instances sharing a database must share the pepper, or a code sent by one
             // could not be checked by another.
             None if shared_database => {
@@ -164,7 +166,7 @@ impl Config {
                     "required with a PostgreSQL DATABASE_URL, so that every instance checks codes alike",
                 ))
             }
-            None => SecretString::from(crate::codes::random_token(32)),
+            None => None,
         };
 
         let verification = VerificationPolicy {

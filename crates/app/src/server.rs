@@ -43,6 +43,12 @@ pub enum StartupError {
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
+    #[error("cannot keep the code pepper at {path}: {source}")]
+    Pepper {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Vonage configuration: {0}")]
     Vonage(#[from] adapters_vonage::VonageConfigError),
     #[error("cannot listen on {addr}: {source}")]
@@ -190,7 +196,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         templates: Arc::new(templates),
         clock: clock.clone(),
         code_generator: Arc::new(OsCodeGenerator),
-        hasher: CodeHasher::new(config.code_pepper.clone()),
+        hasher: CodeHasher::new(code_pepper(config)?),
         verification_policy: config.verification,
         api_keys: config.api_keys.clone(),
         dispatcher_wake: wake.clone(),
@@ -220,6 +226,25 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         reconciler,
         postgres,
     })
+}
+
+/// Where the embedded database's pepper is kept when `CODE_PEPPER` is unset: beside the file.
+pub const PEPPER_FILE: &str = "code-pepper";
+
+/// `CODE_PEPPER`, or the pepper kept beside the embedded database.
+fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
+    match (&config.code_pepper, &config.database) {
+        (Some(pepper), _) => Ok(pepper.clone()),
+        (None, DatabaseConfig::Sqlite { path }) => {
+            let file = path.with_file_name(PEPPER_FILE);
+            crate::codes::pepper_kept_in(&file)
+                .map_err(|source| StartupError::Pepper { path: file, source })
+        }
+        // Configuration refuses PostgreSQL without CODE_PEPPER; a random one is still safe.
+        (None, DatabaseConfig::Postgres { .. }) => {
+            Ok(secrecy::SecretString::from(crate::codes::random_token(32)))
+        }
+    }
 }
 
 /// The configured templates directory, or the built-in templates.
