@@ -10,6 +10,7 @@
 pub mod channel;
 pub mod country;
 pub mod delivery;
+mod id;
 pub mod message;
 pub mod phone;
 pub mod pumping;
