@@ -39,6 +39,11 @@ async fn bad_input_gets_a_problem_naming_the_field() {
             Some("channel"),
         ),
         (json!({"to": "+15551234567"}), 422, Some("template")),
+        (
+            json!({"to": "+15551234567", "body": "nul \u{0} here"}),
+            422,
+            Some("body"),
+        ),
     ];
     for (body, expected_status, field) in cases {
         let (status, problem) = problem(&app, "/v1/messages", body.clone()).await;

@@ -9,6 +9,7 @@
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
 //! types to the use cases and sqlx to the database, nothing else.
 
+mod batch;
 mod deliveries;
 mod messages;
 mod queue_notifier;
@@ -18,6 +19,7 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod verifications;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,7 @@ pub const QUEUE_CHANNEL: &str = "sms_notify_queue";
 pub struct PgStore {
     pool: PgPool,
     queue_notifier: Arc<queue_notifier::QueueNotifier>,
+    writes: Arc<writes::Writes>,
 }
 
 /// Why the store could not be opened.
@@ -63,6 +66,7 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
         Ok(Self {
             queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
+            writes: Arc::new(writes::Writes::start(&pool)),
             pool,
         })
     }

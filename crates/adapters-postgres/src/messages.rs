@@ -9,54 +9,13 @@ use ports::{
     ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
     MessageStore, StoreError,
 };
-use sqlx::postgres::{PgArguments, Postgres};
-use sqlx::query::QueryAs;
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
+use crate::writes::{queued, Finish};
 use crate::PgStore;
-
-macro_rules! insert_message_sql {
-    () => {
-        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
-               api_key, idempotency_key, verification_id, send_before, attempt_count,
-               next_attempt_at, created_at, updated_at, country, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12,
-               $13, $14)"#
-    };
-}
-
-const INSERT_MESSAGE: &str = concat!(insert_message_sql!(), " RETURNING *");
-
-const ENQUEUE: &str = concat!(
-    insert_message_sql!(),
-    " ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-    " RETURNING *"
-);
-
-fn bind_new_message<'q>(
-    sql: &'q str,
-    message: &'q NewMessage,
-    verification_id: Option<VerificationId>,
-) -> QueryAs<'q, Postgres, MessageRow, PgArguments> {
-    sqlx::query_as(sql)
-        .bind(message.id.as_uuid())
-        .bind(message.to.as_str())
-        .bind(message.channel.as_str())
-        .bind(message.template.as_deref())
-        .bind(message.body.as_str())
-        .bind(i64::from(message.segments))
-        .bind(message.priority.rank())
-        .bind(message.api_key.as_str())
-        .bind(message.idempotency_key.as_deref())
-        .bind(verification_id.map(|id| id.as_uuid()))
-        .bind(message.send_before)
-        .bind(message.created_at)
-        .bind(message.to.country())
-        .bind(message.request_id.as_deref())
-}
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
 pub(crate) async fn insert_code_message(
@@ -64,11 +23,31 @@ pub(crate) async fn insert_code_message(
     message: &NewMessage,
     verification_id: VerificationId,
 ) -> Result<Message, StoreError> {
-    let row = bind_new_message(INSERT_MESSAGE, message, Some(verification_id))
-        .fetch_one(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    Message::try_from(row)
+    sqlx::query(
+        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
+               api_key, idempotency_key, verification_id, send_before, attempt_count,
+               next_attempt_at, created_at, updated_at, country, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12,
+               $13, $14)"#,
+    )
+    .bind(message.id.as_uuid())
+    .bind(message.to.as_str())
+    .bind(message.channel.as_str())
+    .bind(message.template.as_deref())
+    .bind(message.body.as_str())
+    .bind(i64::from(message.segments))
+    .bind(message.priority.rank())
+    .bind(message.api_key.as_str())
+    .bind(message.idempotency_key.as_deref())
+    .bind(verification_id.as_uuid())
+    .bind(message.send_before)
+    .bind(message.created_at)
+    .bind(message.to.country())
+    .bind(message.request_id.as_deref())
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(queued(message, Some(verification_id)))
 }
 
 /// Serializes capped claims across instances (`pg_advisory_xact_lock`); any constant no other
@@ -88,32 +67,11 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
 impl MessageStore for PgStore {
     #[instrument(skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
-        // One statement, committed on its own: one round trip on the API's hot path.
-        let inserted = bind_new_message(ENQUEUE, &message, message.verification_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        if let Some(row) = inserted {
-            let created = Message::try_from(row)?;
+        let enqueued = self.writes.enqueues.write(message).await?;
+        if let Enqueued::Created(created) = &enqueued {
             self.queue_notifier.queued(created.id);
-            return Ok(Enqueued::Created(created));
         }
-        // The insert gave way to a committed row with the same key (it waits for a concurrent
-        // one to commit), which this statement's fresh snapshot sees.
-        let existing: Option<MessageRow> =
-            sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
-                .bind(message.api_key.as_str())
-                .bind(message.idempotency_key.as_deref())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        match existing {
-            Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
-            None => Err(StoreError::Corrupt(format!(
-                "message {} was not stored and no message holds its idempotency key",
-                message.id
-            ))),
-        }
+        Ok(enqueued)
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -273,71 +231,29 @@ impl MessageStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let next = outcome.status();
-        // A held claim means the message is `sending`, which the UPDATE below re-checks.
+        // A held claim means the message is `sending`, which the write re-checks.
         if !MessageStatus::Sending.can_transition_to(next) {
             tracing::warn!("a claimed message cannot move to {next}");
             return Ok(false);
         }
         // A one-time code is needed only while the message can still be sent.
         let forget_body = !next.can_transition_to(MessageStatus::Sending);
-        let fields = outcome.into_columns();
-
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let updated = sqlx::query(
-            r#"UPDATE messages
-               SET status = $3,
-                   provider = COALESCE($14, provider),
-                   provider_sid = COALESCE($4, provider_sid),
-                   segments = COALESCE($5, segments),
-                   price_amount = COALESCE($12, price_amount),
-                   price_currency = COALESCE($13, price_currency),
-                   error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
-                   error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
-                   next_attempt_at = COALESCE($9, next_attempt_at),
-                   body = CASE WHEN $10 AND verification_id IS NOT NULL THEN '' ELSE body END,
-                   locked_until = NULL, claim_token = NULL, updated_at = $11
-               WHERE id = $1 AND claim_token = $2 AND status = 'sending'"#,
-        )
-        .bind(id.as_uuid())
-        .bind(Uuid::from_u128(claim.0))
-        .bind(next.as_str())
-        .bind(fields.provider_sid)
-        .bind(fields.segments.map(i64::from))
-        .bind(fields.replace_error)
-        .bind(fields.error_code)
-        .bind(fields.error_message)
-        .bind(fields.next_attempt_at)
-        .bind(forget_body)
-        .bind(now)
-        .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
-        .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
-        .bind(fields.provider)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        if updated.rows_affected() != 1 {
+        let recorded = self
+            .writes
+            .finishes
+            .write(Finish {
+                claim,
+                id: id.as_uuid(),
+                status: next,
+                columns: outcome.into_columns(),
+                forget_body,
+                attempt,
+                now,
+            })
+            .await?;
+        if !recorded {
             return Ok(false);
         }
-        if let Some(attempt) = attempt {
-            sqlx::query(
-                "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
-                 outcome, http_status, error_code, error_message, provider) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id.as_uuid())
-            .bind(i64::from(attempt.number))
-            .bind(attempt.started_at)
-            .bind(attempt.finished_at)
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.http_status.map(i32::from))
-            .bind(attempt.error_code)
-            .bind(attempt.error_message)
-            .bind(attempt.provider)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        }
-        transaction.commit().await.map_err(store_error)?;
         // A retry is queued work too: a dispatcher sleeping until a later time must look again.
         if next == MessageStatus::Queued {
             self.queue_notifier.queued(id);

@@ -38,6 +38,8 @@ pub enum SendError {
     EmptyBody,
     #[error("the message is longer than {MAX_BODY_CHARS} characters")]
     BodyTooLong,
+    #[error("the message contains a NUL character, which no SMS can carry")]
+    NulCharacter,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,6 +90,10 @@ impl Services {
         }
         if body.chars().count() > MAX_BODY_CHARS {
             return Err(SendError::BodyTooLong);
+        }
+        // PostgreSQL text cannot hold it either: refused here, it is the client's mistake.
+        if body.contains('\0') {
+            return Err(SendError::NulCharacter);
         }
         Ok((template, body))
     }

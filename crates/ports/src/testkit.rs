@@ -26,8 +26,8 @@ use domain::{
 };
 
 use crate::{
-    Admission, ClaimBudget, ClaimLimit, ClaimedMessage, DispatchOutcome, Enqueued, MessageStore,
-    RateLimit, RateLimiter, SenderRate, VerificationStore,
+    Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
+    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationStore,
 };
 
 mod reports;
@@ -52,12 +52,14 @@ macro_rules! store_conformance_tests {
             same_idempotency_key_from_another_api_key_is_a_new_message,
             messages_without_an_idempotency_key_are_never_merged,
             concurrent_enqueues_with_one_idempotency_key_store_one_message,
+            concurrent_enqueues_each_store_their_own_message,
             claim_orders_by_priority_then_age,
             claim_skips_messages_not_yet_due,
             claim_leases_the_message_and_counts_the_attempt,
             concurrent_claims_never_share_a_message,
             expired_lease_is_claimed_again_and_the_old_claim_cannot_finish,
             finish_records_attempts_and_sets_status,
+            concurrent_finishes_each_record_their_own_outcome,
             retry_requeues_at_the_given_time,
             permanent_failure_fails_the_message_for_good,
             expired_message_finishes_without_an_attempt,
@@ -392,6 +394,40 @@ pub async fn concurrent_enqueues_with_one_idempotency_key_store_one_message<S: S
     }
 }
 
+/// Many enqueues at once (a store may write them together): each is answered with its own
+/// message as stored, and a repeat of a key stored by another of them gets that one.
+pub async fn concurrent_enqueues_each_store_their_own_message<S: StoreUnderTest>(store: S) {
+    let keyed = |n: u32| NewMessage {
+        idempotency_key: Some(format!("order-{}", n % 10)),
+        body: format!("message {n}"),
+        ..notification(t0() + secs(i64::from(n)))
+    };
+    let tasks: Vec<_> = (0..60)
+        .map(|n| {
+            let (store, new) = (store.clone(), keyed(n));
+            tokio::spawn(async move { (new.clone(), store.enqueue(new).await.unwrap()) })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let (new, answer) = task.await.unwrap();
+        let stored = message(&store, answer.message().id).await;
+        assert_eq!(
+            answer.message(),
+            &stored,
+            "the answer is the message as stored"
+        );
+        assert_eq!(stored.idempotency_key, new.idempotency_key);
+        if let Enqueued::Created(message) = answer {
+            created += 1;
+            assert_eq!(message.id, new.id);
+            assert_eq!(message.body, new.body);
+            assert_eq!(message.status, MessageStatus::Queued);
+        }
+    }
+    assert_eq!(created, 10, "one message per idempotency key");
+}
+
 pub async fn claim_orders_by_priority_then_age<S: StoreUnderTest>(store: S) {
     let newer = enqueue_new(&store, notification(t0() + secs(1))).await;
     let urgent = enqueue_new(
@@ -592,6 +628,65 @@ pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Many sends finishing at once (a store may record them together): each outcome lands on its
+/// own message with its own attempt, and a finish with a claim that is not the message's
+/// records nothing, even beside the genuine one.
+pub async fn concurrent_finishes_each_record_their_own_outcome<S: StoreUnderTest>(store: S) {
+    for n in 0..40 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let claimed = store.claim_due(t0() + secs(60), 40, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 40);
+    let at = t0() + secs(60);
+    let finish = |n: usize, id: MessageId, claim: ClaimToken| {
+        let store = store.clone();
+        let (outcome, kind) = if n % 2 == 0 {
+            (sent(&format!("SM{n:032}")), AttemptOutcome::Sent)
+        } else {
+            let failed = DispatchOutcome::Failed {
+                error_code: Some("21211".into()),
+                error_message: format!("refused {n}"),
+            };
+            (failed, AttemptOutcome::PermanentError)
+        };
+        tokio::spawn(async move {
+            store
+                .finish(claim, id, Some(attempt(1, at, kind)), outcome, at)
+                .await
+                .unwrap()
+        })
+    };
+    let mut tasks = Vec::new();
+    for (n, claimed) in claimed.iter().enumerate() {
+        let id = claimed.message.id;
+        tasks.push((n, id, true, finish(n, id, claimed.claim)));
+        // Every fourth message also gets a finish from another claim.
+        if n % 4 == 3 {
+            let other = ClaimToken(claimed.claim.0 ^ 1);
+            tasks.push((n, id, false, finish(n + 1, id, other)));
+        }
+    }
+    for (n, id, genuine, task) in tasks {
+        assert_eq!(
+            task.await.unwrap(),
+            genuine,
+            "finish {n} (genuine: {genuine})"
+        );
+        let stored = message(&store, id).await;
+        let attempts = store.attempts(id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "message {n}: {attempts:?}");
+        if n % 2 == 0 {
+            assert_eq!(stored.status, MessageStatus::Sent, "message {n}");
+            assert_eq!(stored.provider_sid, Some(format!("SM{n:032}")));
+            assert_eq!(attempts[0].outcome, AttemptOutcome::Sent);
+        } else {
+            assert_eq!(stored.status, MessageStatus::Failed, "message {n}");
+            assert_eq!(stored.error_message, Some(format!("refused {n}")));
+            assert_eq!(attempts[0].outcome, AttemptOutcome::PermanentError);
+        }
+    }
 }
 
 pub async fn retry_requeues_at_the_given_time<S: StoreUnderTest>(store: S) {

@@ -167,3 +167,38 @@ async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
         Vec::<String>::new()
     );
 }
+
+/// Enqueues that arrive together are written together; one row PostgreSQL refuses (text
+/// cannot hold a NUL) must fail only its own enqueue.
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_alone_among_concurrent_enqueues() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let store = store.clone();
+            let new = NewMessage {
+                body: if n == 7 {
+                    "bad\0body".into()
+                } else {
+                    format!("message {n}")
+                },
+                ..notification(t0())
+            };
+            tokio::spawn(async move { (n, new.id, store.enqueue(new).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (n, id, answer) = task.await.unwrap();
+        if n == 7 {
+            assert!(answer.is_err(), "{answer:?}");
+            assert_eq!(MessageStore::get(&store, id).await.unwrap(), None);
+        } else {
+            assert_eq!(answer.unwrap().message().id, id);
+            assert!(
+                MessageStore::get(&store, id).await.unwrap().is_some(),
+                "message {n}"
+            );
+        }
+    }
+}

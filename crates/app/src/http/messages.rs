@@ -199,7 +199,7 @@ pub async fn send(
             SendError::CountryNotAllowed(refusal) => {
                 ApiError::invalid_field("to", "country-not-allowed", refusal.to_string())
             }
-            SendError::EmptyBody | SendError::BodyTooLong => {
+            SendError::EmptyBody | SendError::BodyTooLong | SendError::NulCharacter => {
                 ApiError::invalid_field("body", "invalid-body", error.to_string())
             }
             SendError::Store(error) => error.into(),

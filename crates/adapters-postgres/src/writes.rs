@@ -1,0 +1,266 @@
+//! The queue's two hot writes, in batches (see [`crate::batch`]): messages queued by the API,
+//! and the outcomes the dispatcher records after each send.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::{Attempt, Message, MessageStatus, NewMessage, VerificationId};
+use ports::{ClaimToken, Enqueued, OutcomeColumns, StoreError};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::batch::{BatchWrite, Batcher};
+use crate::rows::{store_error, MessageRow};
+
+/// The batched writers of one store.
+#[derive(Debug)]
+pub(crate) struct Writes {
+    pub enqueues: Batcher<Enqueues>,
+    pub finishes: Batcher<Finishes>,
+}
+
+impl Writes {
+    pub(crate) fn start(pool: &PgPool) -> Self {
+        Self {
+            enqueues: Batcher::start(Enqueues, pool.clone()),
+            finishes: Batcher::start(Finishes, pool.clone()),
+        }
+    }
+}
+
+/// The message as the database holds it right after its insert, without reading it back (which
+/// would parse its number again): PostgreSQL keeps microseconds.
+pub(crate) fn queued(message: &NewMessage, verification_id: Option<VerificationId>) -> Message {
+    let created_at = message.created_at.trunc_subsecs(6);
+    Message {
+        id: message.id,
+        to: message.to.clone(),
+        channel: message.channel,
+        template: message.template.clone(),
+        body: message.body.clone(),
+        segments: message.segments,
+        priority: message.priority,
+        status: MessageStatus::Queued,
+        api_key: message.api_key.clone(),
+        idempotency_key: message.idempotency_key.clone(),
+        verification_id,
+        send_before: message.send_before.map(|at| at.trunc_subsecs(6)),
+        provider: None,
+        provider_sid: None,
+        error_code: None,
+        error_message: None,
+        price: None,
+        attempt_count: 0,
+        next_attempt_at: created_at,
+        request_id: message.request_id.clone(),
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// One column of every row, as the array `unnest` reads.
+fn column<T, U>(rows: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
+    rows.iter().map(value).collect()
+}
+
+/// `MessageStore::enqueue`.
+pub(crate) struct Enqueues;
+
+impl BatchWrite for Enqueues {
+    type Item = NewMessage;
+    type Output = Enqueued;
+
+    async fn write(
+        &self,
+        pool: &PgPool,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        // A message whose idempotency key is taken (also by an earlier row of this batch) is
+        // not inserted, and not returned.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
+                   status, api_key, idempotency_key, verification_id, send_before,
+                   attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
+               SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
+                   idempotency_key, verification_id, send_before, 0, created_at, created_at,
+                   created_at, country, request_id
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                   $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
+                   $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[])
+                 AS new (id, "to", channel, template, body, segments, priority, api_key,
+                   idempotency_key, verification_id, send_before, created_at, country,
+                   request_id)
+               ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL
+               DO NOTHING
+               RETURNING id"#,
+        )
+        .bind(column(messages, |m| m.id.as_uuid()))
+        .bind(column(messages, |m| m.to.as_str().to_owned()))
+        .bind(column(messages, |m| m.channel.as_str()))
+        .bind(column(messages, |m| m.template.clone()))
+        .bind(column(messages, |m| m.body.clone()))
+        .bind(column(messages, |m| i64::from(m.segments)))
+        .bind(column(messages, |m| m.priority.rank()))
+        .bind(column(messages, |m| m.api_key.clone()))
+        .bind(column(messages, |m| m.idempotency_key.clone()))
+        .bind(column(messages, |m| {
+            m.verification_id.map(|id| id.as_uuid())
+        }))
+        .bind(column(messages, |m| m.send_before))
+        .bind(column(messages, |m| m.created_at))
+        .bind(column(messages, |m| m.to.country()))
+        .bind(column(messages, |m| m.request_id.clone()))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+        let mut enqueued = Vec::with_capacity(messages.len());
+        for message in messages {
+            enqueued.push(if inserted.contains(&message.id.as_uuid()) {
+                Enqueued::Created(queued(message, message.verification_id))
+            } else {
+                Enqueued::Existing(holder_of_key(pool, message).await?)
+            });
+        }
+        Ok(enqueued)
+    }
+}
+
+/// The message stored earlier under `message`'s idempotency key: the insert gave way to it
+/// once it was committed, so this later statement sees it.
+async fn holder_of_key(pool: &PgPool, message: &NewMessage) -> Result<Message, StoreError> {
+    let existing: Option<MessageRow> =
+        sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
+            .bind(message.api_key.as_str())
+            .bind(message.idempotency_key.as_deref())
+            .fetch_optional(pool)
+            .await
+            .map_err(store_error)?;
+    match existing {
+        Some(row) => Message::try_from(row),
+        None => Err(StoreError::Corrupt(format!(
+            "message {} was not stored and no message holds its idempotency key",
+            message.id
+        ))),
+    }
+}
+
+/// `MessageStore::finish`: the outcome of one send, checked against its claim.
+pub(crate) struct Finish {
+    pub claim: ClaimToken,
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub columns: OutcomeColumns,
+    /// Empty the body of a one-time code's message: it can no longer be sent.
+    pub forget_body: bool,
+    pub attempt: Option<Attempt>,
+    pub now: DateTime<Utc>,
+}
+
+pub(crate) struct Finishes;
+
+impl BatchWrite for Finishes {
+    type Item = Finish;
+    /// Whether the claim still held, and the outcome was recorded.
+    type Output = bool;
+
+    async fn write(&self, pool: &PgPool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        // The attempt is written only for the messages whose claim held, in the same
+        // statement, so that both are committed together. Claims are matched as well as ids:
+        // a batch may hold a lapsed claim's finish beside the new claim's.
+        let recorded: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            r#"WITH outcome AS (
+                   SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+                       $5::text[], $6::int8[], $7::text[], $8::text[], $9::bool[], $10::text[],
+                       $11::text[], $12::timestamptz[], $13::bool[], $14::timestamptz[])
+                     AS o (id, claim_token, status, provider, provider_sid, segments,
+                       price_amount, price_currency, replace_error, error_code, error_message,
+                       next_attempt_at, forget_body, now)
+               ),
+               recorded AS (
+                   UPDATE messages AS m
+                   SET status = o.status,
+                       provider = COALESCE(o.provider, m.provider),
+                       provider_sid = COALESCE(o.provider_sid, m.provider_sid),
+                       segments = COALESCE(o.segments, m.segments),
+                       price_amount = COALESCE(o.price_amount, m.price_amount),
+                       price_currency = COALESCE(o.price_currency, m.price_currency),
+                       error_code = CASE WHEN o.replace_error THEN o.error_code
+                           ELSE m.error_code END,
+                       error_message = CASE WHEN o.replace_error THEN o.error_message
+                           ELSE m.error_message END,
+                       next_attempt_at = COALESCE(o.next_attempt_at, m.next_attempt_at),
+                       body = CASE WHEN o.forget_body AND m.verification_id IS NOT NULL
+                           THEN '' ELSE m.body END,
+                       locked_until = NULL, claim_token = NULL, updated_at = o.now
+                   FROM outcome AS o
+                   WHERE m.id = o.id AND m.claim_token = o.claim_token
+                     AND m.status = 'sending'
+                   RETURNING m.id, o.claim_token
+               ),
+               attempts AS (
+                   INSERT INTO message_attempts (message_id, number, started_at, finished_at,
+                       outcome, http_status, error_code, error_message, provider)
+                   SELECT a.id, a.number, a.started_at, a.finished_at, a.outcome, a.http_status,
+                       a.error_code, a.error_message, a.provider
+                   FROM unnest($15::uuid[], $16::uuid[], $17::int8[], $18::timestamptz[],
+                       $19::timestamptz[], $20::text[], $21::int4[], $22::text[], $23::text[],
+                       $24::text[])
+                     AS a (id, claim_token, number, started_at, finished_at, outcome,
+                       http_status, error_code, error_message, provider)
+                   WHERE (a.id, a.claim_token) IN (SELECT id, claim_token FROM recorded)
+               )
+               SELECT id, claim_token FROM recorded"#,
+        )
+        .bind(column(finishes, |f| f.id))
+        .bind(column(finishes, |f| Uuid::from_u128(f.claim.0)))
+        .bind(column(finishes, |f| f.status.as_str()))
+        .bind(column(finishes, |f| f.columns.provider.clone()))
+        .bind(column(finishes, |f| f.columns.provider_sid.clone()))
+        .bind(column(finishes, |f| f.columns.segments.map(i64::from)))
+        .bind(column(finishes, |f| {
+            f.columns.price.as_ref().map(|price| price.amount.clone())
+        }))
+        .bind(column(finishes, |f| {
+            f.columns.price.as_ref().map(|price| price.currency.clone())
+        }))
+        .bind(column(finishes, |f| f.columns.replace_error))
+        .bind(column(finishes, |f| f.columns.error_code.clone()))
+        .bind(column(finishes, |f| f.columns.error_message.clone()))
+        .bind(column(finishes, |f| f.columns.next_attempt_at))
+        .bind(column(finishes, |f| f.forget_body))
+        .bind(column(finishes, |f| f.now))
+        .bind(attempt_column(finishes, |f, _| f.id))
+        .bind(attempt_column(finishes, |f, _| Uuid::from_u128(f.claim.0)))
+        .bind(attempt_column(finishes, |_, a| i64::from(a.number)))
+        .bind(attempt_column(finishes, |_, a| a.started_at))
+        .bind(attempt_column(finishes, |_, a| a.finished_at))
+        .bind(attempt_column(finishes, |_, a| a.outcome.as_str()))
+        .bind(attempt_column(finishes, |_, a| {
+            a.http_status.map(i32::from)
+        }))
+        .bind(attempt_column(finishes, |_, a| a.error_code.clone()))
+        .bind(attempt_column(finishes, |_, a| a.error_message.clone()))
+        .bind(attempt_column(finishes, |_, a| a.provider.clone()))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        let recorded: HashSet<(Uuid, Uuid)> = recorded.into_iter().collect();
+        Ok(column(finishes, |f| {
+            recorded.contains(&(f.id, Uuid::from_u128(f.claim.0)))
+        }))
+    }
+}
+
+/// One column of the attempts among `finishes` (an expired message has none).
+fn attempt_column<U>(finishes: &[Finish], value: impl Fn(&Finish, &Attempt) -> U) -> Vec<U> {
+    finishes
+        .iter()
+        .filter_map(|finish| {
+            finish
+                .attempt
+                .as_ref()
+                .map(|attempt| value(finish, attempt))
+        })
+        .collect()
+}
