@@ -59,6 +59,10 @@ impl PgStore {
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, PgStoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // sqlx pings a connection when it is returned; a second ping when it is taken was
+            // a round trip more on every query (a connection that died idle in between fails
+            // one query, which the caller sees as the database unavailable).
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect(database_url)
             .await

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use domain::pumping::{baseline_period, hour_of};
 use domain::HourlySends;
 use ports::{Admission, RateLimit, RateLimiter, StoreError};
-use sqlx::PgConnection;
+use sqlx::PgPool;
 use tracing::instrument;
 
+use crate::batch::BatchWrite;
 use crate::rows::store_error;
 use crate::PgStore;
 
@@ -24,55 +25,57 @@ macro_rules! skip_the_flush {
     };
 }
 
-/// Whether `limit` has room at `now`, after forgetting the sends that have left its window.
-/// `Some(retry_after)` when it is full. Reads the key's count rather than its events, so that
-/// a limit of thousands costs no more than a limit of three, and locks the count's row until
-/// commit: a caller waiting for it then reads the count its holder left.
-async fn room_in(
-    connection: &mut PgConnection,
-    limit: &RateLimit,
-    now: DateTime<Utc>,
-) -> Result<Option<chrono::TimeDelta>, StoreError> {
-    let window_start = now - limit.window;
-    // A key without a count yet counts its events once (the DELETE's rows are not visible to
-    // this statement's sub-select, so it counts what remains).
-    let kept: i64 = sqlx::query_scalar(concat!(
-        "WITH skip AS (SELECT ",
-        skip_the_flush!(),
-        "), \
-         expired AS ( \
-             DELETE FROM rate_limit_events WHERE key = $1 AND at <= $2 RETURNING 1 \
-         ) \
-         INSERT INTO rate_limit_counts (key, events) \
-         SELECT $1, (SELECT count(*) FROM rate_limit_events WHERE key = $1 AND at > $2) \
-         FROM skip \
-         ON CONFLICT (key) DO UPDATE \
-         SET events = rate_limit_counts.events - (SELECT count(*) FROM expired) \
-         RETURNING events",
-    ))
-    .bind(&limit.key)
-    .bind(window_start)
-    .fetch_one(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    let max = i64::from(limit.max);
-    if kept < max {
-        return Ok(None);
+/// A send counted for the pumping alarm: to a country's calling code, in an hour.
+pub(crate) struct CountrySend {
+    calling_code: u16,
+    hour: DateTime<Utc>,
+}
+
+/// `RateLimiter::record_country_send`, in batches (see [`crate::batch`]): every code of a
+/// country in one hour adds to one row, so one by one they waited for each other's commits.
+pub(crate) struct CountrySends;
+
+impl BatchWrite for CountrySends {
+    type Item = CountrySend;
+    type Output = ();
+
+    async fn write(&self, pool: &PgPool, sends: &[CountrySend]) -> Result<Vec<()>, StoreError> {
+        // Hours older than the baseline of the batch's earliest send are forgotten.
+        let Some(earliest) = sends.iter().map(|send| send.hour).min() else {
+            return Ok(Vec::new());
+        };
+        // `FROM skip` sets the option first.
+        sqlx::query(concat!(
+            "WITH skip AS (SELECT ",
+            skip_the_flush!(),
+            "), \
+             sends AS ( \
+                 SELECT calling_code, hour, count(*) AS sends \
+                 FROM unnest($1::int4[], $2::timestamptz[]) AS s (calling_code, hour) \
+                 GROUP BY calling_code, hour \
+             ), \
+             forgotten AS ( \
+                 DELETE FROM country_send_volume \
+                 WHERE calling_code IN (SELECT calling_code FROM sends) AND hour < $3 \
+             ) \
+             INSERT INTO country_send_volume (calling_code, hour, sends) \
+             SELECT calling_code, hour, sends FROM sends, skip \
+             ON CONFLICT (calling_code, hour) \
+             DO UPDATE SET sends = country_send_volume.sends + EXCLUDED.sends"
+        ))
+        .bind(
+            sends
+                .iter()
+                .map(|send| i32::from(send.calling_code))
+                .collect::<Vec<_>>(),
+        )
+        .bind(sends.iter().map(|send| send.hour).collect::<Vec<_>>())
+        .bind(earliest - baseline_period())
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
+        Ok(vec![(); sends.len()])
     }
-    if max == 0 {
-        return Ok(Some(limit.window));
-    }
-    // The window has room again once the `max`-th most recent send has left it: with the
-    // usual `kept == max`, the oldest.
-    let blocking: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT at FROM rate_limit_events WHERE key = $1 ORDER BY at LIMIT 1 OFFSET $2",
-    )
-    .bind(&limit.key)
-    .bind(kept - max)
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    Ok(blocking.map(|at| at + limit.window - now))
 }
 
 #[async_trait]
@@ -83,40 +86,48 @@ impl RateLimiter for PgStore {
         limits: &[RateLimit],
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        // Each key's count row is its lock, taken by `room_in` and held to commit, so a count
-        // and the send it admits cannot be split by another instance's. Keys are taken in one
-        // order, so that two callers never wait on each other; descending takes `api-key:`,
-        // which every code of a client shares, after `number:`, so it is held the shortest.
+        // Keys are taken in one order, so that two callers never wait on each other;
+        // descending takes `api-key:`, which every code of a client shares, after `number:`,
+        // so it is held the shortest.
         let mut ordered: Vec<&RateLimit> = limits.iter().collect();
         ordered.sort_by(|a, b| b.key.cmp(&a.key));
-        for limit in ordered {
-            if let Some(retry_after) = room_in(&mut transaction, limit, now).await? {
-                transaction.rollback().await.map_err(store_error)?;
-                return Ok(Admission::Refused {
-                    key: limit.key.clone(),
-                    retry_after,
-                });
-            }
-        }
-        // `room_in` made (and holds) each key's count row; a key named twice counts twice.
-        let counted: Vec<&str> = limits.iter().map(|limit| limit.key.as_str()).collect();
-        sqlx::query(
-            "WITH sends AS (SELECT key FROM unnest($1::text[]) AS key), \
-             counted AS ( \
-                 UPDATE rate_limit_counts AS c SET events = c.events + n.sends \
-                 FROM (SELECT key, count(*) AS sends FROM sends GROUP BY key) AS n \
-                 WHERE c.key = n.key \
-             ) \
-             INSERT INTO rate_limit_events (key, at) SELECT key, $2 FROM sends",
-        )
-        .bind(&counted)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        transaction.commit().await.map_err(store_error)?;
-        Ok(Admission::Admitted)
+        let refused: Option<(String, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT refused_key, room_at FROM sms_notify_acquire($1, $2, $3, $4)")
+                .bind(
+                    ordered
+                        .iter()
+                        .map(|limit| limit.key.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    ordered
+                        .iter()
+                        .map(|limit| i64::from(limit.max))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    ordered
+                        .iter()
+                        .map(|limit| now - limit.window)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let Some((key, room_at)) = refused else {
+            return Ok(Admission::Admitted);
+        };
+        let window = ordered
+            .iter()
+            .find(|limit| limit.key == key)
+            .map(|limit| limit.window)
+            .ok_or_else(|| StoreError::Corrupt(format!("refused by an unknown key {key}")))?;
+        Ok(Admission::Refused {
+            key,
+            // A limit of zero never has room; otherwise, once the blocking send leaves it.
+            retry_after: room_at.map_or(window, |at| at + window - now),
+        })
     }
 
     async fn record_country_send(
@@ -124,29 +135,13 @@ impl RateLimiter for PgStore {
         calling_code: u16,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let hour = hour_of(now);
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        // One statement holding the hour's row until commit; `FROM skip` sets the option first.
-        sqlx::query(concat!(
-            "WITH skip AS (SELECT ",
-            skip_the_flush!(),
-            "), \
-             forgotten AS ( \
-                 DELETE FROM country_send_volume WHERE calling_code = $1 AND hour < $3 \
-             ) \
-             INSERT INTO country_send_volume (calling_code, hour, sends) \
-             SELECT $1, $2, 1 FROM skip \
-             ON CONFLICT (calling_code, hour) \
-             DO UPDATE SET sends = country_send_volume.sends + 1"
-        ))
-        .bind(i32::from(calling_code))
-        .bind(hour)
-        .bind(hour - baseline_period())
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        transaction.commit().await.map_err(store_error)?;
-        Ok(())
+        self.writes
+            .country_sends
+            .write(CountrySend {
+                calling_code,
+                hour: hour_of(now),
+            })
+            .await
     }
 
     async fn country_sends(

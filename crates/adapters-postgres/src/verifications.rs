@@ -11,6 +11,7 @@ use tracing::instrument;
 
 use crate::messages::insert_code_message;
 use crate::rows::{code_hashes, store_error, VerificationRow};
+use crate::writes::queued;
 use crate::PgStore;
 
 async fn insert_code(
@@ -43,12 +44,24 @@ impl VerificationStore for PgStore {
         code: CodeHash,
         message: NewMessage,
     ) -> Result<Message, StoreError> {
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // One statement, so one round trip and one commit for the three rows: the code and
+        // its message are checked against their verification at the statement's end.
         sqlx::query(
-            r#"INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
-                   max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
-                   updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"#,
+            r#"WITH verification AS (
+                   INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
+                       max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
+                       updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+               ),
+               code AS (
+                   INSERT INTO verification_codes (verification_id, code_hash, created_at)
+                   VALUES ($1, $13, $12)
+               )
+               INSERT INTO messages (id, "to", channel, template, body, segments, priority,
+                   status, api_key, idempotency_key, verification_id, send_before,
+                   attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
+               VALUES ($14, $15, $16, $17, $18, $19, $20, 'queued', $21, $22, $1, $23, 0, $24,
+                   $24, $24, $25, $26)"#,
         )
         .bind(verification.id.as_uuid())
         .bind(verification.to.as_str())
@@ -62,18 +75,24 @@ impl VerificationStore for PgStore {
         .bind(verification.expires_at)
         .bind(verification.last_sent_at)
         .bind(verification.created_at)
-        .execute(&mut *transaction)
+        .bind(code.as_bytes())
+        .bind(message.id.as_uuid())
+        .bind(message.to.as_str())
+        .bind(message.channel.as_str())
+        .bind(message.template.as_deref())
+        .bind(message.body.as_str())
+        .bind(i64::from(message.segments))
+        .bind(message.priority.rank())
+        .bind(message.api_key.as_str())
+        .bind(message.idempotency_key.as_deref())
+        .bind(message.send_before)
+        .bind(message.created_at)
+        .bind(message.to.country())
+        .bind(message.request_id.as_deref())
+        .execute(&self.pool)
         .await
         .map_err(store_error)?;
-        insert_code(
-            &mut transaction,
-            verification.id,
-            &code,
-            verification.created_at,
-        )
-        .await?;
-        let queued = insert_code_message(&mut transaction, &message, verification.id).await?;
-        transaction.commit().await.map_err(store_error)?;
+        let queued = queued(&message, Some(verification.id));
         self.queue_notifier.queued(queued.id);
         Ok(queued)
     }

@@ -1,5 +1,6 @@
 //! The queue's two hot writes, in batches (see [`crate::batch`]): messages queued by the API,
-//! and the outcomes the dispatcher records after each send.
+//! and the outcomes the dispatcher records after each send. [`Writes`] also holds the
+//! batched count of sends per country (`rate_limits`).
 
 use std::collections::HashSet;
 
@@ -10,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::batch::{BatchWrite, Batcher};
+use crate::rate_limits::CountrySends;
 use crate::rows::{store_error, MessageRow};
 
 /// The batched writers of one store.
@@ -17,6 +19,7 @@ use crate::rows::{store_error, MessageRow};
 pub(crate) struct Writes {
     pub enqueues: Batcher<Enqueues>,
     pub finishes: Batcher<Finishes>,
+    pub country_sends: Batcher<CountrySends>,
 }
 
 impl Writes {
@@ -24,6 +27,7 @@ impl Writes {
         Self {
             enqueues: Batcher::start(Enqueues, pool.clone()),
             finishes: Batcher::start(Finishes, pool.clone()),
+            country_sends: Batcher::start(CountrySends, pool.clone()),
         }
     }
 }
