@@ -11,6 +11,14 @@ use tracing::instrument;
 
 use crate::messages::insert_code_message;
 use crate::rows::{code_hashes, store_error, VerificationRow};
+
+/// A verification as `count_check` counted it, with its code hashes.
+#[derive(sqlx::FromRow)]
+struct CountedRow {
+    #[sqlx(flatten)]
+    verification: VerificationRow,
+    code_hashes: Vec<Vec<u8>>,
+}
 use crate::writes::queued;
 use crate::PgStore;
 
@@ -168,34 +176,38 @@ impl VerificationStore for PgStore {
     async fn count_check(
         &self,
         id: VerificationId,
+        api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError> {
-        let row: Option<VerificationRow> = sqlx::query_as(
-            r#"UPDATE verifications
-               SET check_count = check_count + 1, updated_at = $2
-               WHERE id = $1 AND status = 'pending' AND expires_at > $2
-                 AND check_count < max_checks
-               RETURNING *"#,
+        // One statement: its snapshot may predate a code added while it waited for the row,
+        // but no one can hold that code yet (it is sent only after its commit).
+        let row: Option<CountedRow> = sqlx::query_as(
+            r#"WITH counted AS (
+                   UPDATE verifications
+                   SET check_count = check_count + 1, updated_at = $2
+                   WHERE id = $1 AND api_key = $3 AND status = 'pending' AND expires_at > $2
+                     AND check_count < max_checks
+                   RETURNING *
+               )
+               SELECT counted.*, ARRAY(
+                   SELECT code_hash FROM verification_codes
+                   WHERE verification_id = counted.id ORDER BY id
+               ) AS code_hashes
+               FROM counted"#,
         )
         .bind(id.as_uuid())
         .bind(now)
+        .bind(api_key)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let verification = Verification::try_from(row)?;
-        // Codes are only ever added, so reading them after counting misses nothing that
-        // existed when the check was counted.
-        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT code_hash FROM verification_codes WHERE verification_id = $1 ORDER BY id",
-        )
-        .bind(id.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(Some((verification, code_hashes(hashes))))
+        row.map(|row| {
+            Ok((
+                Verification::try_from(row.verification)?,
+                code_hashes(row.code_hashes),
+            ))
+        })
+        .transpose()
     }
 
     #[instrument(skip_all, fields(verification_id = %id, status = %status))]

@@ -153,17 +153,19 @@ impl VerificationStore for SqliteStore {
     async fn count_check(
         &self,
         id: VerificationId,
+        api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError> {
         let row: Option<VerificationRow> = sqlx::query_as(
             r#"UPDATE verifications
                SET check_count = check_count + 1, updated_at = $2
-               WHERE id = $1 AND status = 'pending' AND expires_at > $2
+               WHERE id = $1 AND api_key = $3 AND status = 'pending' AND expires_at > $2
                  AND check_count < max_checks
                RETURNING *"#,
         )
         .bind(id.as_uuid().hyphenated())
         .bind(micros(now))
+        .bind(api_key)
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;

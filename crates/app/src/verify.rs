@@ -234,11 +234,10 @@ impl Services {
         id: VerificationId,
         code: &VerificationCode,
     ) -> Result<CheckOutcome, CheckError> {
-        if self.verification(api_key, id).await?.is_none() {
-            return Err(CheckError::NotFound);
-        }
         let now = self.clock.now();
-        let Some((counted, hashes)) = self.verifications.count_check(id, now).await? else {
+        // Another client's verification is not counted, and not found by `refused_check`.
+        let Some((counted, hashes)) = self.verifications.count_check(id, api_key, now).await?
+        else {
             return self.refused_check(api_key, id, now).await;
         };
         if self.test_numbers.code_for(&counted.to).is_some() {
@@ -553,10 +552,7 @@ mod tests {
         let verification = pending();
         let id = verification.id;
         let mut store = MockVerificationStore::new();
-        store
-            .expect_get()
-            .returning(move |_| Ok(Some(pending_with_id(id))));
-        store.expect_count_check().returning(move |_, _| {
+        store.expect_count_check().returning(move |_, _, _| {
             let counted = Verification {
                 check_count: 1,
                 ..pending_with_id(id)
@@ -580,20 +576,14 @@ mod tests {
     async fn a_check_that_loses_the_race_to_approve_is_not_valid() {
         let id = pending().id;
         let mut store = MockVerificationStore::new();
-        let mut reads = 0;
+        // What the check reads after losing: the winner's approval.
         store.expect_get().returning(move |_| {
-            reads += 1;
-            let status = if reads == 1 {
-                VerificationStatus::Pending
-            } else {
-                VerificationStatus::Approved
-            };
             Ok(Some(Verification {
-                status,
+                status: VerificationStatus::Approved,
                 ..pending_with_id(id)
             }))
         });
-        store.expect_count_check().returning(move |_, _| {
+        store.expect_count_check().returning(move |_, _, _| {
             Ok(Some((
                 pending_with_id(id),
                 vec![hasher().hash(id, &code())],
@@ -621,7 +611,7 @@ mod tests {
                 ..pending_with_id(id)
             }))
         });
-        store.expect_count_check().returning(|_, _| Ok(None));
+        store.expect_count_check().returning(|_, _, _| Ok(None));
         store
             .expect_conclude()
             .withf(|_, status, _| *status == VerificationStatus::Expired)
@@ -642,7 +632,13 @@ mod tests {
         store
             .expect_get()
             .returning(move |_| Ok(Some(pending_with_id(id))));
-        store.expect_count_check().never();
+        // The store counts no check of another client's verification.
+        store
+            .expect_count_check()
+            .withf(|_, api_key, _| api_key == "billing")
+            .times(1)
+            .returning(|_, _, _| Ok(None));
+        store.expect_conclude().never();
         let error = services(store)
             .check_verification("billing", id, &code())
             .await

@@ -315,12 +315,14 @@ pub trait VerificationStore: Send + Sync {
         last_sent_before: DateTime<Utc>,
     ) -> Result<Option<(Verification, Message)>, StoreError>;
 
-    /// Counts one check, atomically, if the verification is pending at `now` and has attempts
-    /// left; returns it as counted, with the hashes of all its codes. `None`: the check was not
-    /// counted (no longer pending, expired, or out of attempts) and must not approve.
+    /// Counts one check, atomically, if the verification is `api_key`'s, pending at `now` and
+    /// has attempts left; returns it as counted, with the hashes of all its codes. `None`: the
+    /// check was not counted (another client's, no longer pending, expired, or out of
+    /// attempts) and must not approve.
     async fn count_check(
         &self,
         id: VerificationId,
+        api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError>;
 

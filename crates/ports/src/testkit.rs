@@ -1092,7 +1092,11 @@ pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnde
             .unwrap(),
         None
     );
-    let (counted, hashes) = store.count_check(started.id, t0()).await.unwrap().unwrap();
+    let (counted, hashes) = store
+        .count_check(started.id, "auth", t0())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(counted.check_count, 1);
     assert_eq!(hashes, vec![code_hash(1)]);
 
@@ -1161,9 +1165,14 @@ pub async fn find_pending_ignores_expired_and_other_api_keys<S: StoreUnderTest>(
 pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
     let started = verification(t0());
     create_verification(&store, &started, 1).await;
+    // Another client's check is not counted: it cannot use up this client's attempts.
+    assert_eq!(
+        store.count_check(started.id, "shop", t0()).await.unwrap(),
+        None
+    );
     for n in 1..=5 {
         let (counted, hashes) = store
-            .count_check(started.id, t0() + secs(n))
+            .count_check(started.id, "auth", t0() + secs(n))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("check {n} must be counted"));
@@ -1172,7 +1181,10 @@ pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
         assert_eq!(hashes, vec![code_hash(1)]);
     }
     assert_eq!(
-        store.count_check(started.id, t0() + secs(6)).await.unwrap(),
+        store
+            .count_check(started.id, "auth", t0() + secs(6))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(stored_verification(&store, started.id).await.check_count, 5);
@@ -1181,7 +1193,7 @@ pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
     create_verification(&store, &expiring, 2).await;
     assert_eq!(
         store
-            .count_check(expiring.id, expiring.expires_at)
+            .count_check(expiring.id, "auth", expiring.expires_at)
             .await
             .unwrap(),
         None
@@ -1197,10 +1209,13 @@ pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
         .conclude(approved.id, VerificationStatus::Approved, t0())
         .await
         .unwrap());
-    assert_eq!(store.count_check(approved.id, t0()).await.unwrap(), None);
+    assert_eq!(
+        store.count_check(approved.id, "auth", t0()).await.unwrap(),
+        None
+    );
     assert_eq!(
         store
-            .count_check(VerificationId::generate(), t0())
+            .count_check(VerificationId::generate(), "auth", t0())
             .await
             .unwrap(),
         None
@@ -1213,7 +1228,7 @@ pub async fn concurrent_count_checks_never_exceed_max<S: StoreUnderTest>(store: 
     let checkers: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.count_check(started.id, t0()).await.unwrap() })
+            tokio::spawn(async move { store.count_check(started.id, "auth", t0()).await.unwrap() })
         })
         .collect();
     let mut counts = Vec::new();
@@ -1338,7 +1353,11 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
         MessageStore::get(&store, one_too_many.id).await.unwrap(),
         None
     );
-    let (_, hashes) = store.count_check(started.id, now).await.unwrap().unwrap();
+    let (_, hashes) = store
+        .count_check(started.id, "auth", now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         hashes,
         (1..=5).map(code_hash).collect::<Vec<_>>(),
@@ -1408,7 +1427,11 @@ pub async fn concurrent_add_codes_send_one_code<S: StoreUnderTest>(store: S) {
     }
     assert_eq!(accepted, 1, "a resend interval admits one send");
     assert_eq!(stored_verification(&store, started.id).await.send_count, 2);
-    let (_, hashes) = store.count_check(started.id, now).await.unwrap().unwrap();
+    let (_, hashes) = store
+        .count_check(started.id, "auth", now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(hashes.len(), 2);
 }
 
