@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{Attempt, AttemptOutcome, Message};
+use domain::{Attempt, AttemptOutcome, Message, MessageStatus};
 use ports::{
     ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage,
     ProviderError, SenderRate, SmsProvider,
@@ -26,6 +26,11 @@ const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// flight: a send finishing here wakes this dispatcher at once, one finishing on another
 /// instance does not.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
+/// After a claim that took every due message, the least time before the next: a busy API
+/// wakes the dispatcher once per queued message, and each claim counts the sends in flight
+/// (every instance's), so claiming at each wake-up cost more than the sends it found. At most
+/// this much is added to a message's wait, and only while the queue is busy.
+const CLAIM_SPACING: Duration = Duration::from_millis(5);
 /// How long releasing the abandoned sends may take after the grace period.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,11 +43,19 @@ pub struct Dispatcher {
     sender: String,
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
+    /// Signalled when a send here finishes: room under the shared in-flight cap, which only
+    /// a dispatcher stopped by that cap waits for.
+    room: Arc<Notify>,
 }
 
 /// What a batch of claims came to.
 enum Batch {
-    Claimed,
+    /// Messages claimed; `drained` when fewer were due than there was room for, so that
+    /// claiming again at once would find nothing (it waits for the next wake-up instead: a
+    /// claim is a transaction, and most of a busy API's claims were empty ones).
+    Claimed {
+        drained: bool,
+    },
     Empty,
     Limited(ClaimLimit),
 }
@@ -61,6 +74,7 @@ impl Dispatcher {
             provider,
             clock,
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
+            room: Arc::new(Notify::new()),
             config,
             sender,
             wake,
@@ -78,11 +92,20 @@ impl Dispatcher {
             "dispatcher started"
         );
         let (abandon, abandoned) = watch::channel(false);
+        let mut spaced_until = None;
         while !*shutdown.borrow() {
+            let mut room_wakes = false;
             let pause = match self.claim_batch(&shutdown, &abandoned).await {
-                Ok(Batch::Claimed) => continue,
+                Ok(Batch::Claimed { drained: false }) => continue,
+                Ok(Batch::Claimed { drained: true }) => {
+                    spaced_until = Some(tokio::time::Instant::now() + CLAIM_SPACING);
+                    self.idle_sleep().await
+                }
                 Ok(Batch::Empty) => self.idle_sleep().await,
-                Ok(Batch::Limited(ClaimLimit::InFlight)) => IN_FLIGHT_RECHECK,
+                Ok(Batch::Limited(ClaimLimit::InFlight)) => {
+                    room_wakes = true;
+                    IN_FLIGHT_RECHECK
+                }
                 Ok(Batch::Limited(ClaimLimit::SenderRate { until })) => (until - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO),
@@ -93,8 +116,15 @@ impl Dispatcher {
             };
             tokio::select! {
                 _ = self.wake.notified() => {}
+                _ = self.room.notified(), if room_wakes => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
+            }
+            if let Some(until) = spaced_until.take() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
         // Every permit back means every claimed message has been recorded or handed back.
@@ -149,7 +179,9 @@ impl Dispatcher {
         };
         let claimed = self.store.claim_within(self.clock.now(), &budget).await?;
         let batch = match (claimed.messages.is_empty(), claimed.limited_by) {
-            (false, _) => Batch::Claimed,
+            (false, limit) => Batch::Claimed {
+                drained: limit.is_none() && claimed.messages.len() < permits.len(),
+            },
             (true, None) => Batch::Empty,
             (true, Some(limit)) => Batch::Limited(limit),
         };
@@ -160,7 +192,7 @@ impl Dispatcher {
                 clock: self.clock.clone(),
                 config: self.config,
             };
-            let wake = self.wake.clone();
+            let (wake, room) = (self.wake.clone(), self.room.clone());
             let span = tracing::info_span!(
                 "dispatch",
                 message_id = %claim.message.id,
@@ -171,10 +203,13 @@ impl Dispatcher {
             let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
             tokio::spawn(
                 async move {
-                    worker.process(claim, shutdown, abandoned).await;
+                    let requeued = worker.process(claim, shutdown, abandoned).await;
                     drop(permit);
-                    // A slot is free: there may be more due work to claim.
-                    wake.notify_one();
+                    room.notify_one();
+                    // A retry is due later: the dispatcher may be asleep past its time.
+                    if requeued {
+                        wake.notify_one();
+                    }
                 }
                 .instrument(span),
             );
@@ -213,6 +248,7 @@ struct Worker {
 impl Worker {
     /// Waits for the message's send time, sends it, and records the outcome. A shutdown before
     /// the send time, or the end of the grace period during the call, hands it back instead.
+    /// Returns whether the message went back to the queue for a retry.
     async fn process(
         &self,
         ClaimedMessage {
@@ -222,11 +258,14 @@ impl Worker {
         }: ClaimedMessage,
         shutdown: watch::Receiver<bool>,
         abandoned: watch::Receiver<bool>,
-    ) {
+    ) -> bool {
         if let Ok(wait) = (send_at - self.clock.now()).to_std() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = signalled(shutdown) => return self.release(claim, &message).await,
+                _ = signalled(shutdown) => {
+                    self.release(claim, &message).await;
+                    return false;
+                }
             }
         }
         let started_at = self.clock.now();
@@ -237,7 +276,10 @@ impl Worker {
             let result = tokio::select! {
                 result = self.provider.send(&outbound) => result,
                 // The call's outcome is unknown: sent again later, at least once.
-                _ = signalled(abandoned) => return self.release(claim, &message).await,
+                _ = signalled(abandoned) => {
+                    self.release(claim, &message).await;
+                    return false;
+                }
             };
             let finished_at = self.clock.now();
             let (attempt, outcome) = self.judge(&message, started_at, finished_at, result);
@@ -249,10 +291,19 @@ impl Worker {
             .finish(claim, message.id, attempt, outcome, self.clock.now())
             .await
         {
-            Ok(true) => tracing::info!(%status, "message dispatched"),
-            Ok(false) => tracing::warn!("claim lost before the outcome was recorded"),
+            Ok(true) => {
+                tracing::info!(%status, "message dispatched");
+                status == MessageStatus::Queued
+            }
+            Ok(false) => {
+                tracing::warn!("claim lost before the outcome was recorded");
+                false
+            }
             // The lease will run out and the message be claimed again: at least once.
-            Err(error) => tracing::error!(%error, "cannot record the outcome of a send"),
+            Err(error) => {
+                tracing::error!(%error, "cannot record the outcome of a send");
+                true
+            }
         }
     }
 
@@ -710,5 +761,63 @@ mod tests {
         worker.provider = Arc::new(Hanging);
         // A shutdown alone lets a call that has started run on.
         worker.process(claimed(1, None), raised(), raised()).await;
+    }
+
+    /// The whole loop with a queue holding one message: it is claimed, sent and recorded, and
+    /// no claim follows until the poll interval, neither at once nor when the send finishes.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_that_takes_every_due_message_is_not_repeated_until_woken() {
+        let claims = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut store = MockMessageStore::new();
+        let counted = claims.clone();
+        store.expect_claim_within().returning(move |_, budget| {
+            let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            assert!(budget.limit > 1, "room for more than the one message due");
+            Ok(ports::Claimed {
+                messages: if first {
+                    vec![claimed(1, None)]
+                } else {
+                    Vec::new()
+                },
+                limited_by: None,
+            })
+        });
+        store.expect_next_due_at().returning(|| Ok(None));
+        store
+            .expect_finish()
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(true));
+        let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
+            provider_sid: "SM1".into(),
+            segments: None,
+            price: None,
+        }));
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let dispatcher = Dispatcher::new(
+            Arc::new(store),
+            Arc::new(provider),
+            Arc::new(clock),
+            DispatchConfig {
+                concurrency: 10,
+                poll_interval: Duration::from_secs(5),
+                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
+            },
+            "+15550000000".into(),
+            Arc::new(Notify::new()),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(claims.load(std::sync::atomic::Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            claims.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the poll interval still claims"
+        );
+        stop.send(true).unwrap();
+        running.await.unwrap();
     }
 }
