@@ -203,8 +203,12 @@ async fn without_public_base_url_there_is_no_status_callback_route() {
     assert_eq!(status, 404);
 }
 
+/// Twilio retries a callback it got no answer to, with the same idempotency token. Which of the
+/// two guards stops the repeat (the token, or the status that cannot move to itself) is the
+/// store's business (`a_report_with_a_token_already_applied_is_a_duplicate`); here, the message
+/// and its history change once.
 #[tokio::test]
-async fn the_same_callback_twice_with_one_idempotency_token_changes_the_message_once() {
+async fn a_retried_callback_changes_the_message_and_its_history_once() {
     let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
     let id = sent_message(&app).await;
     let mut undelivered = callback(SID, "undelivered");
