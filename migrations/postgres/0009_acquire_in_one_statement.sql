@@ -55,13 +55,12 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    -- Key by key through the primary key: a join of the keys with the counts (as a planner
+    -- may choose to hash them) reads every count row, one per number ever sent a code.
     -- A key named twice counts twice.
-    WITH sends AS (SELECT key FROM unnest(keys) AS key),
-    counted AS (
-        UPDATE rate_limit_counts AS c SET events = c.events + n.sends
-        FROM (SELECT key, count(*) AS sends FROM sends GROUP BY key) AS n
-        WHERE c.key = n.key
-    )
-    INSERT INTO rate_limit_events (key, at) SELECT key, sent_at FROM sends;
+    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+        UPDATE rate_limit_counts SET events = events + 1 WHERE key = keys[i];
+        INSERT INTO rate_limit_events (key, at) VALUES (keys[i], sent_at);
+    END LOOP;
 END
 $$;

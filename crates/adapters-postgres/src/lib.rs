@@ -39,7 +39,7 @@ pub const QUEUE_CHANNEL: &str = "sms_notify_queue";
 pub struct PgStore {
     pool: PgPool,
     queue_notifier: Arc<queue_notifier::QueueNotifier>,
-    writes: Arc<writes::Writes>,
+    batched: Arc<writes::Batched>,
 }
 
 /// Why the store could not be opened.
@@ -70,7 +70,7 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
         Ok(Self {
             queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
-            writes: Arc::new(writes::Writes::start(&pool)),
+            batched: Arc::new(writes::Batched::start(&pool)),
             pool,
         })
     }

@@ -67,7 +67,7 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
 impl MessageStore for PgStore {
     #[instrument(skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
-        let enqueued = self.writes.enqueues.write(message).await?;
+        let enqueued = self.batched.enqueues.write(message).await?;
         if let Enqueued::Created(created) = &enqueued {
             self.queue_notifier.queued(created.id);
         }
@@ -239,7 +239,7 @@ impl MessageStore for PgStore {
         // A one-time code is needed only while the message can still be sent.
         let forget_body = !next.can_transition_to(MessageStatus::Sending);
         let recorded = self
-            .writes
+            .batched
             .finishes
             .write(Finish {
                 claim,

@@ -135,7 +135,7 @@ impl RateLimiter for PgStore {
         calling_code: u16,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.writes
+        self.batched
             .country_sends
             .write(CountrySend {
                 calling_code,

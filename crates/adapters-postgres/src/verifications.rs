@@ -6,7 +6,7 @@ use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
 use ports::{StoreError, VerificationStore};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tracing::instrument;
 
 use crate::messages::insert_code_message;
@@ -19,7 +19,8 @@ struct CountedRow {
     verification: VerificationRow,
     code_hashes: Vec<Vec<u8>>,
 }
-use crate::writes::queued;
+use crate::batch::BatchWrite;
+use crate::writes::{bind_messages, column, insert_messages_sql, queued};
 use crate::PgStore;
 
 async fn insert_code(
@@ -41,6 +42,73 @@ async fn insert_code(
     Ok(())
 }
 
+/// A verification with its first code and the message that carries it.
+pub(crate) struct Create {
+    verification: Verification,
+    code: CodeHash,
+    message: NewMessage,
+}
+
+/// `VerificationStore::create`, in batches (see [`crate::batch`]): the verifications, their
+/// codes and their messages in one statement, the codes and messages checked against their
+/// verifications at its end.
+pub(crate) struct Creates;
+
+impl BatchWrite for Creates {
+    type Item = Create;
+    type Output = Message;
+
+    async fn write(&self, pool: &PgPool, creates: &[Create]) -> Result<Vec<Message>, StoreError> {
+        let messages: Vec<_> = creates
+            .iter()
+            .map(|create| (&create.message, Some(create.verification.id)))
+            .collect();
+        let v = |value: fn(&Verification) -> i64| column(creates, |c| value(&c.verification));
+        bind_messages(
+            concat!(
+                r#"WITH verification AS (
+                       INSERT INTO verifications (id, "to", channel, api_key, status,
+                           check_count, max_checks, send_count, max_sends, expires_at,
+                           last_sent_at, created_at, updated_at)
+                       SELECT *, created_at
+                       FROM unnest($15::uuid[], $16::text[], $17::text[], $18::text[],
+                           $19::text[], $20::int8[], $21::int8[], $22::int8[], $23::int8[],
+                           $24::timestamptz[], $25::timestamptz[], $26::timestamptz[])
+                         AS v (id, "to", channel, api_key, status, check_count, max_checks,
+                           send_count, max_sends, expires_at, last_sent_at, created_at)
+                   ),
+                   code AS (
+                       INSERT INTO verification_codes (verification_id, code_hash, created_at)
+                       SELECT * FROM unnest($15::uuid[], $27::bytea[], $26::timestamptz[])
+                   )
+                   "#,
+                insert_messages_sql!(),
+                " RETURNING id"
+            ),
+            &messages,
+        )
+        .bind(column(creates, |c| c.verification.id.as_uuid()))
+        .bind(column(creates, |c| c.verification.to.as_str().to_owned()))
+        .bind(column(creates, |c| c.verification.channel.as_str()))
+        .bind(column(creates, |c| c.verification.api_key.clone()))
+        .bind(column(creates, |c| c.verification.status.as_str()))
+        .bind(v(|v| i64::from(v.check_count)))
+        .bind(v(|v| i64::from(v.max_checks)))
+        .bind(v(|v| i64::from(v.send_count)))
+        .bind(v(|v| i64::from(v.max_sends)))
+        .bind(column(creates, |c| c.verification.expires_at))
+        .bind(column(creates, |c| c.verification.last_sent_at))
+        .bind(column(creates, |c| c.verification.created_at))
+        .bind(column(creates, |c| c.code.as_bytes().to_vec()))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        Ok(column(creates, |c| {
+            queued(&c.message, Some(c.verification.id))
+        }))
+    }
+}
+
 #[async_trait]
 impl VerificationStore for PgStore {
     /// The message is stored as the carrier of this verification's code whatever its
@@ -52,55 +120,15 @@ impl VerificationStore for PgStore {
         code: CodeHash,
         message: NewMessage,
     ) -> Result<Message, StoreError> {
-        // One statement, so one round trip and one commit for the three rows: the code and
-        // its message are checked against their verification at the statement's end.
-        sqlx::query(
-            r#"WITH verification AS (
-                   INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
-                       max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
-                       updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-               ),
-               code AS (
-                   INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                   VALUES ($1, $13, $12)
-               )
-               INSERT INTO messages (id, "to", channel, template, body, segments, priority,
-                   status, api_key, idempotency_key, verification_id, send_before,
-                   attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
-               VALUES ($14, $15, $16, $17, $18, $19, $20, 'queued', $21, $22, $1, $23, 0, $24,
-                   $24, $24, $25, $26)"#,
-        )
-        .bind(verification.id.as_uuid())
-        .bind(verification.to.as_str())
-        .bind(verification.channel.as_str())
-        .bind(verification.api_key.as_str())
-        .bind(verification.status.as_str())
-        .bind(i64::from(verification.check_count))
-        .bind(i64::from(verification.max_checks))
-        .bind(i64::from(verification.send_count))
-        .bind(i64::from(verification.max_sends))
-        .bind(verification.expires_at)
-        .bind(verification.last_sent_at)
-        .bind(verification.created_at)
-        .bind(code.as_bytes())
-        .bind(message.id.as_uuid())
-        .bind(message.to.as_str())
-        .bind(message.channel.as_str())
-        .bind(message.template.as_deref())
-        .bind(message.body.as_str())
-        .bind(i64::from(message.segments))
-        .bind(message.priority.rank())
-        .bind(message.api_key.as_str())
-        .bind(message.idempotency_key.as_deref())
-        .bind(message.send_before)
-        .bind(message.created_at)
-        .bind(message.to.country())
-        .bind(message.request_id.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let queued = queued(&message, Some(verification.id));
+        let queued = self
+            .batched
+            .creates
+            .write(Create {
+                verification: verification.clone(),
+                code,
+                message,
+            })
+            .await?;
         self.queue_notifier.queued(queued.id);
         Ok(queued)
     }

@@ -7,27 +7,32 @@ use std::collections::HashSet;
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::{Attempt, Message, MessageStatus, NewMessage, VerificationId};
 use ports::{ClaimToken, Enqueued, OutcomeColumns, StoreError};
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::QueryScalar;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::batch::{BatchWrite, Batcher};
 use crate::rate_limits::CountrySends;
 use crate::rows::{store_error, MessageRow};
+use crate::verifications::Creates;
 
-/// The batched writers of one store.
+/// The batched writes of one store.
 #[derive(Debug)]
-pub(crate) struct Writes {
+pub(crate) struct Batched {
     pub enqueues: Batcher<Enqueues>,
     pub finishes: Batcher<Finishes>,
     pub country_sends: Batcher<CountrySends>,
+    pub creates: Batcher<Creates>,
 }
 
-impl Writes {
+impl Batched {
     pub(crate) fn start(pool: &PgPool) -> Self {
         Self {
             enqueues: Batcher::start(Enqueues, pool.clone()),
             finishes: Batcher::start(Finishes, pool.clone()),
             country_sends: Batcher::start(CountrySends, pool.clone()),
+            creates: Batcher::start(Creates, pool.clone()),
         }
     }
 }
@@ -63,8 +68,50 @@ pub(crate) fn queued(message: &NewMessage, verification_id: Option<VerificationI
 }
 
 /// One column of every row, as the array `unnest` reads.
-fn column<T, U>(rows: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
+pub(crate) fn column<T, U>(rows: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
     rows.iter().map(value).collect()
+}
+
+/// Queues the messages of `$1` to `$14` (see [`bind_messages`]).
+macro_rules! insert_messages_sql {
+    () => {
+        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
+               status, api_key, idempotency_key, verification_id, send_before,
+               attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
+           SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
+               idempotency_key, verification_id, send_before, 0, created_at, created_at,
+               created_at, country, request_id
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+               $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
+               $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[])
+             AS new (id, "to", channel, template, body, segments, priority, api_key,
+               idempotency_key, verification_id, send_before, created_at, country,
+               request_id)"#
+    };
+}
+pub(crate) use insert_messages_sql;
+
+/// `sql` with the columns of `messages` bound as `$1` to `$14`, each message with the
+/// verification it carries a code of.
+pub(crate) fn bind_messages(
+    sql: &'static str,
+    messages: &[(&NewMessage, Option<VerificationId>)],
+) -> QueryScalar<'static, Postgres, Uuid, PgArguments> {
+    sqlx::query_scalar(sql)
+        .bind(column(messages, |(m, _)| m.id.as_uuid()))
+        .bind(column(messages, |(m, _)| m.to.as_str().to_owned()))
+        .bind(column(messages, |(m, _)| m.channel.as_str()))
+        .bind(column(messages, |(m, _)| m.template.clone()))
+        .bind(column(messages, |(m, _)| m.body.clone()))
+        .bind(column(messages, |(m, _)| i64::from(m.segments)))
+        .bind(column(messages, |(m, _)| m.priority.rank()))
+        .bind(column(messages, |(m, _)| m.api_key.clone()))
+        .bind(column(messages, |(m, _)| m.idempotency_key.clone()))
+        .bind(column(messages, |(_, v)| v.map(|id| id.as_uuid())))
+        .bind(column(messages, |(m, _)| m.send_before))
+        .bind(column(messages, |(m, _)| m.created_at))
+        .bind(column(messages, |(m, _)| m.to.country()))
+        .bind(column(messages, |(m, _)| m.request_id.clone()))
 }
 
 /// `MessageStore::enqueue`.
@@ -81,39 +128,17 @@ impl BatchWrite for Enqueues {
     ) -> Result<Vec<Enqueued>, StoreError> {
         // A message whose idempotency key is taken (also by an earlier row of this batch) is
         // not inserted, and not returned.
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
-                   status, api_key, idempotency_key, verification_id, send_before,
-                   attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
-               SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
-                   idempotency_key, verification_id, send_before, 0, created_at, created_at,
-                   created_at, country, request_id
-               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                   $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
-                   $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[])
-                 AS new (id, "to", channel, template, body, segments, priority, api_key,
-                   idempotency_key, verification_id, send_before, created_at, country,
-                   request_id)
-               ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL
-               DO NOTHING
-               RETURNING id"#,
+        let inserted: Vec<Uuid> = bind_messages(
+            concat!(
+                insert_messages_sql!(),
+                " ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
+                " DO NOTHING RETURNING id"
+            ),
+            &messages
+                .iter()
+                .map(|m| (m, m.verification_id))
+                .collect::<Vec<_>>(),
         )
-        .bind(column(messages, |m| m.id.as_uuid()))
-        .bind(column(messages, |m| m.to.as_str().to_owned()))
-        .bind(column(messages, |m| m.channel.as_str()))
-        .bind(column(messages, |m| m.template.clone()))
-        .bind(column(messages, |m| m.body.clone()))
-        .bind(column(messages, |m| i64::from(m.segments)))
-        .bind(column(messages, |m| m.priority.rank()))
-        .bind(column(messages, |m| m.api_key.clone()))
-        .bind(column(messages, |m| m.idempotency_key.clone()))
-        .bind(column(messages, |m| {
-            m.verification_id.map(|id| id.as_uuid())
-        }))
-        .bind(column(messages, |m| m.send_before))
-        .bind(column(messages, |m| m.created_at))
-        .bind(column(messages, |m| m.to.country()))
-        .bind(column(messages, |m| m.request_id.clone()))
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
