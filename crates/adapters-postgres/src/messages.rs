@@ -108,12 +108,19 @@ impl MessageStore for PgStore {
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
         if capped {
             // Counting what is in flight and claiming must be one step across instances, or
-            // two claimers could each see room for the same last place.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(CLAIM_LOCK)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
+            // two claimers could each see room for the same last place. The claim's commit
+            // skips the flush (it held the lock through it): a claim lost in a crash puts its
+            // messages back in the queue, as a lease running out does, and a claim whose
+            // message was sent is made durable by the flush of that send's outcome, which
+            // writes the earlier WAL too.
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock($1), \
+                 set_config('synchronous_commit', 'off', true)",
+            )
+            .bind(CLAIM_LOCK)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         }
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             sqlx::query_scalar(
