@@ -2,11 +2,14 @@
 //! allow-list, send limits per number and per API key over sliding windows (counted in the
 //! database, so they hold across instances), and the SMS pumping alarm.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::pumping::{baseline_period, hour_of};
-use domain::{CountryAllowList, CountryNotAllowed, PhoneNumber, PumpingPolicy, Traffic};
+use domain::{
+    CountryAllowList, CountryNotAllowed, HourlySends, PhoneNumber, PumpingPolicy, Traffic,
+};
 use ports::{Admission, RateLimit, RateLimiter, StoreError};
 
 /// How long a client is asked to wait when codes to a surging calling code are refused: the
@@ -101,13 +104,35 @@ pub fn whole_seconds(delta: TimeDelta) -> u64 {
     u64::try_from((millis + 999) / 1_000).unwrap_or(0)
 }
 
+/// How long an instance reuses a calling code's hourly send counts before reading them again.
+/// Every code would otherwise read up to a week of them (168 rows) for a rate that changes by
+/// one per code: the alarm learns of a surge at most this much later.
+const TRAFFIC_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
+
 pub struct SendGuards {
     pub limiter: Arc<dyn RateLimiter>,
     pub config: GuardConfig,
     pub alarm: Arc<dyn PumpingAlarmHook>,
+    traffic: Mutex<TrafficReads>,
 }
 
+/// Per calling code: when its hourly counts were read, and what they were.
+type TrafficReads = HashMap<u16, (DateTime<Utc>, Arc<[HourlySends]>)>;
+
 impl SendGuards {
+    pub fn new(
+        limiter: Arc<dyn RateLimiter>,
+        config: GuardConfig,
+        alarm: Arc<dyn PumpingAlarmHook>,
+    ) -> Self {
+        Self {
+            limiter,
+            config,
+            alarm,
+            traffic: Mutex::default(),
+        }
+    }
+
     /// Whether codes may go to this number's country at all; checked before anything else, so
     /// that nothing is stored or sent for a refused country.
     pub fn check_destination(&self, to: &PhoneNumber) -> Result<(), Refusal> {
@@ -163,12 +188,29 @@ impl SendGuards {
         }
     }
 
+    fn recent_traffic(&self, calling_code: u16, now: DateTime<Utc>) -> Option<Arc<[HourlySends]>> {
+        let traffic = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+        let (read_at, hourly) = traffic.get(&calling_code)?;
+        (now - *read_at < TRAFFIC_FRESHNESS && now >= *read_at).then(|| hourly.clone())
+    }
+
     async fn watch_for_pumping(&self, to: &PhoneNumber, now: DateTime<Utc>) -> Result<(), Refusal> {
         let calling_code = to.calling_code();
-        let hourly = self
-            .limiter
-            .country_sends(calling_code, hour_of(now) - baseline_period())
-            .await?;
+        let hourly = match self.recent_traffic(calling_code, now) {
+            Some(hourly) => hourly,
+            None => {
+                let hourly: Arc<[HourlySends]> = self
+                    .limiter
+                    .country_sends(calling_code, hour_of(now) - baseline_period())
+                    .await?
+                    .into();
+                self.traffic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(calling_code, (now, hourly.clone()));
+                hourly
+            }
+        };
         let traffic = Traffic::from_hourly(&hourly, now);
         if !self.config.pumping.is_surge(&traffic) {
             return Ok(());
@@ -185,5 +227,34 @@ impl SendGuards {
             return Err(Refusal::DestinationPaused { calling_code });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use ports::MockRateLimiter;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_calling_codes_counts_are_read_at_most_once_a_second() {
+        let mut limiter = MockRateLimiter::new();
+        limiter
+            .expect_country_sends()
+            .times(2)
+            .returning(|_, _| Ok(Vec::new()));
+        limiter
+            .expect_acquire()
+            .returning(|_, _| Ok(Admission::Admitted));
+        let guards = SendGuards::new(Arc::new(limiter), GuardConfig::default(), Arc::new(LogOnly));
+        let to = PhoneNumber::parse("+15551234567").unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        for after in [0, 500, 999, 1_000] {
+            guards
+                .admit("auth", &to, start + TimeDelta::milliseconds(after))
+                .await
+                .unwrap();
+        }
     }
 }

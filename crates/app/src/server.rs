@@ -201,11 +201,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         api_keys: config.api_keys.clone(),
         dispatcher_wake: wake.clone(),
         twilio_status_callbacks: config.twilio_status_callbacks.clone(),
-        guards: SendGuards {
-            limiter,
-            config: config.guards.clone(),
-            alarm: metrics.clone(),
-        },
+        guards: SendGuards::new(limiter, config.guards.clone(), metrics.clone()),
         reports,
         metrics,
         readiness,

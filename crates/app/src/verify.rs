@@ -414,11 +414,7 @@ mod tests {
             api_keys: crate::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
             twilio_status_callbacks: None,
-            guards: SendGuards {
-                limiter: Arc::new(limiter),
-                config: guards,
-                alarm: Arc::new(LogOnly),
-            },
+            guards: SendGuards::new(Arc::new(limiter), guards, Arc::new(LogOnly)),
             reports: Arc::new(ports::MockMessageReports::new()),
             metrics: Default::default(),
             readiness: Arc::new(crate::health::Readiness::new(

@@ -53,11 +53,7 @@ async fn fixture(codes: &[&'static str]) -> Fixture {
             store.clone(),
             Arc::new(app::console::ConsoleSmsProvider),
         )),
-        guards: SendGuards {
-            limiter: store,
-            config: GuardConfig::default(),
-            alarm: Arc::new(LogOnly),
-        },
+        guards: SendGuards::new(store, GuardConfig::default(), Arc::new(LogOnly)),
         test_numbers: Default::default(),
     };
     Fixture { services, clock }
