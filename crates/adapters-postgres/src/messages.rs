@@ -14,7 +14,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
-use crate::writes::{queued, Finish};
+use crate::writes::{bind_messages, insert_messages_sql, queued, Finish};
 use crate::PgStore;
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
@@ -23,28 +23,11 @@ pub(crate) async fn insert_code_message(
     message: &NewMessage,
     verification_id: VerificationId,
 ) -> Result<Message, StoreError> {
-    sqlx::query(
-        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
-               api_key, idempotency_key, verification_id, send_before, attempt_count,
-               next_attempt_at, created_at, updated_at, country, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12,
-               $13, $14)"#,
+    bind_messages(
+        concat!(insert_messages_sql!(), " RETURNING id"),
+        &[(message, Some(verification_id))],
     )
-    .bind(message.id.as_uuid())
-    .bind(message.to.as_str())
-    .bind(message.channel.as_str())
-    .bind(message.template.as_deref())
-    .bind(message.body.as_str())
-    .bind(i64::from(message.segments))
-    .bind(message.priority.rank())
-    .bind(message.api_key.as_str())
-    .bind(message.idempotency_key.as_deref())
-    .bind(verification_id.as_uuid())
-    .bind(message.send_before)
-    .bind(message.created_at)
-    .bind(message.to.country())
-    .bind(message.request_id.as_deref())
-    .execute(&mut *connection)
+    .fetch_one(&mut *connection)
     .await
     .map_err(store_error)?;
     Ok(queued(message, Some(verification_id)))

@@ -40,31 +40,13 @@ impl Batched {
 /// The message as the database holds it right after its insert, without reading it back (which
 /// would parse its number again): PostgreSQL keeps microseconds.
 pub(crate) fn queued(message: &NewMessage, verification_id: Option<VerificationId>) -> Message {
-    let created_at = message.created_at.trunc_subsecs(6);
-    Message {
-        id: message.id,
-        to: message.to.clone(),
-        channel: message.channel,
-        template: message.template.clone(),
-        body: message.body.clone(),
-        segments: message.segments,
-        priority: message.priority,
-        status: MessageStatus::Queued,
-        api_key: message.api_key.clone(),
-        idempotency_key: message.idempotency_key.clone(),
+    NewMessage {
         verification_id,
         send_before: message.send_before.map(|at| at.trunc_subsecs(6)),
-        provider: None,
-        provider_sid: None,
-        error_code: None,
-        error_message: None,
-        price: None,
-        attempt_count: 0,
-        next_attempt_at: created_at,
-        request_id: message.request_id.clone(),
-        created_at,
-        updated_at: created_at,
+        created_at: message.created_at.trunc_subsecs(6),
+        ..message.clone()
     }
+    .into_queued()
 }
 
 /// One column of every row, as the array `unnest` reads.

@@ -425,33 +425,6 @@ mod tests {
         }
     }
 
-    fn stored_message(new: NewMessage) -> Message {
-        Message {
-            id: new.id,
-            to: new.to,
-            channel: new.channel,
-            template: new.template,
-            body: new.body,
-            segments: new.segments,
-            priority: new.priority,
-            status: domain::MessageStatus::Queued,
-            api_key: new.api_key,
-            idempotency_key: new.idempotency_key,
-            verification_id: new.verification_id,
-            send_before: new.send_before,
-            provider: None,
-            provider_sid: None,
-            error_code: None,
-            error_message: None,
-            price: None,
-            attempt_count: 0,
-            next_attempt_at: new.created_at,
-            request_id: new.request_id,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-        }
-    }
-
     fn request() -> StartRequest {
         StartRequest {
             to: PhoneNumber::parse("+15551234567").unwrap(),
@@ -478,7 +451,7 @@ mod tests {
                 assert_eq!(message.verification_id, Some(verification.id));
                 assert_eq!(message.send_before, Some(verification.expires_at));
                 assert_eq!(verification.expires_at, now() + TimeDelta::minutes(10));
-                Ok(stored_message(message))
+                Ok(message.into_queued())
             });
         let started = services(store)
             .start_verification("auth", request())
@@ -509,7 +482,7 @@ mod tests {
                 );
                 let mut verification = pending_with_id(existing_id);
                 verification.send_count = 2;
-                Ok(Some((verification, stored_message(message))))
+                Ok(Some((verification, message.into_queued())))
             });
         let started = services(store)
             .start_verification("auth", request())
@@ -742,7 +715,7 @@ mod tests {
         store
             .expect_create()
             .times(1)
-            .returning(|_, _, message| Ok(stored_message(message)));
+            .returning(|_, _, message| Ok(message.into_queued()));
         let mut limiter = surging_limiter();
         limiter
             .expect_acquire()

@@ -143,6 +143,36 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage {
+    /// The message as the queue holds it once stored: no attempt yet, due at once.
+    pub fn into_queued(self) -> Message {
+        Message {
+            id: self.id,
+            to: self.to,
+            channel: self.channel,
+            template: self.template,
+            body: self.body,
+            segments: self.segments,
+            priority: self.priority,
+            status: MessageStatus::Queued,
+            api_key: self.api_key,
+            idempotency_key: self.idempotency_key,
+            verification_id: self.verification_id,
+            send_before: self.send_before,
+            provider: None,
+            provider_sid: None,
+            error_code: None,
+            error_message: None,
+            price: None,
+            attempt_count: 0,
+            next_attempt_at: self.created_at,
+            request_id: self.request_id,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
+}
+
 #[derive(Clone, PartialEq)]
 pub struct Message {
     pub id: MessageId,
