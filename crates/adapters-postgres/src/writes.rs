@@ -1,6 +1,7 @@
 //! The queue's two hot writes, in batches (see [`crate::batch`]): messages queued by the API,
-//! and the outcomes the dispatcher records after each send. [`Writes`] also holds the
-//! batched count of sends per country (`rate_limits`).
+//! and the outcomes the dispatcher records after each send; and [`Batched`], every batched
+//! write of a store, with those of `verifications` (create) and `rate_limits` (country
+//! counts).
 
 use std::collections::HashSet;
 
