@@ -50,8 +50,14 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: "adapters-*",
-        workspace_deps: WorkspaceDeps::Only(&["domain", "ports"]),
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports", "store-batch"]),
         banned: &[],
+    },
+    // Group commit, for any store: no database driver.
+    Rule {
+        krate: "store-batch",
+        workspace_deps: WorkspaceDeps::Only(&["ports"]),
+        banned: NO_DRIVERS,
     },
     // Only `app` and `cli` name concrete adapters.
     Rule {

@@ -9,7 +9,6 @@
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
 //! types to the use cases and sqlx to the database, nothing else.
 
-mod batch;
 mod deliveries;
 mod messages;
 mod queue_notifier;

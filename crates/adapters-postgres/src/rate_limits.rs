@@ -8,9 +8,9 @@ use ports::{Admission, RateLimit, RateLimiter, StoreError};
 use sqlx::PgPool;
 use tracing::instrument;
 
-use crate::batch::BatchWrite;
 use crate::rows::store_error;
 use crate::PgStore;
+use store_batch::BatchWrite;
 
 /// Lets the transaction's commit return before its WAL reaches the disk. Both writers here
 /// serialise on a lock (a key's, a country's row) that they hold until commit returns, so a
@@ -31,11 +31,12 @@ pub(crate) struct CountrySend {
     hour: DateTime<Utc>,
 }
 
-/// `RateLimiter::record_country_send`, in batches (see [`crate::batch`]): every code of a
+/// `RateLimiter::record_country_send`, in batches (see `store_batch`): every code of a
 /// country in one hour adds to one row, so one by one they waited for each other's commits.
 pub(crate) struct CountrySends;
 
 impl BatchWrite for CountrySends {
+    type Pool = PgPool;
     type Item = CountrySend;
     type Output = ();
 

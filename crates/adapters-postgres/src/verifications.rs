@@ -19,9 +19,9 @@ struct CountedRow {
     verification: VerificationRow,
     code_hashes: Vec<Vec<u8>>,
 }
-use crate::batch::BatchWrite;
 use crate::writes::{bind_messages, column, insert_messages_sql, queued};
 use crate::PgStore;
+use store_batch::BatchWrite;
 
 async fn insert_code(
     connection: &mut PgConnection,
@@ -49,12 +49,13 @@ pub(crate) struct Create {
     message: NewMessage,
 }
 
-/// `VerificationStore::create`, in batches (see [`crate::batch`]): the verifications, their
+/// `VerificationStore::create`, in batches (see `store_batch`): the verifications, their
 /// codes and their messages in one statement, the codes and messages checked against their
 /// verifications at its end.
 pub(crate) struct Creates;
 
 impl BatchWrite for Creates {
+    type Pool = PgPool;
     type Item = Create;
     type Output = Message;
 

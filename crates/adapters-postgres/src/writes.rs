@@ -1,4 +1,4 @@
-//! The queue's two hot writes, in batches (see [`crate::batch`]): messages queued by the API,
+//! The queue's two hot writes, in batches (see `store_batch`): messages queued by the API,
 //! and the outcomes the dispatcher records after each send; and [`Batched`], every batched
 //! write of a store, with those of `verifications` (create) and `rate_limits` (country
 //! counts).
@@ -13,10 +13,13 @@ use sqlx::query::QueryScalar;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::batch::{BatchWrite, Batcher};
 use crate::rate_limits::CountrySends;
 use crate::rows::{store_error, MessageRow};
 use crate::verifications::Creates;
+use store_batch::{BatchWrite, Batcher};
+
+/// Statements of one kind in flight at once.
+const WRITERS: usize = 2;
 
 /// The batched writes of one store.
 #[derive(Debug)]
@@ -30,10 +33,10 @@ pub(crate) struct Batched {
 impl Batched {
     pub(crate) fn start(pool: &PgPool) -> Self {
         Self {
-            enqueues: Batcher::start(Enqueues, pool.clone()),
-            finishes: Batcher::start(Finishes, pool.clone()),
-            country_sends: Batcher::start(CountrySends, pool.clone()),
-            creates: Batcher::start(Creates, pool.clone()),
+            enqueues: Batcher::start(Enqueues, pool.clone(), WRITERS),
+            finishes: Batcher::start(Finishes, pool.clone(), WRITERS),
+            country_sends: Batcher::start(CountrySends, pool.clone(), WRITERS),
+            creates: Batcher::start(Creates, pool.clone(), WRITERS),
         }
     }
 }
@@ -101,6 +104,7 @@ pub(crate) fn bind_messages(
 pub(crate) struct Enqueues;
 
 impl BatchWrite for Enqueues {
+    type Pool = PgPool;
     type Item = NewMessage;
     type Output = Enqueued;
 
@@ -172,6 +176,7 @@ pub(crate) struct Finish {
 pub(crate) struct Finishes;
 
 impl BatchWrite for Finishes {
+    type Pool = PgPool;
     type Item = Finish;
     /// Whether the claim still held, and the outcome was recorded.
     type Output = bool;

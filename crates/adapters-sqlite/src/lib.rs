@@ -18,6 +18,7 @@ mod rows;
 mod verifications;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ports::StoreError;
@@ -25,6 +26,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use store_batch::Batcher;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -38,6 +40,14 @@ const MAX_CONNECTIONS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    batched: Arc<Batched>,
+}
+
+/// The batched writes of one store: SQLite has one writer at a time, so one writer task.
+#[derive(Debug)]
+struct Batched {
+    enqueues: Batcher<messages::Enqueues>,
+    finishes: Batcher<messages::Finishes>,
 }
 
 /// Why the store could not be opened.
@@ -143,7 +153,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(SqliteStoreError::Migrate)?;
-        Ok(Self { pool })
+        let batched = Arc::new(Batched {
+            enqueues: Batcher::start(messages::Enqueues, pool.clone(), 1),
+            finishes: Batcher::start(messages::Finishes, pool.clone(), 1),
+        });
+        Ok(Self { pool, batched })
     }
 
     pub fn pool(&self) -> &SqlitePool {

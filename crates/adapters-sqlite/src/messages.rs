@@ -7,11 +7,12 @@ use domain::{
 };
 use ports::{
     ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
-    MessageStore, StoreError,
+    MessageStore, OutcomeColumns, StoreError,
 };
 use sqlx::query::QueryAs;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
+use store_batch::BatchWrite;
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -85,33 +86,157 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
         .then(a.message.id.cmp(&b.message.id))
 }
 
+/// Queues one message in `connection`'s transaction; a repeat of an idempotency key gets the
+/// message that holds it (writes take turns, so it has committed, or is in this transaction).
+async fn enqueue_in(
+    connection: &mut SqliteConnection,
+    message: &NewMessage,
+) -> Result<Enqueued, StoreError> {
+    let inserted = bind_new_message(ENQUEUE, message, message.verification_id)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    if let Some(row) = inserted {
+        return Ok(Enqueued::Created(Message::try_from(row)?));
+    }
+    let existing: Option<MessageRow> =
+        sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
+            .bind(message.api_key.as_str())
+            .bind(message.idempotency_key.as_deref())
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    match existing {
+        Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
+        None => Err(StoreError::Corrupt(format!(
+            "message {} was not stored and no message holds its idempotency key",
+            message.id
+        ))),
+    }
+}
+
+/// `MessageStore::enqueue` in batches (see `store_batch`): one write transaction per burst,
+/// where each enqueue was a transaction of its own, taking turns for the database's one write
+/// lock.
+pub(crate) struct Enqueues;
+
+impl BatchWrite for Enqueues {
+    type Pool = SqlitePool;
+    type Item = NewMessage;
+    type Output = Enqueued;
+
+    async fn write(
+        &self,
+        pool: &SqlitePool,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let mut enqueued = Vec::with_capacity(messages.len());
+        for message in messages {
+            enqueued.push(enqueue_in(&mut transaction, message).await?);
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(enqueued)
+    }
+}
+
+/// The outcome of one send, checked against its claim.
+pub(crate) struct Finish {
+    claim: ClaimToken,
+    id: MessageId,
+    status: MessageStatus,
+    columns: OutcomeColumns,
+    /// Empty the body of a one-time code's message: it can no longer be sent.
+    forget_body: bool,
+    attempt: Option<Attempt>,
+    now: DateTime<Utc>,
+}
+
+/// Records `finish` in `connection`'s transaction if its claim still holds.
+async fn finish_in(connection: &mut SqliteConnection, finish: &Finish) -> Result<bool, StoreError> {
+    let fields = &finish.columns;
+    let updated = sqlx::query(
+        r#"UPDATE messages
+           SET status = $3,
+               provider = COALESCE($14, provider),
+               provider_sid = COALESCE($4, provider_sid),
+               segments = COALESCE($5, segments),
+               price_amount = COALESCE($12, price_amount),
+               price_currency = COALESCE($13, price_currency),
+               error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
+               error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
+               next_attempt_at = COALESCE($9, next_attempt_at),
+               body = CASE WHEN $10 AND verification_id IS NOT NULL THEN '' ELSE body END,
+               locked_until = NULL, claim_token = NULL, updated_at = $11
+           WHERE id = $1 AND claim_token = $2 AND status = 'sending'"#,
+    )
+    .bind(finish.id.as_uuid().hyphenated())
+    .bind(Uuid::from_u128(finish.claim.0).hyphenated())
+    .bind(finish.status.as_str())
+    .bind(fields.provider_sid.as_deref())
+    .bind(fields.segments.map(i64::from))
+    .bind(fields.replace_error)
+    .bind(fields.error_code.as_deref())
+    .bind(fields.error_message.as_deref())
+    .bind(fields.next_attempt_at.map(micros))
+    .bind(finish.forget_body)
+    .bind(micros(finish.now))
+    .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
+    .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
+    .bind(fields.provider.as_deref())
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some(attempt) = &finish.attempt {
+        sqlx::query(
+            "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
+             outcome, http_status, error_code, error_message, provider) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(finish.id.as_uuid().hyphenated())
+        .bind(i64::from(attempt.number))
+        .bind(micros(attempt.started_at))
+        .bind(micros(attempt.finished_at))
+        .bind(attempt.outcome.as_str())
+        .bind(attempt.http_status.map(i64::from))
+        .bind(attempt.error_code.as_deref())
+        .bind(attempt.error_message.as_deref())
+        .bind(attempt.provider.as_deref())
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    Ok(true)
+}
+
+/// `MessageStore::finish` in batches: the outcomes of a burst of sends in one transaction.
+pub(crate) struct Finishes;
+
+impl BatchWrite for Finishes {
+    type Pool = SqlitePool;
+    type Item = Finish;
+    /// Whether the claim still held, and the outcome was recorded.
+    type Output = bool;
+
+    async fn write(&self, pool: &SqlitePool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let mut recorded = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            recorded.push(finish_in(&mut transaction, finish).await?);
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(recorded)
+    }
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     #[instrument(skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
-        let inserted = bind_new_message(ENQUEUE, &message, message.verification_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        if let Some(row) = inserted {
-            let created = Message::try_from(row)?;
-            return Ok(Enqueued::Created(created));
-        }
-        // Writes take turns, so the row that won the key has committed.
-        let existing: Option<MessageRow> =
-            sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
-                .bind(message.api_key.as_str())
-                .bind(message.idempotency_key.as_deref())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        match existing {
-            Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
-            None => Err(StoreError::Corrupt(format!(
-                "message {} was not stored and no message holds its idempotency key",
-                message.id
-            ))),
-        }
+        self.batched.enqueues.write(message).await
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -260,69 +385,18 @@ impl MessageStore for SqliteStore {
         }
         // A one-time code is needed only while the message can still be sent.
         let forget_body = !next.can_transition_to(MessageStatus::Sending);
-        let fields = outcome.into_columns();
-
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_WRITE)
+        self.batched
+            .finishes
+            .write(Finish {
+                claim,
+                id,
+                status: next,
+                columns: outcome.into_columns(),
+                forget_body,
+                attempt,
+                now,
+            })
             .await
-            .map_err(store_error)?;
-        let updated = sqlx::query(
-            r#"UPDATE messages
-               SET status = $3,
-                   provider = COALESCE($14, provider),
-                   provider_sid = COALESCE($4, provider_sid),
-                   segments = COALESCE($5, segments),
-                   price_amount = COALESCE($12, price_amount),
-                   price_currency = COALESCE($13, price_currency),
-                   error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
-                   error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
-                   next_attempt_at = COALESCE($9, next_attempt_at),
-                   body = CASE WHEN $10 AND verification_id IS NOT NULL THEN '' ELSE body END,
-                   locked_until = NULL, claim_token = NULL, updated_at = $11
-               WHERE id = $1 AND claim_token = $2 AND status = 'sending'"#,
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(Uuid::from_u128(claim.0).hyphenated())
-        .bind(next.as_str())
-        .bind(fields.provider_sid)
-        .bind(fields.segments.map(i64::from))
-        .bind(fields.replace_error)
-        .bind(fields.error_code)
-        .bind(fields.error_message)
-        .bind(fields.next_attempt_at.map(micros))
-        .bind(forget_body)
-        .bind(micros(now))
-        .bind(fields.price.as_ref().map(|price| price.amount.as_str()))
-        .bind(fields.price.as_ref().map(|price| price.currency.as_str()))
-        .bind(fields.provider)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        if updated.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some(attempt) = attempt {
-            sqlx::query(
-                "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
-                 outcome, http_status, error_code, error_message, provider) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id.as_uuid().hyphenated())
-            .bind(i64::from(attempt.number))
-            .bind(micros(attempt.started_at))
-            .bind(micros(attempt.finished_at))
-            .bind(attempt.outcome.as_str())
-            .bind(attempt.http_status.map(i64::from))
-            .bind(attempt.error_code)
-            .bind(attempt.error_message)
-            .bind(attempt.provider)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        }
-        transaction.commit().await.map_err(store_error)?;
-        Ok(true)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
