@@ -79,6 +79,75 @@ impl BatchWrite for CountrySends {
     }
 }
 
+/// One send to admit against its limits.
+pub(crate) struct Acquire {
+    limits: Vec<RateLimit>,
+    now: DateTime<Utc>,
+}
+
+/// `RateLimiter::acquire`, in batches (see `store_batch`): `sms_notify_acquire()` (migration
+/// 0009) judges the sends of a burst in order, in one statement.
+pub(crate) struct Acquires;
+
+impl BatchWrite for Acquires {
+    type Pool = PgPool;
+    type Item = Acquire;
+    type Output = Admission;
+
+    async fn write(
+        &self,
+        pool: &PgPool,
+        acquires: &[Acquire],
+    ) -> Result<Vec<Admission>, StoreError> {
+        let (mut sends, mut keys, mut maxes, mut window_starts, mut sent_ats) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (send, acquire) in (1..).zip(acquires) {
+            for limit in &acquire.limits {
+                sends.push(send);
+                keys.push(limit.key.as_str());
+                maxes.push(i64::from(limit.max));
+                window_starts.push(acquire.now - limit.window);
+                sent_ats.push(acquire.now);
+            }
+        }
+        let refused: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT refused_send, refused_key, room_at \
+             FROM sms_notify_acquire($1, $2, $3, $4, $5)",
+        )
+        .bind(sends)
+        .bind(keys)
+        .bind(maxes)
+        .bind(window_starts)
+        .bind(sent_ats)
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        let mut admissions = vec![Admission::Admitted; acquires.len()];
+        for (send, key, room_at) in refused {
+            let acquire = usize::try_from(send - 1)
+                .ok()
+                .and_then(|index| acquires.get(index).zip(admissions.get_mut(index)));
+            let Some((acquire, admission)) = acquire else {
+                return Err(StoreError::Corrupt(format!(
+                    "refused an unknown send {send}"
+                )));
+            };
+            let window = acquire
+                .limits
+                .iter()
+                .find(|limit| limit.key == key)
+                .map(|limit| limit.window)
+                .ok_or_else(|| StoreError::Corrupt(format!("refused by an unknown key {key}")))?;
+            *admission = Admission::Refused {
+                key,
+                // A limit of zero never has room; otherwise, once the blocking send leaves it.
+                retry_after: room_at.map_or(window, |at| at + window - acquire.now),
+            };
+        }
+        Ok(admissions)
+    }
+}
+
 #[async_trait]
 impl RateLimiter for PgStore {
     #[instrument(skip_all, fields(limits = limits.len()))]
@@ -87,48 +156,13 @@ impl RateLimiter for PgStore {
         limits: &[RateLimit],
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
-        // Keys are taken in one order, so that two callers never wait on each other;
-        // descending takes `api-key:`, which every code of a client shares, after `number:`,
-        // so it is held the shortest.
-        let mut ordered: Vec<&RateLimit> = limits.iter().collect();
-        ordered.sort_by(|a, b| b.key.cmp(&a.key));
-        let refused: Option<(String, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT refused_key, room_at FROM sms_notify_acquire($1, $2, $3, $4)")
-                .bind(
-                    ordered
-                        .iter()
-                        .map(|limit| limit.key.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    ordered
-                        .iter()
-                        .map(|limit| i64::from(limit.max))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    ordered
-                        .iter()
-                        .map(|limit| now - limit.window)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        let Some((key, room_at)) = refused else {
-            return Ok(Admission::Admitted);
-        };
-        let window = ordered
-            .iter()
-            .find(|limit| limit.key == key)
-            .map(|limit| limit.window)
-            .ok_or_else(|| StoreError::Corrupt(format!("refused by an unknown key {key}")))?;
-        Ok(Admission::Refused {
-            key,
-            // A limit of zero never has room; otherwise, once the blocking send leaves it.
-            retry_after: room_at.map_or(window, |at| at + window - now),
-        })
+        self.batched
+            .acquires
+            .write(Acquire {
+                limits: limits.to_vec(),
+                now,
+            })
+            .await
     }
 
     async fn record_country_send(

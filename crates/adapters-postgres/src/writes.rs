@@ -13,7 +13,7 @@ use sqlx::query::QueryScalar;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::rate_limits::CountrySends;
+use crate::rate_limits::{Acquires, CountrySends};
 use crate::rows::{store_error, MessageRow};
 use crate::verifications::Creates;
 use store_batch::{BatchWrite, Batcher};
@@ -28,6 +28,7 @@ pub(crate) struct Batched {
     pub finishes: Batcher<Finishes>,
     pub country_sends: Batcher<CountrySends>,
     pub creates: Batcher<Creates>,
+    pub acquires: Batcher<Acquires>,
 }
 
 impl Batched {
@@ -37,6 +38,8 @@ impl Batched {
             finishes: Batcher::start(Finishes, pool.clone(), WRITERS),
             country_sends: Batcher::start(CountrySends, pool.clone(), WRITERS),
             creates: Batcher::start(Creates, pool.clone(), WRITERS),
+            // One at a time: each batch locks a client's API-key row for all its sends.
+            acquires: Batcher::start(Acquires, pool.clone(), 1),
         }
     }
 }

@@ -91,6 +91,7 @@ macro_rules! store_conformance_tests {
             acquire_admits_max_sends_per_window_then_says_when,
             acquire_counts_nothing_when_one_limit_is_full,
             concurrent_acquires_never_exceed_max,
+            concurrent_sends_refused_by_their_number_use_nothing_of_the_api_key,
             a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them,
             country_sends_are_counted_per_hour,
         );
@@ -1583,6 +1584,51 @@ pub async fn concurrent_acquires_never_exceed_max<S: StoreUnderTest>(store: S) {
         }
     }
     assert_eq!(admitted, 5);
+}
+
+/// Sends judged together (a store may judge a burst in one go): one refused by its number's
+/// limit counts nothing against the API key's, so the API key still admits five others.
+pub async fn concurrent_sends_refused_by_their_number_use_nothing_of_the_api_key<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let numbers: [&'static str; 9] = ["a", "a", "a", "b", "c", "d", "e", "f", "g"];
+    let acquirers: Vec<_> = numbers
+        .into_iter()
+        .map(|number| {
+            let store = store.clone();
+            let limits = [
+                limit(&format!("number:{number}"), 1, 3600),
+                limit("api-key:auth", 5, 3600),
+            ];
+            tokio::spawn(async move { (number, store.acquire(&limits, t0()).await.unwrap()) })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for acquirer in acquirers {
+        if let (number, Admission::Admitted) = acquirer.await.unwrap() {
+            admitted.push(number);
+        }
+    }
+    admitted.sort_unstable();
+    admitted.dedup();
+    assert_eq!(
+        admitted.len(),
+        5,
+        "five distinct numbers admitted: {admitted:?}"
+    );
+    let refused = store
+        .acquire(
+            &[limit("number:h", 1, 3600), limit("api-key:auth", 5, 3600)],
+            t0() + secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, Admission::Refused { key, .. } if key == "api-key:auth"),
+        "{refused:?}"
+    );
 }
 
 pub async fn a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them<
