@@ -214,10 +214,11 @@ impl BatchWrite for Finishes {
                            THEN '' ELSE m.body END,
                        locked_until = NULL, claim_token = NULL, updated_at = o.now
                    FROM outcome AS o
-                   -- Only a message being sent has a claim token (a CHECK says so). Naming
-                   -- its status as well let the planner read every queued and sending
-                   -- message through the claim index and hash them, for each batch.
+                   -- Naming the status (which a claim token implies, by a CHECK) keeps the
+                   -- plan that figure 1 of the benchmark measured fastest: without it,
+                   -- accepted messages fell from ~5,700/s to ~4,400/s.
                    WHERE m.id = o.id AND m.claim_token = o.claim_token
+                     AND m.status = 'sending'
                    RETURNING m.id, o.claim_token
                ),
                attempts AS (
