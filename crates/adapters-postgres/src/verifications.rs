@@ -89,9 +89,9 @@ impl BatchWrite for Creates {
             &messages,
         )
         .bind(column(creates, |c| c.verification.id.as_uuid()))
-        .bind(column(creates, |c| c.verification.to.as_str().to_owned()))
+        .bind(column(creates, |c| c.verification.to.as_str()))
         .bind(column(creates, |c| c.verification.channel.as_str()))
-        .bind(column(creates, |c| c.verification.api_key.clone()))
+        .bind(column(creates, |c| c.verification.api_key.as_str()))
         .bind(column(creates, |c| c.verification.status.as_str()))
         .bind(v(|v| i64::from(v.check_count)))
         .bind(v(|v| i64::from(v.max_checks)))
@@ -100,7 +100,7 @@ impl BatchWrite for Creates {
         .bind(column(creates, |c| c.verification.expires_at))
         .bind(column(creates, |c| c.verification.last_sent_at))
         .bind(column(creates, |c| c.verification.created_at))
-        .bind(column(creates, |c| c.code.as_bytes().to_vec()))
+        .bind(column(creates, |c| c.code.as_bytes()))
         .fetch_all(pool)
         .await
         .map_err(store_error)?;

@@ -57,7 +57,7 @@ pub(crate) fn queued(message: &NewMessage, verification_id: Option<VerificationI
 }
 
 /// One column of every row, as the array `unnest` reads.
-pub(crate) fn column<T, U>(rows: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
+pub(crate) fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(value).collect()
 }
 
@@ -82,25 +82,26 @@ pub(crate) use insert_messages_sql;
 
 /// `sql` with the columns of `messages` bound as `$1` to `$14`, each message with the
 /// verification it carries a code of.
-pub(crate) fn bind_messages(
-    sql: &'static str,
-    messages: &[(&NewMessage, Option<VerificationId>)],
-) -> QueryScalar<'static, Postgres, Uuid, PgArguments> {
+pub(crate) fn bind_messages<'q>(
+    sql: &'q str,
+    messages: &[(&'q NewMessage, Option<VerificationId>)],
+) -> QueryScalar<'q, Postgres, Uuid, PgArguments> {
+    // Borrowed: the texts are encoded once, into the statement's arguments.
     sqlx::query_scalar(sql)
         .bind(column(messages, |(m, _)| m.id.as_uuid()))
-        .bind(column(messages, |(m, _)| m.to.as_str().to_owned()))
+        .bind(column(messages, |(m, _)| m.to.as_str()))
         .bind(column(messages, |(m, _)| m.channel.as_str()))
-        .bind(column(messages, |(m, _)| m.template.clone()))
-        .bind(column(messages, |(m, _)| m.body.clone()))
+        .bind(column(messages, |(m, _)| m.template.as_deref()))
+        .bind(column(messages, |(m, _)| m.body.as_str()))
         .bind(column(messages, |(m, _)| i64::from(m.segments)))
         .bind(column(messages, |(m, _)| m.priority.rank()))
-        .bind(column(messages, |(m, _)| m.api_key.clone()))
-        .bind(column(messages, |(m, _)| m.idempotency_key.clone()))
+        .bind(column(messages, |(m, _)| m.api_key.as_str()))
+        .bind(column(messages, |(m, _)| m.idempotency_key.as_deref()))
         .bind(column(messages, |(_, v)| v.map(|id| id.as_uuid())))
         .bind(column(messages, |(m, _)| m.send_before))
         .bind(column(messages, |(m, _)| m.created_at))
         .bind(column(messages, |(m, _)| m.to.country()))
-        .bind(column(messages, |(m, _)| m.request_id.clone()))
+        .bind(column(messages, |(m, _)| m.request_id.as_deref()))
 }
 
 /// `MessageStore::enqueue`.
@@ -238,18 +239,21 @@ impl BatchWrite for Finishes {
         .bind(column(finishes, |f| f.id))
         .bind(column(finishes, |f| Uuid::from_u128(f.claim.0)))
         .bind(column(finishes, |f| f.status.as_str()))
-        .bind(column(finishes, |f| f.columns.provider.clone()))
-        .bind(column(finishes, |f| f.columns.provider_sid.clone()))
+        .bind(column(finishes, |f| f.columns.provider.as_deref()))
+        .bind(column(finishes, |f| f.columns.provider_sid.as_deref()))
         .bind(column(finishes, |f| f.columns.segments.map(i64::from)))
         .bind(column(finishes, |f| {
-            f.columns.price.as_ref().map(|price| price.amount.clone())
+            f.columns.price.as_ref().map(|price| price.amount.as_str())
         }))
         .bind(column(finishes, |f| {
-            f.columns.price.as_ref().map(|price| price.currency.clone())
+            f.columns
+                .price
+                .as_ref()
+                .map(|price| price.currency.as_str())
         }))
         .bind(column(finishes, |f| f.columns.replace_error))
-        .bind(column(finishes, |f| f.columns.error_code.clone()))
-        .bind(column(finishes, |f| f.columns.error_message.clone()))
+        .bind(column(finishes, |f| f.columns.error_code.as_deref()))
+        .bind(column(finishes, |f| f.columns.error_message.as_deref()))
         .bind(column(finishes, |f| f.columns.next_attempt_at))
         .bind(column(finishes, |f| f.forget_body))
         .bind(column(finishes, |f| f.now))
@@ -262,9 +266,9 @@ impl BatchWrite for Finishes {
         .bind(attempt_column(finishes, |_, a| {
             a.http_status.map(i32::from)
         }))
-        .bind(attempt_column(finishes, |_, a| a.error_code.clone()))
-        .bind(attempt_column(finishes, |_, a| a.error_message.clone()))
-        .bind(attempt_column(finishes, |_, a| a.provider.clone()))
+        .bind(attempt_column(finishes, |_, a| a.error_code.as_deref()))
+        .bind(attempt_column(finishes, |_, a| a.error_message.as_deref()))
+        .bind(attempt_column(finishes, |_, a| a.provider.as_deref()))
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
@@ -276,7 +280,10 @@ impl BatchWrite for Finishes {
 }
 
 /// One column of the attempts among `finishes` (an expired message has none).
-fn attempt_column<U>(finishes: &[Finish], value: impl Fn(&Finish, &Attempt) -> U) -> Vec<U> {
+fn attempt_column<'a, U>(
+    finishes: &'a [Finish],
+    value: impl Fn(&'a Finish, &'a Attempt) -> U,
+) -> Vec<U> {
     finishes
         .iter()
         .filter_map(|finish| {
