@@ -51,7 +51,8 @@ impl Default for GuardConfig {
 }
 
 /// Told of every send that finds its calling code surging, so that metrics can count them
-/// (the warning is logged whether or not anything listens).
+/// (the warning is logged whether or not anything listens, at most once a
+/// [`SURGE_WARNING_INTERVAL`] per calling code).
 pub trait PumpingAlarmHook: Send + Sync {
     fn surge(&self, calling_code: u16, traffic: &Traffic);
 }
@@ -109,15 +110,24 @@ pub fn whole_seconds(delta: TimeDelta) -> u64 {
 /// one per code: the alarm learns of a surge at most this much later.
 const TRAFFIC_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 
+/// A surge is logged at most this often per calling code and instance: during one, every code
+/// to the calling code finds it, and a warning per code would bury the rest of the log (the
+/// metric still counts each). The warning says how many codes it stands for.
+pub const SURGE_WARNING_INTERVAL: TimeDelta = TimeDelta::minutes(1);
+
 pub struct SendGuards {
     pub limiter: Arc<dyn RateLimiter>,
     pub config: GuardConfig,
     pub alarm: Arc<dyn PumpingAlarmHook>,
     traffic: Mutex<TrafficReads>,
+    warnings: Mutex<SurgeWarnings>,
 }
 
 /// Per calling code: when its hourly counts were read, and what they were.
 type TrafficReads = HashMap<u16, (DateTime<Utc>, Arc<[HourlySends]>)>;
+
+/// Per calling code: when its surge was last logged, and the codes that found it surging since.
+type SurgeWarnings = HashMap<u16, (DateTime<Utc>, u64)>;
 
 impl SendGuards {
     pub fn new(
@@ -130,6 +140,7 @@ impl SendGuards {
             config,
             alarm,
             traffic: Mutex::default(),
+            warnings: Mutex::default(),
         }
     }
 
@@ -194,6 +205,25 @@ impl SendGuards {
         (now - *read_at < TRAFFIC_FRESHNESS && now >= *read_at).then(|| hourly.clone())
     }
 
+    /// Counts a code that found its calling code surging; `Some(codes)` when the surge is to be
+    /// logged now, `codes` being those it was found by since the last warning (this one included).
+    fn surge_warning_due(&self, calling_code: u16, now: DateTime<Utc>) -> Option<u64> {
+        let mut warnings = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((warned_at, codes)) = warnings.get_mut(&calling_code) else {
+            warnings.insert(calling_code, (now, 0));
+            return Some(1);
+        };
+        *codes += 1;
+        // A clock set back does not silence the alarm for as long as it went back.
+        if now - *warned_at < SURGE_WARNING_INTERVAL && now >= *warned_at {
+            return None;
+        }
+        let unreported = *codes;
+        *warned_at = now;
+        *codes = 0;
+        Some(unreported)
+    }
+
     async fn watch_for_pumping(&self, to: &PhoneNumber, now: DateTime<Utc>) -> Result<(), Refusal> {
         let calling_code = to.calling_code();
         let hourly = match self.recent_traffic(calling_code, now) {
@@ -215,13 +245,16 @@ impl SendGuards {
         if !self.config.pumping.is_surge(&traffic) {
             return Ok(());
         }
-        tracing::warn!(
-            calling_code,
-            last_hour = traffic.last_hour,
-            usual_per_hour = traffic.usual_per_hour,
-            refused = self.config.pumping.refuse,
-            "possible SMS pumping: codes to this calling code far above their usual rate"
-        );
+        if let Some(codes) = self.surge_warning_due(calling_code, now) {
+            tracing::warn!(
+                calling_code,
+                last_hour = traffic.last_hour,
+                usual_per_hour = traffic.usual_per_hour,
+                refused = self.config.pumping.refuse,
+                codes_since_last_warning = codes,
+                "possible SMS pumping: codes to this calling code far above their usual rate"
+            );
+        }
         self.alarm.surge(calling_code, &traffic);
         if self.config.pumping.refuse {
             return Err(Refusal::DestinationPaused { calling_code });
@@ -256,5 +289,92 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    /// Collects what is logged on this thread until the guard is dropped.
+    #[derive(Clone, Default)]
+    struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLogs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingHook(Mutex<u64>);
+
+    impl PumpingAlarmHook for CountingHook {
+        fn surge(&self, _calling_code: u16, _traffic: &Traffic) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_surge_is_logged_once_a_minute_per_calling_code_and_counted_at_every_code() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let mut limiter = MockRateLimiter::new();
+        // Far above a usual rate of nothing, in this hour.
+        limiter.expect_country_sends().returning(move |_, _| {
+            Ok(vec![HourlySends {
+                hour: hour_of(start),
+                sends: 500,
+            }])
+        });
+        limiter
+            .expect_acquire()
+            .returning(|_, _| Ok(Admission::Admitted));
+        let hook = Arc::new(CountingHook::default());
+        let guards = SendGuards::new(Arc::new(limiter), GuardConfig::default(), hook.clone());
+        let us = PhoneNumber::parse("+15551234567").unwrap();
+        let uk = PhoneNumber::parse("+447700900123").unwrap();
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+
+        for (to, after_seconds) in [
+            (&us, 0),
+            (&us, 10),
+            (&uk, 20),
+            (&us, 59),
+            (&us, 60),
+            (&us, 61),
+        ] {
+            guards
+                .admit("auth", to, start + TimeDelta::seconds(after_seconds))
+                .await
+                .unwrap();
+        }
+
+        drop(guard);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let warnings: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("SMS pumping"))
+            .collect();
+        assert_eq!(warnings.len(), 3, "{text}");
+        assert!(
+            warnings[0].contains("calling_code=1 ")
+                && warnings[0].contains("codes_since_last_warning=1")
+        );
+        assert!(
+            warnings[1].contains("calling_code=44 ")
+                && warnings[1].contains("codes_since_last_warning=1")
+        );
+        // The codes at 10 s and 59 s were not logged; the one at 60 s stands for them too.
+        assert!(
+            warnings[2].contains("calling_code=1 ")
+                && warnings[2].contains("codes_since_last_warning=3")
+        );
+        assert_eq!(*hook.0.lock().unwrap(), 6);
     }
 }
