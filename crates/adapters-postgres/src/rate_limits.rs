@@ -86,7 +86,7 @@ pub(crate) struct Acquire {
 }
 
 /// `RateLimiter::acquire`, in batches (see `store_batch`): `sms_notify_acquire()` (migration
-/// 0009) judges the sends of a burst in order, in one statement.
+/// 0009, 0010) judges the sends of a burst in order, in one statement.
 pub(crate) struct Acquires;
 
 impl BatchWrite for Acquires {
