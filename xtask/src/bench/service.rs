@@ -119,6 +119,23 @@ impl Drop for FreshStore {
     }
 }
 
+/// The machine's single-core speed as PostgreSQL sees it: the best of three runs of a fixed
+/// CPU-bound query. The figures of two runs compare only on machines of similar speed, and
+/// this is how a report says which it ran on (lower is faster).
+pub fn cpu_reference() -> anyhow::Result<Duration> {
+    let url = crate::postgres::database_url();
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        psql(
+            &url,
+            "SELECT count(*) FROM generate_series(1, 5000000) AS g WHERE g % 7 = 0",
+        )?;
+        best = best.min(started.elapsed());
+    }
+    Ok(best)
+}
+
 fn psql(url: &str, statement: &str) -> anyhow::Result<()> {
     let output = Command::new("psql")
         .args([
