@@ -4,6 +4,7 @@
 //! time, and stops what it started; the figures go to `target/bench/report.md` and
 //! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
 
+mod cpu;
 mod fake_twilio;
 mod load;
 mod report;
@@ -16,8 +17,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
+use cpu::CpuUse;
 use fake_twilio::FakeTwilio;
-use load::{Call, MakeCall, Schedule, Target};
+use load::{Call, MakeCall, Outcome, Schedule, Target};
 use report::{Figure, Goal, Report};
 use service::{FreshStore, Service, StoreKind};
 
@@ -223,6 +225,50 @@ impl Bench {
         });
     }
 
+    /// The API schedule's closed loop against `service`, with the CPU it cost.
+    async fn closed_loop(
+        &self,
+        service: &Service,
+        make: MakeCall,
+        label: &str,
+    ) -> anyhow::Result<(Outcome, CpuUse)> {
+        let meter = CpuUse::measure(service.pid()?, self.plan.api);
+        let outcome =
+            load::closed_loop(&service.target, CONNECTIONS, self.plan.api, make, label).await;
+        Ok((outcome, cpu::finished(meter).await?))
+    }
+
+    /// What each request of a closed-loop figure cost the service and PostgreSQL in CPU.
+    fn cpu_figures(
+        &mut self,
+        number: u8,
+        request: &str,
+        store: StoreKind,
+        cpu: &CpuUse,
+        outcome: &Outcome,
+    ) {
+        let (service, postgres) = cpu.per_request(outcome);
+        let method = "user and system CPU time (from /proc) within the measurement window, divided by the requests answered in it";
+        self.figure(
+            number,
+            &format!("service CPU per {request}"),
+            store,
+            (service, "µs"),
+            Goal::None,
+            method.to_owned(),
+        );
+        if let (StoreKind::Postgres, Some(postgres)) = (store, postgres) {
+            self.figure(
+                number,
+                &format!("PostgreSQL CPU per {request}"),
+                store,
+                (postgres, "µs"),
+                Goal::None,
+                format!("{method}; every PostgreSQL process, background ones included"),
+            );
+        }
+    }
+
     /// A fresh store and the service on it, Twilio being `twilio`.
     async fn start(
         &self,
@@ -298,14 +344,9 @@ impl Bench {
             Goal::AtMost(20.0),
             method,
         );
-        let accepted = load::closed_loop(
-            &service.target,
-            CONNECTIONS,
-            self.plan.api,
-            Arc::new(message_call),
-            "POST /v1/messages",
-        )
-        .await;
+        let (accepted, cpu) = self
+            .closed_loop(&service, Arc::new(message_call), "POST /v1/messages")
+            .await?;
         accepted.check("accepted messages")?;
         let end_rss = service.resident_set_bytes()?;
         let rate = accepted.per_second();
@@ -317,6 +358,7 @@ impl Bench {
             Goal::AtLeast(5_000.0),
             format!("closed loop, {CONNECTIONS} keep-alive connections, each message to its own number, the dispatcher sending meanwhile"),
         );
+        self.cpu_figures(1, "accepted message", store, &cpu, &accepted);
 
         self.figure(
             6,
@@ -343,14 +385,13 @@ impl Bench {
     async fn verifications_started(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
         let (_fresh, service) = self.start(store, "verifications", &twilio, &[]).await?;
-        let started = load::closed_loop(
-            &service.target,
-            CONNECTIONS,
-            self.plan.api,
-            Arc::new(verification_call),
-            "POST /v1/verifications",
-        )
-        .await;
+        let (started, cpu) = self
+            .closed_loop(
+                &service,
+                Arc::new(verification_call),
+                "POST /v1/verifications",
+            )
+            .await?;
         started.check("verifications started")?;
         self.figure(
             2,
@@ -360,6 +401,7 @@ impl Bench {
             Goal::AtLeast(3_000.0),
             format!("closed loop, {CONNECTIONS} connections, one API key, each to its own number; each stores a verification, a code and its message, and sends it"),
         );
+        self.cpu_figures(2, "verification", store, &cpu, &started);
         ensure_twilio_content(&twilio)?;
         service.stop().await
     }
@@ -397,14 +439,9 @@ impl Bench {
             // Wrong (but for one chance in a million): every check compares against every code.
             body: json!({"code": "000000"}).to_string(),
         });
-        let checked = load::closed_loop(
-            &service.target,
-            CONNECTIONS,
-            self.plan.api,
-            make,
-            "POST /v1/verifications/{id}/check",
-        )
-        .await;
+        let (checked, cpu) = self
+            .closed_loop(&service, make, "POST /v1/verifications/{id}/check")
+            .await?;
         checked.check("checks")?;
         self.figure(
             3,
@@ -414,6 +451,7 @@ impl Bench {
             Goal::AtLeast(5_000.0),
             format!("closed loop, {CONNECTIONS} connections, over {VERIFICATIONS} pending verifications with wrong codes (VERIFY_MAX_CHECKS raised so they stay pending)"),
         );
+        self.cpu_figures(3, "check", store, &cpu, &checked);
         service.stop().await
     }
 

@@ -243,9 +243,13 @@ impl Service {
         }
     }
 
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the service has exited")
+    }
+
     /// The process's resident set (VmRSS), in bytes.
     pub fn resident_set_bytes(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("the service has exited")?;
+        let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .context("cannot read the service's /proc status (Linux only)")?;
         status
@@ -265,7 +269,7 @@ impl Service {
 
     /// SIGTERM, and the clean exit the service promises.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().context("the service has exited")?;
+        let pid = self.pid()?;
         let signalled = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()?;

@@ -1,0 +1,92 @@
+//! CPU time the service and PostgreSQL spend within a figure's measurement window, per request:
+//! a figure that moves less with the machine's load than a rate does, so that a change's effect
+//! shows when the rates' spread hides it.
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
+use super::load::{Outcome, Schedule};
+
+/// Linux reports process CPU time in clock ticks of 1/100 s on every architecture it runs
+/// on (`USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    service: u64,
+    /// `None` when no PostgreSQL process is visible (a server elsewhere).
+    postgres: Option<u64>,
+}
+
+/// CPU seconds used within the window.
+pub struct CpuUse {
+    service: f64,
+    postgres: Option<f64>,
+}
+
+impl CpuUse {
+    /// Samples CPU times when `schedule`'s warm-up ends and again when its measurement does:
+    /// start it together with the load that follows the same schedule.
+    pub fn measure(service_pid: u32, schedule: Schedule) -> JoinHandle<anyhow::Result<Self>> {
+        tokio::spawn(async move {
+            tokio::time::sleep(schedule.warm_up).await;
+            let start = ticks(service_pid)?;
+            tokio::time::sleep(schedule.measure).await;
+            let end = ticks(service_pid)?;
+            let seconds = |from: u64, to: u64| to.saturating_sub(from) as f64 / TICKS_PER_SECOND;
+            Ok(Self {
+                service: seconds(start.service, end.service),
+                postgres: start.postgres.zip(end.postgres).map(|(a, b)| seconds(a, b)),
+            })
+        })
+    }
+
+    /// Microseconds of CPU per request that succeeded in the window: the service's, then
+    /// PostgreSQL's (all its processes, background ones included) when it runs here.
+    pub fn per_request(&self, outcome: &Outcome) -> (f64, Option<f64>) {
+        let requests = outcome.succeeded.max(1) as f64;
+        let micros = |seconds: f64| seconds * 1e6 / requests;
+        (micros(self.service), self.postgres.map(micros))
+    }
+}
+
+/// Waits for the measurement started with the load; the load's own window is over by then.
+pub async fn finished(meter: JoinHandle<anyhow::Result<CpuUse>>) -> anyhow::Result<CpuUse> {
+    meter.await.context("the CPU meter panicked")?
+}
+
+fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
+    let service = process_ticks(service_pid)
+        .map(|(_, ticks)| ticks)
+        .context("cannot read the service's CPU time from /proc (Linux only)")?;
+    let mut postgres = None;
+    for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
+        let Some(pid) = entry
+            .ok()
+            .and_then(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Processes come and go while /proc is read: one that has gone counts nothing.
+        if let Some(("postgres", ticks)) = process_ticks(pid)
+            .as_ref()
+            .map(|(name, ticks)| (name.as_str(), *ticks))
+        {
+            *postgres.get_or_insert(0) += ticks;
+        }
+    }
+    Ok(Ticks { service, postgres })
+}
+
+/// The process's name and its user plus system CPU time, in ticks.
+fn process_ticks(pid: u32) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (name) state ...`: the name may hold spaces and parentheses, so it ends at the last
+    // `)`; utime and stime are the 12th and 13th fields after it.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((name, user + system))
+}
