@@ -11,7 +11,13 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // `try_init` so that a second call (tests, the CLI) is harmless.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The request's span (its id, API key name, route) once per line: the list of enclosing
+        // spans would repeat it, doubling every line.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }
