@@ -136,23 +136,36 @@ impl MessageStore for PgStore {
             return Ok(allowance.apply(Vec::new()));
         }
         let claim = Uuid::new_v4();
-        // The CTE runs once, so each row is locked once; rows another claimer holds are
+        // Each CTE runs once, so each row is locked once; rows another claimer holds are
         // skipped, and a row it changed since our snapshot is re-checked against the WHERE
-        // before it is locked, so a message is never claimed twice.
+        // before it is locked, so a message is never claimed twice. Due and lapsed rows are
+        // found apart, each by an index scan that stops at the limit (migration 0011); when
+        // both have rows, those beyond the limit stay locked, unclaimed, until the commit.
         let rows: Vec<MessageRow> = sqlx::query_as(
             r#"WITH due AS (
-                   SELECT id FROM messages
-                   WHERE (status = 'queued' AND next_attempt_at <= $1)
-                      OR (status = 'sending' AND locked_until <= $1)
+                   SELECT id, priority, created_at FROM messages
+                   WHERE status = 'queued' AND next_attempt_at <= $1
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
+               ), lapsed AS (
+                   SELECT id, priority, created_at FROM messages
+                   WHERE status = 'sending' AND locked_until <= $1
+                   ORDER BY priority DESC, created_at, id
+                   LIMIT $2
+                   FOR UPDATE SKIP LOCKED
+               ), claimed AS (
+                   SELECT id, priority, created_at FROM due
+                   UNION ALL
+                   SELECT id, priority, created_at FROM lapsed
+                   ORDER BY priority DESC, created_at, id
+                   LIMIT $2
                )
                UPDATE messages AS m
                SET status = 'sending', locked_until = $3, claim_token = $4,
                    attempt_count = m.attempt_count + 1, updated_at = $1
-               FROM due
-               WHERE m.id = due.id
+               FROM claimed
+               WHERE m.id = claimed.id
                RETURNING m.*"#,
         )
         .bind(now)
