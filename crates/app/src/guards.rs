@@ -291,7 +291,7 @@ mod tests {
         }
     }
 
-    /// Collects what is logged on this thread until the guard is dropped.
+    /// A log writer that keeps every line for the test to read.
     #[derive(Clone, Default)]
     struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
