@@ -73,7 +73,7 @@ impl TryFrom<MessageRow> for Message {
     fn try_from(row: MessageRow) -> Result<Self, StoreError> {
         Ok(Message {
             id: MessageId::from_uuid(row.id),
-            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("messages.to", error))?,
+            to: PhoneNumber::from_stored(&row.to).map_err(|error| corrupt("messages.to", error))?,
             channel: row
                 .channel
                 .parse::<Channel>()
@@ -185,7 +185,8 @@ impl TryFrom<VerificationRow> for Verification {
     fn try_from(row: VerificationRow) -> Result<Self, StoreError> {
         Ok(Verification {
             id: VerificationId::from_uuid(row.id),
-            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("verifications.to", error))?,
+            to: PhoneNumber::from_stored(&row.to)
+                .map_err(|error| corrupt("verifications.to", error))?,
             channel: row
                 .channel
                 .parse::<Channel>()

@@ -86,7 +86,7 @@ impl TryFrom<MessageRow> for Message {
             .map_err(|_| corrupt("messages.priority", format!("{} is no rank", row.priority)))?;
         Ok(Message {
             id: MessageId::from_uuid(row.id.into_uuid()),
-            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("messages.to", error))?,
+            to: PhoneNumber::from_stored(&row.to).map_err(|error| corrupt("messages.to", error))?,
             channel: row
                 .channel
                 .parse::<Channel>()
@@ -203,7 +203,8 @@ impl TryFrom<VerificationRow> for Verification {
     fn try_from(row: VerificationRow) -> Result<Self, StoreError> {
         Ok(Verification {
             id: VerificationId::from_uuid(row.id.into_uuid()),
-            to: PhoneNumber::parse(&row.to).map_err(|error| corrupt("verifications.to", error))?,
+            to: PhoneNumber::from_stored(&row.to)
+                .map_err(|error| corrupt("verifications.to", error))?,
             channel: row
                 .channel
                 .parse::<Channel>()
