@@ -7,14 +7,14 @@ use domain::{
 };
 use ports::{
     ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
-    MessageStore, StoreError,
+    Finish, MessageStore, StoreError,
 };
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
-use crate::writes::{bind_messages, insert_messages_sql, queued, Finish};
+use crate::writes::{bind_messages, insert_messages_sql, queued};
 use crate::PgStore;
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
@@ -233,27 +233,13 @@ impl MessageStore for PgStore {
         outcome: DispatchOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let next = outcome.status();
         // A held claim means the message is `sending`, which the write re-checks.
-        if !MessageStatus::Sending.can_transition_to(next) {
-            tracing::warn!("a claimed message cannot move to {next}");
+        let Some(finish) = Finish::new(claim, id, attempt, outcome, now) else {
+            tracing::warn!("a claimed message cannot take this outcome");
             return Ok(false);
-        }
-        // A one-time code is needed only while the message can still be sent.
-        let forget_body = !next.can_transition_to(MessageStatus::Sending);
-        let recorded = self
-            .batched
-            .finishes
-            .write(Finish {
-                claim,
-                id: id.as_uuid(),
-                status: next,
-                columns: outcome.into_columns(),
-                forget_body,
-                attempt,
-                now,
-            })
-            .await?;
+        };
+        let next = finish.status;
+        let recorded = self.batched.finishes.write(finish).await?;
         if !recorded {
             return Ok(false);
         }

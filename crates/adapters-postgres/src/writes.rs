@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, SubsecRound, Utc};
-use domain::{Attempt, Message, MessageStatus, NewMessage, VerificationId};
-use ports::{ClaimToken, Enqueued, OutcomeColumns, StoreError};
+use chrono::SubsecRound;
+use domain::{Attempt, Message, NewMessage, VerificationId};
+use ports::{Enqueued, Finish, StoreError};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryScalar;
 use sqlx::PgPool;
@@ -165,18 +165,6 @@ async fn holder_of_key(pool: &PgPool, message: &NewMessage) -> Result<Message, S
     }
 }
 
-/// `MessageStore::finish`: the outcome of one send, checked against its claim.
-pub(crate) struct Finish {
-    pub claim: ClaimToken,
-    pub id: Uuid,
-    pub status: MessageStatus,
-    pub columns: OutcomeColumns,
-    /// Empty the body of a one-time code's message: it can no longer be sent.
-    pub forget_body: bool,
-    pub attempt: Option<Attempt>,
-    pub now: DateTime<Utc>,
-}
-
 pub(crate) struct Finishes;
 
 impl BatchWrite for Finishes {
@@ -236,7 +224,7 @@ impl BatchWrite for Finishes {
                )
                SELECT id, claim_token FROM recorded"#,
         )
-        .bind(column(finishes, |f| f.id))
+        .bind(column(finishes, |f| f.id.as_uuid()))
         .bind(column(finishes, |f| Uuid::from_u128(f.claim.0)))
         .bind(column(finishes, |f| f.status.as_str()))
         .bind(column(finishes, |f| f.columns.provider.as_deref()))
@@ -257,7 +245,7 @@ impl BatchWrite for Finishes {
         .bind(column(finishes, |f| f.columns.next_attempt_at))
         .bind(column(finishes, |f| f.forget_body))
         .bind(column(finishes, |f| f.now))
-        .bind(attempt_column(finishes, |f, _| f.id))
+        .bind(attempt_column(finishes, |f, _| f.id.as_uuid()))
         .bind(attempt_column(finishes, |f, _| Uuid::from_u128(f.claim.0)))
         .bind(attempt_column(finishes, |_, a| i64::from(a.number)))
         .bind(attempt_column(finishes, |_, a| a.started_at))
@@ -274,7 +262,7 @@ impl BatchWrite for Finishes {
         .map_err(store_error)?;
         let recorded: HashSet<(Uuid, Uuid)> = recorded.into_iter().collect();
         Ok(column(finishes, |f| {
-            recorded.contains(&(f.id, Uuid::from_u128(f.claim.0)))
+            recorded.contains(&(f.id.as_uuid(), Uuid::from_u128(f.claim.0)))
         }))
     }
 }

@@ -2,12 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{
-    Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, VerificationId,
-};
+use domain::{Attempt, DeliveryEvent, Message, MessageId, NewMessage, VerificationId};
 use ports::{
     ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
-    MessageStore, OutcomeColumns, StoreError,
+    Finish, MessageStore, StoreError,
 };
 use sqlx::query::QueryAs;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
@@ -138,18 +136,6 @@ impl BatchWrite for Enqueues {
         transaction.commit().await.map_err(store_error)?;
         Ok(enqueued)
     }
-}
-
-/// The outcome of one send, checked against its claim.
-pub(crate) struct Finish {
-    claim: ClaimToken,
-    id: MessageId,
-    status: MessageStatus,
-    columns: OutcomeColumns,
-    /// Empty the body of a one-time code's message: it can no longer be sent.
-    forget_body: bool,
-    attempt: Option<Attempt>,
-    now: DateTime<Utc>,
 }
 
 /// Records `finish` in `connection`'s transaction if its claim still holds.
@@ -377,26 +363,12 @@ impl MessageStore for SqliteStore {
         outcome: DispatchOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let next = outcome.status();
-        // A held claim means the message is `sending`, which the UPDATE below re-checks.
-        if !MessageStatus::Sending.can_transition_to(next) {
-            tracing::warn!("a claimed message cannot move to {next}");
+        // A held claim means the message is `sending`, which the UPDATE re-checks.
+        let Some(finish) = Finish::new(claim, id, attempt, outcome, now) else {
+            tracing::warn!("a claimed message cannot take this outcome");
             return Ok(false);
-        }
-        // A one-time code is needed only while the message can still be sent.
-        let forget_body = !next.can_transition_to(MessageStatus::Sending);
-        self.batched
-            .finishes
-            .write(Finish {
-                claim,
-                id,
-                status: next,
-                columns: outcome.into_columns(),
-                forget_body,
-                attempt,
-                now,
-            })
-            .await
+        };
+        self.batched.finishes.write(finish).await
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -27,7 +27,7 @@ pub use reports::{
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 pub use store::{
-    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, MessageStore,
+    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish, MessageStore,
     OutcomeColumns, StoreError, VerificationStore,
 };
 

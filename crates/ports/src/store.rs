@@ -171,6 +171,46 @@ impl DispatchOutcome {
     }
 }
 
+/// What [`MessageStore::finish`] writes, worked out once for every store: the outcome's
+/// columns, and whether a one-time code's body is emptied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub claim: ClaimToken,
+    pub id: MessageId,
+    pub status: MessageStatus,
+    pub columns: OutcomeColumns,
+    /// Empty the body of a one-time code's message: it can no longer be sent.
+    pub forget_body: bool,
+    pub attempt: Option<Attempt>,
+    pub now: DateTime<Utc>,
+}
+
+impl Finish {
+    /// `None` when a claimed message, which is `sending`, cannot take the outcome's status.
+    pub fn new(
+        claim: ClaimToken,
+        id: MessageId,
+        attempt: Option<Attempt>,
+        outcome: DispatchOutcome,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        let status = outcome.status();
+        if !MessageStatus::Sending.can_transition_to(status) {
+            return None;
+        }
+        Some(Self {
+            claim,
+            id,
+            status,
+            columns: outcome.into_columns(),
+            // A one-time code is needed only while the message can still be sent.
+            forget_body: !status.can_transition_to(MessageStatus::Sending),
+            attempt,
+            now,
+        })
+    }
+}
+
 /// The durable queue of messages.
 ///
 /// # Errors
