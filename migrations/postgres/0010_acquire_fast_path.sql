@@ -8,8 +8,12 @@
 -- statements, whatever its size: the counts are read with their locks, each existing key's
 -- expired events deleted (one statement per key), the new keys created in one statement, and
 -- the counts and events written in one statement each. Any other batch is judged send by send
--- as before, so refusals and their `room_at` are exactly what they were.
-CREATE OR REPLACE FUNCTION sms_notify_acquire(
+-- by 0009's function, kept under a new name, so refusals and their `room_at` are exactly what
+-- they were.
+ALTER FUNCTION sms_notify_acquire(int[], text[], bigint[], timestamptz[], timestamptz[])
+    RENAME TO sms_notify_acquire_in_order;
+
+CREATE FUNCTION sms_notify_acquire(
     sends int[],
     keys text[],
     maxes bigint[],
@@ -19,9 +23,6 @@ CREATE OR REPLACE FUNCTION sms_notify_acquire(
 LANGUAGE plpgsql AS $$
 DECLARE
     kept bigint;
-    first int := 1;
-    last int;
-    admitted boolean;
     total int := coalesce(array_length(keys, 1), 0);
     -- The batch's distinct keys, with their earliest window start, their number of sends and
     -- their limit; then how their counts change.
@@ -96,52 +97,11 @@ BEGIN
     UPDATE rate_limit_counts AS c SET events = c.events + d.delta
     FROM unnest(batch_keys, deltas) AS d(key, delta)
     WHERE c.key = ANY (batch_keys) AND c.key = d.key AND d.delta <> 0;
-    IF fits THEN
-        RETURN;
+    IF NOT fits THEN
+        -- Some key may be full: each send is judged in order, seeing the counts the ones
+        -- before it left (the expiry above is already counted).
+        RETURN QUERY
+        SELECT * FROM sms_notify_acquire_in_order(sends, keys, maxes, window_starts, sent_ats);
     END IF;
-    -- Some key may be full: each send is judged in order, seeing the counts the ones before it
-    -- left.
-    WHILE first <= total LOOP
-        last := first;
-        WHILE last < total AND sends[last + 1] = sends[first] LOOP
-            last := last + 1;
-        END LOOP;
-        admitted := true;
-        FOR i IN first .. last LOOP
-            -- Forgets the key's sends that have left its window, and takes the key's count.
-            WITH gone AS (
-                DELETE FROM rate_limit_events
-                WHERE key = keys[i] AND at <= window_starts[i]
-                RETURNING 1
-            )
-            UPDATE rate_limit_counts AS c
-            SET events = c.events - (SELECT count(*) FROM gone)
-            WHERE c.key = keys[i]
-            RETURNING c.events INTO kept;
-            IF kept >= maxes[i] THEN
-                room_at := NULL;
-                IF maxes[i] > 0 THEN
-                    -- The window has room again once the max-th most recent send has left it.
-                    SELECT at INTO room_at FROM rate_limit_events
-                    WHERE key = keys[i] ORDER BY at LIMIT 1 OFFSET kept - maxes[i];
-                END IF;
-                IF maxes[i] = 0 OR room_at IS NOT NULL THEN
-                    refused_send := sends[i];
-                    refused_key := keys[i];
-                    RETURN NEXT;
-                    admitted := false;
-                    EXIT;
-                END IF;
-            END IF;
-        END LOOP;
-        IF admitted THEN
-            -- Key by key through the primary key (see above). A key named twice counts twice.
-            FOR i IN first .. last LOOP
-                UPDATE rate_limit_counts SET events = events + 1 WHERE key = keys[i];
-                INSERT INTO rate_limit_events (key, at) VALUES (keys[i], sent_ats[i]);
-            END LOOP;
-        END IF;
-        first := last + 1;
-    END LOOP;
 END
 $$;
