@@ -84,6 +84,22 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
         .then(a.message.id.cmp(&b.message.id))
 }
 
+/// `one` for each item, all in one write transaction: a burst takes the database's one write
+/// lock and commits once.
+async fn in_one_write<T, O>(
+    pool: &SqlitePool,
+    items: &[T],
+    one: impl AsyncFn(&mut SqliteConnection, &T) -> Result<O, StoreError>,
+) -> Result<Vec<O>, StoreError> {
+    let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+    let mut outputs = Vec::with_capacity(items.len());
+    for item in items {
+        outputs.push(one(&mut transaction, item).await?);
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(outputs)
+}
+
 /// Queues one message in `connection`'s transaction; a repeat of an idempotency key gets the
 /// message that holds it (writes take turns, so it has committed, or is in this transaction).
 async fn enqueue_in(
@@ -128,13 +144,7 @@ impl BatchWrite for Enqueues {
         pool: &SqlitePool,
         messages: &[NewMessage],
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-        let mut enqueued = Vec::with_capacity(messages.len());
-        for message in messages {
-            enqueued.push(enqueue_in(&mut transaction, message).await?);
-        }
-        transaction.commit().await.map_err(store_error)?;
-        Ok(enqueued)
+        in_one_write(pool, messages, enqueue_in).await
     }
 }
 
@@ -208,13 +218,7 @@ impl BatchWrite for Finishes {
     type Output = bool;
 
     async fn write(&self, pool: &SqlitePool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-        let mut recorded = Vec::with_capacity(finishes.len());
-        for finish in finishes {
-            recorded.push(finish_in(&mut transaction, finish).await?);
-        }
-        transaction.commit().await.map_err(store_error)?;
-        Ok(recorded)
+        in_one_write(pool, finishes, finish_in).await
     }
 }
 
