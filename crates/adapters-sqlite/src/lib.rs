@@ -26,7 +26,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use store_batch::Batcher;
+use store_batch::{Batcher, Writers};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -153,9 +153,16 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(SqliteStoreError::Migrate)?;
+        // SQLite has one writer at a time, and a batch costs it little beyond its rows: a
+        // writer lingering for more (as on PostgreSQL) only left the database idle, and cut
+        // accepted messages from ~1,800/s to ~1,450/s on the benchmark machine.
+        let writers = Writers {
+            count: 1,
+            linger: Duration::ZERO,
+        };
         let batched = Arc::new(Batched {
-            enqueues: Batcher::start(messages::Enqueues, pool.clone(), 1),
-            finishes: Batcher::start(messages::Finishes, pool.clone(), 1),
+            enqueues: Batcher::start(messages::Enqueues, pool.clone(), writers),
+            finishes: Batcher::start(messages::Finishes, pool.clone(), writers),
         });
         Ok(Self { pool, batched })
     }

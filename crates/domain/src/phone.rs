@@ -1,6 +1,7 @@
 //! Destination phone numbers, always in E.164.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use phonenumber::metadata::DATABASE;
 use phonenumber::Mode;
@@ -15,11 +16,30 @@ const MAX_E164_DIGITS: usize = 15;
 /// length the country uses), not only numbers in ranges currently assigned: strict range checks
 /// reject test ranges such as the North American 555 numbers that client teams use, and they
 /// go stale as regulators assign new ranges.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber {
     e164: String,
     calling_code: u16,
+    /// Worked out when the number is parsed, from what parsing found: parsing the number again
+    /// to tell its country cost as much as the parse itself, for every message queued. `None`
+    /// for a stored number read back, whose country is seldom asked for.
+    country: Option<Option<String>>,
+}
+
+/// A number is its E.164 text; the rest is worked out from it.
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl Hash for PhoneNumber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +99,7 @@ impl PhoneNumber {
         Ok(Self {
             e164: parsed.format().mode(Mode::E164).to_string(),
             calling_code,
+            country: Some(country_of(&parsed)),
         })
     }
 
@@ -108,6 +129,7 @@ impl PhoneNumber {
         Ok(Self {
             e164: e164.to_owned(),
             calling_code,
+            country: None,
         })
     }
 
@@ -124,20 +146,12 @@ impl PhoneNumber {
     /// The ISO 3166 country of the number when the library can tell it (North American
     /// numbers outside assigned ranges share `+1` and are attributed to its main country, US).
     pub fn country(&self) -> Option<String> {
-        let parsed = phonenumber::parse(None, &self.e164).ok()?;
-        parsed
-            .country()
-            .id()
-            .map(|id| id.as_ref().to_owned())
-            .or_else(|| {
-                DATABASE.by_code(&self.calling_code).and_then(|regions| {
-                    regions
-                        .iter()
-                        .find(|region| region.is_main_country_for_code())
-                        .or(regions.first())
-                        .map(|region| region.id().to_owned())
-                })
-            })
+        match &self.country {
+            Some(country) => country.clone(),
+            None => phonenumber::parse(None, &self.e164)
+                .ok()
+                .and_then(|parsed| country_of(&parsed)),
+        }
     }
 
     /// The form that may appear in logs: country code and area kept, the middle hidden, the
@@ -145,6 +159,24 @@ impl PhoneNumber {
     pub fn masked(&self) -> String {
         mask(&self.e164)
     }
+}
+
+fn country_of(parsed: &phonenumber::PhoneNumber) -> Option<String> {
+    parsed
+        .country()
+        .id()
+        .map(|id| id.as_ref().to_owned())
+        .or_else(|| {
+            DATABASE
+                .by_code(&parsed.code().value())
+                .and_then(|regions| {
+                    regions
+                        .iter()
+                        .find(|region| region.is_main_country_for_code())
+                        .or(regions.first())
+                        .map(|region| region.id().to_owned())
+                })
+        })
 }
 
 /// Every national-number length the country uses for any kind of number. The metadata keeps
@@ -310,6 +342,7 @@ mod tests {
             let stored = PhoneNumber::from_stored(parsed.as_str()).unwrap();
             assert_eq!(stored, parsed, "{text}");
             assert_eq!(stored.calling_code(), parsed.calling_code(), "{text}");
+            assert_eq!(stored.country(), parsed.country(), "{text}");
         }
     }
 

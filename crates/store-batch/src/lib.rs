@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ports::StoreError;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -57,14 +58,30 @@ impl<W: BatchWrite> std::fmt::Debug for Batcher<W> {
     }
 }
 
+/// How many batches are written at once, and how long a writer under load lingers.
+#[derive(Debug, Clone, Copy)]
+pub struct Writers {
+    pub count: usize,
+    /// How long a writer under load (its last batch held more than one write) waits for more
+    /// writes before it takes its next batch, like PostgreSQL's `commit_delay` for whole
+    /// statements: worth it where a batch costs about the same whatever its size. An idle
+    /// store writes at once: a write on its own does not wait.
+    pub linger: Duration,
+}
+
 impl<W: BatchWrite> Batcher<W> {
-    /// Starts `writers` tasks, each writing one batch at a time: while some write, the writes
+    /// Starts the writer tasks, each writing one batch at a time: while some write, the writes
     /// arriving meanwhile gather into the next batch. Needs a tokio runtime.
-    pub fn start(write: W, pool: W::Pool, writers: usize) -> Self {
+    pub fn start(write: W, pool: W::Pool, writers: Writers) -> Self {
         let (jobs, waiting) = mpsc::channel(QUEUE);
         let (write, waiting) = (Arc::new(write), Arc::new(Mutex::new(waiting)));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(write_batches(write.clone(), pool.clone(), waiting.clone()));
+        for _ in 0..writers.count.max(1) {
+            tokio::spawn(write_batches(
+                write.clone(),
+                pool.clone(),
+                waiting.clone(),
+                writers.linger,
+            ));
         }
         Self { jobs }
     }
@@ -80,6 +97,28 @@ impl<W: BatchWrite> Batcher<W> {
     }
 }
 
+/// Waits for one write, then (after `linger`) takes every other one waiting. `false` once
+/// every sender is gone.
+async fn next_batch<W: BatchWrite>(
+    waiting: &Mutex<mpsc::Receiver<Job<W>>>,
+    batch: &mut Vec<Job<W>>,
+    linger: Duration,
+) -> bool {
+    // Held while lingering, so that the writes gathered go to this writer's batch.
+    let mut waiting = waiting.lock().await;
+    if waiting.recv_many(batch, MAX_ROWS).await == 0 {
+        return false;
+    }
+    if !linger.is_zero() && batch.len() < MAX_ROWS {
+        tokio::time::sleep(linger).await;
+        while batch.len() < MAX_ROWS {
+            let Ok(job) = waiting.try_recv() else { break };
+            batch.push(job);
+        }
+    }
+    true
+}
+
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("the store's writer has stopped".into())
 }
@@ -88,13 +127,16 @@ async fn write_batches<W: BatchWrite>(
     write: Arc<W>,
     pool: W::Pool,
     waiting: Arc<Mutex<mpsc::Receiver<Job<W>>>>,
+    linger: Duration,
 ) {
     let mut batch = Vec::with_capacity(MAX_ROWS);
+    let mut under_load = false;
     loop {
-        // Waits for one write, then takes every other one already waiting.
-        if waiting.lock().await.recv_many(&mut batch, MAX_ROWS).await == 0 {
+        let linger = if under_load { linger } else { Duration::ZERO };
+        if !next_batch::<W>(&waiting, &mut batch, linger).await {
             return;
         }
+        under_load = batch.len() > 1;
         let (items, answers): (Vec<W::Item>, Vec<Answer<W>>) = batch.drain(..).unzip();
         match write.write(&pool, &items).await {
             Ok(outputs) if outputs.len() == items.len() => {
@@ -163,6 +205,19 @@ mod tests {
         }
     }
 
+    const LINGER: Duration = Duration::from_millis(1);
+
+    fn one_writer(doubling: &Arc<Doubling>) -> Batcher<Arc<Doubling>> {
+        Batcher::start(
+            doubling.clone(),
+            (),
+            Writers {
+                count: 1,
+                linger: LINGER,
+            },
+        )
+    }
+
     async fn write_all(batcher: Arc<Batcher<Arc<Doubling>>>, numbers: &[u32]) -> Vec<String> {
         let tasks: Vec<_> = numbers
             .iter()
@@ -184,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn writes_waiting_together_are_one_batch_and_each_gets_its_own_answer() {
         let doubling = Arc::new(Doubling::default());
-        let batcher = Arc::new(Batcher::start(doubling.clone(), (), 1));
+        let batcher = Arc::new(one_writer(&doubling));
         let answers = write_all(batcher, &(20..40).collect::<Vec<_>>()).await;
         let expected: Vec<String> = (20..40).map(|n: u32| (n * 2).to_string()).collect();
         assert_eq!(answers, expected);
@@ -195,10 +250,36 @@ mod tests {
     #[tokio::test]
     async fn a_refused_item_fails_alone_and_its_batch_is_written_one_by_one() {
         let doubling = Arc::new(Doubling::default());
-        let batcher = Arc::new(Batcher::start(doubling.clone(), (), 1));
+        let batcher = Arc::new(one_writer(&doubling));
         let answers = write_all(batcher, &[1, 13, 2]).await;
         assert_eq!(answers[0], "2");
         assert!(answers[1].contains("13"), "{answers:?}");
         assert_eq!(answers[2], "4");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_on_its_own_is_written_at_once() {
+        let doubling = Arc::new(Doubling::default());
+        let batcher = one_writer(&doubling);
+        let start = tokio::time::Instant::now();
+        assert_eq!(batcher.write(1).await.unwrap(), 2);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_load_writes_arriving_within_the_linger_share_a_batch() {
+        let doubling = Arc::new(Doubling::default());
+        let batcher = Arc::new(one_writer(&doubling));
+        write_all(batcher.clone(), &[1, 2]).await;
+        let late = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LINGER / 2).await;
+                batcher.write(4).await
+            })
+        };
+        assert_eq!(batcher.write(3).await.unwrap(), 6);
+        assert_eq!(late.await.unwrap().unwrap(), 8);
+        assert_eq!(*doubling.batches.lock().unwrap(), [vec![1, 2], vec![3, 4]]);
     }
 }
