@@ -1,5 +1,7 @@
 //! Verifications and their code hashes on PostgreSQL.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
@@ -110,6 +112,113 @@ impl BatchWrite for Creates {
     }
 }
 
+/// One check to count.
+pub(crate) struct Check {
+    id: VerificationId,
+    api_key: String,
+    now: DateTime<Utc>,
+}
+
+/// `VerificationStore::count_check`, in batches (see `store_batch`): one statement counts a
+/// batch's checks, each of a different verification.
+pub(crate) struct Checks;
+
+/// Counts checks of different verifications. Their rows are locked first, in one order, so that
+/// two batches holding the same verifications cannot deadlock. The statement's snapshot may
+/// predate a code added while it waited for a row, but no one can hold that code yet (it is
+/// sent only after its commit).
+const COUNT_CHECKS: &str = r#"
+    WITH asked AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS a (id, api_key, now)
+    ),
+    locked AS MATERIALIZED (
+        SELECT id FROM verifications WHERE id IN (SELECT id FROM asked)
+        ORDER BY id FOR NO KEY UPDATE
+    ),
+    counted AS (
+        UPDATE verifications AS v
+        SET check_count = v.check_count + 1, updated_at = a.now
+        FROM asked AS a
+        WHERE v.id = a.id AND v.id IN (SELECT id FROM locked) AND v.api_key = a.api_key
+          AND v.status = 'pending' AND v.expires_at > a.now AND v.check_count < v.max_checks
+        RETURNING v.*
+    )
+    SELECT counted.*, ARRAY(
+        SELECT code_hash FROM verification_codes
+        WHERE verification_id = counted.id ORDER BY id
+    ) AS code_hashes
+    FROM counted"#;
+
+impl BatchWrite for Checks {
+    type Pool = PgPool;
+    type Item = Check;
+    type Output = Option<(Verification, Vec<CodeHash>)>;
+
+    async fn write(
+        &self,
+        pool: &PgPool,
+        checks: &[Check],
+    ) -> Result<Vec<Self::Output>, StoreError> {
+        let mut counted: Vec<Self::Output> = checks.iter().map(|_| None).collect();
+        let rounds = rounds(checks);
+        // Several rounds are one transaction, so that a batch that fails (and is then retried
+        // check by check) has counted nothing.
+        let mut transaction = if rounds.len() > 1 {
+            Some(pool.begin().await.map_err(store_error)?)
+        } else {
+            None
+        };
+        for round in rounds {
+            let query = sqlx::query_as(COUNT_CHECKS)
+                .bind(column(&round, |&i| checks[i].id.as_uuid()))
+                .bind(column(&round, |&i| checks[i].api_key.as_str()))
+                .bind(column(&round, |&i| checks[i].now));
+            let rows: Vec<CountedRow> = match transaction.as_mut() {
+                Some(transaction) => query.fetch_all(&mut **transaction).await,
+                None => query.fetch_all(pool).await,
+            }
+            .map_err(store_error)?;
+            for row in rows {
+                let verification = Verification::try_from(row.verification)?;
+                let index = round
+                    .iter()
+                    .copied()
+                    .find(|&i| checks[i].id == verification.id)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "counted an unasked check of {}",
+                            verification.id
+                        ))
+                    })?;
+                counted[index] = Some((verification, code_hashes(row.code_hashes)));
+            }
+        }
+        if let Some(transaction) = transaction {
+            transaction.commit().await.map_err(store_error)?;
+        }
+        Ok(counted)
+    }
+}
+
+/// The checks' indexes in rounds that hold each verification at most once, in the checks'
+/// order: a statement updates a row once, so checks of one verification that arrive together
+/// are counted one round after another, each seeing the count the one before left.
+fn rounds(checks: &[Check]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<VerificationId, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (index, check) in checks.iter().enumerate() {
+        let round = *seen
+            .entry(check.id)
+            .and_modify(|round| *round += 1)
+            .or_insert(0);
+        match rounds.get_mut(round) {
+            Some(checks) => checks.push(index),
+            None => rounds.push(vec![index]),
+        }
+    }
+    rounds
+}
+
 #[async_trait]
 impl VerificationStore for PgStore {
     /// The message is stored as the carrier of this verification's code whatever its
@@ -208,35 +317,14 @@ impl VerificationStore for PgStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError> {
-        // One statement: its snapshot may predate a code added while it waited for the row,
-        // but no one can hold that code yet (it is sent only after its commit).
-        let row: Option<CountedRow> = sqlx::query_as(
-            r#"WITH counted AS (
-                   UPDATE verifications
-                   SET check_count = check_count + 1, updated_at = $2
-                   WHERE id = $1 AND api_key = $3 AND status = 'pending' AND expires_at > $2
-                     AND check_count < max_checks
-                   RETURNING *
-               )
-               SELECT counted.*, ARRAY(
-                   SELECT code_hash FROM verification_codes
-                   WHERE verification_id = counted.id ORDER BY id
-               ) AS code_hashes
-               FROM counted"#,
-        )
-        .bind(id.as_uuid())
-        .bind(now)
-        .bind(api_key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(|row| {
-            Ok((
-                Verification::try_from(row.verification)?,
-                code_hashes(row.code_hashes),
-            ))
-        })
-        .transpose()
+        self.batched
+            .checks
+            .write(Check {
+                id,
+                api_key: api_key.to_owned(),
+                now,
+            })
+            .await
     }
 
     #[instrument(skip_all, fields(verification_id = %id, status = %status))]
@@ -290,5 +378,28 @@ impl VerificationStore for PgStore {
         .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_of_one_verification_go_to_successive_rounds_in_their_order() {
+        let (a, b, c) = (
+            VerificationId::generate(),
+            VerificationId::generate(),
+            VerificationId::generate(),
+        );
+        let checks: Vec<Check> = [a, b, a, c, a, b]
+            .into_iter()
+            .map(|id| Check {
+                id,
+                api_key: "auth".into(),
+                now: Utc::now(),
+            })
+            .collect();
+        assert_eq!(rounds(&checks), [vec![0, 1, 3], vec![2, 5], vec![4]]);
     }
 }

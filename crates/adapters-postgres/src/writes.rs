@@ -1,7 +1,7 @@
 //! The queue's two hot writes, in batches (see `store_batch`): messages queued by the API,
 //! and the outcomes the dispatcher records after each send; and [`Batched`], every batched
-//! write of a store, with those of `verifications` (create) and `rate_limits` (country
-//! counts).
+//! write of a store, with those of `verifications` (create, checks) and `rate_limits` (send
+//! limits, country counts).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::rate_limits::{Acquires, CountrySends};
 use crate::rows::{store_error, MessageRow};
-use crate::verifications::Creates;
+use crate::verifications::{Checks, Creates};
 use store_batch::{BatchWrite, Batcher, Writers};
 
 /// Statements of one kind in flight at once, and how long a writer under load waits for more
@@ -38,6 +38,7 @@ pub(crate) struct Batched {
     pub country_sends: Batcher<CountrySends>,
     pub creates: Batcher<Creates>,
     pub acquires: Batcher<Acquires>,
+    pub checks: Batcher<Checks>,
 }
 
 impl Batched {
@@ -56,6 +57,7 @@ impl Batched {
                     ..WRITERS
                 },
             ),
+            checks: Batcher::start(Checks, pool.clone(), WRITERS),
         }
     }
 }
