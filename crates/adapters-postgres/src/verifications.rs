@@ -119,8 +119,8 @@ pub(crate) struct Check {
     now: DateTime<Utc>,
 }
 
-/// `VerificationStore::count_check`, in batches (see `store_batch`): one statement counts a
-/// batch's checks, each of a different verification.
+/// `VerificationStore::count_check`, in batches (see `store_batch`): one statement counts the
+/// checks of a burst (a round per repeat of a verification, see [`rounds`]).
 pub(crate) struct Checks;
 
 /// Counts checks of different verifications. Their rows are locked first, in one order, so that

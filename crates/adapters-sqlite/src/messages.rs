@@ -368,9 +368,12 @@ impl MessageStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // A held claim means the message is `sending`, which the UPDATE re-checks.
-        let Some(finish) = Finish::new(claim, id, attempt, outcome, now) else {
-            tracing::warn!("a claimed message cannot take this outcome");
-            return Ok(false);
+        let finish = match Finish::new(claim, id, attempt, outcome, now) {
+            Ok(finish) => finish,
+            Err(next) => {
+                tracing::warn!("a claimed message cannot move to {next}");
+                return Ok(false);
+            }
         };
         self.batched.finishes.write(finish).await
     }

@@ -186,19 +186,20 @@ pub struct Finish {
 }
 
 impl Finish {
-    /// `None` when a claimed message, which is `sending`, cannot take the outcome's status.
+    /// The outcome's status as the error when a claimed message, which is `sending`, cannot
+    /// take it.
     pub fn new(
         claim: ClaimToken,
         id: MessageId,
         attempt: Option<Attempt>,
         outcome: DispatchOutcome,
         now: DateTime<Utc>,
-    ) -> Option<Self> {
+    ) -> Result<Self, MessageStatus> {
         let status = outcome.status();
         if !MessageStatus::Sending.can_transition_to(status) {
-            return None;
+            return Err(status);
         }
-        Some(Self {
+        Ok(Self {
             claim,
             id,
             status,
