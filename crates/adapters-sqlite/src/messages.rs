@@ -296,14 +296,31 @@ impl MessageStore for SqliteStore {
             return Ok(allowance.apply(Vec::new()));
         }
         let claim = Uuid::new_v4();
+        // Due rows and lapsed leases are found apart, each through its own index (named, so
+        // that the plan cannot drift) and stopping at the limit: one WHERE for both read
+        // every due row and sorted them (migration 0011).
         let rows: Vec<MessageRow> = sqlx::query_as(
             r#"UPDATE messages
                SET status = 'sending', locked_until = $3, claim_token = $4,
                    attempt_count = attempt_count + 1, updated_at = $1
                WHERE id IN (
-                   SELECT id FROM messages
-                   WHERE (status = 'queued' AND next_attempt_at <= $1)
-                      OR (status = 'sending' AND locked_until <= $1)
+                   SELECT id FROM (
+                       SELECT * FROM (
+                           SELECT id, priority, created_at
+                           FROM messages INDEXED BY messages_claim_order
+                           WHERE status = 'queued' AND next_attempt_at <= $1
+                           ORDER BY priority DESC, created_at, id
+                           LIMIT $2
+                       )
+                       UNION ALL
+                       SELECT * FROM (
+                           SELECT id, priority, created_at
+                           FROM messages INDEXED BY messages_in_flight
+                           WHERE status = 'sending' AND locked_until <= $1
+                           ORDER BY priority DESC, created_at, id
+                           LIMIT $2
+                       )
+                   )
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                )
