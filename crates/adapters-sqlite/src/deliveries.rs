@@ -18,7 +18,7 @@ pub(crate) async fn record_delivery(
 ) -> Result<DeliveryUpdate, StoreError> {
     // The write lock, taken before reading, makes the status judged below the one updated.
     let mut transaction = store
-        .pool
+        .writer
         .begin_with(BEGIN_WRITE)
         .await
         .map_err(store_error)?;
@@ -122,7 +122,7 @@ pub(crate) async fn claim_unconfirmed(
     .bind(micros(now))
     .bind(i64::from(limit))
     .bind(micros(hold_until))
-    .fetch_all(&store.pool)
+    .fetch_all(&store.writer)
     .await
     .map_err(store_error)?;
     let mut messages = rows

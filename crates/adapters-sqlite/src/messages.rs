@@ -261,7 +261,7 @@ impl MessageStore for SqliteStore {
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         // The write lock, taken first, makes counting, booking and claiming one step.
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;
@@ -369,7 +369,7 @@ impl MessageStore for SqliteStore {
         .bind(id.as_uuid().hyphenated())
         .bind(Uuid::from_u128(claim.0).hyphenated())
         .bind(micros(now))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(store_error)?;
         Ok(released.rows_affected() == 1)

@@ -73,7 +73,7 @@ impl RateLimiter for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;
@@ -111,7 +111,7 @@ impl RateLimiter for SqliteStore {
     ) -> Result<(), StoreError> {
         let hour = hour_of(now);
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;

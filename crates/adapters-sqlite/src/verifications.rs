@@ -44,7 +44,7 @@ impl VerificationStore for SqliteStore {
         message: NewMessage,
     ) -> Result<Message, StoreError> {
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;
@@ -122,7 +122,7 @@ impl VerificationStore for SqliteStore {
         last_sent_before: DateTime<Utc>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;
@@ -166,7 +166,7 @@ impl VerificationStore for SqliteStore {
         .bind(id.as_uuid().hyphenated())
         .bind(micros(now))
         .bind(api_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(store_error)?;
         let Some(row) = row else {
@@ -200,7 +200,7 @@ impl VerificationStore for SqliteStore {
             return Ok(false);
         }
         let mut transaction = self
-            .pool
+            .writer
             .begin_with(BEGIN_WRITE)
             .await
             .map_err(store_error)?;

@@ -25,7 +25,7 @@ async fn messages_survive_reopening_the_file() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store.enqueue(queued.clone()).await.unwrap();
-        store.pool().close().await;
+        store.close().await;
     }
     let reopened = SqliteStore::open(&path).await.unwrap();
     let stored = MessageStore::get(&reopened, queued.id).await.unwrap();
