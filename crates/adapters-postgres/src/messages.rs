@@ -6,15 +6,15 @@ use domain::{
     Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, VerificationId,
 };
 use ports::{
-    ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
-    Finish, MessageStore, StoreError,
+    stored_queued, ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate,
+    DispatchOutcome, Enqueued, Finish, MessageStore, StoreError,
 };
 use sqlx::PgConnection;
 use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
-use crate::writes::{bind_messages, insert_messages_sql, queued};
+use crate::writes::{bind_messages, insert_messages_sql};
 use crate::PgStore;
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
@@ -30,7 +30,7 @@ pub(crate) async fn insert_code_message(
     .fetch_one(&mut *connection)
     .await
     .map_err(store_error)?;
-    Ok(queued(message, Some(verification_id)))
+    Ok(stored_queued(message, Some(verification_id)))
 }
 
 /// Serializes capped claims across instances (`pg_advisory_xact_lock`); any constant no other

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{StoreError, VerificationStore};
+use ports::{stored_queued, StoreError, VerificationStore};
 use sqlx::{PgConnection, PgPool};
 use tracing::instrument;
 
@@ -21,7 +21,7 @@ struct CountedRow {
     verification: VerificationRow,
     code_hashes: Vec<Vec<u8>>,
 }
-use crate::writes::{bind_messages, column, insert_messages_sql, queued};
+use crate::writes::{bind_messages, column, insert_messages_sql};
 use crate::PgStore;
 use store_batch::BatchWrite;
 
@@ -107,7 +107,7 @@ impl BatchWrite for Creates {
         .await
         .map_err(store_error)?;
         Ok(column(creates, |c| {
-            queued(&c.message, Some(c.verification.id))
+            stored_queued(&c.message, Some(c.verification.id))
         }))
     }
 }

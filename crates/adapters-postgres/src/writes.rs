@@ -6,9 +6,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::SubsecRound;
 use domain::{Attempt, Message, NewMessage, VerificationId};
-use ports::{Enqueued, Finish, StoreError};
+use ports::{stored_queued, Enqueued, Finish, StoreError};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryScalar;
 use sqlx::PgPool;
@@ -60,18 +59,6 @@ impl Batched {
             checks: Batcher::start(Checks, pool.clone(), WRITERS),
         }
     }
-}
-
-/// The message as the database holds it right after its insert, without reading it back (which
-/// would parse its number again): PostgreSQL keeps microseconds.
-pub(crate) fn queued(message: &NewMessage, verification_id: Option<VerificationId>) -> Message {
-    NewMessage {
-        verification_id,
-        send_before: message.send_before.map(|at| at.trunc_subsecs(6)),
-        created_at: message.created_at.trunc_subsecs(6),
-        ..message.clone()
-    }
-    .into_queued()
 }
 
 /// One column of every row, as the array `unnest` reads.
@@ -155,7 +142,7 @@ impl BatchWrite for Enqueues {
         let mut enqueued = Vec::with_capacity(messages.len());
         for message in messages {
             enqueued.push(if inserted.contains(&message.id.as_uuid()) {
-                Enqueued::Created(queued(message, message.verification_id))
+                Enqueued::Created(stored_queued(message, message.verification_id))
             } else {
                 Enqueued::Existing(holder_of_key(pool, message).await?)
             });

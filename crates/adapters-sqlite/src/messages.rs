@@ -1,14 +1,14 @@
 //! The message queue on SQLite.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{Attempt, DeliveryEvent, Message, MessageId, NewMessage, VerificationId};
 use ports::{
-    ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued,
-    Finish, MessageStore, StoreError,
+    stored_queued, ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate,
+    DispatchOutcome, Enqueued, Finish, MessageStore, StoreError,
 };
-use sqlx::query::QueryAs;
-use sqlx::sqlite::{Sqlite, SqliteArguments};
 use sqlx::{SqliteConnection, SqlitePool};
 use store_batch::BatchWrite;
 use tracing::instrument;
@@ -17,35 +17,24 @@ use uuid::Uuid;
 use crate::rows::{micros, store_error, AttemptRow, MessageRow};
 use crate::SqliteStore;
 
-macro_rules! insert_message_sql {
-    () => {
-        r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority, status,
-               api_key, idempotency_key, verification_id, send_before, attempt_count,
-               next_attempt_at, created_at, updated_at, country, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12,
-               $13, $14)"#
-    };
-}
-
-const INSERT_MESSAGE: &str = concat!(insert_message_sql!(), " RETURNING *");
-
-const ENQUEUE: &str = concat!(
-    insert_message_sql!(),
-    " ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-    " RETURNING *"
-);
+const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
+       priority, status, api_key, idempotency_key, verification_id, send_before, attempt_count,
+       next_attempt_at, created_at, updated_at, country, request_id)
+   VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12, $13, $14)
+   RETURNING *"#;
 
 /// The transaction every multi-statement write uses: it takes the write lock before reading,
 /// so it never has to upgrade a read lock another writer is waiting on (which SQLite answers
 /// with an immediate `SQLITE_BUSY`, whatever the busy timeout).
 pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-fn bind_new_message<'q>(
-    sql: &'q str,
-    message: &'q NewMessage,
-    verification_id: Option<VerificationId>,
-) -> QueryAs<'q, Sqlite, MessageRow, SqliteArguments<'q>> {
-    sqlx::query_as(sql)
+/// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
+pub(crate) async fn insert_code_message(
+    connection: &mut SqliteConnection,
+    message: &NewMessage,
+    verification_id: VerificationId,
+) -> Result<Message, StoreError> {
+    let row: MessageRow = sqlx::query_as(INSERT_MESSAGE)
         .bind(message.id.as_uuid().hyphenated())
         .bind(message.to.as_str())
         .bind(message.channel.as_str())
@@ -55,20 +44,11 @@ fn bind_new_message<'q>(
         .bind(message.priority.rank())
         .bind(message.api_key.as_str())
         .bind(message.idempotency_key.as_deref())
-        .bind(verification_id.map(|id| id.as_uuid().hyphenated()))
+        .bind(verification_id.as_uuid().hyphenated())
         .bind(message.send_before.map(micros))
         .bind(micros(message.created_at))
         .bind(message.to.country())
         .bind(message.request_id.as_deref())
-}
-
-/// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
-pub(crate) async fn insert_code_message(
-    connection: &mut SqliteConnection,
-    message: &NewMessage,
-    verification_id: VerificationId,
-) -> Result<Message, StoreError> {
-    let row = bind_new_message(INSERT_MESSAGE, message, Some(verification_id))
         .fetch_one(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -100,19 +80,89 @@ async fn in_one_write<T, O>(
     Ok(outputs)
 }
 
-/// Queues one message in `connection`'s transaction; a repeat of an idempotency key gets the
-/// message that holds it (writes take turns, so it has committed, or is in this transaction).
-async fn enqueue_in(
+/// `MessageStore::enqueue` in batches (see `store_batch`): a burst is one statement, its rows
+/// read from a JSON array. A statement per message cost a hand-off to sqlx's worker thread
+/// and back each: futex waits and context switches took half the service's CPU.
+pub(crate) struct Enqueues;
+
+impl BatchWrite for Enqueues {
+    type Pool = SqlitePool;
+    type Item = NewMessage;
+    type Output = Enqueued;
+
+    async fn write(
+        &self,
+        pool: &SqlitePool,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let rows: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|message| {
+                serde_json::json!([
+                    message.id.as_uuid().hyphenated().to_string(),
+                    message.to.as_str(),
+                    message.channel.as_str(),
+                    message.template.as_deref(),
+                    message.body.as_str(),
+                    message.segments,
+                    message.priority.rank(),
+                    message.api_key.as_str(),
+                    message.idempotency_key.as_deref(),
+                    message
+                        .verification_id
+                        .map(|id| id.as_uuid().hyphenated().to_string()),
+                    message.send_before.map(micros),
+                    micros(message.created_at),
+                    message.to.country(),
+                    message.request_id.as_deref(),
+                ])
+            })
+            .collect();
+        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        // Rows are inserted, and checked against the unique index, in the burst's order: a key
+        // repeated within a burst keeps its first message, as it would across bursts. (`WHERE
+        // true` lets SQLite's parser tell the upsert's ON from a join's.)
+        let inserted: Vec<String> = sqlx::query_scalar(
+            r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
+                   status, api_key, idempotency_key, verification_id, send_before, attempt_count,
+                   next_attempt_at, created_at, updated_at, country, request_id)
+               SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4,
+                   m.value ->> 5, m.value ->> 6, 'queued', m.value ->> 7, m.value ->> 8,
+                   m.value ->> 9, m.value ->> 10, 0, m.value ->> 11, m.value ->> 11,
+                   m.value ->> 11, m.value ->> 12, m.value ->> 13
+               FROM json_each($1) AS m
+               WHERE true
+               ORDER BY m.key
+               ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL
+               DO NOTHING
+               RETURNING id"#,
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.push(
+                if inserted.contains(&message.id.as_uuid().hyphenated().to_string()) {
+                    Enqueued::Created(stored_queued(message, message.verification_id))
+                } else {
+                    existing(&mut transaction, message).await?
+                },
+            );
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(outcomes)
+    }
+}
+
+/// The message holding the idempotency key that kept `message` out (writes take turns, so it
+/// has committed, or is in this transaction).
+async fn existing(
     connection: &mut SqliteConnection,
     message: &NewMessage,
 ) -> Result<Enqueued, StoreError> {
-    let inserted = bind_new_message(ENQUEUE, message, message.verification_id)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    if let Some(row) = inserted {
-        return Ok(Enqueued::Created(Message::try_from(row)?));
-    }
     let existing: Option<MessageRow> =
         sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
             .bind(message.api_key.as_str())
@@ -126,25 +176,6 @@ async fn enqueue_in(
             "message {} was not stored and no message holds its idempotency key",
             message.id
         ))),
-    }
-}
-
-/// `MessageStore::enqueue` in batches (see `store_batch`): one write transaction per burst,
-/// where each enqueue was a transaction of its own, taking turns for the database's one write
-/// lock.
-pub(crate) struct Enqueues;
-
-impl BatchWrite for Enqueues {
-    type Pool = SqlitePool;
-    type Item = NewMessage;
-    type Output = Enqueued;
-
-    async fn write(
-        &self,
-        pool: &SqlitePool,
-        messages: &[NewMessage],
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        in_one_write(pool, messages, enqueue_in).await
     }
 }
 

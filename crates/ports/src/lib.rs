@@ -27,8 +27,8 @@ pub use reports::{
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 pub use store::{
-    ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish, MessageStore,
-    OutcomeColumns, StoreError, VerificationStore,
+    stored_queued, ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish,
+    MessageStore, OutcomeColumns, StoreError, VerificationStore,
 };
 
 #[cfg(feature = "mocks")]

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::{
     Attempt, CodeHash, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, PhoneNumber,
     Price, Verification, VerificationId, VerificationStatus,
@@ -17,6 +17,18 @@ pub enum StoreError {
     /// A stored row no longer reads back as a domain value (a bug or a manual edit).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+}
+
+/// The message as a store holds it right after its insert, without reading it back (which
+/// would parse its number again): both stores keep times to the microsecond.
+pub fn stored_queued(message: &NewMessage, verification_id: Option<VerificationId>) -> Message {
+    NewMessage {
+        verification_id,
+        send_before: message.send_before.map(|at| at.trunc_subsecs(6)),
+        created_at: message.created_at.trunc_subsecs(6),
+        ..message.clone()
+    }
+    .into_queued()
 }
 
 /// The answer to an enqueue: the new message, or the one stored earlier under the same
