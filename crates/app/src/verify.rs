@@ -111,7 +111,7 @@ impl Services {
             )
             .await?;
         self.dispatcher_wake.notify_one();
-        self.guards.record(&verification.to, now).await;
+        self.guards.record(&verification.to, now);
         tracing::info!(verification_id = %verification.id, to = %verification.to.masked(), "verification started");
         Ok(Started {
             verification,
@@ -159,7 +159,7 @@ impl Services {
             });
         };
         self.dispatcher_wake.notify_one();
-        self.guards.record(&verification.to, now).await;
+        self.guards.record(&verification.to, now);
         tracing::info!(verification_id = %verification.id, send_count = verification.send_count, "verification code resent");
         Ok(Started {
             verification,
@@ -720,10 +720,14 @@ mod tests {
         limiter
             .expect_acquire()
             .returning(|_, _| Ok(Admission::Admitted));
+        let (count, mut counted) = tokio::sync::mpsc::unbounded_channel();
         limiter
             .expect_record_country_send()
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(move |calling_code, _| {
+                let _ = count.send(calling_code);
+                Ok(())
+            });
         let hook = Arc::new(CountingHook(Default::default()));
         let mut services = guarded_services(store, limiter, GuardConfig::default());
         services.guards.alarm = hook.clone();
@@ -732,6 +736,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*hook.0.lock().unwrap(), vec![1]);
+        // Counted in the background, after the answer.
+        let calling_code = tokio::time::timeout(std::time::Duration::from_secs(5), counted.recv());
+        assert_eq!(calling_code.await.unwrap(), Some(1));
     }
 
     #[tokio::test]
