@@ -145,7 +145,8 @@ impl TwilioSmsProvider {
         };
         // The body is never logged, and neither is Twilio's error message: it quotes the number.
         match &result {
-            Ok(receipt) => tracing::info!(
+            // At debug: the dispatcher logs each send once, with this SID.
+            Ok(receipt) => tracing::debug!(
                 twilio_sid = %receipt.provider_sid,
                 segments = receipt.segments,
                 "SMS sent successfully"

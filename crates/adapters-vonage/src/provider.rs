@@ -157,7 +157,7 @@ impl VonageSmsProvider {
         };
         match &result {
             Ok(receipt) => {
-                tracing::info!(vonage_id = %receipt.provider_sid, "SMS sent successfully")
+                tracing::debug!(vonage_id = %receipt.provider_sid, "SMS sent successfully")
             }
             Err(failure) => tracing::warn!(
                 vonage_status = failure.code.as_deref(),

@@ -286,13 +286,18 @@ impl Worker {
             (Some(attempt), outcome)
         };
         let status = outcome.status();
+        // Each send is logged once, here, with the provider's id (the adapters log at debug).
+        let provider_sid = match &outcome {
+            DispatchOutcome::Sent { provider_sid, .. } => Some(provider_sid.clone()),
+            _ => None,
+        };
         match self
             .store
             .finish(claim, message.id, attempt, outcome, self.clock.now())
             .await
         {
             Ok(true) => {
-                tracing::info!(%status, "message dispatched");
+                tracing::info!(%status, provider_sid, "message dispatched");
                 status == MessageStatus::Queued
             }
             Ok(false) => {
