@@ -108,6 +108,15 @@ async fn a_code_never_appears_in_a_log_line_or_a_response() {
         logged.contains("verification approved"),
         "the capture holds the service's log"
     );
+    // The one line a send leaves names Twilio's SID, the key to its story at Twilio.
+    let dispatched = logged
+        .lines()
+        .find(|line| line.contains("message dispatched"))
+        .unwrap_or_default();
+    assert!(
+        dispatched.contains("SM00000000000000000000000000000099"),
+        "{dispatched}"
+    );
     assert!(!contains_code(&logged, &code), "a log line holds the code");
     assert!(
         !contains_code(&responses, &code),

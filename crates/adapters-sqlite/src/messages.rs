@@ -64,22 +64,6 @@ fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering 
         .then(a.message.id.cmp(&b.message.id))
 }
 
-/// `one` for each item, all in one write transaction: a burst takes the database's one write
-/// lock and commits once.
-async fn in_one_write<T, O>(
-    pool: &SqlitePool,
-    items: &[T],
-    one: impl AsyncFn(&mut SqliteConnection, &T) -> Result<O, StoreError>,
-) -> Result<Vec<O>, StoreError> {
-    let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
-    let mut outputs = Vec::with_capacity(items.len());
-    for item in items {
-        outputs.push(one(&mut transaction, item).await?);
-    }
-    transaction.commit().await.map_err(store_error)?;
-    Ok(outputs)
-}
-
 /// `MessageStore::enqueue` in batches (see `store_batch`): a burst is one statement, its rows
 /// read from a JSON array. A statement per message cost a hand-off to sqlx's worker thread
 /// and back each: futex waits and context switches took half the service's CPU.
@@ -95,11 +79,16 @@ impl BatchWrite for Enqueues {
         pool: &SqlitePool,
         messages: &[NewMessage],
     ) -> Result<Vec<Enqueued>, StoreError> {
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|message| message.id.as_uuid().hyphenated().to_string())
+            .collect();
         let rows: Vec<serde_json::Value> = messages
             .iter()
-            .map(|message| {
+            .zip(&ids)
+            .map(|(message, id)| {
                 serde_json::json!([
-                    message.id.as_uuid().hyphenated().to_string(),
+                    id,
                     message.to.as_str(),
                     message.channel.as_str(),
                     message.template.as_deref(),
@@ -143,14 +132,12 @@ impl BatchWrite for Enqueues {
         .map_err(store_error)?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
         let mut outcomes = Vec::with_capacity(messages.len());
-        for message in messages {
-            outcomes.push(
-                if inserted.contains(&message.id.as_uuid().hyphenated().to_string()) {
-                    Enqueued::Created(stored_queued(message, message.verification_id))
-                } else {
-                    existing(&mut transaction, message).await?
-                },
-            );
+        for (message, id) in messages.iter().zip(&ids) {
+            outcomes.push(if inserted.contains(id) {
+                Enqueued::Created(stored_queued(message, message.verification_id))
+            } else {
+                existing(&mut transaction, message).await?
+            });
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(outcomes)
@@ -249,7 +236,13 @@ impl BatchWrite for Finishes {
     type Output = bool;
 
     async fn write(&self, pool: &SqlitePool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        in_one_write(pool, finishes, finish_in).await
+        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let mut recorded = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            recorded.push(finish_in(&mut transaction, finish).await?);
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(recorded)
     }
 }
 
