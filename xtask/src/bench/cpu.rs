@@ -16,12 +16,18 @@ struct Ticks {
     service: u64,
     /// `None` when no PostgreSQL process is visible (a server elsewhere).
     postgres: Option<u64>,
+    /// The whole machine's: idle (iowait included) and all.
+    idle: u64,
+    total: u64,
 }
 
 /// CPU seconds used within the window.
 pub struct CpuUse {
     service: f64,
     postgres: Option<f64>,
+    /// The machine's idle share of the window, 0 to 1: a closed loop that leaves the machine
+    /// idle measures its connections' patience, not the service's capacity.
+    idle: f64,
 }
 
 impl CpuUse {
@@ -37,6 +43,8 @@ impl CpuUse {
             Ok(Self {
                 service: seconds(start.service, end.service),
                 postgres: start.postgres.zip(end.postgres).map(|(a, b)| seconds(a, b)),
+                idle: end.idle.saturating_sub(start.idle) as f64
+                    / end.total.saturating_sub(start.total).max(1) as f64,
             })
         })
     }
@@ -47,6 +55,11 @@ impl CpuUse {
         let requests = outcome.succeeded.max(1) as f64;
         let micros = |seconds: f64| seconds * 1e6 / requests;
         (micros(self.service), self.postgres.map(micros))
+    }
+
+    /// The machine's idle share of the window, in percent.
+    pub fn idle_percent(&self) -> f64 {
+        self.idle * 100.0
     }
 }
 
@@ -75,7 +88,31 @@ fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
             *postgres.get_or_insert(0) += ticks;
         }
     }
-    Ok(Ticks { service, postgres })
+    let (idle, total) =
+        machine_ticks().context("cannot read the machine's CPU time from /proc/stat")?;
+    Ok(Ticks {
+        service,
+        postgres,
+        idle,
+        total,
+    })
+}
+
+/// The machine's idle and total ticks, every core together: `/proc/stat`'s first line is
+/// `cpu user nice system idle iowait irq softirq steal ...`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((idle, fields.iter().sum()))
 }
 
 /// The process's name and its user plus system CPU time, in ticks.
