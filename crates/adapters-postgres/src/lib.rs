@@ -9,6 +9,7 @@
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
 //! types to the use cases and sqlx to the database, nothing else.
 
+mod connections;
 mod deliveries;
 mod messages;
 mod queue_notifier;
@@ -37,6 +38,8 @@ pub const QUEUE_CHANNEL: &str = "sms_notify_queue";
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The hot paths' connections (claims, lookups of pending verifications, batched writes).
+    hot: connections::Connections,
     queue_notifier: Arc<queue_notifier::QueueNotifier>,
     batched: Arc<writes::Batched>,
 }
@@ -67,9 +70,13 @@ impl PgStore {
             .await
             .map_err(PgStoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
+        // A quarter of the pool stays with everything else: reports, health, notifications.
+        let hot =
+            connections::Connections::new(pool.clone(), max_connections - max_connections / 4);
         Ok(Self {
             queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
-            batched: Arc::new(writes::Batched::start(&pool)),
+            batched: Arc::new(writes::Batched::start(&hot)),
+            hot,
             pool,
         })
     }

@@ -9,7 +9,7 @@ use ports::{
     stored_queued, ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate,
     DispatchOutcome, Enqueued, Finish, MessageStore, StoreError,
 };
-use sqlx::PgConnection;
+use sqlx::{Connection as _, PgConnection};
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -87,7 +87,8 @@ impl MessageStore for PgStore {
             .ok()
             .and_then(|lease| now.checked_add_signed(lease))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let mut connection = self.hot.acquire().await.map_err(store_error)?;
+        let mut transaction = connection.begin().await.map_err(store_error)?;
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
         if capped {
             // Counting what is in flight and claiming must be one step across instances, or
@@ -137,6 +138,7 @@ impl MessageStore for PgStore {
         );
         if allowance.count == 0 {
             transaction.commit().await.map_err(store_error)?;
+            connection.park();
             return Ok(allowance.apply(Vec::new()));
         }
         let claim = Uuid::new_v4();
@@ -195,6 +197,7 @@ impl MessageStore for PgStore {
             .map_err(store_error)?;
         }
         transaction.commit().await.map_err(store_error)?;
+        connection.park();
         let mut claimed = rows
             .into_iter()
             .map(ClaimedMessage::try_from)

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use domain::pumping::{baseline_period, hour_of};
 use domain::HourlySends;
 use ports::{Admission, RateLimit, RateLimiter, StoreError};
-use sqlx::PgPool;
 use tracing::instrument;
 
+use crate::connections::Connections;
 use crate::rows::store_error;
 use crate::PgStore;
 use store_batch::BatchWrite;
@@ -36,15 +36,20 @@ pub(crate) struct CountrySend {
 pub(crate) struct CountrySends;
 
 impl BatchWrite for CountrySends {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = CountrySend;
     type Output = ();
 
-    async fn write(&self, pool: &PgPool, sends: &[CountrySend]) -> Result<Vec<()>, StoreError> {
+    async fn write(
+        &self,
+        connections: &Connections,
+        sends: &[CountrySend],
+    ) -> Result<Vec<()>, StoreError> {
         // Hours older than the baseline of the batch's earliest send are forgotten.
         let Some(earliest) = sends.iter().map(|send| send.hour).min() else {
             return Ok(Vec::new());
         };
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         // `FROM skip` sets the option first.
         sqlx::query(concat!(
             "WITH skip AS (SELECT ",
@@ -72,9 +77,10 @@ impl BatchWrite for CountrySends {
         )
         .bind(sends.iter().map(|send| send.hour).collect::<Vec<_>>())
         .bind(earliest - baseline_period())
-        .execute(pool)
+        .execute(&mut *connection)
         .await
         .map_err(store_error)?;
+        connection.park();
         Ok(vec![(); sends.len()])
     }
 }
@@ -90,13 +96,13 @@ pub(crate) struct Acquire {
 pub(crate) struct Acquires;
 
 impl BatchWrite for Acquires {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = Acquire;
     type Output = Admission;
 
     async fn write(
         &self,
-        pool: &PgPool,
+        connections: &Connections,
         acquires: &[Acquire],
     ) -> Result<Vec<Admission>, StoreError> {
         let (mut sends, mut keys, mut maxes, mut window_starts, mut sent_ats) =
@@ -110,6 +116,7 @@ impl BatchWrite for Acquires {
                 sent_ats.push(acquire.now);
             }
         }
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         let refused: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
             "SELECT refused_send, refused_key, room_at \
              FROM sms_notify_acquire($1, $2, $3, $4, $5)",
@@ -119,9 +126,10 @@ impl BatchWrite for Acquires {
         .bind(maxes)
         .bind(window_starts)
         .bind(sent_ats)
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
+        connection.park();
         let mut admissions = vec![Admission::Admitted; acquires.len()];
         for (send, key, room_at) in refused {
             let acquire = usize::try_from(send - 1)

@@ -8,9 +8,10 @@ use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
 use ports::{stored_queued, StoreError, VerificationStore};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection};
 use tracing::instrument;
 
+use crate::connections::Connections;
 use crate::messages::insert_code_message;
 use crate::rows::{code_hashes, store_error, VerificationRow};
 
@@ -57,11 +58,16 @@ pub(crate) struct Create {
 pub(crate) struct Creates;
 
 impl BatchWrite for Creates {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = Create;
     type Output = Message;
 
-    async fn write(&self, pool: &PgPool, creates: &[Create]) -> Result<Vec<Message>, StoreError> {
+    async fn write(
+        &self,
+        connections: &Connections,
+        creates: &[Create],
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         let messages: Vec<_> = creates
             .iter()
             .map(|create| (&create.message, Some(create.verification.id)))
@@ -103,9 +109,10 @@ impl BatchWrite for Creates {
         .bind(column(creates, |c| c.verification.last_sent_at))
         .bind(column(creates, |c| c.verification.created_at))
         .bind(column(creates, |c| c.code.as_bytes()))
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
+        connection.park();
         Ok(column(creates, |c| {
             stored_queued(&c.message, Some(c.verification.id))
         }))
@@ -150,54 +157,60 @@ const COUNT_CHECKS: &str = r#"
     FROM counted"#;
 
 impl BatchWrite for Checks {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = Check;
     type Output = Option<(Verification, Vec<CodeHash>)>;
 
     async fn write(
         &self,
-        pool: &PgPool,
+        connections: &Connections,
         checks: &[Check],
     ) -> Result<Vec<Self::Output>, StoreError> {
-        let mut counted: Vec<Self::Output> = checks.iter().map(|_| None).collect();
         let rounds = rounds(checks);
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         // Several rounds are one transaction, so that a batch that fails (and is then retried
         // check by check) has counted nothing.
-        let mut transaction = if rounds.len() > 1 {
-            Some(pool.begin().await.map_err(store_error)?)
-        } else {
-            None
-        };
-        for round in rounds {
-            let query = sqlx::query_as(COUNT_CHECKS)
-                .bind(column(&round, |&i| checks[i].id.as_uuid()))
-                .bind(column(&round, |&i| checks[i].api_key.as_str()))
-                .bind(column(&round, |&i| checks[i].now));
-            let rows: Vec<CountedRow> = match transaction.as_mut() {
-                Some(transaction) => query.fetch_all(&mut **transaction).await,
-                None => query.fetch_all(pool).await,
-            }
-            .map_err(store_error)?;
-            for row in rows {
-                let verification = Verification::try_from(row.verification)?;
-                let index = round
-                    .iter()
-                    .copied()
-                    .find(|&i| checks[i].id == verification.id)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "counted an unasked check of {}",
-                            verification.id
-                        ))
-                    })?;
-                counted[index] = Some((verification, code_hashes(row.code_hashes)));
-            }
-        }
-        if let Some(transaction) = transaction {
+        let counted = if rounds.len() > 1 {
+            let mut transaction = connection.begin().await.map_err(store_error)?;
+            let counted = count_rounds(&mut transaction, checks, rounds).await?;
             transaction.commit().await.map_err(store_error)?;
-        }
+            counted
+        } else {
+            count_rounds(&mut connection, checks, rounds).await?
+        };
+        connection.park();
         Ok(counted)
     }
+}
+
+/// Counts `checks` round after round on `connection`, each check's row in its place.
+async fn count_rounds(
+    connection: &mut PgConnection,
+    checks: &[Check],
+    rounds: Vec<Vec<usize>>,
+) -> Result<Vec<<Checks as BatchWrite>::Output>, StoreError> {
+    let mut counted: Vec<_> = checks.iter().map(|_| None).collect();
+    for round in rounds {
+        let rows: Vec<CountedRow> = sqlx::query_as(COUNT_CHECKS)
+            .bind(column(&round, |&i| checks[i].id.as_uuid()))
+            .bind(column(&round, |&i| checks[i].api_key.as_str()))
+            .bind(column(&round, |&i| checks[i].now))
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        for row in rows {
+            let verification = Verification::try_from(row.verification)?;
+            let index = round
+                .iter()
+                .copied()
+                .find(|&i| checks[i].id == verification.id)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("counted an unasked check of {}", verification.id))
+                })?;
+            counted[index] = Some((verification, code_hashes(row.code_hashes)));
+        }
+    }
+    Ok(counted)
 }
 
 /// The checks' indexes in rounds that hold each verification at most once, in the checks'
@@ -259,6 +272,7 @@ impl VerificationStore for PgStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
+        let mut connection = self.hot.acquire().await.map_err(store_error)?;
         let row: Option<VerificationRow> = sqlx::query_as(
             r#"SELECT * FROM verifications
                WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
@@ -268,9 +282,10 @@ impl VerificationStore for PgStore {
         .bind(to.as_str())
         .bind(api_key)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *connection)
         .await
         .map_err(store_error)?;
+        connection.park();
         row.map(Verification::try_from).transpose()
     }
 

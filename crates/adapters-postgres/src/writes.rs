@@ -10,9 +10,10 @@ use domain::{Attempt, Message, NewMessage, VerificationId};
 use ports::{stored_queued, Enqueued, Finish, StoreError};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryScalar;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::connections::Connections;
 use crate::rate_limits::{Acquires, CountrySends};
 use crate::rows::{store_error, MessageRow};
 use crate::verifications::{Checks, Creates};
@@ -41,22 +42,22 @@ pub(crate) struct Batched {
 }
 
 impl Batched {
-    pub(crate) fn start(pool: &PgPool) -> Self {
+    pub(crate) fn start(connections: &Connections) -> Self {
         Self {
-            enqueues: Batcher::start(Enqueues, pool.clone(), WRITERS),
-            finishes: Batcher::start(Finishes, pool.clone(), WRITERS),
-            country_sends: Batcher::start(CountrySends, pool.clone(), WRITERS),
-            creates: Batcher::start(Creates, pool.clone(), WRITERS),
+            enqueues: Batcher::start(Enqueues, connections.clone(), WRITERS),
+            finishes: Batcher::start(Finishes, connections.clone(), WRITERS),
+            country_sends: Batcher::start(CountrySends, connections.clone(), WRITERS),
+            creates: Batcher::start(Creates, connections.clone(), WRITERS),
             // One at a time: each batch locks a client's API-key row for all its sends.
             acquires: Batcher::start(
                 Acquires,
-                pool.clone(),
+                connections.clone(),
                 Writers {
                     count: 1,
                     ..WRITERS
                 },
             ),
-            checks: Batcher::start(Checks, pool.clone(), WRITERS),
+            checks: Batcher::start(Checks, connections.clone(), WRITERS),
         }
     }
 }
@@ -113,15 +114,16 @@ pub(crate) fn bind_messages<'q>(
 pub(crate) struct Enqueues;
 
 impl BatchWrite for Enqueues {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = NewMessage;
     type Output = Enqueued;
 
     async fn write(
         &self,
-        pool: &PgPool,
+        connections: &Connections,
         messages: &[NewMessage],
     ) -> Result<Vec<Enqueued>, StoreError> {
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         // A message whose idempotency key is taken (also by an earlier row of this batch) is
         // not inserted, and not returned.
         let inserted: Vec<Uuid> = bind_messages(
@@ -135,7 +137,7 @@ impl BatchWrite for Enqueues {
                 .map(|m| (m, m.verification_id))
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();
@@ -144,21 +146,25 @@ impl BatchWrite for Enqueues {
             enqueued.push(if inserted.contains(&message.id.as_uuid()) {
                 Enqueued::Created(stored_queued(message, message.verification_id))
             } else {
-                Enqueued::Existing(holder_of_key(pool, message).await?)
+                Enqueued::Existing(holder_of_key(&mut connection, message).await?)
             });
         }
+        connection.park();
         Ok(enqueued)
     }
 }
 
 /// The message stored earlier under `message`'s idempotency key: the insert gave way to it
 /// once it was committed, so this later statement sees it.
-async fn holder_of_key(pool: &PgPool, message: &NewMessage) -> Result<Message, StoreError> {
+async fn holder_of_key(
+    connection: &mut PgConnection,
+    message: &NewMessage,
+) -> Result<Message, StoreError> {
     let existing: Option<MessageRow> =
         sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
             .bind(message.api_key.as_str())
             .bind(message.idempotency_key.as_deref())
-            .fetch_optional(pool)
+            .fetch_optional(connection)
             .await
             .map_err(store_error)?;
     match existing {
@@ -173,12 +179,17 @@ async fn holder_of_key(pool: &PgPool, message: &NewMessage) -> Result<Message, S
 pub(crate) struct Finishes;
 
 impl BatchWrite for Finishes {
-    type Pool = PgPool;
+    type Pool = Connections;
     type Item = Finish;
     /// Whether the claim still held, and the outcome was recorded.
     type Output = bool;
 
-    async fn write(&self, pool: &PgPool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
+    async fn write(
+        &self,
+        connections: &Connections,
+        finishes: &[Finish],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut connection = connections.acquire().await.map_err(store_error)?;
         // The attempt is written only for the messages whose claim held, in the same
         // statement, so that both are committed together. Claims are matched as well as ids:
         // a batch may hold a lapsed claim's finish beside the new claim's.
@@ -262,9 +273,10 @@ impl BatchWrite for Finishes {
         .bind(attempt_column(finishes, |_, a| a.error_code.as_deref()))
         .bind(attempt_column(finishes, |_, a| a.error_message.as_deref()))
         .bind(attempt_column(finishes, |_, a| a.provider.as_deref()))
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
+        connection.park();
         let recorded: HashSet<(Uuid, Uuid)> = recorded.into_iter().collect();
         Ok(column(finishes, |f| {
             recorded.contains(&(f.id.as_uuid(), Uuid::from_u128(f.claim.0)))
