@@ -112,9 +112,17 @@ impl MessageStore for PgStore {
         }
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             sqlx::query_scalar(
-                "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1",
+                "SELECT count(*) FROM messages \
+                 WHERE status = 'sending' AND locked_until > $1 AND id <> ALL ($2)",
             )
             .bind(now)
+            .bind(
+                budget
+                    .settling
+                    .iter()
+                    .map(|id| id.as_uuid())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *transaction)
             .await
             .map_err(store_error)?

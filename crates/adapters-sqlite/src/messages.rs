@@ -291,9 +291,20 @@ impl MessageStore for SqliteStore {
             .map_err(store_error)?;
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             sqlx::query_scalar(
-                "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1",
+                "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1 \
+                 AND id NOT IN (SELECT value FROM json_each($2))",
             )
             .bind(micros(now))
+            .bind(
+                serde_json::Value::from(
+                    budget
+                        .settling
+                        .iter()
+                        .map(|id| id.as_uuid().hyphenated().to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .to_string(),
+            )
             .fetch_one(&mut *transaction)
             .await
             .map_err(store_error)?

@@ -4,16 +4,17 @@
 //! message twice, and its claim budget keeps them, together, within `DISPATCH_CONCURRENCY`
 //! and `SENDER_MPS`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{Attempt, AttemptOutcome, Message, MessageStatus};
+use domain::{Attempt, AttemptOutcome, Message, MessageId, MessageStatus};
 use ports::{
     ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage,
     ProviderError, SenderRate, SmsProvider,
 };
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::DispatchConfig;
@@ -42,10 +43,57 @@ pub struct Dispatcher {
     /// The sending number or messaging service that `SENDER_MPS` limits.
     sender: String,
     wake: Arc<Notify>,
+    /// A permit per message claimed here until its provider call returns.
     in_flight: Arc<Semaphore>,
-    /// Signalled when a send here finishes: room under the shared in-flight cap, which only
-    /// a dispatcher stopped by that cap waits for.
+    /// Signalled when a provider call here returns: room under the shared in-flight cap,
+    /// which only a dispatcher stopped by that cap waits for.
     room: Arc<Notify>,
+    settling: Arc<Settling>,
+}
+
+/// The messages whose provider call has returned and whose outcome is being recorded. They
+/// are still `sending` in the store until it is, but no longer in flight: the next claim
+/// leaves them out of the shared count (`ClaimBudget::settling`), so that recording an
+/// outcome (a few milliseconds in a batch) does not hold a place under the cap. The shutdown
+/// waits for them.
+#[derive(Default)]
+struct Settling {
+    ids: Mutex<HashSet<MessageId>>,
+    emptied: Notify,
+}
+
+impl Settling {
+    fn add(&self, id: MessageId) {
+        self.ids().insert(id);
+    }
+
+    fn remove(&self, id: MessageId) {
+        let mut ids = self.ids();
+        ids.remove(&id);
+        if ids.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    fn snapshot(&self) -> Vec<MessageId> {
+        self.ids().iter().copied().collect()
+    }
+
+    /// Returns once no outcome is being recorded.
+    async fn drained(&self) {
+        loop {
+            // Registered before looking, so that an emptying in between is not missed.
+            let emptied = self.emptied.notified();
+            if self.ids().is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<MessageId>> {
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What a batch of claims came to.
@@ -75,6 +123,7 @@ impl Dispatcher {
             clock,
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
             room: Arc::new(Notify::new()),
+            settling: Arc::default(),
             config,
             sender,
             wake,
@@ -143,6 +192,12 @@ impl Dispatcher {
                 tracing::error!("cannot hand back every message; their leases will run out");
             }
         }
+        if tokio::time::timeout(RELEASE_TIMEOUT, self.settling.drained())
+            .await
+            .is_err()
+        {
+            tracing::error!("cannot record every outcome; those messages will be sent again when their leases run out");
+        }
         tracing::info!("dispatcher stopped");
     }
 
@@ -172,6 +227,7 @@ impl Dispatcher {
             limit: u32::try_from(permits.len()).unwrap_or(MAX_BATCH),
             lease: self.config.lease,
             max_in_flight: Some(u32::try_from(self.config.concurrency).unwrap_or(u32::MAX)),
+            settling: self.settling.snapshot(),
             sender_rate: self.config.sender_mps.map(|per_second| SenderRate {
                 sender: self.sender.clone(),
                 per_second,
@@ -191,8 +247,10 @@ impl Dispatcher {
                 provider: self.provider.clone(),
                 clock: self.clock.clone(),
                 config: self.config,
+                room: self.room.clone(),
+                settling: self.settling.clone(),
             };
-            let (wake, room) = (self.wake.clone(), self.room.clone());
+            let wake = self.wake.clone();
             let span = tracing::info_span!(
                 "dispatch",
                 message_id = %claim.message.id,
@@ -203,9 +261,7 @@ impl Dispatcher {
             let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
             tokio::spawn(
                 async move {
-                    let requeued = worker.process(claim, shutdown, abandoned).await;
-                    drop(permit);
-                    room.notify_one();
+                    let requeued = worker.process(claim, permit, shutdown, abandoned).await;
                     // A retry is due later: the dispatcher may be asleep past its time.
                     if requeued {
                         wake.notify_one();
@@ -243,12 +299,15 @@ struct Worker {
     provider: Arc<dyn SmsProvider>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
+    room: Arc<Notify>,
+    settling: Arc<Settling>,
 }
 
 impl Worker {
     /// Waits for the message's send time, sends it, and records the outcome. A shutdown before
     /// the send time, or the end of the grace period during the call, hands it back instead.
-    /// Returns whether the message went back to the queue for a retry.
+    /// Returns whether the message went back to the queue for a retry. `permit` is its place
+    /// under the concurrency cap, given up as soon as the provider call is over.
     async fn process(
         &self,
         ClaimedMessage {
@@ -256,6 +315,7 @@ impl Worker {
             claim,
             send_at,
         }: ClaimedMessage,
+        permit: OwnedSemaphorePermit,
         shutdown: watch::Receiver<bool>,
         abandoned: watch::Receiver<bool>,
     ) -> bool {
@@ -264,6 +324,7 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
                 _ = signalled(shutdown) => {
                     self.release(claim, &message).await;
+                    self.free(permit);
                     return false;
                 }
             }
@@ -278,6 +339,7 @@ impl Worker {
                 // The call's outcome is unknown: sent again later, at least once.
                 _ = signalled(abandoned) => {
                     self.release(claim, &message).await;
+                    self.free(permit);
                     return false;
                 }
             };
@@ -291,11 +353,16 @@ impl Worker {
             DispatchOutcome::Sent { provider_sid, .. } => Some(provider_sid.clone()),
             _ => None,
         };
-        match self
+        // Settling before the permit goes: a claim that finds the place free must also find
+        // the message among those it leaves out of the count.
+        self.settling.add(message.id);
+        self.free(permit);
+        let recorded = self
             .store
             .finish(claim, message.id, attempt, outcome, self.clock.now())
-            .await
-        {
+            .await;
+        self.settling.remove(message.id);
+        match recorded {
             Ok(true) => {
                 tracing::info!(%status, provider_sid, "message dispatched");
                 status == MessageStatus::Queued
@@ -310,6 +377,12 @@ impl Worker {
                 true
             }
         }
+    }
+
+    /// Gives up the message's place under the cap and wakes a dispatcher waiting for one.
+    fn free(&self, permit: OwnedSemaphorePermit) {
+        drop(permit);
+        self.room.notify_one();
     }
 
     async fn release(&self, claim: ports::ClaimToken, message: &Message) {
@@ -490,7 +563,14 @@ mod tests {
                 sender_mps: None,
                 shutdown_grace: Duration::from_secs(10),
             },
+            room: Arc::default(),
+            settling: Arc::default(),
         }
+    }
+
+    /// A place under the concurrency cap, for a worker driven directly.
+    fn place() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
     }
 
     fn provider_answering(result: Result<ProviderReceipt, ProviderError>) -> MockSmsProvider {
@@ -549,7 +629,7 @@ mod tests {
             );
         });
         worker(provider, store)
-            .process(claimed(1, None), running(), running())
+            .process(claimed(1, None), place(), running(), running())
             .await;
     }
 
@@ -571,7 +651,7 @@ mod tests {
             assert!(*at >= now() && *at <= now() + TimeDelta::seconds(4), "{at}");
         });
         worker(provider, store)
-            .process(claimed(2, None), running(), running())
+            .process(claimed(2, None), place(), running(), running())
             .await;
     }
 
@@ -587,7 +667,7 @@ mod tests {
             assert_eq!(error_code.as_deref(), Some("20429"));
         });
         worker(provider_answering(Err(error)), store)
-            .process(claimed(1, None), running(), running())
+            .process(claimed(1, None), place(), running(), running())
             .await;
     }
 
@@ -612,7 +692,7 @@ mod tests {
             );
         });
         worker(provider, store)
-            .process(claimed(1, None), running(), running())
+            .process(claimed(1, None), place(), running(), running())
             .await;
     }
 
@@ -633,7 +713,7 @@ mod tests {
             );
         });
         worker(provider, store)
-            .process(claimed(1, None), running(), running())
+            .process(claimed(1, None), place(), running(), running())
             .await;
     }
 
@@ -653,6 +733,7 @@ mod tests {
         worker(provider, store)
             .process(
                 claimed(RetryPolicy::default().max_attempts, None),
+                place(),
                 running(),
                 running(),
             )
@@ -670,6 +751,7 @@ mod tests {
         worker(provider, store)
             .process(
                 claimed(1, Some(now() - TimeDelta::seconds(1))),
+                place(),
                 running(),
                 running(),
             )
@@ -695,6 +777,7 @@ mod tests {
         worker(provider, store)
             .process(
                 claimed(1, Some(now() + TimeDelta::minutes(5))),
+                place(),
                 running(),
                 running(),
             )
@@ -716,7 +799,7 @@ mod tests {
         paced.send_at = now() + TimeDelta::milliseconds(750);
         let before = tokio::time::Instant::now();
         worker(provider, store)
-            .process(paced, running(), running())
+            .process(paced, place(), running(), running())
             .await;
         assert!(before.elapsed() >= Duration::from_millis(750));
     }
@@ -735,7 +818,7 @@ mod tests {
         let mut paced = claimed(1, None);
         paced.send_at = now() + TimeDelta::seconds(1);
         worker(provider, store)
-            .process(paced, raised(), running())
+            .process(paced, place(), raised(), running())
             .await;
     }
 
@@ -765,7 +848,47 @@ mod tests {
         let mut worker = worker(MockSmsProvider::new(), store);
         worker.provider = Arc::new(Hanging);
         // A shutdown alone lets a call that has started run on.
-        worker.process(claimed(1, None), raised(), raised()).await;
+        worker
+            .process(claimed(1, None), place(), raised(), raised())
+            .await;
+    }
+
+    /// A returned call gives up its place under the cap before its outcome is recorded (a few
+    /// milliseconds in a batch), the message being left out of the next claim's count
+    /// meanwhile; it leaves that count's exclusions once recorded.
+    #[tokio::test]
+    async fn a_returned_call_frees_its_place_while_its_outcome_is_recorded() {
+        let places = Arc::new(Semaphore::new(1));
+        let place = places.clone().try_acquire_owned().unwrap();
+        let settling = Arc::new(Settling::default());
+        let (seen_places, seen_settling) = (places.clone(), settling.clone());
+        let mut store = MockMessageStore::new();
+        store
+            .expect_finish()
+            .times(1)
+            .returning(move |_, id, _, _, _| {
+                assert_eq!(
+                    seen_places.available_permits(),
+                    1,
+                    "the place was still held"
+                );
+                assert_eq!(seen_settling.snapshot(), vec![id]);
+                Ok(true)
+            });
+        let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
+            provider_sid: "SM1".into(),
+            segments: None,
+            price: None,
+        }));
+        let worker = Worker {
+            settling: settling.clone(),
+            ..worker(provider, store)
+        };
+        worker
+            .process(claimed(1, None), place, running(), running())
+            .await;
+        assert!(settling.snapshot().is_empty());
     }
 
     /// The whole loop with a queue holding one message: it is claimed, sent and recorded, and

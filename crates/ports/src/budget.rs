@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::MessageId;
 
 use crate::ClaimedMessage;
 
@@ -22,6 +23,11 @@ pub struct ClaimBudget {
     pub lease: Duration,
     /// Messages `sending` under a live lease, on every instance together, never exceed this.
     pub max_in_flight: Option<u32>,
+    /// The caller's messages whose provider call has returned but whose outcome is not yet
+    /// recorded: still `sending`, no longer in flight, so not counted against
+    /// `max_in_flight`. Naming them (rather than subtracting a number) cannot undercount: one
+    /// recorded since is no longer `sending`, so leaving it out of the count changes nothing.
+    pub settling: Vec<MessageId>,
     /// Send times through one sender, on every instance together, are spaced by this rate.
     pub sender_rate: Option<SenderRate>,
 }
@@ -157,6 +163,7 @@ mod tests {
             limit,
             lease: Duration::from_secs(60),
             max_in_flight,
+            settling: Vec::new(),
             sender_rate: per_second.map(|per_second| SenderRate {
                 sender: "+15005550006".into(),
                 per_second,

@@ -256,6 +256,7 @@ pub trait MessageStore: Send + Sync {
             limit,
             lease,
             max_in_flight: None,
+            settling: Vec::new(),
             sender_rate: None,
         };
         Ok(self.claim_within(now, &budget).await?.messages)

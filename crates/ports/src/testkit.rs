@@ -75,6 +75,7 @@ macro_rules! store_conformance_tests {
             unconfirmed_sent_messages_are_claimed_oldest_first_per_provider_and_held,
             concurrent_unconfirmed_claims_never_share_a_message,
             claims_stop_at_the_shared_in_flight_cap,
+            settling_messages_hold_no_place_under_the_cap,
             concurrent_capped_claims_never_exceed_the_cap,
             a_sender_rate_spaces_send_times_across_claims,
             concurrent_claims_share_one_sender_rate,
@@ -849,6 +850,7 @@ fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> Cl
         limit,
         lease: LEASE,
         max_in_flight,
+        settling: Vec::new(),
         sender_rate: per_second.map(|per_second| SenderRate {
             sender: "+15005550006".into(),
             per_second,
@@ -905,6 +907,56 @@ pub async fn claims_stop_at_the_shared_in_flight_cap<S: StoreUnderTest>(store: S
         .messages
         .iter()
         .any(|claimed| claimed.message.attempt_count == 2));
+}
+
+/// A message whose provider call has returned is left out of the in-flight count while its
+/// outcome is recorded; naming one already recorded frees nothing.
+pub async fn settling_messages_hold_no_place_under_the_cap<S: StoreUnderTest>(store: S) {
+    for n in 0..10 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(10);
+    let first = store
+        .claim_within(now, &capped(3, Some(3), None))
+        .await
+        .unwrap();
+    assert_eq!(first.messages.len(), 3);
+    let (returned, recorded) = (&first.messages[0], &first.messages[1]);
+    assert!(store
+        .finish(
+            recorded.claim,
+            recorded.message.id,
+            None,
+            sent("SMrecorded"),
+            now
+        )
+        .await
+        .unwrap());
+    let settling = |ids: Vec<MessageId>| ClaimBudget {
+        settling: ids,
+        ..capped(10, Some(3), None)
+    };
+
+    // One place is free (the recorded message's); the returned one frees a second.
+    let claimed = store
+        .claim_within(
+            now,
+            &settling(vec![returned.message.id, recorded.message.id]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.messages.len(), 2);
+    assert_eq!(claimed.limited_by, Some(ClaimLimit::InFlight));
+
+    // The recorded message was never counted: naming it again frees nothing more.
+    let full = store
+        .claim_within(now, &settling(vec![recorded.message.id]))
+        .await
+        .unwrap();
+    assert!(
+        full.messages.is_empty(),
+        "a recorded message freed a place twice"
+    );
 }
 
 pub async fn concurrent_capped_claims_never_exceed_the_cap<S: StoreUnderTest>(store: S) {
