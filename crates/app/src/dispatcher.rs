@@ -24,8 +24,8 @@ const MAX_BATCH: u32 = 100;
 /// How long to wait after the store fails before trying again.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// How soon to look again when every instance together has `DISPATCH_CONCURRENCY` sends in
-/// flight: a send finishing here wakes this dispatcher at once, one finishing on another
-/// instance does not.
+/// flight: a provider call returning here wakes this dispatcher at once, one finishing on
+/// another instance does not.
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// After a claim that took every due message, the least time before the next: a busy API
 /// wakes the dispatcher once per queued message, and each claim counts the sends in flight
@@ -63,15 +63,12 @@ struct Settling {
 }
 
 impl Settling {
-    fn add(&self, id: MessageId) {
+    /// Names `id` until the returned guard is dropped, however the recording ends.
+    fn enter(self: &Arc<Self>, id: MessageId) -> Settled {
         self.ids().insert(id);
-    }
-
-    fn remove(&self, id: MessageId) {
-        let mut ids = self.ids();
-        ids.remove(&id);
-        if ids.is_empty() {
-            self.emptied.notify_waiters();
+        Settled {
+            settling: Arc::clone(self),
+            id,
         }
     }
 
@@ -93,6 +90,22 @@ impl Settling {
 
     fn ids(&self) -> std::sync::MutexGuard<'_, HashSet<MessageId>> {
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A message named in [`Settling`] while its outcome is recorded.
+struct Settled {
+    settling: Arc<Settling>,
+    id: MessageId,
+}
+
+impl Drop for Settled {
+    fn drop(&mut self) {
+        let mut ids = self.settling.ids();
+        ids.remove(&self.id);
+        if ids.is_empty() {
+            self.settling.emptied.notify_waiters();
+        }
     }
 }
 
@@ -355,13 +368,13 @@ impl Worker {
         };
         // Settling before the permit goes: a claim that finds the place free must also find
         // the message among those it leaves out of the count.
-        self.settling.add(message.id);
+        let settled = self.settling.enter(message.id);
         self.free(permit);
         let recorded = self
             .store
             .finish(claim, message.id, attempt, outcome, self.clock.now())
             .await;
-        self.settling.remove(message.id);
+        drop(settled);
         match recorded {
             Ok(true) => {
                 tracing::info!(%status, provider_sid, "message dispatched");
