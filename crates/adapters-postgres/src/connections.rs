@@ -50,7 +50,7 @@ impl Connections {
             None => self.pool.acquire().await?,
         };
         Ok(Connection {
-            connection: Some(connection),
+            connection,
             parked: Arc::clone(&self.parked),
             _permit: permit,
         })
@@ -60,7 +60,7 @@ impl Connections {
 /// One connection of [`Connections`]; dropped, it goes back to sqlx's pool.
 pub(crate) struct Connection {
     /// Declared before the permit: the connection is released before another caller may ask.
-    connection: Option<PoolConnection<Postgres>>,
+    connection: PoolConnection<Postgres>,
     parked: Arc<Mutex<Vec<PoolConnection<Postgres>>>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -68,13 +68,16 @@ pub(crate) struct Connection {
 impl Connection {
     /// Keeps the connection for the next caller: call it only once the last query on it has
     /// completed (a transaction committed or rolled back), never after an error.
-    pub(crate) fn park(mut self) {
-        if let Some(connection) = self.connection.take() {
-            self.parked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(connection);
-        }
+    pub(crate) fn park(self) {
+        let Self {
+            connection,
+            parked,
+            _permit,
+        } = self;
+        parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(connection);
     }
 }
 
@@ -82,18 +85,13 @@ impl Deref for Connection {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        // Only `park` takes the connection, and it consumes `self`.
-        self.connection
-            .as_deref()
-            .unwrap_or_else(|| unreachable!("a parked connection was used"))
+        &self.connection
     }
 }
 
 impl DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        self.connection
-            .as_deref_mut()
-            .unwrap_or_else(|| unreachable!("a parked connection was used"))
+        &mut self.connection
     }
 }
 
