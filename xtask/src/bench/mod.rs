@@ -413,7 +413,7 @@ impl Bench {
             format!("closed loop, {CONNECTIONS} connections, one API key, each to its own number; each stores a verification, a code and its message, and sends it"),
         );
         self.cpu_figures(2, "verification", store, &cpu, &started);
-        let (few, _) = self
+        let (few, few_cpu) = self
             .verifications_started_over(store, FEW_CONNECTIONS)
             .await?;
         self.figure(
@@ -424,12 +424,20 @@ impl Bench {
             Goal::None,
             format!("as above with {FEW_CONNECTIONS} connections (sessions 1-5's count), on a fresh store and service: fewer requests wait together, so each batch is smaller"),
         );
+        self.figure(
+            2,
+            &format!("machine idle, {FEW_CONNECTIONS} connections"),
+            store,
+            (few_cpu.idle_percent(), "%"),
+            Goal::None,
+            format!("as the idle share above, for the run at {FEW_CONNECTIONS} connections"),
+        );
         Ok(())
     }
 
     /// A closed loop of verifications over `connections`, on a fresh store and service.
     async fn verifications_started_over(
-        &mut self,
+        &self,
         store: StoreKind,
         connections: usize,
     ) -> anyhow::Result<(Outcome, CpuUse)> {
