@@ -70,9 +70,7 @@ impl PgStore {
             .await
             .map_err(PgStoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
-        // A quarter of the pool stays with everything else: reports, health, notifications.
-        let hot =
-            connections::Connections::new(pool.clone(), max_connections - max_connections / 4);
+        let hot = connections::Connections::new(pool.clone());
         Ok(Self {
             queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
             batched: Arc::new(writes::Batched::start(&hot)),

@@ -14,7 +14,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::rows::{store_error, AttemptRow, MessageRow};
-use crate::writes::{bind_messages, insert_messages_sql};
+use crate::writes::{bind_messages, column, insert_messages_sql};
 use crate::PgStore;
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
@@ -87,7 +87,7 @@ impl MessageStore for PgStore {
             .ok()
             .and_then(|lease| now.checked_add_signed(lease))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let mut connection = self.hot.acquire().await.map_err(store_error)?;
+        let mut connection = self.hot.acquire().await?;
         let mut transaction = connection.begin().await.map_err(store_error)?;
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
         if capped {
@@ -116,13 +116,7 @@ impl MessageStore for PgStore {
                  WHERE status = 'sending' AND locked_until > $1 AND id <> ALL ($2)",
             )
             .bind(now)
-            .bind(
-                budget
-                    .settling
-                    .iter()
-                    .map(|id| id.as_uuid())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(&budget.settling, |id| id.as_uuid()))
             .fetch_one(&mut *transaction)
             .await
             .map_err(store_error)?

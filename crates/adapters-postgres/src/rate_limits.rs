@@ -49,7 +49,7 @@ impl BatchWrite for CountrySends {
         let Some(earliest) = sends.iter().map(|send| send.hour).min() else {
             return Ok(Vec::new());
         };
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         // `FROM skip` sets the option first.
         sqlx::query(concat!(
             "WITH skip AS (SELECT ",
@@ -116,7 +116,7 @@ impl BatchWrite for Acquires {
                 sent_ats.push(acquire.now);
             }
         }
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         let refused: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
             "SELECT refused_send, refused_key, room_at \
              FROM sms_notify_acquire($1, $2, $3, $4, $5)",

@@ -67,7 +67,7 @@ impl BatchWrite for Creates {
         connections: &Connections,
         creates: &[Create],
     ) -> Result<Vec<Message>, StoreError> {
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         let messages: Vec<_> = creates
             .iter()
             .map(|create| (&create.message, Some(create.verification.id)))
@@ -167,7 +167,7 @@ impl BatchWrite for Checks {
         checks: &[Check],
     ) -> Result<Vec<Self::Output>, StoreError> {
         let rounds = rounds(checks);
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         // Several rounds are one transaction, so that a batch that fails (and is then retried
         // check by check) has counted nothing.
         let counted = if rounds.len() > 1 {
@@ -272,7 +272,7 @@ impl VerificationStore for PgStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
-        let mut connection = self.hot.acquire().await.map_err(store_error)?;
+        let mut connection = self.hot.acquire().await?;
         let row: Option<VerificationRow> = sqlx::query_as(
             r#"SELECT * FROM verifications
                WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3

@@ -123,7 +123,7 @@ impl BatchWrite for Enqueues {
         connections: &Connections,
         messages: &[NewMessage],
     ) -> Result<Vec<Enqueued>, StoreError> {
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         // A message whose idempotency key is taken (also by an earlier row of this batch) is
         // not inserted, and not returned.
         let inserted: Vec<Uuid> = bind_messages(
@@ -189,7 +189,7 @@ impl BatchWrite for Finishes {
         connections: &Connections,
         finishes: &[Finish],
     ) -> Result<Vec<bool>, StoreError> {
-        let mut connection = connections.acquire().await.map_err(store_error)?;
+        let mut connection = connections.acquire().await?;
         // The attempt is written only for the messages whose claim held, in the same
         // statement, so that both are committed together. Claims are matched as well as ids:
         // a batch may hold a lapsed claim's finish beside the new claim's.

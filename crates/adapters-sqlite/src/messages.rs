@@ -14,7 +14,7 @@ use store_batch::BatchWrite;
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::rows::{micros, store_error, AttemptRow, MessageRow};
+use crate::rows::{json_ids, micros, store_error, AttemptRow, MessageRow};
 use crate::SqliteStore;
 
 const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
@@ -295,16 +295,7 @@ impl MessageStore for SqliteStore {
                  AND id NOT IN (SELECT value FROM json_each($2))",
             )
             .bind(micros(now))
-            .bind(
-                serde_json::Value::from(
-                    budget
-                        .settling
-                        .iter()
-                        .map(|id| id.as_uuid().hyphenated().to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .to_string(),
-            )
+            .bind(json_ids(&budget.settling))
             .fetch_one(&mut *transaction)
             .await
             .map_err(store_error)?

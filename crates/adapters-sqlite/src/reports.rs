@@ -10,7 +10,7 @@ use ports::{
 };
 use uuid::fmt::Hyphenated;
 
-use crate::rows::{micros, store_error, AttemptRow, MessageRow};
+use crate::rows::{json_ids, micros, store_error, AttemptRow, MessageRow};
 use crate::SqliteStore;
 
 /// The SQL expression a report groups by: chosen from a closed list, never built from input.
@@ -76,19 +76,12 @@ impl MessageReports for SqliteStore {
         &self,
         ids: &[MessageId],
     ) -> Result<Vec<(MessageId, Attempt)>, StoreError> {
-        // One bound JSON array rather than a statement per list length.
-        let ids = serde_json::to_string(
-            &ids.iter()
-                .map(|id| id.as_uuid().hyphenated().to_string())
-                .collect::<Vec<_>>(),
-        )
-        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let rows: Vec<MessageAttemptRow> = sqlx::query_as(
             "SELECT * FROM message_attempts \
              WHERE message_id IN (SELECT value FROM json_each($1)) \
              ORDER BY message_id, number, started_at, id",
         )
-        .bind(ids)
+        .bind(json_ids(ids))
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;

@@ -24,6 +24,17 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Message ids as one JSON array, bound once and read with `json_each` rather than a statement
+/// per list length.
+pub(crate) fn json_ids(ids: &[MessageId]) -> String {
+    serde_json::Value::from(
+        ids.iter()
+            .map(|id| id.as_uuid().hyphenated().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
 /// How a timestamp is stored.
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
