@@ -188,14 +188,9 @@ async fn twenty_concurrent_checks_with_the_right_code_approve_exactly_once() {
         .iter()
         .filter(|(_, answer)| answer.to_string().contains("approved"))
         .collect();
-    assert_eq!(
-        approvals,
-        [&(
-            200,
-            json!({"status": "approved", "valid": true, "attempts_left": approvals[0].1["attempts_left"]})
-        )],
-        "{answers:?}"
-    );
+    assert_eq!(approvals.len(), 1, "{answers:?}");
+    assert_eq!(approvals[0].0, 200);
+    assert_eq!(approvals[0].1["valid"], true);
     // The others are refused: the verification ended, or (seen before the approval is
     // recorded) its five attempts are used up.
     assert!(
@@ -397,7 +392,7 @@ async fn one_right_and_nineteen_wrong_at_once(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_one_right_and_nineteen_wrong_codes_at_once_only_the_right_ones_answer_says_approved() {
+async fn one_right_and_nineteen_wrong_codes_at_once_get_exactly_one_answer_saying_approved() {
     // Twenty checks allowed, so that every check counts until the verification ends.
     let app = TestApp::spawn_with(&[("VERIFY_MAX_CHECKS", "20")]).await;
     app.twilio_expects_codes(&["+15551234567", "+15557654321"], 2)
@@ -412,7 +407,7 @@ async fn of_one_right_and_nineteen_wrong_codes_at_once_only_the_right_ones_answe
 
         let answers =
             one_right_and_nineteen_wrong_at_once(&app, &check, target.clone(), &code).await;
-        let (approving, refusing): (Vec<_>, Vec<_>) = answers
+        let (approving, others): (Vec<_>, Vec<_>) = answers
             .iter()
             .partition(|(_, body)| body.contains("approved"));
         assert_eq!(approving.len(), 1, "by number: {by_number}, {answers:#?}");
@@ -420,7 +415,7 @@ async fn of_one_right_and_nineteen_wrong_codes_at_once_only_the_right_ones_answe
         assert_eq!(approving[0].0, 200);
         assert_eq!(approval["status"], "approved");
         assert_eq!(approval["valid"], true);
-        for (status, body) in refusing {
+        for (status, body) in others {
             let answer: Value = serde_json::from_str(body).unwrap();
             match status {
                 200 => assert!(
