@@ -49,15 +49,17 @@ async fn a_code_sent_through_twilio_approves_its_verification_once() {
         json!({"status": "approved", "valid": true, "attempts_left": 3})
     );
 
-    // Approval is single-use.
-    let (_, again) = app
+    // Approval is single-use: the same code again finds nothing to check, as in Twilio Verify.
+    let (status, again) = app
         .post(
             &format!("/v1/verifications/{id}/check"),
             json!({"code": code}),
         )
         .await;
-    assert_eq!(again["status"], "approved");
-    assert_eq!(again["valid"], false);
+    assert_eq!(status, 404, "{again}");
+    assert_eq!(again["type"], "verification-ended");
+    assert_eq!(again["code"], 20404);
+    assert!(!again.to_string().contains("approved"), "{again}");
 }
 
 #[tokio::test]
@@ -82,16 +84,17 @@ async fn five_wrong_codes_lock_the_verification_even_for_the_right_one() {
         )
         .await;
     }
-    let (_, sixth) = app
+    let (status, sixth) = app
         .post(
             &format!("/v1/verifications/{id}/check"),
             json!({"code": code}),
         )
         .await;
-    assert_eq!(
-        sixth,
-        json!({"status": "max_attempts_reached", "valid": false, "attempts_left": 0})
-    );
+    assert_eq!(status, 429, "{sixth}");
+    assert_eq!(sixth["type"], "max-attempts-reached");
+    assert_eq!(sixth["code"], 60202);
+    let (_, verification) = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(verification["status"], "max_attempts_reached");
 }
 
 #[tokio::test]
@@ -141,8 +144,8 @@ async fn the_default_run_prints_the_code_and_approves_it() {
     assert!(app.twilio.received_requests().await.unwrap().is_empty());
 }
 
-/// Sends `count` checks of `code` at once and returns every answer.
-async fn concurrent_checks(app: &TestApp, id: &str, code: &str, count: usize) -> Vec<Value> {
+/// Sends `count` checks of `code` at once and returns every answer's status and body.
+async fn concurrent_checks(app: &TestApp, id: &str, code: &str, count: usize) -> Vec<(u16, Value)> {
     let mut checks = tokio::task::JoinSet::new();
     for _ in 0..count {
         let request = app
@@ -152,8 +155,8 @@ async fn concurrent_checks(app: &TestApp, id: &str, code: &str, count: usize) ->
             .json(&json!({ "code": code }));
         checks.spawn(async move {
             let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.unwrap()
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
         });
     }
     checks.join_all().await
@@ -181,18 +184,21 @@ async fn twenty_concurrent_checks_with_the_right_code_approve_exactly_once() {
     let (id, code) = started_with_code(&app, "+15551234567", 0).await;
 
     let answers = concurrent_checks(&app, &id, &code, 20).await;
-    let approvals = answers
+    let approvals: Vec<_> = answers
         .iter()
-        .filter(|answer| answer["valid"] == true)
-        .count();
-    assert_eq!(approvals, 1, "{answers:?}");
-    // A check refused while the approval is being recorded may see the attempts used up
-    // before it sees the approval; none of them approves.
+        .filter(|(_, answer)| answer.to_string().contains("approved"))
+        .collect();
+    assert_eq!(approvals.len(), 1, "{answers:?}");
+    assert_eq!(approvals[0].0, 200);
+    assert_eq!(approvals[0].1["valid"], true);
+    // The others are refused: the verification ended, or (seen before the approval is
+    // recorded) its five attempts are used up.
     assert!(
         answers
             .iter()
-            .all(|answer| answer["status"] == "approved"
-                || answer["status"] == "max_attempts_reached"),
+            .all(|(status, answer)| answer["status"] == "approved"
+                || (*status == 404 && answer["code"] == 20404)
+                || (*status == 429 && answer["code"] == 60202)),
         "{answers:?}"
     );
     let (_, verification) = app.get(&format!("/v1/verifications/{id}")).await;
@@ -206,31 +212,44 @@ async fn twenty_concurrent_wrong_checks_use_up_five_attempts_and_no_more() {
     let (id, code) = started_with_code(&app, "+15551234567", 0).await;
 
     let answers = concurrent_checks(&app, &id, &wrong(&code), 20).await;
-    assert!(answers.iter().all(|answer| answer["valid"] == false));
     // Each counted check answers with the attempts left after it: 4, 3, 2, 1, then 0 with
     // max_attempts_reached. A sixth counted check would repeat one of them.
-    let mut pending_left: Vec<u64> = answers
+    let mut counted: Vec<(&str, u64)> = answers
         .iter()
-        .filter(|answer| answer["status"] == "pending")
-        .map(|answer| answer["attempts_left"].as_u64().unwrap())
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, answer)| {
+            assert_eq!(answer["valid"], false, "{answer}");
+            (
+                answer["status"].as_str().unwrap(),
+                answer["attempts_left"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    pending_left.sort_unstable();
-    assert_eq!(pending_left, vec![1, 2, 3, 4], "{answers:?}");
+    counted.sort_unstable();
+    assert_eq!(
+        counted,
+        [
+            ("max_attempts_reached", 0),
+            ("pending", 1),
+            ("pending", 2),
+            ("pending", 3),
+            ("pending", 4)
+        ],
+        "{answers:?}"
+    );
     assert!(answers
         .iter()
-        .filter(|answer| answer["status"] != "pending")
-        .all(|answer| answer["status"] == "max_attempts_reached" && answer["attempts_left"] == 0));
+        .filter(|(status, _)| *status != 200)
+        .all(|(status, answer)| *status == 429 && answer["code"] == 60202));
 
-    let (_, last) = app
+    let (status, last) = app
         .post(
             &format!("/v1/verifications/{id}/check"),
             json!({"code": code}),
         )
         .await;
-    assert_eq!(
-        last,
-        json!({"status": "max_attempts_reached", "valid": false, "attempts_left": 0})
-    );
+    assert_eq!(status, 429, "{last}");
+    assert_eq!(last["code"], 60202);
 }
 
 #[tokio::test]
@@ -249,14 +268,13 @@ async fn after_an_approval_the_number_gets_a_new_verification_and_the_old_code_i
     // Not the approved one reused: a new verification with a new code.
     let (second_id, second_code) = started_with_code(&app, "+15551234567", 1).await;
     assert_ne!(second_id, first_id);
-    let (_, spent) = app
+    let (status, spent) = app
         .post(
             &format!("/v1/verifications/{first_id}/check"),
             json!({"code": first_code}),
         )
         .await;
-    assert_eq!(spent["valid"], false);
-    assert_eq!(spent["status"], "approved");
+    assert_eq!(status, 404, "{spent}");
     if second_code != first_code {
         let (_, old_code) = app
             .post(
@@ -296,16 +314,14 @@ async fn a_canceled_verification_approves_nothing() {
     assert_eq!(status, 200, "{canceled}");
     assert_eq!(canceled["status"], "canceled");
     assert_eq!(canceled["to"], "+1555***4567");
-    let (_, check) = app
+    let (status, check) = app
         .post(
             &format!("/v1/verifications/{id}/check"),
             json!({"code": code}),
         )
         .await;
-    assert_eq!(
-        check,
-        json!({"status": "canceled", "valid": false, "attempts_left": 5})
-    );
+    assert_eq!(status, 404, "{check}");
+    assert_eq!(check["code"], 20404);
     let (status, again) = app
         .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
         .await;
@@ -333,4 +349,95 @@ async fn a_canceled_verification_approves_nothing() {
         )
         .await;
     assert_eq!(status, 404);
+}
+
+/// Checks one verification with `right` and 19 wrong codes at once, through `check` (the
+/// path, and whether the body names the verification by id or by number), and returns every
+/// answer: its status and body as the client reads them.
+async fn one_right_and_nineteen_wrong_at_once(
+    app: &TestApp,
+    check: &str,
+    target: Value,
+    right: &str,
+) -> Vec<(u16, String)> {
+    let number: u32 = right.parse().unwrap();
+    let modulus = 10u32.pow(u32::try_from(right.len()).unwrap());
+    let mut codes: Vec<String> = (1..20)
+        .map(|offset| {
+            format!(
+                "{:0width$}",
+                (number + offset) % modulus,
+                width = right.len()
+            )
+        })
+        .collect();
+    // In the middle, so that wrong codes race it from both sides.
+    codes.insert(10, right.to_owned());
+    let mut checks = tokio::task::JoinSet::new();
+    for code in codes {
+        let mut body = target.clone();
+        body["code"] = json!(code);
+        let request = app
+            .client
+            .post(format!("{}{check}", app.base))
+            .bearer_auth(API_KEY)
+            .json(&body);
+        checks.spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        });
+    }
+    checks.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_right_and_nineteen_wrong_codes_at_once_get_exactly_one_answer_saying_approved() {
+    // Twenty checks allowed, so that every check counts until the verification ends.
+    let app = TestApp::spawn_with(&[("VERIFY_MAX_CHECKS", "20")]).await;
+    app.twilio_expects_codes(&["+15551234567", "+15557654321"], 2)
+        .await;
+    for (sends_so_far, to, by_number) in [(0, "+15551234567", false), (1, "+15557654321", true)] {
+        let (id, code) = started_with_code(&app, to, sends_so_far).await;
+        let (check, target) = if by_number {
+            ("/v1/verification-checks".to_owned(), json!({ "to": to }))
+        } else {
+            (format!("/v1/verifications/{id}/check"), json!({}))
+        };
+
+        let answers =
+            one_right_and_nineteen_wrong_at_once(&app, &check, target.clone(), &code).await;
+        let (approving, others): (Vec<_>, Vec<_>) = answers
+            .iter()
+            .partition(|(_, body)| body.contains("approved"));
+        assert_eq!(approving.len(), 1, "by number: {by_number}, {answers:#?}");
+        let approval: Value = serde_json::from_str(&approving[0].1).unwrap();
+        assert_eq!(approving[0].0, 200);
+        assert_eq!(approval["status"], "approved");
+        assert_eq!(approval["valid"], true);
+        for (status, body) in others {
+            let answer: Value = serde_json::from_str(body).unwrap();
+            match status {
+                200 => assert!(
+                    answer["valid"] == false
+                        && (answer["status"] == "pending"
+                            || answer["status"] == "max_attempts_reached"),
+                    "{answer}"
+                ),
+                404 => assert_eq!(answer["code"], 20404, "{answer}"),
+                _ => panic!("a check answered {status} {answer}"),
+            }
+        }
+
+        let mut late = target;
+        late["code"] = json!(code);
+        let (status, problem) = app.post(&check, late).await;
+        assert_eq!(status, 404, "{problem}");
+        assert_eq!(problem["code"], 20404, "{problem}");
+        assert!(!problem.to_string().contains("approved"), "{problem}");
+    }
+    // Each approval counted once, by number as by id.
+    let approvals = r#"sms_notify_verifications_total{event="approved"} 2"#;
+    let metrics = app.metrics().await;
+    assert!(metrics.iter().any(|line| line == approvals), "{metrics:#?}");
 }

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CodeLength, Message, NewMessage, PhoneNumber, Priority, ResendRefusal,
-    Verification, VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,
+    Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber, Priority,
+    ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
+    VerificationStatus,
 };
 use ports::StoreError;
 use template::{RenderError, TWO_FACTOR_AUTH};
@@ -48,6 +49,9 @@ pub enum CancelError {
 pub enum CheckError {
     #[error("no such verification")]
     NotFound,
+    /// The verification no longer takes checks; nothing about this one approved it.
+    #[error(transparent)]
+    Refused(#[from] CheckRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -227,7 +231,9 @@ impl Services {
     }
 
     /// Checks a code. Each counted check uses up one attempt, atomically, so that concurrent
-    /// guesses cannot exceed the limit, and only one check can ever approve.
+    /// guesses cannot exceed the limit. Only the check whose approval is recorded answers
+    /// `approved`; a check the verification no longer takes is refused, so that no other answer
+    /// can be read as an approval.
     pub async fn check_verification(
         &self,
         api_key: &str,
@@ -238,21 +244,29 @@ impl Services {
         // Another client's verification is not counted, and not found by `refused_check`.
         let Some((counted, hashes)) = self.verifications.count_check(id, api_key, now).await?
         else {
-            return self.refused_check(api_key, id, now).await;
+            return Err(self.refused_check(api_key, id, now).await?.into());
         };
         if self.test_numbers.code_for(&counted.to).is_some() {
             tracing::warn!(verification_id = %id, to = %counted.to.masked(), "test number: code checked (TEST_NUMBERS)");
         }
         let matches = self.hasher.matches_any(id, code, &hashes);
         let outcome = counted.outcome_of_counted_check(matches);
-        if outcome.status != VerificationStatus::Pending
-            && !self.verifications.conclude(id, outcome.status, now).await?
-        {
-            // A concurrent check concluded it first; this one approves nothing.
-            return self.refused_check(api_key, id, now).await;
-        }
-        if outcome.valid {
-            tracing::info!(verification_id = %id, "verification approved");
+        match outcome.status {
+            VerificationStatus::Approved => {
+                if !self.verifications.conclude(id, outcome.status, now).await? {
+                    // Approved by a concurrent check, canceled or expired first: this check
+                    // approves nothing and is answered as one that came after.
+                    return Err(self.refused_check(api_key, id, now).await?.into());
+                }
+                tracing::info!(verification_id = %id, "verification approved");
+            }
+            // This check used the last attempt, and says so even when an earlier counted check
+            // with the right code records its approval first (or did): that one's answer is the
+            // only approval.
+            VerificationStatus::MaxAttemptsReached => {
+                self.verifications.conclude(id, outcome.status, now).await?;
+            }
+            _ => {}
         }
         Ok(outcome)
     }
@@ -317,24 +331,30 @@ impl Services {
         }
     }
 
-    /// The answer to a check the store would not count, from the verification as it is now
-    /// (a concurrent check may just have concluded it).
+    /// Why the store would not count a check, from the verification as it is now (a
+    /// concurrent check may just have concluded it).
     async fn refused_check(
         &self,
         api_key: &str,
         id: VerificationId,
         now: DateTime<Utc>,
-    ) -> Result<CheckOutcome, CheckError> {
+    ) -> Result<CheckRefusal, CheckError> {
         let latest = self
             .verification(api_key, id)
             .await?
             .ok_or(CheckError::NotFound)?;
-        let outcome = latest.outcome_of_refused_check(now);
+        // The store counts every check that a pending verification with attempts left admits;
+        // were one ever refused all the same, it would still not be counted: nothing is written.
+        let Some(refusal) = latest.check_refusal(now) else {
+            return Ok(CheckRefusal::MaxAttemptsReached);
+        };
         // Write down what readers already see (expired, out of attempts), so reports count it.
-        if latest.status == VerificationStatus::Pending && !latest.admits_check(now) {
-            self.verifications.conclude(id, outcome.status, now).await?;
+        if latest.status == VerificationStatus::Pending {
+            self.verifications
+                .conclude(id, refusal.status(), now)
+                .await?;
         }
-        Ok(outcome)
+        Ok(refusal)
     }
 }
 
@@ -542,7 +562,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_check_that_loses_the_race_to_approve_is_not_valid() {
+    async fn a_right_code_that_loses_the_race_to_approve_is_refused_as_ended() {
         let id = pending().id;
         let mut store = MockVerificationStore::new();
         // What the check reads after losing: the winner's approval.
@@ -562,12 +582,83 @@ mod tests {
             .expect_conclude()
             .times(1)
             .returning(|_, _, _| Ok(false));
-        let outcome = services(store)
+        let error = services(store)
             .check_verification("auth", id, &code())
             .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CheckError::Refused(CheckRefusal::Ended(VerificationStatus::Approved))
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wrong_code_that_uses_the_last_attempt_says_so_though_an_approval_was_recorded_first(
+    ) {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store.expect_get().returning(move |_| {
+            Ok(Some(Verification {
+                status: VerificationStatus::Approved,
+                check_count: 5,
+                ..pending_with_id(id)
+            }))
+        });
+        store.expect_count_check().returning(move |_, _, _| {
+            let counted = Verification {
+                check_count: 5,
+                ..pending_with_id(id)
+            };
+            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+        });
+        // An earlier counted check with the right code has recorded its approval.
+        store
+            .expect_conclude()
+            .withf(|_, status, _| *status == VerificationStatus::MaxAttemptsReached)
+            .times(1)
+            .returning(|_, _, _| Ok(false));
+        let wrong = VerificationCode::parse("654321").unwrap();
+        let outcome = services(store)
+            .check_verification("auth", id, &wrong)
+            .await
             .unwrap();
-        assert_eq!(outcome.status, VerificationStatus::Approved);
-        assert!(!outcome.valid);
+        assert_eq!(
+            outcome,
+            CheckOutcome {
+                status: VerificationStatus::MaxAttemptsReached,
+                valid: false,
+                attempts_left: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_after_the_last_attempt_is_refused_and_records_the_lock() {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store.expect_get().returning(move |_| {
+            Ok(Some(Verification {
+                check_count: 5,
+                ..pending_with_id(id)
+            }))
+        });
+        store.expect_count_check().returning(|_, _, _| Ok(None));
+        store
+            .expect_conclude()
+            .withf(|_, status, _| *status == VerificationStatus::MaxAttemptsReached)
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let error = services(store)
+            .check_verification("auth", id, &code())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, CheckError::Refused(CheckRefusal::MaxAttemptsReached)),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
@@ -586,12 +677,17 @@ mod tests {
             .withf(|_, status, _| *status == VerificationStatus::Expired)
             .times(1)
             .returning(|_, _, _| Ok(true));
-        let outcome = services(store)
+        let error = services(store)
             .check_verification("auth", id, &code())
             .await
-            .unwrap();
-        assert_eq!(outcome.status, VerificationStatus::Expired);
-        assert!(!outcome.valid);
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CheckError::Refused(CheckRefusal::Ended(VerificationStatus::Expired))
+            ),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]

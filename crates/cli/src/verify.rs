@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use app::verify::StartRequest;
+use app::verify::{CheckError, StartRequest};
 use chrono::SecondsFormat;
 use domain::{PhoneNumber, VerificationCode, VerificationId};
 
@@ -62,16 +62,25 @@ pub async fn run(api_key: &str, command: VerifyCommand) -> anyhow::Result<ExitCo
         VerifyCommand::Check { verification, code } => {
             let code = VerificationCode::parse(&code)
                 .map_err(|_| anyhow::anyhow!("a code is 4 to 10 digits"))?;
-            let outcome = match verification.parse::<VerificationId>() {
-                Ok(id) => services.check_verification(api_key, id, &code).await?,
+            let checked = match verification.parse::<VerificationId>() {
+                Ok(id) => services.check_verification(api_key, id, &code).await,
                 Err(_) => {
                     let to = PhoneNumber::parse(&verification).map_err(|_| {
                         anyhow::anyhow!(
                             "`{verification}` is neither a verification id nor a phone number"
                         )
                     })?;
-                    services.check_verification_of(api_key, &to, &code).await?
+                    services.check_verification_of(api_key, &to, &code).await
                 }
+            };
+            let outcome = match checked {
+                Ok(outcome) => outcome,
+                // A negative answer, like a wrong code, not a failure of the tool.
+                Err(CheckError::Refused(refusal)) => {
+                    println!("refused       {refusal}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(error) => return Err(error.into()),
             };
             println!("status        {}", outcome.status);
             println!("valid         {}", outcome.valid);

@@ -29,6 +29,6 @@ pub use pumping::{HourlySends, PumpingPolicy, Traffic};
 pub use retry::RetryPolicy;
 pub use segments::{analyze, Encoding, SegmentInfo};
 pub use verification::{
-    CheckOutcome, CodeHash, CodeLength, ResendRefusal, Verification, VerificationCode,
-    VerificationId, VerificationPolicy, VerificationStatus,
+    CheckOutcome, CheckRefusal, CodeHash, CodeLength, ResendRefusal, Verification,
+    VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,
 };

@@ -211,7 +211,30 @@ pub enum ResendRefusal {
     TooSoon { retry_after: TimeDelta },
 }
 
-/// What a check answers.
+/// Why a check is not counted: the verification no longer takes checks. Twilio Verify answers
+/// these as errors rather than as a check's status, so that no client reads a refused check
+/// as an approval; neither message names the status, so neither says "approved".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CheckRefusal {
+    /// Approved, expired or canceled (Twilio Verify's 20404).
+    #[error("the verification is no longer pending; start a new one")]
+    Ended(VerificationStatus),
+    /// Every check it allows has been made (Twilio Verify's 60202).
+    #[error("the verification has no checks left; start a new one")]
+    MaxAttemptsReached,
+}
+
+impl CheckRefusal {
+    /// The status of a verification that refuses checks for this reason.
+    pub fn status(self) -> VerificationStatus {
+        match self {
+            CheckRefusal::Ended(status) => status,
+            CheckRefusal::MaxAttemptsReached => VerificationStatus::MaxAttemptsReached,
+        }
+    }
+}
+
+/// What a counted check answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckOutcome {
     pub status: VerificationStatus,
@@ -260,7 +283,7 @@ impl Verification {
 
     /// Whether a check may be counted now; the store counts it atomically only when this holds.
     pub fn admits_check(&self, now: DateTime<Utc>) -> bool {
-        self.status_at(now) == VerificationStatus::Pending && self.attempts_left() > 0
+        self.check_refusal(now).is_none()
     }
 
     /// Whether another code may be sent for this verification now.
@@ -310,17 +333,15 @@ impl Verification {
         }
     }
 
-    /// The answer to a check that could not be counted: the verification is no longer pending
-    /// (or has no attempts left), so nothing approves it, whatever the code.
-    pub fn outcome_of_refused_check(&self, now: DateTime<Utc>) -> CheckOutcome {
-        let status = match self.status_at(now) {
-            VerificationStatus::Pending => VerificationStatus::MaxAttemptsReached,
-            other => other,
-        };
-        CheckOutcome {
-            status,
-            valid: false,
-            attempts_left: self.attempts_left(),
+    /// Why a check cannot be counted now, if it cannot: the answer to a check the store
+    /// refused. Nothing approves a verification that refuses checks, whatever the code.
+    pub fn check_refusal(&self, now: DateTime<Utc>) -> Option<CheckRefusal> {
+        match self.status_at(now) {
+            VerificationStatus::Pending if self.attempts_left() > 0 => None,
+            VerificationStatus::Pending | VerificationStatus::MaxAttemptsReached => {
+                Some(CheckRefusal::MaxAttemptsReached)
+            }
+            ended => Some(CheckRefusal::Ended(ended)),
         }
     }
 }
@@ -354,7 +375,10 @@ mod tests {
             verification.status_at(t0() + TimeDelta::minutes(10)),
             VerificationStatus::Expired
         );
-        assert!(!verification.admits_check(t0() + TimeDelta::minutes(11)));
+        assert_eq!(
+            verification.check_refusal(t0() + TimeDelta::minutes(11)),
+            Some(CheckRefusal::Ended(VerificationStatus::Expired))
+        );
     }
 
     #[test]
@@ -386,10 +410,15 @@ mod tests {
     fn a_sixth_check_is_refused_even_with_the_right_code() {
         let mut verification = started_at(t0());
         verification.check_count = 5;
-        assert!(!verification.admits_check(t0()));
-        let outcome = verification.outcome_of_refused_check(t0());
-        assert_eq!(outcome.status, VerificationStatus::MaxAttemptsReached);
-        assert!(!outcome.valid);
+        assert_eq!(
+            verification.check_refusal(t0()),
+            Some(CheckRefusal::MaxAttemptsReached)
+        );
+        verification.status = VerificationStatus::MaxAttemptsReached;
+        assert_eq!(
+            verification.check_refusal(t0()),
+            Some(CheckRefusal::MaxAttemptsReached)
+        );
     }
 
     #[test]
@@ -398,12 +427,8 @@ mod tests {
         verification.status = VerificationStatus::Approved;
         assert!(!verification.admits_check(t0()));
         assert_eq!(
-            verification.outcome_of_refused_check(t0() + TimeDelta::hours(1)),
-            CheckOutcome {
-                status: VerificationStatus::Approved,
-                valid: false,
-                attempts_left: 5
-            }
+            verification.check_refusal(t0() + TimeDelta::hours(1)),
+            Some(CheckRefusal::Ended(VerificationStatus::Approved))
         );
         for next in VerificationStatus::ALL {
             assert!(!VerificationStatus::Approved.can_transition_to(next));

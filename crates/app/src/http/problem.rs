@@ -25,6 +25,11 @@ pub struct ApiError {
     /// The request field that is wrong (`to`, `data.code`, `Idempotency-Key`), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Twilio's error code for the same answer (`20404`, `60202`) where the API follows
+    /// Twilio Verify, so that a client ported from Twilio keeps its error handling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 20404)]
+    pub code: Option<u32>,
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after_seconds: Option<u64>,
@@ -47,12 +52,18 @@ impl ApiError {
             title,
             detail: detail.into(),
             field: None,
+            code: None,
             retry_after_seconds: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_twilio_code(mut self, code: u32) -> Self {
+        self.code = Some(code);
         self
     }
 

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CodeLength, Verification, VerificationCode, VerificationId,
-    VerificationStatus,
+    Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
+    VerificationId, VerificationStatus,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -210,8 +210,9 @@ pub async fn get(
     )))
 }
 
-/// Checks a code the user typed: `approved`, or still `pending` with attempts left, or the
-/// verification's final status. After 5 wrong codes even the right one fails.
+/// Checks a code the user typed: `approved` for the one check whose code approved it, else
+/// `pending` with attempts left, or `max_attempts_reached` for the check that used the last
+/// attempt. A verification that takes no more checks answers a problem, as in Twilio Verify.
 #[utoipa::path(
     post,
     path = "/v1/verifications/{id}/check",
@@ -220,8 +221,13 @@ pub async fn get(
     params(("id" = String, Path, description = "The verification's id")),
     request_body = CheckBody,
     responses(
-        (status = 200, description = "The outcome of the check", body = CheckView),
-        (status = "default", description = "An error; an unknown id is a 404",
+        (status = 200, description = "The outcome of a counted check", body = CheckView),
+        (status = 404, description = "No such verification, or it is no longer pending (approved, \
+            expired or canceled); `code` 20404, as in Twilio Verify",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 429, description = "Its checks are used up; `code` 60202, as in Twilio Verify",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = "default", description = "Another error; a code that is not 4 to 10 digits is a 422",
             body = ApiError, content_type = "application/problem+json")
     )
 )]
@@ -234,19 +240,47 @@ pub async fn check(
     let id: VerificationId = parse_id(&id, "verification")?;
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
-    let outcome = services
-        .check_verification(&api_key, id, &code)
-        .await
-        .map_err(|error| match error {
-            CheckError::NotFound => ApiError::not_found(format!("no verification with id `{id}`")),
-            CheckError::Store(error) => error.into(),
-        })?;
-    services.metrics.verification(if outcome.valid {
-        VerificationEvent::Approved
-    } else {
-        VerificationEvent::Failed
-    });
-    Ok(Json(outcome.into()))
+    let checked = services.check_verification(&api_key, id, &code).await;
+    check_answer(&services, checked, || {
+        format!("no verification with id `{id}`")
+    })
+}
+
+/// A check's answer: a counted check's outcome, or the problem of one the verification no
+/// longer takes, which says nothing of how it ended (a client reading a refused check as an
+/// approval would let any code in).
+fn check_answer(
+    services: &Services,
+    checked: Result<CheckOutcome, CheckError>,
+    not_found: impl FnOnce() -> String,
+) -> Result<Json<CheckView>, ApiError> {
+    let event = match &checked {
+        Ok(outcome) if outcome.valid => Some(VerificationEvent::Approved),
+        Ok(_) | Err(CheckError::Refused(_)) => Some(VerificationEvent::Failed),
+        Err(CheckError::NotFound | CheckError::Store(_)) => None,
+    };
+    if let Some(event) = event {
+        services.metrics.verification(event);
+    }
+    match checked {
+        Ok(outcome) => Ok(Json(outcome.into())),
+        Err(CheckError::NotFound) => Err(ApiError::not_found(not_found()).with_twilio_code(20404)),
+        Err(CheckError::Refused(refusal @ CheckRefusal::Ended(_))) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "verification-ended",
+            "Verification ended",
+            refusal.to_string(),
+        )
+        .with_twilio_code(20404)),
+        Err(CheckError::Refused(refusal @ CheckRefusal::MaxAttemptsReached)) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "max-attempts-reached",
+            "Max check attempts reached",
+            refusal.to_string(),
+        )
+        .with_twilio_code(60202)),
+        Err(CheckError::Store(error)) => Err(error.into()),
+    }
 }
 
 fn refusal_problem(refusal: Refusal) -> ApiError {
@@ -273,7 +307,7 @@ pub struct CheckByNumberBody {
 }
 
 /// Checks a code against the pending verification of a number, as Twilio Verify's
-/// VerificationCheck does.
+/// VerificationCheck does; it answers as a check by id.
 #[utoipa::path(
     post,
     path = "/v1/verification-checks",
@@ -281,8 +315,13 @@ pub struct CheckByNumberBody {
     security(("api_key" = [])),
     request_body = CheckByNumberBody,
     responses(
-        (status = 200, description = "The outcome of the check", body = CheckView),
-        (status = "default", description = "An error; no pending verification for the number is a 404",
+        (status = 200, description = "The outcome of a counted check", body = CheckView),
+        (status = 404, description = "No pending verification for the number (none started, or it \
+            ended); `code` 20404, as in Twilio Verify",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 429, description = "Its checks are used up; `code` 60202, as in Twilio Verify",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = "default", description = "Another error; an invalid number or code is a 422",
             body = ApiError, content_type = "application/problem+json")
     )
 )]
@@ -294,14 +333,10 @@ pub async fn check_by_number(
     let to = parse_phone_number("to", &body.to)?;
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
-    let outcome = services
-        .check_verification_of(&api_key, &to, &code)
-        .await
-        .map_err(|error| match error {
-            CheckError::NotFound => ApiError::not_found("no pending verification for this number"),
-            CheckError::Store(error) => error.into(),
-        })?;
-    Ok(Json(outcome.into()))
+    let checked = services.check_verification_of(&api_key, &to, &code).await;
+    check_answer(&services, checked, || {
+        "no pending verification for this number".to_owned()
+    })
 }
 
 /// Cancels a pending verification: its codes approve nothing and unsent ones are never sent.

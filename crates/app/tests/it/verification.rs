@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use adapters_sqlite::SqliteStore;
 use app::codes::CodeHasher;
 use app::guards::{GuardConfig, LogOnly, SendGuards};
-use app::verify::{StartRequest, Started};
+use app::verify::{CheckError, StartRequest, Started};
 use app::Services;
 use chrono::TimeDelta;
 use domain::{
-    Channel, CodeLength, PhoneNumber, VerificationCode, VerificationPolicy, VerificationStatus,
+    Channel, CheckRefusal, CodeLength, PhoneNumber, VerificationCode, VerificationPolicy,
+    VerificationStatus,
 };
 use ports::CodeGenerator;
 
@@ -101,9 +102,14 @@ async fn the_right_code_is_refused_as_expired_from_the_end_of_its_lifetime() {
         .services
         .check_verification("auth", id, &code("246810"))
         .await
-        .unwrap();
-    assert_eq!(after.status, VerificationStatus::Expired);
-    assert!(!after.valid);
+        .unwrap_err();
+    assert!(
+        matches!(
+            after,
+            CheckError::Refused(CheckRefusal::Ended(VerificationStatus::Expired))
+        ),
+        "{after:?}"
+    );
     let stored = fixture
         .services
         .verification("auth", id)

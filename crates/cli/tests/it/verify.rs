@@ -79,5 +79,17 @@ async fn a_code_sent_by_verify_start_is_approved_by_verify_check_in_another_run(
         "{}",
         approved.stdout()
     );
+
+    // Approval is single-use: the same code again is refused, in words that approve nothing.
+    let again = operator.run(&["verify", "check", &id, &code]).await;
+    again.failed();
+    assert!(
+        again
+            .stdout()
+            .contains("refused       the verification is no longer pending"),
+        "{}",
+        again.stdout()
+    );
+    assert!(!again.stdout().contains("approved"), "{}", again.stdout());
     operator.twilio.verify().await;
 }
