@@ -26,6 +26,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
+    /// One of HTTP's own methods, or `other` (see [`method_label`]).
     method: String,
     /// The route's template (`/v1/messages/{id}`), never the raw path.
     route: String,
@@ -78,6 +79,17 @@ struct LimitLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
+}
+
+/// HTTP's own methods by name, any other `other`: a client may send whatever token it likes as
+/// a method, and each must not become a series of its own.
+fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
+            method
+        }
+        _ => "other",
+    }
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -216,6 +228,7 @@ impl Metrics {
         api_key: Option<&str>,
         seconds: f64,
     ) {
+        let method = method_label(method);
         self.http_requests
             .get_or_create(&HttpLabels {
                 method: method.to_owned(),
