@@ -110,6 +110,8 @@ pub struct DispatchConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind_addr: SocketAddr,
+    /// Where `/metrics` is served instead of at `bind_addr`, when set.
+    pub metrics_bind_addr: Option<SocketAddr>,
     pub database: DatabaseConfig,
     pub api_keys: ApiKeys,
     /// The keys were generated for this run and must be shown to the operator once.
@@ -254,6 +256,10 @@ impl Config {
                         .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
                 })?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_bind_addr: env.parse_with("METRICS_BIND_ADDR", |text| {
+                text.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, such as 127.0.0.1:9090".to_owned())
+            })?,
             providers,
             circuit,
             twilio_status_callbacks,
@@ -873,6 +879,7 @@ mod tests {
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (&[("METRICS_BIND_ADDR", "9090")], "METRICS_BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("API_KEYS", "nokey")], "API_KEYS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),

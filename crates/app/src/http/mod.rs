@@ -38,6 +38,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every route, each with its description.
 fn api() -> OpenApiRouter<Arc<Services>> {
+    api_but_metrics().routes(routes!(operations::metrics))
+}
+
+/// What the public listener serves when `/metrics` has a listener of its own.
+fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(messages::send, messages::list))
         .routes(routes!(messages::get))
@@ -52,7 +57,6 @@ fn api() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(reports::usage))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
-        .routes(routes!(operations::metrics))
         .routes(routes!(operations::openapi_json))
 }
 
@@ -61,8 +65,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().into_openapi()
 }
 
-pub fn router(services: Arc<Services>) -> Router {
-    let (routes, _) = api().split_for_parts();
+/// The API. `metrics_apart`: `/metrics` is served on a listener of its own
+/// ([`metrics_router`]), not here.
+pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
+    let api = if metrics_apart {
+        api_but_metrics()
+    } else {
+        api()
+    };
+    let (routes, _) = api.split_for_parts();
     with_limits(
         routes.fallback(|| async {
             ApiError::not_found("no such route; see /openapi.json for the API")
@@ -87,6 +98,17 @@ pub fn router(services: Arc<Services>) -> Router {
         }),
     )
     .layer(axum::middleware::from_fn(observe::request_context))
+    .with_state(services)
+}
+
+/// `/metrics` alone, for the listener at `METRICS_BIND_ADDR`.
+pub fn metrics_router(services: Arc<Services>) -> Router {
+    let (routes, _) = OpenApiRouter::new()
+        .routes(routes!(operations::metrics))
+        .split_for_parts();
+    with_limits(routes.fallback(|| async {
+        ApiError::not_found("no such route: this listener serves /metrics only")
+    }))
     .with_state(services)
 }
 
