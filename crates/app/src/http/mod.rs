@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
@@ -113,9 +114,10 @@ pub fn metrics_router(services: Arc<Services>) -> Router {
 }
 
 /// The body limit and the timeout, and problem documents for what they (and axum's own
-/// rejections) answer.
+/// rejections, and a handler that panics) answer.
 fn with_limits<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
+        .layer(CatchPanicLayer::custom(problem::for_panic))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +154,42 @@ mod tests {
                 "http/mod.rs calls `{forbidden}`"
             );
         }
+    }
+
+    async fn panics() -> &'static str {
+        panic!("the secret detail")
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_a_500_problem_and_the_next_request_is_served() {
+        let routes = with_limits(
+            Router::new()
+                .route("/panics", get(panics))
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let response = routes
+            .clone()
+            .oneshot(Request::get("/panics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "internal");
+        assert_eq!(problem["status"], 500);
+        assert!(!problem.to_string().contains("secret"), "{problem}");
+
+        let next = routes
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
     }
 
     #[tokio::test(start_paused = true)]
