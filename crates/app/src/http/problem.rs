@@ -85,6 +85,10 @@ impl ApiError {
     /// A failure that is ours, not the client's: the detail goes to the log, not the client.
     pub fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(%error, "request failed");
+        Self::internal_failure()
+    }
+
+    fn internal_failure() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -113,13 +117,7 @@ pub fn for_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     tracing::error!(panic = message, "a request handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Internal error",
-        "the request could not be completed; try again",
-    )
-    .into_response()
+    ApiError::internal_failure().into_response()
 }
 
 impl IntoResponse for ApiError {
