@@ -14,6 +14,7 @@ mod messages;
 mod operations;
 mod processes;
 mod resilience;
+mod robustness;
 mod secrecy;
 mod two_factor;
 mod webhooks;

@@ -279,8 +279,13 @@ async fn readiness_asks_twilio_whether_the_credentials_work() {
     let (status, problem) = refused.get("/readyz").await;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["type"], "not-ready");
+    let detail = problem["detail"].as_str().unwrap();
     assert!(
-        problem["detail"].as_str().unwrap().contains("provider"),
+        detail.contains("provider: twilio: credentials refused"),
         "{problem}"
+    );
+    assert!(
+        !detail.contains("Authenticate"),
+        "Twilio's own text: {problem}"
     );
 }

@@ -18,6 +18,8 @@ const CODE_PEPPER: &str = "e2e-pepper-0123456789abcdef0123456789";
 
 pub struct TestApp {
     pub base: String,
+    /// Where `/metrics` is served when `METRICS_BIND_ADDR` gives it a listener of its own.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     /// Shared by the instances of one database (see [`TestApp::spawn_sibling`]).
     pub twilio: Arc<MockServer>,
@@ -83,12 +85,14 @@ impl TestApp {
         let config = app::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
         let server = app::Server::build(config).await.unwrap();
         let base = format!("http://{}", server.local_addr());
+        let metrics_base = server.metrics_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run_until(async {
             let _ = stopped.await;
         }));
         Self {
             base,
+            metrics_base,
             client: reqwest::Client::new(),
             twilio,
             database_url,

@@ -24,6 +24,15 @@ use crate::test_numbers::TestNumbers;
 /// brute-forced together with the 10^6 possible codes.
 const MIN_PEPPER_LEN: usize = 32;
 
+/// The longest durations configuration accepts (see `Env::up_to`), in seconds.
+const HOUR: u64 = 3_600;
+const DAY: u64 = 24 * HOUR;
+/// [`DAY`] as chrono counts seconds.
+const DAY_SECONDS: i64 = 86_400;
+const HOUR_MS: u64 = 1_000 * HOUR;
+/// A provider call that takes longer has failed anyway.
+const TIMEOUT_MS: u64 = 5 * 60 * 1_000;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {problem}")]
 pub struct ConfigError {
@@ -101,6 +110,8 @@ pub struct DispatchConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind_addr: SocketAddr,
+    /// Where `/metrics` is served instead of at `bind_addr`, when set.
+    pub metrics_bind_addr: Option<SocketAddr>,
     pub database: DatabaseConfig,
     pub api_keys: ApiKeys,
     /// The keys were generated for this run and must be shown to the operator once.
@@ -175,10 +186,10 @@ impl Config {
                     .map_err(|error| ConfigError::new("VERIFY_CODE_LENGTH", error.to_string()))?,
                 None => CodeLength::default(),
             },
-            lifetime: env.seconds("VERIFY_TTL_SECONDS", 600)?,
+            lifetime: env.seconds("VERIFY_TTL_SECONDS", 600, DAY_SECONDS)?,
             max_checks: env.positive("VERIFY_MAX_CHECKS", 5)?,
             max_sends: env.positive("VERIFY_MAX_SENDS", 5)?,
-            resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30)?,
+            resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30, DAY_SECONDS)?,
         };
 
         let guards = guard_config(&env)?;
@@ -186,18 +197,22 @@ impl Config {
         let retry_defaults = RetryPolicy::default();
         let dispatch = DispatchConfig {
             concurrency: env.positive("DISPATCH_CONCURRENCY", 50)?,
-            poll_interval: Duration::from_millis(env.positive("DISPATCH_POLL_INTERVAL_MS", 5_000)?),
-            lease: Duration::from_secs(env.positive("DISPATCH_LEASE_SECONDS", 60)?),
+            poll_interval: Duration::from_millis(env.up_to(
+                "DISPATCH_POLL_INTERVAL_MS",
+                5_000,
+                HOUR_MS,
+            )?),
+            lease: Duration::from_secs(env.up_to("DISPATCH_LEASE_SECONDS", 60, DAY)?),
             retry: RetryPolicy {
                 max_attempts: env.positive("RETRY_MAX_ATTEMPTS", retry_defaults.max_attempts)?,
-                base: Duration::from_millis(env.positive("RETRY_BASE_MS", 2_000)?),
-                cap: Duration::from_secs(env.positive("RETRY_CAP_SECONDS", 300)?),
+                base: Duration::from_millis(env.up_to("RETRY_BASE_MS", 2_000, HOUR_MS)?),
+                cap: Duration::from_secs(env.up_to("RETRY_CAP_SECONDS", 300, DAY)?),
             },
             sender_mps: match env.number::<u32>("SENDER_MPS")? {
                 Some(0) => return Err(ConfigError::new("SENDER_MPS", "must be greater than zero")),
                 mps => mps,
             },
-            shutdown_grace: Duration::from_secs(env.positive("SHUTDOWN_GRACE_SECONDS", 10)?),
+            shutdown_grace: Duration::from_secs(env.up_to("SHUTDOWN_GRACE_SECONDS", 10, HOUR)?),
         };
 
         let providers = providers(
@@ -209,23 +224,28 @@ impl Config {
         let circuit_defaults = CircuitPolicy::default();
         let circuit = CircuitPolicy {
             failures: env.positive("CIRCUIT_FAILURES", circuit_defaults.failures)?,
-            window: Duration::from_secs(
-                env.positive("CIRCUIT_WINDOW_SECONDS", circuit_defaults.window.as_secs())?,
-            ),
-            cool_down: Duration::from_secs(env.positive(
+            window: Duration::from_secs(env.up_to(
+                "CIRCUIT_WINDOW_SECONDS",
+                circuit_defaults.window.as_secs(),
+                DAY,
+            )?),
+            cool_down: Duration::from_secs(env.up_to(
                 "CIRCUIT_COOL_DOWN_SECONDS",
                 circuit_defaults.cool_down.as_secs(),
+                DAY,
             )?),
         };
         let reconcile_defaults = ReconcileConfig::default();
         let reconcile = ReconcileConfig {
-            after: Duration::from_secs(env.positive(
+            after: Duration::from_secs(env.up_to(
                 "RECONCILE_AFTER_SECONDS",
                 reconcile_defaults.after.as_secs(),
+                DAY,
             )?),
-            interval: Duration::from_secs(env.positive(
+            interval: Duration::from_secs(env.up_to(
                 "RECONCILE_INTERVAL_SECONDS",
                 reconcile_defaults.interval.as_secs(),
+                DAY,
             )?),
         };
         let test_numbers = test_numbers(&env)?;
@@ -236,6 +256,10 @@ impl Config {
                         .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
                 })?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_bind_addr: env.parse_with("METRICS_BIND_ADDR", |text| {
+                text.parse::<SocketAddr>()
+                    .map_err(|_| "expected host:port, such as 127.0.0.1:9090".to_owned())
+            })?,
             providers,
             circuit,
             twilio_status_callbacks,
@@ -275,7 +299,7 @@ fn guard_config(env: &Env<'_>) -> Result<GuardConfig, ConfigError> {
     let limit = |max: &'static str, window: &'static str, default: SendLimit| {
         Ok::<_, ConfigError>(SendLimit {
             max: env.positive(max, default.max)?,
-            window: env.seconds(window, default.window.num_seconds())?,
+            window: env.seconds(window, default.window.num_seconds(), 30 * DAY_SECONDS)?,
         })
     };
     Ok(GuardConfig {
@@ -397,8 +421,16 @@ fn twilio_config(
         credentials,
         sender,
         status_callback_url,
-        connect_timeout: Duration::from_millis(env.positive("TWILIO_CONNECT_TIMEOUT_MS", 3_000)?),
-        request_timeout: Duration::from_millis(env.positive("TWILIO_REQUEST_TIMEOUT_MS", 10_000)?),
+        connect_timeout: Duration::from_millis(env.up_to(
+            "TWILIO_CONNECT_TIMEOUT_MS",
+            3_000,
+            TIMEOUT_MS,
+        )?),
+        request_timeout: Duration::from_millis(env.up_to(
+            "TWILIO_REQUEST_TIMEOUT_MS",
+            10_000,
+            TIMEOUT_MS,
+        )?),
     }))
 }
 
@@ -431,8 +463,16 @@ fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
         api_key: api_key.trim().to_owned(),
         api_secret,
         from,
-        connect_timeout: Duration::from_millis(env.positive("VONAGE_CONNECT_TIMEOUT_MS", 3_000)?),
-        request_timeout: Duration::from_millis(env.positive("VONAGE_REQUEST_TIMEOUT_MS", 10_000)?),
+        connect_timeout: Duration::from_millis(env.up_to(
+            "VONAGE_CONNECT_TIMEOUT_MS",
+            3_000,
+            TIMEOUT_MS,
+        )?),
+        request_timeout: Duration::from_millis(env.up_to(
+            "VONAGE_REQUEST_TIMEOUT_MS",
+            10_000,
+            TIMEOUT_MS,
+        )?),
     }))
 }
 
@@ -594,8 +634,26 @@ impl Env<'_> {
         }
     }
 
-    fn seconds(&self, name: &'static str, default: i64) -> Result<TimeDelta, ConfigError> {
-        Ok(TimeDelta::seconds(self.positive(name, default)?))
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: i64,
+        max: i64,
+    ) -> Result<TimeDelta, ConfigError> {
+        Ok(TimeDelta::seconds(self.up_to(name, default, max)?))
+    }
+
+    /// A positive whole number of `name`'s unit (`_SECONDS`, `_MS`) up to `max`: a larger
+    /// duration is a mistake (a unit confused, digits too many), and would overflow the date
+    /// arithmetic it takes part in.
+    fn up_to<T>(&self, name: &'static str, default: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Default + std::fmt::Display,
+    {
+        match self.positive(name, default)? {
+            value if value > max => Err(ConfigError::new(name, format!("must be at most {max}"))),
+            value => Ok(value),
+        }
     }
 }
 
@@ -821,6 +879,7 @@ mod tests {
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (&[("METRICS_BIND_ADDR", "9090")], "METRICS_BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("API_KEYS", "nokey")], "API_KEYS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
@@ -891,6 +950,44 @@ mod tests {
         for (pairs, variable) in cases {
             let error = config(pairs).unwrap_err();
             assert_eq!(error.variable, *variable, "{pairs:?} gave {error}");
+        }
+    }
+
+    #[test]
+    fn every_duration_refuses_an_absurd_value_naming_its_variable() {
+        let durations = [
+            ("VERIFY_TTL_SECONDS", "86400"),
+            ("VERIFY_RESEND_INTERVAL_SECONDS", "86400"),
+            ("VERIFY_SENDS_PER_NUMBER_WINDOW_SECONDS", "2592000"),
+            ("VERIFY_SENDS_PER_API_KEY_WINDOW_SECONDS", "2592000"),
+            ("DISPATCH_POLL_INTERVAL_MS", "3600000"),
+            ("DISPATCH_LEASE_SECONDS", "86400"),
+            ("RETRY_BASE_MS", "3600000"),
+            ("RETRY_CAP_SECONDS", "86400"),
+            ("SHUTDOWN_GRACE_SECONDS", "3600"),
+            ("CIRCUIT_WINDOW_SECONDS", "86400"),
+            ("CIRCUIT_COOL_DOWN_SECONDS", "86400"),
+            ("RECONCILE_AFTER_SECONDS", "86400"),
+            ("RECONCILE_INTERVAL_SECONDS", "86400"),
+            ("TWILIO_CONNECT_TIMEOUT_MS", "300000"),
+            ("TWILIO_REQUEST_TIMEOUT_MS", "300000"),
+            ("VONAGE_CONNECT_TIMEOUT_MS", "300000"),
+            ("VONAGE_REQUEST_TIMEOUT_MS", "300000"),
+        ];
+        let providers: Vec<_> = TWILIO.iter().chain(VONAGE).copied().collect();
+        for (variable, longest) in durations {
+            let with = |value| {
+                let mut pairs = providers.clone();
+                pairs.push((variable, value));
+                config(&pairs)
+            };
+            assert!(with(longest).is_ok(), "{variable}={longest} is refused");
+            let longer = (longest.parse::<u64>().unwrap() + 1).to_string();
+            for absurd in [longer.as_str(), "9223372036854775807"] {
+                let error = with(absurd).unwrap_err();
+                assert_eq!(error.variable, variable, "{error}");
+                assert_eq!(error.problem, format!("must be at most {longest}"));
+            }
         }
     }
 

@@ -451,7 +451,11 @@ impl Worker {
                     rand::random::<f64>(),
                     error.retry_after,
                 );
-                let at = finished_at + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+                // The delay is at most RETRY_CAP_SECONDS; should it not fit, retry at once.
+                let at = TimeDelta::from_std(delay)
+                    .ok()
+                    .and_then(|delay| finished_at.checked_add_signed(delay))
+                    .unwrap_or(finished_at);
                 (
                     attempt(AttemptOutcome::RetryableError, error.provider, Some(&error)),
                     DispatchOutcome::Retry {
@@ -682,6 +686,23 @@ mod tests {
         worker(provider_answering(Err(error)), store)
             .process(claimed(1, None), place(), running(), running())
             .await;
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_retry_cap_seconds_waits_the_cap() {
+        for asked in [Duration::from_secs(999_999), Duration::from_secs(u64::MAX)] {
+            let mut error = provider_error(ProviderErrorKind::Retryable, 429, "20429");
+            error.retry_after = Some(asked);
+            let store = store_expecting(|_, outcome| {
+                let DispatchOutcome::Retry { at, .. } = outcome else {
+                    panic!("expected a retry, got {outcome:?}");
+                };
+                assert_eq!(*at, now() + TimeDelta::seconds(300));
+            });
+            worker(provider_answering(Err(error)), store)
+                .process(claimed(1, None), place(), running(), running())
+                .await;
+        }
     }
 
     #[tokio::test]

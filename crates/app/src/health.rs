@@ -1,12 +1,14 @@
 //! Readiness: whether this instance can do its job now. The database must answer and carry
 //! every migration of this build; the provider must be configured and, where it can tell
 //! ([`SmsProvider::check_ready`]: Twilio's credentials being accepted), ready. The provider's
-//! answer is cached, so that probes every few seconds do not become calls to Twilio.
+//! answer is cached, so that probes every few seconds do not become calls to Twilio. A check
+//! that fails says what failed in words of ours, never the provider's own text: the answer is
+//! public, and the log has the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ports::{SmsProvider, StoreHealth};
+use ports::{ProviderError, ProviderErrorKind, SmsProvider, StoreHealth};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -81,12 +83,26 @@ impl Readiness {
         let problem = match self.provider.check_ready().await {
             Ok(()) => None,
             Err(error) => {
-                tracing::warn!(provider = self.provider.name(), %error, "readiness: provider not ready");
-                Some(format!("{} is not ready: {error}", self.provider.name()))
+                tracing::warn!(provider = error.provider, %error, "readiness: provider not ready");
+                Some(not_ready_because(&error))
             }
         };
         *answer = Some((Instant::now(), problem.clone()));
         problem
+    }
+}
+
+/// Which provider failed the check and how (`twilio: credentials refused (HTTP 401)`).
+fn not_ready_because(error: &ProviderError) -> String {
+    let how = match (error.kind, error.http_status) {
+        (ProviderErrorKind::Account, Some(401 | 403)) => "credentials refused",
+        (ProviderErrorKind::Account, _) => "account refused",
+        (ProviderErrorKind::Retryable, _) => "unavailable",
+        (ProviderErrorKind::Permanent, _) => "check refused",
+    };
+    match error.http_status {
+        Some(status) => format!("{}: {how} (HTTP {status})", error.provider),
+        None => format!("{}: {how}", error.provider),
     }
 }
 
@@ -117,7 +133,7 @@ mod tests {
         provider.expect_check_ready().times(times).returning(|| {
             Err(ProviderError {
                 provider: "twilio",
-                kind: ProviderErrorKind::Permanent,
+                kind: ProviderErrorKind::Account,
                 http_status: Some(401),
                 code: Some("20003".into()),
                 message: "authentication failed".into(),
@@ -170,7 +186,8 @@ mod tests {
         let first = readiness.check().await;
         assert_eq!(
             first[2].problem.as_deref(),
-            Some("twilio is not ready: authentication failed")
+            Some("twilio: credentials refused (HTTP 401)"),
+            "named in our words, not Twilio's"
         );
         tokio::time::advance(PROVIDER_CHECK_INTERVAL - Duration::from_secs(1)).await;
         assert_eq!(readiness.check().await, first, "cached: no second call");

@@ -2,11 +2,12 @@
 //! several services in one test process count apart).
 //!
 //! Counters count what this instance did. The message and queue gauges are read from the
-//! shared database at each scrape, so every instance reports the same values: aggregate them
-//! with `max`, not `sum`.
+//! shared database, so every instance reports the same values: aggregate them with `max`, not
+//! `sum`. They are read at most once per [`GAUGE_READ_INTERVAL`], one read at a time, so that
+//! however often `/metrics` is scraped it holds at most one database connection.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,11 +22,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// How long the database-backed gauges are reused before a scrape reads them again.
+pub const GAUGE_READ_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The last read of the database-backed gauges.
+struct GaugeRead {
+    at: tokio::time::Instant,
+    oldest_queued_at: Option<DateTime<Utc>>,
+}
+
 /// What `/metrics` answers with: the OpenMetrics text format, which Prometheus reads.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
+    /// One of HTTP's own methods, or `other` (see [`method_label`]).
     method: String,
     /// The route's template (`/v1/messages/{id}`), never the raw path.
     route: String,
@@ -80,6 +91,17 @@ struct PrefixLabels {
     prefix: String,
 }
 
+/// HTTP's own methods by name, any other `other`: a client may send whatever token it likes as
+/// a method, and each must not become a series of its own.
+fn method_label(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
+            method
+        }
+        _ => "other",
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// What a verification went through, for `sms_notify_verifications_total{event}`.
@@ -117,6 +139,8 @@ pub struct Metrics {
     verifications: Family<EventLabels, Counter>,
     rate_limit_refusals: Family<LimitLabels, Counter>,
     pumping_alarms: Family<PrefixLabels, Counter>,
+    /// Held across the read, so that concurrent scrapes wait for one read and share it.
+    last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
 
 /// From 5 ms to about 20 s: an API answer, or a provider call up to its timeout.
@@ -145,6 +169,7 @@ impl Metrics {
             verifications: Family::default(),
             rate_limit_refusals: Family::default(),
             pumping_alarms: Family::default(),
+            last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -216,6 +241,7 @@ impl Metrics {
         api_key: Option<&str>,
         seconds: f64,
     ) {
+        let method = method_label(method);
         self.http_requests
             .get_or_create(&HttpLabels {
                 method: method.to_owned(),
@@ -298,12 +324,43 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition: first the gauges are read again from the database.
+    /// The exposition, with the database-backed gauges read again when the last read is older
+    /// than [`GAUGE_READ_INTERVAL`]. The oldest message's age is counted to `now` either way.
     pub async fn render(
         &self,
         reports: &dyn MessageReports,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
+        {
+            let mut last = self.last_gauge_read.lock().await;
+            let oldest_queued_at = match last.as_ref() {
+                Some(read) if read.at.elapsed() < GAUGE_READ_INTERVAL => read.oldest_queued_at,
+                _ => {
+                    let oldest_queued_at = self.read_gauges(reports).await?;
+                    *last = Some(GaugeRead {
+                        at: tokio::time::Instant::now(),
+                        oldest_queued_at,
+                    });
+                    oldest_queued_at
+                }
+            };
+            let oldest_age = oldest_queued_at.map_or(0.0, |at| {
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            self.queue_oldest_age.set(oldest_age);
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        Ok(text)
+    }
+
+    /// Sets the message and queue gauges from the database; answers when the oldest queued
+    /// message was queued.
+    async fn read_gauges(
+        &self,
+        reports: &dyn MessageReports,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let counts = reports.status_counts().await?;
         let queue = reports.queue_stats().await?;
         // A pair that no longer occurs must not keep its last value.
@@ -318,14 +375,7 @@ impl Metrics {
         }
         self.queue_depth
             .set(i64::try_from(queue.depth).unwrap_or(i64::MAX));
-        let oldest_age = queue.oldest_queued_at.map_or(0.0, |at| {
-            (now - at).num_milliseconds().max(0) as f64 / 1000.0
-        });
-        self.queue_oldest_age.set(oldest_age);
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        Ok(text)
+        Ok(queue.oldest_queued_at)
     }
 }
 
@@ -412,6 +462,109 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
+    }
+
+    /// A database whose every read of the counts takes 100 ms and reports, as the queue's
+    /// depth, how many reads there have been.
+    #[derive(Default)]
+    struct CountingReports {
+        reads: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait]
+    impl MessageReports for CountingReports {
+        async fn list_messages(
+            &self,
+            _: &ports::MessageFilter,
+        ) -> Result<Vec<domain::Message>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn attempts_of(
+            &self,
+            _: &[MessageId],
+        ) -> Result<Vec<(MessageId, domain::Attempt)>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn usage(&self, _: &ports::UsageQuery) -> Result<Vec<ports::UsageGroup>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn error_codes(
+            &self,
+            _: &ports::UsageQuery,
+        ) -> Result<Vec<ports::ErrorCodeCount>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn costs(&self, _: &ports::UsageQuery) -> Result<Vec<ports::CostSum>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec![])
+        }
+        async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+            Ok(QueueStats {
+                depth: self.reads.load(std::sync::atomic::Ordering::SeqCst),
+                oldest_queued_at: None,
+            })
+        }
+    }
+
+    fn reads(reports: &CountingReports) -> u64 {
+        reports.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scrapes_within_the_interval_reuse_one_read_of_the_database() {
+        let metrics = Metrics::new();
+        let reports = CountingReports::default();
+        for _ in 0..50 {
+            let text = metrics.render(&reports, Utc::now()).await.unwrap();
+            assert!(
+                text.lines().any(|l| l == "sms_notify_queue_depth 1"),
+                "{text}"
+            );
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(reads(&reports), 1);
+        tokio::time::advance(GAUGE_READ_INTERVAL).await;
+        let text = metrics.render(&reports, Utc::now()).await.unwrap();
+        assert!(
+            text.lines().any(|l| l == "sms_notify_queue_depth 2"),
+            "{text}"
+        );
+        assert_eq!(reads(&reports), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_scrapes_share_one_read_of_the_database() {
+        let metrics = Arc::new(Metrics::new());
+        let reports = Arc::new(CountingReports::default());
+        let mut scrapes = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let (metrics, reports) = (metrics.clone(), reports.clone());
+            scrapes.spawn(async move { metrics.render(reports.as_ref(), Utc::now()).await });
+        }
+        while let Some(text) = scrapes.join_next().await {
+            assert!(text.unwrap().unwrap().contains("sms_notify_queue_depth 1"));
+        }
+        assert_eq!(reads(&reports), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_messages_age_grows_between_reads() {
+        let metrics = Metrics::new();
+        let now = Utc::now();
+        let first = scrape(&metrics, now).await;
+        assert!(
+            first.contains("sms_notify_queue_oldest_age_seconds 90.0"),
+            "{first}"
+        );
+        let later = scrape(&metrics, now + chrono::TimeDelta::seconds(2)).await;
+        assert!(
+            later.contains("sms_notify_queue_oldest_age_seconds 92.0"),
+            "{later}"
+        );
     }
 
     #[tokio::test]

@@ -63,6 +63,8 @@ pub enum StartupError {
 
 pub struct Server {
     listener: TcpListener,
+    /// `METRICS_BIND_ADDR`'s listener: `/metrics` there, and not on `listener`.
+    metrics_listener: Option<TcpListener>,
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
@@ -274,14 +276,14 @@ impl Server {
             postgres,
             reconciler,
         } = assemble(&config).await?;
-        let listener = TcpListener::bind(config.bind_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: config.bind_addr,
-                source,
-            })?;
+        let listener = bind(config.bind_addr).await?;
+        let metrics_listener = match config.metrics_bind_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             services,
             dispatcher,
             reconciler,
@@ -294,6 +296,13 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The address `/metrics` is served at when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, stops claiming, and
@@ -312,7 +321,17 @@ impl Server {
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
-        let served = axum::serve(self.listener, crate::http::router(self.services))
+        let metrics = self.metrics_listener.map(|listener| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
+            let router = crate::http::metrics_router(self.services.clone());
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            })
+        });
+        let router = crate::http::router(self.services, metrics.is_some());
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartupError::Serve);
@@ -323,8 +342,18 @@ impl Server {
         }
         // At most one lookup in flight; it only asks, so stopping it loses nothing.
         reconciler.abort();
+        // Scrapeable until the sends in flight have finished.
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         served
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL

@@ -177,6 +177,8 @@ fn channel(text: &str) -> Result<Channel, String> {
     text.parse::<Channel>().map_err(|error| error.to_string())
 }
 
+const LONGEST_PERIOD: TimeDelta = TimeDelta::days(36_525);
+
 pub(crate) fn period(text: &str) -> Result<TimeDelta, String> {
     let text = text.trim();
     let unit_at = text
@@ -192,9 +194,10 @@ pub(crate) fn period(text: &str) -> Result<TimeDelta, String> {
         "m" => TimeDelta::try_minutes(number),
         _ => return Err(format!("unknown unit `{unit}`: use d, h or m")),
     };
+    // Bounded, so that now minus the period is a date.
     delta
-        .filter(|delta| *delta > TimeDelta::zero())
-        .ok_or_else(|| "expected a positive period, such as 7d".to_owned())
+        .filter(|delta| *delta > TimeDelta::zero() && *delta <= LONGEST_PERIOD)
+        .ok_or_else(|| "expected a positive period of at most 100 years, such as 7d".to_owned())
 }
 
 #[cfg(test)]
@@ -217,6 +220,14 @@ mod tests {
         assert!(period("0d").is_err());
         assert!(period("7w").is_err());
         assert!(period("d").is_err());
+    }
+
+    #[test]
+    fn a_period_reaching_past_the_representable_dates_is_refused() {
+        assert_eq!(period("36525d"), Ok(TimeDelta::days(36_525)));
+        for text in ["36526d", "100000000d", "9999999999h"] {
+            assert!(period(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -31,7 +31,8 @@ impl RetryPolicy {
 
     /// The delay before the next attempt, after `attempts_made` failed ones. `jitter` is a
     /// uniform random number in `[0, 1)` supplied by the caller (this crate has no randomness);
-    /// a provider's `Retry-After` wins when it asks for longer.
+    /// a provider's `Retry-After` wins when it asks for longer, up to `cap`: the provider's
+    /// word does not hold a message back for days.
     pub fn delay(
         &self,
         attempts_made: u32,
@@ -42,7 +43,7 @@ impl RetryPolicy {
         let ceiling = self.base.saturating_mul(1u32 << exponent).min(self.cap);
         let jittered = ceiling.mul_f64(jitter.clamp(0.0, 1.0));
         match retry_after {
-            Some(asked) if asked > jittered => asked,
+            Some(asked) if asked > jittered => asked.min(self.cap),
             _ => jittered,
         }
     }
@@ -85,5 +86,13 @@ mod tests {
             policy.delay(3, 1.0, Some(Duration::from_secs(1))),
             Duration::from_secs(8)
         );
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_waits_the_cap() {
+        let policy = RetryPolicy::default();
+        for asked in [Duration::from_secs(999_999), Duration::MAX] {
+            assert_eq!(policy.delay(1, 0.5, Some(asked)), policy.cap);
+        }
     }
 }

@@ -5,7 +5,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use serde::de::DeserializeOwned;
+use chrono::{DateTime, Datelike as _, Utc};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 
 use super::problem::ApiError;
 use crate::Services;
@@ -191,4 +193,18 @@ fn unknown_field(message: &str) -> Option<String> {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next())
         .map(str::to_owned)
+}
+
+/// An optional RFC 3339 instant, for `#[serde(default, deserialize_with = ...)]` on a query
+/// parameter: chrono also reads years beyond four digits (to ±262143), which the database does
+/// not store and where a day's arithmetic overflows; RFC 3339 has four-digit years only.
+pub fn four_digit_year<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match Option::<DateTime<Utc>>::deserialize(deserializer)? {
+        Some(at) if !(0..=9999).contains(&at.year()) => {
+            Err(D::Error::custom("expected a year from 0000 to 9999"))
+        }
+        at => Ok(at),
+    }
 }

@@ -249,8 +249,10 @@ pub struct ListParams {
     /// The destination in E.164; write the `+` as `%2B`.
     to: Option<String>,
     /// Created at or after (RFC 3339).
+    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
     since: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
+    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
     until: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
@@ -38,6 +39,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every route, each with its description.
 fn api() -> OpenApiRouter<Arc<Services>> {
+    api_but_metrics().routes(routes!(operations::metrics))
+}
+
+/// What the public listener serves when `/metrics` has a listener of its own.
+fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(messages::send, messages::list))
         .routes(routes!(messages::get))
@@ -52,7 +58,6 @@ fn api() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(reports::usage))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
-        .routes(routes!(operations::metrics))
         .routes(routes!(operations::openapi_json))
 }
 
@@ -61,8 +66,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().into_openapi()
 }
 
-pub fn router(services: Arc<Services>) -> Router {
-    let (routes, _) = api().split_for_parts();
+/// The API. `metrics_apart`: `/metrics` is served on a listener of its own
+/// ([`metrics_router`]), not here.
+pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
+    let api = if metrics_apart {
+        api_but_metrics()
+    } else {
+        api()
+    };
+    let (routes, _) = api.split_for_parts();
     with_limits(
         routes.fallback(|| async {
             ApiError::not_found("no such route; see /openapi.json for the API")
@@ -90,10 +102,22 @@ pub fn router(services: Arc<Services>) -> Router {
     .with_state(services)
 }
 
+/// `/metrics` alone, for the listener at `METRICS_BIND_ADDR`.
+pub fn metrics_router(services: Arc<Services>) -> Router {
+    let (routes, _) = OpenApiRouter::new()
+        .routes(routes!(operations::metrics))
+        .split_for_parts();
+    with_limits(routes.fallback(|| async {
+        ApiError::not_found("no such route: this listener serves /metrics only")
+    }))
+    .with_state(services)
+}
+
 /// The body limit and the timeout, and problem documents for what they (and axum's own
-/// rejections) answer.
+/// rejections, and a handler that panics) answer.
 fn with_limits<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
+        .layer(CatchPanicLayer::custom(problem::for_panic))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +154,42 @@ mod tests {
                 "http/mod.rs calls `{forbidden}`"
             );
         }
+    }
+
+    async fn panics() -> &'static str {
+        panic!("the secret detail")
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_a_500_problem_and_the_next_request_is_served() {
+        let routes = with_limits(
+            Router::new()
+                .route("/panics", get(panics))
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let response = routes
+            .clone()
+            .oneshot(Request::get("/panics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["type"], "internal");
+        assert_eq!(problem["status"], 500);
+        assert!(!problem.to_string().contains("secret"), "{problem}");
+
+        let next = routes
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(next.status(), StatusCode::OK);
     }
 
     #[tokio::test(start_paused = true)]

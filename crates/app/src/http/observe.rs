@@ -73,7 +73,59 @@ pub async fn record_metrics(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::Router;
+    use ports::{MockMessageReports, QueueStats};
+    use tower::ServiceExt as _;
+
     use super::*;
+
+    #[tokio::test]
+    async fn ten_thousand_made_up_methods_add_one_other_series() {
+        let metrics = Arc::new(Metrics::new());
+        let app = Router::new()
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                record_metrics,
+            ));
+        for _ in 0..10_000 {
+            // `Z` first, so that none is one of HTTP's own methods by chance.
+            let method: String = std::iter::once('Z')
+                .chain((0..rand::random_range(2..12)).map(|_| rand::random_range('A'..='Z')))
+                .collect();
+            let request = Request::builder()
+                .method(method.as_str())
+                .uri("/anything")
+                .body(Body::empty())
+                .unwrap();
+            app.clone().oneshot(request).await.unwrap();
+        }
+        let mut reports = MockMessageReports::new();
+        reports.expect_status_counts().returning(|| Ok(vec![]));
+        reports.expect_queue_stats().returning(|| {
+            Ok(QueueStats {
+                depth: 0,
+                oldest_queued_at: None,
+            })
+        });
+        let text = metrics.render(&reports, chrono::Utc::now()).await.unwrap();
+        let methods: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(r#"sms_notify_http_requests_total{method=""#))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(
+            methods == BTreeSet::from(["other"]),
+            "{} method series",
+            methods.len()
+        );
+        let other = r#"sms_notify_http_requests_total{method="other",route="unmatched",status="404",api_key=""} 10000"#;
+        assert!(text.lines().any(|line| line == other), "{text}");
+    }
 
     #[test]
     fn only_short_plain_request_ids_are_kept() {

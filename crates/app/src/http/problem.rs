@@ -96,6 +96,10 @@ impl ApiError {
     /// A failure that is ours, not the client's: the detail goes to the log, not the client.
     pub fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(%error, "request failed");
+        Self::internal_failure()
+    }
+
+    fn internal_failure() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -113,6 +117,18 @@ impl ApiError {
             "the service cannot reach its database; try again shortly",
         )
     }
+}
+
+/// What a handler that panicked answers (`CatchPanicLayer`): a generic 500, the panic's
+/// message in the log only.
+pub fn for_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    tracing::error!(panic = message, "a request handler panicked");
+    ApiError::internal_failure().into_response()
 }
 
 impl IntoResponse for ApiError {

@@ -10,7 +10,7 @@ use ports::{CostSum, ErrorCodeCount, UsageGroup, UsageGrouping, UsageQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiClient, ApiQuery};
+use super::extract::{four_digit_year, ApiClient, ApiQuery};
 use super::ApiError;
 use crate::Services;
 
@@ -48,8 +48,10 @@ impl From<GroupBy> for UsageGrouping {
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Messages created at or after (RFC 3339); default `until` minus 30 days.
+    #[serde(default, deserialize_with = "four_digit_year")]
     since: Option<DateTime<Utc>>,
     /// Messages created before (RFC 3339); default now.
+    #[serde(default, deserialize_with = "four_digit_year")]
     until: Option<DateTime<Utc>>,
     /// Default `day`.
     group_by: Option<GroupBy>,
@@ -115,9 +117,14 @@ pub async fn usage(
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let until = params.until.unwrap_or_else(|| services.clock.now());
-    let since = params
-        .since
-        .unwrap_or_else(|| until - TimeDelta::days(DEFAULT_RANGE_DAYS));
+    let since = match params.since {
+        Some(since) => since,
+        None => until
+            .checked_sub_signed(TimeDelta::days(DEFAULT_RANGE_DAYS))
+            .ok_or_else(|| {
+                ApiError::invalid_field("until", "invalid-range", "`until` is too early")
+            })?,
+    };
     if since >= until {
         return Err(ApiError::invalid_field(
             "since",
