@@ -375,6 +375,37 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_sensitive_when_flagged_or_when_it_carries_a_code() {
+        let plain = NewMessage {
+            id: MessageId::generate(),
+            to: PhoneNumber::parse("+15551234567").unwrap(),
+            channel: Channel::Sms,
+            template: None,
+            body: "Your order has shipped".into(),
+            sensitive: false,
+            segments: 1,
+            priority: Priority::Normal,
+            api_key: "shop".into(),
+            idempotency_key: None,
+            verification_id: None,
+            send_before: None,
+            request_id: None,
+            created_at: Utc::now(),
+        };
+        assert!(!plain.clone().into_queued().is_sensitive());
+        let flagged = NewMessage {
+            sensitive: true,
+            ..plain.clone()
+        };
+        assert!(flagged.into_queued().is_sensitive());
+        let code_stored_before_the_flag = NewMessage {
+            verification_id: Some(VerificationId::generate()),
+            ..plain
+        };
+        assert!(code_stored_before_the_flag.into_queued().is_sensitive());
+    }
+
+    #[test]
     fn verification_codes_outrank_other_messages() {
         assert!(Priority::Verification.rank() > Priority::Normal.rank());
         assert_eq!(Priority::from_rank(10), Priority::Verification);
