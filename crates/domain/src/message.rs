@@ -349,34 +349,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_message_debugged_never_shows_its_body() {
-        let new = NewMessage {
-            id: MessageId::generate(),
-            to: PhoneNumber::parse("+15551234567").unwrap(),
-            channel: Channel::Sms,
-            template: Some("password-reset".into()),
-            body: "Your reset code is 771204".into(),
-            sensitive: true,
-            segments: 1,
-            priority: Priority::Normal,
-            api_key: "shop".into(),
-            idempotency_key: None,
-            verification_id: None,
-            send_before: None,
-            request_id: None,
-            created_at: Utc::now(),
-        };
-        let queued = new.clone().into_queued();
-        for debugged in [format!("{new:?}"), format!("{queued:?}")] {
-            assert!(debugged.contains("password-reset"), "{debugged}");
-            assert!(!debugged.contains("771204"), "{debugged}");
-        }
-    }
-
-    #[test]
-    fn a_message_is_sensitive_when_flagged_or_when_it_carries_a_code() {
-        let plain = NewMessage {
+    fn plain_message() -> NewMessage {
+        NewMessage {
             id: MessageId::generate(),
             to: PhoneNumber::parse("+15551234567").unwrap(),
             channel: Channel::Sms,
@@ -391,7 +365,27 @@ mod tests {
             send_before: None,
             request_id: None,
             created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_message_debugged_never_shows_its_body() {
+        let new = NewMessage {
+            template: Some("password-reset".into()),
+            body: "Your reset code is 771204".into(),
+            sensitive: true,
+            ..plain_message()
         };
+        let queued = new.clone().into_queued();
+        for debugged in [format!("{new:?}"), format!("{queued:?}")] {
+            assert!(debugged.contains("password-reset"), "{debugged}");
+            assert!(!debugged.contains("771204"), "{debugged}");
+        }
+    }
+
+    #[test]
+    fn a_message_is_sensitive_when_flagged_or_when_it_carries_a_code() {
+        let plain = plain_message();
         assert!(!plain.clone().into_queued().is_sensitive());
         let flagged = NewMessage {
             sensitive: true,

@@ -21,7 +21,7 @@ pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
 
 /// The first line that makes a template sensitive: its messages carry a secret (a code), so
 /// their body is never logged and is emptied once they leave the queue for good.
-pub const SENSITIVE_MARK: &str = "{{!-- sensitive --}}";
+const SENSITIVE_MARK: &str = "{{!-- sensitive --}}";
 
 /// Templates that ship inside the binary, so the service runs from any directory. Files in
 /// the configured directory override them by name.

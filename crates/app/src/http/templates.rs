@@ -21,7 +21,7 @@ pub struct TemplateView {
     /// Locales with a variant of their own; others get the template itself.
     locales: Vec<String>,
     /// Its messages carry a secret (a code): never logged, and their body is erased once
-    /// they are sent or have failed. Marked by a first line `{{!-- sensitive --}}`.
+    /// sent, failed or expired. Marked by a first line `{{!-- sensitive --}}`.
     sensitive: bool,
 }
 
