@@ -1,21 +1,45 @@
 //! What must never leave the service: a one-time code, in any log line or any response, and a
-//! whole phone number in the logs.
+//! whole phone number in the logs; nor outlive its send in the database.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ports::MessageStore;
 use serde_json::json;
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{code_in, TestApp};
+use crate::support::{code_in, TestApp, TwilioSend, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
 
 /// Everything the service logs during the test.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Captures what this thread logs, at every level, until the guard is dropped.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for the line the dispatcher logs once a send's outcome is recorded.
+    async fn wait_for_dispatched(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.text().contains("message dispatched") {
+            assert!(Instant::now() < deadline, "the send was never recorded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -43,14 +67,7 @@ fn contains_code(text: &str, code: &str) -> bool {
 // HTTP handlers, the dispatcher, the Twilio adapter.
 #[tokio::test(flavor = "current_thread")]
 async fn a_code_never_appears_in_a_log_line_or_a_response() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = Captured::install();
 
     let app = TestApp::spawn().await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
@@ -97,11 +114,7 @@ async fn a_code_never_appears_in_a_log_line_or_a_response() {
     responses.push_str(&verification.to_string());
 
     // The dispatcher records the send after Twilio has answered; wait for its last line.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !logs.text().contains("message dispatched") {
-        assert!(Instant::now() < deadline, "the send was never recorded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    logs.wait_for_dispatched().await;
 
     let logged = logs.text();
     assert!(
@@ -125,5 +138,68 @@ async fn a_code_never_appears_in_a_log_line_or_a_response() {
     assert!(
         !logged.contains("+15551234567") && !logged.contains("15551234567"),
         "a log line holds the whole number"
+    );
+}
+
+// One thread, as above. A client may send a code of its own through the built-in template; the
+// template is sensitive, so the code is as protected as one of a verification.
+#[tokio::test(flavor = "current_thread")]
+async fn a_code_sent_with_a_sensitive_template_is_never_logged_and_leaves_the_database_once_sent() {
+    let (logs, _logging) = Captured::install();
+    let app = TestApp::spawn().await;
+    let code = "4829173056";
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(TwilioSend {
+            to: "+15551234567",
+            body_prefix: "Your Smarter Firms verification code is: 4829173056. \
+                This code will expire in 10 minutes.",
+            one_time_code: false,
+        })
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "SM00000000000000000000000000000098", "status": "queued",
+            "num_segments": "1", "price": null, "price_unit": "USD",
+            "error_code": null, "error_message": null
+        })))
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+
+    let (status, queued, headers) = app
+        .post_raw(
+            "/v1/messages",
+            json!({"to": "+15551234567", "template": "two-factor-auth",
+                "data": {"code": code, "expiryMinutes": 10}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let mut responses = queued.clone() + &headers;
+    let id = serde_json::from_str::<serde_json::Value>(&queued).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = app.wait_for_status(&id, "sent").await;
+    responses.push_str(&sent.to_string());
+    let (_, page) = app.get("/v1/messages").await;
+    responses.push_str(&page.to_string());
+    logs.wait_for_dispatched().await;
+
+    let stored = app
+        .database()
+        .store()
+        .await
+        .get(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.sensitive);
+    assert_eq!(stored.body, "", "the code is still in the database");
+    let logged = logs.text();
+    assert!(logged.contains(&id), "the capture holds the service's log");
+    assert!(!contains_code(&logged, code), "a log line holds the code");
+    assert!(
+        !contains_code(&responses, code),
+        "a response holds the code"
     );
 }

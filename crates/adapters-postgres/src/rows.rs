@@ -46,6 +46,7 @@ pub(crate) struct MessageRow {
     channel: String,
     template: Option<String>,
     body: String,
+    sensitive: bool,
     segments: i64,
     priority: i16,
     status: String,
@@ -80,6 +81,7 @@ impl TryFrom<MessageRow> for Message {
                 .map_err(|error| corrupt("messages.channel", error))?,
             template: row.template,
             body: row.body,
+            sensitive: row.sensitive,
             segments: count("messages.segments", row.segments)?,
             priority: Priority::from_rank(row.priority),
             status: row

@@ -80,15 +80,15 @@ impl BatchWrite for Creates {
                            check_count, max_checks, send_count, max_sends, expires_at,
                            last_sent_at, created_at, updated_at)
                        SELECT *, created_at
-                       FROM unnest($15::uuid[], $16::text[], $17::text[], $18::text[],
-                           $19::text[], $20::int8[], $21::int8[], $22::int8[], $23::int8[],
-                           $24::timestamptz[], $25::timestamptz[], $26::timestamptz[])
+                       FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[],
+                           $20::text[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
+                           $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
                            send_count, max_sends, expires_at, last_sent_at, created_at)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                       SELECT * FROM unnest($15::uuid[], $27::bytea[], $26::timestamptz[])
+                       SELECT * FROM unnest($16::uuid[], $28::bytea[], $27::timestamptz[])
                    )
                    "#,
                 insert_messages_sql!(),

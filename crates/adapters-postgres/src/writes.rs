@@ -67,26 +67,27 @@ pub(crate) fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec
     rows.iter().map(value).collect()
 }
 
-/// Queues the messages of `$1` to `$14` (see [`bind_messages`]).
+/// Queues the messages of `$1` to `$15` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
     () => {
         r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                status, api_key, idempotency_key, verification_id, send_before,
-               attempt_count, next_attempt_at, created_at, updated_at, country, request_id)
+               attempt_count, next_attempt_at, created_at, updated_at, country, request_id,
+               sensitive)
            SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
                idempotency_key, verification_id, send_before, 0, created_at, created_at,
-               created_at, country, request_id
+               created_at, country, request_id, sensitive
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
-               $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[])
+               $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::bool[])
              AS new (id, "to", channel, template, body, segments, priority, api_key,
                idempotency_key, verification_id, send_before, created_at, country,
-               request_id)"#
+               request_id, sensitive)"#
     };
 }
 pub(crate) use insert_messages_sql;
 
-/// `sql` with the columns of `messages` bound as `$1` to `$14`, each message with the
+/// `sql` with the columns of `messages` bound as `$1` to `$15`, each message with the
 /// verification it carries a code of.
 pub(crate) fn bind_messages<'q>(
     sql: &'q str,
@@ -108,6 +109,7 @@ pub(crate) fn bind_messages<'q>(
         .bind(column(messages, |(m, _)| m.created_at))
         .bind(column(messages, |(m, _)| m.to.country()))
         .bind(column(messages, |(m, _)| m.request_id.as_deref()))
+        .bind(column(messages, |(m, _)| m.sensitive))
 }
 
 /// `MessageStore::enqueue`.
@@ -215,7 +217,8 @@ impl BatchWrite for Finishes {
                        error_message = CASE WHEN o.replace_error THEN o.error_message
                            ELSE m.error_message END,
                        next_attempt_at = COALESCE(o.next_attempt_at, m.next_attempt_at),
-                       body = CASE WHEN o.forget_body AND m.verification_id IS NOT NULL
+                       body = CASE WHEN o.forget_body
+                               AND (m.sensitive OR m.verification_id IS NOT NULL)
                            THEN '' ELSE m.body END,
                        locked_until = NULL, claim_token = NULL, updated_at = o.now
                    FROM outcome AS o

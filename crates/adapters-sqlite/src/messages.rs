@@ -19,8 +19,9 @@ use crate::SqliteStore;
 
 const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
        priority, status, api_key, idempotency_key, verification_id, send_before, attempt_count,
-       next_attempt_at, created_at, updated_at, country, request_id)
-   VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12, $13, $14)
+       next_attempt_at, created_at, updated_at, country, request_id, sensitive)
+   VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12, $13, $14,
+       $15)
    RETURNING *"#;
 
 /// The transaction every multi-statement write uses: it takes the write lock before reading,
@@ -49,6 +50,7 @@ pub(crate) async fn insert_code_message(
         .bind(micros(message.created_at))
         .bind(message.to.country())
         .bind(message.request_id.as_deref())
+        .bind(message.sensitive)
         .fetch_one(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -104,6 +106,7 @@ impl BatchWrite for Enqueues {
                     micros(message.created_at),
                     message.to.country(),
                     message.request_id.as_deref(),
+                    message.sensitive,
                 ])
             })
             .collect();
@@ -114,11 +117,11 @@ impl BatchWrite for Enqueues {
         let inserted: Vec<String> = sqlx::query_scalar(
             r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                    status, api_key, idempotency_key, verification_id, send_before, attempt_count,
-                   next_attempt_at, created_at, updated_at, country, request_id)
+                   next_attempt_at, created_at, updated_at, country, request_id, sensitive)
                SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4,
                    m.value ->> 5, m.value ->> 6, 'queued', m.value ->> 7, m.value ->> 8,
                    m.value ->> 9, m.value ->> 10, 0, m.value ->> 11, m.value ->> 11,
-                   m.value ->> 11, m.value ->> 12, m.value ->> 13
+                   m.value ->> 11, m.value ->> 12, m.value ->> 13, m.value ->> 14
                FROM json_each($1) AS m
                WHERE true
                ORDER BY m.key
@@ -180,7 +183,8 @@ async fn finish_in(connection: &mut SqliteConnection, finish: &Finish) -> Result
                error_code = CASE WHEN $6 THEN $7 ELSE error_code END,
                error_message = CASE WHEN $6 THEN $8 ELSE error_message END,
                next_attempt_at = COALESCE($9, next_attempt_at),
-               body = CASE WHEN $10 AND verification_id IS NOT NULL THEN '' ELSE body END,
+               body = CASE WHEN $10 AND (sensitive OR verification_id IS NOT NULL)
+                   THEN '' ELSE body END,
                locked_until = NULL, claim_token = NULL, updated_at = $11
            WHERE id = $1 AND claim_token = $2 AND status = 'sending'"#,
     )

@@ -68,6 +68,7 @@ pub(crate) struct MessageRow {
     channel: String,
     template: Option<String>,
     body: String,
+    sensitive: bool,
     segments: i64,
     priority: i64,
     status: String,
@@ -104,6 +105,7 @@ impl TryFrom<MessageRow> for Message {
                 .map_err(|error| corrupt("messages.channel", error))?,
             template: row.template,
             body: row.body,
+            sensitive: row.sensitive,
             segments: count("messages.segments", row.segments)?,
             priority: Priority::from_rank(rank),
             status: row

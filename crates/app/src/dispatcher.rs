@@ -492,7 +492,7 @@ fn outbound(message: &Message, now: DateTime<Utc>) -> OutboundMessage {
         validity: message
             .send_before
             .and_then(|deadline| (deadline - now).to_std().ok()),
-        sensitive: message.verification_id.is_some(),
+        sensitive: message.is_sensitive(),
     }
 }
 
@@ -519,6 +519,7 @@ mod tests {
                 channel: Channel::Sms,
                 template: None,
                 body: "Hello".into(),
+                sensitive: false,
                 segments: 1,
                 priority: Priority::Normal,
                 status: MessageStatus::Sending,

@@ -53,6 +53,9 @@ impl Services {
     ) -> Result<Enqueued, SendError> {
         self.guards.config.allowed_countries.admits(&request.to)?;
         let (template, body) = self.message_text(request.content)?;
+        let sensitive = template
+            .as_deref()
+            .is_some_and(|name| self.templates.is_sensitive(name));
         let message = new_message(
             request.to,
             request.channel,
@@ -65,6 +68,7 @@ impl Services {
             .messages
             .enqueue(NewMessage {
                 idempotency_key: request.idempotency_key,
+                sensitive,
                 ..message
             })
             .await?;
@@ -115,7 +119,7 @@ impl Services {
     }
 }
 
-/// A normal-priority message ready to enqueue, segments counted.
+/// A normal-priority message ready to enqueue, segments counted, not sensitive.
 pub(crate) fn new_message(
     to: PhoneNumber,
     channel: Channel,
@@ -131,6 +135,7 @@ pub(crate) fn new_message(
         template,
         segments: template::analyze(&body).segments,
         body,
+        sensitive: false,
         priority: Priority::Normal,
         api_key: api_key.to_owned(),
         idempotency_key: None,

@@ -205,6 +205,8 @@ impl Services {
         Ok(NewMessage {
             priority: Priority::Verification,
             verification_id: Some(verification.id),
+            // A code is a secret, whatever the template says.
+            sensitive: true,
             // A code that can no longer be checked must not be delivered.
             send_before: Some(verification.expires_at),
             ..new_message(

@@ -122,13 +122,15 @@ impl Priority {
 }
 
 /// What the API accepted and the store must keep before answering.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct NewMessage {
     pub id: MessageId,
     pub to: PhoneNumber,
     pub channel: Channel,
     pub template: Option<String>,
     pub body: String,
+    /// The body holds a secret (a code): see [`Message::sensitive`].
+    pub sensitive: bool,
     pub segments: u32,
     pub priority: Priority,
     /// Name of the API key that asked for it (never the key itself).
@@ -143,6 +145,20 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// Debug leaves out the body, which may hold a one-time code.
+impl fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("channel", &self.channel)
+            .field("template", &self.template)
+            .field("sensitive", &self.sensitive)
+            .field("verification_id", &self.verification_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NewMessage {
     /// The message as the queue holds it once stored: no attempt yet, due at once.
     pub fn into_queued(self) -> Message {
@@ -152,6 +168,7 @@ impl NewMessage {
             channel: self.channel,
             template: self.template,
             body: self.body,
+            sensitive: self.sensitive,
             segments: self.segments,
             priority: self.priority,
             status: MessageStatus::Queued,
@@ -179,9 +196,12 @@ pub struct Message {
     pub to: PhoneNumber,
     pub channel: Channel,
     pub template: Option<String>,
-    /// Emptied once a one-time code's message reaches a final status: the code must not outlive
-    /// its use in the database.
+    /// Emptied once a sensitive message leaves the queue for good (sent, failed, expired): the
+    /// code must not outlive its use in the database.
     pub body: String,
+    /// The body holds a secret: the message comes from a sensitive template, or carries a
+    /// verification's code. Such a body is never logged.
+    pub sensitive: bool,
     pub segments: u32,
     pub priority: Priority,
     pub status: MessageStatus,
@@ -211,6 +231,7 @@ impl fmt::Debug for Message {
             .field("to", &self.to)
             .field("channel", &self.channel)
             .field("template", &self.template)
+            .field("sensitive", &self.sensitive)
             .field("status", &self.status)
             .field("attempt_count", &self.attempt_count)
             .finish_non_exhaustive()
@@ -218,6 +239,12 @@ impl fmt::Debug for Message {
 }
 
 impl Message {
+    /// Whether the body holds a secret. A verification's code message stored before the
+    /// `sensitive` flag existed has it unset, but is one.
+    pub fn is_sensitive(&self) -> bool {
+        self.sensitive || self.verification_id.is_some()
+    }
+
     /// Whether the message may no longer be sent because its content has expired.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         self.send_before.is_some_and(|deadline| now >= deadline)
@@ -320,6 +347,56 @@ mod tests {
                 format!("\"{status}\"")
             );
         }
+    }
+
+    fn plain_message() -> NewMessage {
+        NewMessage {
+            id: MessageId::generate(),
+            to: PhoneNumber::parse("+15551234567").unwrap(),
+            channel: Channel::Sms,
+            template: None,
+            body: "Your order has shipped".into(),
+            sensitive: false,
+            segments: 1,
+            priority: Priority::Normal,
+            api_key: "shop".into(),
+            idempotency_key: None,
+            verification_id: None,
+            send_before: None,
+            request_id: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_message_debugged_never_shows_its_body() {
+        let new = NewMessage {
+            template: Some("password-reset".into()),
+            body: "Your reset code is 771204".into(),
+            sensitive: true,
+            ..plain_message()
+        };
+        let queued = new.clone().into_queued();
+        for debugged in [format!("{new:?}"), format!("{queued:?}")] {
+            assert!(debugged.contains("password-reset"), "{debugged}");
+            assert!(!debugged.contains("771204"), "{debugged}");
+        }
+    }
+
+    #[test]
+    fn a_message_is_sensitive_when_flagged_or_when_it_carries_a_code() {
+        let plain = plain_message();
+        assert!(!plain.clone().into_queued().is_sensitive());
+        let flagged = NewMessage {
+            sensitive: true,
+            ..plain.clone()
+        };
+        assert!(flagged.into_queued().is_sensitive());
+        let code_stored_before_the_flag = NewMessage {
+            verification_id: Some(VerificationId::generate()),
+            ..plain
+        };
+        assert!(code_stored_before_the_flag.into_queued().is_sensitive());
     }
 
     #[test]

@@ -184,14 +184,15 @@ impl DispatchOutcome {
 }
 
 /// What [`MessageStore::finish`] writes, worked out once for every store: the outcome's
-/// columns, and whether a one-time code's body is emptied.
+/// columns, and whether a sensitive message's body is emptied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {
     pub claim: ClaimToken,
     pub id: MessageId,
     pub status: MessageStatus,
     pub columns: OutcomeColumns,
-    /// Empty the body of a one-time code's message: it can no longer be sent.
+    /// Empty the body if the message is sensitive ([`Message::is_sensitive`]): it can no
+    /// longer be sent.
     pub forget_body: bool,
     pub attempt: Option<Attempt>,
     pub now: DateTime<Utc>,
@@ -216,7 +217,7 @@ impl Finish {
             id,
             status,
             columns: outcome.into_columns(),
-            // A one-time code is needed only while the message can still be sent.
+            // A secret is needed only while the message can still be sent.
             forget_body: !status.can_transition_to(MessageStatus::Sending),
             attempt,
             now,
@@ -284,8 +285,9 @@ pub trait MessageStore: Send + Sync {
 
     /// Records how a claimed message's attempt ended and moves the message to the outcome's
     /// status, releasing the claim. `attempt` is `None` when no provider call was made
-    /// (expired before sending). Returns `false`, changing nothing, when the claim is no
-    /// longer held.
+    /// (expired before sending). A sensitive message ([`Message::is_sensitive`]) that leaves
+    /// the queue for good (sent, failed, expired) loses its body. Returns `false`, changing
+    /// nothing, when the claim is no longer held.
     async fn finish(
         &self,
         claim: ClaimToken,

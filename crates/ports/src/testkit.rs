@@ -65,6 +65,7 @@ macro_rules! store_conformance_tests {
             expired_message_finishes_without_an_attempt,
             next_due_at_is_the_earliest_queued_message_or_lease_end,
             final_one_time_code_message_loses_its_body,
+            final_sensitive_message_loses_its_body,
             sent_message_keeps_the_providers_price,
             delivery_report_moves_a_sent_message_into_its_history,
             undelivered_report_keeps_the_carrier_error_and_price,
@@ -146,6 +147,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         channel: Channel::Sms,
         template: Some("order-shipped".into()),
         body: "Your order is on its way".into(),
+        sensitive: false,
         segments: 1,
         priority: Priority::Normal,
         api_key: "shop".into(),
@@ -177,6 +179,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         channel: verification.channel,
         template: Some("two-factor-auth".into()),
         body: "Your code is 402913".into(),
+        sensitive: true,
         segments: 1,
         priority: Priority::Verification,
         api_key: verification.api_key.clone(),
@@ -843,6 +846,85 @@ pub async fn final_one_time_code_message_loses_its_body<S: StoreUnderTest>(store
         .await
         .unwrap());
     assert_eq!(message(&store, ordinary.id).await.body, ordinary.body);
+}
+
+/// A message from a sensitive template keeps its body while it may be sent again, and loses it
+/// once sent or failed, as a code's does; so does a code's message stored before the
+/// `sensitive` flag existed (migration 0013), whose flag is unset.
+pub async fn final_sensitive_message_loses_its_body<S: StoreUnderTest>(store: S) {
+    let reset = |at| NewMessage {
+        template: Some("password-reset".into()),
+        body: "Your reset code is 771204".into(),
+        sensitive: true,
+        ..notification(at)
+    };
+    let first = enqueue_new(&store, reset(t0())).await;
+    assert!(first.sensitive);
+    assert!(message(&store, first.id).await.sensitive);
+    let claimed = claim_one(&store, t0()).await;
+    assert!(claimed.message.sensitive);
+    assert!(store
+        .finish(
+            claimed.claim,
+            first.id,
+            None,
+            retry_at(t0() + secs(60)),
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        message(&store, first.id).await.body,
+        first.body,
+        "a retry sends it"
+    );
+    let claimed = claim_one(&store, t0() + secs(60)).await;
+    assert_eq!(claimed.message.body, first.body);
+    assert!(store
+        .finish(
+            claimed.claim,
+            first.id,
+            None,
+            sent("SMreset"),
+            t0() + secs(60)
+        )
+        .await
+        .unwrap());
+    let sent_once = message(&store, first.id).await;
+    assert_eq!(
+        (sent_once.status, sent_once.body.as_str()),
+        (MessageStatus::Sent, "")
+    );
+
+    let second = enqueue_new(&store, reset(t0() + secs(61))).await;
+    let claimed = claim_one(&store, t0() + secs(61)).await;
+    let failed = DispatchOutcome::Failed {
+        error_code: Some("21610".into()),
+        error_message: "unsubscribed recipient".into(),
+    };
+    assert!(store
+        .finish(claimed.claim, second.id, None, failed, t0() + secs(62))
+        .await
+        .unwrap());
+    assert_eq!(message(&store, second.id).await.body, "");
+
+    let started = verification(t0() + secs(63));
+    let unflagged = NewMessage {
+        sensitive: false,
+        ..code_message(&started, started.created_at)
+    };
+    let code = store
+        .create(&started, code_hash(1), unflagged)
+        .await
+        .unwrap();
+    let claimed = claim_one(&store, t0() + secs(63)).await;
+    assert_eq!(claimed.message.id, code.id);
+    assert!(claimed.message.is_sensitive());
+    assert!(store
+        .finish(claimed.claim, code.id, None, sent("SMold"), t0() + secs(64))
+        .await
+        .unwrap());
+    assert_eq!(message(&store, code.id).await.body, "");
 }
 
 fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> ClaimBudget {

@@ -17,6 +17,8 @@ pub struct TemplateInfo {
     pub variables: Vec<String>,
     /// Locales with a variant of their own (`fr` for `two-factor-auth.fr.hbs`), in order.
     pub locales: Vec<String>,
+    /// Its messages carry a secret: never logged, their body emptied once final.
+    pub sensitive: bool,
 }
 
 /// Block helpers whose block reads from a new context (an item, an object): names inside
@@ -46,6 +48,7 @@ impl Templates {
                 name: name.to_owned(),
                 variables: variables.into_iter().collect(),
                 locales: locales.into_iter().collect(),
+                sensitive: self.is_sensitive(name),
             })
             .collect()
     }
@@ -125,13 +128,14 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_template_needs_code_and_expiry() {
+    fn the_built_in_template_needs_code_and_expiry_and_is_sensitive() {
         assert_eq!(
             Templates::built_in().unwrap().catalogue(),
             [TemplateInfo {
                 name: "two-factor-auth".into(),
                 variables: vec!["code".into(), "expiryMinutes".into()],
                 locales: vec![],
+                sensitive: true,
             }]
         );
     }
@@ -157,11 +161,13 @@ mod tests {
                         .map(String::from)
                         .to_vec(),
                     locales: vec!["fr".into(), "pt-BR".into()],
+                    sensitive: false,
                 },
                 TemplateInfo {
                     name: "welcome".into(),
                     variables: vec![],
                     locales: vec![],
+                    sensitive: false,
                 },
             ]
         );

@@ -6,7 +6,7 @@
 
 mod catalogue;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use handlebars::{Handlebars, RenderErrorReason};
@@ -18,6 +18,10 @@ pub use domain::{analyze, Encoding, SegmentInfo};
 
 /// The template every one-time code is sent with.
 pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
+
+/// The first line that makes a template sensitive: its messages carry a secret (a code), so
+/// their body is never logged and is emptied once they leave the queue for good.
+const SENSITIVE_MARK: &str = "{{!-- sensitive --}}";
 
 /// Templates that ship inside the binary, so the service runs from any directory. Files in
 /// the configured directory override them by name.
@@ -52,6 +56,8 @@ pub enum RenderError {
 pub struct Templates {
     registry: Handlebars<'static>,
     sources: BTreeMap<String, String>,
+    /// Names (without locale) of the templates one of whose files carries [`SENSITIVE_MARK`].
+    sensitive: BTreeSet<String>,
 }
 
 impl Templates {
@@ -103,12 +109,21 @@ impl Templates {
         Self {
             registry,
             sources: BTreeMap::new(),
+            sensitive: BTreeSet::new(),
         }
     }
 
     fn add(&mut self, name: &str, source: &str) -> Result<(), LoadError> {
         // Editors end files with a newline; an SMS must not (it would cost a character).
         let source = source.trim_end_matches(['\n', '\r']);
+        // The mark is a directive, not text: its line would start the SMS with a newline.
+        let (first_line, rest) = source.split_once('\n').unwrap_or((source, ""));
+        let source = if first_line.trim() == SENSITIVE_MARK {
+            self.sensitive.insert(template_of(name).to_owned());
+            rest
+        } else {
+            source
+        };
         self.registry
             .register_template_string(name, source)
             .map_err(|error| LoadError::Syntax {
@@ -121,6 +136,13 @@ impl Templates {
 
     pub fn contains(&self, name: &str) -> bool {
         self.sources.contains_key(name)
+    }
+
+    /// Whether messages from `name` (a template, or one of its localised variants) carry a
+    /// secret. A mark on any file of the template counts, so that neither a locale's variant
+    /// nor an override of a built-in can drop it by leaving it out.
+    pub fn is_sensitive(&self, name: &str) -> bool {
+        self.sensitive.contains(template_of(name))
     }
 
     /// Template names in order, localised variants included.
@@ -159,6 +181,11 @@ impl Templates {
                 },
             })
     }
+}
+
+/// The template a registered name belongs to: `two-factor-auth` for `two-factor-auth.fr`.
+fn template_of(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(template, _)| template)
 }
 
 #[cfg(test)]
@@ -248,6 +275,53 @@ mod tests {
             Some(TWO_FACTOR_AUTH)
         );
         assert_eq!(templates.resolve("nope", None), None);
+    }
+
+    #[test]
+    fn a_template_marked_on_its_first_line_is_sensitive_in_every_locale() {
+        let mut templates = Templates::empty();
+        templates
+            .add(
+                "reset",
+                "{{!-- sensitive --}}\r\nYour reset code: {{code}}\n",
+            )
+            .unwrap();
+        templates.add("reset.fr", "Votre code : {{code}}").unwrap();
+        templates
+            .add("note", "{{text}}\n{{!-- sensitive --}}")
+            .unwrap();
+
+        assert!(templates.is_sensitive("reset"));
+        assert!(templates.is_sensitive("reset.fr"));
+        assert!(!templates.is_sensitive("note"), "only the first line marks");
+        assert!(!templates.is_sensitive("unknown"));
+        assert_eq!(
+            templates
+                .render("reset", &json!({"code": "771204"}))
+                .unwrap(),
+            "Your reset code: 771204",
+            "the mark's line is not part of the text"
+        );
+    }
+
+    #[test]
+    fn an_override_without_the_mark_leaves_a_built_in_sensitive() {
+        let dir = std::env::temp_dir().join(format!(
+            "sms-notify-templates-override-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("two-factor-auth.hbs"), "Code: {{code}}\n").unwrap();
+        let templates = Templates::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert!(templates.is_sensitive(TWO_FACTOR_AUTH));
+        assert_eq!(
+            templates
+                .render(TWO_FACTOR_AUTH, &json!({"code": "1"}))
+                .unwrap(),
+            "Code: 1"
+        );
     }
 
     #[test]

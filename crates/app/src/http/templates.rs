@@ -20,6 +20,9 @@ pub struct TemplateView {
     variables: Vec<String>,
     /// Locales with a variant of their own; others get the template itself.
     locales: Vec<String>,
+    /// Its messages carry a secret (a code): never logged, and their body is erased once
+    /// sent, failed or expired. Marked by a first line `{{!-- sensitive --}}`.
+    sensitive: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,7 +55,7 @@ pub struct PreviewView {
     warning: Option<String>,
 }
 
-/// Every template: its name, the variables it needs, its locales.
+/// Every template: its name, the variables it needs, its locales, whether it is sensitive.
 #[utoipa::path(
     get,
     path = "/v1/templates",
@@ -73,6 +76,7 @@ pub async fn list(State(services): State<Arc<Services>>, _client: ApiClient) -> 
             name: info.name,
             variables: info.variables,
             locales: info.locales,
+            sensitive: info.sensitive,
         })
         .collect();
     Json(TemplateList { templates })

@@ -71,6 +71,7 @@ async fn sent_through_twilio(fixture: &Fixture) -> Message {
             channel: Channel::Sms,
             template: None,
             body: "Your order has shipped".into(),
+            sensitive: false,
             segments: 1,
             priority: Priority::Normal,
             api_key: "shop".into(),
