@@ -245,6 +245,7 @@ impl Dispatcher {
                 sender: self.sender.clone(),
                 per_second,
             }),
+            max_attempts: Some(self.config.retry.max_attempts),
         };
         let claimed = self.store.claim_within(self.clock.now(), &budget).await?;
         let batch = match (claimed.messages.is_empty(), claimed.limited_by) {

@@ -239,7 +239,10 @@ impl Metrics {
             Err(error) => (
                 error.provider,
                 match error.kind {
-                    ProviderErrorKind::Retryable => "retryable_error",
+                    // Retried as any temporary failure; counted apart too.
+                    ProviderErrorKind::Retryable | ProviderErrorKind::Ambiguous => {
+                        "retryable_error"
+                    }
                     ProviderErrorKind::Account => "account_error",
                     ProviderErrorKind::Permanent => "permanent_error",
                 },
