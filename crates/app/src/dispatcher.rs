@@ -761,6 +761,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unanswered_call_is_recorded_as_ambiguous_and_retried() {
+        let mut error = provider_error(ProviderErrorKind::Ambiguous, 0, "none");
+        error.http_status = None;
+        error.code = None;
+        let store = store_expecting(|attempt, outcome| {
+            assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Ambiguous);
+            assert!(
+                matches!(outcome, DispatchOutcome::Retry { .. }),
+                "{outcome:?}"
+            );
+        });
+        worker(provider_answering(Err(error)), store)
+            .process(claimed(1, None), place(), running(), running())
+            .await;
+    }
+
+    /// An ordinary message's body may be common: a lost attempt's whole lease is too wide a
+    /// window to tell its message from another, so it is sent again without asking.
+    #[tokio::test]
+    async fn an_ordinary_message_after_a_lost_attempt_is_sent_without_asking() {
+        let mut search = ports::MockSentMessageSearch::new();
+        search.expect_provider().return_const("twilio");
+        search.expect_find_sent().never();
+        let mut store = store_expecting(|attempt, _| {
+            assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Sent);
+        });
+        store.expect_attempts().returning(|_| {
+            Ok(vec![Attempt {
+                number: 1,
+                provider: None,
+                started_at: now() - TimeDelta::seconds(60),
+                finished_at: now(),
+                outcome: AttemptOutcome::Lost,
+                http_status: None,
+                error_code: None,
+                error_message: Some("the worker sending it was lost".into()),
+            }])
+        });
+        let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
+            provider_sid: "SM4".into(),
+            segments: None,
+            price: None,
+        }));
+        let worker = Worker {
+            search: Some(Arc::new(search)),
+            ..worker(provider, store)
+        };
+        worker
+            .process(claimed(2, None), place(), running(), running())
+            .await;
+    }
+
+    #[tokio::test]
     async fn a_longer_retry_after_is_honoured() {
         let mut error = provider_error(ProviderErrorKind::Retryable, 429, "20429");
         error.retry_after = Some(Duration::from_secs(120));
