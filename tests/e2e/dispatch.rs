@@ -7,10 +7,11 @@ use domain::NewMessage;
 use ports::testkit::notification;
 use ports::MessageStore;
 use serde_json::json;
-use wiremock::ResponseTemplate;
+use wiremock::matchers::{basic_auth, method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::fake_twilio::{form_fields, messages_post, Recorder};
-use crate::support::{TestApp, FROM};
+use crate::support::{TestApp, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
 
 /// Far below the 30 s safety-net poll that `TestApp` configures.
 const WAKE_UP_PATIENCE: Duration = Duration::from_secs(2);
@@ -54,6 +55,17 @@ async fn a_message_rides_out_500_then_429_then_a_timeout_and_ends_sent_with_ever
         .expect(1)
         .mount(&app.twilio)
         .await;
+    // The timeout may have sent it: Twilio's list is asked first, and shows nothing.
+    Mock::given(method("GET"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(query_param("To", "+15551234567"))
+        .and(query_param("From", FROM))
+        .and(query_param("PageSize", "50"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [] })))
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
     messages_post(fields())
         .respond_with(Recorder::new(Duration::ZERO))
         .expect(1)
@@ -88,7 +100,7 @@ async fn a_message_rides_out_500_then_429_then_a_timeout_and_ends_sent_with_ever
         vec![
             (1, "retryable_error", Some(500), Some("20500")),
             (2, "retryable_error", Some(429), Some("20429")),
-            (3, "retryable_error", None, None),
+            (3, "ambiguous", None, None),
             (4, "sent", None, None),
         ]
     );

@@ -153,6 +153,12 @@ impl MessageStore for PgStore {
         // backlog that grows faster than autovacuum analyses, and with them the planner read
         // every due row through that index and sorted them all (1,411 rows for a claim of 42,
         // in figure 2), so each claim cost more the further the queue fell behind.
+        //
+        // A lapsed lease's claim never finished (its worker died): the claim that finds it
+        // records a `lost` attempt for it, from that claim (`updated_at`, which only a claim
+        // sets while a message is `sending`) to the lease's end, and fails the message
+        // instead of claiming it once it has had `$5` attempts (`exhausted`, which takes no
+        // place under the limit). The CTEs see the rows as they were before the statement.
         let rows: Vec<MessageRow> = sqlx::query_as(
             r#"WITH due AS (
                    SELECT id, priority, created_at FROM messages
@@ -161,7 +167,8 @@ impl MessageStore for PgStore {
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
                ), lapsed AS (
-                   SELECT id, priority, created_at FROM messages
+                   SELECT id, priority, created_at, attempt_count, updated_at, locked_until
+                   FROM messages
                    WHERE status = 'sending' AND locked_until <= $1
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
@@ -169,9 +176,28 @@ impl MessageStore for PgStore {
                ), claimed AS (
                    SELECT id, priority, created_at FROM due
                    UNION ALL
-                   SELECT id, priority, created_at FROM lapsed
+                   SELECT id, priority, created_at FROM lapsed WHERE attempt_count < $5
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
+               ), exhausted AS (
+                   UPDATE messages AS m
+                   SET status = 'failed', locked_until = NULL, claim_token = NULL,
+                       error_code = NULL,
+                       error_message = 'the worker sending it was lost '
+                           || (SELECT count(*) + 1 FROM message_attempts AS a
+                               WHERE a.message_id = m.id AND a.outcome = 'lost')
+                           || ' times',
+                       body = CASE WHEN m.verification_id IS NOT NULL THEN '' ELSE m.body END,
+                       updated_at = $1
+                   FROM lapsed
+                   WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5
+               ), lost AS (
+                   INSERT INTO message_attempts (message_id, number, started_at, finished_at,
+                       outcome, error_message)
+                   SELECT id, attempt_count, updated_at, locked_until, 'lost',
+                       'the worker sending it was lost'
+                   FROM lapsed
+                   WHERE attempt_count >= $5 OR id IN (SELECT id FROM claimed)
                )
                UPDATE messages AS m
                SET status = 'sending', locked_until = $3, claim_token = $4,
@@ -184,6 +210,7 @@ impl MessageStore for PgStore {
         .bind(i64::from(allowance.count))
         .bind(locked_until)
         .bind(claim)
+        .bind(budget.max_attempts.map_or(i64::MAX, i64::from))
         .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?;

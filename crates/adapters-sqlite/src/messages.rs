@@ -12,6 +12,7 @@ use ports::{
 use sqlx::{SqliteConnection, SqlitePool};
 use store_batch::BatchWrite;
 use tracing::instrument;
+use uuid::fmt::Hyphenated;
 use uuid::Uuid;
 
 use crate::rows::{json_ids, micros, store_error, AttemptRow, MessageRow};
@@ -230,6 +231,79 @@ async fn finish_in(connection: &mut SqliteConnection, finish: &Finish) -> Result
     Ok(true)
 }
 
+/// A `sending` message whose lease ran out: its claim never finished.
+#[derive(sqlx::FromRow)]
+struct LapsedClaim {
+    id: Hyphenated,
+    attempt_count: i64,
+    /// When it was claimed: only a claim sets `updated_at` while a message is `sending`.
+    updated_at: i64,
+    locked_until: i64,
+}
+
+/// The lapsed leases a claim of `limit` at `now` may take, in the claim's order: their lost
+/// attempts must be read before the claim overwrites them. Usually none.
+async fn lapsed_claims(
+    connection: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<LapsedClaim>, StoreError> {
+    sqlx::query_as(
+        "SELECT id, attempt_count, updated_at, locked_until \
+         FROM messages INDEXED BY messages_in_flight \
+         WHERE status = 'sending' AND locked_until <= $1 \
+         ORDER BY priority DESC, created_at, id LIMIT $2",
+    )
+    .bind(micros(now))
+    .bind(i64::from(limit))
+    .fetch_all(connection)
+    .await
+    .map_err(store_error)
+}
+
+/// The attempt of a lapsed claim, from the claim to the lease's end.
+async fn record_lost(
+    connection: &mut SqliteConnection,
+    lapsed: &LapsedClaim,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO message_attempts (message_id, number, started_at, finished_at, outcome, \
+         error_message) VALUES ($1, $2, $3, $4, 'lost', 'the worker sending it was lost')",
+    )
+    .bind(lapsed.id)
+    .bind(lapsed.attempt_count)
+    .bind(lapsed.updated_at)
+    .bind(lapsed.locked_until)
+    .execute(connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// Fails a message whose workers kept dying, naming how often (its lost attempt recorded).
+async fn fail_lost(
+    connection: &mut SqliteConnection,
+    id: &Hyphenated,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE messages \
+         SET status = 'failed', locked_until = NULL, claim_token = NULL, error_code = NULL, \
+             error_message = 'the worker sending it was lost ' \
+                 || (SELECT count(*) FROM message_attempts \
+                     WHERE message_id = $1 AND outcome = 'lost') || ' times', \
+             body = CASE WHEN verification_id IS NOT NULL THEN '' ELSE body END, \
+             updated_at = $2 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .execute(connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
 /// `MessageStore::finish` in batches: the outcomes of a burst of sends in one transaction.
 pub(crate) struct Finishes;
 
@@ -325,6 +399,15 @@ impl MessageStore for SqliteStore {
             transaction.commit().await.map_err(store_error)?;
             return Ok(allowance.apply(Vec::new()));
         }
+        let lapsed = lapsed_claims(&mut transaction, now, allowance.count).await?;
+        let max_attempts = budget.max_attempts.map_or(i64::MAX, i64::from);
+        let (exhausted, retried): (Vec<_>, Vec<_>) = lapsed
+            .into_iter()
+            .partition(|lapsed| lapsed.attempt_count >= max_attempts);
+        for lapsed in &exhausted {
+            record_lost(&mut transaction, lapsed).await?;
+            fail_lost(&mut transaction, &lapsed.id, now).await?;
+        }
         let claim = Uuid::new_v4();
         // Due rows and lapsed leases are found apart, each through its own index (named, so
         // that the plan cannot drift) and stopping at the limit: one WHERE for both read
@@ -363,6 +446,11 @@ impl MessageStore for SqliteStore {
         .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?;
+        for lapsed in &retried {
+            if rows.iter().any(|row| row.id == lapsed.id) {
+                record_lost(&mut transaction, lapsed).await?;
+            }
+        }
         if let (Some(rate), false) = (&budget.sender_rate, rows.is_empty()) {
             sqlx::query(
                 "INSERT INTO sender_pacing (sender, next_send_at) VALUES ($1, $2) \

@@ -63,7 +63,7 @@ fn count(column: &str, value: i64) -> Result<u32, StoreError> {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
-    id: Hyphenated,
+    pub(crate) id: Hyphenated,
     to: String,
     channel: String,
     template: Option<String>,

@@ -1,8 +1,9 @@
 //! The Twilio adapter: sends SMS and WhatsApp messages through Twilio's Programmable Messaging
 //! REST API (implementing [`ports::SmsProvider`]), checks that the credentials work
 //! ([`TwilioSmsProvider::check_credentials`]), looks up a message's status
-//! (implementing [`ports::StatusLookup`]), and checks and reads the status callbacks Twilio
-//! posts back.
+//! (implementing [`ports::StatusLookup`]), finds a message it accepted without answering
+//! (implementing [`ports::SentMessageSearch`]), and checks and reads the status callbacks
+//! Twilio posts back.
 //!
 //! The adapter never retries: it classifies every failure as retryable or permanent in a
 //! [`ports::ProviderError`] and leaves the retry policy to the dispatcher. Twilio's wire types
@@ -15,6 +16,7 @@
 mod account;
 mod config;
 mod provider;
+mod sent_search;
 mod signature;
 mod status_callback;
 mod status_lookup;

@@ -98,6 +98,15 @@ impl TwilioSmsProvider {
         self.account_url.clone()
     }
 
+    /// `.../Accounts/{AccountSid}/Messages.json`: create, and list.
+    pub(crate) fn messages_url(&self) -> Url {
+        self.messages_url.clone()
+    }
+
+    pub(crate) fn sender(&self) -> &TwilioSender {
+        &self.sender
+    }
+
     /// `.../Accounts/{AccountSid}/Messages/{sid}.json`; the segment is percent-encoded, so no
     /// SID can change the path's shape.
     pub(crate) fn message_url(&self, sid: &str) -> Url {
@@ -163,10 +172,7 @@ impl TwilioSmsProvider {
 
     /// The form fields, exactly: nothing optional is sent unless it has a value.
     fn form(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
-        let address = |number: &PhoneNumber| match message.channel {
-            Channel::Sms => number.as_str().to_owned(),
-            Channel::Whatsapp => format!("whatsapp:{}", number.as_str()),
-        };
+        let address = |number: &PhoneNumber| address(message.channel, number);
         let mut form = vec![("To", address(&message.to))];
         form.push(match &self.sender {
             TwilioSender::From(number) => ("From", address(number)),
@@ -187,19 +193,22 @@ impl TwilioSmsProvider {
     }
 
     /// No answer at all. Everything but a request we could not even build may succeed later.
+    /// Only a failure to connect surely left Twilio without the request: after a timeout or a
+    /// broken connection it may have accepted the message, and a retry may send it twice.
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {
-        let (kind, summary) = if error.is_timeout() {
+        // Checked first: a connect timeout is a timeout too, but nothing was written.
+        let (kind, summary) = if error.is_connect() {
             (
                 ProviderErrorKind::Retryable,
+                "could not connect to twilio".to_owned(),
+            )
+        } else if error.is_timeout() {
+            (
+                ProviderErrorKind::Ambiguous,
                 format!(
                     "twilio did not answer within {} ms",
                     self.request_timeout.as_millis()
                 ),
-            )
-        } else if error.is_connect() {
-            (
-                ProviderErrorKind::Retryable,
-                "could not connect to twilio".to_owned(),
             )
         } else if error.is_builder() {
             (
@@ -208,7 +217,7 @@ impl TwilioSmsProvider {
             )
         } else {
             (
-                ProviderErrorKind::Retryable,
+                ProviderErrorKind::Ambiguous,
                 "the connection to twilio failed".to_owned(),
             )
         };
@@ -254,6 +263,14 @@ impl SmsProvider for TwilioSmsProvider {
     }
 }
 
+/// A number as Twilio writes it on `channel`: `To`, `From`, and the list's filters.
+pub(crate) fn address(channel: Channel, number: &PhoneNumber) -> String {
+    match channel {
+        Channel::Sms => number.as_str().to_owned(),
+        Channel::Whatsapp => format!("whatsapp:{}", number.as_str()),
+    }
+}
+
 async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, ProviderError> {
     let status = response.status();
     if !status.is_success() {
@@ -290,13 +307,15 @@ pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
 }
 
 fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, ProviderError> {
-    let mut resource: MessageResource =
+    let resource: MessageResource =
         serde_json::from_slice(body).map_err(|_| accepted_but_unreadable(status))?;
+    receipt_of(resource).ok_or_else(|| accepted_but_unreadable(status))
+}
+
+/// The receipt a Message resource stands for; `None` without a SID.
+pub(crate) fn receipt_of(mut resource: MessageResource) -> Option<ProviderReceipt> {
     let price = price_of(&mut resource);
-    let provider_sid = resource
-        .sid
-        .filter(|sid| !sid.is_empty())
-        .ok_or_else(|| accepted_but_unreadable(status))?;
+    let provider_sid = resource.sid.filter(|sid| !sid.is_empty())?;
     if let Some(error_code) = resource.error_code.and_then(NumberOrString::into_text) {
         tracing::warn!(
             twilio_sid = %provider_sid,
@@ -309,7 +328,7 @@ fn receipt_from(status: StatusCode, body: &[u8]) -> Result<ProviderReceipt, Prov
         .num_segments
         .and_then(NumberOrString::into_text)
         .and_then(|text| text.parse().ok());
-    Ok(ProviderReceipt {
+    Some(ProviderReceipt {
         provider: NAME,
         provider_sid,
         segments,

@@ -6,16 +6,28 @@
 
 use serde::Deserialize;
 
-/// The Message resource in a `201 Created` answer, or a `200` to a lookup.
-#[derive(Debug, Deserialize)]
+/// The Message resource in a `201 Created` answer, a `200` to a lookup, or a list's item. No
+/// `Debug`: its body may hold a one-time code.
+#[derive(Deserialize)]
 pub(crate) struct MessageResource {
     pub sid: Option<String>,
     pub status: Option<String>,
+    /// Kept only while a list is searched for a message's body, never logged.
+    pub body: Option<String>,
+    /// RFC 2822 (`Thu, 24 Aug 2023 05:01:45 +0000`); set from the start, unlike `date_sent`.
+    pub date_created: Option<String>,
     pub num_segments: Option<NumberOrString>,
     pub price: Option<NumberOrString>,
     pub price_unit: Option<String>,
     pub error_code: Option<NumberOrString>,
     pub error_message: Option<String>,
+}
+
+/// A page of the Messages list (`GET .../Messages.json`), newest first.
+#[derive(Deserialize)]
+pub(crate) struct MessagePage {
+    #[serde(default)]
+    pub messages: Vec<MessageResource>,
 }
 
 /// The body of a 4xx or 5xx answer: `{"code": 21211, "message": "...", "more_info": "...",

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::{Attempt, AttemptOutcome, Message, MessageId, MessageStatus};
 use ports::{
     ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage,
-    ProviderError, SenderRate, SmsProvider,
+    ProviderError, SenderRate, SentMessageSearch, SmsProvider,
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -34,6 +34,9 @@ const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 const CLAIM_SPACING: Duration = Duration::from_millis(5);
 /// How long releasing the abandoned sends may take after the grace period.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far the provider's clock may be from ours when an unanswered attempt's window is
+/// matched against its messages' creation times (whole seconds there).
+const ADOPTION_SKEW: TimeDelta = TimeDelta::seconds(5);
 
 pub struct Dispatcher {
     store: Arc<dyn MessageStore>,
@@ -49,6 +52,7 @@ pub struct Dispatcher {
     /// which only a dispatcher stopped by that cap waits for.
     room: Arc<Notify>,
     settling: Arc<Settling>,
+    search: Option<Arc<dyn SentMessageSearch>>,
 }
 
 /// The messages whose provider call has returned and whose outcome is being recorded. They
@@ -140,7 +144,15 @@ impl Dispatcher {
             config,
             sender,
             wake,
+            search: None,
         }
+    }
+
+    /// Before sending again after an attempt that may have reached the provider, asks
+    /// `search` whether it did, and adopts the message it finds instead of sending twice.
+    pub fn with_sent_message_search(mut self, search: Arc<dyn SentMessageSearch>) -> Self {
+        self.search = Some(search);
+        self
     }
 
     /// Runs until `shutdown` turns true, then stops claiming, hands back at once the messages
@@ -245,6 +257,7 @@ impl Dispatcher {
                 sender: self.sender.clone(),
                 per_second,
             }),
+            max_attempts: Some(self.config.retry.max_attempts),
         };
         let claimed = self.store.claim_within(self.clock.now(), &budget).await?;
         let batch = match (claimed.messages.is_empty(), claimed.limited_by) {
@@ -262,6 +275,7 @@ impl Dispatcher {
                 config: self.config,
                 room: self.room.clone(),
                 settling: self.settling.clone(),
+                search: self.search.clone(),
             };
             let wake = self.wake.clone();
             let span = tracing::info_span!(
@@ -314,6 +328,7 @@ struct Worker {
     config: DispatchConfig,
     room: Arc<Notify>,
     settling: Arc<Settling>,
+    search: Option<Arc<dyn SentMessageSearch>>,
 }
 
 impl Worker {
@@ -345,6 +360,8 @@ impl Worker {
         let started_at = self.clock.now();
         let (attempt, outcome) = if message.is_stale(started_at) {
             (None, DispatchOutcome::Expired)
+        } else if let Some((attempt, outcome)) = self.adopt(&message, started_at).await {
+            (Some(attempt), outcome)
         } else {
             let outbound = outbound(&message, started_at);
             let result = tokio::select! {
@@ -412,6 +429,76 @@ impl Worker {
         }
     }
 
+    /// After an attempt that may have reached the provider, the message it accepted then, if
+    /// the provider's list shows one: adopted (`sent` with its id) instead of sending twice.
+    /// Asked after an `ambiguous` attempt, and after a `lost` one of a one-time code: a code's
+    /// body is unique, so the lease's whole span is a safe window, where an ordinary message
+    /// with a common body could be taken for another one sent meanwhile. Any failure to ask
+    /// sends as before: at least once.
+    async fn adopt(
+        &self,
+        message: &Message,
+        started_at: DateTime<Utc>,
+    ) -> Option<(Attempt, DispatchOutcome)> {
+        let search = self.search.as_ref()?;
+        if message.attempt_count < 2 {
+            return None;
+        }
+        let attempts = match self.store.attempts(message.id).await {
+            Ok(attempts) => attempts,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the earlier attempts; sending");
+                return None;
+            }
+        };
+        let last = attempts.last()?;
+        let uncertain = match last.outcome {
+            AttemptOutcome::Ambiguous => last.provider.as_deref() == Some(search.provider()),
+            AttemptOutcome::Lost => message.verification_id.is_some(),
+            _ => false,
+        };
+        if !uncertain {
+            return None;
+        }
+        let found = search
+            .find_sent(
+                &outbound(message, started_at),
+                last.started_at - ADOPTION_SKEW,
+                last.finished_at + ADOPTION_SKEW,
+            )
+            .await;
+        let receipt = match found {
+            Ok(Some(receipt)) => receipt,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask whether an earlier attempt was accepted; sending");
+                return None;
+            }
+        };
+        tracing::info!(
+            provider_sid = %receipt.provider_sid,
+            "an earlier unanswered attempt was accepted; adopted instead of sending again"
+        );
+        Some((
+            Attempt {
+                number: message.attempt_count,
+                provider: Some(receipt.provider.to_owned()),
+                started_at,
+                finished_at: self.clock.now(),
+                outcome: AttemptOutcome::Adopted,
+                http_status: None,
+                error_code: None,
+                error_message: None,
+            },
+            DispatchOutcome::Sent {
+                provider: receipt.provider.to_owned(),
+                provider_sid: receipt.provider_sid,
+                segments: receipt.segments,
+                price: receipt.price,
+            },
+        ))
+    }
+
     /// Turns the provider's answer into the attempt record and the message's next step. Only a
     /// retryable failure is retried: an account failure needs an operator, and the failover
     /// provider already reports one as retryable when another provider can take over.
@@ -457,7 +544,7 @@ impl Worker {
                     .and_then(|delay| finished_at.checked_add_signed(delay))
                     .unwrap_or(finished_at);
                 (
-                    attempt(AttemptOutcome::RetryableError, error.provider, Some(&error)),
+                    attempt(failed_outcome(&error), error.provider, Some(&error)),
                     DispatchOutcome::Retry {
                         at,
                         error_code: error.code.clone(),
@@ -465,21 +552,25 @@ impl Worker {
                     },
                 )
             }
-            Err(error) => {
-                let kind = if error.is_retryable() {
-                    AttemptOutcome::RetryableError
-                } else {
-                    AttemptOutcome::PermanentError
-                };
-                (
-                    attempt(kind, error.provider, Some(&error)),
-                    DispatchOutcome::Failed {
-                        error_code: error.code.clone(),
-                        error_message: error.message.clone(),
-                    },
-                )
-            }
+            Err(error) => (
+                attempt(failed_outcome(&error), error.provider, Some(&error)),
+                DispatchOutcome::Failed {
+                    error_code: error.code.clone(),
+                    error_message: error.message.clone(),
+                },
+            ),
         }
+    }
+}
+
+/// How a failed attempt is recorded: an unanswered one apart, since it may have been sent.
+fn failed_outcome(error: &ProviderError) -> AttemptOutcome {
+    if error.is_ambiguous() {
+        AttemptOutcome::Ambiguous
+    } else if error.is_retryable() {
+        AttemptOutcome::RetryableError
+    } else {
+        AttemptOutcome::PermanentError
     }
 }
 
@@ -583,6 +674,7 @@ mod tests {
             },
             room: Arc::default(),
             settling: Arc::default(),
+            search: None,
         }
     }
 
@@ -669,6 +761,60 @@ mod tests {
             assert!(*at >= now() && *at <= now() + TimeDelta::seconds(4), "{at}");
         });
         worker(provider, store)
+            .process(claimed(2, None), place(), running(), running())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_call_is_recorded_as_ambiguous_and_retried() {
+        let mut error = provider_error(ProviderErrorKind::Ambiguous, 0, "none");
+        error.http_status = None;
+        error.code = None;
+        let store = store_expecting(|attempt, outcome| {
+            assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Ambiguous);
+            assert!(
+                matches!(outcome, DispatchOutcome::Retry { .. }),
+                "{outcome:?}"
+            );
+        });
+        worker(provider_answering(Err(error)), store)
+            .process(claimed(1, None), place(), running(), running())
+            .await;
+    }
+
+    /// An ordinary message's body may be common: a lost attempt's whole lease is too wide a
+    /// window to tell its message from another, so it is sent again without asking.
+    #[tokio::test]
+    async fn an_ordinary_message_after_a_lost_attempt_is_sent_without_asking() {
+        let mut search = ports::MockSentMessageSearch::new();
+        search.expect_provider().return_const("twilio");
+        search.expect_find_sent().never();
+        let mut store = store_expecting(|attempt, _| {
+            assert_eq!(attempt.as_ref().unwrap().outcome, AttemptOutcome::Sent);
+        });
+        store.expect_attempts().returning(|_| {
+            Ok(vec![Attempt {
+                number: 1,
+                provider: None,
+                started_at: now() - TimeDelta::seconds(60),
+                finished_at: now(),
+                outcome: AttemptOutcome::Lost,
+                http_status: None,
+                error_code: None,
+                error_message: Some("the worker sending it was lost".into()),
+            }])
+        });
+        let provider = provider_answering(Ok(ProviderReceipt {
+            provider: "twilio",
+            provider_sid: "SM4".into(),
+            segments: None,
+            price: None,
+        }));
+        let worker = Worker {
+            search: Some(Arc::new(search)),
+            ..worker(provider, store)
+        };
+        worker
             .process(claimed(2, None), place(), running(), running())
             .await;
     }

@@ -133,6 +133,7 @@ pub struct Metrics {
     provider_requests: Family<ProviderLabels, Counter>,
     provider_duration: HistogramFamily<ProviderNameLabels>,
     provider_errors: Family<ProviderErrorLabels, Counter>,
+    provider_ambiguous: Family<ProviderNameLabels, Counter>,
     messages: Family<MessageLabels, Gauge>,
     queue_depth: Gauge,
     queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -163,6 +164,7 @@ impl Metrics {
             provider_requests: Family::default(),
             provider_duration: Family::new_with_constructor(latency_histogram),
             provider_errors: Family::default(),
+            provider_ambiguous: Family::default(),
             messages: Family::default(),
             queue_depth: Gauge::default(),
             queue_oldest_age: Gauge::default(),
@@ -196,6 +198,12 @@ impl Metrics {
             "provider_errors",
             "Failed calls to the SMS provider, by the provider's error code",
             metrics.provider_errors.clone(),
+        );
+        registry.register(
+            "provider_ambiguous_requests",
+            "Calls to the SMS provider that got no answer after the request was written: the \
+             provider may have accepted the message",
+            metrics.provider_ambiguous.clone(),
         );
         registry.register(
             "messages",
@@ -265,7 +273,10 @@ impl Metrics {
             Err(error) => (
                 error.provider,
                 match error.kind {
-                    ProviderErrorKind::Retryable => "retryable_error",
+                    // Retried as any temporary failure; counted apart too.
+                    ProviderErrorKind::Retryable | ProviderErrorKind::Ambiguous => {
+                        "retryable_error"
+                    }
                     ProviderErrorKind::Account => "account_error",
                     ProviderErrorKind::Permanent => "permanent_error",
                 },
@@ -283,6 +294,13 @@ impl Metrics {
             })
             .observe(seconds);
         if let Err(error) = result {
+            if error.is_ambiguous() {
+                self.provider_ambiguous
+                    .get_or_create(&ProviderNameLabels {
+                        provider: provider.to_owned(),
+                    })
+                    .inc();
+            }
             let code = error
                 .code
                 .clone()
@@ -594,10 +612,49 @@ mod tests {
         };
         assert!(metered.send(&outbound).await.is_err());
         let text = scrape(&metrics, Utc::now()).await;
+        assert!(
+            !text.contains("sms_notify_provider_ambiguous_requests_total{"),
+            "a refusal is no ambiguous call"
+        );
         for line in [
             r#"sms_notify_provider_requests_total{provider="twilio",outcome="permanent_error"} 1"#,
             r#"sms_notify_provider_errors_total{provider="twilio",code="21211"} 1"#,
             r#"sms_notify_provider_request_duration_seconds_count{provider="twilio"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_unanswered_after_the_request_was_written_is_counted_as_ambiguous() {
+        let mut provider = MockSmsProvider::new();
+        provider.expect_name().return_const("twilio");
+        provider.expect_send().times(1).returning(|_| {
+            Err(ProviderError {
+                provider: "twilio",
+                kind: ProviderErrorKind::Ambiguous,
+                http_status: None,
+                code: None,
+                message: "twilio did not answer within 10000 ms".into(),
+                more_info: None,
+                retry_after: None,
+            })
+        });
+        let metrics = Arc::new(Metrics::new());
+        let metered = MeteredProvider::new(Arc::new(provider), metrics.clone());
+        let outbound = OutboundMessage {
+            message_id: MessageId::generate(),
+            to: PhoneNumber::parse("+15551234567").unwrap(),
+            channel: Channel::Sms,
+            body: "hi".into(),
+            validity: None,
+            sensitive: false,
+        };
+        assert!(metered.send(&outbound).await.is_err());
+        let text = scrape(&metrics, Utc::now()).await;
+        for line in [
+            r#"sms_notify_provider_ambiguous_requests_total{provider="twilio"} 1"#,
+            r#"sms_notify_provider_requests_total{provider="twilio",outcome="retryable_error"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

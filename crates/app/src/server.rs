@@ -11,8 +11,8 @@ use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
 use ports::{
-    MessageReports, MessageStore, RateLimiter, SmsProvider, StatusLookup, StoreHealth,
-    VerificationStore,
+    MessageReports, MessageStore, RateLimiter, SentMessageSearch, SmsProvider, StatusLookup,
+    StoreHealth, VerificationStore,
 };
 use secrecy::ExposeSecret;
 use template::Templates;
@@ -144,11 +144,14 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let clock = Arc::new(SystemClock);
     let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
     let mut lookups: Vec<Arc<dyn StatusLookup>> = Vec::new();
+    // Only Twilio lists the messages it accepted.
+    let mut search: Option<Arc<dyn SentMessageSearch>> = None;
     for provider in &config.providers {
         match provider {
             ProviderConfig::Twilio(twilio) => {
                 let twilio = Arc::new(TwilioSmsProvider::new(twilio.as_ref().clone())?);
                 lookups.push(twilio.clone());
+                search = Some(twilio.clone());
                 providers.push(twilio);
             }
             // Vonage's SMS API has no status lookup: its messages are not reconciled.
@@ -210,7 +213,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         test_numbers: config.test_numbers.clone(),
     });
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
-    let dispatcher = Dispatcher::new(
+    let mut dispatcher = Dispatcher::new(
         messages,
         provider,
         clock,
@@ -218,6 +221,9 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         config.sender(),
         wake,
     );
+    if let Some(search) = search {
+        dispatcher = dispatcher.with_sent_message_search(search);
+    }
     Ok(Assembled {
         services,
         dispatcher,

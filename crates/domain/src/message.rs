@@ -260,6 +260,15 @@ pub enum AttemptOutcome {
     RetryableError,
     /// Failed in a way no retry can fix (invalid number, opted out, bad credentials).
     PermanentError,
+    /// No answer after the request was written (a timeout, a reset connection): the provider
+    /// may have accepted the message. Retried, after asking the provider where it can tell.
+    Ambiguous,
+    /// The worker sending it died (or hung) before recording an outcome: its lease ran out and
+    /// the next claim recorded this in its place. The provider may have accepted the message.
+    Lost,
+    /// Not sent again: the provider's list showed it had accepted an earlier, unanswered
+    /// attempt, and the message took that message's id.
+    Adopted,
 }
 
 impl AttemptOutcome {
@@ -268,6 +277,9 @@ impl AttemptOutcome {
             AttemptOutcome::Sent => "sent",
             AttemptOutcome::RetryableError => "retryable_error",
             AttemptOutcome::PermanentError => "permanent_error",
+            AttemptOutcome::Ambiguous => "ambiguous",
+            AttemptOutcome::Lost => "lost",
+            AttemptOutcome::Adopted => "adopted",
         }
     }
 }
@@ -280,6 +292,9 @@ impl FromStr for AttemptOutcome {
             AttemptOutcome::Sent,
             AttemptOutcome::RetryableError,
             AttemptOutcome::PermanentError,
+            AttemptOutcome::Ambiguous,
+            AttemptOutcome::Lost,
+            AttemptOutcome::Adopted,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == value)
@@ -397,6 +412,22 @@ mod tests {
             ..plain
         };
         assert!(code_stored_before_the_flag.into_queued().is_sensitive());
+    }
+
+    #[test]
+    fn attempt_outcomes_round_trip_through_their_lower_case_names() {
+        for (outcome, name) in [
+            (AttemptOutcome::Ambiguous, "ambiguous"),
+            (AttemptOutcome::Lost, "lost"),
+            (AttemptOutcome::Adopted, "adopted"),
+        ] {
+            assert_eq!(outcome.as_str(), name);
+            assert_eq!(name.parse::<AttemptOutcome>(), Ok(outcome));
+            assert_eq!(
+                serde_json::to_string(&outcome).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct ClaimBudget {
     pub settling: Vec<MessageId>,
     /// Send times through one sender, on every instance together, are spaced by this rate.
     pub sender_rate: Option<SenderRate>,
+    /// A message whose lease ran out after this many attempts is not claimed again but
+    /// `failed`: its workers keep dying (`RETRY_MAX_ATTEMPTS`). `None`: no limit.
+    pub max_attempts: Option<u32>,
 }
 
 /// Sends per second through one sending number or messaging service.
@@ -168,6 +171,7 @@ mod tests {
                 sender: "+15005550006".into(),
                 per_second,
             }),
+            max_attempts: None,
         }
     }
 

@@ -19,7 +19,8 @@ pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_H
 pub use clock::{Clock, CodeGenerator};
 pub use domain::Price;
 pub use provider::{
-    OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider, StatusLookup,
+    OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,
+    SmsProvider, StatusLookup,
 };
 pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use reports::{
@@ -34,7 +35,7 @@ pub use store::{
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
-pub use provider::{MockSmsProvider, MockStatusLookup};
+pub use provider::{MockSentMessageSearch, MockSmsProvider, MockStatusLookup};
 #[cfg(feature = "mocks")]
 pub use rate_limit::MockRateLimiter;
 #[cfg(feature = "mocks")]

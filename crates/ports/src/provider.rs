@@ -50,6 +50,10 @@ pub struct ProviderReceipt {
 pub enum ProviderErrorKind {
     /// A later attempt may succeed: network trouble, timeouts, 5xx, throttling.
     Retryable,
+    /// Retryable, but the request was written and no answer came (a timeout, a connection
+    /// reset): the provider may have accepted the message, and a retry may send it twice. A
+    /// failure that surely never reached the provider (it could not connect) is `Retryable`.
+    Ambiguous,
     /// The provider refuses our account: bad credentials, suspended or unfunded account, a
     /// sender it does not allow. No attempt through it succeeds until an operator acts; another
     /// provider may.
@@ -78,7 +82,15 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
-        self.kind == ProviderErrorKind::Retryable
+        matches!(
+            self.kind,
+            ProviderErrorKind::Retryable | ProviderErrorKind::Ambiguous
+        )
+    }
+
+    /// Whether the provider may have accepted the message all the same.
+    pub fn is_ambiguous(&self) -> bool {
+        self.kind == ProviderErrorKind::Ambiguous
     }
 
     /// Whether the failure is the provider's rather than the message's: it counts against the
@@ -86,7 +98,9 @@ impl ProviderError {
     pub fn is_provider_wide(&self) -> bool {
         matches!(
             self.kind,
-            ProviderErrorKind::Retryable | ProviderErrorKind::Account
+            ProviderErrorKind::Retryable
+                | ProviderErrorKind::Ambiguous
+                | ProviderErrorKind::Account
         )
     }
 }
@@ -130,4 +144,26 @@ pub trait StatusLookup: Send + Sync {
         provider_sid: &str,
         now: DateTime<Utc>,
     ) -> Result<DeliveryEvent, ProviderError>;
+}
+
+/// Finds a message a provider accepted although the attempt that sent it got no answer, so that
+/// the dispatcher can adopt it instead of sending the message twice.
+///
+/// # Errors
+/// A [`ProviderError`] when the provider cannot be asked; the caller sends as it would have.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait SentMessageSearch: Send + Sync {
+    /// The provider whose messages this searches, as its [`SmsProvider::name`].
+    fn provider(&self) -> &'static str;
+
+    /// A message the provider holds from our sender to `message.to` with `message.body`,
+    /// created between `created_after` and `created_before`, as the receipt its send would
+    /// have had; `None` when it holds none.
+    async fn find_sent(
+        &self,
+        message: &OutboundMessage,
+        created_after: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+    ) -> Result<Option<ProviderReceipt>, ProviderError>;
 }

@@ -246,7 +246,8 @@ pub trait MessageStore: Send + Sync {
     /// `sending` ones whose lease has run out (their worker died). Highest priority first, then
     /// oldest. Each claimed message is `sending`, leased until `now + lease`, and its attempt
     /// count already includes the attempt about to be made, so that a crash loop still uses up
-    /// attempts. No two concurrent callers get the same message.
+    /// attempts. No two concurrent callers get the same message. A lapsed lease's attempt is
+    /// recorded as [`domain::AttemptOutcome::Lost`] (from its claim to its lease's end).
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -259,6 +260,7 @@ pub trait MessageStore: Send + Sync {
             max_in_flight: None,
             settling: Vec::new(),
             sender_rate: None,
+            max_attempts: None,
         };
         Ok(self.claim_within(now, &budget).await?.messages)
     }
@@ -266,7 +268,10 @@ pub trait MessageStore: Send + Sync {
     /// Claims as [`MessageStore::claim_due`] does, within caps shared by every caller of the
     /// store: no more messages `sending` under a live lease than `budget.max_in_flight`, and send
     /// times through the sender spaced by its rate and booked at most
-    /// [`crate::SEND_HORIZON`] ahead. Checking the caps and claiming are one atomic step.
+    /// [`crate::SEND_HORIZON`] ahead. Checking the caps and claiming are one atomic step. A
+    /// lapsed lease whose message has had `budget.max_attempts` attempts is not claimed: its
+    /// lost attempt is recorded and the message `failed` with the error "the worker sending
+    /// it was lost N times" (N: its lost attempts).
     async fn claim_within(
         &self,
         now: DateTime<Utc>,

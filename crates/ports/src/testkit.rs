@@ -58,6 +58,7 @@ macro_rules! store_conformance_tests {
             claim_leases_the_message_and_counts_the_attempt,
             concurrent_claims_never_share_a_message,
             expired_lease_is_claimed_again_and_the_old_claim_cannot_finish,
+            a_message_whose_workers_keep_dying_fails_after_max_attempts,
             finish_records_attempts_and_sets_status,
             concurrent_finishes_each_record_their_own_outcome,
             retry_requeues_at_the_given_time,
@@ -207,6 +208,20 @@ fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
         http_status: Some(if failed { 503 } else { 201 }),
         error_code: failed.then(|| "20503".to_owned()),
         error_message: failed.then(|| "service unavailable".to_owned()),
+    }
+}
+
+/// The attempt a claim records for a lapsed lease: from its claim to its lease's end.
+fn lost(number: u32, claimed_at: DateTime<Utc>, lapsed_at: DateTime<Utc>) -> Attempt {
+    Attempt {
+        number,
+        provider: None,
+        started_at: claimed_at,
+        finished_at: lapsed_at,
+        outcome: AttemptOutcome::Lost,
+        http_status: None,
+        error_code: None,
+        error_message: Some("the worker sending it was lost".into()),
     }
 }
 
@@ -541,7 +556,12 @@ pub async fn expired_lease_is_claimed_again_and_the_old_claim_cannot_finish<S: S
     let untouched = message(&store, queued.id).await;
     assert_eq!(untouched.status, MessageStatus::Sending);
     assert_eq!(untouched.provider_sid, None);
-    assert!(store.attempts(queued.id).await.unwrap().is_empty());
+    // The first claim's attempt is the second claim's record of it, nothing the stale
+    // worker wrote.
+    assert_eq!(
+        store.attempts(queued.id).await.unwrap(),
+        vec![lost(1, t0(), t0() + secs(30))]
+    );
 
     let current = store
         .finish(
@@ -557,6 +577,76 @@ pub async fn expired_lease_is_claimed_again_and_the_old_claim_cannot_finish<S: S
     let finished = message(&store, queued.id).await;
     assert_eq!(finished.status, MessageStatus::Sent);
     assert_eq!(finished.provider_sid.as_deref(), Some("SMcurrent"));
+}
+
+/// A message whose every worker dies (a panic between the provider call and `finish`) is not
+/// sent forever: each lapsed lease is a `lost` attempt, and the claim that finds
+/// `RETRY_MAX_ATTEMPTS` of them fails the message instead of handing it out, without taking
+/// another message's place. A lease that lapses after a recorded failure counts the same.
+pub async fn a_message_whose_workers_keep_dying_fails_after_max_attempts<S: StoreUnderTest>(
+    store: S,
+) {
+    let verification = verification(t0());
+    let code = create_verification(&store, &verification, 1).await;
+    let other = enqueue_new(&store, notification(t0())).await;
+    let budget = ClaimBudget {
+        max_attempts: Some(3),
+        ..capped(1, None, None)
+    };
+    let claim = |at| {
+        let (store, budget) = (store.clone(), budget.clone());
+        async move { store.claim_within(at, &budget).await.unwrap().messages }
+    };
+
+    // The first worker answers with a temporary failure; the next two die.
+    let first = claim(t0()).await;
+    assert_eq!(ids(&first), vec![code.id]);
+    assert!(store
+        .finish(
+            first[0].claim,
+            code.id,
+            Some(attempt(1, t0(), AttemptOutcome::RetryableError)),
+            retry_at(t0() + secs(5)),
+            t0() + secs(1),
+        )
+        .await
+        .unwrap());
+    assert_eq!(ids(&claim(t0() + secs(5)).await), vec![code.id]);
+    let third = claim(t0() + secs(35)).await;
+    assert_eq!(ids(&third), vec![code.id]);
+    assert_eq!(third[0].message.attempt_count, 3);
+
+    // Three attempts made, the last one lost too: failed, and the other message claimed.
+    let fourth = claim(t0() + secs(65)).await;
+    assert_eq!(ids(&fourth), vec![other.id]);
+    let failed = message(&store, code.id).await;
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("the worker sending it was lost 2 times")
+    );
+    assert_eq!(failed.attempt_count, 3);
+    assert_eq!(failed.body, "", "a failed code's body is forgotten");
+    let attempts = store.attempts(code.id).await.unwrap();
+    assert_eq!(
+        attempts,
+        vec![
+            attempt(1, t0(), AttemptOutcome::RetryableError),
+            lost(2, t0() + secs(5), t0() + secs(35)),
+            lost(3, t0() + secs(35), t0() + secs(65)),
+        ]
+    );
+    assert!(store
+        .finish(
+            fourth[0].claim,
+            other.id,
+            None,
+            sent("SMother"),
+            t0() + secs(66)
+        )
+        .await
+        .unwrap());
+    assert!(claim(t0() + secs(600)).await.is_empty());
 }
 
 pub async fn finish_records_attempts_and_sets_status<S: StoreUnderTest>(store: S) {
@@ -937,6 +1027,7 @@ fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> Cl
             sender: "+15005550006".into(),
             per_second,
         }),
+        max_attempts: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod logging;
 mod openapi;
 mod send;
+mod sent_search;
 mod signature;
 mod status_callback;
 mod status_lookup;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
 use domain::Channel;
-use ports::{Price, ProviderReceipt, SmsProvider, StatusLookup};
+use ports::{Price, ProviderReceipt, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 use wiremock::matchers::{method, path};
@@ -352,6 +352,75 @@ async fn every_fetched_message_example_in_the_description_is_looked_up() {
 
         assert!(event.is_ok(), "{name}: {event:?}");
     }
+}
+
+/// The search for an unanswered message asks only with the list operation's parameters, and
+/// reads only fields its Message schema defines.
+#[tokio::test]
+async fn the_sent_message_search_uses_the_list_operations_parameters_and_fields() {
+    let Some(description) = description() else {
+        return;
+    };
+    let list = operation(description, MESSAGES_PATH, "get");
+    let defined: Vec<&str> = list["parameters"]
+        .as_array()
+        .expect("the list has parameters")
+        .iter()
+        .filter(|parameter| parameter["in"] == "query")
+        .filter_map(|parameter| parameter["name"].as_str())
+        .collect();
+    let page = resolve(
+        description,
+        &list["responses"]["200"]["content"]["application/json"]["schema"],
+    );
+    assert!(
+        page["properties"]["messages"].is_object(),
+        "a page holds `messages`"
+    );
+    let fields = &message_schema(description)["properties"];
+    for field in [
+        "sid",
+        "body",
+        "date_created",
+        "num_segments",
+        "price",
+        "price_unit",
+    ] {
+        assert!(
+            fields[field].is_object(),
+            "the Message schema has no `{field}`"
+        );
+    }
+    assert_eq!(fields["date_created"]["format"], "date-time-rfc-2822");
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(messages_path(ACCOUNT_SID)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "messages": [] })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let found = TwilioSmsProvider::new(config_for(&server))
+        .unwrap()
+        .find_sent(&sms("hi"), chrono::Utc::now(), chrono::Utc::now())
+        .await;
+    assert_eq!(found, Ok(None));
+    let requests = server.received_requests().await.unwrap();
+    let mut sent: Vec<String> = requests[0]
+        .url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["From", "PageSize", "To"]);
+    let undefined: Vec<&String> = sent
+        .iter()
+        .filter(|name| !defined.contains(&name.as_str()))
+        .collect();
+    assert!(
+        undefined.is_empty(),
+        "parameters the list operation does not define: {undefined:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod failover;
 mod reconcile;
+mod unanswered;
 mod verification;
 
 use std::sync::Mutex;
