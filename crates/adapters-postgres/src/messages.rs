@@ -187,7 +187,7 @@ impl MessageStore for PgStore {
                            || (SELECT count(*) + 1 FROM message_attempts AS a
                                WHERE a.message_id = m.id AND a.outcome = 'lost')
                            || ' times',
-                       body = CASE WHEN m.verification_id IS NOT NULL THEN '' ELSE m.body END,
+                       body = CASE WHEN m.sensitive OR m.verification_id IS NOT NULL THEN '' ELSE m.body END,
                        updated_at = $1
                    FROM lapsed
                    WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5

@@ -292,7 +292,7 @@ async fn fail_lost(
              error_message = 'the worker sending it was lost ' \
                  || (SELECT count(*) FROM message_attempts \
                      WHERE message_id = $1 AND outcome = 'lost') || ' times', \
-             body = CASE WHEN verification_id IS NOT NULL THEN '' ELSE body END, \
+             body = CASE WHEN sensitive OR verification_id IS NOT NULL THEN '' ELSE body END, \
              updated_at = $2 \
          WHERE id = $1",
     )
