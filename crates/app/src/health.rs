@@ -123,6 +123,7 @@ mod tests {
                 message: "authentication failed".into(),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             })
         });
         provider

@@ -427,6 +427,7 @@ mod tests {
                 message: "invalid number".into(),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             })
         });
         let metrics = Arc::new(Metrics::new());
