@@ -311,11 +311,14 @@ fn receipt_of(accepted: &[&MessagePart], total: usize) -> Option<ProviderReceipt
 fn total_price(parts: &[&MessagePart]) -> Option<Price> {
     let mut total = Amount::ZERO;
     for part in parts {
-        let text = part.message_price.as_deref()?;
-        let price = text.parse::<Amount>().map_err(|invalid| {
-            tracing::warn!(%invalid, "vonage's price is unreadable; the message has none");
-        });
-        total = total.checked_add(price.ok()?)?;
+        let price = match part.message_price.as_deref()?.parse::<Amount>() {
+            Ok(price) => price,
+            Err(invalid) => {
+                tracing::warn!(%invalid, "vonage's price is unreadable; the message has none");
+                return None;
+            }
+        };
+        total = total.checked_add(price)?;
     }
     Some(Price {
         amount: total.to_string(),
