@@ -65,6 +65,101 @@ async fn a_message_rides_out_three_twilio_503s_through_vonage_and_names_every_at
     assert_eq!(providers, ["twilio", "twilio", "twilio", "vonage"]);
 }
 
+/// Vonage first. A long message Vonage sends whole is `sent` with both parts' ids and their
+/// prices added; one whose second part Vonage refuses (for the account's quota, which alone
+/// sends the next attempt to Twilio) is `failed` for good with the part that went out: one
+/// call to Vonage, none to Twilio. The usage report counts both as money spent.
+#[tokio::test]
+async fn a_long_message_vonage_sends_only_in_part_fails_for_good_with_the_part_that_went_out() {
+    let vonage = MockServer::start().await;
+    let app = TestApp::spawn_with(&[
+        ("SMS_PROVIDERS", "vonage,twilio"),
+        ("VONAGE_API_KEY", "vonage-key"),
+        ("VONAGE_API_SECRET", "vonage-secret"),
+        ("VONAGE_FROM", "Acme"),
+        ("VONAGE_API_BASE_URL", &vonage.uri()),
+        ("RETRY_BASE_MS", "1"),
+    ])
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(0)
+        .mount(&app.twilio)
+        .await;
+    let part = |id: &str| {
+        json!({"to": "447700900123", "message-id": id, "status": "0",
+               "remaining-balance": "3.14", "message-price": "0.03330000", "network": "23410"})
+    };
+    let whole = "a".repeat(200);
+    let halved = "b".repeat(200);
+    for (body, parts) in [
+        (&whole, json!([part("0A01"), part("0A02")])),
+        (
+            &halved,
+            json!([part("0A03"), {"status": "9", "error-text": "Partner quota exceeded"}]),
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/sms/json"))
+            .and(form_fields(
+                &[
+                    ("api_key", "vonage-key"),
+                    ("api_secret", "vonage-secret"),
+                    ("from", "Acme"),
+                    ("to", "447700900123"),
+                    ("text", body),
+                ],
+                &["client-ref"],
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"message-count": "2", "messages": parts})),
+            )
+            .expect(1)
+            .mount(&vonage)
+            .await;
+    }
+
+    let (_, message) = app
+        .post("/v1/messages", json!({"to": TO, "body": whole}))
+        .await;
+    let sent = app
+        .wait_for_status(message["id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(sent["provider_sid"], "0A01,0A02");
+    assert_eq!(sent["segments"], 2);
+    assert_eq!(
+        sent["price"],
+        json!({"amount": "0.0666", "currency": "EUR"})
+    );
+
+    let (_, message) = app
+        .post("/v1/messages", json!({"to": TO, "body": halved}))
+        .await;
+    let failed = app
+        .wait_for_status(message["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["provider"], "vonage");
+    assert_eq!(failed["provider_sid"], "0A03");
+    assert_eq!(failed["error_code"], "9");
+    assert_eq!(
+        failed["error_message"],
+        "Partner quota exceeded (vonage sent 1 of 2 parts)"
+    );
+    assert_eq!(
+        failed["price"],
+        json!({"amount": "0.0333", "currency": "EUR"})
+    );
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 1);
+
+    let (status, report) = app.get("/v1/reports/usage?group_by=api_key").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["groups"][0]["cost"],
+        json!([{"currency": "EUR", "amount": "0.0999"}])
+    );
+}
+
 fn vonage_form() -> crate::fake_twilio::FormFields {
     form_fields(
         &[

@@ -112,9 +112,25 @@ async fn sent_message(app: &TestApp) -> String {
     assert_eq!(sent["provider_sid"], SID);
     assert_eq!(
         sent["price"],
-        json!({"amount": "-0.00790", "currency": "USD"})
+        json!({"amount": "0.0079", "currency": "USD"})
     );
     id
+}
+
+/// Twilio reports its charge as `-0.00790`: the message's price and the report's cost are the
+/// amount spent.
+#[tokio::test]
+async fn a_twilio_charge_is_reported_as_money_spent() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    sent_message(&app).await;
+
+    let (status, report) = app.get("/v1/reports/usage?group_by=api_key").await;
+
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["groups"][0]["cost"],
+        json!([{"currency": "USD", "amount": "0.0079"}])
+    );
 }
 
 #[tokio::test]
@@ -140,7 +156,7 @@ async fn a_signed_delivered_callback_marks_the_message_delivered_and_a_forged_on
     assert_eq!(message["status"], "delivered");
     assert_eq!(
         message["price"],
-        json!({"amount": "-0.00790", "currency": "USD"})
+        json!({"amount": "0.0079", "currency": "USD"})
     );
 
     // A late `sent`, signed and all, does not move it back.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Attempt, Channel, Message, MessageId, MessageStatus};
+use domain::{Amount, Attempt, Channel, Message, MessageId, MessageStatus};
 use ports::{
     CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
@@ -126,32 +126,39 @@ impl MessageReports for PgStore {
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
+        // Summed as numeric, exactly and without overflow; a stored price that is not a plain
+        // decimal within `Amount`'s bounds counts nothing rather than failing the report.
         let sql = format!(
             "SELECT * FROM ( \
                  SELECT {key} AS key, price_currency AS currency, \
-                        sum(round(price_amount::numeric * {units}))::bigint AS units \
+                        round(sum(price_amount::numeric) * {units})::text AS units \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
-                   AND price_amount IS NOT NULL AND price_currency IS NOT NULL \
+                   AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
+                   AND price_currency IS NOT NULL \
                  GROUP BY 1, 2 \
              ) AS costs ORDER BY key IS NOT NULL, key, currency",
             key = group_key(query.group_by),
-            units = CostSum::UNITS_PER_WHOLE,
+            units = Amount::UNITS_PER_WHOLE,
         );
-        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
+        let rows: Vec<(Option<String>, String, String)> = sqlx::query_as(&sql)
             .bind(query.since)
             .bind(query.until)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, currency, units)| CostSum {
-                key,
-                currency,
-                units,
+        rows.into_iter()
+            .map(|(key, currency, units)| {
+                let units = units.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
+                })?;
+                Ok(CostSum {
+                    key,
+                    currency,
+                    total: Amount::from_units(units),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {

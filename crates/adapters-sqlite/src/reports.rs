@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use domain::{Attempt, Channel, Message, MessageId, MessageStatus};
+use domain::{Amount, Attempt, Channel, Message, MessageId, MessageStatus};
 use ports::{
     CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
     StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
@@ -23,6 +23,17 @@ fn group_key(grouping: UsageGrouping) -> &'static str {
         UsageGrouping::ApiKey => "api_key",
     }
 }
+
+/// `price_amount` is what `Amount` reads: an optional `-`, one to six digits, optionally a point
+/// and one to eight digits (PostgreSQL says it with a regular expression). Any other stored
+/// text counts nothing in a report rather than failing it or counting a wrong figure.
+const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
+     AND ltrim(price_amount, '-') GLOB '[0-9]*' \
+     AND ltrim(price_amount, '-') NOT GLOB '*[^0-9.]*' \
+     AND ltrim(price_amount, '-') NOT GLOB '*.*.*' \
+     AND ltrim(price_amount, '-') NOT GLOB '*.' \
+     AND instr(ltrim(price_amount, '-') || '.', '.') <= 7 \
+     AND length(ltrim(price_amount, '-')) - instr(ltrim(price_amount, '-') || '.', '.') <= 8";
 
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
@@ -126,21 +137,21 @@ impl MessageReports for SqliteStore {
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
-        // SQLite has no decimal type: each price becomes whole units (exact for the eight
-        // decimals providers use) before the sum, so that the sum itself is exact.
+        // SQLite has no decimal type. Each price becomes whole units of 10^-8 (exact through a
+        // REAL for six digits and eight decimals), summed in two integers, whole currency
+        // units and the rest, which no number of rows overflows.
         let sql = format!(
-            "SELECT * FROM ( \
+            "SELECT key, currency, sum(units / {per_whole}), sum(units % {per_whole}) FROM ( \
                  SELECT {key} AS key, price_currency AS currency, \
-                        sum(CAST(round(CAST(price_amount AS REAL) * {units}) AS INTEGER)) AS units \
+                        CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) AS units \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
-                   AND price_amount IS NOT NULL AND price_currency IS NOT NULL \
-                 GROUP BY 1, 2 \
-             ) ORDER BY key IS NOT NULL, key, currency",
+                   AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
+             ) GROUP BY 1, 2 ORDER BY key IS NOT NULL, key, currency",
             key = group_key(query.group_by),
-            units = CostSum::UNITS_PER_WHOLE,
+            per_whole = Amount::UNITS_PER_WHOLE,
         );
-        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
+        let rows: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
             .fetch_all(&self.pool)
@@ -148,10 +159,12 @@ impl MessageReports for SqliteStore {
             .map_err(store_error)?;
         Ok(rows
             .into_iter()
-            .map(|(key, currency, units)| CostSum {
+            .map(|(key, currency, whole, rest)| CostSum {
                 key,
                 currency,
-                units,
+                total: Amount::from_units(
+                    i128::from(whole) * Amount::UNITS_PER_WHOLE + i128::from(rest),
+                ),
             })
             .collect())
     }

@@ -59,6 +59,7 @@ impl TwilioSmsProvider {
                 message: format!("twilio answered {status} without a readable account"),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             })
         };
         let body = response.bytes().await.map_err(|_| unreadable())?;

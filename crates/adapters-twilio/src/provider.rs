@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{Channel, PhoneNumber};
+use domain::{Amount, Channel, PhoneNumber};
 use ports::{
     OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
@@ -229,6 +229,7 @@ impl TwilioSmsProvider {
             message: format!("{summary}: {}", error_chain(&error.without_url())),
             more_info: None,
             retry_after: None,
+            partly_sent: None,
         }
     }
 }
@@ -258,6 +259,7 @@ impl SmsProvider for TwilioSmsProvider {
                 message: error.to_string(),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             }),
         }
     }
@@ -292,7 +294,9 @@ pub(crate) async fn read_error(response: reqwest::Response) -> ProviderError {
     error_from(status, retry_after, &body)
 }
 
-/// The price of a Message resource, when Twilio has set it.
+/// The price of a Message resource, when Twilio has set it, as the amount spent: Twilio's
+/// charges are negative (`-0.00790`), ours positive (`0.0079`). A price that is not a plain
+/// decimal of sane size is dropped rather than stored.
 pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
     match (
         resource.price.take().and_then(NumberOrString::into_text),
@@ -301,7 +305,16 @@ pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
             .take()
             .filter(|unit| !unit.trim().is_empty()),
     ) {
-        (Some(amount), Some(currency)) => Some(Price { amount, currency }),
+        (Some(amount), Some(currency)) => match amount.parse::<Amount>() {
+            Ok(charge) => Some(Price {
+                amount: charge.negated().to_string(),
+                currency,
+            }),
+            Err(invalid) => {
+                tracing::warn!(%invalid, "twilio's price is unreadable; the message has none");
+                None
+            }
+        },
         _ => None,
     }
 }
@@ -349,6 +362,7 @@ fn accepted_but_unreadable(status: StatusCode) -> ProviderError {
         ),
         more_info: None,
         retry_after: None,
+        partly_sent: None,
     }
 }
 
@@ -372,6 +386,7 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
         code,
         more_info,
         retry_after,
+        partly_sent: None,
     }
 }
 

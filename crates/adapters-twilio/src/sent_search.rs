@@ -86,5 +86,6 @@ fn unreadable(status: StatusCode, problem: &str) -> ProviderError {
         message: format!("twilio message list: {problem}"),
         more_info: None,
         retry_after: None,
+        partly_sent: None,
     }
 }

@@ -70,5 +70,6 @@ fn unreadable(status: Option<StatusCode>, problem: &str) -> ProviderError {
         message: format!("twilio status lookup: {problem}"),
         more_info: None,
         retry_after: None,
+        partly_sent: None,
     }
 }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{Channel, Encoding};
+use domain::{Amount, Channel, Encoding};
 use ports::{
     OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
@@ -240,8 +240,27 @@ async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, P
             "vonage answered with an unreadable body".to_owned(),
         )
     })?;
-    // Every part must be accepted; the first refusal decides the message's fate.
-    if let Some(refused) = parsed.messages.iter().find(|part| part.status != "0") {
+    let total = parsed.messages.len();
+    let accepted: Vec<&MessagePart> = parsed
+        .messages
+        .iter()
+        .filter(|part| part.status == "0")
+        .collect();
+    let Some(refused) = parsed.messages.iter().find(|part| part.status != "0") else {
+        return receipt_of(&accepted, total).ok_or_else(|| {
+            error(
+                ProviderErrorKind::Permanent,
+                Some(status),
+                None,
+                "vonage accepted the message but named no message id".to_owned(),
+            )
+        });
+    };
+    let text = refused
+        .error_text
+        .clone()
+        .unwrap_or_else(|| format!("vonage refused the message (status {})", refused.status));
+    if accepted.is_empty() {
         let kind = if RETRYABLE_STATUSES.contains(&refused.status.as_str()) {
             ProviderErrorKind::Retryable
         } else if ACCOUNT_STATUSES.contains(&refused.status.as_str()) {
@@ -253,57 +272,58 @@ async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, P
             kind,
             Some(status),
             Some(refused.status.clone()),
-            refused.error_text.clone().unwrap_or_else(|| {
-                format!("vonage refused the message (status {})", refused.status)
-            }),
+            text,
         ));
     }
-    let provider_sid = parsed
-        .messages
-        .first()
-        .and_then(|part| part.message_id.clone())
-        .ok_or_else(|| {
-            error(
-                ProviderErrorKind::Permanent,
-                Some(status),
-                None,
-                "vonage accepted the message but named no message id".to_owned(),
-            )
-        })?;
-    Ok(ProviderReceipt {
-        provider: NAME,
-        provider_sid,
-        segments: u32::try_from(parsed.messages.len()).ok(),
-        price: total_price(&parsed.messages),
-    })
+    // Some parts went out: Vonage cannot send only the others, and sending the whole again
+    // would repeat these, so the failure is final whatever the refusal says.
+    let mut failure = error(
+        ProviderErrorKind::Permanent,
+        Some(status),
+        Some(refused.status.clone()),
+        format!("{text} (vonage sent {} of {total} parts)", accepted.len()),
+    );
+    failure.partly_sent = receipt_of(&accepted, total).map(Box::new);
+    Err(failure)
 }
 
-/// The parts' prices added up, in euros (Vonage bills its accounts in EUR). Kept as text with
-/// eight decimals, Vonage's precision, so that nothing is rounded.
-fn total_price(parts: &[MessagePart]) -> Option<Price> {
-    let mut total_nanos: i64 = 0;
-    for part in parts {
-        total_nanos += decimal_to_units(part.message_price.as_deref()?)?;
-    }
-    Some(Price {
-        amount: format!(
-            "{}.{:08}",
-            total_nanos / 100_000_000,
-            total_nanos % 100_000_000
-        ),
-        currency: "EUR".to_owned(),
-    })
-}
-
-/// `"0.03330000"` as units of 10^-8.
-fn decimal_to_units(text: &str) -> Option<i64> {
-    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
-    if fraction.len() > 8 {
+/// The accepted parts as one receipt: their ids in order, comma-separated, and their prices
+/// added up. `None` when Vonage named none of their ids.
+fn receipt_of(accepted: &[&MessagePart], total: usize) -> Option<ProviderReceipt> {
+    let ids: Vec<&str> = accepted
+        .iter()
+        .filter_map(|part| part.message_id.as_deref())
+        .filter(|id| !id.is_empty())
+        .collect();
+    if ids.is_empty() {
         return None;
     }
-    let whole: i64 = whole.parse().ok()?;
-    let fraction: i64 = format!("{fraction:0<8}").parse().ok()?;
-    Some(whole * 100_000_000 + fraction)
+    Some(ProviderReceipt {
+        provider: NAME,
+        provider_sid: ids.join(","),
+        segments: u32::try_from(total).ok(),
+        price: total_price(accepted),
+    })
+}
+
+/// The parts' prices added up, in euros (Vonage bills its accounts in EUR): Vonage's own
+/// positive amounts, exactly. `None` when a part's price is missing or unreadable.
+fn total_price(parts: &[&MessagePart]) -> Option<Price> {
+    let mut total = Amount::ZERO;
+    for part in parts {
+        let price = match part.message_price.as_deref()?.parse::<Amount>() {
+            Ok(price) => price,
+            Err(invalid) => {
+                tracing::warn!(%invalid, "vonage's price is unreadable; the message has none");
+                return None;
+            }
+        };
+        total = total.checked_add(price)?;
+    }
+    Some(Price {
+        amount: total.to_string(),
+        currency: "EUR".to_owned(),
+    })
 }
 
 fn error(
@@ -320,6 +340,7 @@ fn error(
         message,
         more_info: None,
         retry_after: None,
+        partly_sent: None,
     }
 }
 
@@ -327,17 +348,37 @@ fn error(
 mod tests {
     use super::*;
 
-    #[test]
-    fn prices_of_parts_add_up_without_rounding() {
-        let part = |price: &str| MessagePart {
+    fn part(price: &str) -> MessagePart {
+        MessagePart {
             status: "0".into(),
             message_id: Some("x".into()),
             error_text: None,
             message_price: Some(price.into()),
-        };
-        let price = total_price(&[part("0.03330000"), part("0.0333")]).unwrap();
-        assert_eq!(price.amount, "0.06660000");
-        assert_eq!(price.currency, "EUR");
-        assert!(total_price(&[part("abc")]).is_none());
+        }
+    }
+
+    fn total(prices: &[&str]) -> Option<String> {
+        let parts: Vec<MessagePart> = prices.iter().map(|price| part(price)).collect();
+        let parts: Vec<&MessagePart> = parts.iter().collect();
+        total_price(&parts).map(|price| {
+            assert_eq!(price.currency, "EUR");
+            price.amount
+        })
+    }
+
+    #[test]
+    fn prices_of_parts_add_up_without_rounding() {
+        assert_eq!(total(&["0.03330000", "0.0333"]).as_deref(), Some("0.0666"));
+        assert_eq!(
+            total(&["999999.99999999", "999999.99999999"]).as_deref(),
+            Some("1999999.99999998")
+        );
+    }
+
+    #[test]
+    fn a_huge_or_malformed_price_leaves_the_message_without_one() {
+        for price in ["abc", "1e400", &"9".repeat(40), "0.000000001", "-"] {
+            assert_eq!(total(&["0.0333", price]), None, "{price:?}");
+        }
     }
 }

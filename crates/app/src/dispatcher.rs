@@ -552,13 +552,26 @@ impl Worker {
                     },
                 )
             }
-            Err(error) => (
-                attempt(failed_outcome(&error), error.provider, Some(&error)),
-                DispatchOutcome::Failed {
-                    error_code: error.code.clone(),
-                    error_message: error.message.clone(),
-                },
-            ),
+            Err(error) => {
+                // Never retried (`is_retryable` says so): what went out is recorded instead.
+                let outcome = match &error.partly_sent {
+                    Some(sent) => DispatchOutcome::PartlySent {
+                        provider: sent.provider.to_owned(),
+                        provider_sid: sent.provider_sid.clone(),
+                        price: sent.price.clone(),
+                        error_code: error.code.clone(),
+                        error_message: error.message.clone(),
+                    },
+                    None => DispatchOutcome::Failed {
+                        error_code: error.code.clone(),
+                        error_message: error.message.clone(),
+                    },
+                };
+                (
+                    attempt(failed_outcome(&error), error.provider, Some(&error)),
+                    outcome,
+                )
+            }
         }
     }
 }
@@ -654,6 +667,7 @@ mod tests {
             message: format!("error {code}"),
             more_info: None,
             retry_after: None,
+            partly_sent: None,
         }
     }
 
@@ -894,6 +908,43 @@ mod tests {
             );
         });
         worker(provider, store)
+            .process(claimed(1, None), place(), running(), running())
+            .await;
+    }
+
+    /// Even a failure that alone would be retried: a retry would repeat the parts that went out.
+    #[tokio::test]
+    async fn a_partly_sent_message_fails_at_once_recording_what_went_out() {
+        let mut error = provider_error(ProviderErrorKind::Retryable, 200, "1");
+        error.provider = "vonage";
+        error.partly_sent = Some(Box::new(ProviderReceipt {
+            provider: "vonage",
+            provider_sid: "0A1".into(),
+            segments: Some(2),
+            price: Some(ports::Price {
+                amount: "0.0333".into(),
+                currency: "EUR".into(),
+            }),
+        }));
+        let store = store_expecting(|attempt, outcome| {
+            let attempt = attempt.as_ref().unwrap();
+            assert_eq!(attempt.outcome, AttemptOutcome::PermanentError);
+            assert_eq!(attempt.provider.as_deref(), Some("vonage"));
+            assert_eq!(
+                outcome,
+                &DispatchOutcome::PartlySent {
+                    provider: "vonage".into(),
+                    provider_sid: "0A1".into(),
+                    price: Some(ports::Price {
+                        amount: "0.0333".into(),
+                        currency: "EUR".into(),
+                    }),
+                    error_code: Some("1".into()),
+                    error_message: "error 1".into(),
+                }
+            );
+        });
+        worker(provider_answering(Err(error)), store)
             .process(claimed(1, None), place(), running(), running())
             .await;
     }

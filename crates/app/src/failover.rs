@@ -192,6 +192,7 @@ impl SmsProvider for FailoverSmsProvider {
                     message: "every provider's circuit is open: no provider was called".to_owned(),
                     more_info: None,
                     retry_after: (reopens - self.clock.now()).to_std().ok(),
+                    partly_sent: None,
                 })
             }
         };

@@ -598,6 +598,7 @@ mod tests {
                 message: "invalid number".into(),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             })
         });
         let metrics = Arc::new(Metrics::new());
@@ -638,6 +639,7 @@ mod tests {
                 message: "twilio did not answer within 10000 ms".into(),
                 more_info: None,
                 retry_after: None,
+                partly_sent: None,
             })
         });
         let metrics = Arc::new(Metrics::new());

@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::MessageStatus;
 
-/// What a message cost, as the provider reports it.
+/// What a message cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Price {
-    /// As the provider reports it (Twilio: a negative decimal string such as `-0.00750`), kept
-    /// as text so that no rounding happens before a report sums it.
+    /// The amount spent, positive whatever the provider's sign (Twilio's `-0.00750` is
+    /// `0.0075`): a decimal [`Amount`](crate::Amount) reads, kept as text so that no rounding
+    /// happens before a report sums it.
     pub amount: String,
     /// ISO 4217 (`USD`).
     pub currency: String,

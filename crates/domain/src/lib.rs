@@ -7,6 +7,7 @@
 //! or depend on a framework (no tokio, sqlx, reqwest, axum): time comes in as an argument, so
 //! every rule can be tested without waiting.
 
+mod amount;
 pub mod channel;
 pub mod country;
 pub mod delivery;
@@ -18,6 +19,7 @@ pub mod retry;
 pub mod segments;
 pub mod verification;
 
+pub use amount::{Amount, InvalidAmount};
 pub use channel::Channel;
 pub use country::{CountryAllowList, CountryNotAllowed, UnknownCountry};
 pub use delivery::{DeliveryEvent, Price};

@@ -35,9 +35,11 @@ pub struct ProviderReceipt {
     /// Which provider accepted the message ([`SmsProvider::name`]): with failover, not always
     /// the first one configured.
     pub provider: &'static str,
-    /// The provider's id for the message (Twilio's `SM...` SID).
+    /// The provider's id for the message (Twilio's `SM...` SID); for a message the provider
+    /// split into parts with an id each (Vonage), the parts' ids in order, comma-separated.
     pub provider_sid: String,
     pub segments: Option<u32>,
+    /// What the message cost: an amount spent, positive whatever the provider's sign.
     pub price: Option<Price>,
 }
 
@@ -78,14 +80,19 @@ pub struct ProviderError {
     pub more_info: Option<String>,
     /// How long the provider asked us to wait (HTTP `Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The parts of a long message that went out before the provider refused the rest (their
+    /// ids and price). Such a failure is final, whatever its `kind`: no provider can send only
+    /// the missing parts, and sending the whole again repeats the parts already delivered.
+    pub partly_sent: Option<Box<ProviderReceipt>>,
 }
 
 impl ProviderError {
+    /// Whether a later attempt may succeed; never once parts of the message went out.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
             ProviderErrorKind::Retryable | ProviderErrorKind::Ambiguous
-        )
+        ) && self.partly_sent.is_none()
     }
 
     /// Whether the provider may have accepted the message all the same.

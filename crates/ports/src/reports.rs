@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Attempt, Channel, Message, MessageId, MessageStatus, PhoneNumber};
+use domain::{Amount, Attempt, Channel, Message, MessageId, MessageStatus, PhoneNumber};
 
 use crate::StoreError;
 
@@ -61,28 +61,13 @@ pub struct UsageGroup {
     pub failed: u64,
 }
 
-/// What a group's messages cost in one currency, as the providers reported it (Twilio's
-/// prices are negative: a charge), in units of 10^-8 so that sums stay exact.
+/// What a group's messages cost in one currency: the sum of their prices, each an amount spent
+/// (positive whatever the provider's sign). A price a store cannot read counts nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CostSum {
     pub key: Option<String>,
     pub currency: String,
-    pub units: i64,
-}
-
-impl CostSum {
-    /// Units per whole currency unit: eight decimals hold Vonage's precision and Twilio's five.
-    pub const UNITS_PER_WHOLE: i64 = 100_000_000;
-
-    /// The sum as a decimal string, at least two decimals (`-0.0225`, `1.50`).
-    pub fn amount(&self) -> String {
-        let sign = if self.units < 0 { "-" } else { "" };
-        let units = self.units.unsigned_abs();
-        let whole = units / Self::UNITS_PER_WHOLE as u64;
-        let fraction = format!("{:08}", units % Self::UNITS_PER_WHOLE as u64);
-        let fraction = fraction.trim_end_matches('0');
-        format!("{sign}{whole}.{fraction:0<2}")
-    }
+    pub total: Amount,
 }
 
 /// How many messages of a group ended with an error code.
@@ -152,26 +137,4 @@ pub trait MessageReports: Send + Sync {
 pub trait StoreHealth: Send + Sync {
     /// How many of this build's migrations the database lacks (0 when ready).
     async fn pending_migrations(&self) -> Result<usize, StoreError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sum(units: i64) -> String {
-        CostSum {
-            key: None,
-            currency: "USD".into(),
-            units,
-        }
-        .amount()
-    }
-
-    #[test]
-    fn sums_print_as_decimals_without_losing_a_unit() {
-        assert_eq!(sum(-2_250_000), "-0.0225");
-        assert_eq!(sum(150_000_000), "1.50");
-        assert_eq!(sum(0), "0.00");
-        assert_eq!(sum(3_330_001), "0.03330001");
-    }
 }

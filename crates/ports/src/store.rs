@@ -87,6 +87,15 @@ pub enum DispatchOutcome {
         error_code: Option<String>,
         error_message: String,
     },
+    /// Failed after some parts of a long message went out: the refusal, and what went out
+    /// (the parts' ids and price) recorded on the message.
+    PartlySent {
+        provider: String,
+        provider_sid: String,
+        price: Option<Price>,
+        error_code: Option<String>,
+        error_message: String,
+    },
     /// A one-time code whose verification ended before it could be sent.
     Expired,
 }
@@ -96,7 +105,9 @@ impl DispatchOutcome {
         match self {
             DispatchOutcome::Sent { .. } => MessageStatus::Sent,
             DispatchOutcome::Retry { .. } => MessageStatus::Queued,
-            DispatchOutcome::Failed { .. } => MessageStatus::Failed,
+            DispatchOutcome::Failed { .. } | DispatchOutcome::PartlySent { .. } => {
+                MessageStatus::Failed
+            }
             DispatchOutcome::Expired => MessageStatus::Expired,
         }
     }
@@ -173,6 +184,21 @@ impl DispatchOutcome {
                 error_code,
                 error_message,
             } => OutcomeColumns {
+                replace_error: true,
+                error_code,
+                error_message: Some(error_message),
+                ..unchanged
+            },
+            DispatchOutcome::PartlySent {
+                provider,
+                provider_sid,
+                price,
+                error_code,
+                error_message,
+            } => OutcomeColumns {
+                provider: Some(provider),
+                provider_sid: Some(provider_sid),
+                price,
                 replace_error: true,
                 error_code,
                 error_message: Some(error_message),

@@ -63,6 +63,7 @@ macro_rules! store_conformance_tests {
             concurrent_finishes_each_record_their_own_outcome,
             retry_requeues_at_the_given_time,
             permanent_failure_fails_the_message_for_good,
+            a_partly_sent_message_fails_keeping_what_went_out,
             expired_message_finishes_without_an_attempt,
             next_due_at_is_the_earliest_queued_message_or_lease_end,
             final_one_time_code_message_loses_its_body,
@@ -837,6 +838,43 @@ pub async fn permanent_failure_fails_the_message_for_good<S: StoreUnderTest>(sto
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A long message of which the provider sent some parts, then refused the rest.
+pub async fn a_partly_sent_message_fails_keeping_what_went_out<S: StoreUnderTest>(store: S) {
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    let price = domain::Price {
+        amount: "0.0333".into(),
+        currency: "EUR".into(),
+    };
+    assert!(store
+        .finish(
+            claimed.claim,
+            queued.id,
+            Some(attempt(1, t0(), AttemptOutcome::PermanentError)),
+            DispatchOutcome::PartlySent {
+                provider: "vonage".into(),
+                provider_sid: "0A0000001234".into(),
+                price: Some(price.clone()),
+                error_code: Some("9".into()),
+                error_message: "Partner quota exceeded (vonage sent 1 of 2 parts)".into(),
+            },
+            t0() + secs(1),
+        )
+        .await
+        .unwrap());
+    let failed = message(&store, queued.id).await;
+    assert_eq!(failed.status, MessageStatus::Failed);
+    assert_eq!(failed.error_code.as_deref(), Some("9"));
+    assert_eq!(
+        failed.error_message.as_deref(),
+        Some("Partner quota exceeded (vonage sent 1 of 2 parts)")
+    );
+    assert_eq!(failed.provider.as_deref(), Some("vonage"));
+    assert_eq!(failed.provider_sid.as_deref(), Some("0A0000001234"));
+    assert_eq!(failed.price, Some(price));
+    assert_eq!(store.next_due_at().await.unwrap(), None);
 }
 
 pub async fn expired_message_finishes_without_an_attempt<S: StoreUnderTest>(store: S) {

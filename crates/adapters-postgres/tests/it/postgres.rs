@@ -202,3 +202,52 @@ async fn a_row_the_database_refuses_fails_alone_among_concurrent_enqueues() {
         }
     }
 }
+
+/// Prices stored before migration 0015 held Twilio's sign; after it, every stored price is the
+/// amount spent, on the message and in its delivery history alike.
+#[tokio::test]
+async fn migration_0015_turns_twilios_stored_charges_into_amounts_spent() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let twilio = store.enqueue(notification(t0())).await.unwrap();
+    let vonage = store.enqueue(notification(t0())).await.unwrap();
+    let (twilio, vonage) = (twilio.message().id, vonage.message().id);
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    for (id, amount, currency) in [(twilio, "-0.00790", "USD"), (vonage, "0.03330000", "EUR")] {
+        sqlx::query("UPDATE messages SET price_amount = $2, price_currency = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(amount)
+            .bind(currency)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO message_events (message_id, status, price_amount, price_currency, \
+         received_at) VALUES ($1, 'delivered', '-0.00750', 'USD', now())",
+    )
+    .bind(twilio.as_uuid())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    sqlx::raw_sql(include_str!(
+        "../../../../migrations/postgres/0015_prices_are_amounts_spent.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    for (id, amount) in [(twilio, "0.00790"), (vonage, "0.03330000")] {
+        let message = MessageStore::get(&store, id).await.unwrap().unwrap();
+        assert_eq!(
+            message.price.map(|price| price.amount).as_deref(),
+            Some(amount)
+        );
+    }
+    let events: Vec<String> = sqlx::query_scalar("SELECT price_amount FROM message_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events, ["0.00750"]);
+}

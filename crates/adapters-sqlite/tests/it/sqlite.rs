@@ -99,3 +99,50 @@ async fn migrate_runs_the_pending_migrations_and_names_them_then_none() {
         .await
         .unwrap();
 }
+
+/// Prices stored before migration 0015 held Twilio's sign; after it, every stored price is the
+/// amount spent, on the message and in its delivery history alike.
+#[tokio::test]
+async fn migration_0015_turns_twilios_stored_charges_into_amounts_spent() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let twilio = store.enqueue(notification(t0())).await.unwrap();
+    let vonage = store.enqueue(notification(t0())).await.unwrap();
+    let (twilio, vonage) = (twilio.message().id, vonage.message().id);
+    for (id, amount, currency) in [(twilio, "-0.00790", "USD"), (vonage, "0.03330000", "EUR")] {
+        sqlx::query("UPDATE messages SET price_amount = $2, price_currency = $3 WHERE id = $1")
+            .bind(id.as_uuid().hyphenated())
+            .bind(amount)
+            .bind(currency)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO message_events (message_id, status, price_amount, price_currency, \
+         received_at) VALUES ($1, 'delivered', '-0.00750', 'USD', 0)",
+    )
+    .bind(twilio.as_uuid().hyphenated())
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    sqlx::raw_sql(include_str!(
+        "../../../../migrations/sqlite/0015_prices_are_amounts_spent.sql"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    for (id, amount) in [(twilio, "0.00790"), (vonage, "0.03330000")] {
+        let message = MessageStore::get(&store, id).await.unwrap().unwrap();
+        assert_eq!(
+            message.price.map(|price| price.amount).as_deref(),
+            Some(amount)
+        );
+    }
+    let events: Vec<String> = sqlx::query_scalar("SELECT price_amount FROM message_events")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, ["0.00750"]);
+}

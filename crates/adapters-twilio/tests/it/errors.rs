@@ -43,6 +43,7 @@ async fn error_21211_is_permanent_and_keeps_code_and_message() {
             message: "The 'To' number +15551234567 is not a valid phone number.".to_owned(),
             more_info: Some("https://www.twilio.com/docs/errors/21211".to_owned()),
             retry_after: None,
+            partly_sent: None,
         }
     );
 }

@@ -237,7 +237,7 @@ async fn a_created_message_built_from_every_schema_field_is_parsed() {
             provider_sid: sid,
             segments: Some(1),
             price: Some(Price {
-                amount: "1".into(),
+                amount: "-1.00".into(),
                 currency: "USD".into(),
             }),
         }

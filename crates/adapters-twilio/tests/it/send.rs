@@ -253,8 +253,9 @@ async fn parses_receipt_with_string_num_segments_and_price() {
             provider: "twilio",
             provider_sid: MESSAGE_SID.to_owned(),
             segments: Some(2),
+            // Twilio's charge of `-0.01580`, as the amount spent.
             price: Some(Price {
-                amount: "-0.01580".to_owned(),
+                amount: "0.0158".to_owned(),
                 currency: "USD".to_owned(),
             }),
         }
@@ -304,6 +305,25 @@ async fn parses_receipt_with_numeric_num_segments_and_absent_fields() {
 
     assert_eq!(receipt.segments, Some(3));
     assert_eq!(receipt.price, None);
+}
+
+#[tokio::test]
+async fn a_huge_or_malformed_price_is_dropped_and_the_message_still_sent() {
+    for price in [json!("-1e400"), json!("9".repeat(40)), json!("free")] {
+        let server = MockServer::start().await;
+        let mut body = created_json();
+        body["price"] = price.clone();
+        default_post("hi")
+            .respond_with(ResponseTemplate::new(201).set_body_json(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let receipt = provider_for(&server).send(&sms("hi")).await.unwrap();
+
+        assert_eq!(receipt.provider_sid, MESSAGE_SID, "{price}");
+        assert_eq!(receipt.price, None, "{price}");
+    }
 }
 
 #[tokio::test]

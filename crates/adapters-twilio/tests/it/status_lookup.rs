@@ -49,7 +49,7 @@ async fn a_delivered_message_is_read_with_its_price() {
             error_code: None,
             error_message: None,
             price: Some(Price {
-                amount: "-0.00790".into(),
+                amount: "0.0079".into(),
                 currency: "USD".into()
             }),
             received_at: now(),

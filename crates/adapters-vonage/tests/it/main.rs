@@ -110,7 +110,7 @@ async fn sends_key_secret_from_to_text_and_client_ref_as_a_form() {
     assert_eq!(
         receipt.price,
         Some(Price {
-            amount: "0.03330000".into(),
+            amount: "0.0333".into(),
             currency: "EUR".into()
         })
     );
@@ -132,19 +132,65 @@ async fn text_outside_gsm7_is_sent_as_unicode_and_validity_as_ttl() {
 }
 
 #[tokio::test]
-async fn a_concatenated_message_counts_its_parts_and_adds_their_prices() {
+async fn a_concatenated_message_is_sent_with_every_parts_id_and_their_prices_added() {
     let server = MockServer::start().await;
     answer(
         &server,
-        ResponseTemplate::new(200).set_body_json(accepted(3)),
+        ResponseTemplate::new(200).set_body_json(accepted(2)),
     )
     .await;
     let receipt = provider_for(&server)
-        .send(&sms(&"a".repeat(400)))
+        .send(&sms(&"a".repeat(300)))
         .await
         .unwrap();
-    assert_eq!(receipt.segments, Some(3));
-    assert_eq!(receipt.price.unwrap().amount, "0.09990000");
+    assert_eq!(receipt.provider_sid, "0A000000123456780,0A000000123456781");
+    assert_eq!(receipt.segments, Some(2));
+    assert_eq!(
+        receipt.price,
+        Some(Price {
+            amount: "0.0666".into(),
+            currency: "EUR".into()
+        })
+    );
+}
+
+/// Part 1 went out, part 2 was throttled: a status that alone is retryable, but a retry would
+/// send part 1 again, and Vonage cannot send part 2 alone.
+#[tokio::test]
+async fn a_part_refused_after_others_went_out_is_final_and_names_what_went_out() {
+    let server = MockServer::start().await;
+    let mut body = accepted(1);
+    body["message-count"] = json!("2");
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"status": "1", "error-text": "Throttled"}));
+    answer(&server, ResponseTemplate::new(200).set_body_json(body)).await;
+
+    let error = provider_for(&server)
+        .send(&sms(&"a".repeat(300)))
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.kind, ProviderErrorKind::Permanent);
+    assert!(!error.is_retryable() && !error.is_provider_wide());
+    assert_eq!(error.code.as_deref(), Some("1"));
+    assert_eq!(error.message, "Throttled (vonage sent 1 of 2 parts)");
+    let sent = error.partly_sent.expect("the part that went out");
+    assert_eq!(sent.provider, "vonage");
+    assert_eq!(sent.provider_sid, "0A000000123456780");
+    assert_eq!(sent.price.unwrap().amount, "0.0333");
+}
+
+#[tokio::test]
+async fn an_unreadable_price_leaves_the_receipt_without_one() {
+    let server = MockServer::start().await;
+    let mut body = accepted(1);
+    body["messages"][0]["message-price"] = json!("1e400");
+    answer(&server, ResponseTemplate::new(200).set_body_json(body)).await;
+    let receipt = provider_for(&server).send(&sms("hi")).await.unwrap();
+    assert_eq!(receipt.provider_sid, "0A000000123456780");
+    assert_eq!(receipt.price, None);
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ pub struct MessageView {
     provider_sid: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
-    /// What the provider charged, once it has said (`{"amount": "-0.00790", "currency": "USD"}`).
+    /// What the provider charged, once it has said (`{"amount": "0.0079", "currency": "USD"}`).
     price: Option<Price>,
     attempts: Vec<AttemptView>,
     created_at: DateTime<Utc>,

@@ -66,7 +66,7 @@ pub struct ErrorCodeView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CostView {
     currency: String,
-    /// A decimal, as the provider reports prices.
+    /// A decimal: the amount spent, positive whatever the provider's sign (`0.0079`).
     amount: String,
 }
 
@@ -83,7 +83,7 @@ pub struct UsageGroupView {
     /// `delivered / (delivered + failed)`: the share of messages with a final carrier outcome
     /// that arrived; null while none has one.
     delivery_rate: Option<f64>,
-    /// What the provider charged, per currency.
+    /// What the providers charged, per currency.
     cost: Vec<CostView>,
     /// The most frequent error codes, at most five.
     top_error_codes: Vec<ErrorCodeView>,
@@ -173,7 +173,7 @@ fn assemble(
                 .filter(|cost| cost.key == group.key)
                 .map(|cost| CostView {
                     currency: cost.currency.clone(),
-                    amount: cost.amount(),
+                    amount: cost.total.to_string(),
                 })
                 .collect();
             let concluded = group.delivered + group.failed;
@@ -242,19 +242,19 @@ mod tests {
         let cost = |key: &str, currency: &str, units| CostSum {
             key: Some(key.into()),
             currency: currency.into(),
-            units,
+            total: domain::Amount::from_units(units),
         };
         let views = assemble(
             vec![group("GB", 1, 0), group("US", 1, 0)],
             vec![],
-            &[cost("GB", "EUR", 3_330_000), cost("GB", "USD", -750_000)],
+            &[cost("GB", "EUR", 3_330_000), cost("GB", "USD", 750_000)],
         );
         let gb: Vec<(&str, &str)> = views[0]
             .cost
             .iter()
             .map(|c| (c.currency.as_str(), c.amount.as_str()))
             .collect();
-        assert_eq!(gb, [("EUR", "0.0333"), ("USD", "-0.0075")]);
+        assert_eq!(gb, [("EUR", "0.0333"), ("USD", "0.0075")]);
         assert!(views[1].cost.is_empty());
     }
 }

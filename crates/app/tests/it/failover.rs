@@ -256,3 +256,39 @@ async fn with_every_circuit_open_no_provider_is_called_until_the_first_cool_down
     assert_eq!(error.kind, ProviderErrorKind::Retryable);
     assert_eq!(error.retry_after, Some(Duration::from_secs(20)));
 }
+
+/// Vonage sent part 1 and refused part 2 for the account's quota: an account failure that
+/// alone sends the next attempt to another provider, but part 1 is out already.
+#[tokio::test]
+async fn a_message_vonage_partly_sent_is_final_and_never_tried_through_twilio() {
+    let providers = providers().await;
+    twilio_send()
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&providers.twilio)
+        .await;
+    vonage_send()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "message-count": "2",
+            "messages": [
+                {"to": "447700900123", "message-id": "0A0000001234", "status": "0",
+                 "message-price": "0.03330000"},
+                {"status": "9", "error-text": "Partner quota exceeded"}
+            ]
+        })))
+        .expect(1)
+        .mount(&providers.vonage)
+        .await;
+    // Twilio's circuit opens on its bad credentials: the message goes to Vonage.
+    providers.failover.send(&sms()).await.unwrap_err();
+
+    let error = providers.failover.send(&sms()).await.unwrap_err();
+
+    assert_eq!(error.provider, "vonage");
+    assert_eq!(error.code.as_deref(), Some("9"));
+    assert!(!error.is_retryable(), "{error:?}");
+    assert_eq!(
+        error.partly_sent.map(|sent| sent.provider_sid).as_deref(),
+        Some("0A0000001234")
+    );
+}

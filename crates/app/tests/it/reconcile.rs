@@ -145,7 +145,7 @@ async fn a_message_whose_callback_never_comes_ends_delivered_through_a_lookup() 
         .unwrap()
         .unwrap();
     assert_eq!(reconciled.status, MessageStatus::Delivered);
-    assert_eq!(reconciled.price.unwrap().amount, "-0.00790");
+    assert_eq!(reconciled.price.unwrap().amount, "0.0079");
     assert_eq!(
         fixture
             .store

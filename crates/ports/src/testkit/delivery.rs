@@ -55,11 +55,11 @@ async fn sent_through<S: StoreUnderTest>(
 }
 
 pub async fn sent_message_keeps_the_providers_price<S: StoreUnderTest>(store: S) {
-    let sent = sent_message(&store, Some(usd("-0.00790"))).await;
+    let sent = sent_message(&store, Some(usd("0.0079"))).await;
     assert_eq!(sent.status, MessageStatus::Sent);
     assert_eq!(sent.provider.as_deref(), Some("twilio"));
     assert_eq!(sent.provider_sid.as_deref(), Some(SID));
-    assert_eq!(sent.price, Some(usd("-0.00790")));
+    assert_eq!(sent.price, Some(usd("0.0079")));
 
     let unpriced = enqueue_new(&store, notification(t0())).await;
     assert_eq!(unpriced.price, None);
@@ -85,11 +85,11 @@ pub async fn delivery_report_moves_a_sent_message_into_its_history<S: StoreUnder
 }
 
 pub async fn undelivered_report_keeps_the_carrier_error_and_price<S: StoreUnderTest>(store: S) {
-    let sent = sent_message(&store, Some(usd("-0.00790"))).await;
+    let sent = sent_message(&store, Some(usd("0.0079"))).await;
     let undelivered = DeliveryEvent {
         error_code: Some("30003".into()),
         error_message: Some("Unreachable destination handset".into()),
-        price: Some(usd("-0.00750")),
+        price: Some(usd("0.0075")),
         ..report(MessageStatus::Undelivered, t0() + secs(20))
     };
 
@@ -105,7 +105,7 @@ pub async fn undelivered_report_keeps_the_carrier_error_and_price<S: StoreUnderT
         stored.error_message.as_deref(),
         Some("Unreachable destination handset")
     );
-    assert_eq!(stored.price, Some(usd("-0.00750")));
+    assert_eq!(stored.price, Some(usd("0.0075")));
     assert_eq!(
         store.delivery_events(sent.id).await.unwrap(),
         vec![undelivered]
@@ -113,7 +113,7 @@ pub async fn undelivered_report_keeps_the_carrier_error_and_price<S: StoreUnderT
 }
 
 pub async fn late_or_repeated_delivery_reports_change_nothing<S: StoreUnderTest>(store: S) {
-    let sent = sent_message(&store, Some(usd("-0.00790"))).await;
+    let sent = sent_message(&store, Some(usd("0.0079"))).await;
     let delivered = report(MessageStatus::Delivered, t0() + secs(9));
     store
         .record_delivery(SID, delivered.clone(), None)

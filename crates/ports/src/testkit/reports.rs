@@ -2,7 +2,7 @@
 //! and the metrics' counts, on seeded data whose answers are worked out by hand below.
 
 use chrono::{DateTime, Utc};
-use domain::{AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage, Price};
+use domain::{Amount, AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage, Price};
 
 use super::{attempt, claim_one, enqueue_new, notification, phone, secs, t0, StoreUnderTest};
 use crate::{
@@ -226,6 +226,9 @@ pub async fn usage_by_api_key<S: ReportStoreUnderTest>(store: S) {
     );
 }
 
+/// Prices as the adapters store them: amounts spent, positive (Twilio's charges turned round,
+/// Vonage's as they come), the largest a provider's price may be, and text no adapter would
+/// store, which counts nothing rather than failing the report.
 pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnderTest>(store: S) {
     let sent = |provider: &str, amount: Option<&str>, currency: &str| DispatchOutcome::Sent {
         provider: provider.into(),
@@ -237,31 +240,45 @@ pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnder
         }),
     };
     let us = "+15551234567";
-    for (offset, api_key, outcome) in [
-        (1, "shop", sent("twilio", Some("-0.00750"), "USD")),
-        (2, "shop", sent("twilio", Some("-0.01500"), "USD")),
+    let largest = "999999.99999999";
+    let mut priced = vec![
+        (1, "shop", sent("twilio", Some("0.0075"), "USD")),
+        (2, "shop", sent("twilio", Some("0.015"), "USD")),
         (3, "shop", sent("twilio", None, "USD")),
-        (4, "auth", sent("vonage", Some("0.03330000"), "EUR")),
-        (5, "auth", sent("twilio", Some("-0.00790"), "USD")),
-    ] {
+        (4, "auth", sent("vonage", Some("0.0333"), "EUR")),
+        (5, "auth", sent("twilio", Some("0.0079"), "USD")),
+        (6, "auth", sent("vonage", Some("0.03330000"), "EUR")),
+    ];
+    for (offset, amount) in
+        (7..).zip(["1e400", "1000000", "0.000000001", "1.2.3", "--1", "abc", ""])
+    {
+        priced.push((offset, "auth", sent("vonage", Some(amount), "EUR")));
+    }
+    for offset in 20..23 {
+        priced.push((offset, "bulk", sent("vonage", Some(largest), "EUR")));
+    }
+    priced.push((23, "bulk", sent("vonage", Some(&"9".repeat(40)), "EUR")));
+    for (offset, api_key, outcome) in priced {
         let message = new_message(t0() + secs(offset), api_key, us, None, 1);
         dispatched(&store, message, outcome).await;
     }
     let cost = |key: &str, currency: &str, units| CostSum {
         key: Some(key.into()),
         currency: currency.into(),
-        units,
+        total: Amount::from_units(units),
     };
     let costs = store.costs(&range(UsageGrouping::ApiKey)).await.unwrap();
     assert_eq!(
         costs,
         [
-            cost("auth", "EUR", 3_330_000),
-            cost("auth", "USD", -790_000),
-            cost("shop", "USD", -2_250_000),
+            cost("auth", "EUR", 6_660_000),
+            cost("auth", "USD", 790_000),
+            cost("bulk", "EUR", 299_999_999_999_997),
+            cost("shop", "USD", 2_250_000),
         ]
     );
-    assert_eq!(costs[2].amount(), "-0.0225");
+    assert_eq!(costs[2].total.to_string(), "2999999.99999997");
+    assert_eq!(costs[3].total.to_string(), "0.0225");
 }
 
 pub async fn error_codes_are_counted_per_group<S: ReportStoreUnderTest>(store: S) {
