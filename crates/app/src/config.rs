@@ -387,10 +387,7 @@ fn twilio_config(
         .unwrap_or_else(|| TwilioConfig::DEFAULT_BASE_URL.to_owned());
     let base_url = Url::parse(base_url_text.trim())
         .map_err(|error| ConfigError::new("TWILIO_API_BASE_URL", format!("not a URL ({error})")))?;
-    let status_callback_url = public_base_url
-        .map(|base| base.join(STATUS_CALLBACK_PATH))
-        .transpose()
-        .map_err(|error| ConfigError::new("PUBLIC_BASE_URL", error.to_string()))?;
+    let status_callback_url = public_base_url.map(status_callback_url);
     Ok(Some(TwilioConfig {
         base_url,
         account_sid,
@@ -400,6 +397,20 @@ fn twilio_config(
         connect_timeout: Duration::from_millis(env.positive("TWILIO_CONNECT_TIMEOUT_MS", 3_000)?),
         request_timeout: Duration::from_millis(env.positive("TWILIO_REQUEST_TIMEOUT_MS", 10_000)?),
     }))
+}
+
+/// [`STATUS_CALLBACK_PATH`] below `base`, its path kept: behind a proxy that serves this
+/// service at `https://host/sms`, Twilio must post to (and sign) `https://host/sms/v1/...`.
+fn status_callback_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    let path = format!(
+        "{}{STATUS_CALLBACK_PATH}",
+        base.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
@@ -493,6 +504,21 @@ fn providers(
     Ok(providers)
 }
 
+/// The `ENVIRONMENT` values that name a deployment where `TEST_NUMBERS` may work. A list of
+/// what is allowed, not of what is refused: `prd`, `live` or `production-eu` must not pass for
+/// a test environment.
+pub const NON_PRODUCTION_ENVIRONMENTS: [&str; 9] = [
+    "development",
+    "dev",
+    "local",
+    "test",
+    "testing",
+    "ci",
+    "staging",
+    "sandbox",
+    "qa",
+];
+
 /// `TEST_NUMBERS` bypass the provider and the random code, so they are refused unless
 /// `ENVIRONMENT` says, explicitly, that this is not production: a forgotten variable must not
 /// open a way around two-factor authentication.
@@ -500,23 +526,20 @@ fn test_numbers(env: &Env<'_>) -> Result<TestNumbers, ConfigError> {
     let Some(text) = env.get("TEST_NUMBERS") else {
         return Ok(TestNumbers::default());
     };
-    match env
+    let environment = env
         .get("ENVIRONMENT")
-        .map(|value| value.trim().to_ascii_lowercase())
+        .map(|value| value.trim().to_ascii_lowercase());
+    if !environment
+        .as_deref()
+        .is_some_and(|name| NON_PRODUCTION_ENVIRONMENTS.contains(&name))
     {
-        None => {
-            return Err(ConfigError::new(
-                "TEST_NUMBERS",
-                "refused unless ENVIRONMENT names a non-production environment (such as staging)",
-            ))
-        }
-        Some(environment) if environment == "production" || environment == "prod" => {
-            return Err(ConfigError::new(
-                "TEST_NUMBERS",
-                "refused in production (ENVIRONMENT=production)",
-            ))
-        }
-        Some(_) => {}
+        return Err(ConfigError::new(
+            "TEST_NUMBERS",
+            format!(
+                "refused unless ENVIRONMENT is one of {}",
+                NON_PRODUCTION_ENVIRONMENTS.join(", ")
+            ),
+        ));
     }
     TestNumbers::parse(&text).map_err(|problem| ConfigError::new("TEST_NUMBERS", problem))
 }
@@ -707,6 +730,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn public_base_url_keeps_its_path_in_the_status_callback() {
+        for base in [
+            "https://host/sms",
+            "https://host/sms/",
+            "https://host/sms?x=1#top",
+        ] {
+            let mut pairs = TWILIO.to_vec();
+            pairs.push(("PUBLIC_BASE_URL", base));
+            let callbacks = config(&pairs).unwrap().twilio_status_callbacks.unwrap();
+            assert_eq!(
+                callbacks.url.as_str(),
+                "https://host/sms/v1/webhooks/twilio/status",
+                "{base}"
+            );
+        }
+    }
+
     const TWILIO_API_KEY: &[(&str, &str)] = &[
         ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
         ("TWILIO_API_KEY_SID", "SK00000000000000000000000000000000"),
@@ -801,20 +842,33 @@ mod tests {
     }
 
     #[test]
-    fn test_numbers_need_an_environment_that_is_not_production() {
+    fn test_numbers_need_an_environment_named_as_not_production() {
         let numbers = ("TEST_NUMBERS", "+15005550001:123456");
         assert_eq!(config(&[numbers]).unwrap_err().variable, "TEST_NUMBERS");
-        let production = config(&[numbers, ("ENVIRONMENT", "Production")]).unwrap_err();
-        assert!(production.problem.contains("production"), "{production}");
-        let staging = config(&[numbers, ("ENVIRONMENT", "staging")]).unwrap();
+        for environment in [
+            "Production",
+            "prod",
+            "prd",
+            "live",
+            "production-eu",
+            "stage-ish",
+        ] {
+            let error = config(&[numbers, ("ENVIRONMENT", environment)]).unwrap_err();
+            assert_eq!(error.variable, "TEST_NUMBERS", "{environment}");
+            assert!(error.problem.contains("staging, sandbox, qa"), "{error}");
+        }
         let number = PhoneNumber::parse("+15005550001").unwrap();
-        assert_eq!(
-            staging
-                .test_numbers
-                .code_for(&number)
-                .map(|code| code.expose()),
-            Some("123456")
-        );
+        for environment in NON_PRODUCTION_ENVIRONMENTS.into_iter().chain([" Staging "]) {
+            let accepted = config(&[numbers, ("ENVIRONMENT", environment)]).unwrap();
+            assert_eq!(
+                accepted
+                    .test_numbers
+                    .code_for(&number)
+                    .map(|code| code.expose()),
+                Some("123456"),
+                "{environment}"
+            );
+        }
     }
 
     #[test]
