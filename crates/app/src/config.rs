@@ -54,8 +54,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    /// No provider credentials: each SMS is printed to the log instead of being sent.
+    /// Each SMS is printed to the log instead of being sent: the embedded default run without
+    /// credentials, or asked for by name (`SMS_PROVIDERS=console`).
     Console,
+    /// A deployment (PostgreSQL) that names no provider, read for the operator's commands that
+    /// send nothing ([`Sending::NotNeeded`]). Every send through it fails.
+    Missing,
     Twilio(Box<TwilioConfig>),
     Vonage(Box<VonageConfig>),
 }
@@ -65,6 +69,7 @@ impl ProviderConfig {
     pub fn sender(&self) -> String {
         match self {
             ProviderConfig::Console => "console".to_owned(),
+            ProviderConfig::Missing => "none".to_owned(),
             ProviderConfig::Twilio(twilio) => match &twilio.sender {
                 TwilioSender::From(number) => number.as_str().to_owned(),
                 TwilioSender::MessagingService(sid) => sid.clone(),
@@ -76,6 +81,7 @@ impl ProviderConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ProviderConfig::Console => "console",
+            ProviderConfig::Missing => "none",
             ProviderConfig::Twilio(_) => "twilio",
             ProviderConfig::Vonage(_) => "vonage",
         }
@@ -124,14 +130,38 @@ pub struct Config {
     pub test_numbers: TestNumbers,
 }
 
+/// Whether the configuration is read to send SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// The service, and the operator's commands that send: with PostgreSQL (a deployment), a
+    /// configuration without a provider is refused, unless `SMS_PROVIDERS=console` asks for
+    /// the console by name. A missing secret must not turn into codes written to the log.
+    Required,
+    /// The operator's commands that send nothing (`report`, `verify check`, `check`): a
+    /// deployment's configuration without its provider's secrets still reads the database.
+    NotNeeded,
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// As [`Config::from_env`], for what `sending` says the configuration is read for.
+    pub fn from_env_for(sending: Sending) -> Result<Self, ConfigError> {
+        Self::read(|name| std::env::var(name).ok(), sending)
+    }
+
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     /// Empty values count as absent.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(lookup, Sending::Required)
+    }
+
+    fn read(
+        lookup: impl Fn(&str) -> Option<String>,
+        sending: Sending,
+    ) -> Result<Self, ConfigError> {
         let env = Env {
             lookup: &|name| lookup(name).filter(|value| !value.trim().is_empty()),
         };
@@ -204,6 +234,7 @@ impl Config {
             &env,
             twilio_config(&env, public_base_url.as_ref())?,
             vonage_config(&env)?,
+            shared_database.then_some(sending),
         )?;
         let twilio_status_callbacks = twilio_status_callbacks(&env, &providers)?;
         let circuit_defaults = CircuitPolicy::default();
@@ -447,23 +478,34 @@ fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
     }))
 }
 
-/// `SMS_PROVIDERS` (`twilio,vonage`: the order is the priority), each of them configured; when
-/// absent, every configured provider, Twilio first; with none, the console.
+/// `SMS_PROVIDERS` (`twilio,vonage`: the order is the priority), each of them configured, or
+/// `console` alone; when absent, every configured provider, Twilio first. With none: the
+/// console for the embedded database; for a deployment (`deployment`: PostgreSQL, with what
+/// the configuration is read for), a refusal when it is to send.
 fn providers(
     env: &Env<'_>,
     twilio: Option<TwilioConfig>,
     vonage: Option<VonageConfig>,
+    deployment: Option<Sending>,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
     let twilio = twilio.map(|config| ProviderConfig::Twilio(Box::new(config)));
     let vonage = vonage.map(|config| ProviderConfig::Vonage(Box::new(config)));
     let Some(names) = env.get("SMS_PROVIDERS") else {
         let configured: Vec<_> = twilio.into_iter().chain(vonage).collect();
-        return Ok(if configured.is_empty() {
-            vec![ProviderConfig::Console]
-        } else {
-            configured
-        });
+        return match deployment {
+            _ if !configured.is_empty() => Ok(configured),
+            None => Ok(vec![ProviderConfig::Console]),
+            Some(Sending::NotNeeded) => Ok(vec![ProviderConfig::Missing]),
+            Some(Sending::Required) => Err(ConfigError::new(
+                "TWILIO_ACCOUNT_SID",
+                "no SMS provider for a PostgreSQL DATABASE_URL: configure Twilio (or VONAGE_API_KEY), \
+                 or set SMS_PROVIDERS=console to print SMS, codes included, to the log instead of sending them",
+            )),
+        };
     };
+    if names.trim().eq_ignore_ascii_case("console") {
+        return Ok(vec![ProviderConfig::Console]);
+    }
     let mut providers = Vec::new();
     for name in names
         .split(',')
@@ -477,10 +519,16 @@ fn providers(
             "vonage" => vonage.clone().ok_or_else(|| {
                 ConfigError::new("VONAGE_API_KEY", "required: SMS_PROVIDERS names vonage")
             })?,
+            "console" => {
+                return Err(ConfigError::new(
+                    "SMS_PROVIDERS",
+                    "console stands alone: it cannot fail over to or from a provider",
+                ))
+            }
             other => {
                 return Err(ConfigError::new(
                     "SMS_PROVIDERS",
-                    format!("unknown provider `{other}`; expected twilio or vonage"),
+                    format!("unknown provider `{other}`; expected twilio, vonage or console"),
                 ))
             }
         };
@@ -953,11 +1001,47 @@ mod tests {
         let error = config(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap_err();
         assert_eq!(error.variable, "CODE_PEPPER");
         let pepper = "p".repeat(32);
-        assert!(config(&[
+        let mut pairs = TWILIO.to_vec();
+        pairs.extend([
             ("DATABASE_URL", "postgres://localhost/db"),
-            ("CODE_PEPPER", &pepper)
-        ])
-        .is_ok());
+            ("CODE_PEPPER", &pepper),
+        ]);
+        assert!(config(&pairs).is_ok());
+    }
+
+    const DEPLOYMENT: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://localhost/db"),
+        ("CODE_PEPPER", "pppppppppppppppppppppppppppppppp"),
+    ];
+
+    #[test]
+    fn postgres_without_a_provider_is_refused_naming_both_ways_out() {
+        let error = config(DEPLOYMENT).unwrap_err();
+        assert_eq!(error.variable, "TWILIO_ACCOUNT_SID");
+        assert!(error.problem.contains("SMS_PROVIDERS=console"), "{error}");
+        assert!(!error.to_string().contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn the_console_with_postgres_must_be_asked_for_by_name_and_alone() {
+        let mut pairs = DEPLOYMENT.to_vec();
+        pairs.push(("SMS_PROVIDERS", "console"));
+        assert_eq!(provider_names(&config(&pairs).unwrap()), ["console"]);
+
+        let mut both = TWILIO.to_vec();
+        both.push(("SMS_PROVIDERS", "twilio,console"));
+        assert_eq!(config(&both).unwrap_err().variable, "SMS_PROVIDERS");
+    }
+
+    #[test]
+    fn commands_that_send_nothing_read_a_deployment_without_its_provider() {
+        let map: HashMap<&str, &str> = DEPLOYMENT.iter().copied().collect();
+        let config = Config::read(
+            |name| map.get(name).map(|v| v.to_string()),
+            Sending::NotNeeded,
+        )
+        .unwrap();
+        assert_eq!(provider_names(&config), ["none"]);
     }
 
     #[test]
