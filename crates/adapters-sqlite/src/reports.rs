@@ -103,6 +103,7 @@ impl MessageReports for SqliteStore {
                         count(*) FILTER (WHERE status = 'delivered') AS delivered, \
                         count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
                  FROM messages WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1 \
              ) ORDER BY key IS NOT NULL, key",
             key = group_key(query.group_by)
@@ -110,6 +111,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<UsageRow> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -134,6 +136,7 @@ impl MessageReports for SqliteStore {
                         sum(CAST(round(CAST(price_amount AS REAL) * {units}) AS INTEGER)) AS units \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3 IS NULL OR api_key = $3) \
                    AND price_amount IS NOT NULL AND price_currency IS NOT NULL \
                  GROUP BY 1, 2 \
              ) ORDER BY key IS NOT NULL, key, currency",
@@ -143,6 +146,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -162,6 +166,7 @@ impl MessageReports for SqliteStore {
                  SELECT {key} AS key, error_code AS code, count(*) AS count \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
+                   AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1, 2 \
              ) ORDER BY key IS NOT NULL, key, count DESC, code",
             key = group_key(query.group_by)
@@ -169,6 +174,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

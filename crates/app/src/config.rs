@@ -168,13 +168,7 @@ impl Config {
         let database = DatabaseConfig::from_url(env.get("DATABASE_URL"))?;
         let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
 
-        let (api_keys, api_keys_generated) = match env.get("API_KEYS") {
-            Some(text) => (
-                ApiKeys::parse(&text).map_err(|problem| ConfigError::new("API_KEYS", problem))?,
-                false,
-            ),
-            None => (ApiKeys::generate(), true),
-        };
+        let (api_keys, api_keys_generated) = api_keys(&env)?;
 
         let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
             Url::parse(text).map_err(|error| format!("not a URL ({error})"))
@@ -338,6 +332,24 @@ fn guard_config(env: &Env<'_>) -> Result<GuardConfig, ConfigError> {
             },
         },
     })
+}
+
+/// `API_KEYS` (clients) and `ADMIN_API_KEYS`; with neither, one generated admin key, and `true`
+/// to say so.
+fn api_keys(env: &Env<'_>) -> Result<(ApiKeys, bool), ConfigError> {
+    let clients = env
+        .get("API_KEYS")
+        .map(|text| ApiKeys::parse(&text))
+        .transpose()
+        .map_err(|problem| ConfigError::new("API_KEYS", problem))?;
+    let Some(admins) = env.get("ADMIN_API_KEYS") else {
+        return Ok(clients.map_or_else(|| (ApiKeys::generate(), true), |keys| (keys, false)));
+    };
+    clients
+        .unwrap_or_default()
+        .add_admins(&admins)
+        .map(|keys| (keys, false))
+        .map_err(|problem| ConfigError::new("ADMIN_API_KEYS", problem))
 }
 
 /// The path Twilio posts delivery statuses to, below `PUBLIC_BASE_URL`.
@@ -746,6 +758,8 @@ mod tests {
         assert!(matches!(config.providers[..], [ProviderConfig::Console]));
         assert!(config.test_numbers.is_empty());
         assert!(config.api_keys_generated);
+        let key = config.api_keys.first_key().unwrap().expose_secret();
+        assert!(config.api_keys.authenticate(key).unwrap().is_admin());
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.dispatch.retry, RetryPolicy::default());
         assert_eq!(config.dispatch.sender_mps, None);
@@ -925,6 +939,7 @@ mod tests {
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("API_KEYS", "nokey")], "API_KEYS"),
+            (&[("ADMIN_API_KEYS", "ops:short")], "ADMIN_API_KEYS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (&[("DISPATCH_CONCURRENCY", "0")], "DISPATCH_CONCURRENCY"),
             (&[("DISPATCH_CONCURRENCY", "many")], "DISPATCH_CONCURRENCY"),
@@ -994,6 +1009,30 @@ mod tests {
             let error = config(pairs).unwrap_err();
             assert_eq!(error.variable, *variable, "{pairs:?} gave {error}");
         }
+    }
+
+    #[test]
+    fn admin_api_keys_join_the_client_keys_or_stand_alone() {
+        let client = "0123456789abcdef";
+        let admin = "fedcba9876543210";
+        let both = config(&[
+            ("API_KEYS", &format!("shop:{client}")),
+            ("ADMIN_API_KEYS", &format!("ops:{admin}")),
+        ])
+        .unwrap();
+        assert!(!both.api_keys_generated);
+        assert!(!both.api_keys.authenticate(client).unwrap().is_admin());
+        assert!(both.api_keys.authenticate(admin).unwrap().is_admin());
+
+        let alone = config(&[("ADMIN_API_KEYS", &format!("ops:{admin}"))]).unwrap();
+        assert!(!alone.api_keys_generated);
+        assert!(alone.api_keys.authenticate(admin).unwrap().is_admin());
+
+        let clash = config(&[
+            ("API_KEYS", &format!("ops:{client}")),
+            ("ADMIN_API_KEYS", &format!("ops:{admin}")),
+        ]);
+        assert_eq!(clash.unwrap_err().variable, "ADMIN_API_KEYS");
     }
 
     #[test]
