@@ -510,8 +510,8 @@ fn providers(
             Some(Sending::NotNeeded) => Ok(vec![ProviderConfig::Missing]),
             Some(Sending::Required) => Err(ConfigError::new(
                 "TWILIO_ACCOUNT_SID",
-                "no SMS provider for a PostgreSQL DATABASE_URL: configure Twilio (or VONAGE_API_KEY), \
-                 or set SMS_PROVIDERS=console to print SMS, codes included, to the log instead of sending them",
+                "required with a PostgreSQL DATABASE_URL (or VONAGE_API_KEY), unless SMS_PROVIDERS=console \
+                 asks to print SMS, codes included, to the log instead of sending them",
             )),
         };
     };

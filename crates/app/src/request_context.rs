@@ -1,8 +1,8 @@
 //! The API request being served, as ambient context: its id, and the API key that made it once
-//! authenticated (its name, and whether it is an admin key). Set by the HTTP layer around each request (a tokio task-local),
-//! read where a message is queued (so that the id is stored with it and the dispatcher logs
-//! it) and by the request metrics (so that they count by key name). Outside a request, both
-//! are absent.
+//! authenticated (its name, and whether it is an admin key). Set by the HTTP layer around each
+//! request (a tokio task-local), read where a message is queued (so that the id is stored with
+//! it and the dispatcher logs it) and by the request metrics (so that they count by key name).
+//! Outside a request, all are absent.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

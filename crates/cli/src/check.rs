@@ -123,7 +123,7 @@ async fn provider(provider: &ProviderConfig) -> Verdict {
         }
         ProviderConfig::Missing => {
             return Verdict::Fail(
-                "none, and the service refuses to start so with PostgreSQL: set TWILIO_ACCOUNT_SID (or VONAGE_API_KEY), or SMS_PROVIDERS=console".to_owned(),
+                "none: with PostgreSQL the service will not start; set TWILIO_ACCOUNT_SID (or VONAGE_API_KEY), or SMS_PROVIDERS=console".to_owned(),
             )
         }
         ProviderConfig::Twilio(twilio) => twilio,
