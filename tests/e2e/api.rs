@@ -198,3 +198,61 @@ async fn every_kind_of_mistake_is_a_problem_document_naming_what_is_wrong() {
     let problem: Value = too_large.json().await.unwrap();
     assert_eq!(problem["type"], "body-too-large");
 }
+
+/// Tenants apart: a client key's report covers its own messages, even grouped by key; an
+/// admin key's covers every key's.
+#[tokio::test]
+async fn a_client_keys_usage_report_sees_only_its_messages_and_an_admin_key_sees_all() {
+    const BILLING_KEY: &str = "billing-key-0123456789abcdef";
+    const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+    let app = TestApp::spawn_with(&[
+        ("API_KEYS", &format!("auth:{API_KEY},billing:{BILLING_KEY}")),
+        ("ADMIN_API_KEYS", &format!("ops:{ADMIN_KEY}")),
+    ])
+    .await;
+    app.twilio_accepts("SM0123456789abcdef0123456789abcdef")
+        .await;
+    for key in [API_KEY, API_KEY, BILLING_KEY] {
+        let response = app
+            .client
+            .post(format!("{}/v1/messages", app.base))
+            .bearer_auth(key)
+            .json(&json!({"to": "+15551234567", "body": "Hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let report_by_key = |key: &'static str| {
+        let request = app
+            .client
+            .get(format!("{}/v1/reports/usage?group_by=api_key", app.base))
+            .bearer_auth(key);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let report: Value = response.json().await.unwrap();
+            report["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|group| {
+                    (
+                        group["key"].as_str().unwrap().to_owned(),
+                        group["messages"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    assert_eq!(report_by_key(API_KEY).await, [("auth".to_owned(), 2)]);
+    assert_eq!(
+        report_by_key(BILLING_KEY).await,
+        [("billing".to_owned(), 1)]
+    );
+    assert_eq!(
+        report_by_key(ADMIN_KEY).await,
+        [("auth".to_owned(), 2), ("billing".to_owned(), 1)]
+    );
+}

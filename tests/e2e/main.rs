@@ -9,6 +9,7 @@ mod support;
 mod api;
 mod dispatch;
 mod errors;
+mod fail_closed;
 mod guards;
 mod messages;
 mod operations;

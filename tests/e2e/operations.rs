@@ -148,7 +148,12 @@ async fn readiness_checks_the_database_migrations_and_provider() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"status": "ready", "checks": {"database": "ok", "migrations": "ok", "provider": "ok"}})
+        json!({
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "ok", "provider": "ok"},
+            "providers": ["console"],
+            "warning": "the console provider prints SMS, codes included, to the log: none is sent"
+        })
     );
     let alive = app
         .client

@@ -14,7 +14,7 @@ use wiremock::MockServer;
 use crate::support::{ACCOUNT_SID, API_KEY, AUTH_TOKEN, FROM};
 
 /// Builds the binary once per test process (a no-op when it is fresh) and returns its path.
-fn binary() -> &'static Path {
+pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

@@ -6,10 +6,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha1::Sha1;
-use wiremock::matchers::{basic_auth, body_string_contains, method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
-use crate::support::{TestApp, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
+use crate::fake_twilio::{form_fields, messages_post};
+use crate::support::{TestApp, ACCOUNT_SID, AUTH_TOKEN, FROM};
 
 const PUBLIC_BASE_URL: &str = "https://notify.example.com";
 /// What Twilio is told to call, and therefore signs (the service itself listens elsewhere).
@@ -80,26 +80,41 @@ async fn post_callback_with(
 }
 
 async fn signed(app: &TestApp, params: &[(&str, String)]) -> (u16, Value) {
+    signed_for(app, CALLBACK_URL, params).await
+}
+
+/// Posts `params` signed as Twilio signs a callback to `url`.
+async fn signed_for(app: &TestApp, url: &str, params: &[(&str, String)]) -> (u16, Value) {
     let pairs: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let signature = twilio_signature(CALLBACK_URL, &pairs);
+    let signature = twilio_signature(url, &pairs);
     post_callback(app, params, Some(&signature)).await
 }
 
-/// A message accepted by Twilio as [`SID`], having asked for status callbacks.
+/// A message accepted by Twilio as [`SID`], having asked for status callbacks to
+/// [`CALLBACK_URL`].
 async fn sent_message(app: &TestApp) -> String {
-    Mock::given(method("POST"))
-        .and(path(MESSAGES_PATH))
-        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(body_string_contains(
-            "StatusCallback=https%3A%2F%2Fnotify.example.com%2Fv1%2Fwebhooks%2Ftwilio%2Fstatus",
-        ))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "sid": SID, "status": "queued", "num_segments": "1", "price": "-0.00790",
-            "price_unit": "USD", "error_code": null
-        })))
-        .expect(1)
-        .mount(&app.twilio)
-        .await;
+    sent_message_calling_back(app, CALLBACK_URL).await
+}
+
+/// A message accepted by Twilio as [`SID`], whose form asked for status callbacks to
+/// `callback_url`.
+async fn sent_message_calling_back(app: &TestApp, callback_url: &str) -> String {
+    messages_post(form_fields(
+        &[
+            ("To", TO),
+            ("From", FROM),
+            ("Body", "Your order has shipped"),
+            ("StatusCallback", callback_url),
+        ],
+        &[],
+    ))
+    .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+        "sid": SID, "status": "queued", "num_segments": "1", "price": "-0.00790",
+        "price_unit": "USD", "error_code": null
+    })))
+    .expect(1)
+    .mount(&app.twilio)
+    .await;
     let (status, message) = app
         .post(
             "/v1/messages",
@@ -162,6 +177,26 @@ async fn a_signed_delivered_callback_marks_the_message_delivered_and_a_forged_on
     // A late `sent`, signed and all, does not move it back.
     let (status, _) = signed(&app, &callback(SID, "sent")).await;
     assert_eq!(status, 200);
+    let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(message["status"], "delivered");
+}
+
+/// Behind a proxy that serves the service under a path, Twilio must be told (and sign) the
+/// URL with that path, while the request reaches the service without it.
+#[tokio::test]
+async fn a_public_base_url_with_a_path_keeps_it_in_the_status_callback_twilio_signs() {
+    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", "https://notify.example.com/sms")]).await;
+    let callback_url = "https://notify.example.com/sms/v1/webhooks/twilio/status";
+    let id = sent_message_calling_back(&app, callback_url).await;
+    let delivered = callback(SID, "delivered");
+
+    let (status, problem) = signed_for(&app, CALLBACK_URL, &delivered).await;
+    assert_eq!(
+        status, 403,
+        "signed for the URL without the path: {problem}"
+    );
+    let (status, body) = signed_for(&app, callback_url, &delivered).await;
+    assert_eq!(status, 200, "{body}");
     let (_, message) = app.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(message["status"], "delivered");
 }

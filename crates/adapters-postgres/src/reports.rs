@@ -103,6 +103,7 @@ impl MessageReports for PgStore {
                         count(*) FILTER (WHERE status = 'delivered') AS delivered, \
                         count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
                  FROM messages WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3::text IS NULL OR api_key = $3) \
                  GROUP BY 1 \
              ) AS groups ORDER BY key IS NOT NULL, key",
             key = group_key(query.group_by)
@@ -110,6 +111,7 @@ impl MessageReports for PgStore {
         let rows: Vec<UsageRow> = sqlx::query_as(&sql)
             .bind(query.since)
             .bind(query.until)
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -134,6 +136,7 @@ impl MessageReports for PgStore {
                         round(sum(price_amount::numeric) * {units})::text AS units \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3::text IS NULL OR api_key = $3) \
                    AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
                    AND price_currency IS NOT NULL \
                  GROUP BY 1, 2 \
@@ -144,6 +147,7 @@ impl MessageReports for PgStore {
         let rows: Vec<(Option<String>, String, String)> = sqlx::query_as(&sql)
             .bind(query.since)
             .bind(query.until)
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -167,6 +171,7 @@ impl MessageReports for PgStore {
                  SELECT {key} AS key, error_code AS code, count(*) AS count \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
+                   AND ($3::text IS NULL OR api_key = $3) \
                  GROUP BY 1, 2 \
              ) AS codes ORDER BY key IS NOT NULL, key, count DESC, code",
             key = group_key(query.group_by)
@@ -174,6 +179,7 @@ impl MessageReports for PgStore {
         let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
             .bind(query.since)
             .bind(query.until)
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

@@ -114,6 +114,7 @@ impl MessageReports for SqliteStore {
                         count(*) FILTER (WHERE status = 'delivered') AS delivered, \
                         count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
                  FROM messages WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1 \
              ) ORDER BY key IS NOT NULL, key",
             key = group_key(query.group_by)
@@ -121,6 +122,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<UsageRow> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -146,6 +148,7 @@ impl MessageReports for SqliteStore {
                         CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) AS units \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
+                   AND ($3 IS NULL OR api_key = $3) \
                    AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
              ) GROUP BY 1, 2 ORDER BY key IS NOT NULL, key, currency",
             key = group_key(query.group_by),
@@ -154,6 +157,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -175,6 +179,7 @@ impl MessageReports for SqliteStore {
                  SELECT {key} AS key, error_code AS code, count(*) AS count \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
+                   AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1, 2 \
              ) ORDER BY key IS NOT NULL, key, count DESC, code",
             key = group_key(query.group_by)
@@ -182,6 +187,7 @@ impl MessageReports for SqliteStore {
         let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;

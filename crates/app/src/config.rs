@@ -63,8 +63,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    /// No provider credentials: each SMS is printed to the log instead of being sent.
+    /// Each SMS is printed to the log instead of being sent: the embedded default run without
+    /// credentials, or asked for by name (`SMS_PROVIDERS=console`).
     Console,
+    /// A deployment (PostgreSQL) that names no provider, read for the operator's commands that
+    /// send nothing ([`Sending::NotNeeded`]). Every send through it fails.
+    Missing,
     Twilio(Box<TwilioConfig>),
     Vonage(Box<VonageConfig>),
 }
@@ -74,6 +78,7 @@ impl ProviderConfig {
     pub fn sender(&self) -> String {
         match self {
             ProviderConfig::Console => "console".to_owned(),
+            ProviderConfig::Missing => "none".to_owned(),
             ProviderConfig::Twilio(twilio) => match &twilio.sender {
                 TwilioSender::From(number) => number.as_str().to_owned(),
                 TwilioSender::MessagingService(sid) => sid.clone(),
@@ -85,6 +90,7 @@ impl ProviderConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ProviderConfig::Console => "console",
+            ProviderConfig::Missing => "none",
             ProviderConfig::Twilio(_) => "twilio",
             ProviderConfig::Vonage(_) => "vonage",
         }
@@ -135,27 +141,45 @@ pub struct Config {
     pub test_numbers: TestNumbers,
 }
 
+/// Whether the configuration is read to send SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    /// The service, and the operator's commands that send: with PostgreSQL (a deployment), a
+    /// configuration without a provider is refused, unless `SMS_PROVIDERS=console` asks for
+    /// the console by name. A missing secret must not turn into codes written to the log.
+    Required,
+    /// The operator's commands that send nothing (`report`, `verify check`, `check`): a
+    /// deployment's configuration without its provider's secrets still reads the database.
+    NotNeeded,
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// As [`Config::from_env`], for what `sending` says the configuration is read for.
+    pub fn from_env_for(sending: Sending) -> Result<Self, ConfigError> {
+        Self::read(|name| std::env::var(name).ok(), sending)
+    }
+
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     /// Empty values count as absent.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(lookup, Sending::Required)
+    }
+
+    fn read(
+        lookup: impl Fn(&str) -> Option<String>,
+        sending: Sending,
+    ) -> Result<Self, ConfigError> {
         let env = Env {
             lookup: &|name| lookup(name).filter(|value| !value.trim().is_empty()),
         };
         let database = DatabaseConfig::from_url(env.get("DATABASE_URL"))?;
         let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
 
-        let (api_keys, api_keys_generated) = match env.get("API_KEYS") {
-            Some(text) => (
-                ApiKeys::parse(&text).map_err(|problem| ConfigError::new("API_KEYS", problem))?,
-                false,
-            ),
-            None => (ApiKeys::generate(), true),
-        };
+        let (api_keys, api_keys_generated) = api_keys(&env)?;
 
         let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
             Url::parse(text).map_err(|error| format!("not a URL ({error})"))
@@ -219,6 +243,7 @@ impl Config {
             &env,
             twilio_config(&env, public_base_url.as_ref())?,
             vonage_config(&env)?,
+            shared_database.then_some(sending),
         )?;
         let twilio_status_callbacks = twilio_status_callbacks(&env, &providers)?;
         let circuit_defaults = CircuitPolicy::default();
@@ -333,6 +358,24 @@ fn guard_config(env: &Env<'_>) -> Result<GuardConfig, ConfigError> {
     })
 }
 
+/// `API_KEYS` (clients) and `ADMIN_API_KEYS`; with neither, one generated admin key, and `true`
+/// to say so.
+fn api_keys(env: &Env<'_>) -> Result<(ApiKeys, bool), ConfigError> {
+    let clients = env
+        .get("API_KEYS")
+        .map(|text| ApiKeys::parse(&text))
+        .transpose()
+        .map_err(|problem| ConfigError::new("API_KEYS", problem))?;
+    let Some(admins) = env.get("ADMIN_API_KEYS") else {
+        return Ok(clients.map_or_else(|| (ApiKeys::generate(), true), |keys| (keys, false)));
+    };
+    clients
+        .unwrap_or_default()
+        .add_admins(&admins)
+        .map(|keys| (keys, false))
+        .map_err(|problem| ConfigError::new("ADMIN_API_KEYS", problem))
+}
+
 /// The path Twilio posts delivery statuses to, below `PUBLIC_BASE_URL`.
 pub const STATUS_CALLBACK_PATH: &str = "/v1/webhooks/twilio/status";
 
@@ -411,10 +454,7 @@ fn twilio_config(
         .unwrap_or_else(|| TwilioConfig::DEFAULT_BASE_URL.to_owned());
     let base_url = Url::parse(base_url_text.trim())
         .map_err(|error| ConfigError::new("TWILIO_API_BASE_URL", format!("not a URL ({error})")))?;
-    let status_callback_url = public_base_url
-        .map(|base| base.join(STATUS_CALLBACK_PATH))
-        .transpose()
-        .map_err(|error| ConfigError::new("PUBLIC_BASE_URL", error.to_string()))?;
+    let status_callback_url = public_base_url.map(status_callback_url);
     Ok(Some(TwilioConfig {
         base_url,
         account_sid,
@@ -432,6 +472,20 @@ fn twilio_config(
             TIMEOUT_MS,
         )?),
     }))
+}
+
+/// [`STATUS_CALLBACK_PATH`] below `base`, its path kept: behind a proxy that serves this
+/// service at `https://host/sms`, Twilio must post to (and sign) `https://host/sms/v1/...`.
+fn status_callback_url(base: &Url) -> Url {
+    let mut url = base.clone();
+    let path = format!(
+        "{}{STATUS_CALLBACK_PATH}",
+        base.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
 }
 
 fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
@@ -476,23 +530,34 @@ fn vonage_config(env: &Env<'_>) -> Result<Option<VonageConfig>, ConfigError> {
     }))
 }
 
-/// `SMS_PROVIDERS` (`twilio,vonage`: the order is the priority), each of them configured; when
-/// absent, every configured provider, Twilio first; with none, the console.
+/// `SMS_PROVIDERS` (`twilio,vonage`: the order is the priority), each of them configured, or
+/// `console` alone; when absent, every configured provider, Twilio first. With none: the
+/// console for the embedded database; for a deployment (`deployment`: PostgreSQL, with what
+/// the configuration is read for), a refusal when it is to send.
 fn providers(
     env: &Env<'_>,
     twilio: Option<TwilioConfig>,
     vonage: Option<VonageConfig>,
+    deployment: Option<Sending>,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
     let twilio = twilio.map(|config| ProviderConfig::Twilio(Box::new(config)));
     let vonage = vonage.map(|config| ProviderConfig::Vonage(Box::new(config)));
     let Some(names) = env.get("SMS_PROVIDERS") else {
         let configured: Vec<_> = twilio.into_iter().chain(vonage).collect();
-        return Ok(if configured.is_empty() {
-            vec![ProviderConfig::Console]
-        } else {
-            configured
-        });
+        return match deployment {
+            _ if !configured.is_empty() => Ok(configured),
+            None => Ok(vec![ProviderConfig::Console]),
+            Some(Sending::NotNeeded) => Ok(vec![ProviderConfig::Missing]),
+            Some(Sending::Required) => Err(ConfigError::new(
+                "TWILIO_ACCOUNT_SID",
+                "required with a PostgreSQL DATABASE_URL (or VONAGE_API_KEY), unless SMS_PROVIDERS=console \
+                 asks to print SMS, codes included, to the log instead of sending them",
+            )),
+        };
     };
+    if names.trim().eq_ignore_ascii_case("console") {
+        return Ok(vec![ProviderConfig::Console]);
+    }
     let mut providers = Vec::new();
     for name in names
         .split(',')
@@ -506,10 +571,16 @@ fn providers(
             "vonage" => vonage.clone().ok_or_else(|| {
                 ConfigError::new("VONAGE_API_KEY", "required: SMS_PROVIDERS names vonage")
             })?,
+            "console" => {
+                return Err(ConfigError::new(
+                    "SMS_PROVIDERS",
+                    "console stands alone: it cannot fail over to or from a provider",
+                ))
+            }
             other => {
                 return Err(ConfigError::new(
                     "SMS_PROVIDERS",
-                    format!("unknown provider `{other}`; expected twilio or vonage"),
+                    format!("unknown provider `{other}`; expected twilio, vonage or console"),
                 ))
             }
         };
@@ -533,6 +604,21 @@ fn providers(
     Ok(providers)
 }
 
+/// The `ENVIRONMENT` values that name a deployment where `TEST_NUMBERS` may work. A list of
+/// what is allowed, not of what is refused: `prd`, `live` or `production-eu` must not pass for
+/// a test environment.
+pub const NON_PRODUCTION_ENVIRONMENTS: [&str; 9] = [
+    "development",
+    "dev",
+    "local",
+    "test",
+    "testing",
+    "ci",
+    "staging",
+    "sandbox",
+    "qa",
+];
+
 /// `TEST_NUMBERS` bypass the provider and the random code, so they are refused unless
 /// `ENVIRONMENT` says, explicitly, that this is not production: a forgotten variable must not
 /// open a way around two-factor authentication.
@@ -540,23 +626,20 @@ fn test_numbers(env: &Env<'_>) -> Result<TestNumbers, ConfigError> {
     let Some(text) = env.get("TEST_NUMBERS") else {
         return Ok(TestNumbers::default());
     };
-    match env
+    let environment = env
         .get("ENVIRONMENT")
-        .map(|value| value.trim().to_ascii_lowercase())
+        .map(|value| value.trim().to_ascii_lowercase());
+    if !environment
+        .as_deref()
+        .is_some_and(|name| NON_PRODUCTION_ENVIRONMENTS.contains(&name))
     {
-        None => {
-            return Err(ConfigError::new(
-                "TEST_NUMBERS",
-                "refused unless ENVIRONMENT names a non-production environment (such as staging)",
-            ))
-        }
-        Some(environment) if environment == "production" || environment == "prod" => {
-            return Err(ConfigError::new(
-                "TEST_NUMBERS",
-                "refused in production (ENVIRONMENT=production)",
-            ))
-        }
-        Some(_) => {}
+        return Err(ConfigError::new(
+            "TEST_NUMBERS",
+            format!(
+                "refused unless ENVIRONMENT is one of {}",
+                NON_PRODUCTION_ENVIRONMENTS.join(", ")
+            ),
+        ));
     }
     TestNumbers::parse(&text).map_err(|problem| ConfigError::new("TEST_NUMBERS", problem))
 }
@@ -733,6 +816,8 @@ mod tests {
         assert!(matches!(config.providers[..], [ProviderConfig::Console]));
         assert!(config.test_numbers.is_empty());
         assert!(config.api_keys_generated);
+        let key = config.api_keys.first_key().unwrap().expose_secret();
+        assert!(config.api_keys.authenticate(key).unwrap().is_admin());
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.dispatch.retry, RetryPolicy::default());
         assert_eq!(config.dispatch.sender_mps, None);
@@ -763,6 +848,24 @@ mod tests {
             twilio.status_callback_url.as_ref().unwrap().as_str(),
             "https://sms.example.com/v1/webhooks/twilio/status"
         );
+    }
+
+    #[test]
+    fn public_base_url_keeps_its_path_in_the_status_callback() {
+        for base in [
+            "https://host/sms",
+            "https://host/sms/",
+            "https://host/sms?x=1#top",
+        ] {
+            let mut pairs = TWILIO.to_vec();
+            pairs.push(("PUBLIC_BASE_URL", base));
+            let callbacks = config(&pairs).unwrap().twilio_status_callbacks.unwrap();
+            assert_eq!(
+                callbacks.url.as_str(),
+                "https://host/sms/v1/webhooks/twilio/status",
+                "{base}"
+            );
+        }
     }
 
     const TWILIO_API_KEY: &[(&str, &str)] = &[
@@ -859,20 +962,33 @@ mod tests {
     }
 
     #[test]
-    fn test_numbers_need_an_environment_that_is_not_production() {
+    fn test_numbers_need_an_environment_named_as_not_production() {
         let numbers = ("TEST_NUMBERS", "+15005550001:123456");
         assert_eq!(config(&[numbers]).unwrap_err().variable, "TEST_NUMBERS");
-        let production = config(&[numbers, ("ENVIRONMENT", "Production")]).unwrap_err();
-        assert!(production.problem.contains("production"), "{production}");
-        let staging = config(&[numbers, ("ENVIRONMENT", "staging")]).unwrap();
+        for environment in [
+            "Production",
+            "prod",
+            "prd",
+            "live",
+            "production-eu",
+            "stage-ish",
+        ] {
+            let error = config(&[numbers, ("ENVIRONMENT", environment)]).unwrap_err();
+            assert_eq!(error.variable, "TEST_NUMBERS", "{environment}");
+            assert!(error.problem.contains("staging, sandbox, qa"), "{error}");
+        }
         let number = PhoneNumber::parse("+15005550001").unwrap();
-        assert_eq!(
-            staging
-                .test_numbers
-                .code_for(&number)
-                .map(|code| code.expose()),
-            Some("123456")
-        );
+        for environment in NON_PRODUCTION_ENVIRONMENTS.into_iter().chain([" Staging "]) {
+            let accepted = config(&[numbers, ("ENVIRONMENT", environment)]).unwrap();
+            assert_eq!(
+                accepted
+                    .test_numbers
+                    .code_for(&number)
+                    .map(|code| code.expose()),
+                Some("123456"),
+                "{environment}"
+            );
+        }
     }
 
     #[test]
@@ -882,6 +998,7 @@ mod tests {
             (&[("METRICS_BIND_ADDR", "9090")], "METRICS_BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("API_KEYS", "nokey")], "API_KEYS"),
+            (&[("ADMIN_API_KEYS", "ops:short")], "ADMIN_API_KEYS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (&[("DISPATCH_CONCURRENCY", "0")], "DISPATCH_CONCURRENCY"),
             (&[("DISPATCH_CONCURRENCY", "many")], "DISPATCH_CONCURRENCY"),
@@ -992,15 +1109,75 @@ mod tests {
     }
 
     #[test]
+    fn admin_api_keys_join_the_client_keys_or_stand_alone() {
+        let client = "0123456789abcdef";
+        let admin = "fedcba9876543210";
+        let both = config(&[
+            ("API_KEYS", &format!("shop:{client}")),
+            ("ADMIN_API_KEYS", &format!("ops:{admin}")),
+        ])
+        .unwrap();
+        assert!(!both.api_keys_generated);
+        assert!(!both.api_keys.authenticate(client).unwrap().is_admin());
+        assert!(both.api_keys.authenticate(admin).unwrap().is_admin());
+
+        let alone = config(&[("ADMIN_API_KEYS", &format!("ops:{admin}"))]).unwrap();
+        assert!(!alone.api_keys_generated);
+        assert!(alone.api_keys.authenticate(admin).unwrap().is_admin());
+
+        let clash = config(&[
+            ("API_KEYS", &format!("ops:{client}")),
+            ("ADMIN_API_KEYS", &format!("ops:{admin}")),
+        ]);
+        assert_eq!(clash.unwrap_err().variable, "ADMIN_API_KEYS");
+    }
+
+    #[test]
     fn postgres_requires_a_shared_pepper() {
         let error = config(&[("DATABASE_URL", "postgres://localhost/db")]).unwrap_err();
         assert_eq!(error.variable, "CODE_PEPPER");
         let pepper = "p".repeat(32);
-        assert!(config(&[
+        let mut pairs = TWILIO.to_vec();
+        pairs.extend([
             ("DATABASE_URL", "postgres://localhost/db"),
-            ("CODE_PEPPER", &pepper)
-        ])
-        .is_ok());
+            ("CODE_PEPPER", &pepper),
+        ]);
+        assert!(config(&pairs).is_ok());
+    }
+
+    const DEPLOYMENT: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://localhost/db"),
+        ("CODE_PEPPER", "pppppppppppppppppppppppppppppppp"),
+    ];
+
+    #[test]
+    fn postgres_without_a_provider_is_refused_naming_both_ways_out() {
+        let error = config(DEPLOYMENT).unwrap_err();
+        assert_eq!(error.variable, "TWILIO_ACCOUNT_SID");
+        assert!(error.problem.contains("SMS_PROVIDERS=console"), "{error}");
+        assert!(!error.to_string().contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn the_console_with_postgres_must_be_asked_for_by_name_and_alone() {
+        let mut pairs = DEPLOYMENT.to_vec();
+        pairs.push(("SMS_PROVIDERS", "console"));
+        assert_eq!(provider_names(&config(&pairs).unwrap()), ["console"]);
+
+        let mut both = TWILIO.to_vec();
+        both.push(("SMS_PROVIDERS", "twilio,console"));
+        assert_eq!(config(&both).unwrap_err().variable, "SMS_PROVIDERS");
+    }
+
+    #[test]
+    fn commands_that_send_nothing_read_a_deployment_without_its_provider() {
+        let map: HashMap<&str, &str> = DEPLOYMENT.iter().copied().collect();
+        let config = Config::read(
+            |name| map.get(name).map(|v| v.to_string()),
+            Sending::NotNeeded,
+        )
+        .unwrap();
+        assert_eq!(provider_names(&config), ["none"]);
     }
 
     #[test]

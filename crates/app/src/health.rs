@@ -26,6 +26,7 @@ pub struct Check {
 pub struct Readiness {
     store: Arc<dyn StoreHealth>,
     provider: Arc<dyn SmsProvider>,
+    provider_names: Vec<&'static str>,
     provider_answer: Mutex<Option<(Instant, Option<String>)>>,
 }
 
@@ -34,8 +35,21 @@ impl Readiness {
         Self {
             store,
             provider,
+            provider_names: Vec::new(),
             provider_answer: Mutex::new(None),
         }
+    }
+
+    /// Names the configured providers behind `provider`, in failover order.
+    pub fn with_provider_names(mut self, names: Vec<&'static str>) -> Self {
+        self.provider_names = names;
+        self
+    }
+
+    /// The configured providers, in failover order: what a ready answer names, so that an
+    /// instance that prints SMS to its log (`console`) says so where operators look.
+    pub fn provider_names(&self) -> &[&'static str] {
+        &self.provider_names
     }
 
     /// Every check, in a fixed order: `database`, `migrations`, `provider`.

@@ -16,6 +16,7 @@ pub mod health;
 pub mod http;
 pub mod messaging;
 pub mod metrics;
+pub mod missing_provider;
 pub mod reconcile;
 pub mod request_context;
 pub mod server;

@@ -1,8 +1,8 @@
-//! The API request being served, as ambient context: its id, and the name of the API key that
-//! made it once authenticated. Set by the HTTP layer around each request (a tokio task-local),
-//! read where a message is queued (so that the id is stored with it and the dispatcher logs
-//! it) and by the request metrics (so that they count by key name). Outside a request, both
-//! are absent.
+//! The API request being served, as ambient context: its id, and the API key that made it once
+//! authenticated (its name, and whether it is an admin key). Set by the HTTP layer around each
+//! request (a tokio task-local), read where a message is queued (so that the id is stored with
+//! it and the dispatcher logs it) and by the request metrics (so that they count by key name).
+//! Outside a request, all are absent.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -15,6 +15,7 @@ tokio::task_local! {
 pub struct RequestContext {
     id: String,
     api_key: OnceLock<String>,
+    admin: OnceLock<bool>,
 }
 
 impl RequestContext {
@@ -22,6 +23,7 @@ impl RequestContext {
         Arc::new(Self {
             id,
             api_key: OnceLock::new(),
+            admin: OnceLock::new(),
         })
     }
 
@@ -49,9 +51,22 @@ pub fn api_key() -> Option<String> {
         .flatten()
 }
 
-/// Records which API key (by name) the request being served authenticated with.
-pub fn record_api_key(name: &str) {
-    let _ = CURRENT.try_with(|context| context.api_key.set(name.to_owned()));
+/// Whether the request being served authenticated with an admin key (`ADMIN_API_KEYS`), which
+/// may see and act on every API key's messages. False outside a request, and before or
+/// without authentication.
+pub fn is_admin() -> bool {
+    CURRENT
+        .try_with(|context| context.admin.get().copied().unwrap_or(false))
+        .unwrap_or(false)
+}
+
+/// Records which API key (by name) the request being served authenticated with, and whether
+/// it is an admin key.
+pub fn record_api_key(name: &str, admin: bool) {
+    let _ = CURRENT.try_with(|context| {
+        let _ = context.api_key.set(name.to_owned());
+        let _ = context.admin.set(admin);
+    });
 }
 
 #[cfg(test)]
@@ -65,12 +80,14 @@ mod tests {
         let inside = context
             .clone()
             .scope(async {
-                record_api_key("billing");
-                request_id()
+                assert!(!is_admin(), "not before authentication");
+                record_api_key("billing", true);
+                (request_id(), is_admin())
             })
             .await;
-        assert_eq!(inside.as_deref(), Some("req-42"));
+        assert_eq!(inside, (Some("req-42".to_owned()), true));
         assert_eq!(context.api_key(), Some("billing"));
         assert_eq!(request_id(), None);
+        assert!(!is_admin());
     }
 }

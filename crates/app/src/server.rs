@@ -27,6 +27,7 @@ use crate::failover::FailoverSmsProvider;
 use crate::guards::SendGuards;
 use crate::health::Readiness;
 use crate::metrics::{MeteredProvider, Metrics};
+use crate::missing_provider::MissingSmsProvider;
 use crate::reconcile::Reconciler;
 use crate::test_numbers::TestNumberSmsProvider;
 use crate::Services;
@@ -160,10 +161,11 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
             }
             ProviderConfig::Console => {
                 tracing::warn!(
-                    "no provider credentials (TWILIO_ACCOUNT_SID, VONAGE_API_KEY): SMS are printed to this log, not sent"
+                    "console provider (SMS_PROVIDERS=console, or the embedded database without TWILIO_ACCOUNT_SID): SMS, codes included, are printed to this log, not sent"
                 );
                 providers.push(Arc::new(ConsoleSmsProvider));
             }
+            ProviderConfig::Missing => providers.push(Arc::new(MissingSmsProvider)),
         }
     }
     let provider: Arc<dyn SmsProvider> = match <[_; 1]>::try_from(providers) {
@@ -183,7 +185,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let metrics = Arc::new(Metrics::new());
     let mut provider: Arc<dyn SmsProvider> =
         Arc::new(MeteredProvider::new(provider, metrics.clone()));
-    let readiness = Arc::new(Readiness::new(store_health, provider.clone()));
+    let readiness = Arc::new(
+        Readiness::new(store_health, provider.clone())
+            .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect()),
+    );
     // Outermost, so that a test number's fake send is neither metered nor failed over.
     if !config.test_numbers.is_empty() {
         tracing::warn!(

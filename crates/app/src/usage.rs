@@ -14,7 +14,8 @@ pub struct UsageTable {
 }
 
 impl Services {
-    /// Usage from `since` until now, a row per day.
+    /// Usage from `since` until now, a row per day, of every API key's messages: for the
+    /// operator.
     pub async fn usage_table(&self, since: DateTime<Utc>) -> Result<UsageTable, ports::StoreError> {
         let groups = self
             .reports
@@ -22,6 +23,7 @@ impl Services {
                 since,
                 until: self.clock.now(),
                 group_by: UsageGrouping::Day,
+                api_key: None,
             })
             .await?;
         let columns = [

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use app::config::Sending;
 use app::messaging::{Content, SendRequest};
 use app::Services;
 use domain::{Channel, Message, MessageId, MessageStatus, PhoneNumber};
@@ -30,7 +31,7 @@ pub async fn run(api_key: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
     let (Some(path), Some(template)) = (args.csv, args.template) else {
         anyhow::bail!("--csv needs --template");
     };
-    let assembled = environment::assemble().await?;
+    let assembled = environment::assemble(Sending::Required).await?;
     let services = assembled.services;
 
     let rows = match read_rows(&services, &path, &template)? {

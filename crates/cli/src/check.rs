@@ -6,7 +6,7 @@ use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::{CredentialsError, TwilioSmsProvider};
 use adapters_vonage::VonageSmsProvider;
-use app::config::{DatabaseConfig, ProviderConfig};
+use app::config::{DatabaseConfig, ProviderConfig, Sending};
 use app::Config;
 use secrecy::ExposeSecret;
 
@@ -19,7 +19,8 @@ enum Verdict {
 }
 
 pub async fn run() -> anyhow::Result<ExitCode> {
-    let config = match Config::from_env() {
+    // A deployment without a provider is reported below, with the other parts still checked.
+    let config = match Config::from_env_for(Sending::NotNeeded) {
         Ok(config) => config,
         Err(error) => {
             report("configuration", &Verdict::Fail(error.to_string()));
@@ -117,7 +118,12 @@ async fn provider(provider: &ProviderConfig) -> Verdict {
     let twilio = match provider {
         ProviderConfig::Console => {
             return Verdict::Warn(
-                "no TWILIO_ACCOUNT_SID: SMS are printed to the log, not sent".to_owned(),
+                "console (SMS_PROVIDERS=console, or the embedded database without TWILIO_ACCOUNT_SID): SMS are printed to the log, not sent".to_owned(),
+            )
+        }
+        ProviderConfig::Missing => {
+            return Verdict::Fail(
+                "none: with PostgreSQL the service will not start; set TWILIO_ACCOUNT_SID (or VONAGE_API_KEY), or SMS_PROVIDERS=console".to_owned(),
             )
         }
         ProviderConfig::Twilio(twilio) => twilio,

@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use anyhow::Context;
-use app::config::DatabaseConfig;
+use app::config::{DatabaseConfig, Sending};
 use app::server::Assembled;
 use app::Config;
 use secrecy::ExposeSecret;
 
 /// The configuration from the environment, as the service reads it (the embedded database's
-/// pepper is kept beside its file, so `verify start` and `verify check`, two runs, agree).
-pub fn configuration() -> anyhow::Result<Config> {
-    Config::from_env().context("invalid configuration")
+/// pepper is kept beside its file, so `verify start` and `verify check`, two runs, agree). A
+/// command that sends nothing reads it with [`Sending::NotNeeded`]: an operator may report on a
+/// deployment without holding its provider's secrets.
+pub fn configuration(sending: Sending) -> anyhow::Result<Config> {
+    Config::from_env_for(sending).context("invalid configuration")
 }
 
 /// Logs go to stderr, so that stdout carries only results. Quiet by default, but for the
@@ -33,8 +35,8 @@ pub fn init_logging() {
 }
 
 /// Configuration, logging and the wired adapters, for the commands that use the database.
-pub async fn assemble() -> anyhow::Result<Assembled> {
-    let config = configuration()?;
+pub async fn assemble(sending: Sending) -> anyhow::Result<Assembled> {
+    let config = configuration(sending)?;
     init_logging();
     app::server::assemble(&config)
         .await

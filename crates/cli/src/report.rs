@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
+use app::config::Sending;
 use app::usage::UsageTable;
 
 use crate::args::ReportArgs;
 use crate::environment;
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let assembled = environment::assemble().await?;
+    let assembled = environment::assemble(Sending::NotNeeded).await?;
     let since = assembled.services.clock.now() - args.since;
     let table = assembled.services.usage_table(since).await?;
     print!("{}", layout(&table));

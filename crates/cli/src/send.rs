@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use app::config::Sending;
 use app::messaging::{Content, SendRequest};
 use domain::MessageStatus;
 use ports::Enqueued;
@@ -22,7 +23,7 @@ pub async fn run(api_key: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
         (None, Some(body)) => Content::Body(body),
         _ => anyhow::bail!("give either --template or --body"),
     };
-    let assembled = environment::assemble().await?;
+    let assembled = environment::assemble(Sending::Required).await?;
     let services = assembled.services;
     let enqueued = services
         .send_message(

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use app::config::Sending;
 use app::verify::{CheckError, StartRequest};
 use chrono::SecondsFormat;
 use domain::{PhoneNumber, VerificationCode, VerificationId};
@@ -12,7 +13,11 @@ use crate::environment;
 use crate::follow::{self, describe};
 
 pub async fn run(api_key: &str, command: VerifyCommand) -> anyhow::Result<ExitCode> {
-    let assembled = environment::assemble().await?;
+    let sending = match command {
+        VerifyCommand::Start { .. } => Sending::Required,
+        VerifyCommand::Check { .. } => Sending::NotNeeded,
+    };
+    let assembled = environment::assemble(sending).await?;
     let services = assembled.services;
     match command {
         VerifyCommand::Start {

@@ -42,11 +42,14 @@ pub enum UsageGrouping {
 }
 
 /// Messages created in `[since, until)`, in groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub group_by: UsageGrouping,
+    /// Only this API key's messages (a client's own report); `None`: every key's (an admin key,
+    /// the operator).
+    pub api_key: Option<String>,
 }
 
 /// The totals of one group. `key` is `None` for messages without a value for the grouping

@@ -142,6 +142,7 @@ async fn usage_counts_delivered_messages() {
             since: t0(),
             until: t0() + chrono::TimeDelta::days(1),
             group_by: UsageGrouping::Status,
+            api_key: None,
         })
         .await
         .unwrap();

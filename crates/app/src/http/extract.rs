@@ -12,8 +12,13 @@ use serde::{Deserialize, Deserializer};
 use super::problem::ApiError;
 use crate::Services;
 
-/// The caller, authenticated by `Authorization: Bearer <key>`; holds the key's name.
-pub struct ApiClient(pub String);
+/// The caller, authenticated by `Authorization: Bearer <key>`.
+pub struct ApiClient {
+    /// The key's name: whose messages these are.
+    pub name: String,
+    /// An admin key (`ADMIN_API_KEYS`) may see and act on every key's messages.
+    pub is_admin: bool,
+}
 
 impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
     type Rejection = ApiError;
@@ -39,13 +44,16 @@ impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let name = services
+        let key = services
             .api_keys
             .authenticate(key.trim())
             .ok_or_else(|| unauthorized("the API key is not valid"))?;
-        tracing::Span::current().record("api_key", name);
-        crate::request_context::record_api_key(name);
-        Ok(ApiClient(name.to_owned()))
+        tracing::Span::current().record("api_key", key.name());
+        crate::request_context::record_api_key(key.name(), key.is_admin());
+        Ok(ApiClient {
+            name: key.name().to_owned(),
+            is_admin: key.is_admin(),
+        })
     }
 }
 

@@ -133,7 +133,7 @@ impl MessageView {
 )]
 pub async fn send(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendMessageBody>,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
@@ -230,7 +230,7 @@ pub async fn send(
 )]
 pub async fn get(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, ApiError> {
     let id: MessageId = parse_id(&id, "message")?;
@@ -284,7 +284,7 @@ pub struct MessagePage {
 )]
 pub async fn list(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
-/// `Authorization: Bearer <key>`, the key being one of `API_KEYS`.
+/// `Authorization: Bearer <key>`, the key being one of `API_KEYS` or `ADMIN_API_KEYS`.
 struct ApiKeyAuth;
 
 impl Modify for ApiKeyAuth {

@@ -21,6 +21,11 @@ pub struct ReadyView {
     /// Each check by name (`database`, `migrations`, `provider`): `ok`.
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     checks: std::collections::BTreeMap<&'static str, &'static str>,
+    /// The SMS providers, in failover order (`twilio`, `vonage`, or `console`).
+    providers: Vec<&'static str>,
+    /// Set when SMS are not sent: the `console` provider prints them to the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
 }
 
 /// The process is alive and serving HTTP; nothing else is checked.
@@ -66,9 +71,14 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<ReadyV
             failed.join("; "),
         ));
     }
+    let providers = services.readiness.provider_names().to_vec();
     Ok(Json(ReadyView {
         status: "ready",
         checks: checks.iter().map(|check| (check.name, "ok")).collect(),
+        warning: providers
+            .contains(&"console")
+            .then_some("the console provider prints SMS, codes included, to the log: none is sent"),
+        providers,
     }))
 }
 

@@ -97,8 +97,8 @@ pub struct UsageReport {
     groups: Vec<UsageGroupView>,
 }
 
-/// Usage over a time range of every API key's messages, grouped by day, template, country,
-/// status or API key name.
+/// Usage over a time range, grouped by day, template, country, status or API key name: of the
+/// caller's own messages, or every API key's for an admin key (`ADMIN_API_KEYS`).
 #[utoipa::path(
     get,
     path = "/v1/reports/usage",
@@ -113,7 +113,7 @@ pub struct UsageReport {
 )]
 pub async fn usage(
     State(services): State<Arc<Services>>,
-    _client: ApiClient,
+    client: ApiClient,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let until = params.until.unwrap_or_else(|| services.clock.now());
@@ -137,6 +137,7 @@ pub async fn usage(
         since,
         until,
         group_by: group_by.into(),
+        api_key: (!client.is_admin).then_some(client.name),
     };
     let groups = services.reports.usage(&query).await?;
     let error_codes = services.reports.error_codes(&query).await?;

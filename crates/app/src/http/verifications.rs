@@ -106,7 +106,7 @@ impl From<CheckOutcome> for CheckView {
 )]
 pub async fn start(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
     let to = parse_phone_number("to", &body.to)?;
@@ -196,7 +196,7 @@ pub async fn start(
 )]
 pub async fn get(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     Path(id): Path<String>,
 ) -> Result<Json<VerificationView>, ApiError> {
     let id: VerificationId = parse_id(&id, "verification")?;
@@ -233,7 +233,7 @@ pub async fn get(
 )]
 pub async fn check(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Json<CheckView>, ApiError> {
@@ -327,7 +327,7 @@ pub struct CheckByNumberBody {
 )]
 pub async fn check_by_number(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     ApiJson(body): ApiJson<CheckByNumberBody>,
 ) -> Result<Json<CheckView>, ApiError> {
     let to = parse_phone_number("to", &body.to)?;
@@ -354,7 +354,7 @@ pub async fn check_by_number(
 )]
 pub async fn cancel(
     State(services): State<Arc<Services>>,
-    ApiClient(api_key): ApiClient,
+    ApiClient { name: api_key, .. }: ApiClient,
     Path(id): Path<String>,
 ) -> Result<Json<VerificationView>, ApiError> {
     let id: VerificationId = parse_id(&id, "verification")?;

@@ -111,3 +111,31 @@ async fn report_shows_a_row_per_day_with_what_was_sent() {
     // One message, one segment, sent but not yet delivered: no delivery rate to speak of.
     assert_eq!(row, [today.as_str(), "1", "1", "0", "0", "-"], "{stdout}");
 }
+
+/// A deployment whose provider's secrets the operator's shell lacks: what sends refuses as the
+/// service does; what only reads still works, and `check` says what to fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_without_a_provider_send_refuses_while_report_and_check_still_read() {
+    let database = adapters_postgres::testing::TestDatabase::create().await;
+    let operator = Operator::new().await;
+    let run = |args: &'static [&'static str]| {
+        operator.run_on_postgres_without_a_provider(&database.url, args)
+    };
+
+    let send = run(&["send", "--to", "+15551234567", "--body", "Hello"]).await;
+    send.failed();
+    let stderr = send.stderr();
+    assert!(stderr.contains("TWILIO_ACCOUNT_SID"), "{stderr}");
+    assert!(stderr.contains("SMS_PROVIDERS=console"), "{stderr}");
+
+    run(&["report", "--since", "7d"]).await.succeeded();
+
+    let check = run(&["check"]).await;
+    check.failed();
+    let stdout = check.stdout();
+    assert!(
+        stdout.contains("OK    database      PostgreSQL"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL  provider      none"), "{stdout}");
+}

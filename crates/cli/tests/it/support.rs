@@ -58,6 +58,27 @@ impl Operator {
         Run(output)
     }
 
+    /// Runs `sms-notify args...` against a deployment's PostgreSQL `database_url` whose
+    /// provider's secrets this shell does not hold.
+    pub async fn run_on_postgres_without_a_provider(
+        &self,
+        database_url: &str,
+        args: &[&str],
+    ) -> Run {
+        let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("TEMPLATES_DIR", self.dir.path().join("templates"))
+            .env("DATABASE_URL", database_url)
+            .env("CODE_PEPPER", "cli-pepper-0123456789abcdef0123456789")
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        Run(output)
+    }
+
     pub fn database(&self) -> &Path {
         self.dir.path()
     }

@@ -29,6 +29,7 @@ macro_rules! report_conformance_tests {
             usage_by_country,
             usage_by_status,
             usage_by_api_key,
+            a_usage_query_for_one_api_key_counts_only_its_messages,
             error_codes_are_counted_per_group,
             costs_are_summed_exactly_per_group_and_currency,
             status_counts_and_queue_stats_cover_every_message,
@@ -157,6 +158,7 @@ fn range(group_by: UsageGrouping) -> UsageQuery {
         since: t0(),
         until: t0() + secs(2 * DAY),
         group_by,
+        api_key: None,
     }
 }
 
@@ -226,6 +228,32 @@ pub async fn usage_by_api_key<S: ReportStoreUnderTest>(store: S) {
     );
 }
 
+/// A client's report: the seed's `auth` messages (m4 to FR, m5 to US) and nothing of `shop`'s,
+/// in the counts and the error codes alike (the costs:
+/// `costs_are_summed_exactly_per_group_and_currency`).
+pub async fn a_usage_query_for_one_api_key_counts_only_its_messages<S: ReportStoreUnderTest>(
+    store: S,
+) {
+    seed_usage(&store).await;
+    let query = UsageQuery {
+        api_key: Some("auth".into()),
+        ..range(UsageGrouping::Country)
+    };
+    assert_eq!(
+        store.usage(&query).await.unwrap(),
+        [group("FR", 1, 1, 1), group("US", 1, 1, 0)]
+    );
+    let code = |key: &str, code: &str| ErrorCodeCount {
+        key: Some(key.into()),
+        code: code.into(),
+        count: 1,
+    };
+    assert_eq!(
+        store.error_codes(&query).await.unwrap(),
+        [code("FR", "21211"), code("US", "20429")]
+    );
+}
+
 /// Prices as the adapters store them: amounts spent, positive (Twilio's charges turned round,
 /// Vonage's as they come), the largest a provider's price may be, and text no adapter would
 /// store, which counts nothing rather than failing the report.
@@ -279,6 +307,11 @@ pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnder
     );
     assert_eq!(costs[2].total.to_string(), "2999999.99999997");
     assert_eq!(costs[3].total.to_string(), "0.0225");
+    let own = UsageQuery {
+        api_key: Some("auth".into()),
+        ..range(UsageGrouping::ApiKey)
+    };
+    assert_eq!(store.costs(&own).await.unwrap(), costs[..2]);
 }
 
 pub async fn error_codes_are_counted_per_group<S: ReportStoreUnderTest>(store: S) {
@@ -305,6 +338,7 @@ pub async fn error_codes_are_counted_per_group<S: ReportStoreUnderTest>(store: S
                 since: t0() - secs(DAY),
                 until: t0() + secs(5 * DAY),
                 group_by: UsageGrouping::Template,
+                api_key: None,
             })
             .await
             .unwrap(),
