@@ -22,7 +22,7 @@ not-a-number,Bob,B-2
 
     let run = operator.run(TEMPLATE).await;
 
-    run.failed();
+    run.exited_with(2);
     let stderr = run.stderr();
     assert!(stderr.contains("line 3: to:"), "{stderr}");
     assert!(

@@ -109,16 +109,31 @@ impl Run {
         self
     }
 
+    /// Exit code 1: a negative answer.
     #[track_caller]
     pub fn failed(&self) -> &Self {
+        self.exited_with(1)
+    }
+
+    /// 1: a negative answer; 2: the command, its input or the configuration; 3: a dependency.
+    #[track_caller]
+    pub fn exited_with(&self, code: i32) -> &Self {
         assert_eq!(
             self.0.status.code(),
-            Some(1),
-            "expected exit code 1\nstdout:\n{}\nstderr:\n{}",
+            Some(code),
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
         self
+    }
+
+    /// Stdout as the one JSON document `--json` prints, with nothing else beside it.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|error| {
+            panic!("stdout is not one JSON document ({error}):\n{}", self.stdout())
+        })
     }
 }
 
