@@ -273,7 +273,8 @@ fn phone_number(text: &str) -> Result<PhoneNumber, String> {
 }
 
 fn message_status(text: &str) -> Result<MessageStatus, String> {
-    text.parse::<MessageStatus>().map_err(|error| error.to_string())
+    text.parse::<MessageStatus>()
+        .map_err(|error| error.to_string())
 }
 
 fn group_by(text: &str) -> Result<GroupBy, String> {

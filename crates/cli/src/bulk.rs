@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use app::messaging::{Content, SendRequest};
-use serde::Serialize;
 use app::Services;
 use domain::{Channel, Message, MessageId, MessageStatus, PhoneNumber};
 use indicatif::{ProgressBar, ProgressStyle};
 use ports::Enqueued;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::args::SendArgs;

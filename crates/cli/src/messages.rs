@@ -37,7 +37,10 @@ async fn show(api_key: &str, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     println!("status       {}", describe(&message));
     println!("to           {}", message.to.masked());
     println!("channel      {}", message.channel);
-    println!("template     {}", message.template.as_deref().unwrap_or("-"));
+    println!(
+        "template     {}",
+        message.template.as_deref().unwrap_or("-")
+    );
     println!("segments     {}", message.segments);
     if let Some(price) = &message.price {
         println!("price        {} {}", price.amount, price.currency);

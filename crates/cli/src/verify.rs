@@ -132,9 +132,9 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                 .await
                 .map_err(|error| match error {
                     CancelError::Store(error) => error.into(),
-                    CancelError::NotFound => Failure::negative(format!(
-                        "no verification `{id}` of this API key name"
-                    )),
+                    CancelError::NotFound => {
+                        Failure::negative(format!("no verification `{id}` of this API key name"))
+                    }
                     error @ CancelError::Ended(_) => Failure::negative(error.to_string()),
                 })?;
             if json {

@@ -41,6 +41,11 @@ impl Operator {
     /// Runs `sms-notify args...` to its end, with only the configuration below in its
     /// environment (the test runner's `DATABASE_URL` must not leak in).
     pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(&[], args).await
+    }
+
+    /// As [`Operator::run`], with these variables added to the environment.
+    pub async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
         command
             .env_clear()
@@ -51,6 +56,7 @@ impl Operator {
             .env("TWILIO_PHONE_NUMBER", FROM)
             .env("TWILIO_API_BASE_URL", self.twilio.uri())
             .env("RETRY_BASE_MS", "10")
+            .envs(env.iter().copied())
             .args(args);
         let output = tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
@@ -132,7 +138,10 @@ impl Run {
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout()).unwrap_or_else(|error| {
-            panic!("stdout is not one JSON document ({error}):\n{}", self.stdout())
+            panic!(
+                "stdout is not one JSON document ({error}):\n{}",
+                self.stdout()
+            )
         })
     }
 }
