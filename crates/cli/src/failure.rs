@@ -31,14 +31,14 @@ pub struct Failure {
 
 impl Failure {
     pub fn negative(message: impl Into<String>) -> anyhow::Error {
-        Self::new(Class::Negative, message)
+        Self::error(Class::Negative, message)
     }
 
     pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        Self::new(Class::Usage, message)
+        Self::error(Class::Usage, message)
     }
 
-    fn new(class: Class, message: impl Into<String>) -> anyhow::Error {
+    fn error(class: Class, message: impl Into<String>) -> anyhow::Error {
         Self {
             class,
             message: message.into(),
