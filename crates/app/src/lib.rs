@@ -22,7 +22,6 @@ pub mod request_context;
 pub mod server;
 pub mod telemetry;
 pub mod test_numbers;
-pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;

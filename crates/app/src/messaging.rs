@@ -117,6 +117,28 @@ impl Services {
         let attempts = self.messages.attempts(id).await?;
         Ok(Some((message, attempts)))
     }
+
+    /// The messages `filter` selects, newest first, each with its attempts (`GET /v1/messages`,
+    /// `sms-notify messages list`).
+    pub async fn list_messages(
+        &self,
+        filter: &ports::MessageFilter,
+    ) -> Result<Vec<(Message, Vec<domain::Attempt>)>, StoreError> {
+        let messages = self.reports.list_messages(filter).await?;
+        let ids: Vec<MessageId> = messages.iter().map(|message| message.id).collect();
+        let mut attempts: std::collections::HashMap<MessageId, Vec<domain::Attempt>> =
+            std::collections::HashMap::new();
+        for (id, attempt) in self.reports.attempts_of(&ids).await? {
+            attempts.entry(id).or_default().push(attempt);
+        }
+        Ok(messages
+            .into_iter()
+            .map(|message| {
+                let own = attempts.remove(&message.id).unwrap_or_default();
+                (message, own)
+            })
+            .collect())
+    }
 }
 
 /// A normal-priority message ready to enqueue, segments counted, not sensitive.

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use chrono::TimeDelta;
-use clap::{Args, Parser, Subcommand};
-use domain::{Channel, PhoneNumber};
+use app::http::GroupBy;
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use domain::{Channel, MessageStatus, PhoneNumber};
 
 /// Operator tool for sms-notify: runs the service, migrates and checks its setup, renders
 /// templates, sends messages (one, or a CSV of them) and two-factor codes by hand, and reports
@@ -16,7 +17,17 @@ use domain::{Channel, PhoneNumber};
 /// service: no service needs to be running. With no configuration it uses the embedded SQLite
 /// file under ./data/ and prints SMS to its log instead of sending them.
 #[derive(Debug, Parser)]
-#[command(name = "sms-notify", version, max_term_width = 100)]
+#[command(
+    name = "sms-notify",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes:\n  \
+        0  done: sent, approved, canceled, shown\n  \
+        1  a negative answer: a wrong code, a verification not approved or not found, a \
+           message not found, a message that failed\n  \
+        2  a mistake in the command, its input (a CSV file, a variable) or the configuration\n  \
+        3  a dependency failed: the database (or the provider) cannot be reached; try again later"
+)]
 pub struct Cli {
     /// The API key name this tool acts as: messages and verifications belong to an API key, and
     /// `verify check` finds only those of its own key.
@@ -28,6 +39,12 @@ pub struct Cli {
         env = "SMS_NOTIFY_API_KEY_NAME"
     )]
     pub api_key_name: String,
+
+    /// Print one JSON document on stdout and nothing else there (for render, send, verify,
+    /// messages and report): the API's own document where it has one (the message of
+    /// GET /v1/messages/{id}, the report of GET /v1/reports/usage). Errors still go to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -61,19 +78,82 @@ pub enum Command {
     /// sharing the database may send it instead), and each change of status is printed.
     ///
     /// A CSV file: --csv FILE --template NAME. The first line names the columns: `to`, and one
-    /// column per template variable. Every row is checked first; if any is wrong, the bad
-    /// rows are listed with their line numbers and nothing is sent. Running the same file
+    /// column per template variable; a column the template does not read is refused. Every row
+    /// is checked first; if any is wrong, the bad rows are listed with their line numbers and
+    /// nothing is sent (exit 2), as for a file with no rows. Progress is shown on a terminal,
+    /// a summary line otherwise. Running the same file
     /// again sends nothing twice: each row's idempotency key comes from the template and the
     /// row's content, so only new or edited rows are sent.
     Send(SendArgs),
 
-    /// Two-factor verification by hand: send a code, check a code.
+    /// Two-factor verification by hand: send a code, check a code, cancel a verification.
     #[command(subcommand)]
     Verify(VerifyCommand),
 
-    /// Usage over a recent period, as a table: messages by status, channel, template and
-    /// country, delivery rate, segments and cost.
+    /// This API key name's messages: one with its attempts, or a list, as the API shows them.
+    #[command(subcommand)]
+    Messages(MessagesCommand),
+
+    /// Usage over a recent period, as a table: a row per day, template, country, status or API
+    /// key, with messages, segments, delivered, failed, delivery rate and cost per currency.
     Report(ReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// One message, its status and every attempt to send it. Exits 1 when there is none of
+    /// this API key name with this id.
+    Show {
+        /// The message's id.
+        id: String,
+    },
+
+    /// Messages newest first, with the filters of GET /v1/messages.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only messages in this status (queued, sending, sent, delivered, failed, ...).
+    #[arg(long, value_parser = message_status)]
+    pub status: Option<MessageStatus>,
+
+    /// Only messages to this number, in international format.
+    #[arg(long, value_name = "NUMBER", value_parser = phone_number)]
+    pub to: Option<PhoneNumber>,
+
+    /// Only messages created at or after this instant (RFC 3339), or this long ago (7d, 24h).
+    #[arg(long, value_name = "WHEN", value_parser = instant)]
+    pub since: Option<Instant>,
+
+    /// Only messages created before this instant (RFC 3339), or this long ago (7d, 24h).
+    #[arg(long, value_name = "WHEN", value_parser = instant)]
+    pub until: Option<Instant>,
+
+    /// How many messages, 1 to 100.
+    #[arg(long, default_value_t = app::http::DEFAULT_PAGE,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(app::http::MAX_PAGE)))]
+    pub limit: u32,
+
+    /// The next page: the `next_cursor` of an earlier list (--json prints it).
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// A moment given on the command line: a date, or a period back from now.
+#[derive(Debug, Clone, Copy)]
+pub enum Instant {
+    At(DateTime<Utc>),
+    Ago(TimeDelta),
+}
+
+impl Instant {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Instant::At(at) => at,
+            Instant::Ago(period) => now - period,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -81,12 +161,18 @@ pub struct RenderArgs {
     /// The template's name: a file TEMPLATES_DIR/NAME.hbs, or a built-in one.
     pub template: String,
 
-    /// A template variable, KEY=VALUE; repeat for each variable.
+    /// A template variable, KEY=VALUE; repeat for each variable. A key the template does not
+    /// read is refused.
     #[arg(long = "data", value_name = "KEY=VALUE", value_parser = key_value)]
     pub data: Vec<(String, String)>,
+
+    /// Render the template's variant for this locale (NAME.fr.hbs, then NAME.hbs).
+    #[arg(long)]
+    pub locale: Option<String>,
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("content").required(true).args(["template", "body"])))]
 pub struct SendArgs {
     /// The recipient, in international format (+15551234567).
     #[arg(long, value_name = "NUMBER", value_parser = phone_number, required_unless_present = "csv")]
@@ -97,10 +183,11 @@ pub struct SendArgs {
     pub csv: Option<PathBuf>,
 
     /// The template to render.
-    #[arg(long, value_name = "NAME", required_unless_present = "body")]
+    #[arg(long, value_name = "NAME")]
     pub template: Option<String>,
 
-    /// A template variable, KEY=VALUE; repeat for each variable.
+    /// A template variable, KEY=VALUE; repeat for each variable. A key the template does not
+    /// read is refused.
     #[arg(long = "data", value_name = "KEY=VALUE", value_parser = key_value, requires = "template")]
     pub data: Vec<(String, String)>,
 
@@ -143,13 +230,21 @@ pub enum VerifyCommand {
         timeout: u64,
     },
 
-    /// Check a code. Exits 0 when it approves the verification, 1 otherwise.
+    /// Check a code. Exits 0 when it approves the verification, 1 otherwise (a wrong code, no
+    /// such verification, one that ended).
     Check {
         /// The verification's id, or the number of a pending verification.
         verification: String,
 
         /// The code the user received.
         code: String,
+    },
+
+    /// Cancel a pending verification: none of its codes approves any more. Exits 1 when there
+    /// is no such verification or it ended otherwise (approved, expired).
+    Cancel {
+        /// The verification's id.
+        id: String,
     },
 }
 
@@ -158,6 +253,10 @@ pub struct ReportArgs {
     /// How far back: a number and a unit, d (days), h (hours) or m (minutes): 7d, 24h, 90m.
     #[arg(long, value_name = "PERIOD", default_value = "7d", value_parser = period)]
     pub since: TimeDelta,
+
+    /// A row per day, template, country, status or api_key (name).
+    #[arg(long, value_name = "GROUP", default_value = "day", value_parser = group_by)]
+    pub group_by: GroupBy,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -171,6 +270,25 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 fn phone_number(text: &str) -> Result<PhoneNumber, String> {
     PhoneNumber::parse(text).map_err(|error| error.to_string())
+}
+
+fn message_status(text: &str) -> Result<MessageStatus, String> {
+    text.parse::<MessageStatus>()
+        .map_err(|error| error.to_string())
+}
+
+fn group_by(text: &str) -> Result<GroupBy, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| "expected day, template, country, status or api_key".to_owned())
+}
+
+fn instant(text: &str) -> Result<Instant, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Instant::At(at.with_timezone(&Utc)));
+    }
+    period(text)
+        .map(Instant::Ago)
+        .map_err(|_| "expected an RFC 3339 instant (2026-01-31T00:00:00Z) or a period (7d)".into())
 }
 
 fn channel(text: &str) -> Result<Channel, String> {

@@ -14,11 +14,14 @@ use app::Services;
 use domain::{Channel, Message, MessageId, MessageStatus, PhoneNumber};
 use indicatif::{ProgressBar, ProgressStyle};
 use ports::Enqueued;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::args::SendArgs;
 use crate::environment;
+use crate::failure::{Class, Failure};
 use crate::follow;
+use crate::send::{list, variables_of};
 
 /// One checked row, ready to enqueue.
 struct Row {
@@ -27,7 +30,7 @@ struct Row {
     data: BTreeMap<String, String>,
 }
 
-pub async fn run(api_key: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(api_key: &str, args: SendArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (Some(path), Some(template)) = (args.csv, args.template) else {
         anyhow::bail!("--csv needs --template");
     };
@@ -40,21 +43,22 @@ pub async fn run(api_key: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
             for problem in &problems {
                 eprintln!("{}: {problem}", path.display());
             }
-            eprintln!(
-                "nothing was sent: {} bad rows; fix them and run again",
-                problems.len()
-            );
-            return Ok(ExitCode::FAILURE);
+            return Err(Failure::usage(format!(
+                "nothing was sent: {}; fix them and run again",
+                count(problems.len(), "bad row", "bad rows")
+            )));
         }
     };
 
     let (ids, earlier) = enqueue(&services, api_key, &template, args.channel, &rows).await?;
-    println!(
-        "{} rows: {} messages queued now, {} already queued or sent by an earlier run",
-        rows.len(),
-        rows.len() - earlier,
-        earlier
-    );
+    if !json {
+        println!(
+            "{}: {} now, {} by an earlier run",
+            count(rows.len(), "row", "rows"),
+            count(rows.len() - earlier, "message queued", "messages queued"),
+            count(earlier, "already queued or sent", "already queued or sent"),
+        );
+    }
 
     let progress = bar(ids.len() as u64, "delivery statuses");
     let patience = Duration::from_secs(args.timeout);
@@ -64,33 +68,68 @@ pub async fn run(api_key: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     progress.finish_and_clear();
-    Ok(summarise(&services, &rows, &ids, &messages, args.timeout))
+    let summary = summarise(&services, &rows, &ids, &messages, earlier);
+    if json {
+        crate::print_json(&summary)?;
+    } else {
+        print_summary(&summary, args.timeout);
+    }
+    Ok(if summary.lost {
+        Class::Negative.into()
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// The rows of the file, or every problem found in it with its line number.
+/// `1 row`, `2 rows`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The rows of the file, or every problem found in it with its line number. A file whose
+/// columns are wrong, or with no rows, is refused whole.
 fn read_rows(
     services: &Services,
     path: &Path,
     template: &str,
 ) -> anyhow::Result<Result<Vec<Row>, Vec<String>>> {
-    anyhow::ensure!(
-        services.templates.contains(template),
-        "unknown template `{template}`"
-    );
+    let Some(variables) = variables_of(&services.templates, template) else {
+        return Err(Failure::usage(format!("unknown template `{template}`")));
+    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
+        // A row of the wrong width is reported below, against the first line's count.
+        .flexible(true)
         .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(|error| Failure::usage(format!("cannot read {}: {error}", path.display())))?;
     let headers = reader
         .headers()
-        .with_context(|| format!("cannot read the first line of {}", path.display()))?
+        .map_err(|error| {
+            Failure::usage(format!(
+                "cannot read the first line of {}: {error}",
+                path.display()
+            ))
+        })?
         .clone();
     let Some(to_column) = headers.iter().position(|name| name == "to") else {
-        anyhow::bail!(
+        return Err(Failure::usage(format!(
             "{}: the first line must name the columns, one of them `to`",
             path.display()
-        );
+        )));
     };
+    let unknown: Vec<&str> = headers
+        .iter()
+        .filter(|name| *name != "to" && !variables.iter().any(|variable| variable == name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Failure::usage(format!(
+            "{}: {} `{}`: template `{template}` has no such variable; the columns are `to` and its variables: {}",
+            path.display(),
+            if unknown.len() == 1 { "column" } else { "columns" },
+            unknown.join("`, `"),
+            list(&variables)
+        )));
+    }
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for record in reader.records() {
@@ -103,6 +142,14 @@ fn read_rows(
             }
         };
         let line = record.position().map_or(0, csv::Position::line);
+        if record.len() != headers.len() {
+            problems.push(format!(
+                "line {line}: {}, but the first line names {}",
+                count(record.len(), "value", "values"),
+                count(headers.len(), "column", "columns")
+            ));
+            continue;
+        }
         // An empty cell is a missing variable, so that rendering names it.
         let data: BTreeMap<String, String> = headers
             .iter()
@@ -127,6 +174,12 @@ fn read_rows(
             continue;
         }
         rows.push(Row { line, to, data });
+    }
+    if problems.is_empty() && rows.is_empty() {
+        return Err(Failure::usage(format!(
+            "{}: no rows to send after the first line",
+            path.display()
+        )));
     }
     Ok(if problems.is_empty() {
         Ok(rows)
@@ -196,27 +249,49 @@ fn json_object(data: &BTreeMap<String, String>) -> serde_json::Value {
     )
 }
 
+/// What became of a file's rows: `send --csv --json` prints it.
+#[derive(Serialize)]
+struct Summary {
+    rows: usize,
+    /// Rows queued by an earlier run of the same file, not queued again.
+    earlier: usize,
+    /// How many messages are in each status.
+    statuses: BTreeMap<&'static str, usize>,
+    /// Each row that failed or is still on its way.
+    unfinished: Vec<Unfinished>,
+    #[serde(skip)]
+    lost: bool,
+    #[serde(skip)]
+    unsettled: bool,
+}
+
+#[derive(Serialize)]
+struct Unfinished {
+    line: u64,
+    id: MessageId,
+    to: String,
+    status: MessageStatus,
+    #[serde(skip)]
+    described: String,
+}
+
 /// Counts by status, then each row that failed or is still on its way, with its line.
 fn summarise(
     services: &Services,
     rows: &[Row],
     ids: &[MessageId],
     messages: &[Message],
-    timeout: u64,
-) -> ExitCode {
+    earlier: usize,
+) -> Summary {
     let by_id: HashMap<MessageId, &Message> = messages
         .iter()
         .map(|message| (message.id, message))
         .collect();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<&'static str, usize> = BTreeMap::new();
     for message in messages {
-        *counts.entry(message.status.as_str()).or_default() += 1;
+        *statuses.entry(message.status.as_str()).or_default() += 1;
     }
-    let counted: Vec<String> = counts
-        .iter()
-        .map(|(status, count)| format!("{count} {status}"))
-        .collect();
-    println!("{}", counted.join(", "));
+    let mut unfinished = Vec::new();
     let (mut lost_any, mut unsettled_any) = (false, false);
     for (row, id) in rows.iter().zip(ids) {
         let Some(message) = by_id.get(id) else {
@@ -228,25 +303,41 @@ fn summarise(
         );
         let unsettled = !follow::is_settled(services, message.status);
         if lost || unsettled {
-            println!(
-                "line {}: {} {}",
-                row.line,
-                message.to.masked(),
-                follow::describe(message)
-            );
+            unfinished.push(Unfinished {
+                line: row.line,
+                id: *id,
+                to: message.to.masked(),
+                status: message.status,
+                described: follow::describe(message),
+            });
         }
         lost_any |= lost;
         unsettled_any |= unsettled;
     }
-    if unsettled_any {
+    Summary {
+        rows: rows.len(),
+        earlier,
+        statuses,
+        unfinished,
+        lost: lost_any,
+        unsettled: unsettled_any,
+    }
+}
+
+fn print_summary(summary: &Summary, timeout: u64) {
+    let counted: Vec<String> = summary
+        .statuses
+        .iter()
+        .map(|(status, count)| format!("{count} {status}"))
+        .collect();
+    println!("{}", counted.join(", "));
+    for row in &summary.unfinished {
+        println!("line {}: {} {}", row.line, row.to, row.described);
+    }
+    if summary.unsettled {
         println!(
             "some messages were still on their way after {timeout} s: a running service, or the next run of this file, goes on with them"
         );
-    }
-    if lost_any {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     }
 }
 

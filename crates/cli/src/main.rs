@@ -8,7 +8,9 @@ mod args;
 mod bulk;
 mod check;
 mod environment;
+mod failure;
 mod follow;
+mod messages;
 mod render;
 mod report;
 mod send;
@@ -27,21 +29,29 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            failure::class_of(&error).into()
         }
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let api_key = cli.api_key_name.as_str();
+    let json = cli.json;
     match cli.command {
         Command::Serve => environment::serve().await,
         Command::Migrate => environment::migrate().await,
         Command::Check => check::run().await,
-        Command::Render(args) => render::run(args),
-        Command::Send(args) if args.csv.is_some() => bulk::run(api_key, args).await,
-        Command::Send(args) => send::run(api_key, args).await,
-        Command::Verify(command) => verify::run(api_key, command).await,
-        Command::Report(args) => report::run(args).await,
+        Command::Render(args) => render::run(args, json),
+        Command::Send(args) if args.csv.is_some() => bulk::run(api_key, args, json).await,
+        Command::Send(args) => send::run(api_key, args, json).await,
+        Command::Verify(command) => verify::run(api_key, command, json).await,
+        Command::Messages(command) => messages::run(api_key, command, json).await,
+        Command::Report(args) => report::run(args, json).await,
     }
+}
+
+/// `--json`'s output: one document, alone on stdout.
+pub fn print_json(document: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(document)?);
+    Ok(())
 }

@@ -6,30 +6,59 @@ use anyhow::Context;
 use app::messaging::MAX_BODY_CHARS;
 use app::Config;
 use domain::{analyze, Encoding};
+use serde::Serialize;
 
 use crate::args::RenderArgs;
+use crate::failure::Failure;
 use crate::send::template_data;
 
-pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
+/// What `render --json` prints.
+#[derive(Serialize)]
+struct Rendered<'a> {
+    /// The template file rendered: `NAME.LOCALE` when the locale has a variant.
+    template: &'a str,
+    text: &'a str,
+    encoding: &'static str,
+    characters: usize,
+    segments: u32,
+    warnings: Vec<String>,
+}
+
+pub fn run(args: RenderArgs, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::from_env().context("invalid configuration")?;
     let templates = app::server::load_templates(&config)?;
-    let text = templates.render(&args.template, &template_data(args.data))?;
+    let data = template_data(&templates, &args.template, args.data)?;
+    let name = templates
+        .resolve(&args.template, args.locale.as_deref())
+        .ok_or_else(|| Failure::usage(format!("there is no template `{}`", args.template)))?;
+    let text = templates.render(&name, &data)?;
     let analysis = analyze(&text);
-    println!("text:\n{text}\n");
-    println!(
-        "encoding:   {}",
-        match analysis.encoding {
+    let rendered = Rendered {
+        template: &name,
+        text: &text,
+        encoding: match analysis.encoding {
             Encoding::Gsm7 => "GSM-7",
             Encoding::Ucs2 => "UCS-2",
-        }
-    );
-    println!("characters: {}", analysis.characters);
-    println!("segments:   {}", analysis.segments);
-    let warnings = warnings(&text);
-    if warnings.is_empty() {
+        },
+        characters: analysis.characters,
+        segments: analysis.segments,
+        warnings: warnings(&text),
+    };
+    if json {
+        crate::print_json(&rendered)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if name != args.template {
+        println!("template:   {name}");
+    }
+    println!("text:\n{text}\n");
+    println!("encoding:   {}", rendered.encoding);
+    println!("characters: {}", rendered.characters);
+    println!("segments:   {}", rendered.segments);
+    if rendered.warnings.is_empty() {
         println!("warnings:   none");
     }
-    for warning in warnings {
+    for warning in &rendered.warnings {
         println!("warning:    {warning}");
     }
     Ok(ExitCode::SUCCESS)

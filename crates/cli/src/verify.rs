@@ -1,21 +1,23 @@
-//! `verify start` and `verify check`: the two-factor flow by hand.
+//! `verify start`, `verify check` and `verify cancel`: the two-factor flow by hand.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use app::config::Sending;
-use app::verify::{CheckError, StartRequest};
+use app::http::{CheckView, VerificationView};
+use app::verify::{CancelError, CheckError, StartError, StartRequest};
 use chrono::SecondsFormat;
 use domain::{PhoneNumber, VerificationCode, VerificationId};
 
 use crate::args::VerifyCommand;
 use crate::environment;
+use crate::failure::{Class, Failure};
 use crate::follow::{self, describe};
 
-pub async fn run(api_key: &str, command: VerifyCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::Result<ExitCode> {
     let sending = match command {
         VerifyCommand::Start { .. } => Sending::Required,
-        VerifyCommand::Check { .. } => Sending::NotNeeded,
+        VerifyCommand::Check { .. } | VerifyCommand::Cancel { .. } => Sending::NotNeeded,
     };
     let assembled = environment::assemble(sending).await?;
     let services = assembled.services;
@@ -36,28 +38,45 @@ pub async fn run(api_key: &str, command: VerifyCommand) -> anyhow::Result<ExitCo
                         code_length: None,
                     },
                 )
-                .await?;
+                .await
+                .map_err(|error| match error {
+                    StartError::Store(error) => error.into(),
+                    error @ StartError::Render(_) => Failure::usage(error.to_string()),
+                    // Too soon, too many, a country or rate refused: the service's answer.
+                    error => Failure::negative(error.to_string()),
+                })?;
             let verification = &started.verification;
-            println!("verification {}", verification.id);
-            println!("status       {}", verification.status);
-            println!("to           {}", verification.to.masked());
-            println!(
-                "expires_at   {}",
-                verification
-                    .expires_at
-                    .to_rfc3339_opts(SecondsFormat::Secs, true)
-            );
-            println!("send_count   {}", verification.send_count);
+            if !json {
+                println!("verification {}", verification.id);
+                println!("status       {}", verification.status);
+                println!("to           {}", verification.to.masked());
+                println!(
+                    "expires_at   {}",
+                    verification
+                        .expires_at
+                        .to_rfc3339_opts(SecondsFormat::Secs, true)
+                );
+                println!("send_count   {}", verification.send_count);
+            }
             let code_message = follow::with_dispatcher(
                 assembled.dispatcher,
                 follow::follow_one(
                     &services,
                     started.message.id,
                     Duration::from_secs(timeout),
-                    |message| println!("code SMS     {}", describe(message)),
+                    |message| {
+                        if !json {
+                            println!("code SMS     {}", describe(message));
+                        }
+                    },
                 ),
             )
             .await?;
+            if json {
+                let view = VerificationView::new(verification, services.clock.now());
+                crate::print_json(&view)?;
+            }
+            let timeout = (!json).then_some(timeout);
             Ok(crate::send::outcome(
                 &services,
                 code_message.status,
@@ -66,35 +85,70 @@ pub async fn run(api_key: &str, command: VerifyCommand) -> anyhow::Result<ExitCo
         }
         VerifyCommand::Check { verification, code } => {
             let code = VerificationCode::parse(&code)
-                .map_err(|_| anyhow::anyhow!("a code is 4 to 10 digits"))?;
+                .map_err(|_| Failure::usage("a code is 4 to 10 digits"))?;
             let checked = match verification.parse::<VerificationId>() {
                 Ok(id) => services.check_verification(api_key, id, &code).await,
                 Err(_) => {
                     let to = PhoneNumber::parse(&verification).map_err(|_| {
-                        anyhow::anyhow!(
+                        Failure::usage(format!(
                             "`{verification}` is neither a verification id nor a phone number"
-                        )
+                        ))
                     })?;
                     services.check_verification_of(api_key, &to, &code).await
                 }
             };
             let outcome = match checked {
                 Ok(outcome) => outcome,
-                // A negative answer, like a wrong code, not a failure of the tool.
-                Err(CheckError::Refused(refusal)) => {
+                // Negative answers, like a wrong code, not failures of the tool.
+                Err(CheckError::Refused(refusal)) if !json => {
                     println!("refused       {refusal}");
-                    return Ok(ExitCode::FAILURE);
+                    return Ok(Class::Negative.into());
                 }
-                Err(error) => return Err(error.into()),
+                Err(CheckError::Refused(refusal)) => {
+                    return Err(Failure::negative(format!("refused: {refusal}")))
+                }
+                Err(CheckError::NotFound) => {
+                    return Err(Failure::negative(format!(
+                        "no pending verification `{verification}` of this API key name"
+                    )))
+                }
+                Err(CheckError::Store(error)) => return Err(error.into()),
             };
-            println!("status        {}", outcome.status);
-            println!("valid         {}", outcome.valid);
-            println!("attempts_left {}", outcome.attempts_left);
-            Ok(if outcome.valid {
+            let valid = outcome.valid;
+            if json {
+                crate::print_json(&CheckView::from(outcome))?;
+            } else {
+                println!("status        {}", outcome.status);
+                println!("valid         {}", outcome.valid);
+                println!("attempts_left {}", outcome.attempts_left);
+            }
+            Ok(if valid {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::FAILURE
+                Class::Negative.into()
             })
+        }
+        VerifyCommand::Cancel { id } => {
+            let id: VerificationId = id
+                .parse()
+                .map_err(|_| Failure::usage(format!("`{id}` is not a verification id")))?;
+            let canceled = services
+                .cancel_verification(api_key, id)
+                .await
+                .map_err(|error| match error {
+                    CancelError::Store(error) => error.into(),
+                    CancelError::NotFound => {
+                        Failure::negative(format!("no verification `{id}` of this API key name"))
+                    }
+                    error @ CancelError::Ended(_) => Failure::negative(error.to_string()),
+                })?;
+            if json {
+                crate::print_json(&VerificationView::new(&canceled, services.clock.now()))?;
+            } else {
+                println!("verification {}", canceled.id);
+                println!("status       {}", canceled.status);
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -20,8 +19,9 @@ use crate::Services;
 
 /// Longest `Idempotency-Key` accepted; keys are UUIDs or hashes in practice.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
+/// Messages per page unless the client asks (the CLI's `messages list` too).
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 100;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -314,29 +314,28 @@ pub async fn list(
         // One more than the page, to know whether another page follows.
         limit: limit + 1,
     };
-    let mut messages = services.reports.list_messages(&filter).await?;
-    let next_cursor = if messages.len() > limit as usize {
-        messages.truncate(limit as usize);
-        messages.last().map(encode_cursor)
-    } else {
-        None
-    };
-    let ids: Vec<MessageId> = messages.iter().map(|message| message.id).collect();
-    let mut attempts: HashMap<MessageId, Vec<Attempt>> = HashMap::new();
-    for (id, attempt) in services.reports.attempts_of(&ids).await? {
-        attempts.entry(id).or_default().push(attempt);
+    let messages = services.list_messages(&filter).await?;
+    Ok(Json(MessagePage::new(messages, limit)))
+}
+
+impl MessagePage {
+    /// A page of at most `limit` messages from `messages`, read with a limit of `limit + 1`:
+    /// the one more says that another page follows.
+    pub fn new(mut messages: Vec<(Message, Vec<Attempt>)>, limit: u32) -> Self {
+        let next_cursor = if messages.len() > limit as usize {
+            messages.truncate(limit as usize);
+            messages.last().map(|(message, _)| encode_cursor(message))
+        } else {
+            None
+        };
+        Self {
+            messages: messages
+                .into_iter()
+                .map(|(message, attempts)| MessageView::new(message, attempts))
+                .collect(),
+            next_cursor,
+        }
     }
-    let messages = messages
-        .into_iter()
-        .map(|message| {
-            let own = attempts.remove(&message.id).unwrap_or_default();
-            MessageView::new(message, own)
-        })
-        .collect();
-    Ok(Json(MessagePage {
-        messages,
-        next_cursor,
-    }))
 }
 
 /// Opaque to clients: the position of the last message of a page.
@@ -345,7 +344,8 @@ fn encode_cursor(message: &Message) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
+/// Reads a `next_cursor`; a cursor that is not one is the `cursor` field's problem.
+pub fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
     let invalid = || {
         ApiError::invalid_field(
             "cursor",

@@ -29,7 +29,11 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use messages::{decode_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
 pub use problem::ApiError;
+// The operator CLI prints the API's own documents.
+pub use reports::{usage_report, CostView, GroupBy, UsageGroupView, UsageReport};
+pub use verifications::{CheckView, VerificationView};
 
 use crate::Services;
 

@@ -31,6 +31,18 @@ pub enum GroupBy {
     ApiKey,
 }
 
+impl From<UsageGrouping> for GroupBy {
+    fn from(grouping: UsageGrouping) -> Self {
+        match grouping {
+            UsageGrouping::Day => GroupBy::Day,
+            UsageGrouping::Template => GroupBy::Template,
+            UsageGrouping::Country => GroupBy::Country,
+            UsageGrouping::Status => GroupBy::Status,
+            UsageGrouping::ApiKey => GroupBy::ApiKey,
+        }
+    }
+}
+
 impl From<GroupBy> for UsageGrouping {
     fn from(group_by: GroupBy) -> Self {
         match group_by {
@@ -59,42 +71,42 @@ pub struct UsageParams {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorCodeView {
-    code: String,
-    count: u64,
+    pub code: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CostView {
-    currency: String,
+    pub currency: String,
     /// A decimal: the amount spent, positive whatever the provider's sign (`0.0079`).
-    amount: String,
+    pub amount: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageGroupView {
     /// The group's value (`2026-01-31`, `two-factor-auth`, `GB`, `failed`, `billing`); null for
     /// messages without one (a plain body has no template).
-    key: Option<String>,
-    messages: u64,
-    segments: u64,
-    delivered: u64,
+    pub key: Option<String>,
+    pub messages: u64,
+    pub segments: u64,
+    pub delivered: u64,
     /// Failed or undelivered.
-    failed: u64,
+    pub failed: u64,
     /// `delivered / (delivered + failed)`: the share of messages with a final carrier outcome
     /// that arrived; null while none has one.
-    delivery_rate: Option<f64>,
+    pub delivery_rate: Option<f64>,
     /// What the providers charged, per currency.
-    cost: Vec<CostView>,
+    pub cost: Vec<CostView>,
     /// The most frequent error codes, at most five.
-    top_error_codes: Vec<ErrorCodeView>,
+    pub top_error_codes: Vec<ErrorCodeView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageReport {
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-    group_by: GroupBy,
-    groups: Vec<UsageGroupView>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub group_by: GroupBy,
+    pub groups: Vec<UsageGroupView>,
 }
 
 /// Usage over a time range, grouped by day, template, country, status or API key name: of the
@@ -139,15 +151,23 @@ pub async fn usage(
         group_by: group_by.into(),
         api_key: (!client.is_admin).then_some(client.name),
     };
-    let groups = services.reports.usage(&query).await?;
-    let error_codes = services.reports.error_codes(&query).await?;
-    let costs = services.reports.costs(&query).await?;
-    Ok(Json(UsageReport {
-        since,
-        until,
-        group_by,
+    Ok(Json(usage_report(&services, &query).await?))
+}
+
+/// The report `query` asks for (`GET /v1/reports/usage`, `sms-notify report`).
+pub async fn usage_report(
+    services: &Services,
+    query: &UsageQuery,
+) -> Result<UsageReport, ports::StoreError> {
+    let groups = services.reports.usage(query).await?;
+    let error_codes = services.reports.error_codes(query).await?;
+    let costs = services.reports.costs(query).await?;
+    Ok(UsageReport {
+        since: query.since,
+        until: query.until,
+        group_by: query.group_by.into(),
         groups: assemble(groups, error_codes, &costs),
-    }))
+    })
 }
 
 /// Joins each group with its most frequent error codes (which the store lists most frequent

@@ -58,7 +58,7 @@ pub struct VerificationView {
 }
 
 impl VerificationView {
-    fn new(verification: &Verification, now: DateTime<Utc>) -> Self {
+    pub fn new(verification: &Verification, now: DateTime<Utc>) -> Self {
         Self {
             id: verification.id,
             status: verification.status_at(now),

@@ -22,7 +22,7 @@ not-a-number,Bob,B-2
 
     let run = operator.run(TEMPLATE).await;
 
-    run.failed();
+    run.exited_with(2);
     let stderr = run.stderr();
     assert!(stderr.contains("line 3: to:"), "{stderr}");
     assert!(
@@ -96,7 +96,7 @@ async fn an_edited_row_is_a_new_message_and_the_others_are_not_sent_again() {
 
     run.succeeded();
     assert!(
-        run.stdout().contains("1 messages queued now"),
+        run.stdout().contains("1 message queued now"),
         "{}",
         run.stdout()
     );
@@ -144,5 +144,63 @@ async fn a_row_twilio_refuses_is_reported_with_its_line() {
         stdout.contains("line 3: +1555***0002 failed      21610: "),
         "{stdout}"
     );
+    operator.twilio.verify().await;
+}
+
+/// Each refusal of a file's shape: exit 2, the reason on stderr, nothing sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_of_the_wrong_shape_is_refused_whole_and_says_why() {
+    let operator = Operator::new().await;
+    for (contents, reason) in [
+        (
+            "to,name,order\n+15551230001,Ada\n",
+            "line 2: 2 values, but the first line names 3 columns",
+        ),
+        (
+            "to,name,order\n+15551230001,Ada,A-1,extra\n",
+            "line 2: 4 values, but the first line names 3 columns",
+        ),
+        ("to,name,order\n", "no rows to send after the first line"),
+        (
+            "to,nmae,order\n+15551230001,Ada,A-1\n",
+            "column `nmae`: template `shipping` has no such variable; the columns are `to` and its variables: name, order",
+        ),
+    ] {
+        operator.write("orders.csv", contents);
+
+        let run = operator.run(TEMPLATE).await;
+
+        run.exited_with(2);
+        assert!(run.stderr().contains(reason), "{contents}: {}", run.stderr());
+    }
+    assert!(operator.received_forms().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_row_is_counted_in_the_singular_and_json_summarises_the_file() {
+    let operator = Operator::new().await;
+    operator
+        .twilio_expects_sms("+15551230001", "Hi Ada, order A-1 has shipped.", "SM1")
+        .await;
+    operator.write("orders.csv", "to,name,order\n+15551230001,Ada,A-1\n");
+
+    let first = operator.run(TEMPLATE).await;
+    first.succeeded();
+    assert!(
+        first
+            .stdout()
+            .contains("1 row: 1 message queued now, 0 already queued or sent by an earlier run"),
+        "{}",
+        first.stdout()
+    );
+
+    let mut args = TEMPLATE.to_vec();
+    args.push("--json");
+    let again = operator.run(&args).await;
+    again.succeeded();
+    let summary = again.json();
+    assert_eq!(summary["rows"], 1, "{summary}");
+    assert_eq!(summary["earlier"], 1, "{summary}");
+    assert_eq!(summary["statuses"]["sent"], 1, "{summary}");
     operator.twilio.verify().await;
 }

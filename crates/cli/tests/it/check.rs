@@ -109,7 +109,11 @@ async fn report_shows_a_row_per_day_with_what_was_sent() {
     assert!(lines[0].starts_with("day"), "{stdout}");
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     // One message, one segment, sent but not yet delivered: no delivery rate to speak of.
-    assert_eq!(row, [today.as_str(), "1", "1", "0", "0", "-"], "{stdout}");
+    assert_eq!(
+        row,
+        [today.as_str(), "1", "1", "0", "0", "-", "-"],
+        "{stdout}"
+    );
 }
 
 /// A deployment whose provider's secrets the operator's shell lacks: what sends refuses as the

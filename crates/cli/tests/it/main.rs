@@ -4,6 +4,7 @@
 
 mod bulk;
 mod check;
+mod commands;
 mod readme;
 mod render;
 mod send;

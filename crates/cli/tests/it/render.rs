@@ -35,7 +35,7 @@ async fn render_names_a_missing_variable() {
         .run(&["render", "shipping", "--data", "name=Ada"])
         .await;
 
-    run.failed();
+    run.exited_with(2);
     assert!(
         run.stderr()
             .contains("template `shipping` needs the variable `order`"),

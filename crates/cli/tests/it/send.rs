@@ -84,10 +84,58 @@ async fn help_explains_the_csv_format_and_why_a_second_run_sends_nothing() {
     let run = operator.run(&["send", "--help"]).await;
 
     run.succeeded();
-    let help = run.stdout();
+    // As one line, wherever the terminal's width wraps it.
+    let help = run
+        .stdout()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(help.contains("--csv <FILE>"), "{help}");
+    assert!(
+        help.contains("a column the template does not read is refused"),
+        "{help}"
+    );
     assert!(
         help.contains("Running the same file again sends nothing twice"),
         "{help}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_key_the_template_does_not_read_is_refused() {
+    let operator = Operator::new().await;
+
+    let run = operator
+        .run(&[
+            "send",
+            "--to",
+            "+15551234567",
+            "--template",
+            "shipping",
+            "--data",
+            "nmae=Ada",
+            "--data",
+            "order=A-1",
+        ])
+        .await;
+
+    run.exited_with(2);
+    assert!(
+        run.stderr().contains(
+            "--data nmae: template `shipping` has no variable `nmae`; its variables: name, order"
+        ),
+        "{}",
+        run.stderr()
+    );
+    assert!(operator.received_forms().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_without_a_template_names_body_as_the_other_way() {
+    let operator = Operator::new().await;
+
+    let run = operator.run(&["send", "--to", "+15551234567"]).await;
+
+    run.exited_with(2);
+    assert!(run.stderr().contains("--body <TEXT>"), "{}", run.stderr());
 }

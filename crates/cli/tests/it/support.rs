@@ -41,6 +41,11 @@ impl Operator {
     /// Runs `sms-notify args...` to its end, with only the configuration below in its
     /// environment (the test runner's `DATABASE_URL` must not leak in).
     pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(&[], args).await
+    }
+
+    /// As [`Operator::run`], with these variables added to the environment.
+    pub async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
         command
             .env_clear()
@@ -51,6 +56,7 @@ impl Operator {
             .env("TWILIO_PHONE_NUMBER", FROM)
             .env("TWILIO_API_BASE_URL", self.twilio.uri())
             .env("RETRY_BASE_MS", "10")
+            .envs(env.iter().copied())
             .args(args);
         let output = tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
@@ -130,16 +136,34 @@ impl Run {
         self
     }
 
+    /// Exit code 1: a negative answer.
     #[track_caller]
     pub fn failed(&self) -> &Self {
+        self.exited_with(1)
+    }
+
+    /// 1: a negative answer; 2: the command, its input or the configuration; 3: a dependency.
+    #[track_caller]
+    pub fn exited_with(&self, code: i32) -> &Self {
         assert_eq!(
             self.0.status.code(),
-            Some(1),
-            "expected exit code 1\nstdout:\n{}\nstderr:\n{}",
+            Some(code),
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
         self
+    }
+
+    /// Stdout as the one JSON document `--json` prints, with nothing else beside it.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|error| {
+            panic!(
+                "stdout is not one JSON document ({error}):\n{}",
+                self.stdout()
+            )
+        })
     }
 }
 

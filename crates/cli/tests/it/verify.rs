@@ -93,3 +93,50 @@ async fn a_code_sent_by_verify_start_is_approved_by_verify_check_in_another_run(
     assert!(!again.stdout().contains("approved"), "{}", again.stdout());
     operator.twilio.verify().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_cancel_ends_a_verification_so_that_its_code_approves_nothing() {
+    let operator = Operator::new().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(CodeSms)
+        .respond_with(accepted("SMcode"))
+        .expect(1)
+        .mount(&operator.twilio)
+        .await;
+    let started = operator
+        .run(&["verify", "start", "+15551234567", "--json"])
+        .await;
+    started.succeeded();
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let code = code_in(&operator.received_forms().await[0]["Body"]);
+
+    let canceled = operator.run(&["verify", "cancel", &id, "--json"]).await;
+    canceled.succeeded();
+    let view = canceled.json();
+    assert_eq!(view["status"], "canceled", "{view}");
+    assert_eq!(view["to"], "+1555***4567", "{view}");
+
+    let check = operator
+        .run(&["verify", "check", &id, &code, "--json"])
+        .await;
+    check.failed();
+    assert_eq!(check.stdout(), "");
+    assert!(
+        check.stderr().contains("no longer pending"),
+        "{}",
+        check.stderr()
+    );
+
+    let unknown = operator
+        .run(&["verify", "cancel", "00000000-0000-4000-8000-000000000000"])
+        .await;
+    unknown.failed();
+    assert!(
+        unknown.stderr().contains("no verification"),
+        "{}",
+        unknown.stderr()
+    );
+    operator.twilio.verify().await;
+}
