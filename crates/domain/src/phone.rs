@@ -202,16 +202,23 @@ fn possible_lengths(region: &phonenumber::Metadata) -> impl Iterator<Item = u16>
 }
 
 /// Masks any E.164-looking text the way [`PhoneNumber::masked`] does; for numbers that arrive
-/// from outside (callbacks) before they are parsed.
+/// from outside (callbacks) before they are parsed. At least [`MASK_HIDDEN`] characters are
+/// hidden: a short number (`+29012345`, St Helena) shows fewer of its last digits rather than
+/// all of them.
 pub fn mask(e164: &str) -> String {
+    const HEAD: usize = 5;
     let chars: Vec<char> = e164.chars().collect();
-    if chars.len() <= 8 {
+    if chars.len() <= HEAD + MASK_HIDDEN {
         return "***".to_owned();
     }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let tail = (chars.len() - HEAD - MASK_HIDDEN).min(4);
+    let head: String = chars[..HEAD].iter().collect();
+    let tail: String = chars[chars.len() - tail..].iter().collect();
     format!("{head}***{tail}")
 }
+
+/// Characters of a number that [`mask`] always hides.
+const MASK_HIDDEN: usize = 3;
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -324,6 +331,17 @@ mod tests {
         let number = PhoneNumber::parse("+15551234567").unwrap();
         assert_eq!(number.masked(), "+1555***4567");
         assert_eq!(format!("{number:?}"), "PhoneNumber(+1555***4567)");
+    }
+
+    /// Found by the `phone` fuzz target: the mask showed every digit of an eight-digit number
+    /// (`+82138000`, and St Helena's `+29012345`).
+    #[test]
+    fn a_short_number_is_never_shown_whole() {
+        let number = PhoneNumber::parse("+82138000").unwrap();
+        assert_eq!(number.masked(), "+8213***0");
+        assert_eq!(mask("+29012345"), "+2901***5");
+        assert_eq!(mask("+3541234567"), "+3541***567");
+        assert_eq!(mask("+6831234"), "***");
     }
 
     #[test]
