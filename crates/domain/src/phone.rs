@@ -62,6 +62,22 @@ pub enum PhoneNumberError {
 
 impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        let (number, written) = Self::parse_once(input)?;
+        // The library drops what it takes for a national prefix or carrier code after the
+        // country code, which is right for `+44 (0)20 7946 0958`. A number it rewrote must
+        // parse to itself again, or it is not the number that was written (`+86 1113 800 138
+        // 000` became `+860138000`, which does not even parse): refused, not sent to.
+        if number.e164[1..] != written {
+            match Self::parse_once(&number.e164) {
+                Ok((again, _)) if again.e164 == number.e164 => {}
+                _ => return Err(PhoneNumberError::Unparseable),
+            }
+        }
+        Ok(number)
+    }
+
+    /// One pass of the library, and the digits that were written.
+    fn parse_once(input: &str) -> Result<(Self, String), PhoneNumberError> {
         let trimmed = input.trim();
         let rest = trimmed
             .strip_prefix('+')
@@ -96,11 +112,12 @@ impl PhoneNumber {
         if !possible {
             return Err(PhoneNumberError::ImpossibleLength);
         }
-        Ok(Self {
+        let number = Self {
             e164: parsed.format().mode(Mode::E164).to_string(),
             calling_code,
             country: Some(country_of(&parsed)),
-        })
+        };
+        Ok((number, digits))
     }
 
     /// A number this service stored after [`PhoneNumber::parse`] accepted it, read back. Its
@@ -342,6 +359,24 @@ mod tests {
         assert_eq!(mask("+29012345"), "+2901***5");
         assert_eq!(mask("+3541234567"), "+3541***567");
         assert_eq!(mask("+6831234"), "***");
+    }
+
+    /// Found by the `phone` fuzz target: what follows `+86` was read as a carrier code and
+    /// dropped, leaving another number, or none.
+    #[test]
+    fn a_number_the_library_rewrites_must_parse_to_itself() {
+        for text in ["+861113800138000", "+86000 01381380", "+8601234568040"] {
+            assert_eq!(
+                PhoneNumber::parse(text),
+                Err(PhoneNumberError::Unparseable),
+                "{text}"
+            );
+        }
+        // A trunk zero written after the country code is still dropped, as people write it.
+        assert_eq!(
+            PhoneNumber::parse("+44 (0)20 7946 0958").unwrap().as_str(),
+            "+442079460958"
+        );
     }
 
     #[test]
