@@ -72,10 +72,32 @@ pub(crate) fn run(seconds: u64, only: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(root: &Path, only: Option<&str>) -> anyhow::Result<()> {
+/// `cargo afl`, without what `cargo run` told xtask about itself (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, ...): ring's build script reruns when those change, and with it every
+/// crate above ring, so a `cargo afl build` by hand and one by xtask would rebuild each other.
+fn cargo_afl() -> Command {
     let mut command = Command::new("cargo");
+    command.arg("afl");
+    for (name, _) in std::env::vars_os() {
+        let from_cargo_run = name.to_str().is_some_and(|name| {
+            name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name,
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+        });
+        if from_cargo_run {
+            command.env_remove(name);
+        }
+    }
     command
-        .args(["afl", "build", "--release", "--quiet", "--package", "fuzz"])
+}
+
+fn build(root: &Path, only: Option<&str>) -> anyhow::Result<()> {
+    let mut command = cargo_afl();
+    command
+        .args(["build", "--release", "--quiet", "--package", "fuzz"])
         .env("CARGO_TARGET_DIR", root.join("target").join("afl"))
         .current_dir(root);
     match only {
@@ -121,8 +143,8 @@ fn fuzz(root: &Path, target: &str, seconds: u64) -> anyhow::Result<Stats> {
         .with_context(|| format!("could not create {}", log_path.display()))?;
     let binary = root.join("target").join("afl").join("release").join(target);
     let corpus = root.join("fuzz").join("corpus").join(target);
-    let status = Command::new("cargo")
-        .args(["afl", "fuzz", "-V", &seconds.to_string(), "-t", TIMEOUT_MS])
+    let status = cargo_afl()
+        .args(["fuzz", "-V", &seconds.to_string(), "-t", TIMEOUT_MS])
         .arg("-i")
         .arg(&corpus)
         .arg("-o")
