@@ -164,11 +164,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             let mut args = rest.iter();
             while let Some(arg) = args.next() {
                 match (arg.as_str(), args.next()) {
-                    ("--seconds", Some(value)) => match value.parse::<u64>() {
-                        Ok(value) if value > 0 => seconds = value,
-                        _ => {
-                            return Err(format!("--seconds takes a positive number, not '{value}'"))
-                        }
+                    ("--seconds", value) => match value.map(|value| value.parse::<u64>()) {
+                        Some(Ok(value)) if value > 0 => seconds = value,
+                        _ => return Err("--seconds takes a positive number".into()),
                     },
                     ("--target", Some(name)) if fuzz::TARGETS.contains(&name.as_str()) => {
                         target = Some(name.clone());
