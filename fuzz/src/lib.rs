@@ -9,6 +9,10 @@
 //! standard input: `cargo run -p fuzz --bin phone -- target/fuzz/phone/default/crashes/id:...`
 //! replays what the fuzzer found. The tests run every seed of `corpus/` through its target.
 //!
+//! A workspace member rather than a package of its own, so that it shares the lockfile and
+//! clippy and the tests keep it compiling with the code it drives; afl is a dependency only
+//! under `cfg(fuzzing)`, so the plain builds never compile or link it.
+//!
 //! A target's findings are its panics: a panic in the code under test, or an `assert!` here
 //! stating what must hold for any input (a number parsed once parses again to itself, a client
 //! mistake is never a 5xx, ...).
