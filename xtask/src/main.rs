@@ -10,6 +10,7 @@
 
 mod api_fuzz;
 mod bench;
+mod fuzz;
 mod postgres;
 mod steps;
 #[cfg(test)]
@@ -22,11 +23,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--no-lint] [--no-api-fuzz] [-- <args>...]
+  test [--no-lint] [--no-api-fuzz] [--no-fuzz] [-- <args>...]
                                    run every check: PostgreSQL reachable, fmt, clippy, a short
-                                   api-fuzz, bench --quick, the tests (--no-lint skips fmt and
-                                   clippy, --no-api-fuzz the fuzzing; <args> go to the test
-                                   runner, and skip the bench)
+                                   api-fuzz, a short fuzz when cargo-afl is installed,
+                                   bench --quick, the tests (--no-lint skips fmt and clippy,
+                                   --no-api-fuzz and --no-fuzz the fuzzing; <args> go to the
+                                   test runner, and skip the fuzz and the bench)
   lint                             check formatting and run clippy with warnings denied
   bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
@@ -34,6 +36,11 @@ commands:
                                    --only: the scenarios of figure N, 1 to 7, when profiling one)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
+  fuzz [--seconds N] [--target NAME]
+                                   the AFL++ targets of fuzz/ (phone, status_callback,
+                                   json_bodies, template), each for N seconds (default 60);
+                                   fails on any crash (needs cargo-afl: cargo install
+                                   cargo-afl --locked && cargo afl config --build)
 ";
 
 #[derive(Debug, PartialEq)]
@@ -42,12 +49,17 @@ enum Command {
     Test {
         lint: bool,
         api_fuzz: bool,
+        fuzz: bool,
         runner_args: Vec<String>,
     },
     Lint,
     Bench(bench::Options),
     ApiFuzz {
         examples: u32,
+    },
+    Fuzz {
+        seconds: u64,
+        target: Option<String>,
     },
 }
 
@@ -68,11 +80,13 @@ fn main() -> ExitCode {
         Command::Test {
             lint,
             api_fuzz,
+            fuzz,
             runner_args,
-        } => steps::test(lint, api_fuzz, &runner_args),
+        } => steps::test(lint, api_fuzz, fuzz, &runner_args),
         Command::Lint => steps::lint(),
         Command::Bench(options) => steps::bench(options),
         Command::ApiFuzz { examples } => api_fuzz::run(examples),
+        Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,16 +132,19 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             };
             let mut lint = true;
             let mut api_fuzz = true;
+            let mut fuzz = true;
             for arg in own {
                 match arg.as_str() {
                     "--no-lint" => lint = false,
                     "--no-api-fuzz" => api_fuzz = false,
+                    "--no-fuzz" => fuzz = false,
                     other => return Err(format!("unexpected argument '{other}' for test")),
                 }
             }
             Ok(Command::Test {
                 lint,
                 api_fuzz,
+                fuzz,
                 runner_args,
             })
         }
@@ -141,6 +158,30 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             },
             [arg, ..] => Err(format!("unexpected argument '{arg}' for api-fuzz")),
         },
+        "fuzz" => {
+            let mut seconds = fuzz::DEFAULT_SECONDS;
+            let mut target = None;
+            let mut args = rest.iter();
+            while let Some(arg) = args.next() {
+                match (arg.as_str(), args.next()) {
+                    ("--seconds", value) => match value.map(|value| value.parse::<u64>()) {
+                        Some(Ok(value)) if value > 0 => seconds = value,
+                        _ => return Err("--seconds takes a positive number".into()),
+                    },
+                    ("--target", Some(name)) if fuzz::TARGETS.contains(&name.as_str()) => {
+                        target = Some(name.clone());
+                    }
+                    ("--target", _) => {
+                        return Err(format!(
+                            "--target takes one of {}",
+                            fuzz::TARGETS.join(", ")
+                        ))
+                    }
+                    (other, _) => return Err(format!("unexpected argument '{other}' for fuzz")),
+                }
+            }
+            Ok(Command::Fuzz { seconds, target })
+        }
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -174,14 +215,16 @@ mod tests {
             Ok(Command::Test {
                 lint: false,
                 api_fuzz: true,
+                fuzz: true,
                 runner_args: vec!["-p".into(), "domain".into(), "--no-lint".into()],
             })
         );
         assert_eq!(
-            parse(&["test", "--no-api-fuzz"]),
+            parse(&["test", "--no-api-fuzz", "--no-fuzz"]),
             Ok(Command::Test {
                 lint: true,
                 api_fuzz: false,
+                fuzz: false,
                 runner_args: vec![],
             })
         );
@@ -201,6 +244,27 @@ mod tests {
         );
         assert!(parse(&["api-fuzz", "--examples", "0"]).is_err());
         assert!(parse(&["api-fuzz", "--examples"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_takes_a_budget_and_a_known_target() {
+        assert_eq!(
+            parse(&["fuzz"]),
+            Ok(Command::Fuzz {
+                seconds: crate::fuzz::DEFAULT_SECONDS,
+                target: None
+            })
+        );
+        assert_eq!(
+            parse(&["fuzz", "--target", "phone", "--seconds", "600"]),
+            Ok(Command::Fuzz {
+                seconds: 600,
+                target: Some("phone".into())
+            })
+        );
+        assert!(parse(&["fuzz", "--seconds", "0"]).is_err());
+        assert!(parse(&["fuzz", "--seconds"]).is_err());
+        assert!(parse(&["fuzz", "--target", "everything"]).is_err());
     }
 
     #[test]

@@ -14,6 +14,10 @@ enum Step {
     ApiFuzz {
         examples: u32,
     },
+    /// The AFL++ targets (`crate::fuzz`) for this many seconds each, when cargo-afl is there.
+    Fuzz {
+        seconds: u64,
+    },
     Cargo {
         args: Vec<String>,
         /// What to do about a failure, when there is more to say than "see above".
@@ -31,9 +35,17 @@ enum Step {
 /// Examples per operation in `cargo xtask test`: enough to exercise every route and its
 /// errors in seconds.
 const TEST_API_FUZZ_EXAMPLES: u32 = 25;
+/// Seconds per fuzz target in `cargo xtask test`: a smoke run that the targets still build and
+/// that their seeds and first mutations pass; the long runs are `cargo xtask fuzz`.
+const TEST_FUZZ_SECONDS: u64 = 10;
 
 /// Every check, in order. `runner_args` go to the test runner.
-pub(crate) fn test(lint: bool, api_fuzz: bool, runner_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn test(
+    lint: bool,
+    api_fuzz: bool,
+    fuzz: bool,
+    runner_args: &[String],
+) -> anyhow::Result<()> {
     let mut steps = vec![Step::PostgresReachable];
     if lint {
         steps.extend(lint_steps());
@@ -44,8 +56,14 @@ pub(crate) fn test(lint: bool, api_fuzz: bool, runner_args: &[String]) -> anyhow
             examples: TEST_API_FUZZ_EXAMPLES,
         });
     }
-    // So that the benchmark never rots; before the tests, whose summary must come last. A run
-    // narrowed by runner arguments is someone iterating on a few tests: it skips the minute.
+    // So that the fuzz targets and the benchmark never rot; before the tests, whose summary must
+    // come last. A run narrowed by runner arguments is someone iterating on a few tests: it
+    // skips them.
+    if fuzz && runner_args.is_empty() {
+        steps.push(Step::Fuzz {
+            seconds: TEST_FUZZ_SECONDS,
+        });
+    }
     if runner_args.is_empty() {
         steps.push(Step::Bench(crate::bench::Options {
             quick: true,
@@ -153,6 +171,17 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
             Step::ApiFuzz { examples } => {
                 eprintln!("==> {number} api-fuzz: schemathesis, {examples} examples per operation");
                 crate::api_fuzz::run(*examples)?;
+            }
+            Step::Fuzz { seconds } => {
+                if !crate::fuzz::installed() {
+                    eprintln!(
+                        "==> {number} fuzz: cargo-afl not installed, skipped ({})",
+                        crate::fuzz::INSTALL_HINT
+                    );
+                    continue;
+                }
+                eprintln!("==> {number} fuzz: AFL++, {seconds}s per target");
+                crate::fuzz::run(*seconds, None)?;
             }
             Step::Cargo { args, hint } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));

@@ -70,6 +70,12 @@ const RULES: &[Rule] = &[
         workspace_deps: WorkspaceDeps::Only(&["domain", "ports", "template", "adapters-*", "app"]),
         banned: &[],
     },
+    // The fuzz targets in `fuzz/`: a test harness, like the end-to-end tests.
+    Rule {
+        krate: "fuzz",
+        workspace_deps: WorkspaceDeps::Any,
+        banned: &[],
+    },
     // The end-to-end tests in `tests/`.
     Rule {
         krate: "e2e",

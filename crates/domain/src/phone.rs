@@ -62,6 +62,22 @@ pub enum PhoneNumberError {
 
 impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        let (number, written) = Self::parse_once(input)?;
+        // The library drops what it takes for a national prefix or carrier code after the
+        // country code, which is right for `+44 (0)20 7946 0958`. A number it rewrote must
+        // parse to itself again, or it is not the number that was written (`+86 1113 800 138
+        // 000` became `+860138000`, which does not even parse): refused, not sent to.
+        if number.e164[1..] != written {
+            match Self::parse_once(&number.e164) {
+                Ok((again, _)) if again.e164 == number.e164 => {}
+                _ => return Err(PhoneNumberError::Unparseable),
+            }
+        }
+        Ok(number)
+    }
+
+    /// One pass of the library, and the digits that were written.
+    fn parse_once(input: &str) -> Result<(Self, String), PhoneNumberError> {
         let trimmed = input.trim();
         let rest = trimmed
             .strip_prefix('+')
@@ -96,11 +112,12 @@ impl PhoneNumber {
         if !possible {
             return Err(PhoneNumberError::ImpossibleLength);
         }
-        Ok(Self {
+        let number = Self {
             e164: parsed.format().mode(Mode::E164).to_string(),
             calling_code,
             country: Some(country_of(&parsed)),
-        })
+        };
+        Ok((number, digits))
     }
 
     /// A number this service stored after [`PhoneNumber::parse`] accepted it, read back. Its
@@ -202,16 +219,23 @@ fn possible_lengths(region: &phonenumber::Metadata) -> impl Iterator<Item = u16>
 }
 
 /// Masks any E.164-looking text the way [`PhoneNumber::masked`] does; for numbers that arrive
-/// from outside (callbacks) before they are parsed.
+/// from outside (callbacks) before they are parsed. At least [`MASK_HIDDEN`] characters are
+/// hidden: a short number (`+29012345`, St Helena) shows fewer of its last digits rather than
+/// all of them.
 pub fn mask(e164: &str) -> String {
+    const HEAD: usize = 5;
     let chars: Vec<char> = e164.chars().collect();
-    if chars.len() <= 8 {
+    if chars.len() <= HEAD + MASK_HIDDEN {
         return "***".to_owned();
     }
-    let head: String = chars[..5].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let tail = (chars.len() - HEAD - MASK_HIDDEN).min(4);
+    let head: String = chars[..HEAD].iter().collect();
+    let tail: String = chars[chars.len() - tail..].iter().collect();
     format!("{head}***{tail}")
 }
+
+/// Characters of a number that [`mask`] always hides.
+const MASK_HIDDEN: usize = 3;
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -324,6 +348,35 @@ mod tests {
         let number = PhoneNumber::parse("+15551234567").unwrap();
         assert_eq!(number.masked(), "+1555***4567");
         assert_eq!(format!("{number:?}"), "PhoneNumber(+1555***4567)");
+    }
+
+    /// Found by the `phone` fuzz target: the mask showed every digit of an eight-digit number
+    /// (`+82138000`, and St Helena's `+29012345`).
+    #[test]
+    fn a_short_number_is_never_shown_whole() {
+        let number = PhoneNumber::parse("+82138000").unwrap();
+        assert_eq!(number.masked(), "+8213***0");
+        assert_eq!(mask("+29012345"), "+2901***5");
+        assert_eq!(mask("+3541234567"), "+3541***567");
+        assert_eq!(mask("+6831234"), "***");
+    }
+
+    /// Found by the `phone` fuzz target: what follows `+86` was read as a carrier code and
+    /// dropped, leaving another number, or none.
+    #[test]
+    fn a_number_the_library_rewrites_must_parse_to_itself() {
+        for text in ["+861113800138000", "+86000 01381380", "+8601234568040"] {
+            assert_eq!(
+                PhoneNumber::parse(text),
+                Err(PhoneNumberError::Unparseable),
+                "{text}"
+            );
+        }
+        // A trunk zero written after the country code is still dropped, as people write it.
+        assert_eq!(
+            PhoneNumber::parse("+44 (0)20 7946 0958").unwrap().as_str(),
+            "+442079460958"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ const UCS2_MULTI: usize = 67;
 
 pub fn analyze(text: &str) -> SegmentInfo {
     let characters = text.chars().count();
-    let septets: Option<usize> = text
+    let septets: Option<Vec<usize>> = text
         .chars()
         .map(|c| {
             if GSM7_BASIC.contains(c) {
@@ -44,26 +44,42 @@ pub fn analyze(text: &str) -> SegmentInfo {
                 None
             }
         })
-        .sum();
+        .collect();
     let (encoding, units, single, multi) = match septets {
         Some(septets) => (Encoding::Gsm7, septets, GSM7_SINGLE, GSM7_MULTI),
         None => (
             Encoding::Ucs2,
-            text.encode_utf16().count(),
+            text.chars().map(char::len_utf16).collect(),
             UCS2_SINGLE,
             UCS2_MULTI,
         ),
     };
-    let segments = if units <= single {
+    let segments = if units.iter().sum::<usize>() <= single {
         1
     } else {
-        units.div_ceil(multi)
+        packed(&units, multi)
     };
     SegmentInfo {
         encoding,
         characters,
         segments: u32::try_from(segments).unwrap_or(u32::MAX),
     }
+}
+
+/// Segments of `capacity` filled in order, one character's units (a GSM-7 escape and its
+/// character, a UTF-16 surrogate pair) never split across two: a phone could not show half of
+/// one, so a character that does not fit starts the next segment, leaving the room unused.
+fn packed(units: &[usize], capacity: usize) -> usize {
+    let mut segments = 1;
+    let mut used = 0;
+    for &unit in units {
+        if used + unit > capacity {
+            segments += 1;
+            used = 0;
+        }
+        used += unit;
+    }
+    segments
 }
 
 #[cfg(test)]
@@ -105,6 +121,19 @@ mod tests {
         assert_eq!(info.characters, 35);
         assert_eq!(info.segments, 1);
         assert_eq!(analyze(&"😀".repeat(36)).segments, 2);
+    }
+
+    /// Found by the `template` fuzz target: 306 septets fit two segments by arithmetic, but
+    /// not when an extension character (escape and character) would straddle their boundary.
+    #[test]
+    fn a_character_is_never_split_across_segments() {
+        let straddling = format!("{}€{}", "a".repeat(152), "a".repeat(152));
+        assert_eq!(analyze(&straddling).segments, 3);
+        let aligned = format!("{}€{}", "a".repeat(151), "a".repeat(153));
+        assert_eq!(analyze(&aligned).segments, 2);
+        // UCS-2: an emoji is a surrogate pair, which a segment boundary does not split either.
+        let emoji = format!("{}😀{}", "✓".repeat(66), "✓".repeat(66));
+        assert_eq!(analyze(&emoji).segments, 3);
     }
 
     #[test]
