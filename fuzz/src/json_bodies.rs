@@ -76,7 +76,7 @@ impl Harness {
                 ))
                 .unwrap(),
             };
-            app::http::router(Arc::new(services))
+            app::http::router(Arc::new(services), false)
         });
         let started = runtime.block_on(send(
             &router,
