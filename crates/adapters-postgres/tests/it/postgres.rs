@@ -252,3 +252,54 @@ async fn migration_0015_turns_twilios_stored_charges_into_amounts_spent() {
         .unwrap();
     assert_eq!(events, ["0.00750"]);
 }
+
+/// `two-factor-auth` messages stored before migration 0013 were not marked sensitive: 0016 marks
+/// them and empties the bodies of those that left the queue, leaving queued ones and other
+/// templates' messages as they were.
+#[tokio::test]
+async fn migration_0016_empties_the_codes_sent_through_messages_before_0013() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let mut ids = Vec::new();
+    for (template, status) in [
+        ("two-factor-auth", "delivered"),
+        ("two-factor-auth", "queued"),
+        ("order-shipped", "delivered"),
+    ] {
+        let message = NewMessage {
+            template: Some(template.into()),
+            body: "Your code is 402913".into(),
+            ..notification(t0())
+        };
+        let id = store.enqueue(message).await.unwrap().message().id;
+        sqlx::query("UPDATE messages SET status = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(status)
+            .execute(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+
+    sqlx::raw_sql(include_str!(
+        "../../../../migrations/postgres/0016_sensitive_bodies_stored_before.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut seen = Vec::new();
+    for id in ids {
+        let message = MessageStore::get(&store, id).await.unwrap().unwrap();
+        seen.push((message.sensitive, message.body));
+    }
+    assert_eq!(
+        seen,
+        [
+            (true, String::new()),
+            (true, "Your code is 402913".into()),
+            (false, "Your code is 402913".into()),
+        ]
+    );
+}
