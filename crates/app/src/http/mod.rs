@@ -177,14 +177,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .unwrap();
-        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let problem = problem_of(response).await;
         assert_eq!(problem["type"], "internal");
         assert_eq!(problem["status"], 500);
         assert!(!problem.to_string().contains("secret"), "{problem}");
@@ -210,6 +203,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let problem = problem_of(response).await;
+        assert_eq!(problem["type"], "timeout");
+        assert_eq!(problem["status"], 503);
+    }
+
+    /// The problem document a response carries, which it must say it is.
+    async fn problem_of(response: axum::response::Response) -> serde_json::Value {
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
@@ -217,8 +217,6 @@ mod tests {
         let body = axum::body::to_bytes(response.into_body(), 1024)
             .await
             .unwrap();
-        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(problem["type"], "timeout");
-        assert_eq!(problem["status"], 503);
+        serde_json::from_slice(&body).unwrap()
     }
 }
