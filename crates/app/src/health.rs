@@ -97,7 +97,7 @@ fn not_ready_because(error: &ProviderError) -> String {
     let how = match (error.kind, error.http_status) {
         (ProviderErrorKind::Account, Some(401 | 403)) => "credentials refused",
         (ProviderErrorKind::Account, _) => "account refused",
-        (ProviderErrorKind::Retryable, _) => "unavailable",
+        (ProviderErrorKind::Retryable | ProviderErrorKind::Ambiguous, _) => "unavailable",
         (ProviderErrorKind::Permanent, _) => "check refused",
     };
     match error.http_status {

@@ -153,6 +153,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         priority: Priority::Normal,
         api_key: "shop".into(),
         idempotency_key: None,
+        idempotency_fingerprint: None,
         verification_id: None,
         send_before: None,
         request_id: Some("req-notification".into()),
@@ -185,6 +186,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         priority: Priority::Verification,
         api_key: verification.api_key.clone(),
         idempotency_key: None,
+        idempotency_fingerprint: None,
         verification_id: Some(verification.id),
         send_before: Some(verification.expires_at),
         request_id: None,
@@ -341,18 +343,26 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert!(store.attempts(unknown).await.unwrap().is_empty());
 }
 
+/// The original comes back with the fingerprint stored with its key, which the use case
+/// compares with the new request's.
 pub async fn idempotency_key_returns_the_original<S: StoreUnderTest>(store: S) {
     let first = NewMessage {
         idempotency_key: Some("order-7".into()),
+        idempotency_fingerprint: Some("fingerprint-of-the-first".into()),
         ..notification(t0())
     };
     let original = enqueue_new(&store, first).await;
     let again = NewMessage {
         body: "A different body".into(),
         idempotency_key: Some("order-7".into()),
+        idempotency_fingerprint: Some("fingerprint-of-another".into()),
         ..notification(t0() + secs(5))
     };
     let answer = store.enqueue(again.clone()).await.unwrap();
+    assert_eq!(
+        answer.message().idempotency_fingerprint.as_deref(),
+        Some("fingerprint-of-the-first")
+    );
     assert_eq!(answer, Enqueued::Existing(original));
     assert_eq!(MessageStore::get(&store, again.id).await.unwrap(), None);
 }

@@ -115,7 +115,8 @@ impl MessageView {
 }
 
 /// Queues a message: a template rendered with `data`, or a plain `body`. The same
-/// `Idempotency-Key` again answers 200 with the message queued the first time.
+/// `Idempotency-Key` with the same request answers 200 with the message queued the first
+/// time; with a different request, 422 `idempotency-key-reused`.
 #[utoipa::path(
     post,
     path = "/v1/messages",
@@ -126,7 +127,9 @@ impl MessageView {
     request_body = SendMessageBody,
     responses(
         (status = 202, description = "Queued", body = MessageView),
-        (status = 200, description = "Queued earlier under the same Idempotency-Key", body = MessageView),
+        (status = 200, description = "Queued earlier under the same Idempotency-Key with the same request: the message as it is now", body = MessageView),
+        (status = 422, description = "The Idempotency-Key was used with a different request (`idempotency-key-reused`), or a field is wrong",
+            body = ApiError, content_type = "application/problem+json"),
         (status = "default", description = "An error, naming the field when one is wrong",
             body = ApiError, content_type = "application/problem+json")
     )
@@ -202,17 +205,28 @@ pub async fn send(
             SendError::EmptyBody | SendError::BodyTooLong | SendError::NulCharacter => {
                 ApiError::invalid_field("body", "invalid-body", error.to_string())
             }
+            // As payment APIs answer it: the key names another request, which is not replayed.
+            SendError::IdempotencyKeyReused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                error.to_string(),
+            )
+            .with_field("Idempotency-Key"),
             SendError::Store(error) => error.into(),
         })?;
-    let status = match enqueued {
-        ports::Enqueued::Created(_) => StatusCode::ACCEPTED,
-        // The same request again: the same answer, and nothing new queued.
-        ports::Enqueued::Existing(_) => StatusCode::OK,
-    };
-    Ok((
-        status,
-        Json(MessageView::new(enqueued.into_message(), Vec::new())),
-    ))
+    match enqueued {
+        ports::Enqueued::Created(message) => Ok((
+            StatusCode::ACCEPTED,
+            Json(MessageView::new(message, Vec::new())),
+        )),
+        // The same request again: nothing new queued, and the message as it is now, as
+        // `GET /v1/messages/{id}` shows it.
+        ports::Enqueued::Existing(message) => {
+            let attempts = services.messages.attempts(message.id).await?;
+            Ok((StatusCode::OK, Json(MessageView::new(message, attempts))))
+        }
+    }
 }
 
 /// A message, its status and every attempt to send it.

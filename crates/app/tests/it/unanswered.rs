@@ -114,9 +114,11 @@ async fn a_message_whose_worker_keeps_dying_fails_after_retry_max_attempts_with_
             priority: Priority::Normal,
             api_key: "shop".into(),
             idempotency_key: None,
+            idempotency_fingerprint: None,
             verification_id: None,
             send_before: None,
             request_id: None,
+            sensitive: false,
             created_at: Utc::now(),
         })
         .await
@@ -202,9 +204,11 @@ async fn a_code_twilio_accepted_without_answering_is_adopted_from_its_list_and_n
                 priority: Priority::Verification,
                 api_key: "auth".into(),
                 idempotency_key: None,
+                idempotency_fingerprint: None,
                 verification_id: Some(verification.id),
                 send_before: Some(verification.expires_at),
                 request_id: None,
+                sensitive: true,
                 created_at: now,
             },
         )
