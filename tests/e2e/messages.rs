@@ -181,3 +181,45 @@ async fn an_idempotency_key_reused_with_another_request_is_refused_naming_it() {
     assert_eq!(messages.len(), 1, "nothing else queued: {page}");
     assert_eq!(messages[0]["id"], first["id"]);
 }
+
+#[tokio::test]
+async fn list_and_report_dates_take_a_period_before_now_and_say_what_they_accept() {
+    let app = TestApp::spawn().await;
+    let (status, message) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+15551234567", "body": "Your order shipped"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{message}");
+
+    let (status, page) = app.get("/v1/messages?since=7d").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"][0]["id"], message["id"]);
+    let (_, page) = app.get("/v1/messages?until=30m").await;
+    assert_eq!(
+        page["messages"],
+        json!([]),
+        "created within the last 30 minutes"
+    );
+
+    let (status, report) = app.get("/v1/reports/usage?since=24h").await;
+    assert_eq!(status, 200, "{report}");
+    let since = chrono::DateTime::parse_from_rfc3339(report["since"].as_str().unwrap()).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(report["until"].as_str().unwrap()).unwrap();
+    assert_eq!(until - since, chrono::TimeDelta::hours(24));
+    assert_eq!(report["groups"][0]["messages"], 1, "{report}");
+
+    for query in ["/v1/messages?since=yesterday", "/v1/reports/usage?since=7w"] {
+        let (status, problem) = app.get(query).await;
+        assert_eq!(status, 422, "{query}: {problem}");
+        assert_eq!(problem["field"], "since", "{query}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not an RFC 3339 date-time nor a relative period like 7d or 24h"),
+            "{query}: {problem}"
+        );
+    }
+}

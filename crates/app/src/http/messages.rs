@@ -13,7 +13,7 @@ use ports::{MessageCursor, MessageFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiClient, ApiJson, ApiQuery};
+use super::extract::{ApiClient, ApiJson, ApiQuery, QueryTime};
 use super::{parse_id, ApiError};
 use crate::messaging::{Content, SendError, SendRequest};
 use crate::Services;
@@ -262,12 +262,12 @@ pub struct ListParams {
     status: Option<MessageStatus>,
     /// The destination in E.164; write the `+` as `%2B`.
     to: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
-    since: Option<DateTime<Utc>>,
-    /// Created before (RFC 3339).
-    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
-    until: Option<DateTime<Utc>>,
+    /// Created at or after (RFC 3339, or a period before now: `30m`, `24h`, `7d`).
+    #[param(value_type = Option<String>)]
+    since: Option<QueryTime>,
+    /// Created before (RFC 3339, or a period before now).
+    #[param(value_type = Option<String>)]
+    until: Option<QueryTime>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Messages per page, 1 to 100 (default 50).
@@ -322,8 +322,8 @@ pub async fn list(
         api_key,
         status: params.status,
         to,
-        since: params.since,
-        until: params.until,
+        since: params.since.map(|since| since.at(services.clock.now())),
+        until: params.until.map(|until| until.at(services.clock.now())),
         before,
         // One more than the page, to know whether another page follows.
         limit: limit + 1,
