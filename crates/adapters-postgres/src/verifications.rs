@@ -80,15 +80,15 @@ impl BatchWrite for Creates {
                            check_count, max_checks, send_count, max_sends, expires_at,
                            last_sent_at, created_at, updated_at)
                        SELECT *, created_at
-                       FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[],
-                           $20::text[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-                           $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+                       FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[],
+                           $21::text[], $22::int8[], $23::int8[], $24::int8[], $25::int8[],
+                           $26::timestamptz[], $27::timestamptz[], $28::timestamptz[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
                            send_count, max_sends, expires_at, last_sent_at, created_at)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                       SELECT * FROM unnest($16::uuid[], $28::bytea[], $27::timestamptz[])
+                       SELECT * FROM unnest($17::uuid[], $29::bytea[], $28::timestamptz[])
                    )
                    "#,
                 insert_messages_sql!(),
