@@ -441,3 +441,31 @@ async fn one_right_and_nineteen_wrong_codes_at_once_get_exactly_one_answer_sayin
     let metrics = app.metrics().await;
     assert!(metrics.iter().any(|line| line == approvals), "{metrics:#?}");
 }
+
+#[tokio::test]
+async fn a_verification_answers_the_locale_of_the_translation_it_used() {
+    let dir = std::env::temp_dir().join(format!("sms-notify-locales-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("two-factor-auth.fr.hbs"),
+        "Votre code : {{code}}, valable {{expiryMinutes}} minutes.",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(&[("TEMPLATES_DIR", dir.to_str().unwrap())]).await;
+    app.twilio_accepts("SM00000000000000000000000000000021")
+        .await;
+
+    for (to, asked, used) in [
+        ("+15551230001", json!("fr-CA"), json!("fr")),
+        ("+15551230002", json!("de"), json!(null)),
+        ("+15551230003", json!(null), json!(null)),
+    ] {
+        let (status, started) = app
+            .post("/v1/verifications", json!({"to": to, "locale": asked}))
+            .await;
+        assert_eq!(status, 201, "{started}");
+        assert_eq!(started["locale"], used, "asked {asked}: {started}");
+        assert_eq!(started["status"], "pending");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

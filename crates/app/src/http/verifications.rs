@@ -71,6 +71,17 @@ impl VerificationView {
     }
 }
 
+/// A verification just started or resent, and the language its code was sent in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartedView {
+    #[serde(flatten)]
+    verification: VerificationView,
+    /// The locale of the translation the code was sent in (`fr` when `fr-CA` was asked for
+    /// and only French exists); null when the template without a locale was used, as it is
+    /// for a locale that has no translation.
+    locale: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckView {
     status: VerificationStatus,
@@ -97,9 +108,9 @@ impl From<CheckOutcome> for CheckView {
     security(("api_key" = [])),
     request_body = StartBody,
     responses(
-        (status = 201, description = "Started: a code is on its way", body = VerificationView),
+        (status = 201, description = "Started: a code is on its way", body = StartedView),
         (status = 200, description = "A pending verification reused, with a new code",
-            body = VerificationView),
+            body = StartedView),
         (status = "default", description = "An error; too soon or too many codes is a 429 with Retry-After",
             body = ApiError, content_type = "application/problem+json")
     )
@@ -108,7 +119,7 @@ pub async fn start(
     State(services): State<Arc<Services>>,
     ApiClient(api_key): ApiClient,
     ApiJson(body): ApiJson<StartBody>,
-) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
+) -> Result<(StatusCode, Json<StartedView>), ApiError> {
     let to = parse_phone_number("to", &body.to)?;
     let code_length = body
         .code_length
@@ -174,10 +185,10 @@ pub async fn start(
     services.metrics.verification(event);
     Ok((
         status,
-        Json(VerificationView::new(
-            &started.verification,
-            services.clock.now(),
-        )),
+        Json(StartedView {
+            verification: VerificationView::new(&started.verification, services.clock.now()),
+            locale: started.locale().map(str::to_owned),
+        }),
     ))
 }
 
