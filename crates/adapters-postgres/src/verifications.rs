@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{stored_queued, StoreError, VerificationStore};
+use ports::{stored_queued, StoreError, VerificationFilter, VerificationStore};
 use sqlx::{Connection as _, PgConnection};
 use tracing::instrument;
 
@@ -254,6 +254,34 @@ impl VerificationStore for PgStore {
             .await?;
         self.queue_notifier.queued(queued.id);
         Ok(queued)
+    }
+
+    async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
+        let rows: Vec<VerificationRow> = sqlx::query_as(
+            r#"SELECT * FROM verifications
+               WHERE api_key = $1
+                 AND ($2::text IS NULL OR $2 = CASE
+                     WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
+                 AND ($3::text IS NULL OR "to" = $3)
+                 AND ($4::timestamptz IS NULL OR created_at >= $4)
+                 AND ($5::timestamptz IS NULL OR created_at < $5)
+                 AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $8"#,
+        )
+        .bind(filter.api_key.as_str())
+        .bind(filter.status.map(VerificationStatus::as_str))
+        .bind(filter.to.as_ref().map(|to| to.as_str()))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before.map(|cursor| cursor.created_at))
+        .bind(filter.before.map(|cursor| cursor.id.as_uuid()))
+        .bind(i64::from(filter.limit))
+        .bind(filter.now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Verification::try_from).collect()
     }
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {

@@ -27,7 +27,8 @@ use domain::{
 
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
-    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationStore,
+    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor, VerificationFilter,
+    VerificationStore,
 };
 
 mod reports;
@@ -84,6 +85,7 @@ macro_rules! store_conformance_tests {
             release_returns_a_claim_to_the_queue_unsent,
             create_verification_stores_code_and_message_atomically,
             find_pending_ignores_expired_and_other_api_keys,
+            verifications_list_newest_first_per_api_key_with_filters_and_cursor,
             count_check_stops_at_max_checks,
             concurrent_count_checks_never_exceed_max,
             conclude_happens_exactly_once_under_concurrency,
@@ -288,6 +290,90 @@ async fn create_verification<S: StoreUnderTest>(
         )
         .await
         .unwrap()
+}
+
+/// Status filters see a pending verification past its expiry as `expired`, as clients do.
+pub async fn verifications_list_newest_first_per_api_key_with_filters_and_cursor<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let old = verification(t0());
+    let approved = Verification {
+        to: phone("+447700900123"),
+        ..verification(t0() + secs(60))
+    };
+    let pending = verification(t0() + secs(1200));
+    let other_key = Verification {
+        api_key: "shop".into(),
+        ..verification(t0() + secs(1300))
+    };
+    for (seed, each) in [&old, &approved, &pending, &other_key]
+        .into_iter()
+        .enumerate()
+    {
+        create_verification(&store, each, u8::try_from(seed).unwrap()).await;
+    }
+    assert!(store
+        .conclude(approved.id, VerificationStatus::Approved, t0() + secs(90))
+        .await
+        .unwrap());
+    let all = VerificationFilter {
+        api_key: "auth".into(),
+        status: None,
+        to: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 10,
+        // `old` has expired by now (10 minutes), still `pending` in its row.
+        now: t0() + secs(1250),
+    };
+    let listed = |filter: VerificationFilter| {
+        let store = store.clone();
+        async move {
+            let found = store.list(&filter).await.unwrap();
+            found.iter().map(|v| v.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(all.clone()).await,
+        vec![pending.id, approved.id, old.id]
+    );
+    let expired = VerificationFilter {
+        status: Some(VerificationStatus::Expired),
+        ..all.clone()
+    };
+    assert_eq!(listed(expired).await, vec![old.id]);
+    let still_pending = VerificationFilter {
+        status: Some(VerificationStatus::Pending),
+        ..all.clone()
+    };
+    assert_eq!(listed(still_pending).await, vec![pending.id]);
+    let to_london = VerificationFilter {
+        to: Some(phone("+447700900123")),
+        ..all.clone()
+    };
+    assert_eq!(listed(to_london).await, vec![approved.id]);
+    let range = VerificationFilter {
+        since: Some(t0() + secs(60)),
+        until: Some(t0() + secs(1200)),
+        ..all.clone()
+    };
+    assert_eq!(listed(range).await, vec![approved.id]);
+    let first_page = VerificationFilter {
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(listed(first_page).await, vec![pending.id, approved.id]);
+    let next_page = VerificationFilter {
+        before: Some(VerificationCursor {
+            created_at: approved.created_at,
+            id: approved.id,
+        }),
+        ..all
+    };
+    assert_eq!(listed(next_page).await, vec![old.id]);
 }
 
 pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
