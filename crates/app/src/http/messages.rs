@@ -301,23 +301,14 @@ pub async fn list(
     ApiClient(api_key): ApiClient,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            "invalid-limit",
-            format!("a page holds 1 to {MAX_PAGE} messages"),
-        ));
-    }
-    // An unencoded `+` arrives as a space.
-    let to = params
-        .to
-        .map(|to| match to.strip_prefix(' ') {
-            Some(rest) => parse_phone_number("to", &format!("+{rest}")),
-            None => parse_phone_number("to", &to),
-        })
-        .transpose()?;
-    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = page_limit(params.limit, "messages")?;
+    let to = params.to.map(|to| parse_to_filter(&to)).transpose()?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?
+        .map(|(created_at, id)| MessageCursor { created_at, id });
     let filter = MessageFilter {
         api_key,
         status: params.status,
@@ -331,7 +322,9 @@ pub async fn list(
     let mut messages = services.reports.list_messages(&filter).await?;
     let next_cursor = if messages.len() > limit as usize {
         messages.truncate(limit as usize);
-        messages.last().map(encode_cursor)
+        messages
+            .last()
+            .map(|last| encode_cursor(last.created_at, last.id))
     } else {
         None
     };
@@ -353,13 +346,36 @@ pub async fn list(
     }))
 }
 
-/// Opaque to clients: the position of the last message of a page.
-fn encode_cursor(message: &Message) -> String {
-    let raw = format!("{}.{}", message.created_at.timestamp_micros(), message.id);
+/// How many rows a page holds: `limit`, 1 to 100, default 50.
+pub(super) fn page_limit(limit: Option<u32>, rows: &str) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "invalid-limit",
+            format!("a page holds 1 to {MAX_PAGE} {rows}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// The `to` of a list's query, where an unencoded `+` arrives as a space.
+pub(super) fn parse_to_filter(to: &str) -> Result<PhoneNumber, ApiError> {
+    match to.strip_prefix(' ') {
+        Some(rest) => parse_phone_number("to", &format!("+{rest}")),
+        None => parse_phone_number("to", to),
+    }
+}
+
+/// Opaque to clients: the position of the last row of a page.
+pub(super) fn encode_cursor(created_at: DateTime<Utc>, id: impl std::fmt::Display) -> String {
+    let raw = format!("{}.{id}", created_at.timestamp_micros());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
+pub(super) fn decode_cursor<Id: std::str::FromStr>(
+    text: &str,
+) -> Result<(DateTime<Utc>, Id), ApiError> {
     let invalid = || {
         ApiError::invalid_field(
             "cursor",
@@ -372,14 +388,12 @@ fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
         .map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let (micros, id) = raw.split_once('.').ok_or_else(invalid)?;
-    Ok(MessageCursor {
-        created_at: micros
-            .parse()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?,
-        id: id.parse().map_err(|_| invalid())?,
-    })
+    let created_at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    Ok((created_at, id.parse().map_err(|_| invalid())?))
 }
 
 pub(super) fn parse_phone_number(field: &str, text: &str) -> Result<PhoneNumber, ApiError> {

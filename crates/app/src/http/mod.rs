@@ -47,7 +47,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(messages::send, messages::list))
         .routes(routes!(messages::get))
-        .routes(routes!(verifications::start))
+        .routes(routes!(verifications::start, verifications::list))
         .routes(routes!(verifications::get))
         .routes(routes!(verifications::check))
         .routes(routes!(verifications::cancel))
