@@ -30,12 +30,13 @@ async fn templates_list_their_variables_and_preview_their_cost() {
     assert!(short.get("warning").is_none(), "{short}");
 
     // One character outside GSM-7 makes it UCS-2: 70 per segment, so two.
-    let (_, long) = preview(json!({"code": "123456", "expiryMinutes": "dix ✓"})).await;
+    let (_, long) = preview(json!({"code": "123456", "expiryMinutes": "dix ✓ “env.”"})).await;
     assert_eq!(long["encoding"], "UCS-2");
     assert_eq!(long["segments"], 2);
     assert_eq!(
         long["warning"],
-        "this text takes 2 segments, each billed as one SMS"
+        "this text takes 2 segments, each billed as one SMS; it is UCS-2, less than half as \
+         many characters a segment as GSM-7, because of `✓`, `“`, `”`"
     );
 
     let (status, missing) = preview(json!({"code": "123456"})).await;

@@ -441,3 +441,85 @@ async fn one_right_and_nineteen_wrong_codes_at_once_get_exactly_one_answer_sayin
     let metrics = app.metrics().await;
     assert!(metrics.iter().any(|line| line == approvals), "{metrics:#?}");
 }
+
+#[tokio::test]
+async fn a_verification_answers_the_locale_of_the_translation_it_used() {
+    let dir = std::env::temp_dir().join(format!("sms-notify-locales-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("two-factor-auth.fr.hbs"),
+        "Votre code : {{code}}, valable {{expiryMinutes}} minutes.",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(&[("TEMPLATES_DIR", dir.to_str().unwrap())]).await;
+    app.twilio_accepts("SM00000000000000000000000000000021")
+        .await;
+
+    for (to, asked, used) in [
+        ("+15551230001", json!("fr-CA"), json!("fr")),
+        ("+15551230002", json!("de"), json!(null)),
+        ("+15551230003", json!(null), json!(null)),
+    ] {
+        let (status, started) = app
+            .post("/v1/verifications", json!({"to": to, "locale": asked}))
+            .await;
+        assert_eq!(status, 201, "{started}");
+        assert_eq!(started["locale"], used, "asked {asked}: {started}");
+        assert_eq!(started["status"], "pending");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn verifications_list_newest_first_with_the_message_lists_filters_and_cursor() {
+    let app = TestApp::spawn().await;
+    app.twilio_accepts("SM00000000000000000000000000000031")
+        .await;
+    let mut ids = Vec::new();
+    for to in ["+15551230011", "+447700900123", "+15551230013"] {
+        let (status, started) = app.post("/v1/verifications", json!({"to": to})).await;
+        assert_eq!(status, 201, "{started}");
+        ids.push(started["id"].clone());
+    }
+    let (status, _) = app
+        .post(
+            &format!("/v1/verifications/{}/cancel", ids[0].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let listed = |page: &Value| -> Vec<Value> {
+        page["verifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].clone())
+            .collect()
+    };
+    let (status, first) = app.get("/v1/verifications?limit=2&since=1h").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(listed(&first), vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(first["verifications"][1]["to"], "+4477***0123");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = app
+        .get(&format!("/v1/verifications?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(listed(&second), vec![ids[0].clone()]);
+    assert!(second.get("next_cursor").is_none(), "{second}");
+
+    let (_, canceled) = app.get("/v1/verifications?status=canceled").await;
+    assert_eq!(listed(&canceled), vec![ids[0].clone()]);
+    let (_, london) = app.get("/v1/verifications?to=%2B447700900123").await;
+    assert_eq!(listed(&london), vec![ids[1].clone()]);
+    let (_, none_yet) = app.get("/v1/verifications?until=30m").await;
+    assert_eq!(listed(&none_yet), Vec::<Value>::new());
+    let (status, problem) = app.get("/v1/verifications?limit=101").await;
+    assert_eq!((status, problem["field"].as_str()), (422, Some("limit")));
+
+    let (_, openapi) = app.get("/openapi.json").await;
+    assert!(
+        openapi["paths"]["/v1/verifications"]["get"].is_object(),
+        "GET /v1/verifications is described"
+    );
+}

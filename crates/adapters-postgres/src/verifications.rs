@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{stored_queued, StoreError, VerificationStore};
+use ports::{stored_queued, StoreError, VerificationFilter, VerificationStore};
 use sqlx::{Connection as _, PgConnection};
 use tracing::instrument;
 
@@ -80,15 +80,15 @@ impl BatchWrite for Creates {
                            check_count, max_checks, send_count, max_sends, expires_at,
                            last_sent_at, created_at, updated_at)
                        SELECT *, created_at
-                       FROM unnest($16::uuid[], $17::text[], $18::text[], $19::text[],
-                           $20::text[], $21::int8[], $22::int8[], $23::int8[], $24::int8[],
-                           $25::timestamptz[], $26::timestamptz[], $27::timestamptz[])
+                       FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[],
+                           $21::text[], $22::int8[], $23::int8[], $24::int8[], $25::int8[],
+                           $26::timestamptz[], $27::timestamptz[], $28::timestamptz[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
                            send_count, max_sends, expires_at, last_sent_at, created_at)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                       SELECT * FROM unnest($16::uuid[], $28::bytea[], $27::timestamptz[])
+                       SELECT * FROM unnest($17::uuid[], $29::bytea[], $28::timestamptz[])
                    )
                    "#,
                 insert_messages_sql!(),
@@ -254,6 +254,34 @@ impl VerificationStore for PgStore {
             .await?;
         self.queue_notifier.queued(queued.id);
         Ok(queued)
+    }
+
+    async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
+        let rows: Vec<VerificationRow> = sqlx::query_as(
+            r#"SELECT * FROM verifications
+               WHERE api_key = $1
+                 AND ($2::text IS NULL OR $2 = CASE
+                     WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
+                 AND ($3::text IS NULL OR "to" = $3)
+                 AND ($4::timestamptz IS NULL OR created_at >= $4)
+                 AND ($5::timestamptz IS NULL OR created_at < $5)
+                 AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $8"#,
+        )
+        .bind(filter.api_key.as_str())
+        .bind(filter.status.map(VerificationStatus::as_str))
+        .bind(filter.to.as_ref().map(|to| to.as_str()))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before.map(|cursor| cursor.created_at))
+        .bind(filter.before.map(|cursor| cursor.id.as_uuid()))
+        .bind(i64::from(filter.limit))
+        .bind(filter.now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Verification::try_from).collect()
     }
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {

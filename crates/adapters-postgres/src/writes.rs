@@ -67,27 +67,28 @@ pub(crate) fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec
     rows.iter().map(value).collect()
 }
 
-/// Queues the messages of `$1` to `$15` (see [`bind_messages`]).
+/// Queues the messages of `$1` to `$16` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
     () => {
         r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                status, api_key, idempotency_key, verification_id, send_before,
                attempt_count, next_attempt_at, created_at, updated_at, country, request_id,
-               sensitive)
+               sensitive, idempotency_fingerprint)
            SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
                idempotency_key, verification_id, send_before, 0, created_at, created_at,
-               created_at, country, request_id, sensitive
+               created_at, country, request_id, sensitive, idempotency_fingerprint
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
-               $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::bool[])
+               $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::bool[],
+               $16::text[])
              AS new (id, "to", channel, template, body, segments, priority, api_key,
                idempotency_key, verification_id, send_before, created_at, country,
-               request_id, sensitive)"#
+               request_id, sensitive, idempotency_fingerprint)"#
     };
 }
 pub(crate) use insert_messages_sql;
 
-/// `sql` with the columns of `messages` bound as `$1` to `$15`, each message with the
+/// `sql` with the columns of `messages` bound as `$1` to `$16`, each message with the
 /// verification it carries a code of.
 pub(crate) fn bind_messages<'q>(
     sql: &'q str,
@@ -110,6 +111,9 @@ pub(crate) fn bind_messages<'q>(
         .bind(column(messages, |(m, _)| m.to.country()))
         .bind(column(messages, |(m, _)| m.request_id.as_deref()))
         .bind(column(messages, |(m, _)| m.sensitive))
+        .bind(column(messages, |(m, _)| {
+            m.idempotency_fingerprint.as_deref()
+        }))
 }
 
 /// `MessageStore::enqueue`.

@@ -20,9 +20,10 @@ use crate::SqliteStore;
 
 const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
        priority, status, api_key, idempotency_key, verification_id, send_before, attempt_count,
-       next_attempt_at, created_at, updated_at, country, request_id, sensitive)
+       next_attempt_at, created_at, updated_at, country, request_id, sensitive,
+       idempotency_fingerprint)
    VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12, $13, $14,
-       $15)
+       $15, $16)
    RETURNING *"#;
 
 /// The transaction every multi-statement write uses: it takes the write lock before reading,
@@ -52,6 +53,7 @@ pub(crate) async fn insert_code_message(
         .bind(message.to.country())
         .bind(message.request_id.as_deref())
         .bind(message.sensitive)
+        .bind(message.idempotency_fingerprint.as_deref())
         .fetch_one(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -108,6 +110,7 @@ impl BatchWrite for Enqueues {
                     message.to.country(),
                     message.request_id.as_deref(),
                     message.sensitive,
+                    message.idempotency_fingerprint.as_deref(),
                 ])
             })
             .collect();
@@ -118,11 +121,13 @@ impl BatchWrite for Enqueues {
         let inserted: Vec<String> = sqlx::query_scalar(
             r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                    status, api_key, idempotency_key, verification_id, send_before, attempt_count,
-                   next_attempt_at, created_at, updated_at, country, request_id, sensitive)
+                   next_attempt_at, created_at, updated_at, country, request_id, sensitive,
+                   idempotency_fingerprint)
                SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4,
                    m.value ->> 5, m.value ->> 6, 'queued', m.value ->> 7, m.value ->> 8,
                    m.value ->> 9, m.value ->> 10, 0, m.value ->> 11, m.value ->> 11,
-                   m.value ->> 11, m.value ->> 12, m.value ->> 13, m.value ->> 14
+                   m.value ->> 11, m.value ->> 12, m.value ->> 13, m.value ->> 14,
+                   m.value ->> 15
                FROM json_each($1) AS m
                WHERE true
                ORDER BY m.key

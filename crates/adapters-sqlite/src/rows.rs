@@ -74,6 +74,7 @@ pub(crate) struct MessageRow {
     status: String,
     api_key: String,
     idempotency_key: Option<String>,
+    idempotency_fingerprint: Option<String>,
     verification_id: Option<Hyphenated>,
     send_before: Option<i64>,
     provider: Option<String>,
@@ -114,6 +115,7 @@ impl TryFrom<MessageRow> for Message {
                 .map_err(|error| corrupt("messages.status", error))?,
             api_key: row.api_key,
             idempotency_key: row.idempotency_key,
+            idempotency_fingerprint: row.idempotency_fingerprint,
             verification_id: row
                 .verification_id
                 .map(|id| VerificationId::from_uuid(id.into_uuid())),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{StoreError, VerificationStore};
+use ports::{StoreError, VerificationFilter, VerificationStore};
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
@@ -79,6 +79,34 @@ impl VerificationStore for SqliteStore {
         let queued = insert_code_message(&mut transaction, &message, verification.id).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(queued)
+    }
+
+    async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
+        let rows: Vec<VerificationRow> = sqlx::query_as(
+            r#"SELECT * FROM verifications
+               WHERE api_key = $1
+                 AND ($2 IS NULL OR $2 = CASE
+                     WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
+                 AND ($3 IS NULL OR "to" = $3)
+                 AND ($4 IS NULL OR created_at >= $4)
+                 AND ($5 IS NULL OR created_at < $5)
+                 AND ($6 IS NULL OR (created_at, id) < ($6, $7))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $8"#,
+        )
+        .bind(filter.api_key.as_str())
+        .bind(filter.status.map(VerificationStatus::as_str))
+        .bind(filter.to.as_ref().map(|to| to.as_str()))
+        .bind(filter.since.map(micros))
+        .bind(filter.until.map(micros))
+        .bind(filter.before.map(|cursor| micros(cursor.created_at)))
+        .bind(filter.before.map(|cursor| cursor.id.as_uuid().hyphenated()))
+        .bind(i64::from(filter.limit))
+        .bind(micros(filter.now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(Verification::try_from).collect()
     }
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {

@@ -629,6 +629,7 @@ mod tests {
                 status: MessageStatus::Sending,
                 api_key: "auth".into(),
                 idempotency_key: None,
+                idempotency_fingerprint: None,
                 verification_id: None,
                 send_before,
                 provider: None,

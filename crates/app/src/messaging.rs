@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use domain::{Channel, Message, MessageId, NewMessage, PhoneNumber, Priority};
 use ports::{Enqueued, StoreError};
+use sha2::{Digest, Sha256};
 use template::RenderError;
 
 use crate::Services;
@@ -40,6 +41,9 @@ pub enum SendError {
     BodyTooLong,
     #[error("the message contains a NUL character, which no SMS can carry")]
     NulCharacter,
+    /// The idempotency key was taken by a request with other content; nothing was queued.
+    #[error("Idempotency-Key `{0}` was already used with a different request")]
+    IdempotencyKeyReused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,6 +56,10 @@ impl Services {
         request: SendRequest,
     ) -> Result<Enqueued, SendError> {
         self.guards.config.allowed_countries.admits(&request.to)?;
+        let idempotency_key = request.idempotency_key.clone();
+        let idempotency_fingerprint = idempotency_key
+            .is_some()
+            .then(|| fingerprint(&request.to, request.channel, &request.content));
         let (template, body) = self.message_text(request.content)?;
         let sensitive = template
             .as_deref()
@@ -68,12 +76,23 @@ impl Services {
             .messages
             .enqueue(NewMessage {
                 idempotency_key: request.idempotency_key,
+                idempotency_fingerprint: idempotency_fingerprint.clone(),
                 sensitive,
                 ..message
             })
             .await?;
-        if matches!(enqueued, Enqueued::Created(_)) {
-            self.dispatcher_wake.notify_one();
+        match &enqueued {
+            Enqueued::Created(_) => self.dispatcher_wake.notify_one(),
+            // A message stored before fingerprints were kept has none: taken as the same.
+            Enqueued::Existing(existing)
+                if existing.idempotency_fingerprint.is_some()
+                    && existing.idempotency_fingerprint != idempotency_fingerprint =>
+            {
+                return Err(SendError::IdempotencyKeyReused(
+                    idempotency_key.unwrap_or_default(),
+                ));
+            }
+            Enqueued::Existing(_) => {}
         }
         Ok(enqueued)
     }
@@ -141,6 +160,47 @@ impl Services {
     }
 }
 
+/// What makes two requests under one idempotency key the same request: SHA-256, in hex, of
+/// their parsed content (not their bytes, which may differ in spacing or key order, and not
+/// the stored body, which a sensitive message loses), as canonical JSON.
+fn fingerprint(to: &PhoneNumber, channel: Channel, content: &Content) -> String {
+    let content = match content {
+        Content::Template { name, data } => {
+            serde_json::json!({ "template": name, "data": canonical(data) })
+        }
+        Content::Body(body) => serde_json::json!({ "body": body }),
+    };
+    let request = canonical(&serde_json::json!({
+        "to": to.as_str(),
+        "channel": channel.as_str(),
+        "content": content,
+    }));
+    Sha256::digest(request.to_string().as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// `value` with every object's keys in order, whatever order serde_json keeps them in.
+fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key.clone(), canonical(value)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(canonical).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// A normal-priority message ready to enqueue, segments counted, not sensitive.
 pub(crate) fn new_message(
     to: PhoneNumber,
@@ -161,6 +221,7 @@ pub(crate) fn new_message(
         priority: Priority::Normal,
         api_key: api_key.to_owned(),
         idempotency_key: None,
+        idempotency_fingerprint: None,
         verification_id: None,
         send_before: None,
         request_id: crate::request_context::request_id(),
@@ -182,6 +243,34 @@ mod tests {
             "shop",
             Utc::now(),
         )
+    }
+
+    #[test]
+    fn a_fingerprint_sees_values_not_how_the_json_was_written() {
+        let to = PhoneNumber::parse("+15551234567").unwrap();
+        let template = |data: serde_json::Value| Content::Template {
+            name: "receipt".into(),
+            data,
+        };
+        let nested = serde_json::json!({"order": {"id": 7, "total": "9.50"}, "name": "Ada"});
+        let reordered: serde_json::Value =
+            serde_json::from_str(r#"{"name":"Ada","order":{"total":"9.50","id":7}}"#).unwrap();
+        let same = fingerprint(&to, Channel::Sms, &template(nested.clone()));
+        assert_eq!(same, fingerprint(&to, Channel::Sms, &template(reordered)));
+        assert_eq!(same.len(), 64, "SHA-256 in hex");
+        let other_value = serde_json::json!({"order": {"id": 8, "total": "9.50"}, "name": "Ada"});
+        for other in [
+            fingerprint(&to, Channel::Sms, &template(other_value)),
+            fingerprint(&to, Channel::Whatsapp, &template(nested.clone())),
+            fingerprint(
+                &PhoneNumber::parse("+15557654321").unwrap(),
+                Channel::Sms,
+                &template(nested),
+            ),
+            fingerprint(&to, Channel::Sms, &Content::Body("receipt".into())),
+        ] {
+            assert_ne!(same, other);
+        }
     }
 
     #[tokio::test]

@@ -65,6 +65,19 @@ pub struct Started {
     pub created: bool,
 }
 
+impl Started {
+    /// The locale of the translation the code message was written from (`fr` for a request's
+    /// `fr-CA` when only French exists); `None` for the template without a locale, which a
+    /// request whose locale has no translation gets.
+    pub fn locale(&self) -> Option<&str> {
+        self.message
+            .template
+            .as_deref()?
+            .strip_prefix(TWO_FACTOR_AUTH)?
+            .strip_prefix('.')
+    }
+}
+
 impl Services {
     /// Starts a verification, or sends a new code for the pending one of the same number and
     /// API key (whose earlier codes stay valid: SMS arrive late and users type the first code

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use app::config::Sending;
-use app::http::{decode_cursor, MessagePage, MessageView};
+use app::http::{message_cursor, MessagePage, MessageView};
 use chrono::SecondsFormat;
 use domain::{Attempt, Message, MessageId};
 use ports::MessageFilter;
@@ -57,7 +57,7 @@ async fn list(api_key: &str, args: ListArgs, json: bool) -> anyhow::Result<ExitC
     let before = args
         .cursor
         .as_deref()
-        .map(decode_cursor)
+        .map(message_cursor)
         .transpose()
         .map_err(|problem| Failure::usage(format!("--cursor: {}", problem.detail)))?;
     let services = environment::assemble(Sending::NotNeeded).await?.services;

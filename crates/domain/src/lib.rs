@@ -29,7 +29,7 @@ pub use message::{
 pub use phone::{PhoneNumber, PhoneNumberError};
 pub use pumping::{HourlySends, PumpingPolicy, Traffic};
 pub use retry::RetryPolicy;
-pub use segments::{analyze, Encoding, SegmentInfo};
+pub use segments::{analyze, outside_gsm7, Encoding, SegmentInfo};
 pub use verification::{
     CheckOutcome, CheckRefusal, CodeHash, CodeLength, ResendRefusal, Verification,
     VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,

@@ -136,6 +136,9 @@ pub struct NewMessage {
     /// Name of the API key that asked for it (never the key itself).
     pub api_key: String,
     pub idempotency_key: Option<String>,
+    /// A digest of the request that took the idempotency key, so that the key reused with
+    /// another request is told apart from a retry of the same one.
+    pub idempotency_fingerprint: Option<String>,
     pub verification_id: Option<VerificationId>,
     /// A message not sent by then is `expired` instead (one-time codes).
     pub send_before: Option<DateTime<Utc>>,
@@ -174,6 +177,7 @@ impl NewMessage {
             status: MessageStatus::Queued,
             api_key: self.api_key,
             idempotency_key: self.idempotency_key,
+            idempotency_fingerprint: self.idempotency_fingerprint,
             verification_id: self.verification_id,
             send_before: self.send_before,
             provider: None,
@@ -207,6 +211,9 @@ pub struct Message {
     pub status: MessageStatus,
     pub api_key: String,
     pub idempotency_key: Option<String>,
+    /// See [`NewMessage::idempotency_fingerprint`]; `None` for a message stored before
+    /// fingerprints were kept.
+    pub idempotency_fingerprint: Option<String>,
     pub verification_id: Option<VerificationId>,
     pub send_before: Option<DateTime<Utc>>,
     /// The provider that accepted the message (`twilio`, `vonage`), once one has.
@@ -376,6 +383,7 @@ mod tests {
             priority: Priority::Normal,
             api_key: "shop".into(),
             idempotency_key: None,
+            idempotency_fingerprint: None,
             verification_id: None,
             send_before: None,
             request_id: None,

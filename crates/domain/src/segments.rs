@@ -31,20 +31,32 @@ const GSM7_MULTI: usize = 153;
 const UCS2_SINGLE: usize = 70;
 const UCS2_MULTI: usize = 67;
 
+/// Septets `c` takes in GSM-7; `None` when only UCS-2 can carry it.
+fn septets(c: char) -> Option<usize> {
+    if GSM7_BASIC.contains(c) {
+        Some(1)
+    } else if GSM7_EXTENDED.contains(c) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// The characters that make `text` UCS-2, each once, in the order they first appear: what a
+/// writer changes to bring the text back to GSM-7.
+pub fn outside_gsm7(text: &str) -> Vec<char> {
+    let mut found: Vec<char> = Vec::new();
+    for c in text.chars() {
+        if septets(c).is_none() && !found.contains(&c) {
+            found.push(c);
+        }
+    }
+    found
+}
+
 pub fn analyze(text: &str) -> SegmentInfo {
     let characters = text.chars().count();
-    let septets: Option<Vec<usize>> = text
-        .chars()
-        .map(|c| {
-            if GSM7_BASIC.contains(c) {
-                Some(1)
-            } else if GSM7_EXTENDED.contains(c) {
-                Some(2)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let septets: Option<Vec<usize>> = text.chars().map(septets).collect();
     let (encoding, units, single, multi) = match septets {
         Some(septets) => (Encoding::Gsm7, septets, GSM7_SINGLE, GSM7_MULTI),
         None => (
@@ -85,6 +97,15 @@ fn packed(units: &[usize], capacity: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_characters_outside_gsm7_are_named_once_each_in_order() {
+        assert_eq!(
+            outside_gsm7("Grüße ✓ “ok” ✓ €5 {x} ł"),
+            vec!['✓', '“', '”', 'ł']
+        );
+        assert!(outside_gsm7("Plain text, €5 [ok]").is_empty());
+    }
 
     #[test]
     fn plain_text_up_to_160_characters_is_one_gsm7_segment() {

@@ -29,7 +29,8 @@ pub use reports::{
 };
 pub use store::{
     stored_queued, ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish,
-    MessageStore, OutcomeColumns, StoreError, VerificationStore,
+    MessageStore, OutcomeColumns, StoreError, VerificationCursor, VerificationFilter,
+    VerificationStore,
 };
 
 #[cfg(feature = "mocks")]

@@ -364,6 +364,31 @@ pub trait MessageStore: Send + Sync {
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError>;
 }
 
+/// The position of the last verification of a page: the next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: VerificationId,
+}
+
+/// One API key's verifications, newest first, narrowed by the optional filters, as
+/// [`crate::MessageFilter`] narrows messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationFilter {
+    pub api_key: String,
+    /// The status as of `now` ([`Verification::status_at`]): a pending verification past its
+    /// expiry is `expired`.
+    pub status: Option<VerificationStatus>,
+    pub to: Option<PhoneNumber>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<VerificationCursor>,
+    pub limit: u32,
+    pub now: DateTime<Utc>,
+}
+
 /// Verifications and the hashes of their codes.
 ///
 /// # Errors
@@ -381,6 +406,10 @@ pub trait VerificationStore: Send + Sync {
     ) -> Result<Message, StoreError>;
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError>;
+
+    /// Up to `filter.limit` of an API key's verifications, newest first (then by id, highest
+    /// first), after `filter.before`.
+    async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError>;
 
     /// The pending, unexpired verification for this number started by this API key, if any.
     async fn find_pending(

@@ -27,7 +27,8 @@ use domain::{
 
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
-    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationStore,
+    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor, VerificationFilter,
+    VerificationStore,
 };
 
 mod reports;
@@ -85,6 +86,7 @@ macro_rules! store_conformance_tests {
             release_returns_a_claim_to_the_queue_unsent,
             create_verification_stores_code_and_message_atomically,
             find_pending_ignores_expired_and_other_api_keys,
+            verifications_list_newest_first_per_api_key_with_filters_and_cursor,
             count_check_stops_at_max_checks,
             concurrent_count_checks_never_exceed_max,
             conclude_happens_exactly_once_under_concurrency,
@@ -154,6 +156,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         priority: Priority::Normal,
         api_key: "shop".into(),
         idempotency_key: None,
+        idempotency_fingerprint: None,
         verification_id: None,
         send_before: None,
         request_id: Some("req-notification".into()),
@@ -186,6 +189,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         priority: Priority::Verification,
         api_key: verification.api_key.clone(),
         idempotency_key: None,
+        idempotency_fingerprint: None,
         verification_id: Some(verification.id),
         send_before: Some(verification.expires_at),
         request_id: None,
@@ -289,6 +293,90 @@ async fn create_verification<S: StoreUnderTest>(
         .unwrap()
 }
 
+/// Status filters see a pending verification past its expiry as `expired`, as clients do.
+pub async fn verifications_list_newest_first_per_api_key_with_filters_and_cursor<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let old = verification(t0());
+    let approved = Verification {
+        to: phone("+447700900123"),
+        ..verification(t0() + secs(60))
+    };
+    let pending = verification(t0() + secs(1200));
+    let other_key = Verification {
+        api_key: "shop".into(),
+        ..verification(t0() + secs(1300))
+    };
+    for (seed, each) in [&old, &approved, &pending, &other_key]
+        .into_iter()
+        .enumerate()
+    {
+        create_verification(&store, each, u8::try_from(seed).unwrap()).await;
+    }
+    assert!(store
+        .conclude(approved.id, VerificationStatus::Approved, t0() + secs(90))
+        .await
+        .unwrap());
+    let all = VerificationFilter {
+        api_key: "auth".into(),
+        status: None,
+        to: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 10,
+        // `old` has expired by now (10 minutes), still `pending` in its row.
+        now: t0() + secs(1250),
+    };
+    let listed = |filter: VerificationFilter| {
+        let store = store.clone();
+        async move {
+            let found = store.list(&filter).await.unwrap();
+            found.iter().map(|v| v.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(all.clone()).await,
+        vec![pending.id, approved.id, old.id]
+    );
+    let expired = VerificationFilter {
+        status: Some(VerificationStatus::Expired),
+        ..all.clone()
+    };
+    assert_eq!(listed(expired).await, vec![old.id]);
+    let still_pending = VerificationFilter {
+        status: Some(VerificationStatus::Pending),
+        ..all.clone()
+    };
+    assert_eq!(listed(still_pending).await, vec![pending.id]);
+    let to_london = VerificationFilter {
+        to: Some(phone("+447700900123")),
+        ..all.clone()
+    };
+    assert_eq!(listed(to_london).await, vec![approved.id]);
+    let range = VerificationFilter {
+        since: Some(t0() + secs(60)),
+        until: Some(t0() + secs(1200)),
+        ..all.clone()
+    };
+    assert_eq!(listed(range).await, vec![approved.id]);
+    let first_page = VerificationFilter {
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(listed(first_page).await, vec![pending.id, approved.id]);
+    let next_page = VerificationFilter {
+        before: Some(VerificationCursor {
+            created_at: approved.created_at,
+            id: approved.id,
+        }),
+        ..all
+    };
+    assert_eq!(listed(next_page).await, vec![old.id]);
+}
+
 pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     let new = NewMessage {
         idempotency_key: Some("order-1".into()),
@@ -342,18 +430,26 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert!(store.attempts(unknown).await.unwrap().is_empty());
 }
 
+/// The original comes back with the fingerprint stored with its key, which the use case
+/// compares with the new request's.
 pub async fn idempotency_key_returns_the_original<S: StoreUnderTest>(store: S) {
     let first = NewMessage {
         idempotency_key: Some("order-7".into()),
+        idempotency_fingerprint: Some("fingerprint-of-the-first".into()),
         ..notification(t0())
     };
     let original = enqueue_new(&store, first).await;
     let again = NewMessage {
         body: "A different body".into(),
         idempotency_key: Some("order-7".into()),
+        idempotency_fingerprint: Some("fingerprint-of-another".into()),
         ..notification(t0() + secs(5))
     };
     let answer = store.enqueue(again.clone()).await.unwrap();
+    assert_eq!(
+        answer.message().idempotency_fingerprint.as_deref(),
+        Some("fingerprint-of-the-first")
+    );
     assert_eq!(answer, Enqueued::Existing(original));
     assert_eq!(MessageStore::get(&store, again.id).await.unwrap(), None);
 }

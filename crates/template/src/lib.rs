@@ -14,7 +14,7 @@ use handlebars::{Handlebars, RenderErrorReason};
 pub use catalogue::TemplateInfo;
 // Segment arithmetic lives in the domain (providers need it too); re-exported for callers that
 // think of it as part of rendering.
-pub use domain::{analyze, Encoding, SegmentInfo};
+pub use domain::{analyze, outside_gsm7, Encoding, SegmentInfo};
 
 /// The template every one-time code is sent with.
 pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";

@@ -5,7 +5,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use chrono::{DateTime, Datelike as _, Utc};
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike as _, TimeDelta, Utc};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 
@@ -203,16 +205,68 @@ fn unknown_field(message: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// An optional RFC 3339 instant, for `#[serde(default, deserialize_with = ...)]` on a query
-/// parameter: chrono also reads years beyond four digits (to ±262143), which the database does
-/// not store and where a day's arithmetic overflows; RFC 3339 has four-digit years only.
-pub fn four_digit_year<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<DateTime<Utc>>, D::Error> {
-    match Option::<DateTime<Utc>>::deserialize(deserializer)? {
-        Some(at) if !(0..=9999).contains(&at.year()) => {
-            Err(D::Error::custom("expected a year from 0000 to 9999"))
+/// A time in a query (`since`, `until`): an RFC 3339 instant, or a period before now (`30m`,
+/// `24h`, `7d`) as the CLI writes it. chrono also reads years beyond four digits (to ±262143),
+/// which the database does not store and where a day's arithmetic overflows; RFC 3339 has
+/// four-digit years only, and a period is at most [`MAX_PERIOD_DAYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryTime {
+    At(DateTime<Utc>),
+    Ago(TimeDelta),
+}
+
+/// Longest period a query may go back: a century.
+const MAX_PERIOD_DAYS: i64 = 36_500;
+
+impl QueryTime {
+    pub fn at(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            QueryTime::At(at) => at,
+            // Bounded by MAX_PERIOD_DAYS, far from chrono's limits.
+            QueryTime::Ago(period) => now.checked_sub_signed(period).unwrap_or(now),
         }
-        at => Ok(at),
+    }
+}
+
+impl FromStr for QueryTime {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+            let at = at.with_timezone(&Utc);
+            return if (0..=9999).contains(&at.year()) {
+                Ok(QueryTime::At(at))
+            } else {
+                Err("expected a year from 0000 to 9999".to_owned())
+            };
+        }
+        let not_a_time = || {
+            format!("`{text}` is not an RFC 3339 date-time nor a relative period like 7d or 24h")
+        };
+        let unit = text.chars().last().ok_or_else(not_a_time)?;
+        let count: i64 = text[..text.len() - unit.len_utf8()]
+            .parse()
+            .ok()
+            .filter(|count| *count >= 0)
+            .ok_or_else(not_a_time)?;
+        let period = match unit {
+            'm' => TimeDelta::try_minutes(count),
+            'h' => TimeDelta::try_hours(count),
+            'd' => TimeDelta::try_days(count),
+            _ => None,
+        }
+        .ok_or_else(not_a_time)?;
+        if period > TimeDelta::days(MAX_PERIOD_DAYS) {
+            return Err(format!("a period goes back at most {MAX_PERIOD_DAYS} days"));
+        }
+        Ok(QueryTime::Ago(period))
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(D::Error::custom)
     }
 }

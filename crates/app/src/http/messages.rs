@@ -12,7 +12,7 @@ use ports::{MessageCursor, MessageFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiClient, ApiJson, ApiQuery};
+use super::extract::{ApiClient, ApiJson, ApiQuery, QueryTime};
 use super::{parse_id, ApiError};
 use crate::messaging::{Content, SendError, SendRequest};
 use crate::Services;
@@ -115,7 +115,8 @@ impl MessageView {
 }
 
 /// Queues a message: a template rendered with `data`, or a plain `body`. The same
-/// `Idempotency-Key` again answers 200 with the message queued the first time.
+/// `Idempotency-Key` with the same request answers 200 with the message queued the first
+/// time; with a different request, 422 `idempotency-key-reused`.
 #[utoipa::path(
     post,
     path = "/v1/messages",
@@ -126,7 +127,9 @@ impl MessageView {
     request_body = SendMessageBody,
     responses(
         (status = 202, description = "Queued", body = MessageView),
-        (status = 200, description = "Queued earlier under the same Idempotency-Key", body = MessageView),
+        (status = 200, description = "Queued earlier under the same Idempotency-Key with the same request: the message as it is now", body = MessageView),
+        (status = 422, description = "The Idempotency-Key was used with a different request (`idempotency-key-reused`), or a field is wrong",
+            body = ApiError, content_type = "application/problem+json"),
         (status = "default", description = "An error, naming the field when one is wrong",
             body = ApiError, content_type = "application/problem+json")
     )
@@ -202,17 +205,28 @@ pub async fn send(
             SendError::EmptyBody | SendError::BodyTooLong | SendError::NulCharacter => {
                 ApiError::invalid_field("body", "invalid-body", error.to_string())
             }
+            // As payment APIs answer it: the key names another request, which is not replayed.
+            SendError::IdempotencyKeyReused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                error.to_string(),
+            )
+            .with_field("Idempotency-Key"),
             SendError::Store(error) => error.into(),
         })?;
-    let status = match enqueued {
-        ports::Enqueued::Created(_) => StatusCode::ACCEPTED,
-        // The same request again: the same answer, and nothing new queued.
-        ports::Enqueued::Existing(_) => StatusCode::OK,
-    };
-    Ok((
-        status,
-        Json(MessageView::new(enqueued.into_message(), Vec::new())),
-    ))
+    match enqueued {
+        ports::Enqueued::Created(message) => Ok((
+            StatusCode::ACCEPTED,
+            Json(MessageView::new(message, Vec::new())),
+        )),
+        // The same request again: nothing new queued, and the message as it is now, as
+        // `GET /v1/messages/{id}` shows it.
+        ports::Enqueued::Existing(message) => {
+            let attempts = services.messages.attempts(message.id).await?;
+            Ok((StatusCode::OK, Json(MessageView::new(message, attempts))))
+        }
+    }
 }
 
 /// A message, its status and every attempt to send it.
@@ -248,12 +262,12 @@ pub struct ListParams {
     status: Option<MessageStatus>,
     /// The destination in E.164; write the `+` as `%2B`.
     to: Option<String>,
-    /// Created at or after (RFC 3339).
-    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
-    since: Option<DateTime<Utc>>,
-    /// Created before (RFC 3339).
-    #[serde(default, deserialize_with = "super::extract::four_digit_year")]
-    until: Option<DateTime<Utc>>,
+    /// Created at or after (RFC 3339, or a period before now: `30m`, `24h`, `7d`).
+    #[param(value_type = Option<String>)]
+    since: Option<QueryTime>,
+    /// Created before (RFC 3339, or a period before now).
+    #[param(value_type = Option<String>)]
+    until: Option<QueryTime>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Messages per page, 1 to 100 (default 50).
@@ -287,29 +301,15 @@ pub async fn list(
     ApiClient { name: api_key, .. }: ApiClient,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            "invalid-limit",
-            format!("a page holds 1 to {MAX_PAGE} messages"),
-        ));
-    }
-    // An unencoded `+` arrives as a space.
-    let to = params
-        .to
-        .map(|to| match to.strip_prefix(' ') {
-            Some(rest) => parse_phone_number("to", &format!("+{rest}")),
-            None => parse_phone_number("to", &to),
-        })
-        .transpose()?;
-    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = page_limit(params.limit, "messages")?;
+    let to = params.to.map(|to| parse_to_filter(&to)).transpose()?;
+    let before = params.cursor.as_deref().map(message_cursor).transpose()?;
     let filter = MessageFilter {
         api_key,
         status: params.status,
         to,
-        since: params.since,
-        until: params.until,
+        since: params.since.map(|since| since.at(services.clock.now())),
+        until: params.until.map(|until| until.at(services.clock.now())),
         before,
         // One more than the page, to know whether another page follows.
         limit: limit + 1,
@@ -324,7 +324,9 @@ impl MessagePage {
     pub fn new(mut messages: Vec<(Message, Vec<Attempt>)>, limit: u32) -> Self {
         let next_cursor = if messages.len() > limit as usize {
             messages.truncate(limit as usize);
-            messages.last().map(|(message, _)| encode_cursor(message))
+            messages
+                .last()
+                .map(|(message, _)| encode_cursor(message.created_at, message.id))
         } else {
             None
         };
@@ -338,14 +340,43 @@ impl MessagePage {
     }
 }
 
-/// Opaque to clients: the position of the last message of a page.
-fn encode_cursor(message: &Message) -> String {
-    let raw = format!("{}.{}", message.created_at.timestamp_micros(), message.id);
+/// How many rows a page holds: `limit`, 1 to 100, default 50.
+pub(super) fn page_limit(limit: Option<u32>, rows: &str) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "invalid-limit",
+            format!("a page holds 1 to {MAX_PAGE} {rows}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// The `to` of a list's query, where an unencoded `+` arrives as a space.
+pub(super) fn parse_to_filter(to: &str) -> Result<PhoneNumber, ApiError> {
+    match to.strip_prefix(' ') {
+        Some(rest) => parse_phone_number("to", &format!("+{rest}")),
+        None => parse_phone_number("to", to),
+    }
+}
+
+/// Opaque to clients: the position of the last row of a page.
+pub(super) fn encode_cursor(created_at: DateTime<Utc>, id: impl std::fmt::Display) -> String {
+    let raw = format!("{}.{id}", created_at.timestamp_micros());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// Reads a message list's `next_cursor` (`GET /v1/messages`, `sms-notify messages list`).
+pub fn message_cursor(text: &str) -> Result<MessageCursor, ApiError> {
+    let (created_at, id) = decode_cursor(text)?;
+    Ok(MessageCursor { created_at, id })
+}
+
 /// Reads a `next_cursor`; a cursor that is not one is the `cursor` field's problem.
-pub fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
+pub(super) fn decode_cursor<Id: std::str::FromStr>(
+    text: &str,
+) -> Result<(DateTime<Utc>, Id), ApiError> {
     let invalid = || {
         ApiError::invalid_field(
             "cursor",
@@ -358,14 +389,12 @@ pub fn decode_cursor(text: &str) -> Result<MessageCursor, ApiError> {
         .map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let (micros, id) = raw.split_once('.').ok_or_else(invalid)?;
-    Ok(MessageCursor {
-        created_at: micros
-            .parse()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?,
-        id: id.parse().map_err(|_| invalid())?,
-    })
+    let created_at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    Ok((created_at, id.parse().map_err(|_| invalid())?))
 }
 
 pub(super) fn parse_phone_number(field: &str, text: &str) -> Result<PhoneNumber, ApiError> {

@@ -29,7 +29,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use messages::{decode_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
+pub use messages::{message_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
 pub use problem::ApiError;
 // The operator CLI prints the API's own documents.
 pub use reports::{usage_report, CostView, GroupBy, UsageGroupView, UsageReport};
@@ -51,7 +51,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(messages::send, messages::list))
         .routes(routes!(messages::get))
-        .routes(routes!(verifications::start))
+        .routes(routes!(verifications::start, verifications::list))
         .routes(routes!(verifications::get))
         .routes(routes!(verifications::check))
         .routes(routes!(verifications::cancel))

@@ -10,7 +10,7 @@ use ports::{CostSum, ErrorCodeCount, UsageGroup, UsageGrouping, UsageQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{four_digit_year, ApiClient, ApiQuery};
+use super::extract::{ApiClient, ApiQuery, QueryTime};
 use super::ApiError;
 use crate::Services;
 
@@ -59,12 +59,13 @@ impl From<GroupBy> for UsageGrouping {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
-    /// Messages created at or after (RFC 3339); default `until` minus 30 days.
-    #[serde(default, deserialize_with = "four_digit_year")]
-    since: Option<DateTime<Utc>>,
-    /// Messages created before (RFC 3339); default now.
-    #[serde(default, deserialize_with = "four_digit_year")]
-    until: Option<DateTime<Utc>>,
+    /// Messages created at or after (RFC 3339, or a period before now: `30m`, `24h`, `7d`);
+    /// default `until` minus 30 days.
+    #[param(value_type = Option<String>)]
+    since: Option<QueryTime>,
+    /// Messages created before (RFC 3339, or a period before now); default now.
+    #[param(value_type = Option<String>)]
+    until: Option<QueryTime>,
     /// Default `day`.
     group_by: Option<GroupBy>,
 }
@@ -128,9 +129,10 @@ pub async fn usage(
     client: ApiClient,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let until = params.until.unwrap_or_else(|| services.clock.now());
+    let now = services.clock.now();
+    let until = params.until.map_or(now, |until| until.at(now));
     let since = match params.since {
-        Some(since) => since,
+        Some(since) => since.at(now),
         None => until
             .checked_sub_signed(TimeDelta::days(DEFAULT_RANGE_DAYS))
             .ok_or_else(|| {

@@ -50,7 +50,7 @@ pub struct PreviewView {
     encoding: Encoding,
     characters: usize,
     segments: u32,
-    /// Set when the text costs more than one segment.
+    /// Set when the text costs more than one segment; names the characters that made it UCS-2.
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
 }
@@ -125,10 +125,25 @@ pub async fn preview(
         })?;
     let info = template::analyze(&text);
     let warning = (info.segments > 1).then(|| {
-        format!(
+        let cost = format!(
             "this text takes {} segments, each billed as one SMS",
             info.segments
-        )
+        );
+        match info.encoding {
+            Encoding::Gsm7 => cost,
+            // Named, so that the writer knows what to replace to fit more in a segment.
+            Encoding::Ucs2 => {
+                let named: Vec<String> = template::outside_gsm7(&text)
+                    .into_iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect();
+                format!(
+                    "{cost}; it is UCS-2, less than half as many characters a segment as \
+                     GSM-7, because of {}",
+                    named.join(", ")
+                )
+            }
+        }
     });
     Ok(Json(PreviewView {
         template: resolved,

@@ -8,11 +8,14 @@ use domain::{
     Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
     VerificationId, VerificationStatus,
 };
+use ports::{VerificationCursor, VerificationFilter};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiClient, ApiJson};
-use super::messages::parse_phone_number;
+use super::extract::{ApiClient, ApiJson, ApiQuery, QueryTime};
+use super::messages::{
+    decode_cursor, encode_cursor, page_limit, parse_phone_number, parse_to_filter,
+};
 use super::{parse_id, ApiError};
 use crate::guards::{whole_seconds, LimitScope, Refusal};
 use crate::metrics::VerificationEvent;
@@ -71,6 +74,17 @@ impl VerificationView {
     }
 }
 
+/// A verification just started or resent, and the language its code was sent in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartedView {
+    #[serde(flatten)]
+    verification: VerificationView,
+    /// The locale of the translation the code was sent in (`fr` when `fr-CA` was asked for
+    /// and only French exists); null when the template without a locale was used, as it is
+    /// for a locale that has no translation.
+    locale: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckView {
     status: VerificationStatus,
@@ -97,9 +111,9 @@ impl From<CheckOutcome> for CheckView {
     security(("api_key" = [])),
     request_body = StartBody,
     responses(
-        (status = 201, description = "Started: a code is on its way", body = VerificationView),
+        (status = 201, description = "Started: a code is on its way", body = StartedView),
         (status = 200, description = "A pending verification reused, with a new code",
-            body = VerificationView),
+            body = StartedView),
         (status = "default", description = "An error; too soon or too many codes is a 429 with Retry-After",
             body = ApiError, content_type = "application/problem+json")
     )
@@ -108,7 +122,7 @@ pub async fn start(
     State(services): State<Arc<Services>>,
     ApiClient { name: api_key, .. }: ApiClient,
     ApiJson(body): ApiJson<StartBody>,
-) -> Result<(StatusCode, Json<VerificationView>), ApiError> {
+) -> Result<(StatusCode, Json<StartedView>), ApiError> {
     let to = parse_phone_number("to", &body.to)?;
     let code_length = body
         .code_length
@@ -174,10 +188,10 @@ pub async fn start(
     services.metrics.verification(event);
     Ok((
         status,
-        Json(VerificationView::new(
-            &started.verification,
-            services.clock.now(),
-        )),
+        Json(StartedView {
+            verification: VerificationView::new(&started.verification, services.clock.now()),
+            locale: started.locale().map(str::to_owned),
+        }),
     ))
 }
 
@@ -208,6 +222,90 @@ pub async fn get(
         &verification,
         services.clock.now(),
     )))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// As `GET /v1/verifications/{id}` shows it: a pending one past its expiry is `expired`.
+    status: Option<VerificationStatus>,
+    /// The number in E.164; write the `+` as `%2B`.
+    to: Option<String>,
+    /// Started at or after (RFC 3339, or a period before now: `30m`, `24h`, `7d`).
+    #[param(value_type = Option<String>)]
+    since: Option<QueryTime>,
+    /// Started before (RFC 3339, or a period before now).
+    #[param(value_type = Option<String>)]
+    until: Option<QueryTime>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Verifications per page, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerificationPage {
+    verifications: Vec<VerificationView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// This API key's verifications, newest first, a page at a time: the filters and cursor of
+/// `GET /v1/messages`.
+#[utoipa::path(
+    get,
+    path = "/v1/verifications",
+    tag = "verifications",
+    security(("api_key" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of verifications", body = VerificationPage),
+        (status = "default", description = "An error, naming the parameter when one is wrong",
+            body = ApiError, content_type = "application/problem+json")
+    )
+)]
+pub async fn list(
+    State(services): State<Arc<Services>>,
+    ApiClient { name: api_key, .. }: ApiClient,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<VerificationPage>, ApiError> {
+    let limit = page_limit(params.limit, "verifications")?;
+    let now = services.clock.now();
+    let filter = VerificationFilter {
+        api_key,
+        status: params.status,
+        to: params.to.map(|to| parse_to_filter(&to)).transpose()?,
+        since: params.since.map(|since| since.at(now)),
+        until: params.until.map(|until| until.at(now)),
+        before: params
+            .cursor
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()?
+            .map(|(created_at, id)| VerificationCursor { created_at, id }),
+        // One more than the page, to know whether another page follows.
+        limit: limit + 1,
+        now,
+    };
+    let mut verifications = services.verifications.list(&filter).await?;
+    let next_cursor = if verifications.len() > limit as usize {
+        verifications.truncate(limit as usize);
+        verifications
+            .last()
+            .map(|last| encode_cursor(last.created_at, last.id))
+    } else {
+        None
+    };
+    Ok(Json(VerificationPage {
+        verifications: verifications
+            .iter()
+            .map(|verification| VerificationView::new(verification, now))
+            .collect(),
+        next_cursor,
+    }))
 }
 
 /// Checks a code the user typed: `approved` for the one check whose code approved it, else

@@ -76,6 +76,7 @@ async fn sent_through_twilio(fixture: &Fixture) -> Message {
             priority: Priority::Normal,
             api_key: "shop".into(),
             idempotency_key: None,
+            idempotency_fingerprint: None,
             verification_id: None,
             send_before: None,
             request_id: None,
