@@ -87,3 +87,36 @@ async fn the_console_asked_for_by_name_warns_at_start_and_readyz_names_it() {
         "{log}"
     );
 }
+
+/// `--help` and `--version` answer and exit instead of starting the service; another argument
+/// is refused. No environment is needed for any of them.
+#[tokio::test]
+async fn help_and_version_answer_and_exit_and_another_argument_is_refused() {
+    let run = |argument: &'static str| async move {
+        let output = Command::new(binary())
+            .arg(argument)
+            .env_clear()
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("the service started instead of answering")
+            .unwrap()
+    };
+    let help = run("--help").await;
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.starts_with("sms-notify-server"), "{text}");
+    assert!(text.contains("DATABASE_URL"), "{text}");
+
+    let version = run("--version").await;
+    assert_eq!(version.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert_eq!(text.trim(), format!("sms-notify-server {}", "0.0.0"));
+
+    let other = run("--port").await;
+    assert_eq!(other.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&other.stderr);
+    assert!(text.contains("`--port`"), "{text}");
+}
