@@ -151,8 +151,8 @@ impl MessageStore for PgStore {
         // both have rows, those beyond the limit stay locked, unclaimed, until the commit.
         // `IS TRUE` keeps `messages_next_due` out of the due rows' plan: statistics lag a
         // backlog that grows faster than autovacuum analyses, and with them the planner read
-        // every due row through that index and sorted them all (1,411 rows for a claim of 42,
-        // in figure 2), so each claim cost more the further the queue fell behind.
+        // every due row through that index and sorted them all, so each claim cost more the
+        // further the queue fell behind (docs/performance.md).
         //
         // A lapsed lease's claim never finished (its worker died): the claim that finds it
         // records a `lost` attempt for it, from that claim (`updated_at`, which only a claim

@@ -4,7 +4,7 @@
 //! A `NOTIFY` inside a transaction takes a database-wide lock at commit and holds it through the
 //! commit's flush to disk, so transactions that notify commit one at a time: with one per
 //! enqueue, `POST /v1/messages` could not accept more messages per second than the disk has
-//! flushes (726 against 4,602 commits/s without it, in pgbench on the benchmark machine). Here
+//! flushes (docs/performance.md). Here
 //! each write pokes this notifier after its commit, and a background task sends the `NOTIFY`
 //! on its own; pokes that arrive while one is being sent are answered by the next, which
 //! starts after them, so a message is never committed after the last wake-up it needed.

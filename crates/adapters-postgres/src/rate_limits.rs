@@ -14,8 +14,8 @@ use store_batch::BatchWrite;
 
 /// Lets the transaction's commit return before its WAL reaches the disk. Both writers here
 /// serialise on a lock (a key's, a country's row) that they hold until commit returns, so a
-/// flush inside it made every code of one API key wait for the previous code's flush (4.9 ms
-/// on the benchmark machine under load: at most ~200 codes/s). A server crash can lose only
+/// flush inside it made every code of one API key wait for the previous code's flush
+/// (docs/performance.md). A server crash can lose only
 /// the last fraction of a second of such commits, and no send they admitted: the code's own
 /// verification commits afterwards with a flush, which writes the earlier WAL too. What can
 /// be lost is a pumping-alarm count, which the alarm tolerates.

@@ -1,3 +1,6 @@
+//! Vonage's SMS API as an `SmsProvider`: one POST per message, every part of a long message
+//! judged, failures classified so that the dispatcher and failover know what may be retried.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,3 +1,6 @@
+//! The message routes (`POST/GET /v1/messages`, `GET /v1/messages/{id}`) and the pieces both
+//! lists share: page limits, cursors, the `to` filter.
+
 use std::sync::Arc;
 
 use axum::extract::{Path, State};

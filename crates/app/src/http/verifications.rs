@@ -1,3 +1,6 @@
+//! The verification routes: start, get, list, check (by id and by number) and cancel, each
+//! answer mapped to what Twilio Verify's clients expect.
+
 use std::sync::Arc;
 
 use axum::extract::{Path, State};

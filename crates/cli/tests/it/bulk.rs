@@ -1,3 +1,5 @@
+//! `sms-notify send --csv`: a file sent row by row, its refusals and its summaries.
+
 use crate::support::{FormIs, Operator, FROM};
 
 const TEMPLATE: &[&str] = &["send", "--csv", "orders.csv", "--template", "shipping"];

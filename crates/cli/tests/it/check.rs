@@ -1,3 +1,5 @@
+//! `sms-notify check` and the CLI on a deployment without its provider's secrets.
+
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
