@@ -325,14 +325,9 @@ impl MessagePage {
     /// A page of at most `limit` messages from `messages`, read with a limit of `limit + 1`:
     /// the one more says that another page follows.
     pub fn new(mut messages: Vec<(Message, Vec<Attempt>)>, limit: u32) -> Self {
-        let next_cursor = if messages.len() > limit as usize {
-            messages.truncate(limit as usize);
-            messages
-                .last()
-                .map(|(message, _)| encode_cursor(message.created_at, message.id))
-        } else {
-            None
-        };
+        let next_cursor = next_page(&mut messages, limit, |(message, _)| {
+            encode_cursor(message.created_at, message.id)
+        });
         Self {
             messages: messages
                 .into_iter()
@@ -362,6 +357,20 @@ pub(super) fn parse_to_filter(to: &str) -> Result<PhoneNumber, ApiError> {
         Some(rest) => parse_phone_number("to", &format!("+{rest}")),
         None => parse_phone_number("to", to),
     }
+}
+
+/// Cuts `rows`, read with a limit of `limit + 1`, to the page, and answers the cursor of the
+/// next page when the one more row said that another follows.
+pub(super) fn next_page<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
 }
 
 /// Opaque to clients: the position of the last row of a page.

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiClient, ApiJson, ApiQuery, QueryTime};
 use super::messages::{
-    decode_cursor, encode_cursor, page_limit, parse_phone_number, parse_to_filter,
+    decode_cursor, encode_cursor, next_page, page_limit, parse_phone_number, parse_to_filter,
 };
 use super::{parse_id, ApiError};
 use crate::guards::{whole_seconds, LimitScope, Refusal};
@@ -294,14 +294,9 @@ pub async fn list(
         now,
     };
     let mut verifications = services.verifications.list(&filter).await?;
-    let next_cursor = if verifications.len() > limit as usize {
-        verifications.truncate(limit as usize);
-        verifications
-            .last()
-            .map(|last| encode_cursor(last.created_at, last.id))
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut verifications, limit, |last| {
+        encode_cursor(last.created_at, last.id)
+    });
     Ok(Json(VerificationPage {
         verifications: verifications
             .iter()
