@@ -10,9 +10,9 @@
 use std::sync::{Arc, OnceLock};
 
 use adapters_sqlite::SqliteStore;
-use app::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use app::config::TwilioStatusCallbacks;
-use app::guards::{GuardConfig, LogOnly, SendGuards};
+use app::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
+use app::usecases::guards::{GuardConfig, LogOnly, SendGuards};
+use app::wiring::config::TwilioStatusCallbacks;
 use app::Services;
 use axum::body::Body;
 use axum::http::{header, Request};
@@ -58,7 +58,7 @@ impl Harness {
                 code_generator: Arc::new(OsCodeGenerator),
                 hasher: CodeHasher::new(SecretString::from("p".repeat(32))),
                 verification_policy: Default::default(),
-                api_keys: app::auth::ApiKeys::parse(&format!("fuzz:{API_KEY}")).unwrap(),
+                api_keys: app::usecases::auth::ApiKeys::parse(&format!("fuzz:{API_KEY}")).unwrap(),
                 dispatcher_wake: Default::default(),
                 twilio_status_callbacks: Some(TwilioStatusCallbacks {
                     url: CALLBACK_URL.parse().unwrap(),
@@ -66,12 +66,12 @@ impl Harness {
                 }),
                 reports: store.clone(),
                 metrics: Default::default(),
-                readiness: Arc::new(app::health::Readiness::new(
+                readiness: Arc::new(app::observability::health::Readiness::new(
                     store.clone(),
-                    Arc::new(app::console::ConsoleSmsProvider),
+                    Arc::new(app::providers::console::ConsoleSmsProvider),
                 )),
                 guards: SendGuards::new(store, GuardConfig::default(), Arc::new(LogOnly)),
-                test_numbers: app::test_numbers::TestNumbers::parse(&format!(
+                test_numbers: app::providers::test_numbers::TestNumbers::parse(&format!(
                     "{TEST_NUMBER}:{TEST_CODE}"
                 ))
                 .unwrap(),

@@ -1,28 +1,16 @@
 //! The application: use cases (send, dispatch, verify), the HTTP API, configuration, and the
 //! wiring that turns configuration into running adapters.
 //!
-//! This is the only library crate that names concrete adapters, and only in [`server`], where
+//! This is the only library crate that names concrete adapters, and only in [`wiring::server`], where
 //! configuration picks them; the use cases see ports. Nothing else in the workspace may depend
 //! on `app` but binaries (`cli`) and the end-to-end tests.
 
-pub mod auth;
-pub mod codes;
-pub mod config;
-pub mod console;
-pub mod dispatcher;
-pub mod failover;
-pub mod guards;
-pub mod health;
+pub mod dispatch;
 pub mod http;
-pub mod messaging;
-pub mod metrics;
-pub mod missing_provider;
-pub mod reconcile;
-pub mod request_context;
-pub mod server;
-pub mod telemetry;
-pub mod test_numbers;
-pub mod verify;
+pub mod observability;
+pub mod providers;
+pub mod usecases;
+pub mod wiring;
 
 use std::sync::Arc;
 
@@ -31,8 +19,8 @@ use ports::{Clock, CodeGenerator, MessageReports, MessageStore, VerificationStor
 use template::Templates;
 use tokio::sync::Notify;
 
-pub use config::Config;
-pub use server::{Server, StartupError};
+pub use wiring::config::Config;
+pub use wiring::server::{Server, StartupError};
 
 /// Everything the use cases need, as ports. Built once at startup and shared by the HTTP
 /// handlers.
@@ -42,19 +30,19 @@ pub struct Services {
     pub templates: Arc<Templates>,
     pub clock: Arc<dyn Clock>,
     pub code_generator: Arc<dyn CodeGenerator>,
-    pub hasher: codes::CodeHasher,
+    pub hasher: usecases::codes::CodeHasher,
     pub verification_policy: VerificationPolicy,
-    pub api_keys: auth::ApiKeys,
+    pub api_keys: usecases::auth::ApiKeys,
     /// Signalled when a message is queued, so that this instance's dispatcher sends it now
     /// rather than at its next poll.
     pub dispatcher_wake: Arc<Notify>,
     /// Set when Twilio posts delivery statuses to `POST /v1/webhooks/twilio/status`.
-    pub twilio_status_callbacks: Option<config::TwilioStatusCallbacks>,
+    pub twilio_status_callbacks: Option<wiring::config::TwilioStatusCallbacks>,
     /// Allow-list, send limits and pumping alarm, in front of every one-time code.
-    pub guards: guards::SendGuards,
+    pub guards: usecases::guards::SendGuards,
     pub reports: Arc<dyn MessageReports>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub readiness: Arc<health::Readiness>,
+    pub metrics: Arc<observability::metrics::Metrics>,
+    pub readiness: Arc<observability::health::Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
-    pub test_numbers: test_numbers::TestNumbers,
+    pub test_numbers: providers::test_numbers::TestNumbers,
 }

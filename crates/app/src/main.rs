@@ -39,8 +39,8 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    app::telemetry::init(config.log_format);
-    app::server::serve(config)
+    app::observability::telemetry::init(config.log_format);
+    app::wiring::server::serve(config)
         .await
         .context("the service stopped")?;
     Ok(())

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use app::config::Sending;
-use app::messaging::{Content, SendRequest};
+use app::usecases::messaging::{Content, SendRequest};
+use app::wiring::config::Sending;
 use app::Services;
 use domain::{Channel, Message, MessageId, MessageStatus, PhoneNumber};
 use indicatif::{ProgressBar, ProgressStyle};

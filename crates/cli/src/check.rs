@@ -6,7 +6,7 @@ use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::{CredentialsError, TwilioSmsProvider};
 use adapters_vonage::VonageSmsProvider;
-use app::config::{DatabaseConfig, ProviderConfig, Sending};
+use app::wiring::config::{DatabaseConfig, ProviderConfig, Sending};
 use app::Config;
 use secrecy::ExposeSecret;
 
@@ -108,7 +108,7 @@ async fn database(database: &DatabaseConfig) -> Verdict {
 }
 
 fn templates(config: &Config) -> Verdict {
-    match app::server::load_templates(config) {
+    match app::wiring::server::load_templates(config) {
         Ok(templates) => Verdict::Ok(templates.names().collect::<Vec<_>>().join(", ")),
         Err(error) => Verdict::Fail(format!("{error}: fix the file in TEMPLATES_DIR")),
     }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use anyhow::Context;
-use app::config::{DatabaseConfig, Sending};
-use app::server::Assembled;
+use app::wiring::config::{DatabaseConfig, Sending};
+use app::wiring::server::Assembled;
 use app::Config;
 use secrecy::ExposeSecret;
 
@@ -23,8 +23,9 @@ pub fn configuration(sending: Sending) -> anyhow::Result<Config> {
 /// Logs go to stderr, so that stdout carries only results. Quiet by default, but for the
 /// console provider's lines: without Twilio, they are how a code or message is seen.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,app::console=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,app::providers::console=info")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -38,15 +39,15 @@ pub fn init_logging() {
 pub async fn assemble(sending: Sending) -> anyhow::Result<Assembled> {
     let config = configuration(sending)?;
     init_logging();
-    app::server::assemble(&config)
+    app::wiring::server::assemble(&config)
         .await
         .context("cannot open sms-notify's stores")
 }
 
 pub async fn serve() -> anyhow::Result<ExitCode> {
     let config = Config::from_env().context("invalid configuration")?;
-    app::telemetry::init(config.log_format);
-    app::server::serve(config)
+    app::observability::telemetry::init(config.log_format);
+    app::wiring::server::serve(config)
         .await
         .context("the service stopped")?;
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use app::server::StartupError;
+use app::wiring::server::StartupError;
 use ports::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

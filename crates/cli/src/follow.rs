@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use app::dispatcher::Dispatcher;
+use app::dispatch::dispatcher::Dispatcher;
 use app::Services;
 use domain::{Message, MessageId, MessageStatus};
 use tokio::sync::watch;

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use app::config::Sending;
 use app::http::{message_cursor, MessagePage, MessageView};
+use app::wiring::config::Sending;
 use chrono::SecondsFormat;
 use domain::{Attempt, Message, MessageId};
 use ports::MessageFilter;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use app::messaging::MAX_BODY_CHARS;
+use app::usecases::messaging::MAX_BODY_CHARS;
 use app::Config;
 use domain::{analyze, Encoding};
 use serde::Serialize;
@@ -26,7 +26,7 @@ struct Rendered<'a> {
 
 pub fn run(args: RenderArgs, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::from_env().context("invalid configuration")?;
-    let templates = app::server::load_templates(&config)?;
+    let templates = app::wiring::server::load_templates(&config)?;
     let data = template_data(&templates, &args.template, args.data)?;
     let name = templates
         .resolve(&args.template, args.locale.as_deref())

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use app::config::Sending;
 use app::http::{usage_report, GroupBy, UsageReport};
+use app::wiring::config::Sending;
 use ports::UsageQuery;
 
 use crate::args::ReportArgs;

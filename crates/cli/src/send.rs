@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use app::config::Sending;
 use app::http::MessageView;
-use app::messaging::{Content, SendError, SendRequest};
+use app::usecases::messaging::{Content, SendError, SendRequest};
+use app::wiring::config::Sending;
 use domain::MessageStatus;
 use ports::Enqueued;
 use template::Templates;

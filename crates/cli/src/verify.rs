@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use app::config::Sending;
 use app::http::{CheckView, VerificationView};
-use app::verify::{CancelError, CheckError, StartError, StartRequest};
+use app::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
+use app::wiring::config::Sending;
 use chrono::SecondsFormat;
 use domain::{PhoneNumber, VerificationCode, VerificationId};
 

@@ -51,7 +51,7 @@ impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
             .authenticate(key.trim())
             .ok_or_else(|| unauthorized("the API key is not valid"))?;
         tracing::Span::current().record("api_key", key.name());
-        crate::request_context::record_api_key(key.name(), key.is_admin());
+        crate::usecases::request_context::record_api_key(key.name(), key.is_admin());
         Ok(ApiClient {
             name: key.name().to_owned(),
             is_admin: key.is_admin(),

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiClient, ApiJson, ApiQuery, QueryTime};
 use super::{parse_id, ApiError};
-use crate::messaging::{Content, SendError, SendRequest};
+use crate::usecases::messaging::{Content, SendError, SendRequest};
 use crate::Services;
 
 /// Longest `Idempotency-Key` accepted; keys are UUIDs or hashes in practice.

@@ -10,8 +10,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::metrics::Metrics;
-use crate::request_context::RequestContext;
+use crate::observability::metrics::Metrics;
+use crate::usecases::request_context::RequestContext;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -60,7 +60,7 @@ pub async fn record_metrics(
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let response = next.run(request).await;
-    let api_key = crate::request_context::api_key();
+    let api_key = crate::usecases::request_context::api_key();
     metrics.http_request(
         &method,
         &route,

@@ -102,7 +102,7 @@ pub async fn metrics(State(services): State<Arc<Services>>) -> Result<Response, 
     Ok((
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            HeaderValue::from_static(crate::observability::metrics::CONTENT_TYPE),
         )],
         text,
     )

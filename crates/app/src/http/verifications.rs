@@ -20,9 +20,9 @@ use super::messages::{
     decode_cursor, encode_cursor, next_page, page_limit, parse_phone_number, parse_to_filter,
 };
 use super::{parse_id, ApiError};
-use crate::guards::{whole_seconds, LimitScope, Refusal};
-use crate::metrics::VerificationEvent;
-use crate::verify::{CancelError, CheckError, StartError, StartRequest};
+use crate::observability::metrics::VerificationEvent;
+use crate::usecases::guards::{whole_seconds, LimitScope, Refusal};
+use crate::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
 use crate::Services;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
 use adapters_vonage::{VonageConfig, VonageSmsProvider};
-use app::failover::{CircuitPolicy, FailoverSmsProvider};
+use app::providers::failover::{CircuitPolicy, FailoverSmsProvider};
 use chrono::TimeDelta;
 use domain::{Channel, MessageId, PhoneNumber};
 use ports::{OutboundMessage, ProviderErrorKind, SmsProvider};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
-use app::reconcile::{ReconcileConfig, Reconciler};
+use app::dispatch::reconcile::{ReconcileConfig, Reconciler};
 use chrono::TimeDelta;
 use domain::{Channel, Message, MessageId, MessageStatus, NewMessage, PhoneNumber, Priority};
 use ports::{Clock, DispatchOutcome, MessageStore};

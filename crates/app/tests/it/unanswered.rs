@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use adapters_sqlite::SqliteStore;
 use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender, TwilioSmsProvider};
-use app::codes::SystemClock;
-use app::config::DispatchConfig;
-use app::dispatcher::Dispatcher;
+use app::dispatch::dispatcher::Dispatcher;
+use app::usecases::codes::SystemClock;
+use app::wiring::config::DispatchConfig;
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::{

@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use adapters_sqlite::SqliteStore;
-use app::codes::CodeHasher;
-use app::guards::{GuardConfig, LogOnly, SendGuards};
-use app::verify::{CheckError, StartRequest, Started};
+use app::usecases::codes::CodeHasher;
+use app::usecases::guards::{GuardConfig, LogOnly, SendGuards};
+use app::usecases::verify::{CheckError, StartRequest, Started};
 use app::Services;
 use chrono::TimeDelta;
 use domain::{
@@ -45,14 +45,14 @@ async fn fixture(codes: &[&'static str]) -> Fixture {
         code_generator: Arc::new(ScriptedCodes(Mutex::new(codes.iter().copied().collect()))),
         hasher: CodeHasher::new(SecretString::from("p".repeat(32))),
         verification_policy: VerificationPolicy::default(),
-        api_keys: app::auth::ApiKeys::generate(),
+        api_keys: app::usecases::auth::ApiKeys::generate(),
         dispatcher_wake: Arc::new(Notify::new()),
         twilio_status_callbacks: None,
         reports: store.clone(),
         metrics: Default::default(),
-        readiness: Arc::new(app::health::Readiness::new(
+        readiness: Arc::new(app::observability::health::Readiness::new(
             store.clone(),
-            Arc::new(app::console::ConsoleSmsProvider),
+            Arc::new(app::providers::console::ConsoleSmsProvider),
         )),
         guards: SendGuards::new(store, GuardConfig::default(), Arc::new(LogOnly)),
         test_numbers: Default::default(),

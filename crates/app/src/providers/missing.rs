@@ -1,4 +1,4 @@
-//! The provider of a deployment that names none ([`crate::config::ProviderConfig::Missing`]):
+//! The provider of a deployment that names none ([`crate::wiring::config::ProviderConfig::Missing`]):
 //! the operator's commands that send nothing read such a configuration, and still get the whole
 //! application wired. Nothing is ever sent through it; should a send reach it, it fails, so
 //! that no message is marked `sent` that was not, and readiness says what is missing.

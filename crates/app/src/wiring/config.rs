@@ -14,11 +14,11 @@ use domain::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::auth::ApiKeys;
-use crate::failover::CircuitPolicy;
-use crate::guards::{GuardConfig, SendLimit};
-use crate::reconcile::ReconcileConfig;
-use crate::test_numbers::TestNumbers;
+use crate::dispatch::reconcile::ReconcileConfig;
+use crate::providers::failover::CircuitPolicy;
+use crate::providers::test_numbers::TestNumbers;
+use crate::usecases::auth::ApiKeys;
+use crate::usecases::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
 /// brute-forced together with the 10^6 possible codes.

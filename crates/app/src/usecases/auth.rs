@@ -93,7 +93,7 @@ impl ApiKeys {
         Self {
             keys: vec![ApiKey {
                 name: "default".to_owned(),
-                key: SecretString::from(crate::codes::random_token(32)),
+                key: SecretString::from(crate::usecases::codes::random_token(32)),
                 admin: true,
             }],
         }

@@ -9,8 +9,8 @@ use domain::{
 use ports::StoreError;
 use template::{RenderError, TWO_FACTOR_AUTH};
 
-use crate::guards::Refusal;
-use crate::messaging::new_message;
+use crate::usecases::guards::Refusal;
+use crate::usecases::messaging::new_message;
 use crate::Services;
 
 #[derive(Debug, Clone)]
@@ -387,8 +387,8 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::codes::CodeHasher;
-    use crate::guards::{GuardConfig, LimitScope, LogOnly, PumpingAlarmHook, SendGuards};
+    use crate::usecases::codes::CodeHasher;
+    use crate::usecases::guards::{GuardConfig, LimitScope, LogOnly, PumpingAlarmHook, SendGuards};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -446,13 +446,13 @@ mod tests {
             code_generator: Arc::new(codes),
             hasher: hasher(),
             verification_policy: VerificationPolicy::default(),
-            api_keys: crate::auth::ApiKeys::generate(),
+            api_keys: crate::usecases::auth::ApiKeys::generate(),
             dispatcher_wake: Arc::new(Notify::new()),
             twilio_status_callbacks: None,
             guards: SendGuards::new(Arc::new(limiter), guards, Arc::new(LogOnly)),
             reports: Arc::new(ports::MockMessageReports::new()),
             metrics: Default::default(),
-            readiness: Arc::new(crate::health::Readiness::new(
+            readiness: Arc::new(crate::observability::health::Readiness::new(
                 Arc::new(ports::MockStoreHealth::new()),
                 Arc::new(ports::MockSmsProvider::new()),
             )),

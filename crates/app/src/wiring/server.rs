@@ -19,17 +19,17 @@ use template::Templates;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
-use crate::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use crate::config::{Config, DatabaseConfig, ProviderConfig};
-use crate::console::ConsoleSmsProvider;
-use crate::dispatcher::Dispatcher;
-use crate::failover::FailoverSmsProvider;
-use crate::guards::SendGuards;
-use crate::health::Readiness;
-use crate::metrics::{MeteredProvider, Metrics};
-use crate::missing_provider::MissingSmsProvider;
-use crate::reconcile::Reconciler;
-use crate::test_numbers::TestNumberSmsProvider;
+use crate::dispatch::dispatcher::Dispatcher;
+use crate::dispatch::reconcile::Reconciler;
+use crate::observability::health::Readiness;
+use crate::observability::metrics::{MeteredProvider, Metrics};
+use crate::providers::console::ConsoleSmsProvider;
+use crate::providers::failover::FailoverSmsProvider;
+use crate::providers::missing::MissingSmsProvider;
+use crate::providers::test_numbers::TestNumberSmsProvider;
+use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
+use crate::usecases::guards::SendGuards;
+use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -246,13 +246,13 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
         (Some(pepper), _) => Ok(pepper.clone()),
         (None, DatabaseConfig::Sqlite { path }) => {
             let file = path.with_file_name(PEPPER_FILE);
-            crate::codes::pepper_kept_in(&file)
+            crate::usecases::codes::pepper_kept_in(&file)
                 .map_err(|source| StartupError::Pepper { path: file, source })
         }
         // Configuration refuses PostgreSQL without CODE_PEPPER; a random one is still safe.
-        (None, DatabaseConfig::Postgres { .. }) => {
-            Ok(secrecy::SecretString::from(crate::codes::random_token(32)))
-        }
+        (None, DatabaseConfig::Postgres { .. }) => Ok(secrecy::SecretString::from(
+            crate::usecases::codes::random_token(32),
+        )),
     }
 }
 

@@ -430,7 +430,7 @@ impl SmsProvider for MeteredProvider {
 }
 
 /// Pumping alarms count per calling code.
-impl crate::guards::PumpingAlarmHook for Metrics {
+impl crate::usecases::guards::PumpingAlarmHook for Metrics {
     fn surge(&self, calling_code: u16, _traffic: &domain::Traffic) {
         self.pumping_alarm(&format!("+{calling_code}"));
     }

@@ -224,7 +224,7 @@ pub(crate) fn new_message(
         idempotency_fingerprint: None,
         verification_id: None,
         send_before: None,
-        request_id: crate::request_context::request_id(),
+        request_id: crate::usecases::request_context::request_id(),
         created_at: now,
     }
 }
@@ -232,7 +232,7 @@ pub(crate) fn new_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_context::RequestContext;
+    use crate::usecases::request_context::RequestContext;
 
     fn queued() -> NewMessage {
         new_message(

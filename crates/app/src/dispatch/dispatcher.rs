@@ -17,7 +17,7 @@ use ports::{
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::config::DispatchConfig;
+use crate::wiring::config::DispatchConfig;
 
 /// Most messages claimed in one query, so a large backlog is taken in bites.
 const MAX_BATCH: u32 = 100;
