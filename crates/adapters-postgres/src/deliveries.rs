@@ -1,14 +1,12 @@
 //! Delivery events from the provider's status callbacks, on PostgreSQL: the statements that
-//! `ports::record_delivery` judges with, and the claims of messages whose report is late.
+//! `ports::record_delivery` judges with.
 
-use chrono::{DateTime, Utc};
 use domain::{DeliveryEvent, Message, MessageId};
 use ports::params::{self, Param};
 use ports::{rows, DeliveryTransaction, StoreError};
 use sqlx::{Postgres, Transaction};
-use tracing::instrument;
 
-use crate::rows::{all, one, optional, query, store_error};
+use crate::rows::{one, optional, query, store_error};
 use crate::PgStore;
 
 /// A delivery report's transaction: `FOR UPDATE` holds the message's row until the commit.
@@ -73,49 +71,4 @@ impl DeliveryTransaction for Delivery {
     async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await.map_err(store_error)
     }
-}
-
-/// Claims messages still `sent` through `provider` for a status lookup: see
-/// [`ports::MessageStore::claim_unconfirmed`]. `SKIP LOCKED` and the hold keep two instances
-/// from looking up the same message.
-#[instrument(skip_all, fields(provider = %provider, limit))]
-pub(crate) async fn claim_unconfirmed(
-    store: &PgStore,
-    provider: &str,
-    sent: (DateTime<Utc>, DateTime<Utc>),
-    now: DateTime<Utc>,
-    limit: u32,
-    hold_until: DateTime<Utc>,
-) -> Result<Vec<Message>, StoreError> {
-    // `updated_at` stays: it is when the message was sent, which the next claim compares.
-    let claim = query(
-        r#"WITH due AS (
-               SELECT id FROM messages
-               WHERE status = 'sent' AND provider = $1
-                 AND updated_at >= $2 AND updated_at <= $3
-                 AND (reconcile_after IS NULL OR reconcile_after <= $4)
-               ORDER BY updated_at, id
-               LIMIT $5
-               FOR UPDATE SKIP LOCKED
-           )
-           UPDATE messages AS m SET reconcile_after = $6
-           FROM due WHERE m.id = due.id
-           RETURNING m.*"#,
-        &params::unconfirmed(provider, sent, now, limit, hold_until),
-    );
-    let mut messages = all(claim, &store.pool, rows::message).await?;
-    messages.sort_by_key(|message| (message.updated_at, message.id));
-    Ok(messages)
-}
-
-pub(crate) async fn delivery_events(
-    store: &PgStore,
-    id: MessageId,
-) -> Result<Vec<DeliveryEvent>, StoreError> {
-    let events = query(
-        "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
-         FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
-        &[Param::id(id.as_uuid())],
-    );
-    all(events, &store.pool, rows::delivery_event).await
 }

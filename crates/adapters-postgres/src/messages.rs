@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, VerificationId,
 };
-use ports::params::Param;
+use ports::params::{self, Param};
 use ports::{
     rows, stored_queued, ClaimBudget, ClaimToken, Claimed, DeliveryUpdate, DispatchOutcome,
     Enqueued, Finish, MessageStore, StoreError,
@@ -540,9 +540,18 @@ impl MessageStore for PgStore {
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
-        crate::deliveries::delivery_events(self, id).await
+        let events = query(
+            "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
+             FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
+            &[Param::id(id.as_uuid())],
+        );
+        all(events, &self.pool, rows::delivery_event).await
     }
 
+    /// Claims messages still `sent` through `provider` for a status lookup: see
+    /// [`ports::MessageStore::claim_unconfirmed`]. `SKIP LOCKED` and the hold keep two instances
+    /// from looking up the same message.
+    #[instrument(skip_all, fields(provider = %provider, limit))]
     async fn claim_unconfirmed(
         &self,
         provider: &str,
@@ -552,14 +561,24 @@ impl MessageStore for PgStore {
         limit: u32,
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        crate::deliveries::claim_unconfirmed(
-            self,
-            provider,
-            (sent_after, sent_before),
-            now,
-            limit,
-            hold_until,
-        )
-        .await
+        // `updated_at` stays: it is when the message was sent, which the next claim compares.
+        let claim = query(
+            r#"WITH due AS (
+                   SELECT id FROM messages
+                   WHERE status = 'sent' AND provider = $1
+                     AND updated_at >= $2 AND updated_at <= $3
+                     AND (reconcile_after IS NULL OR reconcile_after <= $4)
+                   ORDER BY updated_at, id
+                   LIMIT $5
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE messages AS m SET reconcile_after = $6
+               FROM due WHERE m.id = due.id
+               RETURNING m.*"#,
+            &params::unconfirmed(provider, (sent_after, sent_before), now, limit, hold_until),
+        );
+        let mut messages = all(claim, &self.pool, rows::message).await?;
+        messages.sort_by_key(|message| (message.updated_at, message.id));
+        Ok(messages)
     }
 }

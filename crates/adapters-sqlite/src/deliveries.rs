@@ -1,15 +1,12 @@
 //! Delivery events from the provider's status callbacks, on SQLite: the statements that
-//! `ports::record_delivery` judges with, and the claims of messages whose report is late.
+//! `ports::record_delivery` judges with.
 
-use chrono::{DateTime, Utc};
 use domain::{DeliveryEvent, Message, MessageId};
 use ports::params::{self, Param};
 use ports::{rows, DeliveryTransaction, StoreError};
 use sqlx::{Sqlite, Transaction};
-use tracing::instrument;
 
-use crate::rows::{all, execute, one, optional, query, store_error};
-use crate::SqliteStore;
+use crate::rows::{execute, one, optional, query, store_error};
 
 /// A delivery report's transaction, begun with the write lock (`SqliteStore::begin_write`):
 /// no other writer can change the message between its reading and its update.
@@ -71,48 +68,4 @@ impl DeliveryTransaction for Delivery {
     async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await.map_err(store_error)
     }
-}
-
-/// Claims messages still `sent` through `provider` for a status lookup: see
-/// [`ports::MessageStore::claim_unconfirmed`]. One statement, so SQLite's single writer makes
-/// it atomic.
-#[instrument(skip_all, fields(provider = %provider, limit))]
-pub(crate) async fn claim_unconfirmed(
-    store: &SqliteStore,
-    provider: &str,
-    sent: (DateTime<Utc>, DateTime<Utc>),
-    now: DateTime<Utc>,
-    limit: u32,
-    hold_until: DateTime<Utc>,
-) -> Result<Vec<Message>, StoreError> {
-    // `updated_at` stays: it is when the message was sent, which the next claim compares.
-    let claim = query(
-        "UPDATE messages SET reconcile_after = $6 \
-         WHERE id IN ( \
-             SELECT id FROM messages \
-             WHERE status = 'sent' AND provider = $1 \
-               AND updated_at >= $2 AND updated_at <= $3 \
-               AND (reconcile_after IS NULL OR reconcile_after <= $4) \
-             ORDER BY updated_at, id \
-             LIMIT $5 \
-         ) \
-         RETURNING *",
-        &params::unconfirmed(provider, sent, now, limit, hold_until),
-    );
-    let mut claimed = all(claim, &store.writer, rows::message).await?;
-    claimed.sort_by_key(|message| (message.updated_at, message.id));
-    Ok(claimed)
-}
-
-/// The events applied to message `id`, oldest first.
-pub(crate) async fn delivery_events(
-    store: &SqliteStore,
-    id: MessageId,
-) -> Result<Vec<DeliveryEvent>, StoreError> {
-    let events = query(
-        "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
-         FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
-        &[Param::id(id.as_uuid())],
-    );
-    all(events, &store.pool, rows::delivery_event).await
 }

@@ -493,9 +493,18 @@ impl MessageStore for SqliteStore {
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
-        crate::deliveries::delivery_events(self, id).await
+        let events = query(
+            "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
+             FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
+            &[Param::id(id.as_uuid())],
+        );
+        all(events, &self.pool, rows::delivery_event).await
     }
 
+    /// Claims messages still `sent` through `provider` for a status lookup: see
+    /// [`ports::MessageStore::claim_unconfirmed`]. One statement, so SQLite's single writer makes
+    /// it atomic.
+    #[instrument(skip_all, fields(provider = %provider, limit))]
     async fn claim_unconfirmed(
         &self,
         provider: &str,
@@ -505,14 +514,22 @@ impl MessageStore for SqliteStore {
         limit: u32,
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        crate::deliveries::claim_unconfirmed(
-            self,
-            provider,
-            (sent_after, sent_before),
-            now,
-            limit,
-            hold_until,
-        )
-        .await
+        // `updated_at` stays: it is when the message was sent, which the next claim compares.
+        let claim = query(
+            "UPDATE messages SET reconcile_after = $6 \
+             WHERE id IN ( \
+                 SELECT id FROM messages \
+                 WHERE status = 'sent' AND provider = $1 \
+                   AND updated_at >= $2 AND updated_at <= $3 \
+                   AND (reconcile_after IS NULL OR reconcile_after <= $4) \
+                 ORDER BY updated_at, id \
+                 LIMIT $5 \
+             ) \
+             RETURNING *",
+            &params::unconfirmed(provider, (sent_after, sent_before), now, limit, hold_until),
+        );
+        let mut claimed = all(claim, &self.writer, rows::message).await?;
+        claimed.sort_by_key(|message| (message.updated_at, message.id));
+        Ok(claimed)
     }
 }
