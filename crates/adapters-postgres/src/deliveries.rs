@@ -1,174 +1,74 @@
-//! Delivery events from the provider's status callbacks, on PostgreSQL.
+//! Delivery events from the provider's status callbacks, on PostgreSQL: the statements that
+//! `ports::record_delivery` judges with.
 
-use chrono::{DateTime, Utc};
-use domain::{DeliveryEvent, Message, MessageId, MessageStatus};
-use ports::{DeliveryUpdate, StoreError};
-use tracing::instrument;
+use domain::{DeliveryEvent, Message, MessageId};
+use ports::params::{self, Param};
+use ports::{rows, DeliveryTransaction, StoreError};
+use sqlx::{Postgres, Transaction};
 
-use crate::rows::{corrupt, price, store_error, MessageRow};
+use crate::rows::{one, optional, query, store_error};
 use crate::PgStore;
 
-#[instrument(skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
-pub(crate) async fn record_delivery(
-    store: &PgStore,
-    provider_sid: &str,
-    event: DeliveryEvent,
-    idempotency_token: Option<String>,
-) -> Result<DeliveryUpdate, StoreError> {
-    let mut transaction = store.pool.begin().await.map_err(store_error)?;
-    // Locked until commit, so that of two reports arriving together the second one judges the
-    // status the first one left.
-    let row: Option<MessageRow> =
-        sqlx::query_as("SELECT * FROM messages WHERE provider_sid = $1 FOR UPDATE")
-            .bind(provider_sid)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-    let Some(row) = row else {
-        return Ok(DeliveryUpdate::UnknownMessage);
-    };
-    let message = Message::try_from(row)?;
-    if let Some(token) = &idempotency_token {
-        let seen: bool = sqlx::query_scalar(
+/// A delivery report's transaction: `FOR UPDATE` holds the message's row until the commit.
+pub(crate) struct Delivery(Transaction<'static, Postgres>);
+
+impl Delivery {
+    pub(crate) async fn begin(store: &PgStore) -> Result<Self, StoreError> {
+        Ok(Self(store.pool.begin().await.map_err(store_error)?))
+    }
+}
+
+impl DeliveryTransaction for Delivery {
+    async fn message(&mut self, provider_sid: &str) -> Result<Option<Message>, StoreError> {
+        let locked = query(
+            "SELECT * FROM messages WHERE provider_sid = $1 FOR UPDATE",
+            &[Param::text(provider_sid)],
+        );
+        optional(locked, &mut *self.0, rows::message).await
+    }
+
+    async fn has_event(&mut self, id: MessageId, token: &str) -> Result<bool, StoreError> {
+        query(
             "SELECT EXISTS (SELECT 1 FROM message_events \
              WHERE message_id = $1 AND idempotency_token = $2)",
+            &[Param::id(id.as_uuid()), Param::text(token)],
         )
-        .bind(message.id.as_uuid())
-        .bind(token)
-        .fetch_one(&mut *transaction)
+        .fetch_one(&mut *self.0)
+        .await
+        .and_then(|found| sqlx::Row::try_get(&found, 0))
+        .map_err(store_error)
+    }
+
+    async fn apply(
+        &mut self,
+        id: MessageId,
+        event: &DeliveryEvent,
+        token: Option<&str>,
+    ) -> Result<Message, StoreError> {
+        let params = params::delivery(id, event, token);
+        let update = query(
+            "UPDATE messages \
+             SET status = $2, error_code = $3, error_message = $4, \
+                 price_amount = COALESCE($5, price_amount), \
+                 price_currency = COALESCE($6, price_currency), updated_at = $7 \
+             WHERE id = $1 \
+             RETURNING *",
+            &params[..7],
+        );
+        let updated = one(update, &mut *self.0, rows::message).await?;
+        query(
+            "INSERT INTO message_events (message_id, status, error_code, error_message, \
+             price_amount, price_currency, received_at, idempotency_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &params,
+        )
+        .execute(&mut *self.0)
         .await
         .map_err(store_error)?;
-        if seen {
-            return Ok(DeliveryUpdate::Duplicate(message));
-        }
+        Ok(updated)
     }
-    if !message.status.can_transition_to(event.status) {
-        return Ok(DeliveryUpdate::Ignored(message));
-    }
-    let (price_amount, price_currency) = match &event.price {
-        Some(price) => (Some(price.amount.as_str()), Some(price.currency.as_str())),
-        None => (None, None),
-    };
-    let updated: MessageRow = sqlx::query_as(
-        "UPDATE messages \
-         SET status = $2, error_code = $3, error_message = $4, \
-             price_amount = COALESCE($5, price_amount), \
-             price_currency = COALESCE($6, price_currency), updated_at = $7 \
-         WHERE id = $1 \
-         RETURNING *",
-    )
-    .bind(message.id.as_uuid())
-    .bind(event.status.as_str())
-    .bind(event.error_code.as_deref())
-    .bind(event.error_message.as_deref())
-    .bind(price_amount)
-    .bind(price_currency)
-    .bind(event.received_at)
-    .fetch_one(&mut *transaction)
-    .await
-    .map_err(store_error)?;
-    sqlx::query(
-        "INSERT INTO message_events (message_id, status, error_code, error_message, \
-         price_amount, price_currency, received_at, idempotency_token) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(message.id.as_uuid())
-    .bind(event.status.as_str())
-    .bind(event.error_code.as_deref())
-    .bind(event.error_message.as_deref())
-    .bind(price_amount)
-    .bind(price_currency)
-    .bind(event.received_at)
-    .bind(idempotency_token)
-    .execute(&mut *transaction)
-    .await
-    .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)?;
-    Ok(DeliveryUpdate::Applied(Message::try_from(updated)?))
-}
 
-/// Claims messages still `sent` through `provider` for a status lookup: see
-/// [`ports::MessageStore::claim_unconfirmed`]. `SKIP LOCKED` and the hold keep two instances
-/// from looking up the same message.
-#[instrument(skip_all, fields(provider = %provider, limit))]
-pub(crate) async fn claim_unconfirmed(
-    store: &PgStore,
-    provider: &str,
-    (sent_after, sent_before): (DateTime<Utc>, DateTime<Utc>),
-    now: DateTime<Utc>,
-    limit: u32,
-    hold_until: DateTime<Utc>,
-) -> Result<Vec<Message>, StoreError> {
-    // `updated_at` stays: it is when the message was sent, which the next claim compares.
-    let rows: Vec<MessageRow> = sqlx::query_as(
-        r#"WITH due AS (
-               SELECT id FROM messages
-               WHERE status = 'sent' AND provider = $1
-                 AND updated_at >= $2 AND updated_at <= $3
-                 AND (reconcile_after IS NULL OR reconcile_after <= $4)
-               ORDER BY updated_at, id
-               LIMIT $5
-               FOR UPDATE SKIP LOCKED
-           )
-           UPDATE messages AS m SET reconcile_after = $6
-           FROM due WHERE m.id = due.id
-           RETURNING m.*"#,
-    )
-    .bind(provider)
-    .bind(sent_after)
-    .bind(sent_before)
-    .bind(now)
-    .bind(i64::from(limit))
-    .bind(hold_until)
-    .fetch_all(&store.pool)
-    .await
-    .map_err(store_error)?;
-    let mut messages = rows
-        .into_iter()
-        .map(Message::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    messages.sort_by_key(|message| (message.updated_at, message.id));
-    Ok(messages)
-}
-
-pub(crate) async fn delivery_events(
-    store: &PgStore,
-    id: MessageId,
-) -> Result<Vec<DeliveryEvent>, StoreError> {
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
-         FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
-    )
-    .bind(id.as_uuid())
-    .fetch_all(&store.pool)
-    .await
-    .map_err(store_error)?;
-    rows.into_iter().map(DeliveryEvent::try_from).collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    status: String,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    price_amount: Option<String>,
-    price_currency: Option<String>,
-    received_at: DateTime<Utc>,
-}
-
-impl TryFrom<EventRow> for DeliveryEvent {
-    type Error = StoreError;
-
-    fn try_from(row: EventRow) -> Result<Self, StoreError> {
-        Ok(DeliveryEvent {
-            status: row
-                .status
-                .parse::<MessageStatus>()
-                .map_err(|error| corrupt("message_events.status", error))?,
-            error_code: row.error_code,
-            error_message: row.error_message,
-            price: price(row.price_amount, row.price_currency),
-            received_at: row.received_at,
-        })
+    async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await.map_err(store_error)
     }
 }

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::pumping::{baseline_period, hour_of};
 use domain::HourlySends;
-use ports::{Admission, RateLimit, RateLimiter, StoreError};
+use ports::{rows, Admission, RateLimit, RateLimiter, StoreError};
 use tracing::instrument;
 
 use crate::connections::Connections;
-use crate::rows::store_error;
+use crate::rows::{all, store_error};
 use crate::PgStore;
 use store_batch::BatchWrite;
 
@@ -192,21 +192,12 @@ impl RateLimiter for PgStore {
         calling_code: u16,
         since: DateTime<Utc>,
     ) -> Result<Vec<HourlySends>, StoreError> {
-        let rows: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+        let volume = sqlx::query(
             "SELECT hour, sends FROM country_send_volume \
              WHERE calling_code = $1 AND hour >= $2 ORDER BY hour",
         )
         .bind(i32::from(calling_code))
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|(hour, sends)| {
-                let sends = u64::try_from(sends)
-                    .map_err(|_| StoreError::Corrupt(format!("sends: {sends} is not a count")))?;
-                Ok(HourlySends { hour, sends })
-            })
-            .collect()
+        .bind(since);
+        all(volume, &self.pool, rows::hourly_sends).await
     }
 }

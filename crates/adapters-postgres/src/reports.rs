@@ -2,52 +2,24 @@
 //! one aggregating query.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use domain::{Amount, Attempt, Channel, Message, MessageId, MessageStatus};
+use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
+use ports::params::{self, literals};
 use ports::{
-    CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
-    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+    rows, CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount,
+    StoreError, StoreHealth, UsageGroup, UsageQuery,
 };
 use uuid::Uuid;
 
-use crate::rows::{store_error, AttemptRow, MessageRow};
+use crate::rows::{all, one, query, store_error};
 use crate::PgStore;
 
-/// The SQL expression a report groups by: chosen from a closed list, never built from input.
-fn group_key(grouping: UsageGrouping) -> &'static str {
-    match grouping {
-        UsageGrouping::Day => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-        UsageGrouping::Template => "template",
-        UsageGrouping::Country => "country",
-        UsageGrouping::Status => "status",
-        UsageGrouping::ApiKey => "api_key",
-    }
-}
-
-fn count(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-#[derive(sqlx::FromRow)]
-struct MessageAttemptRow {
-    message_id: Uuid,
-    #[sqlx(flatten)]
-    attempt: AttemptRow,
-}
-
-#[derive(sqlx::FromRow)]
-struct UsageRow {
-    key: Option<String>,
-    messages: i64,
-    segments: i64,
-    delivered: i64,
-    failed: i64,
-}
+/// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
+const DAY: &str = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
 #[async_trait]
 impl MessageReports for PgStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
+        let page = query(
             r#"SELECT * FROM messages
                WHERE api_key = $1
                  AND ($2::text IS NULL OR status = $2)
@@ -57,19 +29,9 @@ impl MessageReports for PgStore {
                  AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
                ORDER BY created_at DESC, id DESC
                LIMIT $8"#,
-        )
-        .bind(filter.api_key.as_str())
-        .bind(filter.status.map(MessageStatus::as_str))
-        .bind(filter.to.as_ref().map(|to| to.as_str()))
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.before.map(|cursor| cursor.created_at))
-        .bind(filter.before.map(|cursor| cursor.id.as_uuid()))
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Message::try_from).collect()
+            &params::message_filter(filter),
+        );
+        all(page, &self.pool, rows::message).await
     }
 
     async fn attempts_of(
@@ -77,22 +39,12 @@ impl MessageReports for PgStore {
         ids: &[MessageId],
     ) -> Result<Vec<(MessageId, Attempt)>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(MessageId::as_uuid).collect();
-        let rows: Vec<MessageAttemptRow> = sqlx::query_as(
+        let attempts = sqlx::query(
             "SELECT * FROM message_attempts WHERE message_id = ANY($1) \
              ORDER BY message_id, number, started_at, id",
         )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok((
-                    MessageId::from_uuid(row.message_id),
-                    row.attempt.try_into()?,
-                ))
-            })
-            .collect()
+        .bind(ids);
+        all(attempts, &self.pool, rows::message_attempt).await
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
@@ -100,31 +52,23 @@ impl MessageReports for PgStore {
             "SELECT * FROM ( \
                  SELECT {key} AS key, count(*) AS messages, \
                         coalesce(sum(segments), 0)::bigint AS segments, \
-                        count(*) FILTER (WHERE status = 'delivered') AS delivered, \
-                        count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
+                        count(*) FILTER (WHERE status IN ({delivered})) AS delivered, \
+                        count(*) FILTER (WHERE status IN ({failed})) AS failed \
                  FROM messages WHERE created_at >= $1 AND created_at < $2 \
                    AND ($3::text IS NULL OR api_key = $3) \
                  GROUP BY 1 \
              ) AS groups ORDER BY key IS NOT NULL, key",
-            key = group_key(query.group_by)
+            key = query.group_by.column(DAY),
+            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
+            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
         );
-        let rows: Vec<UsageRow> = sqlx::query_as(&sql)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.api_key.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| UsageGroup {
-                key: row.key,
-                messages: count(row.messages),
-                segments: count(row.segments),
-                delivered: count(row.delivered),
-                failed: count(row.failed),
-            })
-            .collect())
+        let range = params::usage_range(query);
+        all(
+            crate::rows::query(&sql, &range),
+            &self.pool,
+            rows::usage_group,
+        )
+        .await
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
@@ -141,17 +85,18 @@ impl MessageReports for PgStore {
                    AND price_currency IS NOT NULL \
                  GROUP BY 1, 2 \
              ) AS costs ORDER BY key IS NOT NULL, key, currency",
-            key = group_key(query.group_by),
+            key = query.group_by.column(DAY),
             units = Amount::UNITS_PER_WHOLE,
         );
-        let rows: Vec<(Option<String>, String, String)> = sqlx::query_as(&sql)
+        let costs: Vec<(Option<String>, String, String)> = sqlx::query_as(&sql)
             .bind(query.since)
             .bind(query.until)
             .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        rows.into_iter()
+        costs
+            .into_iter()
             .map(|(key, currency, units)| {
                 let units = units.parse().map_err(|_| {
                     StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
@@ -174,61 +119,33 @@ impl MessageReports for PgStore {
                    AND ($3::text IS NULL OR api_key = $3) \
                  GROUP BY 1, 2 \
              ) AS codes ORDER BY key IS NOT NULL, key, count DESC, code",
-            key = group_key(query.group_by)
+            key = query.group_by.column(DAY)
         );
-        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.api_key.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, code, n)| ErrorCodeCount {
-                key,
-                code,
-                count: count(n),
-            })
-            .collect())
+        let range = params::usage_range(query);
+        all(
+            crate::rows::query(&sql, &range),
+            &self.pool,
+            rows::error_code_count,
+        )
+        .await
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT status, channel, count(*) FROM messages GROUP BY status, channel \
+        let counts = sqlx::query(
+            "SELECT status, channel, count(*) AS count FROM messages GROUP BY status, channel \
              ORDER BY status, channel",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|(status, channel, n)| {
-                Ok(StatusCount {
-                    status: status.parse().map_err(|error| {
-                        StoreError::Corrupt(format!("messages.status: {error}"))
-                    })?,
-                    channel: channel.parse::<Channel>().map_err(|error| {
-                        StoreError::Corrupt(format!("messages.channel: {error}"))
-                    })?,
-                    count: count(n),
-                })
-            })
-            .collect()
+        );
+        all(counts, &self.pool, rows::status_count).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let (depth, oldest_queued_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        let stats = sqlx::query(
             "SELECT \
-                 (SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')), \
-                 (SELECT min(created_at) FROM messages WHERE status = 'queued')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(QueueStats {
-            depth: count(depth),
-            oldest_queued_at,
-        })
+                 (SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')) AS depth, \
+                 (SELECT min(created_at) FROM messages WHERE status = 'queued') \
+                     AS oldest_queued_at",
+        );
+        one(stats, &self.pool, rows::queue_stats).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Verifications and their code hashes on PostgreSQL.
+//! Verifications and their code hashes on PostgreSQL, with their two hot writes in batches
+//! (see `store_batch`): verifications created, and checks counted.
 
 use std::collections::HashMap;
 
@@ -7,24 +8,17 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{stored_queued, StoreError, VerificationFilter, VerificationStore};
-use sqlx::{Connection as _, PgConnection};
+use ports::params::{self, Param};
+use ports::{rows, stored_queued, StoreError, VerificationFilter, VerificationStore};
+use sqlx::postgres::PgRow;
+use sqlx::{Connection as _, PgConnection, Row as _};
+use store_batch::BatchWrite;
 use tracing::instrument;
 
 use crate::connections::Connections;
-use crate::messages::insert_code_message;
-use crate::rows::{code_hashes, store_error, VerificationRow};
-
-/// A verification as `count_check` counted it, with its code hashes.
-#[derive(sqlx::FromRow)]
-struct CountedRow {
-    #[sqlx(flatten)]
-    verification: VerificationRow,
-    code_hashes: Vec<Vec<u8>>,
-}
-use crate::writes::{bind_messages, column, insert_messages_sql};
+use crate::messages::{bind_messages, insert_code_message, insert_messages_sql};
+use crate::rows::{all, column, execute, optional, query, store_error, Pg};
 use crate::PgStore;
-use store_batch::BatchWrite;
 
 async fn insert_code(
     connection: &mut PgConnection,
@@ -191,15 +185,16 @@ async fn count_rounds(
 ) -> Result<Vec<<Checks as BatchWrite>::Output>, StoreError> {
     let mut counted: Vec<_> = checks.iter().map(|_| None).collect();
     for round in rounds {
-        let rows: Vec<CountedRow> = sqlx::query_as(COUNT_CHECKS)
+        let found: Vec<PgRow> = sqlx::query(COUNT_CHECKS)
             .bind(column(&round, |&i| checks[i].id.as_uuid()))
             .bind(column(&round, |&i| checks[i].api_key.as_str()))
             .bind(column(&round, |&i| checks[i].now))
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
-        for row in rows {
-            let verification = Verification::try_from(row.verification)?;
+        for row in found {
+            let hashes: Vec<Vec<u8>> = row.try_get("code_hashes").map_err(store_error)?;
+            let verification = rows::verification(&Pg(row))?;
             let index = round
                 .iter()
                 .copied()
@@ -207,7 +202,8 @@ async fn count_rounds(
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("counted an unasked check of {}", verification.id))
                 })?;
-            counted[index] = Some((verification, code_hashes(row.code_hashes)));
+            let hashes = hashes.into_iter().map(CodeHash::from_bytes).collect();
+            counted[index] = Some((verification, hashes));
         }
     }
     Ok(counted)
@@ -257,7 +253,7 @@ impl VerificationStore for PgStore {
     }
 
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
-        let rows: Vec<VerificationRow> = sqlx::query_as(
+        let page = query(
             r#"SELECT * FROM verifications
                WHERE api_key = $1
                  AND ($2::text IS NULL OR $2 = CASE
@@ -268,30 +264,17 @@ impl VerificationStore for PgStore {
                  AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
                ORDER BY created_at DESC, id DESC
                LIMIT $8"#,
-        )
-        .bind(filter.api_key.as_str())
-        .bind(filter.status.map(VerificationStatus::as_str))
-        .bind(filter.to.as_ref().map(|to| to.as_str()))
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.before.map(|cursor| cursor.created_at))
-        .bind(filter.before.map(|cursor| cursor.id.as_uuid()))
-        .bind(i64::from(filter.limit))
-        .bind(filter.now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Verification::try_from).collect()
+            &params::verification_filter(filter),
+        );
+        all(page, &self.pool, rows::verification).await
     }
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {
-        let row: Option<VerificationRow> =
-            sqlx::query_as("SELECT * FROM verifications WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        row.map(Verification::try_from).transpose()
+        let get = query(
+            "SELECT * FROM verifications WHERE id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        optional(get, &self.pool, rows::verification).await
     }
 
     async fn find_pending(
@@ -301,20 +284,20 @@ impl VerificationStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
         let mut connection = self.hot.acquire().await?;
-        let row: Option<VerificationRow> = sqlx::query_as(
+        let pending = query(
             r#"SELECT * FROM verifications
                WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
                ORDER BY created_at DESC
                LIMIT 1"#,
-        )
-        .bind(to.as_str())
-        .bind(api_key)
-        .bind(now)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(store_error)?;
+            &[
+                Param::text(to.as_str()),
+                Param::text(api_key),
+                Param::time(now),
+            ],
+        );
+        let pending = optional(pending, &mut *connection, rows::verification).await?;
         connection.park();
-        row.map(Verification::try_from).transpose()
+        Ok(pending)
     }
 
     #[instrument(skip_all, fields(verification_id = %id))]
@@ -329,23 +312,22 @@ impl VerificationStore for PgStore {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         // The row lock this takes makes concurrent resends wait, then fail the interval test
         // against the winner's `last_sent_at`.
-        let row: Option<VerificationRow> = sqlx::query_as(
+        let resend = query(
             r#"UPDATE verifications
                SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2
                WHERE id = $1 AND status = 'pending' AND expires_at > $2
                  AND send_count < max_sends AND last_sent_at <= $3
                RETURNING *"#,
-        )
-        .bind(id.as_uuid())
-        .bind(now)
-        .bind(last_sent_before)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+            &[
+                Param::id(id.as_uuid()),
+                Param::time(now),
+                Param::time(last_sent_before),
+            ],
+        );
+        let Some(verification) = optional(resend, &mut *transaction, rows::verification).await?
+        else {
             return Ok(None);
         };
-        let verification = Verification::try_from(row)?;
         insert_code(&mut transaction, id, &code, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
         transaction.commit().await.map_err(store_error)?;
@@ -391,34 +373,26 @@ impl VerificationStore for PgStore {
         .bind(id.as_uuid())
         .bind(status.as_str())
         .bind(now)
-        .bind(from)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        if concluded.rows_affected() != 1 {
+        .bind(from);
+        if execute(concluded, &mut *transaction).await? != 1 {
             return Ok(false);
         }
         // Its codes are useless now: those still queued are never sent, and one being sent
         // right now is not sent again should its attempt end in a retry.
-        sqlx::query(
+        let codes = [Param::id(id.as_uuid()), Param::time(now)];
+        let expire = query(
             "UPDATE messages SET status = 'expired', body = '', updated_at = $2 \
              WHERE verification_id = $1 AND status = 'queued'",
-        )
-        .bind(id.as_uuid())
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        sqlx::query(
+            &codes,
+        );
+        execute(expire, &mut *transaction).await?;
+        let cut_short = query(
             "UPDATE messages SET send_before = $2 \
              WHERE verification_id = $1 AND status = 'sending' \
              AND (send_before IS NULL OR send_before > $2)",
-        )
-        .bind(id.as_uuid())
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+            &codes,
+        );
+        execute(cut_short, &mut *transaction).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(true)
     }

@@ -1,21 +1,27 @@
-//! The message queue on SQLite.
+//! The message queue on SQLite, with its two hot writes in batches (see `store_batch`):
+//! messages queued by the API, and the outcomes the dispatcher records after each send.
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use domain::{Attempt, DeliveryEvent, Message, MessageId, NewMessage, VerificationId};
+use ports::params::{self, Param};
 use ports::{
-    stored_queued, ClaimBudget, ClaimToken, Claimed, ClaimedMessage, DeliveryUpdate,
-    DispatchOutcome, Enqueued, Finish, MessageStore, StoreError,
+    rows, stored_queued, ClaimBudget, ClaimToken, Claimed, DeliveryUpdate, DispatchOutcome,
+    Enqueued, Finish, MessageStore, StoreError,
 };
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row as _, SqliteConnection, SqlitePool};
 use store_batch::BatchWrite;
 use tracing::instrument;
 use uuid::fmt::Hyphenated;
 use uuid::Uuid;
 
-use crate::rows::{json_ids, micros, store_error, AttemptRow, MessageRow};
+use crate::deliveries::Delivery;
+use crate::rows::{
+    all, execute, instant, json_ids, json_value, micros, one, optional, query, store_error,
+};
 use crate::SqliteStore;
 
 const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
@@ -26,47 +32,20 @@ const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, templat
        $15, $16)
    RETURNING *"#;
 
-/// The transaction every multi-statement write uses: it takes the write lock before reading,
-/// so it never has to upgrade a read lock another writer is waiting on (which SQLite answers
-/// with an immediate `SQLITE_BUSY`, whatever the busy timeout).
-pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
 pub(crate) async fn insert_code_message(
     connection: &mut SqliteConnection,
     message: &NewMessage,
     verification_id: VerificationId,
 ) -> Result<Message, StoreError> {
-    let row: MessageRow = sqlx::query_as(INSERT_MESSAGE)
-        .bind(message.id.as_uuid().hyphenated())
-        .bind(message.to.as_str())
-        .bind(message.channel.as_str())
-        .bind(message.template.as_deref())
-        .bind(message.body.as_str())
-        .bind(i64::from(message.segments))
-        .bind(message.priority.rank())
-        .bind(message.api_key.as_str())
-        .bind(message.idempotency_key.as_deref())
-        .bind(verification_id.as_uuid().hyphenated())
-        .bind(message.send_before.map(micros))
-        .bind(micros(message.created_at))
-        .bind(message.to.country())
-        .bind(message.request_id.as_deref())
-        .bind(message.sensitive)
-        .bind(message.idempotency_fingerprint.as_deref())
-        .fetch_one(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    Message::try_from(row)
-}
-
-/// The order in which due messages are claimed, which `RETURNING` does not keep.
-fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering {
-    b.message
-        .priority
-        .cmp(&a.message.priority)
-        .then(a.message.created_at.cmp(&b.message.created_at))
-        .then(a.message.id.cmp(&b.message.id))
+    let country = message.to.country();
+    let params = params::new_message(message, Some(verification_id), country.as_deref());
+    one(
+        query(INSERT_MESSAGE, &params),
+        &mut *connection,
+        rows::message,
+    )
+    .await
 }
 
 /// `MessageStore::enqueue` in batches (see `store_batch`): a burst is one statement, its rows
@@ -90,31 +69,17 @@ impl BatchWrite for Enqueues {
             .collect();
         let rows: Vec<serde_json::Value> = messages
             .iter()
-            .zip(&ids)
-            .map(|(message, id)| {
-                serde_json::json!([
-                    id,
-                    message.to.as_str(),
-                    message.channel.as_str(),
-                    message.template.as_deref(),
-                    message.body.as_str(),
-                    message.segments,
-                    message.priority.rank(),
-                    message.api_key.as_str(),
-                    message.idempotency_key.as_deref(),
-                    message
-                        .verification_id
-                        .map(|id| id.as_uuid().hyphenated().to_string()),
-                    message.send_before.map(micros),
-                    micros(message.created_at),
-                    message.to.country(),
-                    message.request_id.as_deref(),
-                    message.sensitive,
-                    message.idempotency_fingerprint.as_deref(),
-                ])
+            .map(|message| {
+                let country = message.to.country();
+                let params =
+                    params::new_message(message, message.verification_id, country.as_deref());
+                serde_json::Value::Array(params.into_iter().map(json_value).collect())
             })
             .collect();
-        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let mut transaction = pool
+            .begin_with(crate::BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
         // Rows are inserted, and checked against the unique index, in the burst's order: a key
         // repeated within a burst keeps its first message, as it would across bursts. (`WHERE
         // true` lets SQLite's parser tell the upsert's ON from a join's.)
@@ -159,15 +124,15 @@ async fn existing(
     connection: &mut SqliteConnection,
     message: &NewMessage,
 ) -> Result<Enqueued, StoreError> {
-    let existing: Option<MessageRow> =
-        sqlx::query_as("SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2")
-            .bind(message.api_key.as_str())
-            .bind(message.idempotency_key.as_deref())
-            .fetch_optional(&mut *connection)
-            .await
-            .map_err(store_error)?;
-    match existing {
-        Some(row) => Ok(Enqueued::Existing(Message::try_from(row)?)),
+    let holder = query(
+        "SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2",
+        &[
+            Param::text(&message.api_key),
+            Param::Text(message.idempotency_key.as_deref()),
+        ],
+    );
+    match optional(holder, &mut *connection, rows::message).await? {
+        Some(holder) => Ok(Enqueued::Existing(holder)),
         None => Err(StoreError::Corrupt(format!(
             "message {} was not stored and no message holds its idempotency key",
             message.id
@@ -215,23 +180,13 @@ async fn finish_in(connection: &mut SqliteConnection, finish: &Finish) -> Result
         return Ok(false);
     }
     if let Some(attempt) = &finish.attempt {
-        sqlx::query(
+        let record = query(
             "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
              outcome, http_status, error_code, error_message, provider) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(finish.id.as_uuid().hyphenated())
-        .bind(i64::from(attempt.number))
-        .bind(micros(attempt.started_at))
-        .bind(micros(attempt.finished_at))
-        .bind(attempt.outcome.as_str())
-        .bind(attempt.http_status.map(i64::from))
-        .bind(attempt.error_code.as_deref())
-        .bind(attempt.error_message.as_deref())
-        .bind(attempt.provider.as_deref())
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+            &params::attempt(finish.id, attempt),
+        );
+        execute(record, &mut *connection).await?;
     }
     Ok(true)
 }
@@ -319,7 +274,10 @@ impl BatchWrite for Finishes {
     type Output = bool;
 
     async fn write(&self, pool: &SqlitePool, finishes: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        let mut transaction = pool.begin_with(BEGIN_WRITE).await.map_err(store_error)?;
+        let mut transaction = pool
+            .begin_with(crate::BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
         let mut recorded = Vec::with_capacity(finishes.len());
         for finish in finishes {
             recorded.push(finish_in(&mut transaction, finish).await?);
@@ -337,23 +295,19 @@ impl MessageStore for SqliteStore {
     }
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let row: Option<MessageRow> = sqlx::query_as("SELECT * FROM messages WHERE id = $1")
-            .bind(id.as_uuid().hyphenated())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.map(Message::try_from).transpose()
+        let get = query(
+            "SELECT * FROM messages WHERE id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        optional(get, &self.pool, rows::message).await
     }
 
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError> {
-        let rows: Vec<AttemptRow> = sqlx::query_as(
+        let attempts = query(
             "SELECT * FROM message_attempts WHERE message_id = $1 ORDER BY number, started_at, id",
-        )
-        .bind(id.as_uuid().hyphenated())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Attempt::try_from).collect()
+            &[Param::id(id.as_uuid())],
+        );
+        all(attempts, &self.pool, rows::attempt).await
     }
 
     #[instrument(skip_all, fields(limit = budget.limit))]
@@ -362,16 +316,9 @@ impl MessageStore for SqliteStore {
         now: DateTime<Utc>,
         budget: &ClaimBudget,
     ) -> Result<Claimed, StoreError> {
-        let locked_until = TimeDelta::from_std(budget.lease)
-            .ok()
-            .and_then(|lease| now.checked_add_signed(lease))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let locked_until = budget.lease_end(now);
         // The write lock, taken first, makes counting, booking and claiming one step.
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
+        let mut transaction = self.begin_write().await?;
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             sqlx::query_scalar(
                 "SELECT count(*) FROM messages WHERE status = 'sending' AND locked_until > $1 \
@@ -413,11 +360,11 @@ impl MessageStore for SqliteStore {
             record_lost(&mut transaction, lapsed).await?;
             fail_lost(&mut transaction, &lapsed.id, now).await?;
         }
-        let claim = Uuid::new_v4();
+        let token = Uuid::new_v4();
         // Due rows and lapsed leases are found apart, each through its own index (named, so
         // that the plan cannot drift) and stopping at the limit: one WHERE for both read
         // every due row and sorted them (migration 0011).
-        let rows: Vec<MessageRow> = sqlx::query_as(
+        let claim = sqlx::query(
             r#"UPDATE messages
                SET status = 'sending', locked_until = $3, claim_token = $4,
                    attempt_count = attempt_count + 1, updated_at = $1
@@ -447,33 +394,36 @@ impl MessageStore for SqliteStore {
         .bind(micros(now))
         .bind(i64::from(allowance.count))
         .bind(micros(locked_until))
-        .bind(claim.hyphenated())
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        .bind(token.hyphenated());
+        let found: Vec<SqliteRow> = claim
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         for lapsed in &retried {
-            if rows.iter().any(|row| row.id == lapsed.id) {
+            if found
+                .iter()
+                .any(|row| row.try_get("id").ok() == Some(lapsed.id))
+            {
                 record_lost(&mut transaction, lapsed).await?;
             }
         }
-        if let (Some(rate), false) = (&budget.sender_rate, rows.is_empty()) {
+        if let (Some(rate), false) = (&budget.sender_rate, found.is_empty()) {
             sqlx::query(
                 "INSERT INTO sender_pacing (sender, next_send_at) VALUES ($1, $2) \
                  ON CONFLICT (sender) DO UPDATE SET next_send_at = excluded.next_send_at",
             )
             .bind(rate.sender.as_str())
-            .bind(micros(allowance.next_send_at(rows.len())))
+            .bind(micros(allowance.next_send_at(found.len())))
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
         }
         transaction.commit().await.map_err(store_error)?;
-        let mut claimed = rows
+        let claimed = found
             .into_iter()
-            .map(ClaimedMessage::try_from)
+            .map(|row| rows::claimed_message(&crate::rows::Lite(row)))
             .collect::<Result<Vec<_>, _>>()?;
-        claimed.sort_by(dispatch_order);
-        Ok(allowance.apply(claimed))
+        Ok(allowance.dispatch(claimed))
     }
 
     #[instrument(skip_all, fields(message_id = %id))]
@@ -508,12 +458,8 @@ impl MessageStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // A held claim means the message is `sending`, which the UPDATE re-checks.
-        let finish = match Finish::new(claim, id, attempt, outcome, now) {
-            Ok(finish) => finish,
-            Err(next) => {
-                tracing::warn!("a claimed message cannot move to {next}");
-                return Ok(false);
-            }
+        let Some(finish) = Finish::of_claim(claim, id, attempt, outcome, now) else {
+            return Ok(false);
         };
         self.batched.finishes.write(finish).await
     }
@@ -530,26 +476,35 @@ impl MessageStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)?;
-        due.map(|due| {
-            DateTime::from_timestamp_micros(due)
-                .ok_or_else(|| StoreError::Corrupt(format!("{due} is not a time")))
-        })
-        .transpose()
+        due.map(|due| instant("messages.next_attempt_at", due))
+            .transpose()
     }
 
+    #[instrument(skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
     async fn record_delivery(
         &self,
         provider_sid: &str,
         event: DeliveryEvent,
         idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError> {
-        crate::deliveries::record_delivery(self, provider_sid, event, idempotency_token).await
+        // The write lock, taken before reading, makes the status judged the one updated.
+        let transaction = Delivery(self.begin_write().await?);
+        ports::record_delivery(transaction, provider_sid, event, idempotency_token).await
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {
-        crate::deliveries::delivery_events(self, id).await
+        let events = query(
+            "SELECT status, error_code, error_message, price_amount, price_currency, received_at \
+             FROM message_events WHERE message_id = $1 ORDER BY received_at, id",
+            &[Param::id(id.as_uuid())],
+        );
+        all(events, &self.pool, rows::delivery_event).await
     }
 
+    /// Claims messages still `sent` through `provider` for a status lookup: see
+    /// [`ports::MessageStore::claim_unconfirmed`]. One statement, so SQLite's single writer makes
+    /// it atomic.
+    #[instrument(skip_all, fields(provider = %provider, limit))]
     async fn claim_unconfirmed(
         &self,
         provider: &str,
@@ -559,14 +514,22 @@ impl MessageStore for SqliteStore {
         limit: u32,
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        crate::deliveries::claim_unconfirmed(
-            self,
-            provider,
-            (sent_after, sent_before),
-            now,
-            limit,
-            hold_until,
-        )
-        .await
+        // `updated_at` stays: it is when the message was sent, which the next claim compares.
+        let claim = query(
+            "UPDATE messages SET reconcile_after = $6 \
+             WHERE id IN ( \
+                 SELECT id FROM messages \
+                 WHERE status = 'sent' AND provider = $1 \
+                   AND updated_at >= $2 AND updated_at <= $3 \
+                   AND (reconcile_after IS NULL OR reconcile_after <= $4) \
+                 ORDER BY updated_at, id \
+                 LIMIT $5 \
+             ) \
+             RETURNING *",
+            &params::unconfirmed(provider, (sent_after, sent_before), now, limit, hold_until),
+        );
+        let mut claimed = all(claim, &self.writer, rows::message).await?;
+        claimed.sort_by_key(|message| (message.updated_at, message.id));
+        Ok(claimed)
     }
 }

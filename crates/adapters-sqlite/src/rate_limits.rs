@@ -6,12 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::pumping::{baseline_period, hour_of};
 use domain::HourlySends;
-use ports::{Admission, RateLimit, RateLimiter, StoreError};
+use ports::{rows, Admission, RateLimit, RateLimiter, StoreError};
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
-use crate::messages::BEGIN_WRITE;
-use crate::rows::{instant, micros, store_error};
+use crate::rows::{all, instant, micros, store_error};
 use crate::SqliteStore;
 
 /// Whether `limit` has room at `now`, after forgetting the sends that have left its window.
@@ -72,11 +71,7 @@ impl RateLimiter for SqliteStore {
         limits: &[RateLimit],
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError> {
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
+        let mut transaction = self.begin_write().await?;
         for limit in limits {
             if let Some(retry_after) = room_in(&mut transaction, limit, now).await? {
                 transaction.rollback().await.map_err(store_error)?;
@@ -110,11 +105,7 @@ impl RateLimiter for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let hour = hour_of(now);
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO country_send_volume (calling_code, hour, sends) VALUES ($1, $2, 1) \
              ON CONFLICT (calling_code, hour) \
@@ -140,24 +131,12 @@ impl RateLimiter for SqliteStore {
         calling_code: u16,
         since: DateTime<Utc>,
     ) -> Result<Vec<HourlySends>, StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        let volume = sqlx::query(
             "SELECT hour, sends FROM country_send_volume \
              WHERE calling_code = $1 AND hour >= $2 ORDER BY hour",
         )
         .bind(i64::from(calling_code))
-        .bind(micros(since))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|(hour, sends)| {
-                let sends = u64::try_from(sends)
-                    .map_err(|_| StoreError::Corrupt(format!("sends: {sends} is not a count")))?;
-                Ok(HourlySends {
-                    hour: instant("hour", hour)?,
-                    sends,
-                })
-            })
-            .collect()
+        .bind(micros(since));
+        all(volume, &self.pool, rows::hourly_sends).await
     }
 }

@@ -2,27 +2,18 @@
 //! one aggregating query.
 
 use async_trait::async_trait;
-use chrono::DateTime;
-use domain::{Amount, Attempt, Channel, Message, MessageId, MessageStatus};
+use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
+use ports::params::{self, literals};
 use ports::{
-    CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
-    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+    rows, CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount,
+    StoreError, StoreHealth, UsageGroup, UsageQuery,
 };
-use uuid::fmt::Hyphenated;
 
-use crate::rows::{json_ids, micros, store_error, AttemptRow, MessageRow};
+use crate::rows::{all, json_ids, micros, one, store_error};
 use crate::SqliteStore;
 
-/// The SQL expression a report groups by: chosen from a closed list, never built from input.
-fn group_key(grouping: UsageGrouping) -> &'static str {
-    match grouping {
-        UsageGrouping::Day => "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
-        UsageGrouping::Template => "template",
-        UsageGrouping::Country => "country",
-        UsageGrouping::Status => "status",
-        UsageGrouping::ApiKey => "api_key",
-    }
-}
+/// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
+const DAY: &str = "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')";
 
 /// `price_amount` is what `Amount` reads: an optional `-`, one to six digits, optionally a point
 /// and one to eight digits (PostgreSQL says it with a regular expression). Any other stored
@@ -35,30 +26,10 @@ const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
      AND instr(ltrim(price_amount, '-') || '.', '.') <= 7 \
      AND length(ltrim(price_amount, '-')) - instr(ltrim(price_amount, '-') || '.', '.') <= 8";
 
-fn count(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-#[derive(sqlx::FromRow)]
-struct MessageAttemptRow {
-    message_id: Hyphenated,
-    #[sqlx(flatten)]
-    attempt: AttemptRow,
-}
-
-#[derive(sqlx::FromRow)]
-struct UsageRow {
-    key: Option<String>,
-    messages: i64,
-    segments: i64,
-    delivered: i64,
-    failed: i64,
-}
-
 #[async_trait]
 impl MessageReports for SqliteStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
+        let page = crate::rows::query(
             r#"SELECT * FROM messages
                WHERE api_key = $1
                  AND ($2 IS NULL OR status = $2)
@@ -68,42 +39,22 @@ impl MessageReports for SqliteStore {
                  AND ($6 IS NULL OR (created_at, id) < ($6, $7))
                ORDER BY created_at DESC, id DESC
                LIMIT $8"#,
-        )
-        .bind(filter.api_key.as_str())
-        .bind(filter.status.map(MessageStatus::as_str))
-        .bind(filter.to.as_ref().map(|to| to.as_str()))
-        .bind(filter.since.map(micros))
-        .bind(filter.until.map(micros))
-        .bind(filter.before.map(|cursor| micros(cursor.created_at)))
-        .bind(filter.before.map(|cursor| cursor.id.as_uuid().hyphenated()))
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Message::try_from).collect()
+            &params::message_filter(filter),
+        );
+        all(page, &self.pool, rows::message).await
     }
 
     async fn attempts_of(
         &self,
         ids: &[MessageId],
     ) -> Result<Vec<(MessageId, Attempt)>, StoreError> {
-        let rows: Vec<MessageAttemptRow> = sqlx::query_as(
+        let attempts = sqlx::query(
             "SELECT * FROM message_attempts \
              WHERE message_id IN (SELECT value FROM json_each($1)) \
              ORDER BY message_id, number, started_at, id",
         )
-        .bind(json_ids(ids))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok((
-                    MessageId::from_uuid(row.message_id.into_uuid()),
-                    row.attempt.try_into()?,
-                ))
-            })
-            .collect()
+        .bind(json_ids(ids));
+        all(attempts, &self.pool, rows::message_attempt).await
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
@@ -111,31 +62,23 @@ impl MessageReports for SqliteStore {
             "SELECT * FROM ( \
                  SELECT {key} AS key, count(*) AS messages, \
                         coalesce(sum(segments), 0) AS segments, \
-                        count(*) FILTER (WHERE status = 'delivered') AS delivered, \
-                        count(*) FILTER (WHERE status IN ('failed', 'undelivered')) AS failed \
+                        count(*) FILTER (WHERE status IN ({delivered})) AS delivered, \
+                        count(*) FILTER (WHERE status IN ({failed})) AS failed \
                  FROM messages WHERE created_at >= $1 AND created_at < $2 \
                    AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1 \
              ) ORDER BY key IS NOT NULL, key",
-            key = group_key(query.group_by)
+            key = query.group_by.column(DAY),
+            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
+            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
         );
-        let rows: Vec<UsageRow> = sqlx::query_as(&sql)
-            .bind(micros(query.since))
-            .bind(micros(query.until))
-            .bind(query.api_key.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| UsageGroup {
-                key: row.key,
-                messages: count(row.messages),
-                segments: count(row.segments),
-                delivered: count(row.delivered),
-                failed: count(row.failed),
-            })
-            .collect())
+        let range = params::usage_range(query);
+        all(
+            crate::rows::query(&sql, &range),
+            &self.pool,
+            rows::usage_group,
+        )
+        .await
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
@@ -151,17 +94,17 @@ impl MessageReports for SqliteStore {
                    AND ($3 IS NULL OR api_key = $3) \
                    AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
              ) GROUP BY 1, 2 ORDER BY key IS NOT NULL, key, currency",
-            key = group_key(query.group_by),
+            key = query.group_by.column(DAY),
             per_whole = Amount::UNITS_PER_WHOLE,
         );
-        let rows: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&sql)
+        let sums: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&sql)
             .bind(micros(query.since))
             .bind(micros(query.until))
             .bind(query.api_key.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(rows
+        Ok(sums
             .into_iter()
             .map(|(key, currency, whole, rest)| CostSum {
                 key,
@@ -182,66 +125,33 @@ impl MessageReports for SqliteStore {
                    AND ($3 IS NULL OR api_key = $3) \
                  GROUP BY 1, 2 \
              ) ORDER BY key IS NOT NULL, key, count DESC, code",
-            key = group_key(query.group_by)
+            key = query.group_by.column(DAY)
         );
-        let rows: Vec<(Option<String>, String, i64)> = sqlx::query_as(&sql)
-            .bind(micros(query.since))
-            .bind(micros(query.until))
-            .bind(query.api_key.as_deref())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, code, n)| ErrorCodeCount {
-                key,
-                code,
-                count: count(n),
-            })
-            .collect())
+        let range = params::usage_range(query);
+        all(
+            crate::rows::query(&sql, &range),
+            &self.pool,
+            rows::error_code_count,
+        )
+        .await
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT status, channel, count(*) FROM messages GROUP BY status, channel \
+        let counts = sqlx::query(
+            "SELECT status, channel, count(*) AS count FROM messages GROUP BY status, channel \
              ORDER BY status, channel",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter()
-            .map(|(status, channel, n)| {
-                Ok(StatusCount {
-                    status: status.parse().map_err(|error| {
-                        StoreError::Corrupt(format!("messages.status: {error}"))
-                    })?,
-                    channel: channel.parse::<Channel>().map_err(|error| {
-                        StoreError::Corrupt(format!("messages.channel: {error}"))
-                    })?,
-                    count: count(n),
-                })
-            })
-            .collect()
+        );
+        all(counts, &self.pool, rows::status_count).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let (depth, oldest): (i64, Option<i64>) = sqlx::query_as(
+        let stats = sqlx::query(
             "SELECT \
-                 (SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')), \
-                 (SELECT min(created_at) FROM messages WHERE status = 'queued')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        Ok(QueueStats {
-            depth: count(depth),
-            oldest_queued_at: oldest
-                .map(|at| {
-                    DateTime::from_timestamp_micros(at)
-                        .ok_or_else(|| StoreError::Corrupt(format!("{at} is not a time")))
-                })
-                .transpose()?,
-        })
+                 (SELECT count(*) FROM messages WHERE status IN ('queued', 'sending')) AS depth, \
+                 (SELECT min(created_at) FROM messages WHERE status = 'queued') \
+                     AS oldest_queued_at",
+        );
+        one(stats, &self.pool, rows::queue_stats).await
     }
 }
 

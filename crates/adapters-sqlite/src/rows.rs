@@ -1,16 +1,17 @@
-//! Rows as SQLite returns them, and the conversions both ways. Timestamps are integer
-//! microseconds since the Unix epoch, ids hyphenated UUID text. A row that does not convert is
-//! [`StoreError::Corrupt`]: the database holds something the domain never wrote.
-
-use std::fmt::Display;
+//! SQLite's encoding: times are integer microseconds since the Unix epoch, ids hyphenated UUID
+//! text, integers one type. Rows are read through [`StoredRow`] and parameters bound from
+//! [`Param`]; what the columns mean is `ports::rows` and `ports::params`.
 
 use chrono::{DateTime, Utc};
-use domain::{
-    Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, PhoneNumber,
-    Price, Priority, Verification, VerificationId, VerificationStatus,
-};
-use ports::{ClaimToken, ClaimedMessage, StoreError};
+use domain::MessageId;
+use ports::params::Param;
+use ports::rows::StoredRow;
+use ports::StoreError;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Row as _, Sqlite, SqliteExecutor, Type};
 use uuid::fmt::Hyphenated;
+use uuid::Uuid;
 
 /// A sqlx failure as the port sees it: a value that does not decode is corrupt data, anything
 /// else (the file, the lock, the disk) is the database being unavailable.
@@ -40,206 +41,113 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-pub(crate) fn corrupt(column: &str, problem: impl Display) -> StoreError {
-    StoreError::Corrupt(format!("{column}: {problem}"))
-}
-
+/// A stored timestamp.
 pub(crate) fn instant(column: &str, micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| corrupt(column, format!("{micros} is not a time")))
+        .ok_or_else(|| StoreError::Corrupt(format!("{column}: {micros} is not a time")))
 }
 
-/// A price is stored as two columns, both set or both null.
-pub(crate) fn price(amount: Option<String>, currency: Option<String>) -> Option<Price> {
-    Some(Price {
-        amount: amount?,
-        currency: currency?,
-    })
-}
-
-fn count(column: &str, value: i64) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| corrupt(column, format!("{value} is not a count")))
-}
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct MessageRow {
-    pub(crate) id: Hyphenated,
-    to: String,
-    channel: String,
-    template: Option<String>,
-    body: String,
-    sensitive: bool,
-    segments: i64,
-    priority: i64,
-    status: String,
-    api_key: String,
-    idempotency_key: Option<String>,
-    idempotency_fingerprint: Option<String>,
-    verification_id: Option<Hyphenated>,
-    send_before: Option<i64>,
-    provider: Option<String>,
-    provider_sid: Option<String>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    price_amount: Option<String>,
-    price_currency: Option<String>,
-    attempt_count: i64,
-    request_id: Option<String>,
-    next_attempt_at: i64,
-    claim_token: Option<Hyphenated>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<MessageRow> for Message {
-    type Error = StoreError;
-
-    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
-        let rank = i16::try_from(row.priority)
-            .map_err(|_| corrupt("messages.priority", format!("{} is no rank", row.priority)))?;
-        Ok(Message {
-            id: MessageId::from_uuid(row.id.into_uuid()),
-            to: PhoneNumber::from_stored(&row.to).map_err(|error| corrupt("messages.to", error))?,
-            channel: row
-                .channel
-                .parse::<Channel>()
-                .map_err(|error| corrupt("messages.channel", error))?,
-            template: row.template,
-            body: row.body,
-            sensitive: row.sensitive,
-            segments: count("messages.segments", row.segments)?,
-            priority: Priority::from_rank(rank),
-            status: row
-                .status
-                .parse::<MessageStatus>()
-                .map_err(|error| corrupt("messages.status", error))?,
-            api_key: row.api_key,
-            idempotency_key: row.idempotency_key,
-            idempotency_fingerprint: row.idempotency_fingerprint,
-            verification_id: row
-                .verification_id
-                .map(|id| VerificationId::from_uuid(id.into_uuid())),
-            send_before: row
-                .send_before
-                .map(|at| instant("messages.send_before", at))
-                .transpose()?,
-            provider: row.provider,
-            provider_sid: row.provider_sid,
-            error_code: row.error_code,
-            error_message: row.error_message,
-            price: price(row.price_amount, row.price_currency),
-            attempt_count: count("messages.attempt_count", row.attempt_count)?,
-            request_id: row.request_id,
-            next_attempt_at: instant("messages.next_attempt_at", row.next_attempt_at)?,
-            created_at: instant("messages.created_at", row.created_at)?,
-            updated_at: instant("messages.updated_at", row.updated_at)?,
-        })
+/// A parameter as it goes into a JSON array that a statement reads with `json_each`.
+pub(crate) fn json_value(param: Param<'_>) -> serde_json::Value {
+    match param {
+        Param::Text(text) => text.into(),
+        Param::Integer(n) => n.into(),
+        Param::Flag(flag) => flag.into(),
+        Param::Id(id) => id.map(|id| id.hyphenated().to_string()).into(),
+        Param::Time(at) => at.map(micros).into(),
     }
 }
 
-impl TryFrom<MessageRow> for ClaimedMessage {
-    type Error = StoreError;
+/// A row as SQLite returns it.
+pub(crate) struct Lite(pub(crate) SqliteRow);
 
-    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
-        let token = row
-            .claim_token
-            .ok_or_else(|| corrupt("messages.claim_token", "a claimed message has no token"))?;
-        let message = Message::try_from(row)?;
-        Ok(ClaimedMessage {
-            // A claim stamps `updated_at` with its time; a sender rate may set a later one.
-            send_at: message.updated_at,
-            message,
-            claim: ClaimToken(token.into_uuid().as_u128()),
-        })
+impl Lite {
+    fn get<'r, T>(&'r self, column: &str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, Sqlite> + Type<Sqlite>,
+    {
+        self.0.try_get(column).map_err(store_error)
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct AttemptRow {
-    number: i64,
-    provider: Option<String>,
-    started_at: i64,
-    finished_at: i64,
-    outcome: String,
-    http_status: Option<i64>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-}
+impl StoredRow for Lite {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.get(column)
+    }
 
-impl TryFrom<AttemptRow> for Attempt {
-    type Error = StoreError;
+    fn integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        self.get(column)
+    }
 
-    fn try_from(row: AttemptRow) -> Result<Self, StoreError> {
-        Ok(Attempt {
-            number: count("message_attempts.number", row.number)?,
-            provider: row.provider,
-            started_at: instant("message_attempts.started_at", row.started_at)?,
-            finished_at: instant("message_attempts.finished_at", row.finished_at)?,
-            outcome: row
-                .outcome
-                .parse::<AttemptOutcome>()
-                .map_err(|error| corrupt("message_attempts.outcome", error))?,
-            http_status: row
-                .http_status
-                .map(|status| {
-                    u16::try_from(status).map_err(|_| {
-                        corrupt(
-                            "message_attempts.http_status",
-                            format!("{status} is not an HTTP status"),
-                        )
-                    })
-                })
-                .transpose()?,
-            error_code: row.error_code,
-            error_message: row.error_message,
-        })
+    fn flag(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        self.get(column)
+    }
+
+    fn id(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self
+            .get::<Option<Hyphenated>>(column)?
+            .map(Hyphenated::into_uuid))
+    }
+
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let micros: Option<i64> = self.get(column)?;
+        micros.map(|micros| instant(column, micros)).transpose()
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct VerificationRow {
-    id: Hyphenated,
-    to: String,
-    channel: String,
-    api_key: String,
-    status: String,
-    check_count: i64,
-    max_checks: i64,
-    send_count: i64,
-    max_sends: i64,
-    expires_at: i64,
-    last_sent_at: i64,
-    created_at: i64,
-}
-
-impl TryFrom<VerificationRow> for Verification {
-    type Error = StoreError;
-
-    fn try_from(row: VerificationRow) -> Result<Self, StoreError> {
-        Ok(Verification {
-            id: VerificationId::from_uuid(row.id.into_uuid()),
-            to: PhoneNumber::from_stored(&row.to)
-                .map_err(|error| corrupt("verifications.to", error))?,
-            channel: row
-                .channel
-                .parse::<Channel>()
-                .map_err(|error| corrupt("verifications.channel", error))?,
-            api_key: row.api_key,
-            status: row
-                .status
-                .parse::<VerificationStatus>()
-                .map_err(|error| corrupt("verifications.status", error))?,
-            check_count: count("verifications.check_count", row.check_count)?,
-            max_checks: count("verifications.max_checks", row.max_checks)?,
-            send_count: count("verifications.send_count", row.send_count)?,
-            max_sends: count("verifications.max_sends", row.max_sends)?,
-            expires_at: instant("verifications.expires_at", row.expires_at)?,
-            last_sent_at: instant("verifications.last_sent_at", row.last_sent_at)?,
-            created_at: instant("verifications.created_at", row.created_at)?,
+/// A statement with `params` bound as `$1`, `$2`, ...
+pub(crate) fn query<'q>(
+    sql: &'q str,
+    params: &[Param<'q>],
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    params
+        .iter()
+        .fold(sqlx::query(sql), |query, param| match *param {
+            Param::Text(text) => query.bind(text),
+            Param::Integer(n) => query.bind(n),
+            Param::Flag(flag) => query.bind(flag),
+            Param::Id(id) => query.bind(id.map(Uuid::hyphenated)),
+            Param::Time(at) => query.bind(at.map(micros)),
         })
-    }
 }
 
-pub(crate) fn code_hashes(hashes: Vec<Vec<u8>>) -> Vec<CodeHash> {
-    hashes.into_iter().map(CodeHash::from_bytes).collect()
+/// How a row of a query's answer becomes a value (a function of `ports::rows`).
+pub(crate) type Decode<T> = fn(&Lite) -> Result<T, StoreError>;
+
+/// Every row `query` returns, decoded.
+pub(crate) async fn all<'q, 'c, T>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    executor: impl SqliteExecutor<'c>,
+    decode: Decode<T>,
+) -> Result<Vec<T>, StoreError> {
+    let found = query.fetch_all(executor).await.map_err(store_error)?;
+    found.into_iter().map(|row| decode(&Lite(row))).collect()
+}
+
+/// The row `query` returns, if any, decoded.
+pub(crate) async fn optional<'q, 'c, T>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    executor: impl SqliteExecutor<'c>,
+    decode: Decode<T>,
+) -> Result<Option<T>, StoreError> {
+    let found = query.fetch_optional(executor).await.map_err(store_error)?;
+    found.map(|row| decode(&Lite(row))).transpose()
+}
+
+/// The one row `query` returns, decoded.
+pub(crate) async fn one<'q, 'c, T>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    executor: impl SqliteExecutor<'c>,
+    decode: Decode<T>,
+) -> Result<T, StoreError> {
+    decode(&Lite(query.fetch_one(executor).await.map_err(store_error)?))
+}
+
+/// Runs `query`: how many rows it changed.
+pub(crate) async fn execute<'q, 'c>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    executor: impl SqliteExecutor<'c>,
+) -> Result<u64, StoreError> {
+    let done = query.execute(executor).await.map_err(store_error)?;
+    Ok(done.rows_affected())
 }

@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
 };
-use ports::{StoreError, VerificationFilter, VerificationStore};
+use ports::params::{self, Param};
+use ports::{rows, StoreError, VerificationFilter, VerificationStore};
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
-use crate::messages::{insert_code_message, BEGIN_WRITE};
-use crate::rows::{code_hashes, micros, store_error, VerificationRow};
+use crate::messages::insert_code_message;
+use crate::rows::{all, execute, micros, optional, query, store_error};
 use crate::SqliteStore;
 
 async fn insert_code(
@@ -43,32 +44,15 @@ impl VerificationStore for SqliteStore {
         code: CodeHash,
         message: NewMessage,
     ) -> Result<Message, StoreError> {
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
-        sqlx::query(
+        let mut transaction = self.begin_write().await?;
+        let verification_row = query(
             r#"INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
                    max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
                    updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)"#,
-        )
-        .bind(verification.id.as_uuid().hyphenated())
-        .bind(verification.to.as_str())
-        .bind(verification.channel.as_str())
-        .bind(verification.api_key.as_str())
-        .bind(verification.status.as_str())
-        .bind(i64::from(verification.check_count))
-        .bind(i64::from(verification.max_checks))
-        .bind(i64::from(verification.send_count))
-        .bind(i64::from(verification.max_sends))
-        .bind(micros(verification.expires_at))
-        .bind(micros(verification.last_sent_at))
-        .bind(micros(verification.created_at))
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+            &params::new_verification(verification),
+        );
+        execute(verification_row, &mut *transaction).await?;
         insert_code(
             &mut transaction,
             verification.id,
@@ -82,7 +66,7 @@ impl VerificationStore for SqliteStore {
     }
 
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
-        let rows: Vec<VerificationRow> = sqlx::query_as(
+        let page = query(
             r#"SELECT * FROM verifications
                WHERE api_key = $1
                  AND ($2 IS NULL OR $2 = CASE
@@ -93,30 +77,17 @@ impl VerificationStore for SqliteStore {
                  AND ($6 IS NULL OR (created_at, id) < ($6, $7))
                ORDER BY created_at DESC, id DESC
                LIMIT $8"#,
-        )
-        .bind(filter.api_key.as_str())
-        .bind(filter.status.map(VerificationStatus::as_str))
-        .bind(filter.to.as_ref().map(|to| to.as_str()))
-        .bind(filter.since.map(micros))
-        .bind(filter.until.map(micros))
-        .bind(filter.before.map(|cursor| micros(cursor.created_at)))
-        .bind(filter.before.map(|cursor| cursor.id.as_uuid().hyphenated()))
-        .bind(i64::from(filter.limit))
-        .bind(micros(filter.now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(Verification::try_from).collect()
+            &params::verification_filter(filter),
+        );
+        all(page, &self.pool, rows::verification).await
     }
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError> {
-        let row: Option<VerificationRow> =
-            sqlx::query_as("SELECT * FROM verifications WHERE id = $1")
-                .bind(id.as_uuid().hyphenated())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-        row.map(Verification::try_from).transpose()
+        let get = query(
+            "SELECT * FROM verifications WHERE id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        optional(get, &self.pool, rows::verification).await
     }
 
     async fn find_pending(
@@ -125,19 +96,18 @@ impl VerificationStore for SqliteStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
-        let row: Option<VerificationRow> = sqlx::query_as(
+        let pending = query(
             r#"SELECT * FROM verifications
                WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
                ORDER BY created_at DESC
                LIMIT 1"#,
-        )
-        .bind(to.as_str())
-        .bind(api_key)
-        .bind(micros(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(Verification::try_from).transpose()
+            &[
+                Param::text(to.as_str()),
+                Param::text(api_key),
+                Param::time(now),
+            ],
+        );
+        optional(pending, &self.pool, rows::verification).await
     }
 
     #[instrument(skip_all, fields(verification_id = %id))]
@@ -149,28 +119,23 @@ impl VerificationStore for SqliteStore {
         now: DateTime<Utc>,
         last_sent_before: DateTime<Utc>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
-        let row: Option<VerificationRow> = sqlx::query_as(
+        let mut transaction = self.begin_write().await?;
+        let resend = query(
             r#"UPDATE verifications
                SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2
                WHERE id = $1 AND status = 'pending' AND expires_at > $2
                  AND send_count < max_sends AND last_sent_at <= $3
                RETURNING *"#,
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(micros(now))
-        .bind(micros(last_sent_before))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+            &[
+                Param::id(id.as_uuid()),
+                Param::time(now),
+                Param::time(last_sent_before),
+            ],
+        );
+        let Some(verification) = optional(resend, &mut *transaction, rows::verification).await?
+        else {
             return Ok(None);
         };
-        let verification = Verification::try_from(row)?;
         insert_code(&mut transaction, id, &code, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
         transaction.commit().await.map_err(store_error)?;
@@ -184,23 +149,21 @@ impl VerificationStore for SqliteStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Verification, Vec<CodeHash>)>, StoreError> {
-        let row: Option<VerificationRow> = sqlx::query_as(
+        let check = query(
             r#"UPDATE verifications
                SET check_count = check_count + 1, updated_at = $2
                WHERE id = $1 AND api_key = $3 AND status = 'pending' AND expires_at > $2
                  AND check_count < max_checks
                RETURNING *"#,
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(micros(now))
-        .bind(api_key)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+            &[
+                Param::id(id.as_uuid()),
+                Param::time(now),
+                Param::text(api_key),
+            ],
+        );
+        let Some(verification) = optional(check, &self.writer, rows::verification).await? else {
             return Ok(None);
         };
-        let verification = Verification::try_from(row)?;
         // Codes are only ever added, so reading them after counting misses nothing that
         // existed when the check was counted.
         let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
@@ -210,7 +173,8 @@ impl VerificationStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(Some((verification, code_hashes(hashes))))
+        let hashes = hashes.into_iter().map(CodeHash::from_bytes).collect();
+        Ok(Some((verification, hashes)))
     }
 
     #[instrument(skip_all, fields(verification_id = %id, status = %status))]
@@ -220,53 +184,40 @@ impl VerificationStore for SqliteStore {
         status: VerificationStatus,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // Statuses are the domain's fixed names, safe to spell out in the statement.
-        let from: Vec<String> = VerificationStatus::able_to_become(status)
-            .map(|from| format!("'{}'", from.as_str()))
-            .collect();
+        let from = params::literals(
+            VerificationStatus::able_to_become(status).map(VerificationStatus::as_str),
+        );
         if from.is_empty() {
             return Ok(false);
         }
-        let mut transaction = self
-            .writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
-        let concluded = sqlx::query(&format!(
+        let mut transaction = self.begin_write().await?;
+        let sql = format!(
             "UPDATE verifications SET status = $2, updated_at = $3 \
-             WHERE id = $1 AND status IN ({})",
-            from.join(", ")
-        ))
-        .bind(id.as_uuid().hyphenated())
-        .bind(status.as_str())
-        .bind(micros(now))
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        if concluded.rows_affected() != 1 {
+             WHERE id = $1 AND status IN ({from})"
+        );
+        let concluded = sqlx::query(&sql)
+            .bind(id.as_uuid().hyphenated())
+            .bind(status.as_str())
+            .bind(micros(now));
+        if execute(concluded, &mut *transaction).await? != 1 {
             return Ok(false);
         }
         // Its codes are useless now: those still queued are never sent, and one being sent
         // right now is not sent again should its attempt end in a retry.
-        sqlx::query(
+        let codes = [Param::id(id.as_uuid()), Param::time(now)];
+        let expire = query(
             "UPDATE messages SET status = 'expired', body = '', updated_at = $2 \
              WHERE verification_id = $1 AND status = 'queued'",
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(micros(now))
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        sqlx::query(
+            &codes,
+        );
+        execute(expire, &mut *transaction).await?;
+        let cut_short = query(
             "UPDATE messages SET send_before = $2 \
              WHERE verification_id = $1 AND status = 'sending' \
              AND (send_before IS NULL OR send_before > $2)",
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(micros(now))
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+            &codes,
+        );
+        execute(cut_short, &mut *transaction).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(true)
     }

@@ -18,6 +18,7 @@ mod config;
 mod provider;
 mod sent_search;
 mod signature;
+mod sms_provider;
 mod status_callback;
 mod status_lookup;
 mod wire;

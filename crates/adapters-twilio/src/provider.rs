@@ -3,17 +3,13 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use domain::{Amount, Channel, PhoneNumber};
-use ports::{
-    OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
-};
+use ports::{OutboundMessage, Price, ProviderError, ProviderErrorKind, ProviderReceipt};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::account::CredentialsError;
 use crate::config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use crate::wire::{ErrorBody, MessageResource, NumberOrString};
 
@@ -38,7 +34,7 @@ const PERMANENT_CODES: [&str; 6] = ["21211", "21408", "21610", "21612", "21614",
 /// `From` not a message-capable number of the account (21606).
 const ACCOUNT_CODES: [&str; 4] = ["20003", "20005", "21212", "21606"];
 
-/// [`SmsProvider::name`], also in every receipt and error.
+/// [`ports::SmsProvider::name`], also in every receipt and error.
 pub(crate) const NAME: &str = "twilio";
 
 /// Sends through Twilio's Messages resource. Owns one pooled HTTP client: build one and share it.
@@ -137,7 +133,7 @@ impl TwilioSmsProvider {
             channel = %message.channel,
         )
     )]
-    async fn send_message(
+    pub(crate) async fn send_message(
         &self,
         message: &OutboundMessage,
     ) -> Result<ProviderReceipt, ProviderError> {
@@ -230,37 +226,6 @@ impl TwilioSmsProvider {
             more_info: None,
             retry_after: None,
             partly_sent: None,
-        }
-    }
-}
-
-#[async_trait]
-impl SmsProvider for TwilioSmsProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
-        self.send_message(message).await
-    }
-
-    /// Ready when Twilio accepts the credentials and the account is active.
-    async fn check_ready(&self) -> Result<(), ProviderError> {
-        match self.check_credentials().await {
-            Ok(_) => Ok(()),
-            Err(CredentialsError::Rejected(error) | CredentialsError::Unavailable(error)) => {
-                Err(error)
-            }
-            Err(error @ CredentialsError::AccountNotActive(_)) => Err(ProviderError {
-                provider: NAME,
-                kind: ProviderErrorKind::Account,
-                http_status: None,
-                code: None,
-                message: error.to_string(),
-                more_info: None,
-                retry_after: None,
-                partly_sent: None,
-            }),
         }
     }
 }

@@ -40,6 +40,13 @@ impl MessageStatus {
         MessageStatus::Expired,
     ];
 
+    /// The statuses a report counts as delivered, and as not delivered (by the carrier or by
+    /// us): a delivery rate is delivered / (delivered + not delivered), the share of messages
+    /// with a final carrier outcome that arrived.
+    pub const DELIVERED: [MessageStatus; 1] = [MessageStatus::Delivered];
+    pub const NOT_DELIVERED: [MessageStatus; 2] =
+        [MessageStatus::Failed, MessageStatus::Undelivered];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::Queued => "queued",

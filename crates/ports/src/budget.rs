@@ -77,6 +77,15 @@ pub struct Allowance {
 }
 
 impl ClaimBudget {
+    /// When the lease of a message claimed at `now` runs out (the end of time for a lease too
+    /// long to say).
+    pub fn lease_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        TimeDelta::from_std(self.lease)
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     /// The allowance at `now`, given how many messages are `sending` under a live lease and when
     /// the sender's next send time is free (`None`: never used, or no rate).
     pub fn allowance(
@@ -133,6 +142,19 @@ impl Allowance {
     /// The sender's next free send time once `claimed` messages took theirs.
     pub fn next_send_at(&self, claimed: usize) -> DateTime<Utc> {
         self.send_at(claimed)
+    }
+
+    /// What a claim returned, in dispatch order (highest priority first, then oldest), which a
+    /// claim's `RETURNING` does not keep: [`Allowance::apply`] to the sorted messages.
+    pub fn dispatch(&self, mut messages: Vec<ClaimedMessage>) -> Claimed {
+        messages.sort_by(|a, b| {
+            b.message
+                .priority
+                .cmp(&a.message.priority)
+                .then(a.message.created_at.cmp(&b.message.created_at))
+                .then(a.message.id.cmp(&b.message.id))
+        });
+        self.apply(messages)
     }
 
     /// Gives each claimed message (sorted in dispatch order) its send time, and says why the

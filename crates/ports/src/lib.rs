@@ -8,15 +8,19 @@
 
 mod budget;
 mod clock;
+mod deliveries;
+pub mod params;
 mod provider;
 mod rate_limit;
 mod reports;
+pub mod rows;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
+pub use deliveries::{record_delivery, DeliveryTransaction};
 pub use domain::Price;
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,

@@ -41,6 +41,20 @@ pub enum UsageGrouping {
     ApiKey,
 }
 
+impl UsageGrouping {
+    /// The SQL expression a report groups by, chosen from a closed list, never built from
+    /// input; `day` is the store's expression for the UTC day of `created_at`.
+    pub fn column(self, day: &'static str) -> &'static str {
+        match self {
+            UsageGrouping::Day => day,
+            UsageGrouping::Template => "template",
+            UsageGrouping::Country => "country",
+            UsageGrouping::Status => "status",
+            UsageGrouping::ApiKey => "api_key",
+        }
+    }
+}
+
 /// Messages created in `[since, until)`, in groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {

@@ -225,6 +225,20 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// [`Finish::new`], with a warning instead of the error: `None` when a claimed message
+    /// cannot take the outcome's status, which a store answers by recording nothing.
+    pub fn of_claim(
+        claim: ClaimToken,
+        id: MessageId,
+        attempt: Option<Attempt>,
+        outcome: DispatchOutcome,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        Self::new(claim, id, attempt, outcome, now)
+            .inspect_err(|next| tracing::warn!("a claimed message cannot move to {next}"))
+            .ok()
+    }
+
     /// The outcome's status as the error when a claimed message, which is `sending`, cannot
     /// take it.
     pub fn new(

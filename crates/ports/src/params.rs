@@ -1,0 +1,192 @@
+//! What the stores bind to their statements, worked out once for every store: each function
+//! lists a statement's parameters in order (`$1`, `$2`, ...) as domain values, and each store
+//! binds a [`Param`] in its own encoding (its time and id formats).
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Attempt, DeliveryEvent, MessageId, MessageStatus, NewMessage, Verification, VerificationId,
+    VerificationStatus,
+};
+use uuid::Uuid;
+
+use crate::{MessageFilter, UsageQuery, VerificationFilter};
+
+/// One parameter of a statement; `None` binds NULL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Param<'a> {
+    Text(Option<&'a str>),
+    Integer(Option<i64>),
+    Flag(bool),
+    Id(Option<Uuid>),
+    Time(Option<DateTime<Utc>>),
+}
+
+impl<'a> Param<'a> {
+    pub fn text(value: &'a str) -> Self {
+        Param::Text(Some(value))
+    }
+
+    pub fn id(id: Uuid) -> Self {
+        Param::Id(Some(id))
+    }
+
+    pub fn time(at: DateTime<Utc>) -> Self {
+        Param::Time(Some(at))
+    }
+
+    pub fn count(value: u32) -> Self {
+        Param::Integer(Some(i64::from(value)))
+    }
+}
+
+/// A page of the message list: `api_key`, `status`, `to`, `since`, `until`, the cursor's
+/// `created_at` and `id`, `limit`.
+pub fn message_filter(filter: &MessageFilter) -> [Param<'_>; 8] {
+    [
+        Param::text(&filter.api_key),
+        Param::Text(filter.status.map(MessageStatus::as_str)),
+        Param::Text(filter.to.as_ref().map(|to| to.as_str())),
+        Param::Time(filter.since),
+        Param::Time(filter.until),
+        Param::Time(filter.before.map(|cursor| cursor.created_at)),
+        Param::Id(filter.before.map(|cursor| cursor.id.as_uuid())),
+        Param::count(filter.limit),
+    ]
+}
+
+/// A page of the verification list: as [`message_filter`], then `now`.
+pub fn verification_filter(filter: &VerificationFilter) -> [Param<'_>; 9] {
+    [
+        Param::text(&filter.api_key),
+        Param::Text(filter.status.map(VerificationStatus::as_str)),
+        Param::Text(filter.to.as_ref().map(|to| to.as_str())),
+        Param::Time(filter.since),
+        Param::Time(filter.until),
+        Param::Time(filter.before.map(|cursor| cursor.created_at)),
+        Param::Id(filter.before.map(|cursor| cursor.id.as_uuid())),
+        Param::count(filter.limit),
+        Param::time(filter.now),
+    ]
+}
+
+/// The messages a report covers: `since`, `until`, `api_key`.
+pub fn usage_range(query: &UsageQuery) -> [Param<'_>; 3] {
+    [
+        Param::time(query.since),
+        Param::time(query.until),
+        Param::Text(query.api_key.as_deref()),
+    ]
+}
+
+/// A delivery event applied to a message: its `id`, `status`, `error_code`, `error_message`,
+/// `price_amount`, `price_currency`, `received_at`, `idempotency_token`.
+pub fn delivery<'a>(
+    id: MessageId,
+    event: &'a DeliveryEvent,
+    idempotency_token: Option<&'a str>,
+) -> [Param<'a>; 8] {
+    [
+        Param::id(id.as_uuid()),
+        Param::text(event.status.as_str()),
+        Param::Text(event.error_code.as_deref()),
+        Param::Text(event.error_message.as_deref()),
+        Param::Text(event.price.as_ref().map(|price| price.amount.as_str())),
+        Param::Text(event.price.as_ref().map(|price| price.currency.as_str())),
+        Param::time(event.received_at),
+        Param::Text(idempotency_token),
+    ]
+}
+
+/// Messages still `sent` through a provider to claim for a status lookup: `provider`,
+/// `sent_after`, `sent_before`, `now`, `limit`, `hold_until`.
+pub fn unconfirmed(
+    provider: &str,
+    (sent_after, sent_before): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    limit: u32,
+    hold_until: DateTime<Utc>,
+) -> [Param<'_>; 6] {
+    [
+        Param::text(provider),
+        Param::time(sent_after),
+        Param::time(sent_before),
+        Param::time(now),
+        Param::count(limit),
+        Param::time(hold_until),
+    ]
+}
+
+/// A new `queued` message that carries a code of `verification_id` when it has one: `id`,
+/// `to`, `channel`, `template`, `body`, `segments`, `priority`, `api_key`, `idempotency_key`,
+/// `verification_id`, `send_before`, `created_at`, `country`, `request_id`, `sensitive`,
+/// `idempotency_fingerprint`. `country` is the number's ([`domain::PhoneNumber::country`]),
+/// which the caller keeps while the parameters are bound.
+pub fn new_message<'a>(
+    message: &'a NewMessage,
+    verification_id: Option<VerificationId>,
+    country: Option<&'a str>,
+) -> [Param<'a>; 16] {
+    [
+        Param::Id(Some(message.id.as_uuid())),
+        Param::text(message.to.as_str()),
+        Param::text(message.channel.as_str()),
+        Param::Text(message.template.as_deref()),
+        Param::text(&message.body),
+        Param::count(message.segments),
+        Param::Integer(Some(i64::from(message.priority.rank()))),
+        Param::text(&message.api_key),
+        Param::Text(message.idempotency_key.as_deref()),
+        Param::Id(verification_id.map(|id| id.as_uuid())),
+        Param::Time(message.send_before),
+        Param::time(message.created_at),
+        Param::Text(country),
+        Param::Text(message.request_id.as_deref()),
+        Param::Flag(message.sensitive),
+        Param::Text(message.idempotency_fingerprint.as_deref()),
+    ]
+}
+
+/// A new verification: `id`, `to`, `channel`, `api_key`, `status`, `check_count`,
+/// `max_checks`, `send_count`, `max_sends`, `expires_at`, `last_sent_at`, `created_at`.
+pub fn new_verification(verification: &Verification) -> [Param<'_>; 12] {
+    [
+        Param::Id(Some(verification.id.as_uuid())),
+        Param::text(verification.to.as_str()),
+        Param::text(verification.channel.as_str()),
+        Param::text(&verification.api_key),
+        Param::text(verification.status.as_str()),
+        Param::count(verification.check_count),
+        Param::count(verification.max_checks),
+        Param::count(verification.send_count),
+        Param::count(verification.max_sends),
+        Param::time(verification.expires_at),
+        Param::time(verification.last_sent_at),
+        Param::time(verification.created_at),
+    ]
+}
+
+/// An attempt of message `id`: `id`, `number`, `started_at`, `finished_at`, `outcome`,
+/// `http_status`, `error_code`, `error_message`, `provider`.
+pub fn attempt(id: MessageId, attempt: &Attempt) -> [Param<'_>; 9] {
+    [
+        Param::id(id.as_uuid()),
+        Param::count(attempt.number),
+        Param::time(attempt.started_at),
+        Param::time(attempt.finished_at),
+        Param::text(attempt.outcome.as_str()),
+        Param::Integer(attempt.http_status.map(i64::from)),
+        Param::Text(attempt.error_code.as_deref()),
+        Param::Text(attempt.error_message.as_deref()),
+        Param::Text(attempt.provider.as_deref()),
+    ]
+}
+
+/// Names the domain fixes (statuses) as a list of SQL literals, `'failed', 'undelivered'`, for
+/// a statement that spells them out: they are never input, so they are safe to write in.
+pub fn literals(names: impl IntoIterator<Item = &'static str>) -> String {
+    names
+        .into_iter()
+        .map(|name| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,273 @@
+//! Rows as the stores read them, turned into domain values once for every store.
+//!
+//! A store says how it reads a value of each kind ([`StoredRow`]: its own time and id formats,
+//! its column types); what each column means, and which stored values are corrupt, is decided
+//! here. A row that does not convert is [`StoreError::Corrupt`]: the database holds something
+//! the domain never wrote.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Attempt, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price, Priority,
+    Verification, VerificationId,
+};
+use uuid::Uuid;
+
+use crate::{
+    ClaimToken, ClaimedMessage, ErrorCodeCount, QueueStats, StatusCount, StoreError, UsageGroup,
+};
+
+/// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
+/// a value the store cannot read as the kind asked for is an error.
+pub trait StoredRow {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// Any integer column, whatever its width in the database.
+    fn integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, column: &str) -> Result<Option<bool>, StoreError>;
+    fn id(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// The columns of one table's row, naming the table in what a corrupt value reports.
+struct Columns<'r, R> {
+    row: &'r R,
+    table: &'static str,
+}
+
+impl<'r, R: StoredRow> Columns<'r, R> {
+    fn of(row: &'r R, table: &'static str) -> Self {
+        Self { row, table }
+    }
+
+    fn corrupt(&self, column: &str, problem: impl Display) -> StoreError {
+        StoreError::Corrupt(format!("{}.{column}: {problem}", self.table))
+    }
+
+    fn required<T>(&self, column: &str, value: Option<T>) -> Result<T, StoreError> {
+        value.ok_or_else(|| self.corrupt(column, "is null"))
+    }
+
+    fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.row.text(column)
+    }
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        let value = self.row.text(column)?;
+        self.required(column, value)
+    }
+
+    fn parsed<T: FromStr>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T::Err: Display,
+    {
+        self.text(column)?
+            .parse()
+            .map_err(|error| self.corrupt(column, error))
+    }
+
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        let value = self.row.integer(column)?;
+        self.required(column, value)
+    }
+
+    fn count(&self, column: &str) -> Result<u32, StoreError> {
+        let value = self.integer(column)?;
+        u32::try_from(value).map_err(|_| self.corrupt(column, format!("{value} is not a count")))
+    }
+
+    /// A count the database aggregated: never negative, so a negative one counts nothing.
+    fn total(&self, column: &str) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.integer(column)?).unwrap_or(0))
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        let value = self.row.flag(column)?;
+        self.required(column, value)
+    }
+
+    fn id(&self, column: &str) -> Result<Uuid, StoreError> {
+        let value = self.row.id(column)?;
+        self.required(column, value)
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        let value = self.row.time(column)?;
+        self.required(column, value)
+    }
+
+    fn phone_number(&self, column: &str) -> Result<PhoneNumber, StoreError> {
+        PhoneNumber::from_stored(&self.text(column)?).map_err(|error| self.corrupt(column, error))
+    }
+
+    /// A price is stored as two columns that are both set or both null.
+    fn price(&self, amount: &str, currency: &str) -> Result<Option<Price>, StoreError> {
+        Ok(
+            match (self.optional_text(amount)?, self.optional_text(currency)?) {
+                (Some(amount), Some(currency)) => Some(Price { amount, currency }),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// A row of `messages`.
+pub fn message(row: &impl StoredRow) -> Result<Message, StoreError> {
+    let m = Columns::of(row, "messages");
+    let rank = m.integer("priority")?;
+    let rank =
+        i16::try_from(rank).map_err(|_| m.corrupt("priority", format!("{rank} is no rank")))?;
+    Ok(Message {
+        id: MessageId::from_uuid(m.id("id")?),
+        to: m.phone_number("to")?,
+        channel: m.parsed("channel")?,
+        template: m.optional_text("template")?,
+        body: m.text("body")?,
+        sensitive: m.flag("sensitive")?,
+        segments: m.count("segments")?,
+        priority: Priority::from_rank(rank),
+        status: m.parsed("status")?,
+        api_key: m.text("api_key")?,
+        idempotency_key: m.optional_text("idempotency_key")?,
+        idempotency_fingerprint: m.optional_text("idempotency_fingerprint")?,
+        verification_id: m.row.id("verification_id")?.map(VerificationId::from_uuid),
+        send_before: m.row.time("send_before")?,
+        provider: m.optional_text("provider")?,
+        provider_sid: m.optional_text("provider_sid")?,
+        error_code: m.optional_text("error_code")?,
+        error_message: m.optional_text("error_message")?,
+        price: m.price("price_amount", "price_currency")?,
+        attempt_count: m.count("attempt_count")?,
+        request_id: m.optional_text("request_id")?,
+        next_attempt_at: m.time("next_attempt_at")?,
+        created_at: m.time("created_at")?,
+        updated_at: m.time("updated_at")?,
+    })
+}
+
+/// A row of `messages` that a claim just returned, with its claim token.
+pub fn claimed_message(row: &impl StoredRow) -> Result<ClaimedMessage, StoreError> {
+    let token = row.id("claim_token")?.ok_or_else(|| {
+        StoreError::Corrupt("messages.claim_token: a claimed message has no token".into())
+    })?;
+    let message = message(row)?;
+    Ok(ClaimedMessage {
+        // A claim stamps `updated_at` with its time; a sender rate may set a later one.
+        send_at: message.updated_at,
+        message,
+        claim: ClaimToken(token.as_u128()),
+    })
+}
+
+/// A row of `message_attempts`.
+pub fn attempt(row: &impl StoredRow) -> Result<Attempt, StoreError> {
+    let a = Columns::of(row, "message_attempts");
+    Ok(Attempt {
+        number: a.count("number")?,
+        provider: a.optional_text("provider")?,
+        started_at: a.time("started_at")?,
+        finished_at: a.time("finished_at")?,
+        outcome: a.parsed("outcome")?,
+        http_status: a
+            .row
+            .integer("http_status")?
+            .map(|status| {
+                u16::try_from(status).map_err(|_| {
+                    a.corrupt("http_status", format!("{status} is not an HTTP status"))
+                })
+            })
+            .transpose()?,
+        error_code: a.optional_text("error_code")?,
+        error_message: a.optional_text("error_message")?,
+    })
+}
+
+/// A row of `message_attempts` with the message it belongs to.
+pub fn message_attempt(row: &impl StoredRow) -> Result<(MessageId, Attempt), StoreError> {
+    let message_id = Columns::of(row, "message_attempts").id("message_id")?;
+    Ok((MessageId::from_uuid(message_id), attempt(row)?))
+}
+
+/// A row of `verifications`.
+pub fn verification(row: &impl StoredRow) -> Result<Verification, StoreError> {
+    let v = Columns::of(row, "verifications");
+    Ok(Verification {
+        id: VerificationId::from_uuid(v.id("id")?),
+        to: v.phone_number("to")?,
+        channel: v.parsed("channel")?,
+        api_key: v.text("api_key")?,
+        status: v.parsed("status")?,
+        check_count: v.count("check_count")?,
+        max_checks: v.count("max_checks")?,
+        send_count: v.count("send_count")?,
+        max_sends: v.count("max_sends")?,
+        expires_at: v.time("expires_at")?,
+        last_sent_at: v.time("last_sent_at")?,
+        created_at: v.time("created_at")?,
+    })
+}
+
+/// A row of `message_events`.
+pub fn delivery_event(row: &impl StoredRow) -> Result<DeliveryEvent, StoreError> {
+    let e = Columns::of(row, "message_events");
+    Ok(DeliveryEvent {
+        status: e.parsed("status")?,
+        error_code: e.optional_text("error_code")?,
+        error_message: e.optional_text("error_message")?,
+        price: e.price("price_amount", "price_currency")?,
+        received_at: e.time("received_at")?,
+    })
+}
+
+/// A group of the usage report: `key`, `messages`, `segments`, `delivered`, `failed`.
+pub fn usage_group(row: &impl StoredRow) -> Result<UsageGroup, StoreError> {
+    let g = Columns::of(row, "messages");
+    Ok(UsageGroup {
+        key: g.optional_text("key")?,
+        messages: g.total("messages")?,
+        segments: g.total("segments")?,
+        delivered: g.total("delivered")?,
+        failed: g.total("failed")?,
+    })
+}
+
+/// An error code of a group: `key`, `code`, `count`.
+pub fn error_code_count(row: &impl StoredRow) -> Result<ErrorCodeCount, StoreError> {
+    let c = Columns::of(row, "messages");
+    Ok(ErrorCodeCount {
+        key: c.optional_text("key")?,
+        code: c.text("code")?,
+        count: c.total("count")?,
+    })
+}
+
+/// The messages of a status and channel: `status`, `channel`, `count`.
+pub fn status_count(row: &impl StoredRow) -> Result<StatusCount, StoreError> {
+    let c = Columns::of(row, "messages");
+    Ok(StatusCount {
+        status: c.parsed("status")?,
+        channel: c.parsed("channel")?,
+        count: c.total("count")?,
+    })
+}
+
+/// The queue: `depth`, `oldest_queued_at`.
+pub fn queue_stats(row: &impl StoredRow) -> Result<QueueStats, StoreError> {
+    let q = Columns::of(row, "messages");
+    Ok(QueueStats {
+        depth: q.total("depth")?,
+        oldest_queued_at: q.row.time("oldest_queued_at")?,
+    })
+}
+
+/// A row of `country_send_volume`: `hour`, `sends`.
+pub fn hourly_sends(row: &impl StoredRow) -> Result<HourlySends, StoreError> {
+    let h = Columns::of(row, "country_send_volume");
+    let sends = h.integer("sends")?;
+    Ok(HourlySends {
+        hour: h.time("hour")?,
+        sends: u64::try_from(sends)
+            .map_err(|_| h.corrupt("sends", format!("{sends} is not a count")))?,
+    })
+}
