@@ -9,6 +9,7 @@
 
 mod blocks;
 mod guard;
+mod line_type;
 mod prefix;
 mod signals;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blocks::{Block, BlockPeriod, InvalidBlockPeriod, BLOCK_RENEWAL_INTERVAL};
 pub use guard::{Assessment, BlockOrder, FraudGuard, Signals};
+pub use line_type::{DenyLineTypes, LineType, UnknownLineType};
 pub use prefix::{InvalidPrefix, Prefix, Prefixes, SafeList};
 pub use signals::{
     signal_baseline_period, CodeCounts, CodeEvent, Conversion, ConversionJudgement,

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::line_type::{DenyLineTypes, LineType};
 use super::signals::country_surge;
 use super::{
     Block, BlockPeriod, CodeCounts, ConversionJudgement, ConversionPolicy, Decision, Policies,
@@ -21,6 +22,7 @@ pub struct FraudGuard {
     /// `refuse` is not read: the `country_surge` policy's mode says what a surge does.
     pub country_surge: PumpingPolicy,
     pub block_period: BlockPeriod,
+    pub deny_line_types: DenyLineTypes,
 }
 
 /// What the guard knows of one request, read by the caller (cached as it likes).
@@ -31,6 +33,8 @@ pub struct Signals<'a> {
     /// The country's ISO code (or calling code), for what the reasons say.
     pub country: &'a str,
     pub safe_list: &'a SafeList,
+    /// [`LineType::of`] the number.
+    pub line_type: LineType,
     /// Blocks that may cover the number; those that do not, or have healed, are ignored.
     pub blocks: &'a [Block],
     /// Hourly counts over the baseline period, of the narrow prefix, the wide one and the
@@ -72,7 +76,8 @@ const COUNTRY_SURGE_RETRY_AFTER: TimeDelta = TimeDelta::minutes(15);
 impl FraudGuard {
     /// Judges one request for a code at `now`.
     ///
-    /// A safe-listed number is judged only by the client's policies. Otherwise a block in
+    /// A safe-listed number is judged only by the client's policies. Otherwise its line type
+    /// may be refused; a block in
     /// force over one of its prefixes explains itself (and is renewed while codes are still
     /// asked for it); each prefix not blocked is judged on its conversion against its
     /// country's and on surges beyond its country's traffic, and a finding places a block;
@@ -84,6 +89,16 @@ impl FraudGuard {
         let mut retry_after = None;
         if signals.safe_list.covers(signals.to) {
             return self.conclude(signals.client.to_vec(), orders, retry_after);
+        }
+
+        if self.policies.is_on(Policy::LineType) && self.deny_line_types.denies(signals.line_type) {
+            findings.push(Reason::new(
+                ReasonCode::LineType,
+                format!(
+                    "{} numbers are refused: codes to them earn their owner money and reach no one",
+                    signals.line_type
+                ),
+            ));
         }
 
         let active: Vec<&Block> = signals
@@ -297,6 +312,7 @@ mod tests {
                 prefixes: &self.prefixes,
                 country: "GB",
                 safe_list: &self.safe_list,
+                line_type: LineType::of(&self.to),
                 blocks: &self.blocks,
                 narrow: &self.narrow,
                 wide: &self.wide,
@@ -533,5 +549,30 @@ mod tests {
         let assessment = off.assess(&request.signals(), now);
         assert_eq!(assessment.decision, Decision::allow());
         assert!(assessment.blocks.is_empty());
+    }
+
+    #[test]
+    fn a_premium_rate_number_is_refused_naming_its_line_type() {
+        let now = noon();
+        let request = Request::to("+449012345678", gb_with(now, &[]));
+        let guard = FraudGuard::default();
+        let assessment = guard.assess(&request.signals(), now);
+        assert_eq!(assessment.decision.action, Action::Block);
+        assert_eq!(codes(&assessment), [ReasonCode::LineType]);
+        assert!(assessment.decision.reasons[0]
+            .detail
+            .starts_with("premium_rate numbers are refused"));
+        // Nothing to wait for, and no block: the line type is the number's for good.
+        assert_eq!(assessment.retry_after, None);
+        assert!(assessment.blocks.is_empty());
+
+        let allowed = FraudGuard {
+            deny_line_types: "pager".parse().unwrap(),
+            ..FraudGuard::default()
+        };
+        assert_eq!(
+            allowed.assess(&request.signals(), now).decision,
+            Decision::allow()
+        );
     }
 }
