@@ -14,6 +14,7 @@ mod reports;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod wakeups;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
@@ -32,6 +33,7 @@ pub use store::{
     MessageStore, OutcomeColumns, StoreError, VerificationCursor, VerificationFilter,
     VerificationStore,
 };
+pub use wakeups::QueueWakeups;
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
@@ -43,3 +45,5 @@ pub use rate_limit::MockRateLimiter;
 pub use reports::{MockMessageReports, MockStoreHealth};
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};
+#[cfg(feature = "mocks")]
+pub use wakeups::MockQueueWakeups;

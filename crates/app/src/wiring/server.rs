@@ -6,14 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
-use ports::{
-    MessageReports, MessageStore, RateLimiter, SentMessageSearch, SmsProvider, StatusLookup,
-    StoreHealth, VerificationStore,
-};
+use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -30,11 +25,8 @@ use crate::providers::test_numbers::TestNumberSmsProvider;
 use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::usecases::guards::SendGuards;
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
+use crate::wiring::store::{self, Stores};
 use crate::Services;
-
-/// Connections per instance: enough for the dispatcher's batches and the API's bursts without
-/// exhausting a shared PostgreSQL when several instances run.
-const PG_MAX_CONNECTIONS: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -69,37 +61,8 @@ pub struct Server {
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    postgres: Option<PgStore>,
-}
-
-/// One database seen through each port.
-struct Stores {
-    /// Set when the queue is shared through PostgreSQL.
-    postgres: Option<PgStore>,
-    messages: Arc<dyn MessageStore>,
-    verifications: Arc<dyn VerificationStore>,
-    reports: Arc<dyn MessageReports>,
-    health: Arc<dyn StoreHealth>,
-    limiter: Arc<dyn RateLimiter>,
-}
-
-impl Stores {
-    fn of<S>(store: S, postgres: Option<PgStore>) -> Self
-    where
-        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
-    {
-        let shared = Arc::new(store);
-        Self {
-            postgres,
-            messages: shared.clone(),
-            verifications: shared.clone(),
-            reports: shared.clone(),
-            health: shared.clone(),
-            limiter: shared,
-        }
-    }
+    /// Set when other instances share the queue: their words wake this instance's dispatcher.
+    wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// The adapters and use cases a [`Config`] describes, wired but not yet running: what the
@@ -110,35 +73,25 @@ pub struct Assembled {
     pub dispatcher: Dispatcher,
     /// Not started: looks up messages whose delivery status never came.
     pub reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    pub postgres: Option<PgStore>,
+    /// Set when other instances share the queue: their words that messages were queued, for
+    /// the service to forward to its dispatcher.
+    pub wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// Opens the database (migrating it), loads the templates and builds the provider, the use
 /// cases and the dispatcher.
 pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
-    let Stores {
-        postgres,
+    let Stores { ports, wakeups } = store::chosen(&config.database)
+        .open()
+        .await
+        .map_err(|error| StartupError::Database(error.to_string()))?;
+    let crate::usecases::StorePorts {
         messages,
         verifications,
         reports,
         health: store_health,
         limiter,
-    } = match &config.database {
-        DatabaseConfig::Postgres { url } => {
-            let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store.clone(), Some(store))
-        }
-        DatabaseConfig::Sqlite { path } => {
-            let store = SqliteStore::open(path)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store, None)
-        }
-    };
+    } = ports;
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
@@ -233,7 +186,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         services,
         dispatcher,
         reconciler,
-        postgres,
+        wakeups,
     })
 }
 
@@ -284,7 +237,7 @@ impl Server {
         let Assembled {
             services,
             dispatcher,
-            postgres,
+            wakeups,
             reconciler,
         } = assemble(&config).await?;
         let listener = bind(config.bind_addr).await?;
@@ -298,7 +251,7 @@ impl Server {
             services,
             dispatcher,
             reconciler,
-            postgres,
+            wakeups,
         })
     }
 
@@ -323,9 +276,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (stop_dispatcher, dispatcher_stopped) = watch::channel(false);
-        if let Some(store) = &self.postgres {
-            tokio::spawn(forward_queue_notifications(
-                store.clone(),
+        if let Some(wakeups) = self.wakeups {
+            tokio::spawn(forward_wakeups(
+                wakeups,
                 self.services.dispatcher_wake.clone(),
             ));
         }
@@ -367,24 +320,18 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-/// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL
-/// LISTEN/NOTIFY), so that a one-time code goes out at once wherever it was accepted.
-async fn forward_queue_notifications(store: PgStore, wake: Arc<Notify>) {
+/// Wakes this instance's dispatcher whenever any instance queues a message, so that a
+/// one-time code goes out at once wherever it was accepted.
+async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) {
     loop {
-        match store.queue_listener().await {
-            Ok(mut listener) => loop {
-                match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
-                    Err(error) => {
-                        tracing::warn!(%error, "queue notifications interrupted; reconnecting");
-                        break;
-                    }
-                }
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for queue notifications"),
+        match wakeups.next().await {
+            Ok(()) => wake.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, "queue notifications interrupted; listening again");
+                // The dispatcher's poll covers the gap.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
-        // The dispatcher's poll covers the gap.
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
