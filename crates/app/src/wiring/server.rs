@@ -22,8 +22,7 @@ use crate::providers::console::ConsoleSmsProvider;
 use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
-use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use crate::usecases::guards::SendGuards;
+use crate::usecases::codes::{CodeHasher, SystemClock};
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
 use crate::wiring::store::{self, Stores};
 use crate::Services;
@@ -85,13 +84,6 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .open()
         .await
         .map_err(|error| StartupError::Database(error.to_string()))?;
-    let crate::usecases::StorePorts {
-        messages,
-        verifications,
-        reports,
-        health: store_health,
-        limiter,
-    } = ports;
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
@@ -138,10 +130,8 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let metrics = Arc::new(Metrics::new());
     let mut provider: Arc<dyn SmsProvider> =
         Arc::new(MeteredProvider::new(provider, metrics.clone()));
-    let readiness = Arc::new(
-        Readiness::new(store_health, provider.clone())
-            .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect()),
-    );
+    let readiness = Readiness::new(ports.health.clone(), provider.clone())
+        .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect());
     // Outermost, so that a test number's fake send is neither metered nor failed over.
     if !config.test_numbers.is_empty() {
         tracing::warn!(
@@ -153,23 +143,24 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         ));
     }
     let wake = Arc::new(Notify::new());
-    let services = Arc::new(Services {
-        messages: messages.clone(),
-        verifications,
-        templates: Arc::new(templates),
-        clock: clock.clone(),
-        code_generator: Arc::new(OsCodeGenerator),
-        hasher: CodeHasher::new(code_pepper(config)?),
-        verification_policy: config.verification,
-        api_keys: config.api_keys.clone(),
-        dispatcher_wake: wake.clone(),
-        twilio_status_callbacks: config.twilio_status_callbacks.clone(),
-        guards: SendGuards::new(limiter, config.guards.clone(), metrics.clone()),
-        reports,
-        metrics,
-        readiness,
-        test_numbers: config.test_numbers.clone(),
-    });
+    let messages = ports.messages.clone();
+    let services = Arc::new(
+        Services::builder(
+            ports,
+            Arc::new(templates),
+            CodeHasher::new(code_pepper(config)?),
+        )
+        .clock(clock.clone())
+        .verification_policy(config.verification)
+        .api_keys(config.api_keys.clone())
+        .dispatcher_wake(wake.clone())
+        .twilio_status_callbacks(config.twilio_status_callbacks.clone())
+        .guards(config.guards.clone())
+        .metrics(metrics)
+        .readiness(readiness)
+        .test_numbers(config.test_numbers.clone())
+        .build(),
+    );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
     let mut dispatcher = Dispatcher::new(
         messages,
@@ -279,7 +270,7 @@ impl Server {
         if let Some(wakeups) = self.wakeups {
             tokio::spawn(forward_wakeups(
                 wakeups,
-                self.services.dispatcher_wake.clone(),
+                self.services.dispatcher_wake().clone(),
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
