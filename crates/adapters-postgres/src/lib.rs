@@ -13,6 +13,7 @@ mod connections;
 mod deliveries;
 mod messages;
 mod queue_notifier;
+mod queue_wakeups;
 mod rate_limits;
 mod reports;
 mod rows;
@@ -20,6 +21,8 @@ mod rows;
 pub mod testing;
 mod verifications;
 mod writes;
+
+pub use queue_wakeups::PgQueueWakeups;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +111,11 @@ impl PgStore {
             .await
             .map_err(rows::store_error)?;
         Ok(())
+    }
+
+    /// Wakes this instance whenever any instance queues messages ([`ports::QueueWakeups`]).
+    pub fn queue_wakeups(&self) -> PgQueueWakeups {
+        PgQueueWakeups::new(self.clone())
     }
 
     /// A listener already subscribed to [`QUEUE_CHANNEL`]: each notification means new work

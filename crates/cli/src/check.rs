@@ -2,13 +2,10 @@
 
 use std::process::ExitCode;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use adapters_twilio::{CredentialsError, TwilioSmsProvider};
 use adapters_vonage::VonageSmsProvider;
 use app::wiring::config::{DatabaseConfig, ProviderConfig, Sending};
 use app::Config;
-use secrecy::ExposeSecret;
 
 enum Verdict {
     Ok(String),
@@ -64,46 +61,24 @@ fn report(part: &str, verdict: &Verdict) {
     println!("{label}  {part:<14}{text}");
 }
 
-async fn database(database: &DatabaseConfig) -> Verdict {
-    let pending = match database {
-        DatabaseConfig::Postgres { url } => PgStore::pending_migrations(url.expose_secret())
-            .await
-            .map_err(|error| {
-                format!(
-                    "{}: {}: check DATABASE_URL and that the server accepts connections",
-                    database.describe(),
-                    error_chain(&error)
-                )
-            }),
-        // Opening would create the file: a first start does that.
-        DatabaseConfig::Sqlite { path } if !path.exists() => {
-            return Verdict::Ok(format!(
-                "{}, created at the first start",
-                database.describe()
-            ))
+async fn database(config: &DatabaseConfig) -> Verdict {
+    let database = app::wiring::store::chosen(config);
+    match database.pending_migrations().await {
+        Ok(None) => Verdict::Ok(format!("{}, created at the first start", config.describe())),
+        Ok(Some(pending)) if pending.is_empty() => {
+            Verdict::Ok(format!("{}, schema up to date", config.describe()))
         }
-        DatabaseConfig::Sqlite { path } => {
-            SqliteStore::pending_migrations(path)
-                .await
-                .map_err(|error| {
-                    format!(
-                        "{}: {}: check DATABASE_URL and the file's permissions",
-                        database.describe(),
-                        error_chain(&error)
-                    )
-                })
-        }
-    };
-    match pending {
-        Ok(pending) if pending.is_empty() => {
-            Verdict::Ok(format!("{}, schema up to date", database.describe()))
-        }
-        Ok(pending) => Verdict::Ok(format!(
+        Ok(Some(pending)) => Verdict::Ok(format!(
             "{}, {} migrations to run (`sms-notify migrate`, or the service at start)",
-            database.describe(),
+            config.describe(),
             pending.len()
         )),
-        Err(problem) => Verdict::Fail(problem),
+        Err(error) => Verdict::Fail(format!(
+            "{}: {}: {}",
+            config.describe(),
+            error_chain(&error),
+            database.advice()
+        )),
     }
 }
 

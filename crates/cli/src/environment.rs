@@ -4,13 +4,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use anyhow::Context;
 use app::wiring::config::{DatabaseConfig, Sending};
 use app::wiring::server::Assembled;
 use app::Config;
-use secrecy::ExposeSecret;
 
 /// The configuration from the environment, as the service reads it (the embedded database's
 /// pepper is kept beside its file, so `verify start` and `verify check`, two runs, agree). A
@@ -55,10 +52,7 @@ pub async fn serve() -> anyhow::Result<ExitCode> {
 
 pub async fn migrate() -> anyhow::Result<ExitCode> {
     let database = DatabaseConfig::from_env().context("invalid configuration")?;
-    let ran = match &database {
-        DatabaseConfig::Postgres { url } => PgStore::migrate(url.expose_secret()).await?,
-        DatabaseConfig::Sqlite { path } => SqliteStore::migrate(path).await?,
-    };
+    let ran = app::wiring::store::chosen(&database).migrate().await?;
     if ran.is_empty() {
         println!("{}: up to date, no migration ran", database.describe());
     } else {

@@ -73,7 +73,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
             )
             .await?;
             if json {
-                let view = VerificationView::new(verification, services.clock.now());
+                let view = VerificationView::new(verification, services.now());
                 crate::print_json(&view)?;
             }
             let timeout = (!json).then_some(timeout);
@@ -143,7 +143,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                     error @ CancelError::Ended(_) => Failure::negative(error.to_string()),
                 })?;
             if json {
-                crate::print_json(&VerificationView::new(&canceled, services.clock.now()))?;
+                crate::print_json(&VerificationView::new(&canceled, services.now()))?;
             } else {
                 println!("verification {}", canceled.id);
                 println!("status       {}", canceled.status);

@@ -6,7 +6,9 @@ use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
 use domain::{MessageId, NewMessage};
 use ports::testkit::{code_hash, code_message, notification, t0, verification};
-use ports::{MessageReports, MessageStore, UsageGrouping, UsageQuery, VerificationStore};
+use ports::{
+    MessageReports, MessageStore, QueueWakeups, UsageGrouping, UsageQuery, VerificationStore,
+};
 
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -24,6 +26,26 @@ async fn enqueue_notifies_the_queue_channel() {
         .unwrap();
     assert_eq!(woken.channel(), QUEUE_CHANNEL);
     assert_eq!(woken.payload(), queued.message().id.to_string());
+}
+
+#[tokio::test]
+async fn queue_wakeups_wake_an_instance_for_messages_another_one_queues() {
+    let database = TestDatabase::create().await;
+    let listening = database.store().await;
+    let queuing = database.store().await;
+    let mut wakeups = listening.queue_wakeups();
+    let woken = tokio::spawn(async move { wakeups.next().await });
+    // It listens from its first call on: messages queued before then wake nobody.
+    let give_up_at = tokio::time::Instant::now() + PATIENCE;
+    while !woken.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < give_up_at,
+            "no wake-up for messages another instance queued"
+        );
+        queuing.enqueue(notification(t0())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    woken.await.unwrap().unwrap();
 }
 
 #[tokio::test]

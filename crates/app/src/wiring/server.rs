@@ -6,14 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
-use ports::{
-    MessageReports, MessageStore, RateLimiter, SentMessageSearch, SmsProvider, StatusLookup,
-    StoreHealth, VerificationStore,
-};
+use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -27,14 +22,10 @@ use crate::providers::console::ConsoleSmsProvider;
 use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
-use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use crate::usecases::guards::SendGuards;
+use crate::usecases::codes::{CodeHasher, SystemClock};
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
+use crate::wiring::store::{self, Stores};
 use crate::Services;
-
-/// Connections per instance: enough for the dispatcher's batches and the API's bursts without
-/// exhausting a shared PostgreSQL when several instances run.
-const PG_MAX_CONNECTIONS: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -69,37 +60,8 @@ pub struct Server {
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    postgres: Option<PgStore>,
-}
-
-/// One database seen through each port.
-struct Stores {
-    /// Set when the queue is shared through PostgreSQL.
-    postgres: Option<PgStore>,
-    messages: Arc<dyn MessageStore>,
-    verifications: Arc<dyn VerificationStore>,
-    reports: Arc<dyn MessageReports>,
-    health: Arc<dyn StoreHealth>,
-    limiter: Arc<dyn RateLimiter>,
-}
-
-impl Stores {
-    fn of<S>(store: S, postgres: Option<PgStore>) -> Self
-    where
-        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
-    {
-        let shared = Arc::new(store);
-        Self {
-            postgres,
-            messages: shared.clone(),
-            verifications: shared.clone(),
-            reports: shared.clone(),
-            health: shared.clone(),
-            limiter: shared,
-        }
-    }
+    /// Set when other instances share the queue: their words wake this instance's dispatcher.
+    wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// The adapters and use cases a [`Config`] describes, wired but not yet running: what the
@@ -110,35 +72,18 @@ pub struct Assembled {
     pub dispatcher: Dispatcher,
     /// Not started: looks up messages whose delivery status never came.
     pub reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    pub postgres: Option<PgStore>,
+    /// Set when other instances share the queue: their words that messages were queued, for
+    /// the service to forward to its dispatcher.
+    pub wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// Opens the database (migrating it), loads the templates and builds the provider, the use
 /// cases and the dispatcher.
 pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
-    let Stores {
-        postgres,
-        messages,
-        verifications,
-        reports,
-        health: store_health,
-        limiter,
-    } = match &config.database {
-        DatabaseConfig::Postgres { url } => {
-            let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store.clone(), Some(store))
-        }
-        DatabaseConfig::Sqlite { path } => {
-            let store = SqliteStore::open(path)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store, None)
-        }
-    };
+    let Stores { ports, wakeups } = store::chosen(&config.database)
+        .open()
+        .await
+        .map_err(|error| StartupError::Database(error.to_string()))?;
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
@@ -185,10 +130,8 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let metrics = Arc::new(Metrics::new());
     let mut provider: Arc<dyn SmsProvider> =
         Arc::new(MeteredProvider::new(provider, metrics.clone()));
-    let readiness = Arc::new(
-        Readiness::new(store_health, provider.clone())
-            .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect()),
-    );
+    let readiness = Readiness::new(ports.health.clone(), provider.clone())
+        .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect());
     // Outermost, so that a test number's fake send is neither metered nor failed over.
     if !config.test_numbers.is_empty() {
         tracing::warn!(
@@ -200,23 +143,24 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         ));
     }
     let wake = Arc::new(Notify::new());
-    let services = Arc::new(Services {
-        messages: messages.clone(),
-        verifications,
-        templates: Arc::new(templates),
-        clock: clock.clone(),
-        code_generator: Arc::new(OsCodeGenerator),
-        hasher: CodeHasher::new(code_pepper(config)?),
-        verification_policy: config.verification,
-        api_keys: config.api_keys.clone(),
-        dispatcher_wake: wake.clone(),
-        twilio_status_callbacks: config.twilio_status_callbacks.clone(),
-        guards: SendGuards::new(limiter, config.guards.clone(), metrics.clone()),
-        reports,
-        metrics,
-        readiness,
-        test_numbers: config.test_numbers.clone(),
-    });
+    let messages = ports.messages.clone();
+    let services = Arc::new(
+        Services::builder(
+            ports,
+            Arc::new(templates),
+            CodeHasher::new(code_pepper(config)?),
+        )
+        .clock(clock.clone())
+        .verification_policy(config.verification)
+        .api_keys(config.api_keys.clone())
+        .dispatcher_wake(wake.clone())
+        .twilio_status_callbacks(config.twilio_status_callbacks.clone())
+        .guards(config.guards.clone())
+        .metrics(metrics)
+        .readiness(readiness)
+        .test_numbers(config.test_numbers.clone())
+        .build(),
+    );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
     let mut dispatcher = Dispatcher::new(
         messages,
@@ -233,7 +177,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         services,
         dispatcher,
         reconciler,
-        postgres,
+        wakeups,
     })
 }
 
@@ -284,7 +228,7 @@ impl Server {
         let Assembled {
             services,
             dispatcher,
-            postgres,
+            wakeups,
             reconciler,
         } = assemble(&config).await?;
         let listener = bind(config.bind_addr).await?;
@@ -298,7 +242,7 @@ impl Server {
             services,
             dispatcher,
             reconciler,
-            postgres,
+            wakeups,
         })
     }
 
@@ -323,10 +267,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (stop_dispatcher, dispatcher_stopped) = watch::channel(false);
-        if let Some(store) = &self.postgres {
-            tokio::spawn(forward_queue_notifications(
-                store.clone(),
-                self.services.dispatcher_wake.clone(),
+        if let Some(wakeups) = self.wakeups {
+            tokio::spawn(forward_wakeups(
+                wakeups,
+                self.services.dispatcher_wake().clone(),
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
@@ -367,24 +311,18 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-/// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL
-/// LISTEN/NOTIFY), so that a one-time code goes out at once wherever it was accepted.
-async fn forward_queue_notifications(store: PgStore, wake: Arc<Notify>) {
+/// Wakes this instance's dispatcher whenever any instance queues a message, so that a
+/// one-time code goes out at once wherever it was accepted.
+async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) {
     loop {
-        match store.queue_listener().await {
-            Ok(mut listener) => loop {
-                match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
-                    Err(error) => {
-                        tracing::warn!(%error, "queue notifications interrupted; reconnecting");
-                        break;
-                    }
-                }
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for queue notifications"),
+        match wakeups.next().await {
+            Ok(()) => wake.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, "queue notifications interrupted; listening again");
+                // The dispatcher's poll covers the gap.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
-        // The dispatcher's poll covers the gap.
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
