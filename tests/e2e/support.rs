@@ -1,3 +1,6 @@
+//! The end-to-end harness: `TestApp` starts the service in-process on a random port with a
+//! store and a wiremock Twilio, and offers typed helpers for what the tests do over HTTP.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,3 +1,6 @@
+//! Two-factor verification over HTTP: codes sent, checked, locked, resent, canceled and
+//! listed, and checks at once that approve exactly once.
+
 use serde_json::{json, Value};
 
 use crate::support::{code_in, TestApp, API_KEY, FROM};

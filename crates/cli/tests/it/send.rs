@@ -1,3 +1,6 @@
+//! `send`, one message: the template rendered, the message followed until Twilio's answer,
+//! and what is refused before anything is stored.
+
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 

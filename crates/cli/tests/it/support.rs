@@ -1,3 +1,6 @@
+//! The operator's side of the CLI tests: a working directory, the built binary run in it
+//! with its environment, and a wiremock Twilio it is configured to call.
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;

@@ -1,3 +1,6 @@
+//! `verify start`, `check` and `cancel` across separate runs of the binary: a code sent
+//! through Twilio approves once, and a canceled verification approves nothing.
+
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Match, Mock, Request};
 
