@@ -15,7 +15,6 @@ mod file {
     }
 
     ports::store_conformance_tests!(fresh_store);
-    ports::report_conformance_tests!(fresh_store);
 }
 
 /// In memory, as other crates' tests use it.
@@ -27,5 +26,4 @@ mod memory {
     }
 
     ports::store_conformance_tests!(fresh_store);
-    ports::report_conformance_tests!(fresh_store);
 }
