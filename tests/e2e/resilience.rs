@@ -160,7 +160,7 @@ async fn a_long_message_vonage_sends_only_in_part_fails_for_good_with_the_part_t
     );
 }
 
-fn vonage_form() -> crate::fake_twilio::FormFields {
+fn vonage_form() -> wiremock_form::Form {
     form_fields(
         &[
             ("api_key", "vonage-key"),

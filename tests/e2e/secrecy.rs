@@ -10,7 +10,7 @@ use serde_json::json;
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{code_in, TestApp, TwilioSend, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
+use crate::support::{code_in, twilio_send, TestApp, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
 
 /// Everything the service logs during the test.
 #[derive(Clone, Default)]
@@ -151,12 +151,11 @@ async fn a_code_sent_with_a_sensitive_template_is_never_logged_and_leaves_the_da
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(TwilioSend {
-            to: "+15551234567",
-            body_prefix: "Your Smarter Firms verification code is: 4829173056. \
+        .and(twilio_send(
+            "+15551234567",
+            "Your Smarter Firms verification code is: 4829173056. \
                 This code will expire in 10 minutes.",
-            one_time_code: false,
-        })
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "sid": "SM00000000000000000000000000000098", "status": "queued",
             "num_segments": "1", "price": null, "price_unit": "USD",

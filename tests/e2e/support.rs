@@ -9,7 +9,8 @@ use adapters_postgres::testing::TestDatabase;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock_form::Form;
 
 pub const API_KEY: &str = "test-key-0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -154,7 +155,7 @@ impl TestApp {
         loop {
             let requests: Vec<Request> = self.twilio.received_requests().await.unwrap_or_default();
             if requests.len() >= count {
-                return requests.iter().map(form).collect();
+                return requests.iter().map(wiremock_form::fields).collect();
             }
             assert!(
                 Instant::now() < deadline,
@@ -192,9 +193,7 @@ impl TestApp {
         Mock::given(method("POST"))
             .and(path(MESSAGES_PATH))
             .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-            .and(CodeSms {
-                to: numbers.iter().map(|number| number.to_string()).collect(),
-            })
+            .and(code_sms(numbers))
             .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
                 "sid": "SM00000000000000000000000000000099", "status": "queued",
                 "num_segments": "1", "price": null, "price_unit": "USD",
@@ -222,26 +221,19 @@ impl TestApp {
     }
 }
 
-/// The form of a two-factor SMS as the Twilio adapter sends it.
-struct CodeSms {
-    to: Vec<String>,
-}
-
-impl Match for CodeSms {
-    fn matches(&self, request: &Request) -> bool {
-        let fields = form(request);
-        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let validity_ok = fields
-            .get("ValidityPeriod")
-            .and_then(|seconds| seconds.parse::<u32>().ok())
-            .is_some_and(|seconds| (1..=600).contains(&seconds));
-        names == ["Body", "From", "To", "ValidityPeriod"]
-            && self.to.contains(&fields["To"])
-            && fields["From"] == FROM
-            && fields["Body"].starts_with("Your Smarter Firms verification code is: ")
-            && validity_ok
-    }
+/// The form of a two-factor SMS as the Twilio adapter sends it, to any of `numbers`.
+fn code_sms(numbers: &[&str]) -> Form {
+    let numbers: Vec<String> = numbers.iter().map(|number| number.to_string()).collect();
+    Form::exactly(&[("From", FROM)])
+        .field_where("To", move |to| numbers.iter().any(|number| number == to))
+        .field_where("Body", |body| {
+            body.starts_with("Your Smarter Firms verification code is: ")
+        })
+        .field_where("ValidityPeriod", |seconds| {
+            seconds
+                .parse::<u32>()
+                .is_ok_and(|seconds| (1..=600).contains(&seconds))
+        })
 }
 
 fn production_env(
@@ -272,12 +264,6 @@ fn base_env() -> HashMap<&'static str, String> {
     ])
 }
 
-pub fn form(request: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&request.body)
-        .into_owned()
-        .collect()
-}
-
 /// The digits of the code in a rendered two-factor SMS.
 pub fn code_in(body: &str) -> String {
     let start = body.find("is: ").expect("the code follows `is: `") + 4;
@@ -303,30 +289,13 @@ fn uuid_like() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// Matches a Twilio send whose form holds exactly `To`, `From`, `Body` and, for a one-time
-/// code, `ValidityPeriod` (no status callback is configured in tests), with `To` equal to `to`
-/// and `Body` starting with `body_prefix` (a code's text goes on with a random code).
-pub struct TwilioSend {
-    pub to: &'static str,
-    pub body_prefix: &'static str,
-    pub one_time_code: bool,
-}
-
-impl wiremock::Match for TwilioSend {
-    fn matches(&self, request: &Request) -> bool {
-        let fields = form(request);
-        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let expected: &[&str] = if self.one_time_code {
-            &["Body", "From", "To", "ValidityPeriod"]
-        } else {
-            &["Body", "From", "To"]
-        };
-        names == expected
-            && fields["To"] == self.to
-            && fields["From"] == FROM
-            && fields["Body"].starts_with(self.body_prefix)
-    }
+/// A Twilio send whose form holds exactly `To`, `From` and `Body` (no status callback is
+/// configured in tests), with `To` equal to `to` and `Body` starting with `body_prefix` (a
+/// code's text goes on with a random code). A one-time code adds `.any("ValidityPeriod")`.
+pub fn twilio_send(to: &str, body_prefix: &str) -> Form {
+    let body_prefix = body_prefix.to_owned();
+    Form::exactly(&[("To", to), ("From", FROM)])
+        .field_where("Body", move |body| body.starts_with(&body_prefix))
 }
 
 impl TestApp {

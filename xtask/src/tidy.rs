@@ -82,12 +82,22 @@ const RULES: &[Rule] = &[
         workspace_deps: WorkspaceDeps::Any,
         banned: &[],
     },
+    // Test support (a wiremock matcher): see TEST_SUPPORT.
+    Rule {
+        krate: "wiremock-form",
+        workspace_deps: WorkspaceDeps::Only(&[]),
+        banned: &[],
+    },
     Rule {
         krate: "xtask",
         workspace_deps: WorkspaceDeps::Only(&[]),
         banned: &[],
     },
 ];
+
+/// Workspace crates for tests only: another crate may take one as a dev-dependency, never as a
+/// normal or build dependency, so that test support never ships inside a product crate.
+const TEST_SUPPORT: &[&str] = &["wiremock-form"];
 
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -140,7 +150,12 @@ fn dependency_rule_violations(metadata: &Value) -> Vec<String> {
                 continue;
             }
             let dependency_name = dependency["name"].as_str().unwrap_or("?");
-            if workspace.contains(dependency_name) {
+            if TEST_SUPPORT.contains(&dependency_name) {
+                violations.push(format!(
+                    "crate `{name}` has a {kind} dependency on test-support crate \
+                     `{dependency_name}`, which may only be a dev-dependency"
+                ));
+            } else if workspace.contains(dependency_name) {
                 if !rule.workspace_deps.allows(dependency_name) {
                     violations.push(format!(
                         "crate `{name}` has a {kind} dependency on workspace crate `{dependency_name}`, \
@@ -207,11 +222,17 @@ fn the_dependency_rule_catches_what_it_forbids_and_ignores_dev_dependencies() {
         ]},
         { "name": "template", "dependencies": [{ "name": "app", "kind": "build" }] },
         { "name": "newcomer", "dependencies": [] },
+        { "name": "adapters-vonage", "dependencies": [
+            { "name": "ports", "kind": null },
+            { "name": "wiremock-form", "kind": "dev" },
+        ]},
+        { "name": "e2e", "dependencies": [{ "name": "wiremock-form", "kind": null }] },
+        { "name": "wiremock-form", "dependencies": [{ "name": "wiremock", "kind": null }] },
     ]});
 
     let violations = dependency_rule_violations(&metadata);
 
-    assert_eq!(violations.len(), 4, "{violations:#?}");
+    assert_eq!(violations.len(), 5, "{violations:#?}");
     let mentions = |crate_name: &str, what: &str| {
         violations
             .iter()
@@ -224,6 +245,10 @@ fn the_dependency_rule_catches_what_it_forbids_and_ignores_dev_dependencies() {
         "build dependency on workspace crate `app`"
     ));
     assert!(mentions("newcomer", "add a row"));
+    assert!(mentions(
+        "e2e",
+        "normal dependency on test-support crate `wiremock-form`"
+    ));
 }
 
 /// Whether `source` opens (after blank lines) with a `//!` comment: an attribute, a `//`

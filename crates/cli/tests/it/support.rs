@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Output;
 
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock_form::Form;
 
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "twilio-test-token";
@@ -97,7 +98,7 @@ impl Operator {
         Mock::given(method("POST"))
             .and(path(MESSAGES_PATH))
             .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-            .and(FormIs::new(&[("To", to), ("From", FROM), ("Body", body)]))
+            .and(Form::exactly(&[("To", to), ("From", FROM), ("Body", body)]))
             .respond_with(accepted(sid))
             .expect(1)
             .mount(&self.twilio)
@@ -110,7 +111,7 @@ impl Operator {
             .await
             .unwrap()
             .iter()
-            .map(form)
+            .map(wiremock_form::fields)
             .collect()
     }
 }
@@ -175,30 +176,4 @@ pub fn accepted(sid: &str) -> ResponseTemplate {
         "sid": sid, "status": "queued", "num_segments": "1", "price": null,
         "price_unit": "USD", "error_code": null, "error_message": null
     }))
-}
-
-pub fn form(request: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&request.body)
-        .into_owned()
-        .collect()
-}
-
-/// The form has exactly these fields, with these values.
-pub struct FormIs(HashMap<String, String>);
-
-impl FormIs {
-    pub fn new(fields: &[(&str, &str)]) -> Self {
-        Self(
-            fields
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-        )
-    }
-}
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        form(request) == self.0
-    }
 }
