@@ -175,7 +175,7 @@ fn vonage_form() -> wiremock_form::Form {
 
 #[tokio::test]
 async fn a_test_number_verification_approves_with_its_fixed_code_and_reaches_no_provider() {
-    let app = TestApp::spawn_with(&[
+    let app = TestApp::spawn_on_postgres_with(&[
         ("TEST_NUMBERS", "+15005550001:424242"),
         ("ENVIRONMENT", "staging"),
     ])

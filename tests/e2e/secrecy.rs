@@ -69,7 +69,7 @@ fn contains_code(text: &str, code: &str) -> bool {
 async fn a_code_never_appears_in_a_log_line_or_a_response() {
     let (logs, _logging) = Captured::install();
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
     let mut responses = String::new();
 
@@ -146,7 +146,7 @@ async fn a_code_never_appears_in_a_log_line_or_a_response() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_code_sent_with_a_sensitive_template_is_never_logged_and_leaves_the_database_once_sent() {
     let (logs, _logging) = Captured::install();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     let code = "4829173056";
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))

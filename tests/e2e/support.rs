@@ -2,6 +2,7 @@
 //! store and a wiremock Twilio, and offers typed helpers for what the tests do over HTTP.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,13 +44,30 @@ impl Drop for TempDir {
 }
 
 impl TestApp {
-    /// The production shape: PostgreSQL (a fresh database) and Twilio (wiremock).
+    /// The production shape without a database server: Twilio (wiremock), and SQLite in memory
+    /// under a name of this test's own, shared by the store's writer and readers. For what
+    /// any store does alike (the conformance kit holds both to that): validation, problem
+    /// documents, the API's answers.
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
     }
 
-    /// The production shape with some variables set (or overridden).
+    /// [`TestApp::spawn`] with some variables set (or overridden).
     pub async fn spawn_with(variables: &[(&'static str, &str)]) -> Self {
+        let twilio = Arc::new(MockServer::start().await);
+        let env = production_env(&in_memory_database_url(), &twilio, variables);
+        Self::start(env, twilio, None, None).await
+    }
+
+    /// The production shape on PostgreSQL (a fresh database) and Twilio (wiremock), for what
+    /// needs PostgreSQL itself: several instances on one database, wake-ups through
+    /// LISTEN/NOTIFY, races decided by its row locks, the store read behind the service's back.
+    pub async fn spawn_on_postgres() -> Self {
+        Self::spawn_on_postgres_with(&[]).await
+    }
+
+    /// [`TestApp::spawn_on_postgres`] with some variables set (or overridden).
+    pub async fn spawn_on_postgres_with(variables: &[(&'static str, &str)]) -> Self {
         let database = TestDatabase::create().await;
         let twilio = Arc::new(MockServer::start().await);
         let env = production_env(&database.url, &twilio, variables);
@@ -62,7 +80,8 @@ impl TestApp {
         let url = self
             .database_url
             .as_deref()
-            .expect("siblings share a PostgreSQL database");
+            .filter(|url| url.starts_with("postgres"))
+            .expect("siblings share a PostgreSQL database: start with spawn_on_postgres");
         let env = production_env(url, &self.twilio, variables);
         Self::start(env, self.twilio.clone(), None, None).await
     }
@@ -110,7 +129,7 @@ impl TestApp {
     pub fn database(&self) -> &TestDatabase {
         self._database
             .as_ref()
-            .expect("only TestApp::spawn has a PostgreSQL database")
+            .expect("only TestApp::spawn_on_postgres has a PostgreSQL database")
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -287,6 +306,17 @@ fn uuid_like() -> String {
         .unwrap()
         .as_nanos();
     format!("{}-{nanos}", std::process::id())
+}
+
+/// A database URL of SQLite in memory, named for this test alone: the name keeps tests in one
+/// process apart, and the database goes when the service's last connection closes.
+fn in_memory_database_url() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "sqlite://file:sms-notify-e2e-{}-{}?mode=memory&cache=shared",
+        uuid_like(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A Twilio send whose form holds exactly `To`, `From` and `Body` (no status callback is
