@@ -11,6 +11,7 @@
 mod api_fuzz;
 mod bench;
 mod fuzz;
+mod openapi;
 mod postgres;
 mod steps;
 #[cfg(test)]
@@ -36,6 +37,8 @@ commands:
                                    --only: the scenarios of figure N, 1 to 7, when profiling one)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
+  openapi                          write the API's OpenAPI description to docs/openapi.json
+                                   (commit it; a test fails while it differs from the code)
   fuzz [--seconds N] [--target NAME]
                                    the AFL++ targets of fuzz/ (phone, status_callback,
                                    json_bodies, template), each for N seconds (default 60);
@@ -61,6 +64,7 @@ enum Command {
         seconds: u64,
         target: Option<String>,
     },
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Bench(options) => steps::bench(options),
         Command::ApiFuzz { examples } => api_fuzz::run(examples),
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
+        Command::Openapi => openapi::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +153,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 runner_args,
             })
         }
+        "openapi" => match rest.first() {
+            None => Ok(Command::Openapi),
+            Some(arg) => Err(format!("unexpected argument '{arg}' for openapi")),
+        },
         "api-fuzz" => match rest {
             [] => Ok(Command::ApiFuzz {
                 examples: api_fuzz::DEFAULT_EXAMPLES,
@@ -287,5 +296,6 @@ mod tests {
         assert!(parse(&["bench", "--fast"]).is_err());
         assert!(parse(&["test", "--fast"]).is_err());
         assert!(parse(&["lint", "--fix"]).is_err());
+        assert!(parse(&["openapi", "--out"]).is_err());
     }
 }

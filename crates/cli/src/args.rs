@@ -97,6 +97,11 @@ pub enum Command {
     /// Usage over a recent period, as a table: a row per day, template, country, status or API
     /// key, with messages, segments, delivered, failed, delivery rate and cost per currency.
     Report(ReportArgs),
+
+    /// Print the HTTP API's OpenAPI description, as the service serves it at /openapi.json
+    /// (keys sorted, so that it can be committed and diffed; `cargo xtask openapi` writes it to
+    /// docs/openapi.json). Needs no configuration.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]

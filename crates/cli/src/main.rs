@@ -11,6 +11,7 @@ mod environment;
 mod failure;
 mod follow;
 mod messages;
+mod openapi;
 mod render;
 mod report;
 mod send;
@@ -47,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(command) => verify::run(api_key, command, json).await,
         Command::Messages(command) => messages::run(api_key, command, json).await,
         Command::Report(args) => report::run(args, json).await,
+        Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
     }
 }
 
