@@ -58,3 +58,25 @@ fn committed_openapi_file_is_what_the_service_serves() {
     );
     assert!(committed["paths"]["/v1/messages"]["post"].is_object());
 }
+
+/// OpenAPI requires it, and generators key operations by it: a repeated id made the
+/// TypeScript client's `GET /v1/verifications/{id}` answer a message.
+#[test]
+fn every_operation_has_an_id_of_its_own() {
+    let document = serde_json::to_value(app::http::openapi()).unwrap();
+    let mut ids: Vec<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|operations| operations.as_object().unwrap().values())
+        .map(|operation| operation["operationId"].as_str().unwrap())
+        .collect();
+    let operations = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        operations,
+        "a repeated operationId among {ids:?}"
+    );
+}
