@@ -236,6 +236,7 @@ pub async fn send(
 #[utoipa::path(
     get,
     path = "/v1/messages/{id}",
+    operation_id = "get_message",
     tag = "messages",
     security(("api_key" = [])),
     params(("id" = String, Path, description = "The message's id")),
@@ -290,6 +291,7 @@ pub struct MessagePage {
 #[utoipa::path(
     get,
     path = "/v1/messages",
+    operation_id = "list_messages",
     tag = "messages",
     security(("api_key" = [])),
     params(ListParams),

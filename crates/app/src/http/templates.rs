@@ -59,6 +59,7 @@ pub struct PreviewView {
 #[utoipa::path(
     get,
     path = "/v1/templates",
+    operation_id = "list_templates",
     tag = "templates",
     security(("api_key" = [])),
     responses(

@@ -186,6 +186,7 @@ pub async fn start(
 #[utoipa::path(
     get,
     path = "/v1/verifications/{id}",
+    operation_id = "get_verification",
     tag = "verifications",
     security(("api_key" = [])),
     params(("id" = String, Path, description = "The verification's id")),
@@ -242,6 +243,7 @@ pub struct VerificationPage {
 #[utoipa::path(
     get,
     path = "/v1/verifications",
+    operation_id = "list_verifications",
     tag = "verifications",
     security(("api_key" = [])),
     params(ListParams),

@@ -5,6 +5,8 @@
 mod bulk;
 mod check;
 mod commands;
+mod manual;
+mod openapi;
 mod readme;
 mod render;
 mod send;
