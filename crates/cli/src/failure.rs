@@ -54,10 +54,9 @@ pub fn class_of(error: &anyhow::Error) -> Class {
         return failure.class;
     }
     let database_down = error.downcast_ref::<StoreError>().is_some()
-        || matches!(
-            error.downcast_ref::<StartupError>(),
-            Some(StartupError::Database(_))
-        );
+        || error
+            .downcast_ref::<StartupError>()
+            .is_some_and(|error| error.exit_code() == Class::Dependency as u8);
     if database_down {
         Class::Dependency
     } else {

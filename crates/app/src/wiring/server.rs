@@ -36,30 +36,102 @@ use crate::Services;
 /// exhausting a shared PostgreSQL when several instances run.
 const PG_MAX_CONNECTIONS: u32 = 20;
 
+/// Why the service did not start (or stopped). Each says in one line what to fix, and
+/// [`StartupError::exit_code`] tells a supervisor whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database ({0})")]
-    Database(String),
+    /// The database could not be reached or opened, or its migrations failed: `database` is
+    /// where it is (a PostgreSQL URL without its password), `problem` what its driver said.
+    #[error("database {database}: {problem}")]
+    Database { database: String, problem: String },
+    /// `DATABASE_URL` is not a URL the PostgreSQL driver accepts.
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
     #[error(transparent)]
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
-    #[error("cannot keep the code pepper at {path}: {source}")]
-    Pepper {
+    #[error("cannot keep the {what} at {path}: {source}")]
+    KeptSecret {
+        /// `code pepper` or `API key`.
+        what: &'static str,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("Vonage configuration: {0}")]
     Vonage(#[from] adapters_vonage::VonageConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("{variable}: cannot listen on {addr}: {source}")]
     Bind {
+        variable: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+impl StartupError {
+    /// The exit status this failure ends the process with, as README promises: 2 for a setting
+    /// to fix (a value, a templates directory, an address to listen on), 3 for the database
+    /// that cannot be reached or used, which a later retry may get past, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::DatabaseUrl(_)
+            | StartupError::Templates(_)
+            | StartupError::Bind { .. }
+            | StartupError::Provider(
+                adapters_twilio::TwilioConfigError::InvalidAccountSid
+                | adapters_twilio::TwilioConfigError::InvalidMessagingServiceSid
+                | adapters_twilio::TwilioConfigError::InvalidApiKeySid
+                | adapters_twilio::TwilioConfigError::InvalidBaseUrl(_),
+            )
+            | StartupError::Vonage(
+                adapters_vonage::VonageConfigError::MissingApiKey
+                | adapters_vonage::VonageConfigError::MissingFrom
+                | adapters_vonage::VonageConfigError::InvalidBaseUrl(_),
+            ) => 2,
+            StartupError::Database { .. } => 3,
+            StartupError::Provider(_)
+            | StartupError::Vonage(_)
+            | StartupError::KeptSecret { .. }
+            | StartupError::Serve(_) => 1,
+        }
+    }
+
+    fn postgres(database: &DatabaseConfig, error: adapters_postgres::PgStoreError) -> Self {
+        match error {
+            adapters_postgres::PgStoreError::InvalidUrl(problem) => Self::DatabaseUrl(problem),
+            error => Self::Database {
+                database: database.location(),
+                problem: one_line(&error),
+            },
+        }
+    }
+
+    fn sqlite(database: &DatabaseConfig, error: adapters_sqlite::SqliteStoreError) -> Self {
+        Self::Database {
+            database: database.location(),
+            problem: one_line(&error),
+        }
+    }
+}
+
+/// An error and its sources as one line, each source once: a driver's error often repeats
+/// its source's text in its own.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
 pub struct Server {
@@ -129,13 +201,13 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         DatabaseConfig::Postgres { url } => {
             let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
                 .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
+                .map_err(|error| StartupError::postgres(&config.database, error))?;
             Stores::of(store.clone(), Some(store))
         }
         DatabaseConfig::Sqlite { path } => {
             let store = SqliteStore::open(path)
                 .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
+                .map_err(|error| StartupError::sqlite(&config.database, error))?;
             Stores::of(store, None)
         }
     };
@@ -246,8 +318,13 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
         (Some(pepper), _) => Ok(pepper.clone()),
         (None, DatabaseConfig::Sqlite { path }) => {
             let file = path.with_file_name(PEPPER_FILE);
-            crate::usecases::codes::pepper_kept_in(&file)
-                .map_err(|source| StartupError::Pepper { path: file, source })
+            crate::usecases::codes::pepper_kept_in(&file).map_err(|source| {
+                StartupError::KeptSecret {
+                    what: "code pepper",
+                    path: file,
+                    source,
+                }
+            })
         }
         // Configuration refuses PostgreSQL without CODE_PEPPER; a random one is still safe.
         (None, DatabaseConfig::Postgres { .. }) => Ok(secrecy::SecretString::from(
@@ -287,9 +364,9 @@ impl Server {
             postgres,
             reconciler,
         } = assemble(&config).await?;
-        let listener = bind(config.bind_addr).await?;
+        let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind("METRICS_BIND_ADDR", addr).await?),
             None => None,
         };
         Ok(Self {
@@ -361,10 +438,14 @@ impl Server {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartupError::Bind { addr, source })
+        .map_err(|source| StartupError::Bind {
+            variable,
+            addr,
+            source,
+        })
 }
 
 /// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL
@@ -409,4 +490,23 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_startup_error_is_one_line_each_source_once() {
+        let error = StartupError::Bind {
+            variable: "BIND_ADDR",
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            source: std::io::Error::other("address in use\nsecond line"),
+        };
+        assert_eq!(
+            one_line(&error),
+            "BIND_ADDR: cannot listen on 127.0.0.1:8080: address in use second line"
+        );
+        assert_eq!(error.exit_code(), 2);
+    }
 }
