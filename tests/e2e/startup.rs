@@ -7,6 +7,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use adapters_postgres::testing::TestDatabase;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -75,6 +76,10 @@ struct Running {
 }
 
 impl Running {
+    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_on(dir, env, "127.0.0.1").await
+    }
+
     /// Started with `BIND_ADDR=host:PORT` on a free port, once it answers `/healthz` on
     /// 127.0.0.1:PORT (from then on it also hears SIGTERM).
     async fn start_on(dir: &Path, env: &[(&str, &str)], host: &str) -> Self {
@@ -144,6 +149,18 @@ impl Running {
             .unwrap();
         assert!(status.success(), "{status}");
     }
+}
+
+/// The status `GET /v1/messages` answers with `key`.
+async fn list_messages_with(base: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/messages"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -232,5 +249,44 @@ async fn bind_addr_localhost_listens_on_the_loopback_address() {
         listening.contains(service.base.trim_start_matches("http://")),
         "{listening}"
     );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = working_dir("no-colour");
+    let mut service = Running::start(&dir.0, &[]).await;
+    service
+        .wait_for(|line| line.contains("listening").then_some(()))
+        .await;
+    assert!(service.seen.len() >= 3, "{:?}", service.seen);
+    for line in &service.seen {
+        assert!(!line.contains('\u{1b}'), "a colour code in {line:?}");
+    }
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn with_log_format_json_every_line_is_json_the_api_key_in_a_field_of_its_own() {
+    let dir = working_dir("json");
+    let mut service = Running::start(&dir.0, &[("LOG_FORMAT", "json")]).await;
+    let key = service
+        .wait_for(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            let key = entry["api_key"].as_str()?.to_owned();
+            assert_eq!(entry["message"], format!("API key: {key}"), "{line}");
+            Some(key)
+        })
+        .await;
+    service
+        .wait_for(|line| line.contains("listening").then_some(()))
+        .await;
+    for line in &service.seen {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert_eq!(list_messages_with(&service.base, &key).await, 200);
     service.stop().await;
 }

@@ -139,6 +139,9 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
+    /// What the configuration was read for: a run that sends nothing is not warned that the
+    /// console stands in for a provider.
+    pub sending: Sending,
 }
 
 /// Whether the configuration is read to send SMS.
@@ -313,6 +316,7 @@ impl Config {
             guards,
             reconcile,
             test_numbers,
+            sending,
         })
     }
 

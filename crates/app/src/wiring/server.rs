@@ -29,7 +29,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
 use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::usecases::guards::SendGuards;
-use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
+use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
 use crate::Services;
 
 /// Connections per instance: enough for the dispatcher's batches and the API's bursts without
@@ -231,6 +231,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
             ProviderConfig::Vonage(vonage) => {
                 providers.push(Arc::new(VonageSmsProvider::new(vonage.as_ref().clone())?));
             }
+            // Said where SMS are to be sent; a command that sends nothing has nothing to warn of.
+            ProviderConfig::Console if config.sending == Sending::NotNeeded => {
+                providers.push(Arc::new(ConsoleSmsProvider));
+            }
             ProviderConfig::Console => {
                 tracing::warn!(
                     "console provider (SMS_PROVIDERS=console, or the embedded database without TWILIO_ACCOUNT_SID): SMS, codes included, are printed to this log, not sent"
@@ -341,17 +345,18 @@ pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError>
     }
 }
 
-/// The service's whole life, as its binaries run it: build, show a generated API key once,
-/// serve until ctrl-c or SIGTERM.
+/// The service's whole life, as its binaries run it: build, show a generated API key, serve
+/// until ctrl-c or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     let generated_key = config
         .api_keys_generated
         .then(|| config.api_keys.first_key().cloned())
         .flatten();
+    let log_format = config.log_format;
     let server = Server::build(config).await?;
     if let Some(key) = generated_key {
-        // Printed once, on stdout, so the operator of a no-configuration run can call the API.
-        println!("API key: {}", key.expose_secret());
+        // At each start, so the operator of a no-configuration run can call the API.
+        crate::observability::telemetry::show_api_key(log_format, key.expose_secret());
     }
     server.run_until(shutdown_signal()).await
 }

@@ -5,6 +5,7 @@
 mod bulk;
 mod check;
 mod commands;
+mod logs;
 mod readme;
 mod render;
 mod send;
