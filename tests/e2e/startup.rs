@@ -2,7 +2,7 @@
 //! stderr and an exit status that says whose it is to fix (2 a setting, 3 the database), logs
 //! that a file or a pipeline can read, and a default run whose API key outlives a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -289,4 +289,36 @@ async fn with_log_format_json_every_line_is_json_the_api_key_in_a_field_of_its_o
     }
     assert_eq!(list_messages_with(&service.base, &key).await, 200);
     service.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_run_keeps_its_api_key_across_a_restart() {
+    let dir = working_dir("restart");
+    let key_line = |line: &str| line.strip_prefix("API key: ").map(str::to_owned);
+
+    let mut first = Running::start(&dir.0, &[]).await;
+    let key = first.wait_for(key_line).await;
+    first
+        .wait_for(|line| line.contains("listening").then_some(()))
+        .await;
+    assert_eq!(list_messages_with(&first.base, &key).await, 200);
+    first.stop().await;
+    let kept: PathBuf = dir.0.join("data/api-key");
+    assert!(kept.exists(), "no {}", kept.display());
+
+    let mut second = Running::start(&dir.0, &[]).await;
+    assert_eq!(
+        second.wait_for(key_line).await,
+        key,
+        "printed at each start"
+    );
+    second
+        .wait_for(|line| line.contains("listening").then_some(()))
+        .await;
+    assert_eq!(list_messages_with(&second.base, &key).await, 200);
+    assert_eq!(
+        list_messages_with(&second.base, "not-the-key-0123456789").await,
+        401
+    );
+    second.stop().await;
 }

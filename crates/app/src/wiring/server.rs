@@ -27,6 +27,7 @@ use crate::providers::console::ConsoleSmsProvider;
 use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
+use crate::usecases::auth::ApiKeys;
 use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use crate::usecases::guards::SendGuards;
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
@@ -284,7 +285,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         code_generator: Arc::new(OsCodeGenerator),
         hasher: CodeHasher::new(code_pepper(config)?),
         verification_policy: config.verification,
-        api_keys: config.api_keys.clone(),
+        api_keys: api_keys(config)?,
         dispatcher_wake: wake.clone(),
         twilio_status_callbacks: config.twilio_status_callbacks.clone(),
         guards: SendGuards::new(limiter, config.guards.clone(), metrics.clone()),
@@ -322,7 +323,7 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
         (Some(pepper), _) => Ok(pepper.clone()),
         (None, DatabaseConfig::Sqlite { path }) => {
             let file = path.with_file_name(PEPPER_FILE);
-            crate::usecases::codes::pepper_kept_in(&file).map_err(|source| {
+            crate::usecases::codes::secret_kept_in(&file).map_err(|source| {
                 StartupError::KeptSecret {
                     what: "code pepper",
                     path: file,
@@ -337,6 +338,29 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
     }
 }
 
+/// Where the default run's API key is kept (the embedded database, neither `API_KEYS` nor
+/// `ADMIN_API_KEYS`): beside the database file, as the code pepper is, so that a client's key
+/// still works after a restart.
+pub const API_KEY_FILE: &str = "api-key";
+
+/// The keys the service accepts: those configured, or the default run's, kept beside the
+/// embedded database. (With PostgreSQL and no keys, the one generated for this run.)
+pub fn api_keys(config: &Config) -> Result<ApiKeys, StartupError> {
+    match (&config.database, config.api_keys_generated) {
+        (DatabaseConfig::Sqlite { path }, true) => {
+            let file = path.with_file_name(API_KEY_FILE);
+            crate::usecases::codes::secret_kept_in(&file)
+                .map(ApiKeys::default_admin)
+                .map_err(|source| StartupError::KeptSecret {
+                    what: "API key",
+                    path: file,
+                    source,
+                })
+        }
+        _ => Ok(config.api_keys.clone()),
+    }
+}
+
 /// The configured templates directory, or the built-in templates.
 pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError> {
     match &config.templates_dir {
@@ -348,10 +372,11 @@ pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError>
 /// The service's whole life, as its binaries run it: build, show a generated API key, serve
 /// until ctrl-c or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let generated_key = config
-        .api_keys_generated
-        .then(|| config.api_keys.first_key().cloned())
-        .flatten();
+    let generated_key = if config.api_keys_generated {
+        api_keys(&config)?.first_key().cloned()
+    } else {
+        None
+    };
     let log_format = config.log_format;
     let server = Server::build(config).await?;
     if let Some(key) = generated_key {
@@ -499,7 +524,57 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn config(pairs: &[(&str, String)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn the_default_runs_api_key_is_kept_beside_its_database_for_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!(
+            "sms-notify-api-key-{}",
+            crate::usecases::codes::random_token(8)
+        ));
+        let database = format!("sqlite://{}", dir.join("data.sqlite").display());
+        let default_run = config(&[("DATABASE_URL", database.clone())]);
+
+        let first = api_keys(&default_run).unwrap();
+        let key = first.first_key().unwrap().expose_secret().to_owned();
+        let again = api_keys(&default_run).unwrap();
+        assert_eq!(again.first_key().unwrap().expose_secret(), key);
+        let default = again.authenticate(&key).unwrap();
+        assert_eq!(default.name(), "default");
+        assert!(default.is_admin());
+        let file = dir.join(API_KEY_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // Configured keys are the keys: nothing is generated or read.
+        std::fs::remove_file(&file).unwrap();
+        let configured = config(&[
+            ("DATABASE_URL", database),
+            ("API_KEYS", "shop:0123456789abcdef".to_owned()),
+        ]);
+        let keys = api_keys(&configured).unwrap();
+        assert_eq!(
+            keys.authenticate("0123456789abcdef").unwrap().name(),
+            "shop"
+        );
+        assert!(!file.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_startup_error_is_one_line_each_source_once() {

@@ -58,3 +58,36 @@ async fn with_log_format_json_every_line_the_cli_logs_is_json() {
     );
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_check_finding_nothing_names_the_key_name_it_looked_under() {
+    let operator = Operator::new().await;
+    let check = operator
+        .run_with_console(&[], &["verify", "check", "+15551234567", "123456"])
+        .await;
+    check.failed();
+    let stderr = check.stderr();
+    assert!(stderr.contains("API key name `cli`"), "{stderr}");
+    assert!(stderr.contains("--api-key-name"), "{stderr}");
+    assert!(stderr.contains("`default`"), "{stderr}");
+
+    let as_ops = operator
+        .run_with_console(
+            &[],
+            &[
+                "--api-key-name",
+                "ops",
+                "verify",
+                "check",
+                "+15551234567",
+                "123456",
+            ],
+        )
+        .await;
+    as_ops.failed();
+    assert!(
+        as_ops.stderr().contains("API key name `ops`"),
+        "{}",
+        as_ops.stderr()
+    );
+}
