@@ -19,5 +19,6 @@ mod processes;
 mod resilience;
 mod robustness;
 mod secrecy;
+mod startup;
 mod two_factor;
 mod webhooks;

@@ -22,35 +22,101 @@ use crate::providers::console::ConsoleSmsProvider;
 use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
+use crate::usecases::auth::ApiKeys;
 use crate::usecases::codes::{CodeHasher, SystemClock};
-use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
-use crate::wiring::store::{self, Stores};
+use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
+use crate::wiring::store::{self, DatabaseError, Stores};
 use crate::Services;
 
+/// Why the service did not start (or stopped). Each says in one line what to fix, and
+/// [`StartupError::exit_code`] tells a supervisor whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database ({0})")]
-    Database(String),
+    /// The database could not be reached or opened, or its migrations failed: `database` is
+    /// where it is (a PostgreSQL URL without its password), `problem` what its driver said.
+    #[error("database {database}: {problem}")]
+    Database { database: String, problem: String },
+    /// `DATABASE_URL` is not a URL the PostgreSQL driver accepts.
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
     #[error(transparent)]
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
-    #[error("cannot keep the code pepper at {path}: {source}")]
-    Pepper {
+    #[error("cannot keep the {what} at {path}: {source}")]
+    KeptSecret {
+        /// `code pepper` or `API key`.
+        what: &'static str,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("Vonage configuration: {0}")]
     Vonage(#[from] adapters_vonage::VonageConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("{variable}: cannot listen on {addr}: {source}")]
     Bind {
+        variable: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+impl StartupError {
+    /// The exit status this failure ends the process with, as README promises: 2 for a setting
+    /// to fix (a value, a templates directory, an address to listen on), 3 for the database
+    /// that cannot be reached or used, which a later retry may get past, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::DatabaseUrl(_)
+            | StartupError::Templates(_)
+            | StartupError::Bind { .. }
+            | StartupError::Provider(
+                adapters_twilio::TwilioConfigError::InvalidAccountSid
+                | adapters_twilio::TwilioConfigError::InvalidMessagingServiceSid
+                | adapters_twilio::TwilioConfigError::InvalidApiKeySid
+                | adapters_twilio::TwilioConfigError::InvalidBaseUrl(_),
+            )
+            | StartupError::Vonage(
+                adapters_vonage::VonageConfigError::MissingApiKey
+                | adapters_vonage::VonageConfigError::MissingFrom
+                | adapters_vonage::VonageConfigError::InvalidBaseUrl(_),
+            ) => 2,
+            StartupError::Database { .. } => 3,
+            StartupError::Provider(_)
+            | StartupError::Vonage(_)
+            | StartupError::KeptSecret { .. }
+            | StartupError::Serve(_) => 1,
+        }
+    }
+
+    fn database(database: &DatabaseConfig, error: DatabaseError) -> Self {
+        match error {
+            DatabaseError::InvalidUrl(problem) => Self::DatabaseUrl(problem),
+            DatabaseError::Failed(error) => Self::Database {
+                database: database.location(),
+                problem: one_line(&*error),
+            },
+        }
+    }
+}
+
+/// An error and its sources as one line, each source once: a driver's error often repeats
+/// its source's text in its own.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
 pub struct Server {
@@ -83,7 +149,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let Stores { ports, wakeups } = store::chosen(&config.database)
         .open()
         .await
-        .map_err(|error| StartupError::Database(error.to_string()))?;
+        .map_err(|error| StartupError::database(&config.database, error))?;
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
@@ -103,6 +169,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
             // Vonage's SMS API has no status lookup: its messages are not reconciled.
             ProviderConfig::Vonage(vonage) => {
                 providers.push(Arc::new(VonageSmsProvider::new(vonage.as_ref().clone())?));
+            }
+            // Said where SMS are to be sent; a command that sends nothing has nothing to warn of.
+            ProviderConfig::Console if config.sending == Sending::NotNeeded => {
+                providers.push(Arc::new(ConsoleSmsProvider));
             }
             ProviderConfig::Console => {
                 tracing::warn!(
@@ -152,7 +222,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         )
         .clock(clock.clone())
         .verification_policy(config.verification)
-        .api_keys(config.api_keys.clone())
+        .api_keys(api_keys(config)?)
         .dispatcher_wake(wake.clone())
         .twilio_status_callbacks(config.twilio_status_callbacks.clone())
         .guards(config.guards.clone())
@@ -190,13 +260,41 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
         (Some(pepper), _) => Ok(pepper.clone()),
         (None, DatabaseConfig::Sqlite { path }) => {
             let file = path.with_file_name(PEPPER_FILE);
-            crate::usecases::codes::pepper_kept_in(&file)
-                .map_err(|source| StartupError::Pepper { path: file, source })
+            crate::usecases::codes::secret_kept_in(&file).map_err(|source| {
+                StartupError::KeptSecret {
+                    what: "code pepper",
+                    path: file,
+                    source,
+                }
+            })
         }
         // Configuration refuses PostgreSQL without CODE_PEPPER; a random one is still safe.
         (None, DatabaseConfig::Postgres { .. }) => Ok(secrecy::SecretString::from(
             crate::usecases::codes::random_token(32),
         )),
+    }
+}
+
+/// Where the default run's API key is kept (the embedded database, neither `API_KEYS` nor
+/// `ADMIN_API_KEYS`): beside the database file, as the code pepper is, so that a client's key
+/// still works after a restart.
+pub const API_KEY_FILE: &str = "api-key";
+
+/// The keys the service accepts: those configured, or the default run's, kept beside the
+/// embedded database. (With PostgreSQL and no keys, the one generated for this run.)
+pub fn api_keys(config: &Config) -> Result<ApiKeys, StartupError> {
+    match (&config.database, config.api_keys_generated) {
+        (DatabaseConfig::Sqlite { path }, true) => {
+            let file = path.with_file_name(API_KEY_FILE);
+            crate::usecases::codes::secret_kept_in(&file)
+                .map(ApiKeys::default_admin)
+                .map_err(|source| StartupError::KeptSecret {
+                    what: "API key",
+                    path: file,
+                    source,
+                })
+        }
+        _ => Ok(config.api_keys.clone()),
     }
 }
 
@@ -208,17 +306,19 @@ pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError>
     }
 }
 
-/// The service's whole life, as its binaries run it: build, show a generated API key once,
-/// serve until ctrl-c or SIGTERM.
+/// The service's whole life, as its binaries run it: build, show a generated API key, serve
+/// until ctrl-c or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let generated_key = config
-        .api_keys_generated
-        .then(|| config.api_keys.first_key().cloned())
-        .flatten();
+    let generated_key = if config.api_keys_generated {
+        api_keys(&config)?.first_key().cloned()
+    } else {
+        None
+    };
+    let log_format = config.log_format;
     let server = Server::build(config).await?;
     if let Some(key) = generated_key {
-        // Printed once, on stdout, so the operator of a no-configuration run can call the API.
-        println!("API key: {}", key.expose_secret());
+        // At each start, so the operator of a no-configuration run can call the API.
+        crate::observability::telemetry::show_api_key(log_format, key.expose_secret());
     }
     server.run_until(shutdown_signal()).await
 }
@@ -231,9 +331,9 @@ impl Server {
             wakeups,
             reconciler,
         } = assemble(&config).await?;
-        let listener = bind(config.bind_addr).await?;
+        let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind("METRICS_BIND_ADDR", addr).await?),
             None => None,
         };
         Ok(Self {
@@ -305,10 +405,14 @@ impl Server {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartupError::Bind { addr, source })
+        .map_err(|source| StartupError::Bind {
+            variable,
+            addr,
+            source,
+        })
 }
 
 /// Wakes this instance's dispatcher whenever any instance queues a message, so that a
@@ -347,4 +451,73 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, String)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn the_default_runs_api_key_is_kept_beside_its_database_for_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!(
+            "sms-notify-api-key-{}",
+            crate::usecases::codes::random_token(8)
+        ));
+        let database = format!("sqlite://{}", dir.join("data.sqlite").display());
+        let default_run = config(&[("DATABASE_URL", database.clone())]);
+
+        let first = api_keys(&default_run).unwrap();
+        let key = first.first_key().unwrap().expose_secret().to_owned();
+        let again = api_keys(&default_run).unwrap();
+        assert_eq!(again.first_key().unwrap().expose_secret(), key);
+        let default = again.authenticate(&key).unwrap();
+        assert_eq!(default.name(), "default");
+        assert!(default.is_admin());
+        let file = dir.join(API_KEY_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // Configured keys are the keys: nothing is generated or read.
+        std::fs::remove_file(&file).unwrap();
+        let configured = config(&[
+            ("DATABASE_URL", database),
+            ("API_KEYS", "shop:0123456789abcdef".to_owned()),
+        ]);
+        let keys = api_keys(&configured).unwrap();
+        assert_eq!(
+            keys.authenticate("0123456789abcdef").unwrap().name(),
+            "shop"
+        );
+        assert!(!file.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_startup_error_is_one_line_each_source_once() {
+        let error = StartupError::Bind {
+            variable: "BIND_ADDR",
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            source: std::io::Error::other("address in use\nsecond line"),
+        };
+        assert_eq!(
+            one_line(&error),
+            "BIND_ADDR: cannot listen on 127.0.0.1:8080: address in use second line"
+        );
+        assert_eq!(error.exit_code(), 2);
+    }
 }

@@ -38,11 +38,16 @@ pub struct Stores {
     pub wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
-/// Why the database could not be opened, migrated or read: the adapter's error, shown with its
-/// sources as they are.
+/// Why the database could not be opened, migrated or read.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct DatabaseError(Box<dyn std::error::Error + Send + Sync>);
+pub enum DatabaseError {
+    /// `DATABASE_URL` is not a URL the driver accepts: a setting to fix, not an outage.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// The adapter's error, shown with its sources as they are.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// The database `config` names: PostgreSQL, shared by every instance, or the embedded SQLite
 /// file of one.
@@ -62,7 +67,7 @@ impl Database for Postgres {
     async fn open(&self) -> Result<Stores, DatabaseError> {
         let store = PgStore::connect(self.url.expose_secret(), PG_MAX_CONNECTIONS)
             .await
-            .map_err(failed)?;
+            .map_err(postgres_failed)?;
         Ok(Stores {
             wakeups: Some(Box::new(store.queue_wakeups())),
             ports: StorePorts::of(std::sync::Arc::new(store)),
@@ -72,14 +77,14 @@ impl Database for Postgres {
     async fn migrate(&self) -> Result<Vec<String>, DatabaseError> {
         PgStore::migrate(self.url.expose_secret())
             .await
-            .map_err(failed)
+            .map_err(postgres_failed)
     }
 
     async fn pending_migrations(&self) -> Result<Option<Vec<String>>, DatabaseError> {
         PgStore::pending_migrations(self.url.expose_secret())
             .await
             .map(Some)
-            .map_err(failed)
+            .map_err(postgres_failed)
     }
 
     fn advice(&self) -> &'static str {
@@ -124,5 +129,12 @@ impl Database for Sqlite {
 }
 
 fn failed(error: impl std::error::Error + Send + Sync + 'static) -> DatabaseError {
-    DatabaseError(Box::new(error))
+    DatabaseError::Failed(Box::new(error))
+}
+
+fn postgres_failed(error: adapters_postgres::PgStoreError) -> DatabaseError {
+    match error {
+        adapters_postgres::PgStoreError::InvalidUrl(problem) => DatabaseError::InvalidUrl(problem),
+        error => failed(error),
+    }
 }

@@ -89,6 +89,22 @@ impl Operator {
         Run(output)
     }
 
+    /// Runs `sms-notify args...` in the default setup, the embedded database with no provider
+    /// (the console prints each SMS), with these variables added.
+    pub async fn run_with_console(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("TEMPLATES_DIR", self.dir.path().join("templates"))
+            .envs(env.iter().copied())
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        Run(output)
+    }
+
     pub fn database(&self) -> &Path {
         self.dir.path()
     }
