@@ -10,8 +10,8 @@
 use std::sync::{Arc, OnceLock};
 
 use adapters_sqlite::SqliteStore;
-use app::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use app::usecases::guards::{GuardConfig, LogOnly, SendGuards};
+use app::usecases::codes::CodeHasher;
+use app::usecases::StorePorts;
 use app::wiring::config::TwilioStatusCallbacks;
 use app::Services;
 use axum::body::Body;
@@ -50,32 +50,27 @@ impl Harness {
             .unwrap();
         let router = runtime.block_on(async {
             let store = Arc::new(SqliteStore::in_memory().await.unwrap());
-            let services = Services {
-                messages: store.clone(),
-                verifications: store.clone(),
-                templates: Arc::new(::template::Templates::built_in().unwrap()),
-                clock: Arc::new(SystemClock),
-                code_generator: Arc::new(OsCodeGenerator),
-                hasher: CodeHasher::new(SecretString::from("p".repeat(32))),
-                verification_policy: Default::default(),
-                api_keys: app::usecases::auth::ApiKeys::parse(&format!("fuzz:{API_KEY}")).unwrap(),
-                dispatcher_wake: Default::default(),
-                twilio_status_callbacks: Some(TwilioStatusCallbacks {
-                    url: CALLBACK_URL.parse().unwrap(),
-                    auth_token: SecretString::from(AUTH_TOKEN),
-                }),
-                reports: store.clone(),
-                metrics: Default::default(),
-                readiness: Arc::new(app::observability::health::Readiness::new(
-                    store.clone(),
-                    Arc::new(app::providers::console::ConsoleSmsProvider),
-                )),
-                guards: SendGuards::new(store, GuardConfig::default(), Arc::new(LogOnly)),
-                test_numbers: app::providers::test_numbers::TestNumbers::parse(&format!(
+            let services = Services::builder(
+                StorePorts::of(store.clone()),
+                Arc::new(::template::Templates::built_in().unwrap()),
+                CodeHasher::new(SecretString::from("p".repeat(32))),
+            )
+            .api_keys(app::usecases::auth::ApiKeys::parse(&format!("fuzz:{API_KEY}")).unwrap())
+            .twilio_status_callbacks(Some(TwilioStatusCallbacks {
+                url: CALLBACK_URL.parse().unwrap(),
+                auth_token: SecretString::from(AUTH_TOKEN),
+            }))
+            .readiness(app::observability::health::Readiness::new(
+                store,
+                Arc::new(app::providers::console::ConsoleSmsProvider),
+            ))
+            .test_numbers(
+                app::providers::test_numbers::TestNumbers::parse(&format!(
                     "{TEST_NUMBER}:{TEST_CODE}"
                 ))
                 .unwrap(),
-            };
+            )
+            .build();
             app::http::router(Arc::new(services), false)
         });
         let started = runtime.block_on(send(

@@ -132,7 +132,7 @@ async fn let_the_dispatcher_go_idle(app: &TestApp, recorder: &Recorder) {
 
 #[tokio::test]
 async fn a_code_reaches_twilio_at_once_while_the_dispatcher_idles() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     let recorder = Recorder::new(Duration::ZERO);
     messages_post(form_fields(
         &[("To", "+15551234567"), ("From", FROM)],
@@ -173,7 +173,7 @@ async fn a_code_reaches_twilio_at_once_while_the_dispatcher_idles() {
 
 #[tokio::test]
 async fn a_message_queued_by_another_instance_wakes_this_one_through_postgres() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     let recorder = Recorder::new(Duration::ZERO);
     messages_post(form_fields(
         &[("To", "+15551234567"), ("From", FROM)],

@@ -1,3 +1,6 @@
+//! Every refusal is an `application/problem+json` document naming what is wrong: bad input,
+//! malformed JSON, a missing key, an unknown id or route.
+
 use serde_json::{json, Value};
 
 use crate::support::TestApp;

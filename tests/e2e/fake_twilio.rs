@@ -2,52 +2,25 @@
 //! responder that notes when each request arrived, so that tests can count sends per message
 //! and check rates and concurrency as Twilio would see them.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, MockBuilder, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockBuilder, Request, Respond, ResponseTemplate};
+use wiremock_form::Form;
 
-use crate::support::{form, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
+use crate::support::{ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
 
 /// The form holds exactly the fields `fixed` and `free` name, with `fixed`'s values; `free`
 /// fields vary from message to message (`Body`, `ValidityPeriod`).
-pub struct FormFields {
-    fixed: Vec<(String, String)>,
-    names: BTreeSet<String>,
-}
-
-pub fn form_fields(fixed: &[(&str, &str)], free: &[&str]) -> FormFields {
-    FormFields {
-        fixed: fixed
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect(),
-        names: fixed
-            .iter()
-            .map(|(name, _)| *name)
-            .chain(free.iter().copied())
-            .map(str::to_owned)
-            .collect(),
-    }
-}
-
-impl Match for FormFields {
-    fn matches(&self, request: &Request) -> bool {
-        let received = form(request);
-        let names: BTreeSet<String> = received.keys().cloned().collect();
-        names == self.names
-            && self
-                .fixed
-                .iter()
-                .all(|(name, value)| received.get(name) == Some(value))
-    }
+pub fn form_fields(fixed: &[(&str, &str)], free: &[&str]) -> Form {
+    free.iter()
+        .fold(Form::exactly(fixed), |form, name| form.any(name))
 }
 
 /// A send from the configured number with the account's credentials.
-pub fn messages_post(fields: FormFields) -> MockBuilder {
+pub fn messages_post(fields: Form) -> MockBuilder {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
@@ -127,7 +100,9 @@ impl Recorder {
 
 impl Respond for Recorder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body = form(request).remove("Body").unwrap_or_default();
+        let body = wiremock_form::fields(request)
+            .remove("Body")
+            .unwrap_or_default();
         self.arrivals.lock().unwrap().push((Instant::now(), body));
         let sid = format!("SM{:032x}", self.sids.fetch_add(1, Ordering::Relaxed));
         ResponseTemplate::new(201)

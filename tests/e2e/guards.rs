@@ -43,7 +43,7 @@ async fn a_number_outside_the_allowed_countries_is_refused_naming_its_country_fo
 #[tokio::test]
 async fn the_api_key_limit_holds_across_two_instances_on_one_database() {
     let limits = [("VERIFY_SENDS_PER_API_KEY", "3")];
-    let first = TestApp::spawn_with(&limits).await;
+    let first = TestApp::spawn_on_postgres_with(&limits).await;
     let second = first.spawn_sibling(&limits).await;
     let numbers = [
         "+15551230001",
@@ -94,7 +94,7 @@ async fn the_api_key_limit_holds_across_two_instances_on_one_database() {
 #[tokio::test]
 async fn the_number_limit_holds_across_two_instances_and_new_verifications() {
     let limits = [("VERIFY_SENDS_PER_NUMBER", "2")];
-    let first = TestApp::spawn_with(&limits).await;
+    let first = TestApp::spawn_on_postgres_with(&limits).await;
     let second = first.spawn_sibling(&limits).await;
     first.twilio_expects_codes(&["+15551234567"], 2).await;
     first.twilio_expects_codes(&["+15557654321"], 1).await;

@@ -1,5 +1,7 @@
-//! End-to-end tests: the whole service on a random port, against a fresh PostgreSQL database
-//! and a wiremock Twilio, driven over HTTP as a client team would.
+//! End-to-end tests: the whole service on a random port with a wiremock Twilio, driven over HTTP
+//! as a client team would. Most run on SQLite in memory and need no database server
+//! (`TestApp::spawn`); what needs PostgreSQL itself (several instances, LISTEN/NOTIFY, races
+//! decided by row locks, the processes) runs on a fresh PostgreSQL database of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fake_twilio;
@@ -17,5 +19,6 @@ mod processes;
 mod resilience;
 mod robustness;
 mod secrecy;
+mod startup;
 mod two_factor;
 mod webhooks;

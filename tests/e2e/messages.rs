@@ -1,3 +1,6 @@
+//! Messages through the HTTP API to Twilio and back: sent, failed, idempotent retries, and the
+//! dates the list and report accept.
+
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};

@@ -6,7 +6,7 @@ use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::{
-    code_in, TestApp, TwilioSend, ACCOUNT_SID, API_KEY, AUTH_TOKEN, MESSAGES_PATH,
+    code_in, twilio_send, TestApp, ACCOUNT_SID, API_KEY, AUTH_TOKEN, MESSAGES_PATH,
 };
 
 fn twilio_created(sid: &str) -> ResponseTemplate {
@@ -22,11 +22,7 @@ async fn a_scrape_after_a_scripted_flow_shows_exactly_what_happened() {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(TwilioSend {
-            to: "+447700900123",
-            body_prefix: "Your parcel is on its way",
-            one_time_code: false,
-        })
+        .and(twilio_send("+447700900123", "Your parcel is on its way"))
         .respond_with(twilio_created("SM00000000000000000000000000000001"))
         .expect(1)
         .mount(&app.twilio)
@@ -34,11 +30,7 @@ async fn a_scrape_after_a_scripted_flow_shows_exactly_what_happened() {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(TwilioSend {
-            to: "+15005550001",
-            body_prefix: "Your parcel is on its way",
-            one_time_code: false,
-        })
+        .and(twilio_send("+15005550001", "Your parcel is on its way"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
             "code": 21211, "message": "The 'To' number is not a valid phone number.",
             "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400
@@ -49,11 +41,10 @@ async fn a_scrape_after_a_scripted_flow_shows_exactly_what_happened() {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(TwilioSend {
-            to: "+15551234567",
-            body_prefix: "Your Smarter Firms verification code is: ",
-            one_time_code: true,
-        })
+        .and(
+            twilio_send("+15551234567", "Your Smarter Firms verification code is: ")
+                .any("ValidityPeriod"),
+        )
         .respond_with(twilio_created("SM00000000000000000000000000000002"))
         .expect(1)
         .mount(&app.twilio)

@@ -160,7 +160,7 @@ async fn a_long_message_vonage_sends_only_in_part_fails_for_good_with_the_part_t
     );
 }
 
-fn vonage_form() -> crate::fake_twilio::FormFields {
+fn vonage_form() -> wiremock_form::Form {
     form_fields(
         &[
             ("api_key", "vonage-key"),
@@ -175,7 +175,7 @@ fn vonage_form() -> crate::fake_twilio::FormFields {
 
 #[tokio::test]
 async fn a_test_number_verification_approves_with_its_fixed_code_and_reaches_no_provider() {
-    let app = TestApp::spawn_with(&[
+    let app = TestApp::spawn_on_postgres_with(&[
         ("TEST_NUMBERS", "+15005550001:424242"),
         ("ENVIRONMENT", "staging"),
     ])

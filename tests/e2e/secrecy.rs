@@ -10,7 +10,7 @@ use serde_json::json;
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{code_in, TestApp, TwilioSend, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
+use crate::support::{code_in, twilio_send, TestApp, ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH};
 
 /// Everything the service logs during the test.
 #[derive(Clone, Default)]
@@ -69,7 +69,7 @@ fn contains_code(text: &str, code: &str) -> bool {
 async fn a_code_never_appears_in_a_log_line_or_a_response() {
     let (logs, _logging) = Captured::install();
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
     let mut responses = String::new();
 
@@ -146,17 +146,16 @@ async fn a_code_never_appears_in_a_log_line_or_a_response() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_code_sent_with_a_sensitive_template_is_never_logged_and_leaves_the_database_once_sent() {
     let (logs, _logging) = Captured::install();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     let code = "4829173056";
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(TwilioSend {
-            to: "+15551234567",
-            body_prefix: "Your Smarter Firms verification code is: 4829173056. \
+        .and(twilio_send(
+            "+15551234567",
+            "Your Smarter Firms verification code is: 4829173056. \
                 This code will expire in 10 minutes.",
-            one_time_code: false,
-        })
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "sid": "SM00000000000000000000000000000098", "status": "queued",
             "num_segments": "1", "price": null, "price_unit": "USD",

@@ -1,4 +1,8 @@
+//! The end-to-end harness: `TestApp` starts the service in-process on a random port with a
+//! store and a wiremock Twilio, and offers typed helpers for what the tests do over HTTP.
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -6,7 +10,8 @@ use adapters_postgres::testing::TestDatabase;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock_form::Form;
 
 pub const API_KEY: &str = "test-key-0123456789abcdef";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -39,13 +44,30 @@ impl Drop for TempDir {
 }
 
 impl TestApp {
-    /// The production shape: PostgreSQL (a fresh database) and Twilio (wiremock).
+    /// The production shape without a database server: Twilio (wiremock), and SQLite in memory
+    /// under a name of this test's own, shared by the store's writer and readers. For what
+    /// any store does alike (the conformance kit holds both to that): validation, problem
+    /// documents, the API's answers.
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
     }
 
-    /// The production shape with some variables set (or overridden).
+    /// [`TestApp::spawn`] with some variables set (or overridden).
     pub async fn spawn_with(variables: &[(&'static str, &str)]) -> Self {
+        let twilio = Arc::new(MockServer::start().await);
+        let env = production_env(&in_memory_database_url(), &twilio, variables);
+        Self::start(env, twilio, None, None).await
+    }
+
+    /// The production shape on PostgreSQL (a fresh database) and Twilio (wiremock), for what
+    /// needs PostgreSQL itself: several instances on one database, wake-ups through
+    /// LISTEN/NOTIFY, races decided by its row locks, the store read behind the service's back.
+    pub async fn spawn_on_postgres() -> Self {
+        Self::spawn_on_postgres_with(&[]).await
+    }
+
+    /// [`TestApp::spawn_on_postgres`] with some variables set (or overridden).
+    pub async fn spawn_on_postgres_with(variables: &[(&'static str, &str)]) -> Self {
         let database = TestDatabase::create().await;
         let twilio = Arc::new(MockServer::start().await);
         let env = production_env(&database.url, &twilio, variables);
@@ -58,7 +80,8 @@ impl TestApp {
         let url = self
             .database_url
             .as_deref()
-            .expect("siblings share a PostgreSQL database");
+            .filter(|url| url.starts_with("postgres"))
+            .expect("siblings share a PostgreSQL database: start with spawn_on_postgres");
         let env = production_env(url, &self.twilio, variables);
         Self::start(env, self.twilio.clone(), None, None).await
     }
@@ -106,7 +129,7 @@ impl TestApp {
     pub fn database(&self) -> &TestDatabase {
         self._database
             .as_ref()
-            .expect("only TestApp::spawn has a PostgreSQL database")
+            .expect("only TestApp::spawn_on_postgres has a PostgreSQL database")
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -151,7 +174,7 @@ impl TestApp {
         loop {
             let requests: Vec<Request> = self.twilio.received_requests().await.unwrap_or_default();
             if requests.len() >= count {
-                return requests.iter().map(form).collect();
+                return requests.iter().map(wiremock_form::fields).collect();
             }
             assert!(
                 Instant::now() < deadline,
@@ -189,9 +212,7 @@ impl TestApp {
         Mock::given(method("POST"))
             .and(path(MESSAGES_PATH))
             .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-            .and(CodeSms {
-                to: numbers.iter().map(|number| number.to_string()).collect(),
-            })
+            .and(code_sms(numbers))
             .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
                 "sid": "SM00000000000000000000000000000099", "status": "queued",
                 "num_segments": "1", "price": null, "price_unit": "USD",
@@ -219,26 +240,19 @@ impl TestApp {
     }
 }
 
-/// The form of a two-factor SMS as the Twilio adapter sends it.
-struct CodeSms {
-    to: Vec<String>,
-}
-
-impl Match for CodeSms {
-    fn matches(&self, request: &Request) -> bool {
-        let fields = form(request);
-        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let validity_ok = fields
-            .get("ValidityPeriod")
-            .and_then(|seconds| seconds.parse::<u32>().ok())
-            .is_some_and(|seconds| (1..=600).contains(&seconds));
-        names == ["Body", "From", "To", "ValidityPeriod"]
-            && self.to.contains(&fields["To"])
-            && fields["From"] == FROM
-            && fields["Body"].starts_with("Your Smarter Firms verification code is: ")
-            && validity_ok
-    }
+/// The form of a two-factor SMS as the Twilio adapter sends it, to any of `numbers`.
+fn code_sms(numbers: &[&str]) -> Form {
+    let numbers: Vec<String> = numbers.iter().map(|number| number.to_string()).collect();
+    Form::exactly(&[("From", FROM)])
+        .field_where("To", move |to| numbers.iter().any(|number| number == to))
+        .field_where("Body", |body| {
+            body.starts_with("Your Smarter Firms verification code is: ")
+        })
+        .field_where("ValidityPeriod", |seconds| {
+            seconds
+                .parse::<u32>()
+                .is_ok_and(|seconds| (1..=600).contains(&seconds))
+        })
 }
 
 fn production_env(
@@ -269,12 +283,6 @@ fn base_env() -> HashMap<&'static str, String> {
     ])
 }
 
-pub fn form(request: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&request.body)
-        .into_owned()
-        .collect()
-}
-
 /// The digits of the code in a rendered two-factor SMS.
 pub fn code_in(body: &str) -> String {
     let start = body.find("is: ").expect("the code follows `is: `") + 4;
@@ -300,30 +308,24 @@ fn uuid_like() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
-/// Matches a Twilio send whose form holds exactly `To`, `From`, `Body` and, for a one-time
-/// code, `ValidityPeriod` (no status callback is configured in tests), with `To` equal to `to`
-/// and `Body` starting with `body_prefix` (a code's text goes on with a random code).
-pub struct TwilioSend {
-    pub to: &'static str,
-    pub body_prefix: &'static str,
-    pub one_time_code: bool,
+/// A database URL of SQLite in memory, named for this test alone: the name keeps tests in one
+/// process apart, and the database goes when the service's last connection closes.
+fn in_memory_database_url() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "sqlite://file:sms-notify-e2e-{}-{}?mode=memory&cache=shared",
+        uuid_like(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
-impl wiremock::Match for TwilioSend {
-    fn matches(&self, request: &Request) -> bool {
-        let fields = form(request);
-        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let expected: &[&str] = if self.one_time_code {
-            &["Body", "From", "To", "ValidityPeriod"]
-        } else {
-            &["Body", "From", "To"]
-        };
-        names == expected
-            && fields["To"] == self.to
-            && fields["From"] == FROM
-            && fields["Body"].starts_with(self.body_prefix)
-    }
+/// A Twilio send whose form holds exactly `To`, `From` and `Body` (no status callback is
+/// configured in tests), with `To` equal to `to` and `Body` starting with `body_prefix` (a
+/// code's text goes on with a random code). A one-time code adds `.any("ValidityPeriod")`.
+pub fn twilio_send(to: &str, body_prefix: &str) -> Form {
+    let body_prefix = body_prefix.to_owned();
+    Form::exactly(&[("To", to), ("From", FROM)])
+        .field_where("Body", move |body| body.starts_with(&body_prefix))
 }
 
 impl TestApp {

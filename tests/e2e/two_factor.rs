@@ -1,3 +1,6 @@
+//! Two-factor verification over HTTP: codes sent, checked, locked, resent, canceled and
+//! listed, and checks at once that approve exactly once.
+
 use serde_json::{json, Value};
 
 use crate::support::{code_in, TestApp, API_KEY, FROM};
@@ -179,7 +182,7 @@ fn wrong(code: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_checks_with_the_right_code_approve_exactly_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
     let (id, code) = started_with_code(&app, "+15551234567", 0).await;
 
@@ -207,7 +210,7 @@ async fn twenty_concurrent_checks_with_the_right_code_approve_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_wrong_checks_use_up_five_attempts_and_no_more() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     app.twilio_expects_codes(&["+15551234567"], 1).await;
     let (id, code) = started_with_code(&app, "+15551234567", 0).await;
 
@@ -394,7 +397,7 @@ async fn one_right_and_nineteen_wrong_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_right_and_nineteen_wrong_codes_at_once_get_exactly_one_answer_saying_approved() {
     // Twenty checks allowed, so that every check counts until the verification ends.
-    let app = TestApp::spawn_with(&[("VERIFY_MAX_CHECKS", "20")]).await;
+    let app = TestApp::spawn_on_postgres_with(&[("VERIFY_MAX_CHECKS", "20")]).await;
     app.twilio_expects_codes(&["+15551234567", "+15557654321"], 2)
         .await;
     for (sends_so_far, to, by_number) in [(0, "+15551234567", false), (1, "+15557654321", true)] {

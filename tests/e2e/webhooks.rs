@@ -260,7 +260,7 @@ async fn without_public_base_url_there_is_no_status_callback_route() {
 /// and its history change once.
 #[tokio::test]
 async fn a_retried_callback_changes_the_message_and_its_history_once() {
-    let app = TestApp::spawn_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let app = TestApp::spawn_on_postgres_with(&[("PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
     let id = sent_message(&app).await;
     let mut undelivered = callback(SID, "undelivered");
     undelivered.push(("ErrorCode", "30003".to_owned()));

@@ -30,8 +30,8 @@ pub(crate) fn run(examples: u32) -> anyhow::Result<()> {
     // A fresh database each run: examples from an earlier run must not change this one's.
     let _ = std::fs::remove_dir_all(&data);
     let address = free_address()?;
-    let key = throwaway_key();
-    let server = Server::start(&root, &data, address, &key)?;
+    let key = throwaway_key("api-fuzz");
+    let server = Server::start(&root, &data, address, &key, &[])?;
     server.wait_until_up()?;
 
     let status = Command::new(&st)
@@ -85,7 +85,7 @@ fn install_schemathesis(work: &Path) -> anyhow::Result<PathBuf> {
     Ok(st)
 }
 
-fn build_server(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn build_server(root: &Path) -> anyhow::Result<()> {
     let status = Command::new("cargo")
         .args([
             "build",
@@ -106,27 +106,34 @@ fn build_server(root: &Path) -> anyhow::Result<()> {
 
 /// A port the OS says is free now. Another process could take it before the service binds;
 /// then the service fails to start and says so.
-fn free_address() -> anyhow::Result<SocketAddr> {
+pub(crate) fn free_address() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").context("no free local port")?;
     listener.local_addr().context("no free local port")
 }
 
 /// A key for this run only: it protects a service that lives for a minute on loopback.
-fn throwaway_key() -> String {
+pub(crate) fn throwaway_key(purpose: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos());
-    format!("api-fuzz-{nanos:x}-{:x}", std::process::id())
+    format!("{purpose}-{nanos:x}-{:x}", std::process::id())
 }
 
 /// The service under test, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     address: SocketAddr,
 }
 
 impl Server {
-    fn start(root: &Path, data: &Path, address: SocketAddr, key: &str) -> anyhow::Result<Self> {
+    /// Started with only `data`'s database, `key` and `extra_env` configured.
+    pub(crate) fn start(
+        root: &Path,
+        data: &Path,
+        address: SocketAddr,
+        key: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let binary = root.join("target").join("debug").join("sms-notify-server");
         let child = Command::new(&binary)
             // Only what this run configures: a developer's TWILIO_* or DATABASE_URL must not
@@ -139,6 +146,7 @@ impl Server {
                 format!("sqlite://{}", data.join("sms-notify.sqlite").display()),
             )
             .env("RUST_LOG", "warn")
+            .envs(extra_env.iter().copied())
             .current_dir(root)
             .stdout(Stdio::null())
             .spawn()
@@ -146,7 +154,7 @@ impl Server {
         Ok(Self { child, address })
     }
 
-    fn wait_until_up(&self) -> anyhow::Result<()> {
+    pub(crate) fn wait_until_up(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + STARTUP_PATIENCE;
         while Instant::now() < deadline {
             if healthz(self.address).unwrap_or(false) {

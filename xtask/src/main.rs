@@ -11,10 +11,12 @@
 mod api_fuzz;
 mod bench;
 mod fuzz;
+mod openapi;
 mod postgres;
 mod steps;
 #[cfg(test)]
 mod tidy;
+mod typescript;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,12 +25,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [--no-lint] [--no-api-fuzz] [--no-fuzz] [-- <args>...]
+  test [--no-lint] [--no-api-fuzz] [--no-fuzz] [--no-typescript] [-- <args>...]
                                    run every check: PostgreSQL reachable, fmt, clippy, a short
-                                   api-fuzz, a short fuzz when cargo-afl is installed,
-                                   bench --quick, the tests (--no-lint skips fmt and clippy,
-                                   --no-api-fuzz and --no-fuzz the fuzzing; <args> go to the
-                                   test runner, and skip the fuzz and the bench)
+                                   api-fuzz, the TypeScript client against a live service, a
+                                   short fuzz when cargo-afl is installed, bench --quick, the
+                                   tests (--no-lint skips fmt and clippy, --no-api-fuzz and
+                                   --no-fuzz the fuzzing, --no-typescript the client; <args> go
+                                   to the test runner, and skip the client, the fuzz and the
+                                   bench)
   lint                             check formatting and run clippy with warnings denied
   bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
@@ -36,6 +40,11 @@ commands:
                                    --only: the scenarios of figure N, 1 to 7, when profiling one)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
+  typescript                       the TypeScript client (clients/typescript): types generated
+                                   from docs/openapi.json, compiled, tested against a live
+                                   service (needs Node.js 18+ and npm)
+  openapi                          write the API's OpenAPI description to docs/openapi.json
+                                   (commit it; a test fails while it differs from the code)
   fuzz [--seconds N] [--target NAME]
                                    the AFL++ targets of fuzz/ (phone, status_callback,
                                    json_bodies, template), each for N seconds (default 60);
@@ -50,6 +59,7 @@ enum Command {
         lint: bool,
         api_fuzz: bool,
         fuzz: bool,
+        typescript: bool,
         runner_args: Vec<String>,
     },
     Lint,
@@ -61,6 +71,8 @@ enum Command {
         seconds: u64,
         target: Option<String>,
     },
+    Openapi,
+    Typescript,
 }
 
 fn main() -> ExitCode {
@@ -81,12 +93,23 @@ fn main() -> ExitCode {
             lint,
             api_fuzz,
             fuzz,
+            typescript,
             runner_args,
-        } => steps::test(lint, api_fuzz, fuzz, &runner_args),
+        } => steps::test(
+            steps::Checks {
+                lint,
+                api_fuzz,
+                fuzz,
+                typescript,
+            },
+            &runner_args,
+        ),
         Command::Lint => steps::lint(),
         Command::Bench(options) => steps::bench(options),
         Command::ApiFuzz { examples } => api_fuzz::run(examples),
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
+        Command::Openapi => openapi::run(),
+        Command::Typescript => typescript::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,11 +156,13 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             let mut lint = true;
             let mut api_fuzz = true;
             let mut fuzz = true;
+            let mut typescript = true;
             for arg in own {
                 match arg.as_str() {
                     "--no-lint" => lint = false,
                     "--no-api-fuzz" => api_fuzz = false,
                     "--no-fuzz" => fuzz = false,
+                    "--no-typescript" => typescript = false,
                     other => return Err(format!("unexpected argument '{other}' for test")),
                 }
             }
@@ -145,9 +170,18 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 lint,
                 api_fuzz,
                 fuzz,
+                typescript,
                 runner_args,
             })
         }
+        "typescript" => match rest.first() {
+            None => Ok(Command::Typescript),
+            Some(arg) => Err(format!("unexpected argument '{arg}' for typescript")),
+        },
+        "openapi" => match rest.first() {
+            None => Ok(Command::Openapi),
+            Some(arg) => Err(format!("unexpected argument '{arg}' for openapi")),
+        },
         "api-fuzz" => match rest {
             [] => Ok(Command::ApiFuzz {
                 examples: api_fuzz::DEFAULT_EXAMPLES,
@@ -216,15 +250,17 @@ mod tests {
                 lint: false,
                 api_fuzz: true,
                 fuzz: true,
+                typescript: true,
                 runner_args: vec!["-p".into(), "domain".into(), "--no-lint".into()],
             })
         );
         assert_eq!(
-            parse(&["test", "--no-api-fuzz", "--no-fuzz"]),
+            parse(&["test", "--no-api-fuzz", "--no-fuzz", "--no-typescript"]),
             Ok(Command::Test {
                 lint: true,
                 api_fuzz: false,
                 fuzz: false,
+                typescript: false,
                 runner_args: vec![],
             })
         );
@@ -287,5 +323,6 @@ mod tests {
         assert!(parse(&["bench", "--fast"]).is_err());
         assert!(parse(&["test", "--fast"]).is_err());
         assert!(parse(&["lint", "--fix"]).is_err());
+        assert!(parse(&["openapi", "--out"]).is_err());
     }
 }

@@ -14,6 +14,8 @@ enum Step {
     ApiFuzz {
         examples: u32,
     },
+    /// The TypeScript client against a live service (`crate::typescript`).
+    Typescript,
     /// The AFL++ targets (`crate::fuzz`) for this many seconds each, when cargo-afl is there.
     Fuzz {
         seconds: u64,
@@ -39,13 +41,22 @@ const TEST_API_FUZZ_EXAMPLES: u32 = 25;
 /// that their seeds and first mutations pass; the long runs are `cargo xtask fuzz`.
 const TEST_FUZZ_SECONDS: u64 = 10;
 
+/// Which of the optional checks `cargo xtask test` runs.
+pub(crate) struct Checks {
+    pub(crate) lint: bool,
+    pub(crate) api_fuzz: bool,
+    pub(crate) fuzz: bool,
+    pub(crate) typescript: bool,
+}
+
 /// Every check, in order. `runner_args` go to the test runner.
-pub(crate) fn test(
-    lint: bool,
-    api_fuzz: bool,
-    fuzz: bool,
-    runner_args: &[String],
-) -> anyhow::Result<()> {
+pub(crate) fn test(checks: Checks, runner_args: &[String]) -> anyhow::Result<()> {
+    let Checks {
+        lint,
+        api_fuzz,
+        fuzz,
+        typescript,
+    } = checks;
     let mut steps = vec![Step::PostgresReachable];
     if lint {
         steps.extend(lint_steps());
@@ -55,6 +66,10 @@ pub(crate) fn test(
         steps.push(Step::ApiFuzz {
             examples: TEST_API_FUZZ_EXAMPLES,
         });
+    }
+    // Before the tests too; skipped, like the fuzz, by a run narrowed to a few tests.
+    if typescript && runner_args.is_empty() {
+        steps.push(Step::Typescript);
     }
     // So that the fuzz targets and the benchmark never rot; before the tests, whose summary must
     // come last. A run narrowed by runner arguments is someone iterating on a few tests: it
@@ -171,6 +186,10 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
             Step::ApiFuzz { examples } => {
                 eprintln!("==> {number} api-fuzz: schemathesis, {examples} examples per operation");
                 crate::api_fuzz::run(*examples)?;
+            }
+            Step::Typescript => {
+                eprintln!("==> {number} typescript: the client in clients/typescript against a live service");
+                crate::typescript::run()?;
             }
             Step::Fuzz { seconds } => {
                 if !crate::fuzz::installed() {

@@ -1,5 +1,5 @@
 //! Tidy checks on the workspace itself, as ordinary tests so that `cargo xtask test` runs them:
-//! every crate root says what the crate is for, crates depend only on what the dependency rule
+//! every `.rs` file opens with a `//!` saying why it exists, crates depend only on what the dependency rule
 //! allows, and no `dbg!` or `todo!` is left under `crates/`.
 
 use std::collections::BTreeSet;
@@ -82,12 +82,22 @@ const RULES: &[Rule] = &[
         workspace_deps: WorkspaceDeps::Any,
         banned: &[],
     },
+    // Test support (a wiremock matcher): see TEST_SUPPORT.
+    Rule {
+        krate: "wiremock-form",
+        workspace_deps: WorkspaceDeps::Only(&[]),
+        banned: &[],
+    },
     Rule {
         krate: "xtask",
         workspace_deps: WorkspaceDeps::Only(&[]),
         banned: &[],
     },
 ];
+
+/// Workspace crates for tests only: another crate may take one as a dev-dependency, never as a
+/// normal or build dependency, so that test support never ships inside a product crate.
+const TEST_SUPPORT: &[&str] = &["wiremock-form"];
 
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -140,7 +150,12 @@ fn dependency_rule_violations(metadata: &Value) -> Vec<String> {
                 continue;
             }
             let dependency_name = dependency["name"].as_str().unwrap_or("?");
-            if workspace.contains(dependency_name) {
+            if TEST_SUPPORT.contains(&dependency_name) {
+                violations.push(format!(
+                    "crate `{name}` has a {kind} dependency on test-support crate \
+                     `{dependency_name}`, which may only be a dev-dependency"
+                ));
+            } else if workspace.contains(dependency_name) {
                 if !rule.workspace_deps.allows(dependency_name) {
                     violations.push(format!(
                         "crate `{name}` has a {kind} dependency on workspace crate `{dependency_name}`, \
@@ -207,11 +222,17 @@ fn the_dependency_rule_catches_what_it_forbids_and_ignores_dev_dependencies() {
         ]},
         { "name": "template", "dependencies": [{ "name": "app", "kind": "build" }] },
         { "name": "newcomer", "dependencies": [] },
+        { "name": "adapters-vonage", "dependencies": [
+            { "name": "ports", "kind": null },
+            { "name": "wiremock-form", "kind": "dev" },
+        ]},
+        { "name": "e2e", "dependencies": [{ "name": "wiremock-form", "kind": null }] },
+        { "name": "wiremock-form", "dependencies": [{ "name": "wiremock", "kind": null }] },
     ]});
 
     let violations = dependency_rule_violations(&metadata);
 
-    assert_eq!(violations.len(), 4, "{violations:#?}");
+    assert_eq!(violations.len(), 5, "{violations:#?}");
     let mentions = |crate_name: &str, what: &str| {
         violations
             .iter()
@@ -224,24 +245,50 @@ fn the_dependency_rule_catches_what_it_forbids_and_ignores_dev_dependencies() {
         "build dependency on workspace crate `app`"
     ));
     assert!(mentions("newcomer", "add a row"));
+    assert!(mentions(
+        "e2e",
+        "normal dependency on test-support crate `wiremock-form`"
+    ));
+}
+
+/// Whether `source` opens (after blank lines) with a `//!` comment: an attribute, a `//`
+/// comment or code first does not count.
+fn opens_with_a_doc_comment(source: &str) -> bool {
+    source.trim_start().starts_with("//!")
 }
 
 #[test]
-fn every_crate_root_opens_with_a_doc_comment() {
-    let root = workspace_root();
-    let mut crate_roots: Vec<PathBuf> = crate_dirs(&root)
-        .iter()
-        .flat_map(|dir| [dir.join("src/lib.rs"), dir.join("src/main.rs")])
-        .filter(|path| path.is_file())
-        .collect();
-    crate_roots.push(root.join("xtask/src/main.rs"));
+fn a_file_opens_with_a_doc_comment_only_when_its_first_line_is_one() {
+    assert!(opens_with_a_doc_comment("//! Why.\nuse std::fs;\n"));
+    assert!(opens_with_a_doc_comment("\n\n//! Why.\n"));
+    assert!(!opens_with_a_doc_comment("use std::fs;\n//! Too late.\n"));
+    assert!(!opens_with_a_doc_comment(
+        "#![allow(dead_code)]\n//! After an attribute.\n"
+    ));
+    assert!(!opens_with_a_doc_comment("// A plain comment.\n"));
+    assert!(!opens_with_a_doc_comment("/// An item's doc.\nfn f() {}\n"));
+    assert!(!opens_with_a_doc_comment(""));
+}
 
-    let missing: Vec<String> = crate_roots
+#[test]
+fn every_rust_file_opens_with_a_doc_comment() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    // Every package's sources, tests included: a walk that found nothing would prove nothing.
+    for member in ["crates", "fuzz", "tests", "xtask"] {
+        assert!(
+            files.iter().any(|path| path.starts_with(root.join(member))),
+            "no .rs file found under {member}/"
+        );
+    }
+
+    let missing: Vec<String> = files
         .iter()
-        .filter(|path| !read(path).trim_start().starts_with("//!"))
+        .filter(|path| !opens_with_a_doc_comment(&read(path)))
         .map(|path| {
             format!(
-                "{}: does not open with a `//!` doc comment saying what the crate is for",
+                "{}: does not open with a `//!` doc comment saying why it exists",
                 relative(&root, path)
             )
         })
@@ -297,18 +344,8 @@ fn no_dbg_or_todo_is_left_under_crates() {
     assert!(found.is_empty(), "\n{}\n", found.join("\n"));
 }
 
-/// `crates/*`, sorted so that failures read the same every time.
-fn crate_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(root.join("crates"))
-        .expect("crates/ is readable")
-        .map(|entry| entry.expect("crates/ is readable").path())
-        .filter(|path| path.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-/// Every `.rs` file under `dir`, skipping build output.
+/// Every `.rs` file under `dir`, skipping build output (`target`) and hidden folders (`.git`,
+/// `.cargo`).
 fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap_or_else(|error| panic!("{} is readable: {error}", dir.display()))
@@ -317,7 +354,10 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            if path.file_name().is_some_and(|name| name != "target") {
+            let skipped = path
+                .file_name()
+                .is_some_and(|name| name == "target" || name.to_string_lossy().starts_with('.'));
+            if !skipped {
                 rust_files(&path, files);
             }
         } else if path.extension().is_some_and(|extension| extension == "rs") {

@@ -15,6 +15,7 @@ mod deliveries;
 mod fraud;
 mod messages;
 mod queue_notifier;
+mod queue_wakeups;
 mod rate_limits;
 mod reports;
 mod rows;
@@ -23,12 +24,16 @@ pub mod testing;
 mod verifications;
 mod writes;
 
+pub use queue_wakeups::PgQueueWakeups;
+
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ports::StoreError;
 use sqlx::migrate::{Migrate, Migrator};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::Connection;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -46,11 +51,23 @@ pub struct PgStore {
     batched: Arc<writes::Batched>,
 }
 
+/// How long the first connection may take: a server that has not answered by then is out of
+/// reach, and the operator hears so now rather than after the pool's own, longer wait.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
-    #[error("cannot connect to PostgreSQL")]
-    Connect(#[source] sqlx::Error),
+    /// sqlx refuses the URL before trying to connect: the operator's to fix.
+    #[error("not a PostgreSQL URL: {0}")]
+    InvalidUrl(String),
+    /// The server refused the connection, or is not there: the message says why in words an
+    /// operator acts on (connection refused, an unknown database, a rejected password), since
+    /// sqlx's own wording for some of them ("pool timed out") hides the cause.
+    #[error("cannot connect to PostgreSQL: {}", connect_cause(.0))]
+    Connect(sqlx::Error),
+    #[error("cannot connect to PostgreSQL: no answer within {} s", .0.as_secs())]
+    ConnectTimeout(Duration),
     #[error("cannot apply the PostgreSQL migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("cannot listen for queue notifications")]
@@ -61,6 +78,7 @@ impl PgStore {
     /// Connects and brings the schema up to date, so that a new version migrates at start.
     /// Instances starting together are safe: sqlx serializes migrations with an advisory lock.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, PgStoreError> {
+        let options = first_connection(database_url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             // sqlx pings a connection when it is returned; a second ping when it is taken was
@@ -68,7 +86,7 @@ impl PgStore {
             // one query, which the caller sees as the database unavailable).
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(database_url)
+            .connect_with(options)
             .await
             .map_err(PgStoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
@@ -112,6 +130,11 @@ impl PgStore {
         Ok(())
     }
 
+    /// Wakes this instance whenever any instance queues messages ([`ports::QueueWakeups`]).
+    pub fn queue_wakeups(&self) -> PgQueueWakeups {
+        PgQueueWakeups::new(self.clone())
+    }
+
     /// A listener already subscribed to [`QUEUE_CHANNEL`]: each notification means new work
     /// may be due. It reconnects by itself; notifications sent while it was disconnected are
     /// lost, so a dispatcher still looks at [`ports::MessageStore::next_due_at`] after waking.
@@ -128,12 +151,48 @@ impl PgStore {
 }
 
 async fn single_connection(database_url: &str) -> Result<PgPool, PgStoreError> {
+    let options = first_connection(database_url).await?;
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(database_url)
+        .connect_with(options)
         .await
         .map_err(PgStoreError::Connect)
+}
+
+/// One direct connection, closed again, before any pool: a pool's first connect retries until
+/// its acquire timeout and then reports only that it timed out, where this one attempt says
+/// why it failed, within [`CONNECT_TIMEOUT`]. Answers the parsed options for the pool.
+async fn first_connection(database_url: &str) -> Result<PgConnectOptions, PgStoreError> {
+    let options = PgConnectOptions::from_str(database_url).map_err(|error| match error {
+        sqlx::Error::Configuration(problem) => PgStoreError::InvalidUrl(problem.to_string()),
+        error => PgStoreError::InvalidUrl(error.to_string()),
+    })?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Err(_) => Err(PgStoreError::ConnectTimeout(CONNECT_TIMEOUT)),
+        Ok(Err(error)) => Err(PgStoreError::Connect(error)),
+        Ok(Ok(connection)) => {
+            // Closing politely only spares the server a log line; the check is done.
+            let _ = connection.close().await;
+            Ok(options)
+        }
+    }
+}
+
+/// Why a connection failed, as the server or the operating system said it, without sqlx's
+/// framing ("error communicating with database", "error returned from database").
+fn connect_cause(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".to_owned()
+        }
+        sqlx::Error::Io(io) => io.to_string(),
+        // `database "x" does not exist`, `password authentication failed for user "u"`, ...
+        sqlx::Error::Database(database) => database.message().to_owned(),
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        sqlx::Error::PoolTimedOut => "no connection became free in time".to_owned(),
+        error => error.to_string(),
+    }
 }
 
 async fn pending_in(pool: &PgPool) -> Result<Vec<String>, PgStoreError> {

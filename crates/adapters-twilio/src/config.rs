@@ -72,8 +72,13 @@ pub(crate) fn is_sid_with_prefix(sid: &str, prefix: &str) -> bool {
 }
 
 impl TwilioConfig {
-    /// Checks the parts that would otherwise fail on every send.
-    pub(crate) fn check(&self) -> Result<(), TwilioConfigError> {
+    /// Checks the parts that would otherwise fail on every send, so that configuration can
+    /// refuse them before anything starts.
+    ///
+    /// # Errors
+    /// A malformed account, messaging service or API key SID, or a base URL that cannot hold
+    /// the API's path.
+    pub fn check(&self) -> Result<(), TwilioConfigError> {
         if !is_sid_with_prefix(&self.account_sid, "AC") {
             return Err(TwilioConfigError::InvalidAccountSid);
         }
@@ -87,6 +92,7 @@ impl TwilioConfig {
                 return Err(TwilioConfigError::InvalidApiKeySid);
             }
         }
+        self.messages_url()?;
         Ok(())
     }
 

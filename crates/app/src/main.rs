@@ -1,7 +1,7 @@
 //! The sms-notify service: what `cargo run` starts. Configuration comes from the environment
 //! (see README.md); with none, it runs on an embedded SQLite file and prints SMS to the log.
 
-use anyhow::Context;
+use std::process::ExitCode;
 
 const USAGE: &str = "\
 sms-notify-server: the sms-notify service (HTTP API, dispatcher, status callbacks)
@@ -13,11 +13,12 @@ BIND_ADDR, API_KEYS, ADMIN_API_KEYS, TWILIO_ACCOUNT_SID, ... With none, the serv
 an embedded SQLite file under ./data/ and prints each SMS to its log.
 
 exit status: 0 after a graceful shutdown (SIGTERM, ctrl-c); 2 for a bad or missing setting
-(one line naming the variable); 1 when the service stops on an error.
+(one line naming the variable); 3 when the database cannot be reached (one line with its cause
+and the URL without its password); 1 when the service stops on another error.
 ";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     // Arguments are only these; anything else starting the service would surprise an operator
     // who meant to ask what it does.
     if let Some(argument) = std::env::args().nth(1) {
@@ -26,22 +27,30 @@ async fn main() -> anyhow::Result<()> {
             "--version" | "-V" => println!("sms-notify-server {}", env!("CARGO_PKG_VERSION")),
             other => {
                 eprintln!("error: unexpected argument `{other}` (see --help)");
-                std::process::exit(2);
+                return ExitCode::from(2);
             }
         }
-        return Ok(());
+        return ExitCode::SUCCESS;
     }
+    // Every failure is one line on stderr, never a chain or a backtrace (whatever
+    // RUST_BACKTRACE says): an operator reads it in a crash-looping pod's last line.
     let config = match app::Config::from_env() {
         Ok(config) => config,
         Err(error) => {
-            // One sentence naming the variable: an operator reads it in a crash-looping pod.
             eprintln!("invalid configuration: {error}");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
     app::observability::telemetry::init(config.log_format);
-    app::wiring::server::serve(config)
-        .await
-        .context("the service stopped")?;
-    Ok(())
+    match app::wiring::server::serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let doing = match error {
+                app::wiring::server::StartupError::Serve(_) => "the service stopped",
+                _ => "cannot start",
+            };
+            eprintln!("{doing}: {}", app::wiring::server::one_line(&error));
+            ExitCode::from(error.exit_code())
+        }
+    }
 }

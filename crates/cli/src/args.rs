@@ -19,7 +19,9 @@ use domain::{Channel, MessageStatus, PhoneNumber};
 #[derive(Debug, Parser)]
 #[command(
     name = "sms-notify",
-    version,
+    // `0.1.0 (database schema 19)`: the schema is the highest migration this binary applies
+    // (see build.rs), which is what an operator compares with a database.
+    version = env!("SMS_NOTIFY_VERSION"),
     max_term_width = 100,
     after_help = "Exit codes:\n  \
         0  done: sent, approved, canceled, shown\n  \
@@ -61,8 +63,11 @@ pub enum Command {
     /// The service also migrates when it starts; this lets a deployment migrate first.
     Migrate,
 
-    /// Check the configuration, the database, the templates and the Twilio credentials: one
-    /// line each, OK or what to fix. Exits non-zero when something must be fixed.
+    /// Check every part of the deployment: the configuration, the database, its migrations
+    /// (against the schema this binary expects), the templates, each provider's credentials,
+    /// PUBLIC_BASE_URL's form and whether the webhook endpoints answer as this service. A table
+    /// with a row per part, OK, WARN or FAIL, and under each warning and failure the fix.
+    /// Exits 1 when something must be fixed.
     Check,
 
     /// Show what a template renders to: the text, its encoding (GSM-7 or UCS-2), its length,
@@ -97,6 +102,31 @@ pub enum Command {
     /// Usage over a recent period, as a table: a row per day, template, country, status or API
     /// key, with messages, segments, delivered, failed, delivery rate and cost per currency.
     Report(ReportArgs),
+
+    /// Print the HTTP API's OpenAPI description, as the service serves it at /openapi.json
+    /// (keys sorted, so that it can be committed and diffed; `cargo xtask openapi` writes it to
+    /// docs/openapi.json). Needs no configuration.
+    Openapi,
+
+    /// Print a completion script for a shell, to be sourced or installed where the shell looks:
+    ///
+    /// bash: sms-notify completions bash > /etc/bash_completion.d/sms-notify
+    /// zsh:  sms-notify completions zsh > "${fpath[1]}/_sms-notify"
+    /// fish: sms-notify completions fish > ~/.config/fish/completions/sms-notify.fish
+    Completions {
+        /// bash, zsh, fish (or elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) on stdout, or with --out-dir write it there with one page
+    /// per command (sms-notify.1, sms-notify-send.1, ...).
+    ///
+    /// Example: sms-notify man > sms-notify.1 && man ./sms-notify.1
+    Man {
+        /// A directory to write sms-notify.1 and one page per command into; it must exist.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

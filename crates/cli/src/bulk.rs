@@ -93,7 +93,7 @@ fn read_rows(
     path: &Path,
     template: &str,
 ) -> anyhow::Result<Result<Vec<Row>, Vec<String>>> {
-    let Some(variables) = variables_of(&services.templates, template) else {
+    let Some(variables) = variables_of(services.templates(), template) else {
         return Err(Failure::usage(format!("unknown template `{template}`")));
     };
     let mut reader = csv::ReaderBuilder::new()

@@ -4,13 +4,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use anyhow::Context;
-use app::wiring::config::{DatabaseConfig, Sending};
+use app::wiring::config::{DatabaseConfig, LogFormat, Sending};
 use app::wiring::server::Assembled;
 use app::Config;
-use secrecy::ExposeSecret;
 
 /// The configuration from the environment, as the service reads it (the embedded database's
 /// pepper is kept beside its file, so `verify start` and `verify check`, two runs, agree). A
@@ -20,25 +17,36 @@ pub fn configuration(sending: Sending) -> anyhow::Result<Config> {
     Config::from_env_for(sending).context("invalid configuration")
 }
 
-/// Logs go to stderr, so that stdout carries only results. Quiet by default, but for the
-/// console provider's lines: without Twilio, they are how a code or message is seen.
-pub fn init_logging() {
+/// Logs go to stderr, so that stdout carries only results: readable lines (coloured only on a
+/// terminal, and never with `NO_COLOR`), or JSON with `LOG_FORMAT=json` as the service writes
+/// them. Quiet by default, but for the console provider's lines: without Twilio, they are how a
+/// code or message is seen.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("warn,app::providers::console=info")
     });
-    let _ = tracing_subscriber::fmt()
+    let colours = app::observability::telemetry::colours(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .compact()
-        .without_time()
-        .try_init();
+        .with_ansi(colours);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().without_time().try_init(),
+    };
 }
 
 /// Configuration, logging and the wired adapters, for the commands that use the database.
 pub async fn assemble(sending: Sending) -> anyhow::Result<Assembled> {
     let config = configuration(sending)?;
-    init_logging();
+    init_logging(config.log_format);
     app::wiring::server::assemble(&config)
         .await
         .context("cannot open sms-notify's stores")
@@ -55,10 +63,7 @@ pub async fn serve() -> anyhow::Result<ExitCode> {
 
 pub async fn migrate() -> anyhow::Result<ExitCode> {
     let database = DatabaseConfig::from_env().context("invalid configuration")?;
-    let ran = match &database {
-        DatabaseConfig::Postgres { url } => PgStore::migrate(url.expose_secret()).await?,
-        DatabaseConfig::Sqlite { path } => SqliteStore::migrate(path).await?,
-    };
+    let ran = app::wiring::store::chosen(&database).migrate().await?;
     if ran.is_empty() {
         println!("{}: up to date, no migration ran", database.describe());
     } else {

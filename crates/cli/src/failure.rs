@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use app::wiring::server::StartupError;
+use app::wiring::store::DatabaseError;
 use ports::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +55,12 @@ pub fn class_of(error: &anyhow::Error) -> Class {
         return failure.class;
     }
     let database_down = error.downcast_ref::<StoreError>().is_some()
-        || matches!(
-            error.downcast_ref::<StartupError>(),
-            Some(StartupError::Database(_))
-        );
+        || error
+            .downcast_ref::<DatabaseError>()
+            .is_some_and(|error| matches!(error, DatabaseError::Failed(_)))
+        || error
+            .downcast_ref::<StartupError>()
+            .is_some_and(|error| error.exit_code() == Class::Dependency as u8);
     if database_down {
         Class::Dependency
     } else {

@@ -29,7 +29,7 @@ pub async fn with_dispatcher<T>(dispatcher: Dispatcher, work: impl Future<Output
 /// status, or `sent` when no delivery reports come (no `PUBLIC_BASE_URL`).
 pub fn is_settled(services: &Services, status: MessageStatus) -> bool {
     status.is_terminal()
-        || (status == MessageStatus::Sent && services.twilio_status_callbacks.is_none())
+        || (status == MessageStatus::Sent && services.twilio_status_callbacks().is_none())
 }
 
 /// Follows one message until it is settled or `patience` runs out, calling `changed` with
@@ -44,8 +44,7 @@ pub async fn follow_one(
     let mut last_status = None;
     loop {
         let message = services
-            .messages
-            .get(id)
+            .stored_message(id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("message {id} is no longer stored"))?;
         if last_status != Some(message.status) {
@@ -73,7 +72,7 @@ pub async fn follow_all(
     loop {
         let mut still_open = Vec::with_capacity(open.len());
         for id in open {
-            let Some(message) = services.messages.get(id).await? else {
+            let Some(message) = services.stored_message(id).await? else {
                 anyhow::bail!("message {id} is no longer stored");
             };
             if is_settled(services, message.status) {
@@ -86,7 +85,7 @@ pub async fn follow_all(
         open = still_open;
         if open.is_empty() || Instant::now() >= give_up_at {
             for id in open {
-                if let Some(message) = services.messages.get(id).await? {
+                if let Some(message) = services.stored_message(id).await? {
                     seen.push(message);
                 }
             }

@@ -10,7 +10,9 @@ mod check;
 mod environment;
 mod failure;
 mod follow;
+mod manual;
 mod messages;
+mod openapi;
 mod render;
 mod report;
 mod send;
@@ -47,6 +49,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(command) => verify::run(api_key, command, json).await,
         Command::Messages(command) => messages::run(api_key, command, json).await,
         Command::Report(args) => report::run(args, json).await,
+        Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
+        Command::Completions { shell } => manual::completions(shell).map(|()| ExitCode::SUCCESS),
+        Command::Man { out_dir } => manual::man(out_dir.as_deref()).map(|()| ExitCode::SUCCESS),
     }
 }
 

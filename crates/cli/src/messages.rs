@@ -61,7 +61,7 @@ async fn list(api_key: &str, args: ListArgs, json: bool) -> anyhow::Result<ExitC
         .transpose()
         .map_err(|problem| Failure::usage(format!("--cursor: {}", problem.detail)))?;
     let services = environment::assemble(Sending::NotNeeded).await?.services;
-    let now = services.clock.now();
+    let now = services.now();
     let filter = MessageFilter {
         api_key: api_key.to_owned(),
         status: args.status,

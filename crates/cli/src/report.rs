@@ -12,7 +12,7 @@ use crate::environment;
 
 pub async fn run(args: ReportArgs, json: bool) -> anyhow::Result<ExitCode> {
     let services = environment::assemble(Sending::NotNeeded).await?.services;
-    let until = services.clock.now();
+    let until = services.now();
     let query = UsageQuery {
         since: until - args.since,
         until,

@@ -22,7 +22,7 @@ pub async fn run(api_key: &str, args: SendArgs, json: bool) -> anyhow::Result<Ex
     let services = assembled.services;
     let content = match (args.template, args.body) {
         (Some(name), None) => Content::Template {
-            data: template_data(&services.templates, &name, args.data)?,
+            data: template_data(services.templates(), &name, args.data)?,
             name,
         },
         (None, Some(body)) => Content::Body(body),

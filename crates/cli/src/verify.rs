@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use app::http::{CheckView, VerificationView};
+use app::usecases::auth::DEFAULT_KEY_NAME;
 use app::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
 use app::wiring::config::Sending;
 use chrono::SecondsFormat;
@@ -73,7 +74,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
             )
             .await?;
             if json {
-                let view = VerificationView::new(verification, services.clock.now());
+                let view = VerificationView::new(verification, services.now());
                 crate::print_json(&view)?;
             }
             let timeout = (!json).then_some(timeout);
@@ -109,8 +110,9 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                 }
                 Err(CheckError::NotFound) => {
                     return Err(Failure::negative(format!(
-                        "no pending verification `{verification}` of this API key name"
-                    )))
+                    "no pending verification `{verification}` under the API key name `{api_key}`{}",
+                    other_key_hint(api_key)
+                )))
                 }
                 Err(CheckError::Store(error)) => return Err(error.into()),
             };
@@ -137,18 +139,31 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                 .await
                 .map_err(|error| match error {
                     CancelError::Store(error) => error.into(),
-                    CancelError::NotFound => {
-                        Failure::negative(format!("no verification `{id}` of this API key name"))
-                    }
+                    CancelError::NotFound => Failure::negative(format!(
+                        "no verification `{id}` under the API key name `{api_key}`{}",
+                        other_key_hint(api_key)
+                    )),
                     error @ CancelError::Ended(_) => Failure::negative(error.to_string()),
                 })?;
             if json {
-                crate::print_json(&VerificationView::new(&canceled, services.clock.now()))?;
+                crate::print_json(&VerificationView::new(&canceled, services.now()))?;
             } else {
                 println!("verification {}", canceled.id);
                 println!("status       {}", canceled.status);
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where else to look: a verification started through the API belongs to the key that started
+/// it, most often the default run's.
+fn other_key_hint(api_key: &str) -> String {
+    if api_key == DEFAULT_KEY_NAME {
+        " (--api-key-name NAME looks under another)".to_owned()
+    } else {
+        format!(
+            " (--api-key-name NAME looks under another, such as `{DEFAULT_KEY_NAME}`, the service's default key)"
+        )
     }
 }

@@ -1,3 +1,6 @@
+//! Time and randomness as ports, so that expiry, backoff and codes are testable without
+//! waiting or guessing.
+
 use chrono::{DateTime, Utc};
 use domain::{CodeLength, VerificationCode};
 

@@ -18,6 +18,7 @@ pub mod rows;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod wakeups;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
@@ -38,6 +39,7 @@ pub use store::{
     MessageStore, OutcomeColumns, StoreError, VerificationCursor, VerificationFilter,
     VerificationStore,
 };
+pub use wakeups::QueueWakeups;
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
@@ -51,3 +53,5 @@ pub use rate_limit::MockRateLimiter;
 pub use reports::{MockMessageReports, MockStoreHealth};
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};
+#[cfg(feature = "mocks")]
+pub use wakeups::MockQueueWakeups;

@@ -1,3 +1,6 @@
+//! The provider ports: sending a message, asking what became of it, and finding what a
+//! provider accepted, with the failure kinds the dispatcher decides on.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,3 +1,6 @@
+//! The store ports: the durable message queue and verifications, and the decisions (what a
+//! finish writes) every store shares.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

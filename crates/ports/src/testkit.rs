@@ -1,8 +1,9 @@
 //! Conformance tests every store adapter runs, so that PostgreSQL and SQLite behave the same.
 //!
 //! Each public `async fn` checks one behaviour of [`MessageStore`], [`VerificationStore`],
-//! [`RateLimiter`] or [`FraudStore`] on a fresh, empty store. An adapter runs them all with [`store_conformance_tests!`], which
-//! generates one `#[tokio::test]` per behaviour so that a failure names the behaviour:
+//! [`RateLimiter`], [`FraudStore`] or the reports on a fresh, empty store. An adapter runs them
+//! all with [`store_conformance_tests!`], which generates one `#[tokio::test]` per behaviour so
+//! that a failure names the behaviour:
 //!
 //! ```text
 //! async fn fresh_store() -> (SqliteStore, tempfile::TempDir) { /* ... */ }
@@ -50,12 +51,22 @@ impl<S: MessageStore + VerificationStore + RateLimiter + FraudStore + Clone + 's
 
 /// Generates one `#[tokio::test]` per conformance behaviour. `$fresh` names an `async fn()`
 /// returning `(store, guard)`: a new, empty store and whatever must live as long as the test
-/// (a temporary directory, a test database; `()` when nothing does).
+/// (a temporary directory, a test database; `()` when nothing does). The store must also read
+/// its history back ([`ReportStoreUnderTest`]).
+///
+/// The table below is the one list of behaviours. A name in it that is no `pub async fn` of
+/// the testkit does not compile; a `pub async fn` missing from it fails this crate's test
+/// `every_public_async_fn_of_the_testkit_is_in_the_conformance_table`.
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($fresh:path) => {
-        $crate::store_conformance_tests!(
-            @each $fresh;
+        $crate::store_conformance_tests!(@table [@tests $fresh]);
+    };
+    // The table: hands every behaviour's name to the arm that `$then` starts with.
+    (@table [$($then:tt)*]) => {
+        $crate::store_conformance_tests! {
+            $($then)*;
+            // MessageStore, VerificationStore, RateLimiter
             enqueue_then_get_round_trips,
             idempotency_key_returns_the_original,
             same_idempotency_key_from_another_api_key_is_a_new_message,
@@ -108,6 +119,7 @@ macro_rules! store_conformance_tests {
             concurrent_sends_refused_by_their_number_use_nothing_of_the_api_key,
             a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them,
             country_sends_are_counted_per_hour,
+            // FraudStore
             code_events_are_counted_per_key_in_the_hour_the_code_was_asked_for,
             concurrent_code_counts_lose_none,
             counts_older_than_the_baseline_are_forgotten,
@@ -115,9 +127,22 @@ macro_rules! store_conformance_tests {
             an_admins_block_is_never_overridden_by_the_guard_and_unblock_lifts_it,
             the_safe_list_adds_replaces_and_removes_entries,
             decisions_are_listed_newest_first_with_filters_and_cursor,
-        );
+            // MessageReports, StoreHealth
+            list_pages_newest_first_and_filters,
+            attempts_of_lists_each_messages_attempts_in_order,
+            usage_by_day,
+            usage_by_template,
+            usage_by_country,
+            usage_by_status,
+            usage_by_api_key,
+            a_usage_query_for_one_api_key_counts_only_its_messages,
+            error_codes_are_counted_per_group,
+            costs_are_summed_exactly_per_group_and_currency,
+            status_counts_and_queue_stats_cover_every_message,
+            a_migrated_store_has_no_pending_migrations,
+        }
     };
-    (@each $fresh:path; $($behaviour:ident),* $(,)?) => {
+    (@tests $fresh:path; $($behaviour:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $behaviour() {
@@ -126,18 +151,13 @@ macro_rules! store_conformance_tests {
             }
         )*
     };
+    (@names; $($behaviour:ident),* $(,)?) => {
+        [$(stringify!($behaviour)),*]
+    };
 }
 
 mod delivery;
-pub use delivery::{
-    a_report_with_a_token_already_applied_is_a_duplicate, concurrent_identical_reports_apply_once,
-    concurrent_unconfirmed_claims_never_share_a_message,
-    delivery_report_for_an_unknown_sid_changes_nothing,
-    delivery_report_moves_a_sent_message_into_its_history,
-    late_or_repeated_delivery_reports_change_nothing, sent_message_keeps_the_providers_price,
-    unconfirmed_sent_messages_are_claimed_oldest_first_per_provider_and_held,
-    undelivered_report_keeps_the_carrier_error_and_price,
-};
+pub use delivery::*;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -2134,5 +2154,92 @@ pub async fn a_counted_right_check_approves_after_the_lock_but_not_after_other_e
             .await
             .unwrap());
         assert_eq!(stored_verification(&store, ended.id).await.status, end);
+    }
+}
+
+/// The table of [`store_conformance_tests!`] against the `pub async fn`s of the testkit's files,
+/// so that a behaviour written but not listed (and so never run by any store) fails here.
+#[cfg(test)]
+mod table {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    /// The names of the `pub async fn`s at the top level of `source` (a line of their own from
+    /// its first column, as rustfmt writes them), a signature split over lines included.
+    fn public_async_fns(source: &str) -> Vec<String> {
+        source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `testkit.rs` and every file under `testkit/`.
+    fn testkit_files() -> Vec<PathBuf> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join("testkit.rs")];
+        let mut nested: Vec<PathBuf> = std::fs::read_dir(src.join("testkit"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "rs"))
+            .collect();
+        nested.sort();
+        files.extend(nested);
+        files
+    }
+
+    #[test]
+    fn the_scan_finds_public_async_fns_only() {
+        let source = [
+            "pub async fn one<S: StoreUnderTest>(store: S) {}",
+            "async fn helper<S>(store: &S) {}",
+            "pub fn t0() {}",
+            "pub async fn two<",
+            "    S: StoreUnderTest,",
+            ">(store: S) {}",
+            "    pub async fn nested_in_a_module() {}",
+        ]
+        .join("\n");
+        assert_eq!(public_async_fns(&source), ["one", "two"]);
+    }
+
+    #[test]
+    fn every_public_async_fn_of_the_testkit_is_in_the_conformance_table() {
+        let listed: Vec<&str> = crate::store_conformance_tests!(@table [@names]).to_vec();
+        let listed_once: BTreeSet<&str> = listed.iter().copied().collect();
+        assert_eq!(
+            listed_once.len(),
+            listed.len(),
+            "a behaviour is listed twice"
+        );
+
+        let defined: BTreeSet<String> = testkit_files()
+            .iter()
+            .flat_map(|path| public_async_fns(&std::fs::read_to_string(path).unwrap()))
+            .collect();
+        // The kit has dozens of behaviours: finding few means the scan is broken.
+        assert!(defined.len() >= 50, "found only {defined:?}");
+
+        let unlisted: Vec<&String> = defined
+            .iter()
+            .filter(|name| !listed_once.contains(name.as_str()))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "add these to the table in store_conformance_tests! (or make them private): \
+             {unlisted:?}"
+        );
+        let undefined: Vec<&&str> = listed_once
+            .iter()
+            .filter(|name| !defined.contains(**name))
+            .collect();
+        assert!(
+            undefined.is_empty(),
+            "listed but not defined: {undefined:?}"
+        );
     }
 }

@@ -9,4 +9,3 @@ async fn fresh_store() -> (PgStore, TestDatabase) {
 }
 
 ports::store_conformance_tests!(fresh_store);
-ports::report_conformance_tests!(fresh_store);

@@ -6,7 +6,9 @@ use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
 use domain::{MessageId, NewMessage};
 use ports::testkit::{code_hash, code_message, notification, t0, verification};
-use ports::{MessageReports, MessageStore, UsageGrouping, UsageQuery, VerificationStore};
+use ports::{
+    MessageReports, MessageStore, QueueWakeups, UsageGrouping, UsageQuery, VerificationStore,
+};
 
 const PATIENCE: Duration = Duration::from_secs(5);
 
@@ -24,6 +26,26 @@ async fn enqueue_notifies_the_queue_channel() {
         .unwrap();
     assert_eq!(woken.channel(), QUEUE_CHANNEL);
     assert_eq!(woken.payload(), queued.message().id.to_string());
+}
+
+#[tokio::test]
+async fn queue_wakeups_wake_an_instance_for_messages_another_one_queues() {
+    let database = TestDatabase::create().await;
+    let listening = database.store().await;
+    let queuing = database.store().await;
+    let mut wakeups = listening.queue_wakeups();
+    let woken = tokio::spawn(async move { wakeups.next().await });
+    // It listens from its first call on: messages queued before then wake nobody.
+    let give_up_at = tokio::time::Instant::now() + PATIENCE;
+    while !woken.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < give_up_at,
+            "no wake-up for messages another instance queued"
+        );
+        queuing.enqueue(notification(t0())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    woken.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -110,12 +132,40 @@ async fn connecting_twice_runs_the_migrations_once() {
 }
 
 #[tokio::test]
-async fn a_malformed_url_is_a_connect_error() {
+async fn a_malformed_url_is_refused_as_a_url_before_any_connection() {
     let refused = PgStore::connect("postgres://postgres@127.0.0.1:not-a-port/postgres", 1).await;
     assert!(
-        matches!(refused, Err(PgStoreError::Connect(_))),
+        matches!(refused, Err(PgStoreError::InvalidUrl(_))),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_closed_port_is_refused_at_once_saying_so() {
+    let started = std::time::Instant::now();
+    let refused = PgStore::connect("postgres://u:secret@127.0.0.1:1/x", 1).await;
+    let error = refused.expect_err("nothing listens on port 1");
+    assert_eq!(
+        error.to_string(),
+        "cannot connect to PostgreSQL: connection refused"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_database_is_named_in_the_error() {
+    let database = TestDatabase::create().await;
+    let url = format!("{}_missing", database.url);
+    let error = PgStore::pending_migrations(&url).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("cannot connect to PostgreSQL: "), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+    let name = url.rsplit('/').next().unwrap();
+    assert!(text.contains(name), "{text}");
 }
 
 /// Delivery statuses arrive through status callbacks, which no port writes yet; the row is

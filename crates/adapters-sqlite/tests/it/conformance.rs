@@ -15,7 +15,6 @@ mod file {
     }
 
     ports::store_conformance_tests!(fresh_store);
-    ports::report_conformance_tests!(fresh_store);
 }
 
 /// In memory, as other crates' tests use it.
@@ -27,5 +26,24 @@ mod memory {
     }
 
     ports::store_conformance_tests!(fresh_store);
-    ports::report_conformance_tests!(fresh_store);
+}
+
+/// In memory under a name of its own, shared by the writer and the readers' connections: what
+/// the end-to-end tests run the service on (`sqlite://file:NAME?mode=memory&cache=shared`).
+mod named_memory {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    async fn fresh_store() -> (SqliteStore, ()) {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "file:conformance-{}-{}?mode=memory&cache=shared",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        (SqliteStore::open(name.as_ref()).await.unwrap(), ())
+    }
+
+    ports::store_conformance_tests!(fresh_store);
 }

@@ -197,3 +197,43 @@ async fn migration_0016_empties_the_codes_sent_through_messages_before_0013() {
         ]
     );
 }
+
+/// A database in memory under `name`, as `DATABASE_URL=sqlite://file:NAME?mode=memory&cache=shared`
+/// names one: what the end-to-end tests run on.
+fn named_in_memory(name: &str) -> std::path::PathBuf {
+    format!("file:{name}?mode=memory&cache=shared").into()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_database_in_memory_is_shared_by_its_connections_and_by_name_and_leaves_no_file() {
+    let name = format!("sqlite-it-{}", std::process::id());
+    let store = SqliteStore::open(&named_in_memory(&name)).await.unwrap();
+    let queued = notification(t0());
+
+    store.enqueue(queued.clone()).await.unwrap();
+
+    // Written through the writer, read through the readers' pool.
+    let stored = MessageStore::get(&store, queued.id).await.unwrap();
+    assert_eq!(
+        stored.map(|message| message.body),
+        Some(queued.body.clone())
+    );
+    let same_name = SqliteStore::open(&named_in_memory(&name)).await.unwrap();
+    assert!(MessageStore::get(&same_name, queued.id)
+        .await
+        .unwrap()
+        .is_some());
+    let other_name = SqliteStore::open(&named_in_memory(&format!("{name}-other")))
+        .await
+        .unwrap();
+    assert_eq!(
+        MessageStore::get(&other_name, queued.id).await.unwrap(),
+        None
+    );
+    let on_disk: Vec<_> = std::fs::read_dir(".")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|file| file.contains(&name))
+        .collect();
+    assert!(on_disk.is_empty(), "{on_disk:?}");
+}

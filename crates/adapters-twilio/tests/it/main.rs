@@ -21,7 +21,8 @@ use ports::OutboundMessage;
 use secrecy::SecretString;
 use serde_json::json;
 use wiremock::matchers::{basic_auth, header, method, path};
-use wiremock::{Match, MockBuilder, MockServer, Request};
+use wiremock::{MockBuilder, MockServer};
+use wiremock_form::Form;
 
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "auth-token-never-logged";
@@ -63,30 +64,13 @@ pub fn messages_path(account_sid: &str) -> String {
 }
 
 /// The form body holds exactly these pairs, in any order: a missing or extra field fails.
-pub struct FormIs(Vec<(String, String)>);
-
-pub fn form_is(pairs: &[(&str, &str)]) -> FormIs {
-    let mut pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-        .collect();
-    pairs.sort();
-    FormIs(pairs)
-}
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        let mut received: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        received.sort();
-        received == self.0
-    }
+pub fn form_is(pairs: &[(&str, &str)]) -> Form {
+    Form::exactly(pairs)
 }
 
 /// A POST to the account's Messages resource with the account's Basic auth, our User-Agent and
 /// exactly the form `form`.
-pub fn twilio_post(account_sid: &str, user: &str, password: &str, form: FormIs) -> MockBuilder {
+pub fn twilio_post(account_sid: &str, user: &str, password: &str, form: Form) -> MockBuilder {
     wiremock::Mock::given(method("POST"))
         .and(path(messages_path(account_sid)))
         .and(basic_auth(user, password))

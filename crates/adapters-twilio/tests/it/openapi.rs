@@ -1,8 +1,9 @@
 //! The adapter against Twilio's own API description (`twilio_api_v2010.json` from
 //! twilio-oai), read where it lies: `TWILIO_OAI_DIR`, or `../shared/twilio-oai` next to the
 //! workspace. Every form field the adapter sends must be one the Messages create operation
-//! defines, and a `201` built from the Message schema must parse. Without the file the tests
-//! say so in one line and pass: CI has it.
+//! defines, and a `201` built from the Message schema must parse. Without the file each test
+//! fails under CI (`CI=true`, as CI services set it), so that a missing description cannot pass
+//! there unnoticed; elsewhere each says on stderr that it skipped.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -30,22 +31,65 @@ fn description_path() -> PathBuf {
     .join("twilio_api_v2010.json")
 }
 
-/// Twilio's API description, parsed once; `None` (said once) when the file is absent.
+/// What a test does when Twilio's description is absent.
+#[derive(Debug, PartialEq)]
+enum WhenMissing {
+    /// On a developer's machine: say so and pass.
+    Skip,
+    /// Under CI: a contract test that never ran must not look like one that passed.
+    Fail,
+}
+
+/// `CI` as CI services set it (`true`); unset, empty, `false` or `0` is a developer's machine.
+fn when_missing(ci: Option<&str>) -> WhenMissing {
+    match ci.map(str::trim) {
+        None | Some("" | "0") => WhenMissing::Skip,
+        Some(value) if value.eq_ignore_ascii_case("false") => WhenMissing::Skip,
+        Some(_) => WhenMissing::Fail,
+    }
+}
+
+#[test]
+fn a_missing_description_fails_under_ci_and_is_skipped_elsewhere() {
+    assert_eq!(when_missing(Some("true")), WhenMissing::Fail);
+    assert_eq!(when_missing(Some("1")), WhenMissing::Fail);
+    assert_eq!(when_missing(Some("TRUE")), WhenMissing::Fail);
+    assert_eq!(when_missing(None), WhenMissing::Skip);
+    assert_eq!(when_missing(Some("")), WhenMissing::Skip);
+    assert_eq!(when_missing(Some("false")), WhenMissing::Skip);
+    assert_eq!(when_missing(Some("0")), WhenMissing::Skip);
+}
+
+/// Twilio's API description, parsed once. When the file is absent, every caller says so on
+/// stderr and gets `None`, or fails under CI (see [`when_missing`]).
 fn description() -> Option<&'static Value> {
-    static DESCRIPTION: OnceLock<Option<Value>> = OnceLock::new();
-    DESCRIPTION
-        .get_or_init(|| {
-            let path = description_path();
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                eprintln!(
-                    "skipped: Twilio's OpenAPI description is not at {} (set TWILIO_OAI_DIR)",
-                    path.display()
-                );
-                return None;
-            };
-            Some(serde_json::from_str(&text).expect("twilio_api_v2010.json is JSON"))
-        })
-        .as_ref()
+    static DESCRIPTION: OnceLock<Result<Value, PathBuf>> = OnceLock::new();
+    let loaded = DESCRIPTION.get_or_init(|| {
+        let path = description_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(serde_json::from_str(&text).expect("twilio_api_v2010.json is JSON")),
+            Err(_) => Err(path),
+        }
+    });
+    let path = match loaded {
+        Ok(description) => return Some(description),
+        Err(path) => path,
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("an openapi test")
+        .to_owned();
+    let absent = format!(
+        "Twilio's OpenAPI description is not at {} (set TWILIO_OAI_DIR)",
+        path.display()
+    );
+    match when_missing(std::env::var("CI").ok().as_deref()) {
+        WhenMissing::Fail => panic!("{test} cannot run under CI: {absent}"),
+        WhenMissing::Skip => {
+            eprintln!("skipped {test}: {absent}");
+            None
+        }
+    }
 }
 
 fn operation<'a>(description: &'a Value, path: &str, verb: &str) -> &'a Value {

@@ -9,7 +9,8 @@ use ports::{OutboundMessage, Price, ProviderErrorKind, SmsProvider};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock_form::Form;
 
 const API_KEY: &str = "vonage-key";
 const API_SECRET: &str = "vonage-secret-never-logged";
@@ -38,21 +39,9 @@ fn sms(body: &str) -> OutboundMessage {
 }
 
 /// The form body holds exactly the expected pairs: a missing or extra field fails.
-struct FormIs(Vec<(String, String)>);
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        let mut received: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        received.sort();
-        received == self.0
-    }
-}
-
-fn form_is(message: &OutboundMessage, extra: &[(&str, &str)]) -> FormIs {
+fn form_is(message: &OutboundMessage, extra: &[(&str, &str)]) -> Form {
     let id = message.message_id.to_string();
-    let mut pairs: Vec<(String, String)> = [
+    let pairs: Vec<(&str, &str)> = [
         ("api_key", API_KEY),
         ("api_secret", API_SECRET),
         ("from", "15005550006"),
@@ -62,10 +51,9 @@ fn form_is(message: &OutboundMessage, extra: &[(&str, &str)]) -> FormIs {
     ]
     .iter()
     .chain(extra)
-    .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+    .copied()
     .collect();
-    pairs.sort();
-    FormIs(pairs)
+    Form::exactly(&pairs)
 }
 
 fn accepted(parts: usize) -> Value {

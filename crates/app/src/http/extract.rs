@@ -47,7 +47,6 @@ impl FromRequestParts<std::sync::Arc<Services>> for ApiClient {
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
         let key = services
-            .api_keys
             .authenticate(key.trim())
             .ok_or_else(|| unauthorized("the API key is not valid"))?;
         tracing::Span::current().record("api_key", key.name());

@@ -226,7 +226,7 @@ pub async fn send(
         // The same request again: nothing new queued, and the message as it is now, as
         // `GET /v1/messages/{id}` shows it.
         ports::Enqueued::Existing(message) => {
-            let attempts = services.messages.attempts(message.id).await?;
+            let attempts = services.message_attempts(message.id).await?;
             Ok((StatusCode::OK, Json(MessageView::new(message, attempts))))
         }
     }
@@ -236,6 +236,7 @@ pub async fn send(
 #[utoipa::path(
     get,
     path = "/v1/messages/{id}",
+    operation_id = "get_message",
     tag = "messages",
     security(("api_key" = [])),
     params(("id" = String, Path, description = "The message's id")),
@@ -290,6 +291,7 @@ pub struct MessagePage {
 #[utoipa::path(
     get,
     path = "/v1/messages",
+    operation_id = "list_messages",
     tag = "messages",
     security(("api_key" = [])),
     params(ListParams),
@@ -311,8 +313,8 @@ pub async fn list(
         api_key,
         status: params.status,
         to,
-        since: params.since.map(|since| since.at(services.clock.now())),
-        until: params.until.map(|until| until.at(services.clock.now())),
+        since: params.since.map(|since| since.at(services.now())),
+        until: params.until.map(|until| until.at(services.now())),
         before,
         // One more than the page, to know whether another page follows.
         limit: limit + 1,

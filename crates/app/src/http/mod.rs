@@ -85,7 +85,7 @@ pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
         }),
     )
     .layer(axum::middleware::from_fn_with_state(
-        services.metrics.clone(),
+        services.metrics().clone(),
         observe::record_metrics,
     ))
     .layer(

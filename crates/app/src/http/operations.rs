@@ -53,7 +53,7 @@ pub async fn healthz() -> &'static str {
     )
 )]
 pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<ReadyView>, ApiError> {
-    let checks = services.readiness.check().await;
+    let checks = services.readiness().check().await;
     let failed: Vec<String> = checks
         .iter()
         .filter_map(|check| {
@@ -71,7 +71,7 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<ReadyV
             failed.join("; "),
         ));
     }
-    let providers = services.readiness.provider_names().to_vec();
+    let providers = services.readiness().provider_names().to_vec();
     Ok(Json(ReadyView {
         status: "ready",
         checks: checks.iter().map(|check| (check.name, "ok")).collect(),
@@ -95,10 +95,7 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Result<Json<ReadyV
     )
 )]
 pub async fn metrics(State(services): State<Arc<Services>>) -> Result<Response, ApiError> {
-    let text = services
-        .metrics
-        .render(services.reports.as_ref(), services.clock.now())
-        .await?;
+    let text = services.render_metrics().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -129,7 +129,7 @@ pub async fn usage(
     client: ApiClient,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let now = services.clock.now();
+    let now = services.now();
     let until = params.until.map_or(now, |until| until.at(now));
     let since = match params.since {
         Some(since) => since.at(now),
@@ -161,14 +161,12 @@ pub async fn usage_report(
     services: &Services,
     query: &UsageQuery,
 ) -> Result<UsageReport, ports::StoreError> {
-    let groups = services.reports.usage(query).await?;
-    let error_codes = services.reports.error_codes(query).await?;
-    let costs = services.reports.costs(query).await?;
+    let usage = services.usage(query).await?;
     Ok(UsageReport {
         since: query.since,
         until: query.until,
         group_by: query.group_by.into(),
-        groups: assemble(groups, error_codes, &costs),
+        groups: assemble(usage.groups, usage.error_codes, &usage.costs),
     })
 }
 

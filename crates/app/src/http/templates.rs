@@ -59,6 +59,7 @@ pub struct PreviewView {
 #[utoipa::path(
     get,
     path = "/v1/templates",
+    operation_id = "list_templates",
     tag = "templates",
     security(("api_key" = [])),
     responses(
@@ -69,7 +70,7 @@ pub struct PreviewView {
 )]
 pub async fn list(State(services): State<Arc<Services>>, _client: ApiClient) -> Json<TemplateList> {
     let templates = services
-        .templates
+        .templates()
         .catalogue()
         .into_iter()
         .map(|info| TemplateView {
@@ -104,11 +105,11 @@ pub async fn preview(
     ApiJson(body): ApiJson<PreviewBody>,
 ) -> Result<Json<PreviewView>, ApiError> {
     let resolved = services
-        .templates
+        .templates()
         .resolve(&name, body.locale.as_deref())
         .ok_or_else(|| ApiError::not_found(format!("there is no template `{name}`")))?;
     let text = services
-        .templates
+        .templates()
         .render(&resolved, &serde_json::Value::Object(body.data))
         .map_err(|error| match error {
             RenderError::MissingVariable { variable, .. } => ApiError::invalid_field(

@@ -20,8 +20,7 @@ use super::messages::{
     decode_cursor, encode_cursor, next_page, page_limit, parse_phone_number, parse_to_filter,
 };
 use super::{parse_id, ApiError};
-use crate::observability::metrics::VerificationEvent;
-use crate::usecases::guards::{whole_seconds, LimitScope, Refusal};
+use crate::usecases::guards::{whole_seconds, Refusal};
 use crate::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
 use crate::Services;
 
@@ -160,39 +159,24 @@ pub async fn start(
         )
         .await
         .map_err(|error| match error {
-            StartError::TooSoon { retry_after } => {
-                services.metrics.rate_limit_refused("resend_interval");
-                ApiError::too_many_requests(
-                    error.to_string(),
-                    u64::try_from(retry_after.num_seconds()).unwrap_or(1),
-                )
-            }
-            StartError::TooManySends => {
-                services.metrics.rate_limit_refused("max_sends");
-                ApiError::too_many_requests(error.to_string(), 60)
-            }
-            StartError::Refused(refusal) => {
-                if let Refusal::RateLimited { scope, .. } = &refusal {
-                    services.metrics.rate_limit_refused(match scope {
-                        LimitScope::Number => "per_number",
-                        LimitScope::ApiKey => "per_api_key",
-                    });
-                }
-                refusal_problem(refusal)
-            }
+            StartError::TooSoon { retry_after } => ApiError::too_many_requests(
+                error.to_string(),
+                u64::try_from(retry_after.num_seconds()).unwrap_or(1),
+            ),
+            StartError::TooManySends => ApiError::too_many_requests(error.to_string(), 60),
+            StartError::Refused(refusal) => refusal_problem(refusal),
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;
-    let (status, event) = if started.created {
-        (StatusCode::CREATED, VerificationEvent::Started)
+    let status = if started.created {
+        StatusCode::CREATED
     } else {
-        (StatusCode::OK, VerificationEvent::Resent)
+        StatusCode::OK
     };
-    services.metrics.verification(event);
     Ok((
         status,
         Json(StartedView {
-            verification: VerificationView::new(&started.verification, services.clock.now()),
+            verification: VerificationView::new(&started.verification, services.now()),
             locale: started.locale().map(str::to_owned),
         }),
     ))
@@ -202,6 +186,7 @@ pub async fn start(
 #[utoipa::path(
     get,
     path = "/v1/verifications/{id}",
+    operation_id = "get_verification",
     tag = "verifications",
     security(("api_key" = [])),
     params(("id" = String, Path, description = "The verification's id")),
@@ -221,10 +206,7 @@ pub async fn get(
         .verification(&api_key, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no verification with id `{id}`")))?;
-    Ok(Json(VerificationView::new(
-        &verification,
-        services.clock.now(),
-    )))
+    Ok(Json(VerificationView::new(&verification, services.now())))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -261,6 +243,7 @@ pub struct VerificationPage {
 #[utoipa::path(
     get,
     path = "/v1/verifications",
+    operation_id = "list_verifications",
     tag = "verifications",
     security(("api_key" = [])),
     params(ListParams),
@@ -276,7 +259,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<VerificationPage>, ApiError> {
     let limit = page_limit(params.limit, "verifications")?;
-    let now = services.clock.now();
+    let now = services.now();
     let filter = VerificationFilter {
         api_key,
         status: params.status,
@@ -293,7 +276,7 @@ pub async fn list(
         limit: limit + 1,
         now,
     };
-    let mut verifications = services.verifications.list(&filter).await?;
+    let mut verifications = services.list_verifications(&filter).await?;
     let next_cursor = next_page(&mut verifications, limit, |last| {
         encode_cursor(last.created_at, last.id)
     });
@@ -337,27 +320,16 @@ pub async fn check(
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
     let checked = services.check_verification(&api_key, id, &code).await;
-    check_answer(&services, checked, || {
-        format!("no verification with id `{id}`")
-    })
+    check_answer(checked, || format!("no verification with id `{id}`"))
 }
 
 /// A check's answer: a counted check's outcome, or the problem of one the verification no
 /// longer takes, which says nothing of how it ended (a client reading a refused check as an
 /// approval would let any code in).
 fn check_answer(
-    services: &Services,
     checked: Result<CheckOutcome, CheckError>,
     not_found: impl FnOnce() -> String,
 ) -> Result<Json<CheckView>, ApiError> {
-    let event = match &checked {
-        Ok(outcome) if outcome.valid => Some(VerificationEvent::Approved),
-        Ok(_) | Err(CheckError::Refused(_)) => Some(VerificationEvent::Failed),
-        Err(CheckError::NotFound | CheckError::Store(_)) => None,
-    };
-    if let Some(event) = event {
-        services.metrics.verification(event);
-    }
     match checked {
         Ok(outcome) => Ok(Json(outcome.into())),
         Err(CheckError::NotFound) => Err(ApiError::not_found(not_found()).with_twilio_code(20404)),
@@ -430,7 +402,7 @@ pub async fn check_by_number(
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
     let checked = services.check_verification_of(&api_key, &to, &code).await;
-    check_answer(&services, checked, || {
+    check_answer(checked, || {
         "no pending verification for this number".to_owned()
     })
 }
@@ -470,5 +442,5 @@ pub async fn cancel(
                 ),
                 CancelError::Store(error) => error.into(),
             })?;
-    Ok(Json(VerificationView::new(&canceled, services.clock.now())))
+    Ok(Json(VerificationView::new(&canceled, services.now())))
 }

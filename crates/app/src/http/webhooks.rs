@@ -38,7 +38,7 @@ pub async fn twilio_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let Some(callbacks) = &services.twilio_status_callbacks else {
+    let Some(callbacks) = services.twilio_status_callbacks() else {
         return Err(ApiError::not_found(
             "status callbacks are off: they need Twilio credentials and PUBLIC_BASE_URL",
         ));
@@ -68,7 +68,7 @@ pub async fn twilio_status(
         .with_field("X-Twilio-Signature"));
     }
 
-    let callback = parse_status_callback(&params, services.clock.now()).map_err(|error| {
+    let callback = parse_status_callback(&params, services.now()).map_err(|error| {
         let field = match &error {
             StatusCallbackError::MissingField(name) => name,
             StatusCallbackError::UnknownStatus(_) | StatusCallbackError::InboundStatus(_) => {
@@ -88,7 +88,6 @@ pub async fn twilio_status(
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
     match services
-        .messages
         .record_delivery(&callback.message_sid, callback.event, idempotency_token)
         .await?
     {

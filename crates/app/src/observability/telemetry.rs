@@ -1,14 +1,30 @@
-//! Logging setup: readable lines in development, JSON for log pipelines in production.
+//! Logging setup: readable lines in development, JSON for log pipelines in production; colours
+//! only for a person at a terminal, so that a saved log can be searched.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
+
+use tracing_subscriber::filter::Directive;
 use tracing_subscriber::EnvFilter;
 
 use crate::wiring::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default level.
+/// The target of the line that shows the default run's API key: let through whatever
+/// `RUST_LOG` says, since the operator cannot call the API without it.
+pub const API_KEY_TARGET: &str = "sms_notify::api_key";
+
+/// Installs the global subscriber, writing to stdout. `RUST_LOG` overrides the default level.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"))
+        .add_directive(api_key_directive());
+    let colours = colours(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colours);
     // `try_init` so that a second call (tests, the CLI) is harmless.
     let _ = match format {
         // The request's span (its id, API key name, route) once per line: the list of enclosing
@@ -20,4 +36,40 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+}
+
+/// Whether log lines are coloured: only for a terminal, and never with `NO_COLOR` set to
+/// anything but the empty string (<https://no-color.org>).
+pub fn colours(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+fn api_key_directive() -> Directive {
+    format!("{API_KEY_TARGET}=info")
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a target and a level are a directive"))
+}
+
+/// Shows the default run's API key at start: a plain `API key: <key>` line to copy, or with
+/// `LOG_FORMAT=json` a log line like every other, its message the same and the key in a field
+/// of its own (`api_key`), so that a pipeline reading JSON is not broken by it.
+pub fn show_api_key(format: LogFormat, key: &str) {
+    match format {
+        LogFormat::Pretty => println!("API key: {key}"),
+        LogFormat::Json => tracing::info!(target: API_KEY_TARGET, api_key = key, "API key: {key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some(OsStr::new(""))));
+        assert!(!colours(true, Some(OsStr::new("1"))));
+        assert!(!colours(false, None));
+        assert!(!colours(false, Some(OsStr::new("1"))));
+    }
 }

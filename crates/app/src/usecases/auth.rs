@@ -28,6 +28,10 @@ pub struct ApiKeys {
     keys: Vec<ApiKey>,
 }
 
+/// The name of the key a run with no `API_KEYS` nor `ADMIN_API_KEYS` makes for itself: what
+/// its messages and verifications are recorded under.
+pub const DEFAULT_KEY_NAME: &str = "default";
+
 /// Shortest key accepted from configuration: guessing must be hopeless.
 const MIN_KEY_LEN: usize = 16;
 
@@ -87,13 +91,19 @@ impl ApiKeys {
         Ok(())
     }
 
-    /// One random admin key named `default`, for a run with no configuration: its operator
-    /// is the only client, and sees everything.
+    /// One random admin key named [`DEFAULT_KEY_NAME`], for a run with no configuration: its
+    /// operator is the only client, and sees everything.
     pub fn generate() -> Self {
+        Self::default_admin(SecretString::from(crate::usecases::codes::random_token(32)))
+    }
+
+    /// `key` as the one admin key named [`DEFAULT_KEY_NAME`]: the default run's, kept beside
+    /// its database.
+    pub fn default_admin(key: SecretString) -> Self {
         Self {
             keys: vec![ApiKey {
-                name: "default".to_owned(),
-                key: SecretString::from(crate::usecases::codes::random_token(32)),
+                name: DEFAULT_KEY_NAME.to_owned(),
+                key,
                 admin: true,
             }],
         }

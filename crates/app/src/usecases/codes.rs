@@ -31,10 +31,11 @@ pub fn random_token(bytes: usize) -> String {
     buffer.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The pepper kept in `file`, created there (readable by its owner only) with a random one on
-/// first use: the embedded database's pepper, so that a restart does not invalidate the codes
-/// already sent, and so that the service and the CLI on one database agree.
-pub fn pepper_kept_in(file: &std::path::Path) -> std::io::Result<SecretString> {
+/// The secret kept in `file`, created there (readable by its owner only) with a random one on
+/// first use: the embedded database's code pepper, so that a restart does not invalidate the
+/// codes already sent and the service and the CLI on one database agree, and the default
+/// run's API key, so that a client's key still works after a restart.
+pub fn secret_kept_in(file: &std::path::Path) -> std::io::Result<SecretString> {
     use std::io::Write;
     match std::fs::read_to_string(file) {
         Ok(pepper) if !pepper.trim().is_empty() => return Ok(SecretString::from(pepper.trim())),
@@ -177,8 +178,8 @@ mod tests {
     fn a_kept_pepper_is_created_once_then_read_back() {
         let dir = std::env::temp_dir().join(format!("sms-notify-pepper-{}", random_token(8)));
         let file = dir.join("code-pepper");
-        let first = pepper_kept_in(&file).unwrap();
-        let second = pepper_kept_in(&file).unwrap();
+        let first = secret_kept_in(&file).unwrap();
+        let second = secret_kept_in(&file).unwrap();
         assert_eq!(first.expose_secret(), second.expose_secret());
         assert!(first.expose_secret().len() >= 32);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use domain::{Channel, Message, MessageId, NewMessage, PhoneNumber, Priority};
-use ports::{Enqueued, StoreError};
+use ports::{DeliveryUpdate, Enqueued, StoreError};
 use sha2::{Digest, Sha256};
 use template::RenderError;
 
-use crate::Services;
+use crate::usecases::Services;
 
 /// Longest body accepted: ten concatenated segments. Beyond that a message is almost surely a
 /// mistake, and carriers start dropping parts.
@@ -135,6 +135,34 @@ impl Services {
         }
         let attempts = self.messages.attempts(id).await?;
         Ok(Some((message, attempts)))
+    }
+
+    /// The attempts to send a message, for one whose owner is already known (an idempotent
+    /// repeat of a send).
+    pub async fn message_attempts(
+        &self,
+        id: MessageId,
+    ) -> Result<Vec<domain::Attempt>, StoreError> {
+        self.messages.attempts(id).await
+    }
+
+    /// A message as it is stored now, whichever API key queued it: for the operator's CLI,
+    /// which follows the messages it queued to their final status.
+    pub async fn stored_message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.messages.get(id).await
+    }
+
+    /// Records what the provider says became of the message it knows as `provider_sid`;
+    /// `idempotency_token`, the provider's id for the report, tells a report sent again.
+    pub async fn record_delivery(
+        &self,
+        provider_sid: &str,
+        event: domain::DeliveryEvent,
+        idempotency_token: Option<String>,
+    ) -> Result<DeliveryUpdate, StoreError> {
+        self.messages
+            .record_delivery(provider_sid, event, idempotency_token)
+            .await
     }
 
     /// The messages `filter` selects, newest first, each with its attempts (`GET /v1/messages`,

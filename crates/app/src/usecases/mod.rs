@@ -1,10 +1,257 @@
 //! The use cases the HTTP API and the CLI call: send a message, start, check and cancel a
-//! verification, with what they need around them (API keys, one-time codes, the guards in front
-//! of every code, the request being served).
+//! verification, read messages, verifications and reports, with what they need around them
+//! (API keys, one-time codes, the guards in front of every code, the request being served).
+//!
+//! [`Services`] is their only door: the HTTP handlers and the CLI's commands call its methods
+//! and never reach a port, and the use cases count what they do in the metrics here, so that
+//! every caller is counted alike.
 
 pub mod auth;
 pub mod codes;
 pub mod guards;
 pub mod messaging;
+pub mod reports;
 pub mod request_context;
 pub mod verify;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::VerificationPolicy;
+use ports::{
+    Clock, CodeGenerator, MessageReports, MessageStore, RateLimiter, StoreError, StoreHealth,
+    VerificationStore,
+};
+use template::Templates;
+use tokio::sync::Notify;
+
+use crate::observability::health::Readiness;
+use crate::observability::metrics::Metrics;
+use crate::providers::missing::MissingSmsProvider;
+use crate::providers::test_numbers::TestNumbers;
+use crate::wiring::config::TwilioStatusCallbacks;
+use auth::{ApiKey, ApiKeys};
+use codes::{CodeHasher, OsCodeGenerator, SystemClock};
+use guards::{GuardConfig, SendGuards};
+
+/// One database, seen through each port the use cases, the guards and readiness use.
+#[derive(Clone)]
+pub struct StorePorts {
+    pub messages: Arc<dyn MessageStore>,
+    pub verifications: Arc<dyn VerificationStore>,
+    pub reports: Arc<dyn MessageReports>,
+    pub health: Arc<dyn StoreHealth>,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+impl StorePorts {
+    /// `store` through every port.
+    pub fn of<S>(store: Arc<S>) -> Self
+    where
+        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
+    {
+        Self {
+            messages: store.clone(),
+            verifications: store.clone(),
+            reports: store.clone(),
+            health: store.clone(),
+            limiter: store,
+        }
+    }
+}
+
+/// The use cases over their ports. Built once at startup ([`Services::builder`]) and shared by
+/// the HTTP handlers, or by one CLI command.
+pub struct Services {
+    messages: Arc<dyn MessageStore>,
+    verifications: Arc<dyn VerificationStore>,
+    reports: Arc<dyn MessageReports>,
+    templates: Arc<Templates>,
+    clock: Arc<dyn Clock>,
+    code_generator: Arc<dyn CodeGenerator>,
+    hasher: CodeHasher,
+    verification_policy: VerificationPolicy,
+    api_keys: ApiKeys,
+    /// Signalled when a message is queued, so that this instance's dispatcher sends it now
+    /// rather than at its next poll.
+    dispatcher_wake: Arc<Notify>,
+    /// Set when Twilio posts delivery statuses to `POST /v1/webhooks/twilio/status`.
+    twilio_status_callbacks: Option<TwilioStatusCallbacks>,
+    /// Allow-list, send limits and pumping alarm, in front of every one-time code.
+    guards: SendGuards,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
+    test_numbers: TestNumbers,
+}
+
+impl Services {
+    /// Use cases over `stores` that render with `templates` and hash codes with `hasher`; the
+    /// builder's methods say what else defaults, and to what.
+    pub fn builder(
+        stores: StorePorts,
+        templates: Arc<Templates>,
+        hasher: CodeHasher,
+    ) -> ServicesBuilder {
+        ServicesBuilder {
+            readiness: Readiness::new(stores.health.clone(), Arc::new(MissingSmsProvider)),
+            stores,
+            templates,
+            hasher,
+            clock: Arc::new(SystemClock),
+            code_generator: Arc::new(OsCodeGenerator),
+            verification_policy: VerificationPolicy::default(),
+            api_keys: ApiKeys::default(),
+            dispatcher_wake: Arc::new(Notify::new()),
+            twilio_status_callbacks: None,
+            guards: GuardConfig::default(),
+            metrics: Arc::new(Metrics::new()),
+            test_numbers: TestNumbers::default(),
+        }
+    }
+
+    /// The time the use cases go by, for what a caller shows relative to it (a verification's
+    /// status, `since=24h`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The API key `presented` is, if it is one.
+    pub fn authenticate(&self, presented: &str) -> Option<&ApiKey> {
+        self.api_keys.authenticate(presented)
+    }
+
+    /// The templates messages are rendered from.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Set when Twilio reports deliveries (`PUBLIC_BASE_URL`): what tells its posts from
+    /// forgeries. Without it, a sent message is as far as this service will see it go.
+    pub fn twilio_status_callbacks(&self) -> Option<&TwilioStatusCallbacks> {
+        self.twilio_status_callbacks.as_ref()
+    }
+
+    /// Whether this instance can do its job now (`/readyz`).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The registry the use cases count in, for the HTTP layer's own request metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The metrics in the OpenMetrics text format, the store's gauges read at most once a
+    /// [`crate::observability::metrics::GAUGE_READ_INTERVAL`].
+    pub async fn render_metrics(&self) -> Result<String, StoreError> {
+        self.metrics
+            .render(self.reports.as_ref(), self.clock.now())
+            .await
+    }
+
+    /// The signal the dispatcher waits on, which the use cases give when they queue a message.
+    pub(crate) fn dispatcher_wake(&self) -> &Arc<Notify> {
+        &self.dispatcher_wake
+    }
+}
+
+/// Builds [`Services`]. What is not set is what a service without configuration has.
+pub struct ServicesBuilder {
+    stores: StorePorts,
+    templates: Arc<Templates>,
+    hasher: CodeHasher,
+    clock: Arc<dyn Clock>,
+    code_generator: Arc<dyn CodeGenerator>,
+    verification_policy: VerificationPolicy,
+    api_keys: ApiKeys,
+    dispatcher_wake: Arc<Notify>,
+    twilio_status_callbacks: Option<TwilioStatusCallbacks>,
+    guards: GuardConfig,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    test_numbers: TestNumbers,
+}
+
+impl ServicesBuilder {
+    /// Unless set, the system's clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unless set, random codes from the operating system.
+    pub fn code_generator(mut self, code_generator: Arc<dyn CodeGenerator>) -> Self {
+        self.code_generator = code_generator;
+        self
+    }
+
+    /// Unless set, [`VerificationPolicy::default`].
+    pub fn verification_policy(mut self, policy: VerificationPolicy) -> Self {
+        self.verification_policy = policy;
+        self
+    }
+
+    /// Unless set, none: every request is refused.
+    pub fn api_keys(mut self, api_keys: ApiKeys) -> Self {
+        self.api_keys = api_keys;
+        self
+    }
+
+    /// Unless set, a signal no dispatcher waits on.
+    pub fn dispatcher_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.dispatcher_wake = wake;
+        self
+    }
+
+    /// Unless set, none: delivery reports are refused.
+    pub fn twilio_status_callbacks(mut self, callbacks: Option<TwilioStatusCallbacks>) -> Self {
+        self.twilio_status_callbacks = callbacks;
+        self
+    }
+
+    /// Unless set, [`GuardConfig::default`]. The guards count in the store's rate limiter and
+    /// tell the metrics of a pumping surge.
+    pub fn guards(mut self, config: GuardConfig) -> Self {
+        self.guards = config;
+        self
+    }
+
+    /// Unless set, a registry of its own.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Unless set, readiness over the store with no provider: never ready.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Unless set, none.
+    pub fn test_numbers(mut self, test_numbers: TestNumbers) -> Self {
+        self.test_numbers = test_numbers;
+        self
+    }
+
+    pub fn build(self) -> Services {
+        Services {
+            guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
+            messages: self.stores.messages,
+            verifications: self.stores.verifications,
+            reports: self.stores.reports,
+            templates: self.templates,
+            clock: self.clock,
+            code_generator: self.code_generator,
+            hasher: self.hasher,
+            verification_policy: self.verification_policy,
+            api_keys: self.api_keys,
+            dispatcher_wake: self.dispatcher_wake,
+            twilio_status_callbacks: self.twilio_status_callbacks,
+            metrics: self.metrics,
+            readiness: Arc::new(self.readiness),
+            test_numbers: self.test_numbers,
+        }
+    }
+}

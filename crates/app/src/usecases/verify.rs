@@ -6,12 +6,13 @@ use domain::{
     ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
     VerificationStatus,
 };
-use ports::StoreError;
+use ports::{StoreError, VerificationFilter};
 use template::{RenderError, TWO_FACTOR_AUTH};
 
-use crate::usecases::guards::Refusal;
+use crate::observability::metrics::VerificationEvent;
+use crate::usecases::guards::{LimitScope, Refusal};
 use crate::usecases::messaging::new_message;
-use crate::Services;
+use crate::usecases::Services;
 
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -81,12 +82,30 @@ impl Started {
 impl Services {
     /// Starts a verification, or sends a new code for the pending one of the same number and
     /// API key (whose earlier codes stay valid: SMS arrive late and users type the first code
-    /// they see).
+    /// they see). Counted in the metrics: started, resent, or which limit refused it.
     pub async fn start_verification(
         &self,
         api_key: &str,
         request: StartRequest,
     ) -> Result<Started, StartError> {
+        let started = self.start(api_key, request).await;
+        match &started {
+            Ok(started) if started.created => self.metrics.verification(VerificationEvent::Started),
+            Ok(_) => self.metrics.verification(VerificationEvent::Resent),
+            Err(StartError::TooSoon { .. }) => self.metrics.rate_limit_refused("resend_interval"),
+            Err(StartError::TooManySends) => self.metrics.rate_limit_refused("max_sends"),
+            Err(StartError::Refused(Refusal::RateLimited { scope, .. })) => {
+                self.metrics.rate_limit_refused(match scope {
+                    LimitScope::Number => "per_number",
+                    LimitScope::ApiKey => "per_api_key",
+                });
+            }
+            Err(_) => {}
+        }
+        started
+    }
+
+    async fn start(&self, api_key: &str, request: StartRequest) -> Result<Started, StartError> {
         self.guards.check_destination(&request.to)?;
         let now = self.clock.now();
         let policy = VerificationPolicy {
@@ -233,6 +252,14 @@ impl Services {
         })
     }
 
+    /// This API key's verifications that `filter` selects, newest first.
+    pub async fn list_verifications(
+        &self,
+        filter: &VerificationFilter,
+    ) -> Result<Vec<Verification>, StoreError> {
+        self.verifications.list(filter).await
+    }
+
     pub async fn verification(
         &self,
         api_key: &str,
@@ -248,8 +275,51 @@ impl Services {
     /// Checks a code. Each counted check uses up one attempt, atomically, so that concurrent
     /// guesses cannot exceed the limit. Only the check whose approval is recorded answers
     /// `approved`; a check the verification no longer takes is refused, so that no other answer
-    /// can be read as an approval.
+    /// can be read as an approval. Counted in the metrics: approved, or failed.
     pub async fn check_verification(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+        code: &VerificationCode,
+    ) -> Result<CheckOutcome, CheckError> {
+        let checked = self.check(api_key, id, code).await;
+        self.count_check(&checked);
+        checked
+    }
+
+    /// Checks a code against the pending verification of `to` started by this API key, as
+    /// Twilio Verify's VerificationCheck does. No pending verification (none started, or it
+    /// ended) is not found.
+    pub async fn check_verification_of(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        code: &VerificationCode,
+    ) -> Result<CheckOutcome, CheckError> {
+        let checked = match self
+            .verifications
+            .find_pending(to, api_key, self.clock.now())
+            .await
+        {
+            Ok(Some(pending)) => self.check(api_key, pending.id, code).await,
+            Ok(None) => Err(CheckError::NotFound),
+            Err(error) => Err(error.into()),
+        };
+        self.count_check(&checked);
+        checked
+    }
+
+    /// A check that was counted, or refused by a verification that no longer takes checks.
+    fn count_check(&self, checked: &Result<CheckOutcome, CheckError>) {
+        let event = match checked {
+            Ok(outcome) if outcome.valid => VerificationEvent::Approved,
+            Ok(_) | Err(CheckError::Refused(_)) => VerificationEvent::Failed,
+            Err(CheckError::NotFound | CheckError::Store(_)) => return,
+        };
+        self.metrics.verification(event);
+    }
+
+    async fn check(
         &self,
         api_key: &str,
         id: VerificationId,
@@ -284,23 +354,6 @@ impl Services {
             _ => {}
         }
         Ok(outcome)
-    }
-
-    /// Checks a code against the pending verification of `to` started by this API key, as
-    /// Twilio Verify's VerificationCheck does. No pending verification (none started, or it
-    /// ended) is not found.
-    pub async fn check_verification_of(
-        &self,
-        api_key: &str,
-        to: &PhoneNumber,
-        code: &VerificationCode,
-    ) -> Result<CheckOutcome, CheckError> {
-        let pending = self
-            .verifications
-            .find_pending(to, api_key, self.clock.now())
-            .await?
-            .ok_or(CheckError::NotFound)?;
-        self.check_verification(api_key, pending.id, code).await
     }
 
     /// Cancels a pending verification: no code of it approves any more, and its codes not yet
@@ -384,11 +437,11 @@ mod tests {
         MockVerificationStore,
     };
     use secrecy::SecretString;
-    use tokio::sync::Notify;
 
     use super::*;
     use crate::usecases::codes::CodeHasher;
-    use crate::usecases::guards::{GuardConfig, LimitScope, LogOnly, PumpingAlarmHook, SendGuards};
+    use crate::usecases::guards::{GuardConfig, PumpingAlarmHook};
+    use crate::usecases::StorePorts;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -438,26 +491,23 @@ mod tests {
         clock.expect_now().returning(now);
         let mut codes = MockCodeGenerator::new();
         codes.expect_generate().returning(|_| code());
-        Services {
+        let stores = StorePorts {
             messages: Arc::new(MockMessageStore::new()),
             verifications: Arc::new(verifications),
-            templates: Arc::new(template::Templates::built_in().unwrap()),
-            clock: Arc::new(clock),
-            code_generator: Arc::new(codes),
-            hasher: hasher(),
-            verification_policy: VerificationPolicy::default(),
-            api_keys: crate::usecases::auth::ApiKeys::generate(),
-            dispatcher_wake: Arc::new(Notify::new()),
-            twilio_status_callbacks: None,
-            guards: SendGuards::new(Arc::new(limiter), guards, Arc::new(LogOnly)),
             reports: Arc::new(ports::MockMessageReports::new()),
-            metrics: Default::default(),
-            readiness: Arc::new(crate::observability::health::Readiness::new(
-                Arc::new(ports::MockStoreHealth::new()),
-                Arc::new(ports::MockSmsProvider::new()),
-            )),
-            test_numbers: Default::default(),
-        }
+            health: Arc::new(ports::MockStoreHealth::new()),
+            limiter: Arc::new(limiter),
+        };
+        Services::builder(
+            stores,
+            Arc::new(template::Templates::built_in().unwrap()),
+            hasher(),
+        )
+        .clock(Arc::new(clock))
+        .code_generator(Arc::new(codes))
+        .api_keys(crate::usecases::auth::ApiKeys::generate())
+        .guards(guards)
+        .build()
     }
 
     fn request() -> StartRequest {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use adapters_twilio::{TwilioConfig, TwilioCredentials, TwilioSender};
+use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
 use domain::{
@@ -139,6 +139,9 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
+    /// What the configuration was read for: a run that sends nothing is not warned that the
+    /// console stands in for a provider.
+    pub sending: Sending,
 }
 
 /// Whether the configuration is read to send SMS.
@@ -276,14 +279,10 @@ impl Config {
         let test_numbers = test_numbers(&env)?;
         Ok(Self {
             bind_addr: env
-                .parse_with("BIND_ADDR", |text| {
-                    text.parse::<SocketAddr>()
-                        .map_err(|_| "expected host:port, such as 127.0.0.1:8080".to_owned())
-                })?
+                .parse_with("BIND_ADDR", |text| listen_address(text, "127.0.0.1:8080"))?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             metrics_bind_addr: env.parse_with("METRICS_BIND_ADDR", |text| {
-                text.parse::<SocketAddr>()
-                    .map_err(|_| "expected host:port, such as 127.0.0.1:9090".to_owned())
+                listen_address(text, "127.0.0.1:9090")
             })?,
             providers,
             circuit,
@@ -297,16 +296,27 @@ impl Config {
                 Some("json") => LogFormat::Json,
                 Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or pretty")),
             },
-            templates_dir: env.get("TEMPLATES_DIR").map(PathBuf::from).or_else(|| {
-                let default = PathBuf::from("templates");
-                default.is_dir().then_some(default)
-            }),
+            templates_dir: match env.get("TEMPLATES_DIR").map(PathBuf::from) {
+                // Named, it must be there: a typo must not fall back to the built-in templates.
+                Some(dir) if !dir.is_dir() => {
+                    return Err(ConfigError::new(
+                        "TEMPLATES_DIR",
+                        format!("{} is not a directory", dir.display()),
+                    ))
+                }
+                Some(dir) => Some(dir),
+                None => {
+                    let default = PathBuf::from("templates");
+                    default.is_dir().then_some(default)
+                }
+            },
             public_base_url,
             dispatch,
             verification,
             guards,
             reconcile,
             test_numbers,
+            sending,
         })
     }
 
@@ -455,7 +465,7 @@ fn twilio_config(
     let base_url = Url::parse(base_url_text.trim())
         .map_err(|error| ConfigError::new("TWILIO_API_BASE_URL", format!("not a URL ({error})")))?;
     let status_callback_url = public_base_url.map(status_callback_url);
-    Ok(Some(TwilioConfig {
+    let config = TwilioConfig {
         base_url,
         account_sid,
         credentials,
@@ -471,7 +481,41 @@ fn twilio_config(
             10_000,
             TIMEOUT_MS,
         )?),
-    }))
+    };
+    // What the adapter would refuse at start, refused here naming the variable.
+    config.check().map_err(|error| {
+        let variable = match error {
+            TwilioConfigError::InvalidAccountSid => "TWILIO_ACCOUNT_SID",
+            TwilioConfigError::InvalidMessagingServiceSid => "TWILIO_MESSAGING_SERVICE_SID",
+            TwilioConfigError::InvalidApiKeySid => "TWILIO_API_KEY_SID",
+            TwilioConfigError::InvalidBaseUrl(_) | TwilioConfigError::HttpClient(_) => {
+                "TWILIO_API_BASE_URL"
+            }
+        };
+        ConfigError::new(variable, error.to_string())
+    })?;
+    Ok(Some(config))
+}
+
+/// `host:port` to listen on: an IP address, `localhost` (the IPv4 loopback, as the default
+/// binds), or a host name, resolved now, its IPv4 address preferred.
+fn listen_address(text: &str, example: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let expected = || format!("expected host:port, such as {example}");
+    let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+    let port: u16 = port.parse().map_err(|_| expected())?;
+    if host.is_empty() {
+        return Err(expected());
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|error| format!("cannot resolve `{host}` ({error})"))?
+        .min_by_key(SocketAddr::is_ipv6)
+        .ok_or_else(|| format!("`{host}` has no address"))
 }
 
 /// [`STATUS_CALLBACK_PATH`] below `base`, its path kept: behind a proxy that serves this
@@ -753,6 +797,13 @@ impl DatabaseConfig {
     fn from_url(url: Option<String>) -> Result<Self, ConfigError> {
         Ok(match url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                // The parser's words only: they never repeat the URL, whose password is secret.
+                if let Err(error) = Url::parse(&url) {
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        format!("not a URL ({error})"),
+                    ));
+                }
                 DatabaseConfig::Postgres {
                     url: SecretString::from(url),
                 }
@@ -770,6 +821,32 @@ impl DatabaseConfig {
                 path: PathBuf::from("data/sms-notify.sqlite"),
             },
         })
+    }
+
+    /// For an error that names the database: the URL as configured without its password
+    /// (PostgreSQL), so that the operator sees which server, port, user and database were
+    /// meant, or the file (SQLite).
+    pub fn location(&self) -> String {
+        match self {
+            DatabaseConfig::Postgres { url } => match Url::parse(url.expose_secret()) {
+                Ok(mut url) => {
+                    let _ = url.set_password(None);
+                    // sqlx also reads a password from the query string.
+                    let query: Vec<(String, String)> = url
+                        .query_pairs()
+                        .filter(|(name, _)| name != "password")
+                        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                        .collect();
+                    url.set_query(None);
+                    if !query.is_empty() {
+                        url.query_pairs_mut().extend_pairs(query);
+                    }
+                    url.into()
+                }
+                Err(_) => "(DATABASE_URL, not a URL)".to_owned(),
+            },
+            DatabaseConfig::Sqlite { path } => path.display().to_string(),
+        }
     }
 
     /// For log lines: where the data lives, without credentials.
@@ -824,6 +901,22 @@ mod tests {
         assert_eq!(config.dispatch.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.verification, VerificationPolicy::default());
         assert_eq!(config.guards, GuardConfig::default());
+    }
+
+    #[test]
+    fn bind_addr_takes_localhost_as_the_loopback_address() {
+        let config = config(&[
+            ("BIND_ADDR", "localhost:8080"),
+            ("METRICS_BIND_ADDR", "LOCALHOST:9090"),
+        ])
+        .unwrap();
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config.metrics_bind_addr.unwrap().to_string(),
+            "127.0.0.1:9090"
+        );
+        let ipv6 = self::config(&[("BIND_ADDR", "[::1]:8080")]).unwrap();
+        assert_eq!(ipv6.bind_addr.to_string(), "[::1]:8080");
     }
 
     #[test]
@@ -995,8 +1088,19 @@ mod tests {
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
+            (&[("BIND_ADDR", "localhost")], "BIND_ADDR"),
+            (&[("BIND_ADDR", ":8080")], "BIND_ADDR"),
+            (&[("BIND_ADDR", "localhost:http")], "BIND_ADDR"),
+            (
+                &[("TEMPLATES_DIR", "/nonexistent/sms-notify-templates")],
+                "TEMPLATES_DIR",
+            ),
             (&[("METRICS_BIND_ADDR", "9090")], "METRICS_BIND_ADDR"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (
+                &[("DATABASE_URL", "postgres://u:secret@db:port/x")],
+                "DATABASE_URL",
+            ),
             (&[("API_KEYS", "nokey")], "API_KEYS"),
             (&[("ADMIN_API_KEYS", "ops:short")], "ADMIN_API_KEYS"),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
@@ -1064,6 +1168,29 @@ mod tests {
                 "TWILIO_PHONE_NUMBER",
             ),
         ];
+        let malformed_twilio: &[(&[(&str, &str)], &str)] = &[
+            (&[("TWILIO_ACCOUNT_SID", "bad-sid")], "TWILIO_ACCOUNT_SID"),
+            (
+                &[
+                    ("TWILIO_PHONE_NUMBER", ""),
+                    ("TWILIO_MESSAGING_SERVICE_SID", "XX1"),
+                ],
+                "TWILIO_MESSAGING_SERVICE_SID",
+            ),
+            (
+                &[("TWILIO_API_BASE_URL", "mailto:x")],
+                "TWILIO_API_BASE_URL",
+            ),
+        ];
+        for (changes, variable) in malformed_twilio {
+            let mut pairs = TWILIO.to_vec();
+            for (name, value) in *changes {
+                pairs.retain(|(existing, _)| existing != name);
+                pairs.push((name, value));
+            }
+            let error = config(&pairs).unwrap_err();
+            assert_eq!(error.variable, *variable, "{changes:?} gave {error}");
+        }
         for (pairs, variable) in cases {
             let error = config(pairs).unwrap_err();
             assert_eq!(error.variable, *variable, "{pairs:?} gave {error}");
@@ -1178,6 +1305,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(provider_names(&config), ["none"]);
+    }
+
+    #[test]
+    fn database_location_is_the_url_without_its_password() {
+        let location = |url: &str| {
+            DatabaseConfig::Postgres {
+                url: SecretString::from(url.to_owned()),
+            }
+            .location()
+        };
+        assert_eq!(
+            location("postgres://u:secret@127.0.0.1:1/x"),
+            "postgres://u@127.0.0.1:1/x"
+        );
+        assert_eq!(
+            location("postgres://u@db/x?password=secret&sslmode=require"),
+            "postgres://u@db/x?sslmode=require"
+        );
+        assert_eq!(location("postgres://db/x"), "postgres://db/x");
+        let malformed = config(&[("DATABASE_URL", "postgres://u:secret@db:port/x")]).unwrap_err();
+        assert!(!malformed.to_string().contains("secret"), "{malformed}");
     }
 
     #[test]

@@ -6,14 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_postgres::PgStore;
-use adapters_sqlite::SqliteStore;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
-use ports::{
-    MessageReports, MessageStore, RateLimiter, SentMessageSearch, SmsProvider, StatusLookup,
-    StoreHealth, VerificationStore,
-};
+use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -27,39 +22,101 @@ use crate::providers::console::ConsoleSmsProvider;
 use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
-use crate::usecases::codes::{CodeHasher, OsCodeGenerator, SystemClock};
-use crate::usecases::guards::SendGuards;
-use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig};
+use crate::usecases::auth::ApiKeys;
+use crate::usecases::codes::{CodeHasher, SystemClock};
+use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
+use crate::wiring::store::{self, DatabaseError, Stores};
 use crate::Services;
 
-/// Connections per instance: enough for the dispatcher's batches and the API's bursts without
-/// exhausting a shared PostgreSQL when several instances run.
-const PG_MAX_CONNECTIONS: u32 = 20;
-
+/// Why the service did not start (or stopped). Each says in one line what to fix, and
+/// [`StartupError::exit_code`] tells a supervisor whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database ({0})")]
-    Database(String),
+    /// The database could not be reached or opened, or its migrations failed: `database` is
+    /// where it is (a PostgreSQL URL without its password), `problem` what its driver said.
+    #[error("database {database}: {problem}")]
+    Database { database: String, problem: String },
+    /// `DATABASE_URL` is not a URL the PostgreSQL driver accepts.
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
     #[error(transparent)]
     Templates(#[from] template::LoadError),
     #[error("Twilio configuration: {0}")]
     Provider(#[from] adapters_twilio::TwilioConfigError),
-    #[error("cannot keep the code pepper at {path}: {source}")]
-    Pepper {
+    #[error("cannot keep the {what} at {path}: {source}")]
+    KeptSecret {
+        /// `code pepper` or `API key`.
+        what: &'static str,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("Vonage configuration: {0}")]
     Vonage(#[from] adapters_vonage::VonageConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("{variable}: cannot listen on {addr}: {source}")]
     Bind {
+        variable: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+impl StartupError {
+    /// The exit status this failure ends the process with, as README promises: 2 for a setting
+    /// to fix (a value, a templates directory, an address to listen on), 3 for the database
+    /// that cannot be reached or used, which a later retry may get past, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::DatabaseUrl(_)
+            | StartupError::Templates(_)
+            | StartupError::Bind { .. }
+            | StartupError::Provider(
+                adapters_twilio::TwilioConfigError::InvalidAccountSid
+                | adapters_twilio::TwilioConfigError::InvalidMessagingServiceSid
+                | adapters_twilio::TwilioConfigError::InvalidApiKeySid
+                | adapters_twilio::TwilioConfigError::InvalidBaseUrl(_),
+            )
+            | StartupError::Vonage(
+                adapters_vonage::VonageConfigError::MissingApiKey
+                | adapters_vonage::VonageConfigError::MissingFrom
+                | adapters_vonage::VonageConfigError::InvalidBaseUrl(_),
+            ) => 2,
+            StartupError::Database { .. } => 3,
+            StartupError::Provider(_)
+            | StartupError::Vonage(_)
+            | StartupError::KeptSecret { .. }
+            | StartupError::Serve(_) => 1,
+        }
+    }
+
+    fn database(database: &DatabaseConfig, error: DatabaseError) -> Self {
+        match error {
+            DatabaseError::InvalidUrl(problem) => Self::DatabaseUrl(problem),
+            DatabaseError::Failed(error) => Self::Database {
+                database: database.location(),
+                problem: one_line(&*error),
+            },
+        }
+    }
+}
+
+/// An error and its sources as one line, each source once: a driver's error often repeats
+/// its source's text in its own.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
 pub struct Server {
@@ -69,37 +126,8 @@ pub struct Server {
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    postgres: Option<PgStore>,
-}
-
-/// One database seen through each port.
-struct Stores {
-    /// Set when the queue is shared through PostgreSQL.
-    postgres: Option<PgStore>,
-    messages: Arc<dyn MessageStore>,
-    verifications: Arc<dyn VerificationStore>,
-    reports: Arc<dyn MessageReports>,
-    health: Arc<dyn StoreHealth>,
-    limiter: Arc<dyn RateLimiter>,
-}
-
-impl Stores {
-    fn of<S>(store: S, postgres: Option<PgStore>) -> Self
-    where
-        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
-    {
-        let shared = Arc::new(store);
-        Self {
-            postgres,
-            messages: shared.clone(),
-            verifications: shared.clone(),
-            reports: shared.clone(),
-            health: shared.clone(),
-            limiter: shared,
-        }
-    }
+    /// Set when other instances share the queue: their words wake this instance's dispatcher.
+    wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// The adapters and use cases a [`Config`] describes, wired but not yet running: what the
@@ -110,35 +138,18 @@ pub struct Assembled {
     pub dispatcher: Dispatcher,
     /// Not started: looks up messages whose delivery status never came.
     pub reconciler: Reconciler,
-    /// Set when the queue is shared through PostgreSQL, whose notifications wake this
-    /// instance's dispatcher for messages queued elsewhere.
-    pub postgres: Option<PgStore>,
+    /// Set when other instances share the queue: their words that messages were queued, for
+    /// the service to forward to its dispatcher.
+    pub wakeups: Option<Box<dyn QueueWakeups>>,
 }
 
 /// Opens the database (migrating it), loads the templates and builds the provider, the use
 /// cases and the dispatcher.
 pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
-    let Stores {
-        postgres,
-        messages,
-        verifications,
-        reports,
-        health: store_health,
-        limiter,
-    } = match &config.database {
-        DatabaseConfig::Postgres { url } => {
-            let store = PgStore::connect(url.expose_secret(), PG_MAX_CONNECTIONS)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store.clone(), Some(store))
-        }
-        DatabaseConfig::Sqlite { path } => {
-            let store = SqliteStore::open(path)
-                .await
-                .map_err(|error| StartupError::Database(error.to_string()))?;
-            Stores::of(store, None)
-        }
-    };
+    let Stores { ports, wakeups } = store::chosen(&config.database)
+        .open()
+        .await
+        .map_err(|error| StartupError::database(&config.database, error))?;
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
@@ -158,6 +169,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
             // Vonage's SMS API has no status lookup: its messages are not reconciled.
             ProviderConfig::Vonage(vonage) => {
                 providers.push(Arc::new(VonageSmsProvider::new(vonage.as_ref().clone())?));
+            }
+            // Said where SMS are to be sent; a command that sends nothing has nothing to warn of.
+            ProviderConfig::Console if config.sending == Sending::NotNeeded => {
+                providers.push(Arc::new(ConsoleSmsProvider));
             }
             ProviderConfig::Console => {
                 tracing::warn!(
@@ -185,10 +200,8 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     let metrics = Arc::new(Metrics::new());
     let mut provider: Arc<dyn SmsProvider> =
         Arc::new(MeteredProvider::new(provider, metrics.clone()));
-    let readiness = Arc::new(
-        Readiness::new(store_health, provider.clone())
-            .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect()),
-    );
+    let readiness = Readiness::new(ports.health.clone(), provider.clone())
+        .with_provider_names(config.providers.iter().map(ProviderConfig::name).collect());
     // Outermost, so that a test number's fake send is neither metered nor failed over.
     if !config.test_numbers.is_empty() {
         tracing::warn!(
@@ -200,23 +213,24 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         ));
     }
     let wake = Arc::new(Notify::new());
-    let services = Arc::new(Services {
-        messages: messages.clone(),
-        verifications,
-        templates: Arc::new(templates),
-        clock: clock.clone(),
-        code_generator: Arc::new(OsCodeGenerator),
-        hasher: CodeHasher::new(code_pepper(config)?),
-        verification_policy: config.verification,
-        api_keys: config.api_keys.clone(),
-        dispatcher_wake: wake.clone(),
-        twilio_status_callbacks: config.twilio_status_callbacks.clone(),
-        guards: SendGuards::new(limiter, config.guards.clone(), metrics.clone()),
-        reports,
-        metrics,
-        readiness,
-        test_numbers: config.test_numbers.clone(),
-    });
+    let messages = ports.messages.clone();
+    let services = Arc::new(
+        Services::builder(
+            ports,
+            Arc::new(templates),
+            CodeHasher::new(code_pepper(config)?),
+        )
+        .clock(clock.clone())
+        .verification_policy(config.verification)
+        .api_keys(api_keys(config)?)
+        .dispatcher_wake(wake.clone())
+        .twilio_status_callbacks(config.twilio_status_callbacks.clone())
+        .guards(config.guards.clone())
+        .metrics(metrics)
+        .readiness(readiness)
+        .test_numbers(config.test_numbers.clone())
+        .build(),
+    );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
     let mut dispatcher = Dispatcher::new(
         messages,
@@ -233,7 +247,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         services,
         dispatcher,
         reconciler,
-        postgres,
+        wakeups,
     })
 }
 
@@ -246,13 +260,41 @@ fn code_pepper(config: &Config) -> Result<secrecy::SecretString, StartupError> {
         (Some(pepper), _) => Ok(pepper.clone()),
         (None, DatabaseConfig::Sqlite { path }) => {
             let file = path.with_file_name(PEPPER_FILE);
-            crate::usecases::codes::pepper_kept_in(&file)
-                .map_err(|source| StartupError::Pepper { path: file, source })
+            crate::usecases::codes::secret_kept_in(&file).map_err(|source| {
+                StartupError::KeptSecret {
+                    what: "code pepper",
+                    path: file,
+                    source,
+                }
+            })
         }
         // Configuration refuses PostgreSQL without CODE_PEPPER; a random one is still safe.
         (None, DatabaseConfig::Postgres { .. }) => Ok(secrecy::SecretString::from(
             crate::usecases::codes::random_token(32),
         )),
+    }
+}
+
+/// Where the default run's API key is kept (the embedded database, neither `API_KEYS` nor
+/// `ADMIN_API_KEYS`): beside the database file, as the code pepper is, so that a client's key
+/// still works after a restart.
+pub const API_KEY_FILE: &str = "api-key";
+
+/// The keys the service accepts: those configured, or the default run's, kept beside the
+/// embedded database. (With PostgreSQL and no keys, the one generated for this run.)
+pub fn api_keys(config: &Config) -> Result<ApiKeys, StartupError> {
+    match (&config.database, config.api_keys_generated) {
+        (DatabaseConfig::Sqlite { path }, true) => {
+            let file = path.with_file_name(API_KEY_FILE);
+            crate::usecases::codes::secret_kept_in(&file)
+                .map(ApiKeys::default_admin)
+                .map_err(|source| StartupError::KeptSecret {
+                    what: "API key",
+                    path: file,
+                    source,
+                })
+        }
+        _ => Ok(config.api_keys.clone()),
     }
 }
 
@@ -264,17 +306,19 @@ pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError>
     }
 }
 
-/// The service's whole life, as its binaries run it: build, show a generated API key once,
-/// serve until ctrl-c or SIGTERM.
+/// The service's whole life, as its binaries run it: build, show a generated API key, serve
+/// until ctrl-c or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let generated_key = config
-        .api_keys_generated
-        .then(|| config.api_keys.first_key().cloned())
-        .flatten();
+    let generated_key = if config.api_keys_generated {
+        api_keys(&config)?.first_key().cloned()
+    } else {
+        None
+    };
+    let log_format = config.log_format;
     let server = Server::build(config).await?;
     if let Some(key) = generated_key {
-        // Printed once, on stdout, so the operator of a no-configuration run can call the API.
-        println!("API key: {}", key.expose_secret());
+        // At each start, so the operator of a no-configuration run can call the API.
+        crate::observability::telemetry::show_api_key(log_format, key.expose_secret());
     }
     server.run_until(shutdown_signal()).await
 }
@@ -284,12 +328,12 @@ impl Server {
         let Assembled {
             services,
             dispatcher,
-            postgres,
+            wakeups,
             reconciler,
         } = assemble(&config).await?;
-        let listener = bind(config.bind_addr).await?;
+        let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind("METRICS_BIND_ADDR", addr).await?),
             None => None,
         };
         Ok(Self {
@@ -298,7 +342,7 @@ impl Server {
             services,
             dispatcher,
             reconciler,
-            postgres,
+            wakeups,
         })
     }
 
@@ -323,10 +367,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let (stop_dispatcher, dispatcher_stopped) = watch::channel(false);
-        if let Some(store) = &self.postgres {
-            tokio::spawn(forward_queue_notifications(
-                store.clone(),
-                self.services.dispatcher_wake.clone(),
+        if let Some(wakeups) = self.wakeups {
+            tokio::spawn(forward_wakeups(
+                wakeups,
+                self.services.dispatcher_wake().clone(),
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
@@ -361,30 +405,28 @@ impl Server {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartupError::Bind { addr, source })
+        .map_err(|source| StartupError::Bind {
+            variable,
+            addr,
+            source,
+        })
 }
 
-/// Wakes this instance's dispatcher whenever any instance queues a message (PostgreSQL
-/// LISTEN/NOTIFY), so that a one-time code goes out at once wherever it was accepted.
-async fn forward_queue_notifications(store: PgStore, wake: Arc<Notify>) {
+/// Wakes this instance's dispatcher whenever any instance queues a message, so that a
+/// one-time code goes out at once wherever it was accepted.
+async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) {
     loop {
-        match store.queue_listener().await {
-            Ok(mut listener) => loop {
-                match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
-                    Err(error) => {
-                        tracing::warn!(%error, "queue notifications interrupted; reconnecting");
-                        break;
-                    }
-                }
-            },
-            Err(error) => tracing::warn!(%error, "cannot listen for queue notifications"),
+        match wakeups.next().await {
+            Ok(()) => wake.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, "queue notifications interrupted; listening again");
+                // The dispatcher's poll covers the gap.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
-        // The dispatcher's poll covers the gap.
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -409,4 +451,73 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, String)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn the_default_runs_api_key_is_kept_beside_its_database_for_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!(
+            "sms-notify-api-key-{}",
+            crate::usecases::codes::random_token(8)
+        ));
+        let database = format!("sqlite://{}", dir.join("data.sqlite").display());
+        let default_run = config(&[("DATABASE_URL", database.clone())]);
+
+        let first = api_keys(&default_run).unwrap();
+        let key = first.first_key().unwrap().expose_secret().to_owned();
+        let again = api_keys(&default_run).unwrap();
+        assert_eq!(again.first_key().unwrap().expose_secret(), key);
+        let default = again.authenticate(&key).unwrap();
+        assert_eq!(default.name(), "default");
+        assert!(default.is_admin());
+        let file = dir.join(API_KEY_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // Configured keys are the keys: nothing is generated or read.
+        std::fs::remove_file(&file).unwrap();
+        let configured = config(&[
+            ("DATABASE_URL", database),
+            ("API_KEYS", "shop:0123456789abcdef".to_owned()),
+        ]);
+        let keys = api_keys(&configured).unwrap();
+        assert_eq!(
+            keys.authenticate("0123456789abcdef").unwrap().name(),
+            "shop"
+        );
+        assert!(!file.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_startup_error_is_one_line_each_source_once() {
+        let error = StartupError::Bind {
+            variable: "BIND_ADDR",
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            source: std::io::Error::other("address in use\nsecond line"),
+        };
+        assert_eq!(
+            one_line(&error),
+            "BIND_ADDR: cannot listen on 127.0.0.1:8080: address in use second line"
+        );
+        assert_eq!(error.exit_code(), 2);
+    }
 }

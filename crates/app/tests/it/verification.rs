@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use adapters_sqlite::SqliteStore;
 use app::usecases::codes::CodeHasher;
-use app::usecases::guards::{GuardConfig, LogOnly, SendGuards};
-use app::usecases::verify::{CheckError, StartRequest, Started};
+use app::usecases::verify::{CheckError, StartError, StartRequest, Started};
+use app::usecases::StorePorts;
 use app::Services;
 use chrono::TimeDelta;
 use domain::{
@@ -17,7 +17,6 @@ use ports::CodeGenerator;
 
 use crate::ManualClock;
 use secrecy::SecretString;
-use tokio::sync::Notify;
 
 /// Hands out the codes the test chose, in order.
 struct ScriptedCodes(Mutex<VecDeque<&'static str>>);
@@ -37,26 +36,22 @@ struct Fixture {
 async fn fixture(codes: &[&'static str]) -> Fixture {
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
     let clock = Arc::new(ManualClock::at_t0());
-    let services = Services {
-        messages: store.clone(),
-        verifications: store.clone(),
-        templates: Arc::new(template::Templates::built_in().unwrap()),
-        clock: clock.clone(),
-        code_generator: Arc::new(ScriptedCodes(Mutex::new(codes.iter().copied().collect()))),
-        hasher: CodeHasher::new(SecretString::from("p".repeat(32))),
-        verification_policy: VerificationPolicy::default(),
-        api_keys: app::usecases::auth::ApiKeys::generate(),
-        dispatcher_wake: Arc::new(Notify::new()),
-        twilio_status_callbacks: None,
-        reports: store.clone(),
-        metrics: Default::default(),
-        readiness: Arc::new(app::observability::health::Readiness::new(
-            store.clone(),
-            Arc::new(app::providers::console::ConsoleSmsProvider),
-        )),
-        guards: SendGuards::new(store, GuardConfig::default(), Arc::new(LogOnly)),
-        test_numbers: Default::default(),
-    };
+    let services = Services::builder(
+        StorePorts::of(store.clone()),
+        Arc::new(template::Templates::built_in().unwrap()),
+        CodeHasher::new(SecretString::from("p".repeat(32))),
+    )
+    .clock(clock.clone())
+    .code_generator(Arc::new(ScriptedCodes(Mutex::new(
+        codes.iter().copied().collect(),
+    ))))
+    .verification_policy(VerificationPolicy::default())
+    .api_keys(app::usecases::auth::ApiKeys::generate())
+    .readiness(app::observability::health::Readiness::new(
+        store,
+        Arc::new(app::providers::console::ConsoleSmsProvider),
+    ))
+    .build();
     Fixture { services, clock }
 }
 
@@ -164,4 +159,43 @@ async fn approving_stops_the_code_still_queued() {
         .unwrap();
     assert_eq!(message.status, domain::MessageStatus::Expired);
     assert_eq!(message.body, "", "the unsent code is forgotten");
+}
+
+/// The use cases count themselves, so that a verification is counted whoever asks for it
+/// (the HTTP API, or the CLI in its own process).
+#[tokio::test]
+async fn the_use_cases_count_starts_refusals_and_checks_in_the_metrics() {
+    let fixture = fixture(&["246810"]).await;
+    let started = start(&fixture).await;
+    let too_soon = fixture
+        .services
+        .start_verification("auth", alice())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_soon, StartError::TooSoon { .. }),
+        "{too_soon:?}"
+    );
+    let wrong = fixture
+        .services
+        .check_verification("auth", started.verification.id, &code("000000"))
+        .await
+        .unwrap();
+    assert!(!wrong.valid);
+    let right = fixture
+        .services
+        .check_verification_of("auth", &alice().to, &code("246810"))
+        .await
+        .unwrap();
+    assert!(right.valid);
+
+    let text = fixture.services.render_metrics().await.unwrap();
+    for line in [
+        r#"sms_notify_verifications_total{event="started"} 1"#,
+        r#"sms_notify_rate_limit_refusals_total{limit="resend_interval"} 1"#,
+        r#"sms_notify_verifications_total{event="failed"} 1"#,
+        r#"sms_notify_verifications_total{event="approved"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
 }

@@ -1,6 +1,8 @@
 //! `sms-notify send --csv`: a file sent row by row, its refusals and its summaries.
 
-use crate::support::{FormIs, Operator, FROM};
+use wiremock_form::Form;
+
+use crate::support::{Operator, FROM};
 
 const TEMPLATE: &[&str] = &["send", "--csv", "orders.csv", "--template", "shipping"];
 
@@ -120,7 +122,7 @@ async fn a_row_twilio_refuses_is_reported_with_its_line() {
             crate::support::ACCOUNT_SID,
             crate::support::AUTH_TOKEN,
         ))
-        .and(FormIs::new(&[
+        .and(Form::exactly(&[
             ("To", "+15551230002"),
             ("From", FROM),
             ("Body", "Hi Bob, order B-2 has shipped."),

@@ -5,6 +5,9 @@
 mod bulk;
 mod check;
 mod commands;
+mod logs;
+mod manual;
+mod openapi;
 mod readme;
 mod render;
 mod send;

@@ -1,3 +1,6 @@
+//! `render`: a template shown as it would be sent, with its encoding and segment count, and
+//! a missing variable named.
+
 use crate::support::Operator;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,12 @@
+//! `send`, one message: the template rendered, the message followed until Twilio's answer,
+//! and what is refused before anything is stored.
+
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{FormIs, Operator, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
+use wiremock_form::Form;
+
+use crate::support::{Operator, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_renders_the_template_and_follows_the_message_until_sent() {
@@ -37,7 +42,7 @@ async fn a_message_twilio_refuses_fails_the_command_with_twilios_reason() {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(FormIs::new(&[
+        .and(Form::exactly(&[
             ("To", "+15551234567"),
             ("From", FROM),
             ("Body", "Hello"),

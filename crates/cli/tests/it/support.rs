@@ -1,9 +1,13 @@
+//! The operator's side of the CLI tests: a working directory, the built binary run in it
+//! with its environment, and a wiremock Twilio it is configured to call.
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
 
 use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock_form::Form;
 
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const AUTH_TOKEN: &str = "twilio-test-token";
@@ -85,6 +89,22 @@ impl Operator {
         Run(output)
     }
 
+    /// Runs `sms-notify args...` in the default setup, the embedded database with no provider
+    /// (the console prints each SMS), with these variables added.
+    pub async fn run_with_console(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut command = assert_cmd::Command::cargo_bin("sms-notify").unwrap();
+        command
+            .env_clear()
+            .current_dir(self.dir.path())
+            .env("TEMPLATES_DIR", self.dir.path().join("templates"))
+            .envs(env.iter().copied())
+            .args(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        Run(output)
+    }
+
     pub fn database(&self) -> &Path {
         self.dir.path()
     }
@@ -94,7 +114,7 @@ impl Operator {
         Mock::given(method("POST"))
             .and(path(MESSAGES_PATH))
             .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-            .and(FormIs::new(&[("To", to), ("From", FROM), ("Body", body)]))
+            .and(Form::exactly(&[("To", to), ("From", FROM), ("Body", body)]))
             .respond_with(accepted(sid))
             .expect(1)
             .mount(&self.twilio)
@@ -107,7 +127,7 @@ impl Operator {
             .await
             .unwrap()
             .iter()
-            .map(form)
+            .map(wiremock_form::fields)
             .collect()
     }
 }
@@ -172,30 +192,4 @@ pub fn accepted(sid: &str) -> ResponseTemplate {
         "sid": sid, "status": "queued", "num_segments": "1", "price": null,
         "price_unit": "USD", "error_code": null, "error_message": null
     }))
-}
-
-pub fn form(request: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&request.body)
-        .into_owned()
-        .collect()
-}
-
-/// The form has exactly these fields, with these values.
-pub struct FormIs(HashMap<String, String>);
-
-impl FormIs {
-    pub fn new(fields: &[(&str, &str)]) -> Self {
-        Self(
-            fields
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
-                .collect(),
-        )
-    }
-}
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        form(request) == self.0
-    }
 }

@@ -1,25 +1,22 @@
-use wiremock::matchers::{basic_auth, method, path};
-use wiremock::{Match, Mock, Request};
+//! `verify start`, `check` and `cancel` across separate runs of the binary: a code sent
+//! through Twilio approves once, and a canceled verification approves nothing.
 
-use crate::support::{accepted, form, Operator, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::Mock;
+use wiremock_form::Form;
+
+use crate::support::{accepted, Operator, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
 
 /// A two-factor SMS to `+15551234567`: exactly To, From, Body with a code, and a validity of
 /// about the code's ten minutes.
-struct CodeSms;
-
-impl Match for CodeSms {
-    fn matches(&self, request: &Request) -> bool {
-        let form = form(request);
-        let mut names: Vec<&str> = form.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names == ["Body", "From", "To", "ValidityPeriod"]
-            && form["To"] == "+15551234567"
-            && form["From"] == FROM
-            && form["Body"].contains("verification code is: ")
-            && form["ValidityPeriod"]
+fn code_sms() -> Form {
+    Form::exactly(&[("To", "+15551234567"), ("From", FROM)])
+        .field_where("Body", |body| body.contains("verification code is: "))
+        .field_where("ValidityPeriod", |seconds| {
+            seconds
                 .parse::<u64>()
                 .is_ok_and(|seconds| (590..=600).contains(&seconds))
-    }
+        })
 }
 
 fn code_in(body: &str) -> String {
@@ -36,7 +33,7 @@ async fn a_code_sent_by_verify_start_is_approved_by_verify_check_in_another_run(
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(CodeSms)
+        .and(code_sms())
         .respond_with(accepted("SMcode"))
         .expect(1)
         .mount(&operator.twilio)
@@ -100,7 +97,7 @@ async fn verify_cancel_ends_a_verification_so_that_its_code_approves_nothing() {
     Mock::given(method("POST"))
         .and(path(MESSAGES_PATH))
         .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
-        .and(CodeSms)
+        .and(code_sms())
         .respond_with(accepted("SMcode"))
         .expect(1)
         .mount(&operator.twilio)

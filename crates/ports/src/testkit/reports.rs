@@ -15,29 +15,6 @@ pub trait ReportStoreUnderTest: StoreUnderTest + MessageReports + StoreHealth {}
 
 impl<S: StoreUnderTest + MessageReports + StoreHealth> ReportStoreUnderTest for S {}
 
-/// Generates one `#[tokio::test]` per report behaviour, like
-/// [`store_conformance_tests!`](crate::store_conformance_tests).
-#[macro_export]
-macro_rules! report_conformance_tests {
-    ($fresh:path) => {
-        $crate::store_conformance_tests!(
-            @each $fresh;
-            list_pages_newest_first_and_filters,
-            attempts_of_lists_each_messages_attempts_in_order,
-            usage_by_day,
-            usage_by_template,
-            usage_by_country,
-            usage_by_status,
-            usage_by_api_key,
-            a_usage_query_for_one_api_key_counts_only_its_messages,
-            error_codes_are_counted_per_group,
-            costs_are_summed_exactly_per_group_and_currency,
-            status_counts_and_queue_stats_cover_every_message,
-            a_migrated_store_has_no_pending_migrations,
-        );
-    };
-}
-
 const DAY: i64 = 86_400;
 
 fn new_message(
