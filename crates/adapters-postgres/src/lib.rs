@@ -1,5 +1,6 @@
-//! The production store: [`ports::MessageStore`], [`ports::VerificationStore`] and
-//! [`ports::RateLimiter`] on PostgreSQL through sqlx, with the schema in `migrations/postgres`.
+//! The production store: [`ports::MessageStore`], [`ports::VerificationStore`],
+//! [`ports::RateLimiter`] and [`ports::FraudStore`] on PostgreSQL through sqlx, with the
+//! schema in `migrations/postgres`.
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
 //! lease, and every write that queues a message is followed by a `NOTIFY` on [`QUEUE_CHANNEL`]
@@ -11,6 +12,7 @@
 
 mod connections;
 mod deliveries;
+mod fraud;
 mod messages;
 mod queue_notifier;
 mod queue_wakeups;

@@ -1,12 +1,13 @@
 //! [`Batched`]: every batched write of a store (see `store_batch`), started together on the
 //! hot paths' connections: those of `messages` (enqueue, finish), `verifications` (create,
-//! checks) and `rate_limits` (send limits, country counts).
+//! checks), `rate_limits` (send limits, country counts) and `fraud` (the guard's code counts).
 
 use std::time::Duration;
 
 use store_batch::{Batcher, Writers};
 
 use crate::connections::Connections;
+use crate::fraud::CodeCounter;
 use crate::messages::{Enqueues, Finishes};
 use crate::rate_limits::{Acquires, CountrySends};
 use crate::verifications::{Checks, Creates};
@@ -31,6 +32,7 @@ pub(crate) struct Batched {
     pub creates: Batcher<Creates>,
     pub acquires: Batcher<Acquires>,
     pub checks: Batcher<Checks>,
+    pub code_counts: Batcher<CodeCounter>,
 }
 
 impl Batched {
@@ -50,6 +52,7 @@ impl Batched {
                 },
             ),
             checks: Batcher::start(Checks, connections.clone(), WRITERS),
+            code_counts: Batcher::start(CodeCounter, connections.clone(), WRITERS),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The embedded default store: [`ports::MessageStore`], [`ports::VerificationStore`] and
-//! [`ports::RateLimiter`] in a SQLite file through sqlx, with the schema in `migrations/sqlite`,
-//! so that the service runs with no database server installed.
+//! The embedded default store: [`ports::MessageStore`], [`ports::VerificationStore`],
+//! [`ports::RateLimiter`] and [`ports::FraudStore`] in a SQLite file through sqlx, with the
+//! schema in `migrations/sqlite`, so that the service runs with no database server installed.
 //!
 //! SQLite has one writer at a time: every write goes through the store's one writer connection
 //! (readers have a pool of their own), and is a single statement or a transaction begun with
@@ -13,6 +13,7 @@
 //! types to the use cases and sqlx to the database, nothing else.
 
 mod deliveries;
+mod fraud;
 mod messages;
 mod rate_limits;
 mod reports;

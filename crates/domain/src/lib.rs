@@ -1,5 +1,5 @@
 //! The vocabulary of sms-notify: phone numbers, channels, messages and their status machine,
-//! verifications and their rules, the retry policy.
+//! verifications and their rules, the retry policy, the fraud guard's decisions.
 //!
 //! Also the SMS segment arithmetic (GSM-7 / UCS-2), which both templates and providers need.
 //!
@@ -11,6 +11,7 @@ mod amount;
 pub mod channel;
 pub mod country;
 pub mod delivery;
+pub mod fraud;
 mod id;
 pub mod message;
 pub mod phone;

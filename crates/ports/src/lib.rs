@@ -9,6 +9,7 @@
 mod budget;
 mod clock;
 mod deliveries;
+mod fraud;
 pub mod params;
 mod provider;
 mod rate_limit;
@@ -23,6 +24,7 @@ pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_H
 pub use clock::{Clock, CodeGenerator};
 pub use deliveries::{record_delivery, DeliveryTransaction};
 pub use domain::Price;
+pub use fraud::{DecisionCursor, DecisionFilter, FraudStore, LoggedDecision, SafeEntry};
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,
     SmsProvider, StatusLookup,
@@ -41,6 +43,8 @@ pub use wakeups::QueueWakeups;
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
+#[cfg(feature = "mocks")]
+pub use fraud::MockFraudStore;
 #[cfg(feature = "mocks")]
 pub use provider::{MockSentMessageSearch, MockSmsProvider, MockStatusLookup};
 #[cfg(feature = "mocks")]

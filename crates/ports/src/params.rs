@@ -3,13 +3,16 @@
 //! binds a [`Param`] in its own encoding (its time and id formats).
 
 use chrono::{DateTime, Utc};
+use domain::fraud::{Action, Block, Prefix, Reason};
 use domain::{
     Attempt, DeliveryEvent, MessageId, MessageStatus, NewMessage, Verification, VerificationId,
     VerificationStatus,
 };
 use uuid::Uuid;
 
-use crate::{MessageFilter, UsageQuery, VerificationFilter};
+use crate::{
+    DecisionFilter, LoggedDecision, MessageFilter, SafeEntry, UsageQuery, VerificationFilter,
+};
 
 /// One parameter of a statement; `None` binds NULL.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,4 +192,75 @@ pub fn literals(names: impl IntoIterator<Item = &'static str>) -> String {
         .map(|name| format!("'{name}'"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Reasons as the stores keep them: a JSON array of `{code, detail}`, which the caller keeps
+/// while the parameters are bound.
+pub fn reasons_json(reasons: &[Reason]) -> String {
+    serde_json::to_string(reasons).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A block: `prefix`, `reasons` ([`reasons_json`] of its reasons), `codes`, `created_at`,
+/// `renewed_at`, `expires_at`, `manual`.
+pub fn block<'a>(block: &'a Block, reasons: &'a str) -> [Param<'a>; 7] {
+    [
+        Param::text(block.prefix.as_str()),
+        Param::text(reasons),
+        Param::Integer(Some(i64::try_from(block.codes).unwrap_or(i64::MAX))),
+        Param::time(block.created_at),
+        Param::time(block.renewed_at),
+        Param::Time(block.expires_at),
+        Param::Flag(block.is_manual()),
+    ]
+}
+
+/// A block's renewal: `prefix`, `codes`, `renewed_at`, `expires_at`.
+pub fn renewal(block: &Block) -> [Param<'_>; 4] {
+    [
+        Param::text(block.prefix.as_str()),
+        Param::Integer(Some(i64::try_from(block.codes).unwrap_or(i64::MAX))),
+        Param::time(block.renewed_at),
+        Param::Time(block.expires_at),
+    ]
+}
+
+/// A prefix lifted at a time: `prefix`, `now`.
+pub fn prefix_at(prefix: &Prefix, now: DateTime<Utc>) -> [Param<'_>; 2] {
+    [Param::text(prefix.as_str()), Param::time(now)]
+}
+
+/// A safe-list entry: `prefix`, `note`, `added_at`.
+pub fn safe_entry(entry: &SafeEntry) -> [Param<'_>; 3] {
+    [
+        Param::text(entry.prefix.as_str()),
+        Param::Text(entry.note.as_deref()),
+        Param::time(entry.added_at),
+    ]
+}
+
+/// A logged decision: `id`, `at`, `to`, `api_key`, `client_ip`, `verification_id`, `action`,
+/// `reasons` ([`reasons_json`] of its reasons).
+pub fn logged_decision<'a>(entry: &'a LoggedDecision, reasons: &'a str) -> [Param<'a>; 8] {
+    [
+        Param::id(entry.id),
+        Param::time(entry.at),
+        Param::text(entry.to.as_str()),
+        Param::text(&entry.api_key),
+        Param::Text(entry.client_ip.as_deref()),
+        Param::Id(entry.verification_id.map(|id| id.as_uuid())),
+        Param::text(entry.decision.action.as_str()),
+        Param::text(reasons),
+    ]
+}
+
+/// A page of the decision log: `action`, `since`, `until`, the cursor's `at` and `id`, `limit`.
+pub fn decision_filter(filter: &DecisionFilter) -> [Param<'_>; 6] {
+    [
+        Param::Text(filter.action.map(Action::as_str)),
+        Param::Time(filter.since),
+        Param::Time(filter.until),
+        Param::Time(filter.before.map(|cursor| cursor.at)),
+        Param::Id(filter.before.map(|cursor| cursor.id)),
+        Param::count(filter.limit),
+    ]
 }

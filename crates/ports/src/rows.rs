@@ -9,6 +9,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use domain::fraud::{Block, CodeCounts, Decision, Prefix, Reason, SignalKey};
 use domain::{
     Attempt, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price, Priority,
     Verification, VerificationId,
@@ -16,7 +17,8 @@ use domain::{
 use uuid::Uuid;
 
 use crate::{
-    ClaimToken, ClaimedMessage, ErrorCodeCount, QueueStats, StatusCount, StoreError, UsageGroup,
+    ClaimToken, ClaimedMessage, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry, StatusCount,
+    StoreError, UsageGroup,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -95,6 +97,15 @@ impl<'r, R: StoredRow> Columns<'r, R> {
     fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
         let value = self.row.time(column)?;
         self.required(column, value)
+    }
+
+    fn prefix(&self, column: &str) -> Result<Prefix, StoreError> {
+        self.parsed(column)
+    }
+
+    /// Reasons kept as a JSON array of `{code, detail}`.
+    fn reasons(&self, column: &str) -> Result<Vec<Reason>, StoreError> {
+        serde_json::from_str(&self.text(column)?).map_err(|error| self.corrupt(column, error))
     }
 
     fn phone_number(&self, column: &str) -> Result<PhoneNumber, StoreError> {
@@ -269,5 +280,65 @@ pub fn hourly_sends(row: &impl StoredRow) -> Result<HourlySends, StoreError> {
         hour: h.time("hour")?,
         sends: u64::try_from(sends)
             .map_err(|_| h.corrupt("sends", format!("{sends} is not a count")))?,
+    })
+}
+
+/// A row of `fraud_code_counts`: `scope`, `key`, `hour`, `sent`, `refused`, `checked`,
+/// `approved`.
+pub fn code_counts(row: &impl StoredRow) -> Result<(SignalKey, CodeCounts), StoreError> {
+    let c = Columns::of(row, "fraud_code_counts");
+    let key = SignalKey {
+        scope: c.parsed("scope")?,
+        value: c.text("key")?,
+    };
+    Ok((
+        key,
+        CodeCounts {
+            hour: c.time("hour")?,
+            sent: c.total("sent")?,
+            refused: c.total("refused")?,
+            checked: c.total("checked")?,
+            approved: c.total("approved")?,
+        },
+    ))
+}
+
+/// A row of `fraud_blocks`.
+pub fn block(row: &impl StoredRow) -> Result<Block, StoreError> {
+    let b = Columns::of(row, "fraud_blocks");
+    Ok(Block {
+        prefix: b.prefix("prefix")?,
+        reasons: b.reasons("reasons")?,
+        codes: b.total("codes")?,
+        created_at: b.time("created_at")?,
+        renewed_at: b.time("renewed_at")?,
+        expires_at: b.row.time("expires_at")?,
+    })
+}
+
+/// A row of `fraud_safe_list`.
+pub fn safe_entry(row: &impl StoredRow) -> Result<SafeEntry, StoreError> {
+    let e = Columns::of(row, "fraud_safe_list");
+    Ok(SafeEntry {
+        prefix: e.prefix("prefix")?,
+        note: e.optional_text("note")?,
+        added_at: e.time("added_at")?,
+    })
+}
+
+/// A row of `fraud_decisions`.
+pub fn logged_decision(row: &impl StoredRow) -> Result<LoggedDecision, StoreError> {
+    let d = Columns::of(row, "fraud_decisions");
+    Ok(LoggedDecision {
+        id: d.id("id")?,
+        at: d.time("at")?,
+        to: d.phone_number("to")?,
+        api_key: d.text("api_key")?,
+        client_ip: d.optional_text("client_ip")?,
+        verification_id: d.row.id("verification_id")?.map(VerificationId::from_uuid),
+        decision: Decision {
+            action: d.parsed("action")?,
+            reasons: d.reasons("reasons")?,
+        },
     })
 }

@@ -1,9 +1,9 @@
 //! Conformance tests every store adapter runs, so that PostgreSQL and SQLite behave the same.
 //!
 //! Each public `async fn` checks one behaviour of [`MessageStore`], [`VerificationStore`],
-//! [`RateLimiter`] or the reports on a fresh, empty store. An adapter runs them all with
-//! [`store_conformance_tests!`], which generates one `#[tokio::test]` per behaviour so that a
-//! failure names the behaviour:
+//! [`RateLimiter`], [`FraudStore`] or the reports on a fresh, empty store. An adapter runs them
+//! all with [`store_conformance_tests!`], which generates one `#[tokio::test]` per behaviour so
+//! that a failure names the behaviour:
 //!
 //! ```text
 //! async fn fresh_store() -> (SqliteStore, tempfile::TempDir) { /* ... */ }
@@ -28,18 +28,26 @@ use domain::{
 
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
-    MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor, VerificationFilter,
-    VerificationStore,
+    FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
+    VerificationFilter, VerificationStore,
 };
 
+mod fraud;
 mod reports;
+pub use fraud::*;
 pub use reports::*;
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
-pub trait StoreUnderTest: MessageStore + VerificationStore + RateLimiter + Clone + 'static {}
+pub trait StoreUnderTest:
+    MessageStore + VerificationStore + RateLimiter + FraudStore + Clone + 'static
+{
+}
 
-impl<S: MessageStore + VerificationStore + RateLimiter + Clone + 'static> StoreUnderTest for S {}
+impl<S: MessageStore + VerificationStore + RateLimiter + FraudStore + Clone + 'static>
+    StoreUnderTest for S
+{
+}
 
 /// Generates one `#[tokio::test]` per conformance behaviour. `$fresh` names an `async fn()`
 /// returning `(store, guard)`: a new, empty store and whatever must live as long as the test
@@ -111,6 +119,14 @@ macro_rules! store_conformance_tests {
             concurrent_sends_refused_by_their_number_use_nothing_of_the_api_key,
             a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them,
             country_sends_are_counted_per_hour,
+            // FraudStore
+            code_events_are_counted_per_key_in_the_hour_the_code_was_asked_for,
+            concurrent_code_counts_lose_none,
+            counts_older_than_the_baseline_are_forgotten,
+            a_block_is_placed_once_renewed_while_in_force_and_heals,
+            an_admins_block_is_never_overridden_by_the_guard_and_unblock_lifts_it,
+            the_safe_list_adds_replaces_and_removes_entries,
+            decisions_are_listed_newest_first_with_filters_and_cursor,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,

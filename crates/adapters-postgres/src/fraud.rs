@@ -1,0 +1,257 @@
+//! The fraud guard's signals and state on PostgreSQL ([`ports::FraudStore`]). The code counts,
+//! written for every code, go in batches (see `store_batch`); the rest is an admin's or a
+//! rare write.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::fraud::{Block, CodeCounts, CodeEvent, Prefix, SignalKey};
+use domain::pumping::hour_of;
+use ports::params::{self, Param};
+use ports::{rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, StoreError};
+use store_batch::BatchWrite;
+
+use crate::connections::Connections;
+use crate::rows::{all, execute, query, store_error};
+use crate::PgStore;
+
+/// One code's event, to count for each of its keys in one hour.
+pub(crate) struct CodeCount {
+    event: CodeEvent,
+    keys: Vec<SignalKey>,
+    hour: DateTime<Utc>,
+}
+
+/// `FraudStore::count_code`, in batches: every code of a country adds to one row per hour, so
+/// one by one they would wait for each other's commits. The rows are written in key order, so
+/// concurrent batches lock them in one order and never deadlock. The commit does not wait for
+/// its flush: a count lost to a server crash skews a judgement by one code (as the pumping
+/// alarm's counts, `rate_limits`).
+pub(crate) struct CodeCounter;
+
+impl BatchWrite for CodeCounter {
+    type Pool = Connections;
+    type Item = CodeCount;
+    type Output = ();
+
+    async fn write(
+        &self,
+        connections: &Connections,
+        counts: &[CodeCount],
+    ) -> Result<Vec<()>, StoreError> {
+        let (mut scopes, mut keys, mut hours) = (Vec::new(), Vec::new(), Vec::new());
+        let mut increments: [Vec<i64>; 4] = Default::default();
+        for count in counts {
+            for key in &count.keys {
+                scopes.push(key.scope.as_str());
+                keys.push(key.value.as_str());
+                hours.push(count.hour);
+                for (column, event) in increments.iter_mut().zip(EVENTS) {
+                    column.push(i64::from(count.event == event));
+                }
+            }
+        }
+        let [sent, refused, checked, approved] = increments;
+        let mut connection = connections.acquire().await?;
+        sqlx::query(
+            "WITH skip AS (SELECT set_config('synchronous_commit', 'off', true)), \
+             counts AS ( \
+                 SELECT scope, key, hour, sum(sent)::int8 AS sent, sum(refused)::int8 AS refused, \
+                        sum(checked)::int8 AS checked, sum(approved)::int8 AS approved \
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], \
+                             $4::int8[], $5::int8[], $6::int8[], $7::int8[]) \
+                     AS c (scope, key, hour, sent, refused, checked, approved) \
+                 GROUP BY scope, key, hour \
+             ) \
+             INSERT INTO fraud_code_counts (scope, key, hour, sent, refused, checked, approved) \
+             SELECT scope, key, hour, sent, refused, checked, approved FROM counts, skip \
+             ORDER BY scope COLLATE \"C\", key COLLATE \"C\", hour \
+             ON CONFLICT (scope, key, hour) DO UPDATE SET \
+                 sent = fraud_code_counts.sent + EXCLUDED.sent, \
+                 refused = fraud_code_counts.refused + EXCLUDED.refused, \
+                 checked = fraud_code_counts.checked + EXCLUDED.checked, \
+                 approved = fraud_code_counts.approved + EXCLUDED.approved",
+        )
+        .bind(scopes)
+        .bind(keys)
+        .bind(hours)
+        .bind(sent)
+        .bind(refused)
+        .bind(checked)
+        .bind(approved)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        connection.park();
+        Ok(vec![(); counts.len()])
+    }
+}
+
+/// The events in the order of the count columns.
+const EVENTS: [CodeEvent; 4] = [
+    CodeEvent::Sent,
+    CodeEvent::Refused,
+    CodeEvent::Checked,
+    CodeEvent::Approved,
+];
+
+/// The columns of `fraud_blocks` as `rows::block` reads them.
+const BLOCK_COLUMNS: &str =
+    "prefix, reasons::text AS reasons, codes, created_at, renewed_at, expires_at";
+
+#[async_trait]
+impl FraudStore for PgStore {
+    async fn count_code(
+        &self,
+        event: CodeEvent,
+        keys: &[SignalKey],
+        asked_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.batched
+            .code_counts
+            .write(CodeCount {
+                event,
+                keys,
+                hour: hour_of(asked_at),
+            })
+            .await
+    }
+
+    async fn code_counts(
+        &self,
+        keys: &[SignalKey],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SignalKey, CodeCounts)>, StoreError> {
+        let counts = sqlx::query(
+            "SELECT scope, key, hour, sent, refused, checked, approved FROM fraud_code_counts \
+             WHERE (scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+               AND hour >= $3 \
+             ORDER BY scope COLLATE \"C\", key COLLATE \"C\", hour",
+        )
+        .bind(
+            keys.iter()
+                .map(|key| key.scope.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            keys.iter()
+                .map(|key| key.value.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(since);
+        all(counts, &self.pool, rows::code_counts).await
+    }
+
+    async fn forget_counts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let forget = query(
+            "DELETE FROM fraud_code_counts WHERE hour < $1",
+            &[Param::time(before)],
+        );
+        execute(forget, &self.pool).await
+    }
+
+    async fn place_block(&self, block: &Block) -> Result<bool, StoreError> {
+        let reasons = params::reasons_json(&block.reasons);
+        let place = query(
+            "INSERT INTO fraud_blocks \
+                 (prefix, reasons, codes, created_at, renewed_at, expires_at, manual) \
+             VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7) \
+             ON CONFLICT (prefix) DO UPDATE SET \
+                 reasons = EXCLUDED.reasons, codes = EXCLUDED.codes, \
+                 created_at = EXCLUDED.created_at, renewed_at = EXCLUDED.renewed_at, \
+                 expires_at = EXCLUDED.expires_at, manual = EXCLUDED.manual \
+             WHERE EXCLUDED.manual \
+                OR (fraud_blocks.expires_at IS NOT NULL \
+                    AND fraud_blocks.expires_at <= EXCLUDED.created_at)",
+            &params::block(block, &reasons),
+        );
+        Ok(execute(place, &self.pool).await? == 1)
+    }
+
+    async fn renew_block(&self, block: &Block) -> Result<bool, StoreError> {
+        let renew = query(
+            "UPDATE fraud_blocks SET codes = $2, renewed_at = $3, expires_at = $4 \
+             WHERE prefix = $1 AND NOT manual \
+               AND expires_at IS NOT NULL AND expires_at > $3",
+            &params::renewal(block),
+        );
+        Ok(execute(renew, &self.pool).await? == 1)
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let lift = query(
+            "UPDATE fraud_blocks SET expires_at = $2 \
+             WHERE prefix = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            &params::prefix_at(prefix, now),
+        );
+        Ok(execute(lift, &self.pool).await? == 1)
+    }
+
+    async fn blocks(&self, now: DateTime<Utc>) -> Result<Vec<Block>, StoreError> {
+        let sql = format!(
+            "SELECT {BLOCK_COLUMNS} FROM fraud_blocks \
+             WHERE expires_at IS NULL OR expires_at > $1 \
+             ORDER BY prefix COLLATE \"C\""
+        );
+        all(query(&sql, &[Param::time(now)]), &self.pool, rows::block).await
+    }
+
+    async fn add_safe(&self, entry: &SafeEntry) -> Result<(), StoreError> {
+        let add = query(
+            "INSERT INTO fraud_safe_list (prefix, note, added_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (prefix) DO UPDATE SET note = EXCLUDED.note, added_at = EXCLUDED.added_at",
+            &params::safe_entry(entry),
+        );
+        execute(add, &self.pool).await?;
+        Ok(())
+    }
+
+    async fn remove_safe(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        let remove = query(
+            "DELETE FROM fraud_safe_list WHERE prefix = $1",
+            &[Param::text(prefix.as_str())],
+        );
+        Ok(execute(remove, &self.pool).await? == 1)
+    }
+
+    async fn safe_list(&self) -> Result<Vec<SafeEntry>, StoreError> {
+        let list = query(
+            "SELECT prefix, note, added_at FROM fraud_safe_list ORDER BY prefix COLLATE \"C\"",
+            &[],
+        );
+        all(list, &self.pool, rows::safe_entry).await
+    }
+
+    async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError> {
+        let reasons = params::reasons_json(&decision.decision.reasons);
+        let log = query(
+            r#"INSERT INTO fraud_decisions
+                   (id, at, "to", api_key, client_ip, verification_id, action, reasons)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)"#,
+            &params::logged_decision(decision, &reasons),
+        );
+        execute(log, &self.pool).await?;
+        Ok(())
+    }
+
+    async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {
+        let page = query(
+            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action,
+                      reasons::text AS reasons
+               FROM fraud_decisions
+               WHERE ($1::text IS NULL OR action = $1)
+                 AND ($2::timestamptz IS NULL OR at >= $2)
+                 AND ($3::timestamptz IS NULL OR at < $3)
+                 AND ($4::timestamptz IS NULL OR (at, id) < ($4, $5::uuid))
+               ORDER BY at DESC, id DESC
+               LIMIT $6"#,
+            &params::decision_filter(filter),
+        );
+        all(page, &self.pool, rows::logged_decision).await
+    }
+}

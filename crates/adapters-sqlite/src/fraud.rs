@@ -1,0 +1,184 @@
+//! The fraud guard's signals and state on SQLite ([`ports::FraudStore`]). A code's counts are
+//! one upsert of all its keys, read from a JSON array; every write goes through the writer
+//! connection.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::fraud::{Block, CodeCounts, CodeEvent, Prefix, SignalKey};
+use domain::pumping::hour_of;
+use ports::params::{self, Param};
+use ports::{rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, StoreError};
+
+use crate::rows::{all, execute, query};
+use crate::SqliteStore;
+
+/// The upsert that counts `event` for each `[scope, key]` of the JSON array `$1` in the hour
+/// `$2`. The column is named by the event (a fixed name, never input). `WHERE true` tells
+/// SQLite's parser that `ON CONFLICT` belongs to the insert, not to a join.
+fn count_sql(event: CodeEvent) -> String {
+    let column = event.as_str();
+    format!(
+        "INSERT INTO fraud_code_counts (scope, key, hour, {column}) \
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), $2, 1 \
+         FROM json_each($1) WHERE true \
+         ON CONFLICT (scope, key, hour) DO UPDATE SET {column} = {column} + 1"
+    )
+}
+
+/// Keys as one JSON array of `[scope, key]` pairs.
+fn json_keys(keys: &[SignalKey]) -> String {
+    serde_json::Value::from(
+        keys.iter()
+            .map(|key| serde_json::json!([key.scope.as_str(), key.value]))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+#[async_trait]
+impl FraudStore for SqliteStore {
+    async fn count_code(
+        &self,
+        event: CodeEvent,
+        keys: &[SignalKey],
+        asked_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sql = count_sql(event);
+        let keys = json_keys(&keys);
+        let count = query(&sql, &[Param::text(&keys), Param::time(hour_of(asked_at))]);
+        execute(count, &self.writer).await?;
+        Ok(())
+    }
+
+    async fn code_counts(
+        &self,
+        keys: &[SignalKey],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SignalKey, CodeCounts)>, StoreError> {
+        let keys = json_keys(keys);
+        let counts = query(
+            "SELECT scope, key, hour, sent, refused, checked, approved FROM fraud_code_counts \
+             WHERE (scope, key) IN ( \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
+                 FROM json_each($1)) \
+               AND hour >= $2 \
+             ORDER BY scope, key, hour",
+            &[Param::text(&keys), Param::time(since)],
+        );
+        all(counts, &self.pool, rows::code_counts).await
+    }
+
+    async fn forget_counts(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let forget = query(
+            "DELETE FROM fraud_code_counts WHERE hour < $1",
+            &[Param::time(before)],
+        );
+        execute(forget, &self.writer).await
+    }
+
+    async fn place_block(&self, block: &Block) -> Result<bool, StoreError> {
+        let reasons = params::reasons_json(&block.reasons);
+        let place = query(
+            "INSERT INTO fraud_blocks \
+                 (prefix, reasons, codes, created_at, renewed_at, expires_at, manual) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (prefix) DO UPDATE SET \
+                 reasons = excluded.reasons, codes = excluded.codes, \
+                 created_at = excluded.created_at, renewed_at = excluded.renewed_at, \
+                 expires_at = excluded.expires_at, manual = excluded.manual \
+             WHERE excluded.manual \
+                OR (fraud_blocks.expires_at IS NOT NULL \
+                    AND fraud_blocks.expires_at <= excluded.created_at)",
+            &params::block(block, &reasons),
+        );
+        Ok(execute(place, &self.writer).await? == 1)
+    }
+
+    async fn renew_block(&self, block: &Block) -> Result<bool, StoreError> {
+        let renew = query(
+            "UPDATE fraud_blocks SET codes = $2, renewed_at = $3, expires_at = $4 \
+             WHERE prefix = $1 AND NOT manual \
+               AND expires_at IS NOT NULL AND expires_at > $3",
+            &params::renewal(block),
+        );
+        Ok(execute(renew, &self.writer).await? == 1)
+    }
+
+    async fn unblock(&self, prefix: &Prefix, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let lift = query(
+            "UPDATE fraud_blocks SET expires_at = $2 \
+             WHERE prefix = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            &params::prefix_at(prefix, now),
+        );
+        Ok(execute(lift, &self.writer).await? == 1)
+    }
+
+    async fn blocks(&self, now: DateTime<Utc>) -> Result<Vec<Block>, StoreError> {
+        let blocks = query(
+            "SELECT prefix, reasons, codes, created_at, renewed_at, expires_at FROM fraud_blocks \
+             WHERE expires_at IS NULL OR expires_at > $1 \
+             ORDER BY prefix",
+            &[Param::time(now)],
+        );
+        all(blocks, &self.pool, rows::block).await
+    }
+
+    async fn add_safe(&self, entry: &SafeEntry) -> Result<(), StoreError> {
+        let add = query(
+            "INSERT INTO fraud_safe_list (prefix, note, added_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (prefix) DO UPDATE SET note = excluded.note, added_at = excluded.added_at",
+            &params::safe_entry(entry),
+        );
+        execute(add, &self.writer).await?;
+        Ok(())
+    }
+
+    async fn remove_safe(&self, prefix: &Prefix) -> Result<bool, StoreError> {
+        let remove = query(
+            "DELETE FROM fraud_safe_list WHERE prefix = $1",
+            &[Param::text(prefix.as_str())],
+        );
+        Ok(execute(remove, &self.writer).await? == 1)
+    }
+
+    async fn safe_list(&self) -> Result<Vec<SafeEntry>, StoreError> {
+        let list = query(
+            "SELECT prefix, note, added_at FROM fraud_safe_list ORDER BY prefix",
+            &[],
+        );
+        all(list, &self.pool, rows::safe_entry).await
+    }
+
+    async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError> {
+        let reasons = params::reasons_json(&decision.decision.reasons);
+        let log = query(
+            r#"INSERT INTO fraud_decisions
+                   (id, at, "to", api_key, client_ip, verification_id, action, reasons)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+            &params::logged_decision(decision, &reasons),
+        );
+        execute(log, &self.writer).await?;
+        Ok(())
+    }
+
+    async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {
+        let page = query(
+            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action, reasons
+               FROM fraud_decisions
+               WHERE ($1 IS NULL OR action = $1)
+                 AND ($2 IS NULL OR at >= $2)
+                 AND ($3 IS NULL OR at < $3)
+                 AND ($4 IS NULL OR (at, id) < ($4, $5))
+               ORDER BY at DESC, id DESC
+               LIMIT $6"#,
+            &params::decision_filter(filter),
+        );
+        all(page, &self.pool, rows::logged_decision).await
+    }
+}

@@ -1,0 +1,120 @@
+//! The fraud guard's shared state: the signals every instance counts (codes sent, refused,
+//! checked, approved, per hour and key), the blocks it places, the safe list and the decision
+//! log. All of it lives in the database so that instances judge alike, and an admin's change
+//! reaches every instance at its next read.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::fraud::{Action, Block, CodeCounts, CodeEvent, Decision, Prefix, SignalKey};
+use domain::{PhoneNumber, VerificationId};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A safe-list entry: a whole number or a prefix the guard never blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeEntry {
+    pub prefix: Prefix,
+    /// Why it is there, in the admin's words.
+    pub note: Option<String>,
+    pub added_at: DateTime<Utc>,
+}
+
+/// One decision of the guard, as the log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedDecision {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub to: PhoneNumber,
+    pub api_key: String,
+    pub client_ip: Option<String>,
+    /// The verification the request started or reused, when a code went.
+    pub verification_id: Option<VerificationId>,
+    pub decision: Decision,
+}
+
+/// Where a page of the decision log ends: the last entry of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionCursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// A page of the decision log, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionFilter {
+    pub action: Option<Action>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    pub before: Option<DecisionCursor>,
+    pub limit: u32,
+}
+
+/// The fraud guard's signals and state, shared by every instance.
+///
+/// The hot path is [`FraudStore::count_code`], once per code: one write (a batched upsert)
+/// whatever the number of keys. Reads are meant to be cached by the caller for about a second:
+/// [`FraudStore::code_counts`] of the keys of a request, [`FraudStore::blocks`] and
+/// [`FraudStore::safe_list`] whole.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the database fails; [`StoreError::Corrupt`] when a stored
+/// row does not read back.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait FraudStore: Send + Sync {
+    /// Counts `event` once for each of `keys` in the hour `asked_at` is in (the hour the code
+    /// was asked for, also for a check or an approval that comes later), as one write.
+    async fn count_code(
+        &self,
+        event: CodeEvent,
+        keys: &[SignalKey],
+        asked_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The hourly counts of each of `keys`, for the hours starting at or after `since`, by key
+    /// then oldest first; hours without codes are left out.
+    async fn code_counts(
+        &self,
+        keys: &[SignalKey],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SignalKey, CodeCounts)>, StoreError>;
+
+    /// Forgets the counts of the hours starting before `before` (older than any baseline);
+    /// how many hourly rows went.
+    async fn forget_counts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Places `block`, replacing whatever its prefix held before, unless a block is in force on
+    /// the prefix at `block.created_at` and `block` is the guard's (not [`Block::is_manual`]):
+    /// instances that find the same bad traffic at once place one block, and the guard never
+    /// overrides an admin's. Whether `block` was placed.
+    async fn place_block(&self, block: &Block) -> Result<bool, StoreError>;
+
+    /// Renews the guard's block on `block.prefix` to `block`'s codes, renewal time and expiry,
+    /// if it is still in force at `block.renewed_at` (neither healed nor lifted by an admin
+    /// meanwhile). Whether it was renewed.
+    async fn renew_block(&self, block: &Block) -> Result<bool, StoreError>;
+
+    /// Lifts the block in force on exactly `prefix` at `now`. Whether there was one.
+    async fn unblock(&self, prefix: &Prefix, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Every block in force at `now`, by prefix.
+    async fn blocks(&self, now: DateTime<Utc>) -> Result<Vec<Block>, StoreError>;
+
+    /// Adds `entry` to the safe list, or replaces the note and time of its prefix's entry.
+    async fn add_safe(&self, entry: &SafeEntry) -> Result<(), StoreError>;
+
+    /// Removes exactly `prefix` from the safe list. Whether it was on it.
+    async fn remove_safe(&self, prefix: &Prefix) -> Result<bool, StoreError>;
+
+    /// The safe list, by prefix.
+    async fn safe_list(&self) -> Result<Vec<SafeEntry>, StoreError>;
+
+    /// Appends a decision to the log.
+    async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError>;
+
+    /// A page of the log, newest first (by time, then id).
+    async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError>;
+}

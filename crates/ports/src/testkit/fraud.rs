@@ -1,0 +1,375 @@
+//! Conformance tests of [`FraudStore`]: the guard's counts, blocks, safe list and decision
+//! log behave alike on every store.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::fraud::{
+    Action, Block, BlockPeriod, CodeCounts, CodeEvent, Decision, Prefix, Prefixes, Reason,
+    ReasonCode, SignalKey,
+};
+use domain::VerificationId;
+use uuid::Uuid;
+
+use super::{phone, t0, StoreUnderTest};
+use crate::{DecisionCursor, DecisionFilter, LoggedDecision, SafeEntry};
+
+fn hours(n: i64) -> TimeDelta {
+    TimeDelta::hours(n)
+}
+
+fn prefix(text: &str) -> Prefix {
+    Prefix::parse(text).unwrap()
+}
+
+/// The keys of a code to `+447700900123` for the `auth` API key from one address.
+fn keys() -> Vec<SignalKey> {
+    let to = phone("+447700900123");
+    let prefixes = Prefixes::of(&to);
+    vec![
+        SignalKey::country_of(&to),
+        SignalKey::prefix(&prefixes.narrow),
+        SignalKey::prefix(&prefixes.wide),
+        SignalKey::api_key("auth"),
+        SignalKey::client_ip("203.0.113.7"),
+    ]
+}
+
+async fn counts_by_key<S: StoreUnderTest>(
+    store: &S,
+    keys: &[SignalKey],
+    since: DateTime<Utc>,
+) -> HashMap<SignalKey, Vec<CodeCounts>> {
+    let mut by_key: HashMap<SignalKey, Vec<CodeCounts>> = HashMap::new();
+    for (key, counts) in store.code_counts(keys, since).await.unwrap() {
+        by_key.entry(key).or_default().push(counts);
+    }
+    by_key
+}
+
+pub async fn code_events_are_counted_per_key_in_the_hour_the_code_was_asked_for<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    // t0 is 12:00: two codes in the 11:00 hour, three in the 12:00 one.
+    for at in [-3_600, -1, 0, 1_800, 3_599] {
+        store
+            .count_code(CodeEvent::Sent, &keys(), t0() + TimeDelta::seconds(at))
+            .await
+            .unwrap();
+    }
+    // A check and an approval come later but count for the 11:00 code they concern; a code
+    // refused counts apart.
+    store
+        .count_code(CodeEvent::Checked, &keys(), t0() - TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    store
+        .count_code(CodeEvent::Approved, &keys(), t0() - TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    store
+        .count_code(CodeEvent::Refused, &keys()[..3], t0())
+        .await
+        .unwrap();
+    // Another number's codes are counted under its own keys only.
+    let elsewhere = vec![SignalKey::prefix(&prefix("+15551234"))];
+    store
+        .count_code(CodeEvent::Sent, &elsewhere, t0())
+        .await
+        .unwrap();
+
+    let by_key = counts_by_key(&store, &keys(), t0() - hours(1)).await;
+    let earlier = CodeCounts {
+        sent: 2,
+        checked: 1,
+        approved: 1,
+        ..CodeCounts::at(t0() - hours(1))
+    };
+    for (index, key) in keys().iter().enumerate() {
+        let refused = u64::from(index < 3);
+        assert_eq!(
+            by_key[key],
+            [
+                earlier,
+                CodeCounts {
+                    sent: 3,
+                    refused,
+                    ..CodeCounts::at(t0())
+                }
+            ],
+            "{key}"
+        );
+    }
+    assert_eq!(by_key.len(), keys().len());
+    // Only the hours from `since`.
+    let recent = counts_by_key(&store, &keys()[..1], t0()).await;
+    assert_eq!(recent[&keys()[0]].len(), 1);
+    assert!(store
+        .code_counts(&[SignalKey::api_key("nobody")], t0() - hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn concurrent_code_counts_lose_none<S: StoreUnderTest>(store: S) {
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let event = if n % 4 == 0 {
+                    CodeEvent::Checked
+                } else {
+                    CodeEvent::Sent
+                };
+                store.count_code(event, &keys(), t0()).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let by_key = counts_by_key(&store, &keys(), t0()).await;
+    for key in keys() {
+        assert_eq!(
+            by_key[&key],
+            [CodeCounts {
+                sent: 30,
+                checked: 10,
+                ..CodeCounts::at(t0())
+            }],
+            "{key}"
+        );
+    }
+}
+
+pub async fn counts_older_than_the_baseline_are_forgotten<S: StoreUnderTest>(store: S) {
+    for hours_ago in [0, 1, 24 * 15] {
+        store
+            .count_code(CodeEvent::Sent, &keys()[..1], t0() - hours(hours_ago))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.forget_counts(t0() - hours(24 * 14)).await.unwrap(), 1);
+    let left = counts_by_key(&store, &keys()[..1], t0() - hours(24 * 30)).await;
+    assert_eq!(
+        left[&keys()[0]]
+            .iter()
+            .map(|counts| counts.hour)
+            .collect::<Vec<_>>(),
+        [t0() - hours(1), t0()]
+    );
+}
+
+fn guard_block(prefix_text: &str, at: DateTime<Utc>) -> Block {
+    Block::new(
+        prefix(prefix_text),
+        vec![
+            Reason::new(ReasonCode::PrefixLowConversion, "0 of 40 codes checked"),
+            Reason::new(ReasonCode::PrefixSurge, "40 codes in the last hour"),
+        ],
+        40,
+        at,
+        BlockPeriod::default(),
+    )
+}
+
+pub async fn a_block_is_placed_once_renewed_while_in_force_and_heals<S: StoreUnderTest>(store: S) {
+    let block = guard_block("+447700900", t0());
+    assert!(store.place_block(&block).await.unwrap());
+    // Another instance finding the same traffic a moment later places nothing new.
+    let again = guard_block("+447700900", t0() + TimeDelta::seconds(1));
+    assert!(!store.place_block(&again).await.unwrap());
+    assert_eq!(
+        store.blocks(t0()).await.unwrap(),
+        std::slice::from_ref(&block)
+    );
+
+    let renewed = block
+        .renewed(25, t0() + hours(2), BlockPeriod::default())
+        .unwrap();
+    assert!(store.renew_block(&renewed).await.unwrap());
+    assert_eq!(
+        store.blocks(t0() + hours(13)).await.unwrap(),
+        std::slice::from_ref(&renewed)
+    );
+
+    // Healed at its expiry: no longer listed, no longer renewable, placeable afresh.
+    let healed_at = t0() + hours(14);
+    assert!(store.blocks(healed_at).await.unwrap().is_empty());
+    let late = Block {
+        renewed_at: healed_at,
+        expires_at: Some(healed_at + hours(12)),
+        ..renewed
+    };
+    assert!(!store.renew_block(&late).await.unwrap());
+    let fresh = guard_block("+447700900", healed_at);
+    assert!(store.place_block(&fresh).await.unwrap());
+    assert_eq!(store.blocks(healed_at).await.unwrap(), [fresh]);
+}
+
+pub async fn an_admins_block_is_never_overridden_by_the_guard_and_unblock_lifts_it<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let guard = guard_block("+447700900", t0());
+    assert!(store.place_block(&guard).await.unwrap());
+    // An admin's block replaces the guard's, in force until lifted.
+    let manual = Block::manual(
+        prefix("+447700900"),
+        "fraud report #12",
+        t0() + hours(1),
+        None,
+    );
+    assert!(store.place_block(&manual).await.unwrap());
+    let other = Block::manual(
+        prefix("+44"),
+        "all of GB for a day",
+        t0(),
+        Some(t0() + hours(24)),
+    );
+    assert!(store.place_block(&other).await.unwrap());
+    assert_eq!(
+        store.blocks(t0() + hours(23)).await.unwrap(),
+        [other.clone(), manual.clone()]
+    );
+    // The guard neither replaces nor renews it.
+    assert!(!store
+        .place_block(&guard_block("+447700900", t0() + hours(2)))
+        .await
+        .unwrap());
+    let renewal = Block {
+        renewed_at: t0() + hours(2),
+        expires_at: Some(t0() + hours(14)),
+        ..manual.clone()
+    };
+    assert!(!store.renew_block(&renewal).await.unwrap());
+
+    assert!(store
+        .unblock(&prefix("+447700900"), t0() + hours(3))
+        .await
+        .unwrap());
+    assert!(!store
+        .unblock(&prefix("+447700900"), t0() + hours(3))
+        .await
+        .unwrap());
+    assert!(!store.unblock(&prefix("+4477"), t0()).await.unwrap());
+    assert_eq!(store.blocks(t0() + hours(3)).await.unwrap(), [other]);
+    // An instance that still saw a guard's block before its lift cannot bring it back.
+    let lifted = guard_block("+33612345", t0());
+    assert!(store.place_block(&lifted).await.unwrap());
+    assert!(store
+        .unblock(&lifted.prefix, t0() + hours(3))
+        .await
+        .unwrap());
+    let stale = lifted
+        .renewed(30, t0() + hours(4), BlockPeriod::default())
+        .unwrap();
+    assert!(!store.renew_block(&stale).await.unwrap());
+    assert_eq!(store.blocks(t0() + hours(4)).await.unwrap().len(), 1);
+}
+
+pub async fn the_safe_list_adds_replaces_and_removes_entries<S: StoreUnderTest>(store: S) {
+    let number = SafeEntry {
+        prefix: prefix("+15551234567"),
+        note: Some("QA phone".into()),
+        added_at: t0(),
+    };
+    let range = SafeEntry {
+        prefix: prefix("+4477009"),
+        note: None,
+        added_at: t0(),
+    };
+    store.add_safe(&number).await.unwrap();
+    store.add_safe(&range).await.unwrap();
+    let renamed = SafeEntry {
+        note: Some("partner range".into()),
+        added_at: t0() + hours(1),
+        ..range.clone()
+    };
+    store.add_safe(&renamed).await.unwrap();
+    assert_eq!(
+        store.safe_list().await.unwrap(),
+        [number.clone(), renamed.clone()]
+    );
+    assert!(store.remove_safe(&number.prefix).await.unwrap());
+    assert!(!store.remove_safe(&number.prefix).await.unwrap());
+    assert_eq!(store.safe_list().await.unwrap(), [renamed]);
+}
+
+fn logged(at: DateTime<Utc>, action: Action) -> LoggedDecision {
+    let reasons = match action {
+        Action::Allow => Vec::new(),
+        _ => vec![Reason::new(
+            ReasonCode::LineType,
+            "premium_rate numbers are refused",
+        )],
+    };
+    LoggedDecision {
+        id: Uuid::new_v4(),
+        at,
+        to: phone("+449012345678"),
+        api_key: "auth".into(),
+        client_ip: (action == Action::Block).then(|| "203.0.113.7".to_owned()),
+        verification_id: (action != Action::Block).then(VerificationId::generate),
+        decision: Decision { action, reasons },
+    }
+}
+
+pub async fn decisions_are_listed_newest_first_with_filters_and_cursor<S: StoreUnderTest>(
+    store: S,
+) {
+    let entries = [
+        logged(t0(), Action::Block),
+        logged(t0() + hours(1), Action::Monitor),
+        logged(t0() + hours(2), Action::Block),
+        logged(t0() + hours(3), Action::Allow),
+    ];
+    for entry in &entries {
+        store.log_decision(entry).await.unwrap();
+    }
+    let all = DecisionFilter {
+        action: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 10,
+    };
+    let newest_first: Vec<LoggedDecision> = entries.iter().rev().cloned().collect();
+    assert_eq!(store.decisions(&all).await.unwrap(), newest_first);
+
+    let blocks = DecisionFilter {
+        action: Some(Action::Block),
+        ..all.clone()
+    };
+    assert_eq!(
+        store.decisions(&blocks).await.unwrap(),
+        [entries[2].clone(), entries[0].clone()]
+    );
+    let window = DecisionFilter {
+        since: Some(t0() + hours(1)),
+        until: Some(t0() + hours(3)),
+        ..all.clone()
+    };
+    assert_eq!(
+        store.decisions(&window).await.unwrap(),
+        [entries[2].clone(), entries[1].clone()]
+    );
+    let first_page = DecisionFilter {
+        limit: 2,
+        ..all.clone()
+    };
+    let page = store.decisions(&first_page).await.unwrap();
+    assert_eq!(page, newest_first[..2]);
+    let last = page.last().unwrap();
+    let next = DecisionFilter {
+        before: Some(DecisionCursor {
+            at: last.at,
+            id: last.id,
+        }),
+        ..first_page
+    };
+    assert_eq!(store.decisions(&next).await.unwrap(), newest_first[2..]);
+}
