@@ -1,6 +1,7 @@
 //! Tidy checks on the workspace itself, as ordinary tests so that `cargo xtask test` runs them:
 //! every `.rs` file opens with a `//!` saying why it exists, crates depend only on what the dependency rule
-//! allows, and no `dbg!` or `todo!` is left under `crates/`.
+//! allows, no `dbg!` or `todo!` is left under `crates/`, and ARCHITECTURE.md stays a short map
+//! that names every crate and folder of `app`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -376,4 +377,68 @@ fn relative(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// ARCHITECTURE.md is a map a reader takes in at once, not a diary: a ceiling on its length,
+/// and every folder that holds code named in it, so that the map and the tree agree.
+const ARCHITECTURE_MAX_LINES: usize = 150;
+
+/// The folders the codemap must name: each crate, and each module folder of `app`.
+fn mapped_folders(root: &Path) -> Vec<String> {
+    let mut folders = Vec::new();
+    for (parent, prefix) in [("crates", "crates/"), ("crates/app/src", "crates/app/src/")] {
+        let Ok(entries) = fs::read_dir(root.join(parent)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                folders.push(format!("{prefix}{}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    folders.sort();
+    folders
+}
+
+fn architecture_problems(map: &str, folders: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let lines = map.lines().count();
+    if lines > ARCHITECTURE_MAX_LINES {
+        problems.push(format!(
+            "ARCHITECTURE.md has {lines} lines, more than {ARCHITECTURE_MAX_LINES}: keep it a map, move history to docs/"
+        ));
+    }
+    for folder in folders {
+        if !map.contains(&format!("`{folder}`")) {
+            problems.push(format!(
+                "ARCHITECTURE.md's codemap does not name `{folder}`"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_architecture_check_finds_a_long_map_and_an_unnamed_folder() {
+    let folders = ["crates/domain".to_owned(), "crates/app/src/http".to_owned()];
+    let long =
+        "line\n".repeat(ARCHITECTURE_MAX_LINES + 1) + "`crates/domain` `crates/app/src/http`";
+    assert_eq!(architecture_problems(&long, &folders).len(), 1);
+    assert_eq!(
+        architecture_problems("`crates/domain`", &folders),
+        ["ARCHITECTURE.md's codemap does not name `crates/app/src/http`"]
+    );
+    assert!(architecture_problems("`crates/domain`, `crates/app/src/http`", &folders).is_empty());
+}
+
+#[test]
+fn architecture_md_is_a_short_map_naming_every_crate_and_app_folder() {
+    let root = workspace_root();
+    let folders = mapped_folders(&root);
+    assert!(
+        folders.iter().any(|folder| folder == "crates/app/src/http"),
+        "the walk found no folder of crates/app/src: {folders:?}"
+    );
+    let problems = architecture_problems(&read(&root.join("ARCHITECTURE.md")), &folders);
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }

@@ -14,10 +14,8 @@ use crate::verifications::{Checks, Creates};
 
 /// Statements of one kind in flight at once, and how long a writer under load waits for more
 /// writes: under load the writes of a burst reach a writer a few at a time, and a statement
-/// costs PostgreSQL about the same for a few rows as for many. On the benchmark machine,
-/// lingering 1 ms raised verifications started from 630-720/s to 860-890/s and accepted
-/// messages from 1,520-1,670/s to 1,770-1,950/s, and brought the p99 latency at 1,000
-/// messages/s from 31-56 ms down to 19-28 ms: less CPU spent per write left more for the rest.
+/// costs PostgreSQL about the same for a few rows as for many, so less CPU spent per write
+/// leaves more for the rest (`docs/performance.md`, "Lingering writers").
 const WRITERS: Writers = Writers {
     count: 2,
     linger: Duration::from_millis(1),

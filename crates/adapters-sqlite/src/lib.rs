@@ -47,8 +47,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write, one at a time: with two connections writing, the one that finds the lock
     /// taken sleeps in SQLite's busy handler (1, 2, 5 ... 100 ms) instead of being woken when
-    /// it is free. On the benchmark machine the dispatcher's claims and finishes, contending so,
-    /// sent 1,617 SMS/s at a ceiling of 2,000.
+    /// it is free, which held the dispatcher well under the provider's ceiling
+    /// (`docs/performance.md`, "SQLite's one writer").
     writer: SqlitePool,
     batched: Arc<writes::Batched>,
 }

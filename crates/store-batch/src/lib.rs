@@ -3,12 +3,11 @@
 //! on its own once its row is durable.
 //!
 //! Why: a write on its own costs the database a statement, a commit and a flush, and costs the
-//! driver a connection check-out (sqlx pings a PostgreSQL connection on its return). On the
-//! benchmark machine (2 cores shared by the service, the load generator and the database) one
-//! statement per accepted message kept PostgreSQL on a whole core at 2,665 messages/s, and the
-//! dispatcher's finishes, which arrive in bursts when a batch of sends comes back, waited 13 ms
-//! (median) for a connection. Here a burst is one write: its cost shrinks as load grows, and an
-//! idle service still writes at once (a batch is whatever is waiting, even one row).
+//! driver a connection check-out (sqlx pings a PostgreSQL connection on its return), and the
+//! dispatcher's finishes arrive in bursts when a batch of sends comes back
+//! (`docs/performance.md`, "Group commit"). Here a burst is one write: its cost shrinks as load
+//! grows, and an idle service still writes at once (a batch is whatever is waiting, even one
+//! row).
 //!
 //! This crate knows no database: an adapter says how to write a batch ([`BatchWrite`]) on its
 //! own connection pool. It depends on `ports` (for [`StoreError`]) and tokio, nothing else.

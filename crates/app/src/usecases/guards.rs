@@ -188,9 +188,9 @@ impl SendGuards {
     }
 
     /// Counts a code queued for `to`, for the pumping alarm's usual rates, in the background:
-    /// the code is already on its way, so the answer does not wait for the count (on the
-    /// benchmark machine, waiting cost 12-16% of the verifications started per second), and a
-    /// count lost to a failure or a crash skews nothing (a failure is logged).
+    /// the code is already on its way, so the answer does not wait for the count (waiting cost
+    /// throughput: `docs/performance.md`), and a count lost to a failure or a crash skews
+    /// nothing (a failure is logged).
     pub fn record(&self, to: &PhoneNumber, now: DateTime<Utc>) {
         let (limiter, calling_code) = (self.limiter.clone(), to.calling_code());
         tokio::spawn(async move {
