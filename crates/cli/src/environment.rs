@@ -1,7 +1,6 @@
 //! What every command starts from: the configuration, the CLI's logging, and the wired
 //! adapters; and the two commands that are nothing more (`serve`, `migrate`).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,30 +16,12 @@ pub fn configuration(sending: Sending) -> anyhow::Result<Config> {
     Config::from_env_for(sending).context("invalid configuration")
 }
 
-/// Logs go to stderr, so that stdout carries only results: readable lines (coloured only on a
-/// terminal, and never with `NO_COLOR`), or JSON with `LOG_FORMAT=json` as the service writes
-/// them. Quiet by default, but for the console provider's lines: without Twilio, they are how a
-/// code or message is seen.
+/// Logs go to stderr, so that stdout carries only results, in the service's `LOG_FORMAT`.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,app::providers::console=info")
-    });
-    let colours = app::observability::telemetry::colours(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
+    app::observability::telemetry::init_for(
+        format,
+        app::observability::telemetry::Audience::Operator,
     );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colours);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().without_time().try_init(),
-    };
 }
 
 /// Configuration, logging and the wired adapters, for the commands that use the database.

@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::io::IsTerminal;
 
 use tracing_subscriber::filter::Directive;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::wiring::config::LogFormat;
@@ -13,28 +14,55 @@ use crate::wiring::config::LogFormat;
 /// `RUST_LOG` says, since the operator cannot call the API without it.
 pub const API_KEY_TARGET: &str = "sms_notify::api_key";
 
-/// Installs the global subscriber, writing to stdout. `RUST_LOG` overrides the default level.
+/// Who reads the log, which decides where it goes and how much it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The service's log, on stdout: `info` and up.
+    Service,
+    /// An operator command's, on stderr so that stdout carries only results: quiet but for the
+    /// console provider's lines (without Twilio, they are how a code or message is seen), and
+    /// without times, which a person at a terminal does not need.
+    Operator,
+}
+
+/// Installs the global subscriber for the service. `RUST_LOG` overrides the default level.
 pub fn init(format: LogFormat) {
+    init_for(format, Audience::Service);
+}
+
+/// Installs the global subscriber for `audience`. `RUST_LOG` overrides the default level.
+pub fn init_for(format: LogFormat, audience: Audience) {
+    let (default_filter, is_terminal, writer) = match audience {
+        Audience::Service => (
+            "info,sqlx=warn,tower_http=info",
+            std::io::stdout().is_terminal(),
+            BoxMakeWriter::new(std::io::stdout),
+        ),
+        Audience::Operator => (
+            "warn,app::providers::console=info",
+            std::io::stderr().is_terminal(),
+            BoxMakeWriter::new(std::io::stderr),
+        ),
+    };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"))
+        .unwrap_or_else(|_| EnvFilter::new(default_filter))
         .add_directive(api_key_directive());
-    let colours = colours(
-        std::io::stdout().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    );
+    let colours = colours(is_terminal, std::env::var_os("NO_COLOR").as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(colours);
     // `try_init` so that a second call (tests, the CLI) is harmless.
-    let _ = match format {
+    let _ = match (format, audience) {
         // The request's span (its id, API key name, route) once per line: the list of enclosing
         // spans would repeat it, doubling every line.
-        LogFormat::Json => builder
+        (LogFormat::Json, _) => builder
             .json()
             .flatten_event(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        (LogFormat::Pretty, Audience::Service) => builder.compact().try_init(),
+        (LogFormat::Pretty, Audience::Operator) => builder.compact().without_time().try_init(),
     };
 }
 
