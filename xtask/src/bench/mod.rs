@@ -25,17 +25,18 @@ use service::{FreshStore, Service, StoreKind};
 
 /// Twilio's answer time in every scenario but the filling of a backlog.
 const TWILIO_LATENCY: Duration = Duration::from_millis(100);
-/// Provider calls in flight: with `TWILIO_LATENCY`, a ceiling of 2,000 SMS/s.
+/// Provider calls in flight: with `TWILIO_LATENCY`, the dispatch ceiling is this many calls
+/// per latency.
 const DISPATCH_CONCURRENCY: u32 = 200;
 const SENDER_MPS: u32 = 50;
 /// Keep-alive connections of the closed-loop runs: enough to keep both cores busy, as a fleet
-/// of client instances would. With 32 (sessions 1-5), figure 2 left a sixth of the machine
-/// idle: each request waits on three writes in a row, and the batches of group commit stayed
-/// small. The idle share of each run is reported beside its figure.
+/// of client instances would: each verification waits on three writes in a row, and with few
+/// connections the batches of group commit stay small (`docs/performance.md`). The idle share
+/// of each run is reported beside its figure.
 const CONNECTIONS: usize = 128;
 /// Figure 2 is also reported at the earlier count, for comparison.
 const FEW_CONNECTIONS: usize = 32;
-/// The open-loop rate of figure 1's latency.
+/// Requests per second of the open-loop run that measures the API's latency.
 const LATENCY_RATE: f64 = 1_000.0;
 /// Between two codes of figure 5, so that each finds the dispatcher idle (the last send over).
 const CODE_SPACING: Duration = Duration::from_millis(150);
