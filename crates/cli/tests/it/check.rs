@@ -51,6 +51,13 @@ fn columns(line: &str) -> Vec<&str> {
         .collect()
 }
 
+impl Row {
+    /// The fix under the row; empty when there is none, which no expected fix matches.
+    fn fix_text(&self) -> &str {
+        self.fix.as_deref().unwrap_or_default()
+    }
+}
+
 #[track_caller]
 fn row<'a>(rows: &'a [Row], part: &str) -> &'a Row {
     rows.iter()
@@ -137,11 +144,7 @@ async fn check_says_ok_for_each_part_of_a_working_setup() {
     // Without PUBLIC_BASE_URL Twilio reports no deliveries: worth a warning, not a failure.
     let public_url = row(&rows, "public URL");
     assert_eq!(public_url.status, "WARN", "{stdout}");
-    assert!(public_url
-        .fix
-        .as_deref()
-        .unwrap()
-        .contains("set PUBLIC_BASE_URL"));
+    assert!(public_url.fix_text().contains("set PUBLIC_BASE_URL"));
     assert_every_problem_has_a_fix(&rows);
     assert_eq!(stdout.lines().last(), Some("ready"), "{stdout}");
     operator.twilio.verify().await;
@@ -174,9 +177,7 @@ async fn check_says_what_to_fix_when_twilio_refuses_the_credentials() {
     );
     assert!(
         provider
-            .fix
-            .as_deref()
-            .unwrap()
+            .fix_text()
             .starts_with("check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"),
         "{stdout}"
     );
@@ -264,11 +265,7 @@ async fn on_postgres_without_a_provider_send_refuses_while_report_and_check_stil
     assert_eq!(provider.status, "FAIL", "{stdout}");
     assert!(provider.finding.starts_with("none"), "{stdout}");
     assert!(
-        provider
-            .fix
-            .as_deref()
-            .unwrap()
-            .contains("SMS_PROVIDERS=console"),
+        provider.fix_text().contains("SMS_PROVIDERS=console"),
         "{stdout}"
     );
     assert_every_problem_has_a_fix(&rows);
@@ -310,9 +307,7 @@ async fn check_names_the_migrations_a_database_lacks_and_the_schema_they_reach()
     );
     assert!(
         migrations
-            .fix
-            .as_deref()
-            .unwrap()
+            .fix_text()
             .starts_with("run `sms-notify migrate`"),
         "{stdout}"
     );
@@ -349,7 +344,7 @@ async fn check_warns_when_nothing_answers_at_the_status_callback_url() {
     assert_eq!(webhooks.status, "WARN", "{stdout}");
     assert!(webhooks.finding.contains("no answer"), "{stdout}");
     assert!(
-        webhooks.fix.as_deref().unwrap().starts_with(&format!(
+        webhooks.fix_text().starts_with(&format!(
             "route http://{closed}/v1/webhooks/twilio/status to the service's"
         )),
         "{stdout}"
@@ -375,9 +370,7 @@ async fn check_with_a_wrong_variable_names_it_and_still_checks_the_database() {
     );
     assert!(
         configuration
-            .fix
-            .as_deref()
-            .unwrap()
+            .fix_text()
             .starts_with("correct VERIFY_MAX_CHECKS"),
         "{stdout}"
     );
@@ -472,9 +465,7 @@ async fn check_fails_when_the_status_callback_url_reaches_something_else() {
     );
     assert!(
         webhooks
-            .fix
-            .as_deref()
-            .unwrap()
+            .fix_text()
             .contains("to the service's /v1/webhooks/twilio/status"),
         "{stdout}"
     );
