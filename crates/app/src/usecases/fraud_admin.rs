@@ -7,8 +7,9 @@
 //! shared store, so it reaches every instance at its next read, and is logged with the admin
 //! key's name.
 
+use chrono::{DateTime, SubsecRound as _, Utc};
 use domain::fraud::{Block, BlockPeriod, Prefix};
-use ports::{DecisionFilter, LoggedDecision, SafeEntry, StoreError};
+use ports::{Clock, DecisionFilter, LoggedDecision, SafeEntry, StoreError};
 
 use crate::usecases::Services;
 
@@ -62,6 +63,11 @@ pub struct ManualBlock {
     pub period: Option<BlockPeriod>,
 }
 
+/// Now, to the microsecond both stores keep: what an answer shows is what a list shows later.
+fn stored_now(clock: &dyn Clock) -> DateTime<Utc> {
+    clock.now().trunc_subsecs(6)
+}
+
 impl Services {
     /// Every block in force now, by prefix: the guard's and the admins'.
     pub async fn fraud_blocks(&self) -> Result<Vec<Block>, StoreError> {
@@ -76,7 +82,7 @@ impl Services {
         admin: &str,
         request: ManualBlock,
     ) -> Result<Block, StoreError> {
-        let now = self.clock.now();
+        let now = stored_now(self.clock.as_ref());
         let detail = match &request.note {
             Some(note) => format!("{DEFAULT_BLOCK_DETAIL} by {admin}: {}", note.as_str()),
             None => format!("{DEFAULT_BLOCK_DETAIL} by {admin}"),
@@ -119,7 +125,7 @@ impl Services {
         let entry = SafeEntry {
             prefix,
             note: note.map(|note| note.0),
-            added_at: self.clock.now(),
+            added_at: stored_now(self.clock.as_ref()),
         };
         self.fraud.add_safe(&entry).await?;
         tracing::info!(prefix = %entry.prefix, admin, "safe-list entry added");
