@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod codes;
+pub mod fraud_admin;
 pub mod guards;
 pub mod messaging;
 pub mod reports;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use domain::VerificationPolicy;
 use ports::{
-    Clock, CodeGenerator, MessageReports, MessageStore, RateLimiter, StoreError, StoreHealth,
-    VerificationStore,
+    Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
+    StoreHealth, VerificationStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -42,20 +43,28 @@ pub struct StorePorts {
     pub reports: Arc<dyn MessageReports>,
     pub health: Arc<dyn StoreHealth>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub fraud: Arc<dyn FraudStore>,
 }
 
 impl StorePorts {
     /// `store` through every port.
     pub fn of<S>(store: Arc<S>) -> Self
     where
-        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
+        S: MessageStore
+            + VerificationStore
+            + MessageReports
+            + StoreHealth
+            + RateLimiter
+            + FraudStore
+            + 'static,
     {
         Self {
             messages: store.clone(),
             verifications: store.clone(),
             reports: store.clone(),
             health: store.clone(),
-            limiter: store,
+            limiter: store.clone(),
+            fraud: store,
         }
     }
 }
@@ -66,6 +75,8 @@ pub struct Services {
     messages: Arc<dyn MessageStore>,
     verifications: Arc<dyn VerificationStore>,
     reports: Arc<dyn MessageReports>,
+    /// The fraud guard's shared state: blocks, safe list, decision log.
+    fraud: Arc<dyn FraudStore>,
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     code_generator: Arc<dyn CodeGenerator>,
@@ -241,6 +252,7 @@ impl ServicesBuilder {
             messages: self.stores.messages,
             verifications: self.stores.verifications,
             reports: self.stores.reports,
+            fraud: self.stores.fraud,
             templates: self.templates,
             clock: self.clock,
             code_generator: self.code_generator,

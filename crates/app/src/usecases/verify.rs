@@ -497,6 +497,7 @@ mod tests {
             reports: Arc::new(ports::MockMessageReports::new()),
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(limiter),
+            fraud: Arc::new(ports::MockFraudStore::new()),
         };
         Services::builder(
             stores,
