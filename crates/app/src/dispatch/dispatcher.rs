@@ -593,6 +593,8 @@ fn outbound(message: &Message, now: DateTime<Utc>) -> OutboundMessage {
         to: message.to.clone(),
         channel: message.channel,
         body: message.body.clone(),
+        locale: message.locale.clone(),
+        content_sid: message.content_sid.clone(),
         validity: message
             .send_before
             .and_then(|deadline| (deadline - now).to_std().ok()),

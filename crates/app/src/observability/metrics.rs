@@ -416,6 +416,10 @@ impl SmsProvider for MeteredProvider {
         self.inner.name()
     }
 
+    fn can_send(&self, channel: domain::Channel) -> bool {
+        self.inner.can_send(channel)
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
         let started = Instant::now();
         let result = self.inner.send(message).await;

@@ -7,6 +7,7 @@
 //! every caller is counted alike.
 
 pub mod auth;
+pub mod channels;
 pub mod codes;
 pub mod guards;
 pub mod messaging;
@@ -31,6 +32,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
+use channels::{OfferedChannels, WhatsappTemplates};
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
 
@@ -83,6 +85,10 @@ pub struct Services {
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
     test_numbers: TestNumbers,
+    /// The channels a verification may go out on.
+    channels: OfferedChannels,
+    /// WhatsApp codes' approved templates by locale.
+    whatsapp_templates: WhatsappTemplates,
 }
 
 impl Services {
@@ -107,6 +113,8 @@ impl Services {
             guards: GuardConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
+            channels: OfferedChannels::default(),
+            whatsapp_templates: WhatsappTemplates::default(),
         }
     }
 
@@ -171,6 +179,8 @@ pub struct ServicesBuilder {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
+    channels: OfferedChannels,
+    whatsapp_templates: WhatsappTemplates,
 }
 
 impl ServicesBuilder {
@@ -235,6 +245,18 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`OfferedChannels::default`]: texts, no calls.
+    pub fn channels(mut self, channels: OfferedChannels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Unless set, none: a WhatsApp verification is refused.
+    pub fn whatsapp_templates(mut self, templates: WhatsappTemplates) -> Self {
+        self.whatsapp_templates = templates;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
@@ -252,6 +274,8 @@ impl ServicesBuilder {
             metrics: self.metrics,
             readiness: Arc::new(self.readiness),
             test_numbers: self.test_numbers,
+            channels: self.channels,
+            whatsapp_templates: self.whatsapp_templates,
         }
     }
 }
