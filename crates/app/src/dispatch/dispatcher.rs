@@ -625,6 +625,8 @@ mod tests {
                 channel: Channel::Sms,
                 template: None,
                 body: "Hello".into(),
+                locale: None,
+                content_sid: None,
                 sensitive: false,
                 segments: 1,
                 priority: Priority::Normal,

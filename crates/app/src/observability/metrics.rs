@@ -612,6 +612,8 @@ mod tests {
             to: PhoneNumber::parse("+15551234567").unwrap(),
             channel: Channel::Sms,
             body: "hi".into(),
+            locale: None,
+            content_sid: None,
             validity: None,
             sensitive: false,
         };
@@ -653,6 +655,8 @@ mod tests {
             to: PhoneNumber::parse("+15551234567").unwrap(),
             channel: Channel::Sms,
             body: "hi".into(),
+            locale: None,
+            content_sid: None,
             validity: None,
             sensitive: false,
         };
