@@ -1217,7 +1217,10 @@ pub async fn a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_se
     assert_eq!(created.channel, Channel::Voice);
     assert_eq!(created.locale.as_deref(), Some("fr"));
     assert_eq!(message(&store, created.id).await, created);
-    let stored = VerificationStore::get(&store, call.id).await.unwrap().unwrap();
+    let stored = VerificationStore::get(&store, call.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.channel, Channel::Voice);
 
     let whatsapp = NewMessage {
@@ -1238,14 +1241,26 @@ pub async fn a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_se
     assert_eq!(claimed.message.id, created.id, "the code first");
     assert_eq!(claimed.message.body, spoken.body);
     assert!(store
-        .finish(claimed.claim, created.id, None, sent("CAcall"), t0() + secs(2))
+        .finish(
+            claimed.claim,
+            created.id,
+            None,
+            sent("CAcall"),
+            t0() + secs(2)
+        )
         .await
         .unwrap());
     let claimed = claim_one(&store, t0() + secs(3)).await;
     assert_eq!(claimed.message.content_sid, whatsapp.content_sid);
     assert_eq!(claimed.message.body, whatsapp.body);
     assert!(store
-        .finish(claimed.claim, queued.id, None, sent("SMtemplate"), t0() + secs(3))
+        .finish(
+            claimed.claim,
+            queued.id,
+            None,
+            sent("SMtemplate"),
+            t0() + secs(3)
+        )
         .await
         .unwrap());
     for id in [created.id, queued.id] {

@@ -9,9 +9,7 @@ use serde_json::json;
 use wiremock::matchers::{basic_auth, header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
-use crate::{
-    config_for, error_json, form_is, sms, ACCOUNT_SID, AUTH_TOKEN, TO, USER_AGENT,
-};
+use crate::{config_for, error_json, form_is, sms, ACCOUNT_SID, AUTH_TOKEN, TO, USER_AGENT};
 
 pub const VOICE_FROM: &str = "+15005550009";
 pub const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
@@ -176,7 +174,11 @@ fn call_callback(status: &str) -> Vec<(String, String)> {
 fn a_calls_status_callback_reads_as_a_delivery_of_its_sid() {
     for (twilio, status, why) in [
         ("completed", MessageStatus::Delivered, None),
-        ("busy", MessageStatus::Undelivered, Some("the line was busy")),
+        (
+            "busy",
+            MessageStatus::Undelivered,
+            Some("the line was busy"),
+        ),
         (
             "no-answer",
             MessageStatus::Undelivered,
@@ -187,7 +189,11 @@ fn a_calls_status_callback_reads_as_a_delivery_of_its_sid() {
             MessageStatus::Failed,
             Some("the call could not be placed"),
         ),
-        ("canceled", MessageStatus::Failed, Some("the call was canceled")),
+        (
+            "canceled",
+            MessageStatus::Failed,
+            Some("the call was canceled"),
+        ),
         ("ringing", MessageStatus::Sent, None),
         ("in-progress", MessageStatus::Sent, None),
     ] {
@@ -234,5 +240,8 @@ async fn a_calls_lookup_asks_the_call_resource_and_reads_its_price() {
             currency: "USD".into()
         })
     );
-    assert_eq!(event.error_message.as_deref(), Some("nobody answered the call"));
+    assert_eq!(
+        event.error_message.as_deref(),
+        Some("nobody answered the call")
+    );
 }

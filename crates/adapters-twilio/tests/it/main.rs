@@ -13,6 +13,7 @@ mod sent_search;
 mod signature;
 mod status_callback;
 mod status_lookup;
+mod whatsapp;
 
 use std::time::Duration;
 
