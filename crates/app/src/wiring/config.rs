@@ -1025,6 +1025,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_voice_and_whatsapp_senders_and_templates_are_read_with_twilio() {
+        let mut pairs = TWILIO.to_vec();
+        pairs.extend([
+            ("TWILIO_VOICE_FROM", "+15005550009"),
+            ("TWILIO_WHATSAPP_FROM", "+15005550010"),
+            (
+                "TWILIO_WHATSAPP_CONTENT_SIDS",
+                "en:HX0123456789abcdef0123456789abcdef, fr:HXfedcba9876543210fedcba9876543210",
+            ),
+        ]);
+        let read = config(&pairs).unwrap();
+        let [ProviderConfig::Twilio(twilio)] = &read.providers[..] else {
+            panic!("expected Twilio");
+        };
+        assert_eq!(twilio.voice_from.as_ref().unwrap().as_str(), "+15005550009");
+        assert_eq!(
+            twilio.whatsapp_from.as_ref().unwrap().as_str(),
+            "+15005550010"
+        );
+        assert_eq!(
+            read.whatsapp_templates.resolve(Some("fr-CA")),
+            Some(("fr", "HXfedcba9876543210fedcba9876543210"))
+        );
+        let [ProviderConfig::Twilio(without)] = &config(TWILIO).unwrap().providers[..] else {
+            panic!("expected Twilio");
+        };
+        assert!(without.voice_from.is_none() && without.whatsapp_from.is_none());
+
+        let orphan = config(&[("TWILIO_VOICE_FROM", "+15005550009")]).unwrap_err();
+        assert_eq!(orphan.variable, "TWILIO_ACCOUNT_SID");
+    }
+
     const VONAGE: &[(&str, &str)] = &[
         ("VONAGE_API_KEY", "key"),
         ("VONAGE_API_SECRET", "secret"),
@@ -1197,6 +1230,15 @@ mod tests {
             (
                 &[("TWILIO_API_BASE_URL", "mailto:x")],
                 "TWILIO_API_BASE_URL",
+            ),
+            (&[("TWILIO_VOICE_FROM", "555-0100")], "TWILIO_VOICE_FROM"),
+            (
+                &[("TWILIO_WHATSAPP_FROM", "whatsapp")],
+                "TWILIO_WHATSAPP_FROM",
+            ),
+            (
+                &[("TWILIO_WHATSAPP_CONTENT_SIDS", "en:HX123")],
+                "TWILIO_WHATSAPP_CONTENT_SIDS",
             ),
         ];
         for (changes, variable) in malformed_twilio {
