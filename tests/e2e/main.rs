@@ -9,6 +9,7 @@ mod service;
 mod support;
 
 mod api;
+mod channels;
 mod dispatch;
 mod errors;
 mod fail_closed;

@@ -252,7 +252,7 @@ pub enum VerifyCommand {
         #[arg(value_parser = phone_number)]
         number: PhoneNumber,
 
-        /// `sms` or `whatsapp`.
+        /// `sms`, `whatsapp` or `voice` (a call that speaks the code).
         #[arg(long, default_value = "sms", value_parser = channel)]
         channel: Channel,
 

@@ -7,6 +7,7 @@
 //! every caller is counted alike.
 
 pub mod auth;
+pub mod channels;
 pub mod codes;
 pub mod fraud_admin;
 pub mod guards;
@@ -32,6 +33,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
+use channels::{OfferedChannels, WhatsappTemplates};
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
 
@@ -94,6 +96,10 @@ pub struct Services {
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
     test_numbers: TestNumbers,
+    /// The channels a verification may go out on.
+    channels: OfferedChannels,
+    /// WhatsApp codes' approved templates by locale.
+    whatsapp_templates: WhatsappTemplates,
 }
 
 impl Services {
@@ -118,6 +124,8 @@ impl Services {
             guards: GuardConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
+            channels: OfferedChannels::default(),
+            whatsapp_templates: WhatsappTemplates::default(),
         }
     }
 
@@ -182,6 +190,8 @@ pub struct ServicesBuilder {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
+    channels: OfferedChannels,
+    whatsapp_templates: WhatsappTemplates,
 }
 
 impl ServicesBuilder {
@@ -246,6 +256,18 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`OfferedChannels::default`]: texts, no calls.
+    pub fn channels(mut self, channels: OfferedChannels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Unless set, none: a WhatsApp verification is refused.
+    pub fn whatsapp_templates(mut self, templates: WhatsappTemplates) -> Self {
+        self.whatsapp_templates = templates;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
@@ -264,6 +286,8 @@ impl ServicesBuilder {
             metrics: self.metrics,
             readiness: Arc::new(self.readiness),
             test_numbers: self.test_numbers,
+            channels: self.channels,
+            whatsapp_templates: self.whatsapp_templates,
         }
     }
 }
