@@ -7,6 +7,7 @@
 //! every caller is counted alike.
 
 pub mod auth;
+pub mod code_texts;
 pub mod codes;
 pub mod guards;
 pub mod messaging;
@@ -31,6 +32,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
+use code_texts::CodeTexts;
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
 
@@ -83,6 +85,8 @@ pub struct Services {
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
     test_numbers: TestNumbers,
+    /// The language of a code when the request names none, and the autofill lines.
+    code_texts: CodeTexts,
 }
 
 impl Services {
@@ -107,6 +111,7 @@ impl Services {
             guards: GuardConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
+            code_texts: CodeTexts::default(),
         }
     }
 
@@ -171,6 +176,7 @@ pub struct ServicesBuilder {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
+    code_texts: CodeTexts,
 }
 
 impl ServicesBuilder {
@@ -235,6 +241,13 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`CodeTexts::default`]: the language follows the number's country, and no
+    /// autofill line. (The brand is the templates': `Templates::with_brand`.)
+    pub fn code_texts(mut self, code_texts: CodeTexts) -> Self {
+        self.code_texts = code_texts;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
@@ -252,6 +265,7 @@ impl ServicesBuilder {
             metrics: self.metrics,
             readiness: Arc::new(self.readiness),
             test_numbers: self.test_numbers,
+            code_texts: self.code_texts,
         }
     }
 }

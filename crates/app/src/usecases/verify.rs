@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber, Priority,
-    ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
+    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber,
+    Priority, ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
     VerificationStatus,
 };
 use ports::{StoreError, VerificationFilter};
@@ -20,6 +20,8 @@ pub struct StartRequest {
     pub channel: Channel,
     pub locale: Option<String>,
     pub code_length: Option<CodeLength>,
+    /// An Android app's hash: its SMS end with it for the SMS Retriever API.
+    pub app_hash: Option<AppHash>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +70,8 @@ pub struct Started {
 
 impl Started {
     /// The locale of the translation the code message was written from (`fr` for a request's
-    /// `fr-CA` when only French exists); `None` for the template without a locale, which a
-    /// request whose locale has no translation gets.
+    /// `fr-CA`, `en` for a locale without a translation); `None` for the template without a
+    /// locale, which an operator who overrides it without translations gets.
     pub fn locale(&self) -> Option<&str> {
         self.message
             .template
@@ -131,13 +133,7 @@ impl Services {
         );
         self.guards.admit(api_key, &verification.to, now).await?;
         let code = self.new_code(&verification.to, policy.code_length);
-        let message = self.code_message(
-            api_key,
-            &verification,
-            &code,
-            request.locale.as_deref(),
-            now,
-        )?;
+        let message = self.code_message(api_key, &verification, &code, &request, now)?;
         let message = self
             .verifications
             .create(
@@ -176,8 +172,7 @@ impl Services {
             })?;
         self.guards.admit(api_key, &pending.to, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
-        let message =
-            self.code_message(api_key, &pending, &code, request.locale.as_deref(), now)?;
+        let message = self.code_message(api_key, &pending, &code, request, now)?;
         let added = self
             .verifications
             .add_code(
@@ -220,12 +215,15 @@ impl Services {
         api_key: &str,
         verification: &Verification,
         code: &VerificationCode,
-        locale: Option<&str>,
+        request: &StartRequest,
         now: DateTime<Utc>,
     ) -> Result<NewMessage, RenderError> {
+        let locale = self
+            .code_texts
+            .locale_for(request.locale.as_deref(), &verification.to);
         let template = self
             .templates
-            .resolve(TWO_FACTOR_AUTH, locale)
+            .resolve(TWO_FACTOR_AUTH, Some(&locale))
             .ok_or_else(|| RenderError::UnknownTemplate(TWO_FACTOR_AUTH.to_owned()))?;
         // Whole minutes, rounded up: "expires in 10 minutes" rather than "in 9".
         let remaining_seconds = (verification.expires_at - now).num_seconds().max(0);
@@ -234,6 +232,12 @@ impl Services {
             &template,
             &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
         )?;
+        let body = self.code_texts.finish(
+            body,
+            code.expose(),
+            verification.channel,
+            request.app_hash.as_ref(),
+        );
         Ok(NewMessage {
             priority: Priority::Verification,
             verification_id: Some(verification.id),
@@ -516,6 +520,7 @@ mod tests {
             channel: Channel::Sms,
             locale: None,
             code_length: None,
+            app_hash: None,
         }
     }
 

@@ -9,7 +9,8 @@ use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, Twilio
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
 use domain::{
-    CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy, VerificationPolicy,
+    AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy,
+    VerificationPolicy,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -18,6 +19,7 @@ use crate::dispatch::reconcile::ReconcileConfig;
 use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
+use crate::usecases::code_texts::CodeTexts;
 use crate::usecases::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
@@ -135,6 +137,9 @@ pub struct Config {
     pub twilio_status_callbacks: Option<TwilioStatusCallbacks>,
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
+    /// The brand, language choice and autofill of code texts (`VERIFY_BRAND`,
+    /// `VERIFY_AUTO_LOCALE`, `VERIFY_APP_DOMAIN`).
+    pub code_texts: CodeTexts,
     pub guards: GuardConfig,
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
@@ -217,6 +222,27 @@ impl Config {
             max_checks: env.positive("VERIFY_MAX_CHECKS", 5)?,
             max_sends: env.positive("VERIFY_MAX_SENDS", 5)?,
             resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30, DAY_SECONDS)?,
+        };
+
+        let code_texts = CodeTexts {
+            brand: env
+                .parse_with("VERIFY_BRAND", |text| {
+                    Brand::parse(text).map_err(|error| error.to_string())
+                })?
+                .unwrap_or_default(),
+            auto_locale: match env.get("VERIFY_AUTO_LOCALE").as_deref().map(str::trim) {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "VERIFY_AUTO_LOCALE",
+                        "expected true or false",
+                    ))
+                }
+            },
+            app_domain: env.parse_with("VERIFY_APP_DOMAIN", |text| {
+                AppDomain::parse(text).map_err(|error| error.to_string())
+            })?,
         };
 
         let guards = guard_config(&env)?;
@@ -313,6 +339,7 @@ impl Config {
             public_base_url,
             dispatch,
             verification,
+            code_texts,
             guards,
             reconcile,
             test_numbers,
