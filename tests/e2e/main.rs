@@ -13,6 +13,7 @@ mod dispatch;
 mod errors;
 mod fail_closed;
 mod guards;
+mod languages;
 mod messages;
 mod operations;
 mod processes;

@@ -1112,6 +1112,31 @@ mod tests {
     }
 
     #[test]
+    fn code_texts_default_to_the_brand_and_the_country_s_language_without_autofill() {
+        let defaults = config(&[]).unwrap().code_texts;
+        assert_eq!(defaults.brand.as_str(), "Smarter Firms");
+        assert!(defaults.auto_locale);
+        assert_eq!(defaults.app_domain, None);
+
+        let set = config(&[
+            ("VERIFY_BRAND", "Acme Bank"),
+            ("VERIFY_AUTO_LOCALE", "false"),
+            ("VERIFY_APP_DOMAIN", "Example.com"),
+        ])
+        .unwrap()
+        .code_texts;
+        assert_eq!(set.brand.as_str(), "Acme Bank");
+        assert!(!set.auto_locale);
+        assert_eq!(set.app_domain.unwrap().as_str(), "example.com");
+
+        let error = config(&[("VERIFY_BRAND", "Smarter Firms Holdings")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "VERIFY_BRAND: a brand has at most 20 characters, so that a code still fits one SMS"
+        );
+    }
+
+    #[test]
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
@@ -1140,6 +1165,19 @@ mod tests {
                 "SHUTDOWN_GRACE_SECONDS",
             ),
             (&[("VERIFY_CODE_LENGTH", "12")], "VERIFY_CODE_LENGTH"),
+            (
+                &[("VERIFY_BRAND", "Smarter Firms Holdings")],
+                "VERIFY_BRAND",
+            ),
+            (&[("VERIFY_AUTO_LOCALE", "no")], "VERIFY_AUTO_LOCALE"),
+            (
+                &[("VERIFY_APP_DOMAIN", "https://example.com")],
+                "VERIFY_APP_DOMAIN",
+            ),
+            (
+                &[("VERIFY_APP_DOMAIN", "login.smarterfirms.com")],
+                "VERIFY_APP_DOMAIN",
+            ),
             (&[("CODE_PEPPER", "short")], "CODE_PEPPER"),
             (&[("ALLOWED_COUNTRIES", "US,Atlantis")], "ALLOWED_COUNTRIES"),
             (
