@@ -108,26 +108,27 @@ pub fn plural_helper(
 ) -> HelperResult {
     let count = helper
         .param(0)
-        .and_then(|count| count.value().as_u64())
-        .ok_or_else(|| {
-            RenderErrorReason::ParamTypeMismatchForName(
-                PLURAL_HELPER,
-                "0".to_owned(),
-                "a whole number".to_owned(),
-            )
-        })?;
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex(PLURAL_HELPER, 0))?;
+    // A count that is no whole number (a preview's `"ten"`) takes the `other` form rather than
+    // failing the text.
+    let count = count.value().as_u64().or_else(|| {
+        count
+            .value()
+            .as_str()
+            .and_then(|text| text.trim().parse().ok())
+    });
     let locale = render_context
         .get_root_template_name()
         .and_then(|name| name.split_once('.'))
         .map_or(domain::language::FALLBACK_LOCALE, |(_, locale)| locale);
-    let category = category(locale, count);
+    let category = count.map_or(Category::Other, |count| category(locale, count));
     let form = helper
         .hash_get(category.name())
         .or_else(|| helper.hash_get(Category::Other.name()))
         .and_then(|form| form.value().as_str())
         .ok_or_else(|| {
             RenderErrorReason::Other(format!(
-                "`{PLURAL_HELPER}` needs an `other` form (and `{}` for {count})",
+                "`{PLURAL_HELPER}` needs an `other` form (and a `{}` form)",
                 category.name()
             ))
         })?;
@@ -138,6 +139,24 @@ pub fn plural_helper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_that_is_no_whole_number_takes_the_other_form() {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_helper(PLURAL_HELPER, Box::new(plural_helper));
+        let source = r#"{{n}} {{plural n one="minute" other="minutes"}}"#;
+        registry.register_template_string("t", source).unwrap();
+        let render = |n: serde_json::Value| {
+            registry
+                .render("t", &serde_json::json!({ "n": n }))
+                .unwrap()
+        };
+        assert_eq!(render(1.into()), "1 minute");
+        assert_eq!(render("1".into()), "1 minute");
+        assert_eq!(render("ten".into()), "ten minutes");
+        assert_eq!(render(1.5.into()), "1.5 minutes");
+    }
 
     #[test]
     fn each_language_counts_by_its_own_rules() {
