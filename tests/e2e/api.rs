@@ -10,12 +10,25 @@ async fn templates_list_their_variables_and_preview_their_cost() {
     let app = TestApp::spawn_default().await;
     let (status, list) = app.get("/v1/templates").await;
     assert_eq!(status, 200);
+    let templates = list["templates"].as_array().unwrap();
+    let names: Vec<&Value> = templates.iter().map(|template| &template["name"]).collect();
     assert_eq!(
-        list,
-        json!({"templates": [{"name": "two-factor-auth",
-            "variables": ["code", "expiryMinutes"], "locales": [], "sensitive": true},
-            {"name": "two-factor-auth-voice",
-            "variables": ["brand", "code_digits", "expiryMinutes"], "locales": [], "sensitive": true}]})
+        names,
+        ["two-factor-auth", "two-factor-auth-voice"],
+        "{list}"
+    );
+    let sms = &templates[0];
+    // `brand` has a default, the configured one: `data` need not hold it.
+    assert_eq!(sms["variables"], json!(["code", "expiryMinutes"]), "{sms}");
+    assert_eq!(sms["sensitive"], true);
+    let locales = sms["locales"].as_array().unwrap();
+    assert!(locales.len() >= 32, "{sms}");
+    for locale in ["en", "fr", "pt-BR", "zh-HK"] {
+        assert!(locales.contains(&json!(locale)), "{locale}: {sms}");
+    }
+    assert_eq!(
+        templates[1]["variables"],
+        json!(["code_digits", "expiryMinutes"])
     );
 
     let preview = |data: Value| {

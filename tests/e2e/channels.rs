@@ -50,9 +50,10 @@ async fn twilio_places_calls(app: &TestApp) {
         .await;
 }
 
-/// The digits a TwiML document speaks after "Your code is:", as one number.
+/// The digits a TwiML document first speaks after "code is:", as one number.
 pub fn spoken_code(twiml: &str) -> String {
-    let start = twiml.find("Your code is: ").expect("the code is spoken") + 14;
+    const SAID: &str = "code is: ";
+    let start = twiml.find(SAID).expect("the code is spoken") + SAID.len();
     twiml[start..]
         .split('.')
         .next()

@@ -15,6 +15,7 @@ mod errors;
 mod fail_closed;
 mod fraud_admin;
 mod guards;
+mod languages;
 mod messages;
 mod operations;
 mod processes;

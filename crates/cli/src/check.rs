@@ -197,7 +197,19 @@ async fn database_and_migrations(config: &DatabaseConfig) -> [(String, Verdict);
 
 fn templates(config: &Config) -> Verdict {
     match app::wiring::server::load_templates(config) {
-        Ok(templates) => Verdict::Ok(templates.names().collect::<Vec<_>>().join(", ")),
+        // Each template once, its translations counted: naming 64 variants would hide the rest.
+        Ok(templates) => Verdict::Ok(
+            templates
+                .catalogue()
+                .iter()
+                .map(|info| match info.locales.len() {
+                    0 => info.name.clone(),
+                    1 => format!("{} (1 locale)", info.name),
+                    n => format!("{} ({n} locales)", info.name),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Err(error) => Verdict::fail(error.to_string(), "fix the file in TEMPLATES_DIR"),
     }
 }

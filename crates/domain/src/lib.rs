@@ -1,7 +1,9 @@
 //! The vocabulary of sms-notify: phone numbers, channels, messages and their status machine,
 //! verifications and their rules, the retry policy, the fraud guard's decisions.
 //!
-//! Also the SMS segment arithmetic (GSM-7 / UCS-2), which both templates and providers need.
+//! Also the languages codes are written in (`language`), the brand and autofill lines of a
+//! code's text (`code_text`), and the SMS segment arithmetic (GSM-7 / UCS-2), which both
+//! templates and providers need.
 //!
 //! Everything here is a value or a pure function. This crate must never do I/O, read the clock,
 //! or depend on a framework (no tokio, sqlx, reqwest, axum): time comes in as an argument, so
@@ -9,10 +11,12 @@
 
 mod amount;
 pub mod channel;
+pub mod code_text;
 pub mod country;
 pub mod delivery;
 pub mod fraud;
 mod id;
+pub mod language;
 pub mod message;
 pub mod phone;
 pub mod pumping;
@@ -22,6 +26,9 @@ pub mod verification;
 
 pub use amount::{Amount, InvalidAmount};
 pub use channel::Channel;
+pub use code_text::{
+    with_autofill, AppDomain, AppDomainError, AppHash, AppHashError, Brand, BrandError,
+};
 pub use country::{CountryAllowList, CountryNotAllowed, UnknownCountry};
 pub use delivery::{DeliveryEvent, Price};
 pub use message::{

@@ -46,7 +46,11 @@ impl Templates {
             .into_iter()
             .map(|(name, (variables, locales))| TemplateInfo {
                 name: name.to_owned(),
-                variables: variables.into_iter().collect(),
+                // A variable with a default is not one `data` must hold.
+                variables: variables
+                    .into_iter()
+                    .filter(|variable| !self.is_default(variable))
+                    .collect(),
                 locales: locales.into_iter().collect(),
                 sensitive: self.is_sensitive(name),
             })
@@ -128,20 +132,26 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_templates_need_code_and_expiry_and_are_sensitive() {
+    fn the_built_in_templates_need_code_and_expiry_and_are_sensitive_in_every_locale() {
+        let mut locales: Vec<String> = crate::BUILT_IN_LOCALES
+            .iter()
+            .map(|locale| (*locale).to_owned())
+            .collect();
+        locales.sort();
         assert_eq!(
             Templates::built_in().unwrap().catalogue(),
             [
                 TemplateInfo {
                     name: "two-factor-auth".into(),
+                    // `brand` has a default: data need not hold it.
                     variables: vec!["code".into(), "expiryMinutes".into()],
-                    locales: vec![],
+                    locales: locales.clone(),
                     sensitive: true,
                 },
                 TemplateInfo {
                     name: "two-factor-auth-voice".into(),
-                    variables: vec!["brand".into(), "code_digits".into(), "expiryMinutes".into()],
-                    locales: vec![],
+                    variables: vec!["code_digits".into(), "expiryMinutes".into()],
+                    locales,
                     sensitive: true,
                 }
             ]

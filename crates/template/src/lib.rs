@@ -1,55 +1,76 @@
-//! SMS text: Handlebars templates from `templates/*.hbs`, rendered strictly and without HTML
-//! escaping.
+//! SMS and voice text: Handlebars templates, rendered strictly and without HTML escaping. The
+//! two-factor texts in every built-in language are compiled in (`texts/`); `templates/*.hbs`
+//! in the configured directory add templates and override built-in ones.
 //!
 //! Must not depend on any adapter, database, HTTP client or framework: rendering is pure once
 //! the templates are loaded.
 
 mod catalogue;
+mod plural;
+mod voice;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use domain::language::{locale_candidates, FALLBACK_LOCALE};
+use domain::Brand;
 use handlebars::{Handlebars, RenderErrorReason};
 
 pub use catalogue::TemplateInfo;
+pub use plural::{category as plural_category, Category as PluralCategory};
+pub use voice::{say_language, spoken_digits};
 // Segment arithmetic lives in the domain (providers need it too); re-exported for callers that
 // think of it as part of rendering.
 pub use domain::{analyze, outside_gsm7, Encoding, SegmentInfo};
 
-/// The template every one-time code is sent with.
+/// The template every one-time code is sent with by SMS or WhatsApp.
 pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
-
-/// What a call that speaks a one-time code says, one line after another with a pause between:
-/// variables `code_digits` ([`code_digits`]), `brand` and `expiryMinutes`.
+/// The template a voice call says a one-time code with: it receives `code_digits` (see
+/// [`spoken_digits`]), `brand` and `expiryMinutes`, and says the code twice.
 pub const TWO_FACTOR_AUTH_VOICE: &str = "two-factor-auth-voice";
+/// The variable every template may use without the caller giving it: the configured brand.
+pub const BRAND: &str = "brand";
 
 /// The first line that makes a template sensitive: its messages carry a secret (a code), so
 /// their body is never logged and is emptied once they leave the queue for good.
 const SENSITIVE_MARK: &str = "{{!-- sensitive --}}";
 
-/// Templates that ship inside the binary, so the service runs from any directory. Files in
-/// the configured directory override them by name.
+/// The two-factor templates without a locale: English, as `.en` is.
 const BUILT_IN: &[(&str, &str)] = &[
     (
         TWO_FACTOR_AUTH,
-        include_str!("../../../templates/two-factor-auth.hbs"),
+        include_str!("../texts/two-factor-auth.en.hbs"),
     ),
     (
         TWO_FACTOR_AUTH_VOICE,
-        include_str!("../../../templates/two-factor-auth-voice.hbs"),
+        include_str!("../texts/two-factor-auth-voice.en.hbs"),
     ),
 ];
 
-/// A code as a voice reads it slowly, digit by digit: `1, 2, 3, 4, 5, 6`. The commas make a
-/// text-to-speech voice pause after each digit instead of reading "one hundred twenty-three
-/// thousand...".
-pub fn code_digits(code: &str) -> String {
-    code.chars()
-        .filter(char::is_ascii_digit)
-        .map(String::from)
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The built-in translations: `texts/two-factor-auth.LOCALE.hbs` (SMS) and
+/// `texts/two-factor-auth-voice.LOCALE.hbs` (voice) for each locale listed once here.
+macro_rules! built_in_translations {
+    ($($locale:literal),* $(,)?) => {
+        /// The locales the two-factor texts are built in for, SMS and voice.
+        pub const BUILT_IN_LOCALES: &[&str] = &[$($locale),*];
+        const TRANSLATIONS: &[(&str, &str)] = &[$(
+            (
+                concat!("two-factor-auth.", $locale),
+                include_str!(concat!("../texts/two-factor-auth.", $locale, ".hbs")),
+            ),
+            (
+                concat!("two-factor-auth-voice.", $locale),
+                include_str!(concat!("../texts/two-factor-auth-voice.", $locale, ".hbs")),
+            ),
+        )*];
+    };
 }
+
+built_in_translations!(
+    "en", "es", "fr", "de", "it", "pt", "pt-BR", "nl", "pl", "ru", "uk", "tr", "ar", "he", "hi",
+    "bn", "ja", "ko", "zh-CN", "zh-HK", "id", "ms", "th", "vi", "sv", "da", "nb", "fi", "cs", "ro",
+    "hu", "el",
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -79,23 +100,22 @@ pub struct Templates {
     sources: BTreeMap<String, String>,
     /// Names (without locale) of the templates one of whose files carries [`SENSITIVE_MARK`].
     sensitive: BTreeSet<String>,
+    /// Variables every template may read without the caller giving them ([`BRAND`]).
+    defaults: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Templates {
     /// Only the templates compiled into the binary.
     pub fn built_in() -> Result<Self, LoadError> {
-        let mut templates = Self::empty();
-        for (name, source) in BUILT_IN {
-            templates.add(name, source)?;
-        }
-        Ok(templates)
+        Self::with_files(Vec::new())
     }
 
     /// The built-in templates, overridden and extended by every `NAME.hbs` in `dir`. A
     /// localised variant is `NAME.LOCALE.hbs` (`two-factor-auth.fr.hbs`), registered as
-    /// `NAME.LOCALE`.
+    /// `NAME.LOCALE`. A file that overrides a built-in template itself (`two-factor-auth.hbs`)
+    /// drops its built-in translations: they would say what the operator chose not to, so the
+    /// directory provides the locales it wants.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
-        let mut templates = Self::built_in()?;
         let read_error = |source| LoadError::Read {
             path: dir.to_owned(),
             source,
@@ -106,6 +126,7 @@ impl Templates {
             .collect::<Result<_, _>>()
             .map_err(read_error)?;
         paths.sort();
+        let mut files = Vec::new();
         for path in paths {
             if path.extension().and_then(|e| e.to_str()) != Some("hbs") {
                 continue;
@@ -117,9 +138,39 @@ impl Templates {
                 path: path.clone(),
                 source,
             })?;
-            templates.add(name, &source)?;
+            files.push((name.to_owned(), source));
+        }
+        Self::with_files(files)
+    }
+
+    /// The built-in templates, then `files` (name, source) over them.
+    fn with_files(files: Vec<(String, String)>) -> Result<Self, LoadError> {
+        let overridden: BTreeSet<&str> = files
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| !name.contains('.'))
+            .collect();
+        let mut templates = Self::empty();
+        for (name, source) in BUILT_IN {
+            templates.add(name, source)?;
+        }
+        for (name, source) in TRANSLATIONS {
+            if !overridden.contains(template_of(name)) {
+                templates.add(name, source)?;
+            }
+        }
+        for (name, source) in &files {
+            templates.add(name, source)?;
         }
         Ok(templates)
+    }
+
+    /// The brand every template reads as `brand` unless its data gives one; unless set,
+    /// [`Brand::default`].
+    pub fn with_brand(mut self, brand: &Brand) -> Self {
+        self.defaults
+            .insert(BRAND.to_owned(), serde_json::Value::from(brand.as_str()));
+        self
     }
 
     fn empty() -> Self {
@@ -127,10 +178,17 @@ impl Templates {
         registry.set_strict_mode(true);
         // SMS is plain text: `&`, `<` and `'` must arrive as typed, not as HTML entities.
         registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper(plural::PLURAL_HELPER, Box::new(plural::plural_helper));
+        let mut defaults = serde_json::Map::new();
+        defaults.insert(
+            BRAND.to_owned(),
+            serde_json::Value::from(Brand::default().as_str()),
+        );
         Self {
             registry,
             sources: BTreeMap::new(),
             sensitive: BTreeSet::new(),
+            defaults,
         }
     }
 
@@ -171,24 +229,51 @@ impl Templates {
         self.sources.keys().map(String::as_str)
     }
 
-    /// The most specific template for `locale`: `NAME.LOCALE`, then `NAME.LANGUAGE` (for
-    /// `pt-BR`, `pt`), then `NAME`.
+    /// The most specific template for `locale`: `NAME.LOCALE`, then the locale that usually
+    /// serves it (`zh-TW`: `zh-HK`), then `NAME.LANGUAGE` (`fr-CA`: `fr`), then English
+    /// (`NAME.en`), then `NAME`. Without a locale, `NAME`.
     pub fn resolve(&self, name: &str, locale: Option<&str>) -> Option<String> {
         if let Some(locale) = locale {
-            let language = locale.split(['-', '_']).next().unwrap_or(locale);
-            for candidate in [format!("{name}.{locale}"), format!("{name}.{language}")] {
-                if self.contains(&candidate) {
-                    return Some(candidate);
+            let candidates = locale_candidates(locale);
+            let candidates = candidates
+                .iter()
+                .map(String::as_str)
+                .chain([FALLBACK_LOCALE]);
+            for candidate in candidates {
+                let localised = format!("{name}.{candidate}");
+                if self.contains(&localised) {
+                    return Some(localised);
                 }
             }
         }
         self.contains(name).then(|| name.to_owned())
     }
 
+    /// Whether `variable` has a value when the caller's data has none (`brand`).
+    pub(crate) fn is_default(&self, variable: &str) -> bool {
+        self.defaults.contains_key(variable)
+    }
+
     pub fn render(&self, name: &str, data: &serde_json::Value) -> Result<String, RenderError> {
         if !self.contains(name) {
             return Err(RenderError::UnknownTemplate(name.to_owned()));
         }
+        let with_defaults;
+        let data = match data {
+            serde_json::Value::Object(given)
+                if self.defaults.keys().any(|key| !given.contains_key(key)) =>
+            {
+                let mut merged = self.defaults.clone();
+                merged.extend(
+                    given
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.clone())),
+                );
+                with_defaults = serde_json::Value::Object(merged);
+                &with_defaults
+            }
+            _ => data,
+        };
         self.registry
             .render(name, data)
             .map_err(|error| match error.reason() {
@@ -231,27 +316,6 @@ mod tests {
     }
 
     #[test]
-    fn the_voice_text_says_the_code_digit_by_digit_twice() {
-        let templates = Templates::built_in().unwrap();
-        let text = templates
-            .render(
-                TWO_FACTOR_AUTH_VOICE,
-                &json!({"code_digits": code_digits("042917"), "brand": "Smarter Firms", "expiryMinutes": 10}),
-            )
-            .unwrap();
-        assert_eq!(text.matches("0, 4, 2, 9, 1, 7").count(), 2, "{text}");
-        assert!(text.contains("Smarter Firms"), "{text}");
-        assert!(text.contains("10 minutes"), "{text}");
-        assert!(templates.is_sensitive(TWO_FACTOR_AUTH_VOICE));
-    }
-
-    #[test]
-    fn code_digits_separates_every_digit() {
-        assert_eq!(code_digits("123456"), "1, 2, 3, 4, 5, 6");
-        assert_eq!(code_digits("7"), "7");
-    }
-
-    #[test]
     fn a_missing_variable_is_an_error_naming_it() {
         let templates = Templates::built_in().unwrap();
         let error = templates
@@ -288,25 +352,43 @@ mod tests {
         assert_eq!(text, "Tom & Jerry <3 O'Brien \"quoted\"");
     }
 
+    /// A directory of its own per test, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str, files: &[(&str, &str)]) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "sms-notify-templates-{name}-{}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, text) in files {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn a_directory_adds_templates_and_locales_and_overrides_built_ins() {
-        let dir = std::env::temp_dir().join(format!("sms-notify-templates-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("welcome.hbs"), "Hi {{name}}\n").unwrap();
-        std::fs::write(dir.join("two-factor-auth.fr.hbs"), "Votre code : {{code}}").unwrap();
-        std::fs::write(dir.join("README.txt"), "not a template").unwrap();
-        let templates = Templates::load(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-
-        assert_eq!(
-            templates.names().collect::<Vec<_>>(),
-            [
-                "two-factor-auth",
-                "two-factor-auth-voice",
-                "two-factor-auth.fr",
-                "welcome"
-            ]
+        let dir = TempDir::new(
+            "adds",
+            &[
+                ("welcome.hbs", "Hi {{name}}\n"),
+                ("two-factor-auth.fr.hbs", "Votre code : {{code}}"),
+                ("README.txt", "not a template"),
+            ],
         );
+        let templates = Templates::load(&dir.0).unwrap();
+
+        assert!(templates.contains("welcome"));
+        assert!(!templates.names().any(|name| name.starts_with("README")));
         assert_eq!(
             templates
                 .render("welcome", &json!({"name": "Ada"}))
@@ -318,10 +400,78 @@ mod tests {
             Some("two-factor-auth.fr")
         );
         assert_eq!(
+            templates
+                .render("two-factor-auth.fr", &json!({"code": "1"}))
+                .unwrap(),
+            "Votre code : 1",
+            "the directory's French replaces the built-in one"
+        );
+        assert_eq!(
             templates.resolve(TWO_FACTOR_AUTH, Some("de")).as_deref(),
-            Some(TWO_FACTOR_AUTH)
+            Some("two-factor-auth.de"),
+            "the other built-in translations stay"
         );
         assert_eq!(templates.resolve("nope", None), None);
+    }
+
+    #[test]
+    fn a_directory_that_overrides_a_built_in_template_provides_its_locales() {
+        let dir = TempDir::new(
+            "overrides",
+            &[
+                ("two-factor-auth.hbs", "Code: {{code}}\n"),
+                ("two-factor-auth.de.hbs", "Code (de): {{code}}\n"),
+            ],
+        );
+        let templates = Templates::load(&dir.0).unwrap();
+
+        assert_eq!(
+            templates.resolve(TWO_FACTOR_AUTH, Some("fr")).as_deref(),
+            Some(TWO_FACTOR_AUTH),
+            "no built-in French beside the operator's own text"
+        );
+        assert_eq!(
+            templates.resolve(TWO_FACTOR_AUTH, Some("de-AT")).as_deref(),
+            Some("two-factor-auth.de")
+        );
+        let catalogue = templates.catalogue();
+        let sms = catalogue
+            .iter()
+            .find(|info| info.name == TWO_FACTOR_AUTH)
+            .unwrap();
+        assert_eq!(sms.locales, ["de"]);
+        assert_eq!(
+            templates
+                .resolve(TWO_FACTOR_AUTH_VOICE, Some("fr"))
+                .as_deref(),
+            Some("two-factor-auth-voice.fr"),
+            "another template keeps its translations"
+        );
+    }
+
+    #[test]
+    fn a_locale_falls_back_to_its_language_then_english() {
+        let templates = Templates::built_in().unwrap();
+        for (asked, used) in [
+            ("fr-CA", "two-factor-auth.fr"),
+            ("pt-br", "two-factor-auth.pt-BR"),
+            ("pt-AO", "two-factor-auth.pt"),
+            ("zh-TW", "two-factor-auth.zh-HK"),
+            ("zh-Hans", "two-factor-auth.zh-CN"),
+            ("no", "two-factor-auth.nb"),
+            ("xx-YY", "two-factor-auth.en"),
+            ("en-GB", "two-factor-auth.en"),
+        ] {
+            assert_eq!(
+                templates.resolve(TWO_FACTOR_AUTH, Some(asked)).as_deref(),
+                Some(used),
+                "{asked}"
+            );
+        }
+        assert_eq!(
+            templates.resolve(TWO_FACTOR_AUTH, None).as_deref(),
+            Some(TWO_FACTOR_AUTH)
+        );
     }
 
     #[test]
@@ -353,14 +503,8 @@ mod tests {
 
     #[test]
     fn an_override_without_the_mark_leaves_a_built_in_sensitive() {
-        let dir = std::env::temp_dir().join(format!(
-            "sms-notify-templates-override-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("two-factor-auth.hbs"), "Code: {{code}}\n").unwrap();
-        let templates = Templates::load(&dir).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let dir = TempDir::new("unmarked", &[("two-factor-auth.hbs", "Code: {{code}}\n")]);
+        let templates = Templates::load(&dir.0).unwrap();
 
         assert!(templates.is_sensitive(TWO_FACTOR_AUTH));
         assert_eq!(
@@ -382,5 +526,46 @@ mod tests {
     fn the_repository_templates_directory_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
         assert!(Templates::load(&dir).unwrap().contains(TWO_FACTOR_AUTH));
+    }
+
+    #[test]
+    fn the_brand_is_configured_once_and_data_may_name_another() {
+        let templates = Templates::built_in()
+            .unwrap()
+            .with_brand(&Brand::parse("Acme Bank").unwrap());
+        let data = json!({"code": "123456", "expiryMinutes": 10});
+        let text = templates.render("two-factor-auth.de", &data).unwrap();
+        assert!(text.contains("für Acme Bank lautet: 123456"), "{text}");
+        let data = json!({"code": "123456", "expiryMinutes": 10, "brand": "Other"});
+        let text = templates.render(TWO_FACTOR_AUTH, &data).unwrap();
+        assert!(text.starts_with("Your Other verification code"), "{text}");
+    }
+
+    #[test]
+    fn a_count_takes_the_form_its_language_needs() {
+        let templates = Templates::built_in().unwrap();
+        let text = |name: &str, minutes: u64| {
+            templates
+                .render(
+                    name,
+                    &json!({"code": "1", "code_digits": "1", "expiryMinutes": minutes}),
+                )
+                .unwrap()
+        };
+        assert!(text(TWO_FACTOR_AUTH, 1).contains("expire in 1 minute."));
+        assert!(text(TWO_FACTOR_AUTH, 2).contains("expire in 2 minutes."));
+        for (minutes, words) in [
+            (1, "1 минуту"),
+            (3, "3 минуты"),
+            (5, "5 минут"),
+            (21, "21 минуту"),
+        ] {
+            let said = text("two-factor-auth-voice.ru", minutes);
+            assert!(said.contains(words), "{said}");
+        }
+        assert!(text("two-factor-auth.ar", 5).contains("5 دقائق"));
+        assert!(text("two-factor-auth.ar", 15).contains("15 دقيقة"));
+        assert!(text("two-factor-auth.fi", 1).contains("1 minuutin"));
+        assert!(text("two-factor-auth.fi", 10).contains("10 minuuttia"));
     }
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
+    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
     VerificationId, VerificationStatus,
 };
 use ports::{VerificationCursor, VerificationFilter};
@@ -35,10 +35,22 @@ pub struct StartBody {
     #[serde(default = "default_channel")]
     #[schema(default = "sms")]
     channel: Channel,
-    /// A language tag (`fr`, `pt-BR`) choosing the code message's translation.
+    /// A language tag (`fr`, `pt-BR`) choosing the code message's translation. Without it,
+    /// the language of the number's country (`+33`: French), unless the operator turned that
+    /// off; a locale without a translation falls back to its language (`fr-CA`: `fr`), then
+    /// English.
     locale: Option<String>,
     /// Digits in the code, 4 to 10 (default 6).
     code_length: Option<i64>,
+    /// An Android app's 11-character hash for the SMS Retriever API: the SMS ends with it
+    /// (before the `@domain #code` line when the service has an autofill domain).
+    #[schema(
+        min_length = 11,
+        max_length = 11,
+        pattern = "^[A-Za-z0-9+/]{11}$",
+        example = "FA+9qCX9VSu"
+    )]
+    app_hash: Option<String>,
 }
 
 fn default_channel() -> Channel {
@@ -84,9 +96,9 @@ impl VerificationView {
 pub struct StartedView {
     #[serde(flatten)]
     verification: VerificationView,
-    /// The locale of the translation the code was sent in (`fr` when `fr-CA` was asked for
-    /// and only French exists); null when the template without a locale was used, as it is
-    /// for a locale that has no translation.
+    /// The locale of the translation the code was sent in (`fr` when `fr-CA` was asked for,
+    /// `en` for a locale without a translation); null when the operator's own template without
+    /// a locale was used.
     locale: Option<String>,
 }
 
@@ -150,6 +162,14 @@ pub async fn start(
             ));
         }
     }
+    let app_hash = body
+        .app_hash
+        .as_deref()
+        .map(AppHash::parse)
+        .transpose()
+        .map_err(|error| {
+            ApiError::invalid_field("app_hash", "invalid-app-hash", error.to_string())
+        })?;
     let started = services
         .start_verification(
             &api_key,
@@ -158,6 +178,7 @@ pub async fn start(
                 channel: body.channel,
                 locale: body.locale,
                 code_length,
+                app_hash,
             },
         )
         .await

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod channels;
+pub mod code_texts;
 pub mod codes;
 pub mod fraud_admin;
 pub mod guards;
@@ -34,6 +35,7 @@ use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
 use channels::{OfferedChannels, WhatsappTemplates};
+use code_texts::CodeTexts;
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
 
@@ -100,6 +102,8 @@ pub struct Services {
     channels: OfferedChannels,
     /// WhatsApp codes' approved templates by locale.
     whatsapp_templates: WhatsappTemplates,
+    /// The language of a code when the request names none, and the autofill lines.
+    code_texts: CodeTexts,
 }
 
 impl Services {
@@ -126,6 +130,7 @@ impl Services {
             test_numbers: TestNumbers::default(),
             channels: OfferedChannels::default(),
             whatsapp_templates: WhatsappTemplates::default(),
+            code_texts: CodeTexts::default(),
         }
     }
 
@@ -192,6 +197,7 @@ pub struct ServicesBuilder {
     test_numbers: TestNumbers,
     channels: OfferedChannels,
     whatsapp_templates: WhatsappTemplates,
+    code_texts: CodeTexts,
 }
 
 impl ServicesBuilder {
@@ -268,6 +274,13 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`CodeTexts::default`]: the language follows the number's country, and no
+    /// autofill line. (The brand is the templates': `Templates::with_brand`.)
+    pub fn code_texts(mut self, code_texts: CodeTexts) -> Self {
+        self.code_texts = code_texts;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
@@ -288,6 +301,7 @@ impl ServicesBuilder {
             test_numbers: self.test_numbers,
             channels: self.channels,
             whatsapp_templates: self.whatsapp_templates,
+            code_texts: self.code_texts,
         }
     }
 }

@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber, Priority,
-    ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
+    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber,
+    Priority, ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
     VerificationStatus,
 };
 use ports::{StoreError, VerificationFilter};
-use template::{code_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
+use template::{spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
 
 use crate::observability::metrics::VerificationEvent;
 use crate::usecases::guards::{LimitScope, Refusal};
@@ -20,6 +20,8 @@ pub struct StartRequest {
     pub channel: Channel,
     pub locale: Option<String>,
     pub code_length: Option<CodeLength>,
+    /// An Android app's hash: its SMS end with it for the SMS Retriever API.
+    pub app_hash: Option<AppHash>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +74,8 @@ pub struct Started {
 
 impl Started {
     /// The locale of the translation the code message was written from (`fr` for a request's
-    /// `fr-CA` when only French exists); `None` for the template without a locale, which a
-    /// request whose locale has no translation gets.
+    /// `fr-CA`, `en` for a locale without a translation); `None` for the template without a
+    /// locale, which an operator who overrides it without translations gets.
     pub fn locale(&self) -> Option<&str> {
         if let Some(locale) = self.message.locale.as_deref() {
             return Some(locale);
@@ -85,9 +87,6 @@ impl Started {
             .strip_prefix('.')
     }
 }
-
-/// The brand a call names until it is configurable (`VERIFY_BRAND`), as the SMS text does.
-const BRAND: &str = "Smarter Firms";
 
 /// How a code goes out on its channel, decided before anything is counted or stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,17 +149,10 @@ impl Services {
             &policy,
             now,
         );
-        let delivery = self.code_delivery(request.channel, request.locale.as_deref())?;
+        let delivery = self.code_delivery(&request, request.channel)?;
         self.guards.admit(api_key, &verification.to, now).await?;
         let code = self.new_code(&verification.to, policy.code_length);
-        let message = self.code_message(
-            api_key,
-            &verification,
-            &code,
-            request.locale.as_deref(),
-            &delivery,
-            now,
-        )?;
+        let message = self.code_message(api_key, &verification, &code, &request, &delivery, now)?;
         let message = self
             .verifications
             .create(
@@ -197,17 +189,10 @@ impl Services {
                     StartError::TooManySends
                 }
             })?;
-        let delivery = self.code_delivery(pending.channel, request.locale.as_deref())?;
+        let delivery = self.code_delivery(request, pending.channel)?;
         self.guards.admit(api_key, &pending.to, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
-        let message = self.code_message(
-            api_key,
-            &pending,
-            &code,
-            request.locale.as_deref(),
-            &delivery,
-            now,
-        )?;
+        let message = self.code_message(api_key, &pending, &code, request, &delivery, now)?;
         let added = self
             .verifications
             .add_code(
@@ -250,9 +235,12 @@ impl Services {
     /// English.
     fn code_delivery(
         &self,
+        request: &StartRequest,
         channel: Channel,
-        locale: Option<&str>,
     ) -> Result<CodeDelivery, StartError> {
+        let locale = self
+            .code_texts
+            .locale_for(request.locale.as_deref(), &request.to);
         let not_offered = |reason: &str| StartError::ChannelNotOffered {
             channel,
             reason: reason.to_owned(),
@@ -269,12 +257,14 @@ impl Services {
             Channel::Sms => CodeDelivery::Text,
             Channel::Voice => CodeDelivery::Call,
             Channel::Whatsapp => {
-                let (locale, content_sid) =
-                    self.whatsapp_templates.resolve(locale).ok_or_else(|| {
+                let (locale, content_sid) = self
+                    .whatsapp_templates
+                    .resolve(Some(&locale))
+                    .ok_or_else(|| {
                         not_offered(&format!(
                             "WhatsApp sends codes only with an approved template, and \
                              TWILIO_WHATSAPP_CONTENT_SIDS has none for {}, its language or en",
-                            locale.unwrap_or("en")
+                            locale
                         ))
                     })?;
                 CodeDelivery::WhatsappTemplate {
@@ -290,29 +280,37 @@ impl Services {
         api_key: &str,
         verification: &Verification,
         code: &VerificationCode,
-        locale: Option<&str>,
+        request: &StartRequest,
         delivery: &CodeDelivery,
         now: DateTime<Utc>,
     ) -> Result<NewMessage, RenderError> {
+        let locale = self
+            .code_texts
+            .locale_for(request.locale.as_deref(), &verification.to);
         // Whole minutes, rounded up: "expires in 10 minutes" rather than "in 9".
         let remaining_seconds = (verification.expires_at - now).num_seconds().max(0);
         let expiry_minutes = (remaining_seconds + 59) / 60;
         let (template, body, message_locale, content_sid) = match delivery {
             CodeDelivery::Text => {
-                let template = self.resolve(TWO_FACTOR_AUTH, locale)?;
+                let template = self.resolve(TWO_FACTOR_AUTH, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
                     &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
                 )?;
+                let body = self.code_texts.finish(
+                    body,
+                    code.expose(),
+                    verification.channel,
+                    request.app_hash.as_ref(),
+                );
                 (Some(template), body, None, None)
             }
             CodeDelivery::Call => {
-                let template = self.resolve(TWO_FACTOR_AUTH_VOICE, locale)?;
+                let template = self.resolve(TWO_FACTOR_AUTH_VOICE, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
                     &serde_json::json!({
-                        "code_digits": code_digits(code.expose()),
-                        "brand": BRAND,
+                        "code_digits": spoken_digits(code.expose()),
                         "expiryMinutes": expiry_minutes,
                     }),
                 )?;
@@ -635,6 +633,7 @@ mod tests {
             channel: Channel::Sms,
             locale: None,
             code_length: None,
+            app_hash: None,
         }
     }
 

@@ -9,7 +9,8 @@ use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, Twilio
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
 use domain::{
-    CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy, VerificationPolicy,
+    AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy,
+    VerificationPolicy,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -19,6 +20,7 @@ use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
 use crate::usecases::channels::WhatsappTemplates;
+use crate::usecases::code_texts::CodeTexts;
 use crate::usecases::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
@@ -138,6 +140,9 @@ pub struct Config {
     pub whatsapp_templates: WhatsappTemplates,
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
+    /// The brand, language choice and autofill of code texts (`VERIFY_BRAND`,
+    /// `VERIFY_AUTO_LOCALE`, `VERIFY_APP_DOMAIN`).
+    pub code_texts: CodeTexts,
     pub guards: GuardConfig,
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
@@ -220,6 +225,27 @@ impl Config {
             max_checks: env.positive("VERIFY_MAX_CHECKS", 5)?,
             max_sends: env.positive("VERIFY_MAX_SENDS", 5)?,
             resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30, DAY_SECONDS)?,
+        };
+
+        let code_texts = CodeTexts {
+            brand: env
+                .parse_with("VERIFY_BRAND", |text| {
+                    Brand::parse(text).map_err(|error| error.to_string())
+                })?
+                .unwrap_or_default(),
+            auto_locale: match env.get("VERIFY_AUTO_LOCALE").as_deref().map(str::trim) {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "VERIFY_AUTO_LOCALE",
+                        "expected true or false",
+                    ))
+                }
+            },
+            app_domain: env.parse_with("VERIFY_APP_DOMAIN", |text| {
+                AppDomain::parse(text).map_err(|error| error.to_string())
+            })?,
         };
 
         let guards = guard_config(&env)?;
@@ -320,6 +346,7 @@ impl Config {
             public_base_url,
             dispatch,
             verification,
+            code_texts,
             guards,
             reconcile,
             test_numbers,
@@ -1135,6 +1162,31 @@ mod tests {
     }
 
     #[test]
+    fn code_texts_default_to_the_brand_and_the_country_s_language_without_autofill() {
+        let defaults = config(&[]).unwrap().code_texts;
+        assert_eq!(defaults.brand.as_str(), "Smarter Firms");
+        assert!(defaults.auto_locale);
+        assert_eq!(defaults.app_domain, None);
+
+        let set = config(&[
+            ("VERIFY_BRAND", "Acme Bank"),
+            ("VERIFY_AUTO_LOCALE", "false"),
+            ("VERIFY_APP_DOMAIN", "Example.com"),
+        ])
+        .unwrap()
+        .code_texts;
+        assert_eq!(set.brand.as_str(), "Acme Bank");
+        assert!(!set.auto_locale);
+        assert_eq!(set.app_domain.unwrap().as_str(), "example.com");
+
+        let error = config(&[("VERIFY_BRAND", "Smarter Firms Holdings")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "VERIFY_BRAND: a brand has at most 20 characters, so that a code still fits one SMS"
+        );
+    }
+
+    #[test]
     fn each_bad_value_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BIND_ADDR", "nowhere")], "BIND_ADDR"),
@@ -1163,6 +1215,19 @@ mod tests {
                 "SHUTDOWN_GRACE_SECONDS",
             ),
             (&[("VERIFY_CODE_LENGTH", "12")], "VERIFY_CODE_LENGTH"),
+            (
+                &[("VERIFY_BRAND", "Smarter Firms Holdings")],
+                "VERIFY_BRAND",
+            ),
+            (&[("VERIFY_AUTO_LOCALE", "no")], "VERIFY_AUTO_LOCALE"),
+            (
+                &[("VERIFY_APP_DOMAIN", "https://example.com")],
+                "VERIFY_APP_DOMAIN",
+            ),
+            (
+                &[("VERIFY_APP_DOMAIN", "login.smarterfirms.com")],
+                "VERIFY_APP_DOMAIN",
+            ),
             (&[("CODE_PEPPER", "short")], "CODE_PEPPER"),
             (&[("ALLOWED_COUNTRIES", "US,Atlantis")], "ALLOWED_COUNTRIES"),
             (

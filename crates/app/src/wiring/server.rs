@@ -240,6 +240,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .test_numbers(config.test_numbers.clone())
         .channels(channels)
         .whatsapp_templates(config.whatsapp_templates.clone())
+        .code_texts(config.code_texts.clone())
         .build(),
     );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
@@ -309,12 +310,13 @@ pub fn api_keys(config: &Config) -> Result<ApiKeys, StartupError> {
     }
 }
 
-/// The configured templates directory, or the built-in templates.
+/// The configured templates directory, or the built-in templates, naming the configured brand.
 pub fn load_templates(config: &Config) -> Result<Templates, template::LoadError> {
-    match &config.templates_dir {
-        Some(dir) => Templates::load(dir),
-        None => Templates::built_in(),
-    }
+    let templates = match &config.templates_dir {
+        Some(dir) => Templates::load(dir)?,
+        None => Templates::built_in()?,
+    };
+    Ok(templates.with_brand(&config.code_texts.brand))
 }
 
 /// The service's whole life, as its binaries run it: build, show a generated API key, serve

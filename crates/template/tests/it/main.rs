@@ -1,0 +1,3 @@
+//! The template crate seen from outside: the built-in texts as a client's phone shows them.
+
+mod built_in;
