@@ -37,6 +37,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         channel,
                         locale,
                         code_length: None,
+                        client: Default::default(),
                     },
                 )
                 .await

@@ -226,6 +226,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .dispatcher_wake(wake.clone())
         .twilio_status_callbacks(config.twilio_status_callbacks.clone())
         .guards(config.guards.clone())
+        .fraud_guard(config.fraud.clone())
         .metrics(metrics)
         .readiness(readiness)
         .test_numbers(config.test_numbers.clone())
@@ -374,6 +375,7 @@ impl Server {
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
+        let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -397,6 +399,8 @@ impl Server {
         }
         // At most one lookup in flight; it only asks, so stopping it loses nothing.
         reconciler.abort();
+        // A delete cut short is done again at the next start.
+        forget_counts.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -426,6 +430,24 @@ async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) 
                 // The dispatcher's poll covers the gap.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// How often the fraud guard's counts older than any baseline are forgotten.
+const FORGET_FRAUD_COUNTS_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Forgets the fraud guard's old hourly counts, at start and then hourly: each instance does,
+/// and a delete that finds nothing is cheap.
+async fn forget_fraud_counts(services: Arc<Services>) {
+    let mut interval = tokio::time::interval(FORGET_FRAUD_COUNTS_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match services.forget_fraud_counts().await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "forgot the fraud guard's old hourly counts"),
+            Err(error) => tracing::warn!(%error, "cannot forget the fraud guard's old counts"),
         }
     }
 }

@@ -61,6 +61,7 @@ fn alice() -> StartRequest {
         channel: Channel::Sms,
         locale: None,
         code_length: None,
+        client: Default::default(),
     }
 }
 
