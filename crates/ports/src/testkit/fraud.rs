@@ -389,7 +389,7 @@ pub async fn policy_modes_set_at_run_time_read_back_and_replace<S: StoreUnderTes
         .await
         .unwrap();
     let mut modes = store.policy_modes().await.unwrap();
-    modes.sort();
+    modes.sort_by_key(|(policy, _)| *policy);
     assert_eq!(
         modes,
         [
