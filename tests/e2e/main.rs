@@ -12,6 +12,7 @@ mod api;
 mod dispatch;
 mod errors;
 mod fail_closed;
+mod fraud;
 mod guards;
 mod messages;
 mod operations;

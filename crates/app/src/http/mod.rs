@@ -6,6 +6,7 @@
 //! described (the tests in `openapi` hold the rest of the router to that too).
 
 mod extract;
+mod fraud_policies;
 mod messages;
 mod observe;
 mod openapi;
@@ -60,6 +61,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(templates::list))
         .routes(routes!(templates::preview))
         .routes(routes!(reports::usage))
+        .routes(routes!(fraud_policies::get, fraud_policies::set))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))

@@ -105,7 +105,10 @@ pub enum FraudRefusal {
         decision: Decision,
     },
     /// A policy in force blocks the code; `retry_after` when the block heals by itself.
-    #[error("codes to this number are blocked by the fraud guard: {}", reason_codes(decision))]
+    #[error(
+        "codes to this number are blocked by the fraud guard: {}",
+        reason_codes(decision)
+    )]
     Blocked {
         decision: Decision,
         retry_after: Option<TimeDelta>,
@@ -289,12 +292,13 @@ impl FraudScreen {
             }
             let mut cache = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
             if cache.len() > MAX_CACHED_KEYS {
-                cache.retain(|_, (read_at, _)| now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS);
+                cache.retain(|_, (read_at, _)| {
+                    now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS
+                });
             }
             for (key, slot) in keys.iter().zip(found.iter_mut()) {
                 if slot.is_none() {
-                    let counts: Arc<[CodeCounts]> =
-                        read.remove(key).unwrap_or_default().into();
+                    let counts: Arc<[CodeCounts]> = read.remove(key).unwrap_or_default().into();
                     cache.insert(key.clone(), (now, counts.clone()));
                     *slot = Some(counts);
                 }
@@ -329,10 +333,7 @@ impl FraudScreen {
         let (client_findings, client_retry_after) =
             self.client_findings(client, &policies, now).await?;
 
-        let assessment = if Policy::ALL
-            .iter()
-            .all(|policy| !policies.is_on(*policy))
-        {
+        let assessment = if Policy::ALL.iter().all(|policy| !policies.is_on(*policy)) {
             // Nothing to judge: not a read more than the counts' write.
             Assessment {
                 decision: Decision::allow(),
@@ -393,7 +394,8 @@ impl FraudScreen {
                 decision: screened.decision.clone(),
             }
         } else {
-            let ip_wait = client_retry_after.filter(|_| policies.mode(Policy::IpVelocity) == Mode::Enforce);
+            let ip_wait =
+                client_retry_after.filter(|_| policies.mode(Policy::IpVelocity) == Mode::Enforce);
             FraudRefusal::Blocked {
                 decision: screened.decision.clone(),
                 retry_after: retry_after.max(ip_wait),
@@ -473,7 +475,9 @@ impl FraudScreen {
                 }
                 // Another instance placed it first, or an admin lifted it meanwhile.
                 Ok(false) => {}
-                Err(error) => tracing::warn!(%error, prefix = %order.block().prefix, "cannot write a fraud block"),
+                Err(error) => {
+                    tracing::warn!(%error, prefix = %order.block().prefix, "cannot write a fraud block")
+                }
             }
         }
     }
@@ -485,7 +489,8 @@ impl FraudScreen {
             self.metrics.fraud_decision(decision.action, None);
         }
         for reason in &decision.reasons {
-            self.metrics.fraud_decision(decision.action, Some(reason.code));
+            self.metrics
+                .fraud_decision(decision.action, Some(reason.code));
         }
         if decision.names(ReasonCode::CountrySurge) {
             self.metrics
@@ -520,8 +525,14 @@ impl FraudScreen {
             user_id = screened.user_id.as_deref(),
             "fraud guard finding recorded; the code went"
         );
-        self.log(screened, api_key, &verification.to, Some(verification.id), now)
-            .await;
+        self.log(
+            screened,
+            api_key,
+            &verification.to,
+            Some(verification.id),
+            now,
+        )
+        .await;
     }
 
     async fn log(

@@ -18,8 +18,8 @@ pub mod verify;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use domain::VerificationPolicy;
 use domain::fraud::{Mode, Policies, Policy};
+use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
     StoreHealth, VerificationStore,

@@ -495,8 +495,8 @@ mod tests {
     use domain::fraud::{Action, CodeCounts, Mode, Policies, Policy, ReasonCode, SignalScope};
     use domain::CountryAllowList;
     use ports::{
-        Admission, MockClock, MockCodeGenerator, MockFraudStore, MockMessageStore,
-        MockRateLimiter, MockVerificationStore,
+        Admission, MockClock, MockCodeGenerator, MockFraudStore, MockMessageStore, MockRateLimiter,
+        MockVerificationStore,
     };
     use secrecy::SecretString;
 
@@ -946,10 +946,24 @@ mod tests {
             let mut hourly: Vec<_> = (2..24 * 7)
                 .map(|hours_ago| {
                     let at = this_hour - TimeDelta::hours(hours_ago);
-                    (us.clone(), CodeCounts { sent: 10, checked: 8, approved: 8, ..CodeCounts::at(at) })
+                    (
+                        us.clone(),
+                        CodeCounts {
+                            sent: 10,
+                            checked: 8,
+                            approved: 8,
+                            ..CodeCounts::at(at)
+                        },
+                    )
                 })
                 .collect();
-            hourly.push((us, CodeCounts { sent: 60, ..CodeCounts::at(this_hour) }));
+            hourly.push((
+                us,
+                CodeCounts {
+                    sent: 60,
+                    ..CodeCounts::at(this_hour)
+                },
+            ));
             Ok(hourly)
         });
         store.expect_count_code().returning(|_, _, _| Ok(()));
@@ -1059,7 +1073,10 @@ mod tests {
             ),
             "{error:?}"
         );
-        assert_eq!(error.to_string(), "codes are not sent to premium_rate numbers");
+        assert_eq!(
+            error.to_string(),
+            "codes are not sent to premium_rate numbers"
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
-use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
+use ports::{Clock, QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -146,6 +146,15 @@ pub struct Assembled {
 /// Opens the database (migrating it), loads the templates and builds the provider, the use
 /// cases and the dispatcher.
 pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
+    assemble_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`assemble`] going by `clock`: what tests use to move time (a block's healing, a code's
+/// expiry) without waiting for it.
+pub async fn assemble_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Assembled, StartupError> {
     let Stores { ports, wakeups } = store::chosen(&config.database)
         .open()
         .await
@@ -153,7 +162,6 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
-    let clock = Arc::new(SystemClock);
     let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
     let mut lookups: Vec<Arc<dyn StatusLookup>> = Vec::new();
     // Only Twilio lists the messages it accepted.
@@ -326,12 +334,20 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::build`] going by `clock`, for tests that move time.
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let Assembled {
             services,
             dispatcher,
             wakeups,
             reconciler,
-        } = assemble(&config).await?;
+        } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
             Some(addr) => Some(bind("METRICS_BIND_ADDR", addr).await?),
