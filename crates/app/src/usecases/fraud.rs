@@ -581,3 +581,225 @@ impl FraudScreen {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use domain::fraud::{Action, Prefix};
+    use ports::{MockFraudStore, MockRateLimiter};
+
+    use super::*;
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn number(text: &str) -> PhoneNumber {
+        PhoneNumber::parse(text).unwrap()
+    }
+
+    fn screen(store: MockFraudStore, limiter: MockRateLimiter, config: FraudConfig) -> FraudScreen {
+        FraudScreen::new(
+            Arc::new(store),
+            Arc::new(limiter),
+            config,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// A store with nothing in it; `reads` times each shared read is expected.
+    fn store_read(reads: usize) -> MockFraudStore {
+        let mut store = MockFraudStore::new();
+        store
+            .expect_policy_modes()
+            .times(reads)
+            .returning(|| Ok(vec![]));
+        store.expect_blocks().times(reads).returning(|_| Ok(vec![]));
+        store
+            .expect_safe_list()
+            .times(reads)
+            .returning(|| Ok(vec![]));
+        store.expect_count_code().returning(|_, _, _| Ok(()));
+        store.expect_log_decision().returning(|_| Ok(()));
+        store
+    }
+
+    #[tokio::test]
+    async fn blocks_safe_list_policies_and_counts_are_read_at_most_once_a_second() {
+        let mut store = store_read(2);
+        // One read of the three destination keys each second.
+        store
+            .expect_code_counts()
+            .times(2)
+            .withf(|keys, _| keys.len() == 3)
+            .returning(|_, _| Ok(vec![]));
+        let screen = screen(store, MockRateLimiter::new(), FraudConfig::default());
+        let to = number("+15551234567");
+        for after in [0, 500, 999, 1_000] {
+            let screened = screen
+                .screen(
+                    "auth",
+                    &to,
+                    &ClientSignals::default(),
+                    start() + TimeDelta::milliseconds(after),
+                )
+                .await
+                .unwrap();
+            assert_eq!(screened.decision, Decision::allow());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trusted_user_passes_a_conversion_block_but_not_a_manual_one() {
+        let mut store = MockFraudStore::new();
+        store.expect_policy_modes().returning(|| Ok(vec![]));
+        store.expect_safe_list().returning(|| Ok(vec![]));
+        store.expect_code_counts().returning(|_, _| Ok(vec![]));
+        store.expect_count_code().returning(|_, _, _| Ok(()));
+        store.expect_log_decision().returning(|_| Ok(()));
+        store.expect_renew_block().returning(|_| Ok(false));
+        store.expect_blocks().returning(|now| {
+            Ok(vec![
+                Block::new(
+                    Prefix::parse("+15551234").unwrap(),
+                    vec![Reason::new(ReasonCode::PrefixSurge, "+15551234: 60 codes")],
+                    60,
+                    now,
+                    Default::default(),
+                ),
+                Block::manual(
+                    Prefix::parse("+1555999").unwrap(),
+                    "our QA saw pumping",
+                    now,
+                    None,
+                ),
+            ])
+        });
+        let screen = screen(store, MockRateLimiter::new(), FraudConfig::default());
+        let trusted = ClientSignals {
+            trusted: true,
+            ..ClientSignals::default()
+        };
+        let passed = screen
+            .screen("auth", &number("+15551234567"), &trusted, start())
+            .await
+            .unwrap();
+        assert_eq!(passed.decision, Decision::allow());
+        let untrusted = screen
+            .screen(
+                "auth",
+                &number("+15551234567"),
+                &ClientSignals::default(),
+                start(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            untrusted,
+            ScreenError::Refused(FraudRefusal::Blocked { .. })
+        ));
+        let manual = screen
+            .screen("auth", &number("+15559990000"), &trusted, start())
+            .await
+            .unwrap_err();
+        let ScreenError::Refused(refusal) = manual else {
+            panic!("expected a refusal, got {manual:?}");
+        };
+        assert!(refusal.decision().names(ReasonCode::ManualBlock));
+    }
+
+    #[tokio::test]
+    async fn ip_velocity_counts_the_address_and_its_range_and_says_which_is_full() {
+        let mut limiter = MockRateLimiter::new();
+        limiter
+            .expect_acquire()
+            .withf(|limits, _| {
+                limits
+                    .iter()
+                    .map(|limit| limit.key.as_str())
+                    .collect::<Vec<_>>()
+                    == ["client-ip:2001:db8::7", "client-ip-range:2001:db8::/64"]
+            })
+            .returning(|limits, _| {
+                Ok(Admission::Refused {
+                    key: limits[1].key.clone(),
+                    retry_after: TimeDelta::seconds(90),
+                })
+            });
+        let mut store = MockFraudStore::new();
+        store.expect_policy_modes().returning(|| Ok(vec![]));
+        store.expect_blocks().returning(|_| Ok(vec![]));
+        store.expect_safe_list().returning(|| Ok(vec![]));
+        store.expect_code_counts().returning(|_, _| Ok(vec![]));
+        store.expect_log_decision().times(1).returning(|_| Ok(()));
+        store
+            .expect_count_code()
+            .withf(|event, keys, _| {
+                *event == CodeEvent::Refused
+                    && keys.contains(&SignalKey::client_ip("2001:db8::/64"))
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let screen = screen(store, limiter, FraudConfig::default());
+        let client = ClientSignals {
+            client_ip: Some("2001:db8::7".parse().unwrap()),
+            ..ClientSignals::default()
+        };
+        let refused = screen
+            .screen("auth", &number("+15551234567"), &client, start())
+            .await
+            .unwrap_err();
+        let ScreenError::Refused(FraudRefusal::Blocked {
+            decision,
+            retry_after,
+        }) = refused
+        else {
+            panic!("expected a block, got {refused:?}");
+        };
+        assert_eq!(decision.action, Action::Block);
+        assert_eq!(
+            decision.reasons,
+            [Reason::new(
+                ReasonCode::IpVelocity,
+                "2001:db8::/64: more than 100 codes asked for in 3600 seconds"
+            )]
+        );
+        assert_eq!(retry_after, Some(TimeDelta::seconds(90)));
+    }
+
+    #[test]
+    fn an_ipv4_address_mapped_in_ipv6_is_counted_in_its_ipv4_range() {
+        let client = ClientSignals {
+            client_ip: Some("::ffff:203.0.113.7".parse().unwrap()),
+            ..ClientSignals::default()
+        };
+        assert_eq!(
+            client.addresses(),
+            Some(("203.0.113.7".to_owned(), "203.0.113.0/24".to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn with_every_policy_off_nothing_is_judged_and_no_counts_are_read() {
+        let mut store = store_read(1);
+        store.expect_code_counts().never();
+        let config = FraudConfig {
+            guard: FraudGuard {
+                policies: Policies::all(Mode::Off),
+                ..FraudGuard::default()
+            },
+            ..FraudConfig::default()
+        };
+        let screen = screen(store, MockRateLimiter::new(), config);
+        let screened = screen
+            .screen(
+                "auth",
+                &number("+449012345678"),
+                &ClientSignals::default(),
+                start(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(screened.decision, Decision::allow());
+    }
+}

@@ -410,7 +410,8 @@ fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
                 surge_multiple: env
                     .positive("PUMPING_SURGE_MULTIPLE", pumping_defaults.surge_multiple)?,
                 min_sends: env.positive("PUMPING_MIN_SENDS", pumping_defaults.min_sends)?,
-                refuse: policies.mode(Policy::CountrySurge) == Mode::Enforce,
+                // Not read by the guard: the policy's mode says what a surge does.
+                ..pumping_defaults
             },
             block_period: env
                 .parse_with("FRAUD_BLOCK_HOURS", |text| {
@@ -977,6 +978,73 @@ mod tests {
         assert_eq!(config.dispatch.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.verification, VerificationPolicy::default());
         assert_eq!(config.guards, GuardConfig::default());
+        assert_eq!(config.fraud, FraudConfig::default());
+    }
+
+    #[test]
+    fn fraud_mode_sets_every_policy_and_each_policys_own_variable_wins() {
+        let read = config(&[
+            ("FRAUD_MODE", "Monitor"),
+            ("FRAUD_POLICY_LINE_TYPE", "enforce"),
+            ("FRAUD_POLICY_IP_VELOCITY", "off"),
+            ("FRAUD_BLOCK_HOURS", "24"),
+            ("DENY_LINE_TYPES", "premium_rate, voip"),
+            ("FRAUD_IP_MAX_CODES", "5"),
+        ])
+        .unwrap();
+        let policies = read.fraud.guard.policies;
+        assert_eq!(policies.mode(Policy::PrefixConversion), Mode::Monitor);
+        assert_eq!(policies.mode(Policy::LineType), Mode::Enforce);
+        assert_eq!(policies.mode(Policy::IpVelocity), Mode::Off);
+        assert_eq!(
+            read.fraud.guard.block_period.duration(),
+            TimeDelta::hours(24)
+        );
+        assert_eq!(
+            read.fraud.guard.deny_line_types.to_string(),
+            "premium_rate,voip"
+        );
+        assert_eq!(read.fraud.ip_velocity.per_address.max, 5);
+        assert_eq!(
+            config(&[("DENY_LINE_TYPES", "none")])
+                .unwrap()
+                .fraud
+                .guard
+                .deny_line_types,
+            DenyLineTypes::none()
+        );
+    }
+
+    #[test]
+    fn the_pumping_alarms_variables_are_the_country_surge_policys_settings() {
+        let country_surge = |pairs: &[(&str, &str)]| {
+            config(pairs)
+                .unwrap()
+                .fraud
+                .guard
+                .policies
+                .mode(Policy::CountrySurge)
+        };
+        assert_eq!(country_surge(&[]), Mode::Enforce);
+        // The alarm alone, as before: the code goes, the finding is recorded.
+        assert_eq!(country_surge(&[("PUMPING_REFUSE", "false")]), Mode::Monitor);
+        assert_eq!(
+            country_surge(&[("FRAUD_MODE", "off"), ("PUMPING_REFUSE", "true")]),
+            Mode::Enforce
+        );
+        assert_eq!(
+            country_surge(&[
+                ("PUMPING_REFUSE", "true"),
+                ("FRAUD_POLICY_COUNTRY_SURGE", "off")
+            ]),
+            Mode::Off
+        );
+        let surge = config(&[("PUMPING_SURGE_MULTIPLE", "3"), ("PUMPING_MIN_SENDS", "50")])
+            .unwrap()
+            .fraud
+            .guard
+            .country_surge;
+        assert_eq!((surge.surge_multiple, surge.min_sends), (3, 50));
     }
 
     #[test]
