@@ -33,7 +33,7 @@ pub struct ApiError {
     /// What the fraud guard decided, and why, when it refused the request (`fraud-blocked`,
     /// `line-type-refused`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub risk: Option<super::verifications::RiskView>,
+    pub risk: Option<Box<super::verifications::RiskView>>,
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after_seconds: Option<u64>,

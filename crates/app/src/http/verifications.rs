@@ -453,7 +453,7 @@ fn refusal_problem(refusal: Refusal) -> ApiError {
 /// The fraud guard's refusal: a line type refused for good is a 422 naming it; a block is a
 /// 429, with `Retry-After` when it heals by itself. Both carry the decision as `risk`.
 fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
-    let risk = Some(RiskView::from(refusal.decision()));
+    let risk = Some(Box::new(RiskView::from(refusal.decision())));
     match refusal {
         FraudRefusal::LineType { .. } => ApiError {
             title: "Line type refused",

@@ -168,8 +168,11 @@ pub struct FraudScreen {
     metrics: Arc<Metrics>,
     /// Held across a read, so that the requests of one second share one read.
     shared: tokio::sync::Mutex<Option<SharedRead>>,
-    counts: Mutex<HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>>,
+    counts: Mutex<CountReads>,
 }
+
+/// Per signal key: when its hourly counts were read, and what they were.
+type CountReads = HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>;
 
 /// The keys a code to `to` is counted under, whatever the client: its country and prefixes.
 fn destination_keys(to: &PhoneNumber, prefixes: &Prefixes) -> [SignalKey; 3] {
