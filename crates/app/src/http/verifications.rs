@@ -43,7 +43,8 @@ pub struct StartBody {
     /// The address of the person asking for the code (IPv4 or IPv6), as the calling service
     /// saw it: codes asked for from one address, or one range (/24, /64), are limited.
     client_ip: Option<String>,
-    /// The calling service's id of its user, kept in the fraud guard's log.
+    /// The calling service's id of its user, named in the service's log lines of what the
+    /// fraud guard found.
     user_id: Option<String>,
     /// The calling service vouches for a known user: the conversion policies (prefix
     /// conversion, prefix surge) do not judge the request; the other policies still do.

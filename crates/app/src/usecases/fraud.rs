@@ -69,7 +69,7 @@ impl Default for IpVelocity {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientSignals {
     pub client_ip: Option<IpAddr>,
-    /// The calling service's id of its user: carried into the log of what the guard decided.
+    /// The calling service's id of its user: named in the log lines of what the guard found.
     pub user_id: Option<String>,
     /// The client vouches for a known user: the conversion policies (prefix conversion and
     /// prefix surge) do not judge the request; every other policy does.
