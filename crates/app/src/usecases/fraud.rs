@@ -327,6 +327,7 @@ impl FraudScreen {
             keys.push(SignalKey::client_ip(address));
             keys.push(SignalKey::client_ip(range));
         }
+        let line_type = LineType::of(to);
         let (policies, blocks, safe_list) = self.shared(now).await?;
         let policies = if client.trusted {
             trusted(policies)
@@ -356,7 +357,7 @@ impl FraudScreen {
                     prefixes: &prefixes,
                     country: &country,
                     safe_list: &safe_list,
-                    line_type: LineType::of(to),
+                    line_type,
                     blocks: &blocks,
                     country_counts: &counts[0],
                     narrow: &counts[1],
@@ -393,7 +394,7 @@ impl FraudScreen {
             && policies.mode(Policy::LineType) == Mode::Enforce
         {
             FraudRefusal::LineType {
-                line_type: LineType::of(to),
+                line_type,
                 decision: screened.decision.clone(),
             }
         } else {
