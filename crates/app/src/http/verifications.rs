@@ -174,7 +174,13 @@ impl From<CheckOutcome> for CheckView {
         (status = 201, description = "Started: a code is on its way", body = StartedView),
         (status = 200, description = "A pending verification reused, with a new code",
             body = StartedView),
-        (status = "default", description = "An error; too soon or too many codes is a 429 with Retry-After",
+        (status = 429, description = "Too soon, too many codes (`rate-limited`), or blocked by \
+            the fraud guard (`fraud-blocked`, with its `risk`); `Retry-After` when waiting helps",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field, named; a line type the fraud guard \
+            refuses is `line-type-refused`, with its `risk`",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = "default", description = "Another error",
             body = ApiError, content_type = "application/problem+json")
     )
 )]
