@@ -13,6 +13,7 @@ mod channels;
 mod dispatch;
 mod errors;
 mod fail_closed;
+mod fraud;
 mod fraud_admin;
 mod guards;
 mod languages;

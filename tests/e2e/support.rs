@@ -34,6 +34,25 @@ pub struct TestApp {
     _stop: oneshot::Sender<()>,
 }
 
+/// A clock that stands still until the test moves it; starts at the time it is made.
+pub struct TestClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl TestClock {
+    pub fn now_shared() -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(chrono::Utc::now())))
+    }
+
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl ports::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
 /// A directory removed when the test ends.
 pub struct TempDir(pub std::path::PathBuf);
 
@@ -56,7 +75,7 @@ impl TestApp {
     pub async fn spawn_with(variables: &[(&'static str, &str)]) -> Self {
         let twilio = Arc::new(MockServer::start().await);
         let env = production_env(&in_memory_database_url(), &twilio, variables);
-        Self::start(env, twilio, None, None).await
+        Self::start(env, twilio, None, None, None).await
     }
 
     /// The production shape on PostgreSQL (a fresh database) and Twilio (wiremock), for what
@@ -71,7 +90,33 @@ impl TestApp {
         let database = TestDatabase::create().await;
         let twilio = Arc::new(MockServer::start().await);
         let env = production_env(&database.url, &twilio, variables);
-        Self::start(env, twilio, Some(database), None).await
+        Self::start(env, twilio, Some(database), None, None).await
+    }
+
+    /// [`TestApp::spawn_on_postgres_with`], going by `clock`: time the test moves.
+    pub async fn spawn_on_postgres_with_clock(
+        variables: &[(&'static str, &str)],
+        clock: Arc<TestClock>,
+    ) -> Self {
+        let database = TestDatabase::create().await;
+        let twilio = Arc::new(MockServer::start().await);
+        let env = production_env(&database.url, &twilio, variables);
+        Self::start(env, twilio, Some(database), None, Some(clock)).await
+    }
+
+    /// [`TestApp::spawn_sibling`], going by `clock`.
+    pub async fn spawn_sibling_with_clock(
+        &self,
+        variables: &[(&'static str, &str)],
+        clock: Arc<TestClock>,
+    ) -> Self {
+        let url = self
+            .database_url
+            .as_deref()
+            .filter(|url| url.starts_with("postgres"))
+            .expect("siblings share a PostgreSQL database: start with spawn_on_postgres");
+        let env = production_env(url, &self.twilio, variables);
+        Self::start(env, self.twilio.clone(), None, None, Some(clock)).await
     }
 
     /// Another instance on this one's database and Twilio, configured alike but for
@@ -83,7 +128,7 @@ impl TestApp {
             .filter(|url| url.starts_with("postgres"))
             .expect("siblings share a PostgreSQL database: start with spawn_on_postgres");
         let env = production_env(url, &self.twilio, variables);
-        Self::start(env, self.twilio.clone(), None, None).await
+        Self::start(env, self.twilio.clone(), None, None, None).await
     }
 
     /// The no-configuration shape: embedded SQLite and the console provider.
@@ -95,7 +140,7 @@ impl TestApp {
             format!("sqlite://{}", dir.join("data.sqlite").display()),
         );
         let twilio = Arc::new(MockServer::start().await);
-        Self::start(env, twilio, None, Some(TempDir(dir))).await
+        Self::start(env, twilio, None, Some(TempDir(dir)), None).await
     }
 
     async fn start(
@@ -103,10 +148,14 @@ impl TestApp {
         twilio: Arc<MockServer>,
         database: Option<TestDatabase>,
         data_dir: Option<TempDir>,
+        clock: Option<Arc<TestClock>>,
     ) -> Self {
         let database_url = env.get("DATABASE_URL").cloned();
         let config = app::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-        let server = app::Server::build(config).await.unwrap();
+        let server = match clock {
+            Some(clock) => app::Server::build_with_clock(config, clock).await.unwrap(),
+            None => app::Server::build(config).await.unwrap(),
+        };
         let base = format!("http://{}", server.local_addr());
         let metrics_base = server.metrics_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -142,6 +191,24 @@ impl TestApp {
             .await
             .unwrap();
         read(response).await
+    }
+
+    /// A request with another key than the client's (`API_KEY`): an admin's, say.
+    pub async fn send_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {

@@ -72,13 +72,14 @@ impl BatchWrite for Creates {
                 r#"WITH verification AS (
                        INSERT INTO verifications (id, "to", channel, api_key, status,
                            check_count, max_checks, send_count, max_sends, expires_at,
-                           last_sent_at, created_at, updated_at)
+                           last_sent_at, created_at, risk, updated_at)
                        SELECT *, created_at
                        FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[],
                            $23::text[], $24::int8[], $25::int8[], $26::int8[], $27::int8[],
-                           $28::timestamptz[], $29::timestamptz[], $30::timestamptz[])
+                           $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
+                           $32::text[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
-                           send_count, max_sends, expires_at, last_sent_at, created_at)
+                           send_count, max_sends, expires_at, last_sent_at, created_at, risk)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at)
@@ -103,6 +104,7 @@ impl BatchWrite for Creates {
         .bind(column(creates, |c| c.verification.last_sent_at))
         .bind(column(creates, |c| c.verification.created_at))
         .bind(column(creates, |c| c.code.as_bytes()))
+        .bind(column(creates, |c| params::risk_json(&c.verification)))
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;

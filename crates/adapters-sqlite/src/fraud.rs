@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::fraud::{Block, CodeCounts, CodeEvent, Prefix, SignalKey};
+use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
 use ports::params::{self, Param};
 use ports::{rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, StoreError};
@@ -180,5 +180,28 @@ impl FraudStore for SqliteStore {
             &params::decision_filter(filter),
         );
         all(page, &self.pool, rows::logged_decision).await
+    }
+
+    async fn policy_modes(&self) -> Result<Vec<(Policy, Mode)>, StoreError> {
+        let modes = query(
+            "SELECT policy, mode FROM fraud_policy_modes ORDER BY policy",
+            &[],
+        );
+        all(modes, &self.pool, rows::policy_mode).await
+    }
+
+    async fn set_policy_mode(
+        &self,
+        policy: Policy,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let set = query(
+            "INSERT INTO fraud_policy_modes (policy, mode, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (policy) DO UPDATE SET mode = excluded.mode, updated_at = excluded.updated_at",
+            &params::policy_mode(policy, mode, now),
+        );
+        execute(set, &self.writer).await?;
+        Ok(())
     }
 }

@@ -38,6 +38,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         locale,
                         code_length: None,
                         app_hash: None,
+                        client: Default::default(),
                     },
                 )
                 .await

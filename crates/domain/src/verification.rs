@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fraud::Decision;
 use crate::{Channel, PhoneNumber};
 
 crate::id::uuid_id!(VerificationId);
@@ -201,6 +202,9 @@ pub struct Verification {
     pub expires_at: DateTime<Utc>,
     pub last_sent_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// What the fraud guard decided when the verification was started; `None` for one
+    /// started before the guard judged codes.
+    pub risk: Option<Decision>,
 }
 
 /// Why a new code cannot be sent for a verification right now.
@@ -264,6 +268,7 @@ impl Verification {
             expires_at: now + policy.lifetime,
             last_sent_at: now,
             created_at: now,
+            risk: None,
         }
     }
 

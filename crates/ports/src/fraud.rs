@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::fraud::{Action, Block, CodeCounts, CodeEvent, Decision, Prefix, SignalKey};
+use domain::fraud::{
+    Action, Block, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, SignalKey,
+};
 use domain::{PhoneNumber, VerificationId};
 use uuid::Uuid;
 
@@ -117,4 +119,16 @@ pub trait FraudStore: Send + Sync {
 
     /// A page of the log, newest first (by time, then id).
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError>;
+
+    /// The modes an admin set at run time, by policy; those never set are left out (the
+    /// configuration's stand). Read by every instance, cached for about a second.
+    async fn policy_modes(&self) -> Result<Vec<(Policy, Mode)>, StoreError>;
+
+    /// Sets `policy`'s mode at `now`, replacing what an admin set before.
+    async fn set_policy_mode(
+        &self,
+        policy: Policy,
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }

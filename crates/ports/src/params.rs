@@ -3,7 +3,7 @@
 //! binds a [`Param`] in its own encoding (its time and id formats).
 
 use chrono::{DateTime, Utc};
-use domain::fraud::{Action, Block, Prefix, Reason};
+use domain::fraud::{Action, Block, Mode, Policy, Prefix, Reason};
 use domain::{
     Attempt, DeliveryEvent, MessageId, MessageStatus, NewMessage, Verification, VerificationId,
     VerificationStatus,
@@ -152,8 +152,12 @@ pub fn new_message<'a>(
 }
 
 /// A new verification: `id`, `to`, `channel`, `api_key`, `status`, `check_count`,
-/// `max_checks`, `send_count`, `max_sends`, `expires_at`, `last_sent_at`, `created_at`.
-pub fn new_verification(verification: &Verification) -> [Param<'_>; 12] {
+/// `max_checks`, `send_count`, `max_sends`, `expires_at`, `last_sent_at`, `created_at`, `risk`
+/// ([`risk_json`] of its risk).
+pub fn new_verification<'a>(
+    verification: &'a Verification,
+    risk: Option<&'a str>,
+) -> [Param<'a>; 13] {
     [
         Param::Id(Some(verification.id.as_uuid())),
         Param::text(verification.to.as_str()),
@@ -167,7 +171,16 @@ pub fn new_verification(verification: &Verification) -> [Param<'_>; 12] {
         Param::time(verification.expires_at),
         Param::time(verification.last_sent_at),
         Param::time(verification.created_at),
+        Param::Text(risk),
     ]
+}
+
+/// A verification's risk as stored: the JSON `{action, reasons}` of the guard's decision.
+pub fn risk_json(verification: &Verification) -> Option<String> {
+    verification
+        .risk
+        .as_ref()
+        .and_then(|risk| serde_json::to_string(risk).ok())
 }
 
 /// An attempt of message `id`: `id`, `number`, `started_at`, `finished_at`, `outcome`,
@@ -237,6 +250,15 @@ pub fn safe_entry(entry: &SafeEntry) -> [Param<'_>; 3] {
         Param::text(entry.prefix.as_str()),
         Param::Text(entry.note.as_deref()),
         Param::time(entry.added_at),
+    ]
+}
+
+/// A policy's mode set at run time: `policy`, `mode`, `updated_at`.
+pub fn policy_mode(policy: Policy, mode: Mode, now: DateTime<Utc>) -> [Param<'static>; 3] {
+    [
+        Param::text(policy.as_str()),
+        Param::text(mode.as_str()),
+        Param::time(now),
     ]
 }
 

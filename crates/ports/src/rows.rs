@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use domain::fraud::{Block, CodeCounts, Decision, Prefix, Reason, SignalKey};
+use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
     Attempt, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price, Priority,
     Verification, VerificationId,
@@ -218,6 +218,10 @@ pub fn verification(row: &impl StoredRow) -> Result<Verification, StoreError> {
         expires_at: v.time("expires_at")?,
         last_sent_at: v.time("last_sent_at")?,
         created_at: v.time("created_at")?,
+        risk: v
+            .optional_text("risk")?
+            .map(|risk| serde_json::from_str(&risk).map_err(|error| v.corrupt("risk", error)))
+            .transpose()?,
     })
 }
 
@@ -326,6 +330,12 @@ pub fn safe_entry(row: &impl StoredRow) -> Result<SafeEntry, StoreError> {
         note: e.optional_text("note")?,
         added_at: e.time("added_at")?,
     })
+}
+
+/// A row of `fraud_policy_modes`.
+pub fn policy_mode(row: &impl StoredRow) -> Result<(Policy, Mode), StoreError> {
+    let p = Columns::of(row, "fraud_policy_modes");
+    Ok((p.parsed("policy")?, p.parsed("mode")?))
 }
 
 /// A row of `fraud_decisions`.

@@ -128,6 +128,8 @@ macro_rules! store_conformance_tests {
             an_admins_block_is_never_overridden_by_the_guard_and_unblock_lifts_it,
             the_safe_list_adds_replaces_and_removes_entries,
             decisions_are_listed_newest_first_with_filters_and_cursor,
+            policy_modes_set_at_run_time_read_back_and_replace,
+            a_verification_keeps_the_risk_it_was_started_with,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,

@@ -7,6 +7,7 @@
 
 mod extract;
 mod fraud;
+mod fraud_policies;
 mod messages;
 mod observe;
 mod openapi;
@@ -70,6 +71,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
             fraud::remove_safe
         ))
         .routes(routes!(fraud::list_decisions))
+        .routes(routes!(fraud_policies::get, fraud_policies::set))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))

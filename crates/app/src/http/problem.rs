@@ -30,6 +30,10 @@ pub struct ApiError {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 20404)]
     pub code: Option<u32>,
+    /// What the fraud guard decided, and why, when it refused the request (`fraud-blocked`,
+    /// `line-type-refused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Box<super::verifications::RiskView>>,
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after_seconds: Option<u64>,
@@ -53,6 +57,7 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             code: None,
+            risk: None,
             retry_after_seconds: None,
         }
     }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
+use domain::fraud::{Action, Decision, ReasonCode};
 use domain::{
     AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
     VerificationId, VerificationStatus,
@@ -20,6 +23,7 @@ use super::messages::{
     decode_cursor, encode_cursor, next_page, page_limit, parse_phone_number, parse_to_filter,
 };
 use super::{parse_id, ApiError};
+use crate::usecases::fraud::{ClientSignals, FraudRefusal};
 use crate::usecases::guards::{whole_seconds, Refusal};
 use crate::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
 use crate::Services;
@@ -51,6 +55,55 @@ pub struct StartBody {
         example = "FA+9qCX9VSu"
     )]
     app_hash: Option<String>,
+    /// The address of the person asking for the code (IPv4 or IPv6), as the calling service
+    /// saw it: codes asked for from one address, or one range (/24, /64), are limited.
+    client_ip: Option<String>,
+    /// The calling service's id of its user, named in the service's log lines of what the
+    /// fraud guard found.
+    user_id: Option<String>,
+    /// The calling service vouches for a known user: the conversion policies (prefix
+    /// conversion, prefix surge) do not judge the request; the other policies still do.
+    #[serde(default)]
+    trusted: bool,
+}
+
+/// Longest `user_id` taken: an id, not a document.
+const MAX_USER_ID_LEN: usize = 128;
+
+/// One finding of the fraud guard.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ReasonView {
+    /// `prefix_low_conversion`, `prefix_surge`, `country_surge`, `line_type`, `ip_velocity`,
+    /// `budget_exhausted` or `manual_block`.
+    #[schema(value_type = String, example = "prefix_surge")]
+    code: ReasonCode,
+    /// What was found, in words an operator can act on.
+    detail: String,
+}
+
+/// What the fraud guard decided: `allow` (nothing found), `monitor` (a watched policy found
+/// something; the code went) or `block`, with each finding.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RiskView {
+    #[schema(value_type = String, example = "allow")]
+    action: Action,
+    reasons: Vec<ReasonView>,
+}
+
+impl From<&Decision> for RiskView {
+    fn from(decision: &Decision) -> Self {
+        Self {
+            action: decision.action,
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|reason| ReasonView {
+                    code: reason.code,
+                    detail: reason.detail.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn default_channel() -> Channel {
@@ -75,6 +128,10 @@ pub struct VerificationView {
     expires_at: DateTime<Utc>,
     send_count: u32,
     created_at: DateTime<Utc>,
+    /// The fraud guard's decision when the verification was started; absent for one started
+    /// before the guard judged codes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    risk: Option<RiskView>,
 }
 
 impl VerificationView {
@@ -87,6 +144,7 @@ impl VerificationView {
             expires_at: verification.expires_at,
             send_count: verification.send_count,
             created_at: verification.created_at,
+            risk: verification.risk.as_ref().map(RiskView::from),
         }
     }
 }
@@ -131,7 +189,13 @@ impl From<CheckOutcome> for CheckView {
         (status = 201, description = "Started: a code is on its way", body = StartedView),
         (status = 200, description = "A pending verification reused, with a new code",
             body = StartedView),
-        (status = "default", description = "An error; too soon or too many codes is a 429 with Retry-After",
+        (status = 429, description = "Too soon, too many codes (`rate-limited`), or blocked by \
+            the fraud guard (`fraud-blocked`, with its `risk`); `Retry-After` when waiting helps",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field, named; a line type the fraud guard \
+            refuses is `line-type-refused`, with its `risk`",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = "default", description = "Another error",
             body = ApiError, content_type = "application/problem+json")
     )
 )]
@@ -170,6 +234,30 @@ pub async fn start(
         .map_err(|error| {
             ApiError::invalid_field("app_hash", "invalid-app-hash", error.to_string())
         })?;
+    let client_ip = body
+        .client_ip
+        .as_deref()
+        .map(|text| {
+            text.trim().parse::<IpAddr>().map_err(|_| {
+                ApiError::invalid_field(
+                    "client_ip",
+                    "invalid-client-ip",
+                    format!("`{text}` is not an IPv4 or IPv6 address"),
+                )
+            })
+        })
+        .transpose()?;
+    if body
+        .user_id
+        .as_deref()
+        .is_some_and(|id| id.is_empty() || id.len() > MAX_USER_ID_LEN)
+    {
+        return Err(ApiError::invalid_field(
+            "user_id",
+            "invalid-user-id",
+            format!("a user id is 1 to {MAX_USER_ID_LEN} characters"),
+        ));
+    }
     let started = services
         .start_verification(
             &api_key,
@@ -179,6 +267,11 @@ pub async fn start(
                 locale: body.locale,
                 code_length,
                 app_hash,
+                client: ClientSignals {
+                    client_ip,
+                    user_id: body.user_id,
+                    trusted: body.trusted,
+                },
             },
         )
         .await
@@ -192,6 +285,7 @@ pub async fn start(
             StartError::ChannelNotOffered { .. } => {
                 ApiError::invalid_field("channel", "channel-not-offered", error.to_string())
             }
+            StartError::Fraud(refusal) => fraud_problem(&refusal),
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;
@@ -386,11 +480,33 @@ fn refusal_problem(refusal: Refusal) -> ApiError {
             ApiError::invalid_field("to", "country-not-allowed", detail)
         }
         Refusal::RateLimited { .. } => ApiError::too_many_requests(detail, retry_after),
-        Refusal::DestinationPaused { .. } => ApiError {
-            kind: "destination-paused",
-            ..ApiError::too_many_requests(detail, retry_after)
-        },
         Refusal::Store(error) => error.into(),
+    }
+}
+
+/// The fraud guard's refusal: a line type refused for good is a 422 naming it; a block is a
+/// 429, with `Retry-After` when it heals by itself. Both carry the decision as `risk`.
+fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
+    let risk = Some(Box::new(RiskView::from(refusal.decision())));
+    match refusal {
+        FraudRefusal::LineType { .. } => ApiError {
+            title: "Line type refused",
+            risk,
+            ..ApiError::invalid_field("to", "line-type-refused", refusal.to_string())
+        },
+        FraudRefusal::Blocked { retry_after, .. } => {
+            let blocked = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "fraud-blocked",
+                "Blocked by the fraud guard",
+                refusal.to_string(),
+            );
+            ApiError {
+                retry_after_seconds: retry_after.map(|wait| whole_seconds(wait).max(1)),
+                risk,
+                ..blocked
+            }
+        }
     }
 }
 

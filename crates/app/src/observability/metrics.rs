@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::fraud::{Action, ReasonCode};
 use ports::{
     MessageReports, OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt,
     SmsProvider, StoreError,
@@ -87,6 +88,14 @@ struct LimitLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FraudDecisionLabels {
+    /// `allow`, `monitor` or `block`.
+    action: String,
+    /// One of the guard's reason codes, or `none` for a plain allow.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
 }
@@ -140,6 +149,7 @@ pub struct Metrics {
     verifications: Family<EventLabels, Counter>,
     rate_limit_refusals: Family<LimitLabels, Counter>,
     pumping_alarms: Family<PrefixLabels, Counter>,
+    fraud_decisions: Family<FraudDecisionLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -171,6 +181,7 @@ impl Metrics {
             verifications: Family::default(),
             rate_limit_refusals: Family::default(),
             pumping_alarms: Family::default(),
+            fraud_decisions: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -234,6 +245,12 @@ impl Metrics {
             "pumping_alarms",
             "Alarms raised for a suspicious jump of sends to one country prefix",
             metrics.pumping_alarms.clone(),
+        );
+        registry.register(
+            "fraud_decisions",
+            "The fraud guard's decisions on requests for codes, by action and reason (one per \
+             reason; `none` for an allow with nothing found)",
+            metrics.fraud_decisions.clone(),
         );
         Self {
             registry,
@@ -342,6 +359,16 @@ impl Metrics {
             .inc();
     }
 
+    /// A decision of the fraud guard, for one of its reasons (`None`: nothing found).
+    pub fn fraud_decision(&self, action: Action, reason: Option<ReasonCode>) {
+        self.fraud_decisions
+            .get_or_create(&FraudDecisionLabels {
+                action: action.as_str().to_owned(),
+                reason: reason.map_or("none", ReasonCode::as_str).to_owned(),
+            })
+            .inc();
+    }
+
     /// The exposition, with the database-backed gauges read again when the last read is older
     /// than [`GAUGE_READ_INTERVAL`]. The oldest message's age is counted to `now` either way.
     pub async fn render(
@@ -433,13 +460,6 @@ impl SmsProvider for MeteredProvider {
     }
 }
 
-/// Pumping alarms count per calling code.
-impl crate::usecases::guards::PumpingAlarmHook for Metrics {
-    fn surge(&self, calling_code: u16, _traffic: &domain::Traffic) {
-        self.pumping_alarm(&format!("+{calling_code}"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use domain::{Channel, MessageId, MessageStatus, PhoneNumber};
@@ -472,6 +492,8 @@ mod tests {
         metrics.verification(VerificationEvent::Approved);
         metrics.rate_limit_refused("per_number");
         metrics.pumping_alarm("+44");
+        metrics.fraud_decision(Action::Block, Some(ReasonCode::PrefixSurge));
+        metrics.fraud_decision(Action::Allow, None);
         let text = scrape(&metrics, Utc::now()).await;
         for line in [
             r#"sms_notify_http_requests_total{method="POST",route="/v1/messages",status="202",api_key="shop"} 1"#,
@@ -481,6 +503,8 @@ mod tests {
             r#"sms_notify_verifications_total{event="approved"} 1"#,
             r#"sms_notify_rate_limit_refusals_total{limit="per_number"} 1"#,
             r#"sms_notify_pumping_alarms_total{prefix="+44"} 1"#,
+            r#"sms_notify_fraud_decisions_total{action="block",reason="prefix_surge"} 1"#,
+            r#"sms_notify_fraud_decisions_total{action="allow",reason="none"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channels;
 pub mod code_texts;
 pub mod codes;
+pub mod fraud;
 pub mod fraud_admin;
 pub mod guards;
 pub mod messaging;
@@ -20,6 +21,7 @@ pub mod verify;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
@@ -37,6 +39,7 @@ use auth::{ApiKey, ApiKeys};
 use channels::{OfferedChannels, WhatsappTemplates};
 use code_texts::CodeTexts;
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
+use fraud::{FraudConfig, FraudScreen};
 use guards::{GuardConfig, SendGuards};
 
 /// One database, seen through each port the use cases, the guards and readiness use.
@@ -92,8 +95,10 @@ pub struct Services {
     dispatcher_wake: Arc<Notify>,
     /// Set when Twilio posts delivery statuses to `POST /v1/webhooks/twilio/status`.
     twilio_status_callbacks: Option<TwilioStatusCallbacks>,
-    /// Allow-list, send limits and pumping alarm, in front of every one-time code.
+    /// Allow-list and send limits, in front of every one-time code.
     guards: SendGuards,
+    /// The fraud guard, in front of every one-time code after the allow-list.
+    fraud_guard: FraudScreen,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
@@ -126,6 +131,7 @@ impl Services {
             dispatcher_wake: Arc::new(Notify::new()),
             twilio_status_callbacks: None,
             guards: GuardConfig::default(),
+            fraud_guard: FraudConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
             channels: OfferedChannels::default(),
@@ -174,6 +180,32 @@ impl Services {
             .await
     }
 
+    /// The fraud guard's policies and their modes: the configured ones with an admin's run-time
+    /// changes over them.
+    pub async fn fraud_policies(&self) -> Result<Policies, StoreError> {
+        self.fraud_guard.policies().await
+    }
+
+    /// Sets policies' modes for every instance (each reads them within a second); the modes
+    /// now in force.
+    pub async fn set_fraud_policies(
+        &self,
+        changes: &[(Policy, Mode)],
+    ) -> Result<Policies, StoreError> {
+        self.fraud_guard
+            .set_policies(changes, self.clock.now())
+            .await
+    }
+
+    /// Forgets the fraud guard's hourly counts older than any baseline (an hourly job); how
+    /// many hourly rows went.
+    pub async fn forget_fraud_counts(&self) -> Result<u64, StoreError> {
+        let before = domain::pumping::hour_of(self.clock.now())
+            - domain::fraud::signal_baseline_period()
+            - chrono::TimeDelta::hours(1);
+        self.fraud.forget_counts(before).await
+    }
+
     /// The signal the dispatcher waits on, which the use cases give when they queue a message.
     pub(crate) fn dispatcher_wake(&self) -> &Arc<Notify> {
         &self.dispatcher_wake
@@ -192,6 +224,7 @@ pub struct ServicesBuilder {
     dispatcher_wake: Arc<Notify>,
     twilio_status_callbacks: Option<TwilioStatusCallbacks>,
     guards: GuardConfig,
+    fraud_guard: FraudConfig,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
@@ -237,10 +270,17 @@ impl ServicesBuilder {
         self
     }
 
-    /// Unless set, [`GuardConfig::default`]. The guards count in the store's rate limiter and
-    /// tell the metrics of a pumping surge.
+    /// Unless set, [`GuardConfig::default`]. The guards count in the store's rate limiter.
     pub fn guards(mut self, config: GuardConfig) -> Self {
         self.guards = config;
+        self
+    }
+
+    /// Unless set, [`FraudConfig::default`]: every policy enforced. The guard reads and writes
+    /// the store's `FraudStore`, counts IP velocity in its rate limiter, and goes by the clock
+    /// set here, so that a simulation can drive it through days of traffic.
+    pub fn fraud_guard(mut self, config: FraudConfig) -> Self {
+        self.fraud_guard = config;
         self
     }
 
@@ -283,11 +323,17 @@ impl ServicesBuilder {
 
     pub fn build(self) -> Services {
         Services {
-            guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
+            fraud_guard: FraudScreen::new(
+                self.stores.fraud.clone(),
+                self.stores.limiter.clone(),
+                self.fraud_guard,
+                self.metrics.clone(),
+            ),
+            fraud: self.stores.fraud,
+            guards: SendGuards::new(self.stores.limiter, self.guards),
             messages: self.stores.messages,
             verifications: self.stores.verifications,
             reports: self.stores.reports,
-            fraud: self.stores.fraud,
             templates: self.templates,
             clock: self.clock,
             code_generator: self.code_generator,

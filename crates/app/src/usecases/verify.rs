@@ -1,6 +1,7 @@
 //! The two-factor use cases: start (or resend) a verification, check a code, cancel.
 
 use chrono::{DateTime, Utc};
+use domain::fraud::CodeEvent;
 use domain::{
     AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber,
     Priority, ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
@@ -10,6 +11,7 @@ use ports::{StoreError, VerificationFilter};
 use template::{spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
 
 use crate::observability::metrics::VerificationEvent;
+use crate::usecases::fraud::{ClientSignals, FraudRefusal, ScreenError, Screened};
 use crate::usecases::guards::{LimitScope, Refusal};
 use crate::usecases::messaging::new_message;
 use crate::usecases::Services;
@@ -22,6 +24,8 @@ pub struct StartRequest {
     pub code_length: Option<CodeLength>,
     /// An Android app's hash: its SMS end with it for the SMS Retriever API.
     pub app_hash: Option<AppHash>,
+    /// What the calling service says of the person asking (address, user, trust).
+    pub client: ClientSignals,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,9 @@ pub enum StartError {
     ChannelNotOffered { channel: Channel, reason: String },
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The fraud guard refused the code.
+    #[error(transparent)]
+    Fraud(#[from] FraudRefusal),
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
@@ -99,6 +106,15 @@ enum CodeDelivery {
     WhatsappTemplate { locale: String, content_sid: String },
 }
 
+impl From<ScreenError> for StartError {
+    fn from(error: ScreenError) -> Self {
+        match error {
+            ScreenError::Refused(refusal) => StartError::Fraud(refusal),
+            ScreenError::Store(error) => StartError::Store(error),
+        }
+    }
+}
+
 impl Services {
     /// Starts a verification, or sends a new code for the pending one of the same number and
     /// API key (whose earlier codes stay valid: SMS arrive late and users type the first code
@@ -142,27 +158,39 @@ impl Services {
             return self.resend(api_key, pending, &request, &policy, now).await;
         }
 
-        let verification = Verification::start(
-            request.to.clone(),
-            request.channel,
-            api_key.to_owned(),
-            &policy,
-            now,
-        );
         let delivery = self.code_delivery(&request, request.channel)?;
-        self.guards.admit(api_key, &verification.to, now).await?;
+        let screened = self
+            .fraud_guard
+            .screen(api_key, &request.to, &request.client, now)
+            .await?;
+        let verification = Verification {
+            risk: Some(screened.decision.clone()),
+            ..Verification::start(
+                request.to.clone(),
+                request.channel,
+                api_key.to_owned(),
+                &policy,
+                now,
+            )
+        };
+        self.admit(api_key, &verification.to, &screened, now)
+            .await?;
         let code = self.new_code(&verification.to, policy.code_length);
         let message = self.code_message(api_key, &verification, &code, &request, &delivery, now)?;
-        let message = self
-            .verifications
-            .create(
+        // The code's count is written beside the verification, not after it.
+        let (message, ()) = tokio::join!(
+            self.verifications.create(
                 &verification,
                 self.hasher.hash(verification.id, &code),
                 message,
-            )
-            .await?;
+            ),
+            self.fraud_guard.count(CodeEvent::Sent, &screened, now)
+        );
+        let message = message?;
         self.dispatcher_wake.notify_one();
-        self.guards.record(&verification.to, now);
+        self.fraud_guard
+            .log_let_through(&screened, api_key, &verification, now)
+            .await;
         tracing::info!(verification_id = %verification.id, to = %verification.to.masked(), "verification started");
         Ok(Started {
             verification,
@@ -190,19 +218,24 @@ impl Services {
                 }
             })?;
         let delivery = self.code_delivery(request, pending.channel)?;
-        self.guards.admit(api_key, &pending.to, now).await?;
+        let screened = self
+            .fraud_guard
+            .screen(api_key, &pending.to, &request.client, now)
+            .await?;
+        self.admit(api_key, &pending.to, &screened, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
         let message = self.code_message(api_key, &pending, &code, request, &delivery, now)?;
-        let added = self
-            .verifications
-            .add_code(
+        let (added, ()) = tokio::join!(
+            self.verifications.add_code(
                 pending.id,
                 self.hasher.hash(pending.id, &code),
                 message,
                 now,
                 now - policy.resend_interval,
-            )
-            .await?;
+            ),
+            self.fraud_guard.count(CodeEvent::Sent, &screened, now)
+        );
+        let added = added?;
         // Another request for the same number won the race to resend.
         let Some((verification, message)) = added else {
             return Err(StartError::TooSoon {
@@ -210,13 +243,33 @@ impl Services {
             });
         };
         self.dispatcher_wake.notify_one();
-        self.guards.record(&verification.to, now);
+        self.fraud_guard
+            .log_let_through(&screened, api_key, &verification, now)
+            .await;
         tracing::info!(verification_id = %verification.id, send_count = verification.send_count, "verification code resent");
         Ok(Started {
             verification,
             message,
             created: false,
         })
+    }
+
+    /// Counts a code the fraud guard let through against the send limits; one they refuse is
+    /// counted as refused for the guard too, as traffic that goes on.
+    async fn admit(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        screened: &Screened,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        let admitted = self.guards.admit(api_key, to, now).await;
+        if admitted.is_err() {
+            self.fraud_guard
+                .count(CodeEvent::Refused, screened, now)
+                .await;
+        }
+        admitted
     }
 
     /// A random code, or a test number's fixed one.
@@ -443,13 +496,21 @@ impl Services {
         }
         let matches = self.hasher.matches_any(id, code, &hashes);
         let outcome = counted.outcome_of_counted_check(matches);
+        // The guard's conversion: a first check shows a person is there, an approval more.
+        // Only the check that records the approval counts it.
+        let approves = outcome.status == VerificationStatus::Approved;
+        if !approves {
+            self.fraud_guard.count_check(&counted, false).await;
+        }
         match outcome.status {
             VerificationStatus::Approved => {
                 if !self.verifications.conclude(id, outcome.status, now).await? {
                     // Approved by a concurrent check, canceled or expired first: this check
                     // approves nothing and is answered as one that came after.
+                    self.fraud_guard.count_check(&counted, false).await;
                     return Err(self.refused_check(api_key, id, now).await?.into());
                 }
+                self.fraud_guard.count_check(&counted, true).await;
                 tracing::info!(verification_id = %id, "verification approved");
             }
             // This check used the last attempt, and says so even when an earlier counted check
@@ -547,16 +608,18 @@ mod tests {
     use std::sync::Arc;
 
     use chrono::{TimeDelta, TimeZone};
-    use domain::{CountryAllowList, HourlySends, PumpingPolicy, Traffic};
+    use domain::fraud::{Action, CodeCounts, Mode, Policies, Policy, ReasonCode, SignalScope};
+    use domain::CountryAllowList;
     use ports::{
-        Admission, MockClock, MockCodeGenerator, MockMessageStore, MockRateLimiter,
+        Admission, MockClock, MockCodeGenerator, MockFraudStore, MockMessageStore, MockRateLimiter,
         MockVerificationStore,
     };
     use secrecy::SecretString;
 
     use super::*;
     use crate::usecases::codes::CodeHasher;
-    use crate::usecases::guards::{GuardConfig, PumpingAlarmHook};
+    use crate::usecases::fraud::FraudConfig;
+    use crate::usecases::guards::GuardConfig;
     use crate::usecases::StorePorts;
 
     fn now() -> DateTime<Utc> {
@@ -587,11 +650,19 @@ mod tests {
         limiter
             .expect_acquire()
             .returning(|_, _| Ok(Admission::Admitted));
-        limiter.expect_country_sends().returning(|_, _| Ok(vec![]));
         limiter
-            .expect_record_country_send()
-            .returning(|_, _| Ok(()));
-        limiter
+    }
+
+    /// The guard's store with nothing in it, taking every count and log.
+    pub(crate) fn quiet_fraud_store() -> MockFraudStore {
+        let mut store = MockFraudStore::new();
+        store.expect_policy_modes().returning(|| Ok(vec![]));
+        store.expect_blocks().returning(|_| Ok(vec![]));
+        store.expect_safe_list().returning(|| Ok(vec![]));
+        store.expect_code_counts().returning(|_, _| Ok(vec![]));
+        store.expect_count_code().returning(|_, _, _| Ok(()));
+        store.expect_log_decision().returning(|_| Ok(()));
+        store
     }
 
     fn services(verifications: MockVerificationStore) -> Services {
@@ -603,6 +674,22 @@ mod tests {
         limiter: MockRateLimiter,
         guards: GuardConfig,
     ) -> Services {
+        fraud_guarded_services(
+            verifications,
+            limiter,
+            guards,
+            quiet_fraud_store(),
+            FraudConfig::default(),
+        )
+    }
+
+    fn fraud_guarded_services(
+        verifications: MockVerificationStore,
+        limiter: MockRateLimiter,
+        guards: GuardConfig,
+        fraud: MockFraudStore,
+        fraud_config: FraudConfig,
+    ) -> Services {
         let mut clock = MockClock::new();
         clock.expect_now().returning(now);
         let mut codes = MockCodeGenerator::new();
@@ -613,7 +700,7 @@ mod tests {
             reports: Arc::new(ports::MockMessageReports::new()),
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(limiter),
-            fraud: Arc::new(ports::MockFraudStore::new()),
+            fraud: Arc::new(fraud),
         };
         Services::builder(
             stores,
@@ -624,6 +711,7 @@ mod tests {
         .code_generator(Arc::new(codes))
         .api_keys(crate::usecases::auth::ApiKeys::generate())
         .guards(guards)
+        .fraud_guard(fraud_config)
         .build()
     }
 
@@ -634,6 +722,7 @@ mod tests {
             locale: None,
             code_length: None,
             app_hash: None,
+            client: ClientSignals::default(),
         }
     }
 
@@ -921,7 +1010,6 @@ mod tests {
         store.expect_find_pending().returning(|_, _, _| Ok(None));
         store.expect_create().never();
         let mut limiter = MockRateLimiter::new();
-        limiter.expect_country_sends().returning(|_, _| Ok(vec![]));
         limiter
             .expect_acquire()
             .withf(|limits, _| {
@@ -937,7 +1025,6 @@ mod tests {
                     retry_after: TimeDelta::milliseconds(1_500),
                 })
             });
-        limiter.expect_record_country_send().never();
         let error = guarded_services(store, limiter, GuardConfig::default())
             .start_verification("auth", request())
             .await
@@ -958,92 +1045,194 @@ mod tests {
         );
     }
 
-    struct CountingHook(std::sync::Mutex<Vec<u16>>);
-
-    impl PumpingAlarmHook for CountingHook {
-        fn surge(&self, calling_code: u16, _traffic: &Traffic) {
-            self.0.lock().unwrap().push(calling_code);
-        }
-    }
-
-    /// Ten codes an hour to +1 all week, then 60 in the last hour.
-    fn surging_limiter() -> MockRateLimiter {
-        let mut limiter = MockRateLimiter::new();
-        limiter.expect_country_sends().returning(|calling_code, _| {
-            assert_eq!(calling_code, 1);
+    /// Ten codes an hour to the United States all week, then 60 in this hour, none of them
+    /// checked: the pumping alarm's surge, by its own arithmetic (`PUMPING_*`).
+    fn surging_country() -> MockFraudStore {
+        let mut store = MockFraudStore::new();
+        store.expect_policy_modes().returning(|| Ok(vec![]));
+        store.expect_blocks().returning(|_| Ok(vec![]));
+        store.expect_safe_list().returning(|| Ok(vec![]));
+        store.expect_code_counts().returning(|keys, _| {
             let this_hour = domain::pumping::hour_of(now());
-            let mut hourly: Vec<HourlySends> = (2..24 * 7)
-                .map(|hours_ago| HourlySends {
-                    hour: this_hour - TimeDelta::hours(hours_ago),
-                    sends: 10,
+            let us = keys
+                .iter()
+                .find(|key| key.scope == SignalScope::Country)
+                .cloned()
+                .unwrap();
+            assert_eq!(us.value, "US");
+            let mut hourly: Vec<_> = (2..24 * 7)
+                .map(|hours_ago| {
+                    let at = this_hour - TimeDelta::hours(hours_ago);
+                    (
+                        us.clone(),
+                        CodeCounts {
+                            sent: 10,
+                            checked: 8,
+                            approved: 8,
+                            ..CodeCounts::at(at)
+                        },
+                    )
                 })
                 .collect();
-            hourly.push(HourlySends {
-                hour: this_hour,
-                sends: 60,
-            });
+            hourly.push((
+                us,
+                CodeCounts {
+                    sent: 60,
+                    ..CodeCounts::at(this_hour)
+                },
+            ));
             Ok(hourly)
         });
-        limiter
+        store.expect_count_code().returning(|_, _, _| Ok(()));
+        store
+    }
+
+    fn country_surge_in(mode: Mode) -> FraudConfig {
+        let mut config = FraudConfig::default();
+        config.guard.policies = Policies::default().with(Policy::CountrySurge, mode);
+        config
     }
 
     #[tokio::test]
-    async fn a_surge_to_one_calling_code_raises_the_alarm_and_still_sends_by_default() {
+    async fn a_monitored_country_surge_sends_the_code_and_records_the_finding_with_it() {
         let mut store = MockVerificationStore::new();
         store.expect_find_pending().returning(|_, _, _| Ok(None));
         store
             .expect_create()
             .times(1)
-            .returning(|_, _, message| Ok(message.into_queued()));
-        let mut limiter = surging_limiter();
-        limiter
-            .expect_acquire()
-            .returning(|_, _| Ok(Admission::Admitted));
-        let (count, mut counted) = tokio::sync::mpsc::unbounded_channel();
-        limiter
-            .expect_record_country_send()
-            .times(1)
-            .returning(move |calling_code, _| {
-                let _ = count.send(calling_code);
-                Ok(())
+            .returning(|verification, _, message| {
+                let risk = verification.risk.as_ref().unwrap();
+                assert_eq!(risk.action, Action::Monitor);
+                assert!(risk.names(ReasonCode::CountrySurge));
+                Ok(message.into_queued())
             });
-        let hook = Arc::new(CountingHook(Default::default()));
-        let mut services = guarded_services(store, limiter, GuardConfig::default());
-        services.guards.alarm = hook.clone();
-        services
-            .start_verification("auth", request())
-            .await
-            .unwrap();
-        assert_eq!(*hook.0.lock().unwrap(), vec![1]);
-        // Counted in the background, after the answer.
-        let calling_code = tokio::time::timeout(std::time::Duration::from_secs(5), counted.recv());
-        assert_eq!(calling_code.await.unwrap(), Some(1));
+        let mut fraud = surging_country();
+        fraud
+            .expect_log_decision()
+            .withf(|logged| {
+                logged.verification_id.is_some() && logged.decision.action == Action::Monitor
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let started = fraud_guarded_services(
+            store,
+            open_limiter(),
+            GuardConfig::default(),
+            fraud,
+            country_surge_in(Mode::Monitor),
+        )
+        .start_verification("auth", request())
+        .await
+        .unwrap();
+        assert_eq!(
+            started.verification.risk.unwrap().reasons[0].detail,
+            "US: 60 codes in the last hour, usually 10.0 an hour, too few codes old enough to \
+             show their conversion"
+        );
     }
 
     #[tokio::test]
-    async fn a_surge_pauses_codes_to_that_calling_code_when_configured_to() {
+    async fn an_enforced_country_surge_refuses_the_code_and_logs_the_block() {
         let mut store = MockVerificationStore::new();
         store.expect_find_pending().returning(|_, _, _| Ok(None));
         store.expect_create().never();
-        let mut limiter = surging_limiter();
+        let mut limiter = MockRateLimiter::new();
         limiter.expect_acquire().never();
-        let guards = GuardConfig {
-            pumping: PumpingPolicy {
-                refuse: true,
-                ..PumpingPolicy::default()
-            },
-            ..GuardConfig::default()
+        let mut fraud = surging_country();
+        fraud
+            .expect_log_decision()
+            .withf(|logged| {
+                logged.verification_id.is_none() && logged.decision.action == Action::Block
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let error = fraud_guarded_services(
+            store,
+            limiter,
+            GuardConfig::default(),
+            fraud,
+            country_surge_in(Mode::Enforce),
+        )
+        .start_verification("auth", request())
+        .await
+        .unwrap_err();
+        let StartError::Fraud(FraudRefusal::Blocked {
+            decision,
+            retry_after,
+        }) = error
+        else {
+            panic!("expected a block, got {error:?}");
         };
-        let error = guarded_services(store, limiter, guards)
-            .start_verification("auth", request())
+        assert!(decision.names(ReasonCode::CountrySurge));
+        assert_eq!(retry_after, Some(TimeDelta::minutes(15)));
+    }
+
+    #[tokio::test]
+    async fn a_premium_rate_number_is_refused_naming_its_line_type_and_nothing_is_stored() {
+        let mut store = MockVerificationStore::new();
+        store.expect_find_pending().returning(|_, _, _| Ok(None));
+        store.expect_create().never();
+        let error = services(store)
+            .start_verification(
+                "auth",
+                StartRequest {
+                    to: PhoneNumber::parse("+449012345678").unwrap(),
+                    ..request()
+                },
+            )
             .await
             .unwrap_err();
         assert!(
             matches!(
-                error,
-                StartError::Refused(Refusal::DestinationPaused { calling_code: 1 })
+                &error,
+                StartError::Fraud(FraudRefusal::LineType { line_type, .. })
+                    if *line_type == domain::fraud::LineType::PremiumRate
             ),
             "{error:?}"
         );
+        assert_eq!(
+            error.to_string(),
+            "codes are not sent to premium_rate numbers"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_check_and_the_approval_count_for_the_guard_in_the_hour_the_code_was_asked_for(
+    ) {
+        let id = pending().id;
+        let mut store = MockVerificationStore::new();
+        store.expect_count_check().returning(move |_, _, _| {
+            let counted = Verification {
+                check_count: 1,
+                ..pending_with_id(id)
+            };
+            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+        });
+        store.expect_conclude().returning(|_, _, _| Ok(true));
+        let mut fraud = MockFraudStore::new();
+        let (count, mut counted) = tokio::sync::mpsc::unbounded_channel();
+        fraud
+            .expect_count_code()
+            .returning(move |event, keys, asked_at| {
+                assert_eq!(asked_at, now() - TimeDelta::minutes(1));
+                assert!(keys.contains(&domain::fraud::SignalKey::api_key("auth")));
+                let _ = count.send(event);
+                Ok(())
+            });
+        fraud_guarded_services(
+            store,
+            open_limiter(),
+            GuardConfig::default(),
+            fraud,
+            FraudConfig::default(),
+        )
+        .check_verification("auth", id, &code())
+        .await
+        .unwrap();
+        let mut events = Vec::new();
+        while let Ok(event) = counted.try_recv() {
+            events.push(event);
+        }
+        assert_eq!(events, [CodeEvent::Checked, CodeEvent::Approved]);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
+use domain::fraud::{BlockPeriod, DenyLineTypes, FraudGuard, Mode, Policies, Policy};
 use domain::{
     AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy,
     VerificationPolicy,
@@ -21,6 +22,7 @@ use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
 use crate::usecases::channels::WhatsappTemplates;
 use crate::usecases::code_texts::CodeTexts;
+use crate::usecases::fraud::{FraudConfig, IpVelocity};
 use crate::usecases::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
@@ -144,6 +146,7 @@ pub struct Config {
     /// `VERIFY_AUTO_LOCALE`, `VERIFY_APP_DOMAIN`).
     pub code_texts: CodeTexts,
     pub guards: GuardConfig,
+    pub fraud: FraudConfig,
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
@@ -249,6 +252,7 @@ impl Config {
         };
 
         let guards = guard_config(&env)?;
+        let fraud = fraud_config(&env)?;
 
         let retry_defaults = RetryPolicy::default();
         let dispatch = DispatchConfig {
@@ -348,6 +352,7 @@ impl Config {
             verification,
             code_texts,
             guards,
+            fraud,
             reconcile,
             test_numbers,
             sending,
@@ -387,17 +392,89 @@ fn guard_config(env: &Env<'_>) -> Result<GuardConfig, ConfigError> {
                 CountryAllowList::parse(text).map_err(|error| error.to_string())
             })?
             .unwrap_or_default(),
-        pumping: PumpingPolicy {
-            surge_multiple: env
-                .positive("PUMPING_SURGE_MULTIPLE", defaults.pumping.surge_multiple)?,
-            min_sends: env.positive("PUMPING_MIN_SENDS", defaults.pumping.min_sends)?,
-            refuse: match env.get("PUMPING_REFUSE").as_deref().map(str::trim) {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(_) => {
-                    return Err(ConfigError::new("PUMPING_REFUSE", "expected true or false"))
-                }
+    })
+}
+
+/// Each policy's own mode variable; it wins over `FRAUD_MODE` (and `PUMPING_REFUSE`).
+pub const FRAUD_POLICY_VARIABLES: [(Policy, &str); 7] = [
+    (Policy::PrefixConversion, "FRAUD_POLICY_PREFIX_CONVERSION"),
+    (Policy::PrefixSurge, "FRAUD_POLICY_PREFIX_SURGE"),
+    (Policy::CountrySurge, "FRAUD_POLICY_COUNTRY_SURGE"),
+    (Policy::LineType, "FRAUD_POLICY_LINE_TYPE"),
+    (Policy::IpVelocity, "FRAUD_POLICY_IP_VELOCITY"),
+    (Policy::Budget, "FRAUD_POLICY_BUDGET"),
+    (Policy::ManualBlock, "FRAUD_POLICY_MANUAL_BLOCK"),
+];
+
+/// The fraud guard: `FRAUD_MODE` for every policy, `PUMPING_REFUSE` for the country surge (the
+/// pumping alarm it was: `true` enforces, `false` only watches), then each policy's own
+/// variable; its thresholds, block period, refused line types and IP velocity limits.
+fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
+    let mode = |name: &'static str| {
+        env.parse_with(name, |text| {
+            text.parse::<Mode>()
+                .map_err(|_| format!("expected enforce, monitor or off, got `{text}`"))
+        })
+    };
+    let mut policies = Policies::all(mode("FRAUD_MODE")?.unwrap_or_default());
+    match env.get("PUMPING_REFUSE").as_deref().map(str::trim) {
+        None => {}
+        Some("true") => policies.set(Policy::CountrySurge, Mode::Enforce),
+        Some("false") => policies.set(Policy::CountrySurge, Mode::Monitor),
+        Some(_) => return Err(ConfigError::new("PUMPING_REFUSE", "expected true or false")),
+    }
+    for (policy, variable) in FRAUD_POLICY_VARIABLES {
+        if let Some(mode) = mode(variable)? {
+            policies.set(policy, mode);
+        }
+    }
+    let defaults = FraudGuard::default();
+    let pumping_defaults = PumpingPolicy::default();
+    let ip_defaults = IpVelocity::default();
+    let limit = |max: &'static str, window: &'static str, default: SendLimit| {
+        Ok::<_, ConfigError>(SendLimit {
+            max: env.positive(max, default.max)?,
+            window: env.seconds(window, default.window.num_seconds(), 30 * DAY_SECONDS)?,
+        })
+    };
+    Ok(FraudConfig {
+        guard: FraudGuard {
+            policies,
+            country_surge: PumpingPolicy {
+                surge_multiple: env
+                    .positive("PUMPING_SURGE_MULTIPLE", pumping_defaults.surge_multiple)?,
+                min_sends: env.positive("PUMPING_MIN_SENDS", pumping_defaults.min_sends)?,
+                // Not read by the guard: the policy's mode says what a surge does.
+                ..pumping_defaults
             },
+            block_period: env
+                .parse_with("FRAUD_BLOCK_HOURS", |text| {
+                    text.parse::<BlockPeriod>()
+                        .map_err(|_| "expected a whole number of hours from 1 to 720".to_owned())
+                })?
+                .unwrap_or(defaults.block_period),
+            deny_line_types: env
+                .parse_with("DENY_LINE_TYPES", |text| {
+                    if text.eq_ignore_ascii_case("none") {
+                        return Ok(DenyLineTypes::none());
+                    }
+                    text.parse::<DenyLineTypes>()
+                        .map_err(|error| error.to_string())
+                })?
+                .unwrap_or(defaults.deny_line_types.clone()),
+            ..defaults
+        },
+        ip_velocity: IpVelocity {
+            per_address: limit(
+                "FRAUD_IP_MAX_CODES",
+                "FRAUD_IP_WINDOW_SECONDS",
+                ip_defaults.per_address,
+            )?,
+            per_range: limit(
+                "FRAUD_IP_RANGE_MAX_CODES",
+                "FRAUD_IP_RANGE_WINDOW_SECONDS",
+                ip_defaults.per_range,
+            )?,
         },
     })
 }
@@ -945,6 +1022,73 @@ mod tests {
         assert_eq!(config.dispatch.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.verification, VerificationPolicy::default());
         assert_eq!(config.guards, GuardConfig::default());
+        assert_eq!(config.fraud, FraudConfig::default());
+    }
+
+    #[test]
+    fn fraud_mode_sets_every_policy_and_each_policys_own_variable_wins() {
+        let read = config(&[
+            ("FRAUD_MODE", "Monitor"),
+            ("FRAUD_POLICY_LINE_TYPE", "enforce"),
+            ("FRAUD_POLICY_IP_VELOCITY", "off"),
+            ("FRAUD_BLOCK_HOURS", "24"),
+            ("DENY_LINE_TYPES", "premium_rate, voip"),
+            ("FRAUD_IP_MAX_CODES", "5"),
+        ])
+        .unwrap();
+        let policies = read.fraud.guard.policies;
+        assert_eq!(policies.mode(Policy::PrefixConversion), Mode::Monitor);
+        assert_eq!(policies.mode(Policy::LineType), Mode::Enforce);
+        assert_eq!(policies.mode(Policy::IpVelocity), Mode::Off);
+        assert_eq!(
+            read.fraud.guard.block_period.duration(),
+            TimeDelta::hours(24)
+        );
+        assert_eq!(
+            read.fraud.guard.deny_line_types.to_string(),
+            "premium_rate,voip"
+        );
+        assert_eq!(read.fraud.ip_velocity.per_address.max, 5);
+        assert_eq!(
+            config(&[("DENY_LINE_TYPES", "none")])
+                .unwrap()
+                .fraud
+                .guard
+                .deny_line_types,
+            DenyLineTypes::none()
+        );
+    }
+
+    #[test]
+    fn the_pumping_alarms_variables_are_the_country_surge_policys_settings() {
+        let country_surge = |pairs: &[(&str, &str)]| {
+            config(pairs)
+                .unwrap()
+                .fraud
+                .guard
+                .policies
+                .mode(Policy::CountrySurge)
+        };
+        assert_eq!(country_surge(&[]), Mode::Enforce);
+        // The alarm alone, as before: the code goes, the finding is recorded.
+        assert_eq!(country_surge(&[("PUMPING_REFUSE", "false")]), Mode::Monitor);
+        assert_eq!(
+            country_surge(&[("FRAUD_MODE", "off"), ("PUMPING_REFUSE", "true")]),
+            Mode::Enforce
+        );
+        assert_eq!(
+            country_surge(&[
+                ("PUMPING_REFUSE", "true"),
+                ("FRAUD_POLICY_COUNTRY_SURGE", "off")
+            ]),
+            Mode::Off
+        );
+        let surge = config(&[("PUMPING_SURGE_MULTIPLE", "3"), ("PUMPING_MIN_SENDS", "50")])
+            .unwrap()
+            .fraud
+            .guard
+            .country_surge;
+        assert_eq!((surge.surge_multiple, surge.min_sends), (3, 50));
     }
 
     #[test]
@@ -1235,6 +1379,15 @@ mod tests {
                 "VERIFY_SENDS_PER_NUMBER",
             ),
             (&[("PUMPING_REFUSE", "yes")], "PUMPING_REFUSE"),
+            (&[("FRAUD_MODE", "loud")], "FRAUD_MODE"),
+            (
+                &[("FRAUD_POLICY_PREFIX_SURGE", "on")],
+                "FRAUD_POLICY_PREFIX_SURGE",
+            ),
+            (&[("FRAUD_BLOCK_HOURS", "0")], "FRAUD_BLOCK_HOURS"),
+            (&[("FRAUD_BLOCK_HOURS", "a day")], "FRAUD_BLOCK_HOURS"),
+            (&[("DENY_LINE_TYPES", "premium,pager")], "DENY_LINE_TYPES"),
+            (&[("FRAUD_IP_MAX_CODES", "0")], "FRAUD_IP_MAX_CODES"),
             (&[("CIRCUIT_FAILURES", "0")], "CIRCUIT_FAILURES"),
             (
                 &[("RECONCILE_AFTER_SECONDS", "soon")],

@@ -9,7 +9,7 @@ use std::time::Duration;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
 use domain::Channel;
-use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
+use ports::{Clock, QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -148,6 +148,15 @@ pub struct Assembled {
 /// Opens the database (migrating it), loads the templates and builds the provider, the use
 /// cases and the dispatcher.
 pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
+    assemble_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`assemble`] going by `clock`: what tests use to move time (a block's healing, a code's
+/// expiry) without waiting for it.
+pub async fn assemble_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Assembled, StartupError> {
     let Stores { ports, wakeups } = store::chosen(&config.database)
         .open()
         .await
@@ -155,7 +164,6 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
     tracing::info!(database = %config.database.describe(), "database ready");
 
     let templates = load_templates(config)?;
-    let clock = Arc::new(SystemClock);
     let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
     let mut lookups: Vec<Arc<dyn StatusLookup>> = Vec::new();
     // Only Twilio lists the messages it accepted.
@@ -235,6 +243,7 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .dispatcher_wake(wake.clone())
         .twilio_status_callbacks(config.twilio_status_callbacks.clone())
         .guards(config.guards.clone())
+        .fraud_guard(config.fraud.clone())
         .metrics(metrics)
         .readiness(readiness)
         .test_numbers(config.test_numbers.clone())
@@ -338,12 +347,20 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::build`] going by `clock`, for tests that move time.
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let Assembled {
             services,
             dispatcher,
             wakeups,
             reconciler,
-        } = assemble(&config).await?;
+        } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
             Some(addr) => Some(bind("METRICS_BIND_ADDR", addr).await?),
@@ -387,6 +404,7 @@ impl Server {
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
+        let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -410,6 +428,8 @@ impl Server {
         }
         // At most one lookup in flight; it only asks, so stopping it loses nothing.
         reconciler.abort();
+        // A delete cut short is done again at the next start.
+        forget_counts.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -439,6 +459,24 @@ async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) 
                 // The dispatcher's poll covers the gap.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+}
+
+/// How often the fraud guard's counts older than any baseline are forgotten.
+const FORGET_FRAUD_COUNTS_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Forgets the fraud guard's old hourly counts, at start and then hourly: each instance does,
+/// and a delete that finds nothing is cheap.
+async fn forget_fraud_counts(services: Arc<Services>) {
+    let mut interval = tokio::time::interval(FORGET_FRAUD_COUNTS_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match services.forget_fraud_counts().await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "forgot the fraud guard's old hourly counts"),
+            Err(error) => tracing::warn!(%error, "cannot forget the fraud guard's old counts"),
         }
     }
 }

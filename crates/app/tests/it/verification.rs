@@ -62,6 +62,7 @@ fn alice() -> StartRequest {
         locale: None,
         code_length: None,
         app_hash: None,
+        client: Default::default(),
     }
 }
 

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::fraud::{
-    Action, Block, BlockPeriod, CodeCounts, CodeEvent, Decision, Prefix, Prefixes, Reason,
-    ReasonCode, SignalKey,
+    Action, Block, BlockPeriod, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, Prefixes,
+    Reason, ReasonCode, SignalKey,
 };
-use domain::VerificationId;
+use domain::{Verification, VerificationId};
 use uuid::Uuid;
 
-use super::{phone, t0, StoreUnderTest};
+use super::{code_hash, code_message, phone, t0, verification, StoreUnderTest};
 use crate::{DecisionCursor, DecisionFilter, LoggedDecision, SafeEntry};
 
 fn hours(n: i64) -> TimeDelta {
@@ -372,4 +372,58 @@ pub async fn decisions_are_listed_newest_first_with_filters_and_cursor<S: StoreU
         ..first_page
     };
     assert_eq!(store.decisions(&next).await.unwrap(), newest_first[2..]);
+}
+
+pub async fn policy_modes_set_at_run_time_read_back_and_replace<S: StoreUnderTest>(store: S) {
+    assert!(store.policy_modes().await.unwrap().is_empty());
+    store
+        .set_policy_mode(Policy::PrefixSurge, Mode::Monitor, t0())
+        .await
+        .unwrap();
+    store
+        .set_policy_mode(Policy::CountrySurge, Mode::Off, t0())
+        .await
+        .unwrap();
+    store
+        .set_policy_mode(Policy::PrefixSurge, Mode::Enforce, t0() + hours(1))
+        .await
+        .unwrap();
+    let mut modes = store.policy_modes().await.unwrap();
+    modes.sort_by_key(|(policy, _)| *policy);
+    assert_eq!(
+        modes,
+        [
+            (Policy::PrefixSurge, Mode::Enforce),
+            (Policy::CountrySurge, Mode::Off)
+        ]
+    );
+}
+
+pub async fn a_verification_keeps_the_risk_it_was_started_with<S: StoreUnderTest>(store: S) {
+    let risk = Decision {
+        action: Action::Monitor,
+        reasons: vec![Reason::new(
+            ReasonCode::PrefixSurge,
+            "+447700900: 60 codes in the last hour",
+        )],
+    };
+    let judged = Verification {
+        risk: Some(risk.clone()),
+        ..verification(t0())
+    };
+    let unjudged = verification(t0() + hours(1));
+    for verification in [&judged, &unjudged] {
+        store
+            .create(
+                verification,
+                code_hash(1),
+                code_message(verification, verification.created_at),
+            )
+            .await
+            .unwrap();
+    }
+    let judged_read = crate::VerificationStore::get(&store, judged.id).await;
+    assert_eq!(judged_read.unwrap().unwrap().risk, Some(risk));
+    let unjudged_read = crate::VerificationStore::get(&store, unjudged.id).await;
+    assert_eq!(unjudged_read.unwrap().unwrap().risk, None);
 }

@@ -1,0 +1,284 @@
+//! The fraud guard seen from a client and an operator: a pumped range blocked with its
+//! reasons (in the answer, the decision log and the metrics) and healed after the block
+//! period, watching before enforcing, line types, IP velocity, and policy modes changed at
+//! run time on every instance.
+
+use chrono::TimeDelta;
+use domain::fraud::Action;
+use ports::{DecisionFilter, FraudStore};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{TestApp, TestClock};
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+
+/// Starts verifications to ten numbers of the range `+15551234xxx`, the clock moving two
+/// seconds between them (past the guard's one-second reads); answers each start's body.
+async fn ten_codes_to_one_range(app: &TestApp, clock: &TestClock) -> Vec<Value> {
+    let mut started = Vec::new();
+    for n in 0..10 {
+        let (status, body) = app
+            .post(
+                "/v1/verifications",
+                json!({"to": format!("+1555123400{n}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "code {n}: {body}");
+        started.push(body);
+        clock.advance(TimeDelta::seconds(2));
+    }
+    started
+}
+
+async fn decisions(app: &TestApp) -> Vec<ports::LoggedDecision> {
+    app.database()
+        .store()
+        .await
+        .decisions(&DecisionFilter {
+            action: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_surging_range_is_blocked_with_its_reasons_logged_and_heals_after_the_block_period() {
+    let clock = TestClock::now_shared();
+    let app = TestApp::spawn_on_postgres_with_clock(&[], clock.clone()).await;
+    app.twilio_accepts("SM00000000000000000000000000000001")
+        .await;
+
+    let started = ten_codes_to_one_range(&app, &clock).await;
+    // Every verification says what the guard decided: nothing found.
+    assert_eq!(
+        started[0]["risk"],
+        json!({"action": "allow", "reasons": []})
+    );
+    let id = started[0]["id"].as_str().unwrap();
+    let (_, shown) = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(shown["risk"], json!({"action": "allow", "reasons": []}));
+    let (_, listed) = app.get("/v1/verifications?limit=1").await;
+    assert_eq!(listed["verifications"][0]["risk"]["action"], "allow");
+
+    // The eleventh code to the range in minutes, none of them checked: a surge.
+    let refused = app
+        .client
+        .post(format!("{}/v1/verifications", app.base))
+        .bearer_auth(crate::support::API_KEY)
+        .json(&json!({"to": "+15551234010"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: i64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        retry_after,
+        12 * 3_600,
+        "the block heals in FRAUD_BLOCK_HOURS"
+    );
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("fraud-blocked"),
+        "{problem}"
+    );
+    assert_eq!(problem["risk"]["action"], "block");
+    assert_eq!(problem["risk"]["reasons"][0]["code"], "prefix_surge");
+    let detail = problem["risk"]["reasons"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("+15551234: 10 codes in the last hour"),
+        "{detail}"
+    );
+
+    // The whole range is blocked, for every number in it, once the block is read.
+    clock.advance(TimeDelta::seconds(2));
+    let (status, problem) = app
+        .post("/v1/verifications", json!({"to": "+15551234999"}))
+        .await;
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["risk"]["reasons"][0]["code"], "prefix_surge");
+
+    let logged = decisions(&app).await;
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert!(logged
+        .iter()
+        .all(|entry| entry.decision.action == Action::Block
+            && entry.verification_id.is_none()
+            && entry.decision.reasons[0].detail == detail));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            &r#"sms_notify_fraud_decisions_total{action="block",reason="prefix_surge"} 2"#
+                .to_owned()
+        ),
+        "{metrics:?}"
+    );
+
+    // Twelve hours on, the block has healed by itself and nothing surges any more.
+    clock.advance(TimeDelta::hours(12));
+    let (status, healed) = app
+        .post("/v1/verifications", json!({"to": "+15551234011"}))
+        .await;
+    assert_eq!(status, 201, "{healed}");
+    assert_eq!(healed["risk"]["action"], "allow");
+    app.twilio_requests(11).await;
+}
+
+#[tokio::test]
+async fn in_monitor_mode_the_code_goes_and_what_the_guard_would_have_done_is_recorded() {
+    let clock = TestClock::now_shared();
+    let app =
+        TestApp::spawn_on_postgres_with_clock(&[("FRAUD_MODE", "monitor")], clock.clone()).await;
+    app.twilio_accepts("SM00000000000000000000000000000002")
+        .await;
+    ten_codes_to_one_range(&app, &clock).await;
+
+    let (status, started) = app
+        .post("/v1/verifications", json!({"to": "+15551234010"}))
+        .await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["risk"]["action"], "monitor");
+    assert_eq!(started["risk"]["reasons"][0]["code"], "prefix_surge");
+    let logged = decisions(&app).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].decision.action, Action::Monitor);
+    assert_eq!(
+        logged[0]
+            .verification_id
+            .map(|id| id.to_string())
+            .as_deref(),
+        started["id"].as_str()
+    );
+    app.twilio_requests(11).await;
+}
+
+#[tokio::test]
+async fn a_premium_rate_number_is_refused_with_a_422_naming_its_line_type() {
+    let app = TestApp::spawn().await;
+    let (status, problem) = app
+        .post("/v1/verifications", json!({"to": "+44 901 234 5678"}))
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["type"], "line-type-refused");
+    assert_eq!(problem["field"], "to");
+    assert_eq!(
+        problem["detail"],
+        "codes are not sent to premium_rate numbers"
+    );
+    assert_eq!(problem["risk"]["reasons"][0]["code"], "line_type");
+    assert!(app.twilio.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn codes_asked_for_too_fast_from_one_address_are_refused_until_its_window_moves_on() {
+    let app = TestApp::spawn_with(&[("FRAUD_IP_MAX_CODES", "2")]).await;
+    app.twilio_accepts("SM00000000000000000000000000000003")
+        .await;
+    for to in ["+15551230001", "+447700900123"] {
+        let (status, body) = app
+            .post(
+                "/v1/verifications",
+                json!({"to": to, "client_ip": "203.0.113.7", "user_id": "u-42"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let refused = app
+        .client
+        .post(format!("{}/v1/verifications", app.base))
+        .bearer_auth(crate::support::API_KEY)
+        .json(&json!({"to": "+33612345678", "client_ip": "203.0.113.7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "fraud-blocked");
+    assert_eq!(
+        problem["risk"]["reasons"],
+        json!([{
+            "code": "ip_velocity",
+            "detail": "203.0.113.7: more than 2 codes asked for in 3600 seconds"
+        }])
+    );
+    // A neighbour in the same /24 is under the range's own, larger limit.
+    let (status, body) = app
+        .post(
+            "/v1/verifications",
+            json!({"to": "+33612345678", "client_ip": "203.0.113.8"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, problem) = app
+        .post(
+            "/v1/verifications",
+            json!({"to": "+33612345679", "client_ip": "not-an-address"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "client_ip");
+}
+
+#[tokio::test]
+async fn an_admin_watches_a_policy_at_run_time_and_every_instance_follows_within_a_second() {
+    let clock = TestClock::now_shared();
+    let admins = [("ADMIN_API_KEYS", "ops:admin-key-0123456789abcdef")];
+    let first = TestApp::spawn_on_postgres_with_clock(&admins, clock.clone()).await;
+    let second = first.spawn_sibling_with_clock(&admins, clock.clone()).await;
+    first
+        .twilio_accepts("SM00000000000000000000000000000004")
+        .await;
+    let premium = json!({"to": "+449012345678"});
+    let (status, _) = second.post("/v1/verifications", premium.clone()).await;
+    assert_eq!(status, 422);
+
+    // A client key may not; an unknown policy is named.
+    let change = json!({"line_type": "monitor"});
+    let (status, problem) = first
+        .send_as(
+            crate::support::API_KEY,
+            Method::PUT,
+            "/v1/fraud/policies",
+            Some(change.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "{problem}");
+    let (status, problem) = first
+        .send_as(
+            ADMIN_KEY,
+            Method::PUT,
+            "/v1/fraud/policies",
+            Some(json!({"pumping": "off"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+
+    let (status, policies) = first
+        .send_as(ADMIN_KEY, Method::PUT, "/v1/fraud/policies", Some(change))
+        .await;
+    assert_eq!(status, 200, "{policies}");
+    assert_eq!(policies["line_type"], "monitor");
+    assert_eq!(policies["prefix_surge"], "enforce");
+
+    // The other instance reads the change within a second.
+    clock.advance(TimeDelta::seconds(2));
+    let (_, read) = second
+        .send_as(ADMIN_KEY, Method::GET, "/v1/fraud/policies", None)
+        .await;
+    assert_eq!(read, policies);
+    let (status, started) = second.post("/v1/verifications", premium).await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["risk"]["action"], "monitor");
+    assert_eq!(started["risk"]["reasons"][0]["code"], "line_type");
+    first.twilio_requests(1).await;
+}
