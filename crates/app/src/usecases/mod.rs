@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod reports;
 pub mod request_context;
 pub mod verify;
+pub mod verify_compat;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, MessageReports, MessageStore, RateLimiter, StoreError, StoreHealth,
-    VerificationStore,
+    VerificationStore, VerifyServiceStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -33,6 +34,7 @@ use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
+use verify_compat::VerifyCompat;
 
 /// One database, seen through each port the use cases, the guards and readiness use.
 #[derive(Clone)]
@@ -42,20 +44,28 @@ pub struct StorePorts {
     pub reports: Arc<dyn MessageReports>,
     pub health: Arc<dyn StoreHealth>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub verify_services: Arc<dyn VerifyServiceStore>,
 }
 
 impl StorePorts {
     /// `store` through every port.
     pub fn of<S>(store: Arc<S>) -> Self
     where
-        S: MessageStore + VerificationStore + MessageReports + StoreHealth + RateLimiter + 'static,
+        S: MessageStore
+            + VerificationStore
+            + MessageReports
+            + StoreHealth
+            + RateLimiter
+            + VerifyServiceStore
+            + 'static,
     {
         Self {
             messages: store.clone(),
             verifications: store.clone(),
             reports: store.clone(),
             health: store.clone(),
-            limiter: store,
+            limiter: store.clone(),
+            verify_services: store,
         }
     }
 }
@@ -83,6 +93,9 @@ pub struct Services {
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
     test_numbers: TestNumbers,
+    /// The Verify services of the Twilio-compatible API (`verify_compat`).
+    verify_services: Arc<dyn VerifyServiceStore>,
+    verify_compat: VerifyCompat,
 }
 
 impl Services {
@@ -107,6 +120,7 @@ impl Services {
             guards: GuardConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
+            verify_compat: VerifyCompat::default(),
         }
     }
 
@@ -171,6 +185,7 @@ pub struct ServicesBuilder {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
+    verify_compat: VerifyCompat,
 }
 
 impl ServicesBuilder {
@@ -235,6 +250,12 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, no accounts: the Twilio-compatible API is off.
+    pub fn verify_compat(mut self, verify_compat: VerifyCompat) -> Self {
+        self.verify_compat = verify_compat;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
@@ -252,6 +273,8 @@ impl ServicesBuilder {
             metrics: self.metrics,
             readiness: Arc::new(self.readiness),
             test_numbers: self.test_numbers,
+            verify_services: self.stores.verify_services,
+            verify_compat: self.verify_compat,
         }
     }
 }

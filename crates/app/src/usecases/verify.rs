@@ -497,6 +497,7 @@ mod tests {
             reports: Arc::new(ports::MockMessageReports::new()),
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(limiter),
+            verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
         };
         Services::builder(
             stores,

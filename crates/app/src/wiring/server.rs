@@ -24,6 +24,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
 use crate::usecases::auth::ApiKeys;
 use crate::usecases::codes::{CodeHasher, SystemClock};
+use crate::usecases::verify_compat::VerifyCompat;
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
 use crate::wiring::store::{self, DatabaseError, Stores};
 use crate::Services;
@@ -229,6 +230,10 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .metrics(metrics)
         .readiness(readiness)
         .test_numbers(config.test_numbers.clone())
+        .verify_compat(VerifyCompat {
+            accounts: config.verify_compat_accounts.clone(),
+            public_base_url: config.public_base_url.clone(),
+        })
         .build(),
     );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
