@@ -1,6 +1,5 @@
 //! Twilio Verify's services (`VA...`) as the Twilio-compatible API keeps them: per Twilio
-//! account, each with the settings a verification started through it uses (its friendly name,
-//! its code length). In the database so that every instance serves the same services.
+//! account, each with its friendly name and the code length its verifications use. In the database so that every instance serves the same services.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,7 +14,7 @@ pub struct VerifyService {
     pub id: Uuid,
     /// The Twilio account (`AC...`) it belongs to: no other account sees it.
     pub account_sid: String,
-    /// Shown to the user as the brand of the code message.
+    /// The service's name as its client gave it (Twilio shows it in the code message).
     pub friendly_name: String,
     pub code_length: CodeLength,
     pub created_at: DateTime<Utc>,

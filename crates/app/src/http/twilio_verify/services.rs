@@ -1,5 +1,6 @@
-//! `/v2/Services`: Twilio Verify's services of the authenticated account. A service holds
-//! what its verifications use: its friendly name (the brand) and code length. Settings for
+//! `/v2/Services`: Twilio Verify's services of the authenticated account. A service holds its
+//! friendly name and the code length its verifications use (the code message's wording is the
+//! `two-factor-auth` template's: the name is not yet a variable of it). Settings for
 //! what this service does not offer (Lookup, TOTP, push, passkeys, custom codes, ...) are
 //! ignored and answered as off, so that the client sees what is in force; PSD2 is refused,
 //! since its codes must carry the amount and payee, which no message here can.
