@@ -477,6 +477,32 @@ async fn only_the_accounts_credentials_reach_its_services() {
         "Basic realm=\"Twilio API\""
     );
 
+    // What is not a route, or not a method of one, answers in Twilio's words too.
+    for (verb, path, status, code) in [
+        ("GET", format!("/v2/Services/{service}/Nothing"), 404, 20404),
+        (
+            "DELETE",
+            format!("/v2/Services/{service}/VerificationCheck"),
+            405,
+            20004,
+        ),
+    ] {
+        let response = app
+            .client
+            .request(verb.parse().unwrap(), format!("{}{path}", app.base))
+            .basic_auth(ACCOUNT, Some(TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{verb} {path}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            (error["code"].clone(), error["status"].clone()),
+            (code.into(), status.into())
+        );
+    }
+
     // Another account sees none of this one's services.
     let other = VerifyClient::as_account(
         &app,

@@ -22,6 +22,8 @@ use crate::Services;
 pub mod code {
     /// Authentication failed.
     pub const AUTHENTICATE: u32 = 20003;
+    /// The resource does not take this method.
+    pub const METHOD_NOT_ALLOWED: u32 = 20004;
     /// No such resource (also: a verification that was approved, canceled or expired).
     pub const NOT_FOUND: u32 = 20404;
     /// Too many requests.
@@ -179,7 +181,7 @@ pub async fn twilio_errors_for_bare_errors(request: Request, next: Next) -> Resp
     let error = match status {
         StatusCode::METHOD_NOT_ALLOWED => TwilioError::new(
             status,
-            code::NOT_FOUND,
+            code::METHOD_NOT_ALLOWED,
             "This resource does not accept this method",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => TwilioError::new(
