@@ -13,7 +13,9 @@ async fn templates_list_their_variables_and_preview_their_cost() {
     assert_eq!(
         list,
         json!({"templates": [{"name": "two-factor-auth",
-            "variables": ["code", "expiryMinutes"], "locales": [], "sensitive": true}]})
+            "variables": ["code", "expiryMinutes"], "locales": [], "sensitive": true},
+            {"name": "two-factor-auth-voice",
+            "variables": ["brand", "code_digits", "expiryMinutes"], "locales": [], "sensitive": true}]})
     );
 
     let preview = |data: Value| {

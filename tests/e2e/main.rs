@@ -10,9 +10,11 @@ mod support;
 mod twilio_contract;
 
 mod api;
+mod channels;
 mod dispatch;
 mod errors;
 mod fail_closed;
+mod fraud_admin;
 mod guards;
 mod messages;
 mod operations;

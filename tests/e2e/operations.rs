@@ -201,7 +201,8 @@ async fn every_documented_route_is_served() {
     for (template, item) in paths {
         let path = template
             .replace("{id}", "01890000-0000-7000-8000-000000000000")
-            .replace("{name}", "two-factor-auth");
+            .replace("{name}", "two-factor-auth")
+            .replace("{prefix}", "+447700900");
         for method in item.as_object().unwrap().keys() {
             let request = app
                 .client
@@ -231,7 +232,7 @@ async fn every_documented_route_is_served() {
     }
     assert_eq!(
         operations,
-        17,
+        24,
         "the API's operations, documented: {:?}",
         paths.keys()
     );

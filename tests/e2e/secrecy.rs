@@ -202,3 +202,70 @@ async fn a_code_sent_with_a_sensitive_template_is_never_logged_and_leaves_the_da
         "a response holds the code"
     );
 }
+
+// One thread, as above. A call speaks the code digit by digit: neither the code nor its spoken
+// form (`1, 2, 3`) may be logged or answered, and the TwiML that holds it leaves the database.
+#[tokio::test(flavor = "current_thread")]
+async fn a_code_said_in_a_call_never_appears_in_a_log_line_or_a_response() {
+    let (logs, _logging) = Captured::install();
+    let app = TestApp::spawn_on_postgres_with(&[("TWILIO_VOICE_FROM", "+15005550009")]).await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls.json",
+        ))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": "CA00000000000000000000000000000097", "status": "queued"
+        })))
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+
+    let (status, started, headers) = app
+        .post_raw(
+            "/v1/verifications",
+            json!({"to": "+15551234567", "channel": "voice", "code_length": 10}),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let mut responses = started.clone() + &headers;
+    let id = serde_json::from_str::<serde_json::Value>(&started).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let twiml = app.twilio_requests(1).await[0]["Twiml"].clone();
+    let code = crate::channels::spoken_code(&twiml);
+    assert_eq!(code.len(), 10, "{twiml}");
+    let spoken = crate::channels::spoken_digits(&code);
+    let (_, checked, headers) = app
+        .post_raw(
+            &format!("/v1/verifications/{id}/check"),
+            json!({"code": code}),
+        )
+        .await;
+    responses.push_str(&checked);
+    responses.push_str(&headers);
+    let (_, page) = app.get("/v1/messages").await;
+    responses.push_str(&page.to_string());
+    logs.wait_for_dispatched().await;
+
+    let logged = logs.text();
+    assert!(
+        logged.contains("verification approved"),
+        "the capture holds the service's log"
+    );
+    for (what, text) in [("a log line", &logged), ("a response", &responses)] {
+        assert!(!contains_code(text, &code), "{what} holds the code");
+        assert!(!text.contains(&spoken), "{what} holds the spoken code");
+    }
+    let message_id = page["messages"][0]["id"].as_str().unwrap();
+    let stored = app
+        .database()
+        .store()
+        .await
+        .get(message_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.body, "", "the spoken code is still in the database");
+}

@@ -367,9 +367,8 @@ async fn a_canceled_verification_takes_no_check_and_is_no_longer_found() {
     let client = VerifyClient::new(&app);
     let service = client.acme().await;
     let (_, started) = client
-        .start(&service, &[("To", ALICE), ("Channel", "whatsapp")])
+        .start(&service, &[("To", ALICE), ("Channel", "sms")])
         .await;
-    assert_eq!(started["channel"], "whatsapp");
     let verification_sid = started["sid"].as_str().unwrap();
     let (status, fetched) = client.fetch(&service, verification_sid).await;
     assert_eq!(
@@ -538,4 +537,36 @@ async fn without_verify_compat_accounts_v2_is_not_served() {
         response.headers()["content-type"],
         "application/problem+json"
     );
+}
+
+#[tokio::test]
+async fn channel_call_places_a_voice_call_when_a_provider_places_calls() {
+    const CALLS_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls.json";
+    let app = TestApp::spawn_with(&[
+        ("VERIFY_COMPAT_ACCOUNTS", ACCOUNTS),
+        ("TWILIO_VOICE_FROM", "+15005550009"),
+    ])
+    .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(CALLS_PATH))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({
+                "sid": "CA0123456789abcdef0123456789abcdef", "status": "queued",
+                "price": null, "price_unit": "USD"
+            })),
+        )
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+    let client = VerifyClient::new(&app);
+    let service = client.acme().await;
+
+    let (status, started) = client
+        .start(&service, &[("To", ALICE), ("Channel", "call")])
+        .await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["channel"], "call");
+    let call = &app.twilio_requests(1).await[0];
+    assert_eq!(call["To"], ALICE);
+    assert!(call.contains_key("Twiml"), "{call:?}");
 }

@@ -45,28 +45,29 @@ pub(crate) async fn insert_code_message(
 /// code in the database uses.
 const CLAIM_LOCK: i64 = 0x736d_735f_636c_6169;
 
-/// Queues the messages of `$1` to `$16` (see [`bind_messages`]).
+/// Queues the messages of `$1` to `$18` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
     () => {
         r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                status, api_key, idempotency_key, verification_id, send_before,
                attempt_count, next_attempt_at, created_at, updated_at, country, request_id,
-               sensitive, idempotency_fingerprint)
+               sensitive, idempotency_fingerprint, locale, content_sid)
            SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
                idempotency_key, verification_id, send_before, 0, created_at, created_at,
-               created_at, country, request_id, sensitive, idempotency_fingerprint
+               created_at, country, request_id, sensitive, idempotency_fingerprint, locale,
+               content_sid
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
                $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::bool[],
-               $16::text[])
+               $16::text[], $17::text[], $18::text[])
              AS new (id, "to", channel, template, body, segments, priority, api_key,
                idempotency_key, verification_id, send_before, created_at, country,
-               request_id, sensitive, idempotency_fingerprint)"#
+               request_id, sensitive, idempotency_fingerprint, locale, content_sid)"#
     };
 }
 pub(crate) use insert_messages_sql;
 
-/// `sql` with the columns of `messages` bound as `$1` to `$16`, each message with the
+/// `sql` with the columns of `messages` bound as `$1` to `$18`, each message with the
 /// verification it carries a code of.
 pub(crate) fn bind_messages<'q>(
     sql: &'q str,
@@ -92,6 +93,8 @@ pub(crate) fn bind_messages<'q>(
         .bind(column(messages, |(m, _)| {
             m.idempotency_fingerprint.as_deref()
         }))
+        .bind(column(messages, |(m, _)| m.locale.as_deref()))
+        .bind(column(messages, |(m, _)| m.content_sid.as_deref()))
 }
 
 /// `MessageStore::enqueue`.

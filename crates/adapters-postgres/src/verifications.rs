@@ -74,15 +74,15 @@ impl BatchWrite for Creates {
                            check_count, max_checks, send_count, max_sends, expires_at,
                            last_sent_at, created_at, updated_at)
                        SELECT *, created_at
-                       FROM unnest($17::uuid[], $18::text[], $19::text[], $20::text[],
-                           $21::text[], $22::int8[], $23::int8[], $24::int8[], $25::int8[],
-                           $26::timestamptz[], $27::timestamptz[], $28::timestamptz[])
+                       FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[],
+                           $23::text[], $24::int8[], $25::int8[], $26::int8[], $27::int8[],
+                           $28::timestamptz[], $29::timestamptz[], $30::timestamptz[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
                            send_count, max_sends, expires_at, last_sent_at, created_at)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                       SELECT * FROM unnest($17::uuid[], $29::bytea[], $28::timestamptz[])
+                       SELECT * FROM unnest($19::uuid[], $31::bytea[], $30::timestamptz[])
                    )
                    "#,
                 insert_messages_sql!(),

@@ -17,7 +17,13 @@ pub struct TwilioConfig {
     pub account_sid: String,
     pub credentials: TwilioCredentials,
     pub sender: TwilioSender,
-    /// Full URL of our status-callback endpoint, sent as `StatusCallback` when set.
+    /// The number calls come from (`TWILIO_VOICE_FROM`): without it, the adapter places no
+    /// call ([`ports::SmsProvider::can_send`] says so).
+    pub voice_from: Option<PhoneNumber>,
+    /// The WhatsApp sender (`TWILIO_WHATSAPP_FROM`); without it, WhatsApp goes from `sender`.
+    pub whatsapp_from: Option<PhoneNumber>,
+    /// Full URL of our status-callback endpoint, sent as `StatusCallback` when set (with calls
+    /// too: Twilio signs their callbacks alike).
     pub status_callback_url: Option<Url>,
     /// How long to wait for a TCP (and TLS) connection.
     pub connect_timeout: Duration,
@@ -93,12 +99,18 @@ impl TwilioConfig {
             }
         }
         self.messages_url()?;
+        self.calls_url()?;
         Ok(())
     }
 
     /// `{base}/2010-04-01/Accounts/{AccountSid}/Messages.json`.
     pub(crate) fn messages_url(&self) -> Result<Url, TwilioConfigError> {
         self.api_url(&["Accounts", self.account_sid.as_str(), "Messages.json"])
+    }
+
+    /// `{base}/2010-04-01/Accounts/{AccountSid}/Calls.json`.
+    pub(crate) fn calls_url(&self) -> Result<Url, TwilioConfigError> {
+        self.api_url(&["Accounts", self.account_sid.as_str(), "Calls.json"])
     }
 
     /// `{base}/2010-04-01/Accounts/{AccountSid}.json`.

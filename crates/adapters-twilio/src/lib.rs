@@ -1,5 +1,6 @@
 //! The Twilio adapter: sends SMS and WhatsApp messages through Twilio's Programmable Messaging
-//! REST API (implementing [`ports::SmsProvider`]), checks that the credentials work
+//! REST API (WhatsApp codes with an approved Content template) and places calls that speak a
+//! code through its Voice API with inline TwiML (implementing [`ports::SmsProvider`]), checks that the credentials work
 //! ([`TwilioSmsProvider::check_credentials`]), looks up a message's status
 //! (implementing [`ports::StatusLookup`]), finds a message it accepted without answering
 //! (implementing [`ports::SentMessageSearch`]), and checks and reads the status callbacks
@@ -21,6 +22,7 @@ mod signature;
 mod sms_provider;
 mod status_callback;
 mod status_lookup;
+mod twiml;
 mod wire;
 
 pub use account::{CredentialsError, TwilioAccount};

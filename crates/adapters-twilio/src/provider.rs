@@ -1,5 +1,5 @@
-//! Sending a message: one `POST` to the Messages resource, and the classification of whatever
-//! comes back.
+//! Sending a message: one `POST` to the Messages resource (a call: to the Calls resource), and
+//! the classification of whatever comes back.
 
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::config::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
-use crate::wire::{ErrorBody, MessageResource, NumberOrString};
+use crate::twiml;
+use crate::wire::{CallResource, ErrorBody, MessageResource, NumberOrString};
 
 const USER_AGENT: &str = concat!("sms-notify/", env!("CARGO_PKG_VERSION"));
 
@@ -32,7 +33,30 @@ const PERMANENT_CODES: [&str; 6] = ["21211", "21408", "21610", "21612", "21614",
 /// Codes about our account, which only an operator can fix but another provider can work
 /// around: authentication failed (20003), account not active (20005), invalid `From` (21212),
 /// `From` not a message-capable number of the account (21606).
-const ACCOUNT_CODES: [&str; 4] = ["20003", "20005", "21212", "21606"];
+const ACCOUNT_CODES: [&str; 5] = ["20003", "20005", "21212", "21606", "21210"];
+
+/// Codes about a call's recipient: `To` cannot be reached (21214), is not a valid number
+/// (21217), is blocked for the account (21216), or lies where the account's geographic
+/// permissions do not let it call (21215). `21210` (the caller id is not verified) is the
+/// account's, in [`ACCOUNT_CODES`].
+const CALL_PERMANENT_CODES: [&str; 4] = ["21214", "21215", "21216", "21217"];
+
+/// WhatsApp's refusals (Twilio's 630xx), from Twilio's list of errors and its mapping of
+/// WhatsApp's own codes: none of them passes on a retry, so they are final for this channel (a
+/// fallback to another channel may take over): `To` is not on WhatsApp (63003), the content
+/// was refused (63005, 63021, 63030), no channel for our `From` (63007), a policy violation
+/// (63013), blocked or opted out by the user (63014), not joined to the sandbox (63015),
+/// outside the 24-hour window without an approved template (63016), an invalid recipient
+/// (63024), the template missing for the language or its parameters not matching (63027,
+/// 63028, 63029), the user part of a WhatsApp experiment (63032), Meta chose not to deliver
+/// (63049).
+const WHATSAPP_PERMANENT_CODES: [&str; 15] = [
+    "63003", "63005", "63007", "63013", "63014", "63015", "63016", "63021", "63024", "63027",
+    "63028", "63029", "63030", "63032", "63049",
+];
+
+/// WhatsApp's rate limit for the sender (63018): throttling, as 20429.
+const WHATSAPP_TOO_MANY_REQUESTS_CODE: &str = "63018";
 
 /// [`ports::SmsProvider::name`], also in every receipt and error.
 pub(crate) const NAME: &str = "twilio";
@@ -42,11 +66,14 @@ pub(crate) const NAME: &str = "twilio";
 pub struct TwilioSmsProvider {
     client: reqwest::Client,
     messages_url: Url,
+    calls_url: Url,
     account_url: Url,
     account_sid: String,
     username: String,
     password: SecretString,
     sender: TwilioSender,
+    voice_from: Option<PhoneNumber>,
+    whatsapp_from: Option<PhoneNumber>,
     status_callback_url: Option<Url>,
     request_timeout: Duration,
 }
@@ -60,6 +87,7 @@ impl TwilioSmsProvider {
     pub fn new(config: TwilioConfig) -> Result<Self, TwilioConfigError> {
         config.check()?;
         let messages_url = config.messages_url()?;
+        let calls_url = config.calls_url()?;
         let account_url = config.account_url()?;
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -76,11 +104,14 @@ impl TwilioSmsProvider {
         Ok(Self {
             client,
             messages_url,
+            calls_url,
             account_url,
             account_sid: config.account_sid,
             username,
             password,
             sender: config.sender,
+            voice_from: config.voice_from,
+            whatsapp_from: config.whatsapp_from,
             status_callback_url: config.status_callback_url,
             request_timeout: config.request_timeout,
         })
@@ -99,8 +130,27 @@ impl TwilioSmsProvider {
         self.messages_url.clone()
     }
 
-    pub(crate) fn sender(&self) -> &TwilioSender {
-        &self.sender
+    /// Who sends on `channel`: WhatsApp's own sender when one is configured, else the
+    /// messaging service or number of every text.
+    pub(crate) fn sender_for(&self, channel: Channel) -> TwilioSender {
+        match (&self.whatsapp_from, channel) {
+            (Some(number), Channel::Whatsapp) => TwilioSender::From(number.clone()),
+            _ => self.sender.clone(),
+        }
+    }
+
+    /// Whether calls can be placed: a number to call from is configured.
+    pub(crate) fn places_calls(&self) -> bool {
+        self.voice_from.is_some()
+    }
+
+    /// `.../Accounts/{AccountSid}/Calls/{sid}.json`, as [`Self::message_url`].
+    pub(crate) fn call_url(&self, sid: &str) -> Url {
+        let mut url = self.calls_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop().push("Calls").push(&format!("{sid}.json"));
+        }
+        url
     }
 
     /// `.../Accounts/{AccountSid}/Messages/{sid}.json`; the segment is percent-encoded, so no
@@ -137,14 +187,19 @@ impl TwilioSmsProvider {
         &self,
         message: &OutboundMessage,
     ) -> Result<ProviderReceipt, ProviderError> {
+        let (url, form) = match message.channel {
+            Channel::Voice => (self.calls_url.clone(), self.call_form(message)?),
+            Channel::Sms | Channel::Whatsapp => (self.messages_url.clone(), self.form(message)),
+        };
         let result = match self
             .client
-            .post(self.messages_url.clone())
+            .post(url)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
-            .form(&self.form(message))
+            .form(&form)
             .send()
             .await
         {
+            Ok(response) if message.channel == Channel::Voice => read_call(response).await,
             Ok(response) => read_response(response).await,
             Err(error) => Err(self.transport_error(error)),
         };
@@ -166,15 +221,23 @@ impl TwilioSmsProvider {
         result
     }
 
-    /// The form fields, exactly: nothing optional is sent unless it has a value.
+    /// The form fields, exactly: nothing optional is sent unless it has a value. A message with
+    /// an approved template goes as `ContentSid` with its `ContentVariables`, never a `Body`
+    /// (which WhatsApp refuses outside a conversation the user started: 63016).
     fn form(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
         let address = |number: &PhoneNumber| address(message.channel, number);
         let mut form = vec![("To", address(&message.to))];
-        form.push(match &self.sender {
-            TwilioSender::From(number) => ("From", address(number)),
-            TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid.clone()),
+        form.push(match self.sender_for(message.channel) {
+            TwilioSender::From(number) => ("From", address(&number)),
+            TwilioSender::MessagingService(sid) => ("MessagingServiceSid", sid),
         });
-        form.push(("Body", message.body.clone()));
+        match &message.content_sid {
+            Some(content_sid) => {
+                form.push(("ContentSid", content_sid.clone()));
+                form.push(("ContentVariables", message.body.clone()));
+            }
+            None => form.push(("Body", message.body.clone())),
+        }
         if let Some(url) = &self.status_callback_url {
             form.push(("StatusCallback", url.to_string()));
         }
@@ -186,6 +249,36 @@ impl TwilioSmsProvider {
             form.push(("ValidityPeriod", seconds.to_string()));
         }
         form
+    }
+
+    /// A call's form: from `TWILIO_VOICE_FROM`, speaking the text as inline TwiML, its status
+    /// reported to the same callback as messages'.
+    fn call_form(
+        &self,
+        message: &OutboundMessage,
+    ) -> Result<Vec<(&'static str, String)>, ProviderError> {
+        let from = self.voice_from.as_ref().ok_or_else(|| ProviderError {
+            provider: NAME,
+            kind: ProviderErrorKind::Account,
+            http_status: None,
+            code: None,
+            message: "no number to call from: TWILIO_VOICE_FROM is not set".to_owned(),
+            more_info: None,
+            retry_after: None,
+            partly_sent: None,
+        })?;
+        let mut form = vec![
+            ("To", message.to.as_str().to_owned()),
+            ("From", from.as_str().to_owned()),
+            (
+                "Twiml",
+                twiml::say(&message.body, message.locale.as_deref()),
+            ),
+        ];
+        if let Some(url) = &self.status_callback_url {
+            form.push(("StatusCallback", url.to_string()));
+        }
+        Ok(form)
     }
 
     /// No answer at all. Everything but a request we could not even build may succeed later.
@@ -233,9 +326,34 @@ impl TwilioSmsProvider {
 /// A number as Twilio writes it on `channel`: `To`, `From`, and the list's filters.
 pub(crate) fn address(channel: Channel, number: &PhoneNumber) -> String {
     match channel {
-        Channel::Sms => number.as_str().to_owned(),
+        Channel::Sms | Channel::Voice => number.as_str().to_owned(),
         Channel::Whatsapp => format!("whatsapp:{}", number.as_str()),
     }
+}
+
+/// The answer to a call's create: its `CA...` SID. A call has no segments, and its price comes
+/// once it has ended.
+async fn read_call(response: reqwest::Response) -> Result<ProviderReceipt, ProviderError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(read_error(response).await);
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| accepted_but_unreadable(status))?;
+    let call: CallResource =
+        serde_json::from_slice(&body).map_err(|_| accepted_but_unreadable(status))?;
+    let provider_sid = call
+        .sid
+        .filter(|sid| !sid.is_empty())
+        .ok_or_else(|| accepted_but_unreadable(status))?;
+    Ok(ProviderReceipt {
+        provider: NAME,
+        provider_sid,
+        segments: None,
+        price: None,
+    })
 }
 
 async fn read_response(response: reqwest::Response) -> Result<ProviderReceipt, ProviderError> {
@@ -263,12 +381,14 @@ pub(crate) async fn read_error(response: reqwest::Response) -> ProviderError {
 /// charges are negative (`-0.00790`), ours positive (`0.0079`). A price that is not a plain
 /// decimal of sane size is dropped rather than stored.
 pub(crate) fn price_of(resource: &mut MessageResource) -> Option<Price> {
+    price_from(resource.price.take(), resource.price_unit.take())
+}
+
+/// [`price_of`] for any resource with a `price` and a `price_unit` (a call's too).
+pub(crate) fn price_from(price: Option<NumberOrString>, unit: Option<String>) -> Option<Price> {
     match (
-        resource.price.take().and_then(NumberOrString::into_text),
-        resource
-            .price_unit
-            .take()
-            .filter(|unit| !unit.trim().is_empty()),
+        price.and_then(NumberOrString::into_text),
+        unit.filter(|unit| !unit.trim().is_empty()),
     ) {
         (Some(amount), Some(currency)) => match amount.parse::<Amount>() {
             Ok(charge) => Some(Price {
@@ -355,13 +475,21 @@ fn error_from(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) ->
     }
 }
 
-/// A Twilio code decides first (20429 is throttling whatever the status; the listed codes are
+/// A Twilio code decides first (20429 and 63018 are throttling whatever the status; the listed codes are
 /// what their list says whatever the status); then the status: 429 and 5xx may pass, 401 and
 /// 403 are the account's, any other failure status will not pass.
 fn classify(status: StatusCode, code: Option<&str>) -> ProviderErrorKind {
     match code {
-        Some(TOO_MANY_REQUESTS_CODE) => ProviderErrorKind::Retryable,
-        Some(code) if PERMANENT_CODES.contains(&code) => ProviderErrorKind::Permanent,
+        Some(TOO_MANY_REQUESTS_CODE | WHATSAPP_TOO_MANY_REQUESTS_CODE) => {
+            ProviderErrorKind::Retryable
+        }
+        Some(code)
+            if PERMANENT_CODES.contains(&code)
+                || CALL_PERMANENT_CODES.contains(&code)
+                || WHATSAPP_PERMANENT_CODES.contains(&code) =>
+        {
+            ProviderErrorKind::Permanent
+        }
         Some(code) if ACCOUNT_CODES.contains(&code) => ProviderErrorKind::Account,
         _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
             ProviderErrorKind::Retryable

@@ -2,6 +2,7 @@
 //! credentials check, so that neither of the two needs the other's half.
 
 use async_trait::async_trait;
+use domain::Channel;
 use ports::{OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider};
 
 use crate::account::CredentialsError;
@@ -11,6 +12,14 @@ use crate::provider::{TwilioSmsProvider, NAME};
 impl SmsProvider for TwilioSmsProvider {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// Texts always; calls once `TWILIO_VOICE_FROM` gives a number to call from.
+    fn can_send(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Sms | Channel::Whatsapp => true,
+            Channel::Voice => self.places_calls(),
+        }
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {

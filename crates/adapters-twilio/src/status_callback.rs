@@ -1,4 +1,5 @@
-//! Reading the form Twilio posts to our `StatusCallback` URL when a message changes status.
+//! Reading the form Twilio posts to our `StatusCallback` URL when a message changes status, or
+//! a call ends.
 
 use chrono::{DateTime, Utc};
 use domain::{Channel, DeliveryEvent, MessageStatus, PhoneNumber};
@@ -6,7 +7,7 @@ use domain::{Channel, DeliveryEvent, MessageStatus, PhoneNumber};
 /// What a status callback says about one of our messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCallback {
-    /// Twilio's SID for the message (`SM...`), as returned when it was sent.
+    /// Twilio's SID for the message (`SM...`) or call (`CA...`), as returned when it was sent.
     pub message_sid: String,
     /// The recipient (`To`), without its `whatsapp:` prefix; `channel` keeps what it said.
     pub to: Option<PhoneNumber>,
@@ -42,6 +43,9 @@ pub enum StatusCallbackError {
 /// `Undelivered` (the carrier could not hand over the whole message); `failed` and `canceled`
 /// (Twilio will never send it) are `Failed`.
 ///
+/// A call's callback (`CallSid`, `CallStatus`) is read alike, and its status maps as
+/// [`call_status`] says; its `To` is a plain number, its channel `Voice`.
+///
 /// `received_at` is when the callback arrived: the event's time.
 ///
 /// # Errors
@@ -59,6 +63,11 @@ pub fn parse_status_callback(
             .map(|(_, value)| value.trim())
             .filter(|value| !value.is_empty())
     };
+    if field("MessageSid").or_else(|| field("SmsSid")).is_none() {
+        if let Some(call_sid) = field("CallSid") {
+            return parse_call(call_sid, &field, received_at);
+        }
+    }
     let message_sid = field("MessageSid")
         .or_else(|| field("SmsSid"))
         .ok_or(StatusCallbackError::MissingField("MessageSid"))?;
@@ -93,6 +102,54 @@ pub fn parse_status_callback(
 }
 
 const WHATSAPP_PREFIX: &str = "whatsapp:";
+
+fn parse_call<'a>(
+    call_sid: &str,
+    field: &impl Fn(&str) -> Option<&'a str>,
+    received_at: DateTime<Utc>,
+) -> Result<StatusCallback, StatusCallbackError> {
+    let twilio_status =
+        field("CallStatus").ok_or(StatusCallbackError::MissingField("CallStatus"))?;
+    let (status, why) = call_status(twilio_status)?;
+    let to = field("To")
+        .map(|to| PhoneNumber::parse(to).map_err(|_| StatusCallbackError::InvalidTo))
+        .transpose()?;
+    Ok(StatusCallback {
+        message_sid: call_sid.to_owned(),
+        to,
+        from: field("From").map(str::to_owned),
+        channel: Channel::Voice,
+        event: DeliveryEvent {
+            status,
+            error_code: field("ErrorCode").map(str::to_owned),
+            error_message: field("ErrorMessage")
+                .map(str::to_owned)
+                .or(why.map(str::to_owned)),
+            price: None,
+            received_at,
+        },
+    })
+}
+
+/// A call's status as a message's, with what an unsuccessful one says happened. A call that
+/// has not ended (`queued`, `initiated`, `ringing`, `in-progress`) is `Sent`: Twilio holds it.
+/// `completed` (answered, the TwiML spoken to the end or hung up on) is `Delivered`; `busy`
+/// and `no-answer` are `Undelivered`, as a text the carrier could not hand over (a later call
+/// may reach the person); `failed` (Twilio could not place it) and `canceled` are `Failed`,
+/// as for messages.
+pub(crate) fn call_status(
+    twilio_status: &str,
+) -> Result<(MessageStatus, Option<&'static str>), StatusCallbackError> {
+    Ok(match twilio_status {
+        "queued" | "initiated" | "ringing" | "in-progress" => (MessageStatus::Sent, None),
+        "completed" => (MessageStatus::Delivered, None),
+        "busy" => (MessageStatus::Undelivered, Some("the line was busy")),
+        "no-answer" => (MessageStatus::Undelivered, Some("nobody answered the call")),
+        "failed" => (MessageStatus::Failed, Some("the call could not be placed")),
+        "canceled" => (MessageStatus::Failed, Some("the call was canceled")),
+        other => return Err(StatusCallbackError::UnknownStatus(other.to_owned())),
+    })
+}
 
 /// Twilio's status of an outbound message as ours (see [`parse_status_callback`]); also what a
 /// status lookup reads.

@@ -23,6 +23,18 @@ pub(crate) struct MessageResource {
     pub error_message: Option<String>,
 }
 
+/// The Call resource in a `201 Created` answer or a `200` to a lookup: what the adapter reads
+/// of it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallResource {
+    pub sid: Option<String>,
+    /// `queued`, `ringing`, `in-progress`, `completed`, `busy`, `failed`, `no-answer`,
+    /// `canceled`.
+    pub status: Option<String>,
+    pub price: Option<NumberOrString>,
+    pub price_unit: Option<String>,
+}
+
 /// A page of the Messages list (`GET .../Messages.json`), newest first.
 #[derive(Deserialize)]
 pub(crate) struct MessagePage {

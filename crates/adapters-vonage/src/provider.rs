@@ -189,6 +189,11 @@ impl VonageSmsProvider {
 
 #[async_trait]
 impl SmsProvider for VonageSmsProvider {
+    /// Vonage's SMS API sends SMS only.
+    fn can_send(&self, channel: Channel) -> bool {
+        channel == Channel::Sms
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

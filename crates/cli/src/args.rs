@@ -26,7 +26,7 @@ use domain::{Channel, MessageStatus, PhoneNumber};
     after_help = "Exit codes:\n  \
         0  done: sent, approved, canceled, shown\n  \
         1  a negative answer: a wrong code, a verification not approved or not found, a \
-           message not found, a message that failed\n  \
+           message not found, a message that failed, no such fraud block or safe-list entry\n  \
         2  a mistake in the command, its input (a CSV file, a variable) or the configuration\n  \
         3  a dependency failed: the database (or the provider) cannot be reached; try again later"
 )]
@@ -43,7 +43,7 @@ pub struct Cli {
     pub api_key_name: String,
 
     /// Print one JSON document on stdout and nothing else there (for render, send, verify,
-    /// messages and report): the API's own document where it has one (the message of
+    /// messages, fraud and report): the API's own document where it has one (the message of
     /// GET /v1/messages/{id}, the report of GET /v1/reports/usage). Errors still go to stderr.
     #[arg(long, global = true)]
     pub json: bool,
@@ -98,6 +98,11 @@ pub enum Command {
     /// This API key name's messages: one with its attempts, or a list, as the API shows them.
     #[command(subcommand)]
     Messages(MessagesCommand),
+
+    /// The fraud guard by hand: the blocks in force (list), block and unblock a prefix, the
+    /// safe list, the decision log. The same as the admin routes under /v1/fraud.
+    #[command(subcommand)]
+    Fraud(crate::fraud::FraudCommand),
 
     /// Usage over a recent period, as a table: a row per day, template, country, status or API
     /// key, with messages, segments, delivered, failed, delivery rate and cost per currency.
@@ -247,7 +252,7 @@ pub enum VerifyCommand {
         #[arg(value_parser = phone_number)]
         number: PhoneNumber,
 
-        /// `sms` or `whatsapp`.
+        /// `sms`, `whatsapp` or `voice` (a call that speaks the code).
         #[arg(long, default_value = "sms", value_parser = channel)]
         channel: Channel,
 
@@ -312,7 +317,7 @@ fn group_by(text: &str) -> Result<GroupBy, String> {
         .map_err(|_| "expected day, template, country, status or api_key".to_owned())
 }
 
-fn instant(text: &str) -> Result<Instant, String> {
+pub(crate) fn instant(text: &str) -> Result<Instant, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(Instant::At(at.with_timezone(&Utc)));
     }

@@ -10,6 +10,7 @@ mod check;
 mod environment;
 mod failure;
 mod follow;
+mod fraud;
 mod manual;
 mod messages;
 mod openapi;
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(api_key, args, json).await,
         Command::Verify(command) => verify::run(api_key, command, json).await,
         Command::Messages(command) => messages::run(api_key, command, json).await,
+        Command::Fraud(command) => fraud::run(api_key, command, json).await,
         Command::Report(args) => report::run(args, json).await,
         Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => manual::completions(shell).map(|()| ExitCode::SUCCESS),

@@ -74,7 +74,7 @@ fn table(report: &UsageReport) -> Vec<Vec<String>> {
 }
 
 /// Columns padded to their widest cell, two spaces apart.
-fn layout(rows: &[Vec<String>]) -> String {
+pub(crate) fn layout(rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         widths.resize(widths.len().max(row.len()), 0);

@@ -42,7 +42,9 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                 .await
                 .map_err(|error| match error {
                     StartError::Store(error) => error.into(),
-                    error @ StartError::Render(_) => Failure::usage(error.to_string()),
+                    error @ (StartError::Render(_) | StartError::ChannelNotOffered { .. }) => {
+                        Failure::usage(error.to_string())
+                    }
                     // Too soon, too many, a country or rate refused: the service's answer.
                     error => Failure::negative(error.to_string()),
                 })?;

@@ -1,4 +1,5 @@
-//! The ways a message can reach a phone.
+//! The ways a message can reach a phone: a text (SMS), a WhatsApp message, or a call that
+//! speaks it (one-time codes only).
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A phone call that speaks the text: only a verification's code goes this way.
+    Voice,
 }
 
 impl Channel {
@@ -18,6 +21,7 @@ impl Channel {
         match self {
             Channel::Sms => "sms",
             Channel::Whatsapp => "whatsapp",
+            Channel::Voice => "voice",
         }
     }
 }
@@ -29,7 +33,7 @@ impl fmt::Display for Channel {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown channel `{0}`: expected `sms` or `whatsapp`")]
+#[error("unknown channel `{0}`: expected `sms`, `whatsapp` or `voice`")]
 pub struct UnknownChannel(pub String);
 
 impl FromStr for Channel {
@@ -39,6 +43,7 @@ impl FromStr for Channel {
         match value {
             "sms" => Ok(Channel::Sms),
             "whatsapp" => Ok(Channel::Whatsapp),
+            "voice" => Ok(Channel::Voice),
             other => Err(UnknownChannel(other.to_owned())),
         }
     }
@@ -50,7 +55,7 @@ mod tests {
 
     #[test]
     fn channel_names_round_trip_through_text() {
-        for channel in [Channel::Sms, Channel::Whatsapp] {
+        for channel in [Channel::Sms, Channel::Whatsapp, Channel::Voice] {
             assert_eq!(channel.as_str().parse::<Channel>(), Ok(channel));
         }
         assert!("fax".parse::<Channel>().is_err());

@@ -29,6 +29,7 @@ pub use signals::{
 
 /// What the guard does with a request for a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Nothing found, or only what policies that are off would find.
@@ -70,6 +71,7 @@ impl FromStr for Action {
 
 /// Why the guard decided as it did: a stable code for machines, one per policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
     /// The prefix's codes are checked or approved far less often than its country's.
@@ -144,6 +146,7 @@ impl FromStr for ReasonCode {
 
 /// One finding: which policy found it, and in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reason {
     pub code: ReasonCode,
     pub detail: String,
@@ -161,6 +164,7 @@ impl Reason {
 /// The guard's answer for one request, serialised as `{"action": ..., "reasons": [{"code",
 /// "detail"}]}`: the `risk` of a verification, a line of the decision log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     pub action: Action,
     /// What the policies that are not off found; empty when allowed with nothing found.

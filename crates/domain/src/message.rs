@@ -136,6 +136,13 @@ pub struct NewMessage {
     pub channel: Channel,
     pub template: Option<String>,
     pub body: String,
+    /// The language the text is in, when one was chosen for it (`fr`, `pt-BR`): a call speaks
+    /// it in that language.
+    pub locale: Option<String>,
+    /// An approved template the provider holds (Twilio's Content SID, `HX...`) that carries the
+    /// message instead of a free text: the body then holds its variables as JSON
+    /// (`{"1":"123456"}`). WhatsApp sends a business-initiated message only this way.
+    pub content_sid: Option<String>,
     /// The body holds a secret (a code): see [`Message::sensitive`].
     pub sensitive: bool,
     pub segments: u32,
@@ -178,6 +185,8 @@ impl NewMessage {
             channel: self.channel,
             template: self.template,
             body: self.body,
+            locale: self.locale,
+            content_sid: self.content_sid,
             sensitive: self.sensitive,
             segments: self.segments,
             priority: self.priority,
@@ -210,6 +219,10 @@ pub struct Message {
     /// Emptied once a sensitive message leaves the queue for good (sent, failed, expired): the
     /// code must not outlive its use in the database.
     pub body: String,
+    /// See [`NewMessage::locale`].
+    pub locale: Option<String>,
+    /// See [`NewMessage::content_sid`].
+    pub content_sid: Option<String>,
     /// The body holds a secret: the message comes from a sensitive template, or carries a
     /// verification's code. Such a body is never logged.
     pub sensitive: bool,
@@ -385,6 +398,8 @@ mod tests {
             channel: Channel::Sms,
             template: None,
             body: "Your order has shipped".into(),
+            locale: None,
+            content_sid: None,
             sensitive: false,
             segments: 1,
             priority: Priority::Normal,

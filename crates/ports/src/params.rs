@@ -123,13 +123,13 @@ pub fn unconfirmed(
 /// A new `queued` message that carries a code of `verification_id` when it has one: `id`,
 /// `to`, `channel`, `template`, `body`, `segments`, `priority`, `api_key`, `idempotency_key`,
 /// `verification_id`, `send_before`, `created_at`, `country`, `request_id`, `sensitive`,
-/// `idempotency_fingerprint`. `country` is the number's ([`domain::PhoneNumber::country`]),
+/// `idempotency_fingerprint`, `locale`, `content_sid`. `country` is the number's ([`domain::PhoneNumber::country`]),
 /// which the caller keeps while the parameters are bound.
 pub fn new_message<'a>(
     message: &'a NewMessage,
     verification_id: Option<VerificationId>,
     country: Option<&'a str>,
-) -> [Param<'a>; 16] {
+) -> [Param<'a>; 18] {
     [
         Param::Id(Some(message.id.as_uuid())),
         Param::text(message.to.as_str()),
@@ -147,6 +147,8 @@ pub fn new_message<'a>(
         Param::Text(message.request_id.as_deref()),
         Param::Flag(message.sensitive),
         Param::Text(message.idempotency_fingerprint.as_deref()),
+        Param::Text(message.locale.as_deref()),
+        Param::Text(message.content_sid.as_deref()),
     ]
 }
 

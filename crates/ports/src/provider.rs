@@ -13,7 +13,13 @@ pub struct OutboundMessage {
     pub message_id: MessageId,
     pub to: PhoneNumber,
     pub channel: Channel,
+    /// The text; for a message with a `content_sid`, the template's variables as JSON.
     pub body: String,
+    /// The language of the text (`fr`, `pt-BR`), when one was chosen: a call speaks it so.
+    pub locale: Option<String>,
+    /// The provider's approved template that carries the message instead of a free text
+    /// (Twilio's Content SID, `HX...`), filled in with the variables in `body`.
+    pub content_sid: Option<String>,
     /// How long the provider may keep trying before the content is useless (a one-time code's
     /// remaining lifetime). `None`: no limit.
     pub validity: Option<Duration>,
@@ -27,6 +33,8 @@ impl std::fmt::Debug for OutboundMessage {
             .field("message_id", &self.message_id)
             .field("to", &self.to)
             .field("channel", &self.channel)
+            .field("locale", &self.locale)
+            .field("content_sid", &self.content_sid)
             .field("validity", &self.validity)
             .finish_non_exhaustive()
     }
@@ -115,7 +123,8 @@ impl ProviderError {
     }
 }
 
-/// Sends one SMS or WhatsApp message. The seed's `sendSms(to, message)`.
+/// Sends one SMS or WhatsApp message, or places a call that speaks a code. The seed's
+/// `sendSms(to, message)`.
 ///
 /// # Errors
 /// A [`ProviderError`] whose `kind` says whether retrying can help. Implementations never retry
@@ -125,6 +134,13 @@ impl ProviderError {
 pub trait SmsProvider: Send + Sync {
     /// A short name for logs, metrics and attempt records (`twilio`, `console`).
     fn name(&self) -> &'static str;
+
+    /// Whether the provider can send on `channel` as configured, so that a call is never sent
+    /// as a text by a provider that cannot place one. The default is what every provider did
+    /// before calls existed: text channels.
+    fn can_send(&self, channel: Channel) -> bool {
+        matches!(channel, Channel::Sms | Channel::Whatsapp)
+    }
 
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError>;
 

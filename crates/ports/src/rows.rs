@@ -135,6 +135,8 @@ pub fn message(row: &impl StoredRow) -> Result<Message, StoreError> {
         channel: m.parsed("channel")?,
         template: m.optional_text("template")?,
         body: m.text("body")?,
+        locale: m.optional_text("locale")?,
+        content_sid: m.optional_text("content_sid")?,
         sensitive: m.flag("sensitive")?,
         segments: m.count("segments")?,
         priority: Priority::from_rank(rank),

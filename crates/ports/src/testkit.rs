@@ -97,6 +97,7 @@ macro_rules! store_conformance_tests {
             next_due_at_is_the_earliest_queued_message_or_lease_end,
             final_one_time_code_message_loses_its_body,
             final_sensitive_message_loses_its_body,
+            a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_sent,
             sent_message_keeps_the_providers_price,
             delivery_report_moves_a_sent_message_into_its_history,
             undelivered_report_keeps_the_carrier_error_and_price,
@@ -198,6 +199,8 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         channel: Channel::Sms,
         template: Some("order-shipped".into()),
         body: "Your order is on its way".into(),
+        locale: None,
+        content_sid: None,
         sensitive: false,
         segments: 1,
         priority: Priority::Normal,
@@ -231,6 +234,8 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         channel: verification.channel,
         template: Some("two-factor-auth".into()),
         body: "Your code is 402913".into(),
+        locale: None,
+        content_sid: None,
         sensitive: true,
         segments: 1,
         priority: Priority::Verification,
@@ -1196,6 +1201,88 @@ pub async fn final_sensitive_message_loses_its_body<S: StoreUnderTest>(store: S)
         .await
         .unwrap());
     assert_eq!(message(&store, code.id).await.body, "");
+}
+
+/// A verification by call is stored as one, its code's message with the language it is spoken
+/// in; a WhatsApp code with the approved template that carries it and its variables, which are
+/// the code and go with the body once sent.
+pub async fn a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_sent<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let call = Verification {
+        channel: Channel::Voice,
+        ..verification(t0())
+    };
+    let spoken = NewMessage {
+        template: Some("two-factor-auth-voice.fr".into()),
+        body: "Votre code est : 4, 0, 2, 9, 1, 3.".into(),
+        locale: Some("fr".into()),
+        segments: 0,
+        ..code_message(&call, t0())
+    };
+    let created = store
+        .create(&call, code_hash(1), spoken.clone())
+        .await
+        .unwrap();
+    assert_eq!(created.channel, Channel::Voice);
+    assert_eq!(created.locale.as_deref(), Some("fr"));
+    assert_eq!(message(&store, created.id).await, created);
+    let stored = VerificationStore::get(&store, call.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.channel, Channel::Voice);
+
+    let whatsapp = NewMessage {
+        channel: Channel::Whatsapp,
+        template: None,
+        body: r#"{"1":"402913"}"#.into(),
+        locale: Some("pt-BR".into()),
+        content_sid: Some("HX0123456789abcdef0123456789abcdef".into()),
+        sensitive: true,
+        ..notification(t0() + secs(1))
+    };
+    let queued = enqueue_new(&store, whatsapp.clone()).await;
+    assert_eq!(queued.content_sid, whatsapp.content_sid);
+    assert_eq!(queued.locale.as_deref(), Some("pt-BR"));
+    assert_eq!(message(&store, queued.id).await, queued);
+
+    let claimed = claim_one(&store, t0() + secs(2)).await;
+    assert_eq!(claimed.message.id, created.id, "the code first");
+    assert_eq!(claimed.message.body, spoken.body);
+    assert!(store
+        .finish(
+            claimed.claim,
+            created.id,
+            None,
+            sent("CAcall"),
+            t0() + secs(2)
+        )
+        .await
+        .unwrap());
+    let claimed = claim_one(&store, t0() + secs(3)).await;
+    assert_eq!(claimed.message.content_sid, whatsapp.content_sid);
+    assert_eq!(claimed.message.body, whatsapp.body);
+    assert!(store
+        .finish(
+            claimed.claim,
+            queued.id,
+            None,
+            sent("SMtemplate"),
+            t0() + secs(3)
+        )
+        .await
+        .unwrap());
+    for id in [created.id, queued.id] {
+        let finished = message(&store, id).await;
+        assert_eq!(finished.body, "", "the code leaves with the body");
+    }
+    assert_eq!(
+        message(&store, queued.id).await.content_sid,
+        whatsapp.content_sid
+    );
 }
 
 fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> ClaimBudget {

@@ -128,15 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_template_needs_code_and_expiry_and_is_sensitive() {
+    fn the_built_in_templates_need_code_and_expiry_and_are_sensitive() {
         assert_eq!(
             Templates::built_in().unwrap().catalogue(),
-            [TemplateInfo {
-                name: "two-factor-auth".into(),
-                variables: vec!["code".into(), "expiryMinutes".into()],
-                locales: vec![],
-                sensitive: true,
-            }]
+            [
+                TemplateInfo {
+                    name: "two-factor-auth".into(),
+                    variables: vec!["code".into(), "expiryMinutes".into()],
+                    locales: vec![],
+                    sensitive: true,
+                },
+                TemplateInfo {
+                    name: "two-factor-auth-voice".into(),
+                    variables: vec!["brand".into(), "code_digits".into(), "expiryMinutes".into()],
+                    locales: vec![],
+                    sensitive: true,
+                }
+            ]
         );
     }
 

@@ -19,16 +19,37 @@ pub use domain::{analyze, outside_gsm7, Encoding, SegmentInfo};
 /// The template every one-time code is sent with.
 pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
 
+/// What a call that speaks a one-time code says, one line after another with a pause between:
+/// variables `code_digits` ([`code_digits`]), `brand` and `expiryMinutes`.
+pub const TWO_FACTOR_AUTH_VOICE: &str = "two-factor-auth-voice";
+
 /// The first line that makes a template sensitive: its messages carry a secret (a code), so
 /// their body is never logged and is emptied once they leave the queue for good.
 const SENSITIVE_MARK: &str = "{{!-- sensitive --}}";
 
 /// Templates that ship inside the binary, so the service runs from any directory. Files in
 /// the configured directory override them by name.
-const BUILT_IN: &[(&str, &str)] = &[(
-    TWO_FACTOR_AUTH,
-    include_str!("../../../templates/two-factor-auth.hbs"),
-)];
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        TWO_FACTOR_AUTH,
+        include_str!("../../../templates/two-factor-auth.hbs"),
+    ),
+    (
+        TWO_FACTOR_AUTH_VOICE,
+        include_str!("../../../templates/two-factor-auth-voice.hbs"),
+    ),
+];
+
+/// A code as a voice reads it slowly, digit by digit: `1, 2, 3, 4, 5, 6`. The commas make a
+/// text-to-speech voice pause after each digit instead of reading "one hundred twenty-three
+/// thousand...".
+pub fn code_digits(code: &str) -> String {
+    code.chars()
+        .filter(char::is_ascii_digit)
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -210,6 +231,27 @@ mod tests {
     }
 
     #[test]
+    fn the_voice_text_says_the_code_digit_by_digit_twice() {
+        let templates = Templates::built_in().unwrap();
+        let text = templates
+            .render(
+                TWO_FACTOR_AUTH_VOICE,
+                &json!({"code_digits": code_digits("042917"), "brand": "Smarter Firms", "expiryMinutes": 10}),
+            )
+            .unwrap();
+        assert_eq!(text.matches("0, 4, 2, 9, 1, 7").count(), 2, "{text}");
+        assert!(text.contains("Smarter Firms"), "{text}");
+        assert!(text.contains("10 minutes"), "{text}");
+        assert!(templates.is_sensitive(TWO_FACTOR_AUTH_VOICE));
+    }
+
+    #[test]
+    fn code_digits_separates_every_digit() {
+        assert_eq!(code_digits("123456"), "1, 2, 3, 4, 5, 6");
+        assert_eq!(code_digits("7"), "7");
+    }
+
+    #[test]
     fn a_missing_variable_is_an_error_naming_it() {
         let templates = Templates::built_in().unwrap();
         let error = templates
@@ -258,7 +300,12 @@ mod tests {
 
         assert_eq!(
             templates.names().collect::<Vec<_>>(),
-            ["two-factor-auth", "two-factor-auth.fr", "welcome"]
+            [
+                "two-factor-auth",
+                "two-factor-auth-voice",
+                "two-factor-auth.fr",
+                "welcome"
+            ]
         );
         assert_eq!(
             templates

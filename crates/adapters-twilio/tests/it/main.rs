@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod account;
+mod calls;
 mod config;
 mod errors;
 mod logging;
@@ -12,6 +13,7 @@ mod sent_search;
 mod signature;
 mod status_callback;
 mod status_lookup;
+mod whatsapp;
 
 use std::time::Duration;
 
@@ -38,6 +40,8 @@ pub fn config_for(server: &MockServer) -> TwilioConfig {
         account_sid: ACCOUNT_SID.to_owned(),
         credentials: TwilioCredentials::AuthToken(SecretString::from(AUTH_TOKEN)),
         sender: TwilioSender::From(PhoneNumber::parse(FROM).unwrap()),
+        voice_from: None,
+        whatsapp_from: None,
         status_callback_url: None,
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
@@ -54,6 +58,8 @@ pub fn sms(body: &str) -> OutboundMessage {
         to: PhoneNumber::parse(TO).unwrap(),
         channel: Channel::Sms,
         body: body.to_owned(),
+        locale: None,
+        content_sid: None,
         validity: None,
         sensitive: false,
     }

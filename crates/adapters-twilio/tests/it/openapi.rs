@@ -17,11 +17,14 @@ use serde_json::{json, Map, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::calls::{call, calling_provider, calls_path, created_call, CALL_SID};
 use crate::{config_for, created_json, messages_path, sms, ACCOUNT_SID};
 
 const MESSAGES_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages.json";
 const ACCOUNT_PATH: &str = "/2010-04-01/Accounts/{Sid}.json";
 const MESSAGE_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json";
+const CALLS_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Calls.json";
+const CALL_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json";
 
 fn description_path() -> PathBuf {
     match std::env::var_os("TWILIO_OAI_DIR") {
@@ -116,7 +119,12 @@ fn resolve<'a>(description: &'a Value, schema: &'a Value) -> &'a Value {
 
 /// The form fields the Messages create operation defines.
 fn create_message_fields(description: &Value) -> Vec<String> {
-    let form = &operation(description, MESSAGES_PATH, "post")["requestBody"]["content"]
+    create_fields(description, MESSAGES_PATH)
+}
+
+/// The form fields the create operation of `path` defines.
+fn create_fields(description: &Value, path: &str) -> Vec<String> {
+    let form = &operation(description, path, "post")["requestBody"]["content"]
         ["application/x-www-form-urlencoded"]["schema"];
     let properties = resolve(description, form)["properties"]
         .as_object()
@@ -213,10 +221,18 @@ async fn every_form_field_the_adapter_sends_is_defined_by_the_create_operation()
     code.sensitive = true;
     let mut whatsapp = code.clone();
     whatsapp.channel = Channel::Whatsapp;
+    let mut whatsapp_template = whatsapp.clone();
+    whatsapp_template.body = r#"{"1":"123456"}"#.into();
+    whatsapp_template.content_sid = Some("HX0123456789abcdef0123456789abcdef".into());
 
     let mut sent = Vec::new();
     for config in [with_everything, through_a_service] {
-        for message in [sms("hi"), code.clone(), whatsapp.clone()] {
+        for message in [
+            sms("hi"),
+            code.clone(),
+            whatsapp.clone(),
+            whatsapp_template.clone(),
+        ] {
             let provider = TwilioSmsProvider::new(config.clone()).unwrap();
             sent.extend(sent_field_names(&server, provider, message).await);
         }
@@ -228,6 +244,8 @@ async fn every_form_field_the_adapter_sends_is_defined_by_the_create_operation()
         sent,
         [
             "Body",
+            "ContentSid",
+            "ContentVariables",
             "From",
             "MessagingServiceSid",
             "StatusCallback",
@@ -241,6 +259,122 @@ async fn every_form_field_the_adapter_sends_is_defined_by_the_create_operation()
         undefined.is_empty(),
         "fields the create operation does not define: {undefined:?}"
     );
+}
+
+/// A call sends only fields the Calls create operation defines, its required ones among them.
+#[tokio::test]
+async fn every_form_field_of_a_call_is_defined_by_the_calls_create_operation() {
+    let Some(description) = description() else {
+        return;
+    };
+    let defined = create_fields(description, CALLS_PATH);
+    let form = &operation(description, CALLS_PATH, "post")["requestBody"]["content"]
+        ["application/x-www-form-urlencoded"]["schema"];
+    let required: Vec<&str> = form["required"]
+        .as_array()
+        .expect("the create operation requires fields")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(calls_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created_call()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    calling_provider(&server)
+        .send(&call("Your code is: 1, 2, 3.", Some("de")))
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let mut sent: Vec<String> = url::form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .map(|(name, _)| name)
+        .collect();
+    sent.sort();
+
+    assert_eq!(sent, ["From", "StatusCallback", "To", "Twiml"]);
+    let undefined: Vec<&String> = sent.iter().filter(|name| !defined.contains(name)).collect();
+    assert!(
+        undefined.is_empty(),
+        "fields the operation does not define: {undefined:?}"
+    );
+    for field in required {
+        assert!(sent.iter().any(|name| name == field), "{field} is required");
+    }
+}
+
+#[tokio::test]
+async fn every_created_call_example_in_the_description_is_read() {
+    let Some(description) = description() else {
+        return;
+    };
+    let examples = operation(description, CALLS_PATH, "post")["responses"]["201"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .expect("the create operation has examples");
+    assert!(!examples.is_empty());
+    for (name, example) in examples {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(calls_path()))
+            .respond_with(ResponseTemplate::new(201).set_body_json(example["value"].clone()))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let receipt = calling_provider(&server)
+            .send(&call("Your code is: 1, 2, 3.", None))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            receipt.provider_sid,
+            example["value"]["sid"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// Every status the Call schema lists reads, from a lookup and from a callback alike.
+#[tokio::test]
+async fn every_status_the_call_schema_lists_is_read() {
+    let Some(description) = description() else {
+        return;
+    };
+    let schema = &operation(description, CALL_PATH, "get")["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let status = resolve(
+        description,
+        &resolve(description, schema)["properties"]["status"],
+    );
+    let statuses = status["enum"].as_array().expect("the status is an enum");
+    assert!(!statuses.is_empty());
+    let server = MockServer::start().await;
+    let provider = calling_provider(&server);
+    for status in statuses {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{CALL_SID}.json"
+            )))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"sid": CALL_SID, "status": status})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let event = provider.lookup(CALL_SID, chrono::Utc::now()).await;
+        assert!(event.is_ok(), "{status}: {event:?}");
+        let callback = [
+            ("CallSid".to_owned(), CALL_SID.to_owned()),
+            ("CallStatus".to_owned(), status.as_str().unwrap().to_owned()),
+        ];
+        let parsed = adapters_twilio::parse_status_callback(&callback, chrono::Utc::now());
+        assert!(parsed.is_ok(), "{status}: {parsed:?}");
+    }
 }
 
 async fn receipt_for(body: Value) -> ProviderReceipt {

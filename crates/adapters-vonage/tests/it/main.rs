@@ -33,6 +33,8 @@ fn sms(body: &str) -> OutboundMessage {
         to: PhoneNumber::parse("+447700900123").unwrap(),
         channel: Channel::Sms,
         body: body.into(),
+        locale: None,
+        content_sid: None,
         validity: None,
         sensitive: false,
     }

@@ -593,6 +593,8 @@ fn outbound(message: &Message, now: DateTime<Utc>) -> OutboundMessage {
         to: message.to.clone(),
         channel: message.channel,
         body: message.body.clone(),
+        locale: message.locale.clone(),
+        content_sid: message.content_sid.clone(),
         validity: message
             .send_before
             .and_then(|deadline| (deadline - now).to_std().ok()),
@@ -623,6 +625,8 @@ mod tests {
                 channel: Channel::Sms,
                 template: None,
                 body: "Hello".into(),
+                locale: None,
+                content_sid: None,
                 sensitive: false,
                 segments: 1,
                 priority: Priority::Normal,

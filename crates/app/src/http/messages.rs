@@ -205,6 +205,9 @@ pub async fn send(
             SendError::CountryNotAllowed(refusal) => {
                 ApiError::invalid_field("to", "country-not-allowed", refusal.to_string())
             }
+            SendError::VoiceIsForCodes => {
+                ApiError::invalid_field("channel", "channel-not-offered", error.to_string())
+            }
             SendError::EmptyBody | SendError::BodyTooLong | SendError::NulCharacter => {
                 ApiError::invalid_field("body", "invalid-body", error.to_string())
             }

@@ -8,6 +8,7 @@
 //! document describes rather than ours.
 
 mod extract;
+mod fraud;
 mod messages;
 mod observe;
 mod openapi;
@@ -32,6 +33,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use fraud::{decision_cursor, BlockList, BlockView, DecisionPage, SafeEntryView, SafeList};
 pub use messages::{message_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
 pub use problem::ApiError;
 // The operator CLI prints the API's own documents.
@@ -63,6 +65,14 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(templates::list))
         .routes(routes!(templates::preview))
         .routes(routes!(reports::usage))
+        .routes(routes!(fraud::list_blocks, fraud::block))
+        .routes(routes!(fraud::unblock))
+        .routes(routes!(
+            fraud::list_safe,
+            fraud::add_safe,
+            fraud::remove_safe
+        ))
+        .routes(routes!(fraud::list_decisions))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "verifications", description = "One-time codes by SMS"),
         (name = "templates", description = "What can be sent, and what it costs"),
         (name = "reports", description = "Usage, delivery and errors over time"),
+        (name = "fraud", description = "The fraud guard's blocks, safe list and decision log (admin keys only)"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )
 )]

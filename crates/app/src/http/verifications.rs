@@ -29,6 +29,9 @@ use crate::Services;
 pub struct StartBody {
     /// The number to verify, in E.164 (`+15551234567`).
     to: String,
+    /// `sms`, `whatsapp` (an approved template of `TWILIO_WHATSAPP_CONTENT_SIDS`) or `voice` (a
+    /// call that speaks the code, from `TWILIO_VOICE_FROM`); a channel the service cannot send
+    /// on is a 422 `channel-not-offered`.
     #[serde(default = "default_channel")]
     #[schema(default = "sms")]
     channel: Channel,
@@ -165,6 +168,9 @@ pub async fn start(
             ),
             StartError::TooManySends => ApiError::too_many_requests(error.to_string(), 60),
             StartError::Refused(refusal) => refusal_problem(refusal),
+            StartError::ChannelNotOffered { .. } => {
+                ApiError::invalid_field("channel", "channel-not-offered", error.to_string())
+            }
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;

@@ -416,6 +416,10 @@ impl SmsProvider for MeteredProvider {
         self.inner.name()
     }
 
+    fn can_send(&self, channel: domain::Channel) -> bool {
+        self.inner.can_send(channel)
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
         let started = Instant::now();
         let result = self.inner.send(message).await;
@@ -608,6 +612,8 @@ mod tests {
             to: PhoneNumber::parse("+15551234567").unwrap(),
             channel: Channel::Sms,
             body: "hi".into(),
+            locale: None,
+            content_sid: None,
             validity: None,
             sensitive: false,
         };
@@ -649,6 +655,8 @@ mod tests {
             to: PhoneNumber::parse("+15551234567").unwrap(),
             channel: Channel::Sms,
             body: "hi".into(),
+            locale: None,
+            content_sid: None,
             validity: None,
             sensitive: false,
         };

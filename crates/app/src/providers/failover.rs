@@ -9,6 +9,10 @@
 //! message or its recipient (invalid number, opted out) is final: it is never tried through the
 //! next provider, and it proves the provider is working.
 //!
+//! A provider that cannot send on the message's channel ([`SmsProvider::can_send`]: Vonage
+//! places no call) is passed over, never asked: a code meant to be spoken is never sent as a
+//! text.
+//!
 //! Circuits live in this instance's memory: each instance learns for itself in a few attempts,
 //! and none needs another's state.
 
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::Channel;
 use ports::{
     Clock, OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SmsProvider,
 };
@@ -148,11 +153,19 @@ impl FailoverSmsProvider {
         }
     }
 
-    /// The first provider that may take an attempt now, or when the first circuit reopens.
-    fn choose(&self) -> Result<(&dyn SmsProvider, &Mutex<Circuit>), DateTime<Utc>> {
+    /// The first provider that can send on `channel` and may take an attempt now, or when the
+    /// first circuit of one reopens.
+    fn choose(
+        &self,
+        channel: Channel,
+    ) -> Result<(&dyn SmsProvider, &Mutex<Circuit>), DateTime<Utc>> {
         let now = self.clock.now();
         let mut reopens = DateTime::<Utc>::MAX_UTC;
-        for (provider, circuit) in &self.providers {
+        let able = self
+            .providers
+            .iter()
+            .filter(|(provider, _)| provider.can_send(channel));
+        for (provider, circuit) in able {
             match lock(circuit).admit(now) {
                 Admission::Closed => return Ok((provider.as_ref(), circuit)),
                 Admission::Probe => {
@@ -180,8 +193,27 @@ impl SmsProvider for FailoverSmsProvider {
         "failover"
     }
 
+    /// Whether any of the providers can.
+    fn can_send(&self, channel: Channel) -> bool {
+        self.providers
+            .iter()
+            .any(|(provider, _)| provider.can_send(channel))
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
-        let (provider, circuit) = match self.choose() {
+        if !self.can_send(message.channel) {
+            return Err(ProviderError {
+                provider: self.name(),
+                kind: ProviderErrorKind::Permanent,
+                http_status: None,
+                code: None,
+                message: format!("no provider configured can send {}", message.channel),
+                more_info: None,
+                retry_after: None,
+                partly_sent: None,
+            });
+        }
+        let (provider, circuit) = match self.choose(message.channel) {
             Ok(chosen) => chosen,
             Err(reopens) => {
                 return Err(ProviderError {

@@ -65,6 +65,10 @@ impl SmsProvider for TestNumberSmsProvider {
         self.provider.name()
     }
 
+    fn can_send(&self, channel: domain::Channel) -> bool {
+        self.provider.can_send(channel)
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<ProviderReceipt, ProviderError> {
         if self.numbers.code_for(&message.to).is_none() {
             return self.provider.send(message).await;

@@ -35,6 +35,9 @@ pub enum SendError {
     Render(#[from] RenderError),
     #[error(transparent)]
     CountryNotAllowed(#[from] domain::CountryNotAllowed),
+    /// A call speaks a verification's code only (`POST /v1/verifications`).
+    #[error("voice carries verification codes only; send messages by sms or whatsapp")]
+    VoiceIsForCodes,
     #[error("the message is empty")]
     EmptyBody,
     #[error("the message is longer than {MAX_BODY_CHARS} characters")]
@@ -55,6 +58,9 @@ impl Services {
         api_key: &str,
         request: SendRequest,
     ) -> Result<Enqueued, SendError> {
+        if request.channel == Channel::Voice {
+            return Err(SendError::VoiceIsForCodes);
+        }
         self.guards.config.allowed_countries.admits(&request.to)?;
         let idempotency_key = request.idempotency_key.clone();
         let idempotency_fingerprint = idempotency_key
@@ -245,6 +251,8 @@ pub(crate) fn new_message(
         template,
         segments: template::analyze(&body).segments,
         body,
+        locale: None,
+        content_sid: None,
         sensitive: false,
         priority: Priority::Normal,
         api_key: api_key.to_owned(),

@@ -7,7 +7,9 @@
 //! every caller is counted alike.
 
 pub mod auth;
+pub mod channels;
 pub mod codes;
+pub mod fraud_admin;
 pub mod guards;
 pub mod messaging;
 pub mod reports;
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use domain::VerificationPolicy;
 use ports::{
-    Clock, CodeGenerator, MessageReports, MessageStore, RateLimiter, StoreError, StoreHealth,
-    VerificationStore, VerifyServiceStore,
+    Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
+    StoreHealth, VerificationStore, VerifyServiceStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -32,6 +34,7 @@ use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::TwilioStatusCallbacks;
 use auth::{ApiKey, ApiKeys};
+use channels::{OfferedChannels, WhatsappTemplates};
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use guards::{GuardConfig, SendGuards};
 use verify_compat::VerifyCompat;
@@ -44,6 +47,7 @@ pub struct StorePorts {
     pub reports: Arc<dyn MessageReports>,
     pub health: Arc<dyn StoreHealth>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub fraud: Arc<dyn FraudStore>,
     pub verify_services: Arc<dyn VerifyServiceStore>,
 }
 
@@ -56,6 +60,7 @@ impl StorePorts {
             + MessageReports
             + StoreHealth
             + RateLimiter
+            + FraudStore
             + VerifyServiceStore
             + 'static,
     {
@@ -65,6 +70,7 @@ impl StorePorts {
             reports: store.clone(),
             health: store.clone(),
             limiter: store.clone(),
+            fraud: store.clone(),
             verify_services: store,
         }
     }
@@ -76,6 +82,8 @@ pub struct Services {
     messages: Arc<dyn MessageStore>,
     verifications: Arc<dyn VerificationStore>,
     reports: Arc<dyn MessageReports>,
+    /// The fraud guard's shared state: blocks, safe list, decision log.
+    fraud: Arc<dyn FraudStore>,
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     code_generator: Arc<dyn CodeGenerator>,
@@ -93,6 +101,10 @@ pub struct Services {
     readiness: Arc<Readiness>,
     /// Numbers whose verifications use a fixed code (`TEST_NUMBERS`); empty in production.
     test_numbers: TestNumbers,
+    /// The channels a verification may go out on.
+    channels: OfferedChannels,
+    /// WhatsApp codes' approved templates by locale.
+    whatsapp_templates: WhatsappTemplates,
     /// The Verify services of the Twilio-compatible API (`verify_compat`).
     verify_services: Arc<dyn VerifyServiceStore>,
     verify_compat: VerifyCompat,
@@ -120,6 +132,8 @@ impl Services {
             guards: GuardConfig::default(),
             metrics: Arc::new(Metrics::new()),
             test_numbers: TestNumbers::default(),
+            channels: OfferedChannels::default(),
+            whatsapp_templates: WhatsappTemplates::default(),
             verify_compat: VerifyCompat::default(),
         }
     }
@@ -185,6 +199,8 @@ pub struct ServicesBuilder {
     metrics: Arc<Metrics>,
     readiness: Readiness,
     test_numbers: TestNumbers,
+    channels: OfferedChannels,
+    whatsapp_templates: WhatsappTemplates,
     verify_compat: VerifyCompat,
 }
 
@@ -256,12 +272,25 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`OfferedChannels::default`]: texts, no calls.
+    pub fn channels(mut self, channels: OfferedChannels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// Unless set, none: a WhatsApp verification is refused.
+    pub fn whatsapp_templates(mut self, templates: WhatsappTemplates) -> Self {
+        self.whatsapp_templates = templates;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             guards: SendGuards::new(self.stores.limiter, self.guards, self.metrics.clone()),
             messages: self.stores.messages,
             verifications: self.stores.verifications,
             reports: self.stores.reports,
+            fraud: self.stores.fraud,
             templates: self.templates,
             clock: self.clock,
             code_generator: self.code_generator,
@@ -273,6 +302,8 @@ impl ServicesBuilder {
             metrics: self.metrics,
             readiness: Arc::new(self.readiness),
             test_numbers: self.test_numbers,
+            channels: self.channels,
+            whatsapp_templates: self.whatsapp_templates,
             verify_services: self.stores.verify_services,
             verify_compat: self.verify_compat,
         }

@@ -7,7 +7,7 @@ use domain::{
     VerificationStatus,
 };
 use ports::{StoreError, VerificationFilter};
-use template::{RenderError, TWO_FACTOR_AUTH};
+use template::{code_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
 
 use crate::observability::metrics::VerificationEvent;
 use crate::usecases::guards::{LimitScope, Refusal};
@@ -28,6 +28,10 @@ pub enum StartError {
     TooSoon { retry_after: chrono::TimeDelta },
     #[error("no more codes can be sent for this verification; start again once it expires")]
     TooManySends,
+    /// Nothing could carry a code on the channel: no provider sends on it, or WhatsApp has no
+    /// approved template for the language. Nothing was counted or stored.
+    #[error("{channel} is not offered: {reason}")]
+    ChannelNotOffered { channel: Channel, reason: String },
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -71,12 +75,29 @@ impl Started {
     /// `fr-CA` when only French exists); `None` for the template without a locale, which a
     /// request whose locale has no translation gets.
     pub fn locale(&self) -> Option<&str> {
+        if let Some(locale) = self.message.locale.as_deref() {
+            return Some(locale);
+        }
         self.message
             .template
             .as_deref()?
             .strip_prefix(TWO_FACTOR_AUTH)?
             .strip_prefix('.')
     }
+}
+
+/// The brand a call names until it is configurable (`VERIFY_BRAND`), as the SMS text does.
+const BRAND: &str = "Smarter Firms";
+
+/// How a code goes out on its channel, decided before anything is counted or stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CodeDelivery {
+    /// An SMS, or a free-text message: the `two-factor-auth` text.
+    Text,
+    /// A call speaking the `two-factor-auth-voice` text.
+    Call,
+    /// WhatsApp's approved template for `locale`, the code its one variable.
+    WhatsappTemplate { locale: String, content_sid: String },
 }
 
 impl Services {
@@ -129,6 +150,7 @@ impl Services {
             &policy,
             now,
         );
+        let delivery = self.code_delivery(request.channel, request.locale.as_deref())?;
         self.guards.admit(api_key, &verification.to, now).await?;
         let code = self.new_code(&verification.to, policy.code_length);
         let message = self.code_message(
@@ -136,6 +158,7 @@ impl Services {
             &verification,
             &code,
             request.locale.as_deref(),
+            &delivery,
             now,
         )?;
         let message = self
@@ -174,10 +197,17 @@ impl Services {
                     StartError::TooManySends
                 }
             })?;
+        let delivery = self.code_delivery(pending.channel, request.locale.as_deref())?;
         self.guards.admit(api_key, &pending.to, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
-        let message =
-            self.code_message(api_key, &pending, &code, request.locale.as_deref(), now)?;
+        let message = self.code_message(
+            api_key,
+            &pending,
+            &code,
+            request.locale.as_deref(),
+            &delivery,
+            now,
+        )?;
         let added = self
             .verifications
             .add_code(
@@ -215,25 +245,102 @@ impl Services {
         }
     }
 
+    /// How a code would go out on `channel` in `locale`, or why it cannot: no provider sends
+    /// on the channel, or WhatsApp has no approved template for the locale, its language or
+    /// English.
+    fn code_delivery(
+        &self,
+        channel: Channel,
+        locale: Option<&str>,
+    ) -> Result<CodeDelivery, StartError> {
+        let not_offered = |reason: &str| StartError::ChannelNotOffered {
+            channel,
+            reason: reason.to_owned(),
+        };
+        if !self.channels.offers(channel) {
+            return Err(not_offered(match channel {
+                Channel::Voice => {
+                    "no provider configured can place calls (Twilio with TWILIO_VOICE_FROM can)"
+                }
+                Channel::Sms | Channel::Whatsapp => "no provider configured can send on it",
+            }));
+        }
+        Ok(match channel {
+            Channel::Sms => CodeDelivery::Text,
+            Channel::Voice => CodeDelivery::Call,
+            Channel::Whatsapp => {
+                let (locale, content_sid) =
+                    self.whatsapp_templates.resolve(locale).ok_or_else(|| {
+                        not_offered(&format!(
+                            "WhatsApp sends codes only with an approved template, and \
+                             TWILIO_WHATSAPP_CONTENT_SIDS has none for {}, its language or en",
+                            locale.unwrap_or("en")
+                        ))
+                    })?;
+                CodeDelivery::WhatsappTemplate {
+                    locale: locale.to_owned(),
+                    content_sid: content_sid.to_owned(),
+                }
+            }
+        })
+    }
+
     fn code_message(
         &self,
         api_key: &str,
         verification: &Verification,
         code: &VerificationCode,
         locale: Option<&str>,
+        delivery: &CodeDelivery,
         now: DateTime<Utc>,
     ) -> Result<NewMessage, RenderError> {
-        let template = self
-            .templates
-            .resolve(TWO_FACTOR_AUTH, locale)
-            .ok_or_else(|| RenderError::UnknownTemplate(TWO_FACTOR_AUTH.to_owned()))?;
         // Whole minutes, rounded up: "expires in 10 minutes" rather than "in 9".
         let remaining_seconds = (verification.expires_at - now).num_seconds().max(0);
         let expiry_minutes = (remaining_seconds + 59) / 60;
-        let body = self.templates.render(
-            &template,
-            &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
-        )?;
+        let (template, body, message_locale, content_sid) = match delivery {
+            CodeDelivery::Text => {
+                let template = self.resolve(TWO_FACTOR_AUTH, locale)?;
+                let body = self.templates.render(
+                    &template,
+                    &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
+                )?;
+                (Some(template), body, None, None)
+            }
+            CodeDelivery::Call => {
+                let template = self.resolve(TWO_FACTOR_AUTH_VOICE, locale)?;
+                let body = self.templates.render(
+                    &template,
+                    &serde_json::json!({
+                        "code_digits": code_digits(code.expose()),
+                        "brand": BRAND,
+                        "expiryMinutes": expiry_minutes,
+                    }),
+                )?;
+                let spoken_in = locale_of(&template, TWO_FACTOR_AUTH_VOICE);
+                (Some(template), body, spoken_in, None)
+            }
+            CodeDelivery::WhatsappTemplate {
+                locale,
+                content_sid,
+            } => (
+                None,
+                serde_json::json!({ "1": code.expose() }).to_string(),
+                Some(locale.clone()),
+                Some(content_sid.clone()),
+            ),
+        };
+        let mut message = new_message(
+            verification.to.clone(),
+            verification.channel,
+            template,
+            body,
+            api_key,
+            now,
+        );
+        if verification.channel == Channel::Voice {
+            // A call is no text: nothing is counted in segments.
+            message.segments = 0;
+        }
         Ok(NewMessage {
             priority: Priority::Verification,
             verification_id: Some(verification.id),
@@ -241,15 +348,17 @@ impl Services {
             sensitive: true,
             // A code that can no longer be checked must not be delivered.
             send_before: Some(verification.expires_at),
-            ..new_message(
-                verification.to.clone(),
-                verification.channel,
-                Some(template),
-                body,
-                api_key,
-                now,
-            )
+            locale: message_locale,
+            content_sid,
+            ..message
         })
+    }
+
+    /// The most specific translation of `name` for `locale`.
+    fn resolve(&self, name: &str, locale: Option<&str>) -> Result<String, RenderError> {
+        self.templates
+            .resolve(name, locale)
+            .ok_or_else(|| RenderError::UnknownTemplate(name.to_owned()))
     }
 
     /// This API key's verifications that `filter` selects, newest first.
@@ -426,6 +535,15 @@ impl Services {
     }
 }
 
+/// The locale of a translation of `name` (`fr` for `two-factor-auth-voice.fr`); `None` for
+/// the template itself.
+fn locale_of(template: &str, name: &str) -> Option<String> {
+    template
+        .strip_prefix(name)?
+        .strip_prefix('.')
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -497,6 +615,7 @@ mod tests {
             reports: Arc::new(ports::MockMessageReports::new()),
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(limiter),
+            fraud: Arc::new(ports::MockFraudStore::new()),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
         };
         Services::builder(

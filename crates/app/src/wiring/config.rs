@@ -18,6 +18,7 @@ use crate::dispatch::reconcile::ReconcileConfig;
 use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
+use crate::usecases::channels::WhatsappTemplates;
 use crate::usecases::guards::{GuardConfig, SendLimit};
 use crate::usecases::verify_compat::TwilioAccounts;
 
@@ -134,6 +135,8 @@ pub struct Config {
     pub public_base_url: Option<Url>,
     /// Set when Twilio posts delivery statuses to us (`PUBLIC_BASE_URL` with Twilio).
     pub twilio_status_callbacks: Option<TwilioStatusCallbacks>,
+    /// WhatsApp codes' approved templates by locale (`TWILIO_WHATSAPP_CONTENT_SIDS`).
+    pub whatsapp_templates: WhatsappTemplates,
     pub dispatch: DispatchConfig,
     pub verification: VerificationPolicy,
     pub guards: GuardConfig,
@@ -259,6 +262,9 @@ impl Config {
             shared_database.then_some(sending),
         )?;
         let twilio_status_callbacks = twilio_status_callbacks(&env, &providers)?;
+        let whatsapp_templates = env
+            .parse_with("TWILIO_WHATSAPP_CONTENT_SIDS", WhatsappTemplates::parse)?
+            .unwrap_or_default();
         let circuit_defaults = CircuitPolicy::default();
         let circuit = CircuitPolicy {
             failures: env.positive("CIRCUIT_FAILURES", circuit_defaults.failures)?,
@@ -297,6 +303,7 @@ impl Config {
             providers,
             circuit,
             twilio_status_callbacks,
+            whatsapp_templates,
             database,
             api_keys,
             api_keys_generated,
@@ -410,6 +417,8 @@ fn twilio_config(
             "TWILIO_API_KEY_SID",
             "TWILIO_PHONE_NUMBER",
             "TWILIO_MESSAGING_SERVICE_SID",
+            "TWILIO_VOICE_FROM",
+            "TWILIO_WHATSAPP_FROM",
         ] {
             if env.get(dependent).is_some() {
                 return Err(ConfigError::new(
@@ -476,11 +485,19 @@ fn twilio_config(
     let base_url = Url::parse(base_url_text.trim())
         .map_err(|error| ConfigError::new("TWILIO_API_BASE_URL", format!("not a URL ({error})")))?;
     let status_callback_url = public_base_url.map(status_callback_url);
+    // Checked as the sending number is: a typo must stop startup, not every call.
+    let number = |variable: &'static str| {
+        env.parse_with(variable, |text| {
+            PhoneNumber::parse(text).map_err(|error| error.to_string())
+        })
+    };
     let config = TwilioConfig {
         base_url,
         account_sid,
         credentials,
         sender,
+        voice_from: number("TWILIO_VOICE_FROM")?,
+        whatsapp_from: number("TWILIO_WHATSAPP_FROM")?,
         status_callback_url,
         connect_timeout: Duration::from_millis(env.up_to(
             "TWILIO_CONNECT_TIMEOUT_MS",
@@ -1019,6 +1036,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_voice_and_whatsapp_senders_and_templates_are_read_with_twilio() {
+        let mut pairs = TWILIO.to_vec();
+        pairs.extend([
+            ("TWILIO_VOICE_FROM", "+15005550009"),
+            ("TWILIO_WHATSAPP_FROM", "+15005550010"),
+            (
+                "TWILIO_WHATSAPP_CONTENT_SIDS",
+                "en:HX0123456789abcdef0123456789abcdef, fr:HXfedcba9876543210fedcba9876543210",
+            ),
+        ]);
+        let read = config(&pairs).unwrap();
+        let [ProviderConfig::Twilio(twilio)] = &read.providers[..] else {
+            panic!("expected Twilio");
+        };
+        assert_eq!(twilio.voice_from.as_ref().unwrap().as_str(), "+15005550009");
+        assert_eq!(
+            twilio.whatsapp_from.as_ref().unwrap().as_str(),
+            "+15005550010"
+        );
+        assert_eq!(
+            read.whatsapp_templates.resolve(Some("fr-CA")),
+            Some(("fr", "HXfedcba9876543210fedcba9876543210"))
+        );
+        let [ProviderConfig::Twilio(without)] = &config(TWILIO).unwrap().providers[..] else {
+            panic!("expected Twilio");
+        };
+        assert!(without.voice_from.is_none() && without.whatsapp_from.is_none());
+
+        let orphan = config(&[("TWILIO_VOICE_FROM", "+15005550009")]).unwrap_err();
+        assert_eq!(orphan.variable, "TWILIO_ACCOUNT_SID");
+    }
+
     const VONAGE: &[(&str, &str)] = &[
         ("VONAGE_API_KEY", "key"),
         ("VONAGE_API_SECRET", "secret"),
@@ -1191,6 +1241,15 @@ mod tests {
             (
                 &[("TWILIO_API_BASE_URL", "mailto:x")],
                 "TWILIO_API_BASE_URL",
+            ),
+            (&[("TWILIO_VOICE_FROM", "555-0100")], "TWILIO_VOICE_FROM"),
+            (
+                &[("TWILIO_WHATSAPP_FROM", "whatsapp")],
+                "TWILIO_WHATSAPP_FROM",
+            ),
+            (
+                &[("TWILIO_WHATSAPP_CONTENT_SIDS", "en:HX123")],
+                "TWILIO_WHATSAPP_CONTENT_SIDS",
             ),
         ];
         for (changes, variable) in malformed_twilio {

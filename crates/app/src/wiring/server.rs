@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
+use domain::Channel;
 use ports::{QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
 use secrecy::ExposeSecret;
 use template::Templates;
@@ -23,6 +24,7 @@ use crate::providers::failover::FailoverSmsProvider;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumberSmsProvider;
 use crate::usecases::auth::ApiKeys;
+use crate::usecases::channels::OfferedChannels;
 use crate::usecases::codes::{CodeHasher, SystemClock};
 use crate::usecases::verify_compat::VerifyCompat;
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
@@ -213,6 +215,13 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
             provider,
         ));
     }
+    // What the providers can carry, asked once: a verification on a channel none of them
+    // sends on is refused when it starts, not failed by the dispatcher.
+    let channels = OfferedChannels {
+        sms: provider.can_send(Channel::Sms),
+        whatsapp: provider.can_send(Channel::Whatsapp),
+        voice: provider.can_send(Channel::Voice),
+    };
     let wake = Arc::new(Notify::new());
     let messages = ports.messages.clone();
     let services = Arc::new(
@@ -230,6 +239,8 @@ pub async fn assemble(config: &Config) -> Result<Assembled, StartupError> {
         .metrics(metrics)
         .readiness(readiness)
         .test_numbers(config.test_numbers.clone())
+        .channels(channels)
+        .whatsapp_templates(config.whatsapp_templates.clone())
         .verify_compat(VerifyCompat {
             accounts: config.verify_compat_accounts.clone(),
             public_base_url: config.public_base_url.clone(),

@@ -45,6 +45,8 @@ async fn providers() -> Providers {
         account_sid: ACCOUNT_SID.into(),
         credentials: TwilioCredentials::AuthToken(SecretString::from(AUTH_TOKEN)),
         sender: TwilioSender::From(PhoneNumber::parse(TWILIO_FROM).unwrap()),
+        voice_from: None,
+        whatsapp_from: None,
         status_callback_url: None,
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
@@ -82,6 +84,8 @@ fn sms() -> OutboundMessage {
         to: PhoneNumber::parse(TO).unwrap(),
         channel: Channel::Sms,
         body: BODY.into(),
+        locale: None,
+        content_sid: None,
         validity: None,
         sensitive: false,
     }

@@ -123,7 +123,10 @@ async fn check_says_ok_for_each_part_of_a_working_setup() {
             "SQLite at data/sms-notify.sqlite, reachable".to_owned(),
         ),
         ("migrations", format!("schema {schema}, up to date")),
-        ("templates", "shipping, two-factor-auth".to_owned()),
+        (
+            "templates",
+            "shipping, two-factor-auth, two-factor-auth-voice".to_owned(),
+        ),
         (
             "provider twilio",
             "Twilio account AC0123456789abcdef0123456789abcdef (Smarter Firms) is active"

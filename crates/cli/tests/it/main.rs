@@ -5,6 +5,7 @@
 mod bulk;
 mod check;
 mod commands;
+mod fraud;
 mod logs;
 mod manual;
 mod openapi;

@@ -4,7 +4,8 @@
 //!
 //! What Twilio does and this service does differently, which clients cannot tell apart or are
 //! told plainly: a resend sends a new code and keeps the earlier ones valid (Twilio resends the
-//! same code); `Channel=call` is refused until a voice channel exists; `Amount`/`Payee` (PSD2),
+//! same code); `Channel=call` is a voice call, refused as not offered without a provider that
+//! places calls; `Amount`/`Payee` (PSD2),
 //! `RateLimits` (buckets defined through an API this service does not serve) and `CustomCode`
 //! are refused rather than ignored, since ignoring them would weaken what the client relies on.
 
@@ -51,7 +52,7 @@ fn verification_resource(
             } else {
                 None
             };
-            json!({"channel": verification.channel.as_str(), "time": time.map(twilio_time)})
+            json!({"channel": twilio_channel(verification.channel), "time": time.map(twilio_time)})
         })
         .collect();
     json!({
@@ -59,7 +60,7 @@ fn verification_resource(
         "service_sid": service_sid,
         "account_sid": account_sid,
         "to": verification.to.as_str(),
-        "channel": verification.channel.as_str(),
+        "channel": twilio_channel(verification.channel),
         "status": status.as_str(),
         "valid": status == VerificationStatus::Approved,
         "lookup": null,
@@ -73,13 +74,23 @@ fn verification_resource(
     })
 }
 
+/// Twilio's name of a channel: a call is `call`.
+fn twilio_channel(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "sms",
+        Channel::Whatsapp => "whatsapp",
+        Channel::Voice => "call",
+    }
+}
+
 /// The channel Twilio's `Channel` names, if this service offers it.
 fn channel(name: &str) -> Result<Channel, TwilioError> {
     match name {
         "sms" => Ok(Channel::Sms),
         "whatsapp" => Ok(Channel::Whatsapp),
-        // VOICE (issue 27): `call` maps to the voice channel once `domain::Channel` has one.
-        "call" | "email" | "sna" | "auto" | "rbm" => Err(TwilioError::invalid_parameter(
+        // Refused when it starts if no provider places calls (`TWILIO_VOICE_FROM`).
+        "call" => Ok(Channel::Voice),
+        "email" | "sna" | "auto" | "rbm" => Err(TwilioError::invalid_parameter(
             "Channel",
             format!("the channel `{name}` is not offered by this service; use sms or whatsapp"),
         )),
@@ -138,6 +149,7 @@ fn start_error(error: StartError) -> TwilioError {
         StartError::TooManySends => {
             TwilioError::too_many(code::MAX_SEND_ATTEMPTS, "Max send attempts reached", 60)
         }
+        StartError::ChannelNotOffered { .. } => TwilioError::invalid_parameter("Channel", &error),
         StartError::Refused(refusal) => refusal_error(refusal),
         StartError::Render(error) => TwilioError::internal(&error),
         StartError::Store(error) => error.into(),
@@ -399,7 +411,7 @@ fn check_resource(
         "service_sid": service_sid,
         "account_sid": account_sid,
         "to": verification.to.as_str(),
-        "channel": verification.channel.as_str(),
+        "channel": twilio_channel(verification.channel),
         "status": outcome.status.as_str(),
         "valid": outcome.valid,
         "amount": null,
@@ -415,15 +427,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channels_not_offered_are_refused_as_invalid_parameters_naming_the_channel() {
+    fn a_call_is_the_voice_channel_and_channels_not_offered_are_invalid_parameters() {
         assert_eq!(channel("sms").unwrap(), Channel::Sms);
         assert_eq!(channel("whatsapp").unwrap(), Channel::Whatsapp);
-        let call = channel("call").unwrap_err();
-        assert_eq!((call.status, call.code), (StatusCode::BAD_REQUEST, 60200));
+        assert_eq!(channel("call").unwrap(), Channel::Voice);
+        assert_eq!(twilio_channel(Channel::Voice), "call");
+        let email = channel("email").unwrap_err();
+        assert_eq!((email.status, email.code), (StatusCode::BAD_REQUEST, 60200));
         assert!(
-            call.message.contains("`call` is not offered"),
+            email.message.contains("`email` is not offered"),
             "{}",
-            call.message
+            email.message
         );
         assert_eq!(channel("fax").unwrap_err().code, 60200);
     }
