@@ -7,6 +7,7 @@
 mod fake_twilio;
 mod service;
 mod support;
+mod twilio_contract;
 
 mod api;
 mod channels;
@@ -24,5 +25,6 @@ mod resilience;
 mod robustness;
 mod secrecy;
 mod startup;
+mod twilio_verify;
 mod two_factor;
 mod webhooks;

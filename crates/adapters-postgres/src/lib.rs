@@ -1,5 +1,6 @@
 //! The production store: [`ports::MessageStore`], [`ports::VerificationStore`],
-//! [`ports::RateLimiter`] and [`ports::FraudStore`] on PostgreSQL through sqlx, with the
+//! [`ports::RateLimiter`], [`ports::FraudStore`] and
+//! [`ports::VerifyServiceStore`] on PostgreSQL through sqlx, with the
 //! schema in `migrations/postgres`.
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
@@ -22,6 +23,7 @@ mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod verifications;
+mod verify_services;
 mod writes;
 
 pub use queue_wakeups::PgQueueWakeups;

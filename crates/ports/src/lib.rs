@@ -18,6 +18,7 @@ pub mod rows;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod verify_services;
 mod wakeups;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
@@ -39,6 +40,7 @@ pub use store::{
     MessageStore, OutcomeColumns, StoreError, VerificationCursor, VerificationFilter,
     VerificationStore,
 };
+pub use verify_services::{VerifyService, VerifyServiceStore};
 pub use wakeups::QueueWakeups;
 
 #[cfg(feature = "mocks")]
@@ -53,5 +55,7 @@ pub use rate_limit::MockRateLimiter;
 pub use reports::{MockMessageReports, MockStoreHealth};
 #[cfg(feature = "mocks")]
 pub use store::{MockMessageStore, MockVerificationStore};
+#[cfg(feature = "mocks")]
+pub use verify_services::MockVerifyServiceStore;
 #[cfg(feature = "mocks")]
 pub use wakeups::MockQueueWakeups;

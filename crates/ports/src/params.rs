@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     DecisionFilter, LoggedDecision, MessageFilter, SafeEntry, UsageQuery, VerificationFilter,
+    VerifyService,
 };
 
 /// One parameter of a statement; `None` binds NULL.
@@ -287,4 +288,24 @@ pub fn decision_filter(filter: &DecisionFilter) -> [Param<'_>; 6] {
         Param::Id(filter.before.map(|cursor| cursor.id)),
         Param::count(filter.limit),
     ]
+}
+
+/// A Verify service: `id`, `account_sid`, `friendly_name`, `code_length`, `created_at`,
+/// `updated_at`.
+pub fn verify_service(service: &VerifyService) -> [Param<'_>; 6] {
+    [
+        Param::id(service.id),
+        Param::text(&service.account_sid),
+        Param::text(&service.friendly_name),
+        Param::Integer(Some(i64::from(service.code_length.digits()))),
+        Param::time(service.created_at),
+        Param::time(service.updated_at),
+    ]
+}
+
+/// A Verify service's new settings: `id`, `account_sid`, `friendly_name`, `code_length`,
+/// `updated_at`.
+pub fn verify_service_settings(service: &VerifyService) -> [Param<'_>; 5] {
+    let [id, account_sid, friendly_name, code_length, _, updated_at] = verify_service(service);
+    [id, account_sid, friendly_name, code_length, updated_at]
 }

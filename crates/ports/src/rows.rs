@@ -11,14 +11,14 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
-    Attempt, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price, Priority,
-    Verification, VerificationId,
+    Attempt, CodeLength, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price,
+    Priority, Verification, VerificationId,
 };
 use uuid::Uuid;
 
 use crate::{
     ClaimToken, ClaimedMessage, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry, StatusCount,
-    StoreError, UsageGroup,
+    StoreError, UsageGroup, VerifyService,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -352,5 +352,19 @@ pub fn logged_decision(row: &impl StoredRow) -> Result<LoggedDecision, StoreErro
             action: d.parsed("action")?,
             reasons: d.reasons("reasons")?,
         },
+    })
+}
+
+/// A row of `verify_services`.
+pub fn verify_service(row: &impl StoredRow) -> Result<VerifyService, StoreError> {
+    let s = Columns::of(row, "verify_services");
+    let digits = s.integer("code_length")?;
+    Ok(VerifyService {
+        id: s.id("id")?,
+        account_sid: s.text("account_sid")?,
+        friendly_name: s.text("friendly_name")?,
+        code_length: CodeLength::new(digits).map_err(|error| s.corrupt("code_length", error))?,
+        created_at: s.time("created_at")?,
+        updated_at: s.time("updated_at")?,
     })
 }

@@ -29,23 +29,32 @@ use domain::{
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
     FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
-    VerificationFilter, VerificationStore,
+    VerificationFilter, VerificationStore, VerifyServiceStore,
 };
 
 mod fraud;
 mod reports;
+mod verify_services;
 pub use fraud::*;
 pub use reports::*;
+pub use verify_services::*;
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
 pub trait StoreUnderTest:
-    MessageStore + VerificationStore + RateLimiter + FraudStore + Clone + 'static
+    MessageStore + VerificationStore + RateLimiter + FraudStore + VerifyServiceStore + Clone + 'static
 {
 }
 
-impl<S: MessageStore + VerificationStore + RateLimiter + FraudStore + Clone + 'static>
-    StoreUnderTest for S
+impl<
+        S: MessageStore
+            + VerificationStore
+            + RateLimiter
+            + FraudStore
+            + VerifyServiceStore
+            + Clone
+            + 'static,
+    > StoreUnderTest for S
 {
 }
 
@@ -130,6 +139,9 @@ macro_rules! store_conformance_tests {
             decisions_are_listed_newest_first_with_filters_and_cursor,
             policy_modes_set_at_run_time_read_back_and_replace,
             a_verification_keeps_the_risk_it_was_started_with,
+            // VerifyServiceStore
+            verify_services_are_kept_per_account_and_listed_oldest_first,
+            a_verify_service_is_updated_and_deleted_only_through_its_own_account,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,

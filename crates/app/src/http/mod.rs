@@ -3,7 +3,9 @@
 //!
 //! Every route is registered through [`utoipa_axum::routes!`] in [`api`], which takes its path
 //! and method from the handler's `#[utoipa::path]`: a route cannot be served without being
-//! described (the tests in `openapi` hold the rest of the router to that too).
+//! described (the tests in `openapi` hold the rest of the router to that too). The one
+//! exception is `twilio_verify`, Twilio Verify's own API under `/v2`, which Twilio's OpenAPI
+//! document describes rather than ours.
 
 mod extract;
 mod fraud;
@@ -15,6 +17,7 @@ mod operations;
 mod problem;
 mod reports;
 mod templates;
+mod twilio_verify;
 mod verifications;
 mod webhooks;
 
@@ -91,31 +94,30 @@ pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
         api()
     };
     let (routes, _) = api.split_for_parts();
-    with_limits(
-        routes.fallback(|| async {
-            ApiError::not_found("no such route; see /openapi.json for the API")
-        }),
-    )
-    .layer(axum::middleware::from_fn_with_state(
-        services.metrics().clone(),
-        observe::record_metrics,
-    ))
-    .layer(
-        TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::info_span!(
-                "request",
-                method = %request.method(),
-                path = %request.uri().path(),
-                request_id = request
-                    .headers()
-                    .get(&observe::REQUEST_ID)
-                    .and_then(|value| value.to_str().ok()),
-                api_key = tracing::field::Empty,
-            )
-        }),
-    )
-    .layer(axum::middleware::from_fn(observe::request_context))
-    .with_state(services)
+    let routes = with_limits(routes.fallback(|| async {
+        ApiError::not_found("no such route; see /openapi.json for the API")
+    }));
+    twilio_verify::mount(routes, &services)
+        .layer(axum::middleware::from_fn_with_state(
+            services.metrics().clone(),
+            observe::record_metrics,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = request
+                        .headers()
+                        .get(&observe::REQUEST_ID)
+                        .and_then(|value| value.to_str().ok()),
+                    api_key = tracing::field::Empty,
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn(observe::request_context))
+        .with_state(services)
 }
 
 /// `/metrics` alone, for the listener at `METRICS_BIND_ADDR`.

@@ -126,6 +126,11 @@ impl ApiKeys {
         found
     }
 
+    /// The key named `name`, if there is one.
+    pub fn named(&self, name: &str) -> Option<&ApiKey> {
+        self.keys.iter().find(|key| key.name == name)
+    }
+
     /// The generated key of a no-configuration run, to print once.
     pub fn first_key(&self) -> Option<&SecretString> {
         self.keys.first().map(|key| &key.key)

@@ -182,6 +182,7 @@ mod tests {
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(ports::MockRateLimiter::new()),
             fraud: Arc::new(fraud),
+            verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
         };
         Services::builder(
             stores,

@@ -17,6 +17,7 @@ pub mod messaging;
 pub mod reports;
 pub mod request_context;
 pub mod verify;
+pub mod verify_compat;
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore,
+    StoreHealth, VerificationStore, VerifyServiceStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -41,6 +42,7 @@ use code_texts::CodeTexts;
 use codes::{CodeHasher, OsCodeGenerator, SystemClock};
 use fraud::{FraudConfig, FraudScreen};
 use guards::{GuardConfig, SendGuards};
+use verify_compat::VerifyCompat;
 
 /// One database, seen through each port the use cases, the guards and readiness use.
 #[derive(Clone)]
@@ -51,6 +53,7 @@ pub struct StorePorts {
     pub health: Arc<dyn StoreHealth>,
     pub limiter: Arc<dyn RateLimiter>,
     pub fraud: Arc<dyn FraudStore>,
+    pub verify_services: Arc<dyn VerifyServiceStore>,
 }
 
 impl StorePorts {
@@ -63,6 +66,7 @@ impl StorePorts {
             + StoreHealth
             + RateLimiter
             + FraudStore
+            + VerifyServiceStore
             + 'static,
     {
         Self {
@@ -71,7 +75,8 @@ impl StorePorts {
             reports: store.clone(),
             health: store.clone(),
             limiter: store.clone(),
-            fraud: store,
+            fraud: store.clone(),
+            verify_services: store,
         }
     }
 }
@@ -109,6 +114,9 @@ pub struct Services {
     whatsapp_templates: WhatsappTemplates,
     /// The language of a code when the request names none, and the autofill lines.
     code_texts: CodeTexts,
+    /// The Verify services of the Twilio-compatible API (`verify_compat`).
+    verify_services: Arc<dyn VerifyServiceStore>,
+    verify_compat: VerifyCompat,
 }
 
 impl Services {
@@ -137,6 +145,7 @@ impl Services {
             channels: OfferedChannels::default(),
             whatsapp_templates: WhatsappTemplates::default(),
             code_texts: CodeTexts::default(),
+            verify_compat: VerifyCompat::default(),
         }
     }
 
@@ -231,6 +240,7 @@ pub struct ServicesBuilder {
     channels: OfferedChannels,
     whatsapp_templates: WhatsappTemplates,
     code_texts: CodeTexts,
+    verify_compat: VerifyCompat,
 }
 
 impl ServicesBuilder {
@@ -302,6 +312,12 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, no accounts: the Twilio-compatible API is off.
+    pub fn verify_compat(mut self, verify_compat: VerifyCompat) -> Self {
+        self.verify_compat = verify_compat;
+        self
+    }
+
     /// Unless set, [`OfferedChannels::default`]: texts, no calls.
     pub fn channels(mut self, channels: OfferedChannels) -> Self {
         self.channels = channels;
@@ -348,6 +364,8 @@ impl ServicesBuilder {
             channels: self.channels,
             whatsapp_templates: self.whatsapp_templates,
             code_texts: self.code_texts,
+            verify_services: self.stores.verify_services,
+            verify_compat: self.verify_compat,
         }
     }
 }

@@ -701,6 +701,7 @@ mod tests {
             health: Arc::new(ports::MockStoreHealth::new()),
             limiter: Arc::new(limiter),
             fraud: Arc::new(fraud),
+            verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
         };
         Services::builder(
             stores,

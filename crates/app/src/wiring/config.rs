@@ -24,6 +24,7 @@ use crate::usecases::channels::WhatsappTemplates;
 use crate::usecases::code_texts::CodeTexts;
 use crate::usecases::fraud::{FraudConfig, IpVelocity};
 use crate::usecases::guards::{GuardConfig, SendLimit};
+use crate::usecases::verify_compat::TwilioAccounts;
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
 /// brute-forced together with the 10^6 possible codes.
@@ -150,6 +151,9 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
+    /// The Twilio accounts of the Twilio-compatible Verify API (`VERIFY_COMPAT_ACCOUNTS`);
+    /// none: `/v2` is off.
+    pub verify_compat_accounts: TwilioAccounts,
     /// What the configuration was read for: a run that sends nothing is not warned that the
     /// console stands in for a provider.
     pub sending: Sending,
@@ -194,6 +198,12 @@ impl Config {
         let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
 
         let (api_keys, api_keys_generated) = api_keys(&env)?;
+        let verify_compat_accounts = env
+            .get("VERIFY_COMPAT_ACCOUNTS")
+            .map(|text| TwilioAccounts::parse(&text, &api_keys))
+            .transpose()
+            .map_err(|problem| ConfigError::new("VERIFY_COMPAT_ACCOUNTS", problem))?
+            .unwrap_or_default();
 
         let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
             Url::parse(text).map_err(|error| format!("not a URL ({error})"))
@@ -355,6 +365,7 @@ impl Config {
             fraud,
             reconcile,
             test_numbers,
+            verify_compat_accounts,
             sending,
         })
     }
@@ -1534,6 +1545,32 @@ mod tests {
             ("ADMIN_API_KEYS", &format!("ops:{admin}")),
         ]);
         assert_eq!(clash.unwrap_err().variable, "ADMIN_API_KEYS");
+    }
+
+    #[test]
+    fn verify_compat_accounts_stand_for_api_keys_and_a_malformed_one_stops_startup() {
+        let sid = "AC0123456789abcdef0123456789abcdef";
+        let keys = ("API_KEYS", "auth:0123456789abcdef");
+        let off = config(&[keys]).unwrap();
+        assert!(off.verify_compat_accounts.is_empty());
+
+        let accounts = format!("auth:{sid}:token-0123456789abcdef");
+        let on = config(&[keys, ("VERIFY_COMPAT_ACCOUNTS", &accounts)]).unwrap();
+        let account = on
+            .verify_compat_accounts
+            .authenticate(sid, "token-0123456789abcdef")
+            .unwrap();
+        assert_eq!(account.api_key(), "auth");
+
+        for malformed in [
+            format!("billing:{sid}:token-0123456789abcdef"),
+            "auth:AC123:token-0123456789abcdef".to_owned(),
+            format!("auth:{sid}"),
+        ] {
+            let error = config(&[keys, ("VERIFY_COMPAT_ACCOUNTS", &malformed)]).unwrap_err();
+            assert_eq!(error.variable, "VERIFY_COMPAT_ACCOUNTS", "{malformed}");
+            assert!(!error.to_string().contains("token-0123"), "{error}");
+        }
     }
 
     #[test]

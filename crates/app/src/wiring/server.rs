@@ -26,6 +26,7 @@ use crate::providers::test_numbers::TestNumberSmsProvider;
 use crate::usecases::auth::ApiKeys;
 use crate::usecases::channels::OfferedChannels;
 use crate::usecases::codes::{CodeHasher, SystemClock};
+use crate::usecases::verify_compat::VerifyCompat;
 use crate::wiring::config::{Config, DatabaseConfig, ProviderConfig, Sending};
 use crate::wiring::store::{self, DatabaseError, Stores};
 use crate::Services;
@@ -250,6 +251,10 @@ pub async fn assemble_with_clock(
         .channels(channels)
         .whatsapp_templates(config.whatsapp_templates.clone())
         .code_texts(config.code_texts.clone())
+        .verify_compat(VerifyCompat {
+            accounts: config.verify_compat_accounts.clone(),
+            public_base_url: config.public_base_url.clone(),
+        })
         .build(),
     );
     let reconciler = Reconciler::new(messages.clone(), lookups, clock.clone(), config.reconcile);
