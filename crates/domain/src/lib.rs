@@ -8,6 +8,7 @@
 //! every rule can be tested without waiting.
 
 mod amount;
+pub mod budget;
 pub mod channel;
 pub mod country;
 pub mod delivery;
