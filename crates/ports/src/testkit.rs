@@ -129,6 +129,8 @@ macro_rules! store_conformance_tests {
             decisions_are_listed_newest_first_with_filters_and_cursor,
             policy_modes_set_at_run_time_read_back_and_replace,
             a_verification_keeps_the_risk_it_was_started_with,
+            spend_reservations_stop_at_the_cap_and_name_the_scope,
+            concurrent_spend_reservations_never_pass_the_cap,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,
