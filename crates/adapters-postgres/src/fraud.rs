@@ -5,9 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::budget::SpendCap;
-use domain::Amount;
 use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
+use domain::Amount;
 use ports::params::{self, Param};
 use ports::{
     rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
@@ -311,13 +311,14 @@ impl FraudStore for PgStore {
             .await
             .map_err(store_error)?;
             let Some(reserved) = reserved else {
-                let spent: Option<i64> =
-                    sqlx::query_scalar("SELECT spent FROM budget_spend WHERE day = $1 AND scope = $2")
-                        .bind(&day)
-                        .bind(&scope)
-                        .fetch_optional(&mut *transaction)
-                        .await
-                        .map_err(store_error)?;
+                let spent: Option<i64> = sqlx::query_scalar(
+                    "SELECT spent FROM budget_spend WHERE day = $1 AND scope = $2",
+                )
+                .bind(&day)
+                .bind(&scope)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
                 transaction.rollback().await.map_err(store_error)?;
                 return Ok(SpendReservation::Exhausted {
                     scope: cap.scope.clone(),

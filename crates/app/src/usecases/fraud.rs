@@ -10,14 +10,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::budget::{self, Budgets, PerCountry};
 use domain::fraud::{
     signal_baseline_period, Assessment, Block, BlockOrder, CodeCounts, CodeEvent, Decision,
     FraudGuard, LineType, Mode, Policies, Policy, Prefixes, Reason, ReasonCode, SafeList,
     SignalKey, Signals,
 };
 use domain::pumping::hour_of;
-use domain::{PhoneNumber, Verification, VerificationId};
-use ports::{Admission, FraudStore, LoggedDecision, RateLimit, RateLimiter, StoreError};
+use domain::{Amount, PhoneNumber, Verification, VerificationId};
+use ports::{
+    Admission, FraudStore, LoggedDecision, RateLimit, RateLimiter, SpendReservation, StoreError,
+};
 
 use crate::observability::metrics::Metrics;
 use crate::usecases::guards::SendLimit;
@@ -38,6 +41,16 @@ pub struct FraudConfig {
     /// sets at run time (`PUT /v1/fraud/policies`) win over these.
     pub guard: FraudGuard,
     pub ip_velocity: IpVelocity,
+    pub budgets: BudgetConfig,
+}
+
+/// The daily spend caps and the prices a message's cost is estimated with when providers have
+/// not charged for its country lately.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetConfig {
+    pub budgets: Budgets,
+    /// `SMS_PRICES`: per segment, in the budgets' currency; `*` is required with a budget.
+    pub prices: PerCountry,
 }
 
 /// Codes asked for from one client address, and from its range (/24 for IPv4, /64 for IPv6).
@@ -147,6 +160,8 @@ pub enum ScreenError {
 #[derive(Debug, Clone)]
 pub struct Screened {
     pub decision: Decision,
+    /// The modes the decision was made with, for the budget's finding added to it.
+    policies: Policies,
     keys: Vec<SignalKey>,
     client_ip: Option<String>,
     user_id: Option<String>,
@@ -375,6 +390,7 @@ impl FraudScreen {
         self.count_decision(to, &decision);
         let screened = Screened {
             decision,
+            policies,
             keys,
             client_ip: addresses.map(|(address, _)| address),
             user_id: client.user_id.clone(),
@@ -460,6 +476,89 @@ impl FraudScreen {
             }
         }
         Ok((findings, retry_after))
+    }
+
+    /// The budget policy, once the message is known: reserves its estimated cost under every
+    /// daily budget it counts against (atomically, in the store, so instances together never
+    /// pass a cap by more than the sends in flight). A budget without room adds a
+    /// `budget_exhausted` finding to the decision: refused until the next UTC day when the
+    /// policy is enforced, recorded only when monitored.
+    pub async fn charge(
+        &self,
+        screened: &mut Screened,
+        api_key: &str,
+        to: &PhoneNumber,
+        segments: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScreenError> {
+        let config = &self.config.budgets;
+        if !config.budgets.any() || !screened.policies.is_on(Policy::Budget) {
+            return Ok(());
+        }
+        let country = SignalKey::country_of(to).value;
+        let caps = config.budgets.caps(api_key, &country);
+        if caps.is_empty() {
+            return Ok(());
+        }
+        let price = config.prices.get(&country).unwrap_or(Amount::ZERO);
+        let cost = budget::estimate(price, segments).unwrap_or(Amount::from_units(i128::MAX));
+        let currency = &config.budgets.currency;
+        let (scope, spent) = match self
+            .store
+            .reserve_spend(budget::day_of(now), &caps, cost)
+            .await?
+        {
+            SpendReservation::Reserved(after) => {
+                for (cap, after) in caps.iter().zip(after) {
+                    let before = Amount::from_units(after.units() - cost.units());
+                    if budget::crossed_warning(cap.cap, before, after) {
+                        tracing::warn!(
+                            scope = cap.scope.label(),
+                            spent = %after,
+                            cap = %cap.cap,
+                            currency = %currency,
+                            "a daily budget is 80% spent: {}",
+                            cap.scope
+                        );
+                        self.metrics.budget_warning(cap.scope.label());
+                    }
+                }
+                return Ok(());
+            }
+            SpendReservation::Exhausted { scope, spent } => (scope, spent),
+        };
+        let cap = caps
+            .iter()
+            .find(|cap| cap.scope == scope)
+            .map_or(Amount::ZERO, |cap| cap.cap);
+        let mut findings = screened.decision.reasons.clone();
+        findings.push(Reason::new(
+            ReasonCode::BudgetExhausted,
+            format!(
+                "{scope}: {spent} of {cap} {currency} spent today, and this message costs about {cost}"
+            ),
+        ));
+        let decision = Decision::from_findings(findings, &screened.policies);
+        self.metrics
+            .fraud_decision(decision.action, Some(ReasonCode::BudgetExhausted));
+        screened.decision = decision;
+        if !screened.decision.is_blocked() {
+            return Ok(());
+        }
+        tracing::warn!(
+            to = %to.masked(),
+            reasons = %reason_codes(&screened.decision),
+            user_id = screened.user_id.as_deref(),
+            "fraud guard refused a code: a daily budget is spent"
+        );
+        let log = self.log(screened, api_key, to, None, now);
+        let count = self.count(CodeEvent::Refused, screened, now);
+        tokio::join!(log, count);
+        Err(FraudRefusal::Blocked {
+            decision: screened.decision.clone(),
+            retry_after: Some(budget::until_next_day(now)),
+        }
+        .into())
     }
 
     /// Places or renews the blocks the guard asked for. A failure is logged, not answered:

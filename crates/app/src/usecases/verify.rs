@@ -138,11 +138,11 @@ impl Services {
             return self.resend(api_key, pending, &request, &policy, now).await;
         }
 
-        let screened = self
+        let mut screened = self
             .fraud_guard
             .screen(api_key, &request.to, &request.client, now)
             .await?;
-        let verification = Verification {
+        let mut verification = Verification {
             risk: Some(screened.decision.clone()),
             ..Verification::start(
                 request.to.clone(),
@@ -162,6 +162,16 @@ impl Services {
             request.locale.as_deref(),
             now,
         )?;
+        self.fraud_guard
+            .charge(
+                &mut screened,
+                api_key,
+                &verification.to,
+                message.segments,
+                now,
+            )
+            .await?;
+        verification.risk = Some(screened.decision.clone());
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
             self.verifications.create(
@@ -202,7 +212,7 @@ impl Services {
                     StartError::TooManySends
                 }
             })?;
-        let screened = self
+        let mut screened = self
             .fraud_guard
             .screen(api_key, &pending.to, &request.client, now)
             .await?;
@@ -210,6 +220,9 @@ impl Services {
         let code = self.new_code(&pending.to, policy.code_length);
         let message =
             self.code_message(api_key, &pending, &code, request.locale.as_deref(), now)?;
+        self.fraud_guard
+            .charge(&mut screened, api_key, &pending.to, message.segments, now)
+            .await?;
         let (added, ()) = tokio::join!(
             self.verifications.add_code(
                 pending.id,

@@ -8,9 +8,11 @@ use std::time::Duration;
 use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
+use domain::budget::{Budgets, PerCountry};
 use domain::fraud::{BlockPeriod, DenyLineTypes, FraudGuard, Mode, Policies, Policy};
 use domain::{
-    CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy, VerificationPolicy,
+    Amount, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy,
+    VerificationPolicy,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -19,7 +21,7 @@ use crate::dispatch::reconcile::ReconcileConfig;
 use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
-use crate::usecases::fraud::{FraudConfig, IpVelocity};
+use crate::usecases::fraud::{BudgetConfig, FraudConfig, IpVelocity};
 use crate::usecases::guards::{GuardConfig, SendLimit};
 
 /// A pepper shorter than this is refused: it keys the code hashes, and a short one can be
@@ -430,6 +432,7 @@ fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
                 .unwrap_or(defaults.deny_line_types.clone()),
             ..defaults
         },
+        budgets: budgets(env)?,
         ip_velocity: IpVelocity {
             per_address: limit(
                 "FRAUD_IP_MAX_CODES",
@@ -443,6 +446,49 @@ fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
             )?,
         },
     })
+}
+
+/// The daily budgets (`BUDGET_*`) and the prices they are estimated with (`SMS_PRICES`).
+fn budgets(env: &Env<'_>) -> Result<BudgetConfig, ConfigError> {
+    let per_country = |name: &'static str| {
+        env.parse_with(name, |text| {
+            text.parse::<PerCountry>()
+                .map_err(|_| "expected COUNTRY:amount pairs separated by commas, a two-letter country or `*` for the rest, each once, e.g. `GB:5,NG:1,*:20`".to_owned())
+        })
+    };
+    let money = |name: &'static str| {
+        env.parse_with(name, |text| match text.parse::<Amount>() {
+            Ok(amount) if amount > Amount::ZERO => Ok(amount),
+            _ => Err(format!(
+                "expected a positive amount with at most 8 decimals, e.g. `250.00`, got `{text}`"
+            )),
+        })
+    };
+    let currency = env
+        .parse_with("BUDGET_CURRENCY", |text| {
+            if text.len() == 3 && text.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+                Ok(text.to_ascii_uppercase())
+            } else {
+                Err(format!(
+                    "expected a three-letter ISO 4217 code such as USD, got `{text}`"
+                ))
+            }
+        })?
+        .unwrap_or_else(|| "USD".to_owned());
+    let budgets = Budgets {
+        currency,
+        daily_total: money("BUDGET_DAILY_TOTAL")?,
+        daily_per_api_key: money("BUDGET_DAILY_PER_API_KEY")?,
+        daily_per_country: per_country("BUDGET_DAILY_PER_COUNTRY")?.unwrap_or_default(),
+    };
+    let prices = per_country("SMS_PRICES")?.unwrap_or_default();
+    if budgets.any() && prices.get("*").is_none() {
+        return Err(ConfigError::new(
+            "SMS_PRICES",
+            "a budget is set, so every country needs a fallback price per segment: add `*:<price>`, e.g. `US:0.0079,*:0.05`",
+        ));
+    }
+    Ok(BudgetConfig { budgets, prices })
 }
 
 /// `API_KEYS` (clients) and `ADMIN_API_KEYS`; with neither, one generated admin key, and `true`

@@ -451,13 +451,19 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     let today = day("2026-12-05");
     for spent in ["0.2", "0.4"] {
         assert_eq!(
-            store.reserve_spend(today, &caps, money("0.2")).await.unwrap(),
+            store
+                .reserve_spend(today, &caps, money("0.2"))
+                .await
+                .unwrap(),
             SpendReservation::Reserved(vec![money(spent), money(spent)])
         );
     }
     // GB has 0.10 left: nothing is reserved, not even under the total.
     assert_eq!(
-        store.reserve_spend(today, &caps, money("0.2")).await.unwrap(),
+        store
+            .reserve_spend(today, &caps, money("0.2"))
+            .await
+            .unwrap(),
         SpendReservation::Exhausted {
             scope: SpendScope::Country("GB".to_owned()),
             spent: money("0.4"),
