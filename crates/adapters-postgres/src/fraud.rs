@@ -330,6 +330,46 @@ impl FraudStore for PgStore {
         transaction.commit().await.map_err(store_error)?;
         Ok(SpendReservation::Reserved(after))
     }
+
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError> {
+        charged(self, country, currency, since).await
+    }
+}
+
+/// Prices as the usage report sums them (`reports::costs`).
+async fn charged(
+    store: &PgStore,
+    country: &str,
+    currency: &str,
+    since: DateTime<Utc>,
+) -> Result<(Amount, u64), StoreError> {
+    let (units, segments): (Option<String>, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT round(sum(price_amount::numeric) * {units})::text, sum(segments)::int8 \
+         FROM messages \
+         WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
+           AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$'",
+        units = Amount::UNITS_PER_WHOLE
+    ))
+    .bind(country)
+    .bind(currency)
+    .bind(since)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(store_error)?;
+    let units: i128 = units
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| StoreError::Corrupt("a sum of prices is not a number".to_owned()))?;
+    Ok((
+        Amount::from_units(units),
+        u64::try_from(segments.unwrap_or(0)).unwrap_or(0),
+    ))
 }
 
 /// An amount as the store keeps it: units of 10^-8, in an `int8`. No budget or price comes

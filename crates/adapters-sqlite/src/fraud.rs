@@ -13,6 +13,7 @@ use ports::{
     rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
 };
 
+use crate::reports::PLAIN_PRICE;
 use crate::rows::{all, execute, query, store_error};
 use crate::SqliteStore;
 
@@ -256,6 +257,37 @@ impl FraudStore for SqliteStore {
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(SpendReservation::Reserved(after))
+    }
+
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError> {
+        // As the usage report sums prices: whole units of 10^-8, in two integers.
+        let per_whole = Amount::UNITS_PER_WHOLE;
+        let (whole, rest, segments): (Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as(&format!(
+                "SELECT sum(units / {per_whole}), sum(units % {per_whole}), sum(segments) FROM ( \
+                     SELECT CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) AS units, \
+                            segments \
+                     FROM messages \
+                     WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
+                       AND {PLAIN_PRICE})"
+            ))
+            .bind(country)
+            .bind(currency)
+            .bind(crate::rows::micros(since))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok((
+            Amount::from_units(
+                i128::from(whole.unwrap_or(0)) * per_whole + i128::from(rest.unwrap_or(0)),
+            ),
+            u64::try_from(segments.unwrap_or(0)).unwrap_or(0),
+        ))
     }
 }
 

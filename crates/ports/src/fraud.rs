@@ -143,6 +143,16 @@ pub trait FraudStore: Send + Sync {
         caps: &[SpendCap],
         amount: Amount,
     ) -> Result<SpendReservation, StoreError>;
+
+    /// What providers charged, in `currency`, for the messages to `country` queued at or after
+    /// `since` that have a stored price: the sum of their prices and of their segments, summed
+    /// exactly as the usage reports sum them. `(0, 0)` when none has.
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError>;
 }
 
 /// What [`FraudStore::reserve_spend`] did.

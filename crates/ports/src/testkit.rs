@@ -142,6 +142,7 @@ macro_rules! store_conformance_tests {
             a_usage_query_for_one_api_key_counts_only_its_messages,
             error_codes_are_counted_per_group,
             costs_are_summed_exactly_per_group_and_currency,
+            charged_prices_are_summed_per_country_and_currency_since_a_time,
             status_counts_and_queue_stats_cover_every_message,
             a_migrated_store_has_no_pending_migrations,
         }

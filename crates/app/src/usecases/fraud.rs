@@ -34,6 +34,13 @@ pub const FRAUD_READ_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 /// prefixes must not grow the cache without bound.
 const MAX_CACHED_KEYS: usize = 10_000;
 
+/// How far back what providers charged for a country sets its estimated price per segment.
+const CHARGED_PRICE_WINDOW: TimeDelta = TimeDelta::hours(24);
+
+/// How long an instance reuses a country's estimated price: prices change by the month, and a
+/// code costs no extra read.
+const CHARGED_PRICE_FRESHNESS: TimeDelta = TimeDelta::minutes(5);
+
 /// The guard's settings, as configuration gives them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FraudConfig {
@@ -184,6 +191,8 @@ pub struct FraudScreen {
     /// Held across a read, so that the requests of one second share one read.
     shared: tokio::sync::Mutex<Option<SharedRead>>,
     counts: Mutex<CountReads>,
+    /// Per country: when what providers charged was read, and the price per segment it gave.
+    charged_prices: Mutex<HashMap<String, (DateTime<Utc>, Option<Amount>)>>,
 }
 
 /// Per signal key: when its hourly counts were read, and what they were.
@@ -219,6 +228,7 @@ impl FraudScreen {
             metrics,
             shared: tokio::sync::Mutex::new(None),
             counts: Mutex::default(),
+            charged_prices: Mutex::default(),
         }
     }
 
@@ -500,7 +510,10 @@ impl FraudScreen {
         if caps.is_empty() {
             return Ok(());
         }
-        let price = config.prices.get(&country).unwrap_or(Amount::ZERO);
+        let price = match self.charged_price(&country, now).await {
+            Some(price) => price,
+            None => config.prices.get(&country).unwrap_or(Amount::ZERO),
+        };
         let cost = budget::estimate(price, segments).unwrap_or(Amount::from_units(i128::MAX));
         let currency = &config.budgets.currency;
         let (scope, spent) = match self
@@ -559,6 +572,45 @@ impl FraudScreen {
             retry_after: Some(budget::until_next_day(now)),
         }
         .into())
+    }
+
+    /// The price per segment providers charged for `country` in the budgets' currency over the
+    /// last [`CHARGED_PRICE_WINDOW`], read at most once a [`CHARGED_PRICE_FRESHNESS`]; `None`
+    /// when nothing was charged (then `SMS_PRICES` is the estimate). A failed read is logged
+    /// and falls back the same way: the reservation that follows reaches the store or fails.
+    async fn charged_price(&self, country: &str, now: DateTime<Utc>) -> Option<Amount> {
+        {
+            let cache = self
+                .charged_prices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((read_at, price)) = cache.get(country) {
+                if now >= *read_at && now - *read_at < CHARGED_PRICE_FRESHNESS {
+                    return *price;
+                }
+            }
+        }
+        let currency = &self.config.budgets.budgets.currency;
+        let price = match self
+            .store
+            .charged_since(country, currency, now - CHARGED_PRICE_WINDOW)
+            .await
+        {
+            Ok((charged, segments)) => budget::price_per_segment(charged, segments),
+            Err(error) => {
+                tracing::warn!(%error, country, "cannot read what providers charged; SMS_PRICES estimates");
+                return None;
+            }
+        };
+        let mut cache = self
+            .charged_prices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() > MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        cache.insert(country.to_owned(), (now, price));
+        price
     }
 
     /// Places or renews the blocks the guard asked for. A failure is logged, not answered:
