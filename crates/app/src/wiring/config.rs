@@ -1028,6 +1028,31 @@ mod tests {
     }
 
     #[test]
+    fn budgets_are_read_in_one_currency_and_unset_ones_cap_nothing() {
+        let read = config(&[
+            ("BUDGET_CURRENCY", "eur"),
+            ("BUDGET_DAILY_TOTAL", "250"),
+            ("BUDGET_DAILY_PER_COUNTRY", "GB:5,NG:1,*:20"),
+            ("SMS_PRICES", "US:0.0079,*:0.05"),
+        ])
+        .unwrap();
+        let budgets = &read.fraud.budgets;
+        assert_eq!(budgets.budgets.currency, "EUR");
+        assert_eq!(budgets.budgets.daily_total, "250".parse().ok());
+        assert_eq!(budgets.budgets.daily_per_api_key, None);
+        assert_eq!(
+            budgets.budgets.daily_per_country.get("NG"),
+            "1".parse().ok()
+        );
+        assert_eq!(
+            budgets.budgets.daily_per_country.get("FR"),
+            "20".parse().ok()
+        );
+        assert_eq!(budgets.prices.get("US"), "0.0079".parse().ok());
+        assert!(!config(&[]).unwrap().fraud.budgets.budgets.any());
+    }
+
+    #[test]
     fn fraud_mode_sets_every_policy_and_each_policys_own_variable_wins() {
         let read = config(&[
             ("FRAUD_MODE", "Monitor"),
@@ -1318,6 +1343,30 @@ mod tests {
             (&[("FRAUD_BLOCK_HOURS", "0")], "FRAUD_BLOCK_HOURS"),
             (&[("FRAUD_BLOCK_HOURS", "a day")], "FRAUD_BLOCK_HOURS"),
             (&[("DENY_LINE_TYPES", "premium,pager")], "DENY_LINE_TYPES"),
+            (&[("BUDGET_CURRENCY", "dollars")], "BUDGET_CURRENCY"),
+            (
+                &[("BUDGET_DAILY_TOTAL", "0"), ("SMS_PRICES", "*:0.05")],
+                "BUDGET_DAILY_TOTAL",
+            ),
+            (
+                &[
+                    ("BUDGET_DAILY_PER_API_KEY", "1e3"),
+                    ("SMS_PRICES", "*:0.05"),
+                ],
+                "BUDGET_DAILY_PER_API_KEY",
+            ),
+            (
+                &[
+                    ("BUDGET_DAILY_PER_COUNTRY", "GB=5"),
+                    ("SMS_PRICES", "*:0.05"),
+                ],
+                "BUDGET_DAILY_PER_COUNTRY",
+            ),
+            (&[("SMS_PRICES", "US:cheap")], "SMS_PRICES"),
+            (
+                &[("BUDGET_DAILY_TOTAL", "100"), ("SMS_PRICES", "US:0.0079")],
+                "SMS_PRICES",
+            ),
             (&[("FRAUD_IP_MAX_CODES", "0")], "FRAUD_IP_MAX_CODES"),
             (&[("CIRCUIT_FAILURES", "0")], "CIRCUIT_FAILURES"),
             (
