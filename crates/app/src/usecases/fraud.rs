@@ -192,8 +192,11 @@ pub struct FraudScreen {
     shared: tokio::sync::Mutex<Option<SharedRead>>,
     counts: Mutex<CountReads>,
     /// Per country: when what providers charged was read, and the price per segment it gave.
-    charged_prices: Mutex<HashMap<String, (DateTime<Utc>, Option<Amount>)>>,
+    charged_prices: Mutex<ChargedPrices>,
 }
+
+/// Per country: when what providers charged was read, and the price per segment it gave.
+type ChargedPrices = HashMap<String, (DateTime<Utc>, Option<Amount>)>;
 
 /// Per signal key: when its hourly counts were read, and what they were.
 type CountReads = HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>;
