@@ -282,3 +282,112 @@ async fn an_admin_watches_a_policy_at_run_time_and_every_instance_follows_within
     assert_eq!(started["risk"]["reasons"][0]["code"], "line_type");
     first.twilio_requests(1).await;
 }
+
+/// Starts a verification to `to`; the status and body, and the `Retry-After` header if any.
+async fn start(app: &TestApp, to: &str) -> (u16, Value, Option<i64>) {
+    let response = app
+        .client
+        .post(format!("{}/v1/verifications", app.base))
+        .bearer_auth(crate::support::API_KEY)
+        .json(&json!({ "to": to }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (status, response.json().await.unwrap(), retry_after)
+}
+
+#[tokio::test]
+async fn a_spent_daily_budget_refuses_codes_until_the_next_utc_day_with_a_warning_at_80_percent() {
+    let clock = TestClock::now_shared();
+    let app = TestApp::spawn_on_postgres_with_clock(
+        &[
+            ("SMS_PRICES", "GB:0.04,*:0.05"),
+            ("BUDGET_DAILY_PER_COUNTRY", "GB:0.10,*:0.20"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    app.twilio_accepts("SM00000000000000000000000000000025")
+        .await;
+
+    // Two codes to GB spend 0.08 of its 0.10: the second crosses 80%.
+    for to in ["+447700900001", "+447700900002"] {
+        let (status, body, _) = start(&app, to).await;
+        assert_eq!(status, 201, "{body}");
+        clock.advance(TimeDelta::seconds(2));
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(&r#"sms_notify_budget_warnings_total{scope="country"} 1"#.to_owned()),
+        "{metrics:?}"
+    );
+
+    // A third would pass the budget: refused, saying why, until midnight UTC.
+    let (status, problem, retry_after) = start(&app, "+447700900003").await;
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["type"], "fraud-blocked");
+    let detail =
+        "the daily budget for GB: 0.08 of 0.10 USD spent today, and this message costs about 0.04";
+    assert_eq!(
+        problem["risk"],
+        json!({"action": "block", "reasons": [{"code": "budget_exhausted", "detail": detail}]})
+    );
+    let until_midnight = domain::budget::until_next_day(ports::Clock::now(&*clock)).num_seconds();
+    let retry_after = retry_after.expect("a Retry-After");
+    assert!(
+        (until_midnight - 1..=until_midnight + 1).contains(&retry_after),
+        "{retry_after} s, midnight in {until_midnight} s"
+    );
+    let logged = decisions(&app).await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].decision.action, Action::Block);
+    assert_eq!(logged[0].decision.reasons[0].detail, detail);
+
+    // Every other country has the `*` budget, 0.20 at the `*` price 0.05: four codes.
+    for n in 0..4 {
+        let (status, body, _) = start(&app, &format!("+3361234567{n}")).await;
+        assert_eq!(status, 201, "code {n} to FR: {body}");
+        clock.advance(TimeDelta::seconds(2));
+    }
+    let (status, problem, _) = start(&app, "+33612345679").await;
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["risk"]["reasons"][0]["code"], "budget_exhausted");
+    assert!(app
+        .metrics()
+        .await
+        .contains(&r#"sms_notify_budget_warnings_total{scope="country"} 2"#.to_owned()));
+
+    // The next UTC day starts again.
+    clock.advance(TimeDelta::seconds(until_midnight));
+    let (status, body, _) = start(&app, "+447700900003").await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_monitored_budget_lets_the_code_go_and_records_the_finding() {
+    let app = TestApp::spawn_with(&[
+        ("FRAUD_POLICY_BUDGET", "monitor"),
+        ("SMS_PRICES", "*:0.05"),
+        ("BUDGET_DAILY_TOTAL", "0.05"),
+    ])
+    .await;
+    app.twilio_accepts("SM00000000000000000000000000000026")
+        .await;
+    let (status, first, _) = start(&app, "+447700900001").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["risk"]["action"], "allow");
+    let (status, second, _) = start(&app, "+447700900002").await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(
+        second["risk"],
+        json!({"action": "monitor", "reasons": [{
+            "code": "budget_exhausted",
+            "detail": "the daily total: 0.05 of 0.05 USD spent today, and this message costs about 0.05"
+        }]})
+    );
+}

@@ -3,11 +3,15 @@
 //! rare write.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::budget::SpendCap;
 use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
+use domain::Amount;
 use ports::params::{self, Param};
-use ports::{rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, StoreError};
+use ports::{
+    rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
+};
 use store_batch::BatchWrite;
 
 use crate::connections::Connections;
@@ -277,4 +281,100 @@ impl FraudStore for PgStore {
         execute(set, &self.pool).await?;
         Ok(())
     }
+
+    async fn reserve_spend(
+        &self,
+        day: NaiveDate,
+        caps: &[SpendCap],
+        amount: Amount,
+    ) -> Result<SpendReservation, StoreError> {
+        let day = day.format("%Y-%m-%d").to_string();
+        let amount = spend_units(amount)?;
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let mut after = Vec::with_capacity(caps.len());
+        // The caps come in one order (total, API key, country) from every caller, so
+        // concurrent reservations lock their rows in one order.
+        for cap in caps {
+            let scope = cap.scope.key();
+            let reserved: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO budget_spend (day, scope, spent) \
+                 SELECT $1::text, $2::text, $3::int8 WHERE $3::int8 <= $4::int8 \
+                 ON CONFLICT (day, scope) DO UPDATE SET spent = budget_spend.spent + EXCLUDED.spent \
+                 WHERE budget_spend.spent + EXCLUDED.spent <= $4::int8 \
+                 RETURNING spent",
+            )
+            .bind(&day)
+            .bind(&scope)
+            .bind(amount)
+            .bind(spend_units(cap.cap)?)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            let Some(reserved) = reserved else {
+                let spent: Option<i64> = sqlx::query_scalar(
+                    "SELECT spent FROM budget_spend WHERE day = $1 AND scope = $2",
+                )
+                .bind(&day)
+                .bind(&scope)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+                transaction.rollback().await.map_err(store_error)?;
+                return Ok(SpendReservation::Exhausted {
+                    scope: cap.scope.clone(),
+                    spent: Amount::from_units(i128::from(spent.unwrap_or(0))),
+                });
+            };
+            after.push(Amount::from_units(i128::from(reserved)));
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(SpendReservation::Reserved(after))
+    }
+
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError> {
+        charged(self, country, currency, since).await
+    }
+}
+
+/// Prices as the usage report sums them (`reports::costs`).
+async fn charged(
+    store: &PgStore,
+    country: &str,
+    currency: &str,
+    since: DateTime<Utc>,
+) -> Result<(Amount, u64), StoreError> {
+    let (units, segments): (Option<String>, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT round(sum(price_amount::numeric) * {units})::text, sum(segments)::int8 \
+         FROM messages \
+         WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
+           AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$'",
+        units = Amount::UNITS_PER_WHOLE
+    ))
+    .bind(country)
+    .bind(currency)
+    .bind(since)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(store_error)?;
+    let units: i128 = units
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| StoreError::Corrupt("a sum of prices is not a number".to_owned()))?;
+    Ok((
+        Amount::from_units(units),
+        u64::try_from(segments.unwrap_or(0)).unwrap_or(0),
+    ))
+}
+
+/// An amount as the store keeps it: units of 10^-8, in an `int8`. No budget or price comes
+/// near its bound (ninety billion).
+fn spend_units(amount: Amount) -> Result<i64, StoreError> {
+    i64::try_from(amount.units())
+        .map_err(|_| StoreError::Corrupt(format!("an amount out of a store's range: {amount}")))
 }

@@ -3,13 +3,18 @@
 //! connection.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::budget::SpendCap;
 use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
+use domain::Amount;
 use ports::params::{self, Param};
-use ports::{rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, StoreError};
+use ports::{
+    rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
+};
 
-use crate::rows::{all, execute, query};
+use crate::reports::PLAIN_PRICE;
+use crate::rows::{all, execute, query, store_error};
 use crate::SqliteStore;
 
 /// The upsert that counts `event` for each `[scope, key]` of the JSON array `$1` in the hour
@@ -204,4 +209,91 @@ impl FraudStore for SqliteStore {
         execute(set, &self.writer).await?;
         Ok(())
     }
+
+    async fn reserve_spend(
+        &self,
+        day: NaiveDate,
+        caps: &[SpendCap],
+        amount: Amount,
+    ) -> Result<SpendReservation, StoreError> {
+        let day = day.format("%Y-%m-%d").to_string();
+        let amount = spend_units(amount)?;
+        let mut transaction = self.begin_write().await?;
+        let mut after = Vec::with_capacity(caps.len());
+        // The caps come in one order (total, API key, country) from every caller, so
+        // concurrent reservations lock their rows in one order.
+        for cap in caps {
+            let scope = cap.scope.key();
+            let reserved: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO budget_spend (day, scope, spent) \
+                 SELECT $1, $2, $3 WHERE $3 <= $4 \
+                 ON CONFLICT (day, scope) DO UPDATE SET spent = budget_spend.spent + EXCLUDED.spent \
+                 WHERE budget_spend.spent + EXCLUDED.spent <= $4 \
+                 RETURNING spent",
+            )
+            .bind(&day)
+            .bind(&scope)
+            .bind(amount)
+            .bind(spend_units(cap.cap)?)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            let Some(reserved) = reserved else {
+                let spent: Option<i64> = sqlx::query_scalar(
+                    "SELECT spent FROM budget_spend WHERE day = $1 AND scope = $2",
+                )
+                .bind(&day)
+                .bind(&scope)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+                transaction.rollback().await.map_err(store_error)?;
+                return Ok(SpendReservation::Exhausted {
+                    scope: cap.scope.clone(),
+                    spent: Amount::from_units(i128::from(spent.unwrap_or(0))),
+                });
+            };
+            after.push(Amount::from_units(i128::from(reserved)));
+        }
+        transaction.commit().await.map_err(store_error)?;
+        Ok(SpendReservation::Reserved(after))
+    }
+
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError> {
+        // As the usage report sums prices: whole units of 10^-8, in two integers.
+        let per_whole = Amount::UNITS_PER_WHOLE;
+        let (whole, rest, segments): (Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as(&format!(
+                "SELECT sum(units / {per_whole}), sum(units % {per_whole}), sum(segments) FROM ( \
+                     SELECT CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) AS units, \
+                            segments \
+                     FROM messages \
+                     WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
+                       AND {PLAIN_PRICE})"
+            ))
+            .bind(country)
+            .bind(currency)
+            .bind(crate::rows::micros(since))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok((
+            Amount::from_units(
+                i128::from(whole.unwrap_or(0)) * per_whole + i128::from(rest.unwrap_or(0)),
+            ),
+            u64::try_from(segments.unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+}
+
+/// An amount as the store keeps it: units of 10^-8, in an `int8`. No budget or price comes
+/// near its bound (ninety billion).
+fn spend_units(amount: Amount) -> Result<i64, StoreError> {
+    i64::try_from(amount.units())
+        .map_err(|_| StoreError::Corrupt(format!("an amount out of a store's range: {amount}")))
 }

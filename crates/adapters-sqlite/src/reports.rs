@@ -18,7 +18,7 @@ const DAY: &str = "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')";
 /// `price_amount` is what `Amount` reads: an optional `-`, one to six digits, optionally a point
 /// and one to eight digits (PostgreSQL says it with a regular expression). Any other stored
 /// text counts nothing in a report rather than failing it or counting a wrong figure.
-const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
+pub(crate) const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
      AND ltrim(price_amount, '-') GLOB '[0-9]*' \
      AND ltrim(price_amount, '-') NOT GLOB '*[^0-9.]*' \
      AND ltrim(price_amount, '-') NOT GLOB '*.*.*' \

@@ -10,6 +10,7 @@
 //! every rule can be tested without waiting.
 
 mod amount;
+pub mod budget;
 pub mod channel;
 pub mod code_text;
 pub mod country;

@@ -4,11 +4,12 @@
 //! reaches every instance at its next read.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::budget::{SpendCap, SpendScope};
 use domain::fraud::{
     Action, Block, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, SignalKey,
 };
-use domain::{PhoneNumber, VerificationId};
+use domain::{Amount, PhoneNumber, VerificationId};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -131,4 +132,34 @@ pub trait FraudStore: Send + Sync {
         mode: Mode,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Reserves `amount` of the spend of `day` under every one of `caps`, in one transaction:
+    /// either each scope's spend grows by `amount` without passing its cap (its spend after,
+    /// in the order of `caps`), or none grows and the first scope that has no room is named.
+    /// Concurrent reservations from any instance never take a scope past its cap.
+    async fn reserve_spend(
+        &self,
+        day: NaiveDate,
+        caps: &[SpendCap],
+        amount: Amount,
+    ) -> Result<SpendReservation, StoreError>;
+
+    /// What providers charged, in `currency`, for the messages to `country` queued at or after
+    /// `since` that have a stored price: the sum of their prices and of their segments, summed
+    /// exactly as the usage reports sum them. `(0, 0)` when none has.
+    async fn charged_since(
+        &self,
+        country: &str,
+        currency: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(Amount, u64), StoreError>;
+}
+
+/// What [`FraudStore::reserve_spend`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpendReservation {
+    /// Reserved: each cap's spend of the day after it, in the order of the caps.
+    Reserved(Vec<Amount>),
+    /// Nothing reserved: this scope's spend, `spent`, has no room for the amount.
+    Exhausted { scope: SpendScope, spent: Amount },
 }

@@ -25,7 +25,9 @@ pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_H
 pub use clock::{Clock, CodeGenerator};
 pub use deliveries::{record_delivery, DeliveryTransaction};
 pub use domain::Price;
-pub use fraud::{DecisionCursor, DecisionFilter, FraudStore, LoggedDecision, SafeEntry};
+pub use fraud::{
+    DecisionCursor, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation,
+};
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,
     SmsProvider, StatusLookup,

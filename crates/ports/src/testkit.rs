@@ -142,6 +142,8 @@ macro_rules! store_conformance_tests {
             // VerifyServiceStore
             verify_services_are_kept_per_account_and_listed_oldest_first,
             a_verify_service_is_updated_and_deleted_only_through_its_own_account,
+            spend_reservations_stop_at_the_cap_and_name_the_scope,
+            concurrent_spend_reservations_never_pass_the_cap,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,
@@ -153,6 +155,7 @@ macro_rules! store_conformance_tests {
             a_usage_query_for_one_api_key_counts_only_its_messages,
             error_codes_are_counted_per_group,
             costs_are_summed_exactly_per_group_and_currency,
+            charged_prices_are_summed_per_country_and_currency_since_a_time,
             status_counts_and_queue_stats_cover_every_message,
             a_migrated_store_has_no_pending_migrations,
         }

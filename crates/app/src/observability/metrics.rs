@@ -96,6 +96,12 @@ struct FraudDecisionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    /// `total`, `api_key` or `country`: never the key or the country itself.
+    scope: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
 }
@@ -150,6 +156,7 @@ pub struct Metrics {
     rate_limit_refusals: Family<LimitLabels, Counter>,
     pumping_alarms: Family<PrefixLabels, Counter>,
     fraud_decisions: Family<FraudDecisionLabels, Counter>,
+    budget_warnings: Family<BudgetLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -182,6 +189,7 @@ impl Metrics {
             rate_limit_refusals: Family::default(),
             pumping_alarms: Family::default(),
             fraud_decisions: Family::default(),
+            budget_warnings: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -251,6 +259,11 @@ impl Metrics {
             "The fraud guard's decisions on requests for codes, by action and reason (one per \
              reason; `none` for an allow with nothing found)",
             metrics.fraud_decisions.clone(),
+        );
+        registry.register(
+            "budget_warnings",
+            "Daily budgets whose spend crossed 80% of the cap, by scope (total, api_key, country)",
+            metrics.budget_warnings.clone(),
         );
         Self {
             registry,
@@ -365,6 +378,15 @@ impl Metrics {
             .get_or_create(&FraudDecisionLabels {
                 action: action.as_str().to_owned(),
                 reason: reason.map_or("none", ReasonCode::as_str).to_owned(),
+            })
+            .inc();
+    }
+
+    /// A daily budget of `scope` (`total`, `api_key`, `country`) crossed 80% of its cap.
+    pub fn budget_warning(&self, scope: &str) {
+        self.budget_warnings
+            .get_or_create(&BudgetLabels {
+                scope: scope.to_owned(),
             })
             .inc();
     }

@@ -10,14 +10,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::budget::{self, Budgets, PerCountry};
 use domain::fraud::{
     signal_baseline_period, Assessment, Block, BlockOrder, CodeCounts, CodeEvent, Decision,
     FraudGuard, LineType, Mode, Policies, Policy, Prefixes, Reason, ReasonCode, SafeList,
     SignalKey, Signals,
 };
 use domain::pumping::hour_of;
-use domain::{PhoneNumber, Verification, VerificationId};
-use ports::{Admission, FraudStore, LoggedDecision, RateLimit, RateLimiter, StoreError};
+use domain::{Amount, PhoneNumber, Verification, VerificationId};
+use ports::{
+    Admission, FraudStore, LoggedDecision, RateLimit, RateLimiter, SpendReservation, StoreError,
+};
 
 use crate::observability::metrics::Metrics;
 use crate::usecases::guards::SendLimit;
@@ -31,6 +34,13 @@ pub const FRAUD_READ_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 /// prefixes must not grow the cache without bound.
 const MAX_CACHED_KEYS: usize = 10_000;
 
+/// How far back what providers charged for a country sets its estimated price per segment.
+const CHARGED_PRICE_WINDOW: TimeDelta = TimeDelta::hours(24);
+
+/// How long an instance reuses a country's estimated price: prices change by the month, and a
+/// code costs no extra read.
+const CHARGED_PRICE_FRESHNESS: TimeDelta = TimeDelta::minutes(5);
+
 /// The guard's settings, as configuration gives them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FraudConfig {
@@ -38,6 +48,16 @@ pub struct FraudConfig {
     /// sets at run time (`PUT /v1/fraud/policies`) win over these.
     pub guard: FraudGuard,
     pub ip_velocity: IpVelocity,
+    pub budgets: BudgetConfig,
+}
+
+/// The daily spend caps and the prices a message's cost is estimated with when providers have
+/// not charged for its country lately.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetConfig {
+    pub budgets: Budgets,
+    /// `SMS_PRICES`: per segment, in the budgets' currency; `*` is required with a budget.
+    pub prices: PerCountry,
 }
 
 /// Codes asked for from one client address, and from its range (/24 for IPv4, /64 for IPv6).
@@ -147,6 +167,8 @@ pub enum ScreenError {
 #[derive(Debug, Clone)]
 pub struct Screened {
     pub decision: Decision,
+    /// The modes the decision was made with, for the budget's finding added to it.
+    policies: Policies,
     keys: Vec<SignalKey>,
     client_ip: Option<String>,
     user_id: Option<String>,
@@ -169,7 +191,12 @@ pub struct FraudScreen {
     /// Held across a read, so that the requests of one second share one read.
     shared: tokio::sync::Mutex<Option<SharedRead>>,
     counts: Mutex<CountReads>,
+    /// Per country: when what providers charged was read, and the price per segment it gave.
+    charged_prices: Mutex<ChargedPrices>,
 }
+
+/// Per country: when what providers charged was read, and the price per segment it gave.
+type ChargedPrices = HashMap<String, (DateTime<Utc>, Option<Amount>)>;
 
 /// Per signal key: when its hourly counts were read, and what they were.
 type CountReads = HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>;
@@ -204,6 +231,7 @@ impl FraudScreen {
             metrics,
             shared: tokio::sync::Mutex::new(None),
             counts: Mutex::default(),
+            charged_prices: Mutex::default(),
         }
     }
 
@@ -376,6 +404,7 @@ impl FraudScreen {
         self.count_decision(to, &decision);
         let screened = Screened {
             decision,
+            policies,
             keys,
             client_ip: addresses.map(|(address, _)| address),
             user_id: client.user_id.clone(),
@@ -461,6 +490,131 @@ impl FraudScreen {
             }
         }
         Ok((findings, retry_after))
+    }
+
+    /// The budget policy, once the message is known: reserves its estimated cost under every
+    /// daily budget it counts against (atomically, in the store, so instances together never
+    /// pass a cap by more than the sends in flight). A budget without room adds a
+    /// `budget_exhausted` finding to the decision: refused until the next UTC day when the
+    /// policy is enforced, recorded only when monitored.
+    pub async fn charge(
+        &self,
+        screened: &mut Screened,
+        api_key: &str,
+        to: &PhoneNumber,
+        segments: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScreenError> {
+        let config = &self.config.budgets;
+        if !config.budgets.any() || !screened.policies.is_on(Policy::Budget) {
+            return Ok(());
+        }
+        let country = SignalKey::country_of(to).value;
+        let caps = config.budgets.caps(api_key, &country);
+        if caps.is_empty() {
+            return Ok(());
+        }
+        let price = match self.charged_price(&country, now).await {
+            Some(price) => price,
+            None => config.prices.get(&country).unwrap_or(Amount::ZERO),
+        };
+        let cost = budget::estimate(price, segments).unwrap_or(Amount::from_units(i128::MAX));
+        let currency = &config.budgets.currency;
+        let (scope, spent) = match self
+            .store
+            .reserve_spend(budget::day_of(now), &caps, cost)
+            .await?
+        {
+            SpendReservation::Reserved(after) => {
+                for (cap, after) in caps.iter().zip(after) {
+                    let before = Amount::from_units(after.units() - cost.units());
+                    if budget::crossed_warning(cap.cap, before, after) {
+                        tracing::warn!(
+                            scope = cap.scope.label(),
+                            spent = %after,
+                            cap = %cap.cap,
+                            currency = %currency,
+                            "a daily budget is 80% spent: {}",
+                            cap.scope
+                        );
+                        self.metrics.budget_warning(cap.scope.label());
+                    }
+                }
+                return Ok(());
+            }
+            SpendReservation::Exhausted { scope, spent } => (scope, spent),
+        };
+        let cap = caps
+            .iter()
+            .find(|cap| cap.scope == scope)
+            .map_or(Amount::ZERO, |cap| cap.cap);
+        let mut findings = screened.decision.reasons.clone();
+        findings.push(Reason::new(
+            ReasonCode::BudgetExhausted,
+            format!(
+                "{scope}: {spent} of {cap} {currency} spent today, and this message costs about {cost}"
+            ),
+        ));
+        let decision = Decision::from_findings(findings, &screened.policies);
+        self.metrics
+            .fraud_decision(decision.action, Some(ReasonCode::BudgetExhausted));
+        screened.decision = decision;
+        if !screened.decision.is_blocked() {
+            return Ok(());
+        }
+        tracing::warn!(
+            to = %to.masked(),
+            reasons = %reason_codes(&screened.decision),
+            user_id = screened.user_id.as_deref(),
+            "fraud guard refused a code: a daily budget is spent"
+        );
+        let log = self.log(screened, api_key, to, None, now);
+        let count = self.count(CodeEvent::Refused, screened, now);
+        tokio::join!(log, count);
+        Err(FraudRefusal::Blocked {
+            decision: screened.decision.clone(),
+            retry_after: Some(budget::until_next_day(now)),
+        }
+        .into())
+    }
+
+    /// The price per segment providers charged for `country` in the budgets' currency over the
+    /// last [`CHARGED_PRICE_WINDOW`], read at most once a [`CHARGED_PRICE_FRESHNESS`]; `None`
+    /// when nothing was charged (then `SMS_PRICES` is the estimate). A failed read is logged
+    /// and falls back the same way: the reservation that follows reaches the store or fails.
+    async fn charged_price(&self, country: &str, now: DateTime<Utc>) -> Option<Amount> {
+        {
+            let cache = self
+                .charged_prices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((read_at, price)) = cache.get(country) {
+                if now >= *read_at && now - *read_at < CHARGED_PRICE_FRESHNESS {
+                    return *price;
+                }
+            }
+        }
+        let currency = &self.config.budgets.budgets.currency;
+        let price = match self
+            .store
+            .charged_since(country, currency, now - CHARGED_PRICE_WINDOW)
+            .await
+        {
+            Ok((charged, segments)) => budget::price_per_segment(charged, segments),
+            Err(error) => {
+                tracing::warn!(%error, country, "cannot read what providers charged; SMS_PRICES estimates");
+                return None;
+            }
+        };
+        let mut cache = self
+            .charged_prices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() > MAX_CACHED_KEYS {
+            cache.clear();
+        }
+        cache.insert(country.to_owned(), (now, price));
+        price
     }
 
     /// Places or renews the blocks the guard asked for. A failure is logged, not answered:

@@ -159,11 +159,11 @@ impl Services {
         }
 
         let delivery = self.code_delivery(&request, request.channel)?;
-        let screened = self
+        let mut screened = self
             .fraud_guard
             .screen(api_key, &request.to, &request.client, now)
             .await?;
-        let verification = Verification {
+        let mut verification = Verification {
             risk: Some(screened.decision.clone()),
             ..Verification::start(
                 request.to.clone(),
@@ -177,6 +177,16 @@ impl Services {
             .await?;
         let code = self.new_code(&verification.to, policy.code_length);
         let message = self.code_message(api_key, &verification, &code, &request, &delivery, now)?;
+        self.fraud_guard
+            .charge(
+                &mut screened,
+                api_key,
+                &verification.to,
+                message.segments,
+                now,
+            )
+            .await?;
+        verification.risk = Some(screened.decision.clone());
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
             self.verifications.create(
@@ -218,13 +228,16 @@ impl Services {
                 }
             })?;
         let delivery = self.code_delivery(request, pending.channel)?;
-        let screened = self
+        let mut screened = self
             .fraud_guard
             .screen(api_key, &pending.to, &request.client, now)
             .await?;
         self.admit(api_key, &pending.to, &screened, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
         let message = self.code_message(api_key, &pending, &code, request, &delivery, now)?;
+        self.fraud_guard
+            .charge(&mut screened, api_key, &pending.to, message.segments, now)
+            .await?;
         let (added, ()) = tokio::join!(
             self.verifications.add_code(
                 pending.id,

@@ -8,10 +8,11 @@ use std::time::Duration;
 use adapters_twilio::{TwilioConfig, TwilioConfigError, TwilioCredentials, TwilioSender};
 use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
+use domain::budget::{Budgets, PerCountry};
 use domain::fraud::{BlockPeriod, DenyLineTypes, FraudGuard, Mode, Policies, Policy};
 use domain::{
-    AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy, RetryPolicy,
-    VerificationPolicy,
+    Amount, AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy,
+    RetryPolicy, VerificationPolicy,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -22,7 +23,7 @@ use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
 use crate::usecases::channels::WhatsappTemplates;
 use crate::usecases::code_texts::CodeTexts;
-use crate::usecases::fraud::{FraudConfig, IpVelocity};
+use crate::usecases::fraud::{BudgetConfig, FraudConfig, IpVelocity};
 use crate::usecases::guards::{GuardConfig, SendLimit};
 use crate::usecases::verify_compat::TwilioAccounts;
 
@@ -475,6 +476,7 @@ fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
                 .unwrap_or(defaults.deny_line_types.clone()),
             ..defaults
         },
+        budgets: budgets(env)?,
         ip_velocity: IpVelocity {
             per_address: limit(
                 "FRAUD_IP_MAX_CODES",
@@ -488,6 +490,49 @@ fn fraud_config(env: &Env<'_>) -> Result<FraudConfig, ConfigError> {
             )?,
         },
     })
+}
+
+/// The daily budgets (`BUDGET_*`) and the prices they are estimated with (`SMS_PRICES`).
+fn budgets(env: &Env<'_>) -> Result<BudgetConfig, ConfigError> {
+    let per_country = |name: &'static str| {
+        env.parse_with(name, |text| {
+            text.parse::<PerCountry>()
+                .map_err(|_| "expected COUNTRY:amount pairs separated by commas, a two-letter country or `*` for the rest, each once, e.g. `GB:5,NG:1,*:20`".to_owned())
+        })
+    };
+    let money = |name: &'static str| {
+        env.parse_with(name, |text| match text.parse::<Amount>() {
+            Ok(amount) if amount > Amount::ZERO => Ok(amount),
+            _ => Err(format!(
+                "expected a positive amount with at most 8 decimals, e.g. `250.00`, got `{text}`"
+            )),
+        })
+    };
+    let currency = env
+        .parse_with("BUDGET_CURRENCY", |text| {
+            if text.len() == 3 && text.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+                Ok(text.to_ascii_uppercase())
+            } else {
+                Err(format!(
+                    "expected a three-letter ISO 4217 code such as USD, got `{text}`"
+                ))
+            }
+        })?
+        .unwrap_or_else(|| "USD".to_owned());
+    let budgets = Budgets {
+        currency,
+        daily_total: money("BUDGET_DAILY_TOTAL")?,
+        daily_per_api_key: money("BUDGET_DAILY_PER_API_KEY")?,
+        daily_per_country: per_country("BUDGET_DAILY_PER_COUNTRY")?.unwrap_or_default(),
+    };
+    let prices = per_country("SMS_PRICES")?.unwrap_or_default();
+    if budgets.any() && prices.get("*").is_none() {
+        return Err(ConfigError::new(
+            "SMS_PRICES",
+            "a budget is set, so every country needs a fallback price per segment: add `*:<price>`, e.g. `US:0.0079,*:0.05`",
+        ));
+    }
+    Ok(BudgetConfig { budgets, prices })
 }
 
 /// `API_KEYS` (clients) and `ADMIN_API_KEYS`; with neither, one generated admin key, and `true`
@@ -1037,6 +1082,31 @@ mod tests {
     }
 
     #[test]
+    fn budgets_are_read_in_one_currency_and_unset_ones_cap_nothing() {
+        let read = config(&[
+            ("BUDGET_CURRENCY", "eur"),
+            ("BUDGET_DAILY_TOTAL", "250"),
+            ("BUDGET_DAILY_PER_COUNTRY", "GB:5,NG:1,*:20"),
+            ("SMS_PRICES", "US:0.0079,*:0.05"),
+        ])
+        .unwrap();
+        let budgets = &read.fraud.budgets;
+        assert_eq!(budgets.budgets.currency, "EUR");
+        assert_eq!(budgets.budgets.daily_total, "250".parse().ok());
+        assert_eq!(budgets.budgets.daily_per_api_key, None);
+        assert_eq!(
+            budgets.budgets.daily_per_country.get("NG"),
+            "1".parse().ok()
+        );
+        assert_eq!(
+            budgets.budgets.daily_per_country.get("FR"),
+            "20".parse().ok()
+        );
+        assert_eq!(budgets.prices.get("US"), "0.0079".parse().ok());
+        assert!(!config(&[]).unwrap().fraud.budgets.budgets.any());
+    }
+
+    #[test]
     fn fraud_mode_sets_every_policy_and_each_policys_own_variable_wins() {
         let read = config(&[
             ("FRAUD_MODE", "Monitor"),
@@ -1398,6 +1468,30 @@ mod tests {
             (&[("FRAUD_BLOCK_HOURS", "0")], "FRAUD_BLOCK_HOURS"),
             (&[("FRAUD_BLOCK_HOURS", "a day")], "FRAUD_BLOCK_HOURS"),
             (&[("DENY_LINE_TYPES", "premium,pager")], "DENY_LINE_TYPES"),
+            (&[("BUDGET_CURRENCY", "dollars")], "BUDGET_CURRENCY"),
+            (
+                &[("BUDGET_DAILY_TOTAL", "0"), ("SMS_PRICES", "*:0.05")],
+                "BUDGET_DAILY_TOTAL",
+            ),
+            (
+                &[
+                    ("BUDGET_DAILY_PER_API_KEY", "1e3"),
+                    ("SMS_PRICES", "*:0.05"),
+                ],
+                "BUDGET_DAILY_PER_API_KEY",
+            ),
+            (
+                &[
+                    ("BUDGET_DAILY_PER_COUNTRY", "GB=5"),
+                    ("SMS_PRICES", "*:0.05"),
+                ],
+                "BUDGET_DAILY_PER_COUNTRY",
+            ),
+            (&[("SMS_PRICES", "US:cheap")], "SMS_PRICES"),
+            (
+                &[("BUDGET_DAILY_TOTAL", "100"), ("SMS_PRICES", "US:0.0079")],
+                "SMS_PRICES",
+            ),
             (&[("FRAUD_IP_MAX_CODES", "0")], "FRAUD_IP_MAX_CODES"),
             (&[("CIRCUIT_FAILURES", "0")], "CIRCUIT_FAILURES"),
             (

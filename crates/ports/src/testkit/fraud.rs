@@ -12,7 +12,7 @@ use domain::{Verification, VerificationId};
 use uuid::Uuid;
 
 use super::{code_hash, code_message, phone, t0, verification, StoreUnderTest};
-use crate::{DecisionCursor, DecisionFilter, LoggedDecision, SafeEntry};
+use crate::{DecisionCursor, DecisionFilter, LoggedDecision, SafeEntry, SpendReservation};
 
 fn hours(n: i64) -> TimeDelta {
     TimeDelta::hours(n)
@@ -426,4 +426,106 @@ pub async fn a_verification_keeps_the_risk_it_was_started_with<S: StoreUnderTest
     assert_eq!(judged_read.unwrap().unwrap().risk, Some(risk));
     let unjudged_read = crate::VerificationStore::get(&store, unjudged.id).await;
     assert_eq!(unjudged_read.unwrap().unwrap().risk, None);
+}
+
+fn money(text: &str) -> domain::Amount {
+    text.parse().unwrap()
+}
+
+fn day(text: &str) -> chrono::NaiveDate {
+    text.parse().unwrap()
+}
+
+pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnderTest>(store: S) {
+    use domain::budget::{SpendCap, SpendScope};
+    let caps = [
+        SpendCap {
+            scope: SpendScope::Total,
+            cap: money("1"),
+        },
+        SpendCap {
+            scope: SpendScope::Country("GB".to_owned()),
+            cap: money("0.5"),
+        },
+    ];
+    let today = day("2026-12-05");
+    for spent in ["0.2", "0.4"] {
+        assert_eq!(
+            store
+                .reserve_spend(today, &caps, money("0.2"))
+                .await
+                .unwrap(),
+            SpendReservation::Reserved(vec![money(spent), money(spent)])
+        );
+    }
+    // GB has 0.10 left: nothing is reserved, not even under the total.
+    assert_eq!(
+        store
+            .reserve_spend(today, &caps, money("0.2"))
+            .await
+            .unwrap(),
+        SpendReservation::Exhausted {
+            scope: SpendScope::Country("GB".to_owned()),
+            spent: money("0.4"),
+        }
+    );
+    assert_eq!(
+        store
+            .reserve_spend(today, &caps[..1], money("0.6"))
+            .await
+            .unwrap(),
+        SpendReservation::Reserved(vec![money("1")])
+    );
+    // A send larger than a whole budget never passes it, even on a day without spend.
+    assert!(matches!(
+        store
+            .reserve_spend(day("2026-12-06"), &caps, money("0.51"))
+            .await
+            .unwrap(),
+        SpendReservation::Exhausted { .. }
+    ));
+    // The next UTC day starts again.
+    assert_eq!(
+        store
+            .reserve_spend(day("2026-12-06"), &caps, money("0.5"))
+            .await
+            .unwrap(),
+        SpendReservation::Reserved(vec![money("0.5"), money("0.5")])
+    );
+}
+
+pub async fn concurrent_spend_reservations_never_pass_the_cap<S: StoreUnderTest>(store: S) {
+    use domain::budget::{SpendCap, SpendScope};
+    let caps = vec![
+        SpendCap {
+            scope: SpendScope::Total,
+            cap: money("1"),
+        },
+        SpendCap {
+            scope: SpendScope::ApiKey("auth".to_owned()),
+            cap: money("5"),
+        },
+    ];
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, caps) = (store.clone(), caps.clone());
+            tokio::spawn(async move {
+                store
+                    .reserve_spend(day("2026-12-05"), &caps, money("0.1"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut reserved = Vec::new();
+    for task in tasks {
+        if let SpendReservation::Reserved(after) = task.await.unwrap() {
+            reserved.push(after[0]);
+        }
+    }
+    reserved.sort();
+    let expected: Vec<_> = (1..=10)
+        .map(|tenths| domain::Amount::from_units(tenths * 10_000_000))
+        .collect();
+    assert_eq!(reserved, expected, "exactly ten sends of 0.10 fit in 1.00");
 }

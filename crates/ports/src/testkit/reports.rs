@@ -532,3 +532,41 @@ pub async fn attempts_of_lists_each_messages_attempts_in_order<S: ReportStoreUnd
 pub async fn a_migrated_store_has_no_pending_migrations<S: ReportStoreUnderTest>(store: S) {
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
 }
+
+pub async fn charged_prices_are_summed_per_country_and_currency_since_a_time<
+    S: ReportStoreUnderTest,
+>(
+    store: S,
+) {
+    let sent = |amount: &str, currency: &str| DispatchOutcome::Sent {
+        provider: "twilio".into(),
+        provider_sid: format!("SM{}", MessageId::generate()),
+        segments: None,
+        price: Some(Price {
+            amount: amount.into(),
+            currency: currency.into(),
+        }),
+    };
+    let gb = "+447700900123";
+    for (offset, to, segments, outcome) in [
+        (1, gb, 1, sent("0.04", "USD")),
+        // Before `since`: not recent.
+        (10, gb, 2, sent("0.08", "USD")),
+        (11, gb, 1, sent("0.0333", "EUR")),
+        (12, "+15551234567", 1, sent("0.0079", "USD")),
+        (13, gb, 1, sent("not a price", "USD")),
+        (14, gb, 2, sent("0.08000001", "USD")),
+    ] {
+        let message = new_message(t0() + secs(offset), "auth", to, None, segments);
+        dispatched(&store, message, outcome).await;
+    }
+    let since = t0() + secs(10);
+    assert_eq!(
+        store.charged_since("GB", "USD", since).await.unwrap(),
+        (Amount::from_units(16_000_001), 4)
+    );
+    assert_eq!(
+        store.charged_since("FR", "USD", since).await.unwrap(),
+        (Amount::ZERO, 0)
+    );
+}
