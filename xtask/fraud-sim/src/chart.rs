@@ -1,5 +1,5 @@
 //! The run as a picture (`chart.png`): codes sent, codes refused and conversion hour by hour,
-//! with the attacks and the surge shaded where they ran. Drawn by hand into an RGB buffer
+//! under a timeline of when the attacks and the surge ran. Drawn by hand into an RGB buffer
 //! (lines, bands, an 8x8 bitmap font) and encoded with the `png` crate: a plotting library
 //! would bring system fonts or an image stack for three line charts.
 
@@ -12,11 +12,13 @@ use crate::tally::Hour;
 
 const WIDTH: usize = 1400;
 const PANEL_HEIGHT: usize = 260;
-const TOP: usize = 40;
-const LEFT: usize = 90;
+/// A timeline row per band above the panels.
+const LANE: usize = 14;
+const TIMELINE_TOP: usize = 12;
+const LEFT: usize = 112;
 const RIGHT: usize = 30;
 const GAP: usize = 50;
-const HEIGHT: usize = TOP + 3 * PANEL_HEIGHT + 3 * GAP;
+const HEIGHT: usize = TIMELINE_TOP + 6 * LANE + GAP / 2 + 3 * PANEL_HEIGHT + 2 * GAP + 50;
 
 type Rgb = [u8; 3];
 const WHITE: Rgb = [255, 255, 255];
@@ -30,7 +32,7 @@ const GREY: Rgb = [120, 120, 120];
 const ATTACK_BAND: Rgb = [253, 226, 226];
 const SURGE_BAND: Rgb = [222, 244, 226];
 
-/// A stretch of hours to shade, with its label.
+/// A stretch of hours on the timeline, with its label.
 pub struct Band {
     pub label: String,
     pub from_hour: f64,
@@ -155,23 +157,34 @@ pub fn write(path: &Path, hours: &[Hour], days: u32, bands: &[Band]) -> anyhow::
     let plot_width = (WIDTH - LEFT - RIGHT) as f64;
     let x_of = |hour: f64| LEFT as i64 + (hour / span_hours * plot_width).round() as i64;
 
+    let top_of_panels = TIMELINE_TOP + bands.len() * LANE + GAP / 2;
+    for (lane, band) in bands.iter().enumerate() {
+        let y = (TIMELINE_TOP + lane * LANE) as i64;
+        let color = if band.attack { RED } else { GREEN };
+        let (x0, x1) = (
+            x_of(band.from_hour),
+            x_of(band.to_hour).max(x_of(band.from_hour) + 2),
+        );
+        canvas.rect(
+            x0,
+            y + 2,
+            x1,
+            y + 9,
+            if band.attack { ATTACK_BAND } else { SURGE_BAND },
+        );
+        canvas.rect(x0, y + 2, x0, y + 9, color);
+        canvas.rect(x1, y + 2, x1, y + 9, color);
+        canvas.text(8, y + 2, &band.label, color);
+    }
     for (index, panel) in panels.iter().enumerate() {
-        let top = (TOP + index * (PANEL_HEIGHT + GAP)) as i64;
+        let top = (top_of_panels + index * (PANEL_HEIGHT + GAP)) as i64;
         let bottom = top + PANEL_HEIGHT as i64;
         for band in bands {
             let color = if band.attack { ATTACK_BAND } else { SURGE_BAND };
-            let (x0, x1) = (
-                x_of(band.from_hour),
-                x_of(band.to_hour).max(x_of(band.from_hour) + 2),
-            );
-            canvas.rect(x0, top, x1, bottom, color);
-            if index == 0 {
-                canvas.text(
-                    x0,
-                    top - 12,
-                    &band.label,
-                    if band.attack { RED } else { GREEN },
-                );
+            let (x0, x1) = (x_of(band.from_hour), x_of(band.to_hour));
+            // Short events shaded across the panels too; a day-long one would hide the rest.
+            if band.to_hour - band.from_hour <= 6.0 {
+                canvas.rect(x0, top, x1.max(x0 + 2), bottom, color);
             }
         }
         for day in 0..=days {
@@ -229,7 +242,7 @@ pub fn write(path: &Path, hours: &[Hour], days: u32, bands: &[Band]) -> anyhow::
     canvas.text(
         LEFT as i64,
         (HEIGHT - 20) as i64,
-        "shaded: attacks (red) and the legitimate surge (green); hours in UTC",
+        "top: when each attack (red) and the legitimate surge (green) ran, shaded below when short; hours in UTC",
         GREY,
     );
 

@@ -109,6 +109,13 @@ pub async fn run(params: &Params, quiet: bool) -> anyhow::Result<Tally> {
     let started = Instant::now();
     let hours = i64::from(params.days) * 24;
     for hour_index in 0..=hours {
+        if hour_index > 0 && hour_index % 24 == 0 && hour_index < hours && !quiet {
+            tally.print_day(
+                u32::try_from(hour_index / 24)?,
+                params.days,
+                started.elapsed(),
+            );
+        }
         let hour = params.start + TimeDelta::hours(hour_index);
         let until = if hour_index == hours {
             hour + SETTLING
@@ -155,10 +162,9 @@ pub async fn run(params: &Params, quiet: bool) -> anyhow::Result<Tally> {
                 running.code = None;
             }
         }
-        if hour_index > 0 && hour_index % 24 == 0 && !quiet {
-            let day = u32::try_from(hour_index / 24)?;
-            tally.print_day(day, params.days, started.elapsed());
-        }
+    }
+    if !quiet {
+        tally.print_day(params.days, params.days, started.elapsed());
     }
     Ok(tally)
 }
@@ -254,7 +260,8 @@ pub fn refusal_reason(error: &StartError) -> String {
 }
 
 /// The use cases as the service assembles them from its settings (`params.service`), on a
-/// fresh SQLite database in memory, with the simulated clock and codes.
+/// fresh SQLite database in memory unless the settings name a `DATABASE_URL` (which must be
+/// empty: the guard would read another run's counts), with the simulated clock and codes.
 async fn services(
     params: &Params,
     clock: Arc<SimulatedClock>,
@@ -265,15 +272,12 @@ async fn services(
         std::process::id(),
         params.seed
     );
-    let settings = params.service.clone();
-    let config = Config::from_lookup(|name| {
-        if name == "DATABASE_URL" {
-            Some(database_url.clone())
-        } else {
-            settings.get(name).cloned()
-        }
-    })
-    .map_err(|error| anyhow!("[service] {}: {}", error.variable, error.problem))?;
+    let mut settings = params.service.clone();
+    settings
+        .entry("DATABASE_URL".to_owned())
+        .or_insert(database_url);
+    let config = Config::from_lookup(|name| settings.get(name).cloned())
+        .map_err(|error| anyhow!("[service] {}: {}", error.variable, error.problem))?;
     let stores = app::wiring::store::chosen(&config.database)
         .open()
         .await
