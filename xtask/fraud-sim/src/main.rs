@@ -184,10 +184,14 @@ fn bands(params: &Params) -> anyhow::Result<Vec<chart::Band>> {
         Ok((params.time_of(day, at)? - params.start).num_minutes() as f64 / 60.0)
     };
     let mut bands = Vec::new();
-    for (label, when) in ["a", "b", "c", "d", "d/24"]
-        .iter()
-        .zip(params.attack_times())
-    {
+    let labels = [
+        "(a) range",
+        "(b) premium",
+        "(c) prefixes",
+        "(d) one IP",
+        "(d) /24",
+    ];
+    for (label, when) in labels.iter().zip(params.attack_times()) {
         let from_hour = hours_from_start(when.day, &when.at)?;
         bands.push(chart::Band {
             label: (*label).to_owned(),

@@ -150,14 +150,16 @@ pub async fn run(params: &Params, quiet: bool) -> anyhow::Result<Tally> {
                     true
                 }
             };
-            // A refused user goes away; one whose code went follows their plan.
-            if accepted {
+            // A user refused a first code goes away; one refused another still has the code
+            // that went, and follows their plan.
+            let goes_on = accepted || step > 0;
+            if goes_on {
                 if let Some((offset, _)) = running.session.steps.get(step) {
                     schedule(&mut due, running.arrived + *offset, index, step + 1);
                 }
             }
             // A finished session holds nothing more.
-            if step == running.session.steps.len() || !accepted {
+            if step == running.session.steps.len() || !goes_on {
                 running.session.steps = Vec::new();
                 running.code = None;
             }
