@@ -269,10 +269,12 @@ async fn services(
     clock: Arc<SimulatedClock>,
     codes: Arc<SimulatedCodes>,
 ) -> anyhow::Result<Services> {
+    // A name of its own per run, so that two runs in one process never share a database.
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let database_url = format!(
         "sqlite://file:fraud-sim-{}-{}?mode=memory&cache=shared",
         std::process::id(),
-        params.seed
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let mut settings = params.service.clone();
     settings
@@ -317,6 +319,67 @@ mod tests {
         });
         assert_eq!(refusal_reason(&limited), "Refused/RateLimited");
         assert_eq!(refusal_reason(&StartError::TooManySends), "TooManySends");
+    }
+
+    /// A day of a few users and small attacks, every attack within it.
+    fn small_run() -> Params {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("params.toml");
+        let mut params = Params::read(&path).unwrap().shortened().unwrap();
+        params.days = 1;
+        params.legitimate.users_per_day = 300.0;
+        params.surge.day = 1;
+        let attacks = &mut params.attacks;
+        attacks.sequential.codes = 60;
+        attacks.sequential.numbers = 30;
+        attacks.premium_drip.when.minutes = 120;
+        attacks.prefixes.prefixes = 3;
+        attacks.prefixes.codes_per_prefix = 10;
+        attacks.one_ip.codes = 25;
+        attacks.one_range.codes = 25;
+        for when in [
+            &mut attacks.sequential.when,
+            &mut attacks.premium_drip.when,
+            &mut attacks.prefixes.when,
+            &mut attacks.one_ip.when,
+            &mut attacks.one_range.when,
+        ] {
+            when.day = 1;
+        }
+        params
+    }
+
+    #[tokio::test]
+    async fn a_run_makes_every_request_and_is_the_same_from_the_same_seed() {
+        let params = small_run();
+        let first = run(&params, true).await.unwrap();
+        let again = run(&params, true).await.unwrap();
+
+        let codes = |tally: &Tally, stream| tally.streams.get(&stream).map(|counts| counts.codes);
+        for (attack, expected) in [
+            (crate::traffic::Attack::Sequential, 60),
+            (crate::traffic::Attack::PremiumDrip, 40),
+            (crate::traffic::Attack::Prefixes, 30),
+            (crate::traffic::Attack::OneIp, 25),
+            (crate::traffic::Attack::OneRange, 25),
+        ] {
+            assert_eq!(
+                codes(&first, crate::traffic::Stream::Attack(attack)),
+                Some(expected),
+                "{attack:?}"
+            );
+        }
+        let legitimate = first.legitimate();
+        assert!(legitimate.users > 200, "{legitimate:?}");
+        let conversion = legitimate.approved as f64 / legitimate.users as f64;
+        assert!(
+            (0.6..0.95).contains(&conversion),
+            "{conversion}: {legitimate:?}"
+        );
+        assert_eq!(
+            serde_json::to_string(&first.hours).unwrap(),
+            serde_json::to_string(&again.hours).unwrap(),
+            "the same seed, the same run"
+        );
     }
 
     #[test]
