@@ -181,9 +181,12 @@ async fn ask(
 ) -> anyhow::Result<bool> {
     let session = &running.session;
     let to = PhoneNumber::parse(&session.to).map_err(|error| anyhow!("{}: {error}", session.to))?;
-    // FRAUD-WIRE: once `StartRequest` takes the client's signals, pass them here:
-    // `client_ip: Some(session.client_ip.clone())` (and `user_id: None, trusted: false`).
-    // Attack (d) is only seen through them.
+    // FRAUD-WIRE: once `StartRequest` takes the client's signals (`client: ClientSignals`,
+    // `app::usecases::fraud`), pass the address here; attack (d) is seen only through it:
+    //     client: ClientSignals {
+    //         client_ip: session.client_ip.parse().ok(),
+    //         ..ClientSignals::default()
+    //     },
     let _client_ip = &session.client_ip;
     let request = StartRequest {
         to,
@@ -244,21 +247,34 @@ fn wrong(code: &str) -> String {
     String::from_utf8(digits).unwrap_or_default()
 }
 
-/// What refused a request, named after the error's variants (`Refused/RateLimited`), read
-/// from its `Debug` text so that variants added to the use cases later are named without a
-/// change here.
+/// What refused a request, named after the error's variants (`Refused/RateLimited`) and the
+/// reasons it carries, if any (`Fraud/Blocked[PrefixLowConversion]`, from each `code: Name`
+/// in it), read from its `Debug` text so that variants and reasons added to the use cases
+/// later are named without a change here.
 pub fn refusal_reason(error: &StartError) -> String {
     let debug = format!("{error:?}");
-    let mut names = debug
+    let words: Vec<&str> = debug
         .split(|c: char| !c.is_alphanumeric() && c != '_')
-        .filter(|word| !word.is_empty());
-    let outer = names.next().unwrap_or("Unknown");
-    match names.next() {
-        Some(inner) if inner.chars().next().is_some_and(char::is_uppercase) => {
-            format!("{outer}/{inner}")
-        }
-        _ => outer.to_owned(),
+        .filter(|word| !word.is_empty())
+        .collect();
+    let mut name = words.first().copied().unwrap_or("Unknown").to_owned();
+    if let Some(inner) = words
+        .get(1)
+        .filter(|inner| inner.starts_with(|c: char| c.is_ascii_uppercase()))
+    {
+        name = format!("{name}/{inner}");
     }
+    let mut reasons: Vec<&str> = words
+        .windows(2)
+        .filter(|pair| pair[0] == "code" && pair[1].starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(|pair| pair[1])
+        .collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    if !reasons.is_empty() {
+        name = format!("{name}[{}]", reasons.join("+"));
+    }
+    name
 }
 
 /// The use cases as the service assembles them from its settings (`params.service`), on a
@@ -296,8 +312,8 @@ async fn services(
     .code_generator(codes)
     .verification_policy(config.verification)
     .guards(config.guards.clone())
-    // FRAUD-WIRE: if the guard's settings reach `Services` through a builder method of their
-    // own rather than through `guards`, pass `config`'s here.
+    // FRAUD-WIRE: once the guard has its own settings (`Config::fraud`), pass them, so that
+    // `[service]`'s FRAUD_* settings reach it: `.fraud_guard(config.fraud.clone())`.
     .build();
     Ok(services)
 }
@@ -319,6 +335,9 @@ mod tests {
         });
         assert_eq!(refusal_reason(&limited), "Refused/RateLimited");
         assert_eq!(refusal_reason(&StartError::TooManySends), "TooManySends");
+        // A field named `..._code` is not a reason.
+        let paused = StartError::Refused(Refusal::DestinationPaused { calling_code: 44 });
+        assert_eq!(refusal_reason(&paused), "Refused/DestinationPaused");
     }
 
     /// A day of a few users and small attacks, every attack within it.
