@@ -10,6 +10,7 @@
 
 mod api_fuzz;
 mod bench;
+mod fraud_sim;
 mod fuzz;
 mod openapi;
 mod postgres;
@@ -29,10 +30,11 @@ commands:
                                    run every check: PostgreSQL reachable, fmt, clippy, a short
                                    api-fuzz, the TypeScript client against a live service, a
                                    short fuzz when cargo-afl is installed, bench --quick, the
-                                   tests (--no-lint skips fmt and clippy, --no-api-fuzz and
-                                   --no-fuzz the fuzzing, --no-typescript the client; <args> go
-                                   to the test runner, and skip the client, the fuzz and the
-                                   bench)
+                                   fraud simulation's short run, the tests (--no-lint skips
+                                   fmt and clippy, --no-api-fuzz and --no-fuzz the fuzzing,
+                                   --no-typescript the client; <args> go to the test runner,
+                                   and skip the client, the fuzz, the bench and the
+                                   simulation)
   lint                             check formatting and run clippy with warnings denied
   bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
@@ -43,6 +45,11 @@ commands:
   typescript                       the TypeScript client (clients/typescript): types generated
                                    from docs/openapi.json, compiled, tested against a live
                                    service (needs Node.js 18+ and npm)
+  fraud-sim [--seed N] [--days D] [--params FILE] [--short] [--check]
+                                   the fraud guard on a simulated week of traffic and attacks
+                                   (release build; xtask/fraud-sim/params.toml), a table, and
+                                   target/fraud-sim/report.json and chart.png (--check: exit
+                                   1 when a target is missed)
   openapi                          write the API's OpenAPI description to docs/openapi.json
                                    (commit it; a test fails while it differs from the code)
   fuzz [--seconds N] [--target NAME]
@@ -73,6 +80,9 @@ enum Command {
     },
     Openapi,
     Typescript,
+    FraudSim {
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +120,7 @@ fn main() -> ExitCode {
         Command::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Command::Openapi => openapi::run(),
         Command::Typescript => typescript::run(),
+        Command::FraudSim { args } => fraud_sim::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +189,10 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             None => Ok(Command::Typescript),
             Some(arg) => Err(format!("unexpected argument '{arg}' for typescript")),
         },
+        // The simulation reads its own options, and refuses those it does not know.
+        "fraud-sim" => Ok(Command::FraudSim {
+            args: rest.to_vec(),
+        }),
         "openapi" => match rest.first() {
             None => Ok(Command::Openapi),
             Some(arg) => Err(format!("unexpected argument '{arg}' for openapi")),
@@ -316,6 +331,16 @@ mod tests {
         );
         assert!(parse(&["bench", "--only", "8"]).is_err());
         assert!(parse(&["bench", "--only"]).is_err());
+    }
+
+    #[test]
+    fn fraud_sim_passes_its_options_to_the_simulation() {
+        assert_eq!(
+            parse(&["fraud-sim", "--seed", "7", "--days", "2"]),
+            Ok(Command::FraudSim {
+                args: vec!["--seed".into(), "7".into(), "--days".into(), "2".into()]
+            })
+        );
     }
 
     #[test]

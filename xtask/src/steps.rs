@@ -27,6 +27,8 @@ enum Step {
     },
     /// The benchmark (`crate::bench`).
     Bench(crate::bench::Options),
+    /// The fraud guard's simulation, its short run (`crate::fraud_sim`).
+    FraudSim,
     /// The tests proper. Their runner reports its own time, and its summary must stay the
     /// closing line that CI reads, so nothing is printed after it.
     TestRunner {
@@ -84,6 +86,7 @@ pub(crate) fn test(checks: Checks, runner_args: &[String]) -> anyhow::Result<()>
             quick: true,
             only: None,
         }));
+        steps.push(Step::FraudSim);
     }
     if has_nextest() {
         // No crate has doc examples; if one ever does, run `cargo test --doc` here too, as
@@ -210,6 +213,15 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
                 let kind = if options.quick { " --quick" } else { "" };
                 eprintln!("==> {number} bench{kind}");
                 crate::bench::run(*options)?;
+            }
+            Step::FraudSim => {
+                let asserted = if crate::fraud_sim::ASSERT_TARGETS {
+                    "asserted"
+                } else {
+                    "reported"
+                };
+                eprintln!("==> {number} fraud-sim --short: the fraud guard's targets {asserted}");
+                crate::fraud_sim::short()?;
             }
             Step::TestRunner { args } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));

@@ -94,6 +94,13 @@ const RULES: &[Rule] = &[
         workspace_deps: WorkspaceDeps::Only(&[]),
         banned: &[],
     },
+    // `cargo xtask fraud-sim`: drives the use cases like a client, naming no adapter (the
+    // store is the one `app`'s wiring chooses).
+    Rule {
+        krate: "fraud-sim",
+        workspace_deps: WorkspaceDeps::Only(&["domain", "ports", "template", "app"]),
+        banned: &[],
+    },
 ];
 
 /// Workspace crates for tests only: another crate may take one as a dev-dependency, never as a
