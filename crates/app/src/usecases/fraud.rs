@@ -68,17 +68,19 @@ pub struct IpVelocity {
 }
 
 impl Default for IpVelocity {
-    /// Generous enough for an office or a carrier's shared address, where many people sign in
-    /// at once; a bot spraying codes from one address or one rented range passes it quickly.
+    /// Over a day, not an hour: a bot spraying codes from one address or one rented range
+    /// keeps going hour after hour, and an hourly window would let it through again each hour.
+    /// A person asks for a few codes a day; an office or a carrier's shared address that asks
+    /// for more raises these (`FRAUD_IP_*`) or watches the policy in `monitor` mode.
     fn default() -> Self {
         Self {
             per_address: SendLimit {
                 max: 20,
-                window: TimeDelta::hours(1),
+                window: TimeDelta::hours(24),
             },
             per_range: SendLimit {
-                max: 100,
-                window: TimeDelta::hours(1),
+                max: 40,
+                window: TimeDelta::hours(24),
             },
         }
     }

@@ -446,6 +446,22 @@ mod tests {
     }
 
     #[test]
+    fn a_country_first_sent_to_less_than_a_day_ago_never_surges() {
+        let now = noon();
+        // A new deployment: two hours of traffic, nobody has checked yet.
+        let mut request = Request::to(
+            "+447700900123",
+            hourly(now, &[(0, 3_000, 0, 0), (1, 50, 0, 0)]),
+        );
+        request.narrow = hourly(now, &[(0, 1, 0, 0)]);
+        let assessment = FraudGuard::default().assess(&request.signals(), now);
+        assert!(
+            !assessment.decision.names(ReasonCode::CountrySurge),
+            "{assessment:?}"
+        );
+    }
+
+    #[test]
     fn a_new_destination_with_no_history_is_not_blocked_on_conversion_alone() {
         let now = noon();
         // A country never sent to before, and a range with 12 codes none of them checked.

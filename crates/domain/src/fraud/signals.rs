@@ -153,6 +153,9 @@ impl CodeCounts {
 }
 
 /// Requests per hour, the shape the pumping alarm's arithmetic reads.
+/// How far back a country's codes must go before its surges are judged.
+pub const COUNTRY_HISTORY_TO_JUDGE: TimeDelta = TimeDelta::hours(24);
+
 fn requested_per_hour(hourly: &[CodeCounts]) -> Vec<HourlySends> {
     hourly
         .iter()
@@ -375,6 +378,12 @@ pub(crate) fn country_surge(
     country: &[CodeCounts],
     now: DateTime<Utc>,
 ) -> Option<Traffic> {
+    // A cold start: a country first sent to less than a day ago has no usual rate to surge
+    // past (on a new deployment every country would "surge" in its first hours).
+    let oldest = country.iter().map(|counts| counts.hour).min()?;
+    if now - oldest < COUNTRY_HISTORY_TO_JUDGE {
+        return None;
+    }
     let traffic = Traffic::from_hourly(&requested_per_hour(country), now);
     policy.is_surge(&traffic).then_some(traffic)
 }
