@@ -207,7 +207,7 @@ async fn codes_asked_for_too_fast_from_one_address_are_refused_until_its_window_
         problem["risk"]["reasons"],
         json!([{
             "code": "ip_velocity",
-            "detail": "203.0.113.7: more than 2 codes asked for in 3600 seconds"
+            "detail": "203.0.113.7: more than 2 codes asked for in 86400 seconds"
         }])
     );
     // A neighbour in the same /24 is under the range's own, larger limit.

@@ -921,7 +921,7 @@ mod tests {
             decision.reasons,
             [Reason::new(
                 ReasonCode::IpVelocity,
-                "2001:db8::/64: more than 100 codes asked for in 3600 seconds"
+                "2001:db8::/64: more than 40 codes asked for in 86400 seconds"
             )]
         );
         assert_eq!(retry_after, Some(TimeDelta::seconds(90)));
