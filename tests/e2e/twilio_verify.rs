@@ -570,3 +570,31 @@ async fn channel_call_places_a_voice_call_when_a_provider_places_calls() {
     assert_eq!(call["To"], ALICE);
     assert!(call.contains_key("Twiml"), "{call:?}");
 }
+
+#[tokio::test]
+async fn the_code_message_names_the_service_or_the_custom_friendly_name_as_twilio_does() {
+    let app = app().await;
+    let client = VerifyClient::new(&app);
+    let service = client.acme().await;
+    let (status, started) = client
+        .start(&service, &[("To", ALICE), ("Channel", "sms")])
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let first = app.twilio_requests(1).await[0]["Body"].clone();
+    assert!(first.contains("Acme"), "{first}");
+    assert!(!first.contains("Smarter Firms"), "{first}");
+
+    let (status, started) = client
+        .start(
+            &service,
+            &[
+                ("To", "+15551230077"),
+                ("Channel", "sms"),
+                ("CustomFriendlyName", "Acme Pay"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let second = app.twilio_requests(2).await[1]["Body"].clone();
+    assert!(second.contains("Acme Pay"), "{second}");
+}

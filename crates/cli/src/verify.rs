@@ -39,6 +39,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         code_length: None,
                         app_hash: None,
                         client: Default::default(),
+                        brand: None,
                     },
                 )
                 .await

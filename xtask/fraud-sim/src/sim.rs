@@ -193,6 +193,7 @@ async fn ask(
             client_ip: session.client_ip.parse().ok(),
             ..ClientSignals::default()
         },
+        brand: None,
     };
     let first = running.verification.is_none();
     match services.start_verification(&session.api_key, request).await {

@@ -272,6 +272,7 @@ pub async fn start(
                     user_id: body.user_id,
                     trusted: body.trusted,
                 },
+                brand: None,
             },
         )
         .await

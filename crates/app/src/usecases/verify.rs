@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use domain::fraud::CodeEvent;
 use domain::{
-    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage, PhoneNumber,
-    Priority, ResendRefusal, Verification, VerificationCode, VerificationId, VerificationPolicy,
-    VerificationStatus,
+    AppHash, Brand, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage,
+    PhoneNumber, Priority, ResendRefusal, Verification, VerificationCode, VerificationId,
+    VerificationPolicy, VerificationStatus,
 };
 use ports::{StoreError, VerificationFilter};
 use template::{spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
@@ -26,6 +26,9 @@ pub struct StartRequest {
     pub app_hash: Option<AppHash>,
     /// What the calling service says of the person asking (address, user, trust).
     pub client: ClientSignals,
+    /// The brand the code's text names instead of the configured one (`VERIFY_BRAND`): a
+    /// Twilio Verify service's friendly name.
+    pub brand: Option<Brand>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,15 @@ impl From<ScreenError> for StartError {
             ScreenError::Store(error) => StartError::Store(error),
         }
     }
+}
+
+/// A code text's data with the request's own brand, when it has one: the templates' data wins
+/// over their default `brand` (the configured one).
+fn with_brand(mut data: serde_json::Value, brand: Option<&Brand>) -> serde_json::Value {
+    if let (Some(brand), Some(fields)) = (brand, data.as_object_mut()) {
+        fields.insert(template::BRAND.to_owned(), brand.as_str().into());
+    }
+    data
 }
 
 impl Services {
@@ -361,7 +373,10 @@ impl Services {
                 let template = self.resolve(TWO_FACTOR_AUTH, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
-                    &serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
+                    &with_brand(
+                        serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
+                        request.brand.as_ref(),
+                    ),
                 )?;
                 let body = self.code_texts.finish(
                     body,
@@ -375,10 +390,13 @@ impl Services {
                 let template = self.resolve(TWO_FACTOR_AUTH_VOICE, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
-                    &serde_json::json!({
-                        "code_digits": spoken_digits(code.expose()),
-                        "expiryMinutes": expiry_minutes,
-                    }),
+                    &with_brand(
+                        serde_json::json!({
+                            "code_digits": spoken_digits(code.expose()),
+                            "expiryMinutes": expiry_minutes,
+                        }),
+                        request.brand.as_ref(),
+                    ),
                 )?;
                 let spoken_in = locale_of(&template, TWO_FACTOR_AUTH_VOICE);
                 (Some(template), body, spoken_in, None)
@@ -737,6 +755,7 @@ mod tests {
             code_length: None,
             app_hash: None,
             client: ClientSignals::default(),
+            brand: None,
         }
     }
 

@@ -63,6 +63,7 @@ fn alice() -> StartRequest {
         code_length: None,
         app_hash: None,
         client: Default::default(),
+        brand: None,
     }
 }
 

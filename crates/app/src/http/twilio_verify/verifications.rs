@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::{
-    Channel, CheckOutcome, CheckRefusal, PhoneNumber, Verification, VerificationCode,
+    Brand, Channel, CheckOutcome, CheckRefusal, PhoneNumber, Verification, VerificationCode,
     VerificationId, VerificationStatus,
 };
 use ports::VerificationFilter;
@@ -196,6 +196,17 @@ fn refusal_error(refusal: Refusal) -> TwilioError {
     }
 }
 
+/// The brand a code's text names, as Twilio Verify names it: the request's
+/// `CustomFriendlyName`, else the service's friendly name. A name the texts cannot carry (over
+/// 20 characters: every text must still fit one segment) leaves the configured brand.
+fn brand(form: &TwilioForm, friendly_name: &str) -> Option<Brand> {
+    let name = form
+        .get("CustomFriendlyName")
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or(friendly_name);
+    Brand::parse(name.trim()).ok()
+}
+
 /// `POST /v2/Services/{ServiceSid}/Verifications`: sends a code, or a new one for the pending
 /// verification of the same number (a resend). 201 either way, as Twilio answers.
 pub async fn start(
@@ -240,6 +251,7 @@ pub async fn start(
                 code_length: Some(service.code_length),
                 app_hash: None,
                 client: ClientSignals::default(),
+                brand: brand(&form, &service.friendly_name),
             },
         )
         .await
