@@ -38,7 +38,8 @@ const CONNECTIONS: usize = 128;
 const FEW_CONNECTIONS: usize = 32;
 /// Requests per second of the open-loop run that measures the API's latency.
 const LATENCY_RATE: f64 = 1_000.0;
-/// Between two codes of figure 5, so that each finds the dispatcher idle (the last send over).
+/// Between two codes of the time-to-provider scenario, so that each finds the dispatcher idle
+/// (the last send over).
 const CODE_SPACING: Duration = Duration::from_millis(150);
 const CODE_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -186,7 +187,8 @@ impl Bench {
             if store == StoreKind::Sqlite && !sqlite {
                 break;
             }
-            // Figure 5's background load is half of figure 1's, or of its target when skipped.
+            // The time-to-provider scenario runs under half the accepted-messages rate, or half
+            // of its target when that scenario is skipped.
             let mut accepted_per_second = 5_000.0;
             if api {
                 accepted_per_second = self.accepted_messages(store).await?;
@@ -630,8 +632,8 @@ impl Bench {
         Ok(in_window as f64 / schedule.measure.as_secs_f64())
     }
 
-    /// Figure 5: from the API's answer to a new verification until Twilio receives its code,
-    /// with the service idle, then under half the load of figure 1.
+    /// Time to provider: from the API's answer to a new verification until Twilio receives its
+    /// code, with the service idle, then under half the accepted-messages load.
     async fn time_to_provider(
         &mut self,
         store: StoreKind,
