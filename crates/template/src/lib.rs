@@ -18,7 +18,7 @@ use handlebars::{Handlebars, RenderErrorReason};
 
 pub use catalogue::TemplateInfo;
 pub use plural::{category as plural_category, Category as PluralCategory};
-pub use voice::{say_language, spoken_digits};
+pub use voice::spoken_digits;
 // Segment arithmetic lives in the domain (providers need it too); re-exported for callers that
 // think of it as part of rendering.
 pub use domain::{analyze, outside_gsm7, Encoding, SegmentInfo};
