@@ -11,6 +11,7 @@ mod twilio_contract;
 
 mod api;
 mod channels;
+mod client_webhooks;
 mod dispatch;
 mod errors;
 mod fail_closed;

@@ -1,6 +1,6 @@
 //! The production store: [`ports::MessageStore`], [`ports::VerificationStore`],
-//! [`ports::RateLimiter`], [`ports::FraudStore`] and
-//! [`ports::VerifyServiceStore`] on PostgreSQL through sqlx, with the
+//! [`ports::RateLimiter`], [`ports::FraudStore`], [`ports::VerifyServiceStore`] and
+//! [`ports::WebhookStore`] on PostgreSQL through sqlx, with the
 //! schema in `migrations/postgres`.
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
@@ -24,6 +24,7 @@ mod rows;
 pub mod testing;
 mod verifications;
 mod verify_services;
+mod webhooks;
 mod writes;
 
 pub use queue_wakeups::PgQueueWakeups;

@@ -1,6 +1,6 @@
 //! The embedded default store: [`ports::MessageStore`], [`ports::VerificationStore`],
-//! [`ports::RateLimiter`], [`ports::FraudStore`] and
-//! [`ports::VerifyServiceStore`] in a SQLite file through sqlx, with the
+//! [`ports::RateLimiter`], [`ports::FraudStore`], [`ports::VerifyServiceStore`] and
+//! [`ports::WebhookStore`] in a SQLite file through sqlx, with the
 //! schema in `migrations/sqlite`, so that the service runs with no database server installed.
 //!
 //! SQLite has one writer at a time: every write goes through the store's one writer connection
@@ -21,6 +21,7 @@ mod reports;
 mod rows;
 mod verifications;
 mod verify_services;
+mod webhooks;
 mod writes;
 
 use std::path::{Path, PathBuf};

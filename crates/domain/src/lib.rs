@@ -24,6 +24,7 @@ pub mod pumping;
 pub mod retry;
 pub mod segments;
 pub mod verification;
+pub mod webhook;
 
 pub use amount::{Amount, InvalidAmount};
 pub use channel::Channel;

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::fraud::{Action, Block, Mode, Policy, Prefix, Reason};
+use domain::webhook::EventType;
 use domain::{
     Attempt, DeliveryEvent, MessageId, MessageStatus, NewMessage, Verification, VerificationId,
     VerificationStatus,
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     DecisionFilter, LoggedDecision, MessageFilter, SafeEntry, UsageQuery, VerificationFilter,
-    VerifyService,
+    VerifyService, WebhookEndpoint,
 };
 
 /// One parameter of a statement; `None` binds NULL.
@@ -308,4 +309,36 @@ pub fn verify_service(service: &VerifyService) -> [Param<'_>; 6] {
 pub fn verify_service_settings(service: &VerifyService) -> [Param<'_>; 5] {
     let [id, account_sid, friendly_name, code_length, _, updated_at] = verify_service(service);
     [id, account_sid, friendly_name, code_length, updated_at]
+}
+
+/// Event types as `webhook_endpoints.events` keeps them: space-separated between spaces
+/// (` message.sent verification.approved `), so that a statement finds one with `LIKE`.
+pub fn event_types(events: &[EventType]) -> String {
+    let mut text = String::from(" ");
+    for kind in events {
+        text.push_str(kind.as_str());
+        text.push(' ');
+    }
+    text
+}
+
+/// An endpoint's row: `id`, `api_key`, `url`, `description`, `events`, `secret`,
+/// `previous_secret`, `previous_secret_until`, `enabled`, `disabled_reason`, `failing_since`,
+/// `created_at`, `updated_at`.
+pub fn webhook_endpoint<'a>(endpoint: &'a WebhookEndpoint, events: &'a str) -> [Param<'a>; 13] {
+    [
+        Param::id(endpoint.id.as_uuid()),
+        Param::text(&endpoint.api_key),
+        Param::text(&endpoint.url),
+        Param::Text(endpoint.description.as_deref()),
+        Param::text(events),
+        Param::text(&endpoint.secret),
+        Param::Text(endpoint.previous_secret.as_deref()),
+        Param::Time(endpoint.previous_secret_until),
+        Param::Flag(endpoint.enabled),
+        Param::Text(endpoint.disabled_reason.as_deref()),
+        Param::Time(endpoint.failing_since),
+        Param::time(endpoint.created_at),
+        Param::time(endpoint.updated_at),
+    ]
 }

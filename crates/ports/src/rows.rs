@@ -16,9 +16,11 @@ use domain::{
 };
 use uuid::Uuid;
 
+use domain::webhook::{EndpointId, EventId, EventType};
+
 use crate::{
     ClaimToken, ClaimedMessage, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry, StatusCount,
-    StoreError, UsageGroup, VerifyService,
+    StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -367,4 +369,66 @@ pub fn verify_service(row: &impl StoredRow) -> Result<VerifyService, StoreError>
         created_at: s.time("created_at")?,
         updated_at: s.time("updated_at")?,
     })
+}
+
+/// A row of `webhook_endpoints`; `events` is the space-separated list
+/// ([`crate::params::event_types`]).
+pub fn webhook_endpoint(row: &impl StoredRow) -> Result<WebhookEndpoint, StoreError> {
+    let e = Columns::of(row, "webhook_endpoints");
+    let events = e
+        .text("events")?
+        .split_whitespace()
+        .map(|kind| kind.parse().map_err(|error| e.corrupt("events", error)))
+        .collect::<Result<Vec<EventType>, _>>()?;
+    Ok(WebhookEndpoint {
+        id: EndpointId::from_uuid(e.id("id")?),
+        api_key: e.text("api_key")?,
+        url: e.text("url")?,
+        description: e.optional_text("description")?,
+        events,
+        secret: e.text("secret")?,
+        previous_secret: e.optional_text("previous_secret")?,
+        previous_secret_until: e.row.time("previous_secret_until")?,
+        enabled: e.flag("enabled")?,
+        disabled_reason: e.optional_text("disabled_reason")?,
+        failing_since: e.row.time("failing_since")?,
+        created_at: e.time("created_at")?,
+        updated_at: e.time("updated_at")?,
+    })
+}
+
+/// A row of `webhook_events`.
+pub fn stored_event(row: &impl StoredRow) -> Result<StoredEvent, StoreError> {
+    let e = Columns::of(row, "webhook_events");
+    let sequence = e.integer("sequence")?;
+    Ok(StoredEvent {
+        id: EventId::from_uuid(e.id("id")?),
+        kind: e.parsed("type")?,
+        object_id: e.id("object_id")?,
+        api_key: e.text("api_key")?,
+        sequence: u64::try_from(sequence)
+            .map_err(|_| e.corrupt("sequence", format!("{sequence} is no sequence number")))?,
+        created_at: e.time("created_at")?,
+        status: e.optional_text("status")?,
+        error_code: e.optional_text("error_code")?,
+        error_message: e.optional_text("error_message")?,
+        price: e.price("price_amount", "price_currency")?,
+        detail: e.optional_text("detail")?,
+        data: e.optional_text("data")?,
+    })
+}
+
+/// A row of `webhook_deliveries` a claim returned: its id, claim token, attempt count, event
+/// id and endpoint id.
+pub fn claimed_delivery_row(
+    row: &impl StoredRow,
+) -> Result<(i64, ClaimToken, u32, EventId, EndpointId), StoreError> {
+    let d = Columns::of(row, "webhook_deliveries");
+    Ok((
+        d.integer("id")?,
+        ClaimToken(d.id("claim_token")?.as_u128()),
+        d.count("attempt_count")?,
+        EventId::from_uuid(d.id("event_id")?),
+        EndpointId::from_uuid(d.id("endpoint_id")?),
+    ))
 }

@@ -29,20 +29,29 @@ use domain::{
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
     FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
-    VerificationFilter, VerificationStore, VerifyServiceStore,
+    VerificationFilter, VerificationStore, VerifyServiceStore, WebhookStore,
 };
 
 mod fraud;
 mod reports;
 mod verify_services;
+mod webhooks;
 pub use fraud::*;
 pub use reports::*;
 pub use verify_services::*;
+pub use webhooks::*;
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
 pub trait StoreUnderTest:
-    MessageStore + VerificationStore + RateLimiter + FraudStore + VerifyServiceStore + Clone + 'static
+    MessageStore
+    + VerificationStore
+    + RateLimiter
+    + FraudStore
+    + VerifyServiceStore
+    + WebhookStore
+    + Clone
+    + 'static
 {
 }
 
@@ -52,6 +61,7 @@ impl<
             + RateLimiter
             + FraudStore
             + VerifyServiceStore
+            + WebhookStore
             + Clone
             + 'static,
     > StoreUnderTest for S
@@ -144,6 +154,16 @@ macro_rules! store_conformance_tests {
             a_verify_service_is_updated_and_deleted_only_through_its_own_account,
             spend_reservations_stop_at_the_cap_and_name_the_scope,
             concurrent_spend_reservations_never_pass_the_cap,
+            // WebhookStore
+            webhook_endpoints_are_kept_per_api_key_updated_and_deleted,
+            a_concluded_verification_is_an_event_for_each_endpoint_receiving_its_type,
+            a_refused_conclusion_records_no_event,
+            a_messages_statuses_are_events_numbered_in_order,
+            a_fraud_block_is_a_blocked_event,
+            expired_verifications_are_noticed_once_for_keys_that_want_it,
+            a_delivery_is_claimed_once_retried_and_finished_only_by_its_claim,
+            failing_and_disabled_endpoints_are_remembered_and_skipped,
+            a_replay_queues_again_every_event_since_a_time,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,

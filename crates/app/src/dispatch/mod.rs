@@ -1,6 +1,7 @@
 //! The background workers that move messages after the request that queued them has been
 //! answered: the dispatcher, which sends what is due, and the reconciler, which asks the
-//! provider about sends whose status never came back.
+//! provider about sends whose status never came back; and the deliverer of client webhooks.
 
+pub mod client_webhooks;
 pub mod dispatcher;
 pub mod reconcile;

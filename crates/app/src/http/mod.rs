@@ -7,6 +7,7 @@
 //! exception is `twilio_verify`, Twilio Verify's own API under `/v2`, which Twilio's OpenAPI
 //! document describes rather than ours.
 
+mod client_webhooks;
 mod extract;
 mod fraud;
 mod fraud_policies;
@@ -34,6 +35,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use client_webhooks::{event_data, EventObject};
 pub use fraud::{decision_cursor, BlockList, BlockView, DecisionPage, SafeEntryView, SafeList};
 pub use messages::{message_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
 pub use problem::ApiError;
@@ -63,6 +65,14 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(verifications::cancel))
         .routes(routes!(verifications::check_by_number))
         .routes(routes!(webhooks::twilio_status))
+        .routes(routes!(client_webhooks::create, client_webhooks::list))
+        .routes(routes!(
+            client_webhooks::get,
+            client_webhooks::update,
+            client_webhooks::delete
+        ))
+        .routes(routes!(client_webhooks::rotate_secret))
+        .routes(routes!(client_webhooks::replay))
         .routes(routes!(templates::list))
         .routes(routes!(templates::preview))
         .routes(routes!(reports::usage))

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "verifications", description = "One-time codes by SMS"),
         (name = "templates", description = "What can be sent, and what it costs"),
         (name = "reports", description = "Usage, delivery and errors over time"),
+        (name = "webhooks", description = "Signed events to your service (Standard Webhooks): endpoints, secrets, replays"),
         (name = "fraud", description = "The fraud guard: its policies, blocks, safe list and decision log (admin keys only)"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )

@@ -147,6 +147,15 @@ impl VerificationView {
             risk: verification.risk.as_ref().map(RiskView::from),
         }
     }
+
+    /// As it was when it took `status` (a webhook event's data): the status as stored, not
+    /// as time has since made it.
+    pub fn at_event(verification: &Verification, status: VerificationStatus) -> Self {
+        Self {
+            status,
+            ..Self::new(verification, verification.created_at)
+        }
+    }
 }
 
 /// A verification just started or resent, and the language its code was sent in.

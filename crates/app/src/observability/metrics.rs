@@ -102,6 +102,20 @@ struct BudgetLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    /// `delivered`, `retried`, `failed` or `refused`.
+    outcome: String,
+    /// The event type, one of a fixed few.
+    event: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookDisabledLabels {
+    /// `gone` or `failing`.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
 }
@@ -157,6 +171,9 @@ pub struct Metrics {
     pumping_alarms: Family<PrefixLabels, Counter>,
     fraud_decisions: Family<FraudDecisionLabels, Counter>,
     budget_warnings: Family<BudgetLabels, Counter>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    webhook_duration: HistogramFamily<WebhookLabels>,
+    webhook_endpoints_disabled: Family<WebhookDisabledLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -190,6 +207,9 @@ impl Metrics {
             pumping_alarms: Family::default(),
             fraud_decisions: Family::default(),
             budget_warnings: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_duration: Family::new_with_constructor(latency_histogram),
+            webhook_endpoints_disabled: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -264,6 +284,23 @@ impl Metrics {
             "budget_warnings",
             "Daily budgets whose spend crossed 80% of the cap, by scope (total, api_key, country)",
             metrics.budget_warnings.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Attempts to deliver events to client webhook endpoints, by outcome (delivered, \
+             retried, failed, refused: an address the SSRF guard refused) and event type",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_delivery_duration_seconds",
+            "How long client webhook endpoints took to answer, by outcome and event type",
+            metrics.webhook_duration.clone(),
+        );
+        registry.register(
+            "webhook_endpoints_disabled",
+            "Client webhook endpoints the service disabled, by reason (gone: answered 410; \
+             failing: every delivery failed for 5 days)",
+            metrics.webhook_endpoints_disabled.clone(),
         );
         Self {
             registry,
@@ -383,6 +420,34 @@ impl Metrics {
     }
 
     /// A daily budget of `scope` (`total`, `api_key`, `country`) crossed 80% of its cap.
+    /// A delivery attempt to a client's webhook endpoint; `seconds` is `None` when no request
+    /// was made.
+    pub fn webhook_delivery(
+        &self,
+        outcome: &'static str,
+        event: &'static str,
+        seconds: Option<f64>,
+    ) {
+        let labels = WebhookLabels {
+            outcome: outcome.to_owned(),
+            event: event.to_owned(),
+        };
+        self.webhook_deliveries.get_or_create(&labels).inc();
+        if let Some(seconds) = seconds {
+            self.webhook_duration
+                .get_or_create(&labels)
+                .observe(seconds);
+        }
+    }
+
+    pub fn webhook_endpoint_disabled(&self, reason: &'static str) {
+        self.webhook_endpoints_disabled
+            .get_or_create(&WebhookDisabledLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn budget_warning(&self, scope: &str) {
         self.budget_warnings
             .get_or_create(&BudgetLabels {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channels;
 pub mod code_texts;
 pub mod codes;
+pub mod events;
 pub mod fraud;
 pub mod fraud_admin;
 pub mod guards;
@@ -26,7 +27,7 @@ use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore, VerifyServiceStore,
+    StoreHealth, VerificationStore, VerifyServiceStore, WebhookStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -35,7 +36,7 @@ use crate::observability::health::Readiness;
 use crate::observability::metrics::Metrics;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
-use crate::wiring::config::TwilioStatusCallbacks;
+use crate::wiring::config::{TwilioStatusCallbacks, WebhookConfig};
 use auth::{ApiKey, ApiKeys};
 use channels::{OfferedChannels, WhatsappTemplates};
 use code_texts::CodeTexts;
@@ -54,6 +55,7 @@ pub struct StorePorts {
     pub limiter: Arc<dyn RateLimiter>,
     pub fraud: Arc<dyn FraudStore>,
     pub verify_services: Arc<dyn VerifyServiceStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
 }
 
 impl StorePorts {
@@ -67,6 +69,7 @@ impl StorePorts {
             + RateLimiter
             + FraudStore
             + VerifyServiceStore
+            + WebhookStore
             + 'static,
     {
         Self {
@@ -76,7 +79,8 @@ impl StorePorts {
             health: store.clone(),
             limiter: store.clone(),
             fraud: store.clone(),
-            verify_services: store,
+            verify_services: store.clone(),
+            webhooks: store,
         }
     }
 }
@@ -117,6 +121,9 @@ pub struct Services {
     /// The Verify services of the Twilio-compatible API (`verify_compat`).
     verify_services: Arc<dyn VerifyServiceStore>,
     verify_compat: VerifyCompat,
+    /// Client webhooks' endpoints and events (`events`).
+    webhooks: Arc<dyn WebhookStore>,
+    webhook_config: WebhookConfig,
 }
 
 impl Services {
@@ -146,6 +153,7 @@ impl Services {
             whatsapp_templates: WhatsappTemplates::default(),
             code_texts: CodeTexts::default(),
             verify_compat: VerifyCompat::default(),
+            webhook_config: WebhookConfig::default(),
         }
     }
 
@@ -241,6 +249,7 @@ pub struct ServicesBuilder {
     whatsapp_templates: WhatsappTemplates,
     code_texts: CodeTexts,
     verify_compat: VerifyCompat,
+    webhook_config: WebhookConfig,
 }
 
 impl ServicesBuilder {
@@ -337,6 +346,12 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, [`WebhookConfig::default`]: endpoints must be https to public addresses.
+    pub fn webhooks(mut self, config: WebhookConfig) -> Self {
+        self.webhook_config = config;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             fraud_guard: FraudScreen::new(
@@ -366,6 +381,8 @@ impl ServicesBuilder {
             code_texts: self.code_texts,
             verify_services: self.stores.verify_services,
             verify_compat: self.verify_compat,
+            webhooks: self.stores.webhooks,
+            webhook_config: self.webhook_config,
         }
     }
 }

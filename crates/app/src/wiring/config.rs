@@ -10,6 +10,7 @@ use adapters_vonage::VonageConfig;
 use chrono::TimeDelta;
 use domain::budget::{Budgets, PerCountry};
 use domain::fraud::{BlockPeriod, DenyLineTypes, FraudGuard, Mode, Policies, Policy};
+use domain::webhook::RetrySchedule;
 use domain::{
     Amount, AppDomain, Brand, CodeLength, CountryAllowList, PhoneNumber, PumpingPolicy,
     RetryPolicy, VerificationPolicy,
@@ -120,6 +121,25 @@ pub struct DispatchConfig {
     pub shutdown_grace: Duration,
 }
 
+/// How client webhooks are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The waits before each attempt of a delivery.
+    pub retry_schedule: RetrySchedule,
+    /// Endpoints may be plain `http` and resolve to private addresses (tests, private
+    /// networks); otherwise `https` to public addresses only.
+    pub allow_private: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            retry_schedule: RetrySchedule::standard(),
+            allow_private: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind_addr: SocketAddr,
@@ -155,6 +175,8 @@ pub struct Config {
     /// The Twilio accounts of the Twilio-compatible Verify API (`VERIFY_COMPAT_ACCOUNTS`);
     /// none: `/v2` is off.
     pub verify_compat_accounts: TwilioAccounts,
+    /// Client webhooks' delivery (`WEBHOOK_RETRY_SCHEDULE`, `WEBHOOK_ALLOW_PRIVATE`).
+    pub webhooks: WebhookConfig,
     /// What the configuration was read for: a run that sends nothing is not warned that the
     /// console stands in for a provider.
     pub sending: Sending,
@@ -205,6 +227,26 @@ impl Config {
             .transpose()
             .map_err(|problem| ConfigError::new("VERIFY_COMPAT_ACCOUNTS", problem))?
             .unwrap_or_default();
+
+        let webhooks = WebhookConfig {
+            retry_schedule: env
+                .parse_with("WEBHOOK_RETRY_SCHEDULE", |text| {
+                    text.parse::<RetrySchedule>().map_err(|error| {
+                        format!("expected waits such as 0,5s,5m,30m,2h,5h,10h,10h: {error}")
+                    })
+                })?
+                .unwrap_or_else(RetrySchedule::standard),
+            allow_private: match env.get("WEBHOOK_ALLOW_PRIVATE").as_deref().map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "WEBHOOK_ALLOW_PRIVATE",
+                        "expected true or false",
+                    ))
+                }
+            },
+        };
 
         let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
             Url::parse(text).map_err(|error| format!("not a URL ({error})"))
@@ -367,6 +409,7 @@ impl Config {
             reconcile,
             test_numbers,
             verify_compat_accounts,
+            webhooks,
             sending,
         })
     }

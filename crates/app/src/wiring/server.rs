@@ -15,6 +15,7 @@ use template::Templates;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
+use crate::dispatch::client_webhooks::WebhookDeliverer;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
 use crate::observability::health::Readiness;
@@ -63,6 +64,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot build the webhook client: {0}")]
+    WebhookClient(#[source] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -91,6 +94,7 @@ impl StartupError {
             StartupError::Provider(_)
             | StartupError::Vonage(_)
             | StartupError::KeptSecret { .. }
+            | StartupError::WebhookClient(_)
             | StartupError::Serve(_) => 1,
         }
     }
@@ -129,6 +133,7 @@ pub struct Server {
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
+    webhook_deliverer: WebhookDeliverer,
     /// Set when other instances share the queue: their words wake this instance's dispatcher.
     wakeups: Option<Box<dyn QueueWakeups>>,
 }
@@ -141,6 +146,8 @@ pub struct Assembled {
     pub dispatcher: Dispatcher,
     /// Not started: looks up messages whose delivery status never came.
     pub reconciler: Reconciler,
+    /// Not started: sends client webhooks' events and notices expired verifications.
+    pub webhook_deliverer: WebhookDeliverer,
     /// Set when other instances share the queue: their words that messages were queued, for
     /// the service to forward to its dispatcher.
     pub wakeups: Option<Box<dyn QueueWakeups>>,
@@ -232,6 +239,15 @@ pub async fn assemble_with_clock(
     };
     let wake = Arc::new(Notify::new());
     let messages = ports.messages.clone();
+    let webhook_deliverer = WebhookDeliverer::new(
+        ports.webhooks.clone(),
+        ports.messages.clone(),
+        ports.verifications.clone(),
+        clock.clone(),
+        config.webhooks.clone(),
+        metrics.clone(),
+    )
+    .map_err(StartupError::WebhookClient)?;
     let services = Arc::new(
         Services::builder(
             ports,
@@ -246,6 +262,7 @@ pub async fn assemble_with_clock(
         .guards(config.guards.clone())
         .fraud_guard(config.fraud.clone())
         .metrics(metrics)
+        .webhooks(config.webhooks.clone())
         .readiness(readiness)
         .test_numbers(config.test_numbers.clone())
         .channels(channels)
@@ -273,6 +290,7 @@ pub async fn assemble_with_clock(
         services,
         dispatcher,
         reconciler,
+        webhook_deliverer,
         wakeups,
     })
 }
@@ -365,6 +383,7 @@ impl Server {
             dispatcher,
             wakeups,
             reconciler,
+            webhook_deliverer,
         } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
@@ -377,6 +396,7 @@ impl Server {
             services,
             dispatcher,
             reconciler,
+            webhook_deliverer,
             wakeups,
         })
     }
@@ -410,6 +430,7 @@ impl Server {
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
+        let webhooks = tokio::spawn(self.webhook_deliverer.run(dispatcher_stopped.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -435,6 +456,8 @@ impl Server {
         reconciler.abort();
         // A delete cut short is done again at the next start.
         forget_counts.abort();
+        // A delivery cut short is sent again once its lease lapses (at least once).
+        webhooks.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();

@@ -1,0 +1,302 @@
+//! Client webhooks on PostgreSQL ([`ports::WebhookStore`]): endpoints, the outbox of events
+//! (written by the triggers of `0031_client_webhooks.sql` beside the changes they report) and
+//! the queue of deliveries, claimed with `FOR UPDATE SKIP LOCKED` under a lease.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::webhook::{EndpointId, EventId};
+use ports::params::{self, Param};
+use ports::{
+    rows, ClaimToken, ClaimedDelivery, DeliveryAnswer, DeliveryResult, LoggedDecision, NewEvent,
+    StoreError, StoredEvent, WebhookEndpoint, WebhookStore,
+};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::rows::{all, execute, optional, query, store_error};
+use crate::PgStore;
+
+const ENDPOINT_COLUMNS: &str = "id, api_key, url, description, events, secret, previous_secret, \
+     previous_secret_until, enabled, disabled_reason, failing_since, created_at, updated_at";
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn create_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let events = params::event_types(&endpoint.events);
+        let sql = format!(
+            "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        execute(
+            query(&sql, &params::webhook_endpoint(endpoint, &events)),
+            &self.pool,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let found = query(
+            "SELECT * FROM webhook_endpoints WHERE id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        optional(found, &self.pool, rows::webhook_endpoint).await
+    }
+
+    async fn endpoints(&self, api_key: Option<String>) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let found = query(
+            "SELECT * FROM webhook_endpoints WHERE ($1::text IS NULL OR api_key = $1) \
+             ORDER BY created_at, id",
+            &[Param::Text(api_key.as_deref())],
+        );
+        all(found, &self.pool, rows::webhook_endpoint).await
+    }
+
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<bool, StoreError> {
+        let events = params::event_types(&endpoint.events);
+        let columns = params::webhook_endpoint(endpoint, &events);
+        // All but `created_at`, which never changes.
+        let update = query(
+            "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, secret = $6, \
+                 previous_secret = $7, previous_secret_until = $8, enabled = $9, \
+                 disabled_reason = $10, failing_since = $11, updated_at = $12 \
+             WHERE id = $1 AND api_key = $2",
+            &[&columns[..11], &columns[12..]].concat(),
+        );
+        Ok(execute(update, &self.pool).await? == 1)
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
+        let delete = query(
+            "DELETE FROM webhook_endpoints WHERE id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        Ok(execute(delete, &self.pool).await? == 1)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let until = now + lease;
+        let token = Uuid::new_v4();
+        let claim = query(
+            "WITH due AS (
+                 SELECT d.id FROM webhook_deliveries AS d
+                 JOIN webhook_endpoints AS e ON e.id = d.endpoint_id
+                 WHERE d.status = 'pending' AND e.enabled AND d.next_attempt_at <= $1
+                   AND (d.locked_until IS NULL OR d.locked_until <= $1)
+                 ORDER BY d.next_attempt_at, d.id
+                 LIMIT $2
+                 FOR UPDATE OF d SKIP LOCKED
+             )
+             UPDATE webhook_deliveries AS d
+             SET attempt_count = d.attempt_count + 1, locked_until = $3, claim_token = $4
+             FROM due WHERE d.id = due.id
+             RETURNING d.id, d.claim_token, d.attempt_count, d.event_id, d.endpoint_id",
+            &[
+                Param::time(now),
+                Param::count(limit),
+                Param::time(until),
+                Param::id(token),
+            ],
+        );
+        let claimed = all(claim, &self.pool, rows::claimed_delivery_row).await?;
+        let mut deliveries = Vec::with_capacity(claimed.len());
+        for (id, claim, attempt, event_id, endpoint_id) in claimed {
+            let event = query(
+                "SELECT * FROM webhook_events WHERE id = $1",
+                &[Param::id(event_id.as_uuid())],
+            );
+            let event = optional(event, &self.pool, rows::stored_event).await?;
+            let endpoint = self.endpoint(endpoint_id).await?;
+            // Both are deleted with the delivery (cascade): gone means deleted meanwhile.
+            if let (Some(event), Some(endpoint)) = (event, endpoint) {
+                deliveries.push(ClaimedDelivery {
+                    id,
+                    claim,
+                    attempt,
+                    event,
+                    endpoint,
+                });
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn keep_event_data(&self, id: EventId, data: &str) -> Result<String, StoreError> {
+        let kept = sqlx::query(
+            "UPDATE webhook_events SET data = COALESCE(data, $2) WHERE id = $1 RETURNING data",
+        )
+        .bind(id.as_uuid())
+        .bind(data)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        match kept {
+            Some(row) => row.try_get("data").map_err(store_error),
+            None => Ok(data.to_owned()),
+        }
+    }
+
+    async fn finish_delivery(
+        &self,
+        claim: ClaimToken,
+        id: i64,
+        result: DeliveryResult,
+        answer: DeliveryAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (status, next) = delivery_status(&result);
+        let finish = query(
+            "UPDATE webhook_deliveries
+             SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at),
+                 locked_until = NULL, claim_token = NULL, last_http_status = $5,
+                 last_error = $6, finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $7 END
+             WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
+            &[
+                Param::Integer(Some(id)),
+                Param::id(Uuid::from_u128(claim.0)),
+                Param::text(status),
+                Param::Time(next),
+                Param::Integer(answer.http_status.map(i64::from)),
+                Param::Text(answer.error.as_deref()),
+                Param::time(now),
+            ],
+        );
+        Ok(execute(finish, &self.pool).await? == 1)
+    }
+
+    async fn endpoint_answered(
+        &self,
+        id: EndpointId,
+        succeeded: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let answered = sqlx::query(
+            "UPDATE webhook_endpoints
+             SET failing_since = CASE WHEN $2 THEN NULL ELSE COALESCE(failing_since, $3) END
+             WHERE id = $1 RETURNING failing_since",
+        )
+        .bind(id.as_uuid())
+        .bind(succeeded)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        match answered {
+            Some(row) => row.try_get("failing_since").map_err(store_error),
+            None => Ok(None),
+        }
+    }
+
+    async fn disable_endpoint(
+        &self,
+        id: EndpointId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let disable = query(
+            "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND enabled",
+            &[
+                Param::id(id.as_uuid()),
+                Param::text(reason),
+                Param::time(now),
+            ],
+        );
+        Ok(execute(disable, &self.pool).await? == 1)
+    }
+
+    async fn replay(
+        &self,
+        endpoint: EndpointId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let replay = query(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, status, next_attempt_at, \
+                 created_at)
+             SELECT ev.id, e.id, 'pending', $3, $3
+             FROM webhook_endpoints AS e
+             JOIN webhook_events AS ev ON ev.api_key = e.api_key
+             WHERE e.id = $1 AND ev.created_at >= $2 AND e.events LIKE '% ' || ev.type || ' %'",
+            &[
+                Param::id(endpoint.as_uuid()),
+                Param::time(since),
+                Param::time(now),
+            ],
+        );
+        execute(replay, &self.pool).await
+    }
+
+    async fn record_event(&self, event: &NewEvent) -> Result<Option<EventId>, StoreError> {
+        let recorded = sqlx::query(
+            "SELECT webhook_record_event($1, $2, $3, $4, $5, NULL, NULL, NULL, NULL, $6) AS id",
+        )
+        .bind(event.kind.as_str())
+        .bind(event.object_id)
+        .bind(&event.api_key)
+        .bind(event.at)
+        .bind(event.status.as_deref())
+        .bind(event.detail.as_deref())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let id: Option<Uuid> = recorded.try_get("id").map_err(store_error)?;
+        Ok(id.map(EventId::from_uuid))
+    }
+
+    async fn expire_verifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let expire = query(
+            "UPDATE verifications SET status = 'expired', updated_at = $1
+             WHERE id IN (
+                 SELECT id FROM verifications
+                 WHERE status = 'pending' AND expires_at <= $1
+                   AND api_key IN (SELECT api_key FROM webhook_endpoints WHERE events LIKE $3)
+                 ORDER BY expires_at
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+             ) AND status = 'pending'",
+            &[Param::time(now), Param::count(limit), Param::text(EXPIRED)],
+        );
+        execute(expire, &self.pool).await
+    }
+
+    async fn logged_decision(&self, id: Uuid) -> Result<Option<LoggedDecision>, StoreError> {
+        let found = query(
+            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action, reasons::text AS reasons
+             FROM fraud_decisions WHERE id = $1"#,
+            &[Param::id(id)],
+        );
+        optional(found, &self.pool, rows::logged_decision).await
+    }
+
+    async fn events_of(&self, object_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let found = query(
+            "SELECT * FROM webhook_events WHERE object_id = $1 ORDER BY sequence",
+            &[Param::id(object_id)],
+        );
+        all(found, &self.pool, rows::stored_event).await
+    }
+}
+
+/// `LIKE` pattern of the endpoints receiving `verification.expired`.
+const EXPIRED: &str = "% verification.expired %";
+
+/// The delivery's status after an attempt, and when it is next due.
+fn delivery_status(result: &DeliveryResult) -> (&'static str, Option<DateTime<Utc>>) {
+    match result {
+        DeliveryResult::Delivered => ("delivered", None),
+        DeliveryResult::Retry { at } => ("pending", Some(*at)),
+        DeliveryResult::Failed => ("failed", None),
+    }
+}

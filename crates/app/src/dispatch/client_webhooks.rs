@@ -1,0 +1,490 @@
+//! Delivers the outbox's events to client services' webhook endpoints as the Standard Webhooks
+//! specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature`), so that
+//! clients verify them with its libraries. Deliveries are claimed under a lease like messages
+//! (a crashed instance's are taken over), retried on the configured schedule, and never sent
+//! to an address the SSRF guard refuses: the name is resolved, checked, and the connection made
+//! only to the checked addresses (a resolver of our own), so DNS cannot swap in a private
+//! address between the check and the connection. Also notices expired verifications.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::webhook::{is_public_address, EventType};
+use hmac::{Hmac, Mac};
+use ports::{
+    ClaimedDelivery, Clock, DeliveryAnswer, DeliveryResult, MessageStore, StoredEvent,
+    VerificationStore, WebhookStore,
+};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sha2::Sha256;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::http::{event_data, EventObject};
+use crate::observability::metrics::Metrics;
+use crate::usecases::events::{check_destination, resolve, UrlRefusal};
+use crate::wiring::config::WebhookConfig;
+
+/// A delivery waits at most this long for the endpoint's answer.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of an answer read (kept as the delivery's error for the operator).
+const MAX_ANSWER_BYTES: usize = 4 * 1024;
+/// Deliveries claimed and sent at once by one instance.
+const BATCH: u32 = 32;
+/// How long a claimed delivery stays with this instance: the timeout and some.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle deliverer looks for due deliveries.
+const POLL: Duration = Duration::from_millis(250);
+/// How often expired verifications are looked for: an expiry is noticed well within a minute.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(15);
+const EXPIRY_BATCH: u32 = 500;
+/// An endpoint whose every delivery failed for this long is disabled.
+pub const FAILING_LIMIT: TimeDelta = TimeDelta::days(5);
+
+/// The three headers' values for a payload, as the specification defines them: the signature
+/// is `v1,` and the base64 of HMAC-SHA256 over `id.timestamp.body`, keyed by the base64-decoded
+/// part of the secret after `whsec_`. `None` for a secret that is not one.
+pub fn signature(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    Some(format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// Resolves names for webhook connections, refusing every name with an address that is not
+/// public (unless private ones are allowed).
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addresses = resolve(name.as_str(), 0).await?;
+            if !allow_private {
+                if let Some(private) = addresses.iter().find(|a| !is_public_address(a.ip())) {
+                    return Err(Box::new(UrlRefusal::NotPublic {
+                        host: name.as_str().to_owned(),
+                        address: private.ip(),
+                    })
+                        as Box<dyn std::error::Error + Send + Sync>);
+                }
+            }
+            Ok(Box::new(addresses.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Sends what the outbox holds, on every instance; the store's claims keep two instances
+/// from sending one delivery at once.
+#[derive(Clone)]
+pub struct WebhookDeliverer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    webhooks: Arc<dyn WebhookStore>,
+    messages: Arc<dyn MessageStore>,
+    verifications: Arc<dyn VerificationStore>,
+    clock: Arc<dyn Clock>,
+    client: reqwest::Client,
+    config: WebhookConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl WebhookDeliverer {
+    pub fn new(
+        webhooks: Arc<dyn WebhookStore>,
+        messages: Arc<dyn MessageStore>,
+        verifications: Arc<dyn VerificationStore>,
+        clock: Arc<dyn Clock>,
+        config: WebhookConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(DELIVERY_TIMEOUT)
+            .connect_timeout(DELIVERY_TIMEOUT)
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: config.allow_private,
+            }))
+            .user_agent(concat!("sms-notify-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                webhooks,
+                messages,
+                verifications,
+                clock,
+                client,
+                config,
+                metrics,
+            }),
+        })
+    }
+
+    /// Delivers until `shutdown` turns true; a delivery cut short is sent again once its lease
+    /// lapses.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_sweep: Option<Instant> = None;
+        while !*shutdown.borrow() {
+            if last_sweep.is_none_or(|at| at.elapsed() >= EXPIRY_SWEEP) {
+                self.notice_expiries().await;
+                last_sweep = Some(Instant::now());
+            }
+            let pause = if self.deliver_once().await >= BATCH as usize {
+                Duration::ZERO
+            } else {
+                POLL
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Marks expired verifications `expired` (which records their events); how many.
+    pub async fn notice_expiries(&self) -> u64 {
+        let now = self.inner.clock.now();
+        match self
+            .inner
+            .webhooks
+            .expire_verifications(now, EXPIRY_BATCH)
+            .await
+        {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::error!(%error, "cannot look for expired verifications");
+                0
+            }
+        }
+    }
+
+    /// Claims one batch of due deliveries and sends them concurrently; how many were claimed.
+    pub async fn deliver_once(&self) -> usize {
+        let now = self.inner.clock.now();
+        let claimed = match self
+            .inner
+            .webhooks
+            .claim_deliveries(now, BATCH, LEASE)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(%error, "cannot claim webhook deliveries");
+                return 0;
+            }
+        };
+        let count = claimed.len();
+        let mut sends = JoinSet::new();
+        for delivery in claimed {
+            let inner = self.inner.clone();
+            sends.spawn(async move { inner.deliver(delivery).await });
+        }
+        while sends.join_next().await.is_some() {}
+        count
+    }
+}
+
+/// How one attempt went.
+enum Attempted {
+    Delivered { status: u16 },
+    Gone,
+    Failed { answer: DeliveryAnswer },
+    Refused(UrlRefusal),
+}
+
+impl Inner {
+    #[tracing::instrument(skip_all, fields(
+        endpoint_id = %delivery.endpoint.id,
+        event_id = %delivery.event.id,
+        event = %delivery.event.kind,
+        attempt = delivery.attempt,
+    ))]
+    async fn deliver(&self, delivery: ClaimedDelivery) {
+        let event_name = delivery.event.kind.as_str();
+        let body = match self.payload(&delivery.event).await {
+            Ok(body) => body,
+            Err(error) => {
+                // Held until its lease lapses, then tried again.
+                return tracing::error!(%error, "cannot render a webhook event");
+            }
+        };
+        let started = Instant::now();
+        let attempted = self.send(&delivery, &body).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let now = self.clock.now();
+        let endpoint = &delivery.endpoint;
+        let (result, answer, outcome) = match attempted {
+            Attempted::Delivered { status } => {
+                let _ = self
+                    .webhooks
+                    .endpoint_answered(endpoint.id, true, now)
+                    .await;
+                let answer = DeliveryAnswer {
+                    http_status: Some(status),
+                    error: None,
+                };
+                (DeliveryResult::Delivered, answer, "delivered")
+            }
+            Attempted::Gone => {
+                if let Ok(true) = self
+                    .webhooks
+                    .disable_endpoint(endpoint.id, "gone", now)
+                    .await
+                {
+                    tracing::warn!("webhook endpoint answered 410 Gone: disabled");
+                    self.metrics.webhook_endpoint_disabled("gone");
+                }
+                let answer = DeliveryAnswer {
+                    http_status: Some(410),
+                    error: Some("410 Gone: the endpoint was disabled".into()),
+                };
+                (DeliveryResult::Failed, answer, "failed")
+            }
+            Attempted::Failed { answer } => {
+                self.failed(&delivery, now).await;
+                self.retry_or_fail(&delivery, answer, now)
+            }
+            Attempted::Refused(refusal) => {
+                tracing::warn!(%refusal, "webhook endpoint refused by the SSRF guard");
+                self.failed(&delivery, now).await;
+                let answer = DeliveryAnswer {
+                    http_status: None,
+                    error: Some(refusal.to_string()),
+                };
+                let (result, answer, _) = self.retry_or_fail(&delivery, answer, now);
+                (result, answer, "refused")
+            }
+        };
+        self.metrics.webhook_delivery(
+            outcome,
+            event_name,
+            Some(seconds).filter(|_| outcome != "refused"),
+        );
+        match self
+            .webhooks
+            .finish_delivery(delivery.claim, delivery.id, result, answer, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("a webhook delivery's lease lapsed before it finished"),
+            Err(error) => tracing::error!(%error, "cannot record a webhook delivery"),
+        }
+    }
+
+    fn retry_or_fail(
+        &self,
+        delivery: &ClaimedDelivery,
+        answer: DeliveryAnswer,
+        now: DateTime<Utc>,
+    ) -> (DeliveryResult, DeliveryAnswer, &'static str) {
+        match self.config.retry_schedule.wait_after(delivery.attempt) {
+            Some(wait) => {
+                let at = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
+                (DeliveryResult::Retry { at }, answer, "retried")
+            }
+            None => {
+                tracing::warn!(
+                    error = answer.error.as_deref(),
+                    "webhook delivery failed for good"
+                );
+                (DeliveryResult::Failed, answer, "failed")
+            }
+        }
+    }
+
+    /// Notes the failure on the endpoint, and disables one failing for [`FAILING_LIMIT`].
+    async fn failed(&self, delivery: &ClaimedDelivery, now: DateTime<Utc>) {
+        let endpoint = &delivery.endpoint;
+        let since = match self
+            .webhooks
+            .endpoint_answered(endpoint.id, false, now)
+            .await
+        {
+            Ok(since) => since,
+            Err(error) => return tracing::error!(%error, "cannot record a webhook failure"),
+        };
+        if since.is_some_and(|since| now - since >= FAILING_LIMIT) {
+            if let Ok(true) = self
+                .webhooks
+                .disable_endpoint(endpoint.id, "failing", now)
+                .await
+            {
+                tracing::warn!(
+                    url = %endpoint.url,
+                    "webhook endpoint disabled: every delivery to it failed for 5 days"
+                );
+                self.metrics.webhook_endpoint_disabled("failing");
+            }
+        }
+    }
+
+    async fn send(&self, delivery: &ClaimedDelivery, body: &str) -> Attempted {
+        let endpoint = &delivery.endpoint;
+        let url = match url::Url::parse(&endpoint.url) {
+            Ok(url) => url,
+            Err(error) => return Attempted::Refused(UrlRefusal::Invalid(error.to_string())),
+        };
+        // Checked again: the name may resolve elsewhere than at registration. The resolver
+        // checks once more the addresses it connects to.
+        if let Err(refusal) = check_destination(&url, self.config.allow_private).await {
+            return Attempted::Refused(refusal);
+        }
+        let now = self.clock.now();
+        let id = delivery.event.id.to_string();
+        let timestamp = now.timestamp();
+        let mut signatures: Vec<String> = Vec::new();
+        let previous = endpoint.previous_secret.as_deref().filter(|_| {
+            endpoint
+                .previous_secret_until
+                .is_some_and(|until| until > now)
+        });
+        for secret in std::iter::once(endpoint.secret.as_str()).chain(previous) {
+            signatures.extend(signature(secret, &id, timestamp, body));
+        }
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signatures.join(" "))
+            .body(body.to_owned())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempted::Failed {
+                    answer: DeliveryAnswer {
+                        http_status: None,
+                        error: Some(one_line_error(&error)),
+                    },
+                }
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempted::Delivered {
+                status: status.as_u16(),
+            };
+        }
+        if status == reqwest::StatusCode::GONE {
+            return Attempted::Gone;
+        }
+        let mut excerpt = Vec::new();
+        while excerpt.len() < MAX_ANSWER_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        excerpt.truncate(MAX_ANSWER_BYTES);
+        let text = String::from_utf8_lossy(&excerpt);
+        let text = text.trim();
+        Attempted::Failed {
+            answer: DeliveryAnswer {
+                http_status: Some(status.as_u16()),
+                error: Some(if text.is_empty() {
+                    status.to_string()
+                } else {
+                    format!("{status}: {text}")
+                }),
+            },
+        }
+    }
+
+    /// The event's body: its envelope around its data, rendered once and kept, so that every
+    /// delivery and replay of it carries the same data.
+    async fn payload(&self, event: &StoredEvent) -> Result<String, ports::StoreError> {
+        let data = match &event.data {
+            Some(data) => data.clone(),
+            None => {
+                let rendered = event_data(event, self.object_of(event).await?).to_string();
+                self.webhooks.keep_event_data(event.id, &rendered).await?
+            }
+        };
+        let data: serde_json::Value = serde_json::from_str(&data)
+            .map_err(|error| ports::StoreError::Corrupt(format!("webhook_events.data: {error}")))?;
+        Ok(serde_json::json!({
+            "id": event.id,
+            "type": event.kind,
+            "created_at": event.created_at,
+            "sequence": event.sequence,
+            "data": data,
+        })
+        .to_string())
+    }
+
+    async fn object_of(&self, event: &StoredEvent) -> Result<EventObject, ports::StoreError> {
+        let id = event.object_id;
+        Ok(match event.kind {
+            kind if kind.is_about_a_message() => {
+                let message_id = domain::MessageId::from_uuid(id);
+                match self.messages.get(message_id).await? {
+                    Some(message) => {
+                        let attempts = self.messages.attempts(message_id).await?;
+                        EventObject::Message(Box::new(message), attempts)
+                    }
+                    None => EventObject::Gone,
+                }
+            }
+            EventType::VerificationBlocked => match self.webhooks.logged_decision(id).await? {
+                Some(decision) => EventObject::Decision(decision),
+                None => EventObject::Gone,
+            },
+            _ => {
+                let verification_id = domain::VerificationId::from_uuid(id);
+                match self.verifications.get(verification_id).await? {
+                    Some(verification) => EventObject::Verification(verification),
+                    None => EventObject::Gone,
+                }
+            }
+        })
+    }
+}
+
+/// A reqwest error and its causes on one line, for the delivery's record.
+fn one_line_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", crate::wiring::server::one_line(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_specifications_example() {
+        // The example of the Standard Webhooks specification's reference implementations.
+        let signature = signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(
+            signature.as_deref(),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        );
+    }
+}
