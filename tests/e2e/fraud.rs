@@ -1,7 +1,7 @@
 //! The fraud guard seen from a client and an operator: a pumped range blocked with its
 //! reasons (in the answer, the decision log and the metrics) and healed after the block
 //! period, watching before enforcing, line types, IP velocity, and policy modes changed at
-//! run time on every instance.
+//! run time on every instance, and the daily budgets on codes and messages.
 
 use chrono::TimeDelta;
 use domain::fraud::Action;
@@ -9,7 +9,11 @@ use ports::{DecisionFilter, FraudStore};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{TestApp, TestClock};
+use wiremock::matchers::{basic_auth, method, path};
+use wiremock::{Mock, ResponseTemplate};
+use wiremock_form::Form;
+
+use crate::support::{TestApp, TestClock, ACCOUNT_SID, AUTH_TOKEN, FROM, MESSAGES_PATH};
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 
@@ -142,7 +146,10 @@ async fn in_monitor_mode_the_code_goes_and_what_the_guard_would_have_done_is_rec
     ten_codes_to_one_range(&app, &clock).await;
 
     let (status, started) = app
-        .post("/v1/verifications", json!({"to": "+15551234010"}))
+        .post(
+            "/v1/verifications",
+            json!({"to": "+15551234010", "user_id": "user-4711"}),
+        )
         .await;
     assert_eq!(status, 201, "{started}");
     assert_eq!(started["risk"]["action"], "monitor");
@@ -157,7 +164,25 @@ async fn in_monitor_mode_the_code_goes_and_what_the_guard_would_have_done_is_rec
             .as_deref(),
         started["id"].as_str()
     );
-    app.twilio_requests(11).await;
+    // The log keeps who asked, as the calling service named them.
+    assert_eq!(logged[0].user_id.as_deref(), Some("user-4711"));
+    assert!(!logged[0].trusted);
+
+    // A user the client vouches for skips the conversion policies, not the line type.
+    clock.advance(TimeDelta::seconds(2));
+    let (status, vouched) = app
+        .post(
+            "/v1/verifications",
+            json!({"to": "+449012345678", "user_id": "vip-1", "trusted": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{vouched}");
+    assert_eq!(vouched["risk"]["reasons"][0]["code"], "line_type");
+    let logged = decisions(&app).await;
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert_eq!(logged[0].user_id.as_deref(), Some("vip-1"));
+    assert!(logged[0].trusted);
+    app.twilio_requests(12).await;
 }
 
 #[tokio::test]
@@ -390,4 +415,147 @@ async fn a_monitored_budget_lets_the_code_go_and_records_the_finding() {
             "detail": "the daily total: 0.05 of 0.05 USD spent today, and this message costs about 0.05"
         }]})
     );
+}
+
+/// Sends a message under `key`; the status and body, and the `Retry-After` header if any.
+async fn send_message(app: &TestApp, key: &str, body: Value) -> (u16, Value, Option<i64>) {
+    let response = app
+        .client
+        .post(format!("{}/v1/messages", app.base))
+        .bearer_auth(crate::support::API_KEY)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (status, response.json().await.unwrap(), retry_after)
+}
+
+#[tokio::test]
+async fn a_message_that_would_pass_a_daily_budget_is_refused_naming_the_budget_but_a_repeat_is_answered(
+) {
+    let app = TestApp::spawn_with(&[
+        ("SMS_PRICES", "*:0.05"),
+        ("BUDGET_DAILY_PER_COUNTRY", "GB:0.10"),
+    ])
+    .await;
+    app.twilio_accepts("SM00000000000000000000000000000027")
+        .await;
+    let shipped = |to: &str| json!({"to": to, "body": "Your order shipped"});
+
+    // Two one-segment messages to GB spend its 0.10 (by template or by body alike).
+    let (status, first, _) = send_message(
+        &app,
+        "order-1",
+        json!({"to": "+447700900001", "template": "two-factor-auth",
+               "data": {"code": "424242", "expiryMinutes": 5}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{first}");
+    let (status, second, _) = send_message(&app, "order-2", shipped("+447700900002")).await;
+    assert_eq!(status, 202, "{second}");
+
+    // A third would pass it: refused, naming the budget, until midnight UTC.
+    let (status, problem, retry_after) =
+        send_message(&app, "order-3", shipped("+447700900003")).await;
+    assert_eq!(status, 429, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("budget-exhausted"),
+        "{problem}"
+    );
+    let detail =
+        "the daily budget for GB: 0.10 of 0.10 USD spent today, and this message costs about 0.05";
+    assert_eq!(problem["detail"], detail);
+    assert_eq!(
+        problem["risk"],
+        json!({"action": "block", "reasons": [{"code": "budget_exhausted", "detail": detail}]})
+    );
+    let until_midnight = domain::budget::until_next_day(chrono::Utc::now()).num_seconds();
+    let retry_after = retry_after.expect("a Retry-After");
+    assert!(
+        (until_midnight - 5..=until_midnight + 1).contains(&retry_after),
+        "{retry_after} s, midnight in {until_midnight} s"
+    );
+
+    // A repeat of an accepted message is answered as before, never refused.
+    let (status, again, _) = send_message(
+        &app,
+        "order-1",
+        json!({"to": "+447700900001", "template": "two-factor-auth",
+               "data": {"code": "424242", "expiryMinutes": 5}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    // Another request under a taken key is still the key's reuse, not a budget matter.
+    let (status, reused, _) = send_message(&app, "order-2", shipped("+447700900009")).await;
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["type"], "idempotency-key-reused");
+
+    // Other countries have no budget.
+    let (status, us, _) = send_message(&app, "order-4", shipped("+15551234567")).await;
+    assert_eq!(status, 202, "{us}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            &r#"sms_notify_fraud_decisions_total{action="block",reason="budget_exhausted"} 1"#
+                .to_owned()
+        ),
+        "{metrics:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_fails_for_good_gives_its_budget_back() {
+    let app =
+        TestApp::spawn_with(&[("SMS_PRICES", "*:0.05"), ("BUDGET_DAILY_TOTAL", "0.05")]).await;
+    // Twilio refuses both messages for good: it charges nothing for them.
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(Form::exactly(&[
+            ("To", "+447700900001"),
+            ("From", FROM),
+            ("Body", "Your order shipped"),
+        ]))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": 21211, "message": "The 'To' number is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400
+        })))
+        .expect(2)
+        .mount(&app.twilio)
+        .await;
+    let shipped = json!({"to": "+447700900001", "body": "Your order shipped"});
+
+    let (status, first, _) = send_message(&app, "first", shipped.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    let (status, refused, _) = send_message(&app, "second", shipped.clone()).await;
+    assert_eq!(status, 429, "{refused}");
+    app.wait_for_status(first["id"].as_str().unwrap(), "failed")
+        .await;
+
+    // Its estimate comes back once the reservations are settled (every few seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let second = loop {
+        let (status, second, _) = send_message(&app, "second", shipped.clone()).await;
+        if status == 202 {
+            break second;
+        }
+        assert_eq!(status, 429, "{second}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed message's budget never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    app.wait_for_status(second["id"].as_str().unwrap(), "failed")
+        .await;
 }

@@ -383,6 +383,8 @@ fn logged(minutes: i64, action: Action, to: &str) -> LoggedDecision {
         to: PhoneNumber::parse(to).unwrap(),
         api_key: "auth".into(),
         client_ip: Some("203.0.113.9".into()),
+        user_id: (action == Action::Block).then(|| "user-4711".to_owned()),
+        trusted: action == Action::Monitor,
         verification_id: None,
         decision: Decision { action, reasons },
     }
@@ -423,6 +425,8 @@ async fn the_decision_log_is_listed_newest_first_by_action_and_time_a_page_at_a_
             "to": "+447700900***",
             "api_key": "auth",
             "client_ip": "203.0.113.9",
+            "user_id": "user-4711",
+            "trusted": false,
             "verification_id": null,
             "risk": {
                 "action": "block",
@@ -430,6 +434,8 @@ async fn the_decision_log_is_listed_newest_first_by_action_and_time_a_page_at_a_
             }
         })
     );
+    assert_eq!(first["decisions"][1]["trusted"], true);
+    assert_eq!(first["decisions"][1]["user_id"], Value::Null);
     let cursor = first["next_cursor"].as_str().unwrap();
     let (_, second) = admin(
         &app,

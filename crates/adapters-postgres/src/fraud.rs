@@ -7,11 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::budget::SpendCap;
 use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
-use domain::Amount;
+use domain::{Amount, MessageId};
 use ports::params::{self, Param};
 use ports::{
-    rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
+    messages_reserved_for, rows, spend_to_give_back, DecisionFilter, FraudStore, LoggedDecision,
+    ReservedSpend, SafeEntry, SpendReservation, StoreError,
 };
+use sqlx::PgConnection;
 use store_batch::BatchWrite;
 
 use crate::connections::Connections;
@@ -235,8 +237,9 @@ impl FraudStore for PgStore {
         let reasons = params::reasons_json(&decision.decision.reasons);
         let log = query(
             r#"INSERT INTO fraud_decisions
-                   (id, at, "to", api_key, client_ip, verification_id, action, reasons)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)"#,
+                   (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                    user_id, trusted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)"#,
             &params::logged_decision(decision, &reasons),
         );
         execute(log, &self.pool).await?;
@@ -246,7 +249,7 @@ impl FraudStore for PgStore {
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {
         let page = query(
             r#"SELECT id, at, "to", api_key, client_ip, verification_id, action,
-                      reasons::text AS reasons
+                      reasons::text AS reasons, user_id, trusted
                FROM fraud_decisions
                WHERE ($1::text IS NULL OR action = $1)
                  AND ($2::timestamptz IS NULL OR at >= $2)
@@ -287,6 +290,7 @@ impl FraudStore for PgStore {
         day: NaiveDate,
         caps: &[SpendCap],
         amount: Amount,
+        message: MessageId,
     ) -> Result<SpendReservation, StoreError> {
         let day = day.format("%Y-%m-%d").to_string();
         let amount = spend_units(amount)?;
@@ -326,9 +330,59 @@ impl FraudStore for PgStore {
                 });
             };
             after.push(Amount::from_units(i128::from(reserved)));
+            sqlx::query(
+                "INSERT INTO budget_reservations (message_id, day, scope, amount) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (message_id, scope) DO UPDATE \
+                 SET amount = budget_reservations.amount + EXCLUDED.amount",
+            )
+            .bind(message.as_uuid())
+            .bind(&day)
+            .bind(&scope)
+            .bind(amount)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(SpendReservation::Reserved(after))
+    }
+
+    async fn release_spend(&self, message: MessageId) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let released: Vec<ReservedSpend> = sqlx::query_as(
+            "DELETE FROM budget_reservations WHERE message_id = $1 \
+             RETURNING message_id::text, day, scope, amount",
+        )
+        .bind(message.as_uuid())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        give_back(&mut transaction, &released).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(!released.is_empty())
+    }
+
+    async fn settle_spend(&self) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // Rows another instance deletes meanwhile are skipped: each is settled once.
+        let settled: Vec<(String, String, String, i64, bool)> = sqlx::query_as(
+            "DELETE FROM budget_reservations r USING messages m \
+             WHERE r.message_id = m.id AND m.status NOT IN ('queued', 'sending') \
+             RETURNING r.message_id::text, r.day, r.scope, r.amount, \
+                 (m.status IN ('failed', 'expired') AND m.provider_sid IS NULL)",
+        )
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let unsent: Vec<ReservedSpend> = settled
+            .into_iter()
+            .filter(|(.., unsent)| *unsent)
+            .map(|(message, day, scope, amount, _)| (message, day, scope, amount))
+            .collect();
+        give_back(&mut transaction, &unsent).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(messages_reserved_for(&unsent))
     }
 
     async fn charged_since(
@@ -341,6 +395,26 @@ impl FraudStore for PgStore {
     }
 }
 
+/// Takes what `reservations` reserved off their days' spend (never below nothing).
+async fn give_back(
+    connection: &mut PgConnection,
+    reservations: &[ReservedSpend],
+) -> Result<(), StoreError> {
+    for (day, scope, amount) in spend_to_give_back(reservations) {
+        sqlx::query(
+            "UPDATE budget_spend SET spent = GREATEST(spent - $3, 0) \
+             WHERE day = $1 AND scope = $2",
+        )
+        .bind(day)
+        .bind(scope)
+        .bind(amount)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    Ok(())
+}
+
 /// Prices as the usage report sums them (`reports::costs`).
 async fn charged(
     store: &PgStore,
@@ -351,7 +425,7 @@ async fn charged(
     let (units, segments): (Option<String>, Option<i64>) = sqlx::query_as(&format!(
         "SELECT round(sum(price_amount::numeric) * {units})::text, sum(segments)::int8 \
          FROM messages \
-         WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
+         WHERE country = $1 AND price_currency = $2 AND created_at >= $3 AND segments > 0 \
            AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$'",
         units = Amount::UNITS_PER_WHOLE
     ))

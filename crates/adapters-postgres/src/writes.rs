@@ -1,6 +1,6 @@
 //! [`Batched`]: every batched write of a store (see `store_batch`), started together on the
 //! hot paths' connections: those of `messages` (enqueue, finish), `verifications` (create,
-//! checks), `rate_limits` (send limits, country counts) and `fraud` (the guard's code counts).
+//! checks), `rate_limits` (send limits) and `fraud` (the guard's code counts).
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use store_batch::{Batcher, Writers};
 use crate::connections::Connections;
 use crate::fraud::CodeCounter;
 use crate::messages::{Enqueues, Finishes};
-use crate::rate_limits::{Acquires, CountrySends};
+use crate::rate_limits::Acquires;
 use crate::verifications::{Checks, Creates};
 
 /// Statements of one kind in flight at once, and how long a writer under load waits for more
@@ -26,7 +26,6 @@ const WRITERS: Writers = Writers {
 pub(crate) struct Batched {
     pub enqueues: Batcher<Enqueues>,
     pub finishes: Batcher<Finishes>,
-    pub country_sends: Batcher<CountrySends>,
     pub creates: Batcher<Creates>,
     pub acquires: Batcher<Acquires>,
     pub checks: Batcher<Checks>,
@@ -38,7 +37,6 @@ impl Batched {
         Self {
             enqueues: Batcher::start(Enqueues, connections.clone(), WRITERS),
             finishes: Batcher::start(Finishes, connections.clone(), WRITERS),
-            country_sends: Batcher::start(CountrySends, connections.clone(), WRITERS),
             creates: Batcher::start(Creates, connections.clone(), WRITERS),
             // One at a time: each batch locks a client's API-key row for all its sends.
             acquires: Batcher::start(

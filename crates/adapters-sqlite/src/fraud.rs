@@ -7,11 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::budget::SpendCap;
 use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
-use domain::Amount;
+use domain::{Amount, MessageId};
 use ports::params::{self, Param};
 use ports::{
-    rows, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation, StoreError,
+    messages_reserved_for, rows, spend_to_give_back, DecisionFilter, FraudStore, LoggedDecision,
+    ReservedSpend, SafeEntry, SpendReservation, StoreError,
 };
+use sqlx::SqliteConnection;
 
 use crate::reports::PLAIN_PRICE;
 use crate::rows::{all, execute, query, store_error};
@@ -164,8 +166,9 @@ impl FraudStore for SqliteStore {
         let reasons = params::reasons_json(&decision.decision.reasons);
         let log = query(
             r#"INSERT INTO fraud_decisions
-                   (id, at, "to", api_key, client_ip, verification_id, action, reasons)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+                   (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                    user_id, trusted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
             &params::logged_decision(decision, &reasons),
         );
         execute(log, &self.writer).await?;
@@ -174,7 +177,8 @@ impl FraudStore for SqliteStore {
 
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {
         let page = query(
-            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action, reasons
+            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                      user_id, trusted
                FROM fraud_decisions
                WHERE ($1 IS NULL OR action = $1)
                  AND ($2 IS NULL OR at >= $2)
@@ -215,9 +219,11 @@ impl FraudStore for SqliteStore {
         day: NaiveDate,
         caps: &[SpendCap],
         amount: Amount,
+        message: MessageId,
     ) -> Result<SpendReservation, StoreError> {
         let day = day.format("%Y-%m-%d").to_string();
         let amount = spend_units(amount)?;
+        let message = message.as_uuid().hyphenated().to_string();
         let mut transaction = self.begin_write().await?;
         let mut after = Vec::with_capacity(caps.len());
         // The caps come in one order (total, API key, country) from every caller, so
@@ -254,9 +260,66 @@ impl FraudStore for SqliteStore {
                 });
             };
             after.push(Amount::from_units(i128::from(reserved)));
+            sqlx::query(
+                "INSERT INTO budget_reservations (message_id, day, scope, amount) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (message_id, scope) DO UPDATE \
+                 SET amount = budget_reservations.amount + EXCLUDED.amount",
+            )
+            .bind(&message)
+            .bind(&day)
+            .bind(&scope)
+            .bind(amount)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(SpendReservation::Reserved(after))
+    }
+
+    async fn release_spend(&self, message: MessageId) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let released: Vec<ReservedSpend> = sqlx::query_as(
+            "DELETE FROM budget_reservations WHERE message_id = $1 \
+             RETURNING message_id, day, scope, amount",
+        )
+        .bind(message.as_uuid().hyphenated().to_string())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        give_back(&mut transaction, &released).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(!released.is_empty())
+    }
+
+    async fn settle_spend(&self) -> Result<u64, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let settled: Vec<(String, String, String, i64, bool)> = sqlx::query_as(
+            "SELECT r.message_id, r.day, r.scope, r.amount, \
+                 (m.status IN ('failed', 'expired') AND m.provider_sid IS NULL) \
+             FROM budget_reservations r JOIN messages m ON m.id = r.message_id \
+             WHERE m.status NOT IN ('queued', 'sending')",
+        )
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        for (message, _, scope, ..) in &settled {
+            sqlx::query("DELETE FROM budget_reservations WHERE message_id = $1 AND scope = $2")
+                .bind(message)
+                .bind(scope)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        let unsent: Vec<ReservedSpend> = settled
+            .into_iter()
+            .filter(|(.., unsent)| *unsent)
+            .map(|(message, day, scope, amount, _)| (message, day, scope, amount))
+            .collect();
+        give_back(&mut transaction, &unsent).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(messages_reserved_for(&unsent))
     }
 
     async fn charged_since(
@@ -274,7 +337,7 @@ impl FraudStore for SqliteStore {
                             segments \
                      FROM messages \
                      WHERE country = $1 AND price_currency = $2 AND created_at >= $3 \
-                       AND {PLAIN_PRICE})"
+                       AND segments > 0 AND {PLAIN_PRICE})"
             ))
             .bind(country)
             .bind(currency)
@@ -289,6 +352,25 @@ impl FraudStore for SqliteStore {
             u64::try_from(segments.unwrap_or(0)).unwrap_or(0),
         ))
     }
+}
+
+/// Takes what `reservations` reserved off their days' spend (never below nothing).
+async fn give_back(
+    connection: &mut SqliteConnection,
+    reservations: &[ReservedSpend],
+) -> Result<(), StoreError> {
+    for (day, scope, amount) in spend_to_give_back(reservations) {
+        sqlx::query(
+            "UPDATE budget_spend SET spent = max(spent - $3, 0) WHERE day = $1 AND scope = $2",
+        )
+        .bind(day)
+        .bind(scope)
+        .bind(amount)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 /// An amount as the store keeps it: units of 10^-8, in an `int8`. No budget or price comes

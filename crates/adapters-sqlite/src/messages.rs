@@ -302,6 +302,18 @@ impl MessageStore for SqliteStore {
         optional(get, &self.pool, rows::message).await
     }
 
+    async fn by_idempotency_key(
+        &self,
+        api_key: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let holder = query(
+            "SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2",
+            &[Param::text(api_key), Param::text(idempotency_key)],
+        );
+        optional(holder, &self.pool, rows::message).await
+    }
+
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError> {
         let attempts = query(
             "SELECT * FROM message_attempts WHERE message_id = $1 ORDER BY number, started_at, id",

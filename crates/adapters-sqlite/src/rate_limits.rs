@@ -1,16 +1,14 @@
-//! Send limits and per-country send volume on SQLite. Every write transaction takes the
+//! Send limits on SQLite. Every write transaction takes the
 //! database's write lock first (`BEGIN IMMEDIATE`), so a count and the send it admits are never
 //! split by a concurrent caller.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::pumping::{baseline_period, hour_of};
-use domain::HourlySends;
-use ports::{rows, Admission, RateLimit, RateLimiter, StoreError};
+use ports::{Admission, RateLimit, RateLimiter, StoreError};
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
-use crate::rows::{all, instant, micros, store_error};
+use crate::rows::{instant, micros, store_error};
 use crate::SqliteStore;
 
 /// Whether `limit` has room at `now`, after forgetting the sends that have left its window.
@@ -97,46 +95,5 @@ impl RateLimiter for SqliteStore {
         }
         transaction.commit().await.map_err(store_error)?;
         Ok(Admission::Admitted)
-    }
-
-    async fn record_country_send(
-        &self,
-        calling_code: u16,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let hour = hour_of(now);
-        let mut transaction = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO country_send_volume (calling_code, hour, sends) VALUES ($1, $2, 1) \
-             ON CONFLICT (calling_code, hour) \
-             DO UPDATE SET sends = country_send_volume.sends + 1",
-        )
-        .bind(i64::from(calling_code))
-        .bind(micros(hour))
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        sqlx::query("DELETE FROM country_send_volume WHERE calling_code = $1 AND hour < $2")
-            .bind(i64::from(calling_code))
-            .bind(micros(hour - baseline_period()))
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        transaction.commit().await.map_err(store_error)?;
-        Ok(())
-    }
-
-    async fn country_sends(
-        &self,
-        calling_code: u16,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<HourlySends>, StoreError> {
-        let volume = sqlx::query(
-            "SELECT hour, sends FROM country_send_volume \
-             WHERE calling_code = $1 AND hour >= $2 ORDER BY hour",
-        )
-        .bind(i64::from(calling_code))
-        .bind(micros(since));
-        all(volume, &self.pool, rows::hourly_sends).await
     }
 }

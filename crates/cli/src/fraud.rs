@@ -12,7 +12,7 @@ use app::Services;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use domain::fraud::{Action, Block, BlockPeriod, Prefix};
-use ports::DecisionFilter;
+use ports::{DecisionFilter, LoggedDecision};
 
 use crate::args::Instant;
 use crate::environment;
@@ -233,7 +233,7 @@ async fn decisions(
         return Ok(ExitCode::SUCCESS);
     }
     let more = decisions.len() > args.limit as usize;
-    let mut rows = vec![["at", "action", "to", "api_key", "reasons"]
+    let mut rows = vec![["at", "action", "to", "api_key", "user", "reasons"]
         .map(str::to_owned)
         .to_vec()];
     for logged in decisions.iter().take(args.limit as usize) {
@@ -249,6 +249,7 @@ async fn decisions(
             logged.decision.action.to_string(),
             format!("{range}***"),
             logged.api_key.clone(),
+            user(logged),
             if reasons.is_empty() {
                 "-".to_owned()
             } else {
@@ -261,6 +262,16 @@ async fn decisions(
         println!("more: --json prints the cursor of the next page");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The user the calling service named, marked when it vouched for them; `-` for none.
+fn user(logged: &LoggedDecision) -> String {
+    match (&logged.user_id, logged.trusted) {
+        (Some(user_id), true) => format!("{user_id} (trusted)"),
+        (Some(user_id), false) => user_id.clone(),
+        (None, true) => "(trusted)".to_owned(),
+        (None, false) => "-".to_owned(),
+    }
 }
 
 /// A row per block and reason: the block's columns on its first reason's row only.

@@ -168,8 +168,10 @@ impl Budgets {
     }
 }
 
-/// The estimated cost of a message: its price per segment times its segments. `None` on an
-/// overflow no configured price reaches.
+/// The estimated cost of a message: its price per segment times its segments. A call (a
+/// voice code, no segments) is estimated at one segment's price: about what a short call
+/// costs where SMS are cheap, and the settling of reservations gives it back if the call
+/// never starts. `None` on an overflow no configured price reaches.
 pub fn estimate(price_per_segment: Amount, segments: u32) -> Option<Amount> {
     price_per_segment
         .units()
@@ -265,7 +267,7 @@ mod tests {
     #[test]
     fn an_estimate_is_the_price_times_the_segments_exactly() {
         assert_eq!(estimate(amount("0.0079"), 3), Some(amount("0.0237")));
-        // A message has at least one segment.
+        // A call has no segments: it is estimated at one segment's price.
         assert_eq!(estimate(amount("0.05"), 0), Some(amount("0.05")));
         // Ten thousand sends at 0.0079 are 79, not 78.99999.
         let mut total = Amount::ZERO;

@@ -9,7 +9,7 @@ use domain::budget::{SpendCap, SpendScope};
 use domain::fraud::{
     Action, Block, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, SignalKey,
 };
-use domain::{Amount, PhoneNumber, VerificationId};
+use domain::{Amount, MessageId, PhoneNumber, VerificationId};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -31,6 +31,10 @@ pub struct LoggedDecision {
     pub to: PhoneNumber,
     pub api_key: String,
     pub client_ip: Option<String>,
+    /// The calling service's id of its user (`POST /v1/verifications`'s `user_id`).
+    pub user_id: Option<String>,
+    /// Whether the calling service vouched for the user (`trusted`).
+    pub trusted: bool,
     /// The verification the request started or reused, when a code went.
     pub verification_id: Option<VerificationId>,
     pub decision: Decision,
@@ -133,16 +137,30 @@ pub trait FraudStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Reserves `amount` of the spend of `day` under every one of `caps`, in one transaction:
-    /// either each scope's spend grows by `amount` without passing its cap (its spend after,
-    /// in the order of `caps`), or none grows and the first scope that has no room is named.
-    /// Concurrent reservations from any instance never take a scope past its cap.
+    /// Reserves `amount` of the spend of `day` under every one of `caps` for `message`, in
+    /// one transaction: either each scope's spend grows by `amount` without passing its cap
+    /// (its spend after, in the order of `caps`) and the reservation is kept under `message`,
+    /// or none grows and the first scope that has no room is named. Concurrent reservations
+    /// from any instance never take a scope past its cap.
     async fn reserve_spend(
         &self,
         day: NaiveDate,
         caps: &[SpendCap],
         amount: Amount,
+        message: MessageId,
     ) -> Result<SpendReservation, StoreError>;
+
+    /// Gives back what was reserved for `message`, whatever became of it: for a message that
+    /// was never stored (its request lost to an idempotent twin, or its write failed).
+    /// Whether there was a reservation; a second call finds none.
+    async fn release_spend(&self, message: MessageId) -> Result<bool, StoreError>;
+
+    /// Settles the reservations of the messages that have left the queue: a message that
+    /// ended `failed` or `expired` without a provider taking it (no provider id) cost nothing,
+    /// and its reservation is given back; any other keeps its spend. Either way the
+    /// reservation is forgotten, so each is settled once, also by instances settling at once.
+    /// How many messages' reservations were given back.
+    async fn settle_spend(&self) -> Result<u64, StoreError>;
 
     /// What providers charged, in `currency`, for the messages to `country` queued at or after
     /// `since` that have a stored price: the sum of their prices and of their segments, summed
@@ -162,4 +180,39 @@ pub enum SpendReservation {
     Reserved(Vec<Amount>),
     /// Nothing reserved: this scope's spend, `spent`, has no room for the amount.
     Exhausted { scope: SpendScope, spent: Amount },
+}
+
+/// A reservation as a store reads it back: its message's id as text, day (`YYYY-MM-DD`), scope key and
+/// amount in units of the budget's currency.
+pub type ReservedSpend = (String, String, String, i64);
+
+/// What giving `reservations` back takes from each day's scope, summed, in the order every
+/// reservation locks its scopes (the total, then API keys, then countries), so that a
+/// give-back and a reservation never wait for each other in a circle.
+pub fn spend_to_give_back(reservations: &[ReservedSpend]) -> Vec<(String, String, i64)> {
+    let mut sums: std::collections::BTreeMap<(u8, String, String), i64> =
+        std::collections::BTreeMap::new();
+    for (_, day, scope, amount) in reservations {
+        let rank = if scope == "total" {
+            0
+        } else if scope.starts_with("api_key:") {
+            1
+        } else {
+            2
+        };
+        let sum = sums.entry((rank, scope.clone(), day.clone())).or_default();
+        *sum = sum.saturating_add(*amount);
+    }
+    sums.into_iter()
+        .map(|((_, scope, day), amount)| (day, scope, amount))
+        .collect()
+}
+
+/// How many messages `reservations` were made for.
+pub fn messages_reserved_for(reservations: &[ReservedSpend]) -> u64 {
+    let messages: std::collections::HashSet<&str> = reservations
+        .iter()
+        .map(|(message, ..)| message.as_str())
+        .collect();
+    messages.len() as u64
 }

@@ -27,7 +27,8 @@ pub use clock::{Clock, CodeGenerator};
 pub use deliveries::{record_delivery, DeliveryTransaction};
 pub use domain::Price;
 pub use fraud::{
-    DecisionCursor, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation,
+    messages_reserved_for, spend_to_give_back, DecisionCursor, DecisionFilter, FraudStore,
+    LoggedDecision, ReservedSpend, SafeEntry, SpendReservation,
 };
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,

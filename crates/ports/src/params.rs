@@ -265,8 +265,8 @@ pub fn policy_mode(policy: Policy, mode: Mode, now: DateTime<Utc>) -> [Param<'st
 }
 
 /// A logged decision: `id`, `at`, `to`, `api_key`, `client_ip`, `verification_id`, `action`,
-/// `reasons` ([`reasons_json`] of its reasons).
-pub fn logged_decision<'a>(entry: &'a LoggedDecision, reasons: &'a str) -> [Param<'a>; 8] {
+/// `reasons` ([`reasons_json`] of its reasons), `user_id`, `trusted`.
+pub fn logged_decision<'a>(entry: &'a LoggedDecision, reasons: &'a str) -> [Param<'a>; 10] {
     [
         Param::id(entry.id),
         Param::time(entry.at),
@@ -276,6 +276,8 @@ pub fn logged_decision<'a>(entry: &'a LoggedDecision, reasons: &'a str) -> [Para
         Param::Id(entry.verification_id.map(|id| id.as_uuid())),
         Param::text(entry.decision.action.as_str()),
         Param::text(reasons),
+        Param::Text(entry.user_id.as_deref()),
+        Param::Flag(entry.trusted),
     ]
 }
 

@@ -1,9 +1,8 @@
-//! Send limits and send volumes, held in the database so that every instance sees the same
+//! Send limits, held in the database so that every instance sees the same
 //! counts.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::HourlySends;
 
 use crate::StoreError;
 
@@ -24,8 +23,7 @@ pub enum Admission {
     Refused { key: String, retry_after: TimeDelta },
 }
 
-/// Sliding-window send limits, and the hourly send volume per country calling code that the
-/// pumping alarm compares against its usual rate.
+/// Sliding-window send limits.
 ///
 /// # Errors
 /// [`StoreError::Unavailable`] when the database fails.
@@ -40,19 +38,4 @@ pub trait RateLimiter: Send + Sync {
         limits: &[RateLimit],
         now: DateTime<Utc>,
     ) -> Result<Admission, StoreError>;
-
-    /// Counts one send to `calling_code` in the hour `now` is in.
-    async fn record_country_send(
-        &self,
-        calling_code: u16,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// The sends to `calling_code` per hour, for the hours starting at or after `since`, oldest
-    /// first; hours without sends are left out.
-    async fn country_sends(
-        &self,
-        calling_code: u16,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<HourlySends>, StoreError>;
 }

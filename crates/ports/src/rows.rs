@@ -11,8 +11,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
-    Attempt, CodeLength, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price,
-    Priority, Verification, VerificationId,
+    Attempt, CodeLength, DeliveryEvent, Message, MessageId, PhoneNumber, Price, Priority,
+    Verification, VerificationId,
 };
 use uuid::Uuid;
 
@@ -280,17 +280,6 @@ pub fn queue_stats(row: &impl StoredRow) -> Result<QueueStats, StoreError> {
     })
 }
 
-/// A row of `country_send_volume`: `hour`, `sends`.
-pub fn hourly_sends(row: &impl StoredRow) -> Result<HourlySends, StoreError> {
-    let h = Columns::of(row, "country_send_volume");
-    let sends = h.integer("sends")?;
-    Ok(HourlySends {
-        hour: h.time("hour")?,
-        sends: u64::try_from(sends)
-            .map_err(|_| h.corrupt("sends", format!("{sends} is not a count")))?,
-    })
-}
-
 /// A row of `fraud_code_counts`: `scope`, `key`, `hour`, `sent`, `refused`, `checked`,
 /// `approved`.
 pub fn code_counts(row: &impl StoredRow) -> Result<(SignalKey, CodeCounts), StoreError> {
@@ -349,6 +338,8 @@ pub fn logged_decision(row: &impl StoredRow) -> Result<LoggedDecision, StoreErro
         to: d.phone_number("to")?,
         api_key: d.text("api_key")?,
         client_ip: d.optional_text("client_ip")?,
+        user_id: d.optional_text("user_id")?,
+        trusted: d.flag("trusted")?,
         verification_id: d.row.id("verification_id")?.map(VerificationId::from_uuid),
         decision: Decision {
             action: d.parsed("action")?,

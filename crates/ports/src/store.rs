@@ -282,6 +282,14 @@ pub trait MessageStore: Send + Sync {
 
     async fn get(&self, id: MessageId) -> Result<Option<Message>, StoreError>;
 
+    /// The message `api_key` stored under `idempotency_key`, if any: a repeat of a request
+    /// that a budget would now refuse is answered with what the first one stored.
+    async fn by_idempotency_key(
+        &self,
+        api_key: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Message>, StoreError>;
+
     /// The attempts made for a message, oldest first.
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError>;
 

@@ -21,9 +21,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Attempt, AttemptOutcome, Channel, CodeHash, HourlySends, Message, MessageId, MessageStatus,
-    NewMessage, PhoneNumber, Priority, Verification, VerificationId, VerificationPolicy,
-    VerificationStatus,
+    Attempt, AttemptOutcome, Channel, CodeHash, Message, MessageId, MessageStatus, NewMessage,
+    PhoneNumber, Priority, Verification, VerificationId, VerificationPolicy, VerificationStatus,
 };
 
 use crate::{
@@ -138,7 +137,6 @@ macro_rules! store_conformance_tests {
             concurrent_acquires_never_exceed_max,
             concurrent_sends_refused_by_their_number_use_nothing_of_the_api_key,
             a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_for_enough_of_them,
-            country_sends_are_counted_per_hour,
             // FraudStore
             code_events_are_counted_per_key_in_the_hour_the_code_was_asked_for,
             concurrent_code_counts_lose_none,
@@ -164,6 +162,8 @@ macro_rules! store_conformance_tests {
             a_delivery_is_claimed_once_retried_and_finished_only_by_its_claim,
             failing_and_disabled_endpoints_are_remembered_and_skipped,
             a_replay_queues_again_every_event_since_a_time,
+            a_reservation_is_given_back_when_its_message_ends_unsent_and_kept_when_sent,
+            concurrent_reservations_and_give_backs_never_pass_the_cap,
             // MessageReports, StoreHealth
             list_pages_newest_first_and_filters,
             attempts_of_lists_each_messages_attempts_in_order,
@@ -527,8 +527,21 @@ pub async fn idempotency_key_returns_the_original<S: StoreUnderTest>(store: S) {
         answer.message().idempotency_fingerprint.as_deref(),
         Some("fingerprint-of-the-first")
     );
-    assert_eq!(answer, Enqueued::Existing(original));
+    assert_eq!(answer, Enqueued::Existing(original.clone()));
     assert_eq!(MessageStore::get(&store, again.id).await.unwrap(), None);
+    // Found by its key, for its own API key only.
+    assert_eq!(
+        store.by_idempotency_key("shop", "order-7").await.unwrap(),
+        Some(original)
+    );
+    assert_eq!(
+        store.by_idempotency_key("auth", "order-7").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.by_idempotency_key("shop", "order-8").await.unwrap(),
+        None
+    );
 }
 
 pub async fn same_idempotency_key_from_another_api_key_is_a_new_message<S: StoreUnderTest>(
@@ -2197,42 +2210,6 @@ pub async fn a_window_forgets_expired_sends_in_bulk_and_a_lowered_limit_waits_fo
             retry_after: secs(11),
         }
     );
-}
-
-pub async fn country_sends_are_counted_per_hour<S: StoreUnderTest>(store: S) {
-    // t0 is 12:00; two sends in the 11:00 hour, three in the 12:00 one, one to +44.
-    for at in [-3600, -1, 0, 1_800, 3_599] {
-        store.record_country_send(1, t0() + secs(at)).await.unwrap();
-    }
-    store.record_country_send(44, t0()).await.unwrap();
-    assert_eq!(
-        store.country_sends(1, t0() - secs(3600)).await.unwrap(),
-        vec![
-            HourlySends {
-                hour: t0() - secs(3600),
-                sends: 2
-            },
-            HourlySends {
-                hour: t0(),
-                sends: 3
-            },
-        ]
-    );
-    assert_eq!(
-        store.country_sends(1, t0()).await.unwrap(),
-        vec![HourlySends {
-            hour: t0(),
-            sends: 3
-        }]
-    );
-    assert_eq!(
-        store.country_sends(44, t0() - secs(3600)).await.unwrap(),
-        vec![HourlySends {
-            hour: t0(),
-            sends: 1
-        }]
-    );
-    assert!(store.country_sends(49, t0()).await.unwrap().is_empty());
 }
 
 /// The last counted check, wrong, may lock the verification before an earlier counted check

@@ -38,6 +38,12 @@ const CONNECTIONS: usize = 128;
 const FEW_CONNECTIONS: usize = 32;
 /// Requests per second of the open-loop run that measures the API's latency.
 const LATENCY_RATE: f64 = 1_000.0;
+/// Figure 8's runs per fraud mode, and the modes it compares (the guard off first).
+const GUARD_RUNS: usize = 3;
+const GUARD_MODES: [&str; 2] = ["off", "monitor"];
+/// Verifications per second of figure 8's open loop: well under figure 2's rate, so that the
+/// latency is the requests' own, not a queue's.
+const GUARD_LATENCY_RATE: f64 = 300.0;
 /// Between two codes of the time-to-provider scenario, so that each finds the dispatcher idle
 /// (the last send over).
 const CODE_SPACING: Duration = Duration::from_millis(150);
@@ -47,7 +53,7 @@ const CODE_PATIENCE: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-7).
+    /// Only the scenarios that measure this figure (1-8).
     pub only: Option<u8>,
 }
 
@@ -175,13 +181,14 @@ impl Bench {
         // Figure 7 is figures 1, 4 and 5 on SQLite.
         let only = self.plan.only;
         let wanted = |figures: &[u8]| only.is_none_or(|only| figures.contains(&only));
-        let (api, verifications, checks, dispatch, codes, sqlite) = (
+        let (api, verifications, checks, dispatch, codes, sqlite, guard) = (
             wanted(&[1, 6, 7]),
             wanted(&[2]),
             wanted(&[3]),
             wanted(&[4, 7]),
             wanted(&[5, 7]),
             wanted(&[7]),
+            wanted(&[8]),
         );
         for store in [StoreKind::Postgres, StoreKind::Sqlite] {
             if store == StoreKind::Sqlite && !sqlite {
@@ -206,6 +213,9 @@ impl Bench {
             if codes {
                 self.time_to_provider(store, accepted_per_second / 2.0)
                     .await?;
+            }
+            if store == StoreKind::Postgres && guard {
+                self.fraud_guard_cost(store).await?;
             }
         }
         Ok(())
@@ -313,7 +323,8 @@ impl Bench {
             // One API key sends every code of the benchmark.
             ("VERIFY_SENDS_PER_API_KEY", "1000000000".to_owned()),
             // Nobody checks the benchmark's codes, sent to a few ranges: the fraud guard would
-            // block them as pumping. Every scenario runs with it off.
+            // block them as pumping. Every scenario runs with it off but figure 8's, which
+            // measures it in monitor mode.
             ("FRAUD_MODE", "off".to_owned()),
         ];
         env.extend(overrides.iter().cloned());
@@ -516,6 +527,102 @@ impl Bench {
         );
         self.cpu_figures(3, "check", store, &cpu, &checked);
         service.stop().await
+    }
+
+    /// Figure 8: what the fraud guard adds to starting a verification. Every policy computes
+    /// its decision and refuses nothing (`FRAUD_MODE=monitor`), against the guard off
+    /// (`FRAUD_MODE=off`), in runs that take turns (off, monitor, off, ...) on fresh stores
+    /// and services, so that the machine's drift falls on both alike; the medians of
+    /// [`GUARD_RUNS`] runs each, their ratio, and the difference of their p99 latencies.
+    async fn fraud_guard_cost(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        let mut started = [Vec::new(), Vec::new()];
+        let mut p99 = [Vec::new(), Vec::new()];
+        for run in 0..GUARD_RUNS {
+            for (index, mode) in GUARD_MODES.iter().enumerate() {
+                let (rate, latency) = self.verifications_in_fraud_mode(store, mode, run).await?;
+                started[index].push(rate);
+                p99[index].push(latency);
+            }
+        }
+        let median = |values: &[f64]| load::quantile(values, 0.5);
+        let (off, monitor) = (median(&started[0]), median(&started[1]));
+        let (off_p99, monitor_p99) = (median(&p99[0]), median(&p99[1]));
+        let throughput = format!("closed loop, {CONNECTIONS} connections, one API key, each code to its own number (as figure 2), never checked: a worst case for the guard, whose findings are then logged; median of {GUARD_RUNS} runs, each on a fresh store and service, the modes taking turns");
+        let latency = format!("open loop at {GUARD_LATENCY_RATE} verifications/s over {CONNECTIONS} connections before each closed loop, latency from each request's planned start; median of the {GUARD_RUNS} runs' p99");
+        for (mode, value) in GUARD_MODES.iter().zip([off, monitor]) {
+            self.figure(
+                8,
+                &format!("verifications started, FRAUD_MODE={mode}"),
+                store,
+                (value, "/s"),
+                Goal::None,
+                throughput.clone(),
+            );
+        }
+        self.figure(
+            8,
+            "verifications started, monitor as a share of off",
+            store,
+            (100.0 * monitor / off, "%"),
+            Goal::AtLeast(95.0),
+            "the two medians above divided: the guard costs at most 5% of the rate when 95% or more".to_owned(),
+        );
+        for (mode, value) in GUARD_MODES.iter().zip([off_p99, monitor_p99]) {
+            self.figure(
+                8,
+                &format!("p99 latency at {GUARD_LATENCY_RATE}/s, FRAUD_MODE={mode}"),
+                store,
+                (value, "ms"),
+                Goal::None,
+                latency.clone(),
+            );
+        }
+        self.figure(
+            8,
+            "p99 latency added by the guard (monitor - off)",
+            store,
+            (monitor_p99 - off_p99, "ms"),
+            Goal::AtMost(1.0),
+            "the two medians of p99 above subtracted".to_owned(),
+        );
+        Ok(())
+    }
+
+    /// One run of figure 8: on a fresh store and service in `mode`, the p99 latency of an
+    /// open loop of verifications, then the rate of a closed loop.
+    async fn verifications_in_fraud_mode(
+        &self,
+        store: StoreKind,
+        mode: &str,
+        run: usize,
+    ) -> anyhow::Result<(f64, f64)> {
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let scenario = format!("fraud_{mode}_{run}");
+        let overrides = [("FRAUD_MODE", (*mode).to_owned())];
+        let (_fresh, service) = self.start(store, &scenario, &twilio, &overrides).await?;
+        let paced = load::open_loop(
+            &service.target,
+            CONNECTIONS,
+            GUARD_LATENCY_RATE,
+            self.plan.api,
+            Arc::new(verification_call),
+            &format!("POST /v1/verifications at {GUARD_LATENCY_RATE}/s, FRAUD_MODE={mode}"),
+        )
+        .await;
+        paced.check("verification latency")?;
+        // Numbers apart from the paced run's: each code to its own number.
+        let (started, _cpu) = self
+            .closed_loop(
+                &service,
+                CONNECTIONS,
+                Arc::new(|n| verification_call(n + 5_000_000)),
+                &format!("POST /v1/verifications, FRAUD_MODE={mode}"),
+            )
+            .await?;
+        started.check("verifications started")?;
+        ensure_twilio_content(&twilio)?;
+        service.stop().await?;
+        Ok((started.per_second(), paced.latency_ms(0.99)))
     }
 
     /// Queues `count` messages on `fresh` through a service whose Twilio never answers in

@@ -375,6 +375,12 @@ pub struct DecisionView {
     api_key: String,
     /// The client's IP address, when the caller gave it.
     client_ip: Option<String>,
+    /// The calling service's id of its user (`POST /v1/verifications`'s `user_id`), when
+    /// it gave one.
+    user_id: Option<String>,
+    /// Whether the calling service vouched for the user (`trusted`): the conversion policies
+    /// did not judge the request.
+    trusted: bool,
     /// The verification the request started or reused, when a code went.
     #[schema(value_type = Option<String>, format = Uuid)]
     verification_id: Option<VerificationId>,
@@ -392,6 +398,8 @@ impl From<LoggedDecision> for DecisionView {
             to: format!("{range}{}", "*".repeat(hidden)),
             api_key: logged.api_key,
             client_ip: logged.client_ip,
+            user_id: logged.user_id,
+            trusted: logged.trusted,
             verification_id: logged.verification_id,
             risk: logged.decision,
         }
@@ -516,6 +524,8 @@ mod tests {
             to: PhoneNumber::parse("+447700900123").unwrap(),
             api_key: "auth".into(),
             client_ip: None,
+            user_id: None,
+            trusted: false,
             verification_id: None,
             decision: Decision::allow(),
         };

@@ -219,6 +219,7 @@ pub async fn send(
                 error.to_string(),
             )
             .with_field("Idempotency-Key"),
+            SendError::BudgetExhausted(refusal) => super::verifications::fraud_problem(&refusal),
             SendError::Store(error) => error.into(),
         })?;
     match enqueued {

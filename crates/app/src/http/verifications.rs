@@ -496,7 +496,7 @@ fn refusal_problem(refusal: Refusal) -> ApiError {
 
 /// The fraud guard's refusal: a line type refused for good is a 422 naming it; a block is a
 /// 429, with `Retry-After` when it heals by itself. Both carry the decision as `risk`.
-fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
+pub(crate) fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
     let risk = Some(Box::new(RiskView::from(refusal.decision())));
     match refusal {
         FraudRefusal::LineType { .. } => ApiError {
@@ -517,6 +517,16 @@ fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
                 ..blocked
             }
         }
+        FraudRefusal::BudgetExhausted { retry_after, .. } => ApiError {
+            retry_after_seconds: Some(whole_seconds(*retry_after).max(1)),
+            risk,
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget-exhausted",
+                "Daily budget exhausted",
+                refusal.to_string(),
+            )
+        },
     }
 }
 

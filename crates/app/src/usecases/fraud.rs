@@ -17,7 +17,7 @@ use domain::fraud::{
     SignalKey, Signals,
 };
 use domain::pumping::hour_of;
-use domain::{Amount, PhoneNumber, Verification, VerificationId};
+use domain::{Amount, MessageId, PhoneNumber, Verification, VerificationId};
 use ports::{
     Admission, FraudStore, LoggedDecision, RateLimit, RateLimiter, SpendReservation, StoreError,
 };
@@ -91,7 +91,8 @@ impl Default for IpVelocity {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientSignals {
     pub client_ip: Option<IpAddr>,
-    /// The calling service's id of its user: named in the log lines of what the guard found.
+    /// The calling service's id of its user: kept with each logged decision, and named in
+    /// the log lines of what the guard found.
     pub user_id: Option<String>,
     /// The client vouches for a known user: the conversion policies (prefix conversion and
     /// prefix surge) do not judge the request; every other policy does.
@@ -135,14 +136,22 @@ pub enum FraudRefusal {
         decision: Decision,
         retry_after: Option<TimeDelta>,
     },
+    /// A message (`POST /v1/messages`) would pass a daily budget; `detail` names the
+    /// budget's scope, and the day's spend. It rolls over at midnight UTC.
+    #[error("{detail}")]
+    BudgetExhausted {
+        detail: String,
+        decision: Decision,
+        retry_after: TimeDelta,
+    },
 }
 
 impl FraudRefusal {
     pub fn decision(&self) -> &Decision {
         match self {
-            FraudRefusal::LineType { decision, .. } | FraudRefusal::Blocked { decision, .. } => {
-                decision
-            }
+            FraudRefusal::LineType { decision, .. }
+            | FraudRefusal::Blocked { decision, .. }
+            | FraudRefusal::BudgetExhausted { decision, .. } => decision,
         }
     }
 }
@@ -174,6 +183,7 @@ pub struct Screened {
     keys: Vec<SignalKey>,
     client_ip: Option<String>,
     user_id: Option<String>,
+    trusted: bool,
 }
 
 /// What every instance reads of the guard's shared state, once a [`FRAUD_READ_FRESHNESS`].
@@ -410,6 +420,7 @@ impl FraudScreen {
             keys,
             client_ip: addresses.map(|(address, _)| address),
             user_id: client.user_id.clone(),
+            trusted: client.trusted,
         };
         if !screened.decision.is_blocked() {
             return Ok(screened);
@@ -494,69 +505,27 @@ impl FraudScreen {
         Ok((findings, retry_after))
     }
 
-    /// The budget policy, once the message is known: reserves its estimated cost under every
-    /// daily budget it counts against (atomically, in the store, so instances together never
-    /// pass a cap by more than the sends in flight). A budget without room adds a
-    /// `budget_exhausted` finding to the decision: refused until the next UTC day when the
-    /// policy is enforced, recorded only when monitored.
+    /// The budget policy, once a code's message is known: reserves its estimated cost under
+    /// every daily budget it counts against ([`FraudScreen::reserve`]). A budget without room
+    /// adds a `budget_exhausted` finding to the decision: refused until the next UTC day when
+    /// the policy is enforced, recorded only when monitored.
     pub async fn charge(
         &self,
         screened: &mut Screened,
         api_key: &str,
         to: &PhoneNumber,
         segments: u32,
+        message: MessageId,
         now: DateTime<Utc>,
     ) -> Result<(), ScreenError> {
-        let config = &self.config.budgets;
-        if !config.budgets.any() || !screened.policies.is_on(Policy::Budget) {
+        if !screened.policies.is_on(Policy::Budget) {
             return Ok(());
         }
-        let country = SignalKey::country_of(to).value;
-        let caps = config.budgets.caps(api_key, &country);
-        if caps.is_empty() {
+        let Some(finding) = self.reserve(api_key, to, segments, message, now).await? else {
             return Ok(());
-        }
-        let price = match self.charged_price(&country, now).await {
-            Some(price) => price,
-            None => config.prices.get(&country).unwrap_or(Amount::ZERO),
         };
-        let cost = budget::estimate(price, segments).unwrap_or(Amount::from_units(i128::MAX));
-        let currency = &config.budgets.currency;
-        let (scope, spent) = match self
-            .store
-            .reserve_spend(budget::day_of(now), &caps, cost)
-            .await?
-        {
-            SpendReservation::Reserved(after) => {
-                for (cap, after) in caps.iter().zip(after) {
-                    let before = Amount::from_units(after.units() - cost.units());
-                    if budget::crossed_warning(cap.cap, before, after) {
-                        tracing::warn!(
-                            scope = cap.scope.label(),
-                            spent = %after,
-                            cap = %cap.cap,
-                            currency = %currency,
-                            "a daily budget is 80% spent: {}",
-                            cap.scope
-                        );
-                        self.metrics.budget_warning(cap.scope.label());
-                    }
-                }
-                return Ok(());
-            }
-            SpendReservation::Exhausted { scope, spent } => (scope, spent),
-        };
-        let cap = caps
-            .iter()
-            .find(|cap| cap.scope == scope)
-            .map_or(Amount::ZERO, |cap| cap.cap);
         let mut findings = screened.decision.reasons.clone();
-        findings.push(Reason::new(
-            ReasonCode::BudgetExhausted,
-            format!(
-                "{scope}: {spent} of {cap} {currency} spent today, and this message costs about {cost}"
-            ),
-        ));
+        findings.push(finding);
         let decision = Decision::from_findings(findings, &screened.policies);
         self.metrics
             .fraud_decision(decision.action, Some(ReasonCode::BudgetExhausted));
@@ -578,6 +547,152 @@ impl FraudScreen {
             retry_after: Some(budget::until_next_day(now)),
         }
         .into())
+    }
+
+    /// The budget policy for a message sent by template or body (`POST /v1/messages`):
+    /// reserves its estimated cost under `message`'s id when the policy is on. `Some` finding
+    /// when a budget has no room (nothing was reserved); the caller judges it with
+    /// [`FraudScreen::judge_spent_budget`] unless the request turns out to be a repeat.
+    pub async fn reserve_message(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        segments: u32,
+        message: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Reason>, StoreError> {
+        if !self.config.budgets.budgets.any() {
+            return Ok(None);
+        }
+        let (policies, ..) = self.shared(now).await?;
+        if !policies.is_on(Policy::Budget) {
+            return Ok(None);
+        }
+        self.reserve(api_key, to, segments, message, now).await
+    }
+
+    /// Judges a message's `budget_exhausted` finding by the budget policy's mode: counted
+    /// and logged either way; refused until the next UTC day when the policy is enforced.
+    pub async fn judge_spent_budget(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        finding: Reason,
+        now: DateTime<Utc>,
+    ) -> Result<(), ScreenError> {
+        let (policies, ..) = self.shared(now).await?;
+        let detail = finding.detail.clone();
+        let decision = Decision::from_findings(vec![finding], &policies);
+        self.metrics
+            .fraud_decision(decision.action, Some(ReasonCode::BudgetExhausted));
+        let entry = LoggedDecision {
+            id: uuid::Uuid::new_v4(),
+            at: now,
+            to: to.clone(),
+            api_key: api_key.to_owned(),
+            client_ip: None,
+            user_id: None,
+            trusted: false,
+            verification_id: None,
+            decision: decision.clone(),
+        };
+        if let Err(error) = self.store.log_decision(&entry).await {
+            tracing::warn!(%error, "cannot log a fraud decision");
+        }
+        if !decision.is_blocked() {
+            tracing::info!(to = %to.masked(), "a daily budget is spent; the message went (budget policy monitored)");
+            return Ok(());
+        }
+        tracing::warn!(to = %to.masked(), "message refused: a daily budget is spent");
+        Err(FraudRefusal::BudgetExhausted {
+            detail,
+            decision,
+            retry_after: budget::until_next_day(now),
+        }
+        .into())
+    }
+
+    /// Gives back what was reserved for a message that was not stored after all (a repeat
+    /// of an earlier request, or a failed write). A failure is logged: the day's spend stays
+    /// over-counted by one message's estimate.
+    pub async fn release(&self, message: MessageId) {
+        if let Err(error) = self.store.release_spend(message).await {
+            tracing::warn!(%error, message_id = %message, "cannot give back a budget reservation");
+        }
+    }
+
+    /// Gives back the reservations of messages that ended without a provider taking them
+    /// (failed for good, expired unsent); forgets those of messages that went. How many
+    /// messages' reservations were given back.
+    pub async fn settle_spend(&self) -> Result<u64, StoreError> {
+        if !self.config.budgets.budgets.any() {
+            return Ok(0);
+        }
+        self.store.settle_spend().await
+    }
+
+    /// Reserves a message's estimated cost under every daily budget it counts against
+    /// (atomically, in the store, so instances together never pass a cap by more than the
+    /// sends in flight), kept under `message` so that it can be given back. The cost is the
+    /// country's price per segment times the segments; a call (no segments) is estimated at
+    /// one segment's price. `Some` `budget_exhausted` finding when a budget has no room.
+    async fn reserve(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        segments: u32,
+        message: MessageId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Reason>, StoreError> {
+        let config = &self.config.budgets;
+        if !config.budgets.any() {
+            return Ok(None);
+        }
+        let country = SignalKey::country_of(to).value;
+        let caps = config.budgets.caps(api_key, &country);
+        if caps.is_empty() {
+            return Ok(None);
+        }
+        let price = match self.charged_price(&country, now).await {
+            Some(price) => price,
+            None => config.prices.get(&country).unwrap_or(Amount::ZERO),
+        };
+        let cost = budget::estimate(price, segments).unwrap_or(Amount::from_units(i128::MAX));
+        let currency = &config.budgets.currency;
+        let (scope, spent) = match self
+            .store
+            .reserve_spend(budget::day_of(now), &caps, cost, message)
+            .await?
+        {
+            SpendReservation::Reserved(after) => {
+                for (cap, after) in caps.iter().zip(after) {
+                    let before = Amount::from_units(after.units() - cost.units());
+                    if budget::crossed_warning(cap.cap, before, after) {
+                        tracing::warn!(
+                            scope = cap.scope.label(),
+                            spent = %after,
+                            cap = %cap.cap,
+                            currency = %currency,
+                            "a daily budget is 80% spent: {}",
+                            cap.scope
+                        );
+                        self.metrics.budget_warning(cap.scope.label());
+                    }
+                }
+                return Ok(None);
+            }
+            SpendReservation::Exhausted { scope, spent } => (scope, spent),
+        };
+        let cap = caps
+            .iter()
+            .find(|cap| cap.scope == scope)
+            .map_or(Amount::ZERO, |cap| cap.cap);
+        Ok(Some(Reason::new(
+            ReasonCode::BudgetExhausted,
+            format!(
+                "{scope}: {spent} of {cap} {currency} spent today, and this message costs about {cost}"
+            ),
+        )))
     }
 
     /// The price per segment providers charged for `country` in the budgets' currency over the
@@ -709,6 +824,8 @@ impl FraudScreen {
             to: to.clone(),
             api_key: api_key.to_owned(),
             client_ip: screened.client_ip.clone(),
+            user_id: screened.user_id.clone(),
+            trusted: screened.trusted,
             verification_id,
             decision: screened.decision.clone(),
         };

@@ -6,6 +6,7 @@ use ports::{DeliveryUpdate, Enqueued, StoreError};
 use sha2::{Digest, Sha256};
 use template::RenderError;
 
+use crate::usecases::fraud::{FraudRefusal, ScreenError};
 use crate::usecases::Services;
 
 /// Longest body accepted: ten concatenated segments. Beyond that a message is almost surely a
@@ -47,6 +48,10 @@ pub enum SendError {
     /// The idempotency key was taken by a request with other content; nothing was queued.
     #[error("Idempotency-Key `{0}` was already used with a different request")]
     IdempotencyKeyReused(String),
+    /// A daily budget has no room for the message (the fraud guard's budget policy,
+    /// enforced); nothing was queued.
+    #[error(transparent)]
+    BudgetExhausted(FraudRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,14 +75,37 @@ impl Services {
         let sensitive = template
             .as_deref()
             .is_some_and(|name| self.templates.is_sensitive(name));
-        let message = new_message(
-            request.to,
-            request.channel,
-            template,
-            body,
-            api_key,
-            self.clock.now(),
-        );
+        let now = self.clock.now();
+        let message = new_message(request.to, request.channel, template, body, api_key, now);
+        let message_id = message.id;
+        let spent = self
+            .fraud_guard
+            .reserve_message(api_key, &message.to, message.segments, message_id, now)
+            .await?;
+        if let Some(finding) = spent {
+            // A repeat of a message already accepted is answered as before, never refused.
+            let earlier = match &idempotency_key {
+                Some(key) => self.messages.by_idempotency_key(api_key, key).await?,
+                None => None,
+            };
+            match earlier {
+                Some(earlier) => {
+                    return replayed(
+                        Enqueued::Existing(earlier),
+                        idempotency_key,
+                        idempotency_fingerprint.as_deref(),
+                    );
+                }
+                None => self
+                    .fraud_guard
+                    .judge_spent_budget(api_key, &message.to, finding, now)
+                    .await
+                    .map_err(|error| match error {
+                        ScreenError::Refused(refusal) => SendError::BudgetExhausted(refusal),
+                        ScreenError::Store(error) => SendError::Store(error),
+                    })?,
+            }
+        }
         let enqueued = self
             .messages
             .enqueue(NewMessage {
@@ -86,21 +114,28 @@ impl Services {
                 sensitive,
                 ..message
             })
-            .await?;
-        match &enqueued {
-            Enqueued::Created(_) => self.dispatcher_wake.notify_one(),
-            // A message stored before fingerprints were kept has none: taken as the same.
-            Enqueued::Existing(existing)
-                if existing.idempotency_fingerprint.is_some()
-                    && existing.idempotency_fingerprint != idempotency_fingerprint =>
-            {
-                return Err(SendError::IdempotencyKeyReused(
-                    idempotency_key.unwrap_or_default(),
-                ));
+            .await;
+        let enqueued = match enqueued {
+            Ok(enqueued) => enqueued,
+            Err(error) => {
+                self.fraud_guard.release(message_id).await;
+                return Err(error.into());
             }
-            Enqueued::Existing(_) => {}
+        };
+        if let Enqueued::Existing(_) = &enqueued {
+            // Not stored: the earlier message holds its own reservation.
+            self.fraud_guard.release(message_id).await;
         }
-        Ok(enqueued)
+        replayed(
+            enqueued,
+            idempotency_key,
+            idempotency_fingerprint.as_deref(),
+        )
+        .inspect(|enqueued| {
+            if let Enqueued::Created(_) = enqueued {
+                self.dispatcher_wake.notify_one();
+            }
+        })
     }
 
     /// The template's name and the text a message would carry, refused as
@@ -191,6 +226,28 @@ impl Services {
                 (message, own)
             })
             .collect())
+    }
+}
+
+/// What a request answers once the store has said whether its idempotency key was taken:
+/// the earlier message if the request is the same (by `fingerprint`; a message stored before
+/// fingerprints were kept has none, and is taken as the same), else the key's reuse refused.
+fn replayed(
+    enqueued: Enqueued,
+    idempotency_key: Option<String>,
+    fingerprint: Option<&str>,
+) -> Result<Enqueued, SendError> {
+    match &enqueued {
+        Enqueued::Existing(existing)
+            if fingerprint.is_some()
+                && existing.idempotency_fingerprint.is_some()
+                && existing.idempotency_fingerprint.as_deref() != fingerprint =>
+        {
+            Err(SendError::IdempotencyKeyReused(
+                idempotency_key.unwrap_or_default(),
+            ))
+        }
+        _ => Ok(enqueued),
     }
 }
 

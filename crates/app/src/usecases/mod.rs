@@ -223,6 +223,13 @@ impl Services {
         self.fraud.forget_counts(before).await
     }
 
+    /// Settles the daily budgets' reservations of the messages that left the queue: those that
+    /// ended without a provider taking them (failed for good, expired unsent) give theirs
+    /// back. How many did.
+    pub async fn settle_budget_spend(&self) -> Result<u64, StoreError> {
+        self.fraud_guard.settle_spend().await
+    }
+
     /// The signal the dispatcher waits on, which the use cases give when they queue a message.
     pub(crate) fn dispatcher_wake(&self) -> &Arc<Notify> {
         &self.dispatcher_wake

@@ -195,10 +195,12 @@ impl Services {
                 api_key,
                 &verification.to,
                 message.segments,
+                message.id,
                 now,
             )
             .await?;
         verification.risk = Some(screened.decision.clone());
+        let message_id = message.id;
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
             self.verifications.create(
@@ -208,7 +210,13 @@ impl Services {
             ),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
-        let message = message?;
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                self.fraud_guard.release(message_id).await;
+                return Err(error.into());
+            }
+        };
         self.dispatcher_wake.notify_one();
         self.fraud_guard
             .log_let_through(&screened, api_key, &verification, now)
@@ -248,8 +256,16 @@ impl Services {
         let code = self.new_code(&pending.to, policy.code_length);
         let message = self.code_message(api_key, &pending, &code, request, &delivery, now)?;
         self.fraud_guard
-            .charge(&mut screened, api_key, &pending.to, message.segments, now)
+            .charge(
+                &mut screened,
+                api_key,
+                &pending.to,
+                message.segments,
+                message.id,
+                now,
+            )
             .await?;
+        let message_id = message.id;
         let (added, ()) = tokio::join!(
             self.verifications.add_code(
                 pending.id,
@@ -260,9 +276,16 @@ impl Services {
             ),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
-        let added = added?;
+        let added = match added {
+            Ok(added) => added,
+            Err(error) => {
+                self.fraud_guard.release(message_id).await;
+                return Err(error.into());
+            }
+        };
         // Another request for the same number won the race to resend.
         let Some((verification, message)) = added else {
+            self.fraud_guard.release(message_id).await;
             return Err(StartError::TooSoon {
                 retry_after: policy.resend_interval,
             });

@@ -431,6 +431,7 @@ impl Server {
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let webhooks = tokio::spawn(self.webhook_deliverer.run(dispatcher_stopped.clone()));
+        let settle_spend = tokio::spawn(settle_budget_spend(self.services.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -458,6 +459,8 @@ impl Server {
         forget_counts.abort();
         // A delivery cut short is sent again once its lease lapses (at least once).
         webhooks.abort();
+        // Settling is one transaction: one cut short is settled again by the next.
+        settle_spend.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -505,6 +508,30 @@ async fn forget_fraud_counts(services: Arc<Services>) {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "forgot the fraud guard's old hourly counts"),
             Err(error) => tracing::warn!(%error, "cannot forget the fraud guard's old counts"),
+        }
+    }
+}
+
+/// How often the daily budgets' reservations of messages that left the queue are settled: a
+/// message that failed or expired unsent gives its estimate back within this.
+pub const SETTLE_BUDGET_SPEND_EVERY: Duration = Duration::from_secs(5);
+
+/// Settles the daily budgets' reservations every [`SETTLE_BUDGET_SPEND_EVERY`]: each instance
+/// does, each reservation is settled once, and without budgets nothing is read.
+async fn settle_budget_spend(services: Arc<Services>) {
+    let mut interval = tokio::time::interval(SETTLE_BUDGET_SPEND_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match services.settle_budget_spend().await {
+            Ok(0) => {}
+            Ok(messages) => {
+                tracing::info!(
+                    messages,
+                    "gave back the budget reservations of messages that went unsent"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "cannot settle the daily budgets' reservations"),
         }
     }
 }

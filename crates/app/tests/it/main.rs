@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod budgets;
 mod failover;
 mod reconcile;
 mod unanswered;

@@ -179,6 +179,7 @@ async fn the_safe_list_is_added_to_listed_and_removed_from() {
 }
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+const CLIENT_KEY: &str = "client-key-0123456789abcdef";
 
 /// The service on `database_url` in this process, with an admin key; its address.
 async fn serve(database_url: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
@@ -191,6 +192,7 @@ async fn serve(database_url: &str) -> (String, tokio::sync::oneshot::Sender<()>)
         ),
         ("SMS_PROVIDERS", "console".to_owned()),
         ("ADMIN_API_KEYS", format!("ops:{ADMIN_KEY}")),
+        ("API_KEYS", format!("auth:{CLIENT_KEY}")),
     ]);
     let config = app::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
     let server = app::Server::build(config).await.unwrap();
@@ -203,7 +205,8 @@ async fn serve(database_url: &str) -> (String, tokio::sync::oneshot::Sender<()>)
 }
 
 /// The operator's unblock goes to the database the service reads: the store holds no block
-/// any more and the service's admin route shows none, so the next check of the prefix passes.
+/// any more, the service's admin route shows none, and the service, another instance than the
+/// CLI's, sends codes to the prefix again within a second.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unblock_from_the_cli_on_the_services_postgres_database_lifts_the_services_block() {
     let database = TestDatabase::create().await;
@@ -227,8 +230,38 @@ async fn an_unblock_from_the_cli_on_the_services_postgres_database_lifts_the_ser
         .await
         .unwrap();
     assert_eq!(placed.status(), 201);
+    let start = || async {
+        let response = client
+            .post(format!("{base}/v1/verifications"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&json!({"to": "+447700900123", "user_id": "user-4711"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    let (status, refused) = start().await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["risk"]["reasons"][0]["code"], "manual_block");
 
     let operator = Operator::new().await;
+    // The refusal is in the decision log, with the user the service named.
+    let logged = operator
+        .run_on_postgres_without_a_provider(&database.url, &["fraud", "decisions"])
+        .await;
+    logged.succeeded();
+    let stdout = logged.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("user"), "{stdout}");
+    assert!(lines[1].contains("+447700900***"), "{stdout}");
+    assert!(
+        lines[1].contains("user-4711") && lines[1].ends_with("manual_block"),
+        "{stdout}"
+    );
     let listed = operator
         .run_on_postgres_without_a_provider(&database.url, &["fraud", "list", "--json"])
         .await;
@@ -242,6 +275,21 @@ async fn an_unblock_from_the_cli_on_the_services_postgres_database_lifts_the_ser
     let store = PgStore::connect(&database.url, 1).await.unwrap();
     assert_eq!(store.blocks(chrono::Utc::now()).await.unwrap(), []);
     assert_eq!(blocks().await, json!({"blocks": []}));
+    // The service reads blocks at most a second old: its next codes to the prefix go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, started) = start().await;
+        if status == 201 {
+            assert_eq!(started["risk"]["action"], "allow", "{started}");
+            break;
+        }
+        assert_eq!(status, 429, "{started}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service still refuses codes to the unblocked prefix"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // And the other way: a safe-list entry added by the CLI is the service's.
     operator

@@ -8,7 +8,7 @@ use domain::fraud::{
     Action, Block, BlockPeriod, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, Prefixes,
     Reason, ReasonCode, SignalKey,
 };
-use domain::{Verification, VerificationId};
+use domain::{MessageId, Verification, VerificationId};
 use uuid::Uuid;
 
 use super::{code_hash, code_message, phone, t0, verification, StoreUnderTest};
@@ -313,6 +313,8 @@ fn logged(at: DateTime<Utc>, action: Action) -> LoggedDecision {
         to: phone("+449012345678"),
         api_key: "auth".into(),
         client_ip: (action == Action::Block).then(|| "203.0.113.7".to_owned()),
+        user_id: (action != Action::Allow).then(|| "user-4711".to_owned()),
+        trusted: action == Action::Monitor,
         verification_id: (action != Action::Block).then(VerificationId::generate),
         decision: Decision { action, reasons },
     }
@@ -452,7 +454,7 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     for spent in ["0.2", "0.4"] {
         assert_eq!(
             store
-                .reserve_spend(today, &caps, money("0.2"))
+                .reserve_spend(today, &caps, money("0.2"), MessageId::generate())
                 .await
                 .unwrap(),
             SpendReservation::Reserved(vec![money(spent), money(spent)])
@@ -461,7 +463,7 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     // GB has 0.10 left: nothing is reserved, not even under the total.
     assert_eq!(
         store
-            .reserve_spend(today, &caps, money("0.2"))
+            .reserve_spend(today, &caps, money("0.2"), MessageId::generate())
             .await
             .unwrap(),
         SpendReservation::Exhausted {
@@ -471,7 +473,7 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     );
     assert_eq!(
         store
-            .reserve_spend(today, &caps[..1], money("0.6"))
+            .reserve_spend(today, &caps[..1], money("0.6"), MessageId::generate())
             .await
             .unwrap(),
         SpendReservation::Reserved(vec![money("1")])
@@ -479,7 +481,12 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     // A send larger than a whole budget never passes it, even on a day without spend.
     assert!(matches!(
         store
-            .reserve_spend(day("2026-12-06"), &caps, money("0.51"))
+            .reserve_spend(
+                day("2026-12-06"),
+                &caps,
+                money("0.51"),
+                MessageId::generate()
+            )
             .await
             .unwrap(),
         SpendReservation::Exhausted { .. }
@@ -487,7 +494,12 @@ pub async fn spend_reservations_stop_at_the_cap_and_name_the_scope<S: StoreUnder
     // The next UTC day starts again.
     assert_eq!(
         store
-            .reserve_spend(day("2026-12-06"), &caps, money("0.5"))
+            .reserve_spend(
+                day("2026-12-06"),
+                &caps,
+                money("0.5"),
+                MessageId::generate()
+            )
             .await
             .unwrap(),
         SpendReservation::Reserved(vec![money("0.5"), money("0.5")])
@@ -511,7 +523,12 @@ pub async fn concurrent_spend_reservations_never_pass_the_cap<S: StoreUnderTest>
             let (store, caps) = (store.clone(), caps.clone());
             tokio::spawn(async move {
                 store
-                    .reserve_spend(day("2026-12-05"), &caps, money("0.1"))
+                    .reserve_spend(
+                        day("2026-12-05"),
+                        &caps,
+                        money("0.1"),
+                        MessageId::generate(),
+                    )
                     .await
                     .unwrap()
             })
@@ -528,4 +545,159 @@ pub async fn concurrent_spend_reservations_never_pass_the_cap<S: StoreUnderTest>
         .map(|tenths| domain::Amount::from_units(tenths * 10_000_000))
         .collect();
     assert_eq!(reserved, expected, "exactly ten sends of 0.10 fit in 1.00");
+}
+
+/// A cap on the day's total spend only.
+fn total_cap(cap: &str) -> Vec<domain::budget::SpendCap> {
+    vec![domain::budget::SpendCap {
+        scope: domain::budget::SpendScope::Total,
+        cap: money(cap),
+    }]
+}
+
+/// Reserves `amount` for `message` under `caps` on 2026-12-05.
+async fn reserve<S: StoreUnderTest>(
+    store: &S,
+    caps: &[domain::budget::SpendCap],
+    amount: &str,
+    message: MessageId,
+) -> SpendReservation {
+    store
+        .reserve_spend(day("2026-12-05"), caps, money(amount), message)
+        .await
+        .unwrap()
+}
+
+pub async fn a_reservation_is_given_back_when_its_message_ends_unsent_and_kept_when_sent<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    use super::{attempt, claim_one, enqueue_new, sent};
+    use crate::DispatchOutcome;
+    use domain::AttemptOutcome;
+
+    let caps = total_cap("1");
+    // Four stored messages each reserve 0.10: one fails for good before the provider takes
+    // it, one expires unsent, one is sent, one is still queued.
+    let mut ids = Vec::new();
+    for outcome in [
+        Some(DispatchOutcome::Failed {
+            error_code: Some("21211".into()),
+            error_message: "invalid 'To' phone number".into(),
+        }),
+        Some(DispatchOutcome::Expired),
+        Some(sent("SM00000000000000000000000000000001")),
+        None,
+    ] {
+        let queued = enqueue_new(&store, super::notification(t0())).await;
+        assert!(matches!(
+            reserve(&store, &caps, "0.1", queued.id).await,
+            SpendReservation::Reserved(_)
+        ));
+        ids.push(queued.id);
+        if let Some(outcome) = outcome {
+            let claimed = claim_one(&store, t0()).await;
+            assert_eq!(claimed.message.id, queued.id);
+            let tried = matches!(outcome, DispatchOutcome::Failed { .. })
+                .then(|| attempt(1, t0(), AttemptOutcome::PermanentError));
+            assert!(store
+                .finish(claimed.claim, queued.id, tried, outcome, t0())
+                .await
+                .unwrap());
+        }
+    }
+    // A fifth reservation whose message was never stored.
+    let never_stored = MessageId::generate();
+    reserve(&store, &caps, "0.1", never_stored).await;
+
+    // The failed and the expired message give theirs back: 0.50 spent becomes 0.30.
+    assert_eq!(store.settle_spend().await.unwrap(), 2);
+    assert_eq!(
+        reserve(&store, &caps, "0.1", MessageId::generate()).await,
+        SpendReservation::Reserved(vec![money("0.4")])
+    );
+    // Settled once: a second settling gives nothing back, the queued message keeps its own.
+    assert_eq!(store.settle_spend().await.unwrap(), 0);
+    // The message never stored gives its reservation back when asked to, once.
+    assert!(store.release_spend(never_stored).await.unwrap());
+    assert!(!store.release_spend(never_stored).await.unwrap());
+    assert_eq!(
+        reserve(&store, &caps, "0.1", MessageId::generate()).await,
+        SpendReservation::Reserved(vec![money("0.4")])
+    );
+    // The queued message, once sent, keeps its spend.
+    let claimed = claim_one(&store, t0()).await;
+    assert_eq!(claimed.message.id, ids[3]);
+    assert!(store
+        .finish(
+            claimed.claim,
+            ids[3],
+            None,
+            sent("SM00000000000000000000000000000002"),
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.settle_spend().await.unwrap(), 0);
+    assert_eq!(
+        reserve(&store, &caps, "0.6", MessageId::generate()).await,
+        SpendReservation::Reserved(vec![money("1")])
+    );
+}
+
+/// Spend never passes a cap by more than the sends in flight, whatever is given back
+/// meanwhile: reservations and give-backs race from many tasks at once.
+pub async fn concurrent_reservations_and_give_backs_never_pass_the_cap<S: StoreUnderTest>(
+    store: S,
+) {
+    let caps = total_cap("1");
+    let tasks: Vec<_> = (0..60)
+        .map(|n| {
+            let (store, caps) = (store.clone(), caps.clone());
+            tokio::spawn(async move {
+                let message = MessageId::generate();
+                let reserved = reserve(&store, &caps, "0.1", message).await;
+                let given_back = match &reserved {
+                    SpendReservation::Reserved(after) => {
+                        assert!(after[0] <= money("1"), "spent {} of 1", after[0]);
+                        // Every third reservation's message is never stored.
+                        n % 3 == 0 && store.release_spend(message).await.unwrap()
+                    }
+                    SpendReservation::Exhausted { .. } => false,
+                };
+                (
+                    matches!(reserved, SpendReservation::Reserved(_)),
+                    given_back,
+                )
+            })
+        })
+        .collect();
+    let (mut kept, mut given_back) = (0_i128, 0);
+    for task in tasks {
+        let (reserved, released) = task.await.unwrap();
+        if reserved && !released {
+            kept += 1;
+        }
+        if released {
+            given_back += 1;
+        }
+    }
+    assert!(given_back > 0, "no reservation was given back");
+    assert!(kept <= 10, "{kept} sends of 0.10 kept under a cap of 1.00");
+    // The day's spend is exactly what was kept: the rest of the cap fits, not a unit more.
+    let rest = domain::Amount::from_units((10 - kept) * 10_000_000);
+    if rest > domain::Amount::ZERO {
+        assert_eq!(
+            store
+                .reserve_spend(day("2026-12-05"), &caps, rest, MessageId::generate())
+                .await
+                .unwrap(),
+            SpendReservation::Reserved(vec![money("1")])
+        );
+    }
+    assert!(matches!(
+        reserve(&store, &caps, "0.00000001", MessageId::generate()).await,
+        SpendReservation::Exhausted { .. }
+    ));
 }

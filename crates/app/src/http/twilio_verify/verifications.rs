@@ -156,6 +156,9 @@ fn start_error(error: StartError) -> TwilioError {
         StartError::Fraud(refusal) => {
             let retry_after = match &refusal {
                 FraudRefusal::Blocked { retry_after, .. } => retry_after.map(whole_seconds),
+                FraudRefusal::BudgetExhausted { retry_after, .. } => {
+                    Some(whole_seconds(*retry_after))
+                }
                 FraudRefusal::LineType { .. } => None,
             };
             TwilioError {
