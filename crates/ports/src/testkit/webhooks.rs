@@ -247,6 +247,8 @@ pub async fn a_fraud_block_is_a_blocked_event<S: StoreUnderTest>(store: S) {
         to: phone("+449012345678"),
         api_key: "auth".into(),
         client_ip: None,
+        user_id: None,
+        trusted: false,
         verification_id: None,
         decision: Decision {
             action,
