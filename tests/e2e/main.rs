@@ -28,3 +28,4 @@ mod startup;
 mod twilio_verify;
 mod two_factor;
 mod webhooks;
+mod workflows;

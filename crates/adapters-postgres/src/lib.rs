@@ -24,6 +24,7 @@ mod rows;
 pub mod testing;
 mod verifications;
 mod verify_services;
+mod workflows;
 mod writes;
 
 pub use queue_wakeups::PgQueueWakeups;

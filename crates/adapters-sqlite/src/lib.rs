@@ -21,6 +21,7 @@ mod reports;
 mod rows;
 mod verifications;
 mod verify_services;
+mod workflows;
 mod writes;
 
 use std::path::{Path, PathBuf};

@@ -24,6 +24,7 @@ pub mod pumping;
 pub mod retry;
 pub mod segments;
 pub mod verification;
+pub mod workflow;
 
 pub use amount::{Amount, InvalidAmount};
 pub use channel::Channel;
@@ -42,4 +43,7 @@ pub use segments::{analyze, outside_gsm7, Encoding, SegmentInfo};
 pub use verification::{
     CheckOutcome, CheckRefusal, CodeHash, CodeLength, ResendRefusal, Verification,
     VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,
+};
+pub use workflow::{
+    FallbackReason, InvalidWorkflow, StepRequest, VerificationAttempt, Workflow, WorkflowPlan,
 };

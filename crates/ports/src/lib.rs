@@ -20,6 +20,7 @@ mod store;
 pub mod testkit;
 mod verify_services;
 mod wakeups;
+mod workflows;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
@@ -44,6 +45,7 @@ pub use store::{
 };
 pub use verify_services::{VerifyService, VerifyServiceStore};
 pub use wakeups::QueueWakeups;
+pub use workflows::{DueStep, StepTaken, WorkflowStore};
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
@@ -61,3 +63,5 @@ pub use store::{MockMessageStore, MockVerificationStore};
 pub use verify_services::MockVerifyServiceStore;
 #[cfg(feature = "mocks")]
 pub use wakeups::MockQueueWakeups;
+#[cfg(feature = "mocks")]
+pub use workflows::MockWorkflowStore;

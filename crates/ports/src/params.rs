@@ -309,3 +309,9 @@ pub fn verify_service_settings(service: &VerifyService) -> [Param<'_>; 5] {
     let [id, account_sid, friendly_name, code_length, _, updated_at] = verify_service(service);
     [id, account_sid, friendly_name, code_length, updated_at]
 }
+
+/// A workflow's repeated request as its stores keep it: JSON (a struct of strings, which
+/// always serializes).
+pub fn step_request_json(request: &domain::StepRequest) -> String {
+    serde_json::to_string(request).unwrap_or_else(|_| "{}".to_owned())
+}

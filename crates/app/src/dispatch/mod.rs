@@ -1,6 +1,8 @@
 //! The background workers that move messages after the request that queued them has been
-//! answered: the dispatcher, which sends what is due, and the reconciler, which asks the
-//! provider about sends whose status never came back.
+//! answered: the dispatcher, which sends what is due, the reconciler, which asks the
+//! provider about sends whose status never came back, and the workflows' worker, which sends
+//! a verification's next channel when its step failed or went unanswered.
 
 pub mod dispatcher;
 pub mod reconcile;
+pub mod workflows;

@@ -183,6 +183,7 @@ mod tests {
             limiter: Arc::new(ports::MockRateLimiter::new()),
             fraud: Arc::new(fraud),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
+            workflows: Arc::new(ports::MockWorkflowStore::new()),
         };
         Services::builder(
             stores,

@@ -18,6 +18,7 @@ pub mod reports;
 pub mod request_context;
 pub mod verify;
 pub mod verify_compat;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore, VerifyServiceStore,
+    StoreHealth, VerificationStore, VerifyServiceStore, WorkflowStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -54,6 +55,7 @@ pub struct StorePorts {
     pub limiter: Arc<dyn RateLimiter>,
     pub fraud: Arc<dyn FraudStore>,
     pub verify_services: Arc<dyn VerifyServiceStore>,
+    pub workflows: Arc<dyn WorkflowStore>,
 }
 
 impl StorePorts {
@@ -67,6 +69,7 @@ impl StorePorts {
             + RateLimiter
             + FraudStore
             + VerifyServiceStore
+            + WorkflowStore
             + 'static,
     {
         Self {
@@ -76,7 +79,8 @@ impl StorePorts {
             health: store.clone(),
             limiter: store.clone(),
             fraud: store.clone(),
-            verify_services: store,
+            verify_services: store.clone(),
+            workflows: store,
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Services {
     /// The Verify services of the Twilio-compatible API (`verify_compat`).
     verify_services: Arc<dyn VerifyServiceStore>,
     verify_compat: VerifyCompat,
+    /// Fallback workflows: their steps, and verifications' attempts.
+    workflows: Arc<dyn WorkflowStore>,
 }
 
 impl Services {
@@ -366,6 +372,7 @@ impl ServicesBuilder {
             code_texts: self.code_texts,
             verify_services: self.stores.verify_services,
             verify_compat: self.verify_compat,
+            workflows: self.stores.workflows,
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
+use crate::dispatch::workflows::WorkflowConfig;
 use crate::observability::health::Readiness;
 use crate::observability::metrics::{MeteredProvider, Metrics};
 use crate::providers::console::ConsoleSmsProvider;
@@ -410,6 +411,11 @@ impl Server {
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
+        let workflows = tokio::spawn(crate::dispatch::workflows::run(
+            self.services.clone(),
+            WorkflowConfig::default(),
+            dispatcher_stopped.clone(),
+        ));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -435,6 +441,8 @@ impl Server {
         reconciler.abort();
         // A delete cut short is done again at the next start.
         forget_counts.abort();
+        // A step cut short is stored whole or not at all; its claim lapses for another.
+        workflows.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();

@@ -1,0 +1,1 @@
+//! Fallback workflows end to end (see the tests below).
