@@ -142,12 +142,12 @@ pub struct VerificationView {
     /// Every code sent, oldest first: the first, each workflow step, each resend (shown by
     /// `GET /v1/verifications/{id}` and when one is started or resent; not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
-    attempts: Option<Vec<AttemptView>>,
+    attempts: Option<Vec<VerificationAttemptView>>,
 }
 
 /// One code sent for a verification.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
+pub struct VerificationAttemptView {
     channel: Channel,
     /// The provider that accepted it (`twilio`, `vonage`); absent until one did.
     provider: Option<String>,
@@ -163,7 +163,7 @@ pub struct AttemptView {
     approved: bool,
 }
 
-impl From<&VerificationAttempt> for AttemptView {
+impl From<&VerificationAttempt> for VerificationAttemptView {
     fn from(attempt: &VerificationAttempt) -> Self {
         Self {
             channel: attempt.channel,
@@ -194,7 +194,7 @@ impl VerificationView {
     /// The view with the verification's attempts listed.
     pub fn with_attempts(self, attempts: &[VerificationAttempt]) -> Self {
         Self {
-            attempts: Some(attempts.iter().map(AttemptView::from).collect()),
+            attempts: Some(attempts.iter().map(VerificationAttemptView::from).collect()),
             ..self
         }
     }
