@@ -71,7 +71,7 @@ pub fn spoken_digits(code: &str) -> String {
         .join(", ")
 }
 
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+pub fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();
@@ -83,7 +83,7 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-async fn post_callback(app: &TestApp, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
+pub async fn post_callback(app: &TestApp, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
     let mut request = app
         .client
         .post(format!("{}/v1/webhooks/twilio/status", app.base))

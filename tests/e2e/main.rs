@@ -29,3 +29,4 @@ mod startup;
 mod twilio_verify;
 mod two_factor;
 mod webhooks;
+mod workflows;

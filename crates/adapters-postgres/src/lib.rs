@@ -25,6 +25,7 @@ pub mod testing;
 mod verifications;
 mod verify_services;
 mod webhooks;
+mod workflows;
 mod writes;
 
 pub use queue_wakeups::PgQueueWakeups;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
+    CodeHash, Message, MessageId, NewMessage, PhoneNumber, Verification, VerificationId,
+    VerificationStatus,
 };
 use ports::params::{self, Param};
 use ports::{rows, stored_queued, StoreError, VerificationFilter, VerificationStore};
@@ -20,19 +21,23 @@ use crate::messages::{bind_messages, insert_code_message, insert_messages_sql};
 use crate::rows::{all, column, execute, optional, query, store_error, Pg};
 use crate::PgStore;
 
-async fn insert_code(
+/// Stores a code with the message that carries it (a verification's attempts show which
+/// message's code approved).
+pub(crate) async fn insert_code(
     connection: &mut PgConnection,
     id: VerificationId,
     code: &CodeHash,
+    message: MessageId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO verification_codes (verification_id, code_hash, created_at) \
-         VALUES ($1, $2, $3)",
+        "INSERT INTO verification_codes (verification_id, code_hash, created_at, message_id) \
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(id.as_uuid())
     .bind(code.as_bytes())
     .bind(now)
+    .bind(message.as_uuid())
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
@@ -82,8 +87,10 @@ impl BatchWrite for Creates {
                            send_count, max_sends, expires_at, last_sent_at, created_at, risk)
                    ),
                    code AS (
-                       INSERT INTO verification_codes (verification_id, code_hash, created_at)
-                       SELECT * FROM unnest($19::uuid[], $31::bytea[], $30::timestamptz[])
+                       INSERT INTO verification_codes (verification_id, code_hash, created_at,
+                           message_id)
+                       SELECT * FROM unnest($19::uuid[], $31::bytea[], $30::timestamptz[],
+                           $1::uuid[])
                    )
                    "#,
                 insert_messages_sql!(),
@@ -316,7 +323,8 @@ impl VerificationStore for PgStore {
         // against the winner's `last_sent_at`.
         let resend = query(
             r#"UPDATE verifications
-               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2
+               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2,
+                   channel = $4
                WHERE id = $1 AND status = 'pending' AND expires_at > $2
                  AND send_count < max_sends AND last_sent_at <= $3
                RETURNING *"#,
@@ -324,13 +332,14 @@ impl VerificationStore for PgStore {
                 Param::id(id.as_uuid()),
                 Param::time(now),
                 Param::time(last_sent_before),
+                Param::text(message.channel.as_str()),
             ],
         );
         let Some(verification) = optional(resend, &mut *transaction, rows::verification).await?
         else {
             return Ok(None);
         };
-        insert_code(&mut transaction, id, &code, now).await?;
+        insert_code(&mut transaction, id, &code, message.id, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
         transaction.commit().await.map_err(store_error)?;
         self.queue_notifier.queued(queued.id);

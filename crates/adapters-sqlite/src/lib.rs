@@ -22,6 +22,7 @@ mod rows;
 mod verifications;
 mod verify_services;
 mod webhooks;
+mod workflows;
 mod writes;
 
 use std::path::{Path, PathBuf};

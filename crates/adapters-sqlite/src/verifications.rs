@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    CodeHash, Message, NewMessage, PhoneNumber, Verification, VerificationId, VerificationStatus,
+    CodeHash, Message, MessageId, NewMessage, PhoneNumber, Verification, VerificationId,
+    VerificationStatus,
 };
 use ports::params::{self, Param};
 use ports::{rows, StoreError, VerificationFilter, VerificationStore};
@@ -14,19 +15,23 @@ use crate::messages::insert_code_message;
 use crate::rows::{all, execute, micros, optional, query, store_error};
 use crate::SqliteStore;
 
-async fn insert_code(
+/// Stores a code with the message that carries it (a verification's attempts show which
+/// message's code approved).
+pub(crate) async fn insert_code(
     connection: &mut SqliteConnection,
     id: VerificationId,
     code: &CodeHash,
+    message: MessageId,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO verification_codes (verification_id, code_hash, created_at) \
-         VALUES ($1, $2, $3)",
+        "INSERT INTO verification_codes (verification_id, code_hash, created_at, message_id) \
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(id.as_uuid().hyphenated())
     .bind(code.as_bytes())
     .bind(micros(now))
+    .bind(message.as_uuid().hyphenated())
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
@@ -58,6 +63,7 @@ impl VerificationStore for SqliteStore {
             &mut transaction,
             verification.id,
             &code,
+            message.id,
             verification.created_at,
         )
         .await?;
@@ -123,7 +129,8 @@ impl VerificationStore for SqliteStore {
         let mut transaction = self.begin_write().await?;
         let resend = query(
             r#"UPDATE verifications
-               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2
+               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2,
+                   channel = $4
                WHERE id = $1 AND status = 'pending' AND expires_at > $2
                  AND send_count < max_sends AND last_sent_at <= $3
                RETURNING *"#,
@@ -131,13 +138,14 @@ impl VerificationStore for SqliteStore {
                 Param::id(id.as_uuid()),
                 Param::time(now),
                 Param::time(last_sent_before),
+                Param::text(message.channel.as_str()),
             ],
         );
         let Some(verification) = optional(resend, &mut *transaction, rows::verification).await?
         else {
             return Ok(None);
         };
-        insert_code(&mut transaction, id, &code, now).await?;
+        insert_code(&mut transaction, id, &code, message.id, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(Some((verification, queued)))

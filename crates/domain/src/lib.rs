@@ -25,6 +25,7 @@ pub mod retry;
 pub mod segments;
 pub mod verification;
 pub mod webhook;
+pub mod workflow;
 
 pub use amount::{Amount, InvalidAmount};
 pub use channel::Channel;
@@ -43,4 +44,7 @@ pub use segments::{analyze, outside_gsm7, Encoding, SegmentInfo};
 pub use verification::{
     CheckOutcome, CheckRefusal, CodeHash, CodeLength, ResendRefusal, Verification,
     VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,
+};
+pub use workflow::{
+    FallbackReason, InvalidWorkflow, StepRequest, VerificationAttempt, Workflow, WorkflowPlan,
 };

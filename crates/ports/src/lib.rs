@@ -21,6 +21,7 @@ pub mod testkit;
 mod verify_services;
 mod wakeups;
 mod webhooks;
+mod workflows;
 
 pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
 pub use clock::{Clock, CodeGenerator};
@@ -50,6 +51,7 @@ pub use webhooks::{
     ClaimedDelivery, DeliveryAnswer, DeliveryResult, NewEvent, StoredEvent, WebhookEndpoint,
     WebhookStore,
 };
+pub use workflows::{DueStep, StepTaken, WorkflowStore};
 
 #[cfg(feature = "mocks")]
 pub use clock::{MockClock, MockCodeGenerator};
@@ -69,3 +71,4 @@ pub use verify_services::MockVerifyServiceStore;
 pub use wakeups::MockQueueWakeups;
 #[cfg(feature = "mocks")]
 pub use webhooks::MockWebhookStore;
+pub use workflows::MockWorkflowStore;

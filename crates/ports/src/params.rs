@@ -344,3 +344,9 @@ pub fn webhook_endpoint<'a>(endpoint: &'a WebhookEndpoint, events: &'a str) -> [
         Param::time(endpoint.updated_at),
     ]
 }
+
+/// A workflow's repeated request as its stores keep it: JSON (a struct of strings, which
+/// always serializes).
+pub fn step_request_json(request: &domain::StepRequest) -> String {
+    serde_json::to_string(request).unwrap_or_else(|_| "{}".to_owned())
+}

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
     Attempt, CodeLength, DeliveryEvent, Message, MessageId, PhoneNumber, Price, Priority,
-    Verification, VerificationId,
+    Verification, VerificationId, Channel, FallbackReason, MessageStatus, VerificationAttempt, Workflow,
 };
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use domain::webhook::{EndpointId, EventId, EventType};
 
 use crate::{
     ClaimToken, ClaimedMessage, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry, StatusCount,
-    StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint,
+    StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint, DueStep,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -422,4 +422,68 @@ pub fn claimed_delivery_row(
         EventId::from_uuid(d.id("event_id")?),
         EndpointId::from_uuid(d.id("endpoint_id")?),
     ))
+}
+
+/// A row of `verification_workflows`.
+pub fn workflow(row: &impl StoredRow) -> Result<Workflow, StoreError> {
+    let w = Columns::of(row, "verification_workflows");
+    let channels = w
+        .text("channels")?
+        .split(',')
+        .map(|channel| channel.parse::<Channel>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| w.corrupt("channels", error))?;
+    let verification_id = VerificationId::from_uuid(w.id("verification_id")?);
+    let workflow = Workflow::from_stored(
+        verification_id,
+        channels,
+        w.integer("fallback_after_seconds")?,
+        w.count("step")?,
+    )
+    .ok_or_else(|| w.corrupt("channels", "not a workflow"))?;
+    Ok(Workflow {
+        step_message_id: w.row.id("step_message_id")?.map(MessageId::from_uuid),
+        next_step_at: w.row.time("next_step_at")?,
+        stopped_reason: w.optional_text("stopped_reason")?,
+        request: serde_json::from_str(&w.text("request")?)
+            .map_err(|error| w.corrupt("request", error))?,
+        ..workflow
+    })
+}
+
+/// A claimed workflow joined with its verification (`verifications.*`) and the status of its
+/// step's message (`step_message_status`): why its next step is due (the message's failure
+/// before the delay, which a receipt may have brought after it).
+pub fn due_step(row: &impl StoredRow) -> Result<DueStep, StoreError> {
+    let workflow = workflow(row)?;
+    let verification = verification(row)?;
+    let step_status: Option<MessageStatus> = row
+        .text("step_message_status")?
+        .map(|status| status.parse())
+        .transpose()
+        .map_err(|error| StoreError::Corrupt(format!("messages.status: {error}")))?;
+    let reason = step_status
+        .and_then(FallbackReason::of_status)
+        .unwrap_or(FallbackReason::Timeout);
+    Ok(DueStep {
+        workflow,
+        verification,
+        reason,
+    })
+}
+
+/// A verification's code message (`messages.*`) with `sent_at`, `delivered_at` and
+/// `approved_at` beside it.
+pub fn verification_attempt(row: &impl StoredRow) -> Result<VerificationAttempt, StoreError> {
+    let a = Columns::of(row, "messages");
+    Ok(VerificationAttempt {
+        message_id: MessageId::from_uuid(a.id("id")?),
+        channel: a.parsed("channel")?,
+        provider: a.optional_text("provider")?,
+        status: a.parsed("status")?,
+        created_at: a.time("created_at")?,
+        sent_at: a.row.time("sent_at")?,
+        delivered_at: a.row.time("delivered_at")?,
+        approved: a.row.time("approved_at")?.is_some(),
+    })
 }

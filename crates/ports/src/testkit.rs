@@ -28,17 +28,19 @@ use domain::{
 use crate::{
     Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
     FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
-    VerificationFilter, VerificationStore, VerifyServiceStore, WebhookStore,
+    VerificationFilter, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
 };
 
 mod fraud;
 mod reports;
 mod verify_services;
 mod webhooks;
+mod workflows;
 pub use fraud::*;
 pub use reports::*;
 pub use verify_services::*;
 pub use webhooks::*;
+pub use workflows::*;
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
@@ -49,6 +51,7 @@ pub trait StoreUnderTest:
     + FraudStore
     + VerifyServiceStore
     + WebhookStore
+    + WorkflowStore
     + Clone
     + 'static
 {
@@ -61,6 +64,7 @@ impl<
             + FraudStore
             + VerifyServiceStore
             + WebhookStore
+            + WorkflowStore
             + Clone
             + 'static,
     > StoreUnderTest for S
@@ -150,6 +154,13 @@ macro_rules! store_conformance_tests {
             // VerifyServiceStore
             verify_services_are_kept_per_account_and_listed_oldest_first,
             a_verify_service_is_updated_and_deleted_only_through_its_own_account,
+            // WorkflowStore
+            a_workflow_step_is_due_after_its_delay_and_held_by_one_claim_until_its_lease_ends,
+            an_undelivered_or_failed_step_makes_the_next_step_due_at_once,
+            a_step_is_taken_once_counts_a_send_and_ends_the_workflow_after_the_last,
+            no_step_is_taken_once_the_verification_ended_or_after_a_stop,
+            concurrent_step_claims_never_share_a_workflow,
+            attempts_show_each_codes_channel_delivery_and_the_one_that_approved,
             spend_reservations_stop_at_the_cap_and_name_the_scope,
             concurrent_spend_reservations_never_pass_the_cap,
             // WebhookStore

@@ -1,7 +1,10 @@
 //! The background workers that move messages after the request that queued them has been
-//! answered: the dispatcher, which sends what is due, and the reconciler, which asks the
-//! provider about sends whose status never came back; and the deliverer of client webhooks.
+//! answered: the dispatcher, which sends what is due; the reconciler, which asks the
+//! provider about sends whose status never came back; the workflows' worker, which sends a
+//! verification's next channel when its step failed or went unanswered; and the deliverer of
+//! client webhooks.
 
 pub mod client_webhooks;
 pub mod dispatcher;
 pub mod reconcile;
+pub mod workflows;

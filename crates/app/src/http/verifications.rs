@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use domain::fraud::{Action, Decision, ReasonCode};
 use domain::{
-    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, Verification, VerificationCode,
-    VerificationId, VerificationStatus,
+    AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, InvalidWorkflow, MessageStatus,
+    Verification, VerificationAttempt, VerificationCode, VerificationId, VerificationStatus,
+    WorkflowPlan,
 };
 use ports::{VerificationCursor, VerificationFilter};
 use serde::{Deserialize, Serialize};
@@ -36,9 +37,19 @@ pub struct StartBody {
     /// `sms`, `whatsapp` (an approved template of `TWILIO_WHATSAPP_CONTENT_SIDS`) or `voice` (a
     /// call that speaks the code, from `TWILIO_VOICE_FROM`); a channel the service cannot send
     /// on is a 422 `channel-not-offered`.
-    #[serde(default = "default_channel")]
+    /// With `channels`, it may be left out, or must be their first.
     #[schema(default = "sms")]
-    channel: Channel,
+    channel: Option<Channel>,
+    /// A fallback workflow: the channels to try in turn (`["whatsapp", "sms", "voice"]`, each
+    /// once). The next is used when the current step fails for good, its receipt says
+    /// `undelivered`/`failed` (a call: busy or no answer), or no code approved within
+    /// `fallback_after_seconds` of its send. Each step sends a code of its own; earlier codes
+    /// stay valid. A channel the service cannot send on is a 422 naming it.
+    channels: Option<Vec<Channel>>,
+    /// Seconds each step of `channels` waits for an approval before the next: 15 to 600
+    /// (default 60).
+    #[schema(minimum = 15, maximum = 600, default = 60)]
+    fallback_after_seconds: Option<i64>,
     /// A language tag (`fr`, `pt-BR`) choosing the code message's translation. Without it,
     /// the language of the number's country (`+33`: French), unless the operator turned that
     /// off; a locale without a translation falls back to its language (`fr-CA`: `fr`), then
@@ -106,10 +117,6 @@ impl From<&Decision> for RiskView {
     }
 }
 
-fn default_channel() -> Channel {
-    Channel::Sms
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
@@ -132,6 +139,41 @@ pub struct VerificationView {
     /// before the guard judged codes.
     #[serde(skip_serializing_if = "Option::is_none")]
     risk: Option<RiskView>,
+    /// Every code sent, oldest first: the first, each workflow step, each resend (shown by
+    /// `GET /v1/verifications/{id}` and when one is started or resent; not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<VerificationAttemptView>>,
+}
+
+/// One code sent for a verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerificationAttemptView {
+    channel: Channel,
+    /// The provider that accepted it (`twilio`, `vonage`); absent until one did.
+    provider: Option<String>,
+    /// When the provider accepted it; absent until then.
+    sent_at: Option<DateTime<Utc>>,
+    /// Its message's status, from the carrier's receipts (`queued`, `sent`, `delivered`,
+    /// `undelivered`, `failed`, `expired`); for a call, `delivered` is answered.
+    #[schema(value_type = String, example = "delivered")]
+    status: MessageStatus,
+    /// When its receipt said delivered.
+    delivered_at: Option<DateTime<Utc>>,
+    /// Whether its code is the one that approved the verification.
+    approved: bool,
+}
+
+impl From<&VerificationAttempt> for VerificationAttemptView {
+    fn from(attempt: &VerificationAttempt) -> Self {
+        Self {
+            channel: attempt.channel,
+            provider: attempt.provider.clone(),
+            sent_at: attempt.sent_at,
+            status: attempt.status,
+            delivered_at: attempt.delivered_at,
+            approved: attempt.approved,
+        }
+    }
 }
 
 impl VerificationView {
@@ -145,6 +187,15 @@ impl VerificationView {
             send_count: verification.send_count,
             created_at: verification.created_at,
             risk: verification.risk.as_ref().map(RiskView::from),
+            attempts: None,
+        }
+    }
+
+    /// The view with the verification's attempts listed.
+    pub fn with_attempts(self, attempts: &[VerificationAttempt]) -> Self {
+        Self {
+            attempts: Some(attempts.iter().map(VerificationAttemptView::from).collect()),
+            ..self
         }
     }
 
@@ -267,12 +318,16 @@ pub async fn start(
             format!("a user id is 1 to {MAX_USER_ID_LEN} characters"),
         ));
     }
+    let (channel, workflow) =
+        workflow_of(body.channel, body.channels, body.fallback_after_seconds)?;
+    let has_workflow = workflow.is_some();
     let started = services
         .start_verification(
             &api_key,
             StartRequest {
                 to,
-                channel: body.channel,
+                channel,
+                workflow,
                 locale: body.locale,
                 code_length,
                 app_hash,
@@ -292,25 +347,85 @@ pub async fn start(
             ),
             StartError::TooManySends => ApiError::too_many_requests(error.to_string(), 60),
             StartError::Refused(refusal) => refusal_problem(refusal),
-            StartError::ChannelNotOffered { .. } => {
-                ApiError::invalid_field("channel", "channel-not-offered", error.to_string())
-            }
+            StartError::ChannelNotOffered { .. } => ApiError::invalid_field(
+                if has_workflow { "channels" } else { "channel" },
+                "channel-not-offered",
+                error.to_string(),
+            ),
             StartError::Fraud(refusal) => fraud_problem(&refusal),
             StartError::Render(error) => ApiError::internal(&error),
             StartError::Store(error) => error.into(),
         })?;
-    let status = if started.created {
-        StatusCode::CREATED
+    let (status, attempts) = if started.created {
+        // The one code just queued: no need to read it back.
+        let message = &started.message;
+        let first = VerificationAttempt {
+            message_id: message.id,
+            channel: message.channel,
+            provider: None,
+            status: message.status,
+            created_at: message.created_at,
+            sent_at: None,
+            delivered_at: None,
+            approved: false,
+        };
+        (StatusCode::CREATED, vec![first])
     } else {
-        StatusCode::OK
+        let attempts = services
+            .verification_attempts(started.verification.id)
+            .await?;
+        (StatusCode::OK, attempts)
     };
     Ok((
         status,
         Json(StartedView {
-            verification: VerificationView::new(&started.verification, services.now()),
+            verification: VerificationView::new(&started.verification, services.now())
+                .with_attempts(&attempts),
             locale: started.locale().map(str::to_owned),
         }),
     ))
+}
+
+/// The first channel and the workflow a request asks for: `channel` alone (default `sms`) is
+/// a one-step verification; `channels` a workflow, `channel` then its first or left out.
+fn workflow_of(
+    channel: Option<Channel>,
+    channels: Option<Vec<Channel>>,
+    fallback_after_seconds: Option<i64>,
+) -> Result<(Channel, Option<WorkflowPlan>), ApiError> {
+    let Some(channels) = channels else {
+        if fallback_after_seconds.is_some() {
+            return Err(ApiError::invalid_field(
+                "fallback_after_seconds",
+                "invalid-workflow",
+                "fallback_after_seconds applies to a workflow: give channels too",
+            ));
+        }
+        return Ok((channel.unwrap_or(Channel::Sms), None));
+    };
+    let plan = WorkflowPlan::new(
+        channels,
+        fallback_after_seconds.unwrap_or(WorkflowPlan::DEFAULT_FALLBACK_SECONDS),
+    )
+    .map_err(|error| {
+        let field = match error {
+            InvalidWorkflow::FallbackOutOfRange(_) => "fallback_after_seconds",
+            InvalidWorkflow::Empty | InvalidWorkflow::Duplicate(_) => "channels",
+        };
+        ApiError::invalid_field(field, "invalid-workflow", error.to_string())
+    })?;
+    if let Some(channel) = channel.filter(|channel| *channel != plan.first()) {
+        return Err(ApiError::invalid_field(
+            "channel",
+            "invalid-workflow",
+            format!(
+                "channel is {channel} but channels starts with {}: leave channel out, or make \
+                 it the first of channels",
+                plan.first()
+            ),
+        ));
+    }
+    Ok((plan.first(), Some(plan)))
 }
 
 /// A verification and its status.
@@ -337,7 +452,10 @@ pub async fn get(
         .verification(&api_key, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no verification with id `{id}`")))?;
-    Ok(Json(VerificationView::new(&verification, services.now())))
+    let attempts = services.verification_attempts(id).await?;
+    Ok(Json(
+        VerificationView::new(&verification, services.now()).with_attempts(&attempts),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

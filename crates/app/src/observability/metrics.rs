@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::fraud::{Action, ReasonCode};
+use domain::{Channel, FallbackReason};
 use ports::{
     MessageReports, OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt,
     SmsProvider, StoreError,
@@ -101,6 +102,20 @@ struct BudgetLabels {
     scope: String,
 }
 
+/// A fallback's channels (three values each) and reason (three values).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    from: String,
+    to: String,
+    reason: String,
+}
+
+/// Why a workflow's steps stopped early: a few fixed words, never a message's text.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StopLabels {
+    reason: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     /// `delivered`, `retried`, `failed` or `refused`.
@@ -174,6 +189,8 @@ pub struct Metrics {
     webhook_deliveries: Family<WebhookLabels, Counter>,
     webhook_duration: HistogramFamily<WebhookLabels>,
     webhook_endpoints_disabled: Family<WebhookDisabledLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    workflow_stops: Family<StopLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -210,6 +227,8 @@ impl Metrics {
             webhook_deliveries: Family::default(),
             webhook_duration: Family::new_with_constructor(latency_histogram),
             webhook_endpoints_disabled: Family::default(),
+            fallbacks: Family::default(),
+            workflow_stops: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -301,6 +320,17 @@ impl Metrics {
             "Client webhook endpoints the service disabled, by reason (gone: answered 410; \
              failing: every delivery failed for 5 days)",
             metrics.webhook_endpoints_disabled.clone(),
+        );
+        registry.register(
+            "verification_fallbacks",
+            "Workflow steps sent on the next channel, by the channel before, the channel now \
+             and why (failed, undelivered, timeout)",
+            metrics.fallbacks.clone(),
+        );
+        registry.register(
+            "verification_workflow_stops",
+            "Workflows whose next step was not sent, by why (ended, refused, unavailable)",
+            metrics.workflow_stops.clone(),
         );
         Self {
             registry,
@@ -415,6 +445,27 @@ impl Metrics {
             .get_or_create(&FraudDecisionLabels {
                 action: action.as_str().to_owned(),
                 reason: reason.map_or("none", ReasonCode::as_str).to_owned(),
+            })
+            .inc();
+    }
+
+    /// A workflow moved from channel `from` to `to` for `reason`.
+    pub fn fallback(&self, from: Channel, to: Channel, reason: FallbackReason) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels {
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+                reason: reason.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    /// A workflow's next step was not sent: `ended` (the verification had), `refused` (a
+    /// limit, the fraud guard, a channel not offered) or `unavailable` (a render failed).
+    pub fn workflow_stopped(&self, reason: &'static str) {
+        self.workflow_stops
+            .get_or_create(&StopLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

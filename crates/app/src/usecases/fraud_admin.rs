@@ -184,6 +184,7 @@ mod tests {
             fraud: Arc::new(fraud),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
             webhooks: Arc::new(ports::MockWebhookStore::new()),
+            workflows: Arc::new(ports::MockWorkflowStore::new()),
         };
         Services::builder(
             stores,

@@ -19,6 +19,7 @@ pub mod reports;
 pub mod request_context;
 pub mod verify;
 pub mod verify_compat;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
     Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore, VerifyServiceStore, WebhookStore,
+    StoreHealth, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -56,6 +57,7 @@ pub struct StorePorts {
     pub fraud: Arc<dyn FraudStore>,
     pub verify_services: Arc<dyn VerifyServiceStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    pub workflows: Arc<dyn WorkflowStore>,
 }
 
 impl StorePorts {
@@ -70,6 +72,7 @@ impl StorePorts {
             + FraudStore
             + VerifyServiceStore
             + WebhookStore
+            + WorkflowStore
             + 'static,
     {
         Self {
@@ -80,7 +83,8 @@ impl StorePorts {
             limiter: store.clone(),
             fraud: store.clone(),
             verify_services: store.clone(),
-            webhooks: store,
+            webhooks: store.clone(),
+            workflows: store,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Services {
     /// Client webhooks' endpoints and events (`events`).
     webhooks: Arc<dyn WebhookStore>,
     webhook_config: WebhookConfig,
+    /// Fallback workflows: their steps, and verifications' attempts.
+    workflows: Arc<dyn WorkflowStore>,
 }
 
 impl Services {
@@ -390,6 +396,7 @@ impl ServicesBuilder {
             verify_compat: self.verify_compat,
             webhooks: self.stores.webhooks,
             webhook_config: self.webhook_config,
+            workflows: self.stores.workflows,
         }
     }
 }

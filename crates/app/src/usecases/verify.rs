@@ -5,7 +5,7 @@ use domain::fraud::CodeEvent;
 use domain::{
     AppHash, Brand, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage,
     PhoneNumber, Priority, ResendRefusal, Verification, VerificationCode, VerificationId,
-    VerificationPolicy, VerificationStatus,
+    VerificationPolicy, VerificationStatus, WorkflowPlan,
 };
 use ports::{StoreError, VerificationFilter};
 use template::{spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
@@ -14,6 +14,7 @@ use crate::observability::metrics::VerificationEvent;
 use crate::usecases::fraud::{ClientSignals, FraudRefusal, ScreenError, Screened};
 use crate::usecases::guards::{LimitScope, Refusal};
 use crate::usecases::messaging::new_message;
+use crate::usecases::workflows::step_request;
 use crate::usecases::Services;
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct StartRequest {
     /// The brand the code's text names instead of the configured one (`VERIFY_BRAND`): a
     /// Twilio Verify service's friendly name.
     pub brand: Option<Brand>,
+    /// The channels after `channel` to fall back on, and when (`channels`,
+    /// `fallback_after_seconds`); its first channel is `channel`. `None`: `channel` alone.
+    pub workflow: Option<WorkflowPlan>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +104,7 @@ impl Started {
 
 /// How a code goes out on its channel, decided before anything is counted or stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum CodeDelivery {
+pub(super) enum CodeDelivery {
     /// An SMS, or a free-text message: the `two-factor-auth` text.
     Text,
     /// A call speaking the `two-factor-auth-voice` text.
@@ -171,6 +175,7 @@ impl Services {
         }
 
         let delivery = self.code_delivery(&request, request.channel)?;
+        self.offers_workflow(&request)?;
         let mut screened = self
             .fraud_guard
             .screen(api_key, &request.to, &request.client, now)
@@ -201,6 +206,17 @@ impl Services {
             .await?;
         verification.risk = Some(screened.decision.clone());
         let message_id = message.id;
+        // Before the verification: none is ever stored without the rest of its workflow.
+        if let Some(plan) = request.workflow.as_ref().filter(|plan| plan.has_fallback()) {
+            self.workflows
+                .start_workflow(&plan.start(
+                    verification.id,
+                    message.id,
+                    step_request(&request, &policy),
+                    now,
+                ))
+                .await?;
+        }
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
             self.verifications.create(
@@ -247,14 +263,20 @@ impl Services {
                     StartError::TooManySends
                 }
             })?;
-        let delivery = self.code_delivery(request, pending.channel)?;
+        // On the channel asked for now ("call me instead"), which may not be the first one's.
+        let delivery = self.code_delivery(request, request.channel)?;
+        self.offers_workflow(request)?;
         let mut screened = self
             .fraud_guard
             .screen(api_key, &pending.to, &request.client, now)
             .await?;
         self.admit(api_key, &pending.to, &screened, now).await?;
         let code = self.new_code(&pending.to, policy.code_length);
-        let message = self.code_message(api_key, &pending, &code, request, &delivery, now)?;
+        let on_channel = Verification {
+            channel: request.channel,
+            ..pending.clone()
+        };
+        let message = self.code_message(api_key, &on_channel, &code, request, &delivery, now)?;
         self.fraud_guard
             .charge(
                 &mut screened,
@@ -291,6 +313,7 @@ impl Services {
             });
         };
         self.dispatcher_wake.notify_one();
+        self.follow_resend(&verification, &message, now).await;
         self.fraud_guard
             .log_let_through(&screened, api_key, &verification, now)
             .await;
@@ -304,7 +327,7 @@ impl Services {
 
     /// Counts a code the fraud guard let through against the send limits; one they refuse is
     /// counted as refused for the guard too, as traffic that goes on.
-    async fn admit(
+    pub(super) async fn admit(
         &self,
         api_key: &str,
         to: &PhoneNumber,
@@ -321,7 +344,7 @@ impl Services {
     }
 
     /// A random code, or a test number's fixed one.
-    fn new_code(&self, to: &PhoneNumber, length: CodeLength) -> VerificationCode {
+    pub(super) fn new_code(&self, to: &PhoneNumber, length: CodeLength) -> VerificationCode {
         match self.test_numbers.code_for(to) {
             Some(code) => {
                 tracing::warn!(to = %to.masked(), "test number: its fixed code is used (TEST_NUMBERS)");
@@ -334,7 +357,7 @@ impl Services {
     /// How a code would go out on `channel` in `locale`, or why it cannot: no provider sends
     /// on the channel, or WhatsApp has no approved template for the locale, its language or
     /// English.
-    fn code_delivery(
+    pub(super) fn code_delivery(
         &self,
         request: &StartRequest,
         channel: Channel,
@@ -376,7 +399,7 @@ impl Services {
         })
     }
 
-    fn code_message(
+    pub(super) fn code_message(
         &self,
         api_key: &str,
         verification: &Verification,
@@ -565,6 +588,15 @@ impl Services {
                     return Err(self.refused_check(api_key, id, now).await?.into());
                 }
                 self.fraud_guard.count_check(&counted, true).await;
+                // Which attempt approved, for the verification's `attempts`: the approval
+                // itself is recorded already, so a failure here is only logged.
+                if let Err(error) = self
+                    .workflows
+                    .record_approval(id, &self.hasher.hash(id, code), now)
+                    .await
+                {
+                    tracing::warn!(verification_id = %id, %error, "cannot mark the code that approved");
+                }
                 tracing::info!(verification_id = %id, "verification approved");
             }
             // This check used the last attempt, and says so even when an earlier counted check
@@ -757,6 +789,7 @@ mod tests {
             fraud: Arc::new(fraud),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
             webhooks: Arc::new(ports::MockWebhookStore::new()),
+            workflows: Arc::new(no_workflows()),
         };
         Services::builder(
             stores,
@@ -771,6 +804,16 @@ mod tests {
         .build()
     }
 
+    /// Verifications without a workflow; the code that approves is marked.
+    fn no_workflows() -> ports::MockWorkflowStore {
+        let mut workflows = ports::MockWorkflowStore::new();
+        workflows.expect_workflow().returning(|_| Ok(None));
+        workflows
+            .expect_record_approval()
+            .returning(|_, _, _| Ok(()));
+        workflows
+    }
+
     fn request() -> StartRequest {
         StartRequest {
             to: PhoneNumber::parse("+15551234567").unwrap(),
@@ -780,6 +823,7 @@ mod tests {
             app_hash: None,
             client: ClientSignals::default(),
             brand: None,
+            workflow: None,
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Notify};
 use crate::dispatch::client_webhooks::WebhookDeliverer;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
+use crate::dispatch::workflows::WorkflowConfig;
 use crate::observability::health::Readiness;
 use crate::observability::metrics::{MeteredProvider, Metrics};
 use crate::providers::console::ConsoleSmsProvider;
@@ -432,6 +433,11 @@ impl Server {
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let webhooks = tokio::spawn(self.webhook_deliverer.run(dispatcher_stopped.clone()));
         let settle_spend = tokio::spawn(settle_budget_spend(self.services.clone()));
+        let workflows = tokio::spawn(crate::dispatch::workflows::run(
+            self.services.clone(),
+            WorkflowConfig::default(),
+            dispatcher_stopped.clone(),
+        ));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
         let metrics = self.metrics_listener.map(|listener| {
@@ -461,6 +467,8 @@ impl Server {
         webhooks.abort();
         // Settling is one transaction: one cut short is settled again by the next.
         settle_spend.abort();
+        // A step cut short is stored whole or not at all; its claim lapses for another.
+        workflows.abort();
         // Scrapeable until the sends in flight have finished.
         if let Some(metrics) = metrics {
             metrics.abort();

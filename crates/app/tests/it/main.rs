@@ -8,6 +8,7 @@ mod failover;
 mod reconcile;
 mod unanswered;
 mod verification;
+mod workflows;
 
 use std::sync::Mutex;
 

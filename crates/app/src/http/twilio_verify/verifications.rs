@@ -255,6 +255,7 @@ pub async fn start(
                 app_hash: None,
                 client: ClientSignals::default(),
                 brand: brand(&form, &service.friendly_name),
+                workflow: None,
             },
         )
         .await

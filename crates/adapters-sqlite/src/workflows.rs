@@ -1,0 +1,256 @@
+//! Fallback workflows on SQLite: claimed under its one writer with a lease, and a
+//! step taken only from the step its worker claimed, so that no step runs twice.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{
+    CodeHash, Message, MessageId, NewMessage, Verification, VerificationAttempt, VerificationId,
+    Workflow,
+};
+use ports::params::{self, Param};
+use ports::{rows, DueStep, StepTaken, StoreError, WorkflowStore};
+use tracing::instrument;
+use uuid::fmt::Hyphenated;
+
+use crate::messages::insert_code_message;
+use crate::rows::{all, execute, micros, optional, query, store_error};
+use crate::verifications::insert_code;
+use crate::SqliteStore;
+
+/// Due workflows: the delay passed, or the step's message failed or was not delivered; none
+/// another worker holds. Claimed in order of their delays, the oldest first.
+const CLAIM_DUE_STEPS: &str = r#"
+    UPDATE verification_workflows SET claimed_until = $3
+    WHERE verification_id IN (
+        SELECT w.verification_id FROM verification_workflows AS w
+        LEFT JOIN messages AS m ON m.id = w.step_message_id
+        WHERE w.next_step_at IS NOT NULL
+          AND (w.claimed_until IS NULL OR w.claimed_until <= $1)
+          AND (w.next_step_at <= $1 OR m.status IN ('failed', 'undelivered'))
+          AND EXISTS (SELECT 1 FROM verifications AS v WHERE v.id = w.verification_id)
+        ORDER BY w.next_step_at
+        LIMIT $2
+    )
+    RETURNING verification_id"#;
+
+/// The claimed workflows (`$1`: a JSON array of their ids) with their verifications and the
+/// status of their steps' messages.
+const CLAIMED: &str = r#"
+    SELECT w.*, v.*, m.status AS step_message_status
+    FROM verification_workflows AS w
+    JOIN verifications AS v ON v.id = w.verification_id
+    LEFT JOIN messages AS m ON m.id = w.step_message_id
+    WHERE w.verification_id IN (SELECT value FROM json_each($1))"#;
+
+/// A verification's code messages with when each was sent and delivered, and its code's
+/// approval.
+const ATTEMPTS: &str = r#"
+    SELECT m.*, c.approved_at,
+        (SELECT min(a.finished_at) FROM message_attempts AS a
+         WHERE a.message_id = m.id AND a.outcome = 'sent') AS sent_at,
+        (SELECT min(e.received_at) FROM message_events AS e
+         WHERE e.message_id = m.id AND e.status = 'delivered') AS delivered_at
+    FROM verification_codes AS c
+    JOIN messages AS m ON m.id = c.message_id
+    WHERE c.verification_id = $1
+    ORDER BY c.id"#;
+
+fn seconds(delay: TimeDelta) -> i64 {
+    delay.num_seconds()
+}
+
+/// [`CLAIM_DUE_STEPS`] with its parameters bound, answering the claimed ids.
+fn query_scalar_claim<'q>(
+    now: DateTime<Utc>,
+    limit: u32,
+    until: DateTime<Utc>,
+) -> sqlx::query::QueryScalar<'q, sqlx::Sqlite, Hyphenated, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query_scalar(CLAIM_DUE_STEPS)
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .bind(micros(until))
+}
+
+#[async_trait]
+impl WorkflowStore for SqliteStore {
+    #[instrument(skip_all, fields(verification_id = %workflow.verification_id))]
+    async fn start_workflow(&self, workflow: &Workflow) -> Result<(), StoreError> {
+        let channels = workflow.plan.channels_text();
+        let request = params::step_request_json(&workflow.request);
+        let insert = query(
+            "INSERT INTO verification_workflows (verification_id, channels, \
+             fallback_after_seconds, step, step_message_id, next_step_at, request) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                Param::id(workflow.verification_id.as_uuid()),
+                Param::text(&channels),
+                Param::Integer(Some(seconds(workflow.plan.fallback_after()))),
+                Param::count(workflow.step),
+                Param::Id(workflow.step_message_id.map(|id| id.as_uuid())),
+                Param::Time(workflow.next_step_at),
+                Param::text(&request),
+            ],
+        );
+        execute(insert, &self.writer).await?;
+        Ok(())
+    }
+
+    async fn workflow(&self, id: VerificationId) -> Result<Option<Workflow>, StoreError> {
+        let get = query(
+            "SELECT * FROM verification_workflows WHERE verification_id = $1",
+            &[Param::id(id.as_uuid())],
+        );
+        optional(get, &self.pool, rows::workflow).await
+    }
+
+    async fn claim_due_steps(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<DueStep>, StoreError> {
+        let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
+        let mut transaction = self.begin_write().await?;
+        let claimed: Vec<Hyphenated> = query_scalar_claim(now, limit, now + lease)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids =
+            serde_json::Value::from(claimed.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+                .to_string();
+        let due = all(
+            query(CLAIMED, &[Param::text(&ids)]),
+            &mut *transaction,
+            rows::due_step,
+        )
+        .await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(due)
+    }
+
+    #[instrument(skip_all, fields(verification_id = %step.verification_id, step = step.to))]
+    async fn take_step(
+        &self,
+        step: &StepTaken,
+        code: CodeHash,
+        message: NewMessage,
+    ) -> Result<Option<(Verification, Message)>, StoreError> {
+        let id = step.verification_id;
+        let mut transaction = self.begin_write().await?;
+        // The row lock this takes makes a second worker with the same claim wait, then find
+        // the workflow moved on.
+        let moved = query(
+            "UPDATE verification_workflows \
+             SET step = $2, step_message_id = $3, next_step_at = $4, claimed_until = NULL \
+             WHERE verification_id = $1 AND step = $5 AND next_step_at IS NOT NULL",
+            &[
+                Param::id(id.as_uuid()),
+                Param::count(step.to),
+                Param::id(message.id.as_uuid()),
+                Param::Time(step.next_step_at),
+                Param::count(step.from),
+            ],
+        );
+        if execute(moved, &mut *transaction).await? != 1 {
+            return Ok(None);
+        }
+        let sent = query(
+            r#"UPDATE verifications
+               SET send_count = send_count + 1, last_sent_at = $2, updated_at = $2,
+                   channel = $3
+               WHERE id = $1 AND status = 'pending' AND expires_at > $2
+                 AND send_count < max_sends
+               RETURNING *"#,
+            &[
+                Param::id(id.as_uuid()),
+                Param::time(step.now),
+                Param::text(message.channel.as_str()),
+            ],
+        );
+        let Some(verification) = optional(sent, &mut *transaction, rows::verification).await?
+        else {
+            return Ok(None);
+        };
+        insert_code(&mut transaction, id, &code, message.id, step.now).await?;
+        let queued = insert_code_message(&mut transaction, &message, id).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(Some((verification, queued)))
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id))]
+    async fn stop_workflow(
+        &self,
+        id: VerificationId,
+        from: u32,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let stop = query(
+            "UPDATE verification_workflows \
+             SET next_step_at = NULL, claimed_until = NULL, stopped_reason = $3 \
+             WHERE verification_id = $1 AND step = $2 AND next_step_at IS NOT NULL",
+            &[
+                Param::id(id.as_uuid()),
+                Param::count(from),
+                Param::text(reason),
+            ],
+        );
+        Ok(execute(stop, &self.writer).await? == 1)
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id))]
+    async fn follow_resend(
+        &self,
+        id: VerificationId,
+        step: u32,
+        message: MessageId,
+        next_step_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let follow = query(
+            "UPDATE verification_workflows \
+             SET step = MAX(step, $2), step_message_id = $3, next_step_at = $4 \
+             WHERE verification_id = $1 AND next_step_at IS NOT NULL",
+            &[
+                Param::id(id.as_uuid()),
+                Param::count(step),
+                Param::id(message.as_uuid()),
+                Param::Time(next_step_at),
+            ],
+        );
+        execute(follow, &self.writer).await?;
+        Ok(())
+    }
+
+    async fn verification_attempts(
+        &self,
+        id: VerificationId,
+    ) -> Result<Vec<VerificationAttempt>, StoreError> {
+        let attempts = query(ATTEMPTS, &[Param::id(id.as_uuid())]);
+        all(attempts, &self.pool, rows::verification_attempt).await
+    }
+
+    #[instrument(skip_all, fields(verification_id = %id))]
+    async fn record_approval(
+        &self,
+        id: VerificationId,
+        code: &CodeHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE verification_codes SET approved_at = $3 WHERE id = ( \
+                 SELECT id FROM verification_codes \
+                 WHERE verification_id = $1 AND code_hash = $2 ORDER BY id LIMIT 1)",
+        )
+        .bind(id.as_uuid().hyphenated())
+        .bind(code.as_bytes())
+        .bind(micros(now))
+        .execute(&self.writer)
+        .await
+        .map_err(store_error)
+        .map(|_| ())
+    }
+}
