@@ -40,6 +40,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         app_hash: None,
                         client: Default::default(),
                         brand: None,
+                        transaction: None,
                     },
                 )
                 .await

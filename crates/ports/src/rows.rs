@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
     Attempt, CodeLength, DeliveryEvent, HourlySends, Message, MessageId, PhoneNumber, Price,
-    Priority, Verification, VerificationId,
+    Priority, Transaction, Verification, VerificationId,
 };
 use uuid::Uuid;
 
@@ -222,6 +222,12 @@ pub fn verification(row: &impl StoredRow) -> Result<Verification, StoreError> {
             .optional_text("risk")?
             .map(|risk| serde_json::from_str(&risk).map_err(|error| v.corrupt("risk", error)))
             .transpose()?,
+        transaction: Transaction::parse(
+            v.optional_text("amount")?.as_deref(),
+            v.optional_text("currency")?.as_deref(),
+            v.optional_text("payee")?.as_deref(),
+        )
+        .map_err(|error| v.corrupt(error.field(), error))?,
     })
 }
 

@@ -194,6 +194,7 @@ async fn ask(
             ..ClientSignals::default()
         },
         brand: None,
+        transaction: None,
     };
     let first = running.verification.is_none();
     match services.start_verification(&session.api_key, request).await {

@@ -64,6 +64,7 @@ fn alice() -> StartRequest {
         app_hash: None,
         client: Default::default(),
         brand: None,
+        transaction: None,
     }
 }
 
