@@ -237,7 +237,7 @@ impl Services {
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
             self.verifications
-                .create(&verification, self.code_hash(&verification, &code), message,),
+                .create(&verification, self.code_hash(&verification, &code), message),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
         let message = message?;
