@@ -14,7 +14,12 @@ async fn templates_list_their_variables_and_preview_their_cost() {
     let names: Vec<&Value> = templates.iter().map(|template| &template["name"]).collect();
     assert_eq!(
         names,
-        ["two-factor-auth", "two-factor-auth-voice"],
+        [
+            "two-factor-auth",
+            "two-factor-auth-transaction",
+            "two-factor-auth-transaction-voice",
+            "two-factor-auth-voice"
+        ],
         "{list}"
     );
     let sms = &templates[0];
@@ -28,6 +33,10 @@ async fn templates_list_their_variables_and_preview_their_cost() {
     }
     assert_eq!(
         templates[1]["variables"],
+        json!(["amount", "code", "currency", "expiryMinutes", "payee"])
+    );
+    assert_eq!(
+        templates[3]["variables"],
         json!(["code_digits", "expiryMinutes"])
     );
 

@@ -26,6 +26,7 @@ mod resilience;
 mod robustness;
 mod secrecy;
 mod startup;
+mod transactions;
 mod twilio_verify;
 mod two_factor;
 mod webhooks;

@@ -409,7 +409,7 @@ async fn what_the_service_does_not_offer_is_refused_as_an_invalid_parameter() {
             vec![
                 ("To", ALICE),
                 ("Channel", "sms"),
-                ("Amount", "€39.99"),
+                ("Amount", "-39.99"),
                 ("Payee", "Acme"),
             ],
             "Amount",
@@ -597,4 +597,107 @@ async fn the_code_message_names_the_service_or_the_custom_friendly_name_as_twili
     assert_eq!(status, 201, "{started}");
     let second = app.twilio_requests(2).await[1]["Body"].clone();
     assert!(second.contains("Acme Pay"), "{second}");
+}
+
+#[tokio::test]
+async fn psd2_amount_and_payee_are_named_bound_to_the_code_and_shown_as_twilio_shows_them() {
+    let app = app().await;
+    let client = VerifyClient::new(&app);
+    let service = client.acme().await;
+    let (status, started) = client
+        .start(
+            &service,
+            &[
+                ("To", ALICE),
+                ("Channel", "sms"),
+                ("Amount", "€39.99"),
+                ("Payee", "Acme Inc."),
+            ],
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["amount"], "€39.99", "{started}");
+    assert_eq!(started["payee"], "Acme Inc.", "{started}");
+    let verification_sid = started["sid"].as_str().unwrap();
+    let body = app.twilio_requests(1).await[0]["Body"].clone();
+    assert!(
+        body.starts_with("Your Acme code to pay 39.99 EUR to Acme Inc. is: "),
+        "{body}"
+    );
+    let code = code_sent(&app, 1).await;
+
+    // Another amount, or none, is a wrong code; one of the pair alone is Twilio's 60206.
+    for fields in [
+        vec![
+            ("To", ALICE),
+            ("Code", code.as_str()),
+            ("Amount", "€39.98"),
+            ("Payee", "Acme Inc."),
+        ],
+        vec![
+            ("To", ALICE),
+            ("Code", code.as_str()),
+            ("Amount", "£39.99"),
+            ("Payee", "Acme Inc."),
+        ],
+        vec![("To", ALICE), ("Code", code.as_str())],
+    ] {
+        let (status, check) = client.check(&service, &fields).await;
+        assert_eq!(status, 200, "{fields:?}: {check}");
+        assert_eq!(
+            (&check["status"], &check["valid"]),
+            (&"pending".into(), &false.into())
+        );
+    }
+    let (status, refused) = client
+        .check(
+            &service,
+            &[("To", ALICE), ("Code", &code), ("Amount", "€39.99")],
+        )
+        .await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, 60206.into()),
+        "{refused}"
+    );
+
+    // The same amount written another way approves, and the answer shows the payment.
+    let (status, check) = client
+        .check(
+            &service,
+            &[
+                ("VerificationSid", verification_sid),
+                ("Code", &code),
+                ("Amount", "39.990 EUR"),
+                ("Payee", "Acme Inc."),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{check}");
+    assert_eq!(check["status"], "approved", "{check}");
+    assert_eq!(
+        (&check["amount"], &check["payee"]),
+        (&"€39.99".into(), &"Acme Inc.".into())
+    );
+
+    let (status, refused) = client
+        .start(
+            &service,
+            &[
+                ("To", "+15557654321"),
+                ("Channel", "whatsapp"),
+                ("Amount", "5"),
+                ("Payee", "Acme"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, 60200.into()),
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("`Channel`"),
+        "{refused}"
+    );
 }

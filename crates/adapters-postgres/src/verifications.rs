@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    CodeHash, Message, MessageId, NewMessage, PhoneNumber, Verification, VerificationId,
-    VerificationStatus,
+    CodeHash, Message, MessageId, NewMessage, PhoneNumber, Transaction, Verification,
+    VerificationId, VerificationStatus,
 };
 use ports::params::{self, Param};
 use ports::{rows, stored_queued, StoreError, VerificationFilter, VerificationStore};
@@ -77,14 +77,16 @@ impl BatchWrite for Creates {
                 r#"WITH verification AS (
                        INSERT INTO verifications (id, "to", channel, api_key, status,
                            check_count, max_checks, send_count, max_sends, expires_at,
-                           last_sent_at, created_at, risk, updated_at)
+                           last_sent_at, created_at, risk, amount, currency, payee,
+                           updated_at)
                        SELECT *, created_at
                        FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[],
                            $23::text[], $24::int8[], $25::int8[], $26::int8[], $27::int8[],
                            $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
-                           $32::text[])
+                           $32::text[], $33::text[], $34::text[], $35::text[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
-                           send_count, max_sends, expires_at, last_sent_at, created_at, risk)
+                           send_count, max_sends, expires_at, last_sent_at, created_at, risk,
+                           amount, currency, payee)
                    ),
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at,
@@ -112,6 +114,15 @@ impl BatchWrite for Creates {
         .bind(column(creates, |c| c.verification.created_at))
         .bind(column(creates, |c| c.code.as_bytes()))
         .bind(column(creates, |c| params::risk_json(&c.verification)))
+        .bind(column(creates, |c| {
+            transaction_part(c, |t| t.amount.as_str())
+        }))
+        .bind(column(creates, |c| {
+            transaction_part(c, |t| t.currency.as_str())
+        }))
+        .bind(column(creates, |c| {
+            transaction_part(c, |t| t.payee.as_str())
+        }))
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -120,6 +131,11 @@ impl BatchWrite for Creates {
             stored_queued(&c.message, Some(c.verification.id))
         }))
     }
+}
+
+/// A part of a created verification's transaction, if it has one.
+fn transaction_part(create: &Create, part: fn(&Transaction) -> &str) -> Option<&str> {
+    create.verification.transaction.as_ref().map(part)
 }
 
 /// One check to count.

@@ -54,8 +54,9 @@ impl VerificationStore for SqliteStore {
         let verification_row = query(
             r#"INSERT INTO verifications (id, "to", channel, api_key, status, check_count,
                    max_checks, send_count, max_sends, expires_at, last_sent_at, created_at,
-                   risk, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12)"#,
+                   risk, amount, currency, payee, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                   $12)"#,
             &params::new_verification(verification, risk.as_deref()),
         );
         execute(verification_row, &mut *transaction).await?;

@@ -41,6 +41,7 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         client: Default::default(),
                         brand: None,
                         workflow: None,
+                        transaction: None,
                     },
                 )
                 .await

@@ -2,8 +2,8 @@
 //! verifications and their rules, the retry policy, the fraud guard's decisions.
 //!
 //! Also the languages codes are written in (`language`), the brand and autofill lines of a
-//! code's text (`code_text`), and the SMS segment arithmetic (GSM-7 / UCS-2), which both
-//! templates and providers need.
+//! code's text (`code_text`), the payment a code confirms (`transaction`, PSD2), and the SMS
+//! segment arithmetic (GSM-7 / UCS-2), which both templates and providers need.
 //!
 //! Everything here is a value or a pure function. This crate must never do I/O, read the clock,
 //! or depend on a framework (no tokio, sqlx, reqwest, axum): time comes in as an argument, so
@@ -23,6 +23,7 @@ pub mod phone;
 pub mod pumping;
 pub mod retry;
 pub mod segments;
+pub mod transaction;
 pub mod verification;
 pub mod webhook;
 pub mod workflow;
@@ -41,6 +42,10 @@ pub use phone::{PhoneNumber, PhoneNumberError};
 pub use pumping::{HourlySends, PumpingPolicy, Traffic};
 pub use retry::RetryPolicy;
 pub use segments::{analyze, outside_gsm7, Encoding, SegmentInfo};
+pub use transaction::{
+    AmountError, Currency, CurrencyError, Payee, PayeeError, Transaction, TransactionAmount,
+    TransactionError,
+};
 pub use verification::{
     CheckOutcome, CheckRefusal, CodeHash, CodeLength, ResendRefusal, Verification,
     VerificationCode, VerificationId, VerificationPolicy, VerificationStatus,

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fraud::Decision;
-use crate::{Channel, PhoneNumber};
+use crate::{Channel, PhoneNumber, Transaction};
 
 crate::id::uuid_id!(VerificationId);
 
@@ -205,6 +205,8 @@ pub struct Verification {
     /// What the fraud guard decided when the verification was started; `None` for one
     /// started before the guard judged codes.
     pub risk: Option<Decision>,
+    /// The payment its codes confirm (PSD2): their texts name it and their hashes bind it.
+    pub transaction: Option<Transaction>,
 }
 
 /// Why a new code cannot be sent for a verification right now.
@@ -269,6 +271,7 @@ impl Verification {
             last_sent_at: now,
             created_at: now,
             risk: None,
+            transaction: None,
         }
     }
 

@@ -127,6 +127,22 @@ impl WorkflowPlan {
         self.fallback_after
     }
 
+    /// The plan of a verification that confirms a payment: without the channels that cannot
+    /// name it (WhatsApp's fixed templates), unless none would be left, so that the start is
+    /// refused naming the channel.
+    pub fn for_transaction(self) -> Self {
+        let channels: Vec<Channel> = self
+            .channels
+            .iter()
+            .copied()
+            .filter(|channel| channel.carries_transaction_details())
+            .collect();
+        if channels.is_empty() {
+            return self;
+        }
+        Self { channels, ..self }
+    }
+
     /// Whether there is a step after the first: a one-step plan needs no workflow stored.
     pub fn has_fallback(&self) -> bool {
         self.channels.len() > 1
@@ -352,5 +368,16 @@ mod tests {
         );
         assert_eq!(FallbackReason::of_status(MessageStatus::Delivered), None);
         assert_eq!(FallbackReason::of_status(MessageStatus::Sent), None);
+    }
+
+    #[test]
+    fn a_payment_s_workflow_passes_whatsapp_over_unless_it_is_all_there_is() {
+        let plan = WorkflowPlan::new(vec![Channel::Whatsapp, Channel::Sms, Channel::Voice], 60)
+            .unwrap()
+            .for_transaction();
+        assert_eq!(plan.channels(), [Channel::Sms, Channel::Voice]);
+        assert_eq!(plan.first(), Channel::Sms);
+        let only = WorkflowPlan::single(Channel::Whatsapp).for_transaction();
+        assert_eq!(only.channels(), [Channel::Whatsapp]);
     }
 }

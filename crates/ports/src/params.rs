@@ -155,11 +155,12 @@ pub fn new_message<'a>(
 
 /// A new verification: `id`, `to`, `channel`, `api_key`, `status`, `check_count`,
 /// `max_checks`, `send_count`, `max_sends`, `expires_at`, `last_sent_at`, `created_at`, `risk`
-/// ([`risk_json`] of its risk).
+/// ([`risk_json`] of its risk), then its transaction's `amount`, `currency`, `payee`.
 pub fn new_verification<'a>(
     verification: &'a Verification,
     risk: Option<&'a str>,
-) -> [Param<'a>; 13] {
+) -> [Param<'a>; 16] {
+    let transaction = verification.transaction.as_ref();
     [
         Param::Id(Some(verification.id.as_uuid())),
         Param::text(verification.to.as_str()),
@@ -174,6 +175,9 @@ pub fn new_verification<'a>(
         Param::time(verification.last_sent_at),
         Param::time(verification.created_at),
         Param::Text(risk),
+        Param::Text(transaction.map(|t| t.amount.as_str())),
+        Param::Text(transaction.map(|t| t.currency.as_str())),
+        Param::Text(transaction.map(|t| t.payee.as_str())),
     ]
 }
 

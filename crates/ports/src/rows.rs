@@ -11,16 +11,17 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use domain::fraud::{Block, CodeCounts, Decision, Mode, Policy, Prefix, Reason, SignalKey};
 use domain::{
-    Attempt, CodeLength, DeliveryEvent, Message, MessageId, PhoneNumber, Price, Priority,
-    Verification, VerificationId, Channel, FallbackReason, MessageStatus, VerificationAttempt, Workflow,
+    Attempt, Channel, CodeLength, DeliveryEvent, FallbackReason, Message, MessageId, MessageStatus,
+    PhoneNumber, Price, Priority, Transaction, Verification, VerificationAttempt, VerificationId,
+    Workflow,
 };
 use uuid::Uuid;
 
 use domain::webhook::{EndpointId, EventId, EventType};
 
 use crate::{
-    ClaimToken, ClaimedMessage, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry, StatusCount,
-    StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint, DueStep,
+    ClaimToken, ClaimedMessage, DueStep, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry,
+    StatusCount, StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -224,6 +225,12 @@ pub fn verification(row: &impl StoredRow) -> Result<Verification, StoreError> {
             .optional_text("risk")?
             .map(|risk| serde_json::from_str(&risk).map_err(|error| v.corrupt("risk", error)))
             .transpose()?,
+        transaction: Transaction::parse(
+            v.optional_text("amount")?.as_deref(),
+            v.optional_text("currency")?.as_deref(),
+            v.optional_text("payee")?.as_deref(),
+        )
+        .map_err(|error| v.corrupt(error.field(), error))?,
     })
 }
 

@@ -127,6 +127,7 @@ macro_rules! store_conformance_tests {
             concurrent_claims_share_one_sender_rate,
             release_returns_a_claim_to_the_queue_unsent,
             create_verification_stores_code_and_message_atomically,
+            a_verification_keeps_the_transaction_its_codes_confirm,
             find_pending_ignores_expired_and_other_api_keys,
             verifications_list_newest_first_per_api_key_with_filters_and_cursor,
             count_check_stops_at_max_checks,
@@ -1612,6 +1613,49 @@ pub async fn release_returns_a_claim_to_the_queue_unsent<S: StoreUnderTest>(stor
         MessageStatus::Sent,
         "a finished message stays finished"
     );
+}
+
+/// PSD2: the amount as the client wrote it, the currency and the payee come back from every
+/// read, a counted check's included (the check binds its code to them).
+pub async fn a_verification_keeps_the_transaction_its_codes_confirm<S: StoreUnderTest>(store: S) {
+    let transaction = domain::Transaction::parse(Some("49.90"), Some("EUR"), Some("Café Zoë"))
+        .unwrap()
+        .unwrap();
+    let confirming = Verification {
+        transaction: Some(transaction),
+        ..verification(t0())
+    };
+    let plain = Verification {
+        to: PhoneNumber::parse("+15557654321").unwrap(),
+        ..verification(t0())
+    };
+    for started in [&confirming, &plain] {
+        store
+            .create(started, code_hash(1), code_message(started, t0()))
+            .await
+            .unwrap();
+    }
+    let read = stored_verification(&store, confirming.id).await;
+    assert_eq!(read, confirming);
+    let read_transaction = read.transaction.unwrap();
+    assert_eq!(read_transaction.amount.as_str(), "49.90");
+    assert_eq!(read_transaction.payee.as_str(), "Café Zoë");
+    assert_eq!(
+        stored_verification(&store, plain.id).await.transaction,
+        None
+    );
+    let pending = store
+        .find_pending(&confirming.to, "auth", t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.transaction, confirming.transaction);
+    let (counted, _) = store
+        .count_check(confirming.id, "auth", t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counted.transaction, confirming.transaction);
 }
 
 pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnderTest>(store: S) {

@@ -149,6 +149,28 @@ mod tests {
                     sensitive: true,
                 },
                 TemplateInfo {
+                    name: "two-factor-auth-transaction".into(),
+                    variables: ["amount", "code", "currency", "expiryMinutes", "payee"]
+                        .map(String::from)
+                        .to_vec(),
+                    locales: locales.clone(),
+                    sensitive: true,
+                },
+                TemplateInfo {
+                    name: "two-factor-auth-transaction-voice".into(),
+                    variables: [
+                        "amount",
+                        "code_digits",
+                        "currency",
+                        "expiryMinutes",
+                        "payee"
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    locales: locales.clone(),
+                    sensitive: true,
+                },
+                TemplateInfo {
                     name: "two-factor-auth-voice".into(),
                     variables: vec!["code_digits".into(), "expiryMinutes".into()],
                     locales,

@@ -28,6 +28,13 @@ pub const TWO_FACTOR_AUTH: &str = "two-factor-auth";
 /// The template a voice call says a one-time code with: it receives `code_digits` (see
 /// [`spoken_digits`]), `brand` and `expiryMinutes`, and says the code twice.
 pub const TWO_FACTOR_AUTH_VOICE: &str = "two-factor-auth-voice";
+/// The template a one-time code confirming a payment (PSD2 dynamic linking) is sent with by
+/// SMS: it also receives `amount`, `currency` and `payee`, and names them. Its texts fit two
+/// segments with the longest payee and amount a request may carry.
+pub const TWO_FACTOR_AUTH_TRANSACTION: &str = "two-factor-auth-transaction";
+/// The voice template of a code confirming a payment: [`TWO_FACTOR_AUTH_VOICE`]'s data and
+/// `amount`, `currency` and `payee`.
+pub const TWO_FACTOR_AUTH_TRANSACTION_VOICE: &str = "two-factor-auth-transaction-voice";
 /// The variable every template may use without the caller giving it: the configured brand.
 pub const BRAND: &str = "brand";
 
@@ -45,10 +52,19 @@ const BUILT_IN: &[(&str, &str)] = &[
         TWO_FACTOR_AUTH_VOICE,
         include_str!("../texts/two-factor-auth-voice.en.hbs"),
     ),
+    (
+        TWO_FACTOR_AUTH_TRANSACTION,
+        include_str!("../texts/two-factor-auth-transaction.en.hbs"),
+    ),
+    (
+        TWO_FACTOR_AUTH_TRANSACTION_VOICE,
+        include_str!("../texts/two-factor-auth-transaction-voice.en.hbs"),
+    ),
 ];
 
 /// The built-in translations: `texts/two-factor-auth.LOCALE.hbs` (SMS) and
-/// `texts/two-factor-auth-voice.LOCALE.hbs` (voice) for each locale listed once here.
+/// `texts/two-factor-auth-voice.LOCALE.hbs` (voice), and their `-transaction` variants
+/// (PSD2), for each locale listed once here.
 macro_rules! built_in_translations {
     ($($locale:literal),* $(,)?) => {
         /// The locales the two-factor texts are built in for, SMS and voice.
@@ -61,6 +77,18 @@ macro_rules! built_in_translations {
             (
                 concat!("two-factor-auth-voice.", $locale),
                 include_str!(concat!("../texts/two-factor-auth-voice.", $locale, ".hbs")),
+            ),
+            (
+                concat!("two-factor-auth-transaction.", $locale),
+                include_str!(concat!("../texts/two-factor-auth-transaction.", $locale, ".hbs")),
+            ),
+            (
+                concat!("two-factor-auth-transaction-voice.", $locale),
+                include_str!(concat!(
+                    "../texts/two-factor-auth-transaction-voice.",
+                    $locale,
+                    ".hbs"
+                )),
             ),
         )*];
     };

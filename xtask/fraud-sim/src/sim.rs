@@ -195,6 +195,7 @@ async fn ask(
         },
         brand: None,
         workflow: None,
+        transaction: None,
     };
     let first = running.verification.is_none();
     match services.start_verification(&session.api_key, request).await {

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use domain::fraud::{Action, Decision, ReasonCode};
 use domain::{
     AppHash, Channel, CheckOutcome, CheckRefusal, CodeLength, InvalidWorkflow, MessageStatus,
-    Verification, VerificationAttempt, VerificationCode, VerificationId, VerificationStatus,
-    WorkflowPlan,
+    Transaction, Verification, VerificationAttempt, VerificationCode, VerificationId,
+    VerificationStatus, WorkflowPlan,
 };
 use ports::{VerificationCursor, VerificationFilter};
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,36 @@ pub struct StartBody {
     /// conversion, prefix surge) do not judge the request; the other policies still do.
     #[serde(default)]
     trusted: bool,
+    /// PSD2 transaction confirmation, with `currency` and `payee` (all three or none): the
+    /// amount of the payment the code confirms, a decimal with at most 9 digits before the
+    /// point and 4 after. The SMS or call names it; a check must present the same amount
+    /// (compared as a number: `10.0` is `10.00`), currency and payee to approve. WhatsApp
+    /// cannot carry it (422 `channel-cannot-carry-transaction`).
+    #[schema(example = "49.90", pattern = r"^[0-9]{1,9}(\.[0-9]{1,4})?$")]
+    amount: Option<String>,
+    /// The amount's ISO 4217 currency: three upper-case letters.
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    currency: Option<String>,
+    /// Who is paid, as the payer reads it in the code's text: 1 to 20 visible characters (so
+    /// that every built-in text with it fits two SMS segments).
+    #[schema(example = "Acme Travel", min_length = 1, max_length = 20)]
+    payee: Option<String>,
+}
+
+/// A request's transaction, or the 422 naming the field that is wrong.
+fn transaction(
+    amount: Option<&str>,
+    currency: Option<&str>,
+    payee: Option<&str>,
+) -> Result<Option<Transaction>, ApiError> {
+    Transaction::parse(amount, currency, payee).map_err(|error| {
+        let kind = match error.field() {
+            "amount" => "invalid-amount",
+            "currency" => "invalid-currency",
+            _ => "invalid-payee",
+        };
+        ApiError::invalid_field(error.field(), kind, error.to_string())
+    })
 }
 
 /// Longest `user_id` taken: an id, not a document.
@@ -121,6 +151,14 @@ impl From<&Decision> for RiskView {
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     code: String,
+    /// For a verification that confirms a transaction (PSD2): its amount, compared as a
+    /// number. Another amount, currency or payee, or none, is a wrong code (the check counts).
+    #[schema(example = "49.90")]
+    amount: Option<String>,
+    #[schema(example = "EUR")]
+    currency: Option<String>,
+    #[schema(example = "Acme Travel")]
+    payee: Option<String>,
 }
 
 /// A verification as clients see it: the number masked (the caller knows it; logs and
@@ -139,6 +177,17 @@ pub struct VerificationView {
     /// before the guard judged codes.
     #[serde(skip_serializing_if = "Option::is_none")]
     risk: Option<RiskView>,
+    /// The payment its codes confirm (PSD2), as the start request wrote the amount; absent
+    /// for a verification that confirms none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "49.90")]
+    amount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "EUR")]
+    currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Acme Travel")]
+    payee: Option<String>,
     /// Every code sent, oldest first: the first, each workflow step, each resend (shown by
     /// `GET /v1/verifications/{id}` and when one is started or resent; not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +227,7 @@ impl From<&VerificationAttempt> for VerificationAttemptView {
 
 impl VerificationView {
     pub fn new(verification: &Verification, now: DateTime<Utc>) -> Self {
+        let transaction = verification.transaction.as_ref();
         Self {
             id: verification.id,
             status: verification.status_at(now),
@@ -187,6 +237,9 @@ impl VerificationView {
             send_count: verification.send_count,
             created_at: verification.created_at,
             risk: verification.risk.as_ref().map(RiskView::from),
+            amount: transaction.map(|t| t.amount.as_str().to_owned()),
+            currency: transaction.map(|t| t.currency.as_str().to_owned()),
+            payee: transaction.map(|t| t.payee.as_str().to_owned()),
             attempts: None,
         }
     }
@@ -318,8 +371,22 @@ pub async fn start(
             format!("a user id is 1 to {MAX_USER_ID_LEN} characters"),
         ));
     }
-    let (channel, workflow) =
+    let transaction = transaction(
+        body.amount.as_deref(),
+        body.currency.as_deref(),
+        body.payee.as_deref(),
+    )?;
+    let (mut channel, mut workflow) =
         workflow_of(body.channel, body.channels, body.fallback_after_seconds)?;
+    if let Some(plan) = workflow.take() {
+        let plan = if transaction.is_some() {
+            plan.for_transaction()
+        } else {
+            plan
+        };
+        channel = plan.first();
+        workflow = Some(plan);
+    }
     let has_workflow = workflow.is_some();
     let started = services
         .start_verification(
@@ -337,6 +404,7 @@ pub async fn start(
                     trusted: body.trusted,
                 },
                 brand: None,
+                transaction,
             },
         )
         .await
@@ -350,6 +418,11 @@ pub async fn start(
             StartError::ChannelNotOffered { .. } => ApiError::invalid_field(
                 if has_workflow { "channels" } else { "channel" },
                 "channel-not-offered",
+                error.to_string(),
+            ),
+            StartError::ChannelCannotCarryTransaction { .. } => ApiError::invalid_field(
+                "channel",
+                "channel-cannot-carry-transaction",
                 error.to_string(),
             ),
             StartError::Fraud(refusal) => fraud_problem(&refusal),
@@ -568,7 +641,14 @@ pub async fn check(
     let id: VerificationId = parse_id(&id, "verification")?;
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
-    let checked = services.check_verification(&api_key, id, &code).await;
+    let transaction = transaction(
+        body.amount.as_deref(),
+        body.currency.as_deref(),
+        body.payee.as_deref(),
+    )?;
+    let checked = services
+        .check_transaction_verification(&api_key, id, &code, transaction.as_ref())
+        .await;
     check_answer(checked, || format!("no verification with id `{id}`"))
 }
 
@@ -653,6 +733,13 @@ pub(crate) fn fraud_problem(refusal: &FraudRefusal) -> ApiError {
 pub struct CheckByNumberBody {
     to: String,
     code: String,
+    /// As in a check by id: the transaction the code confirms (PSD2).
+    #[schema(example = "49.90")]
+    amount: Option<String>,
+    #[schema(example = "EUR")]
+    currency: Option<String>,
+    #[schema(example = "Acme Travel")]
+    payee: Option<String>,
 }
 
 /// Checks a code against the pending verification of a number, as Twilio Verify's
@@ -682,7 +769,14 @@ pub async fn check_by_number(
     let to = parse_phone_number("to", &body.to)?;
     let code = VerificationCode::parse(body.code.trim())
         .map_err(|error| ApiError::invalid_field("code", "invalid-code", error.to_string()))?;
-    let checked = services.check_verification_of(&api_key, &to, &code).await;
+    let transaction = transaction(
+        body.amount.as_deref(),
+        body.currency.as_deref(),
+        body.payee.as_deref(),
+    )?;
+    let checked = services
+        .check_transaction_verification_of(&api_key, &to, &code, transaction.as_ref())
+        .await;
     check_answer(checked, || {
         "no pending verification for this number".to_owned()
     })

@@ -1,7 +1,7 @@
 //! One-time codes: drawn from the OS CSPRNG, kept only as keyed hashes.
 
 use chrono::{DateTime, Utc};
-use domain::{CodeHash, CodeLength, VerificationCode, VerificationId};
+use domain::{CodeHash, CodeLength, Transaction, VerificationCode, VerificationId};
 use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
@@ -73,7 +73,8 @@ pub fn secret_kept_in(file: &std::path::Path) -> std::io::Result<SecretString> {
 
 /// HMAC-SHA256 of a code under the server's pepper. The verification id is part of the
 /// input, so the same code in two verifications hashes differently and a hash is useless
-/// outside its verification.
+/// outside its verification; so is the transaction a code confirms (PSD2 dynamic linking), so
+/// that only a check naming the same amount, currency and payee finds it.
 #[derive(Clone)]
 pub struct CodeHasher {
     pepper: SecretString,
@@ -84,23 +85,38 @@ impl CodeHasher {
         Self { pepper }
     }
 
-    pub fn hash(&self, verification: VerificationId, code: &VerificationCode) -> CodeHash {
+    /// The hash of `code` in `verification`, bound to `transaction` when the code confirms
+    /// one. Without one the input is what it always was (id, code), so the hashes of codes
+    /// sent before transactions existed still match; with one, a NUL (which no code contains)
+    /// and the transaction's binding follow, so no code and transaction give another's bytes.
+    pub fn hash(
+        &self,
+        verification: VerificationId,
+        code: &VerificationCode,
+        transaction: Option<&Transaction>,
+    ) -> CodeHash {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose_secret().as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(verification.as_uuid().as_bytes());
         mac.update(code.expose().as_bytes());
+        if let Some(transaction) = transaction {
+            mac.update(b"\0transaction\0");
+            mac.update(transaction.binding().as_bytes());
+        }
         CodeHash::from_bytes(mac.finalize().into_bytes().to_vec())
     }
 
-    /// Whether `code` is any of `hashes`. Every hash is compared in constant time and none is
-    /// skipped, so timing tells nothing about which code or how much of it matched.
+    /// Whether `code`, presented with `transaction`, is any of `hashes`. Every hash is
+    /// compared in constant time and none is skipped, so timing tells nothing about which code
+    /// or how much of it matched.
     pub fn matches_any(
         &self,
         verification: VerificationId,
         code: &VerificationCode,
+        transaction: Option<&Transaction>,
         hashes: &[CodeHash],
     ) -> bool {
-        let candidate = self.hash(verification, code);
+        let candidate = self.hash(verification, code, transaction);
         hashes.iter().fold(false, |found, hash| {
             found | bool::from(candidate.as_bytes().ct_eq(hash.as_bytes()))
         })
@@ -166,12 +182,51 @@ mod tests {
         let wrong = VerificationCode::parse("123457").unwrap();
         let id = VerificationId::generate();
         let hashes = vec![
-            hasher.hash(id, &VerificationCode::parse("000000").unwrap()),
-            hasher.hash(id, &code),
+            hasher.hash(id, &VerificationCode::parse("000000").unwrap(), None),
+            hasher.hash(id, &code, None),
         ];
-        assert!(hasher.matches_any(id, &code, &hashes));
-        assert!(!hasher.matches_any(id, &wrong, &hashes));
-        assert!(!hasher.matches_any(VerificationId::generate(), &code, &hashes));
+        assert!(hasher.matches_any(id, &code, None, &hashes));
+        assert!(!hasher.matches_any(id, &wrong, None, &hashes));
+        assert!(!hasher.matches_any(VerificationId::generate(), &code, None, &hashes));
+    }
+
+    #[test]
+    fn a_code_bound_to_a_transaction_matches_only_that_transaction_as_numbers_compare() {
+        let hasher = CodeHasher::new(SecretString::from("p".repeat(32)));
+        let code = VerificationCode::parse("123456").unwrap();
+        let id = VerificationId::generate();
+        let transaction = |amount: &str, currency: &str, payee: &str| {
+            Transaction::parse(Some(amount), Some(currency), Some(payee))
+                .unwrap()
+                .unwrap()
+        };
+        let bound = vec![hasher.hash(id, &code, Some(&transaction("10.0", "EUR", "Acme")))];
+        assert!(hasher.matches_any(
+            id,
+            &code,
+            Some(&transaction("10.00", "EUR", "Acme")),
+            &bound
+        ));
+        assert!(hasher.matches_any(id, &code, Some(&transaction("10", "EUR", "Acme")), &bound));
+        for other in [
+            transaction("10.01", "EUR", "Acme"),
+            transaction("10", "USD", "Acme"),
+            transaction("10", "EUR", "Acme Ltd"),
+        ] {
+            assert!(
+                !hasher.matches_any(id, &code, Some(&other), &bound),
+                "{other:?}"
+            );
+        }
+        assert!(
+            !hasher.matches_any(id, &code, None, &bound),
+            "a check without the transaction fails"
+        );
+        let unbound = vec![hasher.hash(id, &code, None)];
+        assert!(
+            !hasher.matches_any(id, &code, Some(&transaction("10", "EUR", "Acme")), &unbound),
+            "a transaction the code was not sent for fails"
+        );
     }
 
     #[test]
@@ -189,8 +244,8 @@ mod tests {
     fn the_pepper_changes_the_hash() {
         let id = VerificationId::generate();
         let code = VerificationCode::parse("123456").unwrap();
-        let one = CodeHasher::new(SecretString::from("a".repeat(32))).hash(id, &code);
-        let two = CodeHasher::new(SecretString::from("b".repeat(32))).hash(id, &code);
+        let one = CodeHasher::new(SecretString::from("a".repeat(32))).hash(id, &code, None);
+        let two = CodeHasher::new(SecretString::from("b".repeat(32))).hash(id, &code, None);
         assert_ne!(one, two);
     }
 }

@@ -3,12 +3,15 @@
 use chrono::{DateTime, Utc};
 use domain::fraud::CodeEvent;
 use domain::{
-    AppHash, Brand, Channel, CheckOutcome, CheckRefusal, CodeLength, Message, NewMessage,
-    PhoneNumber, Priority, ResendRefusal, Verification, VerificationCode, VerificationId,
-    VerificationPolicy, VerificationStatus, WorkflowPlan,
+    AppHash, Brand, Channel, CheckOutcome, CheckRefusal, CodeHash, CodeLength, Message, NewMessage,
+    PhoneNumber, Priority, ResendRefusal, Transaction, Verification, VerificationCode,
+    VerificationId, VerificationPolicy, VerificationStatus, WorkflowPlan,
 };
 use ports::{StoreError, VerificationFilter};
-use template::{spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_VOICE};
+use template::{
+    spoken_digits, RenderError, TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_TRANSACTION,
+    TWO_FACTOR_AUTH_TRANSACTION_VOICE, TWO_FACTOR_AUTH_VOICE,
+};
 
 use crate::observability::metrics::VerificationEvent;
 use crate::usecases::fraud::{ClientSignals, FraudRefusal, ScreenError, Screened};
@@ -33,6 +36,10 @@ pub struct StartRequest {
     /// The channels after `channel` to fall back on, and when (`channels`,
     /// `fallback_after_seconds`); its first channel is `channel`. `None`: `channel` alone.
     pub workflow: Option<WorkflowPlan>,
+    /// The payment the code confirms (PSD2): its texts name it and its hash binds it. A
+    /// pending verification of the number for another transaction (or none) is canceled and a
+    /// new one started, so that no code confirms a payment the client no longer asks about.
+    pub transaction: Option<Transaction>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +52,10 @@ pub enum StartError {
     /// approved template for the language. Nothing was counted or stored.
     #[error("{channel} is not offered: {reason}")]
     ChannelNotOffered { channel: Channel, reason: String },
+    /// The code confirms a transaction, and the channel's texts cannot name it (see
+    /// `Channel::carries_transaction_details`). Nothing was counted or stored.
+    #[error("{channel} cannot carry a transaction's amount and payee: its codes go out in an approved template whose text is fixed; use sms or voice")]
+    ChannelCannotCarryTransaction { channel: Channel },
     #[error(transparent)]
     Refused(#[from] Refusal),
     /// The fraud guard refused the code.
@@ -94,11 +105,10 @@ impl Started {
         if let Some(locale) = self.message.locale.as_deref() {
             return Some(locale);
         }
-        self.message
-            .template
-            .as_deref()?
-            .strip_prefix(TWO_FACTOR_AUTH)?
-            .strip_prefix('.')
+        let template = self.message.template.as_deref()?;
+        [TWO_FACTOR_AUTH, TWO_FACTOR_AUTH_TRANSACTION]
+            .into_iter()
+            .find_map(|name| template.strip_prefix(name)?.strip_prefix('.'))
     }
 }
 
@@ -127,6 +137,20 @@ impl From<ScreenError> for StartError {
 fn with_brand(mut data: serde_json::Value, brand: Option<&Brand>) -> serde_json::Value {
     if let (Some(brand), Some(fields)) = (brand, data.as_object_mut()) {
         fields.insert(template::BRAND.to_owned(), brand.as_str().into());
+    }
+    data
+}
+
+/// A code text's data with the transaction it confirms, when it confirms one: the amount as
+/// the client wrote it, the currency and the payee.
+fn with_transaction(
+    mut data: serde_json::Value,
+    transaction: Option<&Transaction>,
+) -> serde_json::Value {
+    if let (Some(transaction), Some(fields)) = (transaction, data.as_object_mut()) {
+        fields.insert("amount".to_owned(), transaction.amount.as_str().into());
+        fields.insert("currency".to_owned(), transaction.currency.as_str().into());
+        fields.insert("payee".to_owned(), transaction.payee.as_str().into());
     }
     data
 }
@@ -166,13 +190,16 @@ impl Services {
                 .unwrap_or(self.verification_policy.code_length),
             ..self.verification_policy
         };
-        if let Some(pending) = self
+        let superseded = match self
             .verifications
             .find_pending(&request.to, api_key, now)
             .await?
         {
-            return self.resend(api_key, pending, &request, &policy, now).await;
-        }
+            Some(pending) if pending.transaction == request.transaction => {
+                return self.resend(api_key, pending, &request, &policy, now).await;
+            }
+            pending => pending,
+        };
 
         let delivery = self.code_delivery(&request, request.channel)?;
         self.offers_workflow(&request)?;
@@ -182,6 +209,7 @@ impl Services {
             .await?;
         let mut verification = Verification {
             risk: Some(screened.decision.clone()),
+            transaction: request.transaction.clone(),
             ..Verification::start(
                 request.to.clone(),
                 request.channel,
@@ -217,13 +245,17 @@ impl Services {
                 ))
                 .await?;
         }
+        if let Some(superseded) = superseded {
+            // Its codes confirm another transaction (or none): they approve nothing any more.
+            self.verifications
+                .conclude(superseded.id, VerificationStatus::Canceled, now)
+                .await?;
+            tracing::info!(verification_id = %superseded.id, "verification canceled: a start for another transaction replaces it");
+        }
         // The code's count is written beside the verification, not after it.
         let (message, ()) = tokio::join!(
-            self.verifications.create(
-                &verification,
-                self.hasher.hash(verification.id, &code),
-                message,
-            ),
+            self.verifications
+                .create(&verification, self.code_hash(&verification, &code), message),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
         let message = match message {
@@ -291,7 +323,7 @@ impl Services {
         let (added, ()) = tokio::join!(
             self.verifications.add_code(
                 pending.id,
-                self.hasher.hash(pending.id, &code),
+                self.code_hash(&pending, &code),
                 message,
                 now,
                 now - policy.resend_interval,
@@ -354,9 +386,19 @@ impl Services {
         }
     }
 
+    /// The hash a code of `verification` is stored as: bound to the transaction it confirms.
+    pub(super) fn code_hash(
+        &self,
+        verification: &Verification,
+        code: &VerificationCode,
+    ) -> CodeHash {
+        self.hasher
+            .hash(verification.id, code, verification.transaction.as_ref())
+    }
+
     /// How a code would go out on `channel` in `locale`, or why it cannot: no provider sends
-    /// on the channel, or WhatsApp has no approved template for the locale, its language or
-    /// English.
+    /// on the channel, the channel cannot name the request's transaction, or WhatsApp has no
+    /// approved template for the locale, its language or English.
     pub(super) fn code_delivery(
         &self,
         request: &StartRequest,
@@ -369,6 +411,9 @@ impl Services {
             channel,
             reason: reason.to_owned(),
         };
+        if request.transaction.is_some() && !channel.carries_transaction_details() {
+            return Err(StartError::ChannelCannotCarryTransaction { channel });
+        }
         if !self.channels.offers(channel) {
             return Err(not_offered(match channel {
                 Channel::Voice => {
@@ -411,17 +456,26 @@ impl Services {
         let locale = self
             .code_texts
             .locale_for(request.locale.as_deref(), &verification.to);
+        // The verification's, not the request's: a resend names what its codes are bound to.
+        let transaction = verification.transaction.as_ref();
         // Whole minutes, rounded up: "expires in 10 minutes" rather than "in 9".
         let remaining_seconds = (verification.expires_at - now).num_seconds().max(0);
         let expiry_minutes = (remaining_seconds + 59) / 60;
         let (template, body, message_locale, content_sid) = match delivery {
             CodeDelivery::Text => {
-                let template = self.resolve(TWO_FACTOR_AUTH, Some(&locale))?;
+                let name = match transaction {
+                    Some(_) => TWO_FACTOR_AUTH_TRANSACTION,
+                    None => TWO_FACTOR_AUTH,
+                };
+                let template = self.resolve(name, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
-                    &with_brand(
-                        serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
-                        request.brand.as_ref(),
+                    &with_transaction(
+                        with_brand(
+                            serde_json::json!({ "code": code.expose(), "expiryMinutes": expiry_minutes }),
+                            request.brand.as_ref(),
+                        ),
+                        transaction,
                     ),
                 )?;
                 let body = self.code_texts.finish(
@@ -433,18 +487,25 @@ impl Services {
                 (Some(template), body, None, None)
             }
             CodeDelivery::Call => {
-                let template = self.resolve(TWO_FACTOR_AUTH_VOICE, Some(&locale))?;
+                let name = match transaction {
+                    Some(_) => TWO_FACTOR_AUTH_TRANSACTION_VOICE,
+                    None => TWO_FACTOR_AUTH_VOICE,
+                };
+                let template = self.resolve(name, Some(&locale))?;
                 let body = self.templates.render(
                     &template,
-                    &with_brand(
-                        serde_json::json!({
-                            "code_digits": spoken_digits(code.expose()),
-                            "expiryMinutes": expiry_minutes,
-                        }),
-                        request.brand.as_ref(),
+                    &with_transaction(
+                        with_brand(
+                            serde_json::json!({
+                                "code_digits": spoken_digits(code.expose()),
+                                "expiryMinutes": expiry_minutes,
+                            }),
+                            request.brand.as_ref(),
+                        ),
+                        transaction,
                     ),
                 )?;
-                let spoken_in = locale_of(&template, TWO_FACTOR_AUTH_VOICE);
+                let spoken_in = locale_of(&template, name);
                 (Some(template), body, spoken_in, None)
             }
             CodeDelivery::WhatsappTemplate {
@@ -519,7 +580,21 @@ impl Services {
         id: VerificationId,
         code: &VerificationCode,
     ) -> Result<CheckOutcome, CheckError> {
-        let checked = self.check(api_key, id, code).await;
+        self.check_transaction_verification(api_key, id, code, None)
+            .await
+    }
+
+    /// Checks a code presented with the transaction it confirms (PSD2): it approves only when
+    /// the transaction is the one the code was sent for (amounts compared as numbers). Another
+    /// transaction, or none for a code that confirms one, is a wrong code: the check counts.
+    pub async fn check_transaction_verification(
+        &self,
+        api_key: &str,
+        id: VerificationId,
+        code: &VerificationCode,
+        transaction: Option<&Transaction>,
+    ) -> Result<CheckOutcome, CheckError> {
+        let checked = self.check(api_key, id, code, transaction).await;
         self.count_check(&checked);
         checked
     }
@@ -533,12 +608,25 @@ impl Services {
         to: &PhoneNumber,
         code: &VerificationCode,
     ) -> Result<CheckOutcome, CheckError> {
+        self.check_transaction_verification_of(api_key, to, code, None)
+            .await
+    }
+
+    /// [`Services::check_verification_of`] with the transaction the code confirms, as
+    /// [`Services::check_transaction_verification`] checks it.
+    pub async fn check_transaction_verification_of(
+        &self,
+        api_key: &str,
+        to: &PhoneNumber,
+        code: &VerificationCode,
+        transaction: Option<&Transaction>,
+    ) -> Result<CheckOutcome, CheckError> {
         let checked = match self
             .verifications
             .find_pending(to, api_key, self.clock.now())
             .await
         {
-            Ok(Some(pending)) => self.check(api_key, pending.id, code).await,
+            Ok(Some(pending)) => self.check(api_key, pending.id, code, transaction).await,
             Ok(None) => Err(CheckError::NotFound),
             Err(error) => Err(error.into()),
         };
@@ -561,6 +649,7 @@ impl Services {
         api_key: &str,
         id: VerificationId,
         code: &VerificationCode,
+        transaction: Option<&Transaction>,
     ) -> Result<CheckOutcome, CheckError> {
         let now = self.clock.now();
         // Another client's verification is not counted, and not found by `refused_check`.
@@ -571,7 +660,7 @@ impl Services {
         if self.test_numbers.code_for(&counted.to).is_some() {
             tracing::warn!(verification_id = %id, to = %counted.to.masked(), "test number: code checked (TEST_NUMBERS)");
         }
-        let matches = self.hasher.matches_any(id, code, &hashes);
+        let matches = self.hasher.matches_any(id, code, transaction, &hashes);
         let outcome = counted.outcome_of_counted_check(matches);
         // The guard's conversion: a first check shows a person is there, an approval more.
         // Only the check that records the approval counts it.
@@ -592,7 +681,7 @@ impl Services {
                 // itself is recorded already, so a failure here is only logged.
                 if let Err(error) = self
                     .workflows
-                    .record_approval(id, &self.hasher.hash(id, code), now)
+                    .record_approval(id, &self.hasher.hash(id, code, transaction), now)
                     .await
                 {
                     tracing::warn!(verification_id = %id, %error, "cannot mark the code that approved");
@@ -824,6 +913,7 @@ mod tests {
             client: ClientSignals::default(),
             brand: None,
             workflow: None,
+            transaction: None,
         }
     }
 
@@ -835,7 +925,7 @@ mod tests {
             .expect_create()
             .times(1)
             .returning(|verification, hash, message| {
-                assert!(hasher().matches_any(verification.id, &code(), &[hash]));
+                assert!(hasher().matches_any(verification.id, &code(), None, &[hash]));
                 assert_eq!(
                     message.body,
                     "Your Smarter Firms verification code is: 123456. This code will expire in 10 minutes. Do not share this code with anyone."
@@ -919,7 +1009,7 @@ mod tests {
                 check_count: 1,
                 ..pending_with_id(id)
             };
-            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+            Ok(Some((counted, vec![hasher().hash(id, &code(), None)])))
         });
         store
             .expect_conclude()
@@ -948,7 +1038,7 @@ mod tests {
         store.expect_count_check().returning(move |_, _, _| {
             Ok(Some((
                 pending_with_id(id),
-                vec![hasher().hash(id, &code())],
+                vec![hasher().hash(id, &code(), None)],
             )))
         });
         store
@@ -985,7 +1075,7 @@ mod tests {
                 check_count: 5,
                 ..pending_with_id(id)
             };
-            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+            Ok(Some((counted, vec![hasher().hash(id, &code(), None)])))
         });
         // An earlier counted check with the right code has recorded its approval.
         store
@@ -1307,7 +1397,7 @@ mod tests {
                 check_count: 1,
                 ..pending_with_id(id)
             };
-            Ok(Some((counted, vec![hasher().hash(id, &code())])))
+            Ok(Some((counted, vec![hasher().hash(id, &code(), None)])))
         });
         store.expect_conclude().returning(|_, _, _| Ok(true));
         let mut fraud = MockFraudStore::new();

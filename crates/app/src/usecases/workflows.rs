@@ -66,6 +66,8 @@ fn repeated_request(
             .as_deref()
             .and_then(|brand| Brand::parse(brand).ok()),
         workflow: None,
+        // The verification's own: its texts and hashes name the payment it was started for.
+        transaction: verification.transaction.clone(),
     }
 }
 
@@ -282,7 +284,7 @@ impl Services {
         let message_id = message.id;
         let (taken, ()) = tokio::join!(
             self.workflows
-                .take_step(&step, self.hasher.hash(verification.id, &code), message),
+                .take_step(&step, self.code_hash(&verification, &code), message),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
         match taken {

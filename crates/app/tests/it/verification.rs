@@ -65,6 +65,7 @@ fn alice() -> StartRequest {
         client: Default::default(),
         brand: None,
         workflow: None,
+        transaction: None,
     }
 }
 

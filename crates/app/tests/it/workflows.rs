@@ -86,6 +86,7 @@ fn sms_then_voice() -> StartRequest {
         client: Default::default(),
         brand: None,
         workflow: Some(WorkflowPlan::new(vec![Channel::Sms, Channel::Voice], 60).unwrap()),
+        transaction: None,
     }
 }
 

@@ -5,9 +5,11 @@
 //! What Twilio does and this service does differently, which clients cannot tell apart or are
 //! told plainly: a resend sends a new code and keeps the earlier ones valid (Twilio resends the
 //! same code); `Channel=call` is a voice call, refused as not offered without a provider that
-//! places calls; `Amount`/`Payee` (PSD2),
-//! `RateLimits` (buckets defined through an API this service does not serve) and `CustomCode`
-//! are refused rather than ignored, since ignoring them would weaken what the client relies on.
+//! places calls; `RateLimits` (buckets defined through an API this service does not serve) and
+//! `CustomCode` are refused rather than ignored, since ignoring them would weaken what the
+//! client relies on. PSD2's `Amount` and `Payee` are taken on any service (Twilio asks for a
+//! PSD2-enabled one) and bound to the code as `/v1`'s `amount`, `currency` and `payee` are;
+//! Twilio's `Amount` is one string, so its currency is read from it (see [`twilio_amount`]).
 
 use std::sync::Arc;
 
@@ -16,8 +18,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::{
-    Brand, Channel, CheckOutcome, CheckRefusal, PhoneNumber, Verification, VerificationCode,
-    VerificationId, VerificationStatus,
+    Brand, Channel, CheckOutcome, CheckRefusal, PhoneNumber, Transaction, Verification,
+    VerificationCode, VerificationId, VerificationStatus,
 };
 use ports::VerificationFilter;
 use serde_json::{json, Value};
@@ -65,8 +67,8 @@ fn verification_resource(
         "status": status.as_str(),
         "valid": status == VerificationStatus::Approved,
         "lookup": null,
-        "amount": null,
-        "payee": null,
+        "amount": verification.transaction.as_ref().map(amount_text),
+        "payee": verification.transaction.as_ref().map(|t| t.payee.as_str()),
         "send_code_attempts": attempts,
         "date_created": twilio_time(verification.created_at),
         "date_updated": twilio_time(verification.last_sent_at.max(verification.created_at)),
@@ -110,11 +112,71 @@ fn refuse_if_given(form: &TwilioForm, name: &str, why: &str) -> Result<(), Twili
     }
 }
 
-/// PSD2's transaction details: a code for a payment must show them, and no message here can.
-fn refuse_psd2(form: &TwilioForm) -> Result<(), TwilioError> {
-    let why = "PSD2 verifications (Amount, Payee) are not offered by this service";
-    refuse_if_given(form, "Amount", why)?;
-    refuse_if_given(form, "Payee", why)
+/// The currencies Twilio's `Amount` may name by their sign. `$` is taken as US dollars, as
+/// Twilio, a US company, writes them; other dollars are written with their code (`100 CAD`).
+const CURRENCY_SIGNS: &[(&str, &str)] = &[("€", "EUR"), ("£", "GBP"), ("$", "USD")];
+
+/// Twilio's `Amount` (free text such as `€39.99`, as Twilio's PSD2 guide writes it) as a
+/// number and a currency: a sign or an ISO 4217 code before or after the number (`€39.99`,
+/// `39.99 EUR`, `EUR 39.99`), or a bare number, which is in euros: PSD2 is a European
+/// directive and Vonage's PSD2 amounts are euros too. The number itself is judged by
+/// `Transaction::parse`.
+fn twilio_amount(text: &str) -> (String, String) {
+    let text = text.trim();
+    for (sign, currency) in CURRENCY_SIGNS {
+        if let Some(number) = text.strip_prefix(sign).or_else(|| text.strip_suffix(sign)) {
+            return (number.trim().to_owned(), (*currency).to_owned());
+        }
+    }
+    let is_code = |part: &str| part.len() == 3 && part.chars().all(|c| c.is_ascii_alphabetic());
+    let split = text
+        .get(..3)
+        .filter(|code| is_code(code))
+        .map(|code| (code, &text[3..]))
+        .or_else(|| {
+            let at = text.len().checked_sub(3)?;
+            text.get(at..)
+                .filter(|code| is_code(code))
+                .map(|code| (code, &text[..at]))
+        });
+    match split {
+        Some((code, number)) => (number.trim().to_owned(), code.to_ascii_uppercase()),
+        None => (text.to_owned(), "EUR".to_owned()),
+    }
+}
+
+/// A transaction's amount as Twilio shows one: with its sign when it has one (`€39.99`),
+/// else followed by its code (`100.00 CHF`).
+fn amount_text(transaction: &Transaction) -> String {
+    let currency = transaction.currency.as_str();
+    match CURRENCY_SIGNS.iter().find(|(_, code)| *code == currency) {
+        Some((sign, _)) => format!("{sign}{}", transaction.amount),
+        None => format!("{} {currency}", transaction.amount),
+    }
+}
+
+/// PSD2's `Amount` and `Payee`, both or neither, as the transaction the code confirms: a
+/// start's is named by the code's text and bound to its hash, a check's must be that one.
+fn transaction(form: &TwilioForm) -> Result<Option<Transaction>, TwilioError> {
+    let (amount, payee) = match (form.get("Amount"), form.get("Payee")) {
+        (None, None) => return Ok(None),
+        (Some(amount), Some(payee)) => (amount, payee),
+        _ => {
+            return Err(TwilioError::new(
+                StatusCode::BAD_REQUEST,
+                code::PSD2_PARAMETERS_REQUIRED,
+                "'Amount' & 'Payee' params are required together",
+            ))
+        }
+    };
+    let (number, currency) = twilio_amount(amount);
+    Transaction::parse(Some(&number), Some(&currency), Some(payee)).map_err(|error| {
+        let name = match error.field() {
+            "payee" => "Payee",
+            _ => "Amount",
+        };
+        TwilioError::invalid_parameter(name, error)
+    })
 }
 
 fn phone_number(name: &str, text: &str) -> Result<PhoneNumber, TwilioError> {
@@ -150,7 +212,9 @@ fn start_error(error: StartError) -> TwilioError {
         StartError::TooManySends => {
             TwilioError::too_many(code::MAX_SEND_ATTEMPTS, "Max send attempts reached", 60)
         }
-        StartError::ChannelNotOffered { .. } => TwilioError::invalid_parameter("Channel", &error),
+        StartError::ChannelNotOffered { .. } | StartError::ChannelCannotCarryTransaction { .. } => {
+            TwilioError::invalid_parameter("Channel", &error)
+        }
         StartError::Refused(refusal) => refusal_error(refusal),
         // A fraud block is answered as Twilio's Fraud Guard answers one.
         StartError::Fraud(refusal) => {
@@ -232,7 +296,7 @@ pub async fn start(
             ));
         }
     }
-    refuse_psd2(&form)?;
+    let transaction = transaction(&form)?;
     refuse_if_given(
         &form,
         "RateLimits",
@@ -256,6 +320,7 @@ pub async fn start(
                 client: ClientSignals::default(),
                 brand: brand(&form, &service.friendly_name),
                 workflow: None,
+                transaction,
             },
         )
         .await
@@ -380,7 +445,7 @@ pub async fn check(
     let service = service_of(&services, &client, &service_sid, uri.path()).await?;
     let code = VerificationCode::parse(form.required("Code")?.trim())
         .map_err(|error| TwilioError::invalid_parameter("Code", error))?;
-    refuse_psd2(&form)?;
+    let transaction = transaction(&form)?;
     let not_found = || TwilioError::not_found(uri.path());
     let id = match (form.get("VerificationSid"), form.get("To")) {
         (Some(verification_sid), _) => verification_id(verification_sid).ok_or_else(not_found)?,
@@ -396,7 +461,7 @@ pub async fn check(
         }
     };
     let outcome = services
-        .check_verification(&client.api_key, id, &code)
+        .check_transaction_verification(&client.api_key, id, &code, transaction.as_ref())
         .await
         .map_err(|error| check_error(error, &not_found))?;
     let verification = services
@@ -441,8 +506,8 @@ fn check_resource(
         "channel": twilio_channel(verification.channel),
         "status": outcome.status.as_str(),
         "valid": outcome.valid,
-        "amount": null,
-        "payee": null,
+        "amount": verification.transaction.as_ref().map(amount_text),
+        "payee": verification.transaction.as_ref().map(|t| t.payee.as_str()),
         "date_created": twilio_time(verification.created_at),
         "date_updated": twilio_time(now),
         "sna_attempts_error_codes": [],
@@ -493,11 +558,54 @@ mod tests {
     }
 
     #[test]
-    fn psd2_fields_are_refused_when_given_and_ignored_when_empty() {
-        assert!(refuse_psd2(&TwilioForm::parse(b"Amount=&Payee=")).is_ok());
-        let amount = refuse_psd2(&TwilioForm::parse(b"Amount=%E2%82%AC39.99")).unwrap_err();
-        assert_eq!((amount.code, amount.status.as_u16()), (60200, 400));
-        assert!(amount.message.contains("`Amount`"), "{}", amount.message);
-        assert!(refuse_psd2(&TwilioForm::parse(b"Payee=Acme")).is_err());
+    fn twilios_amount_names_its_currency_by_sign_or_code_or_is_in_euros() {
+        let read = |text: &str| {
+            let (number, currency) = twilio_amount(text);
+            (number, currency)
+        };
+        let pair = |number: &str, currency: &str| (number.to_owned(), currency.to_owned());
+        assert_eq!(read("€39.99"), pair("39.99", "EUR"));
+        assert_eq!(read("39.99 €"), pair("39.99", "EUR"));
+        assert_eq!(read("£5"), pair("5", "GBP"));
+        assert_eq!(read("$10.00"), pair("10.00", "USD"));
+        assert_eq!(read("CHF 120.50"), pair("120.50", "CHF"));
+        assert_eq!(read("120.50 sek"), pair("120.50", "SEK"));
+        assert_eq!(read("39.99"), pair("39.99", "EUR"));
+    }
+
+    #[test]
+    fn psd2_amount_and_payee_come_together_and_are_judged_as_in_v1() {
+        assert_eq!(
+            transaction(&TwilioForm::parse(b"Amount=&Payee=")).unwrap(),
+            None
+        );
+        let both = transaction(&TwilioForm::parse(
+            b"Amount=%E2%82%AC39.990&Payee=Acme+Inc.",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            both,
+            Transaction::parse(Some("39.99"), Some("EUR"), Some("Acme Inc."))
+                .unwrap()
+                .unwrap()
+        );
+        assert_eq!(amount_text(&both), "€39.990");
+        for alone in [&b"Amount=%E2%82%AC39.99"[..], b"Payee=Acme"] {
+            let error = transaction(&TwilioForm::parse(alone)).unwrap_err();
+            assert_eq!((error.code, error.status.as_u16()), (60206, 400));
+        }
+        let negative = transaction(&TwilioForm::parse(b"Amount=-5&Payee=Acme")).unwrap_err();
+        assert_eq!((negative.code, negative.status.as_u16()), (60200, 400));
+        assert!(
+            negative.message.contains("`Amount`"),
+            "{}",
+            negative.message
+        );
+        let long = transaction(&TwilioForm::parse(
+            b"Amount=5&Payee=A+payee+name+far+too+long+for+a+text",
+        ))
+        .unwrap_err();
+        assert!(long.message.contains("`Payee`"), "{}", long.message);
     }
 }

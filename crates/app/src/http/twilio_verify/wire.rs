@@ -36,6 +36,8 @@ pub mod code {
     pub const INVALID_PARAMETER: u32 = 60200;
     /// The verification's checks are used up.
     pub const MAX_CHECK_ATTEMPTS: u32 = 60202;
+    /// PSD2: `Amount` was given without `Payee`, or `Payee` without `Amount`.
+    pub const PSD2_PARAMETERS_REQUIRED: u32 = 60206;
     /// The verification's sends are used up.
     pub const MAX_SEND_ATTEMPTS: u32 = 60203;
     /// The fraud guard blocked the code.
