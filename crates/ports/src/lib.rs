@@ -71,4 +71,5 @@ pub use verify_services::MockVerifyServiceStore;
 pub use wakeups::MockQueueWakeups;
 #[cfg(feature = "mocks")]
 pub use webhooks::MockWebhookStore;
+#[cfg(feature = "mocks")]
 pub use workflows::MockWorkflowStore;
