@@ -11,6 +11,7 @@ mod twilio_contract;
 
 mod api;
 mod channels;
+mod data;
 mod dispatch;
 mod errors;
 mod fail_closed;

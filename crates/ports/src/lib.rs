@@ -10,6 +10,7 @@ mod budget;
 mod clock;
 mod deliveries;
 mod fraud;
+mod lifecycle;
 pub mod params;
 mod provider;
 mod rate_limit;
@@ -28,6 +29,7 @@ pub use domain::Price;
 pub use fraud::{
     DecisionCursor, DecisionFilter, FraudStore, LoggedDecision, SafeEntry, SpendReservation,
 };
+pub use lifecycle::{DataLifecycle, LeaseHolder, Removed, Retained};
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,
     SmsProvider, StatusLookup,
@@ -49,6 +51,8 @@ pub use wakeups::QueueWakeups;
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
 pub use fraud::MockFraudStore;
+#[cfg(feature = "mocks")]
+pub use lifecycle::MockDataLifecycle;
 #[cfg(feature = "mocks")]
 pub use provider::{MockSentMessageSearch, MockSmsProvider, MockStatusLookup};
 #[cfg(feature = "mocks")]

@@ -27,22 +27,31 @@ use domain::{
 };
 
 use crate::{
-    Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
-    FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
+    Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DataLifecycle, DispatchOutcome,
+    Enqueued, FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
     VerificationFilter, VerificationStore, VerifyServiceStore,
 };
 
 mod fraud;
+mod lifecycle;
 mod reports;
 mod verify_services;
 pub use fraud::*;
+pub use lifecycle::*;
 pub use reports::*;
 pub use verify_services::*;
 
 /// What a store under test must be: every store port in one, cheap to clone into concurrent
 /// tasks.
 pub trait StoreUnderTest:
-    MessageStore + VerificationStore + RateLimiter + FraudStore + VerifyServiceStore + Clone + 'static
+    MessageStore
+    + VerificationStore
+    + RateLimiter
+    + FraudStore
+    + VerifyServiceStore
+    + DataLifecycle
+    + Clone
+    + 'static
 {
 }
 
@@ -52,6 +61,7 @@ impl<
             + RateLimiter
             + FraudStore
             + VerifyServiceStore
+            + DataLifecycle
             + Clone
             + 'static,
     > StoreUnderTest for S
@@ -158,6 +168,13 @@ macro_rules! store_conformance_tests {
             charged_prices_are_summed_per_country_and_currency_since_a_time,
             status_counts_and_queue_stats_cover_every_message,
             a_migrated_store_has_no_pending_migrations,
+            // DataLifecycle
+            a_job_lease_is_held_by_one_holder_until_released_or_run_out,
+            retention_removes_what_left_the_queue_in_batches_and_the_report_keeps_its_counts,
+            retention_removes_old_verifications_with_their_codes_and_decisions,
+            bodies_of_plain_messages_are_emptied_once_old_but_never_while_queued,
+            erasing_a_number_removes_its_rows_of_every_api_key_and_keeps_the_report,
+            a_message_erased_in_flight_is_not_stored_again_by_its_finish,
         }
     };
     (@tests $fresh:path; $($behaviour:ident),* $(,)?) => {

@@ -102,6 +102,15 @@ struct BudgetLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemovedLabels {
+    /// `messages`, `attempts`, `delivery_events`, `verifications`, `verification_codes`,
+    /// `fraud_decisions`, or `message_bodies` (emptied, not removed).
+    kind: String,
+    /// `retention` or `erasure`.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
 }
@@ -157,6 +166,7 @@ pub struct Metrics {
     pumping_alarms: Family<PrefixLabels, Counter>,
     fraud_decisions: Family<FraudDecisionLabels, Counter>,
     budget_warnings: Family<BudgetLabels, Counter>,
+    data_removed: Family<RemovedLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -190,6 +200,7 @@ impl Metrics {
             pumping_alarms: Family::default(),
             fraud_decisions: Family::default(),
             budget_warnings: Family::default(),
+            data_removed: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -264,6 +275,12 @@ impl Metrics {
             "budget_warnings",
             "Daily budgets whose spend crossed 80% of the cap, by scope (total, api_key, country)",
             metrics.budget_warnings.clone(),
+        );
+        registry.register(
+            "data_removed_rows",
+            "Stored rows removed by retention or an erasure, by kind and reason (bodies emptied \
+             count as kind message_bodies)",
+            metrics.data_removed.clone(),
         );
         Self {
             registry,
@@ -389,6 +406,19 @@ impl Metrics {
                 scope: scope.to_owned(),
             })
             .inc();
+    }
+
+    /// `count` rows of `kind` removed (or bodies emptied) for `reason` (`retention`,
+    /// `erasure`).
+    pub fn data_removed(&self, kind: &str, reason: &str, count: u64) {
+        if count > 0 {
+            self.data_removed
+                .get_or_create(&RemovedLabels {
+                    kind: kind.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .inc_by(count);
+        }
     }
 
     /// The exposition, with the database-backed gauges read again when the last read is older

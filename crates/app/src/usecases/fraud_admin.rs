@@ -183,6 +183,7 @@ mod tests {
             limiter: Arc::new(ports::MockRateLimiter::new()),
             fraud: Arc::new(fraud),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
+            lifecycle: Arc::new(ports::MockDataLifecycle::new()),
         };
         Services::builder(
             stores,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channels;
 pub mod code_texts;
 pub mod codes;
+pub mod erasure;
 pub mod fraud;
 pub mod fraud_admin;
 pub mod guards;
@@ -25,8 +26,8 @@ use chrono::{DateTime, Utc};
 use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
-    Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore, VerifyServiceStore,
+    Clock, CodeGenerator, DataLifecycle, FraudStore, MessageReports, MessageStore, RateLimiter,
+    StoreError, StoreHealth, VerificationStore, VerifyServiceStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -54,6 +55,7 @@ pub struct StorePorts {
     pub limiter: Arc<dyn RateLimiter>,
     pub fraud: Arc<dyn FraudStore>,
     pub verify_services: Arc<dyn VerifyServiceStore>,
+    pub lifecycle: Arc<dyn DataLifecycle>,
 }
 
 impl StorePorts {
@@ -67,6 +69,7 @@ impl StorePorts {
             + RateLimiter
             + FraudStore
             + VerifyServiceStore
+            + DataLifecycle
             + 'static,
     {
         Self {
@@ -76,7 +79,8 @@ impl StorePorts {
             health: store.clone(),
             limiter: store.clone(),
             fraud: store.clone(),
-            verify_services: store,
+            verify_services: store.clone(),
+            lifecycle: store,
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Services {
     /// The Verify services of the Twilio-compatible API (`verify_compat`).
     verify_services: Arc<dyn VerifyServiceStore>,
     verify_compat: VerifyCompat,
+    /// Retention's and erasure's side of the store.
+    lifecycle: Arc<dyn DataLifecycle>,
 }
 
 impl Services {
@@ -366,6 +372,7 @@ impl ServicesBuilder {
             code_texts: self.code_texts,
             verify_services: self.stores.verify_services,
             verify_compat: self.verify_compat,
+            lifecycle: self.stores.lifecycle,
         }
     }
 }

@@ -733,6 +733,7 @@ mod tests {
             limiter: Arc::new(limiter),
             fraud: Arc::new(fraud),
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
+            lifecycle: Arc::new(ports::MockDataLifecycle::new()),
         };
         Services::builder(
             stores,

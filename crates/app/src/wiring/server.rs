@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
+use crate::lifecycle::retention::RetentionJob;
 use crate::observability::health::Readiness;
 use crate::observability::metrics::{MeteredProvider, Metrics};
 use crate::providers::console::ConsoleSmsProvider;
@@ -129,6 +130,7 @@ pub struct Server {
     services: Arc<Services>,
     dispatcher: Dispatcher,
     reconciler: Reconciler,
+    retention: RetentionJob,
     /// Set when other instances share the queue: their words wake this instance's dispatcher.
     wakeups: Option<Box<dyn QueueWakeups>>,
 }
@@ -141,6 +143,8 @@ pub struct Assembled {
     pub dispatcher: Dispatcher,
     /// Not started: looks up messages whose delivery status never came.
     pub reconciler: Reconciler,
+    /// Not started: removes what is older than the retention, on one instance at a time.
+    pub retention: RetentionJob,
     /// Set when other instances share the queue: their words that messages were queued, for
     /// the service to forward to its dispatcher.
     pub wakeups: Option<Box<dyn QueueWakeups>>,
@@ -232,6 +236,12 @@ pub async fn assemble_with_clock(
     };
     let wake = Arc::new(Notify::new());
     let messages = ports.messages.clone();
+    let retention = RetentionJob::new(
+        ports.lifecycle.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.retention,
+    );
     let services = Arc::new(
         Services::builder(
             ports,
@@ -273,6 +283,7 @@ pub async fn assemble_with_clock(
         services,
         dispatcher,
         reconciler,
+        retention,
         wakeups,
     })
 }
@@ -365,6 +376,7 @@ impl Server {
             dispatcher,
             wakeups,
             reconciler,
+            retention,
         } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
@@ -377,6 +389,7 @@ impl Server {
             services,
             dispatcher,
             reconciler,
+            retention,
             wakeups,
         })
     }
@@ -409,6 +422,7 @@ impl Server {
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
+        let retention = tokio::spawn(self.retention.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(dispatcher_stopped));
         tracing::info!(addr = %self.listener.local_addr().map_err(StartupError::Serve)?, "listening");
@@ -433,6 +447,9 @@ impl Server {
         }
         // At most one lookup in flight; it only asks, so stopping it loses nothing.
         reconciler.abort();
+        // Each batch is a transaction of its own: one cut short removed nothing, and the lease
+        // runs out by itself.
+        retention.abort();
         // A delete cut short is done again at the next start.
         forget_counts.abort();
         // Scrapeable until the sends in flight have finished.

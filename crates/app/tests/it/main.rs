@@ -5,6 +5,7 @@
 
 mod failover;
 mod reconcile;
+mod retention;
 mod unanswered;
 mod verification;
 
