@@ -202,7 +202,8 @@ async fn every_documented_route_is_served() {
         let path = template
             .replace("{id}", "01890000-0000-7000-8000-000000000000")
             .replace("{name}", "two-factor-auth")
-            .replace("{prefix}", "+447700900");
+            .replace("{prefix}", "+447700900")
+            .replace("{e164}", "+15551234567");
         for method in item.as_object().unwrap().keys() {
             let request = app
                 .client
@@ -232,7 +233,7 @@ async fn every_documented_route_is_served() {
     }
     assert_eq!(
         operations,
-        33,
+        34,
         "the API's operations, documented: {:?}",
         paths.keys()
     );

@@ -14,6 +14,7 @@
 mod connections;
 mod deliveries;
 mod fraud;
+mod lifecycle;
 mod messages;
 mod queue_notifier;
 mod queue_wakeups;

@@ -16,6 +16,19 @@ use crate::PgStore;
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
 const DAY: &str = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
+/// The messages of a report's range (`$1`, `$2`, optionally only API key `$3`) as counted rows:
+/// each stored message counts one, and each rollup of the messages retention or an erasure
+/// removed counts what it folded (a rollup belongs to the range when its hour starts in it).
+const COUNTED: &str = "\
+    SELECT created_at, api_key, template, country, status, error_code, \
+           1::bigint AS messages, segments \
+    FROM messages WHERE created_at >= $1 AND created_at < $2 \
+      AND ($3::text IS NULL OR api_key = $3) \
+    UNION ALL \
+    SELECT hour, api_key, template, country, status, error_code, messages, segments \
+    FROM usage_rollups WHERE hour >= $1 AND hour < $2 \
+      AND ($3::text IS NULL OR api_key = $3)";
+
 #[async_trait]
 impl MessageReports for PgStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
@@ -49,14 +62,15 @@ impl MessageReports for PgStore {
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
         let sql = format!(
-            "SELECT * FROM ( \
-                 SELECT {key} AS key, count(*) AS messages, \
+            "WITH counted AS ({COUNTED}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(messages)::bigint AS messages, \
                         coalesce(sum(segments), 0)::bigint AS segments, \
-                        count(*) FILTER (WHERE status IN ({delivered})) AS delivered, \
-                        count(*) FILTER (WHERE status IN ({failed})) AS failed \
-                 FROM messages WHERE created_at >= $1 AND created_at < $2 \
-                   AND ($3::text IS NULL OR api_key = $3) \
-                 GROUP BY 1 \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0)::bigint \
+                            AS delivered, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0)::bigint \
+                            AS failed \
+                 FROM counted GROUP BY 1 \
              ) AS groups ORDER BY key IS NOT NULL, key",
             key = query.group_by.column(DAY),
             delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
@@ -73,17 +87,26 @@ impl MessageReports for PgStore {
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
         // Summed as numeric, exactly and without overflow; a stored price that is not a plain
-        // decimal within `Amount`'s bounds counts nothing rather than failing the report.
+        // decimal within `Amount`'s bounds counts nothing rather than failing the report. The
+        // rollups hold the exact sums of the removed messages' readable prices.
         let sql = format!(
-            "SELECT * FROM ( \
-                 SELECT {key} AS key, price_currency AS currency, \
-                        round(sum(price_amount::numeric) * {units})::text AS units \
+            "WITH priced AS ( \
+                 SELECT created_at, api_key, template, country, status, \
+                        price_currency AS currency, price_amount::numeric AS cost \
                  FROM messages \
                  WHERE created_at >= $1 AND created_at < $2 \
                    AND ($3::text IS NULL OR api_key = $3) \
                    AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
                    AND price_currency IS NOT NULL \
-                 GROUP BY 1, 2 \
+                 UNION ALL \
+                 SELECT hour, api_key, template, country, status, currency, cost \
+                 FROM usage_rollups \
+                 WHERE hour >= $1 AND hour < $2 AND ($3::text IS NULL OR api_key = $3) \
+                   AND currency IS NOT NULL \
+             ) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, currency, round(sum(cost) * {units})::text AS units \
+                 FROM priced GROUP BY 1, 2 \
              ) AS costs ORDER BY key IS NOT NULL, key, currency",
             key = query.group_by.column(DAY),
             units = Amount::UNITS_PER_WHOLE,
@@ -112,11 +135,10 @@ impl MessageReports for PgStore {
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {
         let sql = format!(
-            "SELECT * FROM ( \
-                 SELECT {key} AS key, error_code AS code, count(*) AS count \
-                 FROM messages \
-                 WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
-                   AND ($3::text IS NULL OR api_key = $3) \
+            "WITH counted AS ({COUNTED}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, error_code AS code, sum(messages)::bigint AS count \
+                 FROM counted WHERE error_code IS NOT NULL \
                  GROUP BY 1, 2 \
              ) AS codes ORDER BY key IS NOT NULL, key, count DESC, code",
             key = query.group_by.column(DAY)

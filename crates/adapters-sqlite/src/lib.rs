@@ -15,6 +15,7 @@
 
 mod deliveries;
 mod fraud;
+mod lifecycle;
 mod messages;
 mod rate_limits;
 mod reports;

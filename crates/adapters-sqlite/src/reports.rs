@@ -15,6 +15,16 @@ use crate::SqliteStore;
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
 const DAY: &str = "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')";
 
+/// The messages of a report's range (`$1`, `$2`, optionally only API key `$3`) as counted rows:
+/// each stored message counts one, and each rollup of the messages retention or an erasure
+/// removed counts what it folded (a rollup belongs to the range when its hour starts in it).
+const COUNTED: &str = "\
+    SELECT created_at, api_key, template, country, status, error_code, 1 AS messages, segments \
+    FROM messages WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR api_key = $3) \
+    UNION ALL \
+    SELECT hour, api_key, template, country, status, error_code, messages, segments \
+    FROM usage_rollups WHERE hour >= $1 AND hour < $2 AND ($3 IS NULL OR api_key = $3)";
+
 /// `price_amount` is what `Amount` reads: an optional `-`, one to six digits, optionally a point
 /// and one to eight digits (PostgreSQL says it with a regular expression). Any other stored
 /// text counts nothing in a report rather than failing it or counting a wrong figure.
@@ -59,14 +69,14 @@ impl MessageReports for SqliteStore {
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
         let sql = format!(
-            "SELECT * FROM ( \
-                 SELECT {key} AS key, count(*) AS messages, \
+            "WITH counted AS ({COUNTED}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(messages) AS messages, \
                         coalesce(sum(segments), 0) AS segments, \
-                        count(*) FILTER (WHERE status IN ({delivered})) AS delivered, \
-                        count(*) FILTER (WHERE status IN ({failed})) AS failed \
-                 FROM messages WHERE created_at >= $1 AND created_at < $2 \
-                   AND ($3 IS NULL OR api_key = $3) \
-                 GROUP BY 1 \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0) \
+                            AS delivered, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0) AS failed \
+                 FROM counted GROUP BY 1 \
              ) ORDER BY key IS NOT NULL, key",
             key = query.group_by.column(DAY),
             delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
@@ -84,15 +94,27 @@ impl MessageReports for SqliteStore {
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
         // SQLite has no decimal type. Each price becomes whole units of 10^-8 (exact through a
         // REAL for six digits and eight decimals), summed in two integers, whole currency
-        // units and the rest, which no number of rows overflows.
+        // units and the rest, which no number of rows overflows; the rollups hold the removed
+        // messages' sums in the same two parts.
         let sql = format!(
-            "SELECT key, currency, sum(units / {per_whole}), sum(units % {per_whole}) FROM ( \
-                 SELECT {key} AS key, price_currency AS currency, \
-                        CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) AS units \
-                 FROM messages \
+            "SELECT key, currency, sum(whole), sum(rest) FROM ( \
+                 SELECT {key} AS key, currency, units / {per_whole} AS whole, \
+                        units % {per_whole} AS rest \
+                 FROM ( \
+                     SELECT created_at, api_key, template, country, status, \
+                            price_currency AS currency, \
+                            CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) \
+                                AS units \
+                     FROM messages \
+                     WHERE created_at >= $1 AND created_at < $2 \
+                       AND ($3 IS NULL OR api_key = $3) \
+                       AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
+                 ) \
+                 UNION ALL \
+                 SELECT {key} AS key, currency, cost_whole, cost_rest \
+                 FROM (SELECT hour AS created_at, * FROM usage_rollups) \
                  WHERE created_at >= $1 AND created_at < $2 \
-                   AND ($3 IS NULL OR api_key = $3) \
-                   AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
+                   AND ($3 IS NULL OR api_key = $3) AND currency IS NOT NULL \
              ) GROUP BY 1, 2 ORDER BY key IS NOT NULL, key, currency",
             key = query.group_by.column(DAY),
             per_whole = Amount::UNITS_PER_WHOLE,
@@ -118,11 +140,10 @@ impl MessageReports for SqliteStore {
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {
         let sql = format!(
-            "SELECT * FROM ( \
-                 SELECT {key} AS key, error_code AS code, count(*) AS count \
-                 FROM messages \
-                 WHERE created_at >= $1 AND created_at < $2 AND error_code IS NOT NULL \
-                   AND ($3 IS NULL OR api_key = $3) \
+            "WITH counted AS ({COUNTED}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, error_code AS code, sum(messages) AS count \
+                 FROM counted WHERE error_code IS NOT NULL \
                  GROUP BY 1, 2 \
              ) ORDER BY key IS NOT NULL, key, count DESC, code",
             key = query.group_by.column(DAY)

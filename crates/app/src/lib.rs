@@ -14,6 +14,7 @@
 
 pub mod dispatch;
 pub mod http;
+pub mod lifecycle;
 pub mod observability;
 pub mod providers;
 pub mod usecases;

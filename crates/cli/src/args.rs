@@ -43,7 +43,7 @@ pub struct Cli {
     pub api_key_name: String,
 
     /// Print one JSON document on stdout and nothing else there (for render, send, verify,
-    /// messages, fraud and report): the API's own document where it has one (the message of
+    /// messages, fraud, report and erase): the API's own document where it has one (the message of
     /// GET /v1/messages/{id}, the report of GET /v1/reports/usage). Errors still go to stderr.
     #[arg(long, global = true)]
     pub json: bool,
@@ -107,6 +107,18 @@ pub enum Command {
     /// Usage over a recent period, as a table: a row per day, template, country, status or API
     /// key, with messages, segments, delivered, failed, delivery rate and cost per currency.
     Report(ReportArgs),
+
+    /// Erase a phone number's data on its owner's request: every message, attempt, delivery
+    /// report, verification (pending ones canceled first) and fraud decision to it, of every
+    /// API key. Queued messages are never sent; the usage report keeps counting the messages
+    /// (without the number). The same as DELETE /v1/numbers/{e164}. Prints what was erased.
+    ///
+    /// Example: sms-notify erase +15551234567
+    Erase {
+        /// The number, in E.164 (+15551234567).
+        #[arg(value_name = "NUMBER", value_parser = phone_number)]
+        number: PhoneNumber,
+    },
 
     /// Print the HTTP API's OpenAPI description, as the service serves it at /openapi.json
     /// (keys sorted, so that it can be committed and diffed; `cargo xtask openapi` writes it to

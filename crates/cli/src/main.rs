@@ -8,6 +8,7 @@ mod args;
 mod bulk;
 mod check;
 mod environment;
+mod erase;
 mod failure;
 mod follow;
 mod fraud;
@@ -51,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Messages(command) => messages::run(api_key, command, json).await,
         Command::Fraud(command) => fraud::run(api_key, command, json).await,
         Command::Report(args) => report::run(args, json).await,
+        Command::Erase { number } => erase::run(api_key, &number, json).await,
         Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => manual::completions(shell).map(|()| ExitCode::SUCCESS),
         Command::Man { out_dir } => manual::man(out_dir.as_deref()).map(|()| ExitCode::SUCCESS),

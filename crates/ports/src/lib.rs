@@ -10,6 +10,7 @@ mod budget;
 mod clock;
 mod deliveries;
 mod fraud;
+mod lifecycle;
 pub mod params;
 mod provider;
 mod rate_limit;
@@ -31,6 +32,7 @@ pub use fraud::{
     messages_reserved_for, spend_to_give_back, DecisionCursor, DecisionFilter, FraudStore,
     LoggedDecision, ReservedSpend, SafeEntry, SpendReservation,
 };
+pub use lifecycle::{DataLifecycle, LeaseHolder, Removed, Retained};
 pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderReceipt, SentMessageSearch,
     SmsProvider, StatusLookup,
@@ -57,6 +59,8 @@ pub use workflows::{DueStep, StepTaken, WorkflowStore};
 pub use clock::{MockClock, MockCodeGenerator};
 #[cfg(feature = "mocks")]
 pub use fraud::MockFraudStore;
+#[cfg(feature = "mocks")]
+pub use lifecycle::MockDataLifecycle;
 #[cfg(feature = "mocks")]
 pub use provider::{MockSentMessageSearch, MockSmsProvider, MockStatusLookup};
 #[cfg(feature = "mocks")]

@@ -26,17 +26,19 @@ use domain::{
 };
 
 use crate::{
-    Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DispatchOutcome, Enqueued,
-    FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
+    Admission, ClaimBudget, ClaimLimit, ClaimToken, ClaimedMessage, DataLifecycle, DispatchOutcome,
+    Enqueued, FraudStore, MessageStore, RateLimit, RateLimiter, SenderRate, VerificationCursor,
     VerificationFilter, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
 };
 
 mod fraud;
+mod lifecycle;
 mod reports;
 mod verify_services;
 mod webhooks;
 mod workflows;
 pub use fraud::*;
+pub use lifecycle::*;
 pub use reports::*;
 pub use verify_services::*;
 pub use webhooks::*;
@@ -52,6 +54,7 @@ pub trait StoreUnderTest:
     + VerifyServiceStore
     + WebhookStore
     + WorkflowStore
+    + DataLifecycle
     + Clone
     + 'static
 {
@@ -65,6 +68,7 @@ impl<
             + VerifyServiceStore
             + WebhookStore
             + WorkflowStore
+            + DataLifecycle
             + Clone
             + 'static,
     > StoreUnderTest for S
@@ -190,6 +194,13 @@ macro_rules! store_conformance_tests {
             charged_prices_are_summed_per_country_and_currency_since_a_time,
             status_counts_and_queue_stats_cover_every_message,
             a_migrated_store_has_no_pending_migrations,
+            // DataLifecycle
+            a_job_lease_is_held_by_one_holder_until_released_or_run_out,
+            retention_removes_what_left_the_queue_in_batches_and_the_report_keeps_its_counts,
+            retention_removes_old_verifications_with_their_codes_and_decisions,
+            bodies_of_plain_messages_are_emptied_once_old_but_never_while_queued,
+            erasing_a_number_removes_its_rows_of_every_api_key_and_keeps_the_report,
+            a_message_erased_in_flight_is_not_stored_again_by_its_finish,
         }
     };
     (@tests $fresh:path; $($behaviour:ident),* $(,)?) => {

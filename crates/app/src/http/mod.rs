@@ -12,6 +12,7 @@ mod extract;
 mod fraud;
 mod fraud_policies;
 mod messages;
+mod numbers;
 mod observe;
 mod openapi;
 mod operations;
@@ -38,6 +39,7 @@ use utoipa_axum::routes;
 pub use client_webhooks::{event_data, EventObject};
 pub use fraud::{decision_cursor, BlockList, BlockView, DecisionPage, SafeEntryView, SafeList};
 pub use messages::{message_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_PAGE};
+pub use numbers::ErasureView;
 pub use problem::ApiError;
 // The operator CLI prints the API's own documents.
 pub use reports::{usage_report, CostView, GroupBy, UsageGroupView, UsageReport};
@@ -85,6 +87,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
         ))
         .routes(routes!(fraud::list_decisions))
         .routes(routes!(fraud_policies::get, fraud_policies::set))
+        .routes(routes!(numbers::erase))
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::readyz))
         .routes(routes!(operations::openapi_json))

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "reports", description = "Usage, delivery and errors over time"),
         (name = "webhooks", description = "Signed events to your service (Standard Webhooks): endpoints, secrets, replays"),
         (name = "fraud", description = "The fraud guard: its policies, blocks, safe list and decision log (admin keys only)"),
+        (name = "data", description = "Erasure of a phone number's data on its owner's request (admin keys only)"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )
 )]

@@ -131,6 +131,15 @@ struct WebhookDisabledLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemovedLabels {
+    /// `messages`, `attempts`, `delivery_events`, `verifications`, `verification_codes`,
+    /// `fraud_decisions`, or `message_bodies` (emptied, not removed).
+    kind: String,
+    /// `retention` or `erasure`.
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PrefixLabels {
     prefix: String,
 }
@@ -191,6 +200,7 @@ pub struct Metrics {
     webhook_endpoints_disabled: Family<WebhookDisabledLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
     workflow_stops: Family<StopLabels, Counter>,
+    data_removed: Family<RemovedLabels, Counter>,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -229,6 +239,7 @@ impl Metrics {
             webhook_endpoints_disabled: Family::default(),
             fallbacks: Family::default(),
             workflow_stops: Family::default(),
+            data_removed: Family::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -331,6 +342,12 @@ impl Metrics {
             "verification_workflow_stops",
             "Workflows whose next step was not sent, by why (ended, refused, unavailable)",
             metrics.workflow_stops.clone(),
+        );
+        registry.register(
+            "data_removed_rows",
+            "Stored rows removed by retention or an erasure, by kind and reason (bodies emptied \
+             count as kind message_bodies)",
+            metrics.data_removed.clone(),
         );
         Self {
             registry,
@@ -505,6 +522,19 @@ impl Metrics {
                 scope: scope.to_owned(),
             })
             .inc();
+    }
+
+    /// `count` rows of `kind` removed (or bodies emptied) for `reason` (`retention`,
+    /// `erasure`).
+    pub fn data_removed(&self, kind: &str, reason: &str, count: u64) {
+        if count > 0 {
+            self.data_removed
+                .get_or_create(&RemovedLabels {
+                    kind: kind.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .inc_by(count);
+        }
     }
 
     /// The exposition, with the database-backed gauges read again when the last read is older

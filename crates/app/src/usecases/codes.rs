@@ -1,7 +1,7 @@
 //! One-time codes: drawn from the OS CSPRNG, kept only as keyed hashes.
 
 use chrono::{DateTime, Utc};
-use domain::{CodeHash, CodeLength, Transaction, VerificationCode, VerificationId};
+use domain::{CodeHash, CodeLength, PhoneNumber, Transaction, VerificationCode, VerificationId};
 use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
@@ -104,6 +104,20 @@ impl CodeHasher {
             mac.update(transaction.binding().as_bytes());
         }
         CodeHash::from_bytes(mac.finalize().into_bytes().to_vec())
+    }
+
+    /// A tag naming `number` in a log without the number: 16 hex digits of its HMAC under the
+    /// pepper (a plain hash of a phone number is reversed by trying every number). The same
+    /// number gets the same tag, so an operator holding the number can find its erasure.
+    pub fn number_tag(&self, number: &PhoneNumber) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose_secret().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"number:");
+        mac.update(number.as_str().as_bytes());
+        mac.finalize().into_bytes()[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// Whether `code`, presented with `transaction`, is any of `hashes`. Every hash is

@@ -185,6 +185,7 @@ mod tests {
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
             webhooks: Arc::new(ports::MockWebhookStore::new()),
             workflows: Arc::new(ports::MockWorkflowStore::new()),
+            lifecycle: Arc::new(ports::MockDataLifecycle::new()),
         };
         Services::builder(
             stores,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channels;
 pub mod code_texts;
 pub mod codes;
+pub mod erasure;
 pub mod events;
 pub mod fraud;
 pub mod fraud_admin;
@@ -27,8 +28,8 @@ use chrono::{DateTime, Utc};
 use domain::fraud::{Mode, Policies, Policy};
 use domain::VerificationPolicy;
 use ports::{
-    Clock, CodeGenerator, FraudStore, MessageReports, MessageStore, RateLimiter, StoreError,
-    StoreHealth, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
+    Clock, CodeGenerator, DataLifecycle, FraudStore, MessageReports, MessageStore, RateLimiter,
+    StoreError, StoreHealth, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
 };
 use template::Templates;
 use tokio::sync::Notify;
@@ -58,6 +59,7 @@ pub struct StorePorts {
     pub verify_services: Arc<dyn VerifyServiceStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub workflows: Arc<dyn WorkflowStore>,
+    pub lifecycle: Arc<dyn DataLifecycle>,
 }
 
 impl StorePorts {
@@ -73,6 +75,7 @@ impl StorePorts {
             + VerifyServiceStore
             + WebhookStore
             + WorkflowStore
+            + DataLifecycle
             + 'static,
     {
         Self {
@@ -84,7 +87,8 @@ impl StorePorts {
             fraud: store.clone(),
             verify_services: store.clone(),
             webhooks: store.clone(),
-            workflows: store,
+            workflows: store.clone(),
+            lifecycle: store,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct Services {
     webhook_config: WebhookConfig,
     /// Fallback workflows: their steps, and verifications' attempts.
     workflows: Arc<dyn WorkflowStore>,
+    /// Retention's and erasure's side of the store.
+    lifecycle: Arc<dyn DataLifecycle>,
 }
 
 impl Services {
@@ -397,6 +403,7 @@ impl ServicesBuilder {
             webhooks: self.stores.webhooks,
             webhook_config: self.webhook_config,
             workflows: self.stores.workflows,
+            lifecycle: self.stores.lifecycle,
         }
     }
 }

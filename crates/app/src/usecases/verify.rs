@@ -879,6 +879,7 @@ mod tests {
             verify_services: Arc::new(ports::MockVerifyServiceStore::new()),
             webhooks: Arc::new(ports::MockWebhookStore::new()),
             workflows: Arc::new(no_workflows()),
+            lifecycle: Arc::new(ports::MockDataLifecycle::new()),
         };
         Services::builder(
             stores,

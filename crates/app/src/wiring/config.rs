@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::dispatch::reconcile::ReconcileConfig;
+use crate::lifecycle::retention::RetentionConfig;
 use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
@@ -170,6 +171,8 @@ pub struct Config {
     pub guards: GuardConfig,
     pub fraud: FraudConfig,
     pub reconcile: ReconcileConfig,
+    /// How long stored data is kept (`RETENTION_DAYS`, `MESSAGE_BODY_RETENTION_HOURS`).
+    pub retention: RetentionConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
     /// The Twilio accounts of the Twilio-compatible Verify API (`VERIFY_COMPAT_ACCOUNTS`);
@@ -365,6 +368,7 @@ impl Config {
                 DAY,
             )?),
         };
+        let retention = retention(&env)?;
         let test_numbers = test_numbers(&env)?;
         Ok(Self {
             bind_addr: env
@@ -407,6 +411,7 @@ impl Config {
             guards,
             fraud,
             reconcile,
+            retention,
             test_numbers,
             verify_compat_accounts,
             webhooks,
@@ -942,6 +947,44 @@ fn twilio_status_callbacks(
     }))
 }
 
+/// The longest retention accepted: a hundred years is "kept", a larger figure is a typo.
+const MAX_RETENTION_DAYS: i64 = 36_500;
+
+/// `RETENTION_DAYS` and `MESSAGE_BODY_RETENTION_HOURS`: a body is never kept longer than the
+/// message it belongs to, since retention removes both then.
+fn retention(env: &Env<'_>) -> Result<RetentionConfig, ConfigError> {
+    let defaults = RetentionConfig::default();
+    let days = env.up_to(
+        "RETENTION_DAYS",
+        defaults.retention.num_days(),
+        MAX_RETENTION_DAYS,
+    )?;
+    let hours = match env.number::<i64>("MESSAGE_BODY_RETENTION_HOURS")? {
+        None => defaults.body_retention.num_hours().min(days * 24),
+        Some(hours) if hours < 0 => {
+            return Err(ConfigError::new(
+                "MESSAGE_BODY_RETENTION_HOURS",
+                "must be 0 or more",
+            ))
+        }
+        Some(hours) if hours > days * 24 => {
+            return Err(ConfigError::new(
+                "MESSAGE_BODY_RETENTION_HOURS",
+                format!(
+                    "must be at most RETENTION_DAYS in hours ({}): a body goes with its message",
+                    days * 24
+                ),
+            ))
+        }
+        Some(hours) => hours,
+    };
+    Ok(RetentionConfig {
+        retention: TimeDelta::days(days),
+        body_retention: TimeDelta::hours(hours),
+        ..defaults
+    })
+}
+
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -1105,6 +1148,54 @@ mod tests {
         ("TWILIO_AUTH_TOKEN", "token"),
         ("TWILIO_PHONE_NUMBER", "+15005550006"),
     ];
+
+    #[test]
+    fn retention_defaults_to_90_days_and_72_hours_of_bodies_and_refuses_a_body_kept_longer() {
+        let defaults = config(&[]).unwrap().retention;
+        assert_eq!(defaults.retention, TimeDelta::days(90));
+        assert_eq!(defaults.body_retention, TimeDelta::hours(72));
+        let set = config(&[
+            ("RETENTION_DAYS", "30"),
+            ("MESSAGE_BODY_RETENTION_HOURS", "0"),
+        ])
+        .unwrap()
+        .retention;
+        assert_eq!(set.retention, TimeDelta::days(30));
+        assert_eq!(set.body_retention, TimeDelta::zero());
+        assert_eq!(
+            config(&[("RETENTION_DAYS", "1")])
+                .unwrap()
+                .retention
+                .body_retention,
+            TimeDelta::hours(24),
+            "the default body retention never outlives the message"
+        );
+        let refused = |pairs: &[(&str, &str)]| config(pairs).unwrap_err().to_string();
+        assert_eq!(
+            refused(&[
+                ("RETENTION_DAYS", "1"),
+                ("MESSAGE_BODY_RETENTION_HOURS", "25")
+            ]),
+            "MESSAGE_BODY_RETENTION_HOURS: must be at most RETENTION_DAYS in hours (24): a body \
+             goes with its message"
+        );
+        assert_eq!(
+            refused(&[("RETENTION_DAYS", "0")]),
+            "RETENTION_DAYS: must be greater than zero"
+        );
+        assert_eq!(
+            refused(&[("RETENTION_DAYS", "36501")]),
+            "RETENTION_DAYS: must be at most 36500"
+        );
+        assert_eq!(
+            refused(&[("MESSAGE_BODY_RETENTION_HOURS", "-1")]),
+            "MESSAGE_BODY_RETENTION_HOURS: must be 0 or more"
+        );
+        assert_eq!(
+            refused(&[("RETENTION_DAYS", "ninety")]),
+            "RETENTION_DAYS: expected a whole number, got `ninety`"
+        );
+    }
 
     #[test]
     fn no_configuration_means_sqlite_console_and_a_generated_key() {

@@ -19,6 +19,7 @@ use crate::dispatch::client_webhooks::WebhookDeliverer;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
 use crate::dispatch::workflows::WorkflowConfig;
+use crate::lifecycle::retention::RetentionJob;
 use crate::observability::health::Readiness;
 use crate::observability::metrics::{MeteredProvider, Metrics};
 use crate::providers::console::ConsoleSmsProvider;
@@ -135,6 +136,7 @@ pub struct Server {
     dispatcher: Dispatcher,
     reconciler: Reconciler,
     webhook_deliverer: WebhookDeliverer,
+    retention: RetentionJob,
     /// Set when other instances share the queue: their words wake this instance's dispatcher.
     wakeups: Option<Box<dyn QueueWakeups>>,
 }
@@ -149,6 +151,8 @@ pub struct Assembled {
     pub reconciler: Reconciler,
     /// Not started: sends client webhooks' events and notices expired verifications.
     pub webhook_deliverer: WebhookDeliverer,
+    /// Not started: removes what is older than the retention, on one instance at a time.
+    pub retention: RetentionJob,
     /// Set when other instances share the queue: their words that messages were queued, for
     /// the service to forward to its dispatcher.
     pub wakeups: Option<Box<dyn QueueWakeups>>,
@@ -249,6 +253,12 @@ pub async fn assemble_with_clock(
         metrics.clone(),
     )
     .map_err(StartupError::WebhookClient)?;
+    let retention = RetentionJob::new(
+        ports.lifecycle.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.retention,
+    );
     let services = Arc::new(
         Services::builder(
             ports,
@@ -292,6 +302,7 @@ pub async fn assemble_with_clock(
         dispatcher,
         reconciler,
         webhook_deliverer,
+        retention,
         wakeups,
     })
 }
@@ -385,6 +396,7 @@ impl Server {
             wakeups,
             reconciler,
             webhook_deliverer,
+            retention,
         } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
@@ -398,6 +410,7 @@ impl Server {
             dispatcher,
             reconciler,
             webhook_deliverer,
+            retention,
             wakeups,
         })
     }
@@ -430,6 +443,7 @@ impl Server {
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
+        let retention = tokio::spawn(self.retention.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let webhooks = tokio::spawn(self.webhook_deliverer.run(dispatcher_stopped.clone()));
         let settle_spend = tokio::spawn(settle_budget_spend(self.services.clone()));
@@ -461,6 +475,9 @@ impl Server {
         }
         // At most one lookup in flight; it only asks, so stopping it loses nothing.
         reconciler.abort();
+        // Each batch is a transaction of its own: one cut short removed nothing, and the lease
+        // runs out by itself.
+        retention.abort();
         // A delete cut short is done again at the next start.
         forget_counts.abort();
         // A delivery cut short is sent again once its lease lapses (at least once).

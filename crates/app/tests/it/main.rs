@@ -6,6 +6,7 @@
 mod budgets;
 mod failover;
 mod reconcile;
+mod retention;
 mod unanswered;
 mod verification;
 mod workflows;

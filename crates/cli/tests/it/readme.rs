@@ -443,6 +443,13 @@ fn the_readme_cli_examples_run_as_written_against_the_default_run() {
                 "`{command}`:\n{stdout}"
             ),
             ("send", _) => message = printed_after(&output.stdout, "message "),
+            // The examples above sent to the number and verified it: all of it goes.
+            ("erase", _) => assert!(
+                stdout.starts_with("erased +1555***4567: ")
+                    && !stdout.contains(" 0 messages")
+                    && !stdout.contains(" 0 verifications"),
+                "`{command}`:\n{stdout}"
+            ),
             ("verify start", _) => {
                 verification = printed_after(&output.stdout, "verification ");
                 code = text(&output.stderr).lines().find_map(code_in);
@@ -475,6 +482,7 @@ fn the_readme_cli_examples_run_as_written_against_the_default_run() {
         "messages show",
         "messages list",
         "report",
+        "erase",
     ] {
         assert!(
             covered.iter().any(|kind| kind == expected),

@@ -299,7 +299,7 @@ pub async fn the_safe_list_adds_replaces_and_removes_entries<S: StoreUnderTest>(
     assert_eq!(store.safe_list().await.unwrap(), [renamed]);
 }
 
-fn logged(at: DateTime<Utc>, action: Action) -> LoggedDecision {
+pub(crate) fn logged(at: DateTime<Utc>, action: Action) -> LoggedDecision {
     let reasons = match action {
         Action::Allow => Vec::new(),
         _ => vec![Reason::new(

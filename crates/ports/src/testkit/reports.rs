@@ -76,7 +76,7 @@ fn failed(code: &str) -> DispatchOutcome {
 /// | m5      | 2026-01-02 | auth    | US | two-factor-auth | 1        | queued, last 20429 |
 ///
 /// Outside it, both queued: m6 (whatsapp, three days later) and m7 (a second before).
-async fn seed_usage<S: ReportStoreUnderTest>(store: &S) {
+pub(crate) async fn seed_usage<S: ReportStoreUnderTest>(store: &S) {
     let us = "+15551234567";
     let gb = "+447700900123";
     let fr = "+33612345678";
@@ -130,7 +130,7 @@ async fn seed_usage<S: ReportStoreUnderTest>(store: &S) {
     enqueue_new(store, new_message(t0() - secs(1), "shop", us, None, 1)).await;
 }
 
-fn range(group_by: UsageGrouping) -> UsageQuery {
+pub(crate) fn range(group_by: UsageGrouping) -> UsageQuery {
     UsageQuery {
         since: t0(),
         until: t0() + secs(2 * DAY),
@@ -231,10 +231,9 @@ pub async fn a_usage_query_for_one_api_key_counts_only_its_messages<S: ReportSto
     );
 }
 
-/// Prices as the adapters store them: amounts spent, positive (Twilio's charges turned round,
-/// Vonage's as they come), the largest a provider's price may be, and text no adapter would
-/// store, which counts nothing rather than failing the report.
-pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnderTest>(store: S) {
+/// The prices of `costs_are_summed_exactly_per_group_and_currency`: every message sent at
+/// `t0` plus a few seconds, to the US.
+pub(crate) async fn seed_costs<S: ReportStoreUnderTest>(store: &S) {
     let sent = |provider: &str, amount: Option<&str>, currency: &str| DispatchOutcome::Sent {
         provider: provider.into(),
         provider_sid: format!("SM{}", MessageId::generate()),
@@ -265,8 +264,15 @@ pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnder
     priced.push((23, "bulk", sent("vonage", Some(&"9".repeat(40)), "EUR")));
     for (offset, api_key, outcome) in priced {
         let message = new_message(t0() + secs(offset), api_key, us, None, 1);
-        dispatched(&store, message, outcome).await;
+        dispatched(store, message, outcome).await;
     }
+}
+
+/// Prices as the adapters store them: amounts spent, positive (Twilio's charges turned round,
+/// Vonage's as they come), the largest a provider's price may be, and text no adapter would
+/// store, which counts nothing rather than failing the report.
+pub async fn costs_are_summed_exactly_per_group_and_currency<S: ReportStoreUnderTest>(store: S) {
+    seed_costs(&store).await;
     let cost = |key: &str, currency: &str, units| CostSum {
         key: Some(key.into()),
         currency: currency.into(),

@@ -1,0 +1,248 @@
+//! Retention, erasure and job leases on PostgreSQL. Each batch is one transaction that picks its
+//! rows (`FOR UPDATE SKIP LOCKED`, so a message being finished is left for the next run),
+//! folds the messages among them into `usage_rollups`, and deletes the children before the rows
+//! they hang off, counting each kind.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::PhoneNumber;
+use ports::{DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::rows::store_error;
+use crate::PgStore;
+
+/// The messages among `ids` counted into the report's rollups, one row per hour and group; the
+/// price summed exactly when it is a plain decimal, as the report reads it.
+const FOLD_MESSAGES: &str = r#"
+    INSERT INTO usage_rollups (hour, api_key, template, country, status, error_code, currency,
+                               messages, segments, cost)
+    SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', api_key,
+           template, country, status, error_code, currency, count(*), sum(segments),
+           coalesce(sum(price), 0)
+    FROM (
+        SELECT created_at, api_key, template, country, status, error_code, segments,
+               CASE WHEN readable THEN price_currency END AS currency,
+               CASE WHEN readable THEN price_amount::numeric END AS price
+        FROM (
+            SELECT *, (price_currency IS NOT NULL
+                       AND price_amount ~ '^-?[0-9]{1,6}(\.[0-9]{1,8})?$') AS readable
+            FROM messages WHERE id = ANY($1)
+        ) AS priced
+    ) AS folded
+    GROUP BY 1, 2, 3, 4, 5, 6, 7"#;
+
+#[async_trait]
+impl DataLifecycle for PgStore {
+    async fn take_lease(
+        &self,
+        job: &str,
+        holder: LeaseHolder,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // A second taker waits for the first's insert, then finds the lease held.
+        let taken: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO job_leases (job, holder, expires_at) VALUES ($1, $2, $4) \
+             ON CONFLICT (job) DO UPDATE SET holder = EXCLUDED.holder, \
+                 expires_at = EXCLUDED.expires_at \
+             WHERE job_leases.expires_at <= $3 OR job_leases.holder = EXCLUDED.holder \
+             RETURNING 1",
+        )
+        .bind(job)
+        .bind(Uuid::from_u128(holder.0))
+        .bind(now)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(taken.is_some())
+    }
+
+    async fn release_lease(&self, job: &str, holder: LeaseHolder) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM job_leases WHERE job = $1 AND holder = $2")
+            .bind(job)
+            .bind(Uuid::from_u128(holder.0))
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn remove_expired(
+        &self,
+        kind: Retained,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Removed, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let limit = i64::from(limit);
+        let removed = match kind {
+            Retained::Messages => {
+                let ids: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM messages \
+                     WHERE created_at < $1 AND status NOT IN ('queued', 'sending') \
+                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+                remove_messages(&mut transaction, &ids).await?
+            }
+            Retained::Verifications => {
+                let ids: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM verifications WHERE created_at < $1 \
+                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+                remove_verifications(&mut transaction, &ids).await?
+            }
+            Retained::FraudDecisions => Removed {
+                fraud_decisions: sqlx::query(
+                    "DELETE FROM fraud_decisions WHERE id IN ( \
+                         SELECT id FROM fraud_decisions WHERE at < $1 ORDER BY at LIMIT $2 \
+                         FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?
+                .rows_affected(),
+                ..Removed::default()
+            },
+        };
+        transaction.commit().await.map_err(store_error)?;
+        Ok(removed)
+    }
+
+    async fn empty_bodies(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        // Walks `messages_bodies_kept`, which its rows leave as they are emptied.
+        let emptied = sqlx::query(
+            "UPDATE messages SET body = '' WHERE id IN ( \
+                 SELECT id FROM messages \
+                 WHERE created_at < $1 AND body <> '' AND NOT sensitive \
+                   AND status NOT IN ('queued', 'sending') \
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(emptied.rows_affected())
+    }
+
+    async fn cancel_verifications_to(
+        &self,
+        to: &PhoneNumber,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let canceled = sqlx::query(
+            r#"UPDATE verifications SET status = 'canceled', updated_at = $2
+               WHERE "to" = $1 AND status = 'pending'"#,
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(canceled.rows_affected())
+    }
+
+    async fn erase_number(&self, to: &PhoneNumber) -> Result<Removed, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // Locked, in flight or not: a finish waits for this transaction, then finds nothing.
+        let messages: Vec<Uuid> =
+            sqlx::query_scalar(r#"SELECT id FROM messages WHERE "to" = $1 FOR UPDATE"#)
+                .bind(to.as_str())
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        let mut removed = remove_messages(&mut transaction, &messages).await?;
+        let verifications: Vec<Uuid> =
+            sqlx::query_scalar(r#"SELECT id FROM verifications WHERE "to" = $1 FOR UPDATE"#)
+                .bind(to.as_str())
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        removed.add(remove_verifications(&mut transaction, &verifications).await?);
+        removed.fraud_decisions += sqlx::query(r#"DELETE FROM fraud_decisions WHERE "to" = $1"#)
+            .bind(to.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        transaction.commit().await.map_err(store_error)?;
+        Ok(removed)
+    }
+}
+
+/// Folds the messages `ids` into the rollups, then deletes them with their attempts and
+/// delivery events.
+async fn remove_messages(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Removed, StoreError> {
+    if ids.is_empty() {
+        return Ok(Removed::default());
+    }
+    sqlx::query(FOLD_MESSAGES)
+        .bind(ids)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let attempts = delete_where(connection, "message_attempts", "message_id", ids).await?;
+    let delivery_events = delete_where(connection, "message_events", "message_id", ids).await?;
+    let messages = delete_where(connection, "messages", "id", ids).await?;
+    Ok(Removed {
+        messages,
+        attempts,
+        delivery_events,
+        ..Removed::default()
+    })
+}
+
+/// Deletes the verifications `ids` with their codes and the fraud decisions about them.
+async fn remove_verifications(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Removed, StoreError> {
+    if ids.is_empty() {
+        return Ok(Removed::default());
+    }
+    let verification_codes =
+        delete_where(connection, "verification_codes", "verification_id", ids).await?;
+    let fraud_decisions =
+        delete_where(connection, "fraud_decisions", "verification_id", ids).await?;
+    let verifications = delete_where(connection, "verifications", "id", ids).await?;
+    Ok(Removed {
+        verifications,
+        verification_codes,
+        fraud_decisions,
+        ..Removed::default()
+    })
+}
+
+/// Deletes the rows of `table` whose `column` is among `ids` (both names are constants of this
+/// module, never input).
+async fn delete_where(
+    connection: &mut PgConnection,
+    table: &'static str,
+    column: &'static str,
+    ids: &[Uuid],
+) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE {column} = ANY($1)"))
+        .bind(ids)
+        .execute(connection)
+        .await
+        .map_err(store_error)?;
+    Ok(deleted.rows_affected())
+}
