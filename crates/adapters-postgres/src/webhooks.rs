@@ -273,7 +273,8 @@ impl WebhookStore for PgStore {
 
     async fn logged_decision(&self, id: Uuid) -> Result<Option<LoggedDecision>, StoreError> {
         let found = query(
-            r#"SELECT id, at, "to", api_key, client_ip, verification_id, action, reasons::text AS reasons
+            r#"SELECT id, at, "to", api_key, client_ip, user_id, trusted, verification_id, action,
+                    reasons::text AS reasons
              FROM fraud_decisions WHERE id = $1"#,
             &[Param::id(id)],
         );

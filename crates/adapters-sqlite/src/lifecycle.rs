@@ -220,6 +220,9 @@ async fn remove_messages(
         .map_err(store_error)?;
     let attempts = delete_where(connection, "message_attempts", "message_id", &ids).await?;
     let delivery_events = delete_where(connection, "message_events", "message_id", &ids).await?;
+    // The events told to client webhooks show the message (its number): they go with it, and
+    // their deliveries with them.
+    delete_where(connection, "webhook_events", "object_id", &ids).await?;
     let messages = delete_where(connection, "messages", "id", &ids).await?;
     Ok(Removed {
         messages,
@@ -242,6 +245,15 @@ async fn remove_verifications(
         delete_where(connection, "verification_codes", "verification_id", &ids).await?;
     let fraud_decisions =
         delete_where(connection, "fraud_decisions", "verification_id", &ids).await?;
+    // What hangs off a verification and names it: its events and its fallback workflow.
+    delete_where(connection, "webhook_events", "object_id", &ids).await?;
+    delete_where(
+        connection,
+        "verification_workflows",
+        "verification_id",
+        &ids,
+    )
+    .await?;
     let verifications = delete_where(connection, "verifications", "id", &ids).await?;
     Ok(Removed {
         verifications,

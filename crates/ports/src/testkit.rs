@@ -178,6 +178,7 @@ macro_rules! store_conformance_tests {
             a_delivery_is_claimed_once_retried_and_finished_only_by_its_claim,
             failing_and_disabled_endpoints_are_remembered_and_skipped,
             a_replay_queues_again_every_event_since_a_time,
+            an_erased_numbers_messages_take_their_events_with_them,
             a_reservation_is_given_back_when_its_message_ends_unsent_and_kept_when_sent,
             concurrent_reservations_and_give_backs_never_pass_the_cap,
             // MessageReports, StoreHealth

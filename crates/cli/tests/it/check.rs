@@ -125,7 +125,7 @@ async fn check_says_ok_for_each_part_of_a_working_setup() {
         ("migrations", format!("schema {schema}, up to date")),
         (
             "templates",
-            "shipping, two-factor-auth (32 locales), two-factor-auth-voice (32 locales)".to_owned(),
+            "shipping, two-factor-auth (32 locales), two-factor-auth-transaction (32 locales), two-factor-auth-transaction-voice (32 locales), two-factor-auth-voice (32 locales)".to_owned(),
         ),
         (
             "provider twilio",

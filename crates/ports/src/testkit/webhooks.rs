@@ -15,8 +15,8 @@ use super::{
     StoreUnderTest,
 };
 use crate::{
-    ClaimedDelivery, DeliveryAnswer, DeliveryResult, DispatchOutcome, LoggedDecision, NewEvent,
-    VerificationStore, WebhookEndpoint,
+    ClaimedDelivery, DataLifecycle, DeliveryAnswer, DeliveryResult, DispatchOutcome,
+    LoggedDecision, NewEvent, VerificationStore, WebhookEndpoint,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -504,4 +504,32 @@ pub async fn a_replay_queues_again_every_event_since_a_time<S: StoreUnderTest>(s
     let objects: Vec<_> = replayed.iter().map(|d| d.event.object_id).collect();
     assert_eq!(objects, concluded[1..]);
     assert!(replayed.iter().all(|delivery| delivery.attempt == 1));
+}
+
+pub async fn an_erased_numbers_messages_take_their_events_with_them<S: StoreUnderTest>(store: S) {
+    store
+        .create_endpoint(&endpoint("shop", &[EventType::MessageSent], 0))
+        .await
+        .unwrap();
+    let queued = enqueue_new(&store, notification(t0())).await;
+    let claimed = claim_one(&store, t0()).await;
+    let sent = DispatchOutcome::Sent {
+        provider: "twilio".into(),
+        provider_sid: "SMerased".into(),
+        segments: None,
+        price: None,
+    };
+    assert!(store
+        .finish(claimed.claim, queued.id, None, sent, t0() + secs(1))
+        .await
+        .unwrap());
+    assert_eq!(store.events_of(queued.id.as_uuid()).await.unwrap().len(), 1);
+
+    store.erase_number(&queued.to).await.unwrap();
+
+    assert!(store
+        .events_of(queued.id.as_uuid())
+        .await
+        .unwrap()
+        .is_empty());
 }
