@@ -157,6 +157,8 @@ pub struct Metrics {
     pumping_alarms: Family<PrefixLabels, Counter>,
     fraud_decisions: Family<FraudDecisionLabels, Counter>,
     budget_warnings: Family<BudgetLabels, Counter>,
+    dispatch_outcomes_deferred: Counter,
+    dispatch_outcomes_dropped: Counter,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -190,6 +192,8 @@ impl Metrics {
             pumping_alarms: Family::default(),
             fraud_decisions: Family::default(),
             budget_warnings: Family::default(),
+            dispatch_outcomes_deferred: Counter::default(),
+            dispatch_outcomes_dropped: Counter::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -265,10 +269,38 @@ impl Metrics {
             "Daily budgets whose spend crossed 80% of the cap, by scope (total, api_key, country)",
             metrics.budget_warnings.clone(),
         );
+        registry.register(
+            "dispatch_outcomes_deferred",
+            "Outcomes of sends kept in memory because the database was unavailable, to be \
+             written when it returns",
+            metrics.dispatch_outcomes_deferred.clone(),
+        );
+        registry.register(
+            "dispatch_outcomes_dropped",
+            "Outcomes of sends dropped because too many were waiting for the database: their \
+             messages are sent again when their leases run out",
+            metrics.dispatch_outcomes_dropped.clone(),
+        );
         Self {
             registry,
             ..metrics
         }
+    }
+
+    pub fn dispatch_outcome_deferred(&self) {
+        self.dispatch_outcomes_deferred.inc();
+    }
+
+    pub fn dispatch_outcome_dropped(&self) {
+        self.dispatch_outcomes_dropped.inc();
+    }
+
+    /// The exposition as it stands, without reading the database-backed gauges again.
+    pub fn encode_counters(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
     }
 
     pub fn http_request(
@@ -416,10 +448,7 @@ impl Metrics {
             });
             self.queue_oldest_age.set(oldest_age);
         }
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        Ok(text)
+        Ok(self.encode_counters())
     }
 
     /// Sets the message and queue gauges from the database; answers when the oldest queued
