@@ -169,7 +169,9 @@ impl From<ports::StoreError> for ApiError {
     fn from(error: ports::StoreError) -> Self {
         match error {
             ports::StoreError::Unavailable(_) => ApiError::unavailable(&error),
-            ports::StoreError::Corrupt(_) => ApiError::internal(&error),
+            ports::StoreError::Corrupt(_) | ports::StoreError::Refused(_) => {
+                ApiError::internal(&error)
+            }
         }
     }
 }
