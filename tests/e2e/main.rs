@@ -22,7 +22,6 @@ mod guards;
 mod languages;
 mod messages;
 mod operations;
-mod outage;
 mod processes;
 mod resilience;
 mod robustness;
