@@ -15,8 +15,8 @@ use super::{
     StoreUnderTest,
 };
 use crate::{
-    ClaimedDelivery, DataLifecycle, DeliveryAnswer, DeliveryResult, DispatchOutcome,
-    LoggedDecision, NewEvent, VerificationStore, WebhookEndpoint,
+    ClaimedDelivery, DeliveryAnswer, DeliveryResult, DispatchOutcome, LoggedDecision, NewEvent,
+    VerificationStore, WebhookEndpoint,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
