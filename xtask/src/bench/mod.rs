@@ -38,11 +38,11 @@ const CONNECTIONS: usize = 128;
 const FEW_CONNECTIONS: usize = 32;
 /// Requests per second of the open-loop run that measures the API's latency.
 const LATENCY_RATE: f64 = 1_000.0;
-/// Figure 8's runs per fraud mode, and the modes it compares (the guard off first).
+/// The guard's cost scenario: runs per fraud mode, and the modes it compares (off first).
 const GUARD_RUNS: usize = 3;
 const GUARD_MODES: [&str; 2] = ["off", "monitor"];
-/// Verifications per second of figure 8's open loop: well under figure 2's rate, so that the
-/// latency is the requests' own, not a queue's.
+/// Verifications per second of the guard's open loop: well under what the service sustains,
+/// so that the latency is the requests' own, not a queue's.
 const GUARD_LATENCY_RATE: f64 = 300.0;
 /// Between two codes of the time-to-provider scenario, so that each finds the dispatcher idle
 /// (the last send over).
@@ -323,8 +323,8 @@ impl Bench {
             // One API key sends every code of the benchmark.
             ("VERIFY_SENDS_PER_API_KEY", "1000000000".to_owned()),
             // Nobody checks the benchmark's codes, sent to a few ranges: the fraud guard would
-            // block them as pumping. Every scenario runs with it off but figure 8's, which
-            // measures it in monitor mode.
+            // block them as pumping. Every scenario runs with it off but the guard's cost
+            // scenario, which measures it in monitor mode.
             ("FRAUD_MODE", "off".to_owned()),
         ];
         env.extend(overrides.iter().cloned());
@@ -529,7 +529,7 @@ impl Bench {
         service.stop().await
     }
 
-    /// Figure 8: what the fraud guard adds to starting a verification. Every policy computes
+    /// The guard's cost scenario: what the fraud guard adds to starting a verification. Every policy computes
     /// its decision and refuses nothing (`FRAUD_MODE=monitor`), against the guard off
     /// (`FRAUD_MODE=off`), in runs that take turns (off, monitor, off, ...) on fresh stores
     /// and services, so that the machine's drift falls on both alike; the medians of
@@ -588,7 +588,7 @@ impl Bench {
         Ok(())
     }
 
-    /// One run of figure 8: on a fresh store and service in `mode`, the p99 latency of an
+    /// One run of the guard's cost scenario: on a fresh store and service in `mode`, the p99 latency of an
     /// open loop of verifications, then the rate of a closed loop.
     async fn verifications_in_fraud_mode(
         &self,
