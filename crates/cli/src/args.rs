@@ -272,6 +272,9 @@ pub enum VerifyCommand {
         #[arg(long)]
         locale: Option<String>,
 
+        #[command(flatten)]
+        transaction: TransactionArgs,
+
         /// How long to follow the code's SMS.
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
         timeout: u64,
@@ -285,6 +288,9 @@ pub enum VerifyCommand {
 
         /// The code the user received.
         code: String,
+
+        #[command(flatten)]
+        transaction: TransactionArgs,
     },
 
     /// Cancel a pending verification: none of its codes approves any more. Exits 1 when there
@@ -293,6 +299,23 @@ pub enum VerifyCommand {
         /// The verification's id.
         id: String,
     },
+}
+
+/// The payment a code confirms (PSD2): all three or none. Its text names them, and a check
+/// approves only with the same three.
+#[derive(Debug, Args)]
+pub struct TransactionArgs {
+    /// The amount paid, a decimal such as 49.90.
+    #[arg(long, requires_all = ["currency", "payee"])]
+    pub amount: Option<String>,
+
+    /// The amount's ISO 4217 currency, such as EUR.
+    #[arg(long, requires_all = ["amount", "payee"])]
+    pub currency: Option<String>,
+
+    /// Who is paid, as the payer reads it (1 to 20 characters).
+    #[arg(long, requires_all = ["amount", "currency"])]
+    pub payee: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,9 +8,9 @@ use app::usecases::auth::DEFAULT_KEY_NAME;
 use app::usecases::verify::{CancelError, CheckError, StartError, StartRequest};
 use app::wiring::config::Sending;
 use chrono::SecondsFormat;
-use domain::{PhoneNumber, VerificationCode, VerificationId};
+use domain::{PhoneNumber, Transaction, VerificationCode, VerificationId};
 
-use crate::args::VerifyCommand;
+use crate::args::{TransactionArgs, VerifyCommand};
 use crate::environment;
 use crate::failure::{Class, Failure};
 use crate::follow::{self, describe};
@@ -27,8 +27,10 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
             number,
             channel,
             locale,
+            transaction,
             timeout,
         } => {
+            let transaction = parse_transaction(&transaction)?;
             let started = services
                 .start_verification(
                     api_key,
@@ -41,13 +43,15 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                         client: Default::default(),
                         brand: None,
                         workflow: None,
-                        transaction: None,
+                        transaction,
                     },
                 )
                 .await
                 .map_err(|error| match error {
                     StartError::Store(error) => error.into(),
-                    error @ (StartError::Render(_) | StartError::ChannelNotOffered { .. }) => {
+                    error @ (StartError::Render(_)
+                    | StartError::ChannelNotOffered { .. }
+                    | StartError::ChannelCannotCarryTransaction { .. }) => {
                         Failure::usage(error.to_string())
                     }
                     // Too soon, too many, a country or rate refused: the service's answer.
@@ -91,18 +95,30 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
                 timeout,
             ))
         }
-        VerifyCommand::Check { verification, code } => {
+        VerifyCommand::Check {
+            verification,
+            code,
+            transaction,
+        } => {
             let code = VerificationCode::parse(&code)
                 .map_err(|_| Failure::usage("a code is 4 to 10 digits"))?;
+            let transaction = parse_transaction(&transaction)?;
+            let transaction = transaction.as_ref();
             let checked = match verification.parse::<VerificationId>() {
-                Ok(id) => services.check_verification(api_key, id, &code).await,
+                Ok(id) => {
+                    services
+                        .check_transaction_verification(api_key, id, &code, transaction)
+                        .await
+                }
                 Err(_) => {
                     let to = PhoneNumber::parse(&verification).map_err(|_| {
                         Failure::usage(format!(
                             "`{verification}` is neither a verification id nor a phone number"
                         ))
                     })?;
-                    services.check_verification_of(api_key, &to, &code).await
+                    services
+                        .check_transaction_verification_of(api_key, &to, &code, transaction)
+                        .await
                 }
             };
             let outcome = match checked {
@@ -161,6 +177,17 @@ pub async fn run(api_key: &str, command: VerifyCommand, json: bool) -> anyhow::R
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The payment named by `--amount`, `--currency` and `--payee`, or the usage error naming
+/// the one that is wrong (clap has made sure all three or none are given).
+fn parse_transaction(args: &TransactionArgs) -> anyhow::Result<Option<Transaction>> {
+    Transaction::parse(
+        args.amount.as_deref(),
+        args.currency.as_deref(),
+        args.payee.as_deref(),
+    )
+    .map_err(|error| Failure::usage(format!("--{}: {error}", error.field())))
 }
 
 /// Where else to look: a verification started through the API belongs to the key that started

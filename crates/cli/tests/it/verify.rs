@@ -1,5 +1,6 @@
 //! `verify start`, `check` and `cancel` across separate runs of the binary: a code sent
-//! through Twilio approves once, and a canceled verification approves nothing.
+//! through Twilio approves once, a payment's code approves only that payment, and a canceled
+//! verification approves nothing.
 
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::Mock;
@@ -136,4 +137,121 @@ async fn verify_cancel_ends_a_verification_so_that_its_code_approves_nothing() {
         unknown.stderr()
     );
     operator.twilio.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_s_code_names_the_payment_and_approves_only_with_the_same_payment() {
+    let operator = Operator::new().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(basic_auth(ACCOUNT_SID, AUTH_TOKEN))
+        .and(
+            Form::exactly(&[("To", "+15551234567"), ("From", FROM)])
+                .field_where("Body", |body| {
+                    body.contains("to pay 49.90 EUR to Acme Travel is: ")
+                })
+                .field_where("ValidityPeriod", |seconds| !seconds.is_empty()),
+        )
+        .respond_with(accepted("SMpay"))
+        .expect(1)
+        .mount(&operator.twilio)
+        .await;
+    let payment = [
+        "--amount",
+        "49.90",
+        "--currency",
+        "EUR",
+        "--payee",
+        "Acme Travel",
+    ];
+
+    let started = operator
+        .run(&[&["verify", "start", "+15551234567", "--json"], &payment[..]].concat())
+        .await;
+    started.succeeded();
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(started.json()["payee"], "Acme Travel", "{}", started.json());
+    let code = code_in(&operator.received_forms().await[0]["Body"]);
+
+    // The right code for another payee is a wrong code: it approves nothing.
+    let other_payee = operator
+        .run(&[
+            "verify",
+            "check",
+            &id,
+            &code,
+            "--amount",
+            "49.9",
+            "--currency",
+            "EUR",
+            "--payee",
+            "Mallory",
+        ])
+        .await;
+    other_payee.failed();
+    assert!(
+        other_payee.stdout().contains("valid         false"),
+        "{}",
+        other_payee.stdout()
+    );
+
+    // The amount compares as a number: 49.9 is the 49.90 the code was sent for.
+    let approved = operator
+        .run(&[
+            "verify",
+            "check",
+            &id,
+            &code,
+            "--amount",
+            "49.9",
+            "--currency",
+            "EUR",
+            "--payee",
+            "Acme Travel",
+        ])
+        .await;
+    approved.succeeded();
+    assert!(
+        approved.stdout().contains("status        approved"),
+        "{}",
+        approved.stdout()
+    );
+    operator.twilio.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_given_in_part_or_malformed_is_a_usage_error_and_sends_nothing() {
+    let operator = Operator::new().await;
+    let partial = operator
+        .run(&["verify", "start", "+15551234567", "--amount", "10"])
+        .await;
+    partial.exited_with(2);
+    assert!(
+        partial.stderr().contains("--currency"),
+        "{}",
+        partial.stderr()
+    );
+
+    let malformed = operator
+        .run(&[
+            "verify",
+            "start",
+            "+15551234567",
+            "--amount",
+            "ten",
+            "--currency",
+            "EUR",
+            "--payee",
+            "Acme",
+        ])
+        .await;
+    malformed.exited_with(2);
+    assert!(
+        malformed
+            .stderr()
+            .contains("--amount: an amount is a decimal number"),
+        "{}",
+        malformed.stderr()
+    );
+    assert!(operator.received_forms().await.is_empty());
 }
