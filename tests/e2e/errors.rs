@@ -63,6 +63,14 @@ async fn bad_input_gets_a_problem_naming_the_field() {
         (status, problem["field"].as_str()),
         (422, Some("code_length"))
     );
+    // No store keeps a NUL; any field holding one is the client's 422, not the service's 500.
+    let (status, nul) = self::problem(
+        &app,
+        "/v1/verifications",
+        json!({"to": "+15551234567", "user_id": "u\u{0}1"}),
+    )
+    .await;
+    assert_eq!((status, nul["field"].as_str()), (422, Some("user_id")));
     assert!(app.twilio.received_requests().await.unwrap().is_empty());
 }
 
