@@ -77,9 +77,7 @@ pub async fn page(
     operator: Operator,
 ) -> Result<Html<String>, PageError> {
     let overview = services.overview().await?;
-    let mut body = String::from(
-        r#"<h2 id="figures-heading">Last 24 hours</h2><dl class="cards">"#,
-    );
+    let mut body = String::from(r#"<h2 id="figures-heading">Last 24 hours</h2><dl class="cards">"#);
     for (name, label, value) in figures(&overview) {
         let _ = write!(
             body,
