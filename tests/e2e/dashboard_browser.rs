@@ -455,7 +455,36 @@ async fn no_page_has_a_serious_or_critical_accessibility_violation() {
                 .map(|violation| format!("{page}: {violation}")),
         );
     }
-    browser.goto(&app, "/dashboard/templates").await;
-    browser.screenshot("templates").await;
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[tokio::test]
+async fn the_template_preview_follows_the_data_as_it_is_typed() {
+    let app = spawn().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in(&app, ADMIN_KEY).await;
+    browser
+        .goto(&app, "/dashboard/templates?name=two-factor-auth")
+        .await;
+    assert_eq!(browser.text_of("#preview-segments").await, "1");
+    assert_eq!(browser.text_of("#preview-encoding").await, "GSM-7");
+    let data = browser.client.find(Locator::Id("data")).await.unwrap();
+    data.clear().await.unwrap();
+    // A code that is not GSM-7 makes the text UCS-2, without a reload.
+    data.send_keys(r#"{"code": "١٢٣٤٥٦", "expiryMinutes": 10}"#)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.text_of("#preview-encoding").await != "UCS-2" {
+        assert!(
+            Instant::now() < deadline,
+            "the preview did not follow the data"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(browser.text_of("#preview-text").await.contains("١٢٣٤٥٦"));
+    assert_eq!(browser.path().await, "/dashboard/templates");
+    browser.screenshot("templates").await;
 }

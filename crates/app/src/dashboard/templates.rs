@@ -88,6 +88,25 @@ fn preview_of(services: &Services, params: &PreviewParams) -> Preview {
     }
 }
 
+/// A plausible value for a variable, by its name.
+fn example(variable: &str) -> serde_json::Value {
+    let lower = variable.to_ascii_lowercase();
+    let text = if lower.contains("code") {
+        "123456"
+    } else if lower.contains("minutes") {
+        return serde_json::Value::from(10);
+    } else if lower.contains("amount") {
+        "12.50"
+    } else if lower.contains("currency") {
+        "EUR"
+    } else if lower.contains("payee") {
+        "Example Shop"
+    } else {
+        "example"
+    };
+    serde_json::Value::String(text.to_owned())
+}
+
 /// The preview alone, as JSON (`format=json`), or the page with it.
 pub async fn preview(
     State(services): State<Arc<Services>>,
@@ -143,7 +162,7 @@ pub async fn page(
             let example: serde_json::Map<String, serde_json::Value> = info
                 .variables
                 .iter()
-                .map(|variable| (variable.clone(), serde_json::Value::String("123456".into())))
+                .map(|variable| (variable.clone(), example(variable)))
                 .collect();
             params.data = serde_json::Value::Object(example).to_string();
         }
