@@ -12,6 +12,8 @@ mod twilio_contract;
 mod api;
 mod channels;
 mod client_webhooks;
+mod dashboard;
+mod dashboard_browser;
 mod data;
 mod dispatch;
 mod errors;

@@ -220,6 +220,13 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
             }
             Step::TestRunner { args } => {
                 eprintln!("==> {number} cargo {}", args.join(" "));
+                if let Some(missing) = missing_browser() {
+                    // Under CI the tests fail instead: `.ci/run` installs both.
+                    eprintln!(
+                        "    browser tests skipped: {missing} not installed \
+                         (apt-get install chromium chromium-driver)"
+                    );
+                }
                 run_cargo(args, database_url, None)?;
                 continue; // see `Step::TestRunner`
             }
@@ -227,6 +234,26 @@ fn run(steps: &[Step], database_url: &str) -> anyhow::Result<()> {
         eprintln!("    ok in {:.1}s", started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// What the dashboard's browser tests lack to run, when not under CI (where they must run and
+/// fail without it): `chromium` or `chromedriver`, which they then skip, each saying so.
+fn missing_browser() -> Option<&'static str> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        return None;
+    }
+    let on_path = |program: &str| {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+        })
+    };
+    if !on_path("chromium") && !on_path("chromium-browser") {
+        Some("chromium")
+    } else if !on_path("chromedriver") {
+        Some("chromedriver")
+    } else {
+        None
+    }
 }
 
 fn run_cargo(args: &[String], database_url: &str, hint: Option<&str>) -> anyhow::Result<()> {

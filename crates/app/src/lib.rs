@@ -4,7 +4,8 @@
 //! Its folders are its roles: `usecases` ([`Services`], the one door of the HTTP API and the
 //! CLI to the use cases, which count themselves in the metrics), `dispatch` (the background
 //! workers), `providers` (decorators around the SMS providers), `observability`, `http` (the
-//! adapter that speaks HTTP) and `wiring` (configuration, the choice of store, the server).
+//! adapter that speaks HTTP), `dashboard` (the operator's HTML pages, a second inbound adapter)
+//! and `wiring` (configuration, the choice of store, the server).
 //!
 //! This is the only library crate that names concrete adapters: in `wiring`, where
 //! configuration picks them, and in `http`'s Twilio status webhook, which reads Twilio's own
@@ -12,6 +13,7 @@
 //! Nothing else in the workspace may depend on `app` but binaries (`cli`) and the end-to-end
 //! tests.
 
+pub mod dashboard;
 pub mod dispatch;
 pub mod http;
 pub mod lifecycle;

@@ -110,7 +110,8 @@ pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
     let routes = with_limits(routes.fallback(|| async {
         ApiError::not_found("no such route; see /openapi.json for the API")
     }));
-    twilio_verify::mount(routes, &services)
+    // The operator's pages: another adapter over the same use cases, under `/dashboard`.
+    crate::dashboard::mount(twilio_verify::mount(routes, &services))
         .layer(axum::middleware::from_fn_with_state(
             services.metrics().clone(),
             observe::record_metrics,

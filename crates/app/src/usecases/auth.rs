@@ -126,6 +126,11 @@ impl ApiKeys {
         found
     }
 
+    /// Every key, in configuration order (client keys first).
+    pub fn all(&self) -> impl Iterator<Item = &ApiKey> {
+        self.keys.iter()
+    }
+
     /// The key named `name`, if there is one.
     pub fn named(&self, name: &str) -> Option<&ApiKey> {
         self.keys.iter().find(|key| key.name == name)

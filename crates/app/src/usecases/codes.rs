@@ -120,6 +120,16 @@ impl CodeHasher {
             .collect()
     }
 
+    /// A key for `purpose` derived from the pepper: the same on every instance sharing it,
+    /// and unrelated to any code's hash or number's tag (those never hash a purpose).
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose_secret().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"derived key:");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Whether `code`, presented with `transaction`, is any of `hashes`. Every hash is
     /// compared in constant time and none is skipped, so timing tells nothing about which code
     /// or how much of it matched.

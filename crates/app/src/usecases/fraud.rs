@@ -247,6 +247,11 @@ impl FraudScreen {
         }
     }
 
+    /// The daily budgets (`DAILY_BUDGET*`), for what the overview shows against them.
+    pub fn budgets(&self) -> &domain::budget::Budgets {
+        &self.config.budgets.budgets
+    }
+
     /// The configured modes with an admin's run-time ones over them, read now.
     pub async fn policies(&self) -> Result<Policies, StoreError> {
         let mut policies = self.config.guard.policies;

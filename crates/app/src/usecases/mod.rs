@@ -15,7 +15,10 @@ pub mod events;
 pub mod fraud;
 pub mod fraud_admin;
 pub mod guards;
+pub mod inspect;
 pub mod messaging;
+pub mod operator_sessions;
+pub mod overview;
 pub mod reports;
 pub mod request_context;
 pub mod verify;
@@ -136,6 +139,8 @@ pub struct Services {
     workflows: Arc<dyn WorkflowStore>,
     /// Retention's and erasure's side of the store.
     lifecycle: Arc<dyn DataLifecycle>,
+    /// What the dashboard's sessions are signed with (`operator_sessions`).
+    session_key: operator_sessions::SessionKey,
 }
 
 impl Services {
@@ -178,6 +183,15 @@ impl Services {
     /// The API key `presented` is, if it is one.
     pub fn authenticate(&self, presented: &str) -> Option<&ApiKey> {
         self.api_keys.authenticate(presented)
+    }
+
+    /// Whether clients reach the service by https (`PUBLIC_BASE_URL`): then the dashboard's
+    /// cookies are sent over https only.
+    pub fn serves_https(&self) -> bool {
+        self.verify_compat
+            .public_base_url
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "https")
     }
 
     /// The templates messages are rendered from.
@@ -380,6 +394,7 @@ impl ServicesBuilder {
                 self.metrics.clone(),
             ),
             fraud: self.stores.fraud,
+            session_key: operator_sessions::SessionKey::derive(&self.hasher),
             guards: SendGuards::new(self.stores.limiter, self.guards),
             messages: self.stores.messages,
             verifications: self.stores.verifications,
