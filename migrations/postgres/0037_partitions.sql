@@ -58,8 +58,9 @@ $$;
 
 -- Creates every table's weekly partitions (Monday to Monday, UTC) from its highest one up to
 -- the week holding `until`, and answers how many it created. A partition is created on its
--- own and attached, which locks the parent only against other DDL; rows of its week that fell
--- into the DEFAULT partition move into it first. One caller at a time; a lock not granted
+-- own and attached, which locks the parent only against other DDL (and the DEFAULT partition
+-- while its rows are checked: it is empty but for rows of weeks not yet created, which move
+-- into their week first). One caller at a time; a lock not granted
 -- within a moment fails the call (the service calls again later, weeks ahead of need) rather
 -- than queueing the API behind it.
 CREATE FUNCTION sms_notify_prepare_partitions(until timestamptz) RETURNS integer
@@ -73,9 +74,11 @@ DECLARE
     part text;
 BEGIN
     PERFORM pg_advisory_xact_lock(7235454358155866993);
-    PERFORM set_config('lock_timeout', '200ms', true);
+    PERFORM set_config('lock_timeout', '100ms', true);
     FOR t IN SELECT * FROM sms_notify_partitioned() LOOP
-        week := sms_notify_uuid_time(sms_notify_partitions_end(t.name));
+        -- After the highest week (this week's start when none is left).
+        week := coalesce(sms_notify_uuid_time(sms_notify_partitions_end(t.name)),
+            date_trunc('week', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
         WHILE week <= until LOOP
             lower := sms_notify_uuid_at(week);
             upper := sms_notify_uuid_at(week + interval '7 days');
@@ -97,12 +100,12 @@ BEGIN
 END
 $$;
 
--- An API key's idempotency keys, each with the message that took it.
+-- An API key's idempotency keys, each with the message that took it (its primary key is
+-- built once the existing keys are in: a sorted build rather than an insert per key).
 CREATE TABLE message_idempotency_keys (
     api_key text NOT NULL,
     idempotency_key text NOT NULL,
-    message_id uuid NOT NULL,
-    PRIMARY KEY (api_key, idempotency_key)
+    message_id uuid NOT NULL
 );
 
 DO $$
@@ -117,6 +120,8 @@ DECLARE
 BEGIN
     LOCK TABLE messages, message_attempts, message_events, verifications, verification_codes
         IN ACCESS EXCLUSIVE MODE;
+    -- The index builds below sort in memory rather than on disk (this transaction only).
+    PERFORM set_config('maintenance_work_mem', '256MB', true);
 
     -- Every foreign key referencing one of these tables (0001's four, and any added since).
     FOR definition, legacy IN
@@ -129,6 +134,7 @@ BEGIN
 
     INSERT INTO message_idempotency_keys (api_key, idempotency_key, message_id)
     SELECT api_key, idempotency_key, id FROM messages WHERE idempotency_key IS NOT NULL;
+    ALTER TABLE message_idempotency_keys ADD PRIMARY KEY (api_key, idempotency_key);
     DROP INDEX messages_idempotency_key;
     -- Unique only across one partition from now on; what no lookup needs goes.
     DROP INDEX messages_provider_sid;

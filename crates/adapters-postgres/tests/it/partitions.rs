@@ -370,3 +370,61 @@ async fn the_service_creates_the_coming_weeks_ahead() {
 
     assert_eq!(tables_like(&pool, "messages_p%").await.pop(), Some(newest));
 }
+
+/// A run that stopped after detaching a week (a crash, a lost connection) leaves its tables
+/// outside the parents: the next run folds the week's messages into the report and drops it,
+/// whatever its cut-off.
+#[tokio::test]
+async fn a_week_left_detached_by_a_stopped_run_is_folded_and_dropped_by_the_next() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let pool = PgPool::connect(&database.url).await.unwrap();
+    let old = Utc::now() - TimeDelta::days(100);
+    let id = store
+        .enqueue(NewMessage {
+            id: MessageId::from_uuid(id_at(old)),
+            ..notification(old)
+        })
+        .await
+        .unwrap()
+        .message()
+        .id;
+    sqlx::query("UPDATE messages SET status = 'failed' WHERE id = $1")
+        .bind(id.as_uuid())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let query = UsageQuery {
+        since: old - TimeDelta::hours(1),
+        until: old + TimeDelta::hours(1),
+        group_by: UsageGrouping::Status,
+        api_key: None,
+    };
+    let report = store.usage(&query).await.unwrap();
+    let week = partition_of(&pool, "messages", id.as_uuid()).await;
+    let suffix = week.trim_start_matches("messages");
+    for table in ["messages", "message_attempts", "message_events"] {
+        sqlx::query(&format!(
+            "ALTER TABLE {table} DETACH PARTITION {table}{suffix}"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let removed = store
+        .remove_expired(Retained::Messages, old - TimeDelta::days(365), 1000)
+        .await
+        .unwrap();
+
+    assert_eq!(removed.messages, 1);
+    assert!(tables_like(&pool, &format!("%{suffix}"))
+        .await
+        .iter()
+        .all(|t| !t.starts_with("message")));
+    assert_eq!(
+        store.usage(&query).await.unwrap(),
+        report,
+        "the report lost the week"
+    );
+}
