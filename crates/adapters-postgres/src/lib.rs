@@ -16,6 +16,7 @@ mod deliveries;
 mod fraud;
 mod lifecycle;
 mod messages;
+mod partitions;
 mod queue_notifier;
 mod queue_wakeups;
 mod rate_limits;

@@ -1,7 +1,8 @@
-//! Retention, erasure and job leases on PostgreSQL. Each batch is one transaction that picks its
-//! rows (`FOR UPDATE SKIP LOCKED`, so a message being finished is left for the next run),
-//! folds the messages among them into `usage_rollups`, and deletes the children before the rows
-//! they hang off, counting each kind.
+//! Retention, erasure and job leases on PostgreSQL. Retention first drops the weeks of
+//! partitions wholly past it (`partitions`), then removes the rest in batches: each batch is one
+//! transaction that picks its rows (`FOR UPDATE SKIP LOCKED`, so a message being finished is
+//! left for the next run), folds the messages among them into `usage_rollups`, and deletes the
+//! children before the rows they hang off, counting each kind.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use ports::{DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::partitions::{self, Family};
 use crate::rows::store_error;
 use crate::PgStore;
 
@@ -32,6 +34,20 @@ const FOLD_MESSAGES: &str = r#"
         ) AS priced
     ) AS folded
     GROUP BY 1, 2, 3, 4, 5, 6, 7"#;
+
+/// Where [`FOLD_MESSAGES`] reads the messages it folds from.
+const FOLD_SOURCE: &str = "FROM messages WHERE id = ANY($1)";
+
+/// [`FOLD_MESSAGES`] over every message of `table` (a week of messages, detached to be
+/// dropped), so that a week is folded exactly as a batch of its messages would be.
+pub(crate) fn fold_table_sql(table: &str) -> Result<String, StoreError> {
+    if !FOLD_MESSAGES.contains(FOLD_SOURCE) {
+        return Err(StoreError::Corrupt(
+            "the rollups' fold no longer reads the messages it is given".to_owned(),
+        ));
+    }
+    Ok(FOLD_MESSAGES.replace(FOLD_SOURCE, &format!("FROM {table}")))
+}
 
 #[async_trait]
 impl DataLifecycle for PgStore {
@@ -76,9 +92,19 @@ impl DataLifecycle for PgStore {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Removed, StoreError> {
+        // Whole weeks first, each in transactions of its own.
+        let dropped = match kind {
+            Retained::Messages => {
+                partitions::drop_expired(&self.pool, Family::Messages, before).await?
+            }
+            Retained::Verifications => {
+                partitions::drop_expired(&self.pool, Family::Verifications, before).await?
+            }
+            Retained::FraudDecisions => Removed::default(),
+        };
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         let limit = i64::from(limit);
-        let removed = match kind {
+        let mut removed = match kind {
             Retained::Messages => {
                 let ids: Vec<Uuid> = sqlx::query_scalar(
                     "SELECT id FROM messages \
@@ -120,7 +146,12 @@ impl DataLifecycle for PgStore {
             },
         };
         transaction.commit().await.map_err(store_error)?;
+        removed.add(dropped);
         Ok(removed)
+    }
+
+    async fn prepare_partitions(&self) -> Result<u64, StoreError> {
+        partitions::prepare(&self.pool).await
     }
 
     async fn empty_bodies(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
@@ -199,6 +230,16 @@ async fn remove_messages(
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
+    // The idempotency keys they took are free again.
+    sqlx::query(
+        "DELETE FROM message_idempotency_keys AS k USING messages AS m \
+         WHERE m.id = ANY($1) AND k.api_key = m.api_key \
+           AND k.idempotency_key = m.idempotency_key AND k.message_id = m.id",
+    )
+    .bind(ids)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
     let attempts = delete_where(connection, "message_attempts", "message_id", ids).await?;
     let delivery_events = delete_where(connection, "message_events", "message_id", ids).await?;
     // The events told to client webhooks show the message (its number): they go with it, and
@@ -251,4 +292,19 @@ async fn delete_where(
         .await
         .map_err(store_error)?;
     Ok(deleted.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_week_is_folded_by_the_same_statement_as_a_batch_of_its_messages() {
+        let week = fold_table_sql("\"messages_p20261207\"").unwrap();
+        assert!(week.contains("FROM \"messages_p20261207\""), "{week}");
+        assert_eq!(
+            week.replace("FROM \"messages_p20261207\"", FOLD_SOURCE),
+            FOLD_MESSAGES
+        );
+    }
 }

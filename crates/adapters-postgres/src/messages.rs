@@ -112,12 +112,22 @@ impl BatchWrite for Enqueues {
     ) -> Result<Vec<Enqueued>, StoreError> {
         let mut connection = connections.acquire().await?;
         // A message whose idempotency key is taken (also by an earlier row of this batch) is
-        // not inserted, and not returned.
+        // not inserted, and not returned. The keys are unique in a table of their own, written
+        // only for messages that carry one: `messages` is partitioned by id (migration 0037).
         let inserted: Vec<Uuid> = bind_messages(
             concat!(
+                "WITH keyed AS (",
+                "    INSERT INTO message_idempotency_keys (api_key, idempotency_key, message_id)",
+                "    SELECT k.api_key, k.idempotency_key, k.id",
+                "    FROM unnest($1::uuid[], $8::text[], $9::text[])",
+                "      AS k (id, api_key, idempotency_key)",
+                "    WHERE k.idempotency_key IS NOT NULL",
+                "    ON CONFLICT DO NOTHING RETURNING message_id",
+                ") ",
                 insert_messages_sql!(),
-                " ON CONFLICT (api_key, idempotency_key) WHERE idempotency_key IS NOT NULL",
-                " DO NOTHING RETURNING id"
+                " WHERE new.idempotency_key IS NULL",
+                " OR new.id IN (SELECT message_id FROM keyed)",
+                " RETURNING id"
             ),
             &messages
                 .iter()
@@ -141,6 +151,11 @@ impl BatchWrite for Enqueues {
     }
 }
 
+/// The message that took the idempotency key `$2` of the API key `$1`.
+const HOLDER_OF_KEY: &str = "SELECT m.* FROM message_idempotency_keys AS k \
+     JOIN messages AS m ON m.id = k.message_id \
+     WHERE k.api_key = $1 AND k.idempotency_key = $2";
+
 /// The message stored earlier under `message`'s idempotency key: the insert gave way to it
 /// once it was committed, so this later statement sees it.
 async fn holder_of_key(
@@ -148,7 +163,7 @@ async fn holder_of_key(
     message: &NewMessage,
 ) -> Result<Message, StoreError> {
     let holder = query(
-        "SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2",
+        HOLDER_OF_KEY,
         &[
             Param::text(&message.api_key),
             Param::Text(message.idempotency_key.as_deref()),
@@ -313,7 +328,7 @@ impl MessageStore for PgStore {
         idempotency_key: &str,
     ) -> Result<Option<Message>, StoreError> {
         let holder = query(
-            "SELECT * FROM messages WHERE api_key = $1 AND idempotency_key = $2",
+            HOLDER_OF_KEY,
             &[Param::text(api_key), Param::text(idempotency_key)],
         );
         optional(holder, &self.pool, rows::message).await

@@ -3,7 +3,10 @@
 //!
 //! Test support panics instead of returning errors: a test cannot go on without its database.
 
-use sqlx::{Connection, Executor, PgConnection};
+use std::borrow::Cow;
+
+use sqlx::migrate::Migrator;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 use url::Url;
 use uuid::Uuid;
 
@@ -68,6 +71,34 @@ impl TestDatabase {
             .unwrap_or_else(|error| {
                 panic!("cannot open the test database {}: {error:?}", self.name)
             })
+    }
+}
+
+impl TestDatabase {
+    /// Applies only the migrations numbered below `version`, so that a test stores rows as the
+    /// service did before `version`; a store connecting afterwards applies the rest.
+    ///
+    /// # Panics
+    /// When connecting or migrating fails.
+    pub async fn migrate_before(&self, version: i64) {
+        let earlier = Migrator {
+            migrations: Cow::Owned(
+                crate::MIGRATOR
+                    .iter()
+                    .filter(|migration| migration.version < version)
+                    .cloned()
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        let pool = PgPool::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot open the test database {}: {error}", self.name));
+        earlier
+            .run(&pool)
+            .await
+            .unwrap_or_else(|error| panic!("cannot migrate below {version}: {error}"));
+        pool.close().await;
     }
 }
 

@@ -218,7 +218,8 @@ impl WorkflowStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE verification_codes SET approved_at = $3 WHERE id = ( \
+            // The verification's id first: it names the code's partition.
+            "UPDATE verification_codes SET approved_at = $3 WHERE verification_id = $1 AND id = ( \
                  SELECT id FROM verification_codes \
                  WHERE verification_id = $1 AND code_hash = $2 ORDER BY id LIMIT 1)",
         )

@@ -101,6 +101,12 @@ impl DataLifecycle for SqliteStore {
         Ok(removed)
     }
 
+    /// SQLite keeps one table per kind: retention removes its rows in batches, nothing is
+    /// partitioned.
+    async fn prepare_partitions(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn empty_bodies(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let emptied = sqlx::query(
             "UPDATE messages SET body = '' WHERE id IN ( \

@@ -106,13 +106,21 @@ pub trait DataLifecycle: Send + Sync {
     async fn release_lease(&self, job: &str, holder: LeaseHolder) -> Result<(), StoreError>;
 
     /// Removes at most `limit` rows of `kind` created before `before` (oldest first), with what
-    /// hangs off them, folding removed messages into the rollups in the same transaction.
+    /// hangs off them, folding removed messages into the rollups in the same transaction. A
+    /// store that keeps rows in partitions (PostgreSQL's weeks) also drops, in the same call,
+    /// the partitions wholly older than `before`, folded alike and counted beside the batch.
     async fn remove_expired(
         &self,
         kind: Retained,
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Removed, StoreError>;
+
+    /// Creates, where missing, the partitions that the rows with ids minted in the coming weeks
+    /// go into (a store without partitions has nothing to do); answers how many it created. Ids
+    /// carry the real time they were minted at, so this follows the real clock, whatever clock
+    /// the caller runs on.
+    async fn prepare_partitions(&self) -> Result<u64, StoreError>;
 
     /// Empties the bodies of at most `limit` messages created before `before` that are not
     /// sensitive (those are emptied when they leave the queue) and no longer queued or in

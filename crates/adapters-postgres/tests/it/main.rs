@@ -5,4 +5,5 @@
 
 mod acquire;
 mod conformance;
+mod partitions;
 mod postgres;

@@ -1,6 +1,7 @@
-//! The retention job: every interval, the instance that takes the job's lease removes the rows
-//! older than the retention in batches (folding messages into the usage report's rollups as it
-//! goes, in the store), then empties the bodies of plain messages older than the body
+//! The retention job: every interval, the instance that takes the job's lease creates the
+//! coming weeks' partitions (PostgreSQL), removes the rows older than the retention (whole weeks
+//! of partitions, then the rest in batches, folding messages into the usage report's rollups as
+//! it goes, in the store), then empties the bodies of plain messages older than the body
 //! retention. The other instances skip while it runs. Time comes from the injected `Clock`, so
 //! tests move it instead of waiting.
 
@@ -108,6 +109,16 @@ impl RetentionJob {
         {
             tracing::debug!("retention is running on another instance; skipped");
             return Ok(RetentionRun::Skipped);
+        }
+        // Weeks ahead of need: a failure here only delays them to the next run, and a row
+        // without its week is still stored (in the DEFAULT partition).
+        match self.store.prepare_partitions().await {
+            Ok(0) => {}
+            Ok(created) => tracing::info!(created, "partitions created for the coming weeks"),
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot create the coming weeks' partitions; trying again at the next run"
+            ),
         }
         let run = self.sweep(now).await;
         if let Err(error) = self.store.release_lease(JOB, self.holder).await {

@@ -214,6 +214,10 @@ impl DataLifecycle for Watched {
             .await
     }
 
+    async fn prepare_partitions(&self) -> Result<u64, StoreError> {
+        self.watch(self.store.prepare_partitions()).await
+    }
+
     async fn empty_bodies(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         self.watch(self.store.empty_bodies(before, limit)).await
     }
