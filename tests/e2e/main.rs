@@ -12,6 +12,7 @@ mod twilio_contract;
 mod api;
 mod channels;
 mod client_webhooks;
+mod conversion;
 mod dashboard;
 mod dashboard_browser;
 mod data;

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
 use ports::params::{self, literals};
 use ports::{
-    rows, CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount,
-    StoreError, StoreHealth, UsageGroup, UsageQuery,
+    conversion_groups, latency_bucket_sql, rows, ConversionGroup, ConversionQuery, CostSum,
+    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
+    StoreHealth, UsageGroup, UsageQuery,
 };
 use uuid::Uuid;
 
@@ -28,6 +29,118 @@ const COUNTED: &str = "\
     SELECT hour, api_key, template, country, status, error_code, messages, segments \
     FROM usage_rollups WHERE hour >= $1 AND hour < $2 \
       AND ($3::text IS NULL OR api_key = $3)";
+
+/// The verifications a conversion report's range holds (`$1`, `$2`, optionally only API key
+/// `$3`), each with what it is grouped by and how many of its codes a provider accepted.
+const STARTED: &str = r#"
+    SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
+           substr(v."to", 1, greatest(length(v."to") - 5, 2)) AS prefix,
+           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
+            ORDER BY m.created_at LIMIT 1) AS country,
+           (SELECT m.provider FROM messages m
+            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
+            ORDER BY m.created_at LIMIT 1) AS provider,
+           (SELECT count(*) FROM messages m
+            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
+    FROM verifications v
+    WHERE v.created_at >= $1 AND v.created_at < $2 AND ($3::text IS NULL OR v.api_key = $3)"#;
+
+/// Milliseconds from `from` to `to`, two timestamps.
+fn millis(from: &str, to: &str) -> String {
+    format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
+}
+
+impl PgStore {
+    async fn conversion_of(
+        &self,
+        query: &ConversionQuery,
+    ) -> Result<Vec<ConversionGroup>, StoreError> {
+        let started = STARTED.replace(
+            "{accepted}",
+            &literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
+        );
+        let key = query.group_by.column(DAY);
+        let range = query.range();
+        let counts = format!(
+            "WITH started AS ({started}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, count(*) AS started, \
+                        coalesce(sum(codes), 0)::bigint AS codes_sent, \
+                        count(*) FILTER (WHERE status = 'approved') AS approved \
+                 FROM started GROUP BY 1 \
+             ) AS groups ORDER BY key IS NOT NULL, key"
+        );
+        let counts = all(
+            crate::rows::query(&counts, &range),
+            &self.pool,
+            rows::conversion_count,
+        )
+        .await?;
+        let latencies = format!(
+            "WITH started AS ({started}), \
+             delivered AS ( \
+                 SELECT s.*, \
+                        (SELECT min(a.finished_at) FROM message_attempts a \
+                         WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) \
+                            AS sent_at, \
+                        (SELECT min(e.received_at) FROM message_events e \
+                         WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
+                 FROM started s JOIN messages m ON m.verification_id = s.id \
+                 WHERE m.status = 'delivered' \
+             ) \
+             SELECT key, latency, {bucket} AS bucket, count(*) AS count FROM ( \
+                 SELECT {key} AS key, 'approval' AS latency, {approval} AS millis \
+                 FROM started WHERE status = 'approved' \
+                 UNION ALL \
+                 SELECT {key}, 'delivery', {delivery} \
+                 FROM delivered WHERE sent_at IS NOT NULL AND receipt_at IS NOT NULL \
+             ) AS timed GROUP BY 1, 2, 3",
+            bucket = latency_bucket_sql("millis"),
+            approval = millis("created_at", "updated_at"),
+            delivery = millis("sent_at", "receipt_at"),
+        );
+        let latencies = all(
+            crate::rows::query(&latencies, &range),
+            &self.pool,
+            rows::latency_count,
+        )
+        .await?;
+        // Summed exactly as the usage report sums the same prices.
+        let costs = format!(
+            "WITH started AS ({started}), \
+             priced AS ( \
+                 SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
+                 FROM started s JOIN messages m ON m.verification_id = s.id \
+                 WHERE m.price_currency IS NOT NULL \
+                   AND m.price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
+             ) \
+             SELECT {key} AS key, currency, round(sum(cost) * {units})::text AS units \
+             FROM priced GROUP BY 1, 2",
+            units = Amount::UNITS_PER_WHOLE,
+        );
+        let costs: Vec<(Option<String>, String, String)> = sqlx::query_as(&costs)
+            .bind(query.since)
+            .bind(query.until)
+            .bind(query.api_key.as_deref())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let costs = costs
+            .into_iter()
+            .map(|(key, currency, units)| {
+                let units = units.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
+                })?;
+                Ok(CostSum {
+                    key,
+                    currency,
+                    total: Amount::from_units(units),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(conversion_groups(counts, &latencies, &costs))
+    }
+}
 
 #[async_trait]
 impl MessageReports for PgStore {
@@ -150,6 +263,13 @@ impl MessageReports for PgStore {
             rows::error_code_count,
         )
         .await
+    }
+
+    async fn conversion(
+        &self,
+        query: &ConversionQuery,
+    ) -> Result<Vec<ConversionGroup>, StoreError> {
+        self.conversion_of(query).await
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
 use ports::params::{self, literals};
 use ports::{
-    rows, CostSum, ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount,
-    StoreError, StoreHealth, UsageGroup, UsageQuery,
+    conversion_groups, latency_bucket_sql, rows, ConversionGroup, ConversionQuery, CostSum,
+    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
+    StoreHealth, UsageGroup, UsageQuery,
 };
 
 use crate::rows::{all, json_ids, micros, one, store_error};
@@ -35,6 +36,119 @@ pub(crate) const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
      AND ltrim(price_amount, '-') NOT GLOB '*.' \
      AND instr(ltrim(price_amount, '-') || '.', '.') <= 7 \
      AND length(ltrim(price_amount, '-')) - instr(ltrim(price_amount, '-') || '.', '.') <= 8";
+
+/// The verifications a conversion report's range holds (`$1`, `$2`, optionally only API key
+/// `$3`), each with what it is grouped by and how many of its codes a provider accepted.
+const STARTED: &str = r#"
+    SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
+           substr(v."to", 1, max(length(v."to") - 5, 2)) AS prefix,
+           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
+            ORDER BY m.created_at LIMIT 1) AS country,
+           (SELECT m.provider FROM messages m
+            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
+            ORDER BY m.created_at LIMIT 1) AS provider,
+           (SELECT count(*) FROM messages m
+            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
+    FROM verifications v
+    WHERE v.created_at >= $1 AND v.created_at < $2 AND ($3 IS NULL OR v.api_key = $3)"#;
+
+/// Milliseconds from `from` to `to`, two timestamps.
+fn millis(from: &str, to: &str) -> String {
+    format!("max(0, ({to} - {from}) / 1000)")
+}
+
+impl SqliteStore {
+    async fn conversion_of(
+        &self,
+        query: &ConversionQuery,
+    ) -> Result<Vec<ConversionGroup>, StoreError> {
+        let started = STARTED.replace(
+            "{accepted}",
+            &literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
+        );
+        let key = query.group_by.column(DAY);
+        let range = query.range();
+        let counts = format!(
+            "WITH started AS ({started}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, count(*) AS started, \
+                        coalesce(sum(codes), 0) AS codes_sent, \
+                        count(*) FILTER (WHERE status = 'approved') AS approved \
+                 FROM started GROUP BY 1 \
+             ) ORDER BY key IS NOT NULL, key"
+        );
+        let counts = all(
+            crate::rows::query(&counts, &range),
+            &self.pool,
+            rows::conversion_count,
+        )
+        .await?;
+        let latencies = format!(
+            "WITH started AS ({started}), \
+             delivered AS ( \
+                 SELECT s.*, \
+                        (SELECT min(a.finished_at) FROM message_attempts a \
+                         WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) \
+                            AS sent_at, \
+                        (SELECT min(e.received_at) FROM message_events e \
+                         WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
+                 FROM started s JOIN messages m ON m.verification_id = s.id \
+                 WHERE m.status = 'delivered' \
+             ) \
+             SELECT key, latency, {bucket} AS bucket, count(*) AS count FROM ( \
+                 SELECT {key} AS key, 'approval' AS latency, {approval} AS millis \
+                 FROM started WHERE status = 'approved' \
+                 UNION ALL \
+                 SELECT {key}, 'delivery', {delivery} \
+                 FROM delivered WHERE sent_at IS NOT NULL AND receipt_at IS NOT NULL \
+             ) AS timed GROUP BY 1, 2, 3",
+            bucket = latency_bucket_sql("millis"),
+            approval = millis("created_at", "updated_at"),
+            delivery = millis("sent_at", "receipt_at"),
+        );
+        let latencies = all(
+            crate::rows::query(&latencies, &range),
+            &self.pool,
+            rows::latency_count,
+        )
+        .await?;
+        // Summed in whole currency units and the rest, as the usage report sums the same
+        // prices.
+        let costs = format!(
+            "WITH started AS ({started}) \
+             SELECT key, currency, sum(whole), sum(rest) FROM ( \
+                 SELECT {key} AS key, currency, units / {per_whole} AS whole, \
+                        units % {per_whole} AS rest \
+                 FROM ( \
+                     SELECT s.*, m.price_currency AS currency, \
+                            CAST(round(CAST(m.price_amount AS REAL) * {per_whole}) AS INTEGER) \
+                                AS units \
+                     FROM started s JOIN messages m ON m.verification_id = s.id \
+                     WHERE m.price_currency IS NOT NULL AND {PLAIN_PRICE} \
+                 ) \
+             ) GROUP BY 1, 2",
+            per_whole = Amount::UNITS_PER_WHOLE,
+        );
+        let sums: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&costs)
+            .bind(micros(query.since))
+            .bind(micros(query.until))
+            .bind(query.api_key.as_deref())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let costs: Vec<CostSum> = sums
+            .into_iter()
+            .map(|(key, currency, whole, rest)| CostSum {
+                key,
+                currency,
+                total: Amount::from_units(
+                    i128::from(whole) * Amount::UNITS_PER_WHOLE + i128::from(rest),
+                ),
+            })
+            .collect();
+        Ok(conversion_groups(counts, &latencies, &costs))
+    }
+}
 
 #[async_trait]
 impl MessageReports for SqliteStore {
@@ -155,6 +269,13 @@ impl MessageReports for SqliteStore {
             rows::error_code_count,
         )
         .await
+    }
+
+    async fn conversion(
+        &self,
+        query: &ConversionQuery,
+    ) -> Result<Vec<ConversionGroup>, StoreError> {
+        self.conversion_of(query).await
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {

@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod fraud;
 mod id;
 pub mod language;
+pub mod latency;
 pub mod message;
 pub mod phone;
 pub mod pumping;

@@ -47,6 +47,14 @@ impl MessageStatus {
     pub const NOT_DELIVERED: [MessageStatus; 2] =
         [MessageStatus::Failed, MessageStatus::Undelivered];
 
+    /// The statuses of a message a provider accepted, whatever the carrier did with it since:
+    /// a code sent, as the conversion report counts it.
+    pub const ACCEPTED: [MessageStatus; 3] = [
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Undelivered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::Queued => "queued",

@@ -39,8 +39,9 @@ pub use provider::{
 };
 pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use reports::{
-    CostSum, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports, QueueStats, StatusCount,
-    StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+    conversion_groups, latency_bucket_sql, ConversionCount, ConversionGroup, ConversionGrouping,
+    ConversionQuery, CostSum, ErrorCodeCount, Latency, LatencyCount, MessageCursor, MessageFilter,
+    MessageReports, QueueStats, StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
 };
 pub use store::{
     stored_queued, ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish,

@@ -20,8 +20,9 @@ use uuid::Uuid;
 use domain::webhook::{EndpointId, EventId, EventType};
 
 use crate::{
-    ClaimToken, ClaimedMessage, DueStep, ErrorCodeCount, LoggedDecision, QueueStats, SafeEntry,
-    StatusCount, StoreError, StoredEvent, UsageGroup, VerifyService, WebhookEndpoint,
+    ClaimToken, ClaimedMessage, ConversionCount, DueStep, ErrorCodeCount, Latency, LatencyCount,
+    LoggedDecision, QueueStats, SafeEntry, StatusCount, StoreError, StoredEvent, UsageGroup,
+    VerifyService, WebhookEndpoint,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -255,6 +256,32 @@ pub fn usage_group(row: &impl StoredRow) -> Result<UsageGroup, StoreError> {
         segments: g.total("segments")?,
         delivered: g.total("delivered")?,
         failed: g.total("failed")?,
+    })
+}
+
+/// A conversion report's group: `key`, `started`, `codes_sent`, `approved`.
+pub fn conversion_count(row: &impl StoredRow) -> Result<ConversionCount, StoreError> {
+    let g = Columns::of(row, "verifications");
+    Ok(ConversionCount {
+        key: g.optional_text("key")?,
+        started: g.total("started")?,
+        codes_sent: g.total("codes_sent")?,
+        approved: g.total("approved")?,
+    })
+}
+
+/// A bucket of a group's latencies: `key`, `latency` (`approval`, `delivery`), `bucket`,
+/// `count`.
+pub fn latency_count(row: &impl StoredRow) -> Result<LatencyCount, StoreError> {
+    let l = Columns::of(row, "verifications");
+    let name = l.text("latency")?;
+    let latency = Latency::parse(&name).ok_or_else(|| l.corrupt("latency", &name))?;
+    let bucket = l.integer("bucket")?;
+    Ok(LatencyCount {
+        key: l.optional_text("key")?,
+        latency,
+        bucket: usize::try_from(bucket).map_err(|_| l.corrupt("bucket", bucket))?,
+        count: l.total("count")?,
     })
 }
 

@@ -31,12 +31,14 @@ use crate::{
     VerificationFilter, VerificationStore, VerifyServiceStore, WebhookStore, WorkflowStore,
 };
 
+mod conversion;
 mod fraud;
 mod lifecycle;
 mod reports;
 mod verify_services;
 mod webhooks;
 mod workflows;
+pub use conversion::*;
 pub use fraud::*;
 pub use lifecycle::*;
 pub use reports::*;
@@ -194,6 +196,10 @@ macro_rules! store_conformance_tests {
             costs_are_summed_exactly_per_group_and_currency,
             charged_prices_are_summed_per_country_and_currency_since_a_time,
             status_counts_and_queue_stats_cover_every_message,
+            conversion_by_country_counts_codes_approvals_latencies_and_costs,
+            conversion_groups_by_provider_prefix_channel_day_and_api_key,
+            a_conversion_query_for_one_api_key_counts_only_its_verifications,
+            conversion_and_usage_agree_on_codes_sent_and_their_cost,
             a_migrated_store_has_no_pending_migrations,
             // DataLifecycle
             a_job_lease_is_held_by_one_holder_until_released_or_run_out,

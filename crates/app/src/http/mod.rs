@@ -8,6 +8,7 @@
 //! document describes rather than ours.
 
 mod client_webhooks;
+mod conversion;
 mod extract;
 mod fraud;
 mod fraud_policies;
@@ -42,6 +43,9 @@ pub use messages::{message_cursor, MessagePage, MessageView, DEFAULT_PAGE, MAX_P
 pub use numbers::ErasureView;
 pub use problem::ApiError;
 // The operator CLI prints the API's own documents.
+pub use conversion::{
+    conversion_report, ConversionGroupBy, ConversionGroupView, ConversionReport, LatencyView,
+};
 pub use reports::{usage_report, CostView, GroupBy, UsageGroupView, UsageReport};
 pub use verifications::{CheckView, VerificationView};
 
@@ -78,6 +82,7 @@ fn api_but_metrics() -> OpenApiRouter<Arc<Services>> {
         .routes(routes!(templates::list))
         .routes(routes!(templates::preview))
         .routes(routes!(reports::usage))
+        .routes(routes!(conversion::conversion))
         .routes(routes!(fraud::list_blocks, fraud::block))
         .routes(routes!(fraud::unblock))
         .routes(routes!(

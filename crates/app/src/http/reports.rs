@@ -129,9 +129,26 @@ pub async fn usage(
     client: ApiClient,
     ApiQuery(params): ApiQuery<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let now = services.now();
-    let until = params.until.map_or(now, |until| until.at(now));
-    let since = match params.since {
+    let (since, until) = report_range(services.now(), params.since, params.until)?;
+    let group_by = params.group_by.unwrap_or(GroupBy::Day);
+    let query = UsageQuery {
+        since,
+        until,
+        group_by: group_by.into(),
+        api_key: (!client.is_admin).then_some(client.name),
+    };
+    Ok(Json(usage_report(&services, &query).await?))
+}
+
+/// A report's `[since, until)` at `now`: `until` defaults to now, `since` to 30 days before
+/// `until`; a 422 naming the parameter when they make no range.
+pub(super) fn report_range(
+    now: DateTime<Utc>,
+    since: Option<QueryTime>,
+    until: Option<QueryTime>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let until = until.map_or(now, |until| until.at(now));
+    let since = match since {
         Some(since) => since.at(now),
         None => until
             .checked_sub_signed(TimeDelta::days(DEFAULT_RANGE_DAYS))
@@ -146,14 +163,7 @@ pub async fn usage(
             "`since` must be before `until`",
         ));
     }
-    let group_by = params.group_by.unwrap_or(GroupBy::Day);
-    let query = UsageQuery {
-        since,
-        until,
-        group_by: group_by.into(),
-        api_key: (!client.is_admin).then_some(client.name),
-    };
-    Ok(Json(usage_report(&services, &query).await?))
+    Ok((since, until))
 }
 
 /// The report `query` asks for (`GET /v1/reports/usage`, `sms-notify report`).

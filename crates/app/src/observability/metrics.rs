@@ -711,6 +711,12 @@ mod tests {
         async fn costs(&self, _: &ports::UsageQuery) -> Result<Vec<ports::CostSum>, StoreError> {
             unreachable!("metrics read only the counts")
         }
+        async fn conversion(
+            &self,
+            _: &ports::ConversionQuery,
+        ) -> Result<Vec<ports::ConversionGroup>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
         async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -1,7 +1,10 @@
-//! Usage reports: the figures the store aggregates over a time range, in groups, read in one
-//! place for `GET /v1/reports/usage` and the CLI's `report`.
+//! Usage and conversion reports: the figures the store aggregates over a time range, in
+//! groups, read in one place for `GET /v1/reports/usage`, `GET /v1/reports/conversion` and the
+//! CLI's `report`.
 
-use ports::{CostSum, ErrorCodeCount, StoreError, UsageGroup, UsageQuery};
+use ports::{
+    ConversionGroup, ConversionQuery, CostSum, ErrorCodeCount, StoreError, UsageGroup, UsageQuery,
+};
 
 use crate::usecases::Services;
 
@@ -23,5 +26,13 @@ impl Services {
             error_codes: self.reports.error_codes(query).await?,
             costs: self.reports.costs(query).await?,
         })
+    }
+
+    /// The verifications `query` selects, in groups: their funnel, latencies and costs.
+    pub async fn conversion(
+        &self,
+        query: &ConversionQuery,
+    ) -> Result<Vec<ConversionGroup>, StoreError> {
+        self.reports.conversion(query).await
     }
 }
