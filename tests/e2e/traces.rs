@@ -111,14 +111,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-async fn wait_for(what: &str, patience: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + patience;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited in vain for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until `server` has had `count` requests.
 async fn requests_reach(server: &MockServer, count: usize, patience: Duration) {
     let deadline = Instant::now() + patience;
