@@ -30,6 +30,7 @@ mod resilience;
 mod robustness;
 mod secrecy;
 mod startup;
+mod traces;
 mod transactions;
 mod twilio_verify;
 mod two_factor;

@@ -11,16 +11,16 @@ use wiremock::ResponseTemplate;
 use crate::fake_twilio::{form_fields, messages_post};
 use crate::support::{TestApp, ACCOUNT_SID, AUTH_TOKEN, FROM};
 
-const PUBLIC_BASE_URL: &str = "https://notify.example.com";
+pub(crate) const PUBLIC_BASE_URL: &str = "https://notify.example.com";
 /// What Twilio is told to call, and therefore signs (the service itself listens elsewhere).
-const CALLBACK_URL: &str = "https://notify.example.com/v1/webhooks/twilio/status";
-const WEBHOOK_PATH: &str = "/v1/webhooks/twilio/status";
+pub(crate) const CALLBACK_URL: &str = "https://notify.example.com/v1/webhooks/twilio/status";
+pub(crate) const WEBHOOK_PATH: &str = "/v1/webhooks/twilio/status";
 const SID: &str = "SM0123456789abcdef0123456789abcdef";
 const TO: &str = "+447700900123";
 
 /// Twilio's signature, computed here as its helper libraries do: base64 of HMAC-SHA1 under the
 /// auth token over the URL and every parameter sorted by name.
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();
@@ -32,7 +32,7 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-fn callback(sid: &str, status: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn callback(sid: &str, status: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AccountSid", ACCOUNT_SID.to_owned()),
         ("ApiVersion", "2010-04-01".to_owned()),

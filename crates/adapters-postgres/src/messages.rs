@@ -45,29 +45,30 @@ pub(crate) async fn insert_code_message(
 /// code in the database uses.
 const CLAIM_LOCK: i64 = 0x736d_735f_636c_6169;
 
-/// Queues the messages of `$1` to `$18` (see [`bind_messages`]).
+/// Queues the messages of `$1` to `$19` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
     () => {
         r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                status, api_key, idempotency_key, verification_id, send_before,
                attempt_count, next_attempt_at, created_at, updated_at, country, request_id,
-               sensitive, idempotency_fingerprint, locale, content_sid)
+               sensitive, idempotency_fingerprint, locale, content_sid, traceparent)
            SELECT id, "to", channel, template, body, segments, priority, 'queued', api_key,
                idempotency_key, verification_id, send_before, 0, created_at, created_at,
                created_at, country, request_id, sensitive, idempotency_fingerprint, locale,
-               content_sid
+               content_sid, traceparent
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                $6::int8[], $7::int2[], $8::text[], $9::text[], $10::uuid[],
                $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::bool[],
-               $16::text[], $17::text[], $18::text[])
+               $16::text[], $17::text[], $18::text[], $19::text[])
              AS new (id, "to", channel, template, body, segments, priority, api_key,
                idempotency_key, verification_id, send_before, created_at, country,
-               request_id, sensitive, idempotency_fingerprint, locale, content_sid)"#
+               request_id, sensitive, idempotency_fingerprint, locale, content_sid,
+               traceparent)"#
     };
 }
 pub(crate) use insert_messages_sql;
 
-/// `sql` with the columns of `messages` bound as `$1` to `$18`, each message with the
+/// `sql` with the columns of `messages` bound as `$1` to `$19`, each message with the
 /// verification it carries a code of.
 pub(crate) fn bind_messages<'q>(
     sql: &'q str,
@@ -95,6 +96,7 @@ pub(crate) fn bind_messages<'q>(
         }))
         .bind(column(messages, |(m, _)| m.locale.as_deref()))
         .bind(column(messages, |(m, _)| m.content_sid.as_deref()))
+        .bind(column(messages, |(m, _)| m.traceparent.as_deref()))
 }
 
 /// `MessageStore::enqueue`.
@@ -231,14 +233,14 @@ impl BatchWrite for Finishes {
                ),
                attempts AS (
                    INSERT INTO message_attempts (message_id, number, started_at, finished_at,
-                       outcome, http_status, error_code, error_message, provider)
+                       outcome, http_status, error_code, error_message, provider, traceparent)
                    SELECT a.id, a.number, a.started_at, a.finished_at, a.outcome, a.http_status,
-                       a.error_code, a.error_message, a.provider
+                       a.error_code, a.error_message, a.provider, a.traceparent
                    FROM unnest($15::uuid[], $16::uuid[], $17::int8[], $18::timestamptz[],
                        $19::timestamptz[], $20::text[], $21::int4[], $22::text[], $23::text[],
-                       $24::text[])
+                       $24::text[], $25::text[])
                      AS a (id, claim_token, number, started_at, finished_at, outcome,
-                       http_status, error_code, error_message, provider)
+                       http_status, error_code, error_message, provider, traceparent)
                    WHERE (a.id, a.claim_token) IN (SELECT id, claim_token FROM recorded)
                )
                SELECT id, claim_token FROM recorded"#,
@@ -276,6 +278,7 @@ impl BatchWrite for Finishes {
         .bind(attempt_column(finishes, |_, a| a.error_code.as_deref()))
         .bind(attempt_column(finishes, |_, a| a.error_message.as_deref()))
         .bind(attempt_column(finishes, |_, a| a.provider.as_deref()))
+        .bind(attempt_column(finishes, |_, a| a.traceparent.as_deref()))
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;

@@ -80,10 +80,10 @@ impl BatchWrite for Creates {
                            last_sent_at, created_at, risk, amount, currency, payee,
                            updated_at)
                        SELECT *, created_at
-                       FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[],
-                           $23::text[], $24::int8[], $25::int8[], $26::int8[], $27::int8[],
-                           $28::timestamptz[], $29::timestamptz[], $30::timestamptz[],
-                           $32::text[], $33::text[], $34::text[], $35::text[])
+                       FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[],
+                           $24::text[], $25::int8[], $26::int8[], $27::int8[], $28::int8[],
+                           $29::timestamptz[], $30::timestamptz[], $31::timestamptz[],
+                           $33::text[], $34::text[], $35::text[], $36::text[])
                          AS v (id, "to", channel, api_key, status, check_count, max_checks,
                            send_count, max_sends, expires_at, last_sent_at, created_at, risk,
                            amount, currency, payee)
@@ -91,7 +91,7 @@ impl BatchWrite for Creates {
                    code AS (
                        INSERT INTO verification_codes (verification_id, code_hash, created_at,
                            message_id)
-                       SELECT * FROM unnest($19::uuid[], $31::bytea[], $30::timestamptz[],
+                       SELECT * FROM unnest($20::uuid[], $32::bytea[], $31::timestamptz[],
                            $1::uuid[])
                    )
                    "#,

@@ -27,9 +27,9 @@ use crate::SqliteStore;
 const INSERT_MESSAGE: &str = r#"INSERT INTO messages (id, "to", channel, template, body, segments,
        priority, status, api_key, idempotency_key, verification_id, send_before, attempt_count,
        next_attempt_at, created_at, updated_at, country, request_id, sensitive,
-       idempotency_fingerprint, locale, content_sid)
+       idempotency_fingerprint, locale, content_sid, traceparent)
    VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, 0, $12, $12, $12, $13, $14,
-       $15, $16, $17, $18)
+       $15, $16, $17, $18, $19)
    RETURNING *"#;
 
 /// Queues a message that carries a code of `verification_id`, inside the caller's transaction.
@@ -87,12 +87,12 @@ impl BatchWrite for Enqueues {
             r#"INSERT INTO messages (id, "to", channel, template, body, segments, priority,
                    status, api_key, idempotency_key, verification_id, send_before, attempt_count,
                    next_attempt_at, created_at, updated_at, country, request_id, sensitive,
-                   idempotency_fingerprint, locale, content_sid)
+                   idempotency_fingerprint, locale, content_sid, traceparent)
                SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4,
                    m.value ->> 5, m.value ->> 6, 'queued', m.value ->> 7, m.value ->> 8,
                    m.value ->> 9, m.value ->> 10, 0, m.value ->> 11, m.value ->> 11,
                    m.value ->> 11, m.value ->> 12, m.value ->> 13, m.value ->> 14,
-                   m.value ->> 15, m.value ->> 16, m.value ->> 17
+                   m.value ->> 15, m.value ->> 16, m.value ->> 17, m.value ->> 18
                FROM json_each($1) AS m
                WHERE true
                ORDER BY m.key
@@ -182,8 +182,8 @@ async fn finish_in(connection: &mut SqliteConnection, finish: &Finish) -> Result
     if let Some(attempt) = &finish.attempt {
         let record = query(
             "INSERT INTO message_attempts (message_id, number, started_at, finished_at, \
-             outcome, http_status, error_code, error_message, provider) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             outcome, http_status, error_code, error_message, provider, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &params::attempt(finish.id, attempt),
         );
         execute(record, &mut *connection).await?;

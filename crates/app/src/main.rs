@@ -10,7 +10,8 @@ usage: sms-notify-server [--help | --version]
 
 All configuration is environment variables (README.md, Configuration): DATABASE_URL,
 BIND_ADDR, API_KEYS, ADMIN_API_KEYS, TWILIO_ACCOUNT_SID, ... With none, the service runs on
-an embedded SQLite file under ./data/ and prints each SMS to its log.
+an embedded SQLite file under ./data/ and prints each SMS to its log. Traces are exported
+over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (README.md, Tracing).
 
 exit status: 0 after a graceful shutdown (SIGTERM, ctrl-c); 2 for a bad or missing setting
 (one line naming the variable); 3 when the database cannot be reached (one line with its cause
@@ -41,8 +42,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    app::observability::telemetry::init(config.log_format);
-    match app::wiring::server::serve(config).await {
+    let (traces, tracer) = match app::observability::traces::Traces::start(&config.traces) {
+        Ok(started) => started,
+        Err(problem) => {
+            eprintln!("invalid configuration: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    app::observability::telemetry::init(config.log_format, tracer);
+    let served = app::wiring::server::serve(config).await;
+    // The spans of the last requests and sends, exported before the process ends.
+    traces.shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let doing = match error {

@@ -35,10 +35,13 @@ pub async fn assemble(sending: Sending) -> anyhow::Result<Assembled> {
 
 pub async fn serve() -> anyhow::Result<ExitCode> {
     let config = Config::from_env().context("invalid configuration")?;
-    app::observability::telemetry::init(config.log_format);
-    app::wiring::server::serve(config)
-        .await
-        .context("the service stopped")?;
+    let (traces, tracer) = app::observability::traces::Traces::start(&config.traces)
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    app::observability::telemetry::init(config.log_format, tracer);
+    let served = app::wiring::server::serve(config).await;
+    traces.shutdown().await;
+    served.context("the service stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -167,6 +167,9 @@ pub struct NewMessage {
     /// The `X-Request-Id` of the API request that queued it, so that the dispatcher's logs of
     /// the send, on whatever instance, can be joined with the request's.
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span that queued it (the API request's), so that its sends
+    /// continue that trace on whatever instance; `None` when traces are not exported.
+    pub traceparent: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -212,6 +215,7 @@ impl NewMessage {
             attempt_count: 0,
             next_attempt_at: self.created_at,
             request_id: self.request_id,
+            traceparent: self.traceparent,
             created_at: self.created_at,
             updated_at: self.created_at,
         }
@@ -254,6 +258,8 @@ pub struct Message {
     pub attempt_count: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub request_id: Option<String>,
+    /// See [`NewMessage::traceparent`].
+    pub traceparent: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -350,6 +356,9 @@ pub struct Attempt {
     pub http_status: Option<u16>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The W3C `traceparent` of the attempt's send span, which what came of the send (a status
+    /// report, a client webhook) links to; `None` when traces are not exported.
+    pub traceparent: Option<String>,
 }
 
 #[cfg(test)]
@@ -417,6 +426,7 @@ mod tests {
             verification_id: None,
             send_before: None,
             request_id: None,
+            traceparent: None,
             created_at: Utc::now(),
         }
     }

@@ -124,13 +124,13 @@ pub fn unconfirmed(
 /// A new `queued` message that carries a code of `verification_id` when it has one: `id`,
 /// `to`, `channel`, `template`, `body`, `segments`, `priority`, `api_key`, `idempotency_key`,
 /// `verification_id`, `send_before`, `created_at`, `country`, `request_id`, `sensitive`,
-/// `idempotency_fingerprint`, `locale`, `content_sid`. `country` is the number's ([`domain::PhoneNumber::country`]),
+/// `idempotency_fingerprint`, `locale`, `content_sid`, `traceparent`. `country` is the number's ([`domain::PhoneNumber::country`]),
 /// which the caller keeps while the parameters are bound.
 pub fn new_message<'a>(
     message: &'a NewMessage,
     verification_id: Option<VerificationId>,
     country: Option<&'a str>,
-) -> [Param<'a>; 18] {
+) -> [Param<'a>; 19] {
     [
         Param::Id(Some(message.id.as_uuid())),
         Param::text(message.to.as_str()),
@@ -150,6 +150,7 @@ pub fn new_message<'a>(
         Param::Text(message.idempotency_fingerprint.as_deref()),
         Param::Text(message.locale.as_deref()),
         Param::Text(message.content_sid.as_deref()),
+        Param::Text(message.traceparent.as_deref()),
     ]
 }
 
@@ -190,8 +191,8 @@ pub fn risk_json(verification: &Verification) -> Option<String> {
 }
 
 /// An attempt of message `id`: `id`, `number`, `started_at`, `finished_at`, `outcome`,
-/// `http_status`, `error_code`, `error_message`, `provider`.
-pub fn attempt(id: MessageId, attempt: &Attempt) -> [Param<'_>; 9] {
+/// `http_status`, `error_code`, `error_message`, `provider`, `traceparent`.
+pub fn attempt(id: MessageId, attempt: &Attempt) -> [Param<'_>; 10] {
     [
         Param::id(id.as_uuid()),
         Param::count(attempt.number),
@@ -202,6 +203,7 @@ pub fn attempt(id: MessageId, attempt: &Attempt) -> [Param<'_>; 9] {
         Param::Text(attempt.error_code.as_deref()),
         Param::Text(attempt.error_message.as_deref()),
         Param::Text(attempt.provider.as_deref()),
+        Param::Text(attempt.traceparent.as_deref()),
     ]
 }
 

@@ -157,6 +157,7 @@ pub fn message(row: &impl StoredRow) -> Result<Message, StoreError> {
         price: m.price("price_amount", "price_currency")?,
         attempt_count: m.count("attempt_count")?,
         request_id: m.optional_text("request_id")?,
+        traceparent: m.optional_text("traceparent")?,
         next_attempt_at: m.time("next_attempt_at")?,
         created_at: m.time("created_at")?,
         updated_at: m.time("updated_at")?,
@@ -197,6 +198,7 @@ pub fn attempt(row: &impl StoredRow) -> Result<Attempt, StoreError> {
             .transpose()?,
         error_code: a.optional_text("error_code")?,
         error_message: a.optional_text("error_message")?,
+        traceparent: a.optional_text("traceparent")?,
     })
 }
 

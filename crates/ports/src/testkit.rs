@@ -265,6 +265,7 @@ pub fn notification(created_at: DateTime<Utc>) -> NewMessage {
         verification_id: None,
         send_before: None,
         request_id: Some("req-notification".into()),
+        traceparent: Some(TRACEPARENT.into()),
         created_at,
     }
 }
@@ -300,6 +301,7 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
         verification_id: Some(verification.id),
         send_before: Some(verification.expires_at),
         request_id: None,
+        traceparent: None,
         created_at: at,
     }
 }
@@ -307,6 +309,10 @@ pub fn code_message(verification: &Verification, at: DateTime<Utc>) -> NewMessag
 pub fn code_hash(seed: u8) -> CodeHash {
     CodeHash::from_bytes(vec![seed; 32])
 }
+
+/// The W3C `traceparent` of the request that queued [`notification`], and of a send span.
+pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const SEND_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
 
 fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
     let failed = outcome != AttemptOutcome::Sent;
@@ -320,6 +326,7 @@ fn attempt(number: u32, at: DateTime<Utc>, outcome: AttemptOutcome) -> Attempt {
         http_status: Some(if failed { 503 } else { 201 }),
         error_code: failed.then(|| "20503".to_owned()),
         error_message: failed.then(|| "service unavailable".to_owned()),
+        traceparent: (!failed).then(|| SEND_TRACEPARENT.to_owned()),
     }
 }
 
@@ -334,6 +341,7 @@ fn lost(number: u32, claimed_at: DateTime<Utc>, lapsed_at: DateTime<Utc>) -> Att
         http_status: None,
         error_code: None,
         error_message: Some("the worker sending it was lost".into()),
+        traceparent: None,
     }
 }
 
@@ -511,6 +519,7 @@ pub async fn enqueue_then_get_round_trips<S: StoreUnderTest>(store: S) {
     assert_eq!(created.attempt_count, 0);
     assert_eq!(created.next_attempt_at, t0());
     assert_eq!(created.request_id.as_deref(), Some("req-notification"));
+    assert_eq!(created.traceparent.as_deref(), Some(TRACEPARENT));
     assert_eq!(created.created_at, t0());
     assert_eq!(created.updated_at, t0());
     assert_eq!(message(&store, new.id).await, created);

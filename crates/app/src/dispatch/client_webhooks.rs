@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::http::{event_data, EventObject};
 use crate::observability::metrics::Metrics;
+use crate::observability::traces;
 use crate::usecases::events::{check_destination, resolve, UrlRefusal};
 use crate::wiring::config::WebhookConfig;
 
@@ -215,6 +216,13 @@ impl Inner {
     ))]
     async fn deliver(&self, delivery: ClaimedDelivery) {
         let event_name = delivery.event.kind.as_str();
+        // A trace of its own, linked to the send the event tells of.
+        if traces::exporting() && delivery.event.kind.is_about_a_message() {
+            let id = domain::MessageId::from_uuid(delivery.event.object_id);
+            if let Ok(Some(message)) = self.messages.get(id).await {
+                traces::link_to_send(self.messages.as_ref(), &message).await;
+            }
+        }
         let body = match self.payload(&delivery.event).await {
             Ok(body) => body,
             Err(error) => {

@@ -17,6 +17,7 @@ use ports::{
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::observability::traces;
 use crate::wiring::config::DispatchConfig;
 
 /// Most messages claimed in one query, so a large backlog is taken in bites.
@@ -279,12 +280,14 @@ impl Dispatcher {
             };
             let wake = self.wake.clone();
             let span = tracing::info_span!(
-                "dispatch",
+                "send",
                 message_id = %claim.message.id,
                 to = %claim.message.to.masked(),
                 attempt = claim.message.attempt_count,
                 request_id = claim.message.request_id.as_deref(),
             );
+            // A child of the request that queued it, on whichever instance that was.
+            traces::continue_from(&span, claim.message.traceparent.as_deref());
             let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
             tokio::spawn(
                 async move {
@@ -364,8 +367,14 @@ impl Worker {
             (Some(attempt), outcome)
         } else {
             let outbound = outbound(&message, started_at);
+            // Only exported: a span of its own would cost the log's formatting per send.
+            let call = if traces::exporting() {
+                tracing::info_span!("provider call", otel.kind = "client", channel = %message.channel)
+            } else {
+                tracing::Span::none()
+            };
             let result = tokio::select! {
-                result = self.provider.send(&outbound) => result,
+                result = self.provider.send(&outbound).instrument(call) => result,
                 // The call's outcome is unknown: sent again later, at least once.
                 _ = signalled(abandoned) => {
                     self.release(claim, &message).await;
@@ -489,6 +498,7 @@ impl Worker {
                 http_status: None,
                 error_code: None,
                 error_message: None,
+                traceparent: traces::current_traceparent(),
             },
             DispatchOutcome::Sent {
                 provider: receipt.provider.to_owned(),
@@ -518,6 +528,8 @@ impl Worker {
             http_status: error.and_then(|e| e.http_status),
             error_code: error.and_then(|e| e.code.clone()),
             error_message: error.map(|e| e.message.clone()),
+            // The send span's (this is run within it), for what comes of the send to link to.
+            traceparent: traces::current_traceparent(),
         };
         match result {
             Ok(receipt) => (
@@ -644,6 +656,7 @@ mod tests {
                 attempt_count,
                 next_attempt_at: now(),
                 request_id: Some("req-1".into()),
+                traceparent: None,
                 created_at: now(),
                 updated_at: now(),
             },
@@ -821,6 +834,7 @@ mod tests {
                 http_status: None,
                 error_code: None,
                 error_message: Some("the worker sending it was lost".into()),
+                traceparent: None,
             }])
         });
         let provider = provider_answering(Ok(ProviderReceipt {

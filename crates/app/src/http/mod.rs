@@ -123,7 +123,7 @@ pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
         ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
                     method = %request.method(),
                     path = %request.uri().path(),
@@ -132,7 +132,10 @@ pub fn router(services: Arc<Services>, metrics_apart: bool) -> Router {
                         .get(&observe::REQUEST_ID)
                         .and_then(|value| value.to_str().ok()),
                     api_key = tracing::field::Empty,
-                )
+                );
+                // The caller's trace goes on through this request (W3C `traceparent`).
+                crate::observability::traces::continue_request(&span, request.headers());
+                span
             }),
         )
         .layer(axum::middleware::from_fn(observe::request_context))

@@ -1,12 +1,17 @@
 //! Logging setup: readable lines in development, JSON for log pipelines in production; colours
-//! only for a person at a terminal, so that a saved log can be searched.
+//! only for a person at a terminal, so that a saved log can be searched. The same spans feed
+//! the trace exporter when traces are on (`traces`).
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
-use tracing_subscriber::filter::Directive;
+use opentelemetry_sdk::trace::SdkTracer;
+use tracing::Level;
+use tracing_subscriber::filter::{Directive, Targets};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::wiring::config::LogFormat;
 
@@ -25,13 +30,19 @@ pub enum Audience {
     Operator,
 }
 
-/// Installs the global subscriber for the service. `RUST_LOG` overrides the default level.
-pub fn init(format: LogFormat) {
-    init_for(format, Audience::Service);
+/// Installs the global subscriber for the service, feeding `tracer` (the OTLP exporter's,
+/// when traces are on: [`super::traces::Traces::start`]) the spans of this crate. `RUST_LOG`
+/// overrides the log's default level, not what is traced.
+pub fn init(format: LogFormat, tracer: Option<SdkTracer>) {
+    install(format, Audience::Service, tracer);
 }
 
 /// Installs the global subscriber for `audience`. `RUST_LOG` overrides the default level.
 pub fn init_for(format: LogFormat, audience: Audience) {
+    install(format, audience, None);
+}
+
+fn install(format: LogFormat, audience: Audience, tracer: Option<SdkTracer>) {
     let (default_filter, is_terminal, writer) = match audience {
         Audience::Service => (
             "info,sqlx=warn,tower_http=info",
@@ -48,22 +59,32 @@ pub fn init_for(format: LogFormat, audience: Audience) {
         .unwrap_or_else(|_| EnvFilter::new(default_filter))
         .add_directive(api_key_directive());
     let colours = colours(is_terminal, std::env::var_os("NO_COLOR").as_deref());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(colours);
-    // `try_init` so that a second call (tests, the CLI) is harmless.
-    let _ = match (format, audience) {
+    let lines = match (format, audience) {
         // The request's span (its id, API key name, route) once per line: the list of enclosing
         // spans would repeat it, doubling every line.
-        (LogFormat::Json, _) => builder
+        (LogFormat::Json, _) => lines
             .json()
             .flatten_event(true)
             .with_span_list(false)
-            .try_init(),
-        (LogFormat::Pretty, Audience::Service) => builder.compact().try_init(),
-        (LogFormat::Pretty, Audience::Operator) => builder.compact().without_time().try_init(),
+            .boxed(),
+        (LogFormat::Pretty, Audience::Service) => lines.compact().boxed(),
+        (LogFormat::Pretty, Audience::Operator) => lines.compact().without_time().boxed(),
     };
+    // Traced apart from the log's level: this crate's spans (requests, sends, provider calls,
+    // callbacks, webhook deliveries), not the libraries' below them.
+    let traced = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(Targets::new().with_target("app", Level::INFO))
+    });
+    // `try_init` so that a second call (tests, the CLI) is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(traced)
+        .try_init();
 }
 
 /// Whether log lines are coloured: only for a terminal, and never with `NO_COLOR` set to

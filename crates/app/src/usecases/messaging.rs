@@ -201,9 +201,18 @@ impl Services {
         event: domain::DeliveryEvent,
         idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError> {
-        self.messages
+        let update = self
+            .messages
             .record_delivery(provider_sid, event, idempotency_token)
-            .await
+            .await?;
+        // The report is a trace of its own (the provider's request), linked to the send.
+        if let DeliveryUpdate::Applied(message)
+        | DeliveryUpdate::Ignored(message)
+        | DeliveryUpdate::Duplicate(message) = &update
+        {
+            crate::observability::traces::link_to_send(self.messages.as_ref(), message).await;
+        }
+        Ok(update)
     }
 
     /// The messages `filter` selects, newest first, each with its attempts (`GET /v1/messages`,
@@ -318,6 +327,7 @@ pub(crate) fn new_message(
         verification_id: None,
         send_before: None,
         request_id: crate::usecases::request_context::request_id(),
+        traceparent: crate::observability::traces::current_traceparent(),
         created_at: now,
     }
 }

@@ -180,6 +180,8 @@ pub struct Config {
     pub verify_compat_accounts: TwilioAccounts,
     /// Client webhooks' delivery (`WEBHOOK_RETRY_SCHEDULE`, `WEBHOOK_ALLOW_PRIVATE`).
     pub webhooks: WebhookConfig,
+    /// OpenTelemetry traces (the SDK's standard `OTEL_*` variables): off without an endpoint.
+    pub traces: TracesConfig,
     /// What the configuration was read for: a run that sends nothing is not warned that the
     /// console stands in for a provider.
     pub sending: Sending,
@@ -415,6 +417,7 @@ impl Config {
             test_numbers,
             verify_compat_accounts,
             webhooks,
+            traces: traces(&env)?,
             sending,
         })
     }
@@ -891,6 +894,103 @@ pub const NON_PRODUCTION_ENVIRONMENTS: [&str; 9] = [
 /// `TEST_NUMBERS` bypass the provider and the random code, so they are refused unless
 /// `ENVIRONMENT` says, explicitly, that this is not production: a forgotten variable must not
 /// open a way around two-factor authentication.
+/// Where traces go: the OpenTelemetry SDK's own variables, read as its specification says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TracesConfig {
+    /// No endpoint, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`: nothing exported.
+    Off,
+    /// OTLP over HTTP with protobuf bodies. The exporter reads `OTEL_EXPORTER_OTLP_HEADERS`
+    /// and the timeouts itself, so that the headers (credentials, often) are held nowhere here.
+    Otlp {
+        /// The traces' URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, or
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT` with `v1/traces` added to its path.
+        endpoint: Url,
+        /// The service's name when the operator names none (`OTEL_SERVICE_NAME`, or
+        /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, which the SDK reads itself).
+        default_service_name: bool,
+    },
+}
+
+fn traces(env: &Env<'_>) -> Result<TracesConfig, ConfigError> {
+    let disabled = match env
+        .get("OTEL_SDK_DISABLED")
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => false,
+        Some(value) if value == "false" => false,
+        Some(value) if value == "true" => true,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "OTEL_SDK_DISABLED",
+                "expected true or false",
+            ))
+        }
+    };
+    let exporting = match env.get("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
+        None | Some("otlp") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_EXPORTER",
+                format!("expected otlp or none, got `{other}`"),
+            ))
+        }
+    };
+    if disabled || !exporting {
+        return Ok(TracesConfig::Off);
+    }
+    // Refused even without an endpoint: the operator asked for a protocol this service does
+    // not speak, and would otherwise see no traces and no reason.
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(protocol) = env.get(name) {
+            if protocol.trim() != "http/protobuf" {
+                return Err(ConfigError::new(
+                    name,
+                    format!("only http/protobuf is supported, got `{}`", protocol.trim()),
+                ));
+            }
+        }
+    }
+    let endpoint = match (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(traces), _) => otlp_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces)?,
+        (None, Some(base)) => {
+            let mut url = otlp_url("OTEL_EXPORTER_OTLP_ENDPOINT", &base)?;
+            let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+            url.set_path(&path);
+            url
+        }
+        (None, None) => return Ok(TracesConfig::Off),
+    };
+    let names_service = env.get("OTEL_SERVICE_NAME").is_some()
+        || env
+            .get("OTEL_RESOURCE_ATTRIBUTES")
+            .is_some_and(|attributes| {
+                attributes
+                    .split(',')
+                    .any(|pair| pair.trim_start().starts_with("service.name="))
+            });
+    Ok(TracesConfig::Otlp {
+        endpoint,
+        default_service_name: !names_service,
+    })
+}
+
+fn otlp_url(name: &'static str, text: &str) -> Result<Url, ConfigError> {
+    match Url::parse(text.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        _ => Err(ConfigError::new(
+            name,
+            "expected an http:// or https:// URL such as http://localhost:4318",
+        )),
+    }
+}
+
 fn test_numbers(env: &Env<'_>) -> Result<TestNumbers, ConfigError> {
     let Some(text) = env.get("TEST_NUMBERS") else {
         return Ok(TestNumbers::default());
@@ -1148,6 +1248,63 @@ mod tests {
         ("TWILIO_AUTH_TOKEN", "token"),
         ("TWILIO_PHONE_NUMBER", "+15005550006"),
     ];
+
+    #[test]
+    fn traces_are_off_without_an_endpoint_and_refuse_a_protocol_other_than_http_protobuf() {
+        let traces = |pairs: &[(&str, &str)]| config(pairs).map(|config| config.traces);
+        assert_eq!(traces(&[]).unwrap(), TracesConfig::Off);
+        let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/");
+        assert_eq!(
+            traces(&[base]).unwrap(),
+            TracesConfig::Otlp {
+                endpoint: Url::parse("http://collector:4318/v1/traces").unwrap(),
+                default_service_name: true,
+            }
+        );
+        assert_eq!(
+            traces(&[
+                base,
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "https://traces.example/in"
+                ),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "deployment.environment=prod,service.name=notify"
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ])
+            .unwrap(),
+            TracesConfig::Otlp {
+                endpoint: Url::parse("https://traces.example/in").unwrap(),
+                default_service_name: false,
+            }
+        );
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert_eq!(traces(&[base, off]).unwrap(), TracesConfig::Off, "{off:?}");
+        }
+        let refused = |pairs: &[(&str, &str)]| traces(pairs).unwrap_err().to_string();
+        assert_eq!(
+            refused(&[base, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported, got `grpc`"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]),
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: only http/protobuf is supported, got `http/json`"
+        );
+        assert_eq!(
+            refused(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+            "OTEL_EXPORTER_OTLP_ENDPOINT: expected an http:// or https:// URL such as \
+             http://localhost:4318"
+        );
+        assert_eq!(
+            refused(&[base, ("OTEL_TRACES_EXPORTER", "zipkin")]),
+            "OTEL_TRACES_EXPORTER: expected otlp or none, got `zipkin`"
+        );
+    }
 
     #[test]
     fn retention_defaults_to_90_days_and_72_hours_of_bodies_and_refuses_a_body_kept_longer() {

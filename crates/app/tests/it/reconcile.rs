@@ -84,6 +84,7 @@ async fn sent_through_twilio(fixture: &Fixture) -> Message {
             verification_id: None,
             send_before: None,
             request_id: None,
+            traceparent: None,
             created_at: now,
         })
         .await

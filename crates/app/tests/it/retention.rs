@@ -48,6 +48,7 @@ async fn sent(store: &SqliteStore, at: DateTime<Utc>, to: &str) -> MessageId {
         verification_id: None,
         send_before: None,
         request_id: None,
+        traceparent: None,
         created_at: at,
     };
     store.enqueue(new.clone()).await.unwrap();
@@ -65,6 +66,7 @@ async fn sent(store: &SqliteStore, at: DateTime<Utc>, to: &str) -> MessageId {
         http_status: Some(201),
         error_code: None,
         error_message: None,
+        traceparent: None,
     };
     let outcome = DispatchOutcome::Sent {
         provider: "twilio".into(),

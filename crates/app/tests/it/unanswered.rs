@@ -120,6 +120,7 @@ async fn a_message_whose_worker_keeps_dying_fails_after_retry_max_attempts_with_
             verification_id: None,
             send_before: None,
             request_id: None,
+            traceparent: None,
             sensitive: false,
             created_at: Utc::now(),
         })
@@ -214,6 +215,7 @@ async fn a_code_twilio_accepted_without_answering_is_adopted_from_its_list_and_n
                 verification_id: Some(verification.id),
                 send_before: Some(verification.expires_at),
                 request_id: None,
+                traceparent: None,
                 sensitive: true,
                 created_at: now,
             },

@@ -65,6 +65,7 @@ async fn send<S: StoreUnderTest>(store: &S, sid: &str, at: DateTime<Utc>) {
         http_status: Some(201),
         error_code: None,
         error_message: None,
+        traceparent: None,
     };
     let outcome = DispatchOutcome::Sent {
         provider: "twilio".into(),
