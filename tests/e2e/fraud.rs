@@ -137,6 +137,42 @@ async fn a_surging_range_is_blocked_with_its_reasons_logged_and_heals_after_the_
 }
 
 #[tokio::test]
+async fn codes_counted_by_one_instance_are_judged_by_another_once_its_read_lapses() {
+    let clock = TestClock::now_shared();
+    let first = TestApp::spawn_on_postgres_with_clock(&[], clock.clone()).await;
+    let second = first.spawn_sibling_with_clock(&[], clock.clone()).await;
+    first
+        .twilio_accepts("SM00000000000000000000000000000005")
+        .await;
+    // Ten codes to one range, taking turns: each instance sends five of them.
+    for n in 0..10 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let (status, body) = app
+            .post(
+                "/v1/verifications",
+                json!({"to": format!("+1555123400{n}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "code {n}: {body}");
+        assert_eq!(body["risk"]["action"], "allow", "code {n}: {body}");
+        clock.advance(TimeDelta::seconds(2));
+    }
+    // The second instance read the range's counts two seconds ago: it reads them again and
+    // sees the first instance's five codes beside its own.
+    let (status, problem) = second
+        .post("/v1/verifications", json!({"to": "+15551234010"}))
+        .await;
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["risk"]["reasons"][0]["code"], "prefix_surge");
+    let detail = problem["risk"]["reasons"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("+15551234: 10 codes in the last hour"),
+        "{detail}"
+    );
+    first.twilio_requests(10).await;
+}
+
+#[tokio::test]
 async fn in_monitor_mode_the_code_goes_and_what_the_guard_would_have_done_is_recorded() {
     let clock = TestClock::now_shared();
     let app =

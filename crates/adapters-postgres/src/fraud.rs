@@ -1,6 +1,7 @@
 //! The fraud guard's signals and state on PostgreSQL ([`ports::FraudStore`]). The code counts,
-//! written for every code, go in batches (see `store_batch`); the rest is an admin's or a
-//! rare write.
+//! written for every code, and the decision log, written for every finding (with every code of
+//! a range the guard watches in `monitor` mode), go in batches (see `store_batch`); the rest is
+//! an admin's or a rare write.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,7 +18,7 @@ use sqlx::PgConnection;
 use store_batch::BatchWrite;
 
 use crate::connections::Connections;
-use crate::rows::{all, execute, query, store_error};
+use crate::rows::{all, column, execute, query, store_error};
 use crate::PgStore;
 
 /// One code's event, to count for each of its keys in one hour.
@@ -89,6 +90,55 @@ impl BatchWrite for CodeCounter {
         .map_err(store_error)?;
         connection.park();
         Ok(vec![(); counts.len()])
+    }
+}
+
+/// `FraudStore::log_decision`, in batches: in `monitor` mode every code to a range that looks
+/// pumped is logged, so one by one the log's inserts would each cost a statement, a commit and
+/// a connection check-out on the request path. Each caller is answered once its row is durable.
+pub(crate) struct DecisionLogger;
+
+impl BatchWrite for DecisionLogger {
+    type Pool = Connections;
+    type Item = LoggedDecision;
+    type Output = ();
+
+    async fn write(
+        &self,
+        connections: &Connections,
+        entries: &[LoggedDecision],
+    ) -> Result<Vec<()>, StoreError> {
+        let mut connection = connections.acquire().await?;
+        sqlx::query(
+            r#"INSERT INTO fraud_decisions
+                   (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                    user_id, trusted)
+               SELECT id, at, "to", api_key, client_ip, verification_id, action,
+                      reasons::jsonb, user_id, trusted
+               FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                           $6::uuid[], $7::text[], $8::text[], $9::text[], $10::bool[])
+                   AS d (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                         user_id, trusted)"#,
+        )
+        .bind(column(entries, |entry| entry.id))
+        .bind(column(entries, |entry| entry.at))
+        .bind(column(entries, |entry| entry.to.as_str()))
+        .bind(column(entries, |entry| entry.api_key.as_str()))
+        .bind(column(entries, |entry| entry.client_ip.as_deref()))
+        .bind(column(entries, |entry| {
+            entry.verification_id.map(|id| id.as_uuid())
+        }))
+        .bind(column(entries, |entry| entry.decision.action.as_str()))
+        .bind(column(entries, |entry| {
+            params::reasons_json(&entry.decision.reasons)
+        }))
+        .bind(column(entries, |entry| entry.user_id.as_deref()))
+        .bind(column(entries, |entry| entry.trusted))
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        connection.park();
+        Ok(vec![(); entries.len()])
     }
 }
 
@@ -234,16 +284,7 @@ impl FraudStore for PgStore {
     }
 
     async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError> {
-        let reasons = params::reasons_json(&decision.decision.reasons);
-        let log = query(
-            r#"INSERT INTO fraud_decisions
-                   (id, at, "to", api_key, client_ip, verification_id, action, reasons,
-                    user_id, trusted)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)"#,
-            &params::logged_decision(decision, &reasons),
-        );
-        execute(log, &self.pool).await?;
-        Ok(())
+        self.batched.decisions.write(decision.clone()).await
     }
 
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {

@@ -1,13 +1,13 @@
 //! [`Batched`]: every batched write of a store (see `store_batch`), started together on the
 //! hot paths' connections: those of `messages` (enqueue, finish), `verifications` (create,
-//! checks), `rate_limits` (send limits) and `fraud` (the guard's code counts).
+//! checks), `rate_limits` (send limits) and `fraud` (the guard's code counts and decision log).
 
 use std::time::Duration;
 
 use store_batch::{Batcher, Writers};
 
 use crate::connections::Connections;
-use crate::fraud::CodeCounter;
+use crate::fraud::{CodeCounter, DecisionLogger};
 use crate::messages::{Enqueues, Finishes};
 use crate::rate_limits::Acquires;
 use crate::verifications::{Checks, Creates};
@@ -30,6 +30,7 @@ pub(crate) struct Batched {
     pub acquires: Batcher<Acquires>,
     pub checks: Batcher<Checks>,
     pub code_counts: Batcher<CodeCounter>,
+    pub decisions: Batcher<DecisionLogger>,
 }
 
 impl Batched {
@@ -49,6 +50,7 @@ impl Batched {
             ),
             checks: Batcher::start(Checks, connections.clone(), WRITERS),
             code_counts: Batcher::start(CodeCounter, connections.clone(), WRITERS),
+            decisions: Batcher::start(DecisionLogger, connections.clone(), WRITERS),
         }
     }
 }

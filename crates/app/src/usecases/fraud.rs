@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::watch;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::budget::{self, Budgets, PerCountry};
 use domain::fraud::{
     signal_baseline_period, Assessment, Block, BlockOrder, CodeCounts, CodeEvent, Decision,
-    FraudGuard, LineType, Mode, Policies, Policy, Prefixes, Reason, ReasonCode, SafeList,
+    FraudGuard, LineType, Mode, Policies, Policy, Prefix, Prefixes, Reason, ReasonCode, SafeList,
     SignalKey, Signals,
 };
 use domain::pumping::hour_of;
@@ -203,6 +205,10 @@ pub struct FraudScreen {
     /// Held across a read, so that the requests of one second share one read.
     shared: tokio::sync::Mutex<Option<SharedRead>>,
     counts: Mutex<CountReads>,
+    /// Per prefix: when this instance last placed or renewed its block. Until the next read
+    /// of the blocks shows the write, every code to the prefix would ask for it again, each
+    /// one a write waiting on the same row.
+    block_writes: Mutex<HashMap<Prefix, DateTime<Utc>>>,
     /// Per country: when what providers charged was read, and the price per segment it gave.
     charged_prices: Mutex<ChargedPrices>,
 }
@@ -210,8 +216,45 @@ pub struct FraudScreen {
 /// Per country: when what providers charged was read, and the price per segment it gave.
 type ChargedPrices = HashMap<String, (DateTime<Utc>, Option<Amount>)>;
 
-/// Per signal key: when its hourly counts were read, and what they were.
-type CountReads = HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>;
+/// One read of counts in flight: its outcome, by key, once it is known.
+type CountRead = watch::Receiver<Option<Arc<HashMap<SignalKey, Arc<[CodeCounts]>>>>>;
+
+/// Per signal key: when its hourly counts were read and what they were, or the read of them
+/// another request has in flight.
+#[derive(Default)]
+struct CountReads {
+    read: HashMap<SignalKey, (DateTime<Utc>, Arc<[CodeCounts]>)>,
+    reading: HashMap<SignalKey, CountRead>,
+}
+
+impl CountReads {
+    /// `key`'s counts if they were read less than a [`FRAUD_READ_FRESHNESS`] ago. A clock set
+    /// back reads again rather than trusting a read from the future.
+    fn fresh(&self, key: &SignalKey, now: DateTime<Utc>) -> Option<Arc<[CodeCounts]>> {
+        self.read.get(key).and_then(|(read_at, counts)| {
+            (now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS).then(|| counts.clone())
+        })
+    }
+
+    /// The read of `key` in flight, unless the request reading it went away.
+    fn in_flight(&self, key: &SignalKey) -> Option<CountRead> {
+        self.reading
+            .get(key)
+            .filter(|reading| reading.has_changed().is_ok())
+            .cloned()
+    }
+
+    /// Beyond [`MAX_CACHED_KEYS`], the counts no longer fresh are forgotten: an attack on many
+    /// prefixes must not grow the cache without bound.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        if self.read.len() > MAX_CACHED_KEYS {
+            self.read
+                .retain(|_, (read_at, _)| now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS);
+        }
+        self.reading
+            .retain(|_, reading| reading.has_changed().is_ok());
+    }
+}
 
 /// The keys a code to `to` is counted under, whatever the client: its country and prefixes.
 fn destination_keys(to: &PhoneNumber, prefixes: &Prefixes) -> [SignalKey; 3] {
@@ -243,6 +286,7 @@ impl FraudScreen {
             metrics,
             shared: tokio::sync::Mutex::new(None),
             counts: Mutex::default(),
+            block_writes: Mutex::default(),
             charged_prices: Mutex::default(),
         }
     }
@@ -306,53 +350,100 @@ impl FraudScreen {
     }
 
     /// The hourly counts of `keys` over the baseline period, each read at most once a
-    /// [`FRAUD_READ_FRESHNESS`]; those to read are read at once.
+    /// [`FRAUD_READ_FRESHNESS`]: a key another request is reading already is waited for rather
+    /// than read again (when its read lapses, every request of that moment would otherwise
+    /// read it at once), and the keys left to read are read at once.
     async fn counts(
         &self,
         keys: &[SignalKey],
         now: DateTime<Utc>,
     ) -> Result<Vec<Arc<[CodeCounts]>>, StoreError> {
-        let mut found: Vec<Option<Arc<[CodeCounts]>>> = {
-            let cache = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-            keys.iter()
-                .map(|key| {
-                    cache.get(key).and_then(|(read_at, counts)| {
-                        (now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS)
-                            .then(|| counts.clone())
-                    })
-                })
-                .collect()
-        };
-        let missing: Vec<SignalKey> = keys
-            .iter()
-            .zip(&found)
-            .filter(|(_, counts)| counts.is_none())
-            .map(|(key, _)| key.clone())
-            .collect();
-        if !missing.is_empty() {
-            let since = hour_of(now) - signal_baseline_period();
-            let mut read: HashMap<SignalKey, Vec<CodeCounts>> = missing
-                .iter()
-                .map(|key| (key.clone(), Vec::new()))
-                .collect();
-            for (key, counts) in self.store.code_counts(&missing, since).await? {
-                read.entry(key).or_default().push(counts);
-            }
-            let mut cache = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.len() > MAX_CACHED_KEYS {
-                cache.retain(|_, (read_at, _)| {
-                    now >= *read_at && now - *read_at < FRAUD_READ_FRESHNESS
-                });
-            }
-            for (key, slot) in keys.iter().zip(found.iter_mut()) {
-                if slot.is_none() {
-                    let counts: Arc<[CodeCounts]> = read.remove(key).unwrap_or_default().into();
-                    cache.insert(key.clone(), (now, counts.clone()));
-                    *slot = Some(counts);
+        let mut found: Vec<Option<Arc<[CodeCounts]>>> = vec![None; keys.len()];
+        let mut waits = Vec::new();
+        let mut mine = Vec::new();
+        let sender = {
+            let mut reads = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            let (sender, receiver) = watch::channel(None);
+            for (index, key) in keys.iter().enumerate() {
+                if let Some(counts) = reads.fresh(key, now) {
+                    found[index] = Some(counts);
+                } else if let Some(reading) = reads.in_flight(key) {
+                    waits.push((index, reading));
+                } else {
+                    reads.reading.insert(key.clone(), receiver.clone());
+                    mine.push(index);
                 }
+            }
+            (!mine.is_empty()).then_some(sender)
+        };
+        if let Some(sender) = sender {
+            let missing: Vec<SignalKey> = mine.iter().map(|&index| keys[index].clone()).collect();
+            let read = self.read_counts(&missing, now).await;
+            let mut reads = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            for key in &missing {
+                if reads
+                    .reading
+                    .get(key)
+                    .is_some_and(|reading| reading.same_channel(&sender.subscribe()))
+                {
+                    reads.reading.remove(key);
+                }
+            }
+            let read = read?;
+            reads.prune(now);
+            for (&index, key) in mine.iter().zip(&missing) {
+                let counts = read.get(key).cloned().unwrap_or_default();
+                reads.read.insert(key.clone(), (now, counts.clone()));
+                found[index] = Some(counts);
+            }
+            drop(reads);
+            // Those waiting for these keys take them; with none waiting, nobody hears.
+            let _ = sender.send(Some(Arc::new(read)));
+        }
+        let mut orphaned = Vec::new();
+        for (index, mut reading) in waits {
+            let counts = match reading.wait_for(Option::is_some).await {
+                Ok(read) => read
+                    .as_ref()
+                    .map(|read| read.get(&keys[index]).cloned().unwrap_or_default()),
+                // The request reading it failed or went away: read it here.
+                Err(_) => None,
+            };
+            match counts {
+                Some(counts) => found[index] = Some(counts),
+                None => orphaned.push(index),
+            }
+        }
+        if !orphaned.is_empty() {
+            let missing: Vec<SignalKey> =
+                orphaned.iter().map(|&index| keys[index].clone()).collect();
+            let read = self.read_counts(&missing, now).await?;
+            let mut reads = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            for (&index, key) in orphaned.iter().zip(&missing) {
+                let counts = read.get(key).cloned().unwrap_or_default();
+                reads.read.insert(key.clone(), (now, counts.clone()));
+                found[index] = Some(counts);
             }
         }
         Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// One read of `keys`' hourly counts over the baseline period, by key (a key with no
+    /// counts is absent).
+    async fn read_counts(
+        &self,
+        keys: &[SignalKey],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<SignalKey, Arc<[CodeCounts]>>, StoreError> {
+        let since = hour_of(now) - signal_baseline_period();
+        let mut read: HashMap<SignalKey, Vec<CodeCounts>> = HashMap::new();
+        for (key, counts) in self.store.code_counts(keys, since).await? {
+            read.entry(key).or_default().push(counts);
+        }
+        Ok(read
+            .into_iter()
+            .map(|(key, counts)| (key, counts.into()))
+            .collect())
     }
 
     /// Judges a request for a code to `to` at `now`: the code may go (with its decision, to
@@ -412,7 +503,7 @@ impl FraudScreen {
                 now,
             )
         };
-        self.apply_blocks(&assessment.blocks).await;
+        self.apply_blocks(&assessment.blocks, now).await;
         let Assessment {
             decision,
             retry_after,
@@ -741,8 +832,11 @@ impl FraudScreen {
 
     /// Places or renews the blocks the guard asked for. A failure is logged, not answered:
     /// the decision stands for this request, and the next finds the same.
-    async fn apply_blocks(&self, orders: &[BlockOrder]) {
+    async fn apply_blocks(&self, orders: &[BlockOrder], now: DateTime<Utc>) {
         for order in orders {
+            if !self.claim_block_write(&order.block().prefix, now) {
+                continue;
+            }
             let written = match order {
                 BlockOrder::Place(block) => self.store.place_block(block).await,
                 BlockOrder::Renew(block) => self.store.renew_block(block).await,
@@ -760,6 +854,25 @@ impl FraudScreen {
                 }
             }
         }
+    }
+
+    /// Whether this instance writes `prefix`'s block now: not when it wrote it less than a
+    /// [`FRAUD_READ_FRESHNESS`] ago, as the blocks it judged by were read before that write.
+    fn claim_block_write(&self, prefix: &Prefix, now: DateTime<Utc>) -> bool {
+        let mut writes = self
+            .block_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(written) = writes.get(prefix) {
+            if now >= *written && now - *written < FRAUD_READ_FRESHNESS {
+                return false;
+            }
+        }
+        if writes.len() > MAX_CACHED_KEYS {
+            writes.retain(|_, written| now >= *written && now - *written < FRAUD_READ_FRESHNESS);
+        }
+        writes.insert(prefix.clone(), now);
+        true
     }
 
     /// `fraud_decisions_total{action,reason}`, one per reason (`none` for a plain allow), and
@@ -787,7 +900,8 @@ impl FraudScreen {
     }
 
     /// Logs a decision that let a code go but was not a plain allow (a monitored finding),
-    /// with the verification it went to.
+    /// with the verification it went to; written beside the verification, so a verification
+    /// whose write fails leaves its finding logged.
     pub async fn log_let_through(
         &self,
         screened: &Screened,
@@ -798,7 +912,9 @@ impl FraudScreen {
         if screened.decision.reasons.is_empty() {
             return;
         }
-        tracing::info!(
+        // At debug: in `monitor` mode every code to a range that looks pumped has a finding,
+        // and the decision log and `fraud_decisions_total` already hold each one.
+        tracing::debug!(
             verification_id = %verification.id,
             action = %screened.decision.action,
             reasons = %reason_codes(&screened.decision),
@@ -867,7 +983,7 @@ impl FraudScreen {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use domain::fraud::{Action, Prefix};
+    use domain::fraud::Action;
     use ports::{MockFraudStore, MockRateLimiter};
 
     use super::*;
@@ -928,6 +1044,48 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(screened.decision, Decision::allow());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn requests_of_one_moment_share_one_read_of_counts_that_lapsed() {
+        let mut store = store_read(1);
+        // The read is slow: the other requests arrive while it is in flight, and wait for it.
+        store.expect_code_counts().times(1).returning(|keys, _| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            Ok(vec![(
+                keys[1].clone(),
+                CodeCounts {
+                    hour: start(),
+                    sent: 7,
+                    ..CodeCounts::default()
+                },
+            )])
+        });
+        let screen = Arc::new(screen(
+            store,
+            MockRateLimiter::new(),
+            FraudConfig::default(),
+        ));
+        let to = number("+15551234567");
+        // Everyone's shared read first, so that the requests below meet at the counts.
+        screen.shared(start()).await.unwrap();
+        let requests: Vec<_> = (0..6)
+            .map(|_| {
+                let (screen, to) = (screen.clone(), to.clone());
+                tokio::spawn(async move {
+                    let keys = destination_keys(&to, &Prefixes::of(&to));
+                    screen.counts(&keys, start()).await.unwrap()
+                })
+            })
+            .collect();
+        for request in requests {
+            let counts = request.await.unwrap();
+            assert_eq!(
+                counts[1][0].sent, 7,
+                "each request sees the one read's counts"
+            );
+            assert!(counts[0].is_empty() && counts[2].is_empty());
         }
     }
 

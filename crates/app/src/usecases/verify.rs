@@ -252,11 +252,14 @@ impl Services {
                 .await?;
             tracing::info!(verification_id = %superseded.id, "verification canceled: a start for another transaction replaces it");
         }
-        // The code's count is written beside the verification, not after it.
-        let (message, ()) = tokio::join!(
+        // The code's count and the guard's finding (if any) are written beside the
+        // verification, not after it.
+        let (message, (), ()) = tokio::join!(
             self.verifications
                 .create(&verification, self.code_hash(&verification, &code), message),
-            self.fraud_guard.count(CodeEvent::Sent, &screened, now)
+            self.fraud_guard.count(CodeEvent::Sent, &screened, now),
+            self.fraud_guard
+                .log_let_through(&screened, api_key, &verification, now)
         );
         let message = match message {
             Ok(message) => message,
@@ -266,9 +269,6 @@ impl Services {
             }
         };
         self.dispatcher_wake.notify_one();
-        self.fraud_guard
-            .log_let_through(&screened, api_key, &verification, now)
-            .await;
         tracing::info!(verification_id = %verification.id, to = %verification.to.masked(), "verification started");
         Ok(Started {
             verification,
