@@ -20,7 +20,7 @@ const TO: &str = "+447700900123";
 
 /// Twilio's signature, computed here as its helper libraries do: base64 of HMAC-SHA1 under the
 /// auth token over the URL and every parameter sorted by name.
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut mac = Hmac::<Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).unwrap();

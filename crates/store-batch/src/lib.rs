@@ -155,6 +155,14 @@ async fn write_batches<W: BatchWrite>(
                     let _ = answer.send(Err(error));
                 }
             }
+            // The database, not a row, failed: each row alone would wait for it in turn, and
+            // the writes queued behind them with it.
+            Err(StoreError::Unavailable(error)) => {
+                let error = error.to_string();
+                for answer in answers {
+                    let _ = answer.send(Err(StoreError::Unavailable(error.clone().into())));
+                }
+            }
             // One row the database refuses must not fail the writes that came with it: each
             // is tried alone, and only what fails alone fails.
             Err(_) => {
@@ -198,7 +206,7 @@ mod tests {
                 .push(items.to_vec());
             tokio::task::yield_now().await;
             if items.contains(&13) {
-                return Err(StoreError::Corrupt("13".into()));
+                return Err(StoreError::Refused("13".into()));
             }
             Ok(items.iter().map(|n| n * 2).collect())
         }
@@ -254,6 +262,55 @@ mod tests {
         assert_eq!(answers[0], "2");
         assert!(answers[1].contains("13"), "{answers:?}");
         assert_eq!(answers[2], "4");
+    }
+
+    /// Refuses every batch as the database being down, counting the writes it was given.
+    #[derive(Default)]
+    struct Down {
+        tried: StdMutex<usize>,
+    }
+
+    impl BatchWrite for Arc<Down> {
+        type Pool = ();
+        type Item = u32;
+        type Output = u32;
+
+        async fn write(&self, _: &(), items: &[u32]) -> Result<Vec<u32>, StoreError> {
+            *self.tried.lock().unwrap() += 1;
+            tokio::task::yield_now().await;
+            Err(StoreError::Unavailable(
+                format!("{} writes refused", items.len()).into(),
+            ))
+        }
+    }
+
+    /// Tried row by row, each write of a batch would wait for the database in turn (an
+    /// acquire timeout each), and so would every write queued behind them.
+    #[tokio::test]
+    async fn a_batch_refused_because_the_database_is_down_fails_at_once_not_row_by_row() {
+        let down = Arc::new(Down::default());
+        let batcher = Arc::new(Batcher::start(
+            down.clone(),
+            (),
+            Writers {
+                count: 1,
+                linger: LINGER,
+            },
+        ));
+        let tasks: Vec<_> = (0..20)
+            .map(|n| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.write(n).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(matches!(
+                task.await.unwrap(),
+                Err(StoreError::Unavailable(_))
+            ));
+        }
+        let tried = *down.tried.lock().unwrap();
+        assert!(tried < 20, "20 writes tried in {tried} statements");
     }
 
     #[tokio::test(start_paused = true)]
