@@ -25,6 +25,7 @@ mod guards;
 mod languages;
 mod messages;
 mod operations;
+mod outage;
 mod processes;
 mod resilience;
 mod robustness;

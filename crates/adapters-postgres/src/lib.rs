@@ -61,6 +61,16 @@ pub struct PgStore {
 /// reach, and the operator hears so now rather than after the pool's own, longer wait.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a query waits for a connection, a new connection's setup included (sqlx retries
+/// a refused connect until then): while the database is down every caller, an API request
+/// above all, hears so within it, where a longer wait would hold the request until it passed.
+/// A pool exhausted for this long under load answers the same, which sheds the excess.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The pool's connections a service instance holds for good: the `LISTEN` of
+/// [`PgStore::queue_wakeups`].
+pub const HELD_CONNECTIONS: u32 = 1;
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
@@ -83,6 +93,8 @@ pub enum PgStoreError {
 impl PgStore {
     /// Connects and brings the schema up to date, so that a new version migrates at start.
     /// Instances starting together are safe: sqlx serializes migrations with an advisory lock.
+    /// The pool never opens more than `max_connections`, the `LISTEN` of queue wake-ups
+    /// ([`HELD_CONNECTIONS`]) and the connections kept between queries included.
     pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, PgStoreError> {
         let options = first_connection(database_url).await?;
         let pool = PgPoolOptions::new()
@@ -91,12 +103,12 @@ impl PgStore {
             // a round trip more on every query (a connection that died idle in between fails
             // one query, which the caller sees as the database unavailable).
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(PgStoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
-        let hot = connections::Connections::new(pool.clone());
+        let hot = connections::Connections::new(pool.clone(), HELD_CONNECTIONS);
         Ok(Self {
             queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
             batched: Arc::new(writes::Batched::start(&hot)),

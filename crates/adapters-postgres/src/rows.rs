@@ -10,16 +10,42 @@ use sqlx::query::Query;
 use sqlx::{Column as _, PgExecutor, Postgres, Row as _, Type};
 use uuid::Uuid;
 
-/// A sqlx failure as the port sees it: a value that does not decode is corrupt data, anything
-/// else is the database being unavailable.
+/// A sqlx failure as the port sees it: a value that does not decode is corrupt data; the server
+/// refusing a statement is [`StoreError::Refused`] unless its answer says the server itself
+/// cannot serve (see [`server_unavailable`]); anything else (the connection, the pool, I/O) is
+/// the database being unavailable.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(error.to_string()),
+        sqlx::Error::Database(ref answer) if !server_unavailable(answer.as_ref()) => {
+            StoreError::Refused(Box::new(error))
+        }
         other => StoreError::Unavailable(Box::new(other)),
     }
+}
+
+/// Whether the server's error answer is about the server rather than the statement: a fatal
+/// error ends the connection (a shutdown sends one to every session), and the SQLSTATE classes
+/// of connection exceptions (08), insufficient resources (53), operator intervention (57: a
+/// shutdown, a restart, a cancel) and system errors (58: I/O) would fail any statement.
+fn server_unavailable(answer: &dyn sqlx::error::DatabaseError) -> bool {
+    let fatal = answer
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|answer| {
+            matches!(
+                answer.severity(),
+                sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+            )
+        });
+    fatal
+        || answer.code().is_some_and(|code| {
+            ["08", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        })
 }
 
 /// One column of every row, as the array `unnest` reads.

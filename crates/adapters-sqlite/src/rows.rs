@@ -13,16 +13,32 @@ use sqlx::{Row as _, Sqlite, SqliteExecutor, Type};
 use uuid::fmt::Hyphenated;
 use uuid::Uuid;
 
-/// A sqlx failure as the port sees it: a value that does not decode is corrupt data, anything
-/// else (the file, the lock, the disk) is the database being unavailable.
+/// A sqlx failure as the port sees it: a value that does not decode is corrupt data; SQLite
+/// refusing a statement is [`StoreError::Refused`] unless its answer is about the file rather
+/// than the statement (see [`file_unavailable`]); anything else (the pool, I/O) is the database
+/// being unavailable.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(error.to_string()),
+        sqlx::Error::Database(ref answer) if !file_unavailable(answer.as_ref()) => {
+            StoreError::Refused(Box::new(error))
+        }
         other => StoreError::Unavailable(Box::new(other)),
     }
+}
+
+/// Whether SQLite's answer (an extended result code, whose low byte is the primary code) is
+/// about the database file, the lock or the memory, which would fail any statement: BUSY (5),
+/// LOCKED (6), NOMEM (7), READONLY (8), INTERRUPT (9), IOERR (10), CORRUPT (11), FULL (13),
+/// CANTOPEN (14), PROTOCOL (15), NOTADB (26).
+fn file_unavailable(answer: &dyn sqlx::error::DatabaseError) -> bool {
+    answer
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5..=11 | 13..=15 | 26))
 }
 
 /// Message ids as one JSON array, bound once and read with `json_each` rather than a statement

@@ -14,12 +14,17 @@ use crate::{ClaimBudget, Claimed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or failed; the operation may succeed later.
+    /// The database could not be reached or failed (its connection, the pool, the disk); the
+    /// operation may succeed later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored row no longer reads back as a domain value (a bug or a manual edit).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database answered and refused this statement (a value it cannot hold, a broken
+    /// constraint): the database is up, and the same statement would fail again.
+    #[error("the database refused the statement: {0}")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The message as a store holds it right after its insert, without reading it back (which

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::webhook::{is_public_address, EventType};
 use hmac::{Hmac, Mac};
 use ports::{
-    ClaimedDelivery, Clock, DeliveryAnswer, DeliveryResult, MessageStore, StoredEvent,
+    ClaimedDelivery, Clock, DeliveryAnswer, DeliveryResult, MessageStore, StoreError, StoredEvent,
     VerificationStore, WebhookStore,
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -22,6 +22,7 @@ use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::backoff::Backoff;
 use crate::http::{event_data, EventObject};
 use crate::observability::metrics::Metrics;
 use crate::observability::traces;
@@ -136,18 +137,46 @@ impl WebhookDeliverer {
     }
 
     /// Delivers until `shutdown` turns true; a delivery cut short is sent again once its lease
-    /// lapses.
+    /// lapses. After the store fails, the looks back off (see `backoff`).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut last_sweep: Option<Instant> = None;
+        let mut backoff = Backoff::after(POLL);
         while !*shutdown.borrow() {
+            let mut swept = Ok(0);
             if last_sweep.is_none_or(|at| at.elapsed() >= EXPIRY_SWEEP) {
-                self.notice_expiries().await;
+                swept = self.sweep_expiries().await;
                 last_sweep = Some(Instant::now());
             }
-            let pause = if self.deliver_once().await >= BATCH as usize {
-                Duration::ZERO
-            } else {
-                POLL
+            let looked = match swept {
+                // While the database is down, one failed question per look is enough.
+                Err(error @ StoreError::Unavailable(_)) => Err(error),
+                Err(error) => {
+                    tracing::error!(%error, "cannot look for expired verifications");
+                    self.deliver_batch().await
+                }
+                Ok(_) => self.deliver_batch().await,
+            };
+            let pause = match looked {
+                Ok(claimed) => {
+                    let failures = backoff.succeeded();
+                    if failures > 0 {
+                        tracing::info!(failures, "the database answers again; delivering webhooks");
+                    }
+                    if claimed >= BATCH as usize {
+                        Duration::ZERO
+                    } else {
+                        POLL
+                    }
+                }
+                Err(error) => {
+                    let wait = backoff.failed();
+                    tracing::error!(
+                        %error,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "cannot claim webhook deliveries or notice expiries"
+                    );
+                    wait
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -158,36 +187,35 @@ impl WebhookDeliverer {
 
     /// Marks expired verifications `expired` (which records their events); how many.
     pub async fn notice_expiries(&self) -> u64 {
+        self.sweep_expiries().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot look for expired verifications");
+            0
+        })
+    }
+
+    async fn sweep_expiries(&self) -> Result<u64, StoreError> {
         let now = self.inner.clock.now();
-        match self
-            .inner
+        self.inner
             .webhooks
             .expire_verifications(now, EXPIRY_BATCH)
             .await
-        {
-            Ok(expired) => expired,
-            Err(error) => {
-                tracing::error!(%error, "cannot look for expired verifications");
-                0
-            }
-        }
     }
 
     /// Claims one batch of due deliveries and sends them concurrently; how many were claimed.
     pub async fn deliver_once(&self) -> usize {
+        self.deliver_batch().await.unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot claim webhook deliveries");
+            0
+        })
+    }
+
+    async fn deliver_batch(&self) -> Result<usize, StoreError> {
         let now = self.inner.clock.now();
-        let claimed = match self
+        let claimed = self
             .inner
             .webhooks
             .claim_deliveries(now, BATCH, LEASE)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::error!(%error, "cannot claim webhook deliveries");
-                return 0;
-            }
-        };
+            .await?;
         let count = claimed.len();
         let mut sends = JoinSet::new();
         for delivery in claimed {
@@ -195,7 +223,7 @@ impl WebhookDeliverer {
             sends.spawn(async move { inner.deliver(delivery).await });
         }
         while sends.join_next().await.is_some() {}
-        count
+        Ok(count)
     }
 }
 

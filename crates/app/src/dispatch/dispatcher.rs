@@ -17,12 +17,15 @@ use ports::{
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use super::backoff::Backoff;
+use super::unrecorded::{self, Unrecorded, UnrecordedOutcomes};
+use crate::observability::metrics::Metrics;
 use crate::observability::traces;
 use crate::wiring::config::DispatchConfig;
 
 /// Most messages claimed in one query, so a large backlog is taken in bites.
 const MAX_BATCH: u32 = 100;
-/// How long to wait after the store fails before trying again.
+/// How long an idle dispatcher sleeps when it cannot ask the store when work is next due.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// How soon to look again when every instance together has `DISPATCH_CONCURRENCY` sends in
 /// flight: a provider call returning here wakes this dispatcher at once, one finishing on
@@ -54,6 +57,7 @@ pub struct Dispatcher {
     room: Arc<Notify>,
     settling: Arc<Settling>,
     search: Option<Arc<dyn SentMessageSearch>>,
+    unrecorded: Arc<UnrecordedOutcomes>,
 }
 
 /// The messages whose provider call has returned and whose outcome is being recorded. They
@@ -146,7 +150,15 @@ impl Dispatcher {
             sender,
             wake,
             search: None,
+            unrecorded: Arc::new(UnrecordedOutcomes::new(unrecorded::CAPACITY, None)),
         }
+    }
+
+    /// Counts the outcomes kept while the database was down, and those dropped past the
+    /// bound, in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.unrecorded = Arc::new(UnrecordedOutcomes::new(unrecorded::CAPACITY, Some(metrics)));
+        self
     }
 
     /// Before sending again after an attempt that may have reached the provider, asks
@@ -168,26 +180,54 @@ impl Dispatcher {
         );
         let (abandon, abandoned) = watch::channel(false);
         let mut spaced_until = None;
+        let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
+            // Outcomes kept while the database was down are written before any claim: once
+            // their leases ran out, a claim could take their messages and send them again.
+            let claimed = match self.unrecorded.write(self.store.as_ref()).await {
+                Ok(_) => self.claim_batch(&shutdown, &abandoned).await,
+                Err(error) => Err(error),
+            };
+            let claimed = match claimed {
+                Ok(batch) => {
+                    let failures = backoff.succeeded();
+                    if failures > 0 {
+                        tracing::info!(failures, "the database answers again; dispatching");
+                    }
+                    batch
+                }
+                // Neither a wake-up nor a returning send cuts the wait short: while the
+                // database is down, they would only make the attempts more frequent.
+                Err(error) => {
+                    let wait = backoff.failed();
+                    tracing::error!(
+                        %error,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        unrecorded = self.unrecorded.len(),
+                        "cannot claim messages; retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
             let mut room_wakes = false;
-            let pause = match self.claim_batch(&shutdown, &abandoned).await {
-                Ok(Batch::Claimed { drained: false }) => continue,
-                Ok(Batch::Claimed { drained: true }) => {
+            let pause = match claimed {
+                Batch::Claimed { drained: false } => continue,
+                Batch::Claimed { drained: true } => {
                     spaced_until = Some(tokio::time::Instant::now() + CLAIM_SPACING);
                     self.idle_sleep().await
                 }
-                Ok(Batch::Empty) => self.idle_sleep().await,
-                Ok(Batch::Limited(ClaimLimit::InFlight)) => {
+                Batch::Empty => self.idle_sleep().await,
+                Batch::Limited(ClaimLimit::InFlight) => {
                     room_wakes = true;
                     IN_FLIGHT_RECHECK
                 }
-                Ok(Batch::Limited(ClaimLimit::SenderRate { until })) => (until - self.clock.now())
+                Batch::Limited(ClaimLimit::SenderRate { until }) => (until - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO),
-                Err(error) => {
-                    tracing::error!(%error, "cannot claim messages; retrying");
-                    STORE_ERROR_BACKOFF
-                }
             };
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -223,6 +263,17 @@ impl Dispatcher {
             .is_err()
         {
             tracing::error!("cannot record every outcome; those messages will be sent again when their leases run out");
+        }
+        if !self.unrecorded.is_empty() {
+            let written =
+                tokio::time::timeout(RELEASE_TIMEOUT, self.unrecorded.write(self.store.as_ref()))
+                    .await;
+            if !matches!(written, Ok(Ok(_))) {
+                tracing::error!(
+                    unrecorded = self.unrecorded.len(),
+                    "cannot record the outcomes kept while the database was down; those messages will be sent again when their leases run out"
+                );
+            }
         }
         tracing::info!("dispatcher stopped");
     }
@@ -277,6 +328,7 @@ impl Dispatcher {
                 room: self.room.clone(),
                 settling: self.settling.clone(),
                 search: self.search.clone(),
+                unrecorded: self.unrecorded.clone(),
             };
             let wake = self.wake.clone();
             let span = tracing::info_span!(
@@ -332,12 +384,14 @@ struct Worker {
     room: Arc<Notify>,
     settling: Arc<Settling>,
     search: Option<Arc<dyn SentMessageSearch>>,
+    unrecorded: Arc<UnrecordedOutcomes>,
 }
 
 impl Worker {
     /// Waits for the message's send time, sends it, and records the outcome. A shutdown before
     /// the send time, or the end of the grace period during the call, hands it back instead.
-    /// Returns whether the message went back to the queue for a retry. `permit` is its place
+    /// Returns whether the dispatcher has work because of it: the message went back to the
+    /// queue for a retry, or its outcome waits for the database. `permit` is its place
     /// under the concurrency cap, given up as soon as the provider call is over.
     async fn process(
         &self,
@@ -396,9 +450,16 @@ impl Worker {
         // the message among those it leaves out of the count.
         let settled = self.settling.enter(message.id);
         self.free(permit);
+        let finished_at = self.clock.now();
         let recorded = self
             .store
-            .finish(claim, message.id, attempt, outcome, self.clock.now())
+            .finish(
+                claim,
+                message.id,
+                attempt.clone(),
+                outcome.clone(),
+                finished_at,
+            )
             .await;
         drop(settled);
         match recorded {
@@ -409,6 +470,20 @@ impl Worker {
             Ok(false) => {
                 tracing::warn!("claim lost before the outcome was recorded");
                 false
+            }
+            // Kept until the database answers again, so that the message is not sent twice;
+            // should it be dropped, the lease runs out and it is claimed again: at least once.
+            Err(error @ ports::StoreError::Unavailable(_)) => {
+                tracing::error!(%error, %status, provider_sid, "cannot record the outcome of a send");
+                self.unrecorded.keep(Unrecorded {
+                    claim,
+                    id: message.id,
+                    attempt,
+                    outcome,
+                    finished_at,
+                });
+                // The dispatcher writes it as soon as the database answers again.
+                true
             }
             // The lease will run out and the message be claimed again: at least once.
             Err(error) => {
@@ -707,6 +782,7 @@ mod tests {
             room: Arc::default(),
             settling: Arc::default(),
             search: None,
+            unrecorded: Arc::new(UnrecordedOutcomes::new(10, None)),
         }
     }
 
@@ -1198,5 +1274,106 @@ mod tests {
         );
         stop.send(true).unwrap();
         running.await.unwrap();
+    }
+
+    /// The database goes away while a send is in flight and comes back ten seconds later: the
+    /// send's outcome is kept, written once the database answers and before any claim (which
+    /// could take the message again), and the attempts meanwhile back off instead of spinning.
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_the_database_could_not_take_is_written_when_it_returns_before_any_claim() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let up = Arc::new(AtomicBool::new(true));
+        let calls = Arc::new(Mutex::new(Vec::<(&str, bool)>::new()));
+        let down = || ports::StoreError::Unavailable("connection refused".into());
+        let mut store = MockMessageStore::new();
+        let (claim_up, claim_calls) = (up.clone(), calls.clone());
+        let mut first = true;
+        store.expect_claim_within().returning(move |_, _| {
+            let up = claim_up.load(Ordering::SeqCst);
+            claim_calls.lock().unwrap().push(("claim", up));
+            if !up {
+                return Err(down());
+            }
+            Ok(ports::Claimed {
+                messages: if std::mem::take(&mut first) {
+                    vec![claimed(1, None)]
+                } else {
+                    Vec::new()
+                },
+                limited_by: None,
+            })
+        });
+        let (finish_up, finish_calls) = (up.clone(), calls.clone());
+        store
+            .expect_finish()
+            .returning(move |claim, _, _, outcome, _| {
+                let up = finish_up.load(Ordering::SeqCst);
+                finish_calls.lock().unwrap().push(("finish", up));
+                assert_eq!(claim, ClaimToken(7));
+                assert!(matches!(outcome, DispatchOutcome::Sent { .. }));
+                if up {
+                    Ok(true)
+                } else {
+                    Err(down())
+                }
+            });
+        store.expect_next_due_at().returning(|| Ok(None));
+        let mut provider = MockSmsProvider::new();
+        provider.expect_name().return_const("twilio");
+        let outage = up.clone();
+        provider.expect_send().times(1).returning(move |_| {
+            // The database stops while Twilio accepts the message.
+            outage.store(false, Ordering::SeqCst);
+            Ok(ProviderReceipt {
+                provider: "twilio",
+                provider_sid: "SM1".into(),
+                segments: None,
+                price: None,
+            })
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let dispatcher = Dispatcher::new(
+            Arc::new(store),
+            Arc::new(provider),
+            Arc::new(clock),
+            DispatchConfig {
+                concurrency: 10,
+                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
+            },
+            "+15550000000".into(),
+            Arc::new(Notify::new()),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Past the first claim and the worker's own finish: 100 ms, doubling up to 2 s.
+        let retries = calls.lock().unwrap().len() - 2;
+        assert!(
+            (5..=10).contains(&retries),
+            "{retries} attempts in a ten-second outage: {:?}",
+            calls.lock().unwrap()
+        );
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(super::super::backoff::CAP).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+
+        let calls = calls.lock().unwrap().clone();
+        let finishes: Vec<bool> = calls
+            .iter()
+            .filter(|(call, _)| *call == "finish")
+            .map(|(_, up)| *up)
+            .collect();
+        assert_eq!(finishes.first(), Some(&false), "{calls:?}");
+        assert_eq!(finishes.last(), Some(&true), "never written: {calls:?}");
+        assert_eq!(finishes.iter().filter(|up| **up).count(), 1, "{calls:?}");
+        let written = calls.iter().position(|call| *call == ("finish", true));
+        let claimed_again = (1..calls.len()).find(|&at| calls[at] == ("claim", true));
+        assert!(
+            matches!((written, claimed_again), (Some(written), Some(claimed)) if written < claimed),
+            "a claim came before the kept outcome was written: {calls:?}"
+        );
     }
 }

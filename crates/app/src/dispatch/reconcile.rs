@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use domain::Message;
-use ports::{Clock, DeliveryUpdate, MessageStore, StatusLookup};
+use ports::{Clock, DeliveryUpdate, MessageStore, StatusLookup, StoreError};
 use tokio::sync::watch;
+
+use super::backoff::Backoff;
 
 /// Most messages looked up per provider and round, so that a backlog is taken in bites.
 const BATCH: u32 = 100;
@@ -59,15 +61,22 @@ impl Reconciler {
     }
 
     /// Reconciles every `interval` until `shutdown` turns true; a full batch is followed by the
-    /// next at once.
+    /// next at once. After the database fails, the next round comes sooner, backing off up to
+    /// the interval: the statuses that came in meanwhile are recovered soon after it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if self.lookups.is_empty() {
             return;
         }
+        let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
-            let pause = if self.reconcile_once().await >= BATCH as usize {
+            let round = self.round().await;
+            let pause = if round.store_failed {
+                backoff.failed().min(self.config.interval)
+            } else if round.largest >= BATCH as usize {
+                backoff.succeeded();
                 Duration::ZERO
             } else {
+                backoff.succeeded();
                 self.config.interval
             };
             tokio::select! {
@@ -80,6 +89,12 @@ impl Reconciler {
     /// Looks up one batch of unconfirmed messages per provider and applies what the providers
     /// say. Returns how many messages were looked up in the largest batch.
     pub async fn reconcile_once(&self) -> usize {
+        self.round().await.largest
+    }
+
+    /// One round; it ends at the first failure of the store, which the messages after it
+    /// would each meet again.
+    async fn round(&self) -> Round {
         let mut largest = 0;
         for lookup in &self.lookups {
             let now = self.clock.now();
@@ -99,43 +114,72 @@ impl Reconciler {
                 Ok(messages) => {
                     largest = largest.max(messages.len());
                     for message in messages {
-                        self.reconcile(lookup.as_ref(), message).await;
+                        if let Err(error) = self.reconcile(lookup.as_ref(), message).await {
+                            tracing::error!(%error, "cannot record a reconciled status");
+                            return Round::store_failed(largest);
+                        }
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot find the messages to reconcile");
+                    return Round::store_failed(largest);
                 }
             }
         }
-        largest
+        Round {
+            largest,
+            store_failed: false,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %message.id, provider = lookup.provider()))]
-    async fn reconcile(&self, lookup: &dyn StatusLookup, message: Message) {
+    async fn reconcile(
+        &self,
+        lookup: &dyn StatusLookup,
+        message: Message,
+    ) -> Result<(), StoreError> {
         let Some(sid) = message.provider_sid.as_deref() else {
-            return;
+            return Ok(());
         };
         let event = match lookup.lookup(sid, self.clock.now()).await {
             Ok(event) => event,
             // Held until the next turn; nothing is lost.
             Err(error) => {
-                return tracing::warn!(
+                tracing::warn!(
                     provider_code = error.code.as_deref(),
                     http_status = error.http_status,
                     "status lookup failed; asking again later"
-                )
+                );
+                return Ok(());
             }
         };
         let status = event.status;
-        match self.store.record_delivery(sid, event, None).await {
-            Ok(DeliveryUpdate::Applied(message)) => tracing::info!(
+        match self.store.record_delivery(sid, event, None).await? {
+            DeliveryUpdate::Applied(message) => tracing::info!(
                 %status,
                 to = %message.to.masked(),
                 error_code = message.error_code.as_deref(),
                 "delivery status reconciled: its callback never came"
             ),
-            Ok(_) => tracing::debug!(%status, "nothing final yet; asking again later"),
-            Err(error) => tracing::error!(%error, "cannot record a reconciled status"),
+            _ => tracing::debug!(%status, "nothing final yet; asking again later"),
+        }
+        Ok(())
+    }
+}
+
+/// What one round of [`Reconciler`] came to.
+struct Round {
+    /// How many messages were looked up in the largest batch.
+    largest: usize,
+    /// The store failed: the round stopped there.
+    store_failed: bool,
+}
+
+impl Round {
+    fn store_failed(largest: usize) -> Self {
+        Self {
+            largest,
+            store_failed: true,
         }
     }
 }

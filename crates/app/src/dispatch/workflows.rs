@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::backoff::Backoff;
 use crate::Services;
 
 /// Most steps claimed per look, so that a backlog is taken in bites.
@@ -36,19 +37,35 @@ impl Default for WorkflowConfig {
 }
 
 /// Takes due steps every `interval` until `shutdown` turns true; a full batch is followed by
-/// the next at once.
+/// the next at once. After the store fails, the looks back off (see `backoff`).
 pub async fn run(
     services: Arc<Services>,
     config: WorkflowConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut backoff = Backoff::after(config.interval);
     while !*shutdown.borrow() {
-        let pause = match services.run_due_steps(BATCH, config.lease).await {
+        let claimed = services.run_due_steps(BATCH, config.lease).await;
+        if claimed.is_ok() {
+            let failures = backoff.succeeded();
+            if failures > 0 {
+                tracing::info!(
+                    failures,
+                    "the database answers again; taking workflow steps"
+                );
+            }
+        }
+        let pause = match claimed {
             Ok(claimed) if claimed >= BATCH as usize => Duration::ZERO,
             Ok(_) => config.interval,
             Err(error) => {
-                tracing::error!(%error, "cannot claim workflow steps");
-                config.interval
+                let wait = backoff.failed();
+                tracing::error!(
+                    %error,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "cannot claim workflow steps"
+                );
+                wait
             }
         };
         tokio::select! {

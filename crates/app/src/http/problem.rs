@@ -39,6 +39,10 @@ pub struct ApiError {
     pub retry_after_seconds: Option<u64>,
 }
 
+/// How soon a client is told to try again while the database is unavailable: an outage that
+/// a restart or a failover ends is over in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 2;
+
 fn status_code<S: Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u16(status.as_u16())
 }
@@ -113,14 +117,19 @@ impl ApiError {
         )
     }
 
+    /// The database is down: a 503 at once (never a request held until it returns), with a
+    /// `Retry-After` a client can follow.
     pub fn unavailable(error: &dyn std::error::Error) -> Self {
         tracing::error!(%error, "dependency unavailable");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service unavailable",
-            "the service cannot reach its database; try again shortly",
-        )
+        Self {
+            retry_after_seconds: Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "the service cannot reach its database; try again shortly",
+            )
+        }
     }
 }
 
@@ -160,7 +169,9 @@ impl From<ports::StoreError> for ApiError {
     fn from(error: ports::StoreError) -> Self {
         match error {
             ports::StoreError::Unavailable(_) => ApiError::unavailable(&error),
-            ports::StoreError::Corrupt(_) => ApiError::internal(&error),
+            ports::StoreError::Corrupt(_) | ports::StoreError::Refused(_) => {
+                ApiError::internal(&error)
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ports::{Clock, DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
 use tokio::sync::watch;
 
+use crate::dispatch::backoff::Backoff;
 use crate::observability::metrics::Metrics;
 
 /// The lease's name: one retention run at a time across every instance.
@@ -85,14 +86,35 @@ impl RetentionJob {
         }
     }
 
-    /// Runs the job every interval, the first time at once, until `shutdown` turns true.
+    /// Runs the job every interval, the first time at once, until `shutdown` turns true. A run
+    /// the database's unavailability cut short is tried again on the background loops' backoff
+    /// (the lease is still this instance's, or free), so that it resumes within seconds of the
+    /// database's return; any other failure waits for the next interval.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
-            if let Err(error) = self.run_once().await {
-                tracing::error!(%error, "retention run failed; trying again at the next interval");
-            }
+            let pause = match self.run_once().await {
+                Ok(_) => {
+                    backoff.succeeded();
+                    self.config.interval
+                }
+                Err(error @ StoreError::Unavailable(_)) => {
+                    let wait = backoff.failed().min(self.config.interval);
+                    tracing::error!(
+                        %error,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "retention run failed: the database is unavailable"
+                    );
+                    wait
+                }
+                Err(error) => {
+                    backoff.succeeded();
+                    tracing::error!(%error, "retention run failed; trying again at the next interval");
+                    self.config.interval
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -15,6 +15,10 @@ use tokio::time::Instant;
 /// How long the provider's answer is reused.
 pub const PROVIDER_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long the database may take to answer the check: a probe that waited for a database
+/// that is down would time out in the prober before it heard `not ready`.
+pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The outcome of one readiness check, by the name of what was checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -54,16 +58,21 @@ impl Readiness {
 
     /// Every check, in a fixed order: `database`, `migrations`, `provider`.
     pub async fn check(&self) -> Vec<Check> {
-        let (database, migrations) = match self.store.pending_migrations().await {
-            Ok(0) => (None, None),
-            Ok(pending) => (
+        let pending =
+            tokio::time::timeout(DATABASE_CHECK_TIMEOUT, self.store.pending_migrations()).await;
+        let (database, migrations) = match pending {
+            Ok(Ok(0)) => (None, None),
+            Ok(Ok(pending)) => (
                 None,
                 Some(format!(
                     "{pending} migration(s) of this version are not applied"
                 )),
             ),
-            Err(error) => {
-                tracing::warn!(%error, "readiness: database check failed");
+            failed => {
+                match failed {
+                    Ok(Err(error)) => tracing::warn!(%error, "readiness: database check failed"),
+                    _ => tracing::warn!("readiness: the database did not answer in time"),
+                }
                 (
                     Some("the database does not answer".to_owned()),
                     Some("unknown while the database does not answer".to_owned()),
@@ -193,6 +202,32 @@ mod tests {
                 ("provider", true)
             ]
         );
+    }
+
+    /// A database that holds the check (a connection that never answers) is not ready within
+    /// the check's timeout, rather than a probe that hangs.
+    #[tokio::test(start_paused = true)]
+    async fn a_database_that_does_not_answer_in_time_is_not_ready() {
+        struct Hanging;
+        #[async_trait::async_trait]
+        impl StoreHealth for Hanging {
+            async fn pending_migrations(&self) -> Result<usize, StoreError> {
+                std::future::pending().await
+            }
+        }
+        let mut provider = MockSmsProvider::new();
+        provider.expect_check_ready().returning(|| Ok(()));
+        let readiness = Readiness::new(Arc::new(Hanging), Arc::new(provider));
+        let started = Instant::now();
+        assert_eq!(
+            problems(&readiness.check().await),
+            [
+                ("database", false),
+                ("migrations", false),
+                ("provider", true)
+            ]
+        );
+        assert_eq!(started.elapsed(), DATABASE_CHECK_TIMEOUT);
     }
 
     #[tokio::test(start_paused = true)]

@@ -201,6 +201,8 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     workflow_stops: Family<StopLabels, Counter>,
     data_removed: Family<RemovedLabels, Counter>,
+    dispatch_outcomes_deferred: Counter,
+    dispatch_outcomes_dropped: Counter,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
     last_gauge_read: tokio::sync::Mutex<Option<GaugeRead>>,
 }
@@ -240,6 +242,8 @@ impl Metrics {
             fallbacks: Family::default(),
             workflow_stops: Family::default(),
             data_removed: Family::default(),
+            dispatch_outcomes_deferred: Counter::default(),
+            dispatch_outcomes_dropped: Counter::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
@@ -349,10 +353,38 @@ impl Metrics {
              count as kind message_bodies)",
             metrics.data_removed.clone(),
         );
+        registry.register(
+            "dispatch_outcomes_deferred",
+            "Outcomes of sends kept in memory because the database was unavailable, to be \
+             written when it returns",
+            metrics.dispatch_outcomes_deferred.clone(),
+        );
+        registry.register(
+            "dispatch_outcomes_dropped",
+            "Outcomes of sends dropped because too many were waiting for the database: their \
+             messages are sent again when their leases run out",
+            metrics.dispatch_outcomes_dropped.clone(),
+        );
         Self {
             registry,
             ..metrics
         }
+    }
+
+    pub fn dispatch_outcome_deferred(&self) {
+        self.dispatch_outcomes_deferred.inc();
+    }
+
+    pub fn dispatch_outcome_dropped(&self) {
+        self.dispatch_outcomes_dropped.inc();
+    }
+
+    /// The exposition as it stands, without reading the database-backed gauges again.
+    pub fn encode_counters(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
     }
 
     pub fn http_request(
@@ -562,10 +594,7 @@ impl Metrics {
             });
             self.queue_oldest_age.set(oldest_age);
         }
-        let mut text = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        Ok(text)
+        Ok(self.encode_counters())
     }
 
     /// Sets the message and queue gauges from the database; answers when the oldest queued

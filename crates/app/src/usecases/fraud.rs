@@ -256,6 +256,13 @@ impl CountReads {
     }
 }
 
+/// Gives back `message`'s reservation; a failure is logged.
+async fn release_spend(store: &dyn FraudStore, message: MessageId) {
+    if let Err(error) = store.release_spend(message).await {
+        tracing::warn!(%error, message_id = %message, "cannot give back a budget reservation");
+    }
+}
+
 /// The keys a code to `to` is counted under, whatever the client: its country and prefixes.
 fn destination_keys(to: &PhoneNumber, prefixes: &Prefixes) -> [SignalKey; 3] {
     [
@@ -710,10 +717,27 @@ impl FraudScreen {
 
     /// Gives back what was reserved for a message that was not stored after all (a repeat
     /// of an earlier request, or a failed write). A failure is logged: the day's spend stays
-    /// over-counted by one message's estimate.
+    /// over-counted by one message's estimate. Without budgets nothing was reserved, and the
+    /// database is not asked.
     pub async fn release(&self, message: MessageId) {
-        if let Err(error) = self.store.release_spend(message).await {
-            tracing::warn!(%error, message_id = %message, "cannot give back a budget reservation");
+        if !self.config.budgets.budgets.any() {
+            return;
+        }
+        release_spend(self.store.as_ref(), message).await;
+    }
+
+    /// As [`Self::release`], for a message whose write failed with `error`. When the database
+    /// was unavailable the give-back goes on in a task of its own: the request's answer (a
+    /// 503) does not wait a second connection timeout for a database that has just failed.
+    pub async fn release_after(&self, message: MessageId, error: &StoreError) {
+        if !self.config.budgets.budgets.any() {
+            return;
+        }
+        if matches!(error, StoreError::Unavailable(_)) {
+            let store = self.store.clone();
+            tokio::spawn(async move { release_spend(store.as_ref(), message).await });
+        } else {
+            release_spend(self.store.as_ref(), message).await;
         }
     }
 

@@ -118,7 +118,7 @@ impl Services {
         let enqueued = match enqueued {
             Ok(enqueued) => enqueued,
             Err(error) => {
-                self.fraud_guard.release(message_id).await;
+                self.fraud_guard.release_after(message_id, &error).await;
                 return Err(error.into());
             }
         };

@@ -264,7 +264,7 @@ impl Services {
         let message = match message {
             Ok(message) => message,
             Err(error) => {
-                self.fraud_guard.release(message_id).await;
+                self.fraud_guard.release_after(message_id, &error).await;
                 return Err(error.into());
             }
         };
@@ -333,7 +333,7 @@ impl Services {
         let added = match added {
             Ok(added) => added,
             Err(error) => {
-                self.fraud_guard.release(message_id).await;
+                self.fraud_guard.release_after(message_id, &error).await;
                 return Err(error.into());
             }
         };

@@ -60,9 +60,24 @@ impl ConfigError {
 
 #[derive(Debug, Clone)]
 pub enum DatabaseConfig {
-    Postgres { url: SecretString },
-    Sqlite { path: PathBuf },
+    Postgres {
+        url: SecretString,
+        /// The most connections this instance opens (`DATABASE_POOL_SIZE`).
+        pool_size: u32,
+    },
+    Sqlite {
+        path: PathBuf,
+    },
 }
+
+/// `DATABASE_POOL_SIZE` unset: enough for the dispatcher's batches and the API's bursts on a
+/// two-core instance without exhausting a shared PostgreSQL when several instances run.
+pub const DEFAULT_POOL_SIZE: u32 = 20;
+/// The fewest that work: the `LISTEN` of queue wake-ups, the hot paths and the other queries
+/// need one each.
+pub const MIN_POOL_SIZE: u32 = 3;
+/// More than a PostgreSQL server serves well from one client.
+pub const MAX_POOL_SIZE: u32 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -222,7 +237,8 @@ impl Config {
         let env = Env {
             lookup: &|name| lookup(name).filter(|value| !value.trim().is_empty()),
         };
-        let database = DatabaseConfig::from_url(env.get("DATABASE_URL"))?;
+        let database = DatabaseConfig::from_url(env.get("DATABASE_URL"))?
+            .with_pool_size(env.number::<u32>("DATABASE_POOL_SIZE")?)?;
         let shared_database = matches!(database, DatabaseConfig::Postgres { .. });
 
         let (api_keys, api_keys_generated) = api_keys(&env)?;
@@ -1169,6 +1185,7 @@ impl DatabaseConfig {
                 }
                 DatabaseConfig::Postgres {
                     url: SecretString::from(url),
+                    pool_size: DEFAULT_POOL_SIZE,
                 }
             }
             Some(url) => match url.strip_prefix("sqlite://") {
@@ -1186,12 +1203,38 @@ impl DatabaseConfig {
         })
     }
 
+    /// `DATABASE_POOL_SIZE` when set, checked: PostgreSQL's only, within
+    /// [`MIN_POOL_SIZE`]..=[`MAX_POOL_SIZE`].
+    fn with_pool_size(self, size: Option<u32>) -> Result<Self, ConfigError> {
+        let refused = |problem: &str| Err(ConfigError::new("DATABASE_POOL_SIZE", problem));
+        match (self, size) {
+            (database, None) => Ok(database),
+            (DatabaseConfig::Sqlite { .. }, Some(_)) => {
+                refused("applies only to a PostgreSQL DATABASE_URL")
+            }
+            (_, Some(size)) if !(MIN_POOL_SIZE..=MAX_POOL_SIZE).contains(&size) => refused(
+                &format!("must be between {MIN_POOL_SIZE} (the LISTEN connection, the hot paths and the other queries need one each) and {MAX_POOL_SIZE}"),
+            ),
+            (DatabaseConfig::Postgres { url, .. }, Some(pool_size)) => {
+                Ok(DatabaseConfig::Postgres { url, pool_size })
+            }
+        }
+    }
+
+    /// The most connections the pool opens; `None` for SQLite, which has no server to share.
+    pub fn pool_size(&self) -> Option<u32> {
+        match self {
+            DatabaseConfig::Postgres { pool_size, .. } => Some(*pool_size),
+            DatabaseConfig::Sqlite { .. } => None,
+        }
+    }
+
     /// For an error that names the database: the URL as configured without its password
     /// (PostgreSQL), so that the operator sees which server, port, user and database were
     /// meant, or the file (SQLite).
     pub fn location(&self) -> String {
         match self {
-            DatabaseConfig::Postgres { url } => match Url::parse(url.expose_secret()) {
+            DatabaseConfig::Postgres { url, .. } => match Url::parse(url.expose_secret()) {
                 Ok(mut url) => {
                     let _ = url.set_password(None);
                     // sqlx also reads a password from the query string.
@@ -1215,7 +1258,7 @@ impl DatabaseConfig {
     /// For log lines: where the data lives, without credentials.
     pub fn describe(&self) -> String {
         match self {
-            DatabaseConfig::Postgres { url } => match Url::parse(url.expose_secret()) {
+            DatabaseConfig::Postgres { url, .. } => match Url::parse(url.expose_secret()) {
                 Ok(url) => format!(
                     "PostgreSQL at {}:{}{}",
                     url.host_str().unwrap_or("localhost"),
@@ -2011,6 +2054,7 @@ mod tests {
         let location = |url: &str| {
             DatabaseConfig::Postgres {
                 url: SecretString::from(url.to_owned()),
+                pool_size: DEFAULT_POOL_SIZE,
             }
             .location()
         };
@@ -2028,9 +2072,36 @@ mod tests {
     }
 
     #[test]
+    fn database_pool_size_is_the_default_or_a_checked_number_and_only_for_postgresql() {
+        let postgres = ("DATABASE_URL", "postgres://db/sms");
+        let pepper = ("CODE_PEPPER", "0123456789abcdef0123456789abcdef");
+        let console = ("SMS_PROVIDERS", "console");
+        let pool = |size: Option<&str>| {
+            let mut pairs = vec![postgres, pepper, console];
+            pairs.extend(size.map(|size| ("DATABASE_POOL_SIZE", size)));
+            config(&pairs).map(|config| config.database.pool_size())
+        };
+        assert_eq!(pool(None).unwrap(), Some(DEFAULT_POOL_SIZE));
+        assert_eq!(pool(Some("3")).unwrap(), Some(3));
+        assert_eq!(pool(Some("1000")).unwrap(), Some(1_000));
+        for wrong in ["0", "2", "1001", "-5", "twenty"] {
+            let error = pool(Some(wrong)).unwrap_err();
+            assert_eq!(error.variable, "DATABASE_POOL_SIZE", "{wrong}");
+        }
+        assert!(pool(Some("2"))
+            .unwrap_err()
+            .to_string()
+            .contains("between 3"));
+        let sqlite = config(&[("DATABASE_POOL_SIZE", "10")]).unwrap_err();
+        assert_eq!(sqlite.variable, "DATABASE_POOL_SIZE");
+        assert!(sqlite.to_string().contains("PostgreSQL"), "{sqlite}");
+    }
+
+    #[test]
     fn database_description_hides_credentials() {
         let database = DatabaseConfig::Postgres {
             url: SecretString::from("postgres://user:hunter2@db.internal:6543/sms".to_owned()),
+            pool_size: DEFAULT_POOL_SIZE,
         };
         let text = database.describe();
         assert_eq!(text, "PostgreSQL at db.internal:6543/sms");

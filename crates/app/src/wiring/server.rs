@@ -15,6 +15,7 @@ use template::Templates;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
+use crate::dispatch::backoff::Backoff;
 use crate::dispatch::client_webhooks::WebhookDeliverer;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
@@ -174,7 +175,11 @@ pub async fn assemble_with_clock(
         .open()
         .await
         .map_err(|error| StartupError::database(&config.database, error))?;
-    tracing::info!(database = %config.database.describe(), "database ready");
+    tracing::info!(
+        database = %config.database.describe(),
+        pool_size = config.database.pool_size(),
+        "database ready"
+    );
 
     let templates = load_templates(config)?;
     let mut providers: Vec<Arc<dyn SmsProvider>> = Vec::new();
@@ -221,6 +226,7 @@ pub async fn assemble_with_clock(
         }
     };
     let metrics = Arc::new(Metrics::new());
+    let dispatch_metrics = metrics.clone();
     let mut provider: Arc<dyn SmsProvider> =
         Arc::new(MeteredProvider::new(provider, metrics.clone()));
     let readiness = Readiness::new(ports.health.clone(), provider.clone())
@@ -293,7 +299,8 @@ pub async fn assemble_with_clock(
         config.dispatch,
         config.sender(),
         wake,
-    );
+    )
+    .with_metrics(dispatch_metrics);
     if let Some(search) = search {
         dispatcher = dispatcher.with_sent_message_search(search);
     }
@@ -507,13 +514,24 @@ async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 /// Wakes this instance's dispatcher whenever any instance queues a message, so that a
 /// one-time code goes out at once wherever it was accepted.
 async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) {
+    let mut backoff = Backoff::new();
     loop {
         match wakeups.next().await {
-            Ok(()) => wake.notify_one(),
+            Ok(()) => {
+                backoff.succeeded();
+                wake.notify_one();
+            }
             Err(error) => {
-                tracing::warn!(%error, "queue notifications interrupted; listening again");
-                // The dispatcher's poll covers the gap.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let wait = backoff.failed();
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "queue notifications interrupted; listening again"
+                );
+                // The dispatcher's poll covers the gap; a wake-up now makes it look at once
+                // for what was queued while nobody listened.
+                tokio::time::sleep(wait).await;
+                wake.notify_one();
             }
         }
     }

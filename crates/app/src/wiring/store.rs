@@ -13,10 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::usecases::StorePorts;
 use crate::wiring::config::DatabaseConfig;
 
-/// Connections per instance: enough for the dispatcher's batches and the API's bursts without
-/// exhausting a shared PostgreSQL when several instances run.
-const PG_MAX_CONNECTIONS: u32 = 20;
-
 /// The database a configuration names, before it is opened.
 #[async_trait]
 pub trait Database: Send + Sync {
@@ -53,19 +49,23 @@ pub enum DatabaseError {
 /// file of one.
 pub fn chosen(config: &DatabaseConfig) -> Box<dyn Database> {
     match config {
-        DatabaseConfig::Postgres { url } => Box::new(Postgres { url: url.clone() }),
+        DatabaseConfig::Postgres { url, pool_size } => Box::new(Postgres {
+            url: url.clone(),
+            pool_size: *pool_size,
+        }),
         DatabaseConfig::Sqlite { path } => Box::new(Sqlite { path: path.clone() }),
     }
 }
 
 struct Postgres {
     url: SecretString,
+    pool_size: u32,
 }
 
 #[async_trait]
 impl Database for Postgres {
     async fn open(&self) -> Result<Stores, DatabaseError> {
-        let store = PgStore::connect(self.url.expose_secret(), PG_MAX_CONNECTIONS)
+        let store = PgStore::connect(self.url.expose_secret(), self.pool_size)
             .await
             .map_err(postgres_failed)?;
         Ok(Stores {

@@ -127,7 +127,7 @@ impl From<ports::StoreError> for TwilioError {
                     "Service unavailable; try again",
                 )
             }
-            ports::StoreError::Corrupt(_) => Self::internal(&error),
+            ports::StoreError::Corrupt(_) | ports::StoreError::Refused(_) => Self::internal(&error),
         }
     }
 }
