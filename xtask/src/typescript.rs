@@ -2,8 +2,9 @@
 //! service. Its types are generated again from `docs/openapi.json`, its hand-written layer and
 //! tests are compiled against them (`tsc`), and its tests call the service as `cargo run`
 //! starts it (embedded SQLite, console provider) on a free port, with a throwaway API key and
-//! one test number; so an API change the client no longer matches fails either the compiler or
-//! a call.
+//! one test number, and webhook endpoints allowed on loopback (`WEBHOOK_ALLOW_PRIVATE`) so that
+//! a test receives and verifies the service's real deliveries; so an API change the client no
+//! longer matches fails either the compiler or a call.
 //!
 //! Its npm packages are installed with `npm ci` from the committed lockfile, only when that
 //! lockfile changed since the last install.
@@ -41,7 +42,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         &data,
         address,
         &key,
-        &[("ENVIRONMENT", "test"), ("TEST_NUMBERS", &test_numbers)],
+        &[
+            ("ENVIRONMENT", "test"),
+            ("TEST_NUMBERS", &test_numbers),
+            // The webhook tests' receiver listens on plain http on loopback.
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
     )?;
     server.wait_until_up()?;
 

@@ -1,7 +1,8 @@
 // The hand-written layer of the sms-notify client: the calls a service makes most
 // (verifications.start and .check, messages.send and .get) as plain async functions that return
 // the API's documents and throw one error type carrying the RFC 9457 problem. Everything else is
-// reachable, just as typed, through `raw` (openapi-fetch over the generated `paths`).
+// reachable, just as typed, through `raw` (openapi-fetch over the generated `paths`). The
+// webhooks the service posts are verified by `webhooks.verify` (./webhooks.ts).
 //
 // The types come from docs/openapi.json through openapi-typescript (`npm run generate`), so a
 // change of the API that this file no longer matches fails `tsc`.
@@ -9,6 +10,17 @@
 import createClient, { type Client } from "openapi-fetch";
 
 import type { components, paths } from "./schema.js";
+
+export {
+  webhooks,
+  WebhookVerificationError,
+  type BlockedVerification,
+  type MessageEventType,
+  type VerificationEventType,
+  type WebhookEvent,
+  type WebhookEventType,
+  type WebhookHeaders,
+} from "./webhooks.js";
 
 type Schemas = components["schemas"];
 
