@@ -173,21 +173,28 @@ async fn a_payment_s_code_names_the_payment_and_approves_only_with_the_same_paym
     assert_eq!(started.json()["payee"], "Acme Travel", "{}", started.json());
     let code = code_in(&operator.received_forms().await[0]["Body"]);
 
+    let check_for = |payee: &'static str| {
+        let (operator, id, code) = (&operator, id.clone(), code.clone());
+        async move {
+            operator
+                .run(&[
+                    "verify",
+                    "check",
+                    &id,
+                    &code,
+                    "--amount",
+                    "49.9",
+                    "--currency",
+                    "EUR",
+                    "--payee",
+                    payee,
+                ])
+                .await
+        }
+    };
+
     // The right code for another payee is a wrong code: it approves nothing.
-    let other_payee = operator
-        .run(&[
-            "verify",
-            "check",
-            &id,
-            &code,
-            "--amount",
-            "49.9",
-            "--currency",
-            "EUR",
-            "--payee",
-            "Mallory",
-        ])
-        .await;
+    let other_payee = check_for("Mallory").await;
     other_payee.failed();
     assert!(
         other_payee.stdout().contains("valid         false"),
@@ -196,20 +203,7 @@ async fn a_payment_s_code_names_the_payment_and_approves_only_with_the_same_paym
     );
 
     // The amount compares as a number: 49.9 is the 49.90 the code was sent for.
-    let approved = operator
-        .run(&[
-            "verify",
-            "check",
-            &id,
-            &code,
-            "--amount",
-            "49.9",
-            "--currency",
-            "EUR",
-            "--payee",
-            "Acme Travel",
-        ])
-        .await;
+    let approved = check_for("Acme Travel").await;
     approved.succeeded();
     assert!(
         approved.stdout().contains("status        approved"),
