@@ -111,9 +111,12 @@ impl Browser {
         self.client.current_url().await.unwrap().path().to_owned()
     }
 
-    /// Logs in with `key` through the form, as a person types it.
+    /// Logs in with `key` through the form, as a person types it, and waits for the answer's
+    /// page: a click returns before the browser has left the form, so on a busy machine the
+    /// next read could still see the login page.
     async fn log_in(&self, app: &TestApp, key: &str) {
         self.goto(app, "/dashboard/login").await;
+        let form = self.client.find(Locator::Css("form.login")).await.unwrap();
         let field = self.client.find(Locator::Id("key")).await.unwrap();
         field.send_keys(key).await.unwrap();
         self.client
@@ -123,6 +126,12 @@ impl Browser {
             .click()
             .await
             .unwrap();
+        // The form of the page left behind goes stale, whether the answer is the overview or
+        // the login form again with its refusal.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while form.tag_name().await.is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn text_of(&self, css: &str) -> String {
