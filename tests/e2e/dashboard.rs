@@ -208,6 +208,24 @@ async fn a_form_without_the_sessions_token_changes_nothing() {
         .await
         .unwrap();
     let token = field_value(&fraud, "csrf");
+    // A period out of range is refused in the domain's own words, and places nothing.
+    let refused = browser()
+        .post(format!("{}/dashboard/fraud/block", app.base))
+        .header("cookie", &session)
+        .form(&[
+            ("prefix", "+447700900"),
+            ("hours", "721"),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("a whole number of hours from 1 to 720"));
     let placed = browser()
         .post(format!("{}/dashboard/fraud/block", app.base))
         .header("cookie", &session)

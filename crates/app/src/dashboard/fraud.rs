@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use domain::fraud::{Action, Mode, Policy, Prefix};
+use domain::fraud::{Action, BlockPeriod, Mode, Policy, Prefix};
 use ports::DecisionFilter;
 use serde::Deserialize;
 
@@ -259,8 +259,8 @@ pub async fn block(
         "" => None,
         hours => Some(
             hours
-                .parse()
-                .map_err(|_| PageError::Invalid("a block lasts 1 to 720 hours".to_owned()))?,
+                .parse::<BlockPeriod>()
+                .map_err(|error| PageError::Invalid(error.to_string()))?,
         ),
     };
     let block = services
