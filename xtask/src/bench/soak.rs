@@ -96,13 +96,25 @@ impl Bench {
         let end_rss = service.resident_set_bytes()?;
         service.stop().await?;
         drop(fresh);
-        Ok(summary(minutes, idle_rss, end_rss, &samples, lost))
+        let build = if self.plan.release {
+            "release"
+        } else {
+            "debug"
+        };
+        Ok(summary(minutes, build, idle_rss, end_rss, &samples, lost))
     }
 }
 
-fn summary(minutes: u32, idle_rss: u64, end_rss: u64, samples: &[Sample], lost: u64) -> String {
+fn summary(
+    minutes: u32,
+    build: &str,
+    idle_rss: u64,
+    end_rss: u64,
+    samples: &[Sample],
+    lost: u64,
+) -> String {
     let mut text = format!(
-        "# Soak: {RATE:.0} messages/s for {minutes} min\n\nPOST /v1/messages open loop over {} connections, Twilio answering in {} ms, PostgreSQL, JSON logs at info, release build; idle RSS {:.1} MiB.\n\n| time (s) | RSS (MiB) | p99 (ms) | accepted | errors | not yet at Twilio |\n|---:|---:|---:|---:|---:|---:|\n",
+        "# Soak: {RATE:.0} messages/s for {minutes} min\n\nPOST /v1/messages open loop over {} connections, Twilio answering in {} ms, PostgreSQL, JSON logs at info, {build} build; idle RSS {:.1} MiB.\n\n| time (s) | RSS (MiB) | p99 (ms) | accepted | errors | not yet at Twilio |\n|---:|---:|---:|---:|---:|---:|\n",
         super::CONNECTIONS,
         TWILIO_LATENCY.as_millis(),
         mebibytes(idle_rss)
@@ -127,11 +139,12 @@ fn summary(minutes: u32, idle_rss: u64, end_rss: u64, samples: &[Sample], lost: 
     let p99 = |sample: Option<&Sample>| sample.map_or(f64::NAN, |sample| sample.p99_ms);
     let _ = write!(
         text,
-        "\nRSS growth over the last third: {:+.2} MiB (goal: under 1 MiB); RSS at the end {:.1} MiB; p99 first/last period {:.1}/{:.1} ms; errors {errors}; messages lost (accepted, never at Twilio) {lost}.\n",
+        "\nRSS growth over the last third: {:+.2} MiB (goal: under 1 MiB); RSS at the end {:.1} MiB; p99 first/last period {:.1}/{:.1} ms; errors {errors}; messages accepted and not at Twilio {} s after the load ended (lost, unless the service was still behind) {lost}.\n",
         (end_rss as f64 - third as f64) / (1024.0 * 1024.0),
         mebibytes(end_rss),
         p99(samples.first()),
         p99(samples.last()),
+        DRAIN_PATIENCE.as_secs(),
     );
     text
 }
