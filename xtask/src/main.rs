@@ -36,10 +36,16 @@ commands:
                                    and skip the client, the fuzz, the bench and the
                                    simulation)
   lint                             check formatting and run clippy with warnings denied
-  bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
+  bench [--quick] [--only <N>] [--soak <MINUTES>]
+                                   run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
                                    (--quick: a one-minute smoke run on the debug build;
-                                   --only: the scenarios of figure N, 1 to 8, when profiling one)
+                                   --only: the scenarios of figure N, 1 to 8 or 12, when
+                                   profiling one; --soak: instead, 1,000 messages/s for MINUTES
+                                   against a 50 ms Twilio, RSS and p99 every 30 s, to
+                                   target/bench/soak.md; SMS_NOTIFY_BENCH_PROFILER, e.g.
+                                   `valgrind --tool=callgrind`: the service runs under it;
+                                   SMS_NOTIFY_BENCH_MESSAGES: figure 12's message count)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
   typescript                       the TypeScript client (clients/typescript): types generated
@@ -150,8 +156,15 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                     "--only" => {
                         let figure = args.next().and_then(|figure| figure.parse().ok());
                         match figure {
-                            Some(figure @ 1..=8) => options.only = Some(figure),
-                            _ => return Err("--only takes a figure number, 1 to 8".into()),
+                            Some(figure @ (1..=8 | 12)) => options.only = Some(figure),
+                            _ => return Err("--only takes a figure number, 1 to 8 or 12".into()),
+                        }
+                    }
+                    "--soak" => {
+                        let minutes = args.next().and_then(|minutes| minutes.parse().ok());
+                        match minutes {
+                            Some(minutes @ 1..) => options.soak_minutes = Some(minutes),
+                            _ => return Err("--soak takes a number of minutes, 1 or more".into()),
                         }
                     }
                     other => return Err(format!("unexpected argument '{other}' for bench")),
@@ -326,9 +339,18 @@ mod tests {
             parse(&["bench", "--only", "2", "--quick"]),
             Ok(Command::Bench(bench::Options {
                 quick: true,
-                only: Some(2)
+                only: Some(2),
+                soak_minutes: None,
             }))
         );
+        assert_eq!(
+            parse(&["bench", "--soak", "30"]),
+            Ok(Command::Bench(bench::Options {
+                soak_minutes: Some(30),
+                ..full
+            }))
+        );
+        assert!(parse(&["bench", "--soak", "0"]).is_err());
         assert!(parse(&["bench", "--only", "9"]).is_err());
         assert!(parse(&["bench", "--only"]).is_err());
     }

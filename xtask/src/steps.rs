@@ -85,6 +85,7 @@ pub(crate) fn test(checks: Checks, runner_args: &[String]) -> anyhow::Result<()>
         steps.push(Step::Bench(crate::bench::Options {
             quick: true,
             only: None,
+            soak_minutes: None,
         }));
         steps.push(Step::FraudSim);
     }

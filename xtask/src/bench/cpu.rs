@@ -30,23 +30,57 @@ pub struct CpuUse {
     idle: f64,
 }
 
+/// CPU times read at a start, for [`Meter::stop`] to subtract: a window that ends at an event
+/// (the last send arriving) rather than at a planned time.
+pub struct Meter {
+    service_pid: u32,
+    start: Ticks,
+}
+
+impl Meter {
+    pub fn start(service_pid: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            service_pid,
+            start: ticks(service_pid)?,
+        })
+    }
+
+    pub fn stop(self) -> anyhow::Result<CpuUse> {
+        let end = ticks(self.service_pid)?;
+        Ok(CpuUse::between(self.start, end))
+    }
+}
+
 impl CpuUse {
     /// Samples CPU times when `schedule`'s warm-up ends and again when its measurement does:
     /// start it together with the load that follows the same schedule.
     pub fn measure(service_pid: u32, schedule: Schedule) -> JoinHandle<anyhow::Result<Self>> {
         tokio::spawn(async move {
             tokio::time::sleep(schedule.warm_up).await;
-            let start = ticks(service_pid)?;
+            let meter = Meter::start(service_pid)?;
             tokio::time::sleep(schedule.measure).await;
-            let end = ticks(service_pid)?;
-            let seconds = |from: u64, to: u64| to.saturating_sub(from) as f64 / TICKS_PER_SECOND;
-            Ok(Self {
-                service: seconds(start.service, end.service),
-                postgres: start.postgres.zip(end.postgres).map(|(a, b)| seconds(a, b)),
-                idle: end.idle.saturating_sub(start.idle) as f64
-                    / end.total.saturating_sub(start.total).max(1) as f64,
-            })
+            meter.stop()
         })
+    }
+
+    fn between(start: Ticks, end: Ticks) -> Self {
+        let seconds = |from: u64, to: u64| to.saturating_sub(from) as f64 / TICKS_PER_SECOND;
+        Self {
+            service: seconds(start.service, end.service),
+            postgres: start.postgres.zip(end.postgres).map(|(a, b)| seconds(a, b)),
+            idle: end.idle.saturating_sub(start.idle) as f64
+                / end.total.saturating_sub(start.total).max(1) as f64,
+        }
+    }
+
+    /// Milliseconds of the service's CPU per 1,000 `units`, then microseconds of PostgreSQL's
+    /// per unit when it runs here.
+    pub fn per_thousand(&self, units: u64) -> (f64, Option<f64>) {
+        let units = units.max(1) as f64;
+        (
+            self.service * 1e6 / units,
+            self.postgres.map(|seconds| seconds * 1e6 / units),
+        )
     }
 
     /// Microseconds of CPU per request that succeeded in the window: the service's, then

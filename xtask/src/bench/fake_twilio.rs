@@ -113,6 +113,12 @@ impl FakeTwilio {
         self.state.accepted.clone()
     }
 
+    /// How many numbers have had a send accepted: the messages that reached Twilio, when each
+    /// goes to its own number.
+    pub fn distinct_numbers(&self) -> u64 {
+        lock(&self.state.by_number).len() as u64
+    }
+
     /// Requests that were not a well-formed send with the right credentials.
     pub fn rejected(&self) -> u64 {
         self.state.rejected.load(Ordering::Relaxed)

@@ -9,6 +9,7 @@ mod fake_twilio;
 mod load;
 mod report;
 mod service;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::json;
 
-use cpu::CpuUse;
+use cpu::{CpuUse, Meter};
 use fake_twilio::FakeTwilio;
 use load::{Call, MakeCall, Outcome, Schedule, Target};
 use report::{Figure, Goal, Report};
@@ -48,13 +49,21 @@ const GUARD_LATENCY_RATE: f64 = 300.0;
 /// (the last send over).
 const CODE_SPACING: Duration = Duration::from_millis(150);
 const CODE_PATIENCE: Duration = Duration::from_secs(10);
+/// Figure 12's message count instead of the full run's, for a profile of a fixed workload.
+const END_TO_END_VARIABLE: &str = "SMS_NOTIFY_BENCH_MESSAGES";
+/// Figure 12's connections when the service runs under a profiler.
+const PROFILED_CONNECTIONS: usize = 8;
+/// How long figure 12 waits for its last message to reach Twilio.
+const END_TO_END_PATIENCE: Duration = Duration::from_secs(300);
 
 /// What `cargo xtask bench` was asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-8).
+    /// Only the scenarios that measure this figure (1-8, 12).
     pub only: Option<u8>,
+    /// Instead of the figures, the soak run (`soak`) for this many minutes.
+    pub soak_minutes: Option<u32>,
 }
 
 /// How long and how much: the full run, or the quick one CI runs so that this never rots.
@@ -64,10 +73,12 @@ struct Plan {
     api: Schedule,
     dispatch: Schedule,
     idle_codes: usize,
+    /// Messages of figure 12, accepted and sent.
+    end_to_end: u64,
 }
 
 impl Plan {
-    fn new(Options { quick, only }: Options) -> Self {
+    fn new(Options { quick, only, .. }: Options) -> Self {
         if quick {
             Self {
                 only,
@@ -76,6 +87,7 @@ impl Plan {
                 api: schedule(0.5, 1.5),
                 dispatch: schedule(0.25, 1.0),
                 idle_codes: 10,
+                end_to_end: messages_override().unwrap_or(500),
             }
         } else {
             Self {
@@ -84,9 +96,16 @@ impl Plan {
                 api: schedule(2.0, 10.0),
                 dispatch: schedule(2.0, 10.0),
                 idle_codes: 100,
+                end_to_end: messages_override().unwrap_or(6_000),
             }
         }
     }
+}
+
+fn messages_override() -> Option<u64> {
+    std::env::var(END_TO_END_VARIABLE)
+        .ok()
+        .and_then(|count| count.parse().ok())
 }
 
 fn schedule(warm_up: f64, measure: f64) -> Schedule {
@@ -119,6 +138,10 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
         bench_dir: bench_dir.clone(),
         figures: Vec::new(),
     };
+    if let Some(minutes) = options.soak_minutes {
+        let report = runtime.block_on(bench.soak(minutes))?;
+        return soak::write(&bench_dir, &report);
+    }
     runtime.block_on(bench.all())?;
 
     let report = Report {
@@ -181,7 +204,7 @@ impl Bench {
         // Figure 7 is figures 1, 4 and 5 on SQLite.
         let only = self.plan.only;
         let wanted = |figures: &[u8]| only.is_none_or(|only| figures.contains(&only));
-        let (api, verifications, checks, dispatch, codes, sqlite, guard) = (
+        let (api, verifications, checks, dispatch, codes, sqlite, guard, end_to_end) = (
             wanted(&[1, 6, 7]),
             wanted(&[2]),
             wanted(&[3]),
@@ -189,6 +212,7 @@ impl Bench {
             wanted(&[5, 7]),
             wanted(&[7]),
             wanted(&[8]),
+            wanted(&[12]),
         );
         for store in [StoreKind::Postgres, StoreKind::Sqlite] {
             if store == StoreKind::Sqlite && !sqlite {
@@ -216,6 +240,9 @@ impl Bench {
             }
             if store == StoreKind::Postgres && guard {
                 self.fraud_guard_cost(store).await?;
+            }
+            if store == StoreKind::Postgres && end_to_end {
+                self.cpu_per_message_end_to_end(store).await?;
             }
         }
         Ok(())
@@ -623,6 +650,79 @@ impl Bench {
         ensure_twilio_content(&twilio)?;
         service.stop().await?;
         Ok((started.per_second(), paced.latency_ms(0.99)))
+    }
+
+    /// Figure 12: the CPU a message costs from its request to Twilio, every step included:
+    /// `end_to_end` messages accepted over figure 1's keep-alive connections, then the wait
+    /// until the fake Twilio (figure 4's latency and concurrency) has every one of them.
+    async fn cpu_per_message_end_to_end(&mut self, store: StoreKind) -> anyhow::Result<()> {
+        let count = self.plan.end_to_end;
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let (_fresh, service) = self.start(store, "end_to_end", &twilio, &[]).await?;
+        // Under a profiler the service runs many times slower: with all of figure 1's
+        // connections, requests would time out waiting for the database.
+        let connections = if std::env::var_os(service::PROFILER_VARIABLE).is_some() {
+            PROFILED_CONNECTIONS
+        } else {
+            CONNECTIONS
+        };
+        let meter = Meter::start(service.pid()?)?;
+        let started = tokio::time::Instant::now();
+        let accepted =
+            load::fill(&service.target, connections, count, Arc::new(message_call)).await;
+        if accepted.succeeded < count {
+            bail!(
+                "accepted only {} of {count} messages: {}",
+                accepted.succeeded,
+                accepted.first_failure.as_deref().unwrap_or("no failure")
+            );
+        }
+        let sent = twilio.accepted_counter();
+        let end = started + END_TO_END_PATIENCE;
+        let progress = load::Progress::start("sending", started, end, sent.clone());
+        while sent.load(std::sync::atomic::Ordering::Relaxed) < count {
+            if tokio::time::Instant::now() >= end {
+                progress.finish();
+                bail!(
+                    "only {} of {count} messages reached Twilio within {END_TO_END_PATIENCE:?}",
+                    sent.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        progress.finish();
+        let elapsed = started.elapsed();
+        let cpu = meter.stop()?;
+        ensure_twilio_content(&twilio)?;
+        let (service_ms, postgres_us) = cpu.per_thousand(count);
+        let method = format!("{count} messages accepted over {connections} keep-alive connections (closed loop, as figure 1) and sent to Twilio at {} ms, DISPATCH_CONCURRENCY={DISPATCH_CONCURRENCY}, JSON logs at info; user and system CPU time (from /proc) from the first request until Twilio had the last message ({:.1} s)", TWILIO_LATENCY.as_millis(), elapsed.as_secs_f64());
+        self.figure(
+            12,
+            "service CPU per 1,000 messages, accepted and sent",
+            store,
+            (service_ms, "ms"),
+            Goal::AtMost(100.0),
+            method.clone(),
+        );
+        if let Some(postgres_us) = postgres_us {
+            self.figure(
+                12,
+                "PostgreSQL CPU per message, accepted and sent",
+                store,
+                (postgres_us, "µs"),
+                Goal::None,
+                format!("{method}; every PostgreSQL process, background ones included"),
+            );
+        }
+        self.figure(
+            12,
+            "machine idle during the run",
+            store,
+            (cpu.idle_percent(), "%"),
+            Goal::None,
+            "idle and iowait share of both cores over the run (/proc/stat)".to_owned(),
+        );
+        service.stop().await
     }
 
     /// Queues `count` messages on `fresh` through a service whose Twilio never answers in

@@ -12,8 +12,11 @@ use super::load::{Connection, Target};
 
 pub const API_KEY: &str = "bench-key-0123456789abcdef";
 const CODE_PEPPER: &str = "bench-pepper-0123456789abcdef0123456789";
-const START_PATIENCE: Duration = Duration::from_secs(60);
+const START_PATIENCE: Duration = Duration::from_secs(180);
 const STOP_PATIENCE: Duration = Duration::from_secs(30);
+/// A command line to run the service under, e.g. `valgrind --tool=callgrind`: a profile of
+/// one figure's load (with callgrind, counted from the moment the service answers).
+pub const PROFILER_VARIABLE: &str = "SMS_NOTIFY_BENCH_PROFILER";
 
 /// Builds `sms-notify-server` (release, or the debug build the tests use) and returns its path.
 pub fn build(release: bool) -> anyhow::Result<PathBuf> {
@@ -183,7 +186,20 @@ impl Service {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut command = tokio::process::Command::new(binary);
+        // A profiler to run the service under (`valgrind --tool=callgrind ...`), when asked.
+        let wrapper: Vec<String> = std::env::var(PROFILER_VARIABLE)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = tokio::process::Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => tokio::process::Command::new(binary),
+        };
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -215,6 +231,18 @@ impl Service {
             log: log.to_owned(),
         };
         service.wait_until_healthy().await?;
+        // Callgrind counts from here: the start (migrations, pools) is not the load's cost.
+        if wrapper.iter().any(|arg| arg.contains("callgrind")) {
+            let pid = service.pid()?.to_string();
+            let zeroed = Command::new("callgrind_control")
+                .args(["--zero", &pid])
+                .stdout(Stdio::null())
+                .status()
+                .context("cannot run callgrind_control")?;
+            if !zeroed.success() {
+                bail!("callgrind_control could not zero the service's counts");
+            }
+        }
         Ok(service)
     }
 

@@ -1,0 +1,159 @@
+//! `cargo xtask bench --soak MINUTES`: the service under a steady load an operator would give
+//! it (1,000 messages/s over HTTP, Twilio answering in 50 ms, PostgreSQL, JSON logs) for a long
+//! while, to tell whether its memory settles: the resident set, the p99 latency, the errors and
+//! the messages not yet at Twilio every 30 s, then the growth over the last third of the run and
+//! the messages that never reached Twilio. Written to `target/bench/soak.md`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::fake_twilio::FakeTwilio;
+use super::load::{self, Schedule};
+use super::service::{FreshStore, StoreKind};
+use super::{mebibytes, message_call, Bench};
+
+const RATE: f64 = 1_000.0;
+const TWILIO_LATENCY: Duration = Duration::from_millis(50);
+const PERIOD: Duration = Duration::from_secs(30);
+/// How long the end of the run waits for the messages still queued to reach Twilio.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// One period's figures.
+struct Sample {
+    at_seconds: f64,
+    rss_bytes: u64,
+    p99_ms: f64,
+    succeeded: u64,
+    failed: u64,
+    /// Accepted so far and not yet at Twilio.
+    behind: u64,
+}
+
+impl Bench {
+    pub(super) async fn soak(&mut self, minutes: u32) -> anyhow::Result<String> {
+        let store = StoreKind::Postgres;
+        let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
+        let fresh = FreshStore::create(store, "soak", &self.bench_dir)?;
+        let service = self.start_on(&fresh, "soak", &twilio, &[]).await?;
+        let started = std::time::Instant::now();
+        let idle_rss = service.resident_set_bytes()?;
+        eprintln!(
+            "==> soak: {RATE:.0} messages/s for {minutes} min, Twilio {} ms; idle RSS {:.1} MiB",
+            TWILIO_LATENCY.as_millis(),
+            mebibytes(idle_rss)
+        );
+        let periods = (u64::from(minutes) * 60).div_ceil(PERIOD.as_secs());
+        let per_period = (RATE * PERIOD.as_secs_f64()) as u64;
+        let mut samples = Vec::new();
+        let mut accepted = 0;
+        for period in 0..periods {
+            let offset = period * per_period;
+            let outcome = load::open_loop(
+                &service.target,
+                super::CONNECTIONS,
+                RATE,
+                Schedule {
+                    warm_up: Duration::ZERO,
+                    measure: PERIOD,
+                },
+                Arc::new(move |n| message_call(offset + n)),
+                &format!("soak period {}/{periods}", period + 1),
+            )
+            .await;
+            accepted += outcome.succeeded;
+            let sample = Sample {
+                at_seconds: started.elapsed().as_secs_f64(),
+                rss_bytes: service.resident_set_bytes()?,
+                p99_ms: outcome.latency_ms(0.99),
+                succeeded: outcome.succeeded,
+                failed: outcome.failed,
+                behind: accepted.saturating_sub(twilio.distinct_numbers()),
+            };
+            eprintln!(
+                "    {:>5.0} s: RSS {:.1} MiB, p99 {:.1} ms, {} accepted, {} errors{}, {} not yet at Twilio",
+                sample.at_seconds,
+                mebibytes(sample.rss_bytes),
+                sample.p99_ms,
+                sample.succeeded,
+                sample.failed,
+                outcome
+                    .first_failure
+                    .as_deref()
+                    .map(|first| format!(" (first: {first})"))
+                    .unwrap_or_default(),
+                sample.behind
+            );
+            samples.push(sample);
+        }
+        let drain_end = std::time::Instant::now() + DRAIN_PATIENCE;
+        while twilio.distinct_numbers() < accepted && std::time::Instant::now() < drain_end {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lost = accepted.saturating_sub(twilio.distinct_numbers());
+        let end_rss = service.resident_set_bytes()?;
+        service.stop().await?;
+        drop(fresh);
+        let build = if self.plan.release {
+            "release"
+        } else {
+            "debug"
+        };
+        Ok(summary(minutes, build, idle_rss, end_rss, &samples, lost))
+    }
+}
+
+fn summary(
+    minutes: u32,
+    build: &str,
+    idle_rss: u64,
+    end_rss: u64,
+    samples: &[Sample],
+    lost: u64,
+) -> String {
+    let mut text = format!(
+        "# Soak: {RATE:.0} messages/s for {minutes} min\n\nPOST /v1/messages open loop over {} connections, Twilio answering in {} ms, PostgreSQL, JSON logs at info, {build} build; idle RSS {:.1} MiB.\n\n| time (s) | RSS (MiB) | p99 (ms) | accepted | errors | not yet at Twilio |\n|---:|---:|---:|---:|---:|---:|\n",
+        super::CONNECTIONS,
+        TWILIO_LATENCY.as_millis(),
+        mebibytes(idle_rss)
+    );
+    for sample in samples {
+        let _ = writeln!(
+            text,
+            "| {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            sample.at_seconds,
+            mebibytes(sample.rss_bytes),
+            sample.p99_ms,
+            sample.succeeded,
+            sample.failed,
+            sample.behind
+        );
+    }
+    // The last third: from the sample nearest two thirds of the run to the end.
+    let third = samples
+        .get((samples.len() * 2 / 3).saturating_sub(1))
+        .map_or(idle_rss, |sample| sample.rss_bytes);
+    let errors: u64 = samples.iter().map(|sample| sample.failed).sum();
+    let p99 = |sample: Option<&Sample>| sample.map_or(f64::NAN, |sample| sample.p99_ms);
+    let _ = write!(
+        text,
+        "\nRSS growth over the last third: {:+.2} MiB (goal: under 1 MiB); RSS at the end {:.1} MiB; p99 first/last period {:.1}/{:.1} ms; errors {errors}; messages accepted and not at Twilio {} s after the load ended (lost, unless the service was still behind) {lost}.\n",
+        (end_rss as f64 - third as f64) / (1024.0 * 1024.0),
+        mebibytes(end_rss),
+        p99(samples.first()),
+        p99(samples.last()),
+        DRAIN_PATIENCE.as_secs(),
+    );
+    text
+}
+
+/// Writes the soak's report beside the figures' and prints it.
+pub(super) fn write(bench_dir: &std::path::Path, report: &str) -> anyhow::Result<()> {
+    let path = bench_dir.join("soak.md");
+    std::fs::write(&path, report).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{report}");
+    eprintln!("    written to {}", path.display());
+    Ok(())
+}
