@@ -33,7 +33,13 @@ const RETENTION_RUN_DAYS: i64 = SPAN_DAYS - 30;
 const SETTLING_GROUP: u32 = 9;
 /// The admin key the reports are asked with (every API key's rows).
 const ADMIN_KEY: &str = "bench-admin-0123456789abcdef";
+/// Runs of each report: a median of three, or one in the smoke run (a report the service gives
+/// up on takes its whole request timeout).
 const REPORT_RUNS: usize = 3;
+/// The open-loop rate of the retention run: figure 1's, or what the debug build of `--quick`
+/// serves without queueing on a busy machine.
+const RETENTION_LOAD_RATE: f64 = LATENCY_RATE;
+const QUICK_RETENTION_LOAD_RATE: f64 = 200.0;
 /// The share of empty's value the history's may lose (rates) or add (times).
 const TOLERANCE_PERCENT: f64 = 10.0;
 
@@ -183,6 +189,7 @@ impl Bench {
             rfc3339(dataset.start_ms - DAY_MS),
             rfc3339(dataset.end_ms + DAY_MS)
         );
+        let runs = if self.plan.quick { 1 } else { REPORT_RUNS };
         for (name, path) in [
             ("usage", "/v1/reports/usage"),
             ("conversion", "/v1/reports/conversion"),
@@ -191,10 +198,11 @@ impl Bench {
                 &admin,
                 &dataset.store.database_url,
                 &format!("{path}?{range}"),
+                runs,
             )
             .await?;
             let mut method = format!(
-                "GET {path} over the whole dataset ({} messages, {} verifications, {SPAN_DAYS} days) grouped by day, admin key, median of {REPORT_RUNS} runs one after the other; the reports as they are today (build_rollups is still a no-op)",
+                "GET {path} over the whole dataset ({} messages, {} verifications, {SPAN_DAYS} days) grouped by day, admin key, median of {runs} runs one after the other; the reports as they are today (build_rollups is still a no-op)",
                 dataset.size.messages, dataset.size.verifications
             );
             if let Some(refused) = refused {
@@ -403,6 +411,11 @@ impl Bench {
         let serving_log = self.bench_dir.join("postgres-history-serving.log");
         wait_for_retention(&serving_log, Duration::from_secs(120)).await?;
 
+        let rate = if self.plan.quick {
+            QUICK_RETENTION_LOAD_RATE
+        } else {
+            RETENTION_LOAD_RATE
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let load = {
             let target = serving.target.clone();
@@ -410,10 +423,10 @@ impl Bench {
                 load::open_loop_until(
                     &target,
                     CONNECTIONS,
-                    LATENCY_RATE,
+                    rate,
                     stopped,
                     Arc::new(message_call),
-                    "POST /v1/messages at 1,000/s during retention",
+                    &format!("POST /v1/messages at {rate}/s during retention"),
                 )
                 .await
             })
@@ -446,7 +459,7 @@ impl Bench {
             run_took.as_secs_f64()
         );
         let method = format!(
-            "RETENTION_DAYS={RETENTION_RUN_DAYS} on the {SPAN_DAYS} days of history: a second instance runs the job at its start (whole weeks detached and dropped, the rest in batches) while the first serves POST /v1/messages open loop at {LATENCY_RATE}/s over {CONNECTIONS} connections, from a second before the run until it ends ({:.1} s: {} messages and {} verifications removed); latency from each request's planned start",
+            "RETENTION_DAYS={RETENTION_RUN_DAYS} on the {SPAN_DAYS} days of history: a second instance runs the job at its start (whole weeks detached and dropped, the rest in batches) while the first serves POST /v1/messages open loop at {rate}/s over {CONNECTIONS} connections, from a second before the run until it ends ({:.1} s: {} messages and {} verifications removed); latency from each request's planned start",
             run_took.as_secs_f64(),
             removed.messages,
             removed.verifications
@@ -661,18 +674,19 @@ fn psql_value(url: &str, query: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// The median time of [`REPORT_RUNS`] requests of `path`, in milliseconds, and how the
+/// The median time of `runs` requests of `path`, in milliseconds, and how the
 /// service refused any it gave up on (its request timeout); a refusal of the request itself
 /// (4xx but a timeout) fails the figure.
 async fn time_report(
     admin: &Target,
     database_url: &str,
     path: &str,
+    runs: usize,
 ) -> anyhow::Result<(f64, Option<String>)> {
     let mut connection = load::Connection::new(admin);
     let mut times = Vec::new();
     let mut refused = None;
-    for _ in 0..REPORT_RUNS {
+    for _ in 0..runs {
         let started = Instant::now();
         let (status, body) = connection.get(path).await?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
