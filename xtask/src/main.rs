@@ -38,7 +38,7 @@ commands:
   lint                             check formatting and run clippy with warnings denied
   bench [--quick] [--only <N>]     run the benchmarks (release build, local PostgreSQL and SQLite)
                                    and write target/bench/report.md and report.json
-                                   (--quick: a one-minute smoke run on the debug build;
+                                   (--quick: a smoke run of a few minutes on the debug build;
                                    --only: the scenarios of figure N, 1 to 10, when profiling one;
                                    9 and 10 generate the history dataset first)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
