@@ -61,11 +61,16 @@ impl Connection {
         self.send(request).await
     }
 
+    /// A `GET` with the API key (which `/healthz` ignores and the reports need).
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(path)
             .header(hyper::header::HOST, self.target.address.to_string())
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.target.api_key),
+            )
             .body(Full::new(Bytes::new()))?;
         self.send(request).await
     }
@@ -278,6 +283,56 @@ pub async fn open_loop(
         })
         .collect();
     let outcome = gather(tasks, schedule.measure).await;
+    progress.finish();
+    outcome
+}
+
+/// As [`open_loop`], from now until `stop` turns true, every request counting (no warm-up):
+/// the latency of the API while something else runs for as long as it takes.
+pub async fn open_loop_until(
+    target: &Target,
+    connections: usize,
+    rate: f64,
+    stop: tokio::sync::watch::Receiver<bool>,
+    make: MakeCall,
+    label: &str,
+) -> Outcome {
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let done = Arc::new(AtomicU64::new(0));
+    // The progress lines stop when the run does; the end only sizes them.
+    let progress = Progress::start(
+        label,
+        started,
+        started + Duration::from_secs(3600),
+        done.clone(),
+    );
+    let tasks: Vec<_> = (0..connections as u64)
+        .map(|first| {
+            let (target, make, done) = (target.clone(), make.clone(), done.clone());
+            let stop = stop.clone();
+            let stride = connections as u64;
+            tokio::spawn(async move {
+                let mut connection = Connection::new(&target);
+                let mut outcome = Outcome::default();
+                let mut n = first;
+                loop {
+                    let planned = started + interval.mul_f64(n as f64);
+                    tokio::time::sleep_until(planned).await;
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let result = connection.post(&make(n)).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    outcome.record(result, Instant::now() - planned);
+                    n += stride;
+                }
+                outcome
+            })
+        })
+        .collect();
+    let mut outcome = gather(tasks, Duration::ZERO).await;
+    outcome.window = started.elapsed();
     progress.finish();
     outcome
 }

@@ -6,6 +6,7 @@
 
 mod cpu;
 mod fake_twilio;
+mod history;
 mod load;
 mod report;
 mod service;
@@ -60,7 +61,7 @@ const END_TO_END_PATIENCE: Duration = Duration::from_secs(300);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-8, 12).
+    /// Only the scenarios that measure this figure (1-10, 12).
     pub only: Option<u8>,
     /// Instead of the figures, the soak run (`soak`) for this many minutes.
     pub soak_minutes: Option<u32>,
@@ -69,6 +70,8 @@ pub(crate) struct Options {
 /// How long and how much: the full run, or the quick one CI runs so that this never rots.
 struct Plan {
     only: Option<u8>,
+    /// The smoke run: a small history dataset too.
+    quick: bool,
     release: bool,
     api: Schedule,
     dispatch: Schedule,
@@ -82,6 +85,7 @@ impl Plan {
         if quick {
             Self {
                 only,
+                quick,
                 // The debug build the tests already have: no release build in CI.
                 release: false,
                 api: schedule(0.5, 1.5),
@@ -92,6 +96,7 @@ impl Plan {
         } else {
             Self {
                 only,
+                quick,
                 release: true,
                 api: schedule(2.0, 10.0),
                 dispatch: schedule(2.0, 10.0),
@@ -137,6 +142,7 @@ pub(crate) fn run(options: Options) -> anyhow::Result<()> {
         binary,
         bench_dir: bench_dir.clone(),
         figures: Vec::new(),
+        shared_store: None,
     };
     if let Some(minutes) = options.soak_minutes {
         let report = runtime.block_on(bench.soak(minutes))?;
@@ -197,6 +203,8 @@ struct Bench {
     binary: PathBuf,
     bench_dir: PathBuf,
     figures: Vec<Figure>,
+    /// While set, scenarios run on this database (the history's) instead of a fresh one.
+    shared_store: Option<String>,
 }
 
 impl Bench {
@@ -244,6 +252,10 @@ impl Bench {
             if store == StoreKind::Postgres && end_to_end {
                 self.cpu_per_message_end_to_end(store).await?;
             }
+        }
+        let (reports, history) = (wanted(&[9]), wanted(&[10]));
+        if reports || history {
+            self.history(reports, history).await?;
         }
         Ok(())
     }
@@ -332,9 +344,18 @@ impl Bench {
         twilio: &FakeTwilio,
         overrides: &[(&str, String)],
     ) -> anyhow::Result<(FreshStore, Service)> {
+        let (fresh, scenario) = match &self.shared_store {
+            Some(url) => (
+                FreshStore::shared(store, url),
+                format!("history-{scenario}"),
+            ),
+            None => (
+                FreshStore::create(store, scenario, &self.bench_dir)?,
+                scenario.to_owned(),
+            ),
+        };
         eprintln!("==> bench: {scenario} ({})", store.name());
-        let fresh = FreshStore::create(store, scenario, &self.bench_dir)?;
-        let service = self.start_on(&fresh, scenario, twilio, overrides).await?;
+        let service = self.start_on(&fresh, &scenario, twilio, overrides).await?;
         Ok((fresh, service))
     }
 

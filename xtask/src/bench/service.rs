@@ -69,11 +69,28 @@ pub struct FreshStore {
 }
 
 enum Cleanup {
-    Postgres { admin_url: String, name: String },
-    Sqlite { dir: PathBuf },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    Sqlite {
+        dir: PathBuf,
+    },
+    /// A store another owner removes (the history figures' shared database).
+    Keep,
 }
 
 impl FreshStore {
+    /// A store that outlives the scenario run on it: the history figures' database, which
+    /// every scenario of figure 10 shares.
+    pub fn shared(kind: StoreKind, database_url: &str) -> Self {
+        Self {
+            kind,
+            database_url: database_url.to_owned(),
+            cleanup: Cleanup::Keep,
+        }
+    }
+
     pub fn create(kind: StoreKind, scenario: &str, bench_dir: &Path) -> anyhow::Result<Self> {
         let name = format!("sms_notify_bench_{}_{scenario}", std::process::id());
         match kind {
@@ -115,6 +132,7 @@ impl Drop for FreshStore {
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             ),
             Cleanup::Sqlite { dir } => std::fs::remove_dir_all(dir).map_err(Into::into),
+            Cleanup::Keep => Ok(()),
         };
         if let Err(error) = result {
             eprintln!("warning: cannot remove a benchmark store: {error:#}");
@@ -139,7 +157,7 @@ pub fn cpu_reference() -> anyhow::Result<Duration> {
     Ok(best)
 }
 
-fn psql(url: &str, statement: &str) -> anyhow::Result<()> {
+pub fn psql(url: &str, statement: &str) -> anyhow::Result<()> {
     let output = Command::new("psql")
         .args([
             url,
