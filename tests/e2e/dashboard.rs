@@ -1,14 +1,20 @@
 //! The operator's dashboard over plain HTTP, as a browser's requests reach it: who gets in (an
 //! admin key, not a client's nor a wrong one), what the session cookie is and that another
 //! instance accepts it, forms refused without their token, the headers every page carries and
-//! the assets compiled into the binary. `dashboard_browser` drives the pages in Chromium.
+//! the assets compiled into the binary; and what the pages show: conversion as the API reports
+//! it, a provider's circuit opening, an endpoint's failing deliveries, a number's messages and
+//! verifications under every key. `dashboard_browser` drives the pages in Chromium.
+
+use std::time::{Duration, Instant};
 
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::{Method, Response};
-use serde_json::json;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::support::{TestApp, API_KEY};
+use crate::support::{code_in, TestApp, API_KEY, MESSAGES_PATH};
 
 pub const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 
@@ -254,6 +260,8 @@ async fn every_page_forbids_inline_script_and_other_origins_and_assets_come_from
         "/dashboard/fraud",
         "/dashboard/templates",
         "/dashboard/webhooks",
+        "/dashboard/conversion",
+        "/dashboard/providers",
         "/dashboard/login",
     ] {
         let response = page(&app, &session, path).await;
@@ -352,5 +360,351 @@ async fn a_phone_number_is_shown_masked_and_markup_in_data_is_shown_as_text() {
         .await
         .unwrap();
     assert!(!timeline.contains("<script>alert"), "{timeline}");
+    assert!(!timeline.contains("+447700900123"), "{timeline}");
+}
+
+/// Twilio accepting every code, each under a sid made of its number's digits (Twilio never
+/// gives two messages one).
+struct AcceptsCodes;
+
+impl Respond for AcceptsCodes {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let to = wiremock_form::fields(request)
+            .remove("To")
+            .unwrap_or_default();
+        ResponseTemplate::new(201).set_body_json(json!({
+            "sid": format!("SM{:0>32}", to.trim_start_matches('+')), "status": "queued",
+            "num_segments": "1", "price": "-0.00790", "price_unit": "USD",
+            "error_code": null, "error_message": null
+        }))
+    }
+}
+
+/// A scripted run of verifications: three to Britain (two approved), two to the United
+/// States (one approved), one to France (none). Answers the admin's conversion report by
+/// country once every code is recorded as sent, and the verifications' ids.
+pub async fn conversion_run(app: &TestApp) -> (Value, Vec<String>) {
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(AcceptsCodes)
+        .mount(&app.twilio)
+        .await;
+    let numbers = [
+        ("+447700900111", true),
+        ("+447700900222", true),
+        ("+447700900333", false),
+        ("+15551230001", true),
+        ("+15551230002", false),
+        ("+33612345678", false),
+    ];
+    let earlier = app
+        .twilio
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .len();
+    let mut ids = Vec::new();
+    for (to, _) in numbers {
+        let (status, verification) = app.post("/v1/verifications", json!({ "to": to })).await;
+        assert_eq!(status, 201, "{verification}");
+        ids.push(verification["id"].as_str().unwrap().to_owned());
+    }
+    let requests = app.twilio_requests(earlier + numbers.len()).await;
+    for ((to, approve), id) in numbers.iter().zip(&ids) {
+        if !approve {
+            continue;
+        }
+        let sms = requests
+            .iter()
+            .find(|request| request["To"] == *to)
+            .unwrap_or_else(|| panic!("no code sent to {to}"));
+        let (status, check) = app
+            .post(
+                &format!("/v1/verifications/{id}/check"),
+                json!({ "code": code_in(&sms["Body"]) }),
+            )
+            .await;
+        assert_eq!(status, 200, "{check}");
+        assert_eq!(check["status"], "approved", "{check}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = app
+            .send_as(
+                ADMIN_KEY,
+                Method::GET,
+                "/v1/reports/conversion?since=7d&group_by=country",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{report}");
+        let sent: u64 = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|group| group["codes_sent"].as_u64().unwrap())
+            .sum();
+        if sent == numbers.len() as u64 {
+            return (report, ids);
+        }
+        assert!(Instant::now() < deadline, "codes not recorded: {report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A report group's row as the conversion page writes it: name, started, codes sent,
+/// approved, conversion.
+pub fn conversion_row(group: &Value) -> String {
+    format!(
+        r#"<th scope="row">{}</th><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.1}%</td>"#,
+        group["key"].as_str().unwrap(),
+        group["verifications_started"],
+        group["codes_sent"],
+        group["approved"],
+        group["conversion_rate"].as_f64().unwrap() * 100.0
+    )
+}
+
+#[tokio::test]
+async fn the_conversion_page_shows_each_countrys_figures_as_the_api_reports_them() {
+    let app = spawn().await;
+    let (report, _) = conversion_run(&app).await;
+    let session = session(&app).await;
+    let html = page(&app, &session, "/dashboard/conversion?by=country&period=7d")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let groups = report["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{report}");
+    for group in groups {
+        assert!(html.contains(&conversion_row(group)), "{group} in {html}");
+    }
+    assert!(
+        html.contains(r#"<dd data-figure="started">6</dd>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<dd data-figure="approved">3</dd>"#),
+        "{html}"
+    );
+    // Most started first unless asked; the chart carries the same groups in the same order.
+    let order = |html: &str| -> Vec<usize> {
+        ["GB", "US", "FR"]
+            .iter()
+            .map(|key| {
+                html.find(&format!(r#"<th scope="row">{key}</th>"#))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let at = order(&html);
+    assert!(at[0] < at[1] && at[1] < at[2], "{html}");
+    assert!(
+        html.contains(r#"data-labels="[&quot;GB&quot;,&quot;US&quot;,&quot;FR&quot;]" data-rates="[66.7,50.0,0.0]""#),
+        "{html}"
+    );
+    let by_name = page(
+        &app,
+        &session,
+        "/dashboard/conversion?by=country&period=7d&sort=key&dir=asc",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let at = order(&by_name);
+    assert!(at[2] < at[0] && at[0] < at[1], "FR, GB, US: {by_name}");
+    assert!(by_name.contains(r#"aria-sort="ascending""#));
+}
+
+#[tokio::test]
+async fn a_provider_failing_until_its_circuit_opens_is_shown_open() {
+    let vonage = MockServer::start().await;
+    let app = TestApp::spawn_with(&[
+        ("ADMIN_API_KEYS", &format!("ops:{ADMIN_KEY}")),
+        ("SMS_PROVIDERS", "twilio,vonage"),
+        ("VONAGE_API_KEY", "vonage-key"),
+        ("VONAGE_API_SECRET", "vonage-secret"),
+        ("VONAGE_FROM", "Acme"),
+        ("VONAGE_API_BASE_URL", &vonage.uri()),
+        ("CIRCUIT_FAILURES", "3"),
+        ("RETRY_BASE_MS", "1"),
+    ])
+    .await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/sms/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "message-count": "1",
+            "messages": [{"to": "447700900123", "message-id": "0A0000001234", "status": "0",
+                          "message-price": "0.03330000"}]
+        })))
+        .mount(&vonage)
+        .await;
+    let session = session(&app).await;
+    let before = page(&app, &session, "/dashboard/providers")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        before.contains(r#"data-circuit="twilio">closed<"#),
+        "{before}"
+    );
+    assert!(
+        before.contains(r#"data-circuit="vonage">closed<"#),
+        "{before}"
+    );
+
+    let (status, sent) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+447700900123", "body": "Your order has shipped"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    app.wait_for_status(sent["id"].as_str().unwrap(), "sent")
+        .await;
+    let after = page(&app, &session, "/dashboard/providers")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains(r#"data-circuit="twilio">open<"#), "{after}");
+    assert!(
+        after.contains(r#"data-circuit="vonage">closed<"#),
+        "{after}"
+    );
+    let twilio_row = &after[after.find(r#"data-circuit="twilio""#).unwrap()..];
+    let twilio_row = &twilio_row[..twilio_row.find("</tr>").unwrap()];
+    assert!(
+        twilio_row.contains(r#"<td>3</td>"#),
+        "three failures: {twilio_row}"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoints_failing_deliveries_show_its_answer_and_the_next_try() {
+    let app = TestApp::spawn_with(&[
+        ("ADMIN_API_KEYS", &format!("ops:{ADMIN_KEY}")),
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+    ])
+    .await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&receiver)
+        .await;
+    let (status, endpoint) = app
+        .post(
+            "/v1/webhook-endpoints",
+            json!({
+                "url": format!("{}/hooks", receiver.uri()),
+                "events": ["verification.canceled"],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    app.twilio_accepts("SM00000000000000000000000000000001")
+        .await;
+    let (status, verification) = app
+        .post("/v1/verifications", json!({"to": "+15551234567"}))
+        .await;
+    assert_eq!(status, 201, "{verification}");
+    let id = verification["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let session = session(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let html = loop {
+        let html = page(&app, &session, "/dashboard/webhooks")
+            .await
+            .text()
+            .await
+            .unwrap();
+        if html.contains("HTTP 500") {
+            break html;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failing delivery shown: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let section = &html[html.find("endpoint-deliveries").unwrap()..];
+    assert!(
+        section.contains("<code>verification.canceled</code>"),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!(r#"href="/dashboard/verifications/{id}""#)),
+        "{section}"
+    );
+    // Retried later, not given up after one failure.
+    assert!(!section.contains("given up"), "{section}");
+    assert!(section.contains("<time"), "{section}");
+}
+
+#[tokio::test]
+async fn a_numbers_messages_and_verifications_are_found_under_every_key() {
+    let app = spawn().await;
+    app.twilio_accepts("SM00000000000000000000000000000001")
+        .await;
+    let (status, sent) = app
+        .post(
+            "/v1/messages",
+            json!({"to": "+447700900123", "body": "Your order has shipped"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let (status, verification) = app
+        .post("/v1/verifications", json!({"to": "+447700900123"}))
+        .await;
+    assert_eq!(status, 201, "{verification}");
+    let session = session(&app).await;
+    // No key chosen: every key's.
+    let messages = page(&app, &session, "/dashboard/messages?to=%2B447700900123")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let results = &messages[messages.find("<tbody>").expect("results")..];
+    assert!(results.contains(sent["id"].as_str().unwrap()), "{results}");
+    assert!(messages.contains("Messages of every key"), "{messages}");
+    assert!(!results.contains("+447700900123"), "{results}");
+
+    let verifications = page(
+        &app,
+        &session,
+        "/dashboard/messages?what=verifications&to=%2B447700900123",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let results = &verifications[verifications.find("<tbody>").expect("results")..];
+    let id = verification["id"].as_str().unwrap();
+    assert!(results.contains(id), "{results}");
+    assert!(!results.contains("+447700900123"), "{results}");
+    assert!(results.contains("<td>0 of "), "no check yet: {results}");
+
+    let timeline = page(&app, &session, &format!("/dashboard/verifications/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        timeline.contains("the fraud guard's decision"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("checks made"), "{timeline}");
     assert!(!timeline.contains("+447700900123"), "{timeline}");
 }

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's Chromium driven through chromedriver (WebDriver,
 //! with `fantoccini`), as an operator uses it: log in, read the overview and find it agrees
 //! with the API, find a message by number, lift a block from the fraud page, be refused with a
-//! client key, and axe-core finding no serious or critical accessibility violation on any page.
+//! client key, read conversion as the API reports it and sort it by keyboard, and axe-core
+//! finding no serious or critical accessibility violation on any page.
 //! Screenshots land in `target/dashboard/`.
 //!
 //! Without chromium and chromedriver each test says so in one line and passes, except under
@@ -11,13 +12,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::dashboard::{spawn, ADMIN_KEY};
+use crate::dashboard::{conversion_run, spawn, ADMIN_KEY};
 use crate::support::{TestApp, API_KEY, MESSAGES_PATH};
 
 /// axe-core (MPL-2.0, its licence beside it), run in each page.
@@ -434,6 +436,7 @@ async fn no_page_has_a_serious_or_critical_accessibility_violation() {
         return;
     };
     let ids = scripted_run(&app).await;
+    let (_, verifications) = conversion_run(&app).await;
     let (status, _) = app
         .send_as(
             ADMIN_KEY,
@@ -453,6 +456,11 @@ async fn no_page_has_a_serious_or_critical_accessibility_violation() {
         "/dashboard/fraud".to_owned(),
         "/dashboard/templates".to_owned(),
         "/dashboard/webhooks".to_owned(),
+        "/dashboard/conversion".to_owned(),
+        "/dashboard/conversion?by=provider&sort=rate&dir=asc".to_owned(),
+        "/dashboard/providers".to_owned(),
+        "/dashboard/messages?what=verifications".to_owned(),
+        format!("/dashboard/verifications/{}", verifications[0]),
     ];
     for page in &pages {
         browser.goto(&app, page).await;
@@ -496,4 +504,159 @@ async fn the_template_preview_follows_the_data_as_it_is_typed() {
     assert!(browser.text_of("#preview-text").await.contains("١٢٣٤٥٦"));
     assert_eq!(browser.path().await, "/dashboard/templates");
     browser.screenshot("templates").await;
+}
+
+/// The row headers of the conversion table, top to bottom.
+async fn conversion_order(browser: &Browser) -> Vec<String> {
+    let mut names = Vec::new();
+    for cell in browser
+        .client
+        .find_all(Locator::Css("#conversion-table tbody th[scope=row]"))
+        .await
+        .unwrap()
+    {
+        names.push(cell.text().await.unwrap());
+    }
+    names
+}
+
+/// Presses Enter on the sort link of `column`, as a keyboard user does, and waits for the
+/// page sorted by it in `direction`.
+async fn sort_by_keyboard(browser: &Browser, column: &str, direction: &str) {
+    let link = browser
+        .client
+        .find(Locator::Css(&format!(
+            "#conversion-table th a[data-sort={column}]"
+        )))
+        .await
+        .unwrap();
+    link.send_keys(&Key::Enter).await.unwrap();
+    let sorted = format!("#conversion-table th[aria-sort={direction}] a[data-sort={column}]");
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&sorted))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_conversion_page_shows_the_apis_figures_and_sorts_by_keyboard() {
+    let app = spawn().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (report, _) = conversion_run(&app).await;
+    browser.log_in(&app, ADMIN_KEY).await;
+    browser.goto(&app, "/dashboard/conversion?by=country").await;
+    for group in report["groups"].as_array().unwrap() {
+        let key = group["key"].as_str().unwrap();
+        let row = browser
+            .client
+            .find(Locator::XPath(&format!(
+                "//table[@id='conversion-table']//tr[th[@scope='row'][normalize-space()='{key}']]"
+            )))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let cells: Vec<&str> = row.split_whitespace().take(5).collect();
+        let expected = [
+            key.to_owned(),
+            group["verifications_started"].to_string(),
+            group["codes_sent"].to_string(),
+            group["approved"].to_string(),
+            format!("{:.1}%", group["conversion_rate"].as_f64().unwrap() * 100.0),
+        ];
+        assert_eq!(cells, expected, "{row}");
+    }
+    // The bar chart is drawn by the page's own script under the CSP.
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#chart-conversion canvas"))
+        .await
+        .unwrap();
+    assert_eq!(conversion_order(&browser).await, ["GB", "US", "FR"]);
+    browser.screenshot("conversion").await;
+
+    sort_by_keyboard(&browser, "key", "ascending").await;
+    assert_eq!(conversion_order(&browser).await, ["FR", "GB", "US"]);
+    sort_by_keyboard(&browser, "key", "descending").await;
+    assert_eq!(conversion_order(&browser).await, ["US", "GB", "FR"]);
+    sort_by_keyboard(&browser, "rate", "descending").await;
+    assert_eq!(conversion_order(&browser).await, ["GB", "US", "FR"]);
+}
+
+#[tokio::test]
+async fn an_operator_finds_a_numbers_verification_under_every_key_and_reads_its_timeline() {
+    let app = spawn().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (_, ids) = conversion_run(&app).await;
+    browser.log_in(&app, ADMIN_KEY).await;
+    browser.goto(&app, "/dashboard/messages").await;
+    let form = browser
+        .client
+        .form(Locator::Css("form[role=search]"))
+        .await
+        .unwrap();
+    form.set_by_name("what", "verifications").await.unwrap();
+    form.set_by_name("to", "+447700900111").await.unwrap();
+    form.submit().await.unwrap();
+    browser
+        .client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("input#to[value='+447700900111']"))
+        .await
+        .unwrap();
+    let rows = browser
+        .client
+        .find_all(Locator::Css("main table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains(&ids[0]), "{row}");
+    assert!(row.contains("approved"), "{row}");
+    assert!(
+        !row.contains("+447700900111"),
+        "the number is shown whole: {row}"
+    );
+    browser.screenshot("verifications").await;
+
+    browser
+        .client
+        .find(Locator::LinkText(&ids[0]))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let timeline = browser.text_of("ol.timeline").await;
+    assert!(timeline.contains("fraud guard"), "{timeline}");
+    assert!(timeline.contains("code by sms"), "{timeline}");
+    assert!(timeline.contains("accepted by twilio"), "{timeline}");
+    assert!(timeline.contains("approved the verification"), "{timeline}");
+    browser.screenshot("verification").await;
+}
+
+#[tokio::test]
+async fn the_providers_page_shows_each_circuit() {
+    let app = spawn().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in(&app, ADMIN_KEY).await;
+    browser.goto(&app, "/dashboard/providers").await;
+    // One provider: no failover, no circuit, and the page says why.
+    let said = browser.text_of("main p.empty").await;
+    assert!(said.contains("no circuit"), "{said}");
+    assert!(browser.serious_violations().await.is_empty());
+    browser.screenshot("providers").await;
 }

@@ -147,7 +147,7 @@ impl MessageReports for PgStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
         let page = query(
             r#"SELECT * FROM messages
-               WHERE api_key = $1
+               WHERE ($1::text IS NULL OR api_key = $1)
                  AND ($2::text IS NULL OR status = $2)
                  AND ($3::text IS NULL OR "to" = $3)
                  AND ($4::timestamptz IS NULL OR created_at >= $4)

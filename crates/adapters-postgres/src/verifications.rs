@@ -280,7 +280,7 @@ impl VerificationStore for PgStore {
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
         let page = query(
             r#"SELECT * FROM verifications
-               WHERE api_key = $1
+               WHERE ($1::text IS NULL OR api_key = $1)
                  AND ($2::text IS NULL OR $2 = CASE
                      WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
                  AND ($3::text IS NULL OR "to" = $3)

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use domain::webhook::{EndpointId, EventId};
 use ports::params::{self, Param};
 use ports::{
-    rows, ClaimToken, ClaimedDelivery, DeliveryAnswer, DeliveryResult, LoggedDecision, NewEvent,
-    StoreError, StoredEvent, WebhookEndpoint, WebhookStore,
+    rows, ClaimToken, ClaimedDelivery, DeliveryAnswer, DeliveryResult, FailingDelivery,
+    LoggedDecision, NewEvent, StoreError, StoredEvent, WebhookEndpoint, WebhookStore,
 };
 use sqlx::Row as _;
 use uuid::Uuid;
@@ -287,6 +287,26 @@ impl WebhookStore for PgStore {
             &[Param::id(object_id)],
         );
         all(found, &self.pool, rows::stored_event).await
+    }
+
+    async fn failing_deliveries(
+        &self,
+        endpoint: EndpointId,
+        limit: u32,
+    ) -> Result<Vec<FailingDelivery>, StoreError> {
+        // A pending delivery with an answer or an error was tried and failed; one given up
+        // (`failed`) has no next try.
+        let found = query(
+            "SELECT d.id, d.event_id, e.type, e.object_id, d.attempt_count, d.last_http_status, \
+                    d.last_error, d.created_at, \
+                    CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+             WHERE d.endpoint_id = $1 AND (d.status = 'failed' OR (d.status = 'pending' \
+                 AND (d.last_error IS NOT NULL OR d.last_http_status IS NOT NULL))) \
+             ORDER BY d.id DESC LIMIT $2",
+            &[Param::id(endpoint.as_uuid()), Param::count(limit)],
+        );
+        all(found, &self.pool, rows::failing_delivery).await
     }
 }
 

@@ -155,7 +155,7 @@ impl MessageReports for SqliteStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
         let page = crate::rows::query(
             r#"SELECT * FROM messages
-               WHERE api_key = $1
+               WHERE ($1 IS NULL OR api_key = $1)
                  AND ($2 IS NULL OR status = $2)
                  AND ($3 IS NULL OR "to" = $3)
                  AND ($4 IS NULL OR created_at >= $4)

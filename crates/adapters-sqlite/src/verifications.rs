@@ -76,7 +76,7 @@ impl VerificationStore for SqliteStore {
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
         let page = query(
             r#"SELECT * FROM verifications
-               WHERE api_key = $1
+               WHERE ($1 IS NULL OR api_key = $1)
                  AND ($2 IS NULL OR $2 = CASE
                      WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
                  AND ($3 IS NULL OR "to" = $3)

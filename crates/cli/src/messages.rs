@@ -63,7 +63,7 @@ async fn list(api_key: &str, args: ListArgs, json: bool) -> anyhow::Result<ExitC
     let services = environment::assemble(Sending::NotNeeded).await?.services;
     let now = services.now();
     let filter = MessageFilter {
-        api_key: api_key.to_owned(),
+        api_key: Some(api_key.to_owned()),
         status: args.status,
         to: args.to,
         since: args.since.map(|since| since.resolve(now)),

@@ -51,8 +51,8 @@ pub use store::{
 pub use verify_services::{VerifyService, VerifyServiceStore};
 pub use wakeups::QueueWakeups;
 pub use webhooks::{
-    ClaimedDelivery, DeliveryAnswer, DeliveryResult, NewEvent, StoredEvent, WebhookEndpoint,
-    WebhookStore,
+    ClaimedDelivery, DeliveryAnswer, DeliveryResult, FailingDelivery, NewEvent, StoredEvent,
+    WebhookEndpoint, WebhookStore,
 };
 pub use workflows::{DueStep, StepTaken, WorkflowStore};
 

@@ -48,7 +48,7 @@ impl<'a> Param<'a> {
 /// `created_at` and `id`, `limit`.
 pub fn message_filter(filter: &MessageFilter) -> [Param<'_>; 8] {
     [
-        Param::text(&filter.api_key),
+        Param::Text(filter.api_key.as_deref()),
         Param::Text(filter.status.map(MessageStatus::as_str)),
         Param::Text(filter.to.as_ref().map(|to| to.as_str())),
         Param::Time(filter.since),
@@ -62,7 +62,7 @@ pub fn message_filter(filter: &MessageFilter) -> [Param<'_>; 8] {
 /// A page of the verification list: as [`message_filter`], then `now`.
 pub fn verification_filter(filter: &VerificationFilter) -> [Param<'_>; 9] {
     [
-        Param::text(&filter.api_key),
+        Param::Text(filter.api_key.as_deref()),
         Param::Text(filter.status.map(VerificationStatus::as_str)),
         Param::Text(filter.to.as_ref().map(|to| to.as_str())),
         Param::Time(filter.since),

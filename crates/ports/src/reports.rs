@@ -17,10 +17,11 @@ pub struct MessageCursor {
     pub id: MessageId,
 }
 
-/// One API key's messages, newest first, narrowed by the optional filters.
+/// Messages, newest first, narrowed by the optional filters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageFilter {
-    pub api_key: String,
+    /// One API key's messages; every key's with `None` (an operator's search by number).
+    pub api_key: Option<String>,
     pub status: Option<MessageStatus>,
     pub to: Option<PhoneNumber>,
     /// Created at or after.

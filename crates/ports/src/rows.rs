@@ -20,9 +20,9 @@ use uuid::Uuid;
 use domain::webhook::{EndpointId, EventId, EventType};
 
 use crate::{
-    ClaimToken, ClaimedMessage, ConversionCount, DueStep, ErrorCodeCount, Latency, LatencyCount,
-    LoggedDecision, QueueStats, SafeEntry, StatusCount, StoreError, StoredEvent, UsageGroup,
-    VerifyService, WebhookEndpoint,
+    ClaimToken, ClaimedMessage, ConversionCount, DueStep, ErrorCodeCount, FailingDelivery, Latency,
+    LatencyCount, LoggedDecision, QueueStats, SafeEntry, StatusCount, StoreError, StoredEvent,
+    UsageGroup, VerifyService, WebhookEndpoint,
 };
 
 /// One row as a store's driver returns it, read a column at a time by name. `None` is NULL;
@@ -442,6 +442,30 @@ pub fn stored_event(row: &impl StoredRow) -> Result<StoredEvent, StoreError> {
         price: e.price("price_amount", "price_currency")?,
         detail: e.optional_text("detail")?,
         data: e.optional_text("data")?,
+    })
+}
+
+/// A delivery whose last attempt failed, with its event's type and object
+/// ([`crate::WebhookStore::failing_deliveries`]).
+pub fn failing_delivery(row: &impl StoredRow) -> Result<FailingDelivery, StoreError> {
+    let d = Columns::of(row, "webhook_deliveries");
+    let status = match row.integer("last_http_status")? {
+        None => None,
+        Some(status) => Some(
+            u16::try_from(status)
+                .map_err(|_| d.corrupt("last_http_status", format!("{status} is no status")))?,
+        ),
+    };
+    Ok(FailingDelivery {
+        id: d.integer("id")?,
+        event: EventId::from_uuid(d.id("event_id")?),
+        kind: d.parsed("type")?,
+        object_id: d.id("object_id")?,
+        attempts: d.count("attempt_count")?,
+        last_http_status: status,
+        last_error: d.optional_text("last_error")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+        created_at: d.time("created_at")?,
     })
 }
 

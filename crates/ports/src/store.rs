@@ -401,11 +401,12 @@ pub struct VerificationCursor {
     pub id: VerificationId,
 }
 
-/// One API key's verifications, newest first, narrowed by the optional filters, as
+/// Verifications, newest first, narrowed by the optional filters, as
 /// [`crate::MessageFilter`] narrows messages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerificationFilter {
-    pub api_key: String,
+    /// One API key's verifications; every key's with `None`.
+    pub api_key: Option<String>,
     /// The status as of `now` ([`Verification::status_at`]): a pending verification past its
     /// expiry is `expired`.
     pub status: Option<VerificationStatus>,

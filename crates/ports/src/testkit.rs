@@ -181,6 +181,7 @@ macro_rules! store_conformance_tests {
             failing_and_disabled_endpoints_are_remembered_and_skipped,
             a_replay_queues_again_every_event_since_a_time,
             an_erased_numbers_messages_take_their_events_with_them,
+            an_endpoints_failing_deliveries_are_listed_with_their_last_answer,
             a_reservation_is_given_back_when_its_message_ends_unsent_and_kept_when_sent,
             concurrent_reservations_and_give_backs_never_pass_the_cap,
             // MessageReports, StoreHealth
@@ -435,7 +436,7 @@ pub async fn verifications_list_newest_first_per_api_key_with_filters_and_cursor
         .await
         .unwrap());
     let all = VerificationFilter {
-        api_key: "auth".into(),
+        api_key: Some("auth".into()),
         status: None,
         to: None,
         since: None,
@@ -471,6 +472,16 @@ pub async fn verifications_list_newest_first_per_api_key_with_filters_and_cursor
         ..all.clone()
     };
     assert_eq!(listed(to_london).await, vec![approved.id]);
+    // An operator's search by number, under every key.
+    let every_key = VerificationFilter {
+        api_key: None,
+        to: Some(alice()),
+        ..all.clone()
+    };
+    assert_eq!(
+        listed(every_key).await,
+        vec![other_key.id, pending.id, old.id]
+    );
     let range = VerificationFilter {
         since: Some(t0() + secs(60)),
         until: Some(t0() + secs(1200)),

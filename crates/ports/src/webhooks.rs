@@ -12,6 +12,23 @@ use uuid::Uuid;
 
 use crate::{ClaimToken, LoggedDecision, StoreError};
 
+/// A delivery whose last attempt failed: what an operator reads of a failing endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingDelivery {
+    pub id: i64,
+    pub event: EventId,
+    pub kind: EventType,
+    /// The message or verification the event is about.
+    pub object_id: Uuid,
+    pub attempts: u32,
+    /// The endpoint's answer to the last attempt; `None` when it gave none (refused, timed out).
+    pub last_http_status: Option<u16>,
+    pub last_error: Option<String>,
+    /// When it is tried again; `None` once given up.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A client's webhook endpoint, with its signing secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookEndpoint {
@@ -201,4 +218,12 @@ pub trait WebhookStore: Send + Sync {
 
     /// The events of an object, oldest first.
     async fn events_of(&self, object_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` of `endpoint`'s deliveries whose last attempt failed, newest first: those
+    /// waiting for their next try and those given up. Never-tried and delivered ones are not.
+    async fn failing_deliveries(
+        &self,
+        endpoint: EndpointId,
+        limit: u32,
+    ) -> Result<Vec<FailingDelivery>, StoreError>;
 }

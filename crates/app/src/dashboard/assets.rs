@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest as _, Sha256};
 
 /// Each asset: its name, type and bytes. uPlot (MIT, its licence beside it) draws the charts.
-const ASSETS: [(&str, &str, &[u8]); 8] = [
+const ASSETS: [(&str, &str, &[u8]); 9] = [
     (
         "dashboard.css",
         "text/css; charset=utf-8",
@@ -25,6 +25,11 @@ const ASSETS: [(&str, &str, &[u8]); 8] = [
         "overview.js",
         "text/javascript; charset=utf-8",
         include_bytes!("assets/overview.js"),
+    ),
+    (
+        "conversion.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/conversion.js"),
     ),
     (
         "templates.js",

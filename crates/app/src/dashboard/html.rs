@@ -81,17 +81,21 @@ pub fn time_shown_as(at: DateTime<Utc>, text: &str) -> String {
 pub enum Nav {
     Overview,
     Messages,
+    Conversion,
     Fraud,
     Templates,
     Webhooks,
+    Providers,
 }
 
-const NAV: [(Nav, &str, &str); 5] = [
+const NAV: [(Nav, &str, &str); 7] = [
     (Nav::Overview, "/dashboard", "Overview"),
     (Nav::Messages, "/dashboard/messages", "Messages"),
+    (Nav::Conversion, "/dashboard/conversion", "Conversion"),
     (Nav::Fraud, "/dashboard/fraud", "Fraud"),
     (Nav::Templates, "/dashboard/templates", "Templates"),
     (Nav::Webhooks, "/dashboard/webhooks", "Webhooks"),
+    (Nav::Providers, "/dashboard/providers", "Providers"),
 ];
 
 /// What a page shows of the operator in its header: who is logged in, and the token of the

@@ -1,6 +1,7 @@
-//! Messages and verifications: a search (by id, or by API key, number, status and time, a
-//! page at a time) and one message's or verification's timeline. Numbers are shown masked,
-//! as the logs show them; the search takes a whole number and finds its messages.
+//! Messages and verifications: a search (by id, or by number, API key, status and time, a
+//! page at a time, under every key unless one is chosen) and one message's or verification's
+//! timeline. Numbers are shown masked, as the logs show them; the search takes a whole number
+//! and finds its messages or verifications.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,8 +9,11 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{Message, MessageId, MessageStatus, PhoneNumber, VerificationId};
-use ports::{MessageCursor, MessageFilter, StoredEvent};
+use domain::{
+    Message, MessageId, MessageStatus, PhoneNumber, Verification, VerificationId,
+    VerificationStatus,
+};
+use ports::{MessageCursor, MessageFilter, StoredEvent, VerificationCursor, VerificationFilter};
 use serde::Deserialize;
 
 use super::html::{self, count, esc, Nav};
@@ -43,6 +47,9 @@ pub struct SearchParams {
     period: String,
     #[serde(default)]
     before: String,
+    /// `messages` (unless said) or `verifications`.
+    #[serde(default)]
+    what: String,
 }
 
 fn option(value: &str, label: &str, selected: bool) -> String {
@@ -77,16 +84,13 @@ pub async fn search(
         }
     }
     let keys = services.api_key_names();
-    let key = if params.key.is_empty() {
-        // Clients' messages are what an operator looks for first.
-        keys.iter()
-            .find(|(_, admin)| !admin)
-            .or(keys.first())
-            .map(|(name, _)| (*name).to_owned())
-            .unwrap_or_default()
-    } else {
-        params.key.clone()
-    };
+    // Every key's unless one is chosen: an operator looking for a number does not know which
+    // client sent to it.
+    let key = keys
+        .iter()
+        .find(|(name, _)| *name == params.key)
+        .map(|(name, _)| (*name).to_owned());
+    let verifications = params.what == "verifications";
     let period = PERIODS
         .iter()
         .find(|(value, _, _)| *value == params.period)
@@ -107,25 +111,31 @@ pub async fn search(
             }
         },
     };
-    let status = params.status.parse::<MessageStatus>().ok();
-    let before = decode_cursor(&params.before);
+    let before = params.before.as_str();
 
-    body.push_str(r#"<form class="row" method="get" action="/dashboard/messages" role="search" aria-label="Find messages">"#);
+    body.push_str(r#"<form class="row" method="get" action="/dashboard/messages" role="search" aria-label="Find messages and verifications">"#);
     let _ = write!(
         body,
         r#"<div class="field"><label for="id">Message or verification id</label><input id="id" name="id" value="{}" size="38" class="mono"></div>"#,
         esc(id)
     );
     body.push_str(
+        r#"<div class="field"><label for="what">Find</label><select id="what" name="what">"#,
+    );
+    body.push_str(&option("messages", "Messages", !verifications));
+    body.push_str(&option("verifications", "Verifications", verifications));
+    body.push_str("</select></div>");
+    body.push_str(
         r#"<div class="field"><label for="key">API key</label><select id="key" name="key">"#,
     );
+    body.push_str(&option("", "Every key", key.is_none()));
     for (name, admin) in &keys {
         let label = if *admin {
             format!("{name} (admin)")
         } else {
             (*name).to_owned()
         };
-        body.push_str(&option(name, &label, *name == key));
+        body.push_str(&option(name, &label, key.as_deref() == Some(*name)));
     }
     body.push_str("</select></div>");
     let _ = write!(
@@ -134,9 +144,20 @@ pub async fn search(
         esc(params.to.trim())
     );
     body.push_str(r#"<div class="field"><label for="status">Status</label><select id="status" name="status">"#);
-    body.push_str(&option("", "Any", status.is_none()));
-    for each in MessageStatus::ALL {
-        body.push_str(&option(each.as_str(), each.as_str(), Some(each) == status));
+    body.push_str(&option("", "Any", params.status.is_empty()));
+    let statuses: Vec<&str> = if verifications {
+        VerificationStatus::ALL
+            .iter()
+            .map(|each| each.as_str())
+            .collect()
+    } else {
+        MessageStatus::ALL
+            .iter()
+            .map(|each| each.as_str())
+            .collect()
+    };
+    for each in statuses {
+        body.push_str(&option(each, each, each == params.status));
     }
     body.push_str("</select></div>");
     body.push_str(r#"<div class="field"><label for="period">Created</label><select id="period" name="period">"#);
@@ -153,55 +174,124 @@ pub async fn search(
     }
 
     let now = services.now();
-    let filter = MessageFilter {
-        api_key: key.clone(),
-        status,
-        to,
-        since: Some(now - TimeDelta::hours(period.2)),
-        until: None,
-        before,
-        limit: PAGE + 1,
+    let since = Some(now - TimeDelta::hours(period.2));
+    let whose = key.as_deref().unwrap_or("every key");
+    // Where the next page starts: the last row's time and id.
+    let next_page = |cursor: String| {
+        format!(
+            "/dashboard/messages?what={}&key={}&to={}&status={}&period={}&before={cursor}",
+            if verifications {
+                "verifications"
+            } else {
+                "messages"
+            },
+            urlencode(key.as_deref().unwrap_or("")),
+            urlencode(params.to.trim()),
+            urlencode(&params.status),
+            period.0,
+        )
     };
-    let mut messages = services.list_messages(&filter).await?;
-    let more = messages.len() > PAGE as usize;
-    messages.truncate(PAGE as usize);
-    let rows: Vec<Vec<String>> = messages
-        .iter()
-        .map(|(message, attempts)| row(message, attempts.len(), now))
-        .collect();
-    body.push_str(&html::table(
-        &format!("Messages of {key}, newest first"),
-        &[
-            "Created", "Id", "To", "Status", "Channel", "Template", "Attempts", "Provider",
-        ],
-        &rows,
-        "No message matches.",
-    ));
-    if more {
-        if let Some((last, _)) = messages.last() {
-            let next = format!(
-                "/dashboard/messages?key={}&to={}&status={}&period={}&before={}",
-                urlencode(&key),
-                urlencode(params.to.trim()),
-                urlencode(&params.status),
-                period.0,
-                encode_cursor(last)
-            );
-            let _ = write!(
-                body,
-                r#"<p><a href="{}">Older messages</a></p>"#,
-                esc(&next)
-            );
-        }
+    let more_link = if verifications {
+        let filter = VerificationFilter {
+            api_key: key.clone(),
+            status: params.status.parse::<VerificationStatus>().ok(),
+            to,
+            since,
+            until: None,
+            before: decode_cursor(before).map(|(created_at, id)| VerificationCursor {
+                created_at,
+                id: VerificationId::from_uuid(id),
+            }),
+            limit: PAGE + 1,
+            now,
+        };
+        let mut found = services.list_verifications(&filter).await?;
+        let more = found.len() > PAGE as usize;
+        found.truncate(PAGE as usize);
+        let rows: Vec<Vec<String>> = found
+            .iter()
+            .map(|verification| verification_row(verification, now))
+            .collect();
+        body.push_str(&html::table(
+            &format!("Verifications of {whose}, newest first"),
+            &[
+                "Created", "Id", "To", "Status", "Channel", "API key", "Checks", "Codes",
+            ],
+            &rows,
+            "No verification matches.",
+        ));
+        found
+            .last()
+            .filter(|_| more)
+            .map(|last| next_page(encode_cursor(last.created_at, last.id.as_uuid())))
+    } else {
+        let filter = MessageFilter {
+            api_key: key.clone(),
+            status: params.status.parse::<MessageStatus>().ok(),
+            to,
+            since,
+            until: None,
+            before: decode_cursor(before).map(|(created_at, id)| MessageCursor {
+                created_at,
+                id: MessageId::from_uuid(id),
+            }),
+            limit: PAGE + 1,
+        };
+        let mut messages = services.list_messages(&filter).await?;
+        let more = messages.len() > PAGE as usize;
+        messages.truncate(PAGE as usize);
+        let rows: Vec<Vec<String>> = messages
+            .iter()
+            .map(|(message, attempts)| row(message, attempts.len(), now))
+            .collect();
+        body.push_str(&html::table(
+            &format!("Messages of {whose}, newest first"),
+            &[
+                "Created", "Id", "To", "Status", "Channel", "API key", "Template", "Attempts",
+                "Provider",
+            ],
+            &rows,
+            "No message matches.",
+        ));
+        messages
+            .last()
+            .filter(|_| more)
+            .map(|(last, _)| next_page(encode_cursor(last.created_at, last.id.as_uuid())))
+    };
+    if let Some(next) = more_link {
+        let _ = write!(body, r#"<p><a href="{}">Older</a></p>"#, esc(&next));
     }
     Ok(Html(html::page(
-        "Messages",
+        "Messages and verifications",
         Some(Nav::Messages),
         Some(&operator.header()),
         &[],
         &body,
     ))
     .into_response())
+}
+
+fn verification_row(verification: &Verification, now: DateTime<Utc>) -> Vec<String> {
+    vec![
+        html::time(verification.created_at, now),
+        format!(
+            r#"<a class="mono" href="/dashboard/verifications/{id}">{id}</a>"#,
+            id = verification.id
+        ),
+        format!(
+            r#"<span class="mono">{}</span>"#,
+            esc(&verification.to.masked())
+        ),
+        status(verification.status_at(now).as_str()),
+        esc(verification.channel.as_str()),
+        esc(&verification.api_key),
+        format!(
+            "{} of {}",
+            count(u64::from(verification.check_count)),
+            count(u64::from(verification.max_checks))
+        ),
+        count(u64::from(verification.send_count)),
+    ]
 }
 
 fn row(message: &Message, attempts: usize, now: DateTime<Utc>) -> Vec<String> {
@@ -214,6 +304,7 @@ fn row(message: &Message, attempts: usize, now: DateTime<Utc>) -> Vec<String> {
         format!(r#"<span class="mono">{}</span>"#, esc(&message.to.masked())),
         status(message.status.as_str()),
         esc(message.channel.as_str()),
+        esc(&message.api_key),
         esc(message.template.as_deref().unwrap_or("")),
         count(attempts as u64),
         esc(message.provider.as_deref().unwrap_or("")),
@@ -229,16 +320,16 @@ fn urlencode(text: &str) -> String {
 }
 
 /// Where the next page starts: the last row's time and id.
-fn encode_cursor(message: &Message) -> String {
-    format!("{}_{}", message.created_at.timestamp_micros(), message.id)
+fn encode_cursor(created_at: DateTime<Utc>, id: uuid::Uuid) -> String {
+    format!("{}_{id}", created_at.timestamp_micros())
 }
 
-fn decode_cursor(text: &str) -> Option<MessageCursor> {
+fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, uuid::Uuid)> {
     let (micros, id) = text.split_once('_')?;
-    Some(MessageCursor {
-        created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id: id.parse().ok()?,
-    })
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
 }
 
 /// What happened, in order: each line its time and what.
@@ -382,7 +473,7 @@ pub async fn verification(
         .ok_or_else(not_found)?;
     let now = services.now();
     let verification = &history.verification;
-    let risk = verification.risk.as_ref().map_or_else(
+    let decision = verification.risk.as_ref().map_or_else(
         || "not judged".to_owned(),
         |decision| {
             let reasons: Vec<String> = decision
@@ -420,15 +511,42 @@ pub async fn verification(
                 count(u64::from(verification.max_checks))
             ),
         ),
-        ("Fraud decision", risk),
+        ("Fraud decision", decision.clone()),
     ]);
-    let mut entries = vec![(verification.created_at, "started".to_owned())];
+    // Checks are counted, not kept one by one: how many were made, and how it ended.
+    let _ = write!(
+        body,
+        r#"<p data-checks="{checks}">{checks} of {max} checks made; {ending}.</p>"#,
+        checks = verification.check_count,
+        max = verification.max_checks,
+        ending = match verification.status_at(now) {
+            VerificationStatus::Pending => "still pending",
+            VerificationStatus::Approved => "a check approved it",
+            VerificationStatus::Canceled => "canceled by its client",
+            VerificationStatus::MaxAttemptsReached => "every check allowed was wrong",
+            VerificationStatus::Expired => "it expired unapproved",
+        }
+    );
+    let mut entries = vec![(
+        verification.created_at,
+        format!(
+            "started on {}; the fraud guard's decision: {}",
+            esc(verification.channel.as_str()),
+            decision
+        ),
+    )];
     for attempt in &history.attempts {
         let provider = attempt.provider.as_deref().unwrap_or("no provider yet");
+        // Which code approved is kept, not when: the approval is told on its code's line.
+        let approved = if attempt.approved {
+            r#"; <span class="good">this code approved the verification</span>"#
+        } else {
+            ""
+        };
         entries.push((
             attempt.created_at,
             format!(
-                r#"code by <strong>{}</strong> (message <a class="mono" href="/dashboard/messages/{id}">{id}</a>), {}"#,
+                r#"code by <strong>{}</strong> (message <a class="mono" href="/dashboard/messages/{id}">{id}</a>), {}{approved}"#,
                 esc(attempt.channel.as_str()),
                 status(attempt.status.as_str()),
                 id = attempt.message_id
@@ -436,10 +554,35 @@ pub async fn verification(
         ));
         if let Some(sent) = attempt.sent_at {
             entries.push((sent, format!("accepted by {}", esc(provider))));
+            // A receipt saying it did not arrive has no time of its own here: the message's
+            // timeline has it.
+            if matches!(
+                attempt.status,
+                MessageStatus::Undelivered | MessageStatus::Failed
+            ) {
+                entries.push((
+                    sent,
+                    format!(
+                        r#"<span class="bad">receipt: {}</span>"#,
+                        esc(attempt.status.as_str())
+                    ),
+                ));
+            }
         }
         if let Some(delivered) = attempt.delivered_at {
             entries.push((delivered, "receipt: delivered".to_owned()));
         }
+    }
+    let concluded = verification.status_at(now);
+    if concluded == VerificationStatus::Expired {
+        entries.push((
+            verification.expires_at,
+            format!(
+                "expired after {} of {} checks",
+                count(u64::from(verification.check_count)),
+                count(u64::from(verification.max_checks))
+            ),
+        ));
     }
     entries.extend(event_entries(&history.events));
     body.push_str("<h2>Timeline</h2>");

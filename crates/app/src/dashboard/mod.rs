@@ -9,10 +9,12 @@
 //! compiled into the binary (`assets`).
 
 mod assets;
+mod conversion;
 mod fraud;
 mod html;
 mod messages;
 mod overview;
+mod providers;
 mod session;
 mod templates;
 mod webhooks;
@@ -66,6 +68,8 @@ fn routes() -> Router<Arc<Services>> {
         .route("/dashboard/templates", get(templates::page))
         .route("/dashboard/templates/preview", get(templates::preview))
         .route("/dashboard/webhooks", get(webhooks::page))
+        .route("/dashboard/conversion", get(conversion::page))
+        .route("/dashboard/providers", get(providers::page))
         .route("/dashboard/assets/{version}/{name}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

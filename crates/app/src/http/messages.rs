@@ -314,7 +314,7 @@ pub async fn list(
     let to = params.to.map(|to| parse_to_filter(&to)).transpose()?;
     let before = params.cursor.as_deref().map(message_cursor).transpose()?;
     let filter = MessageFilter {
-        api_key,
+        api_key: Some(api_key),
         status: params.status,
         to,
         since: params.since.map(|since| since.at(services.now())),

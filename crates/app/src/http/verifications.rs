@@ -583,7 +583,7 @@ pub async fn list(
     let limit = page_limit(params.limit, "verifications")?;
     let now = services.now();
     let filter = VerificationFilter {
-        api_key,
+        api_key: Some(api_key),
         status: params.status,
         to: params.to.map(|to| parse_to_filter(&to)).transpose()?,
         since: params.since.map(|since| since.at(now)),

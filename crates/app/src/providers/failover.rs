@@ -14,7 +14,8 @@
 //! text.
 //!
 //! Circuits live in this instance's memory: each instance learns for itself in a few attempts,
-//! and none needs another's state.
+//! and none needs another's state. [`CircuitBoard`] reads them for operators (the dashboard):
+//! each circuit's state, since when, and its provider's recent failures.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -65,6 +66,45 @@ enum State {
 struct Circuit {
     policy: CircuitPolicy,
     state: State,
+    /// When `state` last changed kind (closed, open, half-open).
+    since: DateTime<Utc>,
+    /// Every provider-wide failure within `window`, whatever the state: what operators read,
+    /// while `State::Closed` counts only those since the circuit last closed.
+    recent: VecDeque<DateTime<Utc>>,
+}
+
+/// A circuit's state, as operators read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Attempts go through.
+    Closed,
+    /// Attempts go to the next provider until the cool-down ends.
+    Open,
+    /// One attempt is probing the provider.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// One provider's circuit at a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCircuit {
+    pub provider: &'static str,
+    pub state: CircuitState,
+    /// When it came to this state (the instance's start for a circuit closed since).
+    pub since: DateTime<Utc>,
+    /// The provider-wide failures (timeouts, 5xx, throttling, account) within the window.
+    pub recent_failures: u32,
+    /// When an open circuit lets a probe through.
+    pub probe_at: Option<DateTime<Utc>>,
 }
 
 /// What a circuit says about the next attempt.
@@ -77,10 +117,34 @@ enum Admission {
 }
 
 impl Circuit {
-    fn new(policy: CircuitPolicy) -> Self {
+    fn new(policy: CircuitPolicy, now: DateTime<Utc>) -> Self {
         Self {
             policy,
             state: State::Closed(VecDeque::new()),
+            since: now,
+            recent: VecDeque::new(),
+        }
+    }
+
+    fn window(&self) -> TimeDelta {
+        TimeDelta::from_std(self.policy.window).unwrap_or(TimeDelta::MAX)
+    }
+
+    /// What operators read of it at `now`.
+    fn status(&self, provider: &'static str, now: DateTime<Utc>) -> ProviderCircuit {
+        let (state, probe_at) = match self.state {
+            State::Closed(_) => (CircuitState::Closed, None),
+            State::Open { until } => (CircuitState::Open, Some(until)),
+            State::HalfOpen { .. } => (CircuitState::HalfOpen, None),
+        };
+        let window = self.window();
+        let recent = self.recent.iter().filter(|at| **at > now - window).count();
+        ProviderCircuit {
+            provider,
+            state,
+            since: self.since,
+            recent_failures: u32::try_from(recent).unwrap_or(u32::MAX),
+            probe_at,
         }
     }
 
@@ -99,19 +163,27 @@ impl Circuit {
             }
             State::Open { .. } | State::HalfOpen { .. } => {
                 self.state = State::HalfOpen { probe_since: now };
+                self.since = now;
                 Admission::Probe
             }
         }
     }
 
-    fn succeeded(&mut self) {
+    fn succeeded(&mut self, now: DateTime<Utc>) {
+        if !matches!(self.state, State::Closed(_)) {
+            self.since = now;
+        }
         self.state = State::Closed(VecDeque::new());
     }
 
     /// Counts a provider-wide failure; `at_once` opens the circuit whatever the count. Returns
     /// whether the circuit is open now.
     fn failed(&mut self, now: DateTime<Utc>, at_once: bool) -> bool {
-        let window = TimeDelta::from_std(self.policy.window).unwrap_or(TimeDelta::MAX);
+        let window = self.window();
+        self.recent.push_back(now);
+        while self.recent.front().is_some_and(|at| *at <= now - window) {
+            self.recent.pop_front();
+        }
         let open = match &mut self.state {
             State::Closed(failures) => {
                 failures.push_back(now);
@@ -126,15 +198,38 @@ impl Circuit {
             self.state = State::Open {
                 until: now + self.cool_down(),
             };
+            self.since = now;
         }
         open
     }
 }
 
+/// The providers in priority order, each with its circuit.
+type Circuits = Vec<(Arc<dyn SmsProvider>, Mutex<Circuit>)>;
+
 /// Sends through the first provider whose circuit lets the attempt through.
 pub struct FailoverSmsProvider {
-    providers: Vec<(Arc<dyn SmsProvider>, Mutex<Circuit>)>,
+    providers: Arc<Circuits>,
     clock: Arc<dyn Clock>,
+}
+
+/// A reader of a [`FailoverSmsProvider`]'s circuits, kept by the use cases
+/// (`Services::provider_circuits`) while the dispatcher sends through the provider.
+#[derive(Clone)]
+pub struct CircuitBoard {
+    providers: Arc<Circuits>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CircuitBoard {
+    /// Each provider's circuit now, in priority order.
+    pub fn read(&self) -> Vec<ProviderCircuit> {
+        let now = self.clock.now();
+        self.providers
+            .iter()
+            .map(|(provider, circuit)| lock(circuit).status(provider.name(), now))
+            .collect()
+    }
 }
 
 impl FailoverSmsProvider {
@@ -144,12 +239,23 @@ impl FailoverSmsProvider {
         policy: CircuitPolicy,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let now = clock.now();
         Self {
-            providers: providers
-                .into_iter()
-                .map(|provider| (provider, Mutex::new(Circuit::new(policy))))
-                .collect(),
+            providers: Arc::new(
+                providers
+                    .into_iter()
+                    .map(|provider| (provider, Mutex::new(Circuit::new(policy, now))))
+                    .collect(),
+            ),
             clock,
+        }
+    }
+
+    /// What reads the circuits while this provider sends.
+    pub fn circuits(&self) -> CircuitBoard {
+        CircuitBoard {
+            providers: self.providers.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -242,7 +348,7 @@ impl SmsProvider for FailoverSmsProvider {
                 }
             }
             // A refusal of this message shows the provider at work as surely as a success.
-            Ok(_) | Err(_) => lock(circuit).succeeded(),
+            Ok(_) | Err(_) => lock(circuit).succeeded(self.clock.now()),
         }
         result.map_err(|mut error| {
             // Another provider can take the next attempt, which the dispatcher makes only for a
@@ -257,7 +363,7 @@ impl SmsProvider for FailoverSmsProvider {
     /// Ready while any provider is: the others are what failover is for.
     async fn check_ready(&self) -> Result<(), ProviderError> {
         let mut first_error = None;
-        for (provider, _) in &self.providers {
+        for (provider, _) in self.providers.iter() {
             match provider.check_ready().await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
@@ -278,11 +384,14 @@ mod tests {
     }
 
     fn circuit() -> Circuit {
-        Circuit::new(CircuitPolicy {
-            failures: 3,
-            window: Duration::from_secs(60),
-            cool_down: Duration::from_secs(30),
-        })
+        Circuit::new(
+            CircuitPolicy {
+                failures: 3,
+                window: Duration::from_secs(60),
+                cool_down: Duration::from_secs(30),
+            },
+            t(0),
+        )
     }
 
     #[test]
@@ -321,10 +430,43 @@ mod tests {
         assert_eq!(circuit.admit(t(40)), Admission::Refused(t(62)));
 
         assert_eq!(circuit.admit(t(62)), Admission::Probe);
-        circuit.succeeded();
+        circuit.succeeded(t(62));
         assert_eq!(circuit.admit(t(63)), Admission::Closed);
         // Closed again with a clean count.
         assert!(!circuit.failed(t(64), false));
+    }
+
+    #[test]
+    fn operators_read_each_state_since_when_and_the_failures_within_the_window() {
+        let mut circuit = circuit();
+        let read = |circuit: &Circuit, at| circuit.status("twilio", at);
+        assert_eq!(read(&circuit, t(5)).state, CircuitState::Closed);
+        assert_eq!(read(&circuit, t(5)).since, t(0));
+        circuit.failed(t(10), false);
+        circuit.failed(t(20), false);
+        let closed = read(&circuit, t(25));
+        assert_eq!(
+            (closed.state, closed.recent_failures, closed.since),
+            (CircuitState::Closed, 2, t(0))
+        );
+        circuit.failed(t(30), false);
+        let open = read(&circuit, t(31));
+        assert_eq!(
+            (open.state, open.since, open.recent_failures, open.probe_at),
+            (CircuitState::Open, t(30), 3, Some(t(60)))
+        );
+        assert_eq!(circuit.admit(t(60)), Admission::Probe);
+        assert_eq!(
+            (read(&circuit, t(61)).state, read(&circuit, t(61)).since),
+            (CircuitState::HalfOpen, t(60))
+        );
+        circuit.succeeded(t(62));
+        let closed = read(&circuit, t(62));
+        assert_eq!((closed.state, closed.since), (CircuitState::Closed, t(62)));
+        // The failures stay recent for the window, though they no longer count towards opening.
+        assert_eq!(closed.recent_failures, 3);
+        assert_eq!(read(&circuit, t(85)).recent_failures, 1);
+        assert_eq!(read(&circuit, t(91)).recent_failures, 0);
     }
 
     #[test]

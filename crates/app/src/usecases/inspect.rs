@@ -3,10 +3,12 @@
 //! decision, the events sent to the client), and the key names to search under. Only admin
 //! sessions reach them; the API's own reads stay within the caller's key.
 
+use domain::webhook::EndpointId;
 use domain::workflow::VerificationAttempt;
 use domain::{Attempt, Message, MessageId, Verification, VerificationId};
-use ports::{StoreError, StoredEvent, WebhookEndpoint};
+use ports::{FailingDelivery, StoreError, StoredEvent, WebhookEndpoint};
 
+use crate::providers::failover::{CircuitBoard, ProviderCircuit};
 use crate::usecases::Services;
 
 /// A message and what happened to it.
@@ -73,5 +75,23 @@ impl Services {
     /// Every key's webhook endpoints, oldest first.
     pub async fn all_webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
         self.webhooks.endpoints(None).await
+    }
+
+    /// Up to `limit` of an endpoint's deliveries whose last attempt failed, newest first.
+    pub async fn failing_deliveries(
+        &self,
+        endpoint: EndpointId,
+        limit: u32,
+    ) -> Result<Vec<FailingDelivery>, StoreError> {
+        self.webhooks.failing_deliveries(endpoint, limit).await
+    }
+
+    /// Each provider's circuit in this instance, in failover order; empty with one provider,
+    /// which has none.
+    pub fn provider_circuits(&self) -> Vec<ProviderCircuit> {
+        self.circuits
+            .as_ref()
+            .map(CircuitBoard::read)
+            .unwrap_or_default()
     }
 }

@@ -39,6 +39,7 @@ use tokio::sync::Notify;
 
 use crate::observability::health::Readiness;
 use crate::observability::metrics::Metrics;
+use crate::providers::failover::CircuitBoard;
 use crate::providers::missing::MissingSmsProvider;
 use crate::providers::test_numbers::TestNumbers;
 use crate::wiring::config::{TwilioStatusCallbacks, WebhookConfig};
@@ -141,6 +142,8 @@ pub struct Services {
     lifecycle: Arc<dyn DataLifecycle>,
     /// What the dashboard's sessions are signed with (`operator_sessions`).
     session_key: operator_sessions::SessionKey,
+    /// The failover's circuits, read for operators; `None` with one provider (no failover).
+    circuits: Option<CircuitBoard>,
 }
 
 impl Services {
@@ -171,6 +174,7 @@ impl Services {
             code_texts: CodeTexts::default(),
             verify_compat: VerifyCompat::default(),
             webhook_config: WebhookConfig::default(),
+            circuits: None,
         }
     }
 
@@ -283,6 +287,7 @@ pub struct ServicesBuilder {
     code_texts: CodeTexts,
     verify_compat: VerifyCompat,
     webhook_config: WebhookConfig,
+    circuits: Option<CircuitBoard>,
 }
 
 impl ServicesBuilder {
@@ -385,6 +390,12 @@ impl ServicesBuilder {
         self
     }
 
+    /// Unless set, none: one provider, no circuit to show.
+    pub fn provider_circuits(mut self, circuits: Option<CircuitBoard>) -> Self {
+        self.circuits = circuits;
+        self
+    }
+
     pub fn build(self) -> Services {
         Services {
             fraud_guard: FraudScreen::new(
@@ -419,6 +430,7 @@ impl ServicesBuilder {
             webhook_config: self.webhook_config,
             workflows: self.stores.workflows,
             lifecycle: self.stores.lifecycle,
+            circuits: self.circuits,
         }
     }
 }

@@ -550,7 +550,8 @@ impl Services {
             .ok_or_else(|| RenderError::UnknownTemplate(name.to_owned()))
     }
 
-    /// This API key's verifications that `filter` selects, newest first.
+    /// The verifications `filter` selects, newest first: one API key's, or every key's for
+    /// an operator's search (its `api_key` `None`).
     pub async fn list_verifications(
         &self,
         filter: &VerificationFilter,

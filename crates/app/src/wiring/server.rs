@@ -211,6 +211,7 @@ pub async fn assemble_with_clock(
             ProviderConfig::Missing => providers.push(Arc::new(MissingSmsProvider)),
         }
     }
+    let mut circuits = None;
     let provider: Arc<dyn SmsProvider> = match <[_; 1]>::try_from(providers) {
         Ok([only]) => only,
         Err(providers) => {
@@ -218,11 +219,9 @@ pub async fn assemble_with_clock(
                 providers = ?config.providers.iter().map(ProviderConfig::name).collect::<Vec<_>>(),
                 "providers fail over in this order"
             );
-            Arc::new(FailoverSmsProvider::new(
-                providers,
-                config.circuit,
-                clock.clone(),
-            ))
+            let failover = FailoverSmsProvider::new(providers, config.circuit, clock.clone());
+            circuits = Some(failover.circuits());
+            Arc::new(failover)
         }
     };
     let metrics = Arc::new(Metrics::new());
@@ -281,6 +280,7 @@ pub async fn assemble_with_clock(
         .metrics(metrics)
         .webhooks(config.webhooks.clone())
         .readiness(readiness)
+        .provider_circuits(circuits)
         .test_numbers(config.test_numbers.clone())
         .channels(channels)
         .whatsapp_templates(config.whatsapp_templates.clone())

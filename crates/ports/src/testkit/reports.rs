@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use domain::{Amount, AttemptOutcome, Channel, MessageId, MessageStatus, NewMessage, Price};
 
-use super::{attempt, claim_one, enqueue_new, notification, phone, secs, t0, StoreUnderTest};
+use super::{
+    alice, attempt, claim_one, enqueue_new, notification, phone, secs, t0, StoreUnderTest,
+};
 use crate::{
     CostSum, DispatchOutcome, ErrorCodeCount, MessageCursor, MessageFilter, MessageReports,
     QueueStats, StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
@@ -397,7 +399,7 @@ pub async fn list_pages_newest_first_and_filters<S: ReportStoreUnderTest>(store:
     let newest_first: Vec<MessageId> = newest_first.into_iter().map(|(_, id)| id).collect();
 
     let all = MessageFilter {
-        api_key: "shop".into(),
+        api_key: Some("shop".into()),
         status: None,
         to: None,
         since: None,
@@ -437,6 +439,18 @@ pub async fn list_pages_newest_first_and_filters<S: ReportStoreUnderTest>(store:
         .await
         .unwrap();
     assert_eq!(to_gb.iter().map(|m| m.id).collect::<Vec<_>>(), [gb.id]);
+    // An operator's search by number, under every key: the shop's five and the auth key's one.
+    let every_key = store
+        .list_messages(&MessageFilter {
+            api_key: None,
+            to: Some(alice()),
+            limit: 10,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    let keys: Vec<&str> = every_key.iter().map(|m| m.api_key.as_str()).collect();
+    assert_eq!(keys, ["auth", "shop", "shop", "shop", "shop", "shop"]);
 
     let window = store
         .list_messages(&MessageFilter {

@@ -533,3 +533,114 @@ pub async fn an_erased_numbers_messages_take_their_events_with_them<S: StoreUnde
         .unwrap()
         .is_empty());
 }
+
+/// What an operator reads of a failing endpoint: its deliveries that failed their last
+/// attempt, the ones still to be retried and the ones given up, newest first; never one
+/// delivered, one in flight, or another endpoint's.
+pub async fn an_endpoints_failing_deliveries_are_listed_with_their_last_answer<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let failing = endpoint("auth", &[EventType::VerificationChannelFallback], 0);
+    let healthy = endpoint("auth", &[EventType::VerificationChannelFallback], 1);
+    store.create_endpoint(&failing).await.unwrap();
+    store.create_endpoint(&healthy).await.unwrap();
+    let mut objects = Vec::new();
+    for n in 0..4 {
+        let object_id = Uuid::new_v4();
+        store
+            .record_event(&NewEvent {
+                kind: EventType::VerificationChannelFallback,
+                object_id,
+                api_key: "auth".into(),
+                at: t0() + secs(n),
+                status: Some("pending".into()),
+                detail: None,
+            })
+            .await
+            .unwrap()
+            .expect("recorded");
+        objects.push(object_id);
+    }
+    let claimed = claim_all(&store, t0() + secs(10)).await;
+    assert_eq!(claimed.len(), 8);
+    for delivery in &claimed {
+        let to_failing = delivery.endpoint.id == failing.id;
+        let object = objects
+            .iter()
+            .position(|id| *id == delivery.event.object_id)
+            .unwrap();
+        let (result, answer) = match (to_failing, object) {
+            (true, 0) => (
+                DeliveryResult::Retry {
+                    at: t0() + secs(60),
+                },
+                DeliveryAnswer {
+                    http_status: Some(503),
+                    error: Some("503 Service Unavailable".into()),
+                },
+            ),
+            (true, 1) => (
+                DeliveryResult::Failed,
+                DeliveryAnswer {
+                    http_status: None,
+                    error: Some("connection refused".into()),
+                },
+            ),
+            // Still in flight: not known to fail.
+            (true, 3) => continue,
+            _ => (DeliveryResult::Delivered, DeliveryAnswer::default()),
+        };
+        assert!(store
+            .finish_delivery(delivery.claim, delivery.id, result, answer, t0() + secs(11))
+            .await
+            .unwrap());
+    }
+
+    let listed = store.failing_deliveries(failing.id, 10).await.unwrap();
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|delivery| {
+            (
+                delivery.object_id,
+                delivery.kind,
+                delivery.attempts,
+                delivery.last_http_status,
+                delivery.last_error.as_deref(),
+                delivery.next_attempt_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                objects[1],
+                EventType::VerificationChannelFallback,
+                1,
+                None,
+                Some("connection refused"),
+                None
+            ),
+            (
+                objects[0],
+                EventType::VerificationChannelFallback,
+                1,
+                Some(503),
+                Some("503 Service Unavailable"),
+                Some(t0() + secs(60))
+            ),
+        ]
+    );
+    assert!(listed.iter().all(|delivery| delivery.created_at >= t0()));
+    assert_eq!(
+        store.failing_deliveries(failing.id, 1).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .failing_deliveries(healthy.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -418,7 +418,7 @@ async fn pending_of(
     to: PhoneNumber,
 ) -> Result<Option<VerificationId>, TwilioError> {
     let filter = VerificationFilter {
-        api_key: api_key.to_owned(),
+        api_key: Some(api_key.to_owned()),
         status: Some(VerificationStatus::Pending),
         to: Some(to),
         since: None,
