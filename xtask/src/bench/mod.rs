@@ -5,6 +5,7 @@
 //! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
 
 mod cpu;
+mod events;
 mod fake_twilio;
 mod load;
 mod report;
@@ -53,13 +54,14 @@ const CODE_PATIENCE: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-8).
+    /// Only the scenarios that measure this figure (1-8, 11).
     pub only: Option<u8>,
 }
 
 /// How long and how much: the full run, or the quick one CI runs so that this never rots.
 struct Plan {
     only: Option<u8>,
+    quick: bool,
     release: bool,
     api: Schedule,
     dispatch: Schedule,
@@ -71,6 +73,7 @@ impl Plan {
         if quick {
             Self {
                 only,
+                quick,
                 // The debug build the tests already have: no release build in CI.
                 release: false,
                 api: schedule(0.5, 1.5),
@@ -80,6 +83,7 @@ impl Plan {
         } else {
             Self {
                 only,
+                quick,
                 release: true,
                 api: schedule(2.0, 10.0),
                 dispatch: schedule(2.0, 10.0),
@@ -217,6 +221,9 @@ impl Bench {
             if store == StoreKind::Postgres && guard {
                 self.fraud_guard_cost(store).await?;
             }
+        }
+        if wanted(&[11]) {
+            self.client_events().await?;
         }
         Ok(())
     }
