@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use ports::VerificationStore as _;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -235,6 +236,69 @@ async fn a_receiver_failing_its_first_three_deliveries_gets_every_event_exactly_
         .collect();
     assert_eq!(objects, verifications);
     assert!(requests.iter().all(|request| verifies(secret, request)));
+}
+
+/// The deliverer's poll, set to a minute: only a wake-up brings an event within seconds.
+const SLOW_POLL: (&str, &str) = ("WEBHOOK_POLL_INTERVAL_MS", "60000");
+/// Far less than the slow poll, and far more than a wake-up takes on a busy machine.
+const WOKEN_WITHIN: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_leaves_at_once_and_not_at_the_deliverers_next_poll() {
+    let app = TestApp::spawn_with(&[("WEBHOOK_ALLOW_PRIVATE", "true"), SLOW_POLL]).await;
+    app.twilio_accepts("SM00000000000000000000000000000001")
+        .await;
+    let receiver = receiver().await;
+    register(&app, &receiver, &["verification.canceled"]).await;
+    // The deliverer looked when the service started, and its next poll is a minute away.
+    for (n, to) in ["+15551230001", "+15551230002", "+15551230003"]
+        .into_iter()
+        .enumerate()
+    {
+        let started = Instant::now();
+        let id = canceled(&app, to).await;
+        let requests = received(&receiver, n + 1).await;
+        let waited = started.elapsed();
+        assert!(waited < WOKEN_WITHIN, "event {n} took {waited:?}");
+        assert_eq!(body(&requests[n])["data"]["id"], id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_another_instance_records_leaves_from_this_one_at_once() {
+    let app =
+        TestApp::spawn_on_postgres_with(&[("WEBHOOK_ALLOW_PRIVATE", "true"), SLOW_POLL]).await;
+    app.twilio_accepts("SM00000000000000000000000000000001")
+        .await;
+    let receiver = receiver().await;
+    register(&app, &receiver, &["verification.canceled"]).await;
+    // Another instance, reduced to its store: it has no deliverer, so the event it records
+    // leaves from the service, woken through PostgreSQL.
+    let other = app.database().store().await;
+    let (status, verification) = app
+        .post("/v1/verifications", json!({ "to": "+15551230001" }))
+        .await;
+    assert_eq!(status, 201, "{verification}");
+    let id = verification["id"].as_str().unwrap().to_owned();
+    // The service listens from its start; its first sends and looks are over by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let canceled = other
+        .conclude(
+            domain::VerificationId::from_uuid(id.parse().unwrap()),
+            domain::VerificationStatus::Canceled,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(canceled);
+    let requests = received(&receiver, 1).await;
+    let waited = started.elapsed();
+    assert!(waited < WOKEN_WITHIN, "the event took {waited:?}");
+    let event = body(&requests[0]);
+    assert_eq!(event["type"], "verification.canceled");
+    assert_eq!(event["data"]["id"], id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::budget::SpendCap;
-use domain::fraud::{Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
+use domain::fraud::{Action, Block, CodeCounts, CodeEvent, Mode, Policy, Prefix, SignalKey};
 use domain::pumping::hour_of;
 use domain::{Amount, MessageId};
 use ports::params::{self, Param};
@@ -284,7 +284,12 @@ impl FraudStore for PgStore {
     }
 
     async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError> {
-        self.batched.decisions.write(decision.clone()).await
+        self.batched.decisions.write(decision.clone()).await?;
+        // A block records a `verification.blocked` event.
+        if decision.decision.action == Action::Block {
+            self.events_may_be_recorded();
+        }
+        Ok(())
     }
 
     async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<LoggedDecision>, StoreError> {

@@ -5,7 +5,9 @@
 //!
 //! Several service instances share one database: claims use `FOR UPDATE SKIP LOCKED` and a
 //! lease, and every write that queues a message is followed by a `NOTIFY` on [`QUEUE_CHANNEL`]
-//! (one per burst, see `queue_notifier`) so that idle dispatchers on every instance wake at once. Queries are checked at run time (by the
+//! (one per burst, see `queue_notifier`) so that idle dispatchers on every instance wake at once;
+//! every change that may record client webhook events wakes this instance's deliverer
+//! ([`PgStore::events_written`]) and, on [`EVENTS_CHANNEL`], the other instances' ones. Queries are checked at run time (by the
 //! tests), so the build needs no database.
 //!
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
@@ -47,6 +49,14 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 /// of the messages a notification stands for.
 pub const QUEUE_CHANNEL: &str = "sms_notify_queue";
 
+/// The channel notified after changes that may have recorded client webhook events; the payload
+/// names the instance that notified, which does not wake itself a second time.
+pub const EVENTS_CHANNEL: &str = "sms_notify_events";
+
+/// The least time between two notifications on [`EVENTS_CHANNEL`] from one instance: every
+/// message's status change pokes it, and a wake-up a little later costs a client nothing.
+const EVENTS_NOTIFY_GAP: Duration = Duration::from_millis(5);
+
 /// The messages and verifications in PostgreSQL. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -54,6 +64,12 @@ pub struct PgStore {
     /// The hot paths' connections (claims, lookups of pending verifications, batched writes).
     hot: connections::Connections,
     queue_notifier: Arc<queue_notifier::QueueNotifier>,
+    events_notifier: Arc<queue_notifier::QueueNotifier>,
+    /// Poked after each commit that may have recorded events: this instance's deliverer waits
+    /// on it ([`PgStore::events_written`]).
+    events_written: Arc<tokio::sync::Notify>,
+    /// Names this store's notifications on [`EVENTS_CHANNEL`], which its own listener skips.
+    instance: Arc<str>,
     batched: Arc<writes::Batched>,
 }
 
@@ -110,7 +126,18 @@ impl PgStore {
         MIGRATOR.run(&pool).await.map_err(PgStoreError::Migrate)?;
         let hot = connections::Connections::new(pool.clone(), HELD_CONNECTIONS);
         Ok(Self {
-            queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(pool.clone())),
+            queue_notifier: Arc::new(queue_notifier::QueueNotifier::start(
+                pool.clone(),
+                QUEUE_CHANNEL,
+                Duration::ZERO,
+            )),
+            events_notifier: Arc::new(queue_notifier::QueueNotifier::start(
+                pool.clone(),
+                EVENTS_CHANNEL,
+                EVENTS_NOTIFY_GAP,
+            )),
+            events_written: Arc::new(tokio::sync::Notify::new()),
+            instance: uuid::Uuid::new_v4().to_string().into(),
             batched: Arc::new(writes::Batched::start(&hot)),
             hot,
             pool,
@@ -148,20 +175,34 @@ impl PgStore {
         Ok(())
     }
 
-    /// Wakes this instance whenever any instance queues messages ([`ports::QueueWakeups`]).
+    /// Wakes this instance whenever another instance queues messages or records events
+    /// ([`ports::QueueWakeups`]).
     pub fn queue_wakeups(&self) -> PgQueueWakeups {
-        PgQueueWakeups::new(self.clone())
+        PgQueueWakeups::new(self.clone(), self.instance.clone())
     }
 
-    /// A listener already subscribed to [`QUEUE_CHANNEL`]: each notification means new work
-    /// may be due. It reconnects by itself; notifications sent while it was disconnected are
+    /// Notified (one permit kept) after each commit of this store that may have recorded client
+    /// webhook events: what this instance's deliverer waits on between its polls.
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        self.events_written.clone()
+    }
+
+    /// After a commit that may have recorded events: wakes this instance's deliverer at once
+    /// and, shortly, the other instances' ones.
+    pub(crate) fn events_may_be_recorded(&self) {
+        self.events_written.notify_one();
+        self.events_notifier.poke(self.instance.to_string());
+    }
+
+    /// A listener already subscribed to [`QUEUE_CHANNEL`] and [`EVENTS_CHANNEL`]: each
+    /// notification means new work may be due. It reconnects by itself; notifications sent while it was disconnected are
     /// lost, so a dispatcher still looks at [`ports::MessageStore::next_due_at`] after waking.
     pub async fn queue_listener(&self) -> Result<PgListener, PgStoreError> {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .map_err(PgStoreError::Listen)?;
         listener
-            .listen(QUEUE_CHANNEL)
+            .listen_all([QUEUE_CHANNEL, EVENTS_CHANNEL])
             .await
             .map_err(PgStoreError::Listen)?;
         Ok(listener)

@@ -544,6 +544,10 @@ impl MessageStore for PgStore {
         if next == MessageStatus::Queued {
             self.queue_notifier.queued(id);
         }
+        // `sent` and `failed` record an event for an API key with an endpoint receiving it.
+        if matches!(next, MessageStatus::Sent | MessageStatus::Failed) {
+            self.events_may_be_recorded();
+        }
         Ok(true)
     }
 
@@ -569,7 +573,12 @@ impl MessageStore for PgStore {
         idempotency_token: Option<String>,
     ) -> Result<DeliveryUpdate, StoreError> {
         let transaction = Delivery::begin(self).await?;
-        ports::record_delivery(transaction, provider_sid, event, idempotency_token).await
+        let update =
+            ports::record_delivery(transaction, provider_sid, event, idempotency_token).await?;
+        if matches!(update, DeliveryUpdate::Applied(_)) {
+            self.events_may_be_recorded();
+        }
+        Ok(update)
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {

@@ -2,6 +2,7 @@
 //! (written by the triggers of `0031_client_webhooks.sql` beside the changes they report) and
 //! the queue of deliveries, claimed with `FOR UPDATE SKIP LOCKED` under a lease.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +16,10 @@ use ports::{
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::rows::{all, execute, optional, query, store_error};
+use store_batch::BatchWrite;
+
+use crate::connections::Connections;
+use crate::rows::{all, column, execute, optional, query, store_error, Pg};
 use crate::PgStore;
 
 const ENDPOINT_COLUMNS: &str = "id, api_key, url, description, events, secret, previous_secret, \
@@ -105,23 +109,45 @@ impl WebhookStore for PgStore {
                 Param::id(token),
             ],
         );
-        let claimed = all(claim, &self.pool, rows::claimed_delivery_row).await?;
+        let mut claimed = all(claim, &self.pool, rows::claimed_delivery_row).await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In claim order, as the statement does not return its rows in any.
+        claimed.sort_by_key(|(id, ..)| *id);
+        // A batch's events and endpoints in one question each, not one per delivery.
+        let event_ids: Vec<Uuid> = claimed.iter().map(|c| c.3.as_uuid()).collect();
+        let events = sqlx::query("SELECT * FROM webhook_events WHERE id = ANY($1)")
+            .bind(event_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let events: HashMap<EventId, StoredEvent> = events
+            .into_iter()
+            .map(|row| rows::stored_event(&Pg(row)).map(|event| (event.id, event)))
+            .collect::<Result<_, _>>()?;
+        let endpoint_ids: Vec<Uuid> = claimed.iter().map(|c| c.4.as_uuid()).collect();
+        let endpoints = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = ANY($1)")
+            .bind(endpoint_ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let endpoints: HashMap<EndpointId, WebhookEndpoint> = endpoints
+            .into_iter()
+            .map(|row| rows::webhook_endpoint(&Pg(row)).map(|endpoint| (endpoint.id, endpoint)))
+            .collect::<Result<_, _>>()?;
         let mut deliveries = Vec::with_capacity(claimed.len());
         for (id, claim, attempt, event_id, endpoint_id) in claimed {
-            let event = query(
-                "SELECT * FROM webhook_events WHERE id = $1",
-                &[Param::id(event_id.as_uuid())],
-            );
-            let event = optional(event, &self.pool, rows::stored_event).await?;
-            let endpoint = self.endpoint(endpoint_id).await?;
             // Both are deleted with the delivery (cascade): gone means deleted meanwhile.
-            if let (Some(event), Some(endpoint)) = (event, endpoint) {
+            if let (Some(event), Some(endpoint)) =
+                (events.get(&event_id), endpoints.get(&endpoint_id))
+            {
                 deliveries.push(ClaimedDelivery {
                     id,
                     claim,
                     attempt,
-                    event,
-                    endpoint,
+                    event: event.clone(),
+                    endpoint: endpoint.clone(),
                 });
             }
         }
@@ -129,18 +155,7 @@ impl WebhookStore for PgStore {
     }
 
     async fn keep_event_data(&self, id: EventId, data: &str) -> Result<String, StoreError> {
-        let kept = sqlx::query(
-            "UPDATE webhook_events SET data = COALESCE(data, $2) WHERE id = $1 RETURNING data",
-        )
-        .bind(id.as_uuid())
-        .bind(data)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        match kept {
-            Some(row) => row.try_get("data").map_err(store_error),
-            None => Ok(data.to_owned()),
-        }
+        self.batched.event_data.write((id, data.to_owned())).await
     }
 
     async fn finish_delivery(
@@ -152,23 +167,18 @@ impl WebhookStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (status, next) = delivery_status(&result);
-        let finish = query(
-            "UPDATE webhook_deliveries
-             SET status = $3, next_attempt_at = COALESCE($4, next_attempt_at),
-                 locked_until = NULL, claim_token = NULL, last_http_status = $5,
-                 last_error = $6, finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE $7 END
-             WHERE id = $1 AND claim_token = $2 AND status = 'pending'",
-            &[
-                Param::Integer(Some(id)),
-                Param::id(Uuid::from_u128(claim.0)),
-                Param::text(status),
-                Param::Time(next),
-                Param::Integer(answer.http_status.map(i64::from)),
-                Param::Text(answer.error.as_deref()),
-                Param::time(now),
-            ],
-        );
-        Ok(execute(finish, &self.pool).await? == 1)
+        self.batched
+            .delivery_finishes
+            .write(FinishedDelivery {
+                id,
+                claim: Uuid::from_u128(claim.0),
+                status,
+                next,
+                http_status: answer.http_status.map(i32::from),
+                error: answer.error,
+                now,
+            })
+            .await
     }
 
     async fn endpoint_answered(
@@ -231,7 +241,11 @@ impl WebhookStore for PgStore {
                 Param::time(now),
             ],
         );
-        execute(replay, &self.pool).await
+        let replayed = execute(replay, &self.pool).await?;
+        if replayed > 0 {
+            self.events_may_be_recorded();
+        }
+        Ok(replayed)
     }
 
     async fn record_event(&self, event: &NewEvent) -> Result<Option<EventId>, StoreError> {
@@ -248,6 +262,9 @@ impl WebhookStore for PgStore {
         .await
         .map_err(store_error)?;
         let id: Option<Uuid> = recorded.try_get("id").map_err(store_error)?;
+        if id.is_some() {
+            self.events_may_be_recorded();
+        }
         Ok(id.map(EventId::from_uuid))
     }
 
@@ -268,7 +285,11 @@ impl WebhookStore for PgStore {
              ) AND status = 'pending'",
             &[Param::time(now), Param::count(limit), Param::text(EXPIRED)],
         );
-        execute(expire, &self.pool).await
+        let expired = execute(expire, &self.pool).await?;
+        if expired > 0 {
+            self.events_may_be_recorded();
+        }
+        Ok(expired)
     }
 
     async fn logged_decision(&self, id: Uuid) -> Result<Option<LoggedDecision>, StoreError> {
@@ -319,5 +340,106 @@ fn delivery_status(result: &DeliveryResult) -> (&'static str, Option<DateTime<Ut
         DeliveryResult::Delivered => ("delivered", None),
         DeliveryResult::Retry { at } => ("pending", Some(*at)),
         DeliveryResult::Failed => ("failed", None),
+    }
+}
+
+/// `WebhookStore::keep_event_data`, in batches: each delivery of a new event keeps its data
+/// once, and a deliverer sends many at once. Each caller gets the data kept for its event
+/// (the first kept, when two deliveries of one event render it together).
+pub(crate) struct EventData;
+
+impl BatchWrite for EventData {
+    type Pool = Connections;
+    type Item = (EventId, String);
+    type Output = String;
+
+    async fn write(
+        &self,
+        connections: &Connections,
+        items: &[(EventId, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut connection = connections.acquire().await?;
+        let kept = sqlx::query(
+            "UPDATE webhook_events AS e SET data = COALESCE(e.data, k.data)
+             FROM unnest($1::uuid[], $2::text[]) AS k (id, data)
+             WHERE e.id = k.id
+             RETURNING e.id, e.data",
+        )
+        .bind(column(items, |(id, _)| id.as_uuid()))
+        .bind(column(items, |(_, data)| data.as_str()))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        connection.park();
+        let mut kept_by_id = HashMap::with_capacity(kept.len());
+        for row in kept {
+            let id: Uuid = row.try_get("id").map_err(store_error)?;
+            let data: String = row.try_get("data").map_err(store_error)?;
+            kept_by_id.insert(id, data);
+        }
+        // An event deleted meanwhile keeps nothing: its data is sent as rendered.
+        Ok(items
+            .iter()
+            .map(|(id, data)| {
+                kept_by_id
+                    .get(&id.as_uuid())
+                    .cloned()
+                    .unwrap_or_else(|| data.clone())
+            })
+            .collect())
+    }
+}
+
+/// How one claimed delivery's attempt ended, as `finish_delivery` records it.
+pub(crate) struct FinishedDelivery {
+    id: i64,
+    claim: Uuid,
+    status: &'static str,
+    next: Option<DateTime<Utc>>,
+    http_status: Option<i32>,
+    error: Option<String>,
+    now: DateTime<Utc>,
+}
+
+/// `WebhookStore::finish_delivery`, in batches: a deliverer sending hundreds of events a
+/// second would otherwise commit once for each. Each is recorded only while its claim holds.
+pub(crate) struct DeliveryFinishes;
+
+impl BatchWrite for DeliveryFinishes {
+    type Pool = Connections;
+    type Item = FinishedDelivery;
+    type Output = bool;
+
+    async fn write(
+        &self,
+        connections: &Connections,
+        finishes: &[FinishedDelivery],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut connection = connections.acquire().await?;
+        let finished: Vec<i64> = sqlx::query_scalar(
+            "UPDATE webhook_deliveries AS d
+             SET status = f.status, next_attempt_at = COALESCE(f.next, d.next_attempt_at),
+                 locked_until = NULL, claim_token = NULL, last_http_status = f.http_status,
+                 last_error = f.error,
+                 finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE f.now END
+             FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int[],
+                         $6::text[], $7::timestamptz[])
+                 AS f (id, claim, status, next, http_status, error, now)
+             WHERE d.id = f.id AND d.claim_token = f.claim AND d.status = 'pending'
+             RETURNING d.id",
+        )
+        .bind(column(finishes, |f| f.id))
+        .bind(column(finishes, |f| f.claim))
+        .bind(column(finishes, |f| f.status))
+        .bind(column(finishes, |f| f.next))
+        .bind(column(finishes, |f| f.http_status))
+        .bind(column(finishes, |f| f.error.as_deref()))
+        .bind(column(finishes, |f| f.now))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        connection.park();
+        let finished: HashSet<i64> = finished.into_iter().collect();
+        Ok(finishes.iter().map(|f| finished.contains(&f.id)).collect())
     }
 }

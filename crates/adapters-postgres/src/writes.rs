@@ -1,6 +1,7 @@
 //! [`Batched`]: every batched write of a store (see `store_batch`), started together on the
 //! hot paths' connections: those of `messages` (enqueue, finish), `verifications` (create,
-//! checks), `rate_limits` (send limits) and `fraud` (the guard's code counts and decision log).
+//! checks), `rate_limits` (send limits), `fraud` (the guard's code counts and decision log) and
+//! `webhooks` (the deliverer's kept event data and finished deliveries).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::fraud::{CodeCounter, DecisionLogger};
 use crate::messages::{Enqueues, Finishes};
 use crate::rate_limits::Acquires;
 use crate::verifications::{Checks, Creates};
+use crate::webhooks::{DeliveryFinishes, EventData};
 
 /// Statements of one kind in flight at once, and how long a writer under load waits for more
 /// writes: under load the writes of a burst reach a writer a few at a time, and a statement
@@ -31,6 +33,8 @@ pub(crate) struct Batched {
     pub checks: Batcher<Checks>,
     pub code_counts: Batcher<CodeCounter>,
     pub decisions: Batcher<DecisionLogger>,
+    pub delivery_finishes: Batcher<DeliveryFinishes>,
+    pub event_data: Batcher<EventData>,
 }
 
 impl Batched {
@@ -51,6 +55,8 @@ impl Batched {
             checks: Batcher::start(Checks, connections.clone(), WRITERS),
             code_counts: Batcher::start(CodeCounter, connections.clone(), WRITERS),
             decisions: Batcher::start(DecisionLogger, connections.clone(), WRITERS),
+            delivery_finishes: Batcher::start(DeliveryFinishes, connections.clone(), WRITERS),
+            event_data: Batcher::start(EventData, connections.clone(), WRITERS),
         }
     }
 }

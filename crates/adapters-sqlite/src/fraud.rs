@@ -172,6 +172,10 @@ impl FraudStore for SqliteStore {
             &params::logged_decision(decision, &reasons),
         );
         execute(log, &self.writer).await?;
+        // A block records a `verification.blocked` event.
+        if decision.decision.action == domain::fraud::Action::Block {
+            self.events_may_be_recorded();
+        }
         Ok(())
     }
 

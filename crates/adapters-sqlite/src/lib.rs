@@ -8,7 +8,8 @@
 //! `BEGIN IMMEDIATE`, which takes the write lock before reading. Writers queue for that
 //! connection in order rather than on SQLite's busy handler, which sleeps up to 100 ms between
 //! tries. One process owns the file, so waking its dispatcher on new work is that process's
-//! business, not the store's.
+//! business, not the store's; its webhook deliverer waits on [`SqliteStore::events_written`],
+//! which each commit that may have recorded client webhook events notifies.
 //!
 //! This crate must never depend on axum, reqwest, `app` or another adapter: it speaks domain
 //! types to the use cases and sqlx to the database, nothing else.
@@ -56,6 +57,8 @@ pub struct SqliteStore {
     /// (`docs/performance.md`, "SQLite's one writer").
     writer: SqlitePool,
     batched: Arc<writes::Batched>,
+    /// Poked after each commit that may have recorded events.
+    events_written: Arc<tokio::sync::Notify>,
 }
 
 /// The transaction every multi-statement write uses: it takes the write lock before reading,
@@ -172,11 +175,22 @@ impl SqliteStore {
             pool,
             writer,
             batched,
+            events_written: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Notified (one permit kept) after each commit that may have recorded client webhook
+    /// events: what the process's deliverer waits on between its polls.
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        self.events_written.clone()
+    }
+
+    pub(crate) fn events_may_be_recorded(&self) {
+        self.events_written.notify_one();
     }
 
     /// A write transaction on the writer connection, holding the write lock from its start.

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Attempt, DeliveryEvent, Message, MessageId, NewMessage, VerificationId};
+use domain::{
+    Attempt, DeliveryEvent, Message, MessageId, MessageStatus, NewMessage, VerificationId,
+};
 use ports::params::{self, Param};
 use ports::{
     rows, stored_queued, ClaimBudget, ClaimToken, Claimed, DeliveryUpdate, DispatchOutcome,
@@ -473,7 +475,13 @@ impl MessageStore for SqliteStore {
         let Some(finish) = Finish::of_claim(claim, id, attempt, outcome, now) else {
             return Ok(false);
         };
-        self.batched.finishes.write(finish).await
+        let next = finish.status;
+        let recorded = self.batched.finishes.write(finish).await?;
+        // `sent` and `failed` record an event for an API key with an endpoint receiving it.
+        if recorded && matches!(next, MessageStatus::Sent | MessageStatus::Failed) {
+            self.events_may_be_recorded();
+        }
+        Ok(recorded)
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -501,7 +509,12 @@ impl MessageStore for SqliteStore {
     ) -> Result<DeliveryUpdate, StoreError> {
         // The write lock, taken before reading, makes the status judged the one updated.
         let transaction = Delivery(self.begin_write().await?);
-        ports::record_delivery(transaction, provider_sid, event, idempotency_token).await
+        let update =
+            ports::record_delivery(transaction, provider_sid, event, idempotency_token).await?;
+        if matches!(update, DeliveryUpdate::Applied(_)) {
+            self.events_may_be_recorded();
+        }
+        Ok(update)
     }
 
     async fn delivery_events(&self, id: MessageId) -> Result<Vec<DeliveryEvent>, StoreError> {

@@ -229,6 +229,7 @@ impl VerificationStore for SqliteStore {
         );
         execute(cut_short, &mut *transaction).await?;
         transaction.commit().await.map_err(store_error)?;
+        self.events_may_be_recorded();
         Ok(true)
     }
 }

@@ -231,7 +231,11 @@ impl WebhookStore for SqliteStore {
                 Param::time(now),
             ],
         );
-        execute(replay, &self.writer).await
+        let replayed = execute(replay, &self.writer).await?;
+        if replayed > 0 {
+            self.events_may_be_recorded();
+        }
+        Ok(replayed)
     }
 
     async fn record_event(&self, event: &NewEvent) -> Result<Option<EventId>, StoreError> {
@@ -273,6 +277,7 @@ impl WebhookStore for SqliteStore {
         );
         execute(deliveries, &mut *transaction).await?;
         transaction.commit().await.map_err(store_error)?;
+        self.events_may_be_recorded();
         Ok(Some(id))
     }
 
@@ -292,7 +297,11 @@ impl WebhookStore for SqliteStore {
              ) AND status = 'pending'",
             &[Param::time(now), Param::count(limit), Param::text(EXPIRED)],
         );
-        execute(expire, &self.writer).await
+        let expired = execute(expire, &self.writer).await?;
+        if expired > 0 {
+            self.events_may_be_recorded();
+        }
+        Ok(expired)
     }
 
     async fn logged_decision(&self, id: Uuid) -> Result<Option<LoggedDecision>, StoreError> {

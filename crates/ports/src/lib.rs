@@ -49,7 +49,7 @@ pub use store::{
     VerificationStore,
 };
 pub use verify_services::{VerifyService, VerifyServiceStore};
-pub use wakeups::QueueWakeups;
+pub use wakeups::{QueueWakeups, Wakeup};
 pub use webhooks::{
     ClaimedDelivery, DeliveryAnswer, DeliveryResult, FailingDelivery, NewEvent, StoredEvent,
     WebhookEndpoint, WebhookStore,

@@ -5,6 +5,7 @@
 //! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
 
 mod cpu;
+mod events;
 mod fake_twilio;
 mod history;
 mod load;
@@ -61,7 +62,7 @@ const END_TO_END_PATIENCE: Duration = Duration::from_secs(300);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-10, 12).
+    /// Only the scenarios that measure this figure (1-12).
     pub only: Option<u8>,
     /// Instead of the figures, the soak run (`soak`) for this many minutes.
     pub soak_minutes: Option<u32>,
@@ -256,6 +257,9 @@ impl Bench {
         let (reports, history) = (wanted(&[9]), wanted(&[10]));
         if reports || history {
             self.history(reports, history).await?;
+        }
+        if wanted(&[11]) {
+            self.client_events().await?;
         }
         Ok(())
     }

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
-use domain::{MessageId, NewMessage};
+use domain::{MessageId, NewMessage, VerificationStatus};
 use ports::testkit::{code_hash, code_message, notification, t0, verification};
 use ports::{
     MessageReports, MessageStore, QueueWakeups, StoreError, UsageGrouping, UsageQuery,
-    VerificationStore,
+    VerificationStore, Wakeup,
 };
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -46,7 +46,54 @@ async fn queue_wakeups_wake_an_instance_for_messages_another_one_queues() {
         queuing.enqueue(notification(t0())).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    woken.await.unwrap().unwrap();
+    assert_eq!(woken.await.unwrap().unwrap(), Wakeup::Queued);
+}
+
+#[tokio::test]
+async fn a_concluded_verification_wakes_its_own_deliverer_directly_and_other_instances_through_postgres(
+) {
+    let database = TestDatabase::create().await;
+    let listening = database.store().await;
+    let concluding = database.store().await;
+    let own = concluding.events_written();
+    let mut wakeups = listening.queue_wakeups();
+    let mut own_wakeups = concluding.queue_wakeups();
+    let heard = tokio::spawn(async move {
+        // Creating a verification queues its code: that word comes too.
+        while wakeups.next().await.unwrap() != Wakeup::Events {}
+    });
+    let heard_its_own =
+        tokio::spawn(async move { while own_wakeups.next().await.unwrap() != Wakeup::Events {} });
+    // They listen from their first call on: changes before then wake nobody elsewhere.
+    let give_up_at = tokio::time::Instant::now() + PATIENCE;
+    while !heard.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < give_up_at,
+            "no wake-up for a verification another instance concluded"
+        );
+        let started = verification(t0());
+        concluding
+            .create(&started, code_hash(1), code_message(&started, t0()))
+            .await
+            .unwrap();
+        let concluded = concluding
+            .conclude(started.id, VerificationStatus::Approved, t0())
+            .await
+            .unwrap();
+        assert!(concluded);
+        tokio::time::timeout(PATIENCE, own.notified())
+            .await
+            .expect("the store did not wake its own deliverer after a conclusion");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    heard.await.unwrap();
+    // Its own word does not wake an instance a second time.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !heard_its_own.is_finished(),
+        "an instance heard its own word"
+    );
+    heard_its_own.abort();
 }
 
 #[tokio::test]

@@ -5,6 +5,11 @@
 //! to an address the SSRF guard refuses: the name is resolved, checked, and the connection made
 //! only to the checked addresses (a resolver of our own), so DNS cannot swap in a private
 //! address between the check and the connection. Also notices expired verifications.
+//!
+//! The store wakes it after each change that may have recorded events (another instance's
+//! through `QueueWakeups`), so an event leaves at once; its poll finds retries as they fall due
+//! and is the safety net. It claims only as many deliveries as it has room to send, and claims
+//! again as sends end, so that one slow endpoint holds up no other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +24,7 @@ use ports::{
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::backoff::Backoff;
@@ -33,12 +38,17 @@ use crate::wiring::config::WebhookConfig;
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of an answer read (kept as the delivery's error for the operator).
 const MAX_ANSWER_BYTES: usize = 4 * 1024;
-/// Deliveries claimed and sent at once by one instance.
-const BATCH: u32 = 32;
+/// The most deliveries claimed at once.
+const BATCH: u32 = 256;
+/// Deliveries being sent at once by one instance: two batches, so that the next batch is
+/// claimed while the last one's slowest sends still wait for their endpoints.
+const IN_FLIGHT: u32 = 2 * BATCH;
+/// The least time between two looks that found less than a batch, however often the store
+/// wakes the deliverer: every status a message takes wakes it, whether an endpoint wants the
+/// event or not.
+const LOOK_GAP: Duration = Duration::from_millis(2);
 /// How long a claimed delivery stays with this instance: the timeout and some.
 const LEASE: Duration = Duration::from_secs(60);
-/// How often an idle deliverer looks for due deliveries.
-const POLL: Duration = Duration::from_millis(250);
 /// How often expired verifications are looked for: an expiry is noticed well within a minute.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(15);
 const EXPIRY_BATCH: u32 = 500;
@@ -92,6 +102,8 @@ impl Resolve for GuardedResolver {
 #[derive(Clone)]
 pub struct WebhookDeliverer {
     inner: Arc<Inner>,
+    /// Notified when events may have been recorded: by the store, or for another instance.
+    wake: Arc<Notify>,
 }
 
 struct Inner {
@@ -112,6 +124,7 @@ impl WebhookDeliverer {
         clock: Arc<dyn Clock>,
         config: WebhookConfig,
         metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -133,40 +146,51 @@ impl WebhookDeliverer {
                 config,
                 metrics,
             }),
+            wake,
         })
+    }
+
+    /// What wakes it: notified for events another instance may have recorded.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// Delivers until `shutdown` turns true; a delivery cut short is sent again once its lease
     /// lapses. After the store fails, the looks back off (see `backoff`).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let poll = self.inner.config.poll_interval;
         let mut last_sweep: Option<Instant> = None;
-        let mut backoff = Backoff::after(POLL);
+        let mut backoff = Backoff::after(poll);
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT as usize));
+        let mut sends = JoinSet::new();
         while !*shutdown.borrow() {
+            while sends.try_join_next().is_some() {}
             let mut swept = Ok(0);
             if last_sweep.is_none_or(|at| at.elapsed() >= EXPIRY_SWEEP) {
                 swept = self.sweep_expiries().await;
                 last_sweep = Some(Instant::now());
             }
+            let looked_at = Instant::now();
             let looked = match swept {
                 // While the database is down, one failed question per look is enough.
                 Err(error @ StoreError::Unavailable(_)) => Err(error),
                 Err(error) => {
                     tracing::error!(%error, "cannot look for expired verifications");
-                    self.deliver_batch().await
+                    self.claim_and_send(&slots, &mut sends).await
                 }
-                Ok(_) => self.deliver_batch().await,
+                Ok(_) => self.claim_and_send(&slots, &mut sends).await,
             };
-            let pause = match looked {
-                Ok(claimed) => {
+            let (pause, wakeable) = match looked {
+                Ok(Looked { claimed, room }) => {
                     let failures = backoff.succeeded();
                     if failures > 0 {
                         tracing::info!(failures, "the database answers again; delivering webhooks");
                     }
-                    if claimed >= BATCH as usize {
-                        Duration::ZERO
-                    } else {
-                        POLL
+                    // A full claim: more may be due, as soon as there is room to send them.
+                    if claimed >= room {
+                        continue;
                     }
+                    (poll, true)
                 }
                 Err(error) => {
                     let wait = backoff.failed();
@@ -175,14 +199,53 @@ impl WebhookDeliverer {
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                         "cannot claim webhook deliveries or notice expiries"
                     );
-                    wait
+                    (wait, false)
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified(), if wakeable => {
+                    tokio::time::sleep(LOOK_GAP.saturating_sub(looked_at.elapsed())).await;
+                }
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Waits for room to send a batch, claims up to a batch of due deliveries and starts
+    /// sending them; each gives its room back when it ends (the room of what was not claimed is
+    /// given back at once).
+    async fn claim_and_send(
+        &self,
+        slots: &Arc<Semaphore>,
+        sends: &mut JoinSet<()>,
+    ) -> Result<Looked, StoreError> {
+        let room = BATCH as usize;
+        let Ok(mut permits) = slots.clone().acquire_many_owned(BATCH).await else {
+            // The semaphore is never closed.
+            return Ok(Looked { claimed: 0, room });
+        };
+        let now = self.inner.clock.now();
+        let claimed = self
+            .inner
+            .webhooks
+            .claim_deliveries(now, BATCH, LEASE)
+            .await?;
+        let count = claimed.len();
+        for delivery in claimed {
+            let Some(permit) = permits.split(1) else {
+                break;
+            };
+            let inner = self.inner.clone();
+            sends.spawn(async move {
+                inner.deliver(delivery).await;
+                drop(permit);
+            });
+        }
+        Ok(Looked {
+            claimed: count,
+            room,
+        })
     }
 
     /// Marks expired verifications `expired` (which records their events); how many.
@@ -227,6 +290,12 @@ impl WebhookDeliverer {
     }
 }
 
+/// What one look claimed, and how many it could have.
+struct Looked {
+    claimed: usize,
+    room: usize,
+}
+
 /// How one attempt went.
 enum Attempted {
     Delivered { status: u16 },
@@ -265,10 +334,14 @@ impl Inner {
         let endpoint = &delivery.endpoint;
         let (result, answer, outcome) = match attempted {
             Attempted::Delivered { status } => {
-                let _ = self
-                    .webhooks
-                    .endpoint_answered(endpoint.id, true, now)
-                    .await;
+                // Only an endpoint noted failing when claimed has a failing time to clear; a
+                // failure since then is cleared by the next success.
+                if endpoint.failing_since.is_some() {
+                    let _ = self
+                        .webhooks
+                        .endpoint_answered(endpoint.id, true, now)
+                        .await;
+                }
                 let answer = DeliveryAnswer {
                     http_status: Some(status),
                     error: None,

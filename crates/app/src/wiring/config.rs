@@ -145,6 +145,9 @@ pub struct WebhookConfig {
     /// Endpoints may be plain `http` and resolve to private addresses (tests, private
     /// networks); otherwise `https` to public addresses only.
     pub allow_private: bool,
+    /// The deliverer's safety-net poll: the store wakes it after each change that may have
+    /// recorded events, and other instances' changes through theirs.
+    pub poll_interval: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -152,6 +155,7 @@ impl Default for WebhookConfig {
         Self {
             retry_schedule: RetrySchedule::standard(),
             allow_private: false,
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -267,6 +271,11 @@ impl Config {
                     ))
                 }
             },
+            poll_interval: Duration::from_millis(env.up_to(
+                "WEBHOOK_POLL_INTERVAL_MS",
+                250,
+                HOUR_MS,
+            )?),
         };
 
         let public_base_url = env.parse_with("PUBLIC_BASE_URL", |text| {
@@ -1921,6 +1930,7 @@ mod tests {
             ("VERIFY_SENDS_PER_NUMBER_WINDOW_SECONDS", "2592000"),
             ("VERIFY_SENDS_PER_API_KEY_WINDOW_SECONDS", "2592000"),
             ("DISPATCH_POLL_INTERVAL_MS", "3600000"),
+            ("WEBHOOK_POLL_INTERVAL_MS", "3600000"),
             ("DISPATCH_LEASE_SECONDS", "86400"),
             ("RETRY_BASE_MS", "3600000"),
             ("RETRY_CAP_SECONDS", "86400"),

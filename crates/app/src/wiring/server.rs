@@ -9,7 +9,7 @@ use std::time::Duration;
 use adapters_twilio::TwilioSmsProvider;
 use adapters_vonage::VonageSmsProvider;
 use domain::Channel;
-use ports::{Clock, QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup};
+use ports::{Clock, QueueWakeups, SentMessageSearch, SmsProvider, StatusLookup, Wakeup};
 use secrecy::ExposeSecret;
 use template::Templates;
 use tokio::net::TcpListener;
@@ -171,7 +171,11 @@ pub async fn assemble_with_clock(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Assembled, StartupError> {
-    let Stores { ports, wakeups } = store::chosen(&config.database)
+    let Stores {
+        ports,
+        wakeups,
+        events_written,
+    } = store::chosen(&config.database)
         .open()
         .await
         .map_err(|error| StartupError::database(&config.database, error))?;
@@ -256,6 +260,7 @@ pub async fn assemble_with_clock(
         clock.clone(),
         config.webhooks.clone(),
         metrics.clone(),
+        events_written,
     )
     .map_err(StartupError::WebhookClient)?;
     let retention = RetentionJob::new(
@@ -447,6 +452,7 @@ impl Server {
             tokio::spawn(forward_wakeups(
                 wakeups,
                 self.services.dispatcher_wake().clone(),
+                self.webhook_deliverer.wake(),
             ));
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
@@ -511,15 +517,24 @@ async fn bind(variable: &'static str, addr: SocketAddr) -> Result<TcpListener, S
         })
 }
 
-/// Wakes this instance's dispatcher whenever any instance queues a message, so that a
-/// one-time code goes out at once wherever it was accepted.
-async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) {
+/// Wakes this instance's dispatcher whenever another instance queues a message, so that a
+/// one-time code goes out at once wherever it was accepted, and its webhook deliverer whenever
+/// another instance may have recorded events.
+async fn forward_wakeups(
+    mut wakeups: Box<dyn QueueWakeups>,
+    wake: Arc<Notify>,
+    events: Arc<Notify>,
+) {
     let mut backoff = Backoff::new();
     loop {
         match wakeups.next().await {
-            Ok(()) => {
+            Ok(Wakeup::Queued) => {
                 backoff.succeeded();
                 wake.notify_one();
+            }
+            Ok(Wakeup::Events) => {
+                backoff.succeeded();
+                events.notify_one();
             }
             Err(error) => {
                 let wait = backoff.failed();
@@ -532,6 +547,7 @@ async fn forward_wakeups(mut wakeups: Box<dyn QueueWakeups>, wake: Arc<Notify>) 
                 // for what was queued while nobody listened.
                 tokio::time::sleep(wait).await;
                 wake.notify_one();
+                events.notify_one();
             }
         }
     }

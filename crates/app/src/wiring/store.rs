@@ -3,12 +3,14 @@
 //! so that a configuration always means the same store.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use adapters_postgres::PgStore;
 use adapters_sqlite::SqliteStore;
 use async_trait::async_trait;
 use ports::QueueWakeups;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
 
 use crate::usecases::StorePorts;
 use crate::wiring::config::DatabaseConfig;
@@ -30,8 +32,12 @@ pub trait Database: Send + Sync {
 /// An opened database, seen through each port.
 pub struct Stores {
     pub ports: StorePorts,
-    /// Set when other instances may share the queue: their words that messages were queued.
+    /// Set when other instances may share the queue: their words that messages were queued or
+    /// events recorded.
     pub wakeups: Option<Box<dyn QueueWakeups>>,
+    /// Notified by the store after each commit of this process that may have recorded client
+    /// webhook events: the deliverer waits on it.
+    pub events_written: Arc<Notify>,
 }
 
 /// Why the database could not be opened, migrated or read.
@@ -70,7 +76,8 @@ impl Database for Postgres {
             .map_err(postgres_failed)?;
         Ok(Stores {
             wakeups: Some(Box::new(store.queue_wakeups())),
-            ports: StorePorts::of(std::sync::Arc::new(store)),
+            events_written: store.events_written(),
+            ports: StorePorts::of(Arc::new(store)),
         })
     }
 
@@ -103,7 +110,8 @@ impl Database for Sqlite {
         // No word comes from elsewhere: a process that queues a message in the file runs the
         // dispatcher that sends it (the service, or the CLI's own).
         Ok(Stores {
-            ports: StorePorts::of(std::sync::Arc::new(store)),
+            events_written: store.events_written(),
+            ports: StorePorts::of(Arc::new(store)),
             wakeups: None,
         })
     }
