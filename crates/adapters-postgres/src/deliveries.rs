@@ -6,6 +6,7 @@ use ports::params::{self, Param};
 use ports::{rows, DeliveryTransaction, StoreError};
 use sqlx::{Postgres, Transaction};
 
+use crate::rollups;
 use crate::rows::{one, optional, query, store_error};
 use crate::PgStore;
 
@@ -46,6 +47,10 @@ impl DeliveryTransaction for Delivery {
         token: Option<&str>,
     ) -> Result<Message, StoreError> {
         let params = params::delivery(id, event, token);
+        // A receipt for a message of a folded hour: its figures leave the rollups before the
+        // change and come back after it (rare: the fold waits for the usual receipts).
+        let folded = rollups::folded(&mut self.0, id.as_uuid()).await?;
+        rollups::refold(&mut self.0, id.as_uuid(), folded, -1).await?;
         let update = query(
             "UPDATE messages \
              SET status = $2, error_code = $3, error_message = $4, \
@@ -65,6 +70,7 @@ impl DeliveryTransaction for Delivery {
         .execute(&mut *self.0)
         .await
         .map_err(store_error)?;
+        rollups::refold(&mut self.0, id.as_uuid(), folded, 1).await?;
         Ok(updated)
     }
 

@@ -23,6 +23,7 @@ mod queue_notifier;
 mod queue_wakeups;
 mod rate_limits;
 mod reports;
+mod rollups;
 mod rows;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -1,52 +1,35 @@
 //! Retention, erasure and job leases on PostgreSQL. Retention first drops the weeks of
 //! partitions wholly past it (`partitions`), then removes the rest in batches: each batch is one
 //! transaction that picks its rows (`FOR UPDATE SKIP LOCKED`, so a message being finished is
-//! left for the next run), folds the messages among them into `usage_rollups`, and deletes the
-//! children before the rows they hang off, counting each kind.
+//! left for the next run), folds those of hours the rollup job has not folded yet into the
+//! rollups (`rollups`), and deletes the children before the rows they hang off, counting each
+//! kind.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use domain::PhoneNumber;
-use ports::{DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
+use ports::{DataLifecycle, FoldStep, LeaseHolder, Removed, Retained, StoreError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::partitions::{self, Family};
+use crate::rollups::{self, hold_shared, UNFOLDED};
 use crate::rows::store_error;
 use crate::PgStore;
 
-/// The messages among `ids` counted into the report's rollups, one row per hour and group; the
-/// price summed exactly when it is a plain decimal, as the report reads it.
-const FOLD_MESSAGES: &str = r#"
-    INSERT INTO usage_rollups (hour, api_key, template, country, status, error_code, currency,
-                               messages, segments, cost)
-    SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', api_key,
-           template, country, status, error_code, currency, count(*), sum(segments),
-           coalesce(sum(price), 0)
-    FROM (
-        SELECT created_at, api_key, template, country, status, error_code, segments,
-               CASE WHEN readable THEN price_currency END AS currency,
-               CASE WHEN readable THEN price_amount::numeric END AS price
-        FROM (
-            SELECT *, (price_currency IS NOT NULL
-                       AND price_amount ~ '^-?[0-9]{1,6}(\.[0-9]{1,8})?$') AS readable
-            FROM messages WHERE id = ANY($1)
-        ) AS priced
-    ) AS folded
-    GROUP BY 1, 2, 3, 4, 5, 6, 7"#;
+/// The messages among `ids` of hours not folded yet, counted into the rollups (those of folded
+/// hours are in them already).
+fn fold_removed_messages_sql() -> String {
+    rollups::fold_messages_sql(
+        &format!("FROM messages WHERE id = ANY($1) AND {UNFOLDED}"),
+        1,
+    )
+}
 
-/// Where [`FOLD_MESSAGES`] reads the messages it folds from.
-const FOLD_SOURCE: &str = "FROM messages WHERE id = ANY($1)";
-
-/// [`FOLD_MESSAGES`] over every message of `table` (a week of messages, detached to be
-/// dropped), so that a week is folded exactly as a batch of its messages would be.
-pub(crate) fn fold_table_sql(table: &str) -> Result<String, StoreError> {
-    if !FOLD_MESSAGES.contains(FOLD_SOURCE) {
-        return Err(StoreError::Corrupt(
-            "the rollups' fold no longer reads the messages it is given".to_owned(),
-        ));
-    }
-    Ok(FOLD_MESSAGES.replace(FOLD_SOURCE, &format!("FROM {table}")))
+/// The messages of `table` (a week of messages, detached to be dropped) of hours not folded
+/// yet, counted into the rollups exactly as a batch of its messages would be.
+pub(crate) fn fold_table_sql(table: &str) -> String {
+    rollups::fold_messages_sql(&format!("FROM {table} WHERE {UNFOLDED}"), 1)
 }
 
 #[async_trait]
@@ -128,6 +111,8 @@ impl DataLifecycle for PgStore {
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
+                hold_shared(&mut transaction).await?;
+                rollups::fold_removed_verifications(&mut transaction, &ids).await?;
                 remove_verifications(&mut transaction, &ids).await?
             }
             Retained::FraudDecisions => Removed {
@@ -188,6 +173,19 @@ impl DataLifecycle for PgStore {
         Ok(canceled.rows_affected())
     }
 
+    async fn fold_rollups(
+        &self,
+        now: DateTime<Utc>,
+        settle: TimeDelta,
+        max_hours: u32,
+    ) -> Result<FoldStep, StoreError> {
+        self.fold(now, settle, max_hours).await
+    }
+
+    async fn rollup_watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.watermark().await
+    }
+
     async fn erase_number(&self, to: &PhoneNumber) -> Result<Removed, StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         // Locked, in flight or not: a finish waits for this transaction, then finds nothing.
@@ -197,13 +195,16 @@ impl DataLifecycle for PgStore {
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
-        let mut removed = remove_messages(&mut transaction, &messages).await?;
         let verifications: Vec<Uuid> =
             sqlx::query_scalar(r#"SELECT id FROM verifications WHERE "to" = $1 FOR UPDATE"#)
                 .bind(to.as_str())
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
+        // Their conversion figures are kept, read while their messages are still there.
+        hold_shared(&mut transaction).await?;
+        rollups::fold_removed_verifications(&mut transaction, &verifications).await?;
+        let mut removed = remove_messages(&mut transaction, &messages).await?;
         removed.add(remove_verifications(&mut transaction, &verifications).await?);
         removed.fraud_decisions += sqlx::query(r#"DELETE FROM fraud_decisions WHERE "to" = $1"#)
             .bind(to.as_str())
@@ -225,7 +226,8 @@ async fn remove_messages(
     if ids.is_empty() {
         return Ok(Removed::default());
     }
-    sqlx::query(FOLD_MESSAGES)
+    hold_shared(&mut *connection).await?;
+    sqlx::query(&fold_removed_messages_sql())
         .bind(ids)
         .execute(&mut *connection)
         .await
@@ -292,19 +294,4 @@ async fn delete_where(
         .await
         .map_err(store_error)?;
     Ok(deleted.rows_affected())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_week_is_folded_by_the_same_statement_as_a_batch_of_its_messages() {
-        let week = fold_table_sql("\"messages_p20261207\"").unwrap();
-        assert!(week.contains("FROM \"messages_p20261207\""), "{week}");
-        assert_eq!(
-            week.replace("FROM \"messages_p20261207\"", FOLD_SOURCE),
-            FOLD_MESSAGES
-        );
-    }
 }

@@ -210,6 +210,7 @@ async fn detach_in(
 /// waits for, since nothing else reads a detached table.
 async fn fold_and_drop(pool: &PgPool, family: Family, week: &Week) -> Result<Removed, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
+    crate::rollups::hold_shared(&mut transaction).await?;
     let parent = ident(&week.of(family.parent()));
     let mut counts = Vec::new();
     for table in family.tables() {
@@ -228,7 +229,7 @@ async fn fold_and_drop(pool: &PgPool, family: Family, week: &Week) -> Result<Rem
             removed.attempts = count(1);
             removed.delivery_events = count(2);
             vec![
-                fold_table_sql(&parent)?,
+                fold_table_sql(&parent),
                 format!(
                     "DELETE FROM message_idempotency_keys AS k USING {parent} AS m \
                      WHERE k.api_key = m.api_key AND k.idempotency_key = m.idempotency_key \

@@ -1,144 +1,214 @@
 //! The message history read back: lists, usage reports and the counts behind the metrics, each
-//! one aggregating query.
+//! one aggregating query over the rollups of the folded hours and the raw rows after them
+//! (`rollups`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
-use ports::params::{self, literals};
+use ports::params::{self, literals, Param};
+use ports::rollups::{raw_rows, RollupSplit, ROLLUP_ROWS};
 use ports::{
-    conversion_groups, latency_bucket_sql, rows, ConversionGroup, ConversionQuery, CostSum,
-    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
-    StoreHealth, UsageGroup, UsageQuery,
+    conversion_groups, latency_bucket_sql, rows, ConversionCount, ConversionGroup,
+    ConversionGrouping, ConversionQuery, CostSum, ErrorCodeCount, HourFigures, MessageFilter,
+    MessageReports, QueueStats, StatusCount, StoreError, StoreHealth, UsageGroup, UsageQuery,
 };
+use sqlx::Row as _;
 use uuid::Uuid;
 
+use crate::rollups::{started_sql, timed_sql, DELIVERED, PRICED};
 use crate::rows::{all, one, query, store_error};
 use crate::PgStore;
 
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
 const DAY: &str = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
-/// The messages of a report's range (`$1`, `$2`, optionally only API key `$3`) as counted rows:
-/// each stored message counts one, and each rollup of the messages retention or an erasure
-/// removed counts what it folded (a rollup belongs to the range when its hour starts in it).
-const COUNTED: &str = "\
-    SELECT created_at, api_key, template, country, status, error_code, \
-           1::bigint AS messages, segments \
-    FROM messages WHERE created_at >= $1 AND created_at < $2 \
-      AND ($3::text IS NULL OR api_key = $3) \
-    UNION ALL \
-    SELECT hour, api_key, template, country, status, error_code, messages, segments \
-    FROM usage_rollups WHERE hour >= $1 AND hour < $2 \
-      AND ($3::text IS NULL OR api_key = $3)";
+/// The messages of a report's split range ([`RollupSplit::params`]) as counted rows: each raw
+/// message counts one, each rollup row what it folded (hours before the watermark, and the
+/// messages retention or an erasure removed before their hour was folded).
+fn counted() -> String {
+    format!(
+        "SELECT created_at, api_key, template, country, status, error_code, \
+                1::bigint AS messages, segments \
+         FROM messages WHERE {raw} AND ($3::text IS NULL OR api_key = $3) \
+         UNION ALL \
+         SELECT hour, api_key, template, country, status, error_code, messages, segments \
+         FROM usage_rollups WHERE {ROLLUP_ROWS} AND ($3::text IS NULL OR api_key = $3)",
+        raw = raw_rows("created_at"),
+    )
+}
 
-/// The verifications a conversion report's range holds (`$1`, `$2`, optionally only API key
-/// `$3`), each with what it is grouped by and how many of its codes a provider accepted.
-const STARTED: &str = r#"
-    SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
-           substr(v."to", 1, greatest(length(v."to") - 5, 2)) AS prefix,
-           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
-            ORDER BY m.created_at LIMIT 1) AS country,
-           (SELECT m.provider FROM messages m
-            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
-            ORDER BY m.created_at LIMIT 1) AS provider,
-           (SELECT count(*) FROM messages m
-            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
-    FROM verifications v
-    WHERE v.created_at >= $1 AND v.created_at < $2 AND ($3::text IS NULL OR v.api_key = $3)"#;
+/// The raw verifications of a conversion report's split range.
+fn started_raw() -> String {
+    started_sql(&format!(
+        "{raw} AND ($3::text IS NULL OR v.api_key = $3)",
+        raw = raw_rows("v.created_at")
+    ))
+}
 
-/// Milliseconds from `from` to `to`, two timestamps.
-fn millis(from: &str, to: &str) -> String {
-    format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
+/// Rows of conversion rollup `table` in the split range, of the right set (`$7`: by prefix),
+/// their hour as `created_at`, so that a group's expression reads them as raw rows.
+fn conversion_rollups(table: &str) -> String {
+    format!(
+        "(SELECT hour AS created_at, * FROM {table} \
+          WHERE by_prefix = $7 AND {ROLLUP_ROWS} AND ($3::text IS NULL OR api_key = $3)) AS r"
+    )
+}
+
+/// A report's parameters: the split range ([`RollupSplit::params`]) and, `$7`, whether the
+/// conversion rollups grouped by prefix are read.
+fn split_params<'a>(
+    split: &RollupSplit,
+    api_key: Option<&'a str>,
+    by_prefix: bool,
+) -> Vec<Param<'a>> {
+    let mut params = split.params(api_key).to_vec();
+    params.push(Param::Flag(by_prefix));
+    params
+}
+
+/// Exact sums of prices read back from their text.
+fn cost_sums(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<CostSum>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let key: Option<String> = row.try_get("key").map_err(store_error)?;
+            let currency: String = row.try_get("currency").map_err(store_error)?;
+            let units: String = row.try_get("units").map_err(store_error)?;
+            let units = units.parse().map_err(|_| {
+                StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
+            })?;
+            Ok(CostSum {
+                key,
+                currency,
+                total: Amount::from_units(units),
+            })
+        })
+        .collect()
 }
 
 impl PgStore {
+    async fn split(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<RollupSplit, StoreError> {
+        Ok(RollupSplit::new(since, until, self.watermark().await?))
+    }
+
+    async fn usage_by(
+        &self,
+        key: &str,
+        split: &RollupSplit,
+        api_key: Option<&str>,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let sql = format!(
+            "WITH counted AS ({counted}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(messages)::bigint AS messages, \
+                        coalesce(sum(segments), 0)::bigint AS segments, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0)::bigint \
+                            AS delivered, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0)::bigint \
+                            AS failed \
+                 FROM counted GROUP BY 1 HAVING sum(messages) <> 0 \
+             ) AS groups ORDER BY key IS NOT NULL, key",
+            counted = counted(),
+            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
+            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
+        );
+        let params = split.params(api_key);
+        all(
+            crate::rows::query(&sql, &params),
+            &self.pool,
+            rows::usage_group,
+        )
+        .await
+    }
+
+    async fn conversion_counts_by(
+        &self,
+        key: &str,
+        split: &RollupSplit,
+        api_key: Option<&str>,
+        by_prefix: bool,
+    ) -> Result<Vec<ConversionCount>, StoreError> {
+        let sql = format!(
+            "WITH started AS ({started}), \
+             counted AS ( \
+                 SELECT created_at, api_key, channel, country, provider, prefix, \
+                        1::bigint AS started, codes AS codes_sent, \
+                        (status = 'approved')::int::bigint AS approved \
+                 FROM started \
+                 UNION ALL \
+                 SELECT created_at, api_key, channel, country, provider, prefix, started, \
+                        codes_sent, approved \
+                 FROM {rollups} \
+             ) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(started)::bigint AS started, \
+                        coalesce(sum(codes_sent), 0)::bigint AS codes_sent, \
+                        sum(approved)::bigint AS approved \
+                 FROM counted GROUP BY 1 HAVING sum(started) <> 0 \
+             ) AS groups ORDER BY key IS NOT NULL, key",
+            started = started_raw(),
+            rollups = conversion_rollups("conversion_rollups"),
+        );
+        let params = split_params(split, api_key, by_prefix);
+        all(
+            crate::rows::query(&sql, &params),
+            &self.pool,
+            rows::conversion_count,
+        )
+        .await
+    }
+
     async fn conversion_of(
         &self,
         query: &ConversionQuery,
     ) -> Result<Vec<ConversionGroup>, StoreError> {
-        let started = STARTED.replace(
-            "{accepted}",
-            &literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
-        );
         let key = query.group_by.column(DAY);
-        let range = query.range();
-        let counts = format!(
-            "WITH started AS ({started}) \
-             SELECT * FROM ( \
-                 SELECT {key} AS key, count(*) AS started, \
-                        coalesce(sum(codes), 0)::bigint AS codes_sent, \
-                        count(*) FILTER (WHERE status = 'approved') AS approved \
-                 FROM started GROUP BY 1 \
-             ) AS groups ORDER BY key IS NOT NULL, key"
-        );
-        let counts = all(
-            crate::rows::query(&counts, &range),
-            &self.pool,
-            rows::conversion_count,
-        )
-        .await?;
+        let by_prefix = query.group_by == ConversionGrouping::Prefix;
+        let split = self.split(query.since, query.until).await?;
+        let api_key = query.api_key.as_deref();
+        let counts = self
+            .conversion_counts_by(key, &split, api_key, by_prefix)
+            .await?;
+        let params = split_params(&split, api_key, by_prefix);
         let latencies = format!(
-            "WITH started AS ({started}), \
-             delivered AS ( \
-                 SELECT s.*, \
-                        (SELECT min(a.finished_at) FROM message_attempts a \
-                         WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) \
-                            AS sent_at, \
-                        (SELECT min(e.received_at) FROM message_events e \
-                         WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
-                 FROM started s JOIN messages m ON m.verification_id = s.id \
-                 WHERE m.status = 'delivered' \
-             ) \
-             SELECT key, latency, {bucket} AS bucket, count(*) AS count FROM ( \
-                 SELECT {key} AS key, 'approval' AS latency, {approval} AS millis \
-                 FROM started WHERE status = 'approved' \
+            "WITH started AS ({started}), {DELIVERED}, {timed} \
+             SELECT key, latency, bucket, sum(count)::bigint AS count FROM ( \
+                 SELECT {key} AS key, latency, {bucket} AS bucket, 1::bigint AS count \
+                 FROM timed \
                  UNION ALL \
-                 SELECT {key}, 'delivery', {delivery} \
-                 FROM delivered WHERE sent_at IS NOT NULL AND receipt_at IS NOT NULL \
-             ) AS timed GROUP BY 1, 2, 3",
+                 SELECT {key}, latency, bucket, count FROM {rollups} \
+             ) AS timed GROUP BY 1, 2, 3 HAVING sum(count) <> 0",
+            started = started_raw(),
+            timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
-            approval = millis("created_at", "updated_at"),
-            delivery = millis("sent_at", "receipt_at"),
+            rollups = conversion_rollups("conversion_latency_rollups"),
         );
         let latencies = all(
-            crate::rows::query(&latencies, &range),
+            crate::rows::query(&latencies, &params),
             &self.pool,
             rows::latency_count,
         )
         .await?;
         // Summed exactly as the usage report sums the same prices.
         let costs = format!(
-            "WITH started AS ({started}), \
-             priced AS ( \
-                 SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
-                 FROM started s JOIN messages m ON m.verification_id = s.id \
-                 WHERE m.price_currency IS NOT NULL \
-                   AND m.price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
-             ) \
-             SELECT {key} AS key, currency, round(sum(cost) * {units})::text AS units \
-             FROM priced GROUP BY 1, 2",
+            "WITH started AS ({started}), {PRICED} \
+             SELECT key, currency, round(sum(cost) * {units})::text AS units FROM ( \
+                 SELECT {key} AS key, currency, cost FROM priced \
+                 UNION ALL \
+                 SELECT {key}, currency, cost FROM {rollups} \
+             ) AS costs GROUP BY 1, 2",
+            started = started_raw(),
             units = Amount::UNITS_PER_WHOLE,
+            rollups = conversion_rollups("conversion_cost_rollups"),
         );
-        let costs: Vec<(Option<String>, String, String)> = sqlx::query_as(&costs)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.api_key.as_deref())
+        let costs = crate::rows::query(&costs, &params)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        let costs = costs
-            .into_iter()
-            .map(|(key, currency, units)| {
-                let units = units.parse().map_err(|_| {
-                    StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
-                })?;
-                Ok(CostSum {
-                    key,
-                    currency,
-                    total: Amount::from_units(units),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(conversion_groups(counts, &latencies, &costs))
+        Ok(conversion_groups(counts, &latencies, &cost_sums(costs)?))
     }
 }
 
@@ -174,91 +244,62 @@ impl MessageReports for PgStore {
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
-        let sql = format!(
-            "WITH counted AS ({COUNTED}) \
-             SELECT * FROM ( \
-                 SELECT {key} AS key, sum(messages)::bigint AS messages, \
-                        coalesce(sum(segments), 0)::bigint AS segments, \
-                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0)::bigint \
-                            AS delivered, \
-                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0)::bigint \
-                            AS failed \
-                 FROM counted GROUP BY 1 \
-             ) AS groups ORDER BY key IS NOT NULL, key",
-            key = query.group_by.column(DAY),
-            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
-            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
-        );
-        let range = params::usage_range(query);
-        all(
-            crate::rows::query(&sql, &range),
-            &self.pool,
-            rows::usage_group,
-        )
-        .await
+        let split = self.split(query.since, query.until).await?;
+        self.usage_by(query.group_by.column(DAY), &split, query.api_key.as_deref())
+            .await
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
         // Summed as numeric, exactly and without overflow; a stored price that is not a plain
         // decimal within `Amount`'s bounds counts nothing rather than failing the report. The
-        // rollups hold the exact sums of the removed messages' readable prices.
+        // rollups hold the exact sums of the folded and removed messages' readable prices.
         let sql = format!(
             "WITH priced AS ( \
                  SELECT created_at, api_key, template, country, status, \
-                        price_currency AS currency, price_amount::numeric AS cost \
+                        price_currency AS currency, price_amount::numeric AS cost, \
+                        1::bigint AS messages \
                  FROM messages \
-                 WHERE created_at >= $1 AND created_at < $2 \
-                   AND ($3::text IS NULL OR api_key = $3) \
+                 WHERE {raw} AND ($3::text IS NULL OR api_key = $3) \
                    AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
                    AND price_currency IS NOT NULL \
                  UNION ALL \
-                 SELECT hour, api_key, template, country, status, currency, cost \
+                 SELECT hour, api_key, template, country, status, currency, cost, messages \
                  FROM usage_rollups \
-                 WHERE hour >= $1 AND hour < $2 AND ($3::text IS NULL OR api_key = $3) \
+                 WHERE {ROLLUP_ROWS} AND ($3::text IS NULL OR api_key = $3) \
                    AND currency IS NOT NULL \
              ) \
              SELECT * FROM ( \
                  SELECT {key} AS key, currency, round(sum(cost) * {units})::text AS units \
-                 FROM priced GROUP BY 1, 2 \
+                 FROM priced GROUP BY 1, 2 HAVING sum(messages) <> 0 \
              ) AS costs ORDER BY key IS NOT NULL, key, currency",
+            raw = raw_rows("created_at"),
             key = query.group_by.column(DAY),
             units = Amount::UNITS_PER_WHOLE,
         );
-        let costs: Vec<(Option<String>, String, String)> = sqlx::query_as(&sql)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.api_key.as_deref())
+        let split = self.split(query.since, query.until).await?;
+        let params = split.params(query.api_key.as_deref());
+        let costs = crate::rows::query(&sql, &params)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        costs
-            .into_iter()
-            .map(|(key, currency, units)| {
-                let units = units.parse().map_err(|_| {
-                    StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
-                })?;
-                Ok(CostSum {
-                    key,
-                    currency,
-                    total: Amount::from_units(units),
-                })
-            })
-            .collect()
+        cost_sums(costs)
     }
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {
         let sql = format!(
-            "WITH counted AS ({COUNTED}) \
+            "WITH counted AS ({counted}) \
              SELECT * FROM ( \
                  SELECT {key} AS key, error_code AS code, sum(messages)::bigint AS count \
                  FROM counted WHERE error_code IS NOT NULL \
-                 GROUP BY 1, 2 \
+                 GROUP BY 1, 2 HAVING sum(messages) <> 0 \
              ) AS codes ORDER BY key IS NOT NULL, key, count DESC, code",
+            counted = counted(),
             key = query.group_by.column(DAY)
         );
-        let range = params::usage_range(query);
+        let split = self.split(query.since, query.until).await?;
+        let params = split.params(query.api_key.as_deref());
         all(
-            crate::rows::query(&sql, &range),
+            crate::rows::query(&sql, &params),
             &self.pool,
             rows::error_code_count,
         )
@@ -270,6 +311,19 @@ impl MessageReports for PgStore {
         query: &ConversionQuery,
     ) -> Result<Vec<ConversionGroup>, StoreError> {
         self.conversion_of(query).await
+    }
+
+    async fn hourly(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, HourFigures)>, StoreError> {
+        let split = self.split(since, until).await?;
+        let key = "to_char(date_trunc('hour', created_at AT TIME ZONE 'UTC'), \
+                   'YYYY-MM-DD\"T\"HH24')";
+        let usage = self.usage_by(key, &split, None).await?;
+        let conversion = self.conversion_counts_by(key, &split, None, false).await?;
+        Ok(ports::rollups::hourly_series(&usage, &conversion))
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {

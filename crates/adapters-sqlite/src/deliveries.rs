@@ -6,6 +6,7 @@ use ports::params::{self, Param};
 use ports::{rows, DeliveryTransaction, StoreError};
 use sqlx::{Sqlite, Transaction};
 
+use crate::rollups;
 use crate::rows::{execute, one, optional, query, store_error};
 
 /// A delivery report's transaction, begun with the write lock (`SqliteStore::begin_write`):
@@ -41,6 +42,11 @@ impl DeliveryTransaction for Delivery {
         token: Option<&str>,
     ) -> Result<Message, StoreError> {
         let params = params::delivery(id, event, token);
+        // A receipt for a message of a folded hour: its figures leave the rollups before the
+        // change and come back after it (rare: the fold waits for the usual receipts).
+        let key = id.as_uuid().hyphenated().to_string();
+        let folded = rollups::folded(&mut self.0, &key).await?;
+        rollups::refold(&mut self.0, &key, &folded, -1).await?;
         let updated = one(
             query(
                 "UPDATE messages \
@@ -62,6 +68,7 @@ impl DeliveryTransaction for Delivery {
             &params,
         );
         execute(event, &mut *self.0).await?;
+        rollups::refold(&mut self.0, &key, &folded, 1).await?;
         Ok(updated)
     }
 

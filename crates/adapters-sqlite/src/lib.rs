@@ -20,6 +20,7 @@ mod lifecycle;
 mod messages;
 mod rate_limits;
 mod reports;
+mod rollups;
 mod rows;
 mod verifications;
 mod verify_services;

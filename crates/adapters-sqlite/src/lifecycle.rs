@@ -1,20 +1,18 @@
 //! Retention, erasure and job leases in SQLite. Each batch is one write transaction on the
 //! writer connection (so a batch holds the one writer only as long as its rows take): it picks
-//! its rows, folds the messages among them into `usage_rollups`, and deletes the children
-//! before the rows they hang off, counting each kind.
+//! its rows, folds those of hours the rollup job has not folded yet into the rollups
+//! (`rollups`), and deletes the children before the rows they hang off, counting each kind.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use domain::{Amount, PhoneNumber};
-use ports::{DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::PhoneNumber;
+use ports::{DataLifecycle, FoldStep, LeaseHolder, Removed, Retained, StoreError};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use crate::reports::PLAIN_PRICE;
+use crate::rollups::{self, UNFOLDED};
 use crate::rows::{micros, store_error};
 use crate::SqliteStore;
-
-const HOUR_MICROS: i64 = 3_600_000_000;
 
 #[async_trait]
 impl DataLifecycle for SqliteStore {
@@ -81,6 +79,7 @@ impl DataLifecycle for SqliteStore {
                     limit,
                 )
                 .await?;
+                rollups::fold_removed_verifications(&mut transaction, &json(&ids)).await?;
                 remove_verifications(&mut transaction, &ids).await?
             }
             Retained::FraudDecisions => Removed {
@@ -140,6 +139,19 @@ impl DataLifecycle for SqliteStore {
         Ok(canceled.rows_affected())
     }
 
+    async fn fold_rollups(
+        &self,
+        now: DateTime<Utc>,
+        settle: TimeDelta,
+        max_hours: u32,
+    ) -> Result<FoldStep, StoreError> {
+        self.fold(now, settle, max_hours).await
+    }
+
+    async fn rollup_watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.watermark().await
+    }
+
     async fn erase_number(&self, to: &PhoneNumber) -> Result<Removed, StoreError> {
         let mut transaction = self.begin_write().await?;
         let messages: Vec<String> =
@@ -148,13 +160,15 @@ impl DataLifecycle for SqliteStore {
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
-        let mut removed = remove_messages(&mut transaction, &messages).await?;
         let verifications: Vec<String> =
             sqlx::query_scalar(r#"SELECT id FROM verifications WHERE "to" = $1"#)
                 .bind(to.as_str())
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(store_error)?;
+        // Their conversion figures are kept, read while their messages are still there.
+        rollups::fold_removed_verifications(&mut transaction, &json(&verifications)).await?;
+        let mut removed = remove_messages(&mut transaction, &messages).await?;
         removed.add(remove_verifications(&mut transaction, &verifications).await?);
         removed.fraud_decisions += sqlx::query(r#"DELETE FROM fraud_decisions WHERE "to" = $1"#)
             .bind(to.as_str())
@@ -196,34 +210,14 @@ async fn remove_messages(
         return Ok(Removed::default());
     }
     let ids = json(ids);
-    // Each price in units of 10^-8, summed in whole currency units and the rest, as the report
-    // sums them; a price the report cannot read counts nothing, and carries no currency.
-    let fold = format!(
-        "INSERT INTO usage_rollups (hour, api_key, template, country, status, error_code, \
-             currency, messages, segments, cost_whole, cost_rest) \
-         SELECT hour, api_key, template, country, status, error_code, currency, count(*), \
-                sum(segments), coalesce(sum(units / {per_whole}), 0), \
-                coalesce(sum(units % {per_whole}), 0) \
-         FROM ( \
-             SELECT (created_at / {HOUR_MICROS}) * {HOUR_MICROS} AS hour, api_key, template, \
-                    country, status, error_code, segments, \
-                    CASE WHEN readable THEN price_currency END AS currency, \
-                    CASE WHEN readable \
-                        THEN CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) \
-                    END AS units \
-             FROM ( \
-                 SELECT *, (price_currency IS NOT NULL AND price_amount IS NOT NULL \
-                            AND {PLAIN_PRICE}) AS readable \
-                 FROM messages WHERE id IN (SELECT value FROM json_each($1)) \
-             ) \
-         ) GROUP BY 1, 2, 3, 4, 5, 6, 7",
-        per_whole = Amount::UNITS_PER_WHOLE,
-    );
-    sqlx::query(&fold)
-        .bind(&ids)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+    sqlx::query(&rollups::fold_messages_sql(
+        &format!("FROM messages WHERE id IN (SELECT value FROM json_each($1)) AND {UNFOLDED}"),
+        1,
+    ))
+    .bind(&ids)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
     let attempts = delete_where(connection, "message_attempts", "message_id", &ids).await?;
     let delivery_events = delete_where(connection, "message_events", "message_id", &ids).await?;
     // The events told to client webhooks show the message (its number): they go with it, and

@@ -1,30 +1,25 @@
 //! The message history read back: lists, usage reports and the counts behind the metrics, each
-//! one aggregating query.
+//! one aggregating query over the rollups of the folded hours and the raw rows after them
+//! (`rollups`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{Amount, Attempt, Message, MessageId, MessageStatus};
-use ports::params::{self, literals};
+use ports::params::{self, literals, Param};
+use ports::rollups::{raw_rows, RollupSplit, ROLLUP_ROWS};
 use ports::{
-    conversion_groups, latency_bucket_sql, rows, ConversionGroup, ConversionQuery, CostSum,
-    ErrorCodeCount, MessageFilter, MessageReports, QueueStats, StatusCount, StoreError,
-    StoreHealth, UsageGroup, UsageQuery,
+    conversion_groups, latency_bucket_sql, rows, ConversionCount, ConversionGroup,
+    ConversionGrouping, ConversionQuery, CostSum, ErrorCodeCount, HourFigures, MessageFilter,
+    MessageReports, QueueStats, StatusCount, StoreError, StoreHealth, UsageGroup, UsageQuery,
 };
+use sqlx::Row as _;
 
-use crate::rows::{all, json_ids, micros, one, store_error};
+use crate::rollups::{priced_sql, started_sql, timed_sql, DELIVERED};
+use crate::rows::{all, json_ids, one, store_error};
 use crate::SqliteStore;
 
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
 const DAY: &str = "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')";
-
-/// The messages of a report's range (`$1`, `$2`, optionally only API key `$3`) as counted rows:
-/// each stored message counts one, and each rollup of the messages retention or an erasure
-/// removed counts what it folded (a rollup belongs to the range when its hour starts in it).
-const COUNTED: &str = "\
-    SELECT created_at, api_key, template, country, status, error_code, 1 AS messages, segments \
-    FROM messages WHERE created_at >= $1 AND created_at < $2 AND ($3 IS NULL OR api_key = $3) \
-    UNION ALL \
-    SELECT hour, api_key, template, country, status, error_code, messages, segments \
-    FROM usage_rollups WHERE hour >= $1 AND hour < $2 AND ($3 IS NULL OR api_key = $3)";
 
 /// `price_amount` is what `Amount` reads: an optional `-`, one to six digits, optionally a point
 /// and one to eight digits (PostgreSQL says it with a regular expression). Any other stored
@@ -37,77 +32,166 @@ pub(crate) const PLAIN_PRICE: &str = "price_amount NOT GLOB '--*' \
      AND instr(ltrim(price_amount, '-') || '.', '.') <= 7 \
      AND length(ltrim(price_amount, '-')) - instr(ltrim(price_amount, '-') || '.', '.') <= 8";
 
-/// The verifications a conversion report's range holds (`$1`, `$2`, optionally only API key
-/// `$3`), each with what it is grouped by and how many of its codes a provider accepted.
-const STARTED: &str = r#"
-    SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
-           substr(v."to", 1, max(length(v."to") - 5, 2)) AS prefix,
-           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
-            ORDER BY m.created_at LIMIT 1) AS country,
-           (SELECT m.provider FROM messages m
-            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
-            ORDER BY m.created_at LIMIT 1) AS provider,
-           (SELECT count(*) FROM messages m
-            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
-    FROM verifications v
-    WHERE v.created_at >= $1 AND v.created_at < $2 AND ($3 IS NULL OR v.api_key = $3)"#;
+/// The messages of a report's split range ([`RollupSplit::params`]) as counted rows: each raw
+/// message counts one, each rollup row what it folded (hours before the watermark, and the
+/// messages retention or an erasure removed before their hour was folded).
+fn counted() -> String {
+    format!(
+        "SELECT created_at, api_key, template, country, status, error_code, 1 AS messages, \
+                segments \
+         FROM messages WHERE {raw} AND ($3 IS NULL OR api_key = $3) \
+         UNION ALL \
+         SELECT hour, api_key, template, country, status, error_code, messages, segments \
+         FROM usage_rollups WHERE {ROLLUP_ROWS} AND ($3 IS NULL OR api_key = $3)",
+        raw = raw_rows("created_at"),
+    )
+}
 
-/// Milliseconds from `from` to `to`, two timestamps.
-fn millis(from: &str, to: &str) -> String {
-    format!("max(0, ({to} - {from}) / 1000)")
+/// The raw verifications of a conversion report's split range.
+fn started_raw() -> String {
+    started_sql(&format!(
+        "{raw} AND ($3 IS NULL OR v.api_key = $3)",
+        raw = raw_rows("v.created_at")
+    ))
+}
+
+/// Rows of conversion rollup `table` in the split range, of the right set (`$7`: by prefix),
+/// their hour as `created_at`, so that a group's expression reads them as raw rows.
+fn conversion_rollups(table: &str) -> String {
+    format!(
+        "(SELECT hour AS created_at, * FROM {table} \
+          WHERE by_prefix = $7 AND {ROLLUP_ROWS} AND ($3 IS NULL OR api_key = $3))"
+    )
+}
+
+/// A report's parameters: the split range ([`RollupSplit::params`]) and, `$7`, whether the
+/// conversion rollups grouped by prefix are read.
+fn split_params<'a>(
+    split: &RollupSplit,
+    api_key: Option<&'a str>,
+    by_prefix: bool,
+) -> Vec<Param<'a>> {
+    let mut params = split.params(api_key).to_vec();
+    params.push(Param::Flag(by_prefix));
+    params
+}
+
+/// Sums of prices in whole currency units and the rest: `key`, `currency`, `whole`, `rest`.
+fn cost_sums(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<CostSum>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let whole: i64 = row.try_get("whole").map_err(store_error)?;
+            let rest: i64 = row.try_get("rest").map_err(store_error)?;
+            Ok(CostSum {
+                key: row.try_get("key").map_err(store_error)?,
+                currency: row.try_get("currency").map_err(store_error)?,
+                total: Amount::from_units(
+                    i128::from(whole) * Amount::UNITS_PER_WHOLE + i128::from(rest),
+                ),
+            })
+        })
+        .collect()
 }
 
 impl SqliteStore {
+    async fn split(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<RollupSplit, StoreError> {
+        Ok(RollupSplit::new(since, until, self.watermark().await?))
+    }
+
+    async fn usage_by(
+        &self,
+        key: &str,
+        split: &RollupSplit,
+        api_key: Option<&str>,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let sql = format!(
+            "WITH counted AS ({counted}) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(messages) AS messages, \
+                        coalesce(sum(segments), 0) AS segments, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0) \
+                            AS delivered, \
+                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0) AS failed \
+                 FROM counted GROUP BY 1 HAVING sum(messages) <> 0 \
+             ) ORDER BY key IS NOT NULL, key",
+            counted = counted(),
+            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
+            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
+        );
+        let params = split.params(api_key);
+        all(
+            crate::rows::query(&sql, &params),
+            &self.pool,
+            rows::usage_group,
+        )
+        .await
+    }
+
+    async fn conversion_counts_by(
+        &self,
+        key: &str,
+        split: &RollupSplit,
+        api_key: Option<&str>,
+        by_prefix: bool,
+    ) -> Result<Vec<ConversionCount>, StoreError> {
+        let sql = format!(
+            "WITH started AS ({started}), \
+             counted AS ( \
+                 SELECT created_at, api_key, channel, country, provider, prefix, \
+                        1 AS started, codes AS codes_sent, (status = 'approved') AS approved \
+                 FROM started \
+                 UNION ALL \
+                 SELECT created_at, api_key, channel, country, provider, prefix, started, \
+                        codes_sent, approved \
+                 FROM {rollups} \
+             ) \
+             SELECT * FROM ( \
+                 SELECT {key} AS key, sum(started) AS started, \
+                        coalesce(sum(codes_sent), 0) AS codes_sent, sum(approved) AS approved \
+                 FROM counted GROUP BY 1 HAVING sum(started) <> 0 \
+             ) ORDER BY key IS NOT NULL, key",
+            started = started_raw(),
+            rollups = conversion_rollups("conversion_rollups"),
+        );
+        let params = split_params(split, api_key, by_prefix);
+        all(
+            crate::rows::query(&sql, &params),
+            &self.pool,
+            rows::conversion_count,
+        )
+        .await
+    }
+
     async fn conversion_of(
         &self,
         query: &ConversionQuery,
     ) -> Result<Vec<ConversionGroup>, StoreError> {
-        let started = STARTED.replace(
-            "{accepted}",
-            &literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
-        );
         let key = query.group_by.column(DAY);
-        let range = query.range();
-        let counts = format!(
-            "WITH started AS ({started}) \
-             SELECT * FROM ( \
-                 SELECT {key} AS key, count(*) AS started, \
-                        coalesce(sum(codes), 0) AS codes_sent, \
-                        count(*) FILTER (WHERE status = 'approved') AS approved \
-                 FROM started GROUP BY 1 \
-             ) ORDER BY key IS NOT NULL, key"
-        );
-        let counts = all(
-            crate::rows::query(&counts, &range),
-            &self.pool,
-            rows::conversion_count,
-        )
-        .await?;
+        let by_prefix = query.group_by == ConversionGrouping::Prefix;
+        let split = self.split(query.since, query.until).await?;
+        let api_key = query.api_key.as_deref();
+        let counts = self
+            .conversion_counts_by(key, &split, api_key, by_prefix)
+            .await?;
+        let params = split_params(&split, api_key, by_prefix);
         let latencies = format!(
-            "WITH started AS ({started}), \
-             delivered AS ( \
-                 SELECT s.*, \
-                        (SELECT min(a.finished_at) FROM message_attempts a \
-                         WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) \
-                            AS sent_at, \
-                        (SELECT min(e.received_at) FROM message_events e \
-                         WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
-                 FROM started s JOIN messages m ON m.verification_id = s.id \
-                 WHERE m.status = 'delivered' \
-             ) \
-             SELECT key, latency, {bucket} AS bucket, count(*) AS count FROM ( \
-                 SELECT {key} AS key, 'approval' AS latency, {approval} AS millis \
-                 FROM started WHERE status = 'approved' \
+            "WITH started AS ({started}), {DELIVERED}, {timed} \
+             SELECT key, latency, bucket, sum(count) AS count FROM ( \
+                 SELECT {key} AS key, latency, {bucket} AS bucket, 1 AS count FROM timed \
                  UNION ALL \
-                 SELECT {key}, 'delivery', {delivery} \
-                 FROM delivered WHERE sent_at IS NOT NULL AND receipt_at IS NOT NULL \
-             ) AS timed GROUP BY 1, 2, 3",
+                 SELECT {key}, latency, bucket, count FROM {rollups} \
+             ) GROUP BY 1, 2, 3 HAVING sum(count) <> 0",
+            started = started_raw(),
+            timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
-            approval = millis("created_at", "updated_at"),
-            delivery = millis("sent_at", "receipt_at"),
+            rollups = conversion_rollups("conversion_latency_rollups"),
         );
         let latencies = all(
-            crate::rows::query(&latencies, &range),
+            crate::rows::query(&latencies, &params),
             &self.pool,
             rows::latency_count,
         )
@@ -115,38 +199,24 @@ impl SqliteStore {
         // Summed in whole currency units and the rest, as the usage report sums the same
         // prices.
         let costs = format!(
-            "WITH started AS ({started}) \
-             SELECT key, currency, sum(whole), sum(rest) FROM ( \
+            "WITH started AS ({started}), {priced} \
+             SELECT key, currency, sum(whole) AS whole, sum(rest) AS rest FROM ( \
                  SELECT {key} AS key, currency, units / {per_whole} AS whole, \
                         units % {per_whole} AS rest \
-                 FROM ( \
-                     SELECT s.*, m.price_currency AS currency, \
-                            CAST(round(CAST(m.price_amount AS REAL) * {per_whole}) AS INTEGER) \
-                                AS units \
-                     FROM started s JOIN messages m ON m.verification_id = s.id \
-                     WHERE m.price_currency IS NOT NULL AND {PLAIN_PRICE} \
-                 ) \
+                 FROM priced \
+                 UNION ALL \
+                 SELECT {key}, currency, cost_whole, cost_rest FROM {rollups} \
              ) GROUP BY 1, 2",
+            started = started_raw(),
+            priced = priced_sql(),
             per_whole = Amount::UNITS_PER_WHOLE,
+            rollups = conversion_rollups("conversion_cost_rollups"),
         );
-        let sums: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&costs)
-            .bind(micros(query.since))
-            .bind(micros(query.until))
-            .bind(query.api_key.as_deref())
+        let costs = crate::rows::query(&costs, &params)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        let costs: Vec<CostSum> = sums
-            .into_iter()
-            .map(|(key, currency, whole, rest)| CostSum {
-                key,
-                currency,
-                total: Amount::from_units(
-                    i128::from(whole) * Amount::UNITS_PER_WHOLE + i128::from(rest),
-                ),
-            })
-            .collect();
-        Ok(conversion_groups(counts, &latencies, &costs))
+        Ok(conversion_groups(counts, &latencies, &cost_sums(costs)?))
     }
 }
 
@@ -182,89 +252,63 @@ impl MessageReports for SqliteStore {
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageGroup>, StoreError> {
-        let sql = format!(
-            "WITH counted AS ({COUNTED}) \
-             SELECT * FROM ( \
-                 SELECT {key} AS key, sum(messages) AS messages, \
-                        coalesce(sum(segments), 0) AS segments, \
-                        coalesce(sum(messages) FILTER (WHERE status IN ({delivered})), 0) \
-                            AS delivered, \
-                        coalesce(sum(messages) FILTER (WHERE status IN ({failed})), 0) AS failed \
-                 FROM counted GROUP BY 1 \
-             ) ORDER BY key IS NOT NULL, key",
-            key = query.group_by.column(DAY),
-            delivered = literals(MessageStatus::DELIVERED.map(MessageStatus::as_str)),
-            failed = literals(MessageStatus::NOT_DELIVERED.map(MessageStatus::as_str)),
-        );
-        let range = params::usage_range(query);
-        all(
-            crate::rows::query(&sql, &range),
-            &self.pool,
-            rows::usage_group,
-        )
-        .await
+        let split = self.split(query.since, query.until).await?;
+        self.usage_by(query.group_by.column(DAY), &split, query.api_key.as_deref())
+            .await
     }
 
     async fn costs(&self, query: &UsageQuery) -> Result<Vec<CostSum>, StoreError> {
         // SQLite has no decimal type. Each price becomes whole units of 10^-8 (exact through a
         // REAL for six digits and eight decimals), summed in two integers, whole currency
-        // units and the rest, which no number of rows overflows; the rollups hold the removed
-        // messages' sums in the same two parts.
+        // units and the rest, which no number of rows overflows; the rollups hold the folded
+        // and removed messages' sums in the same two parts.
         let sql = format!(
-            "SELECT key, currency, sum(whole), sum(rest) FROM ( \
+            "SELECT key, currency, sum(whole) AS whole, sum(rest) AS rest FROM ( \
                  SELECT {key} AS key, currency, units / {per_whole} AS whole, \
-                        units % {per_whole} AS rest \
+                        units % {per_whole} AS rest, 1 AS messages \
                  FROM ( \
                      SELECT created_at, api_key, template, country, status, \
                             price_currency AS currency, \
                             CAST(round(CAST(price_amount AS REAL) * {per_whole}) AS INTEGER) \
                                 AS units \
                      FROM messages \
-                     WHERE created_at >= $1 AND created_at < $2 \
-                       AND ($3 IS NULL OR api_key = $3) \
+                     WHERE {raw} AND ($3 IS NULL OR api_key = $3) \
                        AND price_currency IS NOT NULL AND {PLAIN_PRICE} \
                  ) \
                  UNION ALL \
-                 SELECT {key} AS key, currency, cost_whole, cost_rest \
+                 SELECT {key} AS key, currency, cost_whole, cost_rest, messages \
                  FROM (SELECT hour AS created_at, * FROM usage_rollups) \
-                 WHERE created_at >= $1 AND created_at < $2 \
-                   AND ($3 IS NULL OR api_key = $3) AND currency IS NOT NULL \
-             ) GROUP BY 1, 2 ORDER BY key IS NOT NULL, key, currency",
+                 WHERE {rollup_rows} AND ($3 IS NULL OR api_key = $3) AND currency IS NOT NULL \
+             ) GROUP BY 1, 2 HAVING sum(messages) <> 0 ORDER BY key IS NOT NULL, key, currency",
+            raw = raw_rows("created_at"),
+            rollup_rows = ROLLUP_ROWS.replace("hour", "created_at"),
             key = query.group_by.column(DAY),
             per_whole = Amount::UNITS_PER_WHOLE,
         );
-        let sums: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(&sql)
-            .bind(micros(query.since))
-            .bind(micros(query.until))
-            .bind(query.api_key.as_deref())
+        let split = self.split(query.since, query.until).await?;
+        let params = split.params(query.api_key.as_deref());
+        let sums = crate::rows::query(&sql, &params)
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(sums
-            .into_iter()
-            .map(|(key, currency, whole, rest)| CostSum {
-                key,
-                currency,
-                total: Amount::from_units(
-                    i128::from(whole) * Amount::UNITS_PER_WHOLE + i128::from(rest),
-                ),
-            })
-            .collect())
+        cost_sums(sums)
     }
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {
         let sql = format!(
-            "WITH counted AS ({COUNTED}) \
+            "WITH counted AS ({counted}) \
              SELECT * FROM ( \
                  SELECT {key} AS key, error_code AS code, sum(messages) AS count \
                  FROM counted WHERE error_code IS NOT NULL \
-                 GROUP BY 1, 2 \
+                 GROUP BY 1, 2 HAVING sum(messages) <> 0 \
              ) ORDER BY key IS NOT NULL, key, count DESC, code",
+            counted = counted(),
             key = query.group_by.column(DAY)
         );
-        let range = params::usage_range(query);
+        let split = self.split(query.since, query.until).await?;
+        let params = split.params(query.api_key.as_deref());
         all(
-            crate::rows::query(&sql, &range),
+            crate::rows::query(&sql, &params),
             &self.pool,
             rows::error_code_count,
         )
@@ -276,6 +320,18 @@ impl MessageReports for SqliteStore {
         query: &ConversionQuery,
     ) -> Result<Vec<ConversionGroup>, StoreError> {
         self.conversion_of(query).await
+    }
+
+    async fn hourly(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, HourFigures)>, StoreError> {
+        let split = self.split(since, until).await?;
+        let key = "strftime('%Y-%m-%dT%H', created_at / 1000000, 'unixepoch')";
+        let usage = self.usage_by(key, &split, None).await?;
+        let conversion = self.conversion_counts_by(key, &split, None, false).await?;
+        Ok(ports::rollups::hourly_series(&usage, &conversion))
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {

@@ -15,6 +15,7 @@ pub mod params;
 mod provider;
 mod rate_limit;
 mod reports;
+pub mod rollups;
 pub mod rows;
 mod store;
 #[cfg(feature = "testkit")]
@@ -40,9 +41,11 @@ pub use provider::{
 pub use rate_limit::{Admission, RateLimit, RateLimiter};
 pub use reports::{
     conversion_groups, latency_bucket_sql, ConversionCount, ConversionGroup, ConversionGrouping,
-    ConversionQuery, CostSum, ErrorCodeCount, Latency, LatencyCount, MessageCursor, MessageFilter,
-    MessageReports, QueueStats, StatusCount, StoreHealth, UsageGroup, UsageGrouping, UsageQuery,
+    ConversionQuery, CostSum, ErrorCodeCount, HourFigures, Latency, LatencyCount, MessageCursor,
+    MessageFilter, MessageReports, QueueStats, StatusCount, StoreHealth, UsageGroup, UsageGrouping,
+    UsageQuery,
 };
+pub use rollups::FoldStep;
 pub use store::{
     stored_queued, ClaimToken, ClaimedMessage, DeliveryUpdate, DispatchOutcome, Enqueued, Finish,
     MessageStore, OutcomeColumns, StoreError, VerificationCursor, VerificationFilter,

@@ -140,4 +140,19 @@ pub trait DataLifecycle: Send + Sync {
     /// fraud decision to `to`, of every API key, in one transaction, folding the messages into
     /// the rollups first.
     async fn erase_number(&self, to: &PhoneNumber) -> Result<Removed, StoreError>;
+
+    /// Folds the hours from the rollups' watermark up to the last clean one
+    /// ([`crate::rollups::fold_target`] with `settle`) into the rollups, at most `max_hours` of
+    /// them, in one transaction, set-based (one grouping statement per rollup over the hours),
+    /// and moves the watermark past them. Only folded hours' rows change the rollups later (a
+    /// delivery receipt) or leave the raw tables without a fold of their own.
+    async fn fold_rollups(
+        &self,
+        now: DateTime<Utc>,
+        settle: chrono::TimeDelta,
+        max_hours: u32,
+    ) -> Result<crate::FoldStep, StoreError>;
+
+    /// Every hour before it is in the rollups; `None` before the first fold.
+    async fn rollup_watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }

@@ -247,6 +247,20 @@ pub fn conversion_groups(
         .collect()
 }
 
+/// One hour's figures for the overview's series: its messages as the usage report counts them
+/// and its verifications as the conversion report counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourFigures {
+    pub messages: u64,
+    pub segments: u64,
+    pub delivered: u64,
+    /// `failed` or `undelivered`.
+    pub failed: u64,
+    pub started: u64,
+    pub codes_sent: u64,
+    pub approved: u64,
+}
+
 /// How many messages of a group ended with an error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorCodeCount {
@@ -303,6 +317,15 @@ pub trait MessageReports: Send + Sync {
     /// the code messages' prices per currency (summed as [`MessageReports::costs`] sums them).
     async fn conversion(&self, query: &ConversionQuery)
         -> Result<Vec<ConversionGroup>, StoreError>;
+
+    /// Every hour of `[since, until)` (whole hours) that has messages or verifications, oldest
+    /// first, every API key's: one aggregating statement for the messages and one for the
+    /// verifications, on the rollups and the raw rows after them.
+    async fn hourly(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, HourFigures)>, StoreError>;
 
     /// Every stored message counted by status and channel (only pairs that occur).
     async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError>;

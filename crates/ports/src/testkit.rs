@@ -35,6 +35,7 @@ mod conversion;
 mod fraud;
 mod lifecycle;
 mod reports;
+mod rollups;
 mod verify_services;
 mod webhooks;
 mod workflows;
@@ -42,6 +43,7 @@ pub use conversion::*;
 pub use fraud::*;
 pub use lifecycle::*;
 pub use reports::*;
+pub use rollups::*;
 pub use verify_services::*;
 pub use webhooks::*;
 pub use workflows::*;
@@ -209,6 +211,9 @@ macro_rules! store_conformance_tests {
             bodies_of_plain_messages_are_emptied_once_old_but_never_while_queued,
             erasing_a_number_removes_its_rows_of_every_api_key_and_keeps_the_report,
             a_message_erased_in_flight_is_not_stored_again_by_its_finish,
+            // Rollups
+            a_report_over_folded_and_unfolded_hours_equals_the_raw_one_with_late_receipts,
+            removed_verifications_keep_their_conversion_figures_folded_or_not,
         }
     };
     (@tests $fresh:path; $($behaviour:ident),* $(,)?) => {

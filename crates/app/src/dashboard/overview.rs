@@ -1,6 +1,8 @@
-//! The overview: the last day and week of sends, deliveries and failures (charts drawn by the
-//! page's script from `/dashboard/overview.json`, which it reads again every 30 seconds), the
-//! queue, readiness, the fraud guard's blocks and decisions, and today's spend against budget.
+//! The overview: the last day and week of sends, deliveries and failures, hour by hour and day
+//! by day, and of verifications (codes sent, approved, the conversion rate) hour by hour
+//! (charts drawn by the page's script from `/dashboard/overview.json`, which it reads again
+//! every 30 seconds), the queue, readiness, the fraud guard's blocks and decisions, and today's
+//! spend against budget.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -106,7 +108,23 @@ pub async fn page(
         &overview.daily,
         "%a %d %b",
     ));
-    // Conversion per hour (issue 20's rollups) is drawn here once its use case exists.
+    body.push_str(
+        r#"<h2 id="weekly-hourly-heading">Per hour, last 7 days</h2>
+<div id="chart-weekly-hourly" class="chart" role="img" aria-labelledby="weekly-hourly-heading"></div>"#,
+    );
+    body.push_str(&series_table(
+        "Per hour, last 7 days",
+        &overview.weekly_hourly,
+        "%a %H:00",
+    ));
+    body.push_str(
+        r#"<h2 id="conversion-heading">Verifications per hour, last 7 days</h2>
+<div id="chart-conversion" class="chart" role="img" aria-labelledby="conversion-heading"></div>"#,
+    );
+    body.push_str(&conversion_table(
+        "Verifications per hour, last 7 days",
+        &overview.weekly_hourly,
+    ));
 
     body.push_str("<h2>Spend today</h2>");
     let spend: Vec<Vec<String>> = overview
@@ -203,6 +221,37 @@ fn series_table(caption: &str, buckets: &[Bucket], label: &str) -> String {
     )
 }
 
+/// The conversion series as a table: the hours with verifications, newest first.
+fn conversion_table(caption: &str, buckets: &[Bucket]) -> String {
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .rev()
+        .filter(|bucket| bucket.funnel.started > 0)
+        .map(|bucket| {
+            vec![
+                html::time_shown_as(bucket.start, &bucket.start.format("%a %H:00").to_string()),
+                count(bucket.funnel.started),
+                count(bucket.funnel.codes_sent),
+                count(bucket.funnel.approved),
+                bucket
+                    .funnel
+                    .rate()
+                    .map_or_else(String::new, |rate| format!("{:.1} %", rate * 100.0)),
+            ]
+        })
+        .collect();
+    format!(
+        "<details><summary>{} as a table</summary>{}</details>",
+        esc(caption),
+        html::table(
+            caption,
+            &["From", "Started", "Codes sent", "Approved", "Conversion"],
+            &rows,
+            "No verification started."
+        )
+    )
+}
+
 #[derive(Serialize)]
 pub struct Point {
     /// Seconds since the epoch, as the chart takes them.
@@ -210,12 +259,18 @@ pub struct Point {
     messages: u64,
     delivered: u64,
     failed: u64,
+    started: u64,
+    codes_sent: u64,
+    approved: u64,
+    /// Approved per verification started, in percent; `null` without verifications.
+    conversion: Option<f64>,
 }
 
 #[derive(Serialize)]
 pub struct Figures {
     figures: std::collections::BTreeMap<&'static str, String>,
     hourly: Vec<Point>,
+    weekly_hourly: Vec<Point>,
     daily: Vec<Point>,
 }
 
@@ -227,6 +282,10 @@ fn points(buckets: &[Bucket]) -> Vec<Point> {
             messages: bucket.totals.messages,
             delivered: bucket.totals.delivered,
             failed: bucket.totals.failed,
+            started: bucket.funnel.started,
+            codes_sent: bucket.funnel.codes_sent,
+            approved: bucket.funnel.approved,
+            conversion: bucket.funnel.rate().map(|rate| rate * 100.0),
         })
         .collect()
 }
@@ -243,6 +302,7 @@ pub async fn figures_json(
             .map(|(name, _, value)| (name, value))
             .collect(),
         hourly: points(&overview.hourly),
+        weekly_hourly: points(&overview.weekly_hourly),
         daily: points(&overview.daily),
     }))
 }

@@ -1,9 +1,9 @@
 //! The retention job: every interval, the instance that takes the job's lease creates the
-//! coming weeks' partitions (PostgreSQL), removes the rows older than the retention (whole weeks
-//! of partitions, then the rest in batches, folding messages into the usage report's rollups as
-//! it goes, in the store), then empties the bodies of plain messages older than the body
-//! retention. The other instances skip while it runs. Time comes from the injected `Clock`, so
-//! tests move it instead of waiting.
+//! coming weeks' partitions (PostgreSQL), brings the reports' rollups up to date (so that what
+//! it removes is counted in them already), removes the rows older than the retention (whole
+//! weeks of partitions, then the rest in batches), then empties the bodies of plain messages
+//! older than the body retention. The other instances skip while it runs. Time comes from the
+//! injected `Clock`, so tests move it instead of waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use ports::{Clock, DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
 use tokio::sync::watch;
 
 use crate::dispatch::backoff::Backoff;
+use crate::lifecycle::rollups::{fold_until_caught_up, RollupConfig};
 use crate::observability::metrics::Metrics;
 
 /// The lease's name: one retention run at a time across every instance.
@@ -141,6 +142,20 @@ impl RetentionJob {
                 %error,
                 "cannot create the coming weeks' partitions; trying again at the next run"
             ),
+        }
+        // What is about to be removed is folded first (nothing to do while the rollup job
+        // keeps up): a removed row then needs no fold of its own, and its verification's
+        // conversion figures are read while its messages are still there.
+        if let Err(error) = fold_until_caught_up(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            &self.metrics,
+            RollupConfig::default(),
+            || self.renew(),
+        )
+        .await
+        {
+            tracing::warn!(%error, "cannot fold the reports' rollups before removing rows");
         }
         let run = self.sweep(now).await;
         if let Err(error) = self.store.release_lease(JOB, self.holder).await {

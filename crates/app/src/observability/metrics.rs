@@ -201,6 +201,7 @@ pub struct Metrics {
     fallbacks: Family<FallbackLabels, Counter>,
     workflow_stops: Family<StopLabels, Counter>,
     data_removed: Family<RemovedLabels, Counter>,
+    rollup_watermark: Gauge,
     dispatch_outcomes_deferred: Counter,
     dispatch_outcomes_dropped: Counter,
     /// Held across the read, so that concurrent scrapes wait for one read and share it.
@@ -242,11 +243,17 @@ impl Metrics {
             fallbacks: Family::default(),
             workflow_stops: Family::default(),
             data_removed: Family::default(),
+            rollup_watermark: Gauge::default(),
             dispatch_outcomes_deferred: Counter::default(),
             dispatch_outcomes_dropped: Counter::default(),
             last_gauge_read: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
         };
+        registry.register(
+            "rollup_watermark_seconds",
+            "Unix time before which every hour is in the reports' rollups (0: none yet)",
+            metrics.rollup_watermark.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by route, status and API key name",
@@ -556,6 +563,12 @@ impl Metrics {
             .inc();
     }
 
+    /// Where the reports' rollups have folded up to.
+    pub fn rollup_watermark(&self, watermark: Option<chrono::DateTime<chrono::Utc>>) {
+        self.rollup_watermark
+            .set(watermark.map_or(0, |watermark| watermark.timestamp()));
+    }
+
     /// `count` rows of `kind` removed (or bodies emptied) for `reason` (`retention`,
     /// `erasure`).
     pub fn data_removed(&self, kind: &str, reason: &str, count: u64) {
@@ -744,6 +757,13 @@ mod tests {
             &self,
             _: &ports::ConversionQuery,
         ) -> Result<Vec<ports::ConversionGroup>, StoreError> {
+            unreachable!("metrics read only the counts")
+        }
+        async fn hourly(
+            &self,
+            _: chrono::DateTime<Utc>,
+            _: chrono::DateTime<Utc>,
+        ) -> Result<Vec<(chrono::DateTime<Utc>, ports::HourFigures)>, StoreError> {
             unreachable!("metrics read only the counts")
         }
         async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {

@@ -21,6 +21,7 @@ pub mod operator_sessions;
 pub mod overview;
 pub mod reports;
 pub mod request_context;
+pub mod rollups;
 pub mod verify;
 pub mod verify_compat;
 pub mod workflows;

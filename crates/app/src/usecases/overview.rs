@@ -1,10 +1,9 @@
-//! What the operator's overview shows at a glance, read in one place: the usage report's
-//! figures over the last day (hour by hour) and week (day by day), the queue, the fraud guard's
-//! blocks and decisions, and today's spend against the daily budget. Each figure is one the
-//! API's reports and gauges give too, aggregated by the store; nothing here reads whole tables.
-//!
-//! Conversion (issue 20's analytics) joins here once its use case exists: the field named in
-//! [`Overview`]'s last comment.
+//! What the operator's overview shows at a glance, read in one place: the usage and conversion
+//! reports' figures over the last day and week hour by hour (one statement per figure set over
+//! the week, on the rollups and the raw hours after them; the day is its last 24 hours) and
+//! over the week day by day, the queue, the fraud guard's blocks and decisions, and today's
+//! spend against the daily budget. Each figure is one the API's reports and gauges give too,
+//! aggregated by the store; nothing here reads whole tables.
 
 use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 use domain::fraud::Action;
@@ -38,11 +37,30 @@ impl Totals {
     }
 }
 
-/// One step of a series: the messages created in `[start, start + step)`.
+/// Verifications started in a range, as the conversion report counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Funnel {
+    pub started: u64,
+    /// Code messages a provider accepted.
+    pub codes_sent: u64,
+    pub approved: u64,
+}
+
+impl Funnel {
+    /// Approved per verification started, as the conversion report's `conversion_rate`;
+    /// `None` without verifications.
+    pub fn rate(&self) -> Option<f64> {
+        (self.started > 0).then(|| self.approved as f64 / self.started as f64)
+    }
+}
+
+/// One step of a series: the messages and verifications created in `[start, start + step)`
+/// (the day-by-day series counts messages only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
     pub start: DateTime<Utc>,
     pub totals: Totals,
+    pub funnel: Funnel,
 }
 
 /// Today's spend (since midnight UTC) against the daily budget of its currency.
@@ -62,6 +80,8 @@ pub struct Overview {
     /// The last 24 hours, hour by hour, oldest first (the first from the hour `now - 23h`
     /// starts in, the last the hour now is in).
     pub hourly: Vec<Bucket>,
+    /// The last 168 hours (7 days), hour by hour, oldest first, ending as `hourly` does.
+    pub weekly_hourly: Vec<Bucket>,
     /// The last 7 days, UTC day by UTC day, oldest first, today last.
     pub daily: Vec<Bucket>,
     pub queue: QueueStats,
@@ -73,9 +93,10 @@ pub struct Overview {
     pub decisions: Vec<(Action, u64)>,
     /// Whether more decisions than were counted were taken.
     pub decisions_capped: bool,
-    // Conversion per hour (issue 20) goes here once the analytics use case exists: a
-    // `conversion: Vec<(DateTime<Utc>, Option<f64>)>` read from its rollups.
 }
+
+/// Hours in the week-long hourly series.
+pub const WEEK_HOURS: i64 = 168;
 
 impl Services {
     /// The overview's figures now. Every key's messages: only admins see it.
@@ -98,22 +119,36 @@ impl Services {
                 .await?,
         );
         let this_hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
-        let mut hourly = Vec::with_capacity(24);
-        for back in (0..24).rev() {
-            let start = this_hour - TimeDelta::hours(back);
-            let groups = self
-                .reports
-                .usage(&range(
+        let first_hour = this_hour - TimeDelta::hours(WEEK_HOURS - 1);
+        let figures = self
+            .reports
+            .hourly(first_hour, this_hour + TimeDelta::hours(1))
+            .await?;
+        let weekly_hourly: Vec<Bucket> = (0..WEEK_HOURS)
+            .map(|hour| {
+                let start = first_hour + TimeDelta::hours(hour);
+                let found = figures
+                    .iter()
+                    .find(|(at, _)| *at == start)
+                    .map(|(_, figures)| *figures)
+                    .unwrap_or_default();
+                Bucket {
                     start,
-                    start + TimeDelta::hours(1),
-                    UsageGrouping::Status,
-                ))
-                .await?;
-            hourly.push(Bucket {
-                start,
-                totals: Totals::of(&groups),
-            });
-        }
+                    totals: Totals {
+                        messages: found.messages,
+                        segments: found.segments,
+                        delivered: found.delivered,
+                        failed: found.failed,
+                    },
+                    funnel: Funnel {
+                        started: found.started,
+                        codes_sent: found.codes_sent,
+                        approved: found.approved,
+                    },
+                }
+            })
+            .collect();
+        let hourly = weekly_hourly[weekly_hourly.len().saturating_sub(24)..].to_vec();
         let today = now.duration_trunc(TimeDelta::days(1)).unwrap_or(now);
         let week_start = today - TimeDelta::days(6);
         let by_day = self
@@ -133,7 +168,11 @@ impl Services {
                     .find(|group| group.key.as_deref() == Some(key.as_str()))
                     .map(|group| Totals::of(std::slice::from_ref(group)))
                     .unwrap_or_default();
-                Bucket { start, totals }
+                Bucket {
+                    start,
+                    totals,
+                    funnel: Funnel::default(),
+                }
             })
             .collect();
         let queue = self.reports.queue_stats().await?;
@@ -195,6 +234,7 @@ impl Services {
             now,
             last_day,
             hourly,
+            weekly_hourly,
             daily,
             queue,
             spend,

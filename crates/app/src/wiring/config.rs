@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::dispatch::reconcile::ReconcileConfig;
 use crate::lifecycle::retention::RetentionConfig;
+use crate::lifecycle::rollups::RollupConfig;
 use crate::providers::failover::CircuitPolicy;
 use crate::providers::test_numbers::TestNumbers;
 use crate::usecases::auth::ApiKeys;
@@ -192,6 +193,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// How long stored data is kept (`RETENTION_DAYS`, `MESSAGE_BODY_RETENTION_HOURS`).
     pub retention: RetentionConfig,
+    /// The reports' rollup job (defaults; no variable sets it).
+    pub rollups: RollupConfig,
     /// Numbers whose verifications never reach a provider and accept a fixed code.
     pub test_numbers: TestNumbers,
     /// The Twilio accounts of the Twilio-compatible Verify API (`VERIFY_COMPAT_ACCOUNTS`);
@@ -439,6 +442,7 @@ impl Config {
             fraud,
             reconcile,
             retention,
+            rollups: RollupConfig::default(),
             test_numbers,
             verify_compat_accounts,
             webhooks,

@@ -21,6 +21,7 @@ use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::reconcile::Reconciler;
 use crate::dispatch::workflows::WorkflowConfig;
 use crate::lifecycle::retention::RetentionJob;
+use crate::lifecycle::rollups::RollupJob;
 use crate::observability::health::Readiness;
 use crate::observability::metrics::{MeteredProvider, Metrics};
 use crate::providers::console::ConsoleSmsProvider;
@@ -138,6 +139,7 @@ pub struct Server {
     reconciler: Reconciler,
     webhook_deliverer: WebhookDeliverer,
     retention: RetentionJob,
+    rollups: RollupJob,
     /// Set when other instances share the queue: their words wake this instance's dispatcher.
     wakeups: Option<Box<dyn QueueWakeups>>,
 }
@@ -154,6 +156,8 @@ pub struct Assembled {
     pub webhook_deliverer: WebhookDeliverer,
     /// Not started: removes what is older than the retention, on one instance at a time.
     pub retention: RetentionJob,
+    /// Not started: folds clean hours into the reports' rollups, on one instance at a time.
+    pub rollups: RollupJob,
     /// Set when other instances share the queue: their words that messages were queued, for
     /// the service to forward to its dispatcher.
     pub wakeups: Option<Box<dyn QueueWakeups>>,
@@ -269,6 +273,12 @@ pub async fn assemble_with_clock(
         metrics.clone(),
         config.retention,
     );
+    let rollups = RollupJob::new(
+        ports.lifecycle.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.rollups,
+    );
     let services = Arc::new(
         Services::builder(
             ports,
@@ -315,6 +325,7 @@ pub async fn assemble_with_clock(
         reconciler,
         webhook_deliverer,
         retention,
+        rollups,
         wakeups,
     })
 }
@@ -409,6 +420,7 @@ impl Server {
             reconciler,
             webhook_deliverer,
             retention,
+            rollups,
         } = assemble_with_clock(&config, clock).await?;
         let listener = bind("BIND_ADDR", config.bind_addr).await?;
         let metrics_listener = match config.metrics_bind_addr {
@@ -423,6 +435,7 @@ impl Server {
             reconciler,
             webhook_deliverer,
             retention,
+            rollups,
             wakeups,
         })
     }
@@ -457,6 +470,7 @@ impl Server {
         }
         let reconciler = tokio::spawn(self.reconciler.run(dispatcher_stopped.clone()));
         let retention = tokio::spawn(self.retention.run(dispatcher_stopped.clone()));
+        let rollups = tokio::spawn(self.rollups.run(dispatcher_stopped.clone()));
         let forget_counts = tokio::spawn(forget_fraud_counts(self.services.clone()));
         let webhooks = tokio::spawn(self.webhook_deliverer.run(dispatcher_stopped.clone()));
         let settle_spend = tokio::spawn(settle_budget_spend(self.services.clone()));
@@ -491,6 +505,8 @@ impl Server {
         // Each batch is a transaction of its own: one cut short removed nothing, and the lease
         // runs out by itself.
         retention.abort();
+        // A fold is one transaction: one cut short folded nothing, and the next run folds it.
+        rollups.abort();
         // A delete cut short is done again at the next start.
         forget_counts.abort();
         // A delivery cut short is sent again once its lease lapses (at least once).

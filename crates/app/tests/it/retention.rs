@@ -1,6 +1,6 @@
 //! The retention job on a real store (SQLite in memory) with a clock the test moves: what it
-//! removes and empties as days pass, what the usage report and the metrics say, and that two
-//! runners (two instances) never work at once.
+//! removes and empties as days pass, what the usage and conversion reports and the metrics say,
+//! and that two runners (two instances) never work at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,11 +12,12 @@ use app::observability::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
-    Attempt, AttemptOutcome, Channel, MessageId, NewMessage, PhoneNumber, Price, Priority,
+    Attempt, AttemptOutcome, Channel, CodeHash, MessageId, NewMessage, PhoneNumber, Price,
+    Priority, Verification, VerificationPolicy, VerificationStatus,
 };
 use ports::{
-    Clock, DataLifecycle, DispatchOutcome, LeaseHolder, MessageReports, MessageStore, Removed,
-    Retained, StoreError, UsageGrouping, UsageQuery,
+    Clock, ConversionGrouping, ConversionQuery, DataLifecycle, DispatchOutcome, LeaseHolder,
+    MessageReports, MessageStore, Removed, Retained, StoreError, UsageGrouping, UsageQuery,
 };
 
 use crate::ManualClock;
@@ -235,6 +236,20 @@ impl DataLifecycle for Watched {
     async fn erase_number(&self, to: &PhoneNumber) -> Result<Removed, StoreError> {
         self.store.erase_number(to).await
     }
+
+    async fn fold_rollups(
+        &self,
+        now: DateTime<Utc>,
+        settle: TimeDelta,
+        max_hours: u32,
+    ) -> Result<ports::FoldStep, StoreError> {
+        self.watch(self.store.fold_rollups(now, settle, max_hours))
+            .await
+    }
+
+    async fn rollup_watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store.rollup_watermark().await
+    }
 }
 
 #[tokio::test]
@@ -284,4 +299,134 @@ async fn two_retention_runners_never_work_at_once_and_the_second_skips() {
         second.run_once().await.unwrap(),
         RetentionRun::Done { .. }
     ));
+}
+
+/// A verification of `to` started at `at` whose one code is sent at once for 0.0079 USD, and
+/// approved after `approved_after` when given.
+async fn verified(
+    store: &SqliteStore,
+    at: DateTime<Utc>,
+    to: &str,
+    approved_after: Option<TimeDelta>,
+) {
+    // Here only: its `get` would be ambiguous beside `MessageStore`'s elsewhere.
+    use ports::VerificationStore;
+    let verification = Verification::start(
+        PhoneNumber::parse(to).unwrap(),
+        Channel::Sms,
+        "auth".into(),
+        &VerificationPolicy::default(),
+        at,
+    );
+    let code = NewMessage {
+        id: MessageId::generate(),
+        to: verification.to.clone(),
+        channel: Channel::Sms,
+        template: Some("two-factor-auth".into()),
+        body: "Your code is 402913".into(),
+        locale: None,
+        content_sid: None,
+        sensitive: true,
+        segments: 1,
+        priority: Priority::Verification,
+        api_key: "auth".into(),
+        idempotency_key: None,
+        idempotency_fingerprint: None,
+        verification_id: Some(verification.id),
+        send_before: Some(verification.expires_at),
+        request_id: None,
+        traceparent: None,
+        created_at: at,
+    };
+    let id = code.id;
+    store
+        .create(&verification, CodeHash::from_bytes(vec![1; 32]), code)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due(at, 1, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    let attempt = Attempt {
+        number: 1,
+        provider: Some("twilio".into()),
+        started_at: at,
+        finished_at: at,
+        outcome: AttemptOutcome::Sent,
+        http_status: Some(201),
+        error_code: None,
+        error_message: None,
+        traceparent: None,
+    };
+    let outcome = DispatchOutcome::Sent {
+        provider: "twilio".into(),
+        provider_sid: format!("SM{id}"),
+        segments: None,
+        price: Some(Price {
+            amount: "0.0079".into(),
+            currency: "USD".into(),
+        }),
+    };
+    assert!(store
+        .finish(claimed.claim, id, Some(attempt), outcome, at)
+        .await
+        .unwrap());
+    let (status, after) = match approved_after {
+        Some(after) => (VerificationStatus::Approved, after),
+        None => (VerificationStatus::Expired, TimeDelta::minutes(10)),
+    };
+    assert!(store
+        .conclude(verification.id, status, at + after)
+        .await
+        .unwrap());
+}
+
+async fn conversion(store: &SqliteStore, day: DateTime<Utc>) -> String {
+    let mut shown = String::new();
+    for group_by in [ConversionGrouping::Country, ConversionGrouping::Prefix] {
+        let query = ConversionQuery {
+            since: day,
+            until: day + TimeDelta::days(1),
+            group_by,
+            api_key: None,
+        };
+        shown.push_str(&format!("{:?}\n", store.conversion(&query).await.unwrap()));
+    }
+    shown
+}
+
+#[tokio::test]
+async fn verifications_removed_after_90_days_keep_their_conversion_figures() {
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let clock = Arc::new(ManualClock::at_t0());
+    let job = RetentionJob::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(Metrics::new()),
+        config(),
+    );
+    let day = clock.now();
+    verified(&store, day, "+447700900123", Some(TimeDelta::seconds(30))).await;
+    verified(&store, day + TimeDelta::minutes(5), "+447700900456", None).await;
+    verified(
+        &store,
+        day + TimeDelta::minutes(70),
+        "+15551234567",
+        Some(TimeDelta::seconds(75)),
+    )
+    .await;
+    let before = conversion(&store, day).await;
+    assert!(
+        before.contains("started: 2, codes_sent: 2, approved: 1"),
+        "{before}"
+    );
+
+    clock.advance(TimeDelta::days(91));
+    let RetentionRun::Done { removed, .. } = job.run_once().await.unwrap() else {
+        panic!("a lone runner skipped")
+    };
+    assert_eq!((removed.verifications, removed.messages), (3, 3));
+    assert_eq!(conversion(&store, day).await, before);
+    assert!(store.rollup_watermark().await.unwrap() > Some(day + TimeDelta::days(90)));
 }

@@ -249,3 +249,77 @@ async fn a_payment_given_in_part_or_malformed_is_a_usage_error_and_sends_nothing
     );
     assert!(operator.received_forms().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_conversion_counts_an_approved_code_as_the_api_does_before_and_after_a_fold() {
+    let operator = Operator::new().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .and(code_sms())
+        .respond_with(accepted("SMcode"))
+        .mount(&operator.twilio)
+        .await;
+    let started = operator
+        .run(&["verify", "start", "+15551234567", "--json"])
+        .await;
+    started.succeeded();
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let code = code_in(&operator.received_forms().await[0]["Body"]);
+    operator
+        .run(&["verify", "check", &id, &code])
+        .await
+        .succeeded();
+
+    let table = operator
+        .run(&["report", "conversion", "--group-by", "channel"])
+        .await;
+    table.succeeded();
+    let stdout = table.stdout();
+    let cells = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .filter(|cell| !cell.is_empty())
+            .map(|cell| cell.trim().to_owned())
+            .collect()
+    };
+    let mut lines = stdout.lines();
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        [
+            "channel",
+            "started",
+            "codes sent",
+            "approved",
+            "conversion",
+            "to approve p50/p95",
+            "to deliver p50/p95",
+            "cost per approved"
+        ],
+        "{stdout}"
+    );
+    assert_eq!(
+        cells(lines.next().unwrap())[..5],
+        ["sms", "1", "1", "1", "100.0%"],
+        "{stdout}"
+    );
+
+    let report = |args: &'static [&'static str]| {
+        let operator = &operator;
+        async move {
+            let run = operator.run(args).await;
+            run.succeeded();
+            run.json()
+        }
+    };
+    let before = report(&["report", "conversion", "--group-by", "channel", "--json"]).await;
+    assert_eq!(before["group_by"], "channel", "{before}");
+    assert_eq!(before["groups"][0]["key"], "sms", "{before}");
+    assert_eq!(before["groups"][0]["verifications_started"], 1, "{before}");
+    assert_eq!(before["groups"][0]["approved"], 1, "{before}");
+    assert_eq!(before["groups"][0]["conversion_rate"], 1.0, "{before}");
+
+    // Folding every hour before the current one changes no figure.
+    let fold = report(&["report", "fold", "--settle", "1m", "--json"]).await;
+    assert!(fold["watermark"].is_string(), "{fold}");
+    let after = report(&["report", "conversion", "--group-by", "channel", "--json"]).await;
+    assert_eq!(after["groups"], before["groups"]);
+}

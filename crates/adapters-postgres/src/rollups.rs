@@ -1,0 +1,350 @@
+//! The reports' hourly rollups on PostgreSQL: the set-based fold of whole hours, the fold of
+//! rows leaving before their hour was folded (retention, erasure), and the change a delivery
+//! receipt makes to a folded hour (its message's and verification's figures taken off before,
+//! added after). Folds hold an exclusive advisory lock for their transaction; everything that
+//! decides by the watermark holds it shared, so no change slips between a fold's reading of
+//! the rows and its moving of the watermark.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::MessageStatus;
+use ports::params::literals;
+use ports::rollups::{fold_step, fold_target};
+use ports::{latency_bucket_sql, FoldStep, StoreError};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::rows::store_error;
+use crate::PgStore;
+
+/// The advisory lock of the rollups (any constant; no other lock of this schema uses it).
+const LOCK: i64 = 0x726f_6c6c_7570;
+
+/// The UTC hour of `column`, a `timestamptz`.
+pub(crate) fn hour_of(column: &str) -> String {
+    format!("(date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
+}
+
+/// Rows of hours not folded yet (`created_at` at or after the watermark).
+pub(crate) const UNFOLDED: &str =
+    "created_at >= coalesce((SELECT folded_until FROM rollup_watermark), '-infinity')";
+
+/// The messages `FROM ... WHERE ...` selects, counted into `usage_rollups` (each figure times
+/// `sign`), one row per hour and group; a price summed exactly when it is a plain decimal, as
+/// the report reads it.
+pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
+    format!(
+        r#"
+    INSERT INTO usage_rollups (hour, api_key, template, country, status, error_code, currency,
+                               messages, segments, cost)
+    SELECT {hour}, api_key, template, country, status, error_code, currency,
+           {sign} * count(*), {sign} * sum(segments), {sign} * coalesce(sum(price), 0)
+    FROM (
+        SELECT created_at, api_key, template, country, status, error_code, segments,
+               CASE WHEN readable THEN price_currency END AS currency,
+               CASE WHEN readable THEN price_amount::numeric END AS price
+        FROM (
+            SELECT *, (price_currency IS NOT NULL
+                       AND price_amount ~ '^-?[0-9]{{1,6}}(\.[0-9]{{1,8}})?$') AS readable
+            {from_where}
+        ) AS priced
+    ) AS folded
+    GROUP BY 1, 2, 3, 4, 5, 6, 7"#,
+        hour = hour_of("created_at"),
+    )
+}
+
+/// The verifications `filter` (a condition on `v`) selects, each with what the conversion
+/// report groups it by and how many of its codes a provider accepted.
+pub(crate) fn started_sql(filter: &str) -> String {
+    format!(
+        r#"
+    SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
+           substr(v."to", 1, greatest(length(v."to") - 5, 2)) AS prefix,
+           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
+            ORDER BY m.created_at LIMIT 1) AS country,
+           (SELECT m.provider FROM messages m
+            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
+            ORDER BY m.created_at LIMIT 1) AS provider,
+           (SELECT count(*) FROM messages m
+            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
+    FROM verifications v
+    WHERE {filter}"#,
+        accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
+    )
+}
+
+/// Milliseconds from `from` to `to`, two timestamps.
+pub(crate) fn millis(from: &str, to: &str) -> String {
+    format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
+}
+
+/// The code messages of `started` delivered, each with its sending and receipt times.
+pub(crate) const DELIVERED: &str = "\
+    delivered AS ( \
+        SELECT s.*, \
+               (SELECT min(a.finished_at) FROM message_attempts a \
+                WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) AS sent_at, \
+               (SELECT min(e.received_at) FROM message_events e \
+                WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
+        FROM started s JOIN messages m ON m.verification_id = s.id \
+        WHERE m.status = 'delivered' \
+    )";
+
+/// Each approval and delivery latency of `started` (and `delivered`), with its group columns.
+pub(crate) fn timed_sql() -> String {
+    format!(
+        "timed AS ( \
+             SELECT created_at, api_key, channel, country, provider, prefix, \
+                    'approval' AS latency, {approval} AS millis \
+             FROM started WHERE status = 'approved' \
+             UNION ALL \
+             SELECT created_at, api_key, channel, country, provider, prefix, 'delivery', \
+                    {delivery} \
+             FROM delivered WHERE sent_at IS NOT NULL AND receipt_at IS NOT NULL \
+         )",
+        approval = millis("created_at", "updated_at"),
+        delivery = millis("sent_at", "receipt_at"),
+    )
+}
+
+/// The code messages of `started` with a readable price.
+pub(crate) const PRICED: &str = "\
+    priced AS ( \
+        SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
+        FROM started s JOIN messages m ON m.verification_id = s.id \
+        WHERE m.price_currency IS NOT NULL \
+          AND m.price_amount ~ '^-?[0-9]{1,6}(\\.[0-9]{1,8})?$' \
+    )";
+
+/// The three statements folding `started` (the `WITH` clause defining it) into the conversion
+/// rollups, each figure times `sign`: grouped once by channel, country and provider and once by
+/// prefix (`GROUPING SETS`).
+fn fold_conversion_sql(started: &str, sign: i64) -> [String; 3] {
+    let hour = hour_of("created_at");
+    let sets = |extra: &str| {
+        format!(
+            "GROUPING SETS ((hour, api_key, channel, country, provider{extra}), \
+                            (hour, api_key, prefix{extra}))"
+        )
+    };
+    [
+        format!(
+            "{started} \
+             INSERT INTO conversion_rollups (hour, by_prefix, api_key, channel, country, \
+                 provider, prefix, started, codes_sent, approved) \
+             SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
+                    {sign} * count(*), {sign} * coalesce(sum(codes), 0), \
+                    {sign} * count(*) FILTER (WHERE status = 'approved') \
+             FROM (SELECT *, {hour} AS hour FROM started) AS s GROUP BY {sets}",
+            sets = sets(""),
+        ),
+        format!(
+            "{started}, {DELIVERED}, {timed} \
+             INSERT INTO conversion_latency_rollups (hour, by_prefix, api_key, channel, \
+                 country, provider, prefix, latency, bucket, count) \
+             SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
+                    latency, bucket, {sign} * count(*) \
+             FROM (SELECT *, {hour} AS hour, {bucket} AS bucket FROM timed) AS t \
+             GROUP BY {sets}",
+            timed = timed_sql(),
+            bucket = latency_bucket_sql("millis"),
+            sets = sets(", latency, bucket"),
+        ),
+        format!(
+            "{started}, {PRICED} \
+             INSERT INTO conversion_cost_rollups (hour, by_prefix, api_key, channel, country, \
+                 provider, prefix, currency, cost) \
+             SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
+                    currency, {sign} * sum(cost) \
+             FROM (SELECT *, {hour} AS hour FROM priced) AS p GROUP BY {sets}",
+            sets = sets(", currency"),
+        ),
+    ]
+}
+
+/// Holds the rollups' lock shared until the transaction ends: a fold waits, and then sees
+/// what this transaction wrote.
+pub(crate) async fn hold_shared(connection: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(LOCK)
+        .execute(connection)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Folds the verifications `ids` of hours not folded yet into the conversion rollups (they are
+/// about to be removed); call before their messages go.
+pub(crate) async fn fold_removed_verifications(
+    connection: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    let started = format!(
+        "WITH started AS ({})",
+        started_sql(&format!("v.id = ANY($1) AND v.{UNFOLDED}"))
+    );
+    for statement in fold_conversion_sql(&started, 1) {
+        sqlx::query(&statement)
+            .bind(ids)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+/// What of a message is in folded hours: its own hour (usage), its verification's (conversion).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Folded {
+    message: bool,
+    verification: Option<Uuid>,
+}
+
+/// Whether message `id` (and its verification) lie in folded hours, the lock held shared.
+pub(crate) async fn folded(connection: &mut PgConnection, id: Uuid) -> Result<Folded, StoreError> {
+    hold_shared(connection).await?;
+    let row: Option<(Option<bool>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT m.created_at < w.folded_until, \
+                CASE WHEN v.created_at < w.folded_until THEN v.id END \
+         FROM messages m CROSS JOIN rollup_watermark w \
+         LEFT JOIN verifications v ON v.id = m.verification_id \
+         WHERE m.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(
+        row.map_or_else(Folded::default, |(message, verification)| Folded {
+            message: message.unwrap_or(false),
+            verification,
+        }),
+    )
+}
+
+/// Adds (`sign` 1) or takes off (-1) message `id`'s figures from the folded hours `folded`
+/// says it lies in: taken off before a change, added after it, the change is counted.
+pub(crate) async fn refold(
+    connection: &mut PgConnection,
+    id: Uuid,
+    folded: Folded,
+    sign: i64,
+) -> Result<(), StoreError> {
+    if folded.message {
+        sqlx::query(&fold_messages_sql("FROM messages WHERE id = $1", sign))
+            .bind(id)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
+    if let Some(verification) = folded.verification {
+        let started = format!("WITH started AS ({})", started_sql("v.id = $1"));
+        for statement in fold_conversion_sql(&started, sign) {
+            sqlx::query(&statement)
+                .bind(verification)
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a fold starts from: the watermark, the oldest open message (or its verification), the
+/// oldest pending verification, and (before the first fold) the oldest row.
+type Bounds = (
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+impl PgStore {
+    pub(crate) async fn watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar("SELECT folded_until FROM rollup_watermark")
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+            .map_err(store_error)
+    }
+
+    pub(crate) async fn fold(
+        &self,
+        now: DateTime<Utc>,
+        settle: TimeDelta,
+        max_hours: u32,
+    ) -> Result<FoldStep, StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        let (watermark, open, pending, oldest): Bounds = sqlx::query_as(
+            "SELECT (SELECT folded_until FROM rollup_watermark), \
+                    (SELECT min(least(m.created_at, v.created_at)) FROM messages m \
+                     LEFT JOIN verifications v ON v.id = m.verification_id \
+                     WHERE m.status IN ('queued', 'sending')), \
+                    (SELECT min(created_at) FROM verifications \
+                     WHERE status = 'pending' AND expires_at > $1), \
+                    CASE WHEN (SELECT folded_until FROM rollup_watermark) IS NULL THEN \
+                        least((SELECT min(created_at) FROM messages), \
+                              (SELECT min(created_at) FROM verifications)) END",
+        )
+        .bind(now)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let target = fold_target(now, settle, open, pending);
+        let Some((from, to)) = fold_step(watermark, oldest, target, max_hours) else {
+            return Ok(FoldStep {
+                watermark,
+                hours: 0,
+                caught_up: true,
+            });
+        };
+        if to > from {
+            sqlx::query(&fold_messages_sql(
+                "FROM messages WHERE created_at >= $1 AND created_at < $2",
+                1,
+            ))
+            .bind(from)
+            .bind(to)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            // The verifications once, then each rollup read from them.
+            // A utility statement takes no parameters: the bounds are the fold's own times.
+            sqlx::query(&format!(
+                "CREATE TEMPORARY TABLE rollup_started ON COMMIT DROP AS {}",
+                started_sql(&format!(
+                    "v.created_at >= '{}'::timestamptz AND v.created_at < '{}'::timestamptz",
+                    from.to_rfc3339(),
+                    to.to_rfc3339()
+                ))
+            ))
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            for statement in
+                fold_conversion_sql("WITH started AS (SELECT * FROM rollup_started)", 1)
+            {
+                sqlx::query(&statement)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        sqlx::query("UPDATE rollup_watermark SET folded_until = $1")
+            .bind(to)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(FoldStep {
+            watermark: Some(to),
+            hours: u64::try_from((to - from).num_hours()).unwrap_or_default(),
+            caught_up: to >= target,
+        })
+    }
+}
