@@ -158,6 +158,7 @@ macro_rules! store_conformance_tests {
             decisions_are_listed_newest_first_with_filters_and_cursor,
             policy_modes_set_at_run_time_read_back_and_replace,
             a_verification_keeps_the_risk_it_was_started_with,
+            a_verification_s_finding_joins_the_decision_log_in_its_own_write,
             // VerifyServiceStore
             verify_services_are_kept_per_account_and_listed_oldest_first,
             a_verify_service_is_updated_and_deleted_only_through_its_own_account,
@@ -403,6 +404,7 @@ async fn create_verification<S: StoreUnderTest>(
             verification,
             code_hash(seed),
             code_message(verification, verification.created_at),
+            None,
         )
         .await
         .unwrap()
@@ -1267,7 +1269,7 @@ pub async fn final_sensitive_message_loses_its_body<S: StoreUnderTest>(store: S)
         ..code_message(&started, started.created_at)
     };
     let code = store
-        .create(&started, code_hash(1), unflagged)
+        .create(&started, code_hash(1), unflagged, None)
         .await
         .unwrap();
     let claimed = claim_one(&store, t0() + secs(63)).await;
@@ -1300,7 +1302,7 @@ pub async fn a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_se
         ..code_message(&call, t0())
     };
     let created = store
-        .create(&call, code_hash(1), spoken.clone())
+        .create(&call, code_hash(1), spoken.clone(), None)
         .await
         .unwrap();
     assert_eq!(created.channel, Channel::Voice);
@@ -1658,7 +1660,7 @@ pub async fn a_verification_keeps_the_transaction_its_codes_confirm<S: StoreUnde
     };
     for started in [&confirming, &plain] {
         store
-            .create(started, code_hash(1), code_message(started, t0()))
+            .create(started, code_hash(1), code_message(started, t0()), None)
             .await
             .unwrap();
     }
@@ -1689,7 +1691,7 @@ pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnde
     let started = verification(t0());
     let new = code_message(&started, t0());
     let queued = store
-        .create(&started, code_hash(1), new.clone())
+        .create(&started, code_hash(1), new.clone(), None)
         .await
         .unwrap();
     assert_eq!(queued.id, new.id);
@@ -1721,7 +1723,10 @@ pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnde
         id: taken.id,
         ..code_message(&doomed, t0())
     };
-    assert!(store.create(&doomed, code_hash(2), clashing).await.is_err());
+    assert!(store
+        .create(&doomed, code_hash(2), clashing, None)
+        .await
+        .is_err());
     assert_eq!(
         VerificationStore::get(&store, doomed.id).await.unwrap(),
         None
@@ -1920,6 +1925,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
             too_soon.clone(),
             t0() + secs(10),
             t0() + secs(10) - interval,
+            None,
         )
         .await
         .unwrap();
@@ -1937,6 +1943,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 new.clone(),
                 now,
                 now - interval,
+                None,
             )
             .await
             .unwrap()
@@ -1959,6 +1966,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
             one_too_many.clone(),
             now,
             now - interval,
+            None,
         )
         .await
         .unwrap();
@@ -1989,6 +1997,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 code_message(&expiring, at_expiry),
                 at_expiry,
                 at_expiry - interval,
+                None,
             )
             .await
             .unwrap(),
@@ -2010,6 +2019,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 code_message(&canceled, now),
                 now,
                 now - interval,
+                None,
             )
             .await
             .unwrap(),
@@ -2027,7 +2037,7 @@ pub async fn concurrent_add_codes_send_one_code<S: StoreUnderTest>(store: S) {
             let new = code_message(&started, now);
             tokio::spawn(async move {
                 store
-                    .add_code(started.id, code_hash(10 + n), new, now, t0())
+                    .add_code(started.id, code_hash(10 + n), new, now, t0(), None)
                     .await
                     .unwrap()
             })
@@ -2060,6 +2070,7 @@ pub async fn conclude_stops_the_codes_not_yet_sent<S: StoreUnderTest>(store: S) 
             code_message(&started, now),
             now,
             t0(),
+            None,
         )
         .await
         .unwrap()
