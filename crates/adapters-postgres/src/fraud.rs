@@ -1,7 +1,7 @@
 //! The fraud guard's signals and state on PostgreSQL ([`ports::FraudStore`]). The code counts,
-//! written for every code, and the decision log, written for every finding (with every code of
-//! a range the guard watches in `monitor` mode), go in batches (see `store_batch`); the rest is
-//! an admin's or a rare write.
+//! written for every code, and the decision log's refusals (every code to a blocked range) go
+//! in batches (see `store_batch`); the finding of a code that went is written with its
+//! verification (`verifications.rs`); the rest is an admin's or a rare write.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -93,9 +93,10 @@ impl BatchWrite for CodeCounter {
     }
 }
 
-/// `FraudStore::log_decision`, in batches: in `monitor` mode every code to a range that looks
-/// pumped is logged, so one by one the log's inserts would each cost a statement, a commit and
-/// a connection check-out on the request path. Each caller is answered once its row is durable.
+/// `FraudStore::log_decision`, in batches: while a range is blocked every code to it is
+/// refused and logged, so one by one the log's inserts would each cost a statement, a commit
+/// and a connection check-out on the request path. Each caller is answered once its row is
+/// durable.
 pub(crate) struct DecisionLogger;
 
 impl BatchWrite for DecisionLogger {
@@ -140,6 +141,24 @@ impl BatchWrite for DecisionLogger {
         connection.park();
         Ok(vec![(); entries.len()])
     }
+}
+
+/// Adds `entry` to the decision log on `connection`: in the transaction of the resend or
+/// fallback step whose code the finding let go.
+pub(crate) async fn log_decision_on(
+    connection: &mut PgConnection,
+    entry: &LoggedDecision,
+) -> Result<(), StoreError> {
+    let reasons = params::reasons_json(&entry.decision.reasons);
+    let log = query(
+        r#"INSERT INTO fraud_decisions
+               (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                user_id, trusted)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)"#,
+        &params::logged_decision(entry, &reasons),
+    );
+    execute(log, &mut *connection).await?;
+    Ok(())
 }
 
 /// The events in the order of the count columns.

@@ -10,13 +10,16 @@ use domain::{
     VerificationId, VerificationStatus,
 };
 use ports::params::{self, Param};
-use ports::{rows, stored_queued, StoreError, VerificationFilter, VerificationStore};
+use ports::{
+    rows, stored_queued, LoggedDecision, StoreError, VerificationFilter, VerificationStore,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use store_batch::BatchWrite;
 use tracing::instrument;
 
 use crate::connections::Connections;
+use crate::fraud::log_decision_on;
 use crate::messages::{bind_messages, insert_code_message, insert_messages_sql};
 use crate::rows::{all, column, execute, optional, query, store_error, Pg};
 use crate::PgStore;
@@ -44,16 +47,19 @@ pub(crate) async fn insert_code(
     Ok(())
 }
 
-/// A verification with its first code and the message that carries it.
+/// A verification with its first code, the message that carries it, and the fraud guard's
+/// finding that let it go (if any).
 pub(crate) struct Create {
     verification: Verification,
     code: CodeHash,
     message: NewMessage,
+    finding: Option<LoggedDecision>,
 }
 
 /// `VerificationStore::create`, in batches (see `store_batch`): the verifications, their
-/// codes and their messages in one statement, the codes and messages checked against their
-/// verifications at its end.
+/// codes, their messages and the guard's findings in one statement, the codes and messages
+/// checked against their verifications at its end. A finding's action and reasons are read
+/// from its verification's `risk` (the same decision), which is serialised once.
 pub(crate) struct Creates;
 
 impl BatchWrite for Creates {
@@ -72,6 +78,10 @@ impl BatchWrite for Creates {
             .map(|create| (&create.message, Some(create.verification.id)))
             .collect();
         let v = |value: fn(&Verification) -> i64| column(creates, |c| value(&c.verification));
+        let findings: Vec<&LoggedDecision> = creates
+            .iter()
+            .filter_map(|create| create.finding.as_ref())
+            .collect();
         bind_messages(
             concat!(
                 r#"WITH verification AS (
@@ -93,6 +103,18 @@ impl BatchWrite for Creates {
                            message_id)
                        SELECT * FROM unnest($20::uuid[], $32::bytea[], $31::timestamptz[],
                            $1::uuid[])
+                   ),
+                   finding AS (
+                       INSERT INTO fraud_decisions (id, at, "to", api_key, client_ip,
+                           verification_id, action, reasons, user_id, trusted)
+                       SELECT d.id, d.at, v."to", v.api_key, d.client_ip, v.id,
+                           v.risk::jsonb ->> 'action', v.risk::jsonb -> 'reasons', d.user_id,
+                           d.trusted
+                       FROM unnest($37::uuid[], $38::timestamptz[], $39::text[], $40::uuid[],
+                           $41::text[], $42::bool[])
+                         AS d (id, at, client_ip, verification_id, user_id, trusted)
+                       JOIN unnest($20::uuid[], $21::text[], $23::text[], $33::text[])
+                         AS v (id, "to", api_key, risk) ON v.id = d.verification_id
                    )
                    "#,
                 insert_messages_sql!(),
@@ -123,6 +145,14 @@ impl BatchWrite for Creates {
         .bind(column(creates, |c| {
             transaction_part(c, |t| t.payee.as_str())
         }))
+        .bind(column(&findings, |f| f.id))
+        .bind(column(&findings, |f| f.at))
+        .bind(column(&findings, |f| f.client_ip.as_deref()))
+        .bind(column(&findings, |f| {
+            f.verification_id.map(|id| id.as_uuid())
+        }))
+        .bind(column(&findings, |f| f.user_id.as_deref()))
+        .bind(column(&findings, |f| f.trusted))
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -263,6 +293,7 @@ impl VerificationStore for PgStore {
         verification: &Verification,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Message, StoreError> {
         let queued = self
             .batched
@@ -271,6 +302,7 @@ impl VerificationStore for PgStore {
                 verification: verification.clone(),
                 code,
                 message,
+                finding,
             })
             .await?;
         self.queue_notifier.queued(queued.id);
@@ -333,6 +365,7 @@ impl VerificationStore for PgStore {
         message: NewMessage,
         now: DateTime<Utc>,
         last_sent_before: DateTime<Utc>,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         // The row lock this takes makes concurrent resends wait, then fail the interval test
@@ -357,6 +390,9 @@ impl VerificationStore for PgStore {
         };
         insert_code(&mut transaction, id, &code, message.id, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
+        if let Some(finding) = &finding {
+            log_decision_on(&mut transaction, finding).await?;
+        }
         transaction.commit().await.map_err(store_error)?;
         self.queue_notifier.queued(queued.id);
         Ok(Some((verification, queued)))

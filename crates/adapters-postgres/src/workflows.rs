@@ -10,9 +10,10 @@ use domain::{
     Workflow,
 };
 use ports::params::{self, Param};
-use ports::{rows, DueStep, StepTaken, StoreError, WorkflowStore};
+use ports::{rows, DueStep, LoggedDecision, StepTaken, StoreError, WorkflowStore};
 use tracing::instrument;
 
+use crate::fraud::log_decision_on;
 use crate::messages::insert_code_message;
 use crate::rows::{all, execute, optional, query, store_error};
 use crate::verifications::insert_code;
@@ -115,6 +116,7 @@ impl WorkflowStore for PgStore {
         step: &StepTaken,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
         let id = step.verification_id;
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
@@ -154,6 +156,9 @@ impl WorkflowStore for PgStore {
         };
         insert_code(&mut transaction, id, &code, message.id, step.now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
+        if let Some(finding) = &finding {
+            log_decision_on(&mut transaction, finding).await?;
+        }
         transaction.commit().await.map_err(store_error)?;
         self.queue_notifier.queued(queued.id);
         Ok(Some((verification, queued)))

@@ -19,6 +19,24 @@ use crate::reports::PLAIN_PRICE;
 use crate::rows::{all, execute, query, store_error};
 use crate::SqliteStore;
 
+/// Adds `entry` to the decision log on `connection` (the writer, or a write transaction of
+/// the verification the finding let through).
+pub(crate) async fn log_decision_on(
+    connection: &mut SqliteConnection,
+    entry: &LoggedDecision,
+) -> Result<(), StoreError> {
+    let reasons = params::reasons_json(&entry.decision.reasons);
+    let log = query(
+        r#"INSERT INTO fraud_decisions
+               (id, at, "to", api_key, client_ip, verification_id, action, reasons,
+                user_id, trusted)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+        &params::logged_decision(entry, &reasons),
+    );
+    execute(log, &mut *connection).await?;
+    Ok(())
+}
+
 /// The upsert that counts `event` for each `[scope, key]` of the JSON array `$1` in the hour
 /// `$2`. The column is named by the event (a fixed name, never input). `WHERE true` tells
 /// SQLite's parser that `ON CONFLICT` belongs to the insert, not to a join.
@@ -163,15 +181,8 @@ impl FraudStore for SqliteStore {
     }
 
     async fn log_decision(&self, decision: &LoggedDecision) -> Result<(), StoreError> {
-        let reasons = params::reasons_json(&decision.decision.reasons);
-        let log = query(
-            r#"INSERT INTO fraud_decisions
-                   (id, at, "to", api_key, client_ip, verification_id, action, reasons,
-                    user_id, trusted)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
-            &params::logged_decision(decision, &reasons),
-        );
-        execute(log, &self.writer).await?;
+        let mut connection = self.writer.acquire().await.map_err(store_error)?;
+        log_decision_on(&mut connection, decision).await?;
         // A block records a `verification.blocked` event.
         if decision.decision.action == domain::fraud::Action::Block {
             self.events_may_be_recorded();

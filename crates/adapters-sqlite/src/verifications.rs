@@ -7,10 +7,11 @@ use domain::{
     VerificationStatus,
 };
 use ports::params::{self, Param};
-use ports::{rows, StoreError, VerificationFilter, VerificationStore};
+use ports::{rows, LoggedDecision, StoreError, VerificationFilter, VerificationStore};
 use sqlx::SqliteConnection;
 use tracing::instrument;
 
+use crate::fraud::log_decision_on;
 use crate::messages::insert_code_message;
 use crate::rows::{all, execute, micros, optional, query, store_error};
 use crate::SqliteStore;
@@ -48,6 +49,7 @@ impl VerificationStore for SqliteStore {
         verification: &Verification,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Message, StoreError> {
         let risk = params::risk_json(verification);
         let mut transaction = self.begin_write().await?;
@@ -69,6 +71,9 @@ impl VerificationStore for SqliteStore {
         )
         .await?;
         let queued = insert_code_message(&mut transaction, &message, verification.id).await?;
+        if let Some(finding) = &finding {
+            log_decision_on(&mut transaction, finding).await?;
+        }
         transaction.commit().await.map_err(store_error)?;
         Ok(queued)
     }
@@ -126,6 +131,7 @@ impl VerificationStore for SqliteStore {
         message: NewMessage,
         now: DateTime<Utc>,
         last_sent_before: DateTime<Utc>,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
         let mut transaction = self.begin_write().await?;
         let resend = query(
@@ -148,6 +154,9 @@ impl VerificationStore for SqliteStore {
         };
         insert_code(&mut transaction, id, &code, message.id, now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
+        if let Some(finding) = &finding {
+            log_decision_on(&mut transaction, finding).await?;
+        }
         transaction.commit().await.map_err(store_error)?;
         Ok(Some((verification, queued)))
     }

@@ -10,10 +10,11 @@ use domain::{
     Workflow,
 };
 use ports::params::{self, Param};
-use ports::{rows, DueStep, StepTaken, StoreError, WorkflowStore};
+use ports::{rows, DueStep, LoggedDecision, StepTaken, StoreError, WorkflowStore};
 use tracing::instrument;
 use uuid::fmt::Hyphenated;
 
+use crate::fraud::log_decision_on;
 use crate::messages::insert_code_message;
 use crate::rows::{all, execute, micros, optional, query, store_error};
 use crate::verifications::insert_code;
@@ -139,6 +140,7 @@ impl WorkflowStore for SqliteStore {
         step: &StepTaken,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError> {
         let id = step.verification_id;
         let mut transaction = self.begin_write().await?;
@@ -178,6 +180,9 @@ impl WorkflowStore for SqliteStore {
         };
         insert_code(&mut transaction, id, &code, message.id, step.now).await?;
         let queued = insert_code_message(&mut transaction, &message, id).await?;
+        if let Some(finding) = &finding {
+            log_decision_on(&mut transaction, finding).await?;
+        }
         transaction.commit().await.map_err(store_error)?;
         Ok(Some((verification, queued)))
     }

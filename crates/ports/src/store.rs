@@ -10,7 +10,7 @@ use domain::{
     Price, Verification, VerificationId, VerificationStatus,
 };
 
-use crate::{ClaimBudget, Claimed};
+use crate::{ClaimBudget, Claimed, LoggedDecision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -428,12 +428,15 @@ pub struct VerificationFilter {
 #[async_trait]
 pub trait VerificationStore: Send + Sync {
     /// Stores a new verification, the hash of its first code and the message that carries the
-    /// code, in one transaction: there is never a verification whose code was not queued.
+    /// code, in one transaction: there is never a verification whose code was not queued. The
+    /// fraud guard's `finding` that let the code go, if any, joins the decision log in the
+    /// same transaction: a verification's finding costs no write of its own.
     async fn create(
         &self,
         verification: &Verification,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Message, StoreError>;
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError>;
@@ -452,7 +455,9 @@ pub trait VerificationStore: Send + Sync {
 
     /// Adds another code to a pending verification and queues its message, in one transaction,
     /// if the verification is still pending at `now`, has sends left and was last sent no later
-    /// than `last_sent_before`. Earlier codes stay valid. `None`: refused, nothing stored.
+    /// than `last_sent_before`. Earlier codes stay valid. `None`: refused, nothing stored. The
+    /// guard's `finding` that let the code go, if any, joins the decision log in the same
+    /// transaction (not when refused).
     async fn add_code(
         &self,
         id: VerificationId,
@@ -460,6 +465,7 @@ pub trait VerificationStore: Send + Sync {
         message: NewMessage,
         now: DateTime<Utc>,
         last_sent_before: DateTime<Utc>,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError>;
 
     /// Counts one check, atomically, if the verification is `api_key`'s, pending at `now` and

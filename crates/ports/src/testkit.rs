@@ -160,6 +160,7 @@ macro_rules! store_conformance_tests {
             decisions_are_listed_newest_first_with_filters_and_cursor,
             policy_modes_set_at_run_time_read_back_and_replace,
             a_verification_keeps_the_risk_it_was_started_with,
+            a_verification_s_finding_joins_the_decision_log_in_its_own_write,
             // VerifyServiceStore
             verify_services_are_kept_per_account_and_listed_oldest_first,
             a_verify_service_is_updated_and_deleted_only_through_its_own_account,
@@ -409,6 +410,7 @@ async fn create_verification<S: StoreUnderTest>(
             verification,
             code_hash(seed),
             code_message(verification, verification.created_at),
+            None,
         )
         .await
         .unwrap()
@@ -1283,7 +1285,7 @@ pub async fn final_sensitive_message_loses_its_body<S: StoreUnderTest>(store: S)
         ..code_message(&started, started.created_at)
     };
     let code = store
-        .create(&started, code_hash(1), unflagged)
+        .create(&started, code_hash(1), unflagged, None)
         .await
         .unwrap();
     let claimed = claim_one(&store, t0() + secs(63)).await;
@@ -1316,7 +1318,7 @@ pub async fn a_call_keeps_its_language_and_a_whatsapp_code_its_template_until_se
         ..code_message(&call, t0())
     };
     let created = store
-        .create(&call, code_hash(1), spoken.clone())
+        .create(&call, code_hash(1), spoken.clone(), None)
         .await
         .unwrap();
     assert_eq!(created.channel, Channel::Voice);
@@ -1674,7 +1676,7 @@ pub async fn a_verification_keeps_the_transaction_its_codes_confirm<S: StoreUnde
     };
     for started in [&confirming, &plain] {
         store
-            .create(started, code_hash(1), code_message(started, t0()))
+            .create(started, code_hash(1), code_message(started, t0()), None)
             .await
             .unwrap();
     }
@@ -1705,7 +1707,7 @@ pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnde
     let started = verification(t0());
     let new = code_message(&started, t0());
     let queued = store
-        .create(&started, code_hash(1), new.clone())
+        .create(&started, code_hash(1), new.clone(), None)
         .await
         .unwrap();
     assert_eq!(queued.id, new.id);
@@ -1737,7 +1739,10 @@ pub async fn create_verification_stores_code_and_message_atomically<S: StoreUnde
         id: taken.id,
         ..code_message(&doomed, t0())
     };
-    assert!(store.create(&doomed, code_hash(2), clashing).await.is_err());
+    assert!(store
+        .create(&doomed, code_hash(2), clashing, None)
+        .await
+        .is_err());
     assert_eq!(
         VerificationStore::get(&store, doomed.id).await.unwrap(),
         None
@@ -1936,6 +1941,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
             too_soon.clone(),
             t0() + secs(10),
             t0() + secs(10) - interval,
+            None,
         )
         .await
         .unwrap();
@@ -1953,6 +1959,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 new.clone(),
                 now,
                 now - interval,
+                None,
             )
             .await
             .unwrap()
@@ -1975,6 +1982,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
             one_too_many.clone(),
             now,
             now - interval,
+            None,
         )
         .await
         .unwrap();
@@ -2005,6 +2013,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 code_message(&expiring, at_expiry),
                 at_expiry,
                 at_expiry - interval,
+                None,
             )
             .await
             .unwrap(),
@@ -2026,6 +2035,7 @@ pub async fn add_code_respects_interval_and_max_sends<S: StoreUnderTest>(store: 
                 code_message(&canceled, now),
                 now,
                 now - interval,
+                None,
             )
             .await
             .unwrap(),
@@ -2043,7 +2053,7 @@ pub async fn concurrent_add_codes_send_one_code<S: StoreUnderTest>(store: S) {
             let new = code_message(&started, now);
             tokio::spawn(async move {
                 store
-                    .add_code(started.id, code_hash(10 + n), new, now, t0())
+                    .add_code(started.id, code_hash(10 + n), new, now, t0(), None)
                     .await
                     .unwrap()
             })
@@ -2076,6 +2086,7 @@ pub async fn conclude_stops_the_codes_not_yet_sent<S: StoreUnderTest>(store: S) 
             code_message(&started, now),
             now,
             t0(),
+            None,
         )
         .await
         .unwrap()

@@ -11,7 +11,7 @@ use domain::{
     VerificationId, Workflow,
 };
 
-use crate::StoreError;
+use crate::{LoggedDecision, StoreError};
 
 /// A workflow whose next step a worker has claimed, and why the step is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +62,14 @@ pub trait WorkflowStore: Send + Sync {
     /// (its new step message `message`), the verification counts a send (its channel the
     /// message's), the code and its message are stored. Only while the workflow is still at
     /// `step.from` with a next step, and the verification pending at `step.now` with sends left;
-    /// `None` otherwise, nothing stored: a step is never taken twice.
+    /// `None` otherwise, nothing stored: a step is never taken twice. The guard's `finding`
+    /// that let the step's code go, if any, joins the decision log in the same transaction.
     async fn take_step(
         &self,
         step: &StepTaken,
         code: CodeHash,
         message: NewMessage,
+        finding: Option<LoggedDecision>,
     ) -> Result<Option<(Verification, Message)>, StoreError>;
 
     /// Stops a workflow still at step `from`: no further step, `reason` kept. `false` when it

@@ -104,7 +104,7 @@ async fn creating_and_resending_a_verification_notify_the_queue_channel() {
 
     let started = verification(t0());
     store
-        .create(&started, code_hash(1), code_message(&started, t0()))
+        .create(&started, code_hash(1), code_message(&started, t0()), None)
         .await
         .unwrap();
     tokio::time::timeout(PATIENCE, listener.recv())
@@ -120,6 +120,7 @@ async fn creating_and_resending_a_verification_notify_the_queue_channel() {
             code_message(&started, now),
             now,
             t0(),
+            None,
         )
         .await
         .unwrap()

@@ -263,6 +263,27 @@ async fn release_spend(store: &dyn FraudStore, message: MessageId) {
     }
 }
 
+/// The decision-log entry of `screened`'s decision on a code to `to`.
+fn entry(
+    screened: &Screened,
+    api_key: &str,
+    to: &PhoneNumber,
+    verification_id: Option<VerificationId>,
+    now: DateTime<Utc>,
+) -> LoggedDecision {
+    LoggedDecision {
+        id: uuid::Uuid::new_v4(),
+        at: now,
+        to: to.clone(),
+        api_key: api_key.to_owned(),
+        client_ip: screened.client_ip.clone(),
+        user_id: screened.user_id.clone(),
+        trusted: screened.trusted,
+        verification_id,
+        decision: screened.decision.clone(),
+    }
+}
+
 /// The keys a code to `to` is counted under, whatever the client: its country and prefixes.
 fn destination_keys(to: &PhoneNumber, prefixes: &Prefixes) -> [SignalKey; 3] {
     [
@@ -923,18 +944,18 @@ impl FraudScreen {
         }
     }
 
-    /// Logs a decision that let a code go but was not a plain allow (a monitored finding),
-    /// with the verification it went to; written beside the verification, so a verification
-    /// whose write fails leaves its finding logged.
-    pub async fn log_let_through(
+    /// The decision-log entry of a decision that let a code go to `verification` but was not
+    /// a plain allow (a monitored finding), for the verification's own write to store with
+    /// it; `None` for a plain allow.
+    pub fn finding(
         &self,
         screened: &Screened,
         api_key: &str,
         verification: &Verification,
         now: DateTime<Utc>,
-    ) {
+    ) -> Option<LoggedDecision> {
         if screened.decision.reasons.is_empty() {
-            return;
+            return None;
         }
         // At debug: in `monitor` mode every code to a range that looks pumped has a finding,
         // and the decision log and `fraud_decisions_total` already hold each one.
@@ -945,14 +966,13 @@ impl FraudScreen {
             user_id = screened.user_id.as_deref(),
             "fraud guard finding recorded; the code went"
         );
-        self.log(
+        Some(entry(
             screened,
             api_key,
             &verification.to,
             Some(verification.id),
             now,
-        )
-        .await;
+        ))
     }
 
     async fn log(
@@ -963,17 +983,7 @@ impl FraudScreen {
         verification_id: Option<VerificationId>,
         now: DateTime<Utc>,
     ) {
-        let entry = LoggedDecision {
-            id: uuid::Uuid::new_v4(),
-            at: now,
-            to: to.clone(),
-            api_key: api_key.to_owned(),
-            client_ip: screened.client_ip.clone(),
-            user_id: screened.user_id.clone(),
-            trusted: screened.trusted,
-            verification_id,
-            decision: screened.decision.clone(),
-        };
+        let entry = entry(screened, api_key, to, verification_id, now);
         if let Err(error) = self.store.log_decision(&entry).await {
             tracing::warn!(%error, "cannot log a fraud decision");
         }

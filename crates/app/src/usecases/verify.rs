@@ -252,14 +252,19 @@ impl Services {
                 .await?;
             tracing::info!(verification_id = %superseded.id, "verification canceled: a start for another transaction replaces it");
         }
-        // The code's count and the guard's finding (if any) are written beside the
-        // verification, not after it.
-        let (message, (), ()) = tokio::join!(
-            self.verifications
-                .create(&verification, self.code_hash(&verification, &code), message),
-            self.fraud_guard.count(CodeEvent::Sent, &screened, now),
-            self.fraud_guard
-                .log_let_through(&screened, api_key, &verification, now)
+        // The guard's finding (if any) is written with the verification, the code's count
+        // beside it.
+        let finding = self
+            .fraud_guard
+            .finding(&screened, api_key, &verification, now);
+        let (message, ()) = tokio::join!(
+            self.verifications.create(
+                &verification,
+                self.code_hash(&verification, &code),
+                message,
+                finding
+            ),
+            self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
         let message = match message {
             Ok(message) => message,
@@ -320,6 +325,8 @@ impl Services {
             )
             .await?;
         let message_id = message.id;
+        // The guard's finding (if any) is written with the code, only if the code is stored.
+        let finding = self.fraud_guard.finding(&screened, api_key, &pending, now);
         let (added, ()) = tokio::join!(
             self.verifications.add_code(
                 pending.id,
@@ -327,6 +334,7 @@ impl Services {
                 message,
                 now,
                 now - policy.resend_interval,
+                finding,
             ),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
@@ -346,9 +354,6 @@ impl Services {
         };
         self.dispatcher_wake.notify_one();
         self.follow_resend(&verification, &message, now).await;
-        self.fraud_guard
-            .log_let_through(&screened, api_key, &verification, now)
-            .await;
         tracing::info!(verification_id = %verification.id, send_count = verification.send_count, "verification code resent");
         Ok(Started {
             verification,
@@ -926,7 +931,7 @@ mod tests {
         store
             .expect_create()
             .times(1)
-            .returning(|verification, hash, message| {
+            .returning(|verification, hash, message, _| {
                 assert!(hasher().matches_any(verification.id, &code(), None, &[hash]));
                 assert_eq!(
                     message.body,
@@ -953,10 +958,8 @@ mod tests {
             .expect_find_pending()
             .returning(move |_, _, _| Ok(Some(pending_with_id(existing_id))));
         store.expect_create().never();
-        store
-            .expect_add_code()
-            .times(1)
-            .returning(move |id, _, message, _, last_sent_before| {
+        store.expect_add_code().times(1).returning(
+            move |id, _, message, _, last_sent_before, _| {
                 assert_eq!(id, existing_id);
                 assert_eq!(last_sent_before, now() - TimeDelta::seconds(30));
                 // Nine minutes left of the verification's ten.
@@ -968,7 +971,8 @@ mod tests {
                 let mut verification = pending_with_id(existing_id);
                 verification.send_count = 2;
                 Ok(Some((verification, message.into_queued())))
-            });
+            },
+        );
         let started = services(store)
             .start_verification("auth", request())
             .await
@@ -1293,20 +1297,18 @@ mod tests {
         store
             .expect_create()
             .times(1)
-            .returning(|verification, _, message| {
+            .returning(|verification, _, message, finding| {
                 let risk = verification.risk.as_ref().unwrap();
                 assert_eq!(risk.action, Action::Monitor);
                 assert!(risk.names(ReasonCode::CountrySurge));
+                // The finding goes into the decision log with the verification's own write.
+                let finding = finding.unwrap();
+                assert_eq!(finding.verification_id, Some(verification.id));
+                assert_eq!(&finding.decision, risk);
                 Ok(message.into_queued())
             });
         let mut fraud = surging_country();
-        fraud
-            .expect_log_decision()
-            .withf(|logged| {
-                logged.verification_id.is_some() && logged.decision.action == Action::Monitor
-            })
-            .times(1)
-            .returning(|_| Ok(()));
+        fraud.expect_log_decision().never();
         let started = fraud_guarded_services(
             store,
             open_limiter(),

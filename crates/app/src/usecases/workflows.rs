@@ -282,9 +282,17 @@ impl Services {
             now,
         };
         let message_id = message.id;
+        // The guard's finding (if any) is written with the step, only if it is taken.
+        let finding = self
+            .fraud_guard
+            .finding(&screened, &api_key, &verification, now);
         let (taken, ()) = tokio::join!(
-            self.workflows
-                .take_step(&step, self.code_hash(&verification, &code), message),
+            self.workflows.take_step(
+                &step,
+                self.code_hash(&verification, &code),
+                message,
+                finding
+            ),
             self.fraud_guard.count(CodeEvent::Sent, &screened, now)
         );
         match taken {
@@ -298,9 +306,6 @@ impl Services {
                 {
                     tracing::error!(%error, "cannot record a channel_fallback event");
                 }
-                self.fraud_guard
-                    .log_let_through(&screened, &api_key, &verification, now)
-                    .await;
                 tracing::info!(from = %previous, to = %channel, send_count = verification.send_count, "verification fell back to its next channel");
             }
             // Another worker took it, or the verification ended or ran out of sends since it

@@ -219,6 +219,7 @@ async fn a_code_twilio_accepted_without_answering_is_adopted_from_its_list_and_n
                 sensitive: true,
                 created_at: now,
             },
+            None,
         )
         .await
         .unwrap();

@@ -35,7 +35,12 @@ async fn with_code<S: ReportStoreUnderTest>(
 ) {
     let at = verification.created_at;
     store
-        .create(verification, code_hash(1), code_message(verification, at))
+        .create(
+            verification,
+            code_hash(1),
+            code_message(verification, at),
+            None,
+        )
         .await
         .unwrap();
     let claimed = claim_one(store, at).await;

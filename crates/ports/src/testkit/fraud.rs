@@ -8,7 +8,7 @@ use domain::fraud::{
     Action, Block, BlockPeriod, CodeCounts, CodeEvent, Decision, Mode, Policy, Prefix, Prefixes,
     Reason, ReasonCode, SignalKey,
 };
-use domain::{MessageId, Verification, VerificationId};
+use domain::{MessageId, NewMessage, Verification, VerificationId};
 use uuid::Uuid;
 
 use super::{code_hash, code_message, phone, t0, verification, StoreUnderTest};
@@ -420,6 +420,7 @@ pub async fn a_verification_keeps_the_risk_it_was_started_with<S: StoreUnderTest
                 verification,
                 code_hash(1),
                 code_message(verification, verification.created_at),
+                None,
             )
             .await
             .unwrap();
@@ -428,6 +429,80 @@ pub async fn a_verification_keeps_the_risk_it_was_started_with<S: StoreUnderTest
     assert_eq!(judged_read.unwrap().unwrap().risk, Some(risk));
     let unjudged_read = crate::VerificationStore::get(&store, unjudged.id).await;
     assert_eq!(unjudged_read.unwrap().unwrap().risk, None);
+}
+
+pub async fn a_verification_s_finding_joins_the_decision_log_in_its_own_write<S: StoreUnderTest>(
+    store: S,
+) {
+    let risk = Decision {
+        action: Action::Monitor,
+        reasons: vec![
+            Reason::new(
+                ReasonCode::PrefixSurge,
+                "+447700900: 60 codes in the last hour",
+            ),
+            Reason::new(ReasonCode::CountrySurge, "GB: 900 codes in the last hour"),
+        ],
+    };
+    let judged = Verification {
+        risk: Some(risk.clone()),
+        ..verification(t0())
+    };
+    let finding = LoggedDecision {
+        id: Uuid::new_v4(),
+        at: judged.created_at,
+        to: judged.to.clone(),
+        api_key: judged.api_key.clone(),
+        client_ip: Some("203.0.113.7".to_owned()),
+        user_id: Some("user-4711".to_owned()),
+        trusted: false,
+        verification_id: Some(judged.id),
+        decision: risk.clone(),
+    };
+    let unjudged = verification(t0() + hours(1));
+    // Written together, as a burst of requests is.
+    let (judged_write, unjudged_write) = tokio::join!(
+        store.create(
+            &judged,
+            code_hash(1),
+            code_message(&judged, judged.created_at),
+            Some(finding.clone()),
+        ),
+        store.create(
+            &unjudged,
+            code_hash(2),
+            code_message(&unjudged, unjudged.created_at),
+            None,
+        )
+    );
+    let judged_message = judged_write.unwrap();
+    unjudged_write.unwrap();
+    // A verification that is not stored leaves no finding behind.
+    let doomed = Verification {
+        risk: Some(risk.clone()),
+        ..verification(t0() + hours(2))
+    };
+    let clashing = NewMessage {
+        id: judged_message.id,
+        ..code_message(&doomed, doomed.created_at)
+    };
+    let lost = LoggedDecision {
+        id: Uuid::new_v4(),
+        verification_id: Some(doomed.id),
+        ..finding.clone()
+    };
+    assert!(store
+        .create(&doomed, code_hash(3), clashing, Some(lost))
+        .await
+        .is_err());
+    let all = DecisionFilter {
+        action: None,
+        since: None,
+        until: None,
+        before: None,
+        limit: 10,
+    };
+    assert_eq!(store.decisions(&all).await.unwrap(), [finding]);
 }
 
 fn money(text: &str) -> domain::Amount {

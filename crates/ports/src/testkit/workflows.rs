@@ -30,7 +30,10 @@ async fn sms_then_voice<S: StoreUnderTest>(
         .start_workflow(&plan.start(started.id, first.id, domain::StepRequest::default(), at))
         .await
         .unwrap();
-    let queued = store.create(&started, code_hash(1), first).await.unwrap();
+    let queued = store
+        .create(&started, code_hash(1), first, None)
+        .await
+        .unwrap();
     (started, queued)
 }
 
@@ -175,6 +178,7 @@ pub async fn a_step_is_taken_once_counts_a_send_and_ends_the_workflow_after_the_
             &voice_step(started.id, 0, now),
             code_hash(2),
             voice_message(&started, now),
+            None,
         )
         .await
         .unwrap()
@@ -191,6 +195,7 @@ pub async fn a_step_is_taken_once_counts_a_send_and_ends_the_workflow_after_the_
             &voice_step(started.id, 0, now),
             code_hash(3),
             voice_message(&started, now),
+            None,
         )
         .await
         .unwrap()
@@ -230,6 +235,7 @@ pub async fn no_step_is_taken_once_the_verification_ended_or_after_a_stop<S: Sto
             &voice_step(approved.id, 0, now),
             code_hash(2),
             voice_message(&approved, now),
+            None,
         )
         .await
         .unwrap()
@@ -275,7 +281,7 @@ pub async fn concurrent_step_claims_never_share_a_workflow<S: StoreUnderTest>(st
             .await
             .unwrap();
         store
-            .create(&verification, code_hash(n), first)
+            .create(&verification, code_hash(n), first, None)
             .await
             .unwrap();
         started.push(verification.id);
@@ -314,7 +320,7 @@ pub async fn concurrent_step_claims_never_share_a_workflow<S: StoreUnderTest>(st
             let message = voice_message(&one, now);
             tokio::spawn(async move {
                 store
-                    .take_step(&voice_step(id, 0, now), code_hash(100 + n), message)
+                    .take_step(&voice_step(id, 0, now), code_hash(100 + n), message, None)
                     .await
                     .unwrap()
                     .is_some()
@@ -352,6 +358,7 @@ pub async fn attempts_show_each_codes_channel_delivery_and_the_one_that_approved
             &voice_step(started.id, 0, now),
             code_hash(2),
             voice_message(&started, now),
+            None,
         )
         .await
         .unwrap()
@@ -386,6 +393,7 @@ pub async fn attempts_show_each_codes_channel_delivery_and_the_one_that_approved
             resent.clone(),
             t0() + secs(40),
             t0() + secs(10),
+            None,
         )
         .await
         .unwrap()
