@@ -20,8 +20,13 @@ pub const PROFILER_VARIABLE: &str = "SMS_NOTIFY_BENCH_PROFILER";
 
 /// Builds `sms-notify-server` (release, or the debug build the tests use) and returns its path.
 pub fn build(release: bool) -> anyhow::Result<PathBuf> {
+    build_binary("app", "sms-notify-server", release)
+}
+
+/// One binary of the workspace, built as the service is, and its path.
+pub fn build_binary(package: &str, binary: &str, release: bool) -> anyhow::Result<PathBuf> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(["build", "--package", "app", "--bin", "sms-notify-server"]);
+    command.args(["build", "--package", package, "--bin", binary]);
     if release {
         command.arg("--release");
     }
@@ -32,17 +37,14 @@ pub fn build(release: bool) -> anyhow::Result<PathBuf> {
         .output()
         .context("cannot run cargo build")?;
     if !output.status.success() {
-        bail!(
-            "building sms-notify-server failed ({}), see above",
-            output.status
-        );
+        bail!("building {binary} failed ({}), see above", output.status);
     }
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|message| message["target"]["name"] == "sms-notify-server")
+        .find(|message| message["target"]["name"] == binary)
         .and_then(|artifact| artifact["executable"].as_str().map(PathBuf::from))
-        .context("cargo build did not report the sms-notify-server executable")
+        .with_context(|| format!("cargo build did not report the {binary} executable"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -73,7 +73,7 @@ async fn a_concluded_verification_wakes_its_own_deliverer_directly_and_other_ins
         );
         let started = verification(t0());
         concluding
-            .create(&started, code_hash(1), code_message(&started, t0()))
+            .create(&started, code_hash(1), code_message(&started, t0()), None)
             .await
             .unwrap();
         let concluded = concluding

@@ -340,7 +340,7 @@ async fn verified(
     };
     let id = code.id;
     store
-        .create(&verification, CodeHash::from_bytes(vec![1; 32]), code)
+        .create(&verification, CodeHash::from_bytes(vec![1; 32]), code, None)
         .await
         .unwrap();
     let claimed = store

@@ -39,7 +39,12 @@ async fn verification_with_code<S: ReportStoreUnderTest>(
         at,
     );
     store
-        .create(&verification, code_hash(1), code_message(&verification, at))
+        .create(
+            &verification,
+            code_hash(1),
+            code_message(&verification, at),
+            None,
+        )
         .await
         .unwrap();
     let claimed = claim_one(store, at).await;
