@@ -519,7 +519,7 @@ async fn the_conversion_page_shows_each_countrys_figures_as_the_api_reports_them
 }
 
 #[tokio::test]
-async fn a_provider_failing_until_its_circuit_opens_is_shown_open() {
+async fn a_provider_failing_until_its_circuit_opens_is_shown_open_on_its_page_and_the_overview() {
     let vonage = MockServer::start().await;
     let app = TestApp::spawn_with(&[
         ("ADMIN_API_KEYS", &format!("ops:{ADMIN_KEY}")),
@@ -585,6 +585,15 @@ async fn a_provider_failing_until_its_circuit_opens_is_shown_open() {
     assert!(
         twilio_row.contains(r#"<td>3</td>"#),
         "three failures: {twilio_row}"
+    );
+    let overview = page(&app, &session, "/dashboard")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        overview.contains(r#"data-circuit="twilio">open<"#),
+        "the overview shows the open circuit too: {overview}"
     );
 }
 

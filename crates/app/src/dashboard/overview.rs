@@ -183,6 +183,10 @@ pub async fn page(
         "<p>Providers, in failover order: <strong>{}</strong>.</p>",
         esc(&providers)
     );
+    body.push_str(&super::providers::circuits_table(
+        &services.provider_circuits(),
+        overview.now,
+    ));
     Ok(Html(html::page(
         "Overview",
         Some(Nav::Overview),

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Html;
+use chrono::{DateTime, Utc};
 
 use super::html::{self, count, esc, Nav};
 use super::session::Operator;
 use super::PageError;
-use crate::providers::failover::CircuitState;
+use crate::providers::failover::{CircuitState, ProviderCircuit};
 use crate::Services;
 
 pub async fn page(
@@ -26,6 +27,19 @@ pub async fn page(
          at once on an account failure, and lets one attempt probe the provider after its \
          cool-down. These are this instance's circuits.</p>",
     );
+    body.push_str(&circuits_table(&circuits, now));
+    Ok(Html(html::page(
+        "Providers",
+        Some(Nav::Providers),
+        Some(&operator.header()),
+        &[],
+        &body,
+    )))
+}
+
+/// The circuits as a table, the overview's and this page's: provider, state (marked
+/// `data-circuit` for tests and scripts), since when, recent failures, next probe.
+pub(super) fn circuits_table(circuits: &[ProviderCircuit], now: DateTime<Utc>) -> String {
     let rows: Vec<Vec<String>> = circuits
         .iter()
         .map(|circuit| {
@@ -49,7 +63,7 @@ pub async fn page(
             ]
         })
         .collect();
-    body.push_str(&html::table(
+    html::table(
         "Circuits, in failover order",
         &[
             "Provider",
@@ -60,12 +74,5 @@ pub async fn page(
         ],
         &rows,
         "One provider is configured (SMS_PROVIDERS): there is no failover, so no circuit.",
-    ));
-    Ok(Html(html::page(
-        "Providers",
-        Some(Nav::Providers),
-        Some(&operator.header()),
-        &[],
-        &body,
-    )))
+    )
 }
