@@ -12,7 +12,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ports::{Clock, DataLifecycle, LeaseHolder, Removed, Retained, StoreError};
 use tokio::sync::watch;
 
-use crate::dispatch::backoff::Backoff;
 use crate::lifecycle::rollups::{fold_until_caught_up, RollupConfig};
 use crate::observability::metrics::Metrics;
 
@@ -87,38 +86,12 @@ impl RetentionJob {
         }
     }
 
-    /// Runs the job every interval, the first time at once, until `shutdown` turns true. A run
-    /// the database's unavailability cut short is tried again on the background loops' backoff
-    /// (the lease is still this instance's, or free), so that it resumes within seconds of the
-    /// database's return; any other failure waits for the next interval.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new();
-        while !*shutdown.borrow() {
-            let pause = match self.run_once().await {
-                Ok(_) => {
-                    backoff.succeeded();
-                    self.config.interval
-                }
-                Err(error @ StoreError::Unavailable(_)) => {
-                    let wait = backoff.failed().min(self.config.interval);
-                    tracing::error!(
-                        %error,
-                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "retention run failed: the database is unavailable"
-                    );
-                    wait
-                }
-                Err(error) => {
-                    backoff.succeeded();
-                    tracing::error!(%error, "retention run failed; trying again at the next interval");
-                    self.config.interval
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+    /// Runs the job every interval until `shutdown` turns true (`lifecycle::every`).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        super::every("retention", self.config.interval, shutdown, || {
+            self.run_once()
+        })
+        .await;
     }
 
     /// One run, if this instance takes the lease: every kind of row past the retention, then

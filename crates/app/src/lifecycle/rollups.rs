@@ -11,7 +11,6 @@ use chrono::TimeDelta;
 use ports::{Clock, DataLifecycle, FoldStep, LeaseHolder, StoreError};
 use tokio::sync::watch;
 
-use crate::dispatch::backoff::Backoff;
 use crate::observability::metrics::Metrics;
 
 /// The lease's name: one fold at a time across every instance.
@@ -76,28 +75,12 @@ impl RollupJob {
         }
     }
 
-    /// Runs the job every interval, the first time at once, until `shutdown` turns true; a run
-    /// the database's unavailability cut short is tried again on the background loops'
-    /// backoff.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new();
-        while !*shutdown.borrow() {
-            let pause = match self.run_once().await {
-                Ok(_) => {
-                    backoff.succeeded();
-                    self.config.interval
-                }
-                Err(error) => {
-                    let wait = backoff.failed().min(self.config.interval);
-                    tracing::error!(%error, "folding the reports' rollups failed; trying again");
-                    wait
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => {}
-            }
-        }
+    /// Runs the job every interval until `shutdown` turns true (`lifecycle::every`).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        super::every("rollups", self.config.interval, shutdown, || {
+            self.run_once()
+        })
+        .await;
     }
 
     /// One run, if this instance takes the lease: folds step after step until caught up.
