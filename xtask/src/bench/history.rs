@@ -512,6 +512,8 @@ fn build_rollups(database_url: &str, release: bool) -> anyhow::Result<Duration> 
     let output = Command::new(cli)
         .args(["report", "fold", "--settle", "1m", "--json"])
         .env("DATABASE_URL", database_url)
+        // The same pepper as the service's: the CLI refuses PostgreSQL without one.
+        .env("CODE_PEPPER", super::service::CODE_PEPPER)
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run sms-notify report fold")?;

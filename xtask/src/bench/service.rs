@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::load::{Connection, Target};
 
 pub const API_KEY: &str = "bench-key-0123456789abcdef";
-const CODE_PEPPER: &str = "bench-pepper-0123456789abcdef0123456789";
+pub(super) const CODE_PEPPER: &str = "bench-pepper-0123456789abcdef0123456789";
 const START_PATIENCE: Duration = Duration::from_secs(180);
 const STOP_PATIENCE: Duration = Duration::from_secs(30);
 /// A command line to run the service under, e.g. `valgrind --tool=callgrind`: a profile of
