@@ -1,12 +1,12 @@
 //! The history figures (issue 23 item 4, issue 20 item 6): what months of stored traffic cost.
-//! One PostgreSQL database per run gets a dataset (`history.sql`: ten million messages with
-//! their attempts and receipts, three million verifications with their codes, spread over the
-//! last 89 days and their weekly partitions), generated with `generate_series` rather than
-//! through the API, which would take hours. On it:
-//! - figure 9 times the usage and conversion reports over the whole dataset (admin key);
-//! - figure 10 runs figures 1, 2, 3 and 5's scenarios (their own code) on an empty database and
-//!   on the dataset, one after the other, and reports each pair and its ratio; then a retention
-//!   run that removes about a month of it while an open-loop load measures the API's latency.
+//! One PostgreSQL database per run gets a dataset (`history.sql`: messages with their attempts
+//! and receipts, verifications with their codes, spread over the last `SPAN_DAYS` and their
+//! weekly partitions), generated with `generate_series` rather than through the API, which
+//! would take hours. On it, the reports' figure times the usage and conversion reports over the
+//! whole dataset (admin key), and the history-cost figure runs the empty-database scenarios
+//! (their own code) on a fresh database and on the dataset, one after the other, reporting each
+//! pair and its ratio; then a retention run removes the oldest part while an open-loop load
+//! measures the API's latency.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,8 +24,8 @@ use super::{message_call, Bench, CONNECTIONS, LATENCY_RATE, TWILIO_LATENCY};
 
 /// The dataset's statements, in steps (see the file's header).
 const DATASET_SQL: &str = include_str!("history.sql");
-/// How far back the dataset reaches: within the default retention (90 days), so that only the
-/// retention run of figure 10 removes any of it.
+/// How far back the dataset reaches: within the default retention, so that only the
+/// retention run removes any of it.
 const SPAN_DAYS: i64 = 89;
 /// The retention run's `RETENTION_DAYS`: the dataset's oldest 30 days are past it.
 const RETENTION_RUN_DAYS: i64 = SPAN_DAYS - 30;
