@@ -3,11 +3,10 @@
 //! change it reports to the receiver. The receiver answers `204` at once and notes when each
 //! post arrived; the endpoint is plain `http` on loopback (`WEBHOOK_ALLOW_PRIVATE=true`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -19,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::fake_twilio::FakeTwilio;
+use super::fake_twilio::{lock, serve, FakeTwilio};
 use super::load::{self, Call, Target};
 use super::report::Goal;
 use super::service::{FreshStore, StoreKind};
@@ -59,7 +58,11 @@ impl Receiver {
         let address: SocketAddr = listener.local_addr()?;
         let state = Arc::new(Received::default());
         state.note.store(note, Ordering::Relaxed);
-        let server = tokio::spawn(serve(listener, state.clone()));
+        let server = tokio::spawn(serve(
+            listener,
+            state.clone(),
+            |state, request| async move { receive(&state, request).await },
+        ));
         Ok(Self {
             url: format!("http://{address}{HOOK_PATH}"),
             state,
@@ -86,29 +89,6 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-async fn serve(listener: TcpListener, state: Arc<Received>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(receive(&state, request).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

@@ -95,7 +95,11 @@ impl FakeTwilio {
             }),
             sids: AtomicU64::new(0),
         });
-        let server = tokio::spawn(serve(listener, state.clone()));
+        let server = tokio::spawn(serve(
+            listener,
+            state.clone(),
+            |state, request| async move { answer(&state, request).await },
+        ));
         Ok(Self {
             base_url: format!("http://{address}"),
             state,
@@ -151,11 +155,18 @@ impl Drop for FakeTwilio {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+/// Serves HTTP/1 on `listener`, each request answered by `handle` with `state`: the fake
+/// Twilio's loop, and the event receiver's.
+pub(super) async fn serve<S, F, Fut>(listener: TcpListener, state: Arc<S>, handle: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -164,8 +175,8 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, request).await) }
+                let answer = handle(state.clone(), request);
+                async move { Ok::<_, Infallible>(answer.await) }
             });
             // A connection the service drops mid-request ends here; nothing to report.
             let _ = hyper::server::conn::http1::Builder::new()
