@@ -1,5 +1,7 @@
 //! Destination phone numbers, always in E.164.
 
+mod regions;
+
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -94,14 +96,45 @@ impl PhoneNumber {
         if digits.len() > MAX_E164_DIGITS {
             return Err(PhoneNumberError::TooLong);
         }
+        // Written as the library would keep it: the same answer without the library's parse.
+        if digits.len() == rest.len() {
+            if let Ok(parsed) = regions::parse_e164(&digits) {
+                let number = Self::possible(
+                    format!("+{digits}"),
+                    parsed.calling_code,
+                    &digits[parsed.calling_code.to_string().len()..],
+                    parsed.country,
+                )?;
+                return Ok((number, digits));
+            }
+        }
+        Self::parse_by_library(trimmed, digits)
+    }
+
+    /// [`PhoneNumber::parse_once`] by the library alone: any written form.
+    fn parse_by_library(trimmed: &str, digits: String) -> Result<(Self, String), PhoneNumberError> {
         let parsed = phonenumber::parse(None, trimmed).map_err(|error| match error {
             phonenumber::ParseError::InvalidCountryCode => {
                 PhoneNumberError::UnknownCountryCode(digits.chars().take(3).collect())
             }
             _ => PhoneNumberError::Unparseable,
         })?;
-        let calling_code = parsed.code().value();
-        let national = parsed.national().to_string();
+        let number = Self::possible(
+            parsed.format().mode(Mode::E164).to_string(),
+            parsed.code().value(),
+            &parsed.national().to_string(),
+            country_of(&parsed),
+        )?;
+        Ok((number, digits))
+    }
+
+    /// The parsed number, when its national number has a length its country uses.
+    fn possible(
+        e164: String,
+        calling_code: u16,
+        national: &str,
+        country: Option<String>,
+    ) -> Result<Self, PhoneNumberError> {
         let regions = DATABASE
             .by_code(&calling_code)
             .ok_or_else(|| PhoneNumberError::UnknownCountryCode(calling_code.to_string()))?;
@@ -112,12 +145,11 @@ impl PhoneNumber {
         if !possible {
             return Err(PhoneNumberError::ImpossibleLength);
         }
-        let number = Self {
-            e164: parsed.format().mode(Mode::E164).to_string(),
+        Ok(Self {
+            e164,
             calling_code,
-            country: Some(country_of(&parsed)),
-        };
-        Ok((number, digits))
+            country: Some(country),
+        })
     }
 
     /// A number this service stored after [`PhoneNumber::parse`] accepted it, read back. Its
@@ -183,17 +215,7 @@ fn country_of(parsed: &phonenumber::PhoneNumber) -> Option<String> {
         .country()
         .id()
         .map(|id| id.as_ref().to_owned())
-        .or_else(|| {
-            DATABASE
-                .by_code(&parsed.code().value())
-                .and_then(|regions| {
-                    regions
-                        .iter()
-                        .find(|region| region.is_main_country_for_code())
-                        .or(regions.first())
-                        .map(|region| region.id().to_owned())
-                })
-        })
+        .or_else(|| regions::main_region(parsed.code().value()))
 }
 
 /// Every national-number length the country uses for any kind of number. The metadata keeps
@@ -267,6 +289,75 @@ impl From<PhoneNumber> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every example number of the metadata, written as clients write them and with the
+    /// mistakes they make (a trunk prefix, a digit too few or too many, other leading digits),
+    /// and every North American area code: parsed with the shortcut of [`regions`] and by the
+    /// library alone, the answers must be the same, country included.
+    #[test]
+    fn agrees_with_the_library_on_every_example_number() {
+        let mut inputs = Vec::new();
+        for region in DATABASE.iter() {
+            let code = region.country_code();
+            let d = region.descriptors();
+            let examples = [
+                Some(d.general()),
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|descriptor| descriptor.example());
+            for example in examples {
+                let mut variants = vec![
+                    example.to_owned(),
+                    format!("0{example}"),
+                    format!("{example}5"),
+                    example[..example.len() - 1].to_owned(),
+                ];
+                variants.extend(region.national_prefix().map(|p| format!("{p}{example}")));
+                variants.extend((0..10).map(|digit| format!("{digit}{}", &example[1..])));
+                inputs.extend(
+                    variants
+                        .into_iter()
+                        .map(|national| format!("+{code}{national}")),
+                );
+            }
+        }
+        inputs.extend((200..1000).map(|area| format!("+1{area}5550123")));
+        inputs.extend((200..1000).map(|area| format!("+1{area}2345678")));
+        let mut shortcut = 0;
+        // Longer ones are refused before either parse.
+        inputs.retain(|input| input.len() <= MAX_E164_DIGITS + 1);
+        for input in &inputs {
+            let digits = &input[1..];
+            shortcut += usize::from(regions::parse_e164(digits).is_ok());
+            let both = PhoneNumber::parse_once(input);
+            let library = PhoneNumber::parse_by_library(input, digits.to_owned());
+            match (&both, &library) {
+                (Ok((number, _)), Ok((expected, _))) => {
+                    assert_eq!(number.e164, expected.e164, "{input}");
+                    assert_eq!(number.calling_code, expected.calling_code, "{input}");
+                    assert_eq!(number.country, expected.country, "{input}");
+                }
+                _ => assert_eq!(both.err(), library.err(), "{input}"),
+            }
+        }
+        // Most are written as the library keeps them, or the shortcut was never tried.
+        assert!(
+            shortcut * 2 > inputs.len(),
+            "{shortcut} of {}",
+            inputs.len()
+        );
+    }
 
     #[test]
     fn accepts_the_seed_example_in_the_fictional_555_range() {

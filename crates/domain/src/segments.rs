@@ -31,8 +31,42 @@ const GSM7_MULTI: usize = 153;
 const UCS2_SINGLE: usize = 70;
 const UCS2_MULTI: usize = 67;
 
+/// Septets of each ASCII character (0: not in GSM-7), from the two tables above: searching the
+/// tables for every character of a message cost more than the rest of its accounting.
+const ASCII_SEPTETS: [u8; 128] = ascii_septets();
+
+const fn ascii_septets() -> [u8; 128] {
+    let mut table = [0; 128];
+    let (basic, extended) = (GSM7_BASIC.as_bytes(), GSM7_EXTENDED.as_bytes());
+    // Bytes under 128 of UTF-8 text are its ASCII characters, whole.
+    let mut i = 0;
+    while i < basic.len() {
+        if basic[i] < 128 {
+            table[basic[i] as usize] = 1;
+        }
+        i += 1;
+    }
+    let mut i = 0;
+    while i < extended.len() {
+        if extended[i] < 128 {
+            table[extended[i] as usize] = 2;
+        }
+        i += 1;
+    }
+    table
+}
+
 /// Septets `c` takes in GSM-7; `None` when only UCS-2 can carry it.
 fn septets(c: char) -> Option<usize> {
+    match ASCII_SEPTETS.get(c as usize) {
+        Some(0) => None,
+        Some(&septets) => Some(usize::from(septets)),
+        None => searched(c),
+    }
+}
+
+/// [`septets`] by searching the tables.
+fn searched(c: char) -> Option<usize> {
     if GSM7_BASIC.contains(c) {
         Some(1)
     } else if GSM7_EXTENDED.contains(c) {
@@ -97,6 +131,16 @@ fn packed(units: &[usize], capacity: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_table_says_what_the_alphabet_says() {
+        for c in (0..128u8).map(char::from) {
+            assert_eq!(septets(c), searched(c), "{c:?}");
+        }
+        assert_eq!(septets('`'), None);
+        assert_eq!(septets('['), Some(2));
+        assert_eq!(septets('é'), Some(1));
+    }
 
     #[test]
     fn the_characters_outside_gsm7_are_named_once_each_in_order() {
