@@ -17,6 +17,8 @@ use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryScalar;
 use sqlx::{Connection as _, PgConnection};
 use store_batch::BatchWrite;
+// The stores' spans are at debug: at info, the JSON log formatted each one's fields for every
+// message, and the caller's span (the request, the send) already names the message.
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -308,7 +310,7 @@ fn attempt_column<'a, U>(
 
 #[async_trait]
 impl MessageStore for PgStore {
-    #[instrument(skip_all, fields(message_id = %message.id))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
         let enqueued = self.batched.enqueues.write(message).await?;
         if let Enqueued::Created(created) = &enqueued {
@@ -345,7 +347,7 @@ impl MessageStore for PgStore {
         all(attempts, &self.pool, rows::attempt).await
     }
 
-    #[instrument(skip_all, fields(limit = budget.limit))]
+    #[instrument(level = "debug", skip_all, fields(limit = budget.limit))]
     async fn claim_within(
         &self,
         now: DateTime<Utc>,
@@ -493,7 +495,7 @@ impl MessageStore for PgStore {
         Ok(allowance.dispatch(claimed))
     }
 
-    #[instrument(skip_all, fields(message_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %id))]
     async fn release(
         &self,
         claim: ClaimToken,
@@ -522,7 +524,7 @@ impl MessageStore for PgStore {
         Ok(true)
     }
 
-    #[instrument(skip_all, fields(message_id = %id, status = %outcome.status()))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %id, status = %outcome.status()))]
     async fn finish(
         &self,
         claim: ClaimToken,
@@ -565,7 +567,7 @@ impl MessageStore for PgStore {
         .map_err(store_error)
     }
 
-    #[instrument(skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
+    #[instrument(level = "debug", skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
     async fn record_delivery(
         &self,
         provider_sid: &str,
@@ -593,7 +595,7 @@ impl MessageStore for PgStore {
     /// Claims messages still `sent` through `provider` for a status lookup: see
     /// [`ports::MessageStore::claim_unconfirmed`]. `SKIP LOCKED` and the hold keep two instances
     /// from looking up the same message.
-    #[instrument(skip_all, fields(provider = %provider, limit))]
+    #[instrument(level = "debug", skip_all, fields(provider = %provider, limit))]
     async fn claim_unconfirmed(
         &self,
         provider: &str,

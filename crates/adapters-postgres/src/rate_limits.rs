@@ -83,7 +83,7 @@ impl BatchWrite for Acquires {
 
 #[async_trait]
 impl RateLimiter for PgStore {
-    #[instrument(skip_all, fields(limits = limits.len()))]
+    #[instrument(level = "debug", skip_all, fields(limits = limits.len()))]
     async fn acquire(
         &self,
         limits: &[RateLimit],

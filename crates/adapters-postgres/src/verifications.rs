@@ -287,7 +287,7 @@ fn rounds(checks: &[Check]) -> Vec<Vec<usize>> {
 impl VerificationStore for PgStore {
     /// The message is stored as the carrier of this verification's code whatever its
     /// `verification_id` says, so that its body is forgotten once it has been sent.
-    #[instrument(skip_all, fields(verification_id = %verification.id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %verification.id))]
     async fn create(
         &self,
         verification: &Verification,
@@ -357,7 +357,7 @@ impl VerificationStore for PgStore {
         Ok(pending)
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn add_code(
         &self,
         id: VerificationId,
@@ -398,7 +398,7 @@ impl VerificationStore for PgStore {
         Ok(Some((verification, queued)))
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn count_check(
         &self,
         id: VerificationId,
@@ -415,7 +415,7 @@ impl VerificationStore for PgStore {
             .await
     }
 
-    #[instrument(skip_all, fields(verification_id = %id, status = %status))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id, status = %status))]
     async fn conclude(
         &self,
         id: VerificationId,

@@ -62,7 +62,7 @@ fn seconds(delay: TimeDelta) -> i64 {
 
 #[async_trait]
 impl WorkflowStore for PgStore {
-    #[instrument(skip_all, fields(verification_id = %workflow.verification_id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %workflow.verification_id))]
     async fn start_workflow(&self, workflow: &Workflow) -> Result<(), StoreError> {
         let channels = workflow.plan.channels_text();
         let request = params::step_request_json(&workflow.request);
@@ -110,7 +110,7 @@ impl WorkflowStore for PgStore {
         all(claim, &self.pool, rows::due_step).await
     }
 
-    #[instrument(skip_all, fields(verification_id = %step.verification_id, step = step.to))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %step.verification_id, step = step.to))]
     async fn take_step(
         &self,
         step: &StepTaken,
@@ -164,7 +164,7 @@ impl WorkflowStore for PgStore {
         Ok(Some((verification, queued)))
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn stop_workflow(
         &self,
         id: VerificationId,
@@ -184,7 +184,7 @@ impl WorkflowStore for PgStore {
         Ok(execute(stop, &self.pool).await? == 1)
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn follow_resend(
         &self,
         id: VerificationId,
@@ -215,7 +215,7 @@ impl WorkflowStore for PgStore {
         all(attempts, &self.pool, rows::verification_attempt).await
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn record_approval(
         &self,
         id: VerificationId,

@@ -16,6 +16,8 @@ use ports::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 use store_batch::BatchWrite;
+// The stores' spans are at debug: at info, the JSON log formatted each one's fields for every
+// message, and the caller's span (the request, the send) already names the message.
 use tracing::instrument;
 use uuid::fmt::Hyphenated;
 use uuid::Uuid;
@@ -291,7 +293,7 @@ impl BatchWrite for Finishes {
 
 #[async_trait]
 impl MessageStore for SqliteStore {
-    #[instrument(skip_all, fields(message_id = %message.id))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %message.id))]
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
         self.batched.enqueues.write(message).await
     }
@@ -324,7 +326,7 @@ impl MessageStore for SqliteStore {
         all(attempts, &self.pool, rows::attempt).await
     }
 
-    #[instrument(skip_all, fields(limit = budget.limit))]
+    #[instrument(level = "debug", skip_all, fields(limit = budget.limit))]
     async fn claim_within(
         &self,
         now: DateTime<Utc>,
@@ -440,7 +442,7 @@ impl MessageStore for SqliteStore {
         Ok(allowance.dispatch(claimed))
     }
 
-    #[instrument(skip_all, fields(message_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %id))]
     async fn release(
         &self,
         claim: ClaimToken,
@@ -462,7 +464,7 @@ impl MessageStore for SqliteStore {
         Ok(released.rows_affected() == 1)
     }
 
-    #[instrument(skip_all, fields(message_id = %id, status = %outcome.status()))]
+    #[instrument(level = "debug", skip_all, fields(message_id = %id, status = %outcome.status()))]
     async fn finish(
         &self,
         claim: ClaimToken,
@@ -500,7 +502,7 @@ impl MessageStore for SqliteStore {
             .transpose()
     }
 
-    #[instrument(skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
+    #[instrument(level = "debug", skip_all, fields(provider_sid = %provider_sid, status = %event.status))]
     async fn record_delivery(
         &self,
         provider_sid: &str,
@@ -529,7 +531,7 @@ impl MessageStore for SqliteStore {
     /// Claims messages still `sent` through `provider` for a status lookup: see
     /// [`ports::MessageStore::claim_unconfirmed`]. One statement, so SQLite's single writer makes
     /// it atomic.
-    #[instrument(skip_all, fields(provider = %provider, limit))]
+    #[instrument(level = "debug", skip_all, fields(provider = %provider, limit))]
     async fn claim_unconfirmed(
         &self,
         provider: &str,

@@ -63,7 +63,7 @@ async fn room_in(
 
 #[async_trait]
 impl RateLimiter for SqliteStore {
-    #[instrument(skip_all, fields(limits = limits.len()))]
+    #[instrument(level = "debug", skip_all, fields(limits = limits.len()))]
     async fn acquire(
         &self,
         limits: &[RateLimit],

@@ -43,7 +43,7 @@ pub(crate) async fn insert_code(
 impl VerificationStore for SqliteStore {
     /// The message is stored as the carrier of this verification's code whatever its
     /// `verification_id` says, so that its body is forgotten once it has been sent.
-    #[instrument(skip_all, fields(verification_id = %verification.id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %verification.id))]
     async fn create(
         &self,
         verification: &Verification,
@@ -123,7 +123,7 @@ impl VerificationStore for SqliteStore {
         optional(pending, &self.pool, rows::verification).await
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn add_code(
         &self,
         id: VerificationId,
@@ -161,7 +161,7 @@ impl VerificationStore for SqliteStore {
         Ok(Some((verification, queued)))
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn count_check(
         &self,
         id: VerificationId,
@@ -196,7 +196,7 @@ impl VerificationStore for SqliteStore {
         Ok(Some((verification, hashes)))
     }
 
-    #[instrument(skip_all, fields(verification_id = %id, status = %status))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id, status = %status))]
     async fn conclude(
         &self,
         id: VerificationId,

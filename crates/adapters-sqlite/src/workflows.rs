@@ -76,7 +76,7 @@ fn query_scalar_claim<'q>(
 
 #[async_trait]
 impl WorkflowStore for SqliteStore {
-    #[instrument(skip_all, fields(verification_id = %workflow.verification_id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %workflow.verification_id))]
     async fn start_workflow(&self, workflow: &Workflow) -> Result<(), StoreError> {
         let channels = workflow.plan.channels_text();
         let request = params::step_request_json(&workflow.request);
@@ -134,7 +134,7 @@ impl WorkflowStore for SqliteStore {
         Ok(due)
     }
 
-    #[instrument(skip_all, fields(verification_id = %step.verification_id, step = step.to))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %step.verification_id, step = step.to))]
     async fn take_step(
         &self,
         step: &StepTaken,
@@ -187,7 +187,7 @@ impl WorkflowStore for SqliteStore {
         Ok(Some((verification, queued)))
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn stop_workflow(
         &self,
         id: VerificationId,
@@ -207,7 +207,7 @@ impl WorkflowStore for SqliteStore {
         Ok(execute(stop, &self.writer).await? == 1)
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn follow_resend(
         &self,
         id: VerificationId,
@@ -238,7 +238,7 @@ impl WorkflowStore for SqliteStore {
         all(attempts, &self.pool, rows::verification_attempt).await
     }
 
-    #[instrument(skip_all, fields(verification_id = %id))]
+    #[instrument(level = "debug", skip_all, fields(verification_id = %id))]
     async fn record_approval(
         &self,
         id: VerificationId,

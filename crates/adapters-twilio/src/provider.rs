@@ -176,6 +176,8 @@ impl TwilioSmsProvider {
 
     #[tracing::instrument(
         name = "twilio_send",
+        // The dispatcher's `send` span names the message in the log; this one is for debugging.
+        level = "debug",
         skip_all,
         fields(
             message_id = %message.message_id,
