@@ -13,6 +13,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Ticks {
+    /// Every service process's together.
     service: u64,
     /// `None` when no PostgreSQL process is visible (a server elsewhere).
     postgres: Option<u64>,
@@ -33,20 +34,26 @@ pub struct CpuUse {
 /// CPU times read at a start, for [`Meter::stop`] to subtract: a window that ends at an event
 /// (the last send arriving) rather than at a planned time.
 pub struct Meter {
-    service_pid: u32,
+    service_pids: Vec<u32>,
     start: Ticks,
 }
 
 impl Meter {
     pub fn start(service_pid: u32) -> anyhow::Result<Self> {
+        Self::start_all(&[service_pid])
+    }
+
+    /// The service's CPU is that of every process in `service_pids` together: instances that
+    /// share one database.
+    pub fn start_all(service_pids: &[u32]) -> anyhow::Result<Self> {
         Ok(Self {
-            service_pid,
-            start: ticks(service_pid)?,
+            service_pids: service_pids.to_vec(),
+            start: ticks(service_pids)?,
         })
     }
 
     pub fn stop(self) -> anyhow::Result<CpuUse> {
-        let end = ticks(self.service_pid)?;
+        let end = ticks(&self.service_pids)?;
         Ok(CpuUse::between(self.start, end))
     }
 }
@@ -71,6 +78,11 @@ impl CpuUse {
             idle: end.idle.saturating_sub(start.idle) as f64
                 / end.total.saturating_sub(start.total).max(1) as f64,
         }
+    }
+
+    /// Seconds of the service's CPU, then PostgreSQL's when it runs here.
+    pub fn seconds(&self) -> (f64, Option<f64>) {
+        (self.service, self.postgres)
     }
 
     /// Milliseconds of the service's CPU per 1,000 `units`, then microseconds of PostgreSQL's
@@ -102,10 +114,13 @@ pub async fn finished(meter: JoinHandle<anyhow::Result<CpuUse>>) -> anyhow::Resu
     meter.await.context("the CPU meter panicked")?
 }
 
-fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
-    let service = process_ticks(service_pid)
-        .map(|(_, ticks)| ticks)
-        .context("cannot read the service's CPU time from /proc (Linux only)")?;
+fn ticks(service_pids: &[u32]) -> anyhow::Result<Ticks> {
+    let mut service = 0;
+    for pid in service_pids {
+        service += process_ticks(*pid)
+            .map(|(_, ticks)| ticks)
+            .context("cannot read the service's CPU time from /proc (Linux only)")?;
+    }
     let mut postgres = None;
     for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
         let Some(pid) = entry
