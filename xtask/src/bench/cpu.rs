@@ -35,6 +35,7 @@ pub struct CpuUse {
 /// (the last send arriving) rather than at a planned time.
 pub struct Meter {
     service_pids: Vec<u32>,
+    database: Option<String>,
     start: Ticks,
 }
 
@@ -48,12 +49,24 @@ impl Meter {
     pub fn start_all(service_pids: &[u32]) -> anyhow::Result<Self> {
         Ok(Self {
             service_pids: service_pids.to_vec(),
-            start: ticks(service_pids)?,
+            database: None,
+            start: ticks(service_pids, None)?,
+        })
+    }
+
+    /// As [`Meter::start_all`], PostgreSQL's CPU being that of the server's own processes and
+    /// of the sessions on `database` only: on a server others use too, their sessions are not
+    /// the scenario's cost.
+    pub fn start_on(service_pids: &[u32], database: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            service_pids: service_pids.to_vec(),
+            database: Some(database.to_owned()),
+            start: ticks(service_pids, Some(database))?,
         })
     }
 
     pub fn stop(self) -> anyhow::Result<CpuUse> {
-        let end = ticks(&self.service_pids)?;
+        let end = ticks(&self.service_pids, self.database.as_deref())?;
         Ok(CpuUse::between(self.start, end))
     }
 }
@@ -114,7 +127,7 @@ pub async fn finished(meter: JoinHandle<anyhow::Result<CpuUse>>) -> anyhow::Resu
     meter.await.context("the CPU meter panicked")?
 }
 
-fn ticks(service_pids: &[u32]) -> anyhow::Result<Ticks> {
+fn ticks(service_pids: &[u32], database: Option<&str>) -> anyhow::Result<Ticks> {
     let mut service = 0;
     for pid in service_pids {
         service += process_ticks(*pid)
@@ -134,7 +147,9 @@ fn ticks(service_pids: &[u32]) -> anyhow::Result<Ticks> {
             .as_ref()
             .map(|(name, ticks)| (name.as_str(), *ticks))
         {
-            *postgres.get_or_insert(0) += ticks;
+            if database.is_none_or(|database| serves(pid, database)) {
+                *postgres.get_or_insert(0) += ticks;
+            }
         }
     }
     let (idle, total) =
@@ -145,6 +160,19 @@ fn ticks(service_pids: &[u32]) -> anyhow::Result<Ticks> {
         idle,
         total,
     })
+}
+
+/// Whether the PostgreSQL process `pid` works for `database`: a session on it, or one of the
+/// server's own processes (checkpointer, WAL writer, ...), which every database's writes
+/// keep busy. A session shows `USER DATABASE HOST(PORT) STATE` (or `[local]`) in its title.
+fn serves(pid: u32, database: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|title| title_serves(&String::from_utf8_lossy(&title), database))
+}
+
+fn title_serves(title: &str, database: &str) -> bool {
+    let session = title.contains('(') || title.contains("[local]");
+    title.split_whitespace().any(|word| word == database) || !session
 }
 
 /// The machine's idle and total ticks, every core together: `/proc/stat`'s first line is
@@ -175,4 +203,27 @@ fn process_ticks(pid: u32) -> Option<(String, u64)> {
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some((name, user + system))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_serves;
+
+    #[test]
+    fn only_the_server_s_own_processes_and_the_database_s_sessions_count() {
+        let ours = "sms_notify_bench_1_capacity_one";
+        assert!(title_serves("postgres: 15/main: walwriter", ours));
+        assert!(title_serves(
+            "postgres: 15/main: postgres sms_notify_bench_1_capacity_one 127.0.0.1(40112) idle",
+            ours
+        ));
+        assert!(!title_serves(
+            "postgres: 15/main: postgres test_db_42 127.0.0.1(40114) INSERT",
+            ours
+        ));
+        assert!(!title_serves(
+            "postgres: 15/main: postgres sms_notify_bench_1_capacity_one_x [local] idle",
+            ours
+        ));
+    }
 }
