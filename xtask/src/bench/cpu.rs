@@ -13,6 +13,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Ticks {
+    /// Every service process's together.
     service: u64,
     /// `None` when no PostgreSQL process is visible (a server elsewhere).
     postgres: Option<u64>,
@@ -33,20 +34,39 @@ pub struct CpuUse {
 /// CPU times read at a start, for [`Meter::stop`] to subtract: a window that ends at an event
 /// (the last send arriving) rather than at a planned time.
 pub struct Meter {
-    service_pid: u32,
+    service_pids: Vec<u32>,
+    database: Option<String>,
     start: Ticks,
 }
 
 impl Meter {
     pub fn start(service_pid: u32) -> anyhow::Result<Self> {
+        Self::start_all(&[service_pid])
+    }
+
+    /// The service's CPU is that of every process in `service_pids` together: instances that
+    /// share one database.
+    pub fn start_all(service_pids: &[u32]) -> anyhow::Result<Self> {
         Ok(Self {
-            service_pid,
-            start: ticks(service_pid)?,
+            service_pids: service_pids.to_vec(),
+            database: None,
+            start: ticks(service_pids, None)?,
+        })
+    }
+
+    /// As [`Meter::start_all`], PostgreSQL's CPU being that of the server's own processes and
+    /// of the sessions on `database` only: on a server others use too, their sessions are not
+    /// the scenario's cost.
+    pub fn start_on(service_pids: &[u32], database: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            service_pids: service_pids.to_vec(),
+            database: Some(database.to_owned()),
+            start: ticks(service_pids, Some(database))?,
         })
     }
 
     pub fn stop(self) -> anyhow::Result<CpuUse> {
-        let end = ticks(self.service_pid)?;
+        let end = ticks(&self.service_pids, self.database.as_deref())?;
         Ok(CpuUse::between(self.start, end))
     }
 }
@@ -71,6 +91,11 @@ impl CpuUse {
             idle: end.idle.saturating_sub(start.idle) as f64
                 / end.total.saturating_sub(start.total).max(1) as f64,
         }
+    }
+
+    /// Seconds of the service's CPU, then PostgreSQL's when it runs here.
+    pub fn seconds(&self) -> (f64, Option<f64>) {
+        (self.service, self.postgres)
     }
 
     /// Milliseconds of the service's CPU per 1,000 `units`, then microseconds of PostgreSQL's
@@ -102,10 +127,13 @@ pub async fn finished(meter: JoinHandle<anyhow::Result<CpuUse>>) -> anyhow::Resu
     meter.await.context("the CPU meter panicked")?
 }
 
-fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
-    let service = process_ticks(service_pid)
-        .map(|(_, ticks)| ticks)
-        .context("cannot read the service's CPU time from /proc (Linux only)")?;
+fn ticks(service_pids: &[u32], database: Option<&str>) -> anyhow::Result<Ticks> {
+    let mut service = 0;
+    for pid in service_pids {
+        service += process_ticks(*pid)
+            .map(|(_, ticks)| ticks)
+            .context("cannot read the service's CPU time from /proc (Linux only)")?;
+    }
     let mut postgres = None;
     for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
         let Some(pid) = entry
@@ -119,7 +147,9 @@ fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
             .as_ref()
             .map(|(name, ticks)| (name.as_str(), *ticks))
         {
-            *postgres.get_or_insert(0) += ticks;
+            if database.is_none_or(|database| serves(pid, database)) {
+                *postgres.get_or_insert(0) += ticks;
+            }
         }
     }
     let (idle, total) =
@@ -130,6 +160,19 @@ fn ticks(service_pid: u32) -> anyhow::Result<Ticks> {
         idle,
         total,
     })
+}
+
+/// Whether the PostgreSQL process `pid` works for `database`: a session on it, or one of the
+/// server's own processes (checkpointer, WAL writer, ...), which every database's writes
+/// keep busy. A session shows `USER DATABASE HOST(PORT) STATE` (or `[local]`) in its title.
+fn serves(pid: u32, database: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|title| title_serves(&String::from_utf8_lossy(&title), database))
+}
+
+fn title_serves(title: &str, database: &str) -> bool {
+    let session = title.contains('(') || title.contains("[local]");
+    title.split_whitespace().any(|word| word == database) || !session
 }
 
 /// The machine's idle and total ticks, every core together: `/proc/stat`'s first line is
@@ -160,4 +203,27 @@ fn process_ticks(pid: u32) -> Option<(String, u64)> {
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some((name, user + system))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_serves;
+
+    #[test]
+    fn only_the_server_s_own_processes_and_the_database_s_sessions_count() {
+        let ours = "sms_notify_bench_1_capacity_one";
+        assert!(title_serves("postgres: 15/main: walwriter", ours));
+        assert!(title_serves(
+            "postgres: 15/main: postgres sms_notify_bench_1_capacity_one 127.0.0.1(40112) idle",
+            ours
+        ));
+        assert!(!title_serves(
+            "postgres: 15/main: postgres test_db_42 127.0.0.1(40114) INSERT",
+            ours
+        ));
+        assert!(!title_serves(
+            "postgres: 15/main: postgres sms_notify_bench_1_capacity_one_x [local] idle",
+            ours
+        ));
+    }
 }

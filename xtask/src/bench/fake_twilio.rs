@@ -228,13 +228,18 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Full<Byte
     lock(&state.by_number).entry(to).or_insert(arrived);
     state.arrived.notify_waiters();
     tokio::time::sleep(state.latency).await;
-    let sid = format!("SM{:032x}", state.sids.fetch_add(1, Ordering::Relaxed));
+    let sid = sid(state.sids.fetch_add(1, Ordering::Relaxed));
     json(
         StatusCode::CREATED,
         format!(
             r#"{{"sid": "{sid}", "status": "queued", "num_segments": "1", "price": null, "price_unit": "USD", "error_code": null, "error_message": null}}"#
         ),
     )
+}
+
+/// The sid of the `n`th send this fake accepted (from 0), which a status callback names.
+pub(super) fn sid(n: u64) -> String {
+    format!("SM{n:032x}")
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

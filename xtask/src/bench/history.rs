@@ -678,7 +678,7 @@ async fn quiesce(url: &str) -> anyhow::Result<()> {
 }
 
 /// The one value `query` answers.
-fn psql_value(url: &str, query: &str) -> anyhow::Result<String> {
+pub(super) fn psql_value(url: &str, query: &str) -> anyhow::Result<String> {
     let output = Command::new("psql")
         .args([
             url,

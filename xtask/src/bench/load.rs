@@ -18,10 +18,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// One request to make: a JSON `POST` with the API key.
+/// One request to make: a JSON `POST` with the API key, or Twilio's form when signed.
 pub struct Call {
     pub path: String,
     pub body: String,
+    /// Set for a status callback: the body is a form, sent with this `X-Twilio-Signature` and
+    /// without the API key, as Twilio posts it.
+    pub twilio_signature: Option<String>,
 }
 
 /// Makes the `n`th request of a run (`n` counts from 0 across all connections).
@@ -51,13 +54,20 @@ impl Connection {
         let request = Request::builder()
             .method(Method::POST)
             .uri(&call.path)
-            .header(hyper::header::HOST, self.target.address.to_string())
-            .header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", self.target.api_key),
-            )
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(call.body.clone())))?;
+            .header(hyper::header::HOST, self.target.address.to_string());
+        let request = match &call.twilio_signature {
+            None => request
+                .header(
+                    hyper::header::AUTHORIZATION,
+                    format!("Bearer {}", self.target.api_key),
+                )
+                .header(hyper::header::CONTENT_TYPE, "application/json"),
+            Some(signature) => request.header("X-Twilio-Signature", signature).header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            ),
+        };
+        let request = request.body(Full::new(Bytes::from(call.body.clone())))?;
         self.send(request).await
     }
 

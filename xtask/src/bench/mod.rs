@@ -4,6 +4,7 @@
 //! time, and stops what it started; the figures go to `target/bench/report.md` and
 //! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
 
+mod capacity;
 mod cpu;
 mod events;
 mod fake_twilio;
@@ -62,7 +63,7 @@ const END_TO_END_PATIENCE: Duration = Duration::from_secs(300);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     pub quick: bool,
-    /// Only the scenarios that measure this figure (1-12).
+    /// Only the scenarios that measure this figure (1-13).
     pub only: Option<u8>,
     /// Instead of the figures, the soak run (`soak`) for this many minutes.
     pub soak_minutes: Option<u32>,
@@ -79,6 +80,8 @@ struct Plan {
     idle_codes: usize,
     /// Messages of figure 12, accepted and sent.
     end_to_end: u64,
+    /// Figure 13's workload, on one instance and then on two.
+    capacity: capacity::Workload,
 }
 
 impl Plan {
@@ -93,6 +96,10 @@ impl Plan {
                 dispatch: schedule(0.25, 1.0),
                 idle_codes: 10,
                 end_to_end: messages_override().unwrap_or(500),
+                capacity: capacity::Workload {
+                    per_kind: 300,
+                    pending: 50,
+                },
             }
         } else {
             Self {
@@ -103,6 +110,10 @@ impl Plan {
                 dispatch: schedule(2.0, 10.0),
                 idle_codes: 100,
                 end_to_end: messages_override().unwrap_or(6_000),
+                capacity: capacity::Workload {
+                    per_kind: 6_000,
+                    pending: 200,
+                },
             }
         }
     }
@@ -260,6 +271,9 @@ impl Bench {
         }
         if wanted(&[11]) {
             self.client_events().await?;
+        }
+        if wanted(&[13]) {
+            self.capacity().await?;
         }
         Ok(())
     }
@@ -559,6 +573,7 @@ impl Bench {
             ),
             // Wrong (but for one chance in a million): every check compares against every code.
             body: json!({"code": "000000"}).to_string(),
+            twilio_signature: None,
         });
         let (checked, cpu) = self
             .closed_loop(
@@ -967,6 +982,7 @@ async fn codes_to_provider(
             .post(&Call {
                 path: "/v1/verifications".into(),
                 body: json!({"to": to}).to_string(),
+                twilio_signature: None,
             })
             .await?;
         let answered = std::time::Instant::now();
@@ -1000,6 +1016,7 @@ fn message_call(n: u64) -> Call {
             "data": {"code": "123456", "expiryMinutes": 10},
         })
         .to_string(),
+        twilio_signature: None,
     }
 }
 
@@ -1007,6 +1024,7 @@ fn verification_call(n: u64) -> Call {
     Call {
         path: "/v1/verifications".into(),
         body: json!({"to": format!("+1556{:07}", n % 10_000_000)}).to_string(),
+        twilio_signature: None,
     }
 }
 

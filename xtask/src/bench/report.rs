@@ -63,7 +63,7 @@ impl Goal {
 /// One measured figure.
 #[derive(Clone, Debug)]
 pub struct Figure {
-    /// The figure number (1-10, 12).
+    /// The figure number (1-13).
     pub number: u8,
     pub name: String,
     pub store: StoreKind,

@@ -83,6 +83,13 @@ enum Cleanup {
 }
 
 impl FreshStore {
+    /// The PostgreSQL database's name, the last part of its URL.
+    pub fn database_name(&self) -> Option<String> {
+        let url = url::Url::parse(&self.database_url).ok()?;
+        let name = url.path().trim_start_matches('/');
+        (self.kind == StoreKind::Postgres && !name.is_empty()).then(|| name.to_owned())
+    }
+
     /// A store that outlives the scenario run on it: the history figures' database, which
     /// every scenario of figure 10 shares.
     pub fn shared(kind: StoreKind, database_url: &str) -> Self {
