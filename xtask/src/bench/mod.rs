@@ -5,6 +5,7 @@
 //! `report.json`. No figure is asserted: a benchmark reports, the tests judge behaviour.
 
 mod cpu;
+mod dashboard;
 mod events;
 mod fake_twilio;
 mod history;
