@@ -215,18 +215,12 @@ impl PgStore {
 #[async_trait]
 impl MessageReports for PgStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
-        let page = query(
-            r#"SELECT * FROM messages
-               WHERE ($1::text IS NULL OR api_key = $1)
-                 AND ($2::text IS NULL OR status = $2)
-                 AND ($3::text IS NULL OR "to" = $3)
-                 AND ($4::timestamptz IS NULL OR created_at >= $4)
-                 AND ($5::timestamptz IS NULL OR created_at < $5)
-                 AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
-               ORDER BY created_at DESC, id DESC
-               LIMIT $8"#,
-            &params::message_filter(filter),
+        // Only the conditions the filter sets (see `params::message_conditions`).
+        let sql = format!(
+            "SELECT * FROM messages WHERE {} ORDER BY created_at DESC, id DESC LIMIT $8",
+            params::message_conditions(filter)
         );
+        let page = query(&sql, &params::message_filter(filter));
         all(page, &self.pool, rows::message).await
     }
 

@@ -310,19 +310,12 @@ impl VerificationStore for PgStore {
     }
 
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
-        let page = query(
-            r#"SELECT * FROM verifications
-               WHERE ($1::text IS NULL OR api_key = $1)
-                 AND ($2::text IS NULL OR $2 = CASE
-                     WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
-                 AND ($3::text IS NULL OR "to" = $3)
-                 AND ($4::timestamptz IS NULL OR created_at >= $4)
-                 AND ($5::timestamptz IS NULL OR created_at < $5)
-                 AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7::uuid))
-               ORDER BY created_at DESC, id DESC
-               LIMIT $8"#,
-            &params::verification_filter(filter),
+        // Only the conditions the filter sets (see `params::verification_conditions`).
+        let sql = format!(
+            "SELECT * FROM verifications WHERE {} ORDER BY created_at DESC, id DESC LIMIT $8",
+            params::verification_conditions(filter)
         );
+        let page = query(&sql, &params::verification_filter(filter));
         all(page, &self.pool, rows::verification).await
     }
 

@@ -223,18 +223,12 @@ impl SqliteStore {
 #[async_trait]
 impl MessageReports for SqliteStore {
     async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, StoreError> {
-        let page = crate::rows::query(
-            r#"SELECT * FROM messages
-               WHERE ($1 IS NULL OR api_key = $1)
-                 AND ($2 IS NULL OR status = $2)
-                 AND ($3 IS NULL OR "to" = $3)
-                 AND ($4 IS NULL OR created_at >= $4)
-                 AND ($5 IS NULL OR created_at < $5)
-                 AND ($6 IS NULL OR (created_at, id) < ($6, $7))
-               ORDER BY created_at DESC, id DESC
-               LIMIT $8"#,
-            &params::message_filter(filter),
+        // Only the conditions the filter sets (see `params::message_conditions`).
+        let sql = format!(
+            "SELECT * FROM messages WHERE {} ORDER BY created_at DESC, id DESC LIMIT $8",
+            params::message_conditions(filter)
         );
+        let page = crate::rows::query(&sql, &params::message_filter(filter));
         all(page, &self.pool, rows::message).await
     }
 

@@ -79,19 +79,12 @@ impl VerificationStore for SqliteStore {
     }
 
     async fn list(&self, filter: &VerificationFilter) -> Result<Vec<Verification>, StoreError> {
-        let page = query(
-            r#"SELECT * FROM verifications
-               WHERE ($1 IS NULL OR api_key = $1)
-                 AND ($2 IS NULL OR $2 = CASE
-                     WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END)
-                 AND ($3 IS NULL OR "to" = $3)
-                 AND ($4 IS NULL OR created_at >= $4)
-                 AND ($5 IS NULL OR created_at < $5)
-                 AND ($6 IS NULL OR (created_at, id) < ($6, $7))
-               ORDER BY created_at DESC, id DESC
-               LIMIT $8"#,
-            &params::verification_filter(filter),
+        // Only the conditions the filter sets (see `params::verification_conditions`).
+        let sql = format!(
+            "SELECT * FROM verifications WHERE {} ORDER BY created_at DESC, id DESC LIMIT $8",
+            params::verification_conditions(filter)
         );
+        let page = query(&sql, &params::verification_filter(filter));
         all(page, &self.pool, rows::verification).await
     }
 

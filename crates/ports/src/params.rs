@@ -59,6 +59,62 @@ pub fn message_filter(filter: &MessageFilter) -> [Param<'_>; 8] {
     ]
 }
 
+/// The conditions of [`message_filter`]'s parameters that `filter` sets, joined by `AND`: a
+/// statement for each combination rather than one of optional conditions (`$3 IS NULL OR "to" =
+/// $3`), whose generic plan cannot use the index a set condition has (a search by number would
+/// read every row of its period instead of the number's).
+pub fn message_conditions(filter: &MessageFilter) -> String {
+    list_conditions(
+        filter.api_key.is_some(),
+        filter.status.map(|_| "status = $2"),
+        filter.to.is_some(),
+        filter.since.is_some(),
+        filter.until.is_some(),
+        filter.before.is_some(),
+    )
+}
+
+/// As [`message_conditions`], for [`verification_filter`]'s parameters: a pending verification
+/// past its expiry is found by the status `expired`.
+pub fn verification_conditions(filter: &VerificationFilter) -> String {
+    list_conditions(
+        filter.api_key.is_some(),
+        filter.status.map(|_| {
+            "$2 = CASE WHEN status = 'pending' AND expires_at <= $9 THEN 'expired' ELSE status END"
+        }),
+        filter.to.is_some(),
+        filter.since.is_some(),
+        filter.until.is_some(),
+        filter.before.is_some(),
+    )
+}
+
+fn list_conditions(
+    api_key: bool,
+    status: Option<&str>,
+    to: bool,
+    since: bool,
+    until: bool,
+    before: bool,
+) -> String {
+    let conditions: Vec<&str> = [
+        api_key.then_some("api_key = $1"),
+        status,
+        to.then_some(r#""to" = $3"#),
+        since.then_some("created_at >= $4"),
+        until.then_some("created_at < $5"),
+        before.then_some("(created_at, id) < ($6, $7)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if conditions.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        conditions.join(" AND ")
+    }
+}
+
 /// A page of the verification list: as [`message_filter`], then `now`.
 pub fn verification_filter(filter: &VerificationFilter) -> [Param<'_>; 9] {
     [

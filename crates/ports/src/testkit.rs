@@ -489,6 +489,15 @@ pub async fn verifications_list_newest_first_per_api_key_with_filters_and_cursor
         listed(every_key).await,
         vec![other_key.id, pending.id, old.id]
     );
+    // The dashboard's first page: no condition at all.
+    let everything = VerificationFilter {
+        api_key: None,
+        ..all.clone()
+    };
+    assert_eq!(
+        listed(everything).await,
+        vec![other_key.id, pending.id, approved.id, old.id]
+    );
     let range = VerificationFilter {
         since: Some(t0() + secs(60)),
         until: Some(t0() + secs(1200)),

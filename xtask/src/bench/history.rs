@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 
+use super::dashboard;
 use super::fake_twilio::FakeTwilio;
 use super::load::{self, Target};
 use super::report::{Figure, Goal};
@@ -227,7 +228,80 @@ impl Bench {
                 method,
             );
         }
+        self.dashboard_pages(&admin, dataset).await?;
         service.stop().await
+    }
+
+    /// Figure 9: each dashboard page as an operator opens it, on the whole dataset; the
+    /// searches ask for a number, a message and a verification the dataset holds.
+    async fn dashboard_pages(&mut self, service: &Target, dataset: &Dataset) -> anyhow::Result<()> {
+        eprintln!("==> bench: dashboard pages over the history (postgres)");
+        let url = &dataset.store.database_url;
+        // The newest message: inside the search's default period.
+        let newest = psql_value(
+            url,
+            r#"SELECT id || ' ' || "to" FROM messages ORDER BY created_at DESC, id DESC LIMIT 1"#,
+        )?;
+        let Some((message, number)) = newest.split_once(' ') else {
+            bail!("the dataset has no message");
+        };
+        let verification = psql_value(
+            url,
+            "SELECT id FROM verifications ORDER BY created_at DESC, id DESC LIMIT 1",
+        )?;
+        let number: String = url::form_urlencoded::byte_serialize(number.as_bytes()).collect();
+        let pages = [
+            ("overview", "/dashboard".to_owned()),
+            ("overview's figures", "/dashboard/overview.json".to_owned()),
+            ("conversion", "/dashboard/conversion".to_owned()),
+            ("messages, no filter", "/dashboard/messages".to_owned()),
+            (
+                "messages by number",
+                format!("/dashboard/messages?to={number}"),
+            ),
+            (
+                "messages by status (failed)",
+                "/dashboard/messages?status=failed".to_owned(),
+            ),
+            (
+                "messages by id (redirected to its timeline)",
+                format!("/dashboard/messages?id={message}"),
+            ),
+            (
+                "a message's timeline",
+                format!("/dashboard/messages/{message}"),
+            ),
+            (
+                "a verification's timeline",
+                format!("/dashboard/verifications/{verification}"),
+            ),
+            ("fraud", "/dashboard/fraud".to_owned()),
+            ("templates", "/dashboard/templates".to_owned()),
+            ("webhooks", "/dashboard/webhooks".to_owned()),
+            ("providers", "/dashboard/providers".to_owned()),
+        ];
+        let mut operator = dashboard::Operator::log_in(service, ADMIN_KEY).await?;
+        for (name, path) in pages {
+            let median = operator.time_page(&path).await?;
+            let shown = path
+                .replace(message, "{id}")
+                .replace(&verification, "{id}")
+                .replace(&number, "{number}");
+            self.figure(
+                9,
+                &format!("dashboard page: {name}"),
+                StoreKind::Postgres,
+                (median, "ms"),
+                Goal::AtMost(200.0),
+                format!(
+                    "GET {shown} with an operator's session (POST /dashboard/login with the admin key), over the whole dataset ({} messages, {} verifications, {SPAN_DAYS} days; the number, message and verification are the newest), median of {} requests one after the other on one connection, a redirect followed and counted; a non-2xx answer fails the run",
+                    dataset.size.messages,
+                    dataset.size.verifications,
+                    dashboard::PAGE_RUNS
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// Figure 10: figures 1, 2, 3 and 5's scenarios on an empty database, then on the

@@ -137,7 +137,7 @@ SELECT bench_uuid(ms, v, '9'), bench_to(v), channel, bench_api_key(v), status,
        bench_ts(ms),
        bench_ts(ms + CASE status WHEN 'pending' THEN 0 WHEN 'expired' THEN 600000
                      ELSE 4000 + (v * 7) % 90000 END),
-       'allow'
+       '{"action":"allow","reasons":[]}'
 FROM (
     SELECT v, ms,
            CASE WHEN ms >= {RECENT_MS} THEN 'pending'

@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -85,7 +85,35 @@ impl Connection {
         self.send(request).await
     }
 
+    /// A request without the API key, `headers` its own (the dashboard's cookies, a form's
+    /// content type), answered with the response's headers.
+    pub async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(hyper::header::HeaderName, String)],
+        body: String,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.target.address.to_string());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        self.round_trip(request.body(Full::new(Bytes::from(body)))?)
+            .await
+    }
+
     async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
+        let (status, _, body) = self.round_trip(request).await?;
+        Ok((status, body))
+    }
+
+    async fn round_trip(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
             _ => self.sender.insert(open(self.target.address).await?),
@@ -94,8 +122,9 @@ impl Connection {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            Ok::<_, hyper::Error>((status, headers, body))
         }
         .await;
         if result.is_err() {

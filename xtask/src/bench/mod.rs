@@ -6,6 +6,7 @@
 
 mod capacity;
 mod cpu;
+mod dashboard;
 mod events;
 mod fake_twilio;
 mod history;

@@ -478,7 +478,7 @@ pub async fn list_pages_newest_first_and_filters<S: ReportStoreUnderTest>(store:
         .list_messages(&MessageFilter {
             status: Some(MessageStatus::Failed),
             limit: 10,
-            ..all
+            ..all.clone()
         })
         .await
         .unwrap();
@@ -486,6 +486,44 @@ pub async fn list_pages_newest_first_and_filters<S: ReportStoreUnderTest>(store:
         failed_only.iter().map(|m| m.id).collect::<Vec<_>>(),
         [claimed.message.id]
     );
+
+    // The dashboard's first page: no condition at all, every key's messages newest first.
+    let everything = store
+        .list_messages(&MessageFilter {
+            api_key: None,
+            limit: 10,
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), 7);
+    assert_eq!(everything[0].api_key, "auth");
+    assert_eq!(everything[1].id, gb.id);
+    // Every condition at once, under every key: a number's failed messages of a period.
+    let narrowed = |since| MessageFilter {
+        api_key: None,
+        status: Some(MessageStatus::Failed),
+        to: Some(alice()),
+        since: Some(since),
+        until: Some(t0() + secs(60)),
+        limit: 10,
+        ..all.clone()
+    };
+    let found = store
+        .list_messages(&narrowed(claimed.message.created_at))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [claimed.message.id]
+    );
+    assert!(store
+        .list_messages(&narrowed(
+            claimed.message.created_at + chrono::TimeDelta::microseconds(1)
+        ))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn attempts_of_lists_each_messages_attempts_in_order<S: ReportStoreUnderTest>(store: S) {
