@@ -1,10 +1,10 @@
-//! Verifications and their code hashes on PostgreSQL, with their two hot writes in batches
-//! (see `store_batch`): verifications created, and checks counted.
+//! Verifications and their code hashes on PostgreSQL, with their hot statements in batches
+//! (see `store_batch`): verifications created, checks counted, pending ones looked up.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use domain::{
     CodeHash, Message, MessageId, NewMessage, PhoneNumber, Transaction, Verification,
     VerificationId, VerificationStatus,
@@ -17,6 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use store_batch::BatchWrite;
 use tracing::instrument;
+use uuid::Uuid;
 
 use crate::connections::Connections;
 use crate::fraud::log_decision_on;
@@ -283,6 +284,93 @@ fn rounds(checks: &[Check]) -> Vec<Vec<usize>> {
     rounds
 }
 
+/// One lookup of a number's pending verification.
+pub(crate) struct Lookup {
+    to: String,
+    api_key: String,
+    now: DateTime<Utc>,
+}
+
+/// `VerificationStore::find_pending`, in batches (see `store_batch`): the lookups of a burst of
+/// starts are one statement, each reading only the weeks a verification pending at its `now`
+/// can be in ([`pending_ids`]).
+pub(crate) struct Lookups;
+
+/// Each lookup's pending verification, numbered as asked (`n`); a lookup that finds none has
+/// no row. `$4` and `$5` bound the ids as constants, so that the planner reads only the weeks
+/// between them (an expression of the row could not prune).
+const FIND_PENDING: &str = r#"
+    SELECT asked.n, pending.*
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY
+        AS asked ("to", api_key, now, n)
+    CROSS JOIN LATERAL (
+        SELECT * FROM verifications AS v
+        WHERE v."to" = asked."to" AND v.api_key = asked.api_key AND v.status = 'pending'
+          AND v.expires_at > asked.now AND v.id >= $4 AND v.id < $5
+        ORDER BY v.created_at DESC
+        LIMIT 1
+    ) AS pending"#;
+
+/// How far apart the clocks of instances minting ids (and of the one looking) may be.
+const CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
+
+/// The ids a verification pending at any of `nows` can have: minted since the longest
+/// lifetime before the earliest, and before the latest (allowing for skew). Ids are minted by
+/// this machine's clock (UUIDv7) and times by the service's `Clock`, the same in production;
+/// the bounds hold for either, so that a clock set in a test never hides a verification.
+fn pending_ids(nows: impl Iterator<Item = DateTime<Utc>> + Clone) -> (Uuid, Uuid) {
+    let system = Utc::now();
+    let earliest = nows.clone().fold(system, DateTime::min);
+    let latest = nows.fold(system, DateTime::max);
+    (
+        uuid_at(earliest - Verification::LONGEST_LIFETIME - CLOCK_SKEW),
+        uuid_at(latest + CLOCK_SKEW),
+    )
+}
+
+/// The smallest UUIDv7 minted at `at`'s millisecond, as `sms_notify_uuid_at` (migration 0037).
+fn uuid_at(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
+    let mut bytes = [0; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes)
+}
+
+impl BatchWrite for Lookups {
+    type Pool = Connections;
+    type Item = Lookup;
+    type Output = Option<Verification>;
+
+    async fn write(
+        &self,
+        connections: &Connections,
+        lookups: &[Lookup],
+    ) -> Result<Vec<Option<Verification>>, StoreError> {
+        let (from, until) = pending_ids(lookups.iter().map(|lookup| lookup.now));
+        let mut connection = connections.acquire().await?;
+        let found: Vec<PgRow> = sqlx::query(FIND_PENDING)
+            .bind(column(lookups, |l| l.to.as_str()))
+            .bind(column(lookups, |l| l.api_key.as_str()))
+            .bind(column(lookups, |l| l.now))
+            .bind(from)
+            .bind(until)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        connection.park();
+        let mut pending: Vec<Option<Verification>> = lookups.iter().map(|_| None).collect();
+        for row in found {
+            let n: i64 = row.try_get("n").map_err(store_error)?;
+            let slot = usize::try_from(n - 1)
+                .ok()
+                .and_then(|index| pending.get_mut(index))
+                .ok_or_else(|| StoreError::Corrupt(format!("found an unasked lookup {n}")))?;
+            *slot = Some(rows::verification(&Pg(row))?);
+        }
+        Ok(pending)
+    }
+}
+
 #[async_trait]
 impl VerificationStore for PgStore {
     /// The message is stored as the carrier of this verification's code whatever its
@@ -333,21 +421,14 @@ impl VerificationStore for PgStore {
         api_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
-        let mut connection = self.hot.acquire().await?;
-        let pending = query(
-            r#"SELECT * FROM verifications
-               WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
-               ORDER BY created_at DESC
-               LIMIT 1"#,
-            &[
-                Param::text(to.as_str()),
-                Param::text(api_key),
-                Param::time(now),
-            ],
-        );
-        let pending = optional(pending, &mut *connection, rows::verification).await?;
-        connection.park();
-        Ok(pending)
+        self.batched
+            .lookups
+            .write(Lookup {
+                to: to.as_str().to_owned(),
+                api_key: api_key.to_owned(),
+                now,
+            })
+            .await
     }
 
     #[instrument(level = "debug", skip_all, fields(verification_id = %id))]

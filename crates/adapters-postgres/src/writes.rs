@@ -1,6 +1,6 @@
 //! [`Batched`]: every batched write of a store (see `store_batch`), started together on the
 //! hot paths' connections: those of `messages` (enqueue, finish), `verifications` (create,
-//! checks), `rate_limits` (send limits), `fraud` (the guard's code counts and decision log) and
+//! checks, lookups of pending ones), `rate_limits` (send limits), `fraud` (the guard's code counts and decision log) and
 //! `webhooks` (the deliverer's kept event data and finished deliveries).
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::connections::Connections;
 use crate::fraud::{CodeCounter, DecisionLogger};
 use crate::messages::{Enqueues, Finishes};
 use crate::rate_limits::Acquires;
-use crate::verifications::{Checks, Creates};
+use crate::verifications::{Checks, Creates, Lookups};
 use crate::webhooks::{DeliveryFinishes, EventData};
 
 /// Statements of one kind in flight at once, and how long a writer under load waits for more
@@ -31,6 +31,7 @@ pub(crate) struct Batched {
     pub creates: Batcher<Creates>,
     pub acquires: Batcher<Acquires>,
     pub checks: Batcher<Checks>,
+    pub lookups: Batcher<Lookups>,
     pub code_counts: Batcher<CodeCounter>,
     pub decisions: Batcher<DecisionLogger>,
     pub delivery_finishes: Batcher<DeliveryFinishes>,
@@ -53,6 +54,7 @@ impl Batched {
                 },
             ),
             checks: Batcher::start(Checks, connections.clone(), WRITERS),
+            lookups: Batcher::start(Lookups, connections.clone(), WRITERS),
             code_counts: Batcher::start(CodeCounter, connections.clone(), WRITERS),
             decisions: Batcher::start(DecisionLogger, connections.clone(), WRITERS),
             delivery_finishes: Batcher::start(DeliveryFinishes, connections.clone(), WRITERS),

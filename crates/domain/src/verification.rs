@@ -168,6 +168,7 @@ impl fmt::Debug for CodeHash {
 /// The limits every verification is held to. Defaults follow Twilio Verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerificationPolicy {
+    /// How long a verification stays pending, at most [`Verification::LONGEST_LIFETIME`].
     pub code_length: CodeLength,
     pub lifetime: TimeDelta,
     pub max_checks: u32,
@@ -249,7 +250,12 @@ pub struct CheckOutcome {
 }
 
 impl Verification {
-    /// A verification created now under `policy`, its first code being sent.
+    /// No verification stays pending longer, whatever its policy says: a store looks for a
+    /// pending one only among those started since (PostgreSQL reads the weeks they can be in).
+    pub const LONGEST_LIFETIME: TimeDelta = TimeDelta::days(1);
+
+    /// A verification created now under `policy` (its lifetime cut to
+    /// [`Self::LONGEST_LIFETIME`]), its first code being sent.
     pub fn start(
         to: PhoneNumber,
         channel: Channel,
@@ -267,7 +273,7 @@ impl Verification {
             max_checks: policy.max_checks,
             send_count: 1,
             max_sends: policy.max_sends,
-            expires_at: now + policy.lifetime,
+            expires_at: now + policy.lifetime.min(Self::LONGEST_LIFETIME),
             last_sent_at: now,
             created_at: now,
             risk: None,

@@ -137,6 +137,8 @@ macro_rules! store_conformance_tests {
             create_verification_stores_code_and_message_atomically,
             a_verification_keeps_the_transaction_its_codes_confirm,
             find_pending_ignores_expired_and_other_api_keys,
+            a_verification_started_almost_the_longest_lifetime_ago_is_still_found_pending,
+            concurrent_lookups_each_find_their_own_number_s_pending_verification,
             verifications_list_newest_first_per_api_key_with_filters_and_cursor,
             count_check_stops_at_max_checks,
             concurrent_count_checks_never_exceed_max,
@@ -1804,6 +1806,74 @@ pub async fn find_pending_ignores_expired_and_other_api_keys<S: StoreUnderTest>(
         store.find_pending(&alice(), "auth", now).await.unwrap(),
         None
     );
+}
+
+/// A store may look for a pending verification only among those whose ids were minted within
+/// the longest lifetime before `now` (PostgreSQL reads only their weeks): one started just
+/// within it, its id minted then, is still found until it expires.
+pub async fn a_verification_started_almost_the_longest_lifetime_ago_is_still_found_pending<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let started_at = t0() - Verification::LONGEST_LIFETIME + secs(60);
+    let policy = VerificationPolicy {
+        lifetime: Verification::LONGEST_LIFETIME,
+        ..VerificationPolicy::default()
+    };
+    let minted = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        u64::try_from(started_at.timestamp()).unwrap(),
+        0,
+    );
+    let started = Verification {
+        id: VerificationId::from_uuid(uuid::Uuid::new_v7(minted)),
+        ..Verification::start(alice(), Channel::Sms, "auth".into(), &policy, started_at)
+    };
+    create_verification(&store, &started, 1).await;
+
+    let found = store.find_pending(&alice(), "auth", t0()).await.unwrap();
+    assert_eq!(found.map(|found| found.id), Some(started.id));
+    assert_eq!(
+        store
+            .find_pending(&alice(), "auth", started.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Lookups that arrive together (PostgreSQL answers them in one statement) each get their own
+/// number's verification, or none.
+pub async fn concurrent_lookups_each_find_their_own_number_s_pending_verification<
+    S: StoreUnderTest,
+>(
+    store: S,
+) {
+    let number = |n: u32| phone(&format!("+4477009{n:05}"));
+    let mut started = Vec::new();
+    for n in (0..20).step_by(2) {
+        let verification = Verification {
+            to: number(n),
+            ..verification(t0())
+        };
+        create_verification(&store, &verification, 1).await;
+        started.push((n, verification.id));
+    }
+    let lookups: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let found = store.find_pending(&number(n), "auth", t0() + secs(1)).await;
+                (n, found.unwrap().map(|found| found.id))
+            })
+        })
+        .collect();
+    for lookup in lookups {
+        let (n, found) = lookup.await.unwrap();
+        let expected = started.iter().find(|(m, _)| *m == n).map(|(_, id)| *id);
+        assert_eq!(found, expected, "the lookup of number {n}");
+    }
 }
 
 pub async fn count_check_stops_at_max_checks<S: StoreUnderTest>(store: S) {
