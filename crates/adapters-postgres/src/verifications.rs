@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     CodeHash, Message, MessageId, NewMessage, PhoneNumber, Transaction, Verification,
-    VerificationId, VerificationPolicy, VerificationStatus,
+    VerificationId, VerificationStatus,
 };
 use ports::params::{self, Param};
 use ports::{
@@ -167,10 +167,6 @@ impl BatchWrite for Creates {
 fn transaction_part(create: &Create, part: fn(&Transaction) -> &str) -> Option<&str> {
     create.verification.transaction.as_ref().map(part)
 }
-
-/// How far back in ids `find_pending` looks, in seconds: a verification's longest life and a
-/// day.
-const PENDING_SEARCHED_SECONDS: i64 = VerificationPolicy::MAX_LIFETIME.num_seconds() + 86_400;
 
 /// One check to count.
 pub(crate) struct Check {
@@ -345,25 +341,15 @@ impl VerificationStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Verification>, StoreError> {
         let mut connection = self.hot.acquire().await?;
-        // Only the weeks of ids minted within a verification's longest life (and a day for
-        // the clocks of the instances and the database to differ) can hold one still pending:
-        // without the bound, every week of verifications is searched (docs/performance.md,
-        // "The history figures"). The bound is the database's `now()`, whose value the planner
-        // leaves to each execution's start: a prepared statement keeps one plan and prunes the
-        // older weeks as it starts, where a bound given as a value would be planned anew each
-        // time. Ids are minted from the instances' clocks, as `now()` is the database's, even
-        // where the use cases' `Clock` is another (the tests').
         let pending = query(
             r#"SELECT * FROM verifications
                WHERE "to" = $1 AND api_key = $2 AND status = 'pending' AND expires_at > $3
-                 AND id >= sms_notify_uuid_at(now() - make_interval(secs => $4))
                ORDER BY created_at DESC
                LIMIT 1"#,
             &[
                 Param::text(to.as_str()),
                 Param::text(api_key),
                 Param::time(now),
-                Param::Integer(Some(PENDING_SEARCHED_SECONDS)),
             ],
         );
         let pending = optional(pending, &mut *connection, rows::verification).await?;

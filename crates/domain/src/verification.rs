@@ -175,12 +175,6 @@ pub struct VerificationPolicy {
     pub resend_interval: TimeDelta,
 }
 
-impl VerificationPolicy {
-    /// The longest a verification may live (`VERIFY_TTL_SECONDS` is refused above it): a
-    /// store may take a pending verification for one started within it.
-    pub const MAX_LIFETIME: TimeDelta = TimeDelta::days(1);
-}
-
 impl Default for VerificationPolicy {
     fn default() -> Self {
         Self {

@@ -310,11 +310,7 @@ impl Config {
                     .map_err(|error| ConfigError::new("VERIFY_CODE_LENGTH", error.to_string()))?,
                 None => CodeLength::default(),
             },
-            lifetime: env.seconds(
-                "VERIFY_TTL_SECONDS",
-                600,
-                VerificationPolicy::MAX_LIFETIME.num_seconds(),
-            )?,
+            lifetime: env.seconds("VERIFY_TTL_SECONDS", 600, DAY_SECONDS)?,
             max_checks: env.positive("VERIFY_MAX_CHECKS", 5)?,
             max_sends: env.positive("VERIFY_MAX_SENDS", 5)?,
             resend_interval: env.seconds("VERIFY_RESEND_INTERVAL_SECONDS", 30, DAY_SECONDS)?,
