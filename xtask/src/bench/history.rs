@@ -456,11 +456,19 @@ impl Bench {
         >,
     {
         let before = self.figures.len();
-        scenario(self).await?;
+        self.after_start_jobs = true;
+        let on_empty = scenario(self).await;
         let empty: Vec<Figure> = self.figures.drain(before..).collect();
-        self.shared_store = Some(shared_url.to_owned());
-        let on_history = scenario(self).await;
-        self.shared_store = None;
+        let on_history = match on_empty {
+            Ok(_) => {
+                self.shared_store = Some(shared_url.to_owned());
+                let on_history = scenario(self).await;
+                self.shared_store = None;
+                on_history
+            }
+            Err(error) => Err(error),
+        };
+        self.after_start_jobs = false;
         on_history?;
         let history: Vec<Figure> = self.figures.drain(before..).collect();
         // Another scenario's verification to the same number would reuse it (and wait for its
@@ -835,14 +843,14 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// What a retention run removed, as its log line says.
-struct Retained {
+pub(super) struct Retained {
     messages: u64,
     verifications: u64,
 }
 
 /// Waits until the service logging to `log` says its retention run finished, and answers what
 /// it removed. The log is read as it grows (the load beside it writes a line per message).
-async fn wait_for_retention(log: &Path, patience: Duration) -> anyhow::Result<Retained> {
+pub(super) async fn wait_for_retention(log: &Path, patience: Duration) -> anyhow::Result<Retained> {
     use std::io::{Read as _, Seek as _, SeekFrom};
     let deadline = Instant::now() + patience;
     let mut read = 0;
