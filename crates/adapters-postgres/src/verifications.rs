@@ -17,6 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection as _, PgConnection, Row as _};
 use store_batch::BatchWrite;
 use tracing::instrument;
+use uuid::Uuid;
 
 use crate::connections::Connections;
 use crate::fraud::log_decision_on;
@@ -332,6 +333,15 @@ impl VerificationStore for PgStore {
             &[Param::id(id.as_uuid())],
         );
         optional(get, &self.pool, rows::verification).await
+    }
+
+    async fn get_many(&self, ids: &[VerificationId]) -> Result<Vec<Verification>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uuids: Vec<Uuid> = ids.iter().map(VerificationId::as_uuid).collect();
+        let found = sqlx::query("SELECT * FROM verifications WHERE id = ANY($1)").bind(uuids);
+        all(found, &self.pool, rows::verification).await
     }
 
     async fn find_pending(
