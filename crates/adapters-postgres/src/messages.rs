@@ -11,7 +11,7 @@ use domain::{
 use ports::params::{self, Param};
 use ports::{
     rows, stored_queued, ClaimBudget, ClaimToken, Claimed, DeliveryUpdate, DispatchOutcome,
-    Enqueued, Finish, MessageStore, StoreError,
+    Enqueued, Finish, MessageReports as _, MessageStore, StoreError,
 };
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::QueryScalar;
@@ -345,6 +345,20 @@ impl MessageStore for PgStore {
             &[Param::id(id.as_uuid())],
         );
         all(attempts, &self.pool, rows::attempt).await
+    }
+
+    async fn get_with_attempts(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(Message, Vec<Attempt>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uuids: Vec<Uuid> = ids.iter().map(MessageId::as_uuid).collect();
+        let messages = sqlx::query("SELECT * FROM messages WHERE id = ANY($1)").bind(uuids);
+        let messages = all(messages, &self.pool, rows::message).await?;
+        let attempts = self.attempts_of(ids).await?;
+        Ok(rows::with_attempts(messages, attempts))
     }
 
     #[instrument(level = "debug", skip_all, fields(limit = budget.limit))]

@@ -415,6 +415,15 @@ impl VerificationStore for PgStore {
         optional(get, &self.pool, rows::verification).await
     }
 
+    async fn get_many(&self, ids: &[VerificationId]) -> Result<Vec<Verification>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uuids: Vec<Uuid> = ids.iter().map(VerificationId::as_uuid).collect();
+        let found = sqlx::query("SELECT * FROM verifications WHERE id = ANY($1)").bind(uuids);
+        all(found, &self.pool, rows::verification).await
+    }
+
     async fn find_pending(
         &self,
         to: &PhoneNumber,

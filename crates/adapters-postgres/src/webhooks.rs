@@ -302,6 +302,19 @@ impl WebhookStore for PgStore {
         optional(found, &self.pool, rows::logged_decision).await
     }
 
+    async fn logged_decisions(&self, ids: &[Uuid]) -> Result<Vec<LoggedDecision>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(
+            r#"SELECT id, at, "to", api_key, client_ip, user_id, trusted, verification_id, action,
+                    reasons::text AS reasons
+             FROM fraud_decisions WHERE id = ANY($1)"#,
+        )
+        .bind(ids.to_vec());
+        all(found, &self.pool, rows::logged_decision).await
+    }
+
     async fn events_of(&self, object_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
         let found = query(
             "SELECT * FROM webhook_events WHERE object_id = $1 ORDER BY sequence",

@@ -11,7 +11,7 @@ use domain::{
 use ports::params::{self, Param};
 use ports::{
     rows, stored_queued, ClaimBudget, ClaimToken, Claimed, DeliveryUpdate, DispatchOutcome,
-    Enqueued, Finish, MessageStore, StoreError,
+    Enqueued, Finish, MessageReports as _, MessageStore, StoreError,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
@@ -324,6 +324,21 @@ impl MessageStore for SqliteStore {
             &[Param::id(id.as_uuid())],
         );
         all(attempts, &self.pool, rows::attempt).await
+    }
+
+    async fn get_with_attempts(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(Message, Vec<Attempt>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages =
+            sqlx::query("SELECT * FROM messages WHERE id IN (SELECT value FROM json_each($1))")
+                .bind(json_ids(ids));
+        let messages = all(messages, &self.pool, rows::message).await?;
+        let attempts = self.attempts_of(ids).await?;
+        Ok(rows::with_attempts(messages, attempts))
     }
 
     #[instrument(level = "debug", skip_all, fields(limit = budget.limit))]

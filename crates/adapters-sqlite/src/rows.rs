@@ -44,9 +44,14 @@ fn file_unavailable(answer: &dyn sqlx::error::DatabaseError) -> bool {
 /// Message ids as one JSON array, bound once and read with `json_each` rather than a statement
 /// per list length.
 pub(crate) fn json_ids(ids: &[MessageId]) -> String {
+    json_uuids(ids.iter().map(MessageId::as_uuid))
+}
+
+/// Ids of any kind as [`json_ids`] binds them.
+pub(crate) fn json_uuids(ids: impl IntoIterator<Item = Uuid>) -> String {
     serde_json::Value::from(
-        ids.iter()
-            .map(|id| id.as_uuid().hyphenated().to_string())
+        ids.into_iter()
+            .map(|id| id.hyphenated().to_string())
             .collect::<Vec<_>>(),
     )
     .to_string()

@@ -13,7 +13,7 @@ use tracing::instrument;
 
 use crate::fraud::log_decision_on;
 use crate::messages::insert_code_message;
-use crate::rows::{all, execute, micros, optional, query, store_error};
+use crate::rows::{all, execute, json_uuids, micros, optional, query, store_error};
 use crate::SqliteStore;
 
 /// Stores a code with the message that carries it (a verification's attempts show which
@@ -94,6 +94,17 @@ impl VerificationStore for SqliteStore {
             &[Param::id(id.as_uuid())],
         );
         optional(get, &self.pool, rows::verification).await
+    }
+
+    async fn get_many(&self, ids: &[VerificationId]) -> Result<Vec<Verification>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(
+            "SELECT * FROM verifications WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(json_uuids(ids.iter().map(VerificationId::as_uuid)));
+        all(found, &self.pool, rows::verification).await
     }
 
     async fn find_pending(

@@ -15,7 +15,7 @@ use ports::{
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::rows::{all, execute, instant, micros, optional, query, store_error};
+use crate::rows::{all, execute, instant, json_uuids, micros, optional, query, store_error};
 use crate::SqliteStore;
 
 const ENDPOINT_COLUMNS: &str = "id, api_key, url, description, events, secret, previous_secret, \
@@ -310,6 +310,17 @@ impl WebhookStore for SqliteStore {
             &[Param::id(id)],
         );
         optional(found, &self.pool, rows::logged_decision).await
+    }
+
+    async fn logged_decisions(&self, ids: &[Uuid]) -> Result<Vec<LoggedDecision>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(
+            "SELECT * FROM fraud_decisions WHERE id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(json_uuids(ids.iter().copied()));
+        all(found, &self.pool, rows::logged_decision).await
     }
 
     async fn events_of(&self, object_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {

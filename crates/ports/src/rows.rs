@@ -208,6 +208,26 @@ pub fn message_attempt(row: &impl StoredRow) -> Result<(MessageId, Attempt), Sto
     Ok((MessageId::from_uuid(message_id), attempt(row)?))
 }
 
+/// Each message with its own attempts, from the rows of `messages` and of `message_attempts`
+/// (in their order) read for the same ids.
+pub fn with_attempts(
+    messages: Vec<Message>,
+    attempts: Vec<(MessageId, Attempt)>,
+) -> Vec<(Message, Vec<Attempt>)> {
+    let mut by_message: std::collections::HashMap<MessageId, Vec<Attempt>> =
+        std::collections::HashMap::with_capacity(messages.len());
+    for (id, attempt) in attempts {
+        by_message.entry(id).or_default().push(attempt);
+    }
+    messages
+        .into_iter()
+        .map(|message| {
+            let own = by_message.remove(&message.id).unwrap_or_default();
+            (message, own)
+        })
+        .collect()
+}
+
 /// A row of `verifications`.
 pub fn verification(row: &impl StoredRow) -> Result<Verification, StoreError> {
     let v = Columns::of(row, "verifications");

@@ -298,6 +298,13 @@ pub trait MessageStore: Send + Sync {
     /// The attempts made for a message, oldest first.
     async fn attempts(&self, id: MessageId) -> Result<Vec<Attempt>, StoreError>;
 
+    /// Those of `ids` that exist (in no order), each with its attempts oldest first: a batch's
+    /// objects read in a fixed number of questions, not two per message.
+    async fn get_with_attempts(
+        &self,
+        ids: &[MessageId],
+    ) -> Result<Vec<(Message, Vec<Attempt>)>, StoreError>;
+
     /// Claims up to `limit` messages due at `now`: `queued` ones whose next attempt is due, and
     /// `sending` ones whose lease has run out (their worker died). Highest priority first, then
     /// oldest. Each claimed message is `sending`, leased until `now + lease`, and its attempt
@@ -440,6 +447,9 @@ pub trait VerificationStore: Send + Sync {
     ) -> Result<Message, StoreError>;
 
     async fn get(&self, id: VerificationId) -> Result<Option<Verification>, StoreError>;
+
+    /// Those of `ids` that exist, in no order, in one question.
+    async fn get_many(&self, ids: &[VerificationId]) -> Result<Vec<Verification>, StoreError>;
 
     /// Up to `filter.limit` of an API key's verifications, newest first (then by id, highest
     /// first), after `filter.before`.

@@ -187,6 +187,7 @@ macro_rules! store_conformance_tests {
             a_replay_queues_again_every_event_since_a_time,
             an_erased_numbers_messages_take_their_events_with_them,
             an_endpoints_failing_deliveries_are_listed_with_their_last_answer,
+            an_events_objects_read_many_at_once_are_each_as_read_alone,
             a_reservation_is_given_back_when_its_message_ends_unsent_and_kept_when_sent,
             concurrent_reservations_and_give_backs_never_pass_the_cap,
             // MessageReports, StoreHealth

@@ -216,6 +216,9 @@ pub trait WebhookStore: Send + Sync {
     /// The fraud guard's logged decision, the object of a `verification.blocked` event.
     async fn logged_decision(&self, id: Uuid) -> Result<Option<LoggedDecision>, StoreError>;
 
+    /// Those of the logged decisions `ids` that exist, in no order, in one question.
+    async fn logged_decisions(&self, ids: &[Uuid]) -> Result<Vec<LoggedDecision>, StoreError>;
+
     /// The events of an object, oldest first.
     async fn events_of(&self, object_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
 

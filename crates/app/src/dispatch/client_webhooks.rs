@@ -11,21 +11,26 @@
 //! and is the safety net. It claims only as many deliveries as it has room to send, and claims
 //! again as sends end, so that one slow endpoint holds up no other.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::webhook::{is_public_address, EventType};
+use domain::webhook::{is_public_address, EventId, EventType};
+use domain::{Attempt, Message, MessageId, Verification, VerificationId};
 use hmac::{Hmac, Mac};
 use ports::{
-    ClaimedDelivery, Clock, DeliveryAnswer, DeliveryResult, MessageStore, StoreError, StoredEvent,
-    VerificationStore, WebhookStore,
+    ClaimedDelivery, Clock, DeliveryAnswer, DeliveryResult, LoggedDecision, MessageStore,
+    StoreError, StoredEvent, VerificationStore, WebhookStore,
 };
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
 use super::backoff::Backoff;
 use crate::http::{event_data, EventObject};
@@ -232,13 +237,15 @@ impl WebhookDeliverer {
             .claim_deliveries(now, BATCH, LEASE)
             .await?;
         let count = claimed.len();
+        let rendered = self.inner.render_claimed(&claimed).await;
         for delivery in claimed {
             let Some(permit) = permits.split(1) else {
                 break;
             };
+            let data = rendered.get(&delivery.event.id).cloned();
             let inner = self.inner.clone();
             sends.spawn(async move {
-                inner.deliver(delivery).await;
+                inner.deliver(delivery, data).await;
                 drop(permit);
             });
         }
@@ -280,10 +287,12 @@ impl WebhookDeliverer {
             .claim_deliveries(now, BATCH, LEASE)
             .await?;
         let count = claimed.len();
+        let rendered = self.inner.render_claimed(&claimed).await;
         let mut sends = JoinSet::new();
         for delivery in claimed {
+            let data = rendered.get(&delivery.event.id).cloned();
             let inner = self.inner.clone();
-            sends.spawn(async move { inner.deliver(delivery).await });
+            sends.spawn(async move { inner.deliver(delivery, data).await });
         }
         while sends.join_next().await.is_some() {}
         Ok(count)
@@ -311,7 +320,7 @@ impl Inner {
         event = %delivery.event.kind,
         attempt = delivery.attempt,
     ))]
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    async fn deliver(&self, delivery: ClaimedDelivery, rendered: Option<String>) {
         let event_name = delivery.event.kind.as_str();
         // A trace of its own, linked to the send the event tells of.
         if traces::exporting() && delivery.event.kind.is_about_a_message() {
@@ -320,7 +329,7 @@ impl Inner {
                 traces::link_to_send(self.messages.as_ref(), &message).await;
             }
         }
-        let body = match self.payload(&delivery.event).await {
+        let body = match self.payload(&delivery.event, rendered).await {
             Ok(body) => body,
             Err(error) => {
                 // Held until its lease lapses, then tried again.
@@ -517,53 +526,160 @@ impl Inner {
     }
 
     /// The event's body: its envelope around its data, rendered once and kept, so that every
-    /// delivery and replay of it carries the same data.
-    async fn payload(&self, event: &StoredEvent) -> Result<String, ports::StoreError> {
-        let data = match &event.data {
-            Some(data) => data.clone(),
-            None => {
-                let rendered = event_data(event, self.object_of(event).await?).to_string();
-                self.webhooks.keep_event_data(event.id, &rendered).await?
-            }
+    /// delivery and replay of it carries the same data. `rendered` is its data rendered with
+    /// its batch when none was kept before (`None`: rendered here, alone).
+    async fn payload(
+        &self,
+        event: &StoredEvent,
+        rendered: Option<String>,
+    ) -> Result<String, StoreError> {
+        if let Some(kept) = &event.data {
+            return envelope(event, kept);
+        }
+        let rendered = match rendered {
+            Some(rendered) => rendered,
+            None => self.objects_of(&[event]).await?.data(event),
         };
-        let data: serde_json::Value = serde_json::from_str(&data)
-            .map_err(|error| ports::StoreError::Corrupt(format!("webhook_events.data: {error}")))?;
-        Ok(serde_json::json!({
-            "id": event.id,
-            "type": event.kind,
-            "created_at": event.created_at,
-            "sequence": event.sequence,
-            "data": data,
-        })
-        .to_string())
+        let kept = self.webhooks.keep_event_data(event.id, &rendered).await?;
+        envelope(event, &kept)
     }
 
-    async fn object_of(&self, event: &StoredEvent) -> Result<EventObject, ports::StoreError> {
-        let id = event.object_id;
-        Ok(match event.kind {
-            kind if kind.is_about_a_message() => {
-                let message_id = domain::MessageId::from_uuid(id);
-                match self.messages.get(message_id).await? {
-                    Some(message) => {
-                        let attempts = self.messages.attempts(message_id).await?;
-                        EventObject::Message(Box::new(message), attempts)
-                    }
-                    None => EventObject::Gone,
-                }
+    /// The data of the claimed deliveries' events that have none kept, by event; none when
+    /// their objects cannot be read (each delivery then tries alone).
+    async fn render_claimed(&self, claimed: &[ClaimedDelivery]) -> HashMap<EventId, String> {
+        let unrendered: Vec<&StoredEvent> = claimed
+            .iter()
+            .map(|delivery| &delivery.event)
+            .filter(|event| event.data.is_none())
+            .collect();
+        if unrendered.is_empty() {
+            return HashMap::new();
+        }
+        match self.objects_of(&unrendered).await {
+            Ok(objects) => unrendered
+                .into_iter()
+                .map(|event| (event.id, objects.data(event)))
+                .collect(),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the objects of a batch of webhook events");
+                HashMap::new()
             }
-            EventType::VerificationBlocked => match self.webhooks.logged_decision(id).await? {
-                Some(decision) => EventObject::Decision(decision),
-                None => EventObject::Gone,
-            },
-            _ => {
-                let verification_id = domain::VerificationId::from_uuid(id);
-                match self.verifications.get(verification_id).await? {
-                    Some(verification) => EventObject::Verification(verification),
-                    None => EventObject::Gone,
-                }
-            }
-        })
+        }
     }
+
+    /// The objects of `events`, in one question per kind (two for messages and their
+    /// attempts) for them all, not one or two per event.
+    async fn objects_of(&self, events: &[&StoredEvent]) -> Result<Objects, StoreError> {
+        let mut message_ids = Vec::new();
+        let mut verification_ids = Vec::new();
+        let mut decision_ids = Vec::new();
+        for event in events {
+            match ObjectKind::of(event.kind) {
+                ObjectKind::Message => message_ids.push(MessageId::from_uuid(event.object_id)),
+                ObjectKind::Decision => decision_ids.push(event.object_id),
+                ObjectKind::Verification => {
+                    verification_ids.push(VerificationId::from_uuid(event.object_id));
+                }
+            }
+        }
+        let mut objects = Objects::default();
+        if !message_ids.is_empty() {
+            for (message, attempts) in self.messages.get_with_attempts(&message_ids).await? {
+                objects
+                    .messages
+                    .insert(message.id.as_uuid(), (message, attempts));
+            }
+        }
+        if !verification_ids.is_empty() {
+            for verification in self.verifications.get_many(&verification_ids).await? {
+                objects
+                    .verifications
+                    .insert(verification.id.as_uuid(), verification);
+            }
+        }
+        if !decision_ids.is_empty() {
+            for decision in self.webhooks.logged_decisions(&decision_ids).await? {
+                objects.decisions.insert(decision.id, decision);
+            }
+        }
+        Ok(objects)
+    }
+}
+
+/// The objects of a batch's events, by id, read once for them all.
+#[derive(Default)]
+struct Objects {
+    messages: HashMap<Uuid, (Message, Vec<Attempt>)>,
+    verifications: HashMap<Uuid, Verification>,
+    decisions: HashMap<Uuid, LoggedDecision>,
+}
+
+impl Objects {
+    /// `event`'s data, from its object as read (`Gone` when it no longer exists). An object
+    /// may be the object of several events of a batch (a message sent, then delivered): each
+    /// renders from its own copy.
+    fn data(&self, event: &StoredEvent) -> String {
+        let id = event.object_id;
+        let object = match ObjectKind::of(event.kind) {
+            ObjectKind::Message => self.messages.get(&id).map(|(message, attempts)| {
+                EventObject::Message(Box::new(message.clone()), attempts.clone())
+            }),
+            ObjectKind::Verification => self
+                .verifications
+                .get(&id)
+                .cloned()
+                .map(EventObject::Verification),
+            ObjectKind::Decision => self.decisions.get(&id).cloned().map(EventObject::Decision),
+        };
+        event_data(event, object.unwrap_or(EventObject::Gone)).to_string()
+    }
+}
+
+/// What an event's data is rendered from, by the event's type.
+enum ObjectKind {
+    Message,
+    Verification,
+    Decision,
+}
+
+impl ObjectKind {
+    fn of(kind: EventType) -> Self {
+        if kind.is_about_a_message() {
+            Self::Message
+        } else if kind == EventType::VerificationBlocked {
+            Self::Decision
+        } else {
+            Self::Verification
+        }
+    }
+}
+
+/// The fields of an event's body, in the order a receiver has always had them in (a
+/// `serde_json` map's, sorted by name). `data` is spliced in as kept, never parsed into a
+/// value and written again.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    created_at: DateTime<Utc>,
+    data: &'a RawValue,
+    id: EventId,
+    sequence: u64,
+    #[serde(rename = "type")]
+    kind: EventType,
+}
+
+/// The body of `event` around its kept `data`; kept data that is not JSON is corrupt.
+fn envelope(event: &StoredEvent, data: &str) -> Result<String, StoreError> {
+    let corrupt =
+        |error: serde_json::Error| StoreError::Corrupt(format!("webhook_events.data: {error}"));
+    let data: &RawValue = serde_json::from_str(data).map_err(corrupt)?;
+    serde_json::to_string(&Envelope {
+        created_at: event.created_at,
+        data,
+        id: event.id,
+        sequence: event.sequence,
+        kind: event.kind,
+    })
+    .map_err(corrupt)
 }
 
 /// A reqwest error and its causes on one line, for the delivery's record.
@@ -595,5 +711,73 @@ mod tests {
             signature.as_deref(),
             Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
         );
+    }
+
+    #[test]
+    fn the_body_carries_the_kept_data_as_a_parsed_and_written_again_envelope_did() {
+        let event = StoredEvent {
+            id: EventId::generate(),
+            kind: EventType::MessageDelivered,
+            object_id: Uuid::new_v4(),
+            api_key: "shop".into(),
+            sequence: 2,
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            status: Some("delivered".into()),
+            error_code: None,
+            error_message: None,
+            price: None,
+            detail: None,
+            data: None,
+        };
+        let data = serde_json::json!({
+            "id": event.object_id,
+            "status": "delivered",
+            "to": "+3361***5678",
+            "body_note": "é \"quoted\" \u{1F600}",
+            "price": {"amount": "0.0075", "currency": "EUR"},
+            "segments": 2,
+            "ratio": 0.1,
+            "attempts": [{"number": 1, "error_code": null}],
+        })
+        .to_string();
+
+        let body = envelope(&event, &data).unwrap();
+
+        // As the deliverer rendered it before it spliced the data in.
+        let parsed: serde_json::Value = serde_json::from_str(&data).unwrap();
+        let before = serde_json::json!({
+            "id": event.id,
+            "type": event.kind,
+            "created_at": event.created_at,
+            "sequence": event.sequence,
+            "data": parsed,
+        })
+        .to_string();
+        assert_eq!(body, before);
+        assert!(body.starts_with(r#"{"created_at":"2025-11-24T"#), "{body}");
+    }
+
+    #[test]
+    fn kept_data_that_is_not_json_is_corrupt() {
+        let event = StoredEvent {
+            id: EventId::generate(),
+            kind: EventType::VerificationApproved,
+            object_id: Uuid::new_v4(),
+            api_key: "auth".into(),
+            sequence: 1,
+            created_at: Utc::now(),
+            status: None,
+            error_code: None,
+            error_message: None,
+            price: None,
+            detail: None,
+            data: None,
+        };
+        for data in ["", "{\"id\":", "{} trailing"] {
+            assert!(
+                matches!(envelope(&event, data), Err(StoreError::Corrupt(_))),
+                "{data:?}"
+            );
+        }
     }
 }

@@ -1,22 +1,26 @@
 //! Conformance of [`WebhookStore`]: endpoints kept per API key; an event and its deliveries
 //! written with the change they report (a conclusion, a message's status, a fraud block, an
 //! expiry noticed), only for endpoints receiving the type, numbered per object; deliveries
-//! claimed once under a lease, retried, finished only by their claim, and replayed.
+//! claimed once under a lease, retried, finished only by their claim, and replayed; the
+//! objects a batch of events is rendered from, read many at once as they read one by one.
 
 use std::time::Duration;
 
 use domain::fraud::{Action, Decision, Reason, ReasonCode};
 use domain::webhook::{EndpointId, EventType};
-use domain::{DeliveryEvent, MessageStatus, Verification, VerificationStatus};
+use domain::{
+    AttemptOutcome, DeliveryEvent, MessageId, MessageStatus, Verification, VerificationId,
+    VerificationStatus,
+};
 use uuid::Uuid;
 
 use super::{
-    claim_one, create_verification, enqueue_new, notification, phone, secs, t0, verification,
-    StoreUnderTest,
+    attempt, claim_one, create_verification, enqueue_new, notification, phone, retry_at, secs,
+    sent, t0, verification, StoreUnderTest,
 };
 use crate::{
-    ClaimedDelivery, DeliveryAnswer, DeliveryResult, DispatchOutcome, LoggedDecision, NewEvent,
-    VerificationStore, WebhookEndpoint,
+    ClaimedDelivery, DeliveryAnswer, DeliveryResult, DispatchOutcome, LoggedDecision, MessageStore,
+    NewEvent, VerificationStore, WebhookEndpoint,
 };
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -643,4 +647,104 @@ pub async fn an_endpoints_failing_deliveries_are_listed_with_their_last_answer<
         .await
         .unwrap()
         .is_empty());
+}
+
+pub async fn an_events_objects_read_many_at_once_are_each_as_read_alone<S: StoreUnderTest>(
+    store: S,
+) {
+    // A message tried twice and one never tried, then ids that name nothing.
+    let retried = enqueue_new(&store, notification(t0())).await;
+    let untried = enqueue_new(&store, notification(t0() + secs(1))).await;
+    let first = claim_one(&store, t0()).await;
+    assert_eq!(first.message.id, retried.id);
+    let failed = attempt(1, t0(), AttemptOutcome::RetryableError);
+    assert!(store
+        .finish(
+            first.claim,
+            retried.id,
+            Some(failed),
+            retry_at(t0() + secs(10)),
+            t0() + secs(1)
+        )
+        .await
+        .unwrap());
+    let second = claim_one(&store, t0() + secs(10)).await;
+    assert_eq!(second.message.id, retried.id);
+    let delivered = attempt(2, t0() + secs(10), AttemptOutcome::Sent);
+    assert!(store
+        .finish(
+            second.claim,
+            retried.id,
+            Some(delivered),
+            sent("SMmany"),
+            t0() + secs(11)
+        )
+        .await
+        .unwrap());
+
+    let mut read = store
+        .get_with_attempts(&[untried.id, MessageId::generate(), retried.id])
+        .await
+        .unwrap();
+    read.sort_by_key(|(message, _)| message.created_at);
+    let mut alone = Vec::new();
+    for id in [retried.id, untried.id] {
+        let message = MessageStore::get(&store, id).await.unwrap().unwrap();
+        alone.push((message, store.attempts(id).await.unwrap()));
+    }
+    assert_eq!(read, alone);
+    assert_eq!(read[0].1.len(), 2, "{read:?}");
+    assert!(read[1].1.is_empty(), "{read:?}");
+    assert_eq!(store.get_with_attempts(&[]).await.unwrap(), []);
+
+    let approved = verification(t0());
+    create_verification(&store, &approved, 1).await;
+    assert!(store
+        .conclude(approved.id, VerificationStatus::Approved, t0() + secs(30))
+        .await
+        .unwrap());
+    let pending = verification(t0() + secs(2));
+    create_verification(&store, &pending, 2).await;
+    let mut read = store
+        .get_many(&[pending.id, VerificationId::generate(), approved.id])
+        .await
+        .unwrap();
+    read.sort_by_key(|verification| verification.created_at);
+    let mut alone = Vec::new();
+    for id in [approved.id, pending.id] {
+        alone.push(VerificationStore::get(&store, id).await.unwrap().unwrap());
+    }
+    assert_eq!(read, alone);
+    assert_eq!(read[0].status, VerificationStatus::Approved);
+    assert_eq!(VerificationStore::get_many(&store, &[]).await.unwrap(), []);
+
+    let decision = |action, at| LoggedDecision {
+        id: Uuid::new_v4(),
+        at: t0() + secs(at),
+        to: phone("+449012345678"),
+        api_key: "auth".into(),
+        client_ip: Some("203.0.113.9".into()),
+        user_id: Some("user-7".into()),
+        trusted: false,
+        verification_id: Some(approved.id),
+        decision: Decision {
+            action,
+            reasons: vec![Reason::new(
+                ReasonCode::LineType,
+                "premium_rate numbers are refused",
+            )],
+        },
+    };
+    let blocked = decision(Action::Block, 5);
+    let monitored = decision(Action::Monitor, 6);
+    for logged in [&blocked, &monitored] {
+        store.log_decision(logged).await.unwrap();
+    }
+    let mut read = store
+        .logged_decisions(&[monitored.id, Uuid::new_v4(), blocked.id])
+        .await
+        .unwrap();
+    read.sort_by_key(|decision| decision.at);
+    assert_eq!(read, [blocked, monitored]);
+    assert_eq!(store.logged_decisions(&[]).await.unwrap(), []);
 }
