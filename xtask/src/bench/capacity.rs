@@ -330,23 +330,7 @@ async fn prepare(
     workload: Workload,
 ) -> anyhow::Result<Requests> {
     let mut connection = load::Connection::new(&service.target);
-    let mut pending = Vec::new();
-    for n in 0..workload.pending {
-        let (status, body) = connection.post(&verification_call(n)).await?;
-        if !status.is_success() {
-            bail!(
-                "starting a verification answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let verification: serde_json::Value = serde_json::from_slice(&body)?;
-        pending.push(
-            verification["id"]
-                .as_str()
-                .context("a verification without an id")?
-                .to_owned(),
-        );
-    }
+    let pending = super::start_verifications(&mut connection, workload.pending).await?;
     let sent = load::fill(
         &service.target,
         CONNECTIONS_PER_KIND,

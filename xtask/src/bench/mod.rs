@@ -563,23 +563,7 @@ impl Bench {
         let overrides = [("VERIFY_MAX_CHECKS", "1000000000".to_owned())];
         let (_fresh, service) = self.start(store, "checks", &twilio, &overrides).await?;
         let mut connection = load::Connection::new(&service.target);
-        let mut ids = Vec::new();
-        for n in 0..VERIFICATIONS {
-            let (status, body) = connection.post(&verification_call(n)).await?;
-            if !status.is_success() {
-                bail!(
-                    "starting a verification answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            let verification: serde_json::Value = serde_json::from_slice(&body)?;
-            ids.push(
-                verification["id"]
-                    .as_str()
-                    .context("a verification without an id")?
-                    .to_owned(),
-            );
-        }
+        let ids = start_verifications(&mut connection, VERIFICATIONS).await?;
         let ids: Arc<[String]> = ids.into();
         let make: MakeCall = Arc::new(move |n| Call {
             path: format!(
@@ -1046,6 +1030,32 @@ fn message_call(n: u64) -> Call {
         .to_string(),
         twilio_signature: None,
     }
+}
+
+/// Starts `count` verifications one after the other (numbers as [`verification_call`] makes
+/// them) and answers their ids.
+async fn start_verifications(
+    connection: &mut load::Connection,
+    count: u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let (status, body) = connection.post(&verification_call(n)).await?;
+        if !status.is_success() {
+            bail!(
+                "starting a verification answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let verification: serde_json::Value = serde_json::from_slice(&body)?;
+        ids.push(
+            verification["id"]
+                .as_str()
+                .context("a verification without an id")?
+                .to_owned(),
+        );
+    }
+    Ok(ids)
 }
 
 fn verification_call(n: u64) -> Call {
