@@ -89,7 +89,7 @@ pub(super) fn parse_e164(digits: &str) -> Result<Parsed, AskTheLibrary> {
     })
 }
 
-/// The region a calling code's main country, or its first region: where a number of a shared
+/// A calling code's main country, or its first region: where a number of a shared
 /// code that matches no region's patterns is attributed (North America's to the US).
 pub(super) fn main_region(calling_code: u16) -> Option<String> {
     DATABASE.by_code(&calling_code).and_then(|regions| {
