@@ -100,7 +100,7 @@ impl Requests {
                         "/v1/verifications/{}/check",
                         pending[((first + n) % pending.len() as u64) as usize]
                     ),
-                    // Wrong (but for one chance in a million), as figure 3's.
+                    // Wrong (but for one chance in a million), as the checks' scenario sends.
                     body: json!({"code": "000000"}).to_string(),
                     twilio_signature: None,
                 })

@@ -37,8 +37,8 @@ const ADMIN_KEY: &str = "bench-admin-0123456789abcdef";
 /// Runs of each report: a median of three, or one in the smoke run (a report the service gives
 /// up on takes its whole request timeout).
 const REPORT_RUNS: usize = 3;
-/// The open-loop rate of the retention run: figure 1's, or what the debug build of `--quick`
-/// serves without queueing on a busy machine.
+/// The open-loop rate of the retention run: the accepted-messages latency run's, or what the
+/// debug build of `--quick` serves without queueing on a busy machine.
 const RETENTION_LOAD_RATE: f64 = LATENCY_RATE;
 const QUICK_RETENTION_LOAD_RATE: f64 = 200.0;
 /// The share of empty's value the history's may lose (rates) or add (times).
@@ -147,7 +147,7 @@ impl Bench {
             "{} messages (codes of the verifications among them) with their attempts, receipts and idempotency keys, {} verifications with their codes, over {SPAN_DAYS} days of weekly partitions ({database_size}); SQL generate_series, rows first and indexes built after, two sessions at a time",
             size.messages, size.verifications
         );
-        // Under figure 9, or 10 when only that one runs.
+        // Reported with the reports' figure, or with the history-cost one when only that runs.
         let number = if self.plan.only == Some(10) { 10 } else { 9 };
         self.figure(
             number,
