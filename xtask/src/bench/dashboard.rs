@@ -1,4 +1,4 @@
-//! Figure 9's dashboard pages (issue 21 item 4): every page an operator opens, timed on the
+//! The dashboard pages beside the reports' figure: every page an operator opens, timed on the
 //! history dataset the way a browser asks for it, with the session cookie the login form sets.
 //! A page that reads raw rows in a way that grows with history shows here, not on the empty
 //! database of the dashboard's tests.

@@ -1,4 +1,4 @@
-//! Figure 11: client webhook events as a fast local receiver sees them (issue 20 item 6): how
+//! The client events' figure: webhook events as a fast local receiver sees them: how
 //! many events one instance delivers per second, and how long an event takes at idle from the
 //! change it reports to the receiver. The receiver answers `204` at once and notes when each
 //! post arrived; the endpoint is plain `http` on loopback (`WEBHOOK_ALLOW_PRIVATE=true`).

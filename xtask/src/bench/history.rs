@@ -304,7 +304,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Figure 10: figures 1, 2, 3 and 5's scenarios on an empty database, then on the
+    /// The history-cost figure: the accepted-messages, verifications, checks and time-to-provider
+    /// scenarios on an empty database, then on the
     /// dataset, each pair side by side with its ratio.
     async fn costs_beside_empty(&mut self, dataset: &Dataset) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
