@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+// jemalloc rather than glibc's malloc: the service allocates and frees across its worker
+// threads all the time, and glibc's arenas spent a large share of its CPU on that; mimalloc
+// spent as little but held much more memory idle (docs/performance.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "\
 sms-notify-server: the sms-notify service (HTTP API, dispatcher, status callbacks)
 
