@@ -15,7 +15,7 @@ use ports::{
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::rollups::{started_sql, timed_sql, DELIVERED, PRICED};
+use crate::rollups::{delivered_sql, priced_sql, started_sql, timed_sql};
 use crate::rows::{all, one, query, store_error};
 use crate::PgStore;
 
@@ -174,7 +174,7 @@ impl PgStore {
             .await?;
         let params = split_params(&split, api_key, by_prefix);
         let latencies = format!(
-            "WITH started AS ({started}), {DELIVERED}, {timed} \
+            "WITH started AS ({started}), {delivered}, {timed} \
              SELECT key, latency, bucket, sum(count)::bigint AS count FROM ( \
                  SELECT {key} AS key, latency, {bucket} AS bucket, 1::bigint AS count \
                  FROM timed \
@@ -182,6 +182,7 @@ impl PgStore {
                  SELECT {key}, latency, bucket, count FROM {rollups} \
              ) AS timed GROUP BY 1, 2, 3 HAVING sum(count) <> 0",
             started = started_raw(),
+            delivered = delivered_sql(),
             timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
             rollups = conversion_rollups("conversion_latency_rollups"),
@@ -194,13 +195,14 @@ impl PgStore {
         .await?;
         // Summed exactly as the usage report sums the same prices.
         let costs = format!(
-            "WITH started AS ({started}), {PRICED} \
+            "WITH started AS ({started}), {priced} \
              SELECT key, currency, round(sum(cost) * {units})::text AS units FROM ( \
                  SELECT {key} AS key, currency, cost FROM priced \
                  UNION ALL \
                  SELECT {key}, currency, cost FROM {rollups} \
              ) AS costs GROUP BY 1, 2",
             started = started_raw(),
+            priced = priced_sql(),
             units = Amount::UNITS_PER_WHOLE,
             rollups = conversion_rollups("conversion_cost_rollups"),
         );

@@ -54,22 +54,54 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
 }
 
 /// The verifications `filter` (a condition on `v`) selects, each with what the conversion
-/// report groups it by and how many of its codes a provider accepted.
+/// report groups it by, how many of its codes a provider accepted, and the ids its messages can
+/// have (between the times `messages_from` and `messages_until`). Their messages are read once for all of them, only
+/// from the weeks those ids span: a lookup per verification would open every week's partition
+/// for each one, which made folding months of history take most of an hour.
 pub(crate) fn started_sql(filter: &str) -> String {
     format!(
         r#"
+    WITH chosen AS MATERIALIZED (
+        SELECT v.*, {from} AS messages_from, {until} AS messages_until
+        FROM verifications v WHERE {filter}
+    ),
+    codes AS (
+        SELECT m.verification_id,
+               (array_agg(m.country ORDER BY m.created_at))[1] AS country,
+               (array_agg(m.provider ORDER BY m.created_at)
+                    FILTER (WHERE m.provider IS NOT NULL))[1] AS provider,
+               count(*) FILTER (WHERE m.status IN ({accepted})) AS codes
+        FROM messages m
+        WHERE m.verification_id IN (SELECT id FROM chosen) AND {in_range}
+        GROUP BY m.verification_id
+    )
     SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
            substr(v."to", 1, greatest(length(v."to") - 5, 2)) AS prefix,
-           (SELECT m.country FROM messages m WHERE m.verification_id = v.id
-            ORDER BY m.created_at LIMIT 1) AS country,
-           (SELECT m.provider FROM messages m
-            WHERE m.verification_id = v.id AND m.provider IS NOT NULL
-            ORDER BY m.created_at LIMIT 1) AS provider,
-           (SELECT count(*) FROM messages m
-            WHERE m.verification_id = v.id AND m.status IN ({accepted})) AS codes
-    FROM verifications v
-    WHERE {filter}"#,
+           c.country, c.provider, coalesce(c.codes, 0) AS codes,
+           v.messages_from, v.messages_until
+    FROM chosen v LEFT JOIN codes c ON c.verification_id = v.id"#,
         accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
+        in_range = messages_of("chosen", "m.id"),
+        from = MESSAGES_FROM_TO.0,
+        until = MESSAGES_FROM_TO.1,
+    )
+}
+
+/// The ids a verification's messages can have: minted (UUIDv7, by the machine's clock) after it
+/// and while it could be pending. Both its id's time and its `created_at` (the service's
+/// clock, which a test may set) widen the range, so that either clock keeps every message in.
+const MESSAGES_FROM_TO: (&str, &str) = (
+    "least(sms_notify_uuid_time(v.id), v.created_at) - interval '1 hour'",
+    "greatest(sms_notify_uuid_time(v.id), v.created_at) + interval '1 day' + interval '1 hour'",
+);
+
+/// `column` (a message's id) within the ids the messages of every verification of `started`
+/// can have: the bounds are computed before the statement runs, so that PostgreSQL reads only
+/// the partitions between them.
+fn messages_of(started: &str, column: &str) -> String {
+    format!(
+        "{column} >= sms_notify_uuid_at((SELECT min(messages_from) FROM {started})) \
+         AND {column} < sms_notify_uuid_at((SELECT max(messages_until) FROM {started}))"
     )
 }
 
@@ -78,17 +110,26 @@ pub(crate) fn millis(from: &str, to: &str) -> String {
     format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
 }
 
-/// The code messages of `started` delivered, each with its sending and receipt times.
-pub(crate) const DELIVERED: &str = "\
-    delivered AS ( \
-        SELECT s.*, \
-               (SELECT min(a.finished_at) FROM message_attempts a \
-                WHERE a.message_id = m.id AND a.outcome IN ('sent', 'adopted')) AS sent_at, \
-               (SELECT min(e.received_at) FROM message_events e \
-                WHERE e.message_id = m.id AND e.status = 'delivered') AS receipt_at \
-        FROM started s JOIN messages m ON m.verification_id = s.id \
-        WHERE m.status = 'delivered' \
-    )";
+/// The code messages of `started` delivered, each with its sending and receipt times (their
+/// attempts and receipts read once, from the weeks of `started`'s messages).
+pub(crate) fn delivered_sql() -> String {
+    format!(
+        "delivered AS ( \
+             SELECT s.*, a.sent_at, e.receipt_at \
+             FROM started s JOIN messages m ON m.verification_id = s.id \
+             LEFT JOIN (SELECT message_id, min(finished_at) AS sent_at FROM message_attempts \
+                        WHERE outcome IN ('sent', 'adopted') AND {attempts} \
+                        GROUP BY message_id) AS a ON a.message_id = m.id \
+             LEFT JOIN (SELECT message_id, min(received_at) AS receipt_at FROM message_events \
+                        WHERE status = 'delivered' AND {events} \
+                        GROUP BY message_id) AS e ON e.message_id = m.id \
+             WHERE m.status = 'delivered' AND {messages} \
+         )",
+        attempts = messages_of("started", "message_id"),
+        events = messages_of("started", "message_id"),
+        messages = messages_of("started", "m.id"),
+    )
+}
 
 /// Each approval and delivery latency of `started` (and `delivered`), with its group columns.
 pub(crate) fn timed_sql() -> String {
@@ -108,13 +149,17 @@ pub(crate) fn timed_sql() -> String {
 }
 
 /// The code messages of `started` with a readable price.
-pub(crate) const PRICED: &str = "\
-    priced AS ( \
-        SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
-        FROM started s JOIN messages m ON m.verification_id = s.id \
-        WHERE m.price_currency IS NOT NULL \
-          AND m.price_amount ~ '^-?[0-9]{1,6}(\\.[0-9]{1,8})?$' \
-    )";
+pub(crate) fn priced_sql() -> String {
+    format!(
+        "priced AS ( \
+             SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
+             FROM started s JOIN messages m ON m.verification_id = s.id \
+             WHERE m.price_currency IS NOT NULL \
+               AND m.price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' AND {messages} \
+         )",
+        messages = messages_of("started", "m.id"),
+    )
+}
 
 /// The three statements folding `started` (the `WITH` clause defining it) into the conversion
 /// rollups, each figure times `sign`: grouped once by channel, country and provider and once by
@@ -139,24 +184,26 @@ fn fold_conversion_sql(started: &str, sign: i64) -> [String; 3] {
             sets = sets(""),
         ),
         format!(
-            "{started}, {DELIVERED}, {timed} \
+            "{started}, {delivered}, {timed} \
              INSERT INTO conversion_latency_rollups (hour, by_prefix, api_key, channel, \
                  country, provider, prefix, latency, bucket, count) \
              SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
                     latency, bucket, {sign} * count(*) \
              FROM (SELECT *, {hour} AS hour, {bucket} AS bucket FROM timed) AS t \
              GROUP BY {sets}",
+            delivered = delivered_sql(),
             timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
             sets = sets(", latency, bucket"),
         ),
         format!(
-            "{started}, {PRICED} \
+            "{started}, {priced} \
              INSERT INTO conversion_cost_rollups (hour, by_prefix, api_key, channel, country, \
                  provider, prefix, currency, cost) \
              SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
                     currency, {sign} * sum(cost) \
              FROM (SELECT *, {hour} AS hour FROM priced) AS p GROUP BY {sets}",
+            priced = priced_sql(),
             sets = sets(", currency"),
         ),
     ]
