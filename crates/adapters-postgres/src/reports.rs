@@ -39,14 +39,10 @@ fn counted() -> String {
 
 /// The raw verifications of a conversion report's split range.
 fn started_raw() -> String {
-    // The hours before the first folded one, and those after the last.
-    started_sql(
-        &format!(
-            "{raw} AND ($3::text IS NULL OR v.api_key = $3)",
-            raw = raw_rows("v.created_at")
-        ),
-        "CASE WHEN v.created_at < $4 THEN 1 ELSE 2 END",
-    )
+    started_sql(&format!(
+        "{raw} AND ($3::text IS NULL OR v.api_key = $3)",
+        raw = raw_rows("v.created_at")
+    ))
 }
 
 /// Rows of conversion rollup `table` in the split range, of the right set (`$7`: by prefix),

@@ -55,15 +55,14 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
 
 /// The verifications `filter` (a condition on `v`) selects, each with what the conversion
 /// report groups it by, how many of its codes a provider accepted, and the ids its messages can
-/// have (between the times `messages_from` and `messages_until`). `span` (an expression on `v`,
-/// 1 or 2) parts them into the two time ranges a report reads raw. Their messages are read once for all of them, only
+/// have (between the times `messages_from` and `messages_until`). Their messages are read once for all of them, only
 /// from the weeks those ids span: a lookup per verification would open every week's partition
 /// for each one, which made folding months of history take most of an hour.
-pub(crate) fn started_sql(filter: &str, span: &str) -> String {
+pub(crate) fn started_sql(filter: &str) -> String {
     format!(
         r#"
     WITH chosen AS MATERIALIZED (
-        SELECT v.*, {from} AS messages_from, {until} AS messages_until, {span} AS span
+        SELECT v.*, {from} AS messages_from, {until} AS messages_until
         FROM verifications v WHERE {filter}
     ),
     codes AS (
@@ -79,7 +78,7 @@ pub(crate) fn started_sql(filter: &str, span: &str) -> String {
     SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
            substr(v."to", 1, greatest(length(v."to") - 5, 2)) AS prefix,
            c.country, c.provider, coalesce(c.codes, 0) AS codes,
-           v.messages_from, v.messages_until, v.span
+           v.messages_from, v.messages_until
     FROM chosen v LEFT JOIN codes c ON c.verification_id = v.id"#,
         accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
         in_range = messages_of("chosen", "m.id"),
@@ -99,18 +98,11 @@ const MESSAGES_FROM_TO: (&str, &str) = (
 /// `column` (a message's id) within the ids the messages of every verification of `started`
 /// can have: the bounds are computed before the statement runs, so that PostgreSQL reads only
 /// the partitions between them.
-/// Each of the two spans (`span`, see [`started_sql`]) has its own bounds, so that a report's
-/// edge hours months apart do not make it read every week between them.
 fn messages_of(started: &str, column: &str) -> String {
-    let within = |span: u8| {
-        format!(
-            "({column} >= sms_notify_uuid_at(\
-                 (SELECT min(messages_from) FROM {started} WHERE span = {span})) \
-              AND {column} < sms_notify_uuid_at(\
-                 (SELECT max(messages_until) FROM {started} WHERE span = {span})))"
-        )
-    };
-    format!("({} OR {})", within(1), within(2))
+    format!(
+        "{column} >= sms_notify_uuid_at((SELECT min(messages_from) FROM {started})) \
+         AND {column} < sms_notify_uuid_at((SELECT max(messages_until) FROM {started}))"
+    )
 }
 
 /// Milliseconds from `from` to `to`, two timestamps.
@@ -236,7 +228,7 @@ pub(crate) async fn fold_removed_verifications(
 ) -> Result<(), StoreError> {
     let started = format!(
         "WITH started AS ({})",
-        started_sql(&format!("v.id = ANY($1) AND v.{UNFOLDED}"), "1")
+        started_sql(&format!("v.id = ANY($1) AND v.{UNFOLDED}"))
     );
     for statement in fold_conversion_sql(&started, 1) {
         sqlx::query(&statement)
@@ -293,7 +285,7 @@ pub(crate) async fn refold(
             .map_err(store_error)?;
     }
     if let Some(verification) = folded.verification {
-        let started = format!("WITH started AS ({})", started_sql("v.id = $1", "1"));
+        let started = format!("WITH started AS ({})", started_sql("v.id = $1"));
         for statement in fold_conversion_sql(&started, sign) {
             sqlx::query(&statement)
                 .bind(verification)
@@ -372,14 +364,11 @@ impl PgStore {
             // A utility statement takes no parameters: the bounds are the fold's own times.
             sqlx::query(&format!(
                 "CREATE TEMPORARY TABLE rollup_started ON COMMIT DROP AS {}",
-                started_sql(
-                    &format!(
-                        "v.created_at >= '{}'::timestamptz AND v.created_at < '{}'::timestamptz",
-                        from.to_rfc3339(),
-                        to.to_rfc3339()
-                    ),
-                    "1"
-                )
+                started_sql(&format!(
+                    "v.created_at >= '{}'::timestamptz AND v.created_at < '{}'::timestamptz",
+                    from.to_rfc3339(),
+                    to.to_rfc3339()
+                ))
             ))
             .execute(&mut *transaction)
             .await
