@@ -55,9 +55,10 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
 
 /// The verifications `filter` (a condition on `v`) selects, each with what the conversion
 /// report groups it by, how many of its codes a provider accepted, and the ids its messages can
-/// have (between the times `messages_from` and `messages_until`). Their messages are read once for all of them, only
-/// from the weeks those ids span: a lookup per verification would open every week's partition
-/// for each one, which made folding months of history take most of an hour.
+/// have (between the times `messages_from` and `messages_until`). Their messages are read once
+/// for all of them, only from the weeks those ids span: a lookup per verification opened every
+/// week's partition again for each one (docs/performance.md, "The fold and the reports on the
+/// full history").
 pub(crate) fn started_sql(filter: &str) -> String {
     format!(
         r#"
@@ -118,15 +119,14 @@ pub(crate) fn delivered_sql() -> String {
              SELECT s.*, a.sent_at, e.receipt_at \
              FROM started s JOIN messages m ON m.verification_id = s.id \
              LEFT JOIN (SELECT message_id, min(finished_at) AS sent_at FROM message_attempts \
-                        WHERE outcome IN ('sent', 'adopted') AND {attempts} \
+                        WHERE outcome IN ('sent', 'adopted') AND {by_message} \
                         GROUP BY message_id) AS a ON a.message_id = m.id \
              LEFT JOIN (SELECT message_id, min(received_at) AS receipt_at FROM message_events \
-                        WHERE status = 'delivered' AND {events} \
+                        WHERE status = 'delivered' AND {by_message} \
                         GROUP BY message_id) AS e ON e.message_id = m.id \
              WHERE m.status = 'delivered' AND {messages} \
          )",
-        attempts = messages_of("started", "message_id"),
-        events = messages_of("started", "message_id"),
+        by_message = messages_of("started", "message_id"),
         messages = messages_of("started", "m.id"),
     )
 }
