@@ -1,5 +1,5 @@
-//! Figure 13: whether CPU per request adds up when instances share one database, as the capacity
-//! model (`docs/capacity.md`) assumes. A fixed workload of four kinds (verifications started,
+//! The capacity scenario: whether CPU per request adds up when instances share one database,
+//! as the capacity model (`docs/capacity.md`) assumes. A fixed workload of four kinds (verifications started,
 //! checks, messages, each code and message sent to the fake Twilio; signed status callbacks for
 //! sends made beforehand) runs kind after kind on one instance, which gives each kind's CPU per
 //! request, the status callback's included (no other figure measures it); then the same
@@ -161,7 +161,7 @@ fn twilio_signature(
 }
 
 impl Bench {
-    /// Figure 13: the workload on one instance, kind by kind, then on two at once.
+    /// The capacity scenario: the workload on one instance, kind by kind, then on two at once.
     pub(super) async fn capacity(&mut self) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
         let workload = self.plan.capacity;

@@ -189,14 +189,14 @@ fn events_recorded(database_url: &str) -> anyhow::Result<u64> {
 }
 
 impl Bench {
-    /// Figure 11 (PostgreSQL): the delivery rate, then the time to delivery at idle.
+    /// Client events (PostgreSQL): the delivery rate, then the time to delivery at idle.
     pub(super) async fn client_events(&mut self) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
         self.events_delivered(store).await?;
         self.time_to_receiver(store).await
     }
 
-    /// Figure 11 (a): a backlog of events, all due at once, delivered to one endpoint.
+    /// Client events, rate: a backlog of events, all due at once, delivered to one endpoint.
     ///
     /// The events are those of real messages (`message.sent`, recorded by the triggers as the
     /// fake Twilio accepts each send), kept while the endpoint is disabled; enabling it and
@@ -298,7 +298,7 @@ impl Bench {
         service.stop().await
     }
 
-    /// Figure 11 (b): from a check's answer (`approved`) to the receiver getting the
+    /// Client events, idle: from a check's answer (`approved`) to the receiver getting the
     /// `verification.approved` event, one change at a time.
     async fn time_to_receiver(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let changes = if self.plan.quick { 10 } else { 200 };

@@ -77,7 +77,8 @@ struct Dataset {
 }
 
 impl Bench {
-    /// Figures 9 (`reports`) and 10 (`costs`) on one generated dataset.
+    /// The history's reports (`reports`) and its comparison with an empty database (`costs`) on
+    /// one generated dataset.
     pub(super) async fn history(&mut self, reports: bool, costs: bool) -> anyhow::Result<()> {
         let dataset = self.dataset().await?;
         let folded = build_rollups(&dataset.store.database_url, self.plan.release)?;
@@ -181,7 +182,7 @@ impl Bench {
         })
     }
 
-    /// Figure 9: the usage and conversion reports over the whole dataset, as an admin asks.
+    /// The usage and conversion reports over the whole dataset, as an admin asks.
     async fn reports(&mut self, dataset: &Dataset) -> anyhow::Result<()> {
         eprintln!("==> bench: reports over the history (postgres)");
         let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
@@ -232,7 +233,7 @@ impl Bench {
         service.stop().await
     }
 
-    /// Figure 9: each dashboard page as an operator opens it, on the whole dataset; the
+    /// Each dashboard page as an operator opens it, on the whole dataset; the
     /// searches ask for a number, a message and a verification the dataset holds.
     async fn dashboard_pages(&mut self, service: &Target, dataset: &Dataset) -> anyhow::Result<()> {
         eprintln!("==> bench: dashboard pages over the history (postgres)");
@@ -447,7 +448,7 @@ impl Bench {
     }
 
     /// Runs `scenario` on a fresh database, then on the dataset's, and answers the figures
-    /// each run took (taken back from the report: figure 10 reports them its own way).
+    /// each run took (taken back from the report: the history comparison reports them its own way).
     async fn both<F>(&mut self, shared_url: &str, scenario: F) -> anyhow::Result<[Vec<Figure>; 2]>
     where
         F: for<'a> Fn(
@@ -482,8 +483,8 @@ impl Bench {
         Ok([empty, history])
     }
 
-    /// Figure 10's retention run: an instance serving an open-loop load while another one,
-    /// started with a retention that a month of the dataset is past, runs the retention job
+    /// The history comparison's retention run: an instance serving an open-loop load while
+    /// another one, started with a retention that a month of the dataset is past, runs the retention job
     /// at its start (as every instance does); the API's latency over the whole run.
     async fn retention_under_load(&mut self, dataset: &Dataset) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
@@ -885,7 +886,7 @@ pub(super) async fn wait_for_retention(log: &Path, patience: Duration) -> anyhow
     }
 }
 
-/// One of figure 10's comparisons: a figure's value on an empty database and with history.
+/// One of the history comparison's pairs: a figure's value on an empty database and with history.
 struct Pair {
     label: &'static str,
     figure: u8,

@@ -39,7 +39,7 @@ const SENDER_MPS: u32 = 50;
 /// connections the batches of group commit stay small (`docs/performance.md`). The idle share
 /// of each run is reported beside its figure.
 const CONNECTIONS: usize = 128;
-/// Figure 2 is also reported at the earlier count, for comparison.
+/// Verifications started are also reported at the earlier count, for comparison.
 const FEW_CONNECTIONS: usize = 32;
 /// Requests per second of the open-loop run that measures the API's latency.
 const LATENCY_RATE: f64 = 1_000.0;
@@ -52,15 +52,16 @@ const GUARD_LATENCY_RATE: f64 = 300.0;
 /// Between two codes of the time-to-provider scenario, so that each finds the dispatcher idle
 /// (the last send over).
 const CODE_SPACING: Duration = Duration::from_millis(150);
-/// Codes sent and not counted before the idle time to provider, where figure 10 measures an
-/// instance as it runs rather than as it starts (`Bench::after_start_jobs`).
+/// Codes sent and not counted before the idle time to provider, where the history comparison
+/// measures an instance as it runs rather than as it starts (`Bench::after_start_jobs`).
 const WARM_UP_CODES: usize = 5;
 const CODE_PATIENCE: Duration = Duration::from_secs(10);
-/// Figure 12's message count instead of the full run's, for a profile of a fixed workload.
+/// The end-to-end CPU scenario's message count instead of the full run's, for a profile of a
+/// fixed workload.
 const END_TO_END_VARIABLE: &str = "SMS_NOTIFY_BENCH_MESSAGES";
-/// Figure 12's connections when the service runs under a profiler.
+/// The end-to-end CPU scenario's connections when the service runs under a profiler.
 const PROFILED_CONNECTIONS: usize = 8;
-/// How long figure 12 waits for its last message to reach Twilio.
+/// How long the end-to-end CPU scenario waits for its last message to reach Twilio.
 const END_TO_END_PATIENCE: Duration = Duration::from_secs(300);
 
 /// What `cargo xtask bench` was asked for.
@@ -82,9 +83,9 @@ struct Plan {
     api: Schedule,
     dispatch: Schedule,
     idle_codes: usize,
-    /// Messages of figure 12, accepted and sent.
+    /// Messages of the end-to-end CPU scenario, accepted and sent.
     end_to_end: u64,
-    /// Figure 13's workload, on one instance and then on two.
+    /// The capacity scenario's workload, on one instance and then on two.
     capacity: capacity::Workload,
 }
 
@@ -224,13 +225,14 @@ struct Bench {
     shared_store: Option<String>,
     /// While set, a scenario starts once its service's first retention run (at its start,
     /// with the rollups brought up to date) has finished, as on an instance that has been
-    /// running: figure 10 compares the scenarios' figures, not their start-up work.
+    /// running: the history comparison compares the scenarios' figures, not their start-up work.
     after_start_jobs: bool,
 }
 
 impl Bench {
     async fn all(&mut self) -> anyhow::Result<()> {
-        // Figure 7 is figures 1, 4 and 5 on SQLite.
+        // The SQLite figure is the accepted-messages, dispatch and time-to-provider scenarios
+        // on SQLite.
         let only = self.plan.only;
         let wanted = |figures: &[u8]| only.is_none_or(|only| figures.contains(&only));
         let (api, verifications, checks, dispatch, codes, sqlite, guard, end_to_end) = (
@@ -422,7 +424,7 @@ impl Bench {
         .await
     }
 
-    /// Figures 1 and 6: accepted messages per second, latency at a fixed rate, memory.
+    /// Accepted messages per second, latency at a fixed rate, memory.
     async fn accepted_messages(&mut self, store: StoreKind) -> anyhow::Result<f64> {
         let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
         let (_fresh, service) = self.start(store, "messages", &twilio, &[]).await?;
@@ -499,7 +501,7 @@ impl Bench {
         Ok(rate)
     }
 
-    /// Figure 2: verifications started per second, and again at the earlier connection count.
+    /// Verifications started per second, and again at the earlier connection count.
     async fn verifications_started(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let (started, cpu) = self.verifications_started_over(store, CONNECTIONS).await?;
         self.figure(
@@ -556,7 +558,7 @@ impl Bench {
         Ok((started, cpu))
     }
 
-    /// Figure 3: checks per second, against verifications started beforehand.
+    /// Checks per second, against verifications started beforehand.
     async fn checks(&mut self, store: StoreKind) -> anyhow::Result<()> {
         const VERIFICATIONS: u64 = 200;
         let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
@@ -691,15 +693,15 @@ impl Bench {
         Ok((started.per_second(), paced.latency_ms(0.99)))
     }
 
-    /// Figure 12: the CPU a message costs from its request to Twilio, every step included:
-    /// `end_to_end` messages accepted over figure 1's keep-alive connections, then the wait
-    /// until the fake Twilio (figure 4's latency and concurrency) has every one of them.
+    /// The CPU a message costs from its request to Twilio, every step included: `end_to_end`
+    /// messages accepted over the accepted-messages scenario's keep-alive connections, then the
+    /// wait until the fake Twilio (the dispatch scenario's latency and concurrency) has every one.
     async fn cpu_per_message_end_to_end(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let count = self.plan.end_to_end;
         let twilio = FakeTwilio::start(TWILIO_LATENCY, None).await?;
         let (_fresh, service) = self.start(store, "end_to_end", &twilio, &[]).await?;
-        // Under a profiler the service runs many times slower: with all of figure 1's
-        // connections, requests would time out waiting for the database.
+        // Under a profiler the service runs many times slower: with all of the accepted-messages
+        // scenario's connections, requests would time out waiting for the database.
         let connections = if std::env::var_os(service::PROFILER_VARIABLE).is_some() {
             PROFILED_CONNECTIONS
         } else {
@@ -787,7 +789,7 @@ impl Bench {
         service.stop().await
     }
 
-    /// Figure 4: a backlog drained through Twilio at 100 ms per call, 200 calls in flight.
+    /// Dispatch: a backlog drained through Twilio at 100 ms per call, 200 calls in flight.
     async fn dispatch_at_the_concurrency_cap(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let ceiling = f64::from(DISPATCH_CONCURRENCY) / TWILIO_LATENCY.as_secs_f64();
         let window = self.plan.dispatch.warm_up + self.plan.dispatch.measure;
@@ -812,7 +814,7 @@ impl Bench {
         service.stop().await
     }
 
-    /// Figure 4: the same with `SENDER_MPS=50`, and a Twilio that refuses more than 50 per
+    /// Dispatch: the same with `SENDER_MPS=50`, and a Twilio that refuses more than 50 per
     /// second (a token bucket) with 429.
     async fn dispatch_at_the_sender_rate(&mut self, store: StoreKind) -> anyhow::Result<()> {
         let window = self.plan.dispatch.warm_up + self.plan.dispatch.measure;
@@ -1066,7 +1068,7 @@ fn verification_call(n: u64) -> Call {
     }
 }
 
-/// Figure 5's numbers, apart from every other figure's.
+/// The time-to-provider scenario's numbers, apart from every other figure's.
 fn code_number(n: u64) -> String {
     format!("+447700{:06}", n % 1_000_000)
 }

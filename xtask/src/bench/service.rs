@@ -91,7 +91,7 @@ impl FreshStore {
     }
 
     /// A store that outlives the scenario run on it: the history figures' database, which
-    /// every scenario of figure 10 shares.
+    /// every scenario of the history comparison shares.
     pub fn shared(kind: StoreKind, database_url: &str) -> Self {
         Self {
             kind,
