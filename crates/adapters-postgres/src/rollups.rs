@@ -6,7 +6,7 @@
 //! the rows and its moving of the watermark.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::MessageStatus;
+use domain::{MessageStatus, Verification};
 use ports::params::literals;
 use ports::rollups::{fold_step, fold_target};
 use ports::{latency_bucket_sql, FoldStep, StoreError};
@@ -14,6 +14,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::rows::store_error;
+use crate::verifications::CLOCK_SKEW;
 use crate::PgStore;
 
 /// The advisory lock of the rollups (any constant; no other lock of this schema uses it).
@@ -60,6 +61,7 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
 /// week's partition again for each one (docs/performance.md, "The fold and the reports on the
 /// full history").
 pub(crate) fn started_sql(filter: &str) -> String {
+    let (from, until) = messages_from_to();
     format!(
         r#"
     WITH chosen AS MATERIALIZED (
@@ -83,18 +85,24 @@ pub(crate) fn started_sql(filter: &str) -> String {
     FROM chosen v LEFT JOIN codes c ON c.verification_id = v.id"#,
         accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
         in_range = messages_of("chosen", "m.id"),
-        from = MESSAGES_FROM_TO.0,
-        until = MESSAGES_FROM_TO.1,
     )
 }
 
-/// The ids a verification's messages can have: minted (UUIDv7, by the machine's clock) after it
-/// and while it could be pending. Both its id's time and its `created_at` (the service's
-/// clock, which a test may set) widen the range, so that either clock keeps every message in.
-const MESSAGES_FROM_TO: (&str, &str) = (
-    "least(sms_notify_uuid_time(v.id), v.created_at) - interval '1 hour'",
-    "greatest(sms_notify_uuid_time(v.id), v.created_at) + interval '1 day' + interval '1 hour'",
-);
+/// The times between which a verification's messages are minted (UUIDv7, by the machine's
+/// clock): after it and while it could be pending, give or take the clocks' skew. Both its id's
+/// time and its `created_at` (the service's clock, which a test may set) widen the range, so
+/// that either clock keeps every message in.
+fn messages_from_to() -> (String, String) {
+    let skew = CLOCK_SKEW.num_seconds();
+    let lifetime = Verification::LONGEST_LIFETIME.num_seconds();
+    (
+        format!("least(sms_notify_uuid_time(v.id), v.created_at) - interval '{skew} seconds'"),
+        format!(
+            "greatest(sms_notify_uuid_time(v.id), v.created_at) \
+             + interval '{lifetime} seconds' + interval '{skew} seconds'"
+        ),
+    )
+}
 
 /// `column` (a message's id) within the ids the messages of every verification of `started`
 /// can have: the bounds are computed before the statement runs, so that PostgreSQL reads only

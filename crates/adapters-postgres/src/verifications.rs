@@ -312,7 +312,7 @@ const FIND_PENDING: &str = r#"
     ) AS pending"#;
 
 /// How far apart the clocks of instances minting ids (and of the one looking) may be.
-const CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
+pub(crate) const CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
 
 /// The ids a verification pending at any of `nows` can have: minted since the longest
 /// lifetime before the earliest, and before the latest (allowing for skew). Ids are minted by
