@@ -46,7 +46,9 @@ commands:
                                    50 ms Twilio, RSS and p99 every 30 s, to
                                    target/bench/soak.md; SMS_NOTIFY_BENCH_PROFILER, e.g.
                                    `valgrind --tool=callgrind`: the service runs under it;
-                                   SMS_NOTIFY_BENCH_MESSAGES: figure 12's message count)
+                                   SMS_NOTIFY_BENCH_MESSAGES: figure 12's message count;
+                                   SMS_NOTIFY_BENCH_KEEP_HISTORY=1: 9 and 10 keep their
+                                   dataset's database, to examine by hand)
   api-fuzz [--examples N]          Schemathesis against the served /openapi.json (default
                                    100 examples per operation; installed under target/)
   typescript                       the TypeScript client (clients/typescript): types generated

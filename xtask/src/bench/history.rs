@@ -44,6 +44,11 @@ const QUICK_RETENTION_LOAD_RATE: f64 = 200.0;
 /// The share of empty's value the history's may lose (rates) or add (times).
 const TOLERANCE_PERCENT: f64 = 10.0;
 
+/// Set (to anything): the history's database is kept after the run, its URL printed, so that
+/// its statements can be examined (`EXPLAIN`) on the full dataset; dropping it is then the
+/// operator's.
+const KEEP_VARIABLE: &str = "SMS_NOTIFY_BENCH_KEEP_HISTORY";
+
 /// How much history: the sizes, or a tenth of a hundredth of them for `--quick`.
 #[derive(Clone, Copy)]
 struct Size {
@@ -107,7 +112,14 @@ impl Bench {
             "==> bench: the history dataset ({} messages, {} verifications over {SPAN_DAYS} days)",
             size.messages, size.verifications
         );
-        let store = FreshStore::create(StoreKind::Postgres, "history", &self.bench_dir)?;
+        let mut store = FreshStore::create(StoreKind::Postgres, "history", &self.bench_dir)?;
+        if std::env::var_os(KEEP_VARIABLE).is_some() {
+            store.keep();
+            eprintln!(
+                "    {KEEP_VARIABLE} is set: {} stays after the run",
+                store.database_url
+            );
+        }
         // The service's own migrations, and the weeks it makes ahead.
         // Its first retention run is let finish: stopped in the middle, it would hold the
         // job's lease for its length, and no instance of the figures would run the job.

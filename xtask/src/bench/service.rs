@@ -100,6 +100,11 @@ impl FreshStore {
         }
     }
 
+    /// Leaves the store in place when it is dropped (a dataset kept to be examined by hand).
+    pub fn keep(&mut self) {
+        self.cleanup = Cleanup::Keep;
+    }
+
     pub fn create(kind: StoreKind, scenario: &str, bench_dir: &Path) -> anyhow::Result<Self> {
         let name = format!("sms_notify_bench_{}_{scenario}", std::process::id());
         match kind {
