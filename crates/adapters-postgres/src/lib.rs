@@ -224,10 +224,16 @@ async fn single_connection(database_url: &str) -> Result<PgPool, PgStoreError> {
 /// its acquire timeout and then reports only that it timed out, where this one attempt says
 /// why it failed, within [`CONNECT_TIMEOUT`]. Answers the parsed options for the pool.
 async fn first_connection(database_url: &str) -> Result<PgConnectOptions, PgStoreError> {
-    let options = PgConnectOptions::from_str(database_url).map_err(|error| match error {
-        sqlx::Error::Configuration(problem) => PgStoreError::InvalidUrl(problem.to_string()),
-        error => PgStoreError::InvalidUrl(error.to_string()),
-    })?;
+    let options = PgConnectOptions::from_str(database_url)
+        .map_err(|error| match error {
+            sqlx::Error::Configuration(problem) => PgStoreError::InvalidUrl(problem.to_string()),
+            error => PgStoreError::InvalidUrl(error.to_string()),
+        })?
+        // JIT compiles each partition's expressions anew for every statement the planner
+        // costs high (a report over months, a fold): that compiling took longer than the
+        // statements it was for (docs/performance.md, "JIT"). Nothing here runs long enough
+        // to earn it back.
+        .options([("jit", "off")]);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Err(_) => Err(PgStoreError::ConnectTimeout(CONNECT_TIMEOUT)),
         Ok(Err(error)) => Err(PgStoreError::Connect(error)),

@@ -181,6 +181,20 @@ async fn connecting_twice_runs_the_migrations_once() {
 }
 
 #[tokio::test]
+async fn the_store_s_connections_never_jit_compile_a_statement() {
+    // A report over months paid more to compile its partitions' expressions than to run.
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+
+    assert_eq!(jit, "off");
+}
+
+#[tokio::test]
 async fn a_malformed_url_is_refused_as_a_url_before_any_connection() {
     let refused = PgStore::connect("postgres://postgres@127.0.0.1:not-a-port/postgres", 1).await;
     assert!(
