@@ -169,9 +169,6 @@ impl PgStore {
         let by_prefix = query.group_by == ConversionGrouping::Prefix;
         let split = self.split(query.since, query.until).await?;
         let api_key = query.api_key.as_deref();
-        let counts = self
-            .conversion_counts_by(key, &split, api_key, by_prefix)
-            .await?;
         let params = split_params(&split, api_key, by_prefix);
         let latencies = format!(
             "WITH started AS ({started}), {delivered}, {timed} \
@@ -187,12 +184,6 @@ impl PgStore {
             bucket = latency_bucket_sql("millis"),
             rollups = conversion_rollups("conversion_latency_rollups"),
         );
-        let latencies = all(
-            crate::rows::query(&latencies, &params),
-            &self.pool,
-            rows::latency_count,
-        )
-        .await?;
         // Summed exactly as the usage report sums the same prices.
         let costs = format!(
             "WITH started AS ({started}), {priced} \
@@ -206,10 +197,22 @@ impl PgStore {
             units = Amount::UNITS_PER_WHOLE,
             rollups = conversion_rollups("conversion_cost_rollups"),
         );
-        let costs = crate::rows::query(&costs, &params)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
+        // Three statements on three connections at once: a report waits for the slowest,
+        // not for their sum (each reads its own snapshot, as one after the other did).
+        let (counts, latencies, costs) = tokio::try_join!(
+            self.conversion_counts_by(key, &split, api_key, by_prefix),
+            all(
+                crate::rows::query(&latencies, &params),
+                &self.pool,
+                rows::latency_count,
+            ),
+            async {
+                crate::rows::query(&costs, &params)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(store_error)
+            },
+        )?;
         Ok(conversion_groups(counts, &latencies, &cost_sums(costs)?))
     }
 }
