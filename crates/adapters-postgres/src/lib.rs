@@ -231,8 +231,8 @@ async fn first_connection(database_url: &str) -> Result<PgConnectOptions, PgStor
         })?
         // JIT compiles each partition's expressions anew for every statement the planner
         // costs high (a report over months, a fold): that compiling took longer than the
-        // statements it was for (docs/performance.md, "JIT"). Nothing here runs long enough
-        // to earn it back.
+        // statements it was for (docs/performance.md, "JIT, and the fold's settings"). Nothing
+        // here runs long enough to earn it back.
         .options([("jit", "off")]);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Err(_) => Err(PgStoreError::ConnectTimeout(CONNECT_TIMEOUT)),

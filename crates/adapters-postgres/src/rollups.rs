@@ -392,9 +392,9 @@ impl PgStore {
             // For the conversion rollups of a week of rows: the default work_mem spilled their
             // sorts and hashes to disk, and the planner, which cannot count the rows of a
             // `WITH` query, looked up each verification's messages in every week's index
-            // rather than joining them once (docs/performance.md, "The fold and the reports
-            // on the full history"). Both settings end with the transaction; the usage
-            // rollups, above, were slower with them (a sort on disk where a hash fit).
+            // rather than joining them once (docs/performance.md, "JIT, and the fold's
+            // settings"). Both settings end with the transaction; the usage rollups, above,
+            // were slower with them (a sort on disk where a hash fit).
             for setting in [
                 "SET LOCAL work_mem = '64MB'",
                 "SET LOCAL enable_nestloop = off",
