@@ -16,7 +16,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::rollups::{delivered_sql, priced_sql, started_sql, timed_sql};
-use crate::rows::{all, one, query, store_error};
+use crate::rows::{all, one, query, store_error, Pg};
 use crate::PgStore;
 
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
@@ -66,23 +66,20 @@ fn split_params<'a>(
     params
 }
 
-/// Exact sums of prices read back from their text.
-fn cost_sums(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<CostSum>, StoreError> {
-    rows.into_iter()
-        .map(|row| {
-            let key: Option<String> = row.try_get("key").map_err(store_error)?;
-            let currency: String = row.try_get("currency").map_err(store_error)?;
-            let units: String = row.try_get("units").map_err(store_error)?;
-            let units = units.parse().map_err(|_| {
-                StoreError::Corrupt(format!("a sum of prices is not a number: {units}"))
-            })?;
-            Ok(CostSum {
-                key,
-                currency,
-                total: Amount::from_units(units),
-            })
-        })
-        .collect()
+/// An exact sum of prices read back from its text: `key`, `currency`, `units`.
+fn cost_sum(row: &Pg) -> Result<CostSum, StoreError> {
+    let row = &row.0;
+    let key: Option<String> = row.try_get("key").map_err(store_error)?;
+    let currency: String = row.try_get("currency").map_err(store_error)?;
+    let units: String = row.try_get("units").map_err(store_error)?;
+    let units = units
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("a sum of prices is not a number: {units}")))?;
+    Ok(CostSum {
+        key,
+        currency,
+        total: Amount::from_units(units),
+    })
 }
 
 impl PgStore {
@@ -206,14 +203,9 @@ impl PgStore {
                 &self.pool,
                 rows::latency_count,
             ),
-            async {
-                crate::rows::query(&costs, &params)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(store_error)
-            },
+            all(crate::rows::query(&costs, &params), &self.pool, cost_sum),
         )?;
-        Ok(conversion_groups(counts, &latencies, &cost_sums(costs)?))
+        Ok(conversion_groups(counts, &latencies, &costs))
     }
 }
 
@@ -277,11 +269,7 @@ impl MessageReports for PgStore {
         );
         let split = self.split(query.since, query.until).await?;
         let params = split.params(query.api_key.as_deref());
-        let costs = crate::rows::query(&sql, &params)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        cost_sums(costs)
+        all(crate::rows::query(&sql, &params), &self.pool, cost_sum).await
     }
 
     async fn error_codes(&self, query: &UsageQuery) -> Result<Vec<ErrorCodeCount>, StoreError> {

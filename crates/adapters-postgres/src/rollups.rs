@@ -74,8 +74,7 @@ pub(crate) fn started_sql(filter: &str) -> String {
                (array_agg(m.provider ORDER BY m.created_at)
                     FILTER (WHERE m.provider IS NOT NULL))[1] AS provider,
                count(*) FILTER (WHERE m.status IN ({accepted})) AS codes
-        FROM messages m
-        WHERE m.verification_id IN (SELECT id FROM chosen) AND {in_range}
+        FROM {messages}
         GROUP BY m.verification_id
     )
     SELECT v.id, v.created_at, v.updated_at, v.api_key, v.channel, v.status,
@@ -84,7 +83,7 @@ pub(crate) fn started_sql(filter: &str) -> String {
            v.messages_from, v.messages_until
     FROM chosen v LEFT JOIN codes c ON c.verification_id = v.id"#,
         accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
-        in_range = messages_of("chosen", "m.id"),
+        messages = messages_of_verifications("chosen"),
     )
 }
 
@@ -114,6 +113,19 @@ fn messages_of(started: &str, column: &str) -> String {
     )
 }
 
+/// The messages `m` of the verifications of `started` (which holds their bounds), read only
+/// from the weeks their ids can lie in. They are picked as the messages of (`IN`) those
+/// verifications, which the planner expects to be few: a report's raw verifications then look
+/// their messages up by index rather than read every message of the weeks between its first
+/// and last (a plain join expected thousands and hashed them all); the fold, which picks a
+/// week's, turns nested loops off.
+fn messages_of_verifications(started: &str) -> String {
+    format!(
+        "messages m WHERE m.verification_id IN (SELECT id FROM {started}) AND {bounds}",
+        bounds = messages_of(started, "m.id"),
+    )
+}
+
 /// Milliseconds from `from` to `to`, two timestamps.
 pub(crate) fn millis(from: &str, to: &str) -> String {
     format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
@@ -124,23 +136,35 @@ pub(crate) fn millis(from: &str, to: &str) -> String {
 /// (the start of its first hour, the hours after the watermark) looks up a few messages' rows
 /// instead of grouping every message's between them; the ids' bounds still limit the weeks read.
 pub(crate) fn delivered_sql() -> String {
+    let earliest = |column: &str, table: &str, condition: &str, name: &str| {
+        format!(
+            "LEFT JOIN (SELECT message_id, min({column}) AS {name} FROM {table} \
+                        WHERE {condition} AND {by_message} \
+                          AND message_id IN (SELECT message_id FROM delivered_codes) \
+                        GROUP BY message_id) AS {name} USING (message_id)",
+            by_message = messages_of("started", "message_id"),
+        )
+    };
     format!(
         "delivered_codes AS ( \
              SELECT s.*, m.id AS message_id FROM {codes} \
          ), \
          delivered AS ( \
-             SELECT d.*, a.sent_at, e.receipt_at FROM delivered_codes d \
-             LEFT JOIN (SELECT message_id, min(finished_at) AS sent_at FROM message_attempts \
-                        WHERE outcome IN ('sent', 'adopted') AND {by_message} \
-                          AND message_id IN (SELECT message_id FROM delivered_codes) \
-                        GROUP BY message_id) AS a ON a.message_id = d.message_id \
-             LEFT JOIN (SELECT message_id, min(received_at) AS receipt_at FROM message_events \
-                        WHERE status = 'delivered' AND {by_message} \
-                          AND message_id IN (SELECT message_id FROM delivered_codes) \
-                        GROUP BY message_id) AS e ON e.message_id = d.message_id \
+             SELECT d.*, sent_at, receipt_at FROM delivered_codes d {sent} {receipt} \
          )",
-        by_message = messages_of("started", "message_id"),
         codes = codes_of_started("m.status = 'delivered'"),
+        sent = earliest(
+            "finished_at",
+            "message_attempts",
+            "outcome IN ('sent', 'adopted')",
+            "sent_at"
+        ),
+        receipt = earliest(
+            "received_at",
+            "message_events",
+            "status = 'delivered'",
+            "receipt_at"
+        ),
     )
 }
 
@@ -175,18 +199,12 @@ pub(crate) fn priced_sql() -> String {
     )
 }
 
-/// `started s` joined with its code messages `m` that meet `condition`. They are picked as
-/// the messages of (`IN`) `started`'s verifications, which the planner expects to be few: a
-/// report's raw verifications then look their messages up by index rather than read every
-/// code message of the weeks between its first and last (a plain join expected thousands and
-/// hashed them all); the fold, which picks a week's, turns nested loops off.
+/// `started s` joined with its code messages `m` that meet `condition`.
 fn codes_of_started(condition: &str) -> String {
     format!(
-        "started s JOIN (SELECT * FROM messages m \
-                          WHERE m.verification_id IN (SELECT id FROM started) \
-                            AND {condition} AND {bounds}) AS m \
+        "started s JOIN (SELECT * FROM {messages} AND {condition}) AS m \
              ON m.verification_id = s.id",
-        bounds = messages_of("started", "m.id"),
+        messages = messages_of_verifications("started"),
     )
 }
 
