@@ -1,11 +1,11 @@
 //! The capacity scenario: whether CPU per request adds up when instances share one database,
-//! as the capacity model (`docs/capacity.md`) assumes. A fixed workload of four kinds (verifications started,
-//! checks, messages, each code and message sent to the fake Twilio; signed status callbacks for
-//! sends made beforehand) runs kind after kind on one instance, which gives each kind's CPU per
-//! request, the status callback's included (no other figure measures it); then the same
-//! workload runs on a fresh database split between two instances, every kind at once. The
-//! model's prediction (each kind's requests times its CPU per request) is reported beside what
-//! the two instances and PostgreSQL used, with their ratio.
+//! as the capacity model (`docs/capacity.md`) assumes. A fixed workload of four kinds
+//! (verifications started, checks, messages, each code and message sent to the fake Twilio;
+//! signed status callbacks for sends made beforehand) runs kind after kind on one instance,
+//! which gives each kind's CPU per request, the status callback's included (no other figure
+//! measures it); then the same workload runs on a fresh database split between two instances,
+//! every kind at once. The model's prediction (each kind's requests times its CPU per request)
+//! is reported beside what the two instances and PostgreSQL used, with their ratio.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -496,8 +496,8 @@ impl Bench {
     }
 
     /// The history comparison's retention run: an instance serving an open-loop load while
-    /// another one, started with a retention that a month of the dataset is past, runs the retention job
-    /// at its start (as every instance does); the API's latency over the whole run.
+    /// another one, started with a retention that a month of the dataset is past, runs the
+    /// retention job at its start (as every instance does); the API's latency over the run.
     async fn retention_under_load(&mut self, dataset: &Dataset) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
         eprintln!("==> bench: a retention run under load (postgres)");
