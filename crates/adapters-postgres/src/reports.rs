@@ -308,8 +308,11 @@ impl MessageReports for PgStore {
         let split = self.split(since, until).await?;
         let key = "to_char(date_trunc('hour', created_at AT TIME ZONE 'UTC'), \
                    'YYYY-MM-DD\"T\"HH24')";
-        let usage = self.usage_by(key, &split, None).await?;
-        let conversion = self.conversion_counts_by(key, &split, None, false).await?;
+        // At once, as the conversion report's statements.
+        let (usage, conversion) = tokio::try_join!(
+            self.usage_by(key, &split, None),
+            self.conversion_counts_by(key, &split, None, false),
+        )?;
         Ok(ports::rollups::hourly_series(&usage, &conversion))
     }
 
