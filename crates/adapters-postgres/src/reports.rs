@@ -15,7 +15,7 @@ use ports::{
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::rollups::{delivered_sql, priced_sql, started_sql, timed_sql};
+use crate::rollups::{delivered_sql, priced_sql, started_sql, timed_sql, Picked};
 use crate::rows::{all, one, query, store_error, Pg};
 use crate::PgStore;
 
@@ -176,7 +176,7 @@ impl PgStore {
                  SELECT {key}, latency, bucket, count FROM {rollups} \
              ) AS timed GROUP BY 1, 2, 3 HAVING sum(count) <> 0",
             started = started_raw(),
-            delivered = delivered_sql(),
+            delivered = delivered_sql(Picked::Few),
             timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
             rollups = conversion_rollups("conversion_latency_rollups"),
@@ -190,7 +190,7 @@ impl PgStore {
                  SELECT {key}, currency, cost FROM {rollups} \
              ) AS costs GROUP BY 1, 2",
             started = started_raw(),
-            priced = priced_sql(),
+            priced = priced_sql(Picked::Few),
             units = Amount::UNITS_PER_WHOLE,
             rollups = conversion_rollups("conversion_cost_rollups"),
         );

@@ -31,24 +31,27 @@ pub(crate) const UNFOLDED: &str =
 
 /// The messages `FROM ... WHERE ...` selects, counted into `usage_rollups` (each figure times
 /// `sign`), one row per hour and group; a price summed exactly when it is a plain decimal, as
-/// the report reads it.
+/// the report reads it. The messages are counted per price first, so that each distinct price
+/// (a few per country), not each message, is tested and parsed.
 pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
     format!(
         r#"
     INSERT INTO usage_rollups (hour, api_key, template, country, status, error_code, currency,
                                messages, segments, cost)
-    SELECT {hour}, api_key, template, country, status, error_code, currency,
-           {sign} * count(*), {sign} * sum(segments), {sign} * coalesce(sum(price), 0)
+    SELECT hour, api_key, template, country, status, error_code,
+           CASE WHEN readable THEN price_currency END,
+           {sign} * sum(messages), {sign} * sum(segments),
+           {sign} * coalesce(sum(CASE WHEN readable THEN price_amount::numeric * messages END), 0)
     FROM (
-        SELECT created_at, api_key, template, country, status, error_code, segments,
-               CASE WHEN readable THEN price_currency END AS currency,
-               CASE WHEN readable THEN price_amount::numeric END AS price
+        SELECT *, (price_currency IS NOT NULL
+                   AND price_amount ~ '^-?[0-9]{{1,6}}(\.[0-9]{{1,8}})?$') AS readable
         FROM (
-            SELECT *, (price_currency IS NOT NULL
-                       AND price_amount ~ '^-?[0-9]{{1,6}}(\.[0-9]{{1,8}})?$') AS readable
+            SELECT {hour} AS hour, api_key, template, country, status, error_code,
+                   price_currency, price_amount, count(*) AS messages, sum(segments) AS segments
             {from_where}
-        ) AS priced
-    ) AS folded
+            GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+        ) AS counted
+    ) AS priced
     GROUP BY 1, 2, 3, 4, 5, 6, 7"#,
         hour = hour_of("created_at"),
     )
@@ -83,7 +86,7 @@ pub(crate) fn started_sql(filter: &str) -> String {
            v.messages_from, v.messages_until
     FROM chosen v LEFT JOIN codes c ON c.verification_id = v.id"#,
         accepted = literals(MessageStatus::ACCEPTED.map(MessageStatus::as_str)),
-        messages = messages_of_verifications("chosen"),
+        messages = messages_of_verifications("chosen", Picked::Few),
     )
 }
 
@@ -113,17 +116,30 @@ fn messages_of(started: &str, column: &str) -> String {
     )
 }
 
+/// How a statement picks the messages of its verifications `started`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Picked {
+    /// As the messages of (`IN`) those verifications, which the planner expects to be few: a
+    /// report's raw verifications, or the one a receipt changes, then look their messages up
+    /// by index rather than read every message of the hours between them (a plain join
+    /// expected thousands and hashed them all).
+    Few,
+    /// Every message between their bounds, joined to them afterwards: a fold of whole weeks
+    /// reads nearly all of those anyway, and the semi-join only added its own hashing.
+    Week,
+}
+
 /// The messages `m` of the verifications of `started` (which holds their bounds), read only
-/// from the weeks their ids can lie in. They are picked as the messages of (`IN`) those
-/// verifications, which the planner expects to be few: a report's raw verifications then look
-/// their messages up by index rather than read every message of the weeks between its first
-/// and last (a plain join expected thousands and hashed them all); the fold, which picks a
-/// week's, turns nested loops off.
-fn messages_of_verifications(started: &str) -> String {
-    format!(
-        "messages m WHERE m.verification_id IN (SELECT id FROM {started}) AND {bounds}",
-        bounds = messages_of(started, "m.id"),
-    )
+/// from the weeks their ids can lie in, picked as `picked` says; the caller joins them to
+/// `started` when it picks a week's.
+fn messages_of_verifications(started: &str, picked: Picked) -> String {
+    let bounds = messages_of(started, "m.id");
+    match picked {
+        Picked::Few => {
+            format!("messages m WHERE m.verification_id IN (SELECT id FROM {started}) AND {bounds}")
+        }
+        Picked::Week => format!("messages m WHERE {bounds}"),
+    }
 }
 
 /// Milliseconds from `from` to `to`, two timestamps.
@@ -131,16 +147,20 @@ pub(crate) fn millis(from: &str, to: &str) -> String {
     format!("greatest(0, (extract(epoch FROM ({to} - {from})) * 1000)::bigint)")
 }
 
-/// The code messages of `started` delivered, each with its sending and receipt times. Only
-/// their own attempts and receipts are grouped, so that a report whose raw rows lie days apart
-/// (the start of its first hour, the hours after the watermark) looks up a few messages' rows
-/// instead of grouping every message's between them; the ids' bounds still limit the weeks read.
-pub(crate) fn delivered_sql() -> String {
+/// The code messages of `started` delivered, each with its sending and receipt times. When
+/// they are `Few`, only their own attempts and receipts are grouped, so that a report whose raw
+/// rows lie days apart (the start of its first hour, the hours after the watermark) looks up a
+/// few messages' rows instead of grouping every message's between them; the ids' bounds still
+/// limit the weeks read.
+pub(crate) fn delivered_sql(picked: Picked) -> String {
+    let theirs = match picked {
+        Picked::Few => "AND message_id IN (SELECT message_id FROM delivered_codes)",
+        Picked::Week => "",
+    };
     let earliest = |column: &str, table: &str, condition: &str, name: &str| {
         format!(
             "LEFT JOIN (SELECT message_id, min({column}) AS {name} FROM {table} \
-                        WHERE {condition} AND {by_message} \
-                          AND message_id IN (SELECT message_id FROM delivered_codes) \
+                        WHERE {condition} AND {by_message} {theirs} \
                         GROUP BY message_id) AS {name} USING (message_id)",
             by_message = messages_of("started", "message_id"),
         )
@@ -152,7 +172,7 @@ pub(crate) fn delivered_sql() -> String {
          delivered AS ( \
              SELECT d.*, sent_at, receipt_at FROM delivered_codes d {sent} {receipt} \
          )",
-        codes = codes_of_started("m.status = 'delivered'"),
+        codes = codes_of_started("m.status = 'delivered'", picked),
         sent = earliest(
             "finished_at",
             "message_attempts",
@@ -186,7 +206,7 @@ pub(crate) fn timed_sql() -> String {
 }
 
 /// The code messages of `started` with a readable price.
-pub(crate) fn priced_sql() -> String {
+pub(crate) fn priced_sql(picked: Picked) -> String {
     format!(
         "priced AS ( \
              SELECT s.*, m.price_currency AS currency, m.price_amount::numeric AS cost \
@@ -194,24 +214,25 @@ pub(crate) fn priced_sql() -> String {
          )",
         codes = codes_of_started(
             "m.price_currency IS NOT NULL \
-             AND m.price_amount ~ '^-?[0-9]{1,6}(\\.[0-9]{1,8})?$'"
+             AND m.price_amount ~ '^-?[0-9]{1,6}(\\.[0-9]{1,8})?$'",
+            picked,
         ),
     )
 }
 
 /// `started s` joined with its code messages `m` that meet `condition`.
-fn codes_of_started(condition: &str) -> String {
+fn codes_of_started(condition: &str, picked: Picked) -> String {
     format!(
         "started s JOIN (SELECT * FROM {messages} AND {condition}) AS m \
              ON m.verification_id = s.id",
-        messages = messages_of_verifications("started"),
+        messages = messages_of_verifications("started", picked),
     )
 }
 
 /// The three statements folding `started` (the `WITH` clause defining it) into the conversion
 /// rollups, each figure times `sign`: grouped once by channel, country and provider and once by
 /// prefix (`GROUPING SETS`).
-fn fold_conversion_sql(started: &str, sign: i64) -> [String; 3] {
+fn fold_conversion_sql(started: &str, picked: Picked, sign: i64) -> [String; 3] {
     let hour = hour_of("created_at");
     let sets = |extra: &str| {
         format!(
@@ -238,7 +259,7 @@ fn fold_conversion_sql(started: &str, sign: i64) -> [String; 3] {
                     latency, bucket, {sign} * count(*) \
              FROM (SELECT *, {hour} AS hour, {bucket} AS bucket FROM timed) AS t \
              GROUP BY {sets}",
-            delivered = delivered_sql(),
+            delivered = delivered_sql(picked),
             timed = timed_sql(),
             bucket = latency_bucket_sql("millis"),
             sets = sets(", latency, bucket"),
@@ -250,7 +271,7 @@ fn fold_conversion_sql(started: &str, sign: i64) -> [String; 3] {
              SELECT hour, GROUPING(prefix) = 0, api_key, channel, country, provider, prefix, \
                     currency, {sign} * sum(cost) \
              FROM (SELECT *, {hour} AS hour FROM priced) AS p GROUP BY {sets}",
-            priced = priced_sql(),
+            priced = priced_sql(picked),
             sets = sets(", currency"),
         ),
     ]
@@ -277,7 +298,7 @@ pub(crate) async fn fold_removed_verifications(
         "WITH started AS ({})",
         started_sql(&format!("v.id = ANY($1) AND v.{UNFOLDED}"))
     );
-    for statement in fold_conversion_sql(&started, 1) {
+    for statement in fold_conversion_sql(&started, Picked::Few, 1) {
         sqlx::query(&statement)
             .bind(ids)
             .execute(&mut *connection)
@@ -333,7 +354,7 @@ pub(crate) async fn refold(
     }
     if let Some(verification) = folded.verification {
         let started = format!("WITH started AS ({})", started_sql("v.id = $1"));
-        for statement in fold_conversion_sql(&started, sign) {
+        for statement in fold_conversion_sql(&started, Picked::Few, sign) {
             sqlx::query(&statement)
                 .bind(verification)
                 .execute(&mut *connection)
@@ -435,9 +456,11 @@ impl PgStore {
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-            for statement in
-                fold_conversion_sql("WITH started AS (SELECT * FROM rollup_started)", 1)
-            {
+            for statement in fold_conversion_sql(
+                "WITH started AS (SELECT * FROM rollup_started)",
+                Picked::Week,
+                1,
+            ) {
                 sqlx::query(&statement)
                     .execute(&mut *transaction)
                     .await

@@ -139,6 +139,15 @@ async fn story<S: ReportStoreUnderTest>(store: &S, base: DateTime<Utc>, tag: &st
         Some(&sid(2)),
     )
     .await;
+    // Delivered too, in v1's hour: a group of two messages at one price.
+    receipt(
+        store,
+        &sid(2),
+        MessageStatus::Delivered,
+        None,
+        base + secs(57),
+    )
+    .await;
     assert!(store
         .conclude(v2.id, VerificationStatus::Expired, base + secs(650))
         .await
