@@ -381,10 +381,15 @@ impl MessageStore for PgStore {
             // `messages_in_flight`, whose entries die as fast as sends finish, and only a plain
             // index scan marks dead entries so that later scans, the finishes' too, skip them
             // (with bitmap claims, a finish read 9,362 entries for 200 sends in flight).
+            // Generic plans: the count and the claim read every week's partition, and a custom
+            // plan, which PostgreSQL makes for a prepared statement's first executions on each
+            // connection, plans all of them again each time, costing more than the claim's
+            // reads (docs/performance.md, "The claim's custom plans").
             sqlx::query(
                 "SELECT pg_advisory_xact_lock($1), \
                  set_config('synchronous_commit', 'off', true), \
-                 set_config('enable_bitmapscan', 'off', true)",
+                 set_config('enable_bitmapscan', 'off', true), \
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
             )
             .bind(CLAIM_LOCK)
             .execute(&mut *transaction)
