@@ -491,8 +491,9 @@ async fn charged(
         "SELECT round(sum(price_amount::numeric) * {units})::text, sum(segments)::int8 \
          FROM messages \
          WHERE country = $1 AND price_currency = $2 AND created_at >= $3 AND segments > 0 \
-           AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$'",
-        units = Amount::UNITS_PER_WHOLE
+           AND {readable}",
+        units = Amount::UNITS_PER_WHOLE,
+        readable = crate::rows::readable_price("price_amount"),
     ))
     .bind(country)
     .bind(currency)

@@ -16,7 +16,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::rollups::{delivered_sql, priced_sql, started_sql, timed_sql, Picked};
-use crate::rows::{all, one, query, store_error, Pg};
+use crate::rows::{all, one, query, readable_price, store_error, Pg};
 use crate::PgStore;
 
 /// The UTC day of `created_at`, `YYYY-MM-DD`, as reports group by it.
@@ -251,7 +251,7 @@ impl MessageReports for PgStore {
                         1::bigint AS messages \
                  FROM messages \
                  WHERE {raw} AND ($3::text IS NULL OR api_key = $3) \
-                   AND price_amount ~ '^-?[0-9]{{1,6}}(\\.[0-9]{{1,8}})?$' \
+                   AND {readable} \
                    AND price_currency IS NOT NULL \
                  UNION ALL \
                  SELECT hour, api_key, template, country, status, currency, cost, messages \
@@ -266,6 +266,7 @@ impl MessageReports for PgStore {
             raw = raw_rows("created_at"),
             key = query.group_by.column(DAY),
             units = Amount::UNITS_PER_WHOLE,
+            readable = readable_price("price_amount"),
         );
         let split = self.split(query.since, query.until).await?;
         let params = split.params(query.api_key.as_deref());

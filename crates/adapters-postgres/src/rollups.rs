@@ -13,7 +13,7 @@ use ports::{latency_bucket_sql, FoldStep, StoreError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::rows::store_error;
+use crate::rows::{readable_price, store_error};
 use crate::verifications::CLOCK_SKEW;
 use crate::PgStore;
 
@@ -43,8 +43,7 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
            {sign} * sum(messages), {sign} * sum(segments),
            {sign} * coalesce(sum(CASE WHEN readable THEN price_amount::numeric * messages END), 0)
     FROM (
-        SELECT *, (price_currency IS NOT NULL
-                   AND price_amount ~ '^-?[0-9]{{1,6}}(\.[0-9]{{1,8}})?$') AS readable
+        SELECT *, (price_currency IS NOT NULL AND {readable}) AS readable
         FROM (
             SELECT {hour} AS hour, api_key, template, country, status, error_code,
                    price_currency, price_amount, count(*) AS messages, sum(segments) AS segments
@@ -54,6 +53,7 @@ pub(crate) fn fold_messages_sql(from_where: &str, sign: i64) -> String {
     ) AS priced
     GROUP BY 1, 2, 3, 4, 5, 6, 7"#,
         hour = hour_of("created_at"),
+        readable = readable_price("price_amount"),
     )
 }
 
@@ -213,8 +213,10 @@ pub(crate) fn priced_sql(picked: Picked) -> String {
              FROM {codes} \
          )",
         codes = codes_of_started(
-            "m.price_currency IS NOT NULL \
-             AND m.price_amount ~ '^-?[0-9]{1,6}(\\.[0-9]{1,8})?$'",
+            &format!(
+                "m.price_currency IS NOT NULL AND {}",
+                readable_price("m.price_amount")
+            ),
             picked,
         ),
     )

@@ -10,6 +10,13 @@ use sqlx::query::Query;
 use sqlx::{Column as _, PgExecutor, Postgres, Row as _, Type};
 use uuid::Uuid;
 
+/// Whether the price text in `column` is a plain decimal within `Amount`'s bounds, which
+/// `::numeric` reads exactly: the only prices the reports, the rollups and the fraud guard's
+/// spend count (prices are stored as the provider wrote them).
+pub(crate) fn readable_price(column: &str) -> String {
+    format!(r"{column} ~ '^-?[0-9]{{1,6}}(\.[0-9]{{1,8}})?$'")
+}
+
 /// A sqlx failure as the port sees it: a value that does not decode is corrupt data; the server
 /// refusing a statement is [`StoreError::Refused`] unless its answer says the server itself
 /// cannot serve (see [`server_unavailable`]); anything else (the connection, the pool, I/O) is
