@@ -87,9 +87,10 @@ impl Bench {
     /// The history's reports (`reports`) and its comparison with an empty database (`costs`) on
     /// one generated dataset.
     pub(super) async fn history(&mut self, reports: bool, costs: bool) -> anyhow::Result<()> {
-        let dataset = self.dataset().await?;
-        let folded = build_rollups(&dataset.store.database_url, self.plan.release)?;
+        // Reported with the reports' figure, or with the history-cost one when only that runs.
         let number = if reports { 9 } else { 10 };
+        let dataset = self.dataset(number).await?;
+        let folded = build_rollups(&dataset.store.database_url, self.plan.release)?;
         self.figure(
             number,
             "hourly rollups built over the history",
@@ -116,8 +117,9 @@ impl Bench {
         quiesce(&dataset.store.database_url).await
     }
 
-    /// A database the service migrated, then the dataset generated into it.
-    async fn dataset(&mut self) -> anyhow::Result<Dataset> {
+    /// A database the service migrated, then the dataset generated into it; its figures are
+    /// reported under figure `number`.
+    async fn dataset(&mut self, number: u8) -> anyhow::Result<Dataset> {
         let size = Size::of(self.plan.quick);
         eprintln!(
             "==> bench: the history dataset ({} messages, {} verifications over {SPAN_DAYS} days)",
@@ -171,8 +173,6 @@ impl Bench {
             "{} messages (codes of the verifications among them) with their attempts, receipts and idempotency keys, {} verifications with their codes, over {SPAN_DAYS} days of weekly partitions ({database_size}); SQL generate_series, rows first and indexes built after, two sessions at a time",
             size.messages, size.verifications
         );
-        // Reported with the reports' figure, or with the history-cost one when only that runs.
-        let number = if self.plan.only == Some(10) { 10 } else { 9 };
         self.figure(
             number,
             "history dataset generated",
