@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ports::{Removed, StoreError};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::lifecycle::fold_table_sql;
 use crate::rows::store_error;
@@ -286,4 +287,34 @@ async fn fold_and_drop(pool: &PgPool, family: Family, week: &Week) -> Result<Rem
 /// catalog's names of partitions, never from input.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The least and the greatest of `ids`, bound beside a batch's array of ids so that the
+/// planner reads only the weeks between them: it cannot see into the array, and without them
+/// it plans (and probes) every week's partition, which a custom plan does on each execution.
+/// No ids give bounds that hold nothing.
+pub(crate) fn id_bounds(ids: impl IntoIterator<Item = Uuid>) -> (Uuid, Uuid) {
+    ids.into_iter()
+        .fold((Uuid::max(), Uuid::nil()), |(least, greatest), id| {
+            (least.min(id), greatest.max(id))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_s_id_bounds_hold_each_of_its_ids_and_no_ids_hold_nothing() {
+        let ids = [
+            Uuid::now_v7(),
+            Uuid::from_u128(7),
+            Uuid::now_v7(),
+            Uuid::max(),
+        ];
+        let (least, greatest) = id_bounds(ids);
+        assert_eq!((least, greatest), (Uuid::from_u128(7), Uuid::max()));
+        let (least, greatest) = id_bounds([]);
+        assert!(least > greatest);
+    }
 }

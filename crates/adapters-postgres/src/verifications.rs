@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::connections::Connections;
 use crate::fraud::log_decision_on;
 use crate::messages::{bind_messages, insert_code_message, insert_messages_sql};
+use crate::partitions::id_bounds;
 use crate::rows::{all, column, execute, optional, query, store_error, Pg};
 use crate::PgStore;
 
@@ -183,13 +184,15 @@ pub(crate) struct Checks;
 /// Counts checks of different verifications. Their rows are locked first, in one order, so that
 /// two batches holding the same verifications cannot deadlock. The statement's snapshot may
 /// predate a code added while it waited for a row, but no one can hold that code yet (it is
-/// sent only after its commit).
+/// sent only after its commit). `$4` and `$5` bound the ids (`id_bounds`), and a verification's
+/// codes are in its week.
 const COUNT_CHECKS: &str = r#"
     WITH asked AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS a (id, api_key, now)
     ),
     locked AS MATERIALIZED (
-        SELECT id FROM verifications WHERE id IN (SELECT id FROM asked)
+        SELECT id FROM verifications
+        WHERE id IN (SELECT id FROM asked) AND id >= $4 AND id <= $5
         ORDER BY id FOR NO KEY UPDATE
     ),
     counted AS (
@@ -198,11 +201,13 @@ const COUNT_CHECKS: &str = r#"
         FROM asked AS a
         WHERE v.id = a.id AND v.id IN (SELECT id FROM locked) AND v.api_key = a.api_key
           AND v.status = 'pending' AND v.expires_at > a.now AND v.check_count < v.max_checks
+          AND v.id >= $4 AND v.id <= $5
         RETURNING v.*
     )
     SELECT counted.*, ARRAY(
         SELECT code_hash FROM verification_codes
-        WHERE verification_id = counted.id ORDER BY id
+        WHERE verification_id = counted.id AND verification_id >= $4 AND verification_id <= $5
+        ORDER BY id
     ) AS code_hashes
     FROM counted"#;
 
@@ -241,10 +246,14 @@ async fn count_rounds(
 ) -> Result<Vec<<Checks as BatchWrite>::Output>, StoreError> {
     let mut counted: Vec<_> = checks.iter().map(|_| None).collect();
     for round in rounds {
+        let ids = column(&round, |&i| checks[i].id.as_uuid());
+        let (least, greatest) = id_bounds(ids.iter().copied());
         let found: Vec<PgRow> = sqlx::query(COUNT_CHECKS)
-            .bind(column(&round, |&i| checks[i].id.as_uuid()))
+            .bind(ids)
             .bind(column(&round, |&i| checks[i].api_key.as_str()))
             .bind(column(&round, |&i| checks[i].now))
+            .bind(least)
+            .bind(greatest)
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
