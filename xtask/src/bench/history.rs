@@ -498,11 +498,17 @@ impl Bench {
         on_history?;
         let history: Vec<Figure> = self.figures.drain(before..).collect();
         // Another scenario's verification to the same number would reuse it (and wait for its
-        // resend interval): what each leaves pending is expired, as its lifetime would.
+        // resend interval): what each leaves pending is expired, as its lifetime would. So is
+        // the queue it leaves (its instance stopped long before the backlog was sent), which
+        // the next scenario's instance would otherwise send while it is measured, where the
+        // empty database's scenarios each start on an empty queue.
         super::service::psql(
             shared_url,
             "UPDATE verifications SET status = 'expired', updated_at = now() \
-             WHERE status = 'pending' AND created_at > now() - interval '1 hour'",
+             WHERE status = 'pending' AND created_at > now() - interval '1 hour'; \
+             UPDATE messages SET status = 'expired', body = '', locked_until = NULL, \
+                 claim_token = NULL, updated_at = now() \
+             WHERE status IN ('queued', 'sending')",
         )?;
         Ok([empty, history])
     }
