@@ -428,7 +428,7 @@ impl Bench {
         );
         for pair in pairs {
             let method = format!(
-                "the scenario of figure {} as that figure measures it, on a fresh database and then on the history's ({history_rows}; what each scenario adds is left, its pending verifications expired), one right after the other",
+                "the scenario of figure {} as that figure measures it, on a fresh database and then on the history's ({history_rows}; what each scenario adds is left, its pending verifications and its queue expired), one right after the other",
                 pair.figure
             );
             self.figure(
