@@ -224,15 +224,17 @@ impl BatchWrite for Checks {
         let rounds = rounds(checks);
         let mut connection = connections.acquire().await?;
         // Several rounds are one transaction, so that a batch that fails (and is then retried
-        // check by check) has counted nothing.
-        let counted = if rounds.len() > 1 {
-            let mut transaction = connection.begin().await.map_err(store_error)?;
-            let counted = count_rounds(&mut transaction, checks, rounds).await?;
-            transaction.commit().await.map_err(store_error)?;
-            counted
-        } else {
-            count_rounds(&mut connection, checks, rounds).await?
-        };
+        // check by check) has counted nothing. Generic plans: a custom plan, which PostgreSQL
+        // keeps choosing for this statement, plans it again on every execution, costing more
+        // than the generic plan's pruning at the executor's start (docs/performance.md, "The
+        // checks' plans").
+        let mut transaction = connection.begin().await.map_err(store_error)?;
+        sqlx::query("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        let counted = count_rounds(&mut transaction, checks, rounds).await?;
+        transaction.commit().await.map_err(store_error)?;
         connection.park();
         Ok(counted)
     }
