@@ -16,10 +16,6 @@ pub(crate) struct Acquire {
     now: DateTime<Utc>,
 }
 
-/// The setting made, then a refused send (numbered from 1), the key that refused it and when
-/// its window has room; no refusal where nothing was refused.
-type RefusalRow = (String, Option<i32>, Option<String>, Option<DateTime<Utc>>);
-
 /// `RateLimiter::acquire`, in batches (see `store_batch`): `sms_notify_acquire()` (migration
 /// 0009, 0010) judges the sends of a burst in order, in one statement.
 pub(crate) struct Acquires;
@@ -46,14 +42,9 @@ impl BatchWrite for Acquires {
             }
         }
         let mut connection = connections.acquire().await?;
-        // Committed without waiting for the disk: every admitted send is then written by a
-        // commit that does wait (the code or message it admits), which flushes the log up to
-        // and past this one, so only the counts of sends never written can be lost in a crash.
-        // The one row of the outer side makes sure the setting is made when nothing is refused.
-        let refused: Vec<RefusalRow> = sqlx::query_as(
-            "SELECT async.setting, r.refused_send, r.refused_key, r.room_at \
-                 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async (setting) \
-                 LEFT JOIN sms_notify_acquire($1, $2, $3, $4, $5) AS r ON true",
+        let refused: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT refused_send, refused_key, room_at \
+             FROM sms_notify_acquire($1, $2, $3, $4, $5)",
         )
         .bind(sends)
         .bind(keys)
@@ -65,9 +56,6 @@ impl BatchWrite for Acquires {
         .map_err(store_error)?;
         connection.park();
         let mut admissions = vec![Admission::Admitted; acquires.len()];
-        let refused = refused
-            .into_iter()
-            .filter_map(|(_, send, key, room_at)| Some((send?, key?, room_at)));
         for (send, key, room_at) in refused {
             let acquire = usize::try_from(send - 1)
                 .ok()
