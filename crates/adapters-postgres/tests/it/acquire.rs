@@ -146,3 +146,53 @@ async fn a_send_refused_in_a_burst_counts_nothing_for_the_sends_after_it() {
         expected.map(|(key, events)| (key.to_owned(), events))
     );
 }
+
+#[tokio::test]
+async fn bursts_on_a_new_database_read_the_limits_through_their_indexes() {
+    // PL/pgSQL keeps the plans of a session's first calls, made here on one-page tables, where
+    // a sequential scan is cheapest: kept while the tables grew, every burst read every count
+    // whole (docs/performance.md, "Figure 2's two modes").
+    let database = TestDatabase::create().await;
+    let pool = migrated_pool(&database).await;
+    let mut session = pool.begin().await.unwrap();
+    for burst in 0..20_i64 {
+        // Each burst to 50 new numbers under one API key, as a busy client's codes go: with a
+        // few keys to a burst, the planner keeps to the index on tables this small anyway.
+        let numbers: Vec<String> = (0..50).map(|n| format!("number:{burst}-{n}")).collect();
+        let keys: Vec<&str> = numbers
+            .iter()
+            .flat_map(|number| [number.as_str(), "api-key:x"])
+            .collect();
+        let at = t0() + TimeDelta::seconds(burst);
+        let refused: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT refused_send, refused_key, room_at \
+             FROM sms_notify_acquire($1, $2, $3, $4, $5)",
+        )
+        .bind((1..=50).flat_map(|send| [send, send]).collect::<Vec<i32>>())
+        .bind(&keys)
+        .bind(vec![1_000_i64; keys.len()])
+        .bind(vec![at - TimeDelta::seconds(60); keys.len()])
+        .bind(vec![at; keys.len()])
+        .fetch_all(&mut *session)
+        .await
+        .unwrap();
+        assert_eq!(refused, []);
+    }
+
+    // This transaction's own scans of the two tables, counted as they happened.
+    let scans: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, seq_scan, idx_scan FROM pg_stat_xact_user_tables \
+         WHERE relname IN ('rate_limit_counts', 'rate_limit_events') ORDER BY relname",
+    )
+    .fetch_all(&mut *session)
+    .await
+    .unwrap();
+    let whole: Vec<&(String, i64, i64)> = scans.iter().filter(|(_, seq, _)| *seq > 0).collect();
+    assert!(whole.is_empty(), "tables read whole: {whole:?}");
+    assert!(
+        scans
+            .iter()
+            .any(|(table, _, index)| table == "rate_limit_counts" && *index > 0),
+        "the counts were never read through their index: {scans:?}"
+    );
+}

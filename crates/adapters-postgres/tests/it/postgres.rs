@@ -195,31 +195,6 @@ async fn the_store_s_connections_never_jit_compile_a_statement() {
 }
 
 #[tokio::test]
-async fn the_send_limits_functions_keep_to_their_indexes() {
-    // Their generic plans, made on a new database's tiny tables, read every count whole once
-    // the tables had grown.
-    let database = TestDatabase::create().await;
-    let store = database.store().await;
-
-    let settings: Vec<(String, Vec<String>)> = sqlx::query_as(
-        "SELECT proname::text, coalesce(proconfig, '{}') FROM pg_proc \
-         WHERE proname IN ('sms_notify_acquire', 'sms_notify_acquire_in_order') ORDER BY proname",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-
-    let off = vec!["enable_seqscan=off".to_owned()];
-    assert_eq!(
-        settings,
-        [
-            ("sms_notify_acquire".to_owned(), off.clone()),
-            ("sms_notify_acquire_in_order".to_owned(), off),
-        ]
-    );
-}
-
-#[tokio::test]
 async fn a_malformed_url_is_refused_as_a_url_before_any_connection() {
     let refused = PgStore::connect("postgres://postgres@127.0.0.1:not-a-port/postgres", 1).await;
     assert!(
