@@ -23,6 +23,12 @@ pub struct ClaimBudget {
     pub lease: Duration,
     /// Messages `sending` under a live lease, on every instance together, never exceed this.
     pub max_in_flight: Option<u32>,
+    /// Beyond `max_in_flight`, at most this many more messages `sending` (on every instance
+    /// together), which wait for a place ([`Claimed::places`]): a caller's own returning call
+    /// hands its place to one at once, where claiming a message then would leave the place
+    /// empty for the claim's round trips. Counted as `sending` like the others, so a place
+    /// handed on is one the count already held.
+    pub reserve: u32,
     /// The caller's messages whose provider call has returned but whose outcome is not yet
     /// recorded: still `sending`, no longer in flight, so not counted against
     /// `max_in_flight`. Naming them (rather than subtracting a number) cannot undercount: one
@@ -56,6 +62,12 @@ pub struct Claimed {
     pub messages: Vec<ClaimedMessage>,
     /// Set when a cap, not the queue, stopped the claim short of its limit.
     pub limited_by: Option<ClaimLimit>,
+    /// `max_in_flight` less the messages `sending` when the claim counted them, every
+    /// claimer's waiting ones among them (`i64::MAX` without a cap). When positive, the first
+    /// this many claimed may start at once and the rest wait; when negative, the count is
+    /// over the cap by waiting messages, and that many of the caller's own must go on waiting
+    /// (the others were counted within the cap and may start).
+    pub places: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +83,8 @@ pub enum ClaimLimit {
 pub struct Allowance {
     pub count: u32,
     pub limited_by: Option<ClaimLimit>,
+    /// See [`Claimed::places`].
+    places: i64,
     /// When the first message claimed may be sent; the others follow at the sender's spacing.
     first_send_at: DateTime<Utc>,
     spacing: TimeDelta,
@@ -97,13 +111,15 @@ impl ClaimBudget {
         let mut allowance = Allowance {
             count: self.limit,
             limited_by: None,
+            places: i64::MAX,
             first_send_at: now,
             spacing: TimeDelta::zero(),
         };
         if let Some(max) = self.max_in_flight {
-            let free = max.saturating_sub(in_flight);
-            if free < allowance.count {
-                allowance.count = free;
+            allowance.places = i64::from(max) - i64::from(in_flight);
+            let room = max.saturating_add(self.reserve).saturating_sub(in_flight);
+            if room < allowance.count {
+                allowance.count = room;
                 allowance.limited_by = Some(ClaimLimit::InFlight);
             }
         }
@@ -133,6 +149,15 @@ impl ClaimBudget {
     }
 }
 
+/// Highest priority first, then oldest: the order a claim takes messages in.
+pub fn dispatch_order(a: &ClaimedMessage, b: &ClaimedMessage) -> std::cmp::Ordering {
+    b.message
+        .priority
+        .cmp(&a.message.priority)
+        .then(a.message.created_at.cmp(&b.message.created_at))
+        .then(a.message.id.cmp(&b.message.id))
+}
+
 impl Allowance {
     /// When the `index`th message of the claim (in dispatch order) may be sent.
     pub fn send_at(&self, index: usize) -> DateTime<Utc> {
@@ -147,13 +172,7 @@ impl Allowance {
     /// What a claim returned, in dispatch order (highest priority first, then oldest), which a
     /// claim's `RETURNING` does not keep: [`Allowance::apply`] to the sorted messages.
     pub fn dispatch(&self, mut messages: Vec<ClaimedMessage>) -> Claimed {
-        messages.sort_by(|a, b| {
-            b.message
-                .priority
-                .cmp(&a.message.priority)
-                .then(a.message.created_at.cmp(&b.message.created_at))
-                .then(a.message.id.cmp(&b.message.id))
-        });
+        messages.sort_by(dispatch_order);
         self.apply(messages)
     }
 
@@ -171,6 +190,7 @@ impl Allowance {
         Claimed {
             messages,
             limited_by,
+            places: self.places,
         }
     }
 }
@@ -188,6 +208,7 @@ mod tests {
             limit,
             lease: Duration::from_secs(60),
             max_in_flight,
+            reserve: 0,
             settling: Vec::new(),
             sender_rate: per_second.map(|per_second| SenderRate {
                 sender: "+15005550006".into(),
@@ -212,6 +233,24 @@ mod tests {
         assert_eq!(allowance.limited_by, Some(ClaimLimit::InFlight));
         let full = budget(10, Some(12), None).allowance(now(), 15, None);
         assert_eq!(full.count, 0);
+    }
+
+    #[test]
+    fn a_reserve_is_claimed_beyond_the_free_places_to_wait_for_one() {
+        let reserved = ClaimBudget {
+            reserve: 4,
+            ..budget(10, Some(12), None)
+        };
+        let allowance = reserved.allowance(now(), 9, None);
+        assert_eq!(allowance.count, 7);
+        assert_eq!(allowance.limited_by, Some(ClaimLimit::InFlight));
+        assert_eq!(allowance.apply(Vec::new()).places, 3);
+        let full = reserved.allowance(now(), 15, None);
+        assert_eq!((full.count, full.places), (1, -3));
+        let reserve_taken = reserved.allowance(now(), 16, None);
+        assert_eq!(reserve_taken.count, 0);
+        let uncapped = budget(10, None, None).allowance(now(), 15, None);
+        assert_eq!(uncapped.places, i64::MAX);
     }
 
     #[test]

@@ -25,7 +25,9 @@ mod wakeups;
 mod webhooks;
 mod workflows;
 
-pub use budget::{Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON};
+pub use budget::{
+    dispatch_order, Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON,
+};
 pub use clock::{Clock, CodeGenerator};
 pub use deliveries::{record_delivery, DeliveryTransaction};
 pub use domain::Price;

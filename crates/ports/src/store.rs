@@ -321,6 +321,7 @@ pub trait MessageStore: Send + Sync {
             limit,
             lease,
             max_in_flight: None,
+            reserve: 0,
             settling: Vec::new(),
             sender_rate: None,
             max_attempts: None,

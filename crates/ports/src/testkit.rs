@@ -129,6 +129,7 @@ macro_rules! store_conformance_tests {
             unconfirmed_sent_messages_are_claimed_oldest_first_per_provider_and_held,
             concurrent_unconfirmed_claims_never_share_a_message,
             claims_stop_at_the_shared_in_flight_cap,
+            a_reserve_waits_beyond_the_cap_and_is_counted,
             settling_messages_hold_no_place_under_the_cap,
             concurrent_capped_claims_never_exceed_the_cap,
             a_sender_rate_spaces_send_times_across_claims,
@@ -1397,6 +1398,7 @@ fn capped(limit: u32, max_in_flight: Option<u32>, per_second: Option<u32>) -> Cl
         limit,
         lease: LEASE,
         max_in_flight,
+        reserve: 0,
         settling: Vec::new(),
         sender_rate: per_second.map(|per_second| SenderRate {
             sender: "+15005550006".into(),
@@ -1505,6 +1507,46 @@ pub async fn settling_messages_hold_no_place_under_the_cap<S: StoreUnderTest>(st
         full.messages.is_empty(),
         "a recorded message freed a place twice"
     );
+}
+
+/// A claim's reserve takes messages beyond the cap, which wait for a place: the store says how
+/// many places were free, counts the waiting messages as `sending`, and holds every claimer
+/// together within the cap plus the reserve.
+pub async fn a_reserve_waits_beyond_the_cap_and_is_counted<S: StoreUnderTest>(store: S) {
+    for n in 0..10 {
+        enqueue_new(&store, notification(t0() + secs(n))).await;
+    }
+    let now = t0() + secs(10);
+    let reserved = |limit| ClaimBudget {
+        reserve: 2,
+        ..capped(limit, Some(3), None)
+    };
+    let first = store.claim_within(now, &reserved(4)).await.unwrap();
+    assert_eq!((first.messages.len(), first.places), (4, 3));
+    assert_eq!(first.limited_by, None);
+
+    // Three in flight and one waiting: over the cap by one, one more may wait.
+    let second = store.claim_within(now, &reserved(4)).await.unwrap();
+    assert_eq!((second.messages.len(), second.places), (1, -1));
+    assert_eq!(second.limited_by, Some(ClaimLimit::InFlight));
+    let full = store.claim_within(now, &reserved(4)).await.unwrap();
+    assert!(full.messages.is_empty(), "the reserve grew past its bound");
+
+    // Three sends recorded: of the two waiting, one now has a place; one more is free.
+    for (n, done) in first.messages[..3].iter().enumerate() {
+        assert!(store
+            .finish(
+                done.claim,
+                done.message.id,
+                None,
+                sent(&format!("SMdone{n}")),
+                now
+            )
+            .await
+            .unwrap());
+    }
+    let after = store.claim_within(now, &reserved(4)).await.unwrap();
+    assert_eq!((after.messages.len(), after.places), (3, 1));
 }
 
 pub async fn concurrent_capped_claims_never_exceed_the_cap<S: StoreUnderTest>(store: S) {

@@ -4,15 +4,15 @@
 //! message twice, and its claim budget keeps them, together, within `DISPATCH_CONCURRENCY`
 //! and `SENDER_MPS`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{Attempt, AttemptOutcome, Message, MessageId, MessageStatus};
 use ports::{
-    ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore, OutboundMessage,
-    ProviderError, SenderRate, SentMessageSearch, SmsProvider,
+    dispatch_order, ClaimBudget, ClaimLimit, ClaimedMessage, Clock, DispatchOutcome, MessageStore,
+    OutboundMessage, ProviderError, SenderRate, SentMessageSearch, SmsProvider,
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -36,6 +36,9 @@ const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// (every instance's), so claiming at each wake-up cost more than the sends it found. At most
 /// this much is added to a message's wait, and only while the queue is busy.
 const CLAIM_SPACING: Duration = Duration::from_millis(5);
+/// The share of `DISPATCH_CONCURRENCY` claimed beyond it to wait for a place (`ClaimBudget::
+/// reserve`): enough to hand a returning call's place on at once while the next claim is made.
+const RESERVE_SHARE: usize = 5;
 /// How long releasing the abandoned sends may take after the grace period.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How far the provider's clock may be from ours when an unanswered attempt's window is
@@ -52,6 +55,10 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     /// A permit per message claimed here until its provider call returns.
     in_flight: Arc<Semaphore>,
+    /// Messages claimed beyond the free places, each waiting for one here.
+    waiting: Arc<Waiting>,
+    /// At most this many of them (`ClaimBudget::reserve`).
+    reserve: usize,
     /// Signalled when a provider call here returns: room under the shared in-flight cap,
     /// which only a dispatcher stopped by that cap waits for.
     room: Arc<Notify>,
@@ -118,6 +125,74 @@ impl Drop for Settled {
     }
 }
 
+/// Messages claimed beyond the free places ([`ClaimBudget::reserve`]), in dispatch order, each
+/// waiting for a place here: a returning call hands its place to the first at once. Each is
+/// `sending` under its lease meanwhile, so one that waited half its lease is handed back
+/// instead (a provider that stopped answering holds every place).
+#[derive(Default)]
+struct Waiting {
+    messages: Mutex<VecDeque<(ClaimedMessage, tokio::time::Instant)>>,
+}
+
+impl Waiting {
+    fn len(&self) -> usize {
+        self.messages().len()
+    }
+
+    fn push(&self, claimed: Vec<ClaimedMessage>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let mut messages = self.messages();
+        messages.extend(claimed.into_iter().map(|message| (message, now)));
+        messages
+            .make_contiguous()
+            .sort_by(|(a, _), (b, _)| dispatch_order(a, b));
+    }
+
+    /// The first message waiting that was claimed since `fresh_since` (any, if `None`).
+    fn next(&self, fresh_since: Option<tokio::time::Instant>) -> Option<ClaimedMessage> {
+        let mut messages = self.messages();
+        let index = messages
+            .iter()
+            .position(|(_, at)| fresh_since.is_none_or(|since| *at >= since))?;
+        messages.remove(index).map(|(message, _)| message)
+    }
+
+    /// The first `count` messages waiting.
+    fn take_first(&self, count: usize) -> Vec<ClaimedMessage> {
+        let mut messages = self.messages();
+        let count = count.min(messages.len());
+        messages
+            .drain(..count)
+            .map(|(message, _)| message)
+            .collect()
+    }
+
+    /// Every message waiting, or those claimed before `fresh_since`.
+    fn take(&self, fresh_since: Option<tokio::time::Instant>) -> Vec<ClaimedMessage> {
+        let mut messages = self.messages();
+        let (taken, kept) = messages
+            .drain(..)
+            .partition::<Vec<_>, _>(|(_, at)| fresh_since.is_none_or(|since| *at < since));
+        messages.extend(kept);
+        taken.into_iter().map(|(message, _)| message).collect()
+    }
+
+    fn messages(
+        &self,
+    ) -> std::sync::MutexGuard<'_, VecDeque<(ClaimedMessage, tokio::time::Instant)>> {
+        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Messages claimed before this (`None`: none) have waited too long for a place: half their
+/// lease.
+fn fresh_since(lease: Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_sub(lease / 2)
+}
+
 /// What a batch of claims came to.
 enum Batch {
     /// Messages claimed; `drained` when fewer were due than there was room for, so that
@@ -144,6 +219,8 @@ impl Dispatcher {
             provider,
             clock,
             in_flight: Arc::new(Semaphore::new(config.concurrency)),
+            waiting: Arc::default(),
+            reserve: (config.concurrency / RESERVE_SHARE).min(MAX_BATCH as usize),
             room: Arc::new(Notify::new()),
             settling: Arc::default(),
             config,
@@ -242,6 +319,9 @@ impl Dispatcher {
                 }
             }
         }
+        for waiting in self.waiting.take(None) {
+            self.worker().release(waiting.claim, &waiting.message).await;
+        }
         // Every permit back means every claimed message has been recorded or handed back.
         let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
         let finished =
@@ -279,31 +359,48 @@ impl Dispatcher {
     }
 
     /// Claims as many due messages as there are free send slots here and room in the shared
-    /// caps (waiting for one local slot if all are busy), and starts sending them.
+    /// caps, and the reserve's missing ones (waiting for one slot, or for a reserve to refill,
+    /// if there is neither), and starts sending those that have a place.
     async fn claim_batch(
         &self,
         shutdown: &watch::Receiver<bool>,
         abandoned: &watch::Receiver<bool>,
     ) -> Result<Batch, ports::StoreError> {
-        let first = tokio::select! {
-            permit = self.in_flight.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return Ok(Batch::Empty),
-            },
-            // No claim once shutdown has begun.
-            _ = signalled(shutdown.clone()) => return Ok(Batch::Empty),
-        };
-        let mut permits = vec![first];
-        while permits.len() < MAX_BATCH as usize {
-            match self.in_flight.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
+        let mut permits = Vec::new();
+        loop {
+            if let Some(since) = fresh_since(self.config.lease) {
+                for stale in self.waiting.take(Some(since)) {
+                    self.worker().release(stale.claim, &stale.message).await;
+                }
+            }
+            while permits.len() < MAX_BATCH as usize {
+                match self.in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            if !permits.is_empty() || self.waiting.len() < self.reserve {
+                break;
+            }
+            tokio::select! {
+                permit = self.in_flight.clone().acquire_owned() => match permit {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => return Ok(Batch::Empty),
+                },
+                // A place handed on to a waiting message: the reserve has room again.
+                _ = self.room.notified() => {}
+                // Every place held that long: the waiting messages' leases are running out.
+                _ = tokio::time::sleep(self.config.lease / 4) => {}
+                // No claim once shutdown has begun.
+                _ = signalled(shutdown.clone()) => return Ok(Batch::Empty),
             }
         }
+        let requested = permits.len() + self.reserve.saturating_sub(self.waiting.len());
         let budget = ClaimBudget {
-            limit: u32::try_from(permits.len()).unwrap_or(MAX_BATCH),
+            limit: u32::try_from(requested).unwrap_or(MAX_BATCH),
             lease: self.config.lease,
             max_in_flight: Some(u32::try_from(self.config.concurrency).unwrap_or(u32::MAX)),
+            reserve: u32::try_from(self.reserve).unwrap_or(MAX_BATCH),
             settling: self.settling.snapshot(),
             sender_rate: self.config.sender_mps.map(|per_second| SenderRate {
                 sender: self.sender.clone(),
@@ -314,45 +411,47 @@ impl Dispatcher {
         let claimed = self.store.claim_within(self.clock.now(), &budget).await?;
         let batch = match (claimed.messages.is_empty(), claimed.limited_by) {
             (false, limit) => Batch::Claimed {
-                drained: limit.is_none() && claimed.messages.len() < permits.len(),
+                drained: limit.is_none() && claimed.messages.len() < requested,
             },
             (true, None) => Batch::Empty,
             (true, Some(limit)) => Batch::Limited(limit),
         };
-        for (claim, permit) in claimed.messages.into_iter().zip(permits) {
-            let worker = Worker {
-                store: self.store.clone(),
-                provider: self.provider.clone(),
-                clock: self.clock.clone(),
-                config: self.config,
-                room: self.room.clone(),
-                settling: self.settling.clone(),
-                search: self.search.clone(),
-                unrecorded: self.unrecorded.clone(),
-            };
-            let wake = self.wake.clone();
-            let span = tracing::info_span!(
-                "send",
-                message_id = %claim.message.id,
-                to = %claim.message.to.masked(),
-                attempt = claim.message.attempt_count,
-                request_id = claim.message.request_id.as_deref(),
-            );
-            // A child of the request that queued it, on whichever instance that was.
-            traces::continue_from(&span, claim.message.traceparent.as_deref());
-            let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
-            tokio::spawn(
-                async move {
-                    let requeued = worker.process(claim, permit, shutdown, abandoned).await;
-                    // A retry is due later: the dispatcher may be asleep past its time.
-                    if requeued {
-                        wake.notify_one();
-                    }
-                }
-                .instrument(span),
-            );
+        // The count held the waiting messages: those it found over the cap go on waiting.
+        let waiting = i64::try_from(self.waiting.len()).unwrap_or(i64::MAX);
+        let mut placed = self.waiting.take_first(
+            usize::try_from(waiting.saturating_add(claimed.places).clamp(0, waiting)).unwrap_or(0),
+        );
+        let mut messages = claimed.messages;
+        let unplaced = messages.split_off(
+            usize::try_from(claimed.places.max(0))
+                .unwrap_or(usize::MAX)
+                .min(messages.len()),
+        );
+        placed.extend(messages);
+        placed.sort_by(dispatch_order);
+        let worker = self.worker();
+        let mut placed = placed.into_iter();
+        for (claim, permit) in placed.by_ref().zip(permits) {
+            worker.start(claim, permit, shutdown, abandoned);
         }
+        self.waiting.push(placed.chain(unplaced).collect());
         Ok(batch)
+    }
+
+    /// The worker sending this dispatcher's messages.
+    fn worker(&self) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            provider: self.provider.clone(),
+            clock: self.clock.clone(),
+            config: self.config,
+            room: self.room.clone(),
+            wake: self.wake.clone(),
+            settling: self.settling.clone(),
+            waiting: self.waiting.clone(),
+            search: self.search.clone(),
+            unrecorded: self.unrecorded.clone(),
+        }
     }
 
     /// How long an idle dispatcher may sleep: until the next retry is due, at most the poll
@@ -376,18 +475,52 @@ async fn signalled(mut flag: watch::Receiver<bool>) {
     }
 }
 
+#[derive(Clone)]
 struct Worker {
     store: Arc<dyn MessageStore>,
     provider: Arc<dyn SmsProvider>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
     room: Arc<Notify>,
+    wake: Arc<Notify>,
     settling: Arc<Settling>,
+    waiting: Arc<Waiting>,
     search: Option<Arc<dyn SentMessageSearch>>,
     unrecorded: Arc<UnrecordedOutcomes>,
 }
 
 impl Worker {
+    /// Sends `claim` in a task of its own, holding `permit`, its place under the cap.
+    fn start(
+        &self,
+        claim: ClaimedMessage,
+        permit: OwnedSemaphorePermit,
+        shutdown: &watch::Receiver<bool>,
+        abandoned: &watch::Receiver<bool>,
+    ) {
+        let span = tracing::info_span!(
+            "send",
+            message_id = %claim.message.id,
+            to = %claim.message.to.masked(),
+            attempt = claim.message.attempt_count,
+            request_id = claim.message.request_id.as_deref(),
+        );
+        // A child of the request that queued it, on whichever instance that was.
+        traces::continue_from(&span, claim.message.traceparent.as_deref());
+        let worker = self.clone();
+        let (shutdown, abandoned) = (shutdown.clone(), abandoned.clone());
+        tokio::spawn(
+            async move {
+                let requeued = worker.process(claim, permit, shutdown, abandoned).await;
+                // A retry is due later: the dispatcher may be asleep past its time.
+                if requeued {
+                    worker.wake.notify_one();
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     /// Waits for the message's send time, sends it, and records the outcome. A shutdown before
     /// the send time, or the end of the grace period during the call, hands it back instead.
     /// Returns whether the dispatcher has work because of it: the message went back to the
@@ -404,6 +537,8 @@ impl Worker {
         shutdown: watch::Receiver<bool>,
         abandoned: watch::Receiver<bool>,
     ) -> bool {
+        // The next waiting message is started with the same receivers.
+        let receivers = (shutdown.clone(), abandoned.clone());
         if let Ok(wait) = (send_at - self.clock.now()).to_std() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -449,7 +584,7 @@ impl Worker {
         // Settling before the permit goes: a claim that finds the place free must also find
         // the message among those it leaves out of the count.
         let settled = self.settling.enter(message.id);
-        self.free(permit);
+        self.hand_on(permit, &receivers.0, &receivers.1);
         let finished_at = self.clock.now();
         let recorded = self
             .store
@@ -499,13 +634,37 @@ impl Worker {
         self.room.notify_one();
     }
 
+    /// Hands the message's place to the first message waiting for one, unless shutdown has
+    /// begun, or gives it up; either way the dispatcher may claim (a place, or the reserve).
+    fn hand_on(
+        &self,
+        permit: OwnedSemaphorePermit,
+        shutdown: &watch::Receiver<bool>,
+        abandoned: &watch::Receiver<bool>,
+    ) {
+        let next = if *shutdown.borrow() {
+            None
+        } else {
+            self.waiting.next(fresh_since(self.config.lease))
+        };
+        match next {
+            Some(next) => {
+                self.start(next, permit, shutdown, abandoned);
+                self.room.notify_one();
+            }
+            None => self.free(permit),
+        }
+    }
+
     async fn release(&self, claim: ports::ClaimToken, message: &Message) {
         match self
             .store
             .release(claim, message.id, self.clock.now())
             .await
         {
-            Ok(true) => tracing::info!("message handed back to the queue at shutdown"),
+            Ok(true) => {
+                tracing::info!(message_id = %message.id, "message handed back to the queue")
+            }
             Ok(false) => tracing::warn!("claim lost before the message was handed back"),
             Err(error) => {
                 tracing::error!(%error, "cannot hand the message back; its lease will run out")
@@ -780,7 +939,9 @@ mod tests {
                 shutdown_grace: Duration::from_secs(10),
             },
             room: Arc::default(),
+            wake: Arc::default(),
             settling: Arc::default(),
+            waiting: Arc::default(),
             search: None,
             unrecorded: Arc::new(UnrecordedOutcomes::new(10, None)),
         }
@@ -1235,6 +1396,7 @@ mod tests {
                     Vec::new()
                 },
                 limited_by: None,
+                places: i64::MAX,
             })
         });
         store.expect_next_due_at().returning(|| Ok(None));
@@ -1276,6 +1438,124 @@ mod tests {
         running.await.unwrap();
     }
 
+    /// At the cap, a claim takes a reserve beyond the free places; the first call to return
+    /// hands its place to the waiting message, which is sent with no claim in between (every
+    /// later claim finds the count over the cap by the waiting message).
+    #[tokio::test(start_paused = true)]
+    async fn a_returning_call_hands_its_place_to_a_message_claimed_in_reserve() {
+        let first_batch: Vec<ClaimedMessage> = (0..3).map(|_| claimed(1, None)).collect();
+        let waiting_id = first_batch[2].message.id;
+        let mut store = MockMessageStore::new();
+        let mut first = Some(first_batch);
+        store.expect_claim_within().returning(move |_, budget| {
+            assert_eq!(budget.reserve, 1);
+            Ok(match first.take() {
+                Some(messages) => {
+                    let slots = u32::try_from(RESERVE_SHARE).unwrap();
+                    assert_eq!(budget.limit, slots + 1, "every free slot and the reserve");
+                    ports::Claimed {
+                        messages,
+                        limited_by: None,
+                        places: 2,
+                    }
+                }
+                // Over the cap by the message waiting.
+                None => ports::Claimed {
+                    messages: Vec::new(),
+                    limited_by: None,
+                    places: -1,
+                },
+            })
+        });
+        store.expect_next_due_at().returning(|| Ok(None));
+        store
+            .expect_finish()
+            .times(3)
+            .returning(|_, _, _, _, _| Ok(true));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut provider = MockSmsProvider::new();
+        provider.expect_name().return_const("twilio");
+        let seen = sent.clone();
+        provider.expect_send().times(3).returning(move |outbound| {
+            seen.lock().unwrap().push(outbound.message_id);
+            Ok(ProviderReceipt {
+                provider: "twilio",
+                provider_sid: "SM1".into(),
+                segments: None,
+                price: None,
+            })
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let dispatcher = Dispatcher::new(
+            Arc::new(store),
+            Arc::new(provider),
+            Arc::new(clock),
+            DispatchConfig {
+                concurrency: RESERVE_SHARE,
+                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
+            },
+            "+15550000000".into(),
+            Arc::new(Notify::new()),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(sent.contains(&waiting_id));
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+
+    /// A message waiting for a place when shutdown begins is handed back at once, before the
+    /// grace period the sends in flight are given.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waiting_for_a_place_is_handed_back_at_shutdown() {
+        let batch: Vec<ClaimedMessage> = (0..2).map(|_| claimed(1, None)).collect();
+        let (calling, waiting) = (batch[0].message.id, batch[1].message.id);
+        let mut store = MockMessageStore::new();
+        let mut first = Some(batch);
+        store.expect_claim_within().returning(move |_, _| {
+            let messages = first.take().unwrap_or_default();
+            Ok(ports::Claimed {
+                // Later, over the cap by the message waiting.
+                places: if messages.is_empty() { -1 } else { 1 },
+                messages,
+                limited_by: None,
+            })
+        });
+        store.expect_next_due_at().returning(|| Ok(None));
+        let released = Arc::new(Mutex::new(Vec::new()));
+        let seen = released.clone();
+        store.expect_release().returning(move |_, id, _| {
+            seen.lock().unwrap().push(id);
+            Ok(true)
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        let dispatcher = Dispatcher::new(
+            Arc::new(store),
+            Arc::new(Hanging),
+            Arc::new(clock),
+            DispatchConfig {
+                concurrency: RESERVE_SHARE,
+                shutdown_grace: Duration::from_secs(10),
+                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
+            },
+            "+15550000000".into(),
+            Arc::new(Notify::new()),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*released.lock().unwrap(), vec![waiting]);
+        running.await.unwrap();
+        assert_eq!(*released.lock().unwrap(), vec![waiting, calling]);
+    }
+
     /// The database goes away while a send is in flight and comes back ten seconds later: the
     /// send's outcome is kept, written once the database answers and before any claim (which
     /// could take the message again), and the attempts meanwhile back off instead of spinning.
@@ -1302,6 +1582,7 @@ mod tests {
                     Vec::new()
                 },
                 limited_by: None,
+                places: i64::MAX,
             })
         });
         let (finish_up, finish_calls) = (up.clone(), calls.clone());
