@@ -17,6 +17,12 @@ use regex::{Regex, RegexBuilder};
 /// it the cache starts again empty rather than growing with every country ever seen.
 const CAPACITY: usize = 1024;
 
+/// The most each expression's lazy DFA keeps of the states it has built, per thread using it.
+/// The regex crate's default (2 MiB) let the service's memory grow with every new number for
+/// as long as it ran, toward that much for each of hundreds of expressions; at this size the
+/// matching is no slower (`docs/performance.md`, "The expressions' caches").
+const DFA_CACHE_BYTES: usize = 16 * 1024;
+
 /// Compiled expressions by the address of the library's pattern, which lives as long as the
 /// library's static database: a word to hash instead of the pattern's text.
 static COMPILED: LazyLock<RwLock<HashMap<usize, Regex>>> =
@@ -195,9 +201,10 @@ fn matched_at_start<T>(pattern: &T, source: &str, text: &str) -> Result<bool, As
     {
         return Ok(found(compiled));
     }
-    // As the library compiles its patterns (`Database::from`).
+    // As the library compiles its patterns (`Database::from`), but for the cache's size.
     let compiled = RegexBuilder::new(source)
         .ignore_whitespace(true)
+        .dfa_size_limit(DFA_CACHE_BYTES)
         .build()
         .map_err(|_| AskTheLibrary)?;
     let answer = found(&compiled);
