@@ -36,8 +36,9 @@ const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
 /// (every instance's), so claiming at each wake-up cost more than the sends it found. At most
 /// this much is added to a message's wait, and only while the queue is busy.
 const CLAIM_SPACING: Duration = Duration::from_millis(5);
-/// The share of `DISPATCH_CONCURRENCY` claimed beyond it to wait for a place (`ClaimBudget::
-/// reserve`): enough to hand a returning call's place on at once while the next claim is made.
+/// `DISPATCH_CONCURRENCY` divided by this is claimed beyond it to wait for a place
+/// (`ClaimBudget::reserve`): enough to hand on at once the places of the calls that return
+/// while a claim is made.
 const RESERVE_SHARE: usize = 5;
 /// How long releasing the abandoned sends may take after the grace period.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -947,6 +948,24 @@ mod tests {
         }
     }
 
+    /// A dispatcher over `store` and `provider`, on the test clock.
+    fn dispatcher(
+        store: MockMessageStore,
+        provider: Arc<dyn SmsProvider>,
+        config: DispatchConfig,
+    ) -> Dispatcher {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(now);
+        Dispatcher::new(
+            Arc::new(store),
+            provider,
+            Arc::new(clock),
+            config,
+            "+15550000000".into(),
+            Arc::new(Notify::new()),
+        )
+    }
+
     /// A place under the concurrency cap, for a worker driven directly.
     fn place() -> OwnedSemaphorePermit {
         Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
@@ -1410,19 +1429,14 @@ mod tests {
             segments: None,
             price: None,
         }));
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
-        let dispatcher = Dispatcher::new(
-            Arc::new(store),
+        let dispatcher = dispatcher(
+            store,
             Arc::new(provider),
-            Arc::new(clock),
             DispatchConfig {
                 concurrency: 10,
                 poll_interval: Duration::from_secs(5),
                 ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
             },
-            "+15550000000".into(),
-            Arc::new(Notify::new()),
         );
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(dispatcher.run(shutdown));
@@ -1485,18 +1499,13 @@ mod tests {
                 price: None,
             })
         });
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
-        let dispatcher = Dispatcher::new(
-            Arc::new(store),
+        let dispatcher = dispatcher(
+            store,
             Arc::new(provider),
-            Arc::new(clock),
             DispatchConfig {
                 concurrency: RESERVE_SHARE,
                 ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
             },
-            "+15550000000".into(),
-            Arc::new(Notify::new()),
         );
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(dispatcher.run(shutdown));
@@ -1532,19 +1541,14 @@ mod tests {
             seen.lock().unwrap().push(id);
             Ok(true)
         });
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
-        let dispatcher = Dispatcher::new(
-            Arc::new(store),
+        let dispatcher = dispatcher(
+            store,
             Arc::new(Hanging),
-            Arc::new(clock),
             DispatchConfig {
                 concurrency: RESERVE_SHARE,
                 shutdown_grace: Duration::from_secs(10),
                 ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
             },
-            "+15550000000".into(),
-            Arc::new(Notify::new()),
         );
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(dispatcher.run(shutdown));
@@ -1613,18 +1617,13 @@ mod tests {
                 price: None,
             })
         });
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
-        let dispatcher = Dispatcher::new(
-            Arc::new(store),
+        let dispatcher = dispatcher(
+            store,
             Arc::new(provider),
-            Arc::new(clock),
             DispatchConfig {
                 concurrency: 10,
                 ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
             },
-            "+15550000000".into(),
-            Arc::new(Notify::new()),
         );
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(dispatcher.run(shutdown));
