@@ -966,6 +966,16 @@ mod tests {
         )
     }
 
+    /// Twilio's acceptance of a send, as `sid`.
+    fn receipt(sid: &str) -> ProviderReceipt {
+        ProviderReceipt {
+            provider: "twilio",
+            provider_sid: sid.into(),
+            segments: None,
+            price: None,
+        }
+    }
+
     /// A place under the concurrency cap, for a worker driven directly.
     fn place() -> OwnedSemaphorePermit {
         Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
@@ -1093,12 +1103,7 @@ mod tests {
                 traceparent: None,
             }])
         });
-        let provider = provider_answering(Ok(ProviderReceipt {
-            provider: "twilio",
-            provider_sid: "SM4".into(),
-            segments: None,
-            price: None,
-        }));
+        let provider = provider_answering(Ok(receipt("SM4")));
         let worker = Worker {
             search: Some(Arc::new(search)),
             ..worker(provider, store)
@@ -1272,14 +1277,7 @@ mod tests {
             .expect_send()
             .withf(|message| message.validity == Some(Duration::from_secs(300)))
             .times(1)
-            .returning(|_| {
-                Ok(ProviderReceipt {
-                    provider: "twilio",
-                    provider_sid: "SM2".into(),
-                    segments: None,
-                    price: None,
-                })
-            });
+            .returning(|_| Ok(receipt("SM2")));
         let store = store_expecting(|_, _| {});
         worker(provider, store)
             .process(
@@ -1293,12 +1291,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_waits_for_its_send_time_before_the_provider_call() {
-        let provider = provider_answering(Ok(ProviderReceipt {
-            provider: "twilio",
-            provider_sid: "SM3".into(),
-            segments: None,
-            price: None,
-        }));
+        let provider = provider_answering(Ok(receipt("SM3")));
         let store = store_expecting(|_, outcome| {
             assert!(matches!(outcome, DispatchOutcome::Sent { .. }));
         });
@@ -1382,12 +1375,7 @@ mod tests {
                 assert_eq!(seen_settling.snapshot(), vec![id]);
                 Ok(true)
             });
-        let provider = provider_answering(Ok(ProviderReceipt {
-            provider: "twilio",
-            provider_sid: "SM1".into(),
-            segments: None,
-            price: None,
-        }));
+        let provider = provider_answering(Ok(receipt("SM1")));
         let worker = Worker {
             settling: settling.clone(),
             ..worker(provider, store)
@@ -1423,12 +1411,7 @@ mod tests {
             .expect_finish()
             .times(1)
             .returning(|_, _, _, _, _| Ok(true));
-        let provider = provider_answering(Ok(ProviderReceipt {
-            provider: "twilio",
-            provider_sid: "SM1".into(),
-            segments: None,
-            price: None,
-        }));
+        let provider = provider_answering(Ok(receipt("SM1")));
         let dispatcher = dispatcher(
             store,
             Arc::new(provider),
@@ -1492,12 +1475,7 @@ mod tests {
         let seen = sent.clone();
         provider.expect_send().times(3).returning(move |outbound| {
             seen.lock().unwrap().push(outbound.message_id);
-            Ok(ProviderReceipt {
-                provider: "twilio",
-                provider_sid: "SM1".into(),
-                segments: None,
-                price: None,
-            })
+            Ok(receipt("SM1"))
         });
         let dispatcher = dispatcher(
             store,
@@ -1610,12 +1588,7 @@ mod tests {
         provider.expect_send().times(1).returning(move |_| {
             // The database stops while Twilio accepts the message.
             outage.store(false, Ordering::SeqCst);
-            Ok(ProviderReceipt {
-                provider: "twilio",
-                provider_sid: "SM1".into(),
-                segments: None,
-                price: None,
-            })
+            Ok(receipt("SM1"))
         });
         let dispatcher = dispatcher(
             store,
