@@ -3,41 +3,54 @@
 
 use domain::{DeliveryEvent, Message, MessageId};
 use ports::params::{self, Param};
-use ports::{rows, DeliveryTransaction, StoreError};
+use ports::rows::StoredRow;
+use ports::{rows, DeliveryTransaction, Reported, StoreError};
 use sqlx::{Postgres, Transaction};
 
-use crate::rollups;
-use crate::rows::{one, optional, query, store_error};
+use crate::rollups::{self, Folded};
+use crate::rows::{one, optional, query, store_error, Pg};
 use crate::PgStore;
 
-/// A delivery report's transaction: `FOR UPDATE` holds the message's row until the commit.
-pub(crate) struct Delivery(Transaction<'static, Postgres>);
+/// A delivery report's transaction: `FOR UPDATE` holds the message's row until the commit;
+/// what of it lies in folded hours is read with it.
+pub(crate) struct Delivery(Transaction<'static, Postgres>, Folded);
 
 impl Delivery {
+    /// Begins with the rollups' lock held shared, in the same round trip: the statements
+    /// after it then see the watermark as the last fold left it.
     pub(crate) async fn begin(store: &PgStore) -> Result<Self, StoreError> {
-        Ok(Self(store.pool.begin().await.map_err(store_error)?))
+        let transaction = store
+            .pool
+            .begin_with(rollups::BEGIN_HOLDING_SHARED)
+            .await
+            .map_err(store_error)?;
+        Ok(Self(transaction, Folded::default()))
     }
 }
 
 impl DeliveryTransaction for Delivery {
-    async fn message(&mut self, provider_sid: &str) -> Result<Option<Message>, StoreError> {
+    async fn message(
+        &mut self,
+        provider_sid: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Reported>, StoreError> {
         let locked = query(
-            "SELECT * FROM messages WHERE provider_sid = $1 FOR UPDATE",
-            &[Param::text(provider_sid)],
+            "SELECT m.*, \
+                    EXISTS (SELECT 1 FROM message_events e \
+                        WHERE e.message_id = m.id AND e.idempotency_token = $2) AS repeated, \
+                    m.created_at < w.folded_until AS folded_message, \
+                    CASE WHEN v.created_at < w.folded_until THEN v.id END AS folded_verification \
+             FROM messages m LEFT JOIN rollup_watermark w ON true \
+             LEFT JOIN verifications v ON v.id = m.verification_id \
+             WHERE m.provider_sid = $1 \
+             FOR UPDATE OF m",
+            &[Param::text(provider_sid), Param::Text(token)],
         );
-        optional(locked, &mut *self.0, rows::message).await
-    }
-
-    async fn has_event(&mut self, id: MessageId, token: &str) -> Result<bool, StoreError> {
-        query(
-            "SELECT EXISTS (SELECT 1 FROM message_events \
-             WHERE message_id = $1 AND idempotency_token = $2)",
-            &[Param::id(id.as_uuid()), Param::text(token)],
-        )
-        .fetch_one(&mut *self.0)
-        .await
-        .and_then(|found| sqlx::Row::try_get(&found, 0))
-        .map_err(store_error)
+        let Some((reported, folded)) = optional(locked, &mut *self.0, found).await? else {
+            return Ok(None);
+        };
+        self.1 = folded;
+        Ok(Some(reported))
     }
 
     async fn apply(
@@ -49,27 +62,24 @@ impl DeliveryTransaction for Delivery {
         let params = params::delivery(id, event, token);
         // A receipt for a message of a folded hour: its figures leave the rollups before the
         // change and come back after it (rare: the fold waits for the usual receipts).
-        let folded = rollups::folded(&mut self.0, id.as_uuid()).await?;
+        let folded = self.1;
         rollups::refold(&mut self.0, id.as_uuid(), folded, -1).await?;
         let update = query(
-            "UPDATE messages \
-             SET status = $2, error_code = $3, error_message = $4, \
-                 price_amount = COALESCE($5, price_amount), \
-                 price_currency = COALESCE($6, price_currency), updated_at = $7 \
-             WHERE id = $1 \
-             RETURNING *",
-            &params[..7],
+            "WITH updated AS ( \
+                 UPDATE messages \
+                 SET status = $2, error_code = $3, error_message = $4, \
+                     price_amount = COALESCE($5, price_amount), \
+                     price_currency = COALESCE($6, price_currency), updated_at = $7 \
+                 WHERE id = $1 \
+                 RETURNING *), \
+             event AS ( \
+                 INSERT INTO message_events (message_id, status, error_code, error_message, \
+                     price_amount, price_currency, received_at, idempotency_token) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+             SELECT * FROM updated",
+            &params,
         );
         let updated = one(update, &mut *self.0, rows::message).await?;
-        query(
-            "INSERT INTO message_events (message_id, status, error_code, error_message, \
-             price_amount, price_currency, received_at, idempotency_token) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &params,
-        )
-        .execute(&mut *self.0)
-        .await
-        .map_err(store_error)?;
         rollups::refold(&mut self.0, id.as_uuid(), folded, 1).await?;
         Ok(updated)
     }
@@ -77,4 +87,16 @@ impl DeliveryTransaction for Delivery {
     async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await.map_err(store_error)
     }
+}
+
+fn found(row: &Pg) -> Result<(Reported, Folded), StoreError> {
+    let reported = Reported {
+        message: rows::message(row)?,
+        repeated: row.flag("repeated")?.unwrap_or(false),
+    };
+    let folded = Folded {
+        message: row.flag("folded_message")?.unwrap_or(false),
+        verification: row.id("folded_verification")?,
+    };
+    Ok((reported, folded))
 }

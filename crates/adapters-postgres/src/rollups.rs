@@ -20,6 +20,10 @@ use crate::PgStore;
 /// The advisory lock of the rollups (any constant; no other lock of this schema uses it).
 const LOCK: i64 = 0x726f_6c6c_7570;
 
+/// Begins a transaction holding [`LOCK`] shared (see [`hold_shared`]), in one round trip.
+pub(crate) const BEGIN_HOLDING_SHARED: &str =
+    "BEGIN; SELECT pg_advisory_xact_lock_shared(125822885983600)";
+
 /// The UTC hour of `column`, a `timestamptz`.
 pub(crate) fn hour_of(column: &str) -> String {
     format!("(date_trunc('hour', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')")
@@ -313,30 +317,8 @@ pub(crate) async fn fold_removed_verifications(
 /// What of a message is in folded hours: its own hour (usage), its verification's (conversion).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Folded {
-    message: bool,
-    verification: Option<Uuid>,
-}
-
-/// Whether message `id` (and its verification) lie in folded hours, the lock held shared.
-pub(crate) async fn folded(connection: &mut PgConnection, id: Uuid) -> Result<Folded, StoreError> {
-    hold_shared(connection).await?;
-    let row: Option<(Option<bool>, Option<Uuid>)> = sqlx::query_as(
-        "SELECT m.created_at < w.folded_until, \
-                CASE WHEN v.created_at < w.folded_until THEN v.id END \
-         FROM messages m CROSS JOIN rollup_watermark w \
-         LEFT JOIN verifications v ON v.id = m.verification_id \
-         WHERE m.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    Ok(
-        row.map_or_else(Folded::default, |(message, verification)| Folded {
-            message: message.unwrap_or(false),
-            verification,
-        }),
-    )
+    pub(crate) message: bool,
+    pub(crate) verification: Option<Uuid>,
 }
 
 /// Adds (`sign` 1) or takes off (-1) message `id`'s figures from the folded hours `folded`
@@ -480,5 +462,16 @@ impl PgStore {
             hours: u64::try_from((to - from).num_hours()).unwrap_or_default(),
             caught_up: to >= target,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_begin_takes_the_rollups_lock() {
+        let statement = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({LOCK})");
+        assert_eq!(BEGIN_HOLDING_SHARED, statement);
     }
 }

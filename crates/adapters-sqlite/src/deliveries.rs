@@ -3,36 +3,30 @@
 
 use domain::{DeliveryEvent, Message, MessageId};
 use ports::params::{self, Param};
-use ports::{rows, DeliveryTransaction, StoreError};
+use ports::rows::StoredRow;
+use ports::{rows, DeliveryTransaction, Reported, StoreError};
 use sqlx::{Sqlite, Transaction};
 
 use crate::rollups;
-use crate::rows::{execute, one, optional, query, store_error};
+use crate::rows::{execute, one, optional, query, store_error, Lite};
 
 /// A delivery report's transaction, begun with the write lock (`SqliteStore::begin_write`):
 /// no other writer can change the message between its reading and its update.
 pub(crate) struct Delivery(pub(crate) Transaction<'static, Sqlite>);
 
 impl DeliveryTransaction for Delivery {
-    async fn message(&mut self, provider_sid: &str) -> Result<Option<Message>, StoreError> {
+    async fn message(
+        &mut self,
+        provider_sid: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Reported>, StoreError> {
         let found = query(
-            "SELECT * FROM messages WHERE provider_sid = $1",
-            &[Param::text(provider_sid)],
+            "SELECT *, EXISTS (SELECT 1 FROM message_events \
+                 WHERE message_id = messages.id AND idempotency_token = $2) AS repeated \
+             FROM messages WHERE provider_sid = $1",
+            &[Param::text(provider_sid), Param::Text(token)],
         );
-        optional(found, &mut *self.0, rows::message).await
-    }
-
-    async fn has_event(&mut self, id: MessageId, token: &str) -> Result<bool, StoreError> {
-        let seen: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM message_events \
-             WHERE message_id = $1 AND idempotency_token = $2)",
-        )
-        .bind(id.as_uuid().hyphenated())
-        .bind(token)
-        .fetch_one(&mut *self.0)
-        .await
-        .map_err(store_error)?;
-        Ok(seen)
+        optional(found, &mut *self.0, reported).await
     }
 
     async fn apply(
@@ -75,4 +69,11 @@ impl DeliveryTransaction for Delivery {
     async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await.map_err(store_error)
     }
+}
+
+fn reported(row: &Lite) -> Result<Reported, StoreError> {
+    Ok(Reported {
+        message: rows::message(row)?,
+        repeated: row.flag("repeated")?.unwrap_or(false),
+    })
 }

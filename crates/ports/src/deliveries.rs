@@ -12,18 +12,14 @@ use crate::{DeliveryUpdate, StoreError};
 /// two reports arriving together the second judges the status the first one left. Dropping it
 /// uncommitted changes nothing.
 pub trait DeliveryTransaction: Send {
-    /// The message the provider knows as `provider_sid`, its row held until the commit.
+    /// The message the provider knows as `provider_sid`, its row held until the commit, and
+    /// whether an event with `idempotency_token` was applied to it before (asked in the same
+    /// reading: a receipt's transaction is a few round trips, each of them counts).
     fn message(
         &mut self,
         provider_sid: &str,
-    ) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
-
-    /// Whether an event with `idempotency_token` was applied to message `id` before.
-    fn has_event(
-        &mut self,
-        id: MessageId,
-        idempotency_token: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        idempotency_token: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Reported>, StoreError>> + Send;
 
     /// Moves message `id` to the event's status, its error replaced by the event's and its
     /// price by the event's when it has one, and adds the event to its history: the message as
@@ -38,6 +34,14 @@ pub trait DeliveryTransaction: Send {
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// The message a delivery report is about, as [`DeliveryTransaction::message`] found it.
+#[derive(Debug)]
+pub struct Reported {
+    pub message: Message,
+    /// An event with the report's idempotency token was applied before: the report is a repeat.
+    pub repeated: bool,
+}
+
 /// [`crate::MessageStore::record_delivery`] in `transaction`.
 pub async fn record_delivery(
     mut transaction: impl DeliveryTransaction,
@@ -45,13 +49,14 @@ pub async fn record_delivery(
     event: DeliveryEvent,
     idempotency_token: Option<String>,
 ) -> Result<DeliveryUpdate, StoreError> {
-    let Some(message) = transaction.message(provider_sid).await? else {
+    let Some(Reported { message, repeated }) = transaction
+        .message(provider_sid, idempotency_token.as_deref())
+        .await?
+    else {
         return Ok(DeliveryUpdate::UnknownMessage);
     };
-    if let Some(token) = &idempotency_token {
-        if transaction.has_event(message.id, token).await? {
-            return Ok(DeliveryUpdate::Duplicate(message));
-        }
+    if repeated {
+        return Ok(DeliveryUpdate::Duplicate(message));
     }
     if !message.status.can_transition_to(event.status) {
         return Ok(DeliveryUpdate::Ignored(message));

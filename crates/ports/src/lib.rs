@@ -29,7 +29,7 @@ pub use budget::{
     dispatch_order, Allowance, ClaimBudget, ClaimLimit, Claimed, SenderRate, SEND_HORIZON,
 };
 pub use clock::{Clock, CodeGenerator};
-pub use deliveries::{record_delivery, DeliveryTransaction};
+pub use deliveries::{record_delivery, DeliveryTransaction, Reported};
 pub use domain::Price;
 pub use fraud::{
     messages_reserved_for, spend_to_give_back, DecisionCursor, DecisionFilter, FraudStore,
