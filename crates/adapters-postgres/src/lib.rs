@@ -72,6 +72,7 @@ pub struct PgStore {
     /// Names this store's notifications on [`EVENTS_CHANNEL`], which its own listener skips.
     instance: Arc<str>,
     batched: Arc<writes::Batched>,
+    queue_floor: Arc<partitions::QueueFloor>,
 }
 
 /// How long the first connection may take: a server that has not answered by then is out of
@@ -140,6 +141,7 @@ impl PgStore {
             events_written: Arc::new(tokio::sync::Notify::new()),
             instance: uuid::Uuid::new_v4().to_string().into(),
             batched: Arc::new(writes::Batched::start(&hot)),
+            queue_floor: Arc::default(),
             hot,
             pool,
         })

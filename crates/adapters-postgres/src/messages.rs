@@ -373,6 +373,7 @@ impl MessageStore for PgStore {
         budget: &ClaimBudget,
     ) -> Result<Claimed, StoreError> {
         let locked_until = budget.lease_end(now);
+        let floor = self.queue_floor.get(&self.pool).await?;
         let mut connection = self.hot.acquire().await?;
         let mut transaction = connection.begin().await.map_err(store_error)?;
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
@@ -404,10 +405,12 @@ impl MessageStore for PgStore {
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             sqlx::query_scalar(
                 "SELECT count(*) FROM messages \
-                 WHERE status = 'sending' AND locked_until > $1 AND id <> ALL ($2)",
+                 WHERE status = 'sending' AND locked_until > $1 AND id <> ALL ($2) \
+                 AND id >= $3",
             )
             .bind(now)
             .bind(column(&budget.settling, |id| id.as_uuid()))
+            .bind(floor)
             .fetch_one(&mut *transaction)
             .await
             .map_err(store_error)?
@@ -450,17 +453,18 @@ impl MessageStore for PgStore {
         // sets while a message is `sending`) to the lease's end, and fails the message
         // instead of claiming it once it has had `$5` attempts (`exhausted`, which takes no
         // place under the limit). The CTEs see the rows as they were before the statement.
+        // `$6`, the queue's floor, keeps the weeks before it out of the plan (`QueueFloor`).
         let claim = sqlx::query(
             r#"WITH due AS (
                    SELECT id, priority, created_at FROM messages
-                   WHERE status = 'queued' AND (next_attempt_at <= $1) IS TRUE
+                   WHERE status = 'queued' AND (next_attempt_at <= $1) IS TRUE AND id >= $6
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
                ), lapsed AS (
                    SELECT id, priority, created_at, attempt_count, updated_at, locked_until
                    FROM messages
-                   WHERE status = 'sending' AND locked_until <= $1
+                   WHERE status = 'sending' AND locked_until <= $1 AND id >= $6
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
@@ -481,7 +485,7 @@ impl MessageStore for PgStore {
                        body = CASE WHEN m.sensitive OR m.verification_id IS NOT NULL THEN '' ELSE m.body END,
                        updated_at = $1
                    FROM lapsed
-                   WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5
+                   WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5 AND m.id >= $6
                ), lost AS (
                    INSERT INTO message_attempts (message_id, number, started_at, finished_at,
                        outcome, error_message)
@@ -494,14 +498,15 @@ impl MessageStore for PgStore {
                SET status = 'sending', locked_until = $3, claim_token = $4,
                    attempt_count = m.attempt_count + 1, updated_at = $1
                FROM claimed
-               WHERE m.id = claimed.id
+               WHERE m.id = claimed.id AND m.id >= $6
                RETURNING m.*"#,
         )
         .bind(now)
         .bind(i64::from(allowance.count))
         .bind(locked_until)
         .bind(token)
-        .bind(budget.max_attempts.map_or(i64::MAX, i64::from));
+        .bind(budget.max_attempts.map_or(i64::MAX, i64::from))
+        .bind(floor);
         let claimed = all(claim, &mut *transaction, rows::claimed_message).await?;
         if let (Some(rate), false) = (&budget.sender_rate, claimed.is_empty()) {
             sqlx::query(
@@ -579,13 +584,16 @@ impl MessageStore for PgStore {
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // A lapsed lease makes a message due as surely as a retry time does.
+        let floor = self.queue_floor.get(&self.pool).await?;
         sqlx::query_scalar(
             "SELECT min(due) FROM ( \
-                 SELECT min(next_attempt_at) AS due FROM messages WHERE status = 'queued' \
+                 SELECT min(next_attempt_at) AS due FROM messages \
+                 WHERE status = 'queued' AND id >= $1 \
                  UNION ALL \
-                 SELECT min(locked_until) FROM messages WHERE status = 'sending' \
+                 SELECT min(locked_until) FROM messages WHERE status = 'sending' AND id >= $1 \
              ) AS candidates",
         )
+        .bind(floor)
         .fetch_one(&self.pool)
         .await
         .map_err(store_error)

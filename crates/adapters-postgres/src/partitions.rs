@@ -4,6 +4,7 @@
 //! retention detaches a week that is wholly past the retention and drops it, folding its
 //! messages into the rollups first, instead of deleting its rows one by one.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::lifecycle::fold_table_sql;
 use crate::rows::store_error;
+use crate::verifications::CLOCK_SKEW;
 
 /// Weeks are created this far ahead of the ids minted now, so that a week's partition exists
 /// long before its first row, however many maintenance runs fail meanwhile.
@@ -78,6 +80,71 @@ pub(crate) async fn prepare(pool: &PgPool) -> Result<u64, StoreError> {
     .await
     .map_err(store_error)?;
     Ok(u64::try_from(created).unwrap_or_default())
+}
+
+/// How long a read [`QueueFloor`] is used before it is read again: far less than the clocks'
+/// skew that it allows for.
+const QUEUE_FLOOR_AGE: Duration = Duration::from_secs(30);
+
+/// The lowest id a message in the queue (`queued` or `sending`) can have, read now and then:
+/// the claims, the in-flight count and the next due time read the weeks from it on, instead
+/// of every week's indexes (a database keeping months of messages has a partition a week).
+/// A message never returns to the queue once it has left it, and a message's id is minted as
+/// it is queued, so no message below the floor joins the queue while it is used.
+#[derive(Debug, Default)]
+pub(crate) struct QueueFloor(std::sync::Mutex<Option<(std::time::Instant, Uuid)>>);
+
+impl QueueFloor {
+    pub(crate) async fn get(&self, pool: &PgPool) -> Result<Uuid, StoreError> {
+        let read = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, floor)) = read {
+            if at.elapsed() < QUEUE_FLOOR_AGE {
+                return Ok(floor);
+            }
+        }
+        let floor = queue_floor(pool).await?;
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), floor));
+        Ok(floor)
+    }
+}
+
+/// The first id of the oldest week that holds a message in the queue, or, when no week
+/// before it does, the first id minted the clocks' skew ago (ids are minted by the system's
+/// clock).
+async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
+    let recent = crate::verifications::uuid_at(Utc::now() - CLOCK_SKEW);
+    // Oldest first; the first week's range starts at MINVALUE (no lower bound).
+    let weeks: Vec<(String, Option<Uuid>)> = sqlx::query_as(
+        r#"SELECT c.relname::text,
+               substring(pg_get_expr(c.relpartbound, c.oid)
+                   FROM 'FROM \(''([0-9a-f-]+)''\)')::uuid AS lower
+           FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'messages'::regclass
+             AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'
+           ORDER BY lower NULLS FIRST"#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    for (week, lower) in weeks {
+        let lower = lower.unwrap_or(Uuid::nil());
+        if lower >= recent {
+            break;
+        }
+        let table = ident(&week);
+        let queued: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE status = 'queued') \
+             OR EXISTS (SELECT 1 FROM {table} WHERE status = 'sending')"
+        ))
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)?;
+        if queued {
+            return Ok(lower);
+        }
+    }
+    Ok(recent)
 }
 
 /// Drops every week of `family` whose ids were all minted before `before` (and before now)

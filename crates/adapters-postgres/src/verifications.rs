@@ -340,7 +340,7 @@ fn pending_ids(nows: impl Iterator<Item = DateTime<Utc>> + Clone) -> (Uuid, Uuid
 }
 
 /// The smallest UUIDv7 minted at `at`'s millisecond, as `sms_notify_uuid_at` (migration 0037).
-fn uuid_at(at: DateTime<Utc>) -> Uuid {
+pub(crate) fn uuid_at(at: DateTime<Utc>) -> Uuid {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or_default();
     let mut bytes = [0; 16];
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);

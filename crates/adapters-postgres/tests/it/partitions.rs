@@ -3,7 +3,7 @@
 //! a week is never refused, and retention drops whole weeks.
 
 use adapters_postgres::testing::TestDatabase;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use domain::{DeliveryEvent, MessageId, MessageStatus, NewMessage};
 use ports::testkit::{notification, phone};
 use ports::{
@@ -341,6 +341,37 @@ async fn a_message_without_a_week_is_stored_and_moves_into_its_week_once_created
     let week = partition_of(&pool, "messages", id.as_uuid()).await;
     assert!(week.starts_with("messages_p"), "{week}");
     assert_eq!(store.get(id).await.unwrap().unwrap().id, id);
+}
+
+/// A message left in the queue weeks ago (a provider down for long) is claimed with today's,
+/// and its due time counted: the claims skip only the weeks before the oldest one holding a
+/// message in the queue.
+#[tokio::test]
+async fn a_message_queued_weeks_ago_is_claimed_with_today_s() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let now = Utc::now().trunc_subsecs(3);
+    let weeks_ago = now - TimeDelta::days(21);
+    let old = store
+        .enqueue(NewMessage {
+            id: MessageId::from_uuid(id_at(weeks_ago)),
+            ..notification(weeks_ago)
+        })
+        .await
+        .unwrap()
+        .message()
+        .id;
+    let new = store.enqueue(notification(now)).await.unwrap().message().id;
+
+    assert_eq!(store.next_due_at().await.unwrap(), Some(weeks_ago));
+    let claimed: Vec<MessageId> = store
+        .claim_due(now, 10, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claimed| claimed.message.id)
+        .collect();
+    assert_eq!(claimed, [old, new]);
 }
 
 /// The service creates the coming weeks of every partitioned table when they are missing,
