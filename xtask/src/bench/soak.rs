@@ -3,7 +3,8 @@
 //! while, to tell whether its memory settles: the resident set, the p99 latency, the errors and
 //! the messages not yet at Twilio every 30 s, then the growth over the last third of the run and
 //! the messages that never reached Twilio. Written to `target/bench/soak.md`. On a server
-//! without autovacuum it vacuums the messages each period, as autovacuum would.
+//! without autovacuum it runs the vacuums autovacuum would: a table's once its dead rows pass
+//! autovacuum's default threshold, throttled as autovacuum's are, in the background.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -42,13 +43,11 @@ impl Bench {
         let service = self.start_on(&fresh, "soak", &twilio, &[]).await?;
         // Sent messages leave dead rows behind them (each is updated twice), which the claim
         // and the queue's indexes walk until a vacuum; a server without autovacuum (this
-        // machine's CI configuration) gets the one autovacuum would run, once a period.
-        let vacuum = (psql_value(&fresh.database_url, "SHOW autovacuum")? == "off")
-            .then(|| fresh.database_url.clone());
-        if vacuum.is_some() {
-            eprintln!(
-                "    autovacuum is off on this server: the soak vacuums the messages each period"
-            );
+        // machine's CI configuration) gets the vacuums autovacuum would run.
+        let mut autovacuum = (psql_value(&fresh.database_url, "SHOW autovacuum")? == "off")
+            .then(|| Autovacuum::new(&fresh.database_url));
+        if autovacuum.is_some() {
+            eprintln!("    autovacuum is off on this server: the soak runs its vacuums");
         }
         let started = std::time::Instant::now();
         let idle_rss = service.resident_set_bytes()?;
@@ -63,11 +62,9 @@ impl Bench {
         let mut accepted = 0;
         for period in 0..periods {
             let offset = period * per_period;
-            let vacuuming = vacuum.clone().map(|url| {
-                tokio::task::spawn_blocking(move || {
-                    psql_value(&url, "VACUUM (ANALYZE) messages, message_attempts")
-                })
-            });
+            if let Some(autovacuum) = &mut autovacuum {
+                autovacuum.start_when_due()?;
+            }
             let outcome = load::open_loop(
                 &service.target,
                 super::CONNECTIONS,
@@ -81,9 +78,6 @@ impl Bench {
             )
             .await;
             accepted += outcome.succeeded;
-            if let Some(vacuuming) = vacuuming {
-                vacuuming.await.context("the vacuum did not finish")??;
-            }
             let sample = Sample {
                 at_seconds: started.elapsed().as_secs_f64(),
                 rss_bytes: service.resident_set_bytes()?,
@@ -115,6 +109,10 @@ impl Bench {
         let lost = accepted.saturating_sub(twilio.distinct_numbers());
         let end_rss = service.resident_set_bytes()?;
         service.stop().await?;
+        let vacuums = match autovacuum {
+            Some(autovacuum) => Some(autovacuum.finish().await?),
+            None => None,
+        };
         drop(fresh);
         let build = if self.plan.release {
             "release"
@@ -123,13 +121,69 @@ impl Bench {
         };
         let method = format!(
             "{build} build{}",
-            if vacuum.is_some() {
-                "; autovacuum off on the server, so the messages vacuumed each period"
-            } else {
-                ""
-            }
+            vacuums
+                .map(|vacuums| format!(
+                    "; autovacuum off on the server, so the soak ran its {vacuums} vacuums (a table once its dead rows passed 50 + 20% of its rows, throttled at 200 per 2 ms)"
+                ))
+                .unwrap_or_default()
         );
         Ok(summary(minutes, &method, idle_rss, end_rss, &samples, lost))
+    }
+}
+
+/// What autovacuum would do on a server that has it off, with its default settings: vacuum
+/// (and analyze) each table whose dead rows pass 50 plus a fifth of its rows, one run at a
+/// time, throttled by its cost delay, in the background.
+struct Autovacuum {
+    url: String,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
+    runs: u32,
+}
+
+impl Autovacuum {
+    fn new(database_url: &str) -> Self {
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!(
+                "{database_url}{separator}options=-c%20vacuum_cost_delay%3D2ms%20-c%20vacuum_cost_limit%3D200"
+            ),
+            running: None,
+            runs: 0,
+        }
+    }
+
+    /// Starts a vacuum of the tables past the threshold, unless one is still running.
+    fn start_when_due(&mut self) -> anyhow::Result<()> {
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|running| !running.is_finished())
+        {
+            return Ok(());
+        }
+        let tables = psql_value(
+            &self.url,
+            "SELECT string_agg(format('%I', s.relname), ', ') \
+             FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid \
+             WHERE s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)",
+        )?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let url = self.url.clone();
+        self.runs += 1;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            psql_value(&url, &format!("VACUUM (ANALYZE) {tables}"))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the vacuum still running: how many were run.
+    async fn finish(self) -> anyhow::Result<u32> {
+        if let Some(running) = self.running {
+            running.await.context("the vacuum did not finish")??;
+        }
+        Ok(self.runs)
     }
 }
 
