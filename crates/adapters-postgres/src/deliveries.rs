@@ -39,9 +39,10 @@ impl DeliveryTransaction for Delivery {
                     EXISTS (SELECT 1 FROM message_events e \
                         WHERE e.message_id = m.id AND e.idempotency_token = $2) AS repeated, \
                     m.created_at < w.folded_until AS folded_message, \
-                    CASE WHEN v.created_at < w.folded_until THEN v.id END AS folded_verification \
-             FROM messages m LEFT JOIN rollup_watermark w ON true \
-             LEFT JOIN verifications v ON v.id = m.verification_id \
+                    (SELECT v.id FROM verifications v \
+                     WHERE v.id = m.verification_id AND v.created_at < w.folded_until) \
+                        AS folded_verification \
+             FROM messages m, (SELECT (SELECT folded_until FROM rollup_watermark)) AS w (folded_until) \
              WHERE m.provider_sid = $1 \
              FOR UPDATE OF m",
             &[Param::text(provider_sid), Param::Text(token)],
