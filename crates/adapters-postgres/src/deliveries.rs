@@ -42,7 +42,8 @@ impl DeliveryTransaction for Delivery {
                     (SELECT v.id FROM verifications v \
                      WHERE v.id = m.verification_id AND v.created_at < w.folded_until) \
                         AS folded_verification \
-             FROM messages m, (SELECT (SELECT folded_until FROM rollup_watermark)) AS w (folded_until) \
+             FROM messages m, \
+                  (SELECT (SELECT folded_until FROM rollup_watermark)) AS w (folded_until) \
              WHERE m.provider_sid = $1 \
              FOR UPDATE OF m",
             &[Param::text(provider_sid), Param::Text(token)],

@@ -590,7 +590,8 @@ impl MessageStore for PgStore {
                  SELECT min(next_attempt_at) AS due FROM messages \
                  WHERE status = 'queued' AND id >= $1 \
                  UNION ALL \
-                 SELECT min(locked_until) FROM messages WHERE status = 'sending' AND id >= $1 \
+                 SELECT min(locked_until) FROM messages \
+                 WHERE status = 'sending' AND id >= $1 \
              ) AS candidates",
         )
         .bind(floor)
