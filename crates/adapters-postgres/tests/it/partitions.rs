@@ -3,6 +3,7 @@
 //! a week is never refused, and retention drops whole weeks.
 
 use adapters_postgres::testing::TestDatabase;
+use adapters_postgres::PgStore;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use domain::{DeliveryEvent, MessageId, MessageStatus, NewMessage};
 use ports::testkit::{notification, phone};
@@ -23,6 +24,15 @@ fn id_at(at: DateTime<Utc>) -> Uuid {
         u64::try_from(at.timestamp()).unwrap(),
         at.timestamp_subsec_nanos(),
     ))
+}
+
+/// Queues a notification whose id was minted at `at`, as the service minted ids then.
+async fn queued_minted_at(store: &PgStore, at: DateTime<Utc>) -> MessageId {
+    let message = NewMessage {
+        id: MessageId::from_uuid(id_at(at)),
+        ..notification(at)
+    };
+    store.enqueue(message).await.unwrap().message().id
 }
 
 /// Rows of every kind the partitioned tables hold, and of those that hang off them.
@@ -233,15 +243,7 @@ async fn migration_0037_keeps_every_row_and_the_service_works_with_them() {
     // A message of 100 days ago stored since goes into its week's partition; one of today
     // into this week's.
     let week_old = now - TimeDelta::days(100);
-    let in_a_week = store
-        .enqueue(NewMessage {
-            id: MessageId::from_uuid(id_at(week_old)),
-            ..notification(week_old)
-        })
-        .await
-        .unwrap()
-        .message()
-        .id;
+    let in_a_week = queued_minted_at(&store, week_old).await;
     sqlx::query("UPDATE messages SET status = 'failed' WHERE id = $1")
         .bind(in_a_week.as_uuid())
         .execute(&pool)
@@ -319,15 +321,7 @@ async fn a_message_without_a_week_is_stored_and_moves_into_its_week_once_created
     let store = database.store().await;
     let pool = PgPool::connect(&database.url).await.unwrap();
     let ahead = Utc::now() + TimeDelta::days(60);
-    let id = store
-        .enqueue(NewMessage {
-            id: MessageId::from_uuid(id_at(ahead)),
-            ..notification(ahead)
-        })
-        .await
-        .unwrap()
-        .message()
-        .id;
+    let id = queued_minted_at(&store, ahead).await;
     assert_eq!(
         partition_of(&pool, "messages", id.as_uuid()).await,
         "messages_default"
@@ -352,15 +346,7 @@ async fn a_message_queued_weeks_ago_is_claimed_with_today_s() {
     let store = database.store().await;
     let now = Utc::now().trunc_subsecs(3);
     let weeks_ago = now - TimeDelta::days(21);
-    let old = store
-        .enqueue(NewMessage {
-            id: MessageId::from_uuid(id_at(weeks_ago)),
-            ..notification(weeks_ago)
-        })
-        .await
-        .unwrap()
-        .message()
-        .id;
+    let old = queued_minted_at(&store, weeks_ago).await;
     let new = store.enqueue(notification(now)).await.unwrap().message().id;
 
     assert_eq!(store.next_due_at().await.unwrap(), Some(weeks_ago));
@@ -411,15 +397,7 @@ async fn a_week_left_detached_by_a_stopped_run_is_folded_and_dropped_by_the_next
     let store = database.store().await;
     let pool = PgPool::connect(&database.url).await.unwrap();
     let old = Utc::now() - TimeDelta::days(100);
-    let id = store
-        .enqueue(NewMessage {
-            id: MessageId::from_uuid(id_at(old)),
-            ..notification(old)
-        })
-        .await
-        .unwrap()
-        .message()
-        .id;
+    let id = queued_minted_at(&store, old).await;
     sqlx::query("UPDATE messages SET status = 'failed' WHERE id = $1")
         .bind(id.as_uuid())
         .execute(&pool)
