@@ -13,7 +13,11 @@ use crate::PgStore;
 
 /// A delivery report's transaction: `FOR UPDATE` holds the message's row until the commit;
 /// what of it lies in folded hours is read with it.
-pub(crate) struct Delivery(Transaction<'static, Postgres>, Folded);
+pub(crate) struct Delivery {
+    transaction: Transaction<'static, Postgres>,
+    /// Set by [`DeliveryTransaction::message`], for `apply`.
+    folded: Folded,
+}
 
 impl Delivery {
     /// Begins with the rollups' lock held shared, in the same round trip: the statements
@@ -24,7 +28,10 @@ impl Delivery {
             .begin_with(rollups::BEGIN_HOLDING_SHARED)
             .await
             .map_err(store_error)?;
-        Ok(Self(transaction, Folded::default()))
+        Ok(Self {
+            transaction,
+            folded: Folded::default(),
+        })
     }
 }
 
@@ -48,10 +55,11 @@ impl DeliveryTransaction for Delivery {
              FOR UPDATE OF m",
             &[Param::text(provider_sid), Param::Text(token)],
         );
-        let Some((reported, folded)) = optional(locked, &mut *self.0, found).await? else {
+        let Some((reported, folded)) = optional(locked, &mut *self.transaction, found).await?
+        else {
             return Ok(None);
         };
-        self.1 = folded;
+        self.folded = folded;
         Ok(Some(reported))
     }
 
@@ -64,8 +72,8 @@ impl DeliveryTransaction for Delivery {
         let params = params::delivery(id, event, token);
         // A receipt for a message of a folded hour: its figures leave the rollups before the
         // change and come back after it (rare: the fold waits for the usual receipts).
-        let folded = self.1;
-        rollups::refold(&mut self.0, id.as_uuid(), folded, -1).await?;
+        let folded = self.folded;
+        rollups::refold(&mut self.transaction, id.as_uuid(), folded, -1).await?;
         let update = query(
             "WITH updated AS ( \
                  UPDATE messages \
@@ -81,13 +89,13 @@ impl DeliveryTransaction for Delivery {
              SELECT * FROM updated",
             &params,
         );
-        let updated = one(update, &mut *self.0, rows::message).await?;
-        rollups::refold(&mut self.0, id.as_uuid(), folded, 1).await?;
+        let updated = one(update, &mut *self.transaction, rows::message).await?;
+        rollups::refold(&mut self.transaction, id.as_uuid(), folded, 1).await?;
         Ok(updated)
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        self.0.commit().await.map_err(store_error)
+        self.transaction.commit().await.map_err(store_error)
     }
 }
 
