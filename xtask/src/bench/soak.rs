@@ -1,8 +1,10 @@
 //! `cargo xtask bench --soak MINUTES`: the service under a steady load an operator would give
 //! it (1,000 messages/s over HTTP, Twilio answering in 50 ms, PostgreSQL, JSON logs) for a long
 //! while, to tell whether its memory settles: the resident set, the p99 latency, the errors and
-//! the messages not yet at Twilio every 30 s, then the growth over the last third of the run and
-//! the messages that never reached Twilio. Written to `target/bench/soak.md`. On a server
+//! the messages not yet at Twilio every 30 s, then the resident set's trend over the last third
+//! of the run and the messages that never reached Twilio. Written to `target/bench/soak.md`.
+//! The server is `DATABASE_URL`'s, its buffers named in the report (the p99 over a long run
+//! follows whether the hot partition's indexes fit in them: docs/performance.md). On a server
 //! without autovacuum it runs the vacuums autovacuum would: a table's once its dead rows pass
 //! autovacuum's default threshold, throttled as autovacuum's are, in the background.
 
@@ -44,6 +46,7 @@ impl Bench {
         // Sent messages leave dead rows behind them (each is updated twice), which the claim
         // and the queue's indexes walk until a vacuum; a server without autovacuum (this
         // machine's CI configuration) gets the vacuums autovacuum would run.
+        let shared_buffers = psql_value(&fresh.database_url, "SHOW shared_buffers")?;
         let mut autovacuum = (psql_value(&fresh.database_url, "SHOW autovacuum")? == "off")
             .then(|| Autovacuum::new(&fresh.database_url));
         if autovacuum.is_some() {
@@ -120,7 +123,7 @@ impl Bench {
             "debug"
         };
         let method = format!(
-            "{build} build{}",
+            "{build} build; the server's shared_buffers {shared_buffers}{}",
             vacuums
                 .map(|vacuums| format!(
                     "; autovacuum off on the server, so the soak ran its {vacuums} vacuums (a table once its dead rows passed 50 + 20% of its rows, throttled at 200 per 2 ms)"
@@ -213,15 +216,30 @@ fn summary(
             sample.behind
         );
     }
-    // The last third: from the sample nearest two thirds of the run to the end.
-    let third = samples
-        .get((samples.len() * 2 / 3).saturating_sub(1))
+    // The last third: from the sample nearest two thirds of the run to the end. Its trend is
+    // judged, not its two ends: the resident set swings by a megabyte or two between samples
+    // (the allocator hands pages back some seconds after a burst), so one sample at either end
+    // can make or hide a megabyte of "growth".
+    let last_third = &samples[(samples.len() * 2 / 3).saturating_sub(1)..];
+    let third = last_third
+        .first()
         .map_or(idle_rss, |sample| sample.rss_bytes);
     let errors: u64 = samples.iter().map(|sample| sample.failed).sum();
     let p99 = |sample: Option<&Sample>| sample.map_or(f64::NAN, |sample| sample.p99_ms);
+    let points: Vec<(f64, f64)> = last_third
+        .iter()
+        .map(|sample| (sample.at_seconds, mebibytes(sample.rss_bytes)))
+        .collect();
+    let span = points
+        .last()
+        .zip(points.first())
+        .map_or(0.0, |(last, first)| last.0 - first.0);
     let _ = write!(
         text,
-        "\nRSS growth over the last third: {:+.2} MiB (goal: under 1 MiB); RSS at the end {:.1} MiB; p99 first/last period {:.1}/{:.1} ms; errors {errors}; messages accepted and not at Twilio {} s after the load ended (lost, unless the service was still behind) {lost}.\n",
+        "\nRSS trend over the last third (least squares over its {} samples, {:.0} min): {:+.2} MiB (goal: under 1 MiB); its two ends {:+.2} MiB; RSS at the end {:.1} MiB; p99 first/last period {:.1}/{:.1} ms; errors {errors}; messages accepted and not at Twilio {} s after the load ended (lost, unless the service was still behind) {lost}.\n",
+        points.len(),
+        span / 60.0,
+        slope(&points) * span,
         (end_rss as f64 - third as f64) / (1024.0 * 1024.0),
         mebibytes(end_rss),
         p99(samples.first()),
@@ -231,6 +249,24 @@ fn summary(
     text
 }
 
+/// The least-squares slope of `points` (y per x), 0 for fewer than two distinct x.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|point| point.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|point| point.1).sum::<f64>() / n;
+    let (covariance, variance) = points.iter().fold((0.0, 0.0), |(c, v), (x, y)| {
+        (
+            c + (x - mean_x) * (y - mean_y),
+            v + (x - mean_x) * (x - mean_x),
+        )
+    });
+    if variance > 0.0 {
+        covariance / variance
+    } else {
+        0.0
+    }
+}
+
 /// Writes the soak's report beside the figures' and prints it.
 pub(super) fn write(bench_dir: &std::path::Path, report: &str) -> anyhow::Result<()> {
     let path = bench_dir.join("soak.md");
@@ -238,4 +274,24 @@ pub(super) fn write(bench_dir: &std::path::Path, report: &str) -> anyhow::Result
     println!("{report}");
     eprintln!("    written to {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slope;
+
+    #[test]
+    fn a_series_swinging_around_a_level_has_no_trend_and_a_rising_one_has_its_rise() {
+        let swinging = [
+            (0.0, 44.0),
+            (30.0, 42.0),
+            (60.0, 46.0),
+            (90.0, 42.0),
+            (120.0, 44.0),
+        ];
+        assert!(slope(&swinging).abs() < 1e-9);
+        let rising = [(0.0, 40.0), (30.0, 41.5), (60.0, 41.0), (90.0, 42.5)];
+        assert!((slope(&rising) * 90.0 - 2.1).abs() < 1e-9);
+        assert_eq!(slope(&[(5.0, 40.0)]), 0.0);
+    }
 }
