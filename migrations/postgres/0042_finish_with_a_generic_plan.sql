@@ -2,10 +2,10 @@
 -- function whose plan is generic. As a prepared statement PostgreSQL planned it again on every
 -- call: a generic plan's estimate counts every week's partition of `messages` (those of other
 -- weeks are pruned only as it runs), so each custom plan, planned for the week its ids bound,
--- looked cheaper, and planning cost as much as a third of the statement's time (more weeks,
--- more planning: docs/performance.md, "The finish planned on every call"). Without sequential
--- scans, as the send limits' functions (0041): a generic plan made on a new database's tiny
--- tables is kept by the connection as they grow.
+-- looked cheaper, and every call paid a planning that cost more than the generic plan's start
+-- (more weeks, more planning: docs/performance.md, "The finish planned on every call").
+-- Without sequential scans, as the send limits' functions (0041): a generic plan made on a new
+-- database's tiny tables is kept by the connection as they grow.
 CREATE FUNCTION sms_notify_finish(uuid[], uuid[], text[], text[], text[], int8[], text[],
     text[], bool[], text[], text[], timestamptz[], bool[], timestamptz[], uuid[], uuid[],
     int8[], timestamptz[], timestamptz[], text[], int4[], text[], text[], text[], text[],
