@@ -343,10 +343,9 @@ impl MessageStore for PgStore {
             // `messages_in_flight`, whose entries die as fast as sends finish, and only a plain
             // index scan marks dead entries so that later scans, the finishes' too, skip them
             // (with bitmap claims, a finish read 9,362 entries for 200 sends in flight).
-            // Generic plans: the count and the claim read every week's partition, and a custom
-            // plan, which PostgreSQL makes for a prepared statement's first executions on each
-            // connection, plans all of them again each time, costing more than the claim's
-            // reads (docs/performance.md, "The claim's custom plans").
+            // Generic plans: a custom plan, which PostgreSQL makes for a prepared statement's
+            // first executions on each connection, plans the claim again each time, costing
+            // more than the claim's reads (docs/performance.md, "The claim's custom plans").
             sqlx::query(
                 "SELECT pg_advisory_xact_lock($1), \
                  set_config('synchronous_commit', 'off', true), \
@@ -359,17 +358,17 @@ impl MessageStore for PgStore {
             .map_err(store_error)?;
         }
         let in_flight: i64 = if budget.max_in_flight.is_some() {
-            sqlx::query_scalar(
+            let count = format!(
                 "SELECT count(*) FROM messages \
                  WHERE status = 'sending' AND locked_until > $1 AND id <> ALL ($2) \
-                 AND id >= $3",
-            )
-            .bind(now)
-            .bind(column(&budget.settling, |id| id.as_uuid()))
-            .bind(floor)
-            .fetch_one(&mut *transaction)
-            .await
-            .map_err(store_error)?
+                 AND id >= {floor}"
+            );
+            sqlx::query_scalar(&count)
+                .bind(now)
+                .bind(column(&budget.settling, |id| id.as_uuid()))
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(store_error)?
         } else {
             0
         };
@@ -409,18 +408,18 @@ impl MessageStore for PgStore {
         // sets while a message is `sending`) to the lease's end, and fails the message
         // instead of claiming it once it has had `$5` attempts (`exhausted`, which takes no
         // place under the limit). The CTEs see the rows as they were before the statement.
-        // `$6`, the queue's floor, keeps the weeks before it out of the plan (`QueueFloor`).
-        let claim = sqlx::query(
+        // The queue's floor keeps the weeks before it out of the plan (`QueueFloor`).
+        let claim = format!(
             r#"WITH due AS (
                    SELECT id, priority, created_at FROM messages
-                   WHERE status = 'queued' AND (next_attempt_at <= $1) IS TRUE AND id >= $6
+                   WHERE status = 'queued' AND (next_attempt_at <= $1) IS TRUE AND id >= {floor}
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
                ), lapsed AS (
                    SELECT id, priority, created_at, attempt_count, updated_at, locked_until
                    FROM messages
-                   WHERE status = 'sending' AND locked_until <= $1 AND id >= $6
+                   WHERE status = 'sending' AND locked_until <= $1 AND id >= {floor}
                    ORDER BY priority DESC, created_at, id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
@@ -441,7 +440,7 @@ impl MessageStore for PgStore {
                        body = CASE WHEN m.sensitive OR m.verification_id IS NOT NULL THEN '' ELSE m.body END,
                        updated_at = $1
                    FROM lapsed
-                   WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5 AND m.id >= $6
+                   WHERE m.id = lapsed.id AND lapsed.attempt_count >= $5 AND m.id >= {floor}
                ), lost AS (
                    INSERT INTO message_attempts (message_id, number, started_at, finished_at,
                        outcome, error_message)
@@ -454,15 +453,15 @@ impl MessageStore for PgStore {
                SET status = 'sending', locked_until = $3, claim_token = $4,
                    attempt_count = m.attempt_count + 1, updated_at = $1
                FROM claimed
-               WHERE m.id = claimed.id AND m.id >= $6
-               RETURNING m.*"#,
-        )
-        .bind(now)
-        .bind(i64::from(allowance.count))
-        .bind(locked_until)
-        .bind(token)
-        .bind(budget.max_attempts.map_or(i64::MAX, i64::from))
-        .bind(floor);
+               WHERE m.id = claimed.id AND m.id >= {floor}
+               RETURNING m.*"#
+        );
+        let claim = sqlx::query(&claim)
+            .bind(now)
+            .bind(i64::from(allowance.count))
+            .bind(locked_until)
+            .bind(token)
+            .bind(budget.max_attempts.map_or(i64::MAX, i64::from));
         let claimed = all(claim, &mut *transaction, rows::claimed_message).await?;
         if let (Some(rate), false) = (&budget.sender_rate, claimed.is_empty()) {
             sqlx::query(
@@ -541,19 +540,19 @@ impl MessageStore for PgStore {
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // A lapsed lease makes a message due as surely as a retry time does.
         let floor = self.queue_floor.get(&self.pool).await?;
-        sqlx::query_scalar(
+        let next_due = format!(
             "SELECT min(due) FROM ( \
                  SELECT min(next_attempt_at) AS due FROM messages \
-                 WHERE status = 'queued' AND id >= $1 \
+                 WHERE status = 'queued' AND id >= {floor} \
                  UNION ALL \
                  SELECT min(locked_until) FROM messages \
-                 WHERE status = 'sending' AND id >= $1 \
-             ) AS candidates",
-        )
-        .bind(floor)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)
+                 WHERE status = 'sending' AND id >= {floor} \
+             ) AS candidates"
+        );
+        sqlx::query_scalar(&next_due)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
     }
 
     #[instrument(level = "debug", skip_all, fields(provider_sid = %provider_sid, status = %event.status))]

@@ -92,26 +92,40 @@ const QUEUE_FLOOR_AGE: Duration = Duration::from_secs(30);
 /// A message never returns to the queue once it has left it, and a message's id is minted as
 /// it is queued, so no message below the floor joins the queue while it is used.
 #[derive(Debug, Default)]
-pub(crate) struct QueueFloor(std::sync::Mutex<Option<(std::time::Instant, Uuid)>>);
+pub(crate) struct QueueFloor(std::sync::Mutex<Option<(std::time::Instant, Floor)>>);
 
 impl QueueFloor {
-    pub(crate) async fn get(&self, pool: &PgPool) -> Result<Uuid, StoreError> {
+    pub(crate) async fn get(&self, pool: &PgPool) -> Result<Floor, StoreError> {
         let read = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, floor)) = read {
             if at.elapsed() < QUEUE_FLOOR_AGE {
                 return Ok(floor);
             }
         }
-        let floor = queue_floor(pool).await?;
+        let floor = Floor(queue_floor(pool).await?);
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((std::time::Instant::now(), floor));
         Ok(floor)
     }
 }
 
+/// The queue's floor as a constant of a statement's text rather than a parameter: the plan
+/// then leaves the weeks before it out as it is made, where a generic plan with the floor as
+/// a parameter names every week and prunes them each time it starts, a cost that grew with
+/// the weeks kept (docs/performance.md, "The floor in the statement"). It is always a week's
+/// first id, so each connection plans these statements again only when the floor's week moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Floor(Uuid);
+
+impl std::fmt::Display for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}'::uuid", self.0)
+    }
+}
+
 /// The first id of the oldest week that holds a message in the queue, or, when no week
-/// before it does, the first id minted the clocks' skew ago (ids are minted by the system's
-/// clock).
+/// before it does, of the week that the first id minted the clocks' skew ago falls in (ids
+/// are minted by the system's clock).
 async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
     let recent = crate::verifications::uuid_at(Utc::now() - CLOCK_SKEW);
     // Oldest first; the first week's range starts at MINVALUE (no lower bound).
@@ -127,11 +141,13 @@ async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
+    let mut floor = recent;
     for (week, lower) in weeks {
         let lower = lower.unwrap_or(Uuid::nil());
         if lower >= recent {
             break;
         }
+        floor = lower;
         let table = ident(&week);
         let queued: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {table} WHERE status = 'queued') \
@@ -141,10 +157,10 @@ async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
         .await
         .map_err(store_error)?;
         if queued {
-            return Ok(lower);
+            break;
         }
     }
-    Ok(recent)
+    Ok(floor)
 }
 
 /// Drops every week of `family` whose ids were all minted before `before` (and before now)
@@ -369,7 +385,45 @@ pub(crate) fn id_bounds(ids: impl IntoIterator<Item = Uuid>) -> (Uuid, Uuid) {
 
 #[cfg(test)]
 mod tests {
+    use ports::testkit::notification;
+    use ports::MessageStore;
+
     use super::*;
+    use crate::testing::TestDatabase;
+
+    /// The first id of each week of `messages`, the oldest's (no lower bound) as the nil id.
+    async fn weeks_first_ids(pool: &PgPool) -> Vec<Uuid> {
+        sqlx::query_scalar(
+            r#"SELECT coalesce(substring(pg_get_expr(c.relpartbound, c.oid)
+                   FROM 'FROM \(''([0-9a-f-]+)''\)')::uuid, '00000000-0000-0000-0000-000000000000')
+               FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+               WHERE i.inhparent = 'messages'::regclass
+                 AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'"#,
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    /// The floor is always a week's first id, so that the statements it is written into stay
+    /// the same text (and plan) for as long as the week; below every message in the queue.
+    #[tokio::test]
+    async fn the_queue_s_floor_is_a_week_s_first_id_at_or_below_the_queue() {
+        let database = TestDatabase::create().await;
+        let store = database.store().await;
+        let pool = PgPool::connect(&database.url).await.unwrap();
+        let weeks = weeks_first_ids(&pool).await;
+
+        let floor = queue_floor(&pool).await.unwrap();
+        assert!(weeks.contains(&floor), "{floor} is no week's first id");
+        let recent = crate::verifications::uuid_at(Utc::now() - CLOCK_SKEW);
+        assert!(floor <= recent);
+
+        let queued = store.enqueue(notification(Utc::now())).await.unwrap();
+        let floor = queue_floor(&pool).await.unwrap();
+        assert!(weeks.contains(&floor), "{floor} is no week's first id");
+        assert!(floor <= queued.message().id.as_uuid());
+    }
 
     #[test]
     fn a_batch_s_id_bounds_hold_each_of_its_ids_and_no_ids_hold_nothing() {
