@@ -128,22 +128,8 @@ impl std::fmt::Display for Floor {
 /// are minted by the system's clock).
 async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
     let recent = crate::verifications::uuid_at(Utc::now() - CLOCK_SKEW);
-    // Oldest first; the first week's range starts at MINVALUE (no lower bound).
-    let weeks: Vec<(String, Option<Uuid>)> = sqlx::query_as(
-        r#"SELECT c.relname::text,
-               substring(pg_get_expr(c.relpartbound, c.oid)
-                   FROM 'FROM \(''([0-9a-f-]+)''\)')::uuid AS lower
-           FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
-           WHERE i.inhparent = 'messages'::regclass
-             AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'
-           ORDER BY lower NULLS FIRST"#,
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
     let mut floor = recent;
-    for (week, lower) in weeks {
-        let lower = lower.unwrap_or(Uuid::nil());
+    for (week, lower) in message_weeks(pool).await? {
         if lower >= recent {
             break;
         }
@@ -161,6 +147,24 @@ async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
         }
     }
     Ok(floor)
+}
+
+/// Each week of `messages` (not the default partition) with its first id, oldest first; the
+/// first week's range starts at MINVALUE, its first id the nil id.
+async fn message_weeks(pool: &PgPool) -> Result<Vec<(String, Uuid)>, StoreError> {
+    sqlx::query_as(
+        r#"SELECT c.relname::text,
+               coalesce(substring(pg_get_expr(c.relpartbound, c.oid)
+                   FROM 'FROM \(''([0-9a-f-]+)''\)')::uuid,
+                   '00000000-0000-0000-0000-000000000000') AS lower
+           FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'messages'::regclass
+             AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'
+           ORDER BY lower"#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)
 }
 
 /// Drops every week of `family` whose ids were all minted before `before` (and before now)
@@ -391,20 +395,6 @@ mod tests {
     use super::*;
     use crate::testing::TestDatabase;
 
-    /// The first id of each week of `messages`, the oldest's (no lower bound) as the nil id.
-    async fn weeks_first_ids(pool: &PgPool) -> Vec<Uuid> {
-        sqlx::query_scalar(
-            r#"SELECT coalesce(substring(pg_get_expr(c.relpartbound, c.oid)
-                   FROM 'FROM \(''([0-9a-f-]+)''\)')::uuid, '00000000-0000-0000-0000-000000000000')
-               FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
-               WHERE i.inhparent = 'messages'::regclass
-                 AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES FROM%'"#,
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap()
-    }
-
     /// The floor is always a week's first id, so that the statements it is written into stay
     /// the same text (and plan) for as long as the week; below every message in the queue.
     #[tokio::test]
@@ -412,7 +402,12 @@ mod tests {
         let database = TestDatabase::create().await;
         let store = database.store().await;
         let pool = PgPool::connect(&database.url).await.unwrap();
-        let weeks = weeks_first_ids(&pool).await;
+        let weeks: Vec<Uuid> = message_weeks(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, lower)| lower)
+            .collect();
 
         let floor = queue_floor(&pool).await.unwrap();
         assert!(weeks.contains(&floor), "{floor} is no week's first id");
