@@ -128,13 +128,14 @@ impl std::fmt::Display for Floor {
 /// are minted by the system's clock).
 async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
     let recent = crate::verifications::uuid_at(Utc::now() - CLOCK_SKEW);
-    let mut floor = recent;
-    for (week, lower) in message_weeks(pool).await? {
-        if lower >= recent {
-            break;
-        }
-        floor = lower;
-        let table = ident(&week);
+    let weeks = message_weeks(pool).await?;
+    let begun = weeks.partition_point(|(_, lower)| *lower < recent);
+    // The week `recent` falls in is the floor whatever it holds: only older ones are probed.
+    let Some(((_, current), older)) = weeks[..begun].split_last() else {
+        return Ok(recent);
+    };
+    for (week, lower) in older {
+        let table = ident(week);
         let queued: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {table} WHERE status = 'queued') \
              OR EXISTS (SELECT 1 FROM {table} WHERE status = 'sending')"
@@ -143,10 +144,10 @@ async fn queue_floor(pool: &PgPool) -> Result<Uuid, StoreError> {
         .await
         .map_err(store_error)?;
         if queued {
-            break;
+            return Ok(*lower);
         }
     }
-    Ok(floor)
+    Ok(*current)
 }
 
 /// Each week of `messages` (not the default partition) with its first id, oldest first; the
