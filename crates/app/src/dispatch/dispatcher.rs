@@ -432,7 +432,9 @@ impl Dispatcher {
         placed.sort_by(dispatch_order);
         let worker = self.worker();
         let mut placed = placed.into_iter();
-        for (claim, permit) in placed.by_ref().zip(permits) {
+        // The places lead: `zip` takes from its first iterator before it finds the second
+        // empty, and a message taken so would be neither sent nor waiting until its lease ran out.
+        for (permit, claim) in permits.into_iter().zip(placed.by_ref()) {
             worker.start(claim, permit, shutdown, abandoned);
         }
         self.waiting.push(placed.chain(unplaced).collect());
@@ -1536,6 +1538,60 @@ mod tests {
         assert_eq!(*released.lock().unwrap(), vec![waiting]);
         running.await.unwrap();
         assert_eq!(*released.lock().unwrap(), vec![waiting, calling]);
+    }
+
+    /// A claim may find more places under the shared cap than this dispatcher takes at once
+    /// (a batch's worth): what it claims beyond them waits here, none of it dropped.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_beyond_the_places_taken_at_once_keeps_every_message() {
+        let concurrency = 2 * MAX_BATCH as usize;
+        let reserve = concurrency / RESERVE_SHARE;
+        let budget_limit = MAX_BATCH as usize + reserve;
+        let batch: Vec<ClaimedMessage> = (0..budget_limit).map(|_| claimed(1, None)).collect();
+        let claimed: Vec<MessageId> = batch.iter().map(|c| c.message.id).collect();
+        let mut store = MockMessageStore::new();
+        let mut first = Some(batch);
+        store.expect_claim_within().returning(move |_, budget| {
+            let messages = first.take().unwrap_or_default();
+            // The first claim finds the whole cap free; the later ones, the first's in flight.
+            let in_flight = if messages.is_empty() { budget_limit } else { 0 };
+            if !messages.is_empty() {
+                assert_eq!(budget.limit as usize, messages.len());
+            }
+            Ok(ports::Claimed {
+                places: i64::try_from(concurrency - in_flight).unwrap(),
+                messages,
+                limited_by: None,
+            })
+        });
+        store.expect_next_due_at().returning(|| Ok(None));
+        let released = Arc::new(Mutex::new(Vec::new()));
+        let seen = released.clone();
+        store.expect_release().returning(move |_, id, _| {
+            seen.lock().unwrap().push(id);
+            Ok(true)
+        });
+        let dispatcher = dispatcher(
+            store,
+            Arc::new(Hanging),
+            DispatchConfig {
+                concurrency,
+                shutdown_grace: Duration::from_secs(10),
+                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
+            },
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        // Each was in a call (handed back after the grace period) or waiting (at shutdown).
+        let released = released.lock().unwrap();
+        let lost: Vec<_> = claimed.iter().filter(|id| !released.contains(id)).collect();
+        assert!(
+            lost.is_empty(),
+            "claimed, then neither sent nor handed back: {lost:?}"
+        );
     }
 
     /// The database goes away while a send is in flight and comes back ten seconds later: the
