@@ -36,6 +36,7 @@ mod writes;
 pub use queue_wakeups::PgQueueWakeups;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,10 @@ pub struct PgStore {
     /// Poked after each commit that may have recorded events: this instance's deliverer waits
     /// on it ([`PgStore::events_written`]).
     events_written: Arc<tokio::sync::Notify>,
+    /// Whether an enabled webhook endpoint may exist. While the deliverer's last empty look
+    /// found none, changes that would record events wake nobody (nothing could be delivered,
+    /// and every message's status change woke the deliverer for a look); its poll stands in.
+    endpoints: Arc<AtomicBool>,
     /// Names this store's notifications on [`EVENTS_CHANNEL`], which its own listener skips.
     instance: Arc<str>,
     batched: Arc<writes::Batched>,
@@ -139,6 +144,7 @@ impl PgStore {
                 EVENTS_NOTIFY_GAP,
             )),
             events_written: Arc::new(tokio::sync::Notify::new()),
+            endpoints: Arc::new(AtomicBool::new(true)),
             instance: uuid::Uuid::new_v4().to_string().into(),
             batched: Arc::new(writes::Batched::start(&hot)),
             queue_floor: Arc::default(),
@@ -191,10 +197,24 @@ impl PgStore {
     }
 
     /// After a commit that may have recorded events: wakes this instance's deliverer at once
-    /// and, shortly, the other instances' ones.
+    /// and, shortly, the other instances' ones, unless no enabled endpoint was found since.
     pub(crate) fn events_may_be_recorded(&self) {
+        if self.endpoints.load(Ordering::Relaxed) {
+            self.events_recorded();
+        }
+    }
+
+    /// After a commit that recorded events or deliveries: wakes every deliverer.
+    pub(crate) fn events_recorded(&self) {
+        self.endpoints.store(true, Ordering::Relaxed);
         self.events_written.notify_one();
         self.events_notifier.poke(self.instance.to_string());
+    }
+
+    /// What the deliverer's look learned: whether an enabled endpoint exists; an endpoint
+    /// created or enabled here says so too.
+    pub(crate) fn endpoints_found(&self, found: bool) {
+        self.endpoints.store(found, Ordering::Relaxed);
     }
 
     /// A listener already subscribed to [`QUEUE_CHANNEL`] and [`EVENTS_CHANNEL`]: each

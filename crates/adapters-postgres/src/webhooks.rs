@@ -38,6 +38,7 @@ impl WebhookStore for PgStore {
             &self.pool,
         )
         .await?;
+        self.endpoints_found(endpoint.enabled);
         Ok(())
     }
 
@@ -69,7 +70,11 @@ impl WebhookStore for PgStore {
              WHERE id = $1 AND api_key = $2",
             &[&columns[..11], &columns[12..]].concat(),
         );
-        Ok(execute(update, &self.pool).await? == 1)
+        let updated = execute(update, &self.pool).await? == 1;
+        if updated && endpoint.enabled {
+            self.endpoints_found(true);
+        }
+        Ok(updated)
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
@@ -111,6 +116,12 @@ impl WebhookStore for PgStore {
         );
         let mut claimed = all(claim, &self.pool, rows::claimed_delivery_row).await?;
         if claimed.is_empty() {
+            let found: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+            self.endpoints_found(found);
             return Ok(Vec::new());
         }
         // In claim order, as the statement does not return its rows in any.
@@ -243,7 +254,7 @@ impl WebhookStore for PgStore {
         );
         let replayed = execute(replay, &self.pool).await?;
         if replayed > 0 {
-            self.events_may_be_recorded();
+            self.events_recorded();
         }
         Ok(replayed)
     }
@@ -263,7 +274,7 @@ impl WebhookStore for PgStore {
         .map_err(store_error)?;
         let id: Option<Uuid> = recorded.try_get("id").map_err(store_error)?;
         if id.is_some() {
-            self.events_may_be_recorded();
+            self.events_recorded();
         }
         Ok(id.map(EventId::from_uuid))
     }

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
+use domain::webhook::{EndpointId, EventType};
 use domain::{MessageId, NewMessage, VerificationStatus};
 use ports::testkit::{code_hash, code_message, notification, t0, verification};
 use ports::{
     MessageReports, MessageStore, QueueWakeups, StoreError, UsageGrouping, UsageQuery,
-    VerificationStore, Wakeup,
+    VerificationStore, Wakeup, WebhookEndpoint, WebhookStore,
 };
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -94,6 +95,59 @@ async fn a_concluded_verification_wakes_its_own_deliverer_directly_and_other_ins
         "an instance heard its own word"
     );
     heard_its_own.abort();
+}
+
+/// Every message's status change would wake the deliverer for a look; once a look found no
+/// enabled endpoint, none does until one is created (no event could be delivered meanwhile).
+#[tokio::test]
+async fn without_an_enabled_endpoint_a_conclusion_wakes_no_deliverer_until_one_is_created() {
+    let database = TestDatabase::create().await;
+    let store = database.store().await;
+    let own = store.events_written();
+    let conclude = || async {
+        let started = verification(t0());
+        store
+            .create(&started, code_hash(1), code_message(&started, t0()), None)
+            .await
+            .unwrap();
+        let concluded = store
+            .conclude(started.id, VerificationStatus::Approved, t0())
+            .await
+            .unwrap();
+        assert!(concluded);
+    };
+    let nothing_due = store
+        .claim_deliveries(t0(), 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(nothing_due.is_empty());
+    conclude().await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), own.notified())
+            .await
+            .is_err(),
+        "a conclusion woke the deliverer with no endpoint to deliver to"
+    );
+    let endpoint = WebhookEndpoint {
+        id: EndpointId::generate(),
+        api_key: "auth".into(),
+        url: "https://hooks.example.com/auth".into(),
+        description: None,
+        events: vec![EventType::VerificationApproved],
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        previous_secret: None,
+        previous_secret_until: None,
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    store.create_endpoint(&endpoint).await.unwrap();
+    conclude().await;
+    tokio::time::timeout(PATIENCE, own.notified())
+        .await
+        .expect("no wake-up for a conclusion once an endpoint was created");
 }
 
 #[tokio::test]
