@@ -44,9 +44,13 @@ pub(crate) async fn insert_code_message(
     Ok(stored_queued(message, Some(verification_id)))
 }
 
-/// Serializes capped claims across instances (`pg_advisory_xact_lock`); any constant no other
-/// code in the database uses.
-const CLAIM_LOCK: i64 = 0x736d_735f_636c_6169;
+/// Begins a capped claim, in the one round trip of its `BEGIN`: serializes capped claims across
+/// instances (`pg_advisory_xact_lock` on any constant no other code in the database uses,
+/// `sms_clai` in hex) and sets the claim's transaction up (see `claim_within`).
+const BEGIN_CAPPED_CLAIM: &str = "BEGIN; SELECT pg_advisory_xact_lock(8317430940350308713), \
+     set_config('synchronous_commit', 'off', true), \
+     set_config('enable_bitmapscan', 'off', true), \
+     set_config('plan_cache_mode', 'force_generic_plan', true)";
 
 /// Queues the messages of `$1` to `$19` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
@@ -331,32 +335,25 @@ impl MessageStore for PgStore {
         let locked_until = budget.lease_end(now);
         let floor = self.queue_floor.get(&self.pool).await?;
         let mut connection = self.hot.acquire().await?;
-        let mut transaction = connection.begin().await.map_err(store_error)?;
+        // Counting what is in flight and claiming must be one step across instances, or
+        // two claimers could each see room for the same last place. The claim's commit
+        // skips the flush (it held the lock through it): a claim lost in a crash puts its
+        // messages back in the queue, as a lease running out does, and a claim whose
+        // message was sent is made durable by the flush of that send's outcome, which
+        // writes the earlier WAL too. No bitmap scans: the count and the lapsed leases read
+        // `messages_in_flight`, whose entries die as fast as sends finish, and only a plain
+        // index scan marks dead entries so that later scans, the finishes' too, skip them
+        // (with bitmap claims, a finish read 9,362 entries for 200 sends in flight).
+        // Generic plans: a custom plan, which PostgreSQL makes for a prepared statement's
+        // first executions on each connection, plans the claim again each time, costing
+        // more than the claim's reads (docs/performance.md, "The claim's custom plans").
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
-        if capped {
-            // Counting what is in flight and claiming must be one step across instances, or
-            // two claimers could each see room for the same last place. The claim's commit
-            // skips the flush (it held the lock through it): a claim lost in a crash puts its
-            // messages back in the queue, as a lease running out does, and a claim whose
-            // message was sent is made durable by the flush of that send's outcome, which
-            // writes the earlier WAL too. No bitmap scans: the count and the lapsed leases read
-            // `messages_in_flight`, whose entries die as fast as sends finish, and only a plain
-            // index scan marks dead entries so that later scans, the finishes' too, skip them
-            // (with bitmap claims, a finish read 9,362 entries for 200 sends in flight).
-            // Generic plans: a custom plan, which PostgreSQL makes for a prepared statement's
-            // first executions on each connection, plans the claim again each time, costing
-            // more than the claim's reads (docs/performance.md, "The claim's custom plans").
-            sqlx::query(
-                "SELECT pg_advisory_xact_lock($1), \
-                 set_config('synchronous_commit', 'off', true), \
-                 set_config('enable_bitmapscan', 'off', true), \
-                 set_config('plan_cache_mode', 'force_generic_plan', true)",
-            )
-            .bind(CLAIM_LOCK)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        let mut transaction = if capped {
+            connection.begin_with(BEGIN_CAPPED_CLAIM).await
+        } else {
+            connection.begin().await
         }
+        .map_err(store_error)?;
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             let count = format!(
                 "SELECT count(*) FROM messages \
