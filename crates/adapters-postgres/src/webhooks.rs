@@ -38,7 +38,9 @@ impl WebhookStore for PgStore {
             &self.pool,
         )
         .await?;
-        self.endpoints_found(endpoint.enabled);
+        if endpoint.enabled {
+            self.endpoints_found(true);
+        }
         Ok(())
     }
 
