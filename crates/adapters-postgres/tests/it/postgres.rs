@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgStore, PgStoreError, QUEUE_CHANNEL};
-use domain::webhook::{EndpointId, EventType};
+use domain::webhook::EventType;
 use domain::{MessageId, NewMessage, VerificationStatus};
-use ports::testkit::{code_hash, code_message, notification, t0, verification};
+use ports::testkit::{code_hash, code_message, endpoint, notification, t0, verification};
 use ports::{
     MessageReports, MessageStore, QueueWakeups, StoreError, UsageGrouping, UsageQuery,
-    VerificationStore, Wakeup, WebhookEndpoint, WebhookStore,
+    VerificationStore, Wakeup, WebhookStore,
 };
 
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -128,21 +128,7 @@ async fn without_an_enabled_endpoint_a_conclusion_wakes_no_deliverer_until_one_i
             .is_err(),
         "a conclusion woke the deliverer with no endpoint to deliver to"
     );
-    let endpoint = WebhookEndpoint {
-        id: EndpointId::generate(),
-        api_key: "auth".into(),
-        url: "https://hooks.example.com/auth".into(),
-        description: None,
-        events: vec![EventType::VerificationApproved],
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-        previous_secret: None,
-        previous_secret_until: None,
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: t0(),
-        updated_at: t0(),
-    };
+    let endpoint = endpoint("auth", &[EventType::VerificationApproved], 0);
     store.create_endpoint(&endpoint).await.unwrap();
     conclude().await;
     tokio::time::timeout(PATIENCE, own.notified())

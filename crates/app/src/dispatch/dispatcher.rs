@@ -1507,13 +1507,31 @@ mod tests {
     async fn a_message_waiting_for_a_place_is_handed_back_at_shutdown() {
         let batch: Vec<ClaimedMessage> = (0..2).map(|_| claimed(1, None)).collect();
         let (calling, waiting) = (batch[0].message.id, batch[1].message.id);
+        // Later, over the cap by the message waiting.
+        let (store, released) = claiming_once(batch, |_, first| if first { 1 } else { -1 });
+        let dispatcher = hanging(store, RESERVE_SHARE);
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(shutdown));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*released.lock().unwrap(), vec![waiting]);
+        running.await.unwrap();
+        assert_eq!(*released.lock().unwrap(), vec![waiting, calling]);
+    }
+
+    /// A store whose first claim takes `batch` and the later ones nothing, each answering
+    /// `places(budget, first)`; and the messages handed back to it, in order.
+    fn claiming_once(
+        batch: Vec<ClaimedMessage>,
+        places: impl Fn(&ClaimBudget, bool) -> i64 + Send + 'static,
+    ) -> (MockMessageStore, Arc<Mutex<Vec<MessageId>>>) {
         let mut store = MockMessageStore::new();
         let mut first = Some(batch);
-        store.expect_claim_within().returning(move |_, _| {
+        store.expect_claim_within().returning(move |_, budget| {
             let messages = first.take().unwrap_or_default();
             Ok(ports::Claimed {
-                // Later, over the cap by the message waiting.
-                places: if messages.is_empty() { -1 } else { 1 },
+                places: places(budget, !messages.is_empty()),
                 messages,
                 limited_by: None,
             })
@@ -1525,23 +1543,20 @@ mod tests {
             seen.lock().unwrap().push(id);
             Ok(true)
         });
-        let dispatcher = dispatcher(
+        (store, released)
+    }
+
+    /// A dispatcher over `store` whose provider calls never answer.
+    fn hanging(store: MockMessageStore, concurrency: usize) -> Dispatcher {
+        dispatcher(
             store,
             Arc::new(Hanging),
             DispatchConfig {
-                concurrency: RESERVE_SHARE,
+                concurrency,
                 shutdown_grace: Duration::from_secs(10),
                 ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
             },
-        );
-        let (stop, shutdown) = watch::channel(false);
-        let running = tokio::spawn(dispatcher.run(shutdown));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.send(true).unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(*released.lock().unwrap(), vec![waiting]);
-        running.await.unwrap();
-        assert_eq!(*released.lock().unwrap(), vec![waiting, calling]);
+        )
     }
 
     /// A claim may find more places under the shared cap than this dispatcher takes at once
@@ -1553,37 +1568,15 @@ mod tests {
         let budget_limit = MAX_BATCH as usize + reserve;
         let batch: Vec<ClaimedMessage> = (0..budget_limit).map(|_| claimed(1, None)).collect();
         let claimed: Vec<MessageId> = batch.iter().map(|c| c.message.id).collect();
-        let mut store = MockMessageStore::new();
-        let mut first = Some(batch);
-        store.expect_claim_within().returning(move |_, budget| {
-            let messages = first.take().unwrap_or_default();
+        let (store, released) = claiming_once(batch, move |budget, first| {
             // The first claim finds the whole cap free; the later ones, the first's in flight.
-            let in_flight = if messages.is_empty() { budget_limit } else { 0 };
-            if !messages.is_empty() {
-                assert_eq!(budget.limit as usize, messages.len());
+            if first {
+                assert_eq!(budget.limit as usize, budget_limit);
             }
-            Ok(ports::Claimed {
-                places: i64::try_from(concurrency - in_flight).unwrap(),
-                messages,
-                limited_by: None,
-            })
+            let in_flight = if first { 0 } else { budget_limit };
+            i64::try_from(concurrency - in_flight).unwrap()
         });
-        store.expect_next_due_at().returning(|| Ok(None));
-        let released = Arc::new(Mutex::new(Vec::new()));
-        let seen = released.clone();
-        store.expect_release().returning(move |_, id, _| {
-            seen.lock().unwrap().push(id);
-            Ok(true)
-        });
-        let dispatcher = dispatcher(
-            store,
-            Arc::new(Hanging),
-            DispatchConfig {
-                concurrency,
-                shutdown_grace: Duration::from_secs(10),
-                ..worker(MockSmsProvider::new(), MockMessageStore::new()).config
-            },
-        );
+        let dispatcher = hanging(store, concurrency);
         let (stop, shutdown) = watch::channel(false);
         let running = tokio::spawn(dispatcher.run(shutdown));
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -25,7 +25,8 @@ use crate::{
 
 const LEASE: Duration = Duration::from_secs(30);
 
-fn endpoint(api_key: &str, events: &[EventType], created: i64) -> WebhookEndpoint {
+/// An enabled endpoint of `api_key` receiving `events`, created `created` seconds after `t0`.
+pub fn endpoint(api_key: &str, events: &[EventType], created: i64) -> WebhookEndpoint {
     WebhookEndpoint {
         id: EndpointId::generate(),
         api_key: api_key.into(),
