@@ -111,6 +111,20 @@ impl PhoneNumber {
         Self::parse_by_library(trimmed, digits)
     }
 
+    /// The library's type of the number's line (`number_type`), through [`regions`] where it
+    /// answers as the library would, else by the library's own parse.
+    pub(crate) fn number_type(&self) -> phonenumber::Type {
+        let digits = &self.e164[1..];
+        if let Ok(parsed) = regions::parse_e164(digits) {
+            if let Ok(kind) = regions::number_type(&parsed, digits) {
+                return kind;
+            }
+        }
+        phonenumber::parse(None, &self.e164).map_or(phonenumber::Type::Unknown, |parsed| {
+            parsed.number_type(&DATABASE)
+        })
+    }
+
     /// [`PhoneNumber::parse_once`] by the library alone: any written form.
     fn parse_by_library(trimmed: &str, digits: String) -> Result<(Self, String), PhoneNumberError> {
         let parsed = phonenumber::parse(None, trimmed).map_err(|error| match error {
@@ -293,7 +307,7 @@ mod tests {
     /// Every example number of the metadata, written as clients write them and with the
     /// mistakes they make (a trunk prefix, a digit too few or too many, other leading digits),
     /// and every North American area code: parsed with the shortcut of [`regions`] and by the
-    /// library alone, the answers must be the same, country included.
+    /// library alone, the answers must be the same, country and line type included.
     #[test]
     fn agrees_with_the_library_on_every_example_number() {
         let mut inputs = Vec::new();
@@ -347,6 +361,11 @@ mod tests {
                     assert_eq!(number.e164, expected.e164, "{input}");
                     assert_eq!(number.calling_code, expected.calling_code, "{input}");
                     assert_eq!(number.country, expected.country, "{input}");
+                    // The line's type, as the library tells it from the number kept.
+                    let kind = phonenumber::parse(None, &number.e164)
+                        .map(|parsed| parsed.number_type(&DATABASE))
+                        .ok();
+                    assert_eq!(Some(number.number_type()), kind, "{input}");
                 }
                 _ => assert_eq!(both.err(), library.err(), "{input}"),
             }

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use phonenumber::metadata::DATABASE;
 use phonenumber::Type;
 use serde::{Deserialize, Serialize};
 
@@ -50,13 +49,10 @@ impl LineType {
         LineType::Unknown,
     ];
 
-    /// The type of `number`'s line. Parses the number again (a stored number keeps only its
+    /// The type of `number`'s line. Reads the number again (a stored number keeps only its
     /// E.164 text), so the caller asks once per request.
     pub fn of(number: &PhoneNumber) -> Self {
-        let Ok(parsed) = phonenumber::parse(None, number.as_str()) else {
-            return LineType::Unknown;
-        };
-        match parsed.number_type(&DATABASE) {
+        match number.number_type() {
             Type::FixedLine => LineType::FixedLine,
             Type::Mobile => LineType::Mobile,
             Type::FixedLineOrMobile => LineType::FixedLineOrMobile,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, PoisonError, RwLock};
 
 use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
+use phonenumber::Type;
 use regex::{Regex, RegexBuilder};
 
 /// Compiled expressions kept at most: the patterns of traffic to a few dozen countries. Past
@@ -37,6 +38,9 @@ pub(super) struct AskTheLibrary;
 pub(super) struct Parsed {
     pub calling_code: u16,
     pub country: Option<String>,
+    /// The region's metadata and where the significant national number starts in the digits,
+    /// as the library's `number_type` reads them.
+    line_type: Option<(&'static Metadata, usize)>,
 }
 
 /// The library's `parse` of `+digits` (digits only), or [`AskTheLibrary`] wherever it could
@@ -63,7 +67,8 @@ pub(super) fn parse_e164(digits: &str) -> Result<Parsed, AskTheLibrary> {
         return Err(AskTheLibrary);
     }
     let source = region_of(calling_code, significant)?;
-    if let Some(region) = metadata(calling_code, &source) {
+    let region = metadata(calling_code, &source);
+    if let Some(region) = region {
         // Where the region's trunk prefix could be read at the start, the library may drop it.
         let prefix_may_apply = match region.national_prefix_for_parsing() {
             Some(parsing) => {
@@ -92,7 +97,18 @@ pub(super) fn parse_e164(digits: &str) -> Result<Parsed, AskTheLibrary> {
     Ok(Parsed {
         calling_code,
         country,
+        // The library asks the type of the number without its leading zeros (the value it
+        // keeps).
+        line_type: region.map(|region| (region, digits.len() - significant.len())),
     })
+}
+
+/// The library's `number_type` of `digits`, which [`parse_e164`] read as `parsed`.
+pub(super) fn number_type(parsed: &Parsed, digits: &str) -> Result<Type, AskTheLibrary> {
+    match parsed.line_type {
+        Some((region, start)) => type_of(region, digits.get(start..).ok_or(AskTheLibrary)?),
+        None => Ok(Type::Unknown),
+    }
 }
 
 /// A calling code's main country, or its first region: where a number of a shared
@@ -151,32 +167,55 @@ fn region_of(calling_code: u16, national: &str) -> Result<Option<Source>, AskThe
     Ok(None)
 }
 
-/// The library's `number_type(..) != Type::Unknown`: the general pattern and one of a kind's.
+/// The library's `number_type(..) != Type::Unknown`.
 fn has_a_type(region: &Metadata, national: &str) -> Result<bool, AskTheLibrary> {
+    Ok(type_of(region, national)? != Type::Unknown)
+}
+
+/// The library's `validator::number_type`: the general pattern, then each kind's in its order.
+fn type_of(region: &Metadata, national: &str) -> Result<Type, AskTheLibrary> {
     let descriptors = region.descriptors();
     if !describes(descriptors.general(), national)? {
-        return Ok(false);
+        return Ok(Type::Unknown);
     }
-    for descriptor in [
-        descriptors.premium_rate(),
-        descriptors.toll_free(),
-        descriptors.shared_cost(),
-        descriptors.voip(),
-        descriptors.personal_number(),
-        descriptors.pager(),
-        descriptors.uan(),
-        descriptors.voicemail(),
-        descriptors.fixed_line(),
-        descriptors.mobile(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if describes(descriptor, national)? {
-            return Ok(true);
+    for (descriptor, kind) in [
+        (descriptors.premium_rate(), Type::PremiumRate),
+        (descriptors.toll_free(), Type::TollFree),
+        (descriptors.shared_cost(), Type::SharedCost),
+        (descriptors.voip(), Type::Voip),
+        (descriptors.personal_number(), Type::PersonalNumber),
+        (descriptors.pager(), Type::Pager),
+        (descriptors.uan(), Type::Uan),
+        (descriptors.voicemail(), Type::Voicemail),
+    ] {
+        if let Some(descriptor) = descriptor {
+            if describes(descriptor, national)? {
+                return Ok(kind);
+            }
         }
     }
-    Ok(false)
+    let (fixed, mobile) = (descriptors.fixed_line(), descriptors.mobile());
+    if let Some(fixed) = fixed {
+        if describes(fixed, national)? {
+            let pattern = fixed.national_number().as_str();
+            let either = match mobile {
+                Some(mobile) if mobile.national_number().as_str() == pattern => true,
+                Some(mobile) => describes(mobile, national)?,
+                None => false,
+            };
+            return Ok(if either {
+                Type::FixedLineOrMobile
+            } else {
+                Type::FixedLine
+            });
+        }
+    }
+    if let Some(mobile) = mobile {
+        if describes(mobile, national)? {
+            return Ok(Type::Mobile);
+        }
+    }
+    Ok(Type::Unknown)
 }
 
 /// The library's `Descriptor::is_match`.
