@@ -59,6 +59,9 @@ pub const EVENTS_CHANNEL: &str = "sms_notify_events";
 /// message's status change pokes it, and a wake-up a little later costs a client nothing.
 const EVENTS_NOTIFY_GAP: Duration = Duration::from_millis(5);
 
+/// How often a deliverer that finds enabled endpoints asks again whether any is left.
+const ENDPOINTS_RECHECK: Duration = Duration::from_secs(1);
+
 /// The messages and verifications in PostgreSQL. Cheap to clone: clones share one pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -74,6 +77,8 @@ pub struct PgStore {
     /// found none, changes that would record events wake nobody (nothing could be delivered,
     /// and every message's status change woke the deliverer for a look); its poll stands in.
     endpoints: Arc<AtomicBool>,
+    /// When a look last asked whether one exists: while one does, at most once a second.
+    endpoints_asked: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// Names this store's notifications on [`EVENTS_CHANNEL`], which its own listener skips.
     instance: Arc<str>,
     batched: Arc<writes::Batched>,
@@ -145,6 +150,7 @@ impl PgStore {
             )),
             events_written: Arc::new(tokio::sync::Notify::new()),
             endpoints: Arc::new(AtomicBool::new(true)),
+            endpoints_asked: Arc::default(),
             instance: uuid::Uuid::new_v4().to_string().into(),
             batched: Arc::new(writes::Batched::start(&hot)),
             queue_floor: Arc::default(),
@@ -215,6 +221,21 @@ impl PgStore {
     /// created or enabled here says so too.
     pub(crate) fn endpoints_found(&self, found: bool) {
         self.endpoints.store(found, Ordering::Relaxed);
+    }
+
+    /// Whether an empty look should ask again if an enabled endpoint exists: always while none
+    /// was found (the poll alone looks then), else once a second, not on every wake-up.
+    pub(crate) fn ask_for_endpoints(&self) -> bool {
+        let mut asked = self
+            .endpoints_asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = !self.endpoints.load(Ordering::Relaxed)
+            || asked.is_none_or(|at| at.elapsed() >= ENDPOINTS_RECHECK);
+        if due {
+            *asked = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// A listener already subscribed to [`QUEUE_CHANNEL`] and [`EVENTS_CHANNEL`]: each

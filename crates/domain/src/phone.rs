@@ -114,11 +114,8 @@ impl PhoneNumber {
     /// The library's type of the number's line (`number_type`), through [`regions`] where it
     /// answers as the library would, else by the library's own parse.
     pub(crate) fn number_type(&self) -> phonenumber::Type {
-        let digits = &self.e164[1..];
-        if let Ok(parsed) = regions::parse_e164(digits) {
-            if let Ok(kind) = regions::number_type(&parsed, digits) {
-                return kind;
-            }
+        if let Ok(kind) = regions::number_type(&self.e164[1..]) {
+            return kind;
         }
         phonenumber::parse(None, &self.e164).map_or(phonenumber::Type::Unknown, |parsed| {
             parsed.number_type(&DATABASE)

@@ -103,9 +103,9 @@ pub(super) fn parse_e164(digits: &str) -> Result<Parsed, AskTheLibrary> {
     })
 }
 
-/// The library's `number_type` of `digits`, which [`parse_e164`] read as `parsed`.
-pub(super) fn number_type(parsed: &Parsed, digits: &str) -> Result<Type, AskTheLibrary> {
-    match parsed.line_type {
+/// The library's `number_type` of `+digits`, read as [`parse_e164`] reads it.
+pub(super) fn number_type(digits: &str) -> Result<Type, AskTheLibrary> {
+    match parse_e164(digits)?.line_type {
         Some((region, start)) => type_of(region, digits.get(start..).ok_or(AskTheLibrary)?),
         None => Ok(Type::Unknown),
     }
