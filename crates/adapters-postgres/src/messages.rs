@@ -404,6 +404,9 @@ impl MessageStore for PgStore {
         // sets while a message is `sending`) to the lease's end, and fails the message
         // instead of claiming it once it has had `$5` attempts (`exhausted`, which takes no
         // place under the limit). The CTEs see the rows as they were before the statement.
+        // Lapsed leases are read in the order they ran out, the in-flight index's own: in the
+        // queue's order, a generic plan made while the tables were small read every message
+        // in flight through `messages_by_status_channel` and sorted them, at every claim.
         // The queue's floor keeps the weeks before it out of the plan (`QueueFloor`).
         let claim = format!(
             r#"WITH due AS (
@@ -416,7 +419,7 @@ impl MessageStore for PgStore {
                    SELECT id, priority, created_at, attempt_count, updated_at, locked_until
                    FROM messages
                    WHERE status = 'sending' AND locked_until <= $1 AND id >= {floor}
-                   ORDER BY priority DESC, created_at, id
+                   ORDER BY locked_until
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED
                ), claimed AS (

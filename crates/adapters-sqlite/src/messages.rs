@@ -216,7 +216,7 @@ async fn lapsed_claims(
         "SELECT id, attempt_count, updated_at, locked_until \
          FROM messages INDEXED BY messages_in_flight \
          WHERE status = 'sending' AND locked_until <= $1 \
-         ORDER BY priority DESC, created_at, id LIMIT $2",
+         ORDER BY locked_until LIMIT $2",
     )
     .bind(micros(now))
     .bind(i64::from(limit))
@@ -413,7 +413,7 @@ impl MessageStore for SqliteStore {
                            SELECT id, priority, created_at
                            FROM messages INDEXED BY messages_in_flight
                            WHERE status = 'sending' AND locked_until <= $1
-                           ORDER BY priority DESC, created_at, id
+                           ORDER BY locked_until
                            LIMIT $2
                        )
                    )

@@ -108,6 +108,7 @@ macro_rules! store_conformance_tests {
             claim_leases_the_message_and_counts_the_attempt,
             concurrent_claims_never_share_a_message,
             expired_lease_is_claimed_again_and_the_old_claim_cannot_finish,
+            lapsed_leases_are_claimed_again_the_longest_lapsed_first,
             a_message_whose_workers_keep_dying_fails_after_max_attempts,
             finish_records_attempts_and_sets_status,
             concurrent_finishes_each_record_their_own_outcome,
@@ -834,6 +835,30 @@ pub async fn expired_lease_is_claimed_again_and_the_old_claim_cannot_finish<S: S
     let finished = message(&store, queued.id).await;
     assert_eq!(finished.status, MessageStatus::Sent);
     assert_eq!(finished.provider_sid.as_deref(), Some("SMcurrent"));
+}
+
+/// The messages whose workers were lost longest ago go first, whatever their priority: a
+/// claim reads the lapsed leases in the order they ran out, through the in-flight index.
+pub async fn lapsed_leases_are_claimed_again_the_longest_lapsed_first<S: StoreUnderTest>(store: S) {
+    let urgent = enqueue_new(
+        &store,
+        NewMessage {
+            priority: Priority::Verification,
+            ..notification(t0())
+        },
+    )
+    .await;
+    let older = enqueue_new(&store, notification(t0())).await;
+    let newer = enqueue_new(&store, notification(t0() + secs(1))).await;
+    for (lease, id) in [(60, urgent.id), (40, older.id), (20, newer.id)] {
+        let claimed = store.claim_due(t0() + secs(1), 1, Duration::from_secs(lease));
+        assert_eq!(ids(&claimed.await.unwrap()), vec![id]);
+    }
+    // Within one claim, the queue's order: the older first.
+    let first = store.claim_due(t0() + secs(100), 2, LEASE).await.unwrap();
+    assert_eq!(ids(&first), vec![older.id, newer.id]);
+    let rest = store.claim_due(t0() + secs(100), 2, LEASE).await.unwrap();
+    assert_eq!(ids(&rest), vec![urgent.id]);
 }
 
 /// A message whose every worker dies (a panic between the provider call and `finish`) is not
