@@ -27,6 +27,10 @@ pub struct PhoneNumber {
     /// to tell its country cost as much as the parse itself, for every message queued. `None`
     /// for a stored number read back, whose country is seldom asked for.
     country: Option<Option<String>>,
+    /// Where the parse found the number's region, for its line type (the fraud screen asks for
+    /// it on every code): telling the region again cost as much as the parse. `None` where the
+    /// library parsed the number, or for a stored number read back.
+    line: Option<regions::Line>,
 }
 
 /// A number is its E.164 text; the rest is worked out from it.
@@ -105,6 +109,10 @@ impl PhoneNumber {
                     &digits[parsed.calling_code.to_string().len()..],
                     parsed.country,
                 )?;
+                let number = Self {
+                    line: Some(parsed.line),
+                    ..number
+                };
                 return Ok((number, digits));
             }
         }
@@ -114,7 +122,12 @@ impl PhoneNumber {
     /// The library's type of the number's line (`number_type`), through [`regions`] where it
     /// answers as the library would, else by the library's own parse.
     pub(crate) fn number_type(&self) -> phonenumber::Type {
-        if let Ok(kind) = regions::number_type(&self.e164[1..]) {
+        let digits = &self.e164[1..];
+        let kind = match self.line {
+            Some(line) => regions::type_of_line(line, digits),
+            None => regions::number_type(digits),
+        };
+        if let Ok(kind) = kind {
             return kind;
         }
         phonenumber::parse(None, &self.e164).map_or(phonenumber::Type::Unknown, |parsed| {
@@ -160,6 +173,7 @@ impl PhoneNumber {
             e164,
             calling_code,
             country: Some(country),
+            line: None,
         })
     }
 
@@ -190,6 +204,7 @@ impl PhoneNumber {
             e164: e164.to_owned(),
             calling_code,
             country: None,
+            line: None,
         })
     }
 

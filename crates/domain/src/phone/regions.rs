@@ -38,10 +38,14 @@ pub(super) struct AskTheLibrary;
 pub(super) struct Parsed {
     pub calling_code: u16,
     pub country: Option<String>,
-    /// The region's metadata and where the significant national number starts in the digits,
-    /// as the library's `number_type` reads them.
-    line_type: Option<(&'static Metadata, usize)>,
+    pub line: Line,
 }
+
+/// Where the library's `number_type` reads a parsed number: its region's metadata and where
+/// the significant national number starts in the digits (`None`: no region, no type). Kept
+/// with the number, so that its line type does not tell the region again.
+#[derive(Clone, Copy)]
+pub(super) struct Line(Option<(&'static Metadata, usize)>);
 
 /// The library's `parse` of `+digits` (digits only), or [`AskTheLibrary`] wherever it could
 /// rewrite the number or refuse it: those cases keep the library's own answer.
@@ -99,13 +103,18 @@ pub(super) fn parse_e164(digits: &str) -> Result<Parsed, AskTheLibrary> {
         country,
         // The library asks the type of the number without its leading zeros (the value it
         // keeps).
-        line_type: region.map(|region| (region, digits.len() - significant.len())),
+        line: Line(region.map(|region| (region, digits.len() - significant.len()))),
     })
 }
 
 /// The library's `number_type` of `+digits`, read as [`parse_e164`] reads it.
 pub(super) fn number_type(digits: &str) -> Result<Type, AskTheLibrary> {
-    match parse_e164(digits)?.line_type {
+    type_of_line(parse_e164(digits)?.line, digits)
+}
+
+/// The library's `number_type` of `+digits`, whose [`Line`] a parse found.
+pub(super) fn type_of_line(line: Line, digits: &str) -> Result<Type, AskTheLibrary> {
+    match line.0 {
         Some((region, start)) => type_of(region, digits.get(start..).ok_or(AskTheLibrary)?),
         None => Ok(Type::Unknown),
     }
@@ -229,24 +238,27 @@ fn describes(descriptor: &Descriptor, national: &str) -> Result<bool, AskTheLibr
 }
 
 /// Whether the library's expression `pattern` (its source `source`) finds a match that starts
-/// at the start of `text`, as the library reads its patterns (`find`, not anchored).
+/// at the start of `text`, as the library reads its patterns (`find`, then the match's start).
+/// A match starting there exists exactly when the leftmost one starts there, so the
+/// expression is compiled anchored and only asked whether it matches: no other start is tried,
+/// no match's end looked for (the newline ends the source's last line, whitespace here).
 fn matched_at_start<T>(pattern: &T, source: &str, text: &str) -> Result<bool, AskTheLibrary> {
     let key = std::ptr::from_ref(pattern) as usize;
-    let found = |compiled: &Regex| compiled.find(text).is_some_and(|found| found.start() == 0);
     if let Some(compiled) = COMPILED
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&key)
     {
-        return Ok(found(compiled));
+        return Ok(compiled.is_match(text));
     }
-    // As the library compiles its patterns (`Database::from`), but for the cache's size.
-    let compiled = RegexBuilder::new(source)
+    // As the library compiles its patterns (`Database::from`), but anchored and for the
+    // cache's size.
+    let compiled = RegexBuilder::new(&format!("^(?:{source}\n)"))
         .ignore_whitespace(true)
         .dfa_size_limit(DFA_CACHE_BYTES)
         .build()
         .map_err(|_| AskTheLibrary)?;
-    let answer = found(&compiled);
+    let answer = compiled.is_match(text);
     let mut cache = COMPILED.write().unwrap_or_else(PoisonError::into_inner);
     if cache.len() >= CAPACITY {
         cache.clear();
