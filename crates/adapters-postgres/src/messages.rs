@@ -44,14 +44,26 @@ pub(crate) async fn insert_code_message(
     Ok(stored_queued(message, Some(verification_id)))
 }
 
+/// How every claim's statements are planned (see `claim_within`), set in its `BEGIN`.
+macro_rules! claim_plan_settings {
+    () => {
+        "set_config('enable_bitmapscan', 'off', true), \
+         set_config('enable_sort', 'off', true), \
+         set_config('plan_cache_mode', 'force_generic_plan', true)"
+    };
+}
+
+/// Begins a claim, in the one round trip of its `BEGIN`.
+const BEGIN_CLAIM: &str = concat!("BEGIN; SELECT ", claim_plan_settings!());
+
 /// Begins a capped claim, in the one round trip of its `BEGIN`: serializes capped claims across
 /// instances (`pg_advisory_xact_lock` on any constant no other code in the database uses,
-/// `sms_clai` in hex) and sets the claim's transaction up (see `claim_within`).
-const BEGIN_CAPPED_CLAIM: &str = "BEGIN; SELECT pg_advisory_xact_lock(8317430940350308713), \
-     set_config('synchronous_commit', 'off', true), \
-     set_config('enable_bitmapscan', 'off', true), \
-     set_config('enable_sort', 'off', true), \
-     set_config('plan_cache_mode', 'force_generic_plan', true)";
+/// `sms_clai` in hex) and commits without a flush (see `claim_within`).
+const BEGIN_CAPPED_CLAIM: &str = concat!(
+    "BEGIN; SELECT pg_advisory_xact_lock(8317430940350308713), \
+     set_config('synchronous_commit', 'off', true), ",
+    claim_plan_settings!()
+);
 
 /// Queues the messages of `$1` to `$19` (see [`bind_messages`]).
 macro_rules! insert_messages_sql {
@@ -352,12 +364,14 @@ impl MessageStore for PgStore {
         // message through `messages_next_due` and sorted them, instead of reading
         // `messages_claim_order` up to the limit, and a backlog made each claim slower.
         let capped = budget.max_in_flight.is_some() || budget.sender_rate.is_some();
-        let mut transaction = if capped {
-            connection.begin_with(BEGIN_CAPPED_CLAIM).await
-        } else {
-            connection.begin().await
-        }
-        .map_err(store_error)?;
+        let mut transaction = connection
+            .begin_with(if capped {
+                BEGIN_CAPPED_CLAIM
+            } else {
+                BEGIN_CLAIM
+            })
+            .await
+            .map_err(store_error)?;
         let in_flight: i64 = if budget.max_in_flight.is_some() {
             let count = format!(
                 "SELECT count(*) FROM messages \

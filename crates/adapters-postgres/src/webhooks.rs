@@ -117,15 +117,16 @@ impl WebhookStore for PgStore {
             ],
         );
         let mut claimed = all(claim, &self.pool, rows::claimed_delivery_row).await?;
-        if claimed.is_empty() && self.ask_for_endpoints() {
-            let found: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled)")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(store_error)?;
-            self.endpoints_found(found);
-        }
         if claimed.is_empty() {
+            if self.ask_for_endpoints() {
+                let found: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled)",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+                self.endpoints_found(found);
+            }
             return Ok(Vec::new());
         }
         // In claim order, as the statement does not return its rows in any.

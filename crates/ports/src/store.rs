@@ -307,7 +307,7 @@ pub trait MessageStore: Send + Sync {
 
     /// Claims up to `limit` messages due at `now`: `queued` ones whose next attempt is due, and
     /// `sending` ones whose lease has run out (their worker died). Highest priority first, then
-    /// oldest. Each claimed message is `sending`, leased until `now + lease`, and its attempt
+    /// oldest; of more lapsed leases than the limit takes, those that ran out first. Each claimed message is `sending`, leased until `now + lease`, and its attempt
     /// count already includes the attempt about to be made, so that a crash loop still uses up
     /// attempts. No two concurrent callers get the same message. A lapsed lease's attempt is
     /// recorded as [`domain::AttemptOutcome::Lost`] (from its claim to its lease's end).

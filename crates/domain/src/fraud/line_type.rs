@@ -49,8 +49,8 @@ impl LineType {
         LineType::Unknown,
     ];
 
-    /// The type of `number`'s line. Reads the number again (a stored number keeps only its
-    /// E.164 text), so the caller asks once per request.
+    /// The type of `number`'s line: from the region its parse found, or, for a stored number
+    /// (which keeps only its E.164 text), by reading it again; the caller asks once per request.
     pub fn of(number: &PhoneNumber) -> Self {
         match number.number_type() {
             Type::FixedLine => LineType::FixedLine,
