@@ -44,6 +44,14 @@ const QUICK_RETENTION_LOAD_RATE: f64 = 200.0;
 /// The share of empty's value the history's may lose (rates) or add (times).
 const TOLERANCE_PERCENT: f64 = 10.0;
 
+/// The order of a pair's runs, `true` on the history's database: each side twice, the history's
+/// between the empty database's, so that a machine speeding up or slowing down over the pair
+/// (by a quarter within minutes, on a shared machine) weighs on both sides alike.
+const ROUNDS: [bool; 4] = [false, true, true, false];
+
+/// The figures of each run of a scenario on one side of a pair.
+type Runs = Vec<Vec<Figure>>;
+
 /// Set (to anything): the history's database is kept after the run, its URL printed, so that
 /// its statements can be examined (`EXPLAIN`) on the full dataset; dropping it is then the
 /// operator's.
@@ -330,34 +338,32 @@ impl Bench {
     }
 
     /// The history-cost figure: the accepted-messages, verifications, checks and time-to-provider
-    /// scenarios on an empty database, then on the
-    /// dataset, each pair side by side with its ratio.
+    /// scenarios on empty databases and on the dataset's (`both`), each pair side by side with
+    /// its ratio.
     async fn costs_beside_empty(&mut self, dataset: &Dataset) -> anyhow::Result<()> {
         let store = StoreKind::Postgres;
         let url = dataset.store.database_url.clone();
         let mut pairs: Vec<Pair> = Vec::new();
 
-        let [empty, history] = self
+        let runs = self
             .both(&url, |bench| Box::pin(bench.accepted_messages(store)))
             .await?;
         let accepted = Pair::rates(
             "accepted messages (figure 1)",
-            &empty,
-            &history,
+            &runs,
             1,
             "accepted messages",
         )?;
         let latency = Pair::times(
             "p99 latency at 1,000 requests/s (figure 1)",
-            &empty,
-            &history,
+            &runs,
             1,
             "p99 latency at 1,000 requests/s",
         )?;
-        let background_rate = accepted.empty / 2.0;
+        let background_rate = accepted.empty.mean() / 2.0;
         pairs.extend([accepted, latency]);
 
-        let [empty, history] = self
+        let runs = self
             .both(&url, |bench| {
                 Box::pin(async move {
                     let (started, _cpu) =
@@ -376,26 +382,19 @@ impl Bench {
             .await?;
         pairs.push(Pair::rates(
             "verifications started (figure 2)",
-            &empty,
-            &history,
+            &runs,
             2,
             "verifications started",
         )?);
 
-        let [empty, history] = self
+        let runs = self
             .both(&url, |bench| {
                 Box::pin(async move { bench.checks(store).await.map(|()| 0.0) })
             })
             .await?;
-        pairs.push(Pair::rates(
-            "checks (figure 3)",
-            &empty,
-            &history,
-            3,
-            "checks",
-        )?);
+        pairs.push(Pair::rates("checks (figure 3)", &runs, 3, "checks")?);
 
-        let [empty, history] = self
+        let runs = self
             .both(&url, |bench| {
                 Box::pin(async move {
                     bench
@@ -419,7 +418,7 @@ impl Bench {
                 "time to provider, at half of figure 1, p99",
             ),
         ] {
-            pairs.push(Pair::times(label, &empty, &history, 5, name)?);
+            pairs.push(Pair::times(label, &runs, 5, name)?);
         }
 
         let history_rows = format!(
@@ -428,14 +427,14 @@ impl Bench {
         );
         for pair in pairs {
             let method = format!(
-                "the scenario of figure {} as that figure measures it, on a fresh database and then on the history's ({history_rows}; what each scenario adds is left, its pending verifications and its queue expired, the tables vacuumed), one right after the other",
-                pair.figure
+                "the scenario of figure {} as that figure measures it, on fresh databases and on the history's ({history_rows}; what each scenario adds is left, its pending verifications and its queue expired, the tables vacuumed), twice each and interleaved (empty, history, history, empty), each side the mean of its runs ({} empty; {} with history)",
+                pair.figure, pair.empty, pair.history
             );
             self.figure(
                 10,
                 &format!("{}, empty database", pair.label),
                 store,
-                (pair.empty, pair.unit),
+                (pair.empty.mean(), pair.unit),
                 Goal::None,
                 method.clone(),
             );
@@ -443,11 +442,12 @@ impl Bench {
                 10,
                 &format!("{}, with history", pair.label),
                 store,
-                (pair.history, pair.unit),
+                (pair.history.mean(), pair.unit),
                 Goal::None,
                 method.clone(),
             );
-            let share = 100.0 * pair.history / pair.empty;
+            let (empty, history) = (pair.empty.mean(), pair.history.mean());
+            let share = 100.0 * history / empty;
             let (goal, meaning) = if pair.higher_is_better {
                 (
                     Goal::AtLeast(100.0 - TOLERANCE_PERCENT),
@@ -463,7 +463,7 @@ impl Bench {
                 10,
                 &format!("{}, with history as a share of empty", pair.label),
                 store,
-                (if pair.empty > 0.0 { share } else { f64::NAN }, "%"),
+                (if empty > 0.0 { share } else { f64::NAN }, "%"),
                 goal,
                 format!("the two values above divided, {meaning}"),
             );
@@ -471,9 +471,10 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs `scenario` on a fresh database, then on the dataset's, and answers the figures
-    /// each run took (taken back from the report: the history comparison reports them its own way).
-    async fn both<F>(&mut self, shared_url: &str, scenario: F) -> anyhow::Result<[Vec<Figure>; 2]>
+    /// Runs `scenario` on fresh databases and on the dataset's, in the order of [`ROUNDS`], and
+    /// answers the figures each run took, per side (taken back from the report: the history
+    /// comparison reports them its own way).
+    async fn both<F>(&mut self, shared_url: &str, scenario: F) -> anyhow::Result<[Runs; 2]>
     where
         F: for<'a> Fn(
             &'a mut Bench,
@@ -481,46 +482,32 @@ impl Bench {
             Box<dyn std::future::Future<Output = anyhow::Result<f64>> + 'a>,
         >,
     {
-        let before = self.figures.len();
+        let mut runs: [Runs; 2] = Default::default();
         self.after_start_jobs = true;
-        let on_empty = scenario(self).await;
-        let empty: Vec<Figure> = self.figures.drain(before..).collect();
-        let on_history = match on_empty {
-            Ok(_) => {
+        let mut outcome = Ok(());
+        for on_history in ROUNDS {
+            let before = self.figures.len();
+            if on_history {
                 self.shared_store = Some(shared_url.to_owned());
-                let on_history = scenario(self).await;
-                self.shared_store = None;
-                on_history
             }
-            Err(error) => Err(error),
-        };
+            let ran = scenario(self).await;
+            self.shared_store = None;
+            let taken: Vec<Figure> = self.figures.drain(before..).collect();
+            outcome = ran.and_then(|_| {
+                if on_history {
+                    settle_history(shared_url)
+                } else {
+                    Ok(())
+                }
+            });
+            if outcome.is_err() {
+                break;
+            }
+            runs[usize::from(on_history)].push(taken);
+        }
         self.after_start_jobs = false;
-        on_history?;
-        let history: Vec<Figure> = self.figures.drain(before..).collect();
-        // Another scenario's verification to the same number would reuse it (and wait for its
-        // resend interval): what each leaves pending is expired, as its lifetime would. So is
-        // the queue it leaves (its instance stopped long before the backlog was sent), which
-        // the next scenario's instance would otherwise send while it is measured, where the
-        // empty database's scenarios each start on an empty queue.
-        super::service::psql(
-            shared_url,
-            "UPDATE verifications SET status = 'expired', updated_at = now() \
-             WHERE status = 'pending' AND created_at > now() - interval '1 hour'; \
-             UPDATE messages SET status = 'expired', body = '', locked_until = NULL, \
-                 claim_token = NULL, updated_at = now() \
-             WHERE status IN ('queued', 'sending')",
-        )?;
-        // Every message a scenario sent left a dead entry in the week's claim-order index
-        // (its queued version), which each claim of the next scenario's instance would walk
-        // past until autovacuum came by: the previous scenario's garbage, which the empty
-        // database's fresh databases never carry. Vacuumed as a resting instance's would be.
-        let vacuum = std::time::Instant::now();
-        super::service::psql(shared_url, "VACUUM (ANALYZE) messages, verifications")?;
-        eprintln!(
-            "    history's messages and verifications vacuumed after the scenario in {:.1} s",
-            vacuum.elapsed().as_secs_f64()
-        );
-        Ok([empty, history])
+        outcome?;
+        Ok(runs)
     }
 
     /// The history comparison's retention run: an instance serving an open-loop load while
@@ -624,6 +611,34 @@ impl Bench {
         retaining.stop().await?;
         serving.stop().await
     }
+}
+
+/// Leaves the history's database as the next scenario on it expects. Another scenario's
+/// verification to the same number would reuse it (and wait for its resend interval): what each
+/// leaves pending is expired, as its lifetime would. So is the queue it leaves (its instance
+/// stopped long before the backlog was sent), which the next scenario's instance would
+/// otherwise send while it is measured, where the empty database's scenarios each start on an
+/// empty queue.
+fn settle_history(url: &str) -> anyhow::Result<()> {
+    super::service::psql(
+        url,
+        "UPDATE verifications SET status = 'expired', updated_at = now() \
+         WHERE status = 'pending' AND created_at > now() - interval '1 hour'; \
+         UPDATE messages SET status = 'expired', body = '', locked_until = NULL, \
+             claim_token = NULL, updated_at = now() \
+         WHERE status IN ('queued', 'sending')",
+    )?;
+    // Every message a scenario sent left a dead entry in the week's claim-order index (its
+    // queued version), which each claim of the next scenario's instance would walk past until
+    // autovacuum came by: the previous scenario's garbage, which the empty database's fresh
+    // databases never carry. Vacuumed as a resting instance's would be.
+    let vacuum = std::time::Instant::now();
+    super::service::psql(url, "VACUUM (ANALYZE) messages, verifications")?;
+    eprintln!(
+        "    history's messages and verifications vacuumed after the scenario in {:.1} s",
+        vacuum.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The dataset is raw rows, and the reports read the hourly rollups for every folded hour: the
@@ -926,21 +941,39 @@ pub(super) async fn wait_for_retention(log: &Path, patience: Duration) -> anyhow
     }
 }
 
-/// One of the history comparison's pairs: a figure's value on an empty database and with history.
+/// One of the history comparison's pairs: a figure's value on an empty database and with
+/// history, each the mean of its side's runs.
 struct Pair {
     label: &'static str,
     figure: u8,
-    empty: f64,
-    history: f64,
+    empty: Side,
+    history: Side,
     unit: &'static str,
     higher_is_better: bool,
+}
+
+/// The runs of one side of a pair.
+struct Side(Vec<f64>);
+
+impl Side {
+    fn mean(&self) -> f64 {
+        self.0.iter().sum::<f64>() / self.0.len().max(1) as f64
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, value) in self.0.iter().enumerate() {
+            write!(f, "{}{value:.1}", if n == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
 }
 
 impl Pair {
     fn rates(
         label: &'static str,
-        empty: &[Figure],
-        history: &[Figure],
+        [empty, history]: &[Runs; 2],
         figure: u8,
         name: &str,
     ) -> anyhow::Result<Self> {
@@ -949,8 +982,7 @@ impl Pair {
 
     fn times(
         label: &'static str,
-        empty: &[Figure],
-        history: &[Figure],
+        [empty, history]: &[Runs; 2],
         figure: u8,
         name: &str,
     ) -> anyhow::Result<Self> {
@@ -959,20 +991,27 @@ impl Pair {
 
     fn new(
         label: &'static str,
-        empty: &[Figure],
-        history: &[Figure],
+        empty: &Runs,
+        history: &Runs,
         figure: u8,
         name: &str,
         higher_is_better: bool,
     ) -> anyhow::Result<Self> {
-        let find = |figures: &[Figure]| {
-            figures
-                .iter()
-                .find(|taken| taken.number == figure && taken.name.starts_with(name))
-                .map(|taken| (taken.value, taken.unit))
-                .with_context(|| format!("figure {figure}'s scenario measured no \"{name}\""))
+        let mut unit = "";
+        let mut side = |runs: &Runs| -> anyhow::Result<Side> {
+            let values = runs.iter().map(|figures| {
+                let taken = figures
+                    .iter()
+                    .find(|taken| taken.number == figure && taken.name.starts_with(name))
+                    .with_context(|| {
+                        format!("figure {figure}'s scenario measured no \"{name}\"")
+                    })?;
+                unit = taken.unit;
+                Ok(taken.value)
+            });
+            values.collect::<anyhow::Result<_>>().map(Side)
         };
-        let ((empty, unit), (history, _)) = (find(empty)?, find(history)?);
+        let (empty, history) = (side(empty)?, side(history)?);
         Ok(Self {
             label,
             figure,
@@ -1007,5 +1046,31 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_796_540_182_292), "2026-12-06T06:56:22Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn each_side_of_a_pair_is_the_mean_of_its_runs_and_a_run_without_the_figure_is_an_error() {
+        let run = |value: f64| {
+            vec![Figure {
+                number: 1,
+                name: "accepted messages (POST /v1/messages, template)".to_owned(),
+                store: StoreKind::Postgres,
+                value,
+                unit: "/s",
+                goal: Goal::None,
+                load: 0.0,
+                method: String::new(),
+            }]
+        };
+        let runs = [vec![run(100.0), run(80.0)], vec![run(60.0), run(90.0)]];
+        let pair = Pair::rates("accepted", &runs, 1, "accepted messages").unwrap();
+        assert_eq!((pair.empty.mean(), pair.history.mean()), (90.0, 75.0));
+        assert_eq!(
+            (pair.unit, pair.empty.to_string()),
+            ("/s", "100.0, 80.0".to_owned())
+        );
+        assert!(Pair::rates("checks", &runs, 3, "checks").is_err());
+        let missing = [vec![run(100.0)], vec![run(60.0), Vec::new()]];
+        assert!(Pair::rates("accepted", &missing, 1, "accepted messages").is_err());
     }
 }
