@@ -43,6 +43,13 @@ const CLAIM_DUE_STEPS: &str = r#"
     JOIN verifications AS v ON v.id = claimed.verification_id
     LEFT JOIN messages AS m ON m.id = claimed.step_message_id"#;
 
+/// Whether [`CLAIM_DUE_STEPS`] could find anything: a workflow with a step ahead that no worker
+/// holds. Asked first because the claim, joining every week of `messages` and `verifications`,
+/// is planned anew on most of the pool's connections, at a cost that grows with the weeks kept,
+/// while most polls find no workflow at all (none is started without a fallback).
+const ANY_STEP_AHEAD: &str = "SELECT EXISTS (SELECT 1 FROM verification_workflows \
+     WHERE next_step_at IS NOT NULL AND (claimed_until IS NULL OR claimed_until <= $1))";
+
 /// A verification's code messages with when each was sent and delivered, and its code's
 /// approval.
 const ATTEMPTS: &str = r#"
@@ -98,6 +105,14 @@ impl WorkflowStore for PgStore {
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<DueStep>, StoreError> {
+        let any: bool = sqlx::query_scalar(ANY_STEP_AHEAD)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if !any {
+            return Ok(Vec::new());
+        }
         let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
         let claim = query(
             CLAIM_DUE_STEPS,
