@@ -484,7 +484,6 @@ impl Bench {
     {
         let mut runs: [Runs; 2] = Default::default();
         self.after_start_jobs = true;
-        let mut outcome = Ok(());
         for on_history in ROUNDS {
             let before = self.figures.len();
             if on_history {
@@ -493,20 +492,17 @@ impl Bench {
             let ran = scenario(self).await;
             self.shared_store = None;
             let taken: Vec<Figure> = self.figures.drain(before..).collect();
-            outcome = ran.and_then(|_| {
-                if on_history {
-                    settle_history(shared_url)
-                } else {
-                    Ok(())
-                }
+            let settled = ran.and_then(|_| match on_history {
+                true => settle_history(shared_url),
+                false => Ok(()),
             });
-            if outcome.is_err() {
-                break;
+            if let Err(error) = settled {
+                self.after_start_jobs = false;
+                return Err(error);
             }
             runs[usize::from(on_history)].push(taken);
         }
         self.after_start_jobs = false;
-        outcome?;
         Ok(runs)
     }
 
