@@ -492,9 +492,12 @@ impl Bench {
             let ran = scenario(self).await;
             self.shared_store = None;
             let taken: Vec<Figure> = self.figures.drain(before..).collect();
-            let settled = ran.and_then(|_| match on_history {
-                true => settle_history(shared_url),
-                false => Ok(()),
+            let settled = ran.and_then(|_| {
+                if on_history {
+                    settle_history(shared_url)
+                } else {
+                    Ok(())
+                }
             });
             if let Err(error) = settled {
                 self.after_start_jobs = false;
